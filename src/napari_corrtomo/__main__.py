@@ -1,0 +1,28 @@
+"""``python -m napari_corrtomo``: napari with the sample correlative data and every dock widget."""
+
+from __future__ import annotations
+
+
+def open_viewer(show: bool = True):
+    import napari
+    from npe2 import PluginManager
+
+    viewer = napari.Viewer(title="napari-corrtomo", show=show)
+    viewer.open_sample("napari-corrtomo", "correlative_particles")
+    manifest = PluginManager.instance().get_manifest("napari-corrtomo")
+    docks = []
+    for widget in manifest.contributions.widgets or []:
+        dock, _ = viewer.window.add_plugin_dock_widget("napari-corrtomo", widget.display_name)
+        docks.append(dock)
+    for dock in docks[1:]:
+        viewer.window._qt_window.tabifyDockWidget(docks[0], dock)
+    if docks:
+        docks[0].raise_()
+    return viewer
+
+
+if __name__ == "__main__":
+    import napari
+
+    open_viewer()
+    napari.run()

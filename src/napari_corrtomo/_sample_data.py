@@ -1,0 +1,68 @@
+"""npe2 sample data: the synthetic correlative and FIB-SEM datasets, with truth layers.
+
+Truth layers are added hidden; small truth values (transform, landmarks, true
+thicknesses) ride in layer metadata under ``"truth"`` so widgets and tests can
+compare against them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._reader import volume_to_layer_data
+from .core import synthetic
+from .core.io import Volume
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+def _layer(volume: Volume, **extra: Any) -> LayerData:
+    data, meta, kind = volume_to_layer_data(volume)
+    meta.update(extra)
+    return data, meta, kind
+
+
+def correlative_particles() -> list[LayerData]:
+    """microCT overview (1 um), nanoCT of one particle (65 nm), ET of its wall (0.5 nm)."""
+    sample = synthetic.correlative_particles()
+    t = sample.truth
+    small = {
+        "nanoct_to_microct": t.nanoct_to_microct.tolist(),
+        "landmarks_microct": t.landmarks_microct.tolist(),
+        "landmarks_nanoct": t.landmarks_nanoct.tolist(),
+        "nanoct_macroporosity": t.nanoct_macroporosity,
+        "closed_pore_fraction": t.closed_pore_fraction,
+        "et_mesoporosity": t.et_mesoporosity,
+        "combined_porosity": t.combined_porosity,
+    }
+    layers = []
+    for vol in sample.volumes():
+        vol.metadata["truth"] = small
+        layers.append(_layer(vol, contrast_limits=_limits(vol.data)))
+    for vol in (t.microct_labels, t.nanoct_labels, t.et_labels):
+        layers.append(_layer(vol, visible=False))
+    return layers
+
+
+def fib_sem_stack() -> list[LayerData]:
+    """Two-detector FIB-SEM stack of a three-phase electrode, with ruler marks."""
+    sample = synthetic.fib_sem_stack()
+    truth = {
+        "thickness_nm": sample.thickness_nm.tolist(),
+        "slice_z_nm": sample.slice_z_nm.tolist(),
+        "ruler": vars(sample.ruler),
+        "phases": {str(k): v for k, v in sample.phases.items()},
+    }
+    layers = []
+    for vol in sample.channels:
+        vol.metadata["truth"] = truth
+        layers.append(_layer(vol, contrast_limits=_limits(vol.data)))
+    layers.append(_layer(sample.labels, visible=False))
+    return layers
+
+
+def _limits(data: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.percentile(data[:: max(1, data.shape[0] // 16)], (0.5, 99.5))
+    return float(lo), float(hi)

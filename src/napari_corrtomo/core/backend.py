@@ -1,0 +1,425 @@
+"""Array backend: NumPy or CuPy, memory budget, and the one blockwise map-with-halo helper.
+
+Every core function that can use a GPU takes ``backend="auto"|"numpy"|"cupy"``
+and resolves it with :func:`resolve_backend`. ``"auto"`` (the default) reads the
+``CORRTOMO_BACKEND`` environment variable and otherwise picks CuPy when a CUDA
+device is usable and NumPy when not. Nothing here imports CuPy at module import
+time, so importing the package on a machine without a GPU never fails.
+
+Per-voxel work goes through :func:`map_blocks`: it tiles the trailing spatial
+axes into blocks that fit the memory budget, gives each block ``halo`` voxels of
+context, and crops the result, so that a function whose output at a voxel only
+depends on inputs within ``halo`` voxels gives exactly the whole-array answer.
+NumPy/CuPy inputs are processed eagerly; dask and zarr inputs lazily, block by
+block, so volumes larger than memory (and ``dask.distributed`` clusters) work.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from .progress import ProgressCallback, report
+
+BACKENDS = ("auto", "numpy", "cupy")
+ENV_BACKEND = "CORRTOMO_BACKEND"
+ENV_MEMORY = "CORRTOMO_MEMORY_BUDGET"
+
+#: Fraction of currently available memory a single call may plan to use.
+DEFAULT_MEMORY_FRACTION = 0.5
+
+
+# --------------------------------------------------------------------------- devices
+
+
+@functools.cache
+def cupy_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device."""
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # ImportError, CUDARuntimeError, missing driver libraries ...
+        return False
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    """Return ``"numpy"`` or ``"cupy"`` for a requested backend.
+
+    ``"auto"`` honours ``CORRTOMO_BACKEND`` and falls back to the CPU when no GPU
+    is usable. An explicit ``"cupy"`` without a GPU is an error, never a silent
+    downgrade.
+    """
+    requested = str(backend).lower()
+    if requested == "auto":
+        requested = os.environ.get(ENV_BACKEND, "auto").strip().lower() or "auto"
+    if requested not in BACKENDS:
+        raise ValueError(
+            f"unknown backend {backend!r} (or {ENV_BACKEND}={requested!r}); "
+            f"choose one of {', '.join(BACKENDS)}"
+        )
+    if requested == "auto":
+        return "cupy" if cupy_available() else "numpy"
+    if requested == "cupy" and not cupy_available():
+        raise ValueError(
+            "backend='cupy' needs CuPy and a CUDA GPU, and none is usable here; "
+            "install the 'gpu' extra on a GPU machine or use backend='auto' or 'numpy'"
+        )
+    return requested
+
+
+def xp_for(backend: str) -> ModuleType:
+    """The array module (``numpy`` or ``cupy``) of a resolved backend."""
+    if resolve_backend(backend) == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def ndimage_for(backend: str) -> ModuleType:
+    """``scipy.ndimage`` or ``cupyx.scipy.ndimage`` for a resolved backend."""
+    if resolve_backend(backend) == "cupy":
+        import cupyx.scipy.ndimage as ndi
+
+        return ndi
+    import scipy.ndimage as ndi
+
+    return ndi
+
+
+def is_cupy_array(arr: Any) -> bool:
+    return type(arr).__module__.startswith("cupy")
+
+
+def is_lazy(arr: Any) -> bool:
+    """True for dask and zarr arrays (processed blockwise without loading)."""
+    mod = type(arr).__module__
+    return mod.startswith("dask") or mod.startswith("zarr")
+
+
+def asarray(arr: Any, backend: str = "numpy", dtype: Any = None) -> Any:
+    """Place ``arr`` on the device of ``backend`` (a host copy for NumPy)."""
+    if resolve_backend(backend) == "cupy":
+        import cupy
+
+        return cupy.asarray(arr, dtype=dtype)
+    return np.asarray(to_host(arr), dtype=dtype)
+
+
+def to_host(arr: Any) -> Any:
+    """Return a NumPy array for CuPy input; anything else is returned unchanged."""
+    if is_cupy_array(arr):
+        return arr.get()
+    return arr
+
+
+# --------------------------------------------------------------------------- memory
+
+_SIZE_RE = re.compile(r"^\s*([0-9.]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+
+
+def parse_bytes(text: str | int | float) -> int:
+    """Parse ``"8GB"``, ``"512 MiB"`` or a plain number of bytes."""
+    if isinstance(text, (int, float)):
+        return int(text)
+    match = _SIZE_RE.match(str(text))
+    if not match:
+        raise ValueError(f"cannot read a memory size from {text!r}; use e.g. '8GB' or '512MiB'")
+    value, unit = match.groups()
+    unit = (unit or "").lower()
+    binary = "i" in unit
+    prefix = unit[:1] if unit[:1] in "kmgt" else ""
+    factor = 1024 ** "kmgt".index(prefix) * 1024 if binary and prefix else _UNITS[prefix]
+    return int(float(value) * factor)
+
+
+def available_memory(backend: str = "numpy") -> int:
+    """Free memory in bytes on the device of ``backend`` (host RAM for NumPy)."""
+    if resolve_backend(backend) == "cupy":
+        import cupy
+
+        free, _total = cupy.cuda.runtime.memGetInfo()
+        return int(free)
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def memory_budget(backend: str = "numpy", budget: int | str | None = None) -> int:
+    """Bytes one call may plan to use: explicit ``budget``, else ``CORRTOMO_MEMORY_BUDGET``,
+    else half of what is free now on the backend's device."""
+    if budget is None:
+        budget = os.environ.get(ENV_MEMORY)
+    if budget is not None:
+        nbytes = parse_bytes(budget)
+        if nbytes <= 0:
+            raise ValueError(f"memory budget must be positive, got {budget!r}")
+        return nbytes
+    return int(available_memory(backend) * DEFAULT_MEMORY_FRACTION)
+
+
+def block_shape_for(
+    shape: Sequence[int],
+    halo: Sequence[int],
+    bytes_per_voxel: float,
+    budget: int,
+) -> tuple[int, ...]:
+    """Largest near-cubic block whose padded size times ``bytes_per_voxel`` fits ``budget``.
+
+    Axes shorter than the chosen edge stay whole. Raises ``ValueError`` when even a
+    block of one voxel plus its halo does not fit.
+    """
+    shape = tuple(int(s) for s in shape)
+    halo = tuple(int(h) for h in halo)
+
+    def cost(block: Sequence[int]) -> float:
+        return math.prod(min(b + 2 * h, s) for b, h, s in zip(block, halo, shape)) * bytes_per_voxel
+
+    if cost(shape) <= budget:
+        return shape
+    if cost((1,) * len(shape)) > budget:
+        raise ValueError(
+            f"a single block with halo {halo} needs {cost((1,) * len(shape)) / 1e9:.2f} GB, "
+            f"more than the memory budget of {budget / 1e9:.2f} GB; raise {ENV_MEMORY} "
+            "or reduce the filter size"
+        )
+    lo, hi = 1, max(shape)
+    while lo < hi:  # binary search on the common edge length
+        mid = (lo + hi + 1) // 2
+        if cost(tuple(min(mid, s) for s in shape)) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return tuple(min(lo, s) for s in shape)
+
+
+# --------------------------------------------------------------------------- blockwise
+
+
+@dataclass(frozen=True)
+class Block:
+    """One tile of the spatial grid: where it writes (``inner``) and what it reads (``outer``)."""
+
+    inner: tuple[slice, ...]
+    outer: tuple[slice, ...]
+
+    @property
+    def crop(self) -> tuple[slice, ...]:
+        """Slices that cut ``inner`` out of an array shaped like ``outer``."""
+        return tuple(
+            slice(i.start - o.start, i.stop - o.start) for i, o in zip(self.inner, self.outer)
+        )
+
+
+def iter_blocks(
+    shape: Sequence[int], block_shape: Sequence[int], halo: Sequence[int]
+) -> list[Block]:
+    """The blocks covering ``shape``; halos are clipped at the array edge (never padded)."""
+    ranges = [
+        [(start, min(start + b, s)) for start in range(0, s, b)]
+        for s, b in zip(shape, block_shape)
+    ]
+    blocks = []
+    for corner in itertools.product(*ranges):
+        inner = tuple(slice(a, b) for a, b in corner)
+        outer = tuple(
+            slice(max(a - h, 0), min(b + h, s)) for (a, b), h, s in zip(corner, halo, shape)
+        )
+        blocks.append(Block(inner, outer))
+    return blocks
+
+
+def _halo_tuple(halo: int | Sequence[int], ndim: int) -> tuple[int, ...]:
+    if np.isscalar(halo):
+        return (int(halo),) * ndim
+    halo = tuple(int(h) for h in halo)  # type: ignore[union-attr]
+    if len(halo) != ndim:
+        raise ValueError(f"halo has {len(halo)} entries but there are {ndim} spatial axes")
+    return halo
+
+
+def map_blocks(
+    func: Callable[[Any], Any],
+    image: Any,
+    halo: int | Sequence[int],
+    *,
+    spatial_ndim: int | None = None,
+    backend: str = "numpy",
+    bytes_per_voxel: float = 64.0,
+    block_shape: Sequence[int] | None = None,
+    budget: int | str | None = None,
+    progress: ProgressCallback | None = None,
+) -> Any:
+    """Apply ``func`` blockwise with ``halo`` voxels of context, as if on the whole array.
+
+    Parameters
+    ----------
+    func
+        ``func(block) -> array``. ``block`` is ``image[..., outer]``: leading
+        (non-spatial) axes whole, the last ``spatial_ndim`` axes cut to the block
+        plus its halo (clipped at the array edge). The output's trailing axes must
+        have the block's padded spatial shape; its leading axes may differ from the
+        input's (e.g. ``(C, z, y, x) -> (K, z, y, x)``) but must be the same for
+        every block.
+    image
+        NumPy, CuPy, dask or zarr array ``(..., *spatial)``.
+    halo
+        Context in voxels per spatial axis (int for all). Results are exact when
+        ``func``'s output at a voxel depends only on inputs within ``halo``.
+    spatial_ndim
+        Number of trailing axes to tile; default all axes.
+    backend
+        ``"numpy"`` or ``"cupy"``: blocks are moved to that device before ``func``
+        and results come back to the host (NumPy).
+    bytes_per_voxel
+        Working memory ``func`` needs per padded voxel; with ``budget`` it sets the
+        block size for in-memory inputs.
+    block_shape
+        Force a spatial block shape (in-memory inputs) instead of the budget's.
+    budget
+        Memory budget in bytes or as text (``"4GB"``); see :func:`memory_budget`.
+    progress
+        ``progress(done, total)`` after each block (in-memory inputs).
+
+    Returns
+    -------
+    NumPy array for NumPy/CuPy input; a lazy dask array for dask/zarr input, whose
+    chunks are the input's spatial chunks (rechunked up to at least the halo).
+    """
+    ndim = image.ndim if spatial_ndim is None else int(spatial_ndim)
+    if not 1 <= ndim <= image.ndim:
+        raise ValueError(f"spatial_ndim={spatial_ndim} does not fit an array of {image.ndim} dims")
+    spatial_shape = tuple(image.shape[-ndim:])
+    halo_t = _halo_tuple(halo, ndim)
+    backend = resolve_backend(backend)
+
+    def run(block: Any) -> np.ndarray:
+        out = to_host(func(asarray(block, backend)))
+        if tuple(out.shape[-ndim:]) != tuple(block.shape[-ndim:]):
+            raise ValueError(
+                f"block function returned spatial shape {out.shape[-ndim:]} for a block of "
+                f"{block.shape[-ndim:]}; it must preserve the spatial shape"
+            )
+        return out
+
+    if is_lazy(image):
+        return _map_blocks_dask(run, image, halo_t, ndim)
+
+    if block_shape is None:
+        lead = math.prod(image.shape[:-ndim]) if image.ndim > ndim else 1
+        nbytes = memory_budget(backend, budget)
+        block_shape = block_shape_for(spatial_shape, halo_t, bytes_per_voxel * lead, nbytes)
+    blocks = iter_blocks(spatial_shape, tuple(block_shape), halo_t)
+    lead_index = (slice(None),) * (image.ndim - ndim)
+    result = None
+    for i, blk in enumerate(blocks):
+        out = run(image[lead_index + blk.outer])
+        if result is None:
+            result = np.empty(out.shape[:-ndim] + spatial_shape, dtype=out.dtype)
+        result[(slice(None),) * (out.ndim - ndim) + blk.inner] = out[
+            (slice(None),) * (out.ndim - ndim) + blk.crop
+        ]
+        report(progress, i + 1, len(blocks))
+    return result
+
+
+def rechunk_for_halo(arr: Any, halo: Sequence[int], spatial_ndim: int) -> Any:
+    """Dask array with leading axes in one chunk and spatial chunks no smaller than
+    ``2 * halo`` (small chunks with a large halo waste work, never change answers)."""
+    import dask.array as da
+
+    if not isinstance(arr, da.Array):
+        arr = da.from_zarr(arr) if type(arr).__module__.startswith("zarr") else da.asarray(arr)
+    lead = arr.ndim - spatial_ndim
+    target: dict[int, Any] = {i: -1 for i in range(lead)}
+    for ax, h in zip(range(lead, arr.ndim), halo):
+        if min(arr.chunks[ax]) < 2 * h:
+            target[ax] = min(max(2 * h, max(arr.chunks[ax])), arr.shape[ax])
+    for ax in range(lead, arr.ndim):
+        target.setdefault(ax, arr.chunks[ax])
+    return arr.rechunk(target)
+
+
+def _map_blocks_dask(run: Callable[[Any], np.ndarray], image: Any, halo: tuple[int, ...], ndim: int):
+    import dask
+    import dask.array as da
+
+    arr = rechunk_for_halo(image, halo, ndim)
+    lead = arr.ndim - ndim
+    spatial_chunks = arr.chunks[lead:]
+    starts = [np.cumsum((0,) + c[:-1]) for c in spatial_chunks]
+    spatial_shape = arr.shape[lead:]
+
+    # One block computed eagerly tells the output's leading shape and dtype.
+    first = None
+    pieces: dict[tuple[int, ...], Any] = {}
+    for idx in itertools.product(*(range(len(c)) for c in spatial_chunks)):
+        inner = tuple(
+            slice(int(s[i]), int(s[i] + c[i])) for s, c, i in zip(starts, spatial_chunks, idx)
+        )
+        outer = tuple(
+            slice(max(sl.start - h, 0), min(sl.stop + h, n))
+            for sl, h, n in zip(inner, halo, spatial_shape)
+        )
+        crop = tuple(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer))
+        src = arr[(slice(None),) * lead + outer]
+        if first is None:
+            first = run(np.asarray(src.compute()))
+            out_lead = first.shape[:-ndim]
+            dtype = first.dtype
+            piece = da.from_array(first[(slice(None),) * len(out_lead) + crop], chunks=-1)
+        else:
+            task = dask.delayed(_run_and_crop)(run, src, crop, len(out_lead))
+            shape = out_lead + tuple(sl.stop - sl.start for sl in inner)
+            piece = da.from_delayed(task, shape=shape, dtype=dtype)
+        pieces[idx] = piece
+
+    def nest(prefix: tuple[int, ...]) -> Any:
+        depth = len(prefix)
+        if depth == ndim:
+            return pieces[prefix]
+        return [nest(prefix + (i,)) for i in range(len(spatial_chunks[depth]))]
+
+    out = da.block(nest(()))
+    # ``da.block`` nests along the trailing axes, so leading output axes stay whole.
+    return out
+
+
+def _run_and_crop(run: Callable[[Any], np.ndarray], block: Any, crop: tuple[slice, ...], n_lead: int):
+    out = run(np.asarray(block))
+    return out[(slice(None),) * n_lead + crop]
+
+
+def compute(lazy: Any, progress: ProgressCallback | None = None, scheduler: Any = None) -> Any:
+    """Compute a dask collection, reporting finished tasks to ``progress``.
+
+    ``scheduler`` may be a ``dask.distributed.Client`` (its cluster does the work)
+    or a dask scheduler name; default: dask's current scheduler.
+    """
+    from dask.callbacks import Callback
+
+    if scheduler is not None and hasattr(scheduler, "compute"):
+        return scheduler.compute(lazy).result()
+
+    class _Report(Callback):
+        def _start_state(self, dsk, state):
+            self._total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
+            self._done = 0
+
+        def _posttask(self, key, result, dsk, state, worker_id):
+            self._done += 1
+            report(progress, self._done, self._total)
+
+    with _Report():
+        return lazy.compute(scheduler=scheduler)

@@ -1,0 +1,705 @@
+"""Phantoms and the sample datasets, deterministic from a ``seed``, with ground truth.
+
+All samples are rendered from analytic scenes (spheres, leveled waves), so the
+truth does not depend on the code under test:
+
+- :func:`correlative_particles` -- a microCT-like overview of a resin column with
+  a few hundred porous silica-like particles (voxel 1 um), a nanoCT-like volume of
+  one particle (voxel 65 nm) related to it by a known similarity transform, and an
+  ET-like volume of the mesoporous wall (voxel 0.5 nm).
+- :func:`fib_sem_stack` -- a three-phase porous electrode imaged by FIB-SEM with two
+  detectors, shine-through, curtaining, gamma-distributed slice thicknesses and
+  ruler marks.
+- :func:`leveled_wave` -- the leveled-wave (Gaussian random field) structures used
+  for nanoporous materials.
+
+Conventions: arrays are (z, y, x); points are (z, y, x) in physical units; a
+world coordinate is ``index * spacing`` (napari's ``scale``, no offset).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from .io import Volume
+
+# Phases of the correlative sample (truth labels).
+AIR, RESIN, SOLID, PORE = 0, 1, 2, 3
+CORRELATIVE_PHASES = {AIR: "air", RESIN: "resin", SOLID: "solid", PORE: "macropore"}
+# Phases of the FIB-SEM electrode (truth labels; 0 marks the ruler band, not sample).
+FIB_PORE, FIB_CBD, FIB_AM = 1, 2, 3
+FIB_PHASES = {FIB_PORE: "pore", FIB_CBD: "carbon-binder", FIB_AM: "active material"}
+
+
+# =========================================================================== helpers
+
+
+def random_rotation(rng: np.random.Generator, max_angle_deg: float = 180.0) -> np.ndarray:
+    """A proper rotation (det +1) about a random axis by up to ``max_angle_deg``."""
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    angle = np.deg2rad(rng.uniform(0.5, 1.0) * max_angle_deg)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+
+
+def similarity_matrix(scale: float, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
+    """4x4 homogeneous matrix ``x -> scale * R @ x + t`` (points as (z, y, x) columns)."""
+    m = np.eye(4)
+    m[:3, :3] = scale * np.asarray(rotation)
+    m[:3, 3] = translation
+    return m
+
+
+def apply_matrix(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 4x4 homogeneous matrix to (N, 3) points."""
+    pts = np.atleast_2d(np.asarray(points, dtype=float))
+    return pts @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def paint_spheres(
+    target: np.ndarray,
+    centers: np.ndarray,
+    radii: np.ndarray,
+    value: int | float,
+    spacing: tuple[float, float, float],
+    where: np.ndarray | None = None,
+    only: int | None = None,
+) -> None:
+    """Set voxels whose centre lies inside any sphere to ``value`` (in place).
+
+    ``centers`` (N, 3) and ``radii`` (N,) are in the physical units of ``spacing``.
+    ``only`` restricts painting to voxels currently equal to it.
+    """
+    sp = np.asarray(spacing, dtype=float)
+    shape = np.array(target.shape)
+    for c, r in zip(np.atleast_2d(centers), np.atleast_1d(radii)):
+        lo = np.maximum(np.floor((c - r) / sp).astype(int), 0)
+        hi = np.minimum(np.ceil((c + r) / sp).astype(int) + 1, shape)
+        if np.any(hi <= lo):
+            continue
+        z, y, x = (np.arange(a, b) * s - cc for a, b, s, cc in zip(lo, hi, sp, c))
+        inside = (z[:, None, None] ** 2 + y[None, :, None] ** 2 + x[None, None, :] ** 2) <= r * r
+        view = target[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        if only is not None:
+            inside &= view == only
+        if where is not None:
+            inside &= where[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        view[inside] = value
+
+
+def _place_spheres(
+    rng: np.random.Generator,
+    radii: np.ndarray,
+    inside: Any,
+    sample: Any,
+    gap: float,
+    fixed: tuple[np.ndarray, np.ndarray] | None = None,
+    attempts: int = 400,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random sequential addition of non-overlapping spheres (largest first).
+
+    ``sample(n)`` draws (n, 3) candidate centres; ``inside(centres, r)`` says which
+    candidates are admissible (bool array). Spheres that find no place are dropped.
+    """
+    from scipy.spatial.distance import cdist
+
+    centers = np.zeros((0, 3)) if fixed is None else np.asarray(fixed[0], float).reshape(-1, 3)
+    placed = np.zeros(0) if fixed is None else np.asarray(fixed[1], float)
+    for r in np.sort(np.asarray(radii, float))[::-1]:
+        cand = sample(attempts)
+        cand = cand[inside(cand, r)]
+        if len(centers) and len(cand):
+            clear = cdist(cand, centers) >= placed[None, :] + r + gap
+            cand = cand[clear.all(axis=1)]
+        if len(cand):
+            centers = np.vstack([centers, cand[:1]])
+            placed = np.append(placed, r)
+    return centers, placed
+
+
+def _overlap_clusters(centers: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """Cluster index per sphere; overlapping spheres share a cluster."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    n = len(radii)
+    if n == 0:
+        return np.zeros(0, int)
+    tree = cKDTree(centers)
+    pairs = tree.query_pairs(2 * float(radii.max()), output_type="ndarray")
+    if len(pairs):
+        d = np.linalg.norm(centers[pairs[:, 0]] - centers[pairs[:, 1]], axis=1)
+        pairs = pairs[d < radii[pairs[:, 0]] + radii[pairs[:, 1]]]
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def _union_fraction(
+    rng: np.random.Generator, center: np.ndarray, radius: float, centers: np.ndarray,
+    radii: np.ndarray, n_points: int = 40000,
+) -> float:
+    """Monte-Carlo volume fraction of a ball covered by a union of spheres."""
+    if len(radii) == 0:
+        return 0.0
+    u = rng.normal(size=(n_points, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    pts = center + u * radius * rng.uniform(size=(n_points, 1)) ** (1 / 3)
+    from scipy.spatial.distance import cdist
+
+    covered = (cdist(pts, centers, "sqeuclidean") <= np.asarray(radii)[None, :] ** 2).any(axis=1)
+    return float(covered.mean())
+
+
+def _image(labels: np.ndarray, contrast: dict[int, float], blur: float, noise: float,
+           rng: np.random.Generator) -> np.ndarray:
+    """Phase contrast -> Gaussian PSF -> additive Gaussian noise, as float32."""
+    lut = np.zeros(int(labels.max()) + 1, np.float32)
+    for phase, value in contrast.items():
+        if phase < len(lut):
+            lut[phase] = value
+    img = lut[labels]
+    if blur > 0:
+        img = ndi.gaussian_filter(img, blur, output=np.float32)
+    img += rng.normal(0.0, noise, size=img.shape).astype(np.float32)
+    return img
+
+
+def leveled_wave(
+    shape: tuple[int, ...],
+    spacing: float | tuple[float, ...] = 1.0,
+    wavelength: float = 40.0,
+    solid_fraction: float = 0.3,
+    n_waves: int = 64,
+    seed: int = 0,
+    return_field: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Leveled-wave (Cahn) structure: a sum of ``n_waves`` cosines with wave vectors of
+    length 2*pi/``wavelength`` in random directions and random phases, thresholded so
+    that ``solid_fraction`` of the voxels are solid (True).
+
+    ``wavelength`` is in the physical units of ``spacing``; the ligament/pore size is
+    about a third of it. Works in 2D and 3D. Returns the boolean structure (and the
+    field when ``return_field``).
+    """
+    if not 0.0 < solid_fraction < 1.0:
+        raise ValueError(f"solid_fraction must be in (0, 1), got {solid_fraction}")
+    rng = np.random.default_rng(seed)
+    ndim = len(shape)
+    sp = np.broadcast_to(np.asarray(spacing, dtype=float), (ndim,))
+    k = rng.normal(size=(n_waves, ndim))
+    k *= (2 * np.pi / wavelength) / np.linalg.norm(k, axis=1, keepdims=True)
+    phase = rng.uniform(0, 2 * np.pi, n_waves)
+    coords = [np.arange(n) * s for n, s in zip(shape, sp)]
+    field_ = np.zeros(shape, np.float32)
+    for kv, ph in zip(k, phase):
+        # exp(i k.x) factorises over axes: an outer product instead of a full meshgrid.
+        term = np.exp(1j * ph) * np.ones((), np.complex64)
+        for ax, (kk, cc) in enumerate(zip(kv, coords)):
+            shp = [1] * ndim
+            shp[ax] = -1
+            term = term * np.exp(1j * kk * cc).astype(np.complex64).reshape(shp)
+        field_ += term.real
+    level = np.quantile(field_, 1.0 - solid_fraction)
+    solid = field_ > level
+    return (solid, field_) if return_field else solid
+
+
+# =========================================================================== correlative
+
+
+@dataclass
+class CorrelativeTruth:
+    """Ground truth of :func:`correlative_particles` (lengths in um unless named nm)."""
+
+    microct_labels: Volume
+    microct_particles: Volume
+    nanoct_labels: Volume
+    et_labels: Volume
+    nanoct_to_microct: np.ndarray
+    landmarks_microct: np.ndarray
+    landmarks_nanoct: np.ndarray
+    particles: pd.DataFrame
+    target_particle: int
+    nanoct_fov_microct: np.ndarray
+    nanoct_macroporosity: float
+    closed_pore_fraction: float
+    et_mesoporosity: float
+    et_pore_diameters_nm: np.ndarray
+    combined_porosity: float
+    blur_sigma: dict[str, float]
+    phases: dict[int, str] = field(default_factory=lambda: dict(CORRELATIVE_PHASES))
+
+
+@dataclass
+class CorrelativeSample:
+    """microCT overview, nanoCT of one particle, ET of its wall, and their truth."""
+
+    microct: Volume
+    nanoct: Volume
+    et: Volume
+    truth: CorrelativeTruth
+
+    def volumes(self) -> list[Volume]:
+        return [self.microct, self.nanoct, self.et]
+
+
+def correlative_particles(
+    seed: int = 0,
+    microct_shape: tuple[int, int, int] = (160, 224, 224),
+    microct_voxel_um: float = 1.0,
+    n_particles: int = 260,
+    particle_diameter_um: tuple[float, float] = (10.0, 50.0),
+    macroporosity: float = 0.30,
+    macropore_diameter_um: float = 4.5,
+    closed_pore_radius_um: float = 0.6,
+    nanoct_shape: tuple[int, int, int] = (224, 224, 224),
+    nanoct_voxel_um: float = 0.065,
+    nanoct_scale_error: float = 1.015,
+    et_shape: tuple[int, int, int] = (160, 160, 160),
+    et_voxel_nm: float = 0.5,
+    mesoporosity: float = 0.316,
+    mesopore_diameter_nm: float = 17.0,
+) -> CorrelativeSample:
+    """The correlative sample: one analytic scene rendered at three scales.
+
+    Scene (microCT world, um): a resin column (cylinder along z) holding porous
+    silica-like spheres (diameters log-normal within ``particle_diameter_um``),
+    each with resin-filled macropores (overlapping spheres, ~``macroporosity`` of
+    the particle, diameters ~``macropore_diameter_um``), carbon-black speckle and
+    air bubbles in the resin, and a few dense fiducial beads beside the nanoCT
+    particle (landmarks visible at both scales).
+
+    The nanoCT grid is placed by a similarity transform ``nanoct_to_microct``
+    (rotation, translation, and a ``nanoct_scale_error`` mimicking a nominal
+    nanoCT pixel size that is off): ``x_microct = s R x_nanoct + t`` with world
+    coordinates ``index * voxel`` in um. The ET volume is a separate piece of the
+    mesoporous wall (overlapping spherical mesopores, ~``mesoporosity``).
+    """
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(seed)
+    shape = np.array(microct_shape)
+    extent = shape * microct_voxel_um
+    col_center = extent[1:] / 2
+    col_radius = 0.47 * min(extent[1:])
+
+    def in_column(c, r, margin=0.0):
+        """Which (n, 3) centres keep a sphere of radius r inside the column section."""
+        c = np.atleast_2d(c)
+        radial = np.hypot(c[:, 1] - col_center[0], c[:, 2] - col_center[1])
+        return (radial + r + margin <= col_radius) & (c[:, 0] >= r) & (c[:, 0] <= extent[0] - r)
+
+    # ---- the nanoCT particle goes first, near the column centre
+    fov_um = np.array(nanoct_shape) * nanoct_voxel_um
+    target_r = max(0.34 * fov_um.min(), particle_diameter_um[0] / 2)
+    target_c = np.array([extent[0] / 2, col_center[0], col_center[1]]) + rng.uniform(-8, 8, 3)
+
+    # ---- particles
+    dmin, dmax = particle_diameter_um
+    d = np.exp(rng.normal(np.log(0.32 * (dmin + dmax)), 0.35, n_particles))
+    d = np.clip(d, dmin, dmax)
+
+    def sample_col(n):
+        ang = rng.uniform(0, 2 * np.pi, n)
+        rad = col_radius * np.sqrt(rng.uniform(0, 1, n))
+        return np.column_stack([rng.uniform(0, extent[0], n), col_center[0] + rad * np.sin(ang),
+                                col_center[1] + rad * np.cos(ang)])
+
+    p_centers, p_radii = _place_spheres(
+        rng, d[1:] / 2, lambda c, r: in_column(c, r, 0.5), sample_col, gap=0.8,
+        fixed=(target_c[None], np.array([target_r])),
+    )
+
+    # ---- macropores: a Boolean model of spheres per particle (some cut the surface -> open)
+    pore_c, pore_r, pore_p = [], [], []
+    for i, (c, r) in enumerate(zip(p_centers, p_radii)):
+        budget = -np.log(1 - macroporosity) * (4 / 3) * np.pi * r**3
+        vol = 0.0
+        while vol < budget:
+            pr = float(np.clip(np.exp(rng.normal(np.log(macropore_diameter_um / 2), 0.25)),
+                               0.25 * macropore_diameter_um, 0.9 * macropore_diameter_um))
+            u = rng.normal(size=3)
+            u /= np.linalg.norm(u)
+            pc = c + u * r * rng.uniform() ** (1 / 3)
+            pore_c.append(pc)
+            pore_r.append(pr)
+            pore_p.append(i)
+            vol += (4 / 3) * np.pi * pr**3
+    pore_c, pore_r, pore_p = np.array(pore_c), np.array(pore_r), np.array(pore_p)
+    # Two small closed pores in the nanoCT particle, clear of the others and of its surface
+    # (the seed finds closed pores are ~1.4 % of the pore volume).
+    sel0 = pore_p == 0
+    closed_c, closed_r = _place_spheres(
+        rng, np.full(2, closed_pore_radius_um),
+        lambda c, r: (np.linalg.norm(c - target_c, axis=1) + r + 0.4 <= target_r)
+        & (cdist(c, pore_c[sel0]) >= pore_r[sel0][None, :] + r + 0.4).all(axis=1),
+        lambda n: target_c + rng.uniform(-target_r, target_r, (n, 3)), gap=0.4, attempts=20000)
+    pore_c = np.vstack([pore_c, closed_c])
+    pore_r = np.append(pore_r, closed_r)
+    pore_p = np.append(pore_p, np.zeros(len(closed_r), int))
+
+    # ---- per-particle truth: porosity (Monte Carlo on the analytic scene), open/closed
+    clusters = _overlap_clusters(pore_c, pore_r)
+    dist_out = np.linalg.norm(pore_c - p_centers[pore_p], axis=1) + pore_r - p_radii[pore_p]
+    open_cluster = np.zeros(clusters.max() + 1 if len(clusters) else 0, bool)
+    open_cluster[clusters[dist_out > 0]] = True
+    porosity = np.zeros(len(p_radii))
+    closed_frac_target = 0.0
+    for i, (c, r) in enumerate(zip(p_centers, p_radii)):
+        sel = pore_p == i
+        porosity[i] = _union_fraction(rng, c, r, pore_c[sel], pore_r[sel],
+                                      n_points=200000 if i == 0 else 20000)
+        if i == 0:
+            closed = sel & ~open_cluster[clusters]
+            f_closed = _union_fraction(rng, c, r, pore_c[closed], pore_r[closed], 200000)
+            closed_frac_target = f_closed / porosity[0] if porosity[0] else 0.0
+    particles = pd.DataFrame({
+        "particle": np.arange(1, len(p_radii) + 1),
+        "z_um": p_centers[:, 0], "y_um": p_centers[:, 1], "x_um": p_centers[:, 2],
+        "esd_um": 2 * p_radii,
+        "volume_um3": (4 / 3) * np.pi * p_radii**3,
+        "macroporosity": porosity,
+        "n_pores": np.bincount(pore_p, minlength=len(p_radii)),
+    })
+
+    # ---- bubbles, carbon black, fiducials
+    def free(c, r):
+        """Centres whose sphere lies in resin, at least 1 um from every particle."""
+        return in_column(c, r) & (cdist(c, p_centers) >= p_radii[None, :] + r + 1.0).all(axis=1)
+    b_c, b_r = _place_spheres(rng, rng.uniform(4, 15, 10), free, sample_col, gap=1.0)
+    n_cb = int(4e-4 * np.prod(extent))
+    cb_c, cb_r = sample_col(n_cb), rng.uniform(0.5, 1.3, n_cb)
+
+    # ---- nanoCT grid: similarity transform centred on the particle
+    rot = random_rotation(rng, 35.0)
+    s = float(nanoct_scale_error)
+    fov_center_m = (np.array(nanoct_shape) - 1) * nanoct_voxel_um / 2
+    offset = rng.uniform(-0.6, 0.6, 3)
+    t = target_c + offset - s * rot @ fov_center_m
+    m2f = similarity_matrix(s, rot, t)
+    f2m = np.linalg.inv(m2f)
+
+    # fiducial beads in the corners of the nanoCT field of view, outside all particles
+    fid_r_um = 1.2
+    margin = fid_r_um + 0.4
+
+    def in_fov(n):
+        return apply_matrix(m2f, rng.uniform(margin, fov_um - margin, (n, 3)))
+
+    fid_c, fid_r = _place_spheres(rng, np.full(7, fid_r_um), free, in_fov, gap=2.0,
+                                  attempts=3000)
+    if len(fid_r) < 6:
+        raise ValueError("could not place 6 fiducial beads in the nanoCT field of view; "
+                         "try another seed or a larger nanoct_shape")
+
+    # ---- microCT rendering
+    vox = (microct_voxel_um,) * 3
+    labels = np.zeros(microct_shape, np.uint8)
+    zz, yy, xx = (np.arange(n) * microct_voxel_um for n in microct_shape)
+    in_col = np.hypot(yy[:, None] - col_center[0], xx[None, :] - col_center[1]) <= col_radius
+    labels[:, in_col] = RESIN
+    paint_spheres(labels, b_c, b_r, AIR, vox, only=RESIN)
+    inst = np.zeros(microct_shape, np.uint16)
+    for i, (c, r) in enumerate(zip(p_centers, p_radii)):
+        paint_spheres(inst, c[None], np.array([r]), i + 1, vox)
+    labels[inst > 0] = SOLID
+    paint_spheres(labels, pore_c, pore_r, PORE, vox, only=SOLID)
+    contrast = {AIR: 0.0, RESIN: 0.35, SOLID: 1.0, PORE: 0.35}
+    special = np.zeros(microct_shape, np.uint8)
+    paint_spheres(special, cb_c, cb_r, 1, vox, where=labels == RESIN)
+    paint_spheres(special, fid_c, fid_r, 2, vox)
+    blur_micro = 0.9
+    micro_img = _render(labels, special, contrast, blur_micro, 0.06, rng)
+
+    def to_nano(c, r):
+        return apply_matrix(f2m, c), np.asarray(r) / s
+
+    nvox = (nanoct_voxel_um,) * 3
+    corners_m = np.array(np.meshgrid(*[[0, (n - 1) * nanoct_voxel_um] for n in nanoct_shape],
+                                     indexing="ij")).reshape(3, -1).T
+    fov_f = apply_matrix(m2f, corners_m)
+    lo, hi = fov_f.min(0) - 60, fov_f.max(0) + 60
+    n_labels = np.zeros(nanoct_shape, np.uint8)
+    n_special = np.zeros(nanoct_shape, np.uint8)
+    # resin column boundary is far from the nanoCT field of view: all resin
+    n_labels[:] = RESIN
+    near = lambda cc, rr: np.all((cc + rr[:, None] > lo) & (cc - rr[:, None] < hi), axis=1)  # noqa: E731
+    sel = near(b_c, b_r)
+    paint_spheres(n_labels, *to_nano(b_c[sel], b_r[sel]), AIR, nvox)
+    sel = near(p_centers, p_radii)
+    paint_spheres(n_labels, *to_nano(p_centers[sel], p_radii[sel]), SOLID, nvox)
+    sel = near(pore_c, pore_r)
+    paint_spheres(n_labels, *to_nano(pore_c[sel], pore_r[sel]), PORE, nvox, only=SOLID)
+    sel = near(cb_c, cb_r)
+    paint_spheres(n_special, *to_nano(cb_c[sel], cb_r[sel]), 1, nvox, where=n_labels == RESIN)
+    paint_spheres(n_special, *to_nano(fid_c, fid_r), 2, nvox)
+    blur_nano = 1.5
+    nano_img = _render(n_labels, n_special, contrast, blur_nano, 0.05, rng)
+
+    # ---- ET of the mesoporous wall: overlapping spherical mesopores
+    et_extent = np.array(et_shape) * et_voxel_nm
+    budget = -np.log(1 - mesoporosity) * np.prod(et_extent + mesopore_diameter_nm)
+    mc, mr, vol = [], [], 0.0
+    while vol < budget:
+        r = float(np.clip(np.exp(rng.normal(np.log(mesopore_diameter_nm / 2), 0.2)), 4.0, 20.0))
+        mc.append(rng.uniform(-mesopore_diameter_nm / 2, et_extent + mesopore_diameter_nm / 2))
+        mr.append(r)
+        vol += (4 / 3) * np.pi * r**3
+    mc, mr = np.array(mc), np.array(mr)
+    et_labels = np.full(et_shape, SOLID, np.uint8)
+    paint_spheres(et_labels, mc, mr, PORE, (et_voxel_nm,) * 3)
+    blur_et = 2.0
+    et_img = _image(et_labels, {SOLID: 1.0, PORE: 0.15}, blur_et, 0.08, rng)
+    meso = float(np.mean(et_labels == PORE))
+    macro = float(porosity[0])
+
+    # ---- landmarks: fiducial bead centres (both frames) and the particle centre
+    lm_f = np.vstack([fid_c, target_c[None]])
+    lm_m = apply_matrix(f2m, lm_f)
+
+    um = ("um",) * 3
+    truth = CorrelativeTruth(
+        microct_labels=Volume(labels, vox, um, "microCT truth", "labels"),
+        microct_particles=Volume(inst, vox, um, "microCT particles truth", "labels"),
+        nanoct_labels=Volume(n_labels, nvox, um, "nanoCT truth", "labels"),
+        et_labels=Volume(et_labels, (et_voxel_nm,) * 3, ("nm",) * 3, "ET truth", "labels"),
+        nanoct_to_microct=m2f,
+        landmarks_microct=lm_f,
+        landmarks_nanoct=lm_m,
+        particles=particles,
+        target_particle=1,
+        nanoct_fov_microct=fov_f,
+        nanoct_macroporosity=macro,
+        closed_pore_fraction=float(closed_frac_target),
+        et_mesoporosity=meso,
+        et_pore_diameters_nm=2 * mr,
+        combined_porosity=macro + (1 - macro) * meso,
+        blur_sigma={"microct_um": blur_micro * microct_voxel_um,
+                    "nanoct_um": blur_nano * nanoct_voxel_um,
+                    "et_nm": blur_et * et_voxel_nm},
+    )
+    meta = {"sample": "correlative_particles", "seed": seed}
+    return CorrelativeSample(
+        microct=Volume(micro_img, vox, um, "microCT", "image", {**meta, "modality": "microCT"}),
+        nanoct=Volume(nano_img, nvox, um, "nanoCT", "image", {**meta, "modality": "nanoCT"}),
+        et=Volume(et_img, (et_voxel_nm,) * 3, ("nm",) * 3, "ET", "image", {**meta, "modality": "ET"}),
+        truth=truth,
+    )
+
+
+def _render(labels: np.ndarray, special: np.ndarray, contrast: dict[int, float], blur: float,
+            noise: float, rng: np.random.Generator) -> np.ndarray:
+    """X-ray-like image: phase contrast plus carbon black (special==1) and dense beads (==2)."""
+    lut = np.zeros(4, np.float32)
+    for phase, value in contrast.items():
+        lut[phase] = value
+    img = lut[labels]
+    img[special == 1] = 0.55
+    img[special == 2] = 4.0  # dense (e.g. gold) beads
+    img = ndi.gaussian_filter(img, blur, output=np.float32)
+    img += rng.normal(0.0, noise, size=img.shape).astype(np.float32)
+    return img
+
+
+# =========================================================================== FIB-SEM
+
+
+@dataclass
+class RulerSpec:
+    """Where the ruler marks are in every slice of :func:`fib_sem_stack`.
+
+    The marks sit in the top ``band_rows`` rows. The two parallel trenches run
+    along the milling direction, so their marks stay at ``parallel_x`` (pixels);
+    the two inclined trenches make ``angle_deg`` with them, so their marks move by
+    ``tan(angle) * depth / pixel_size`` pixels: the first towards -x, the second
+    towards +x, starting at ``inclined_x0`` in the first slice.
+    """
+
+    band_rows: int
+    parallel_x: tuple[float, float]
+    inclined_x0: tuple[float, float]
+    angle_deg: float
+    pixel_size_nm: float
+    width_px: float = 1.5
+
+    def positions(self, depth_nm: np.ndarray) -> np.ndarray:
+        """(n, 4) mark x positions [parallel0, parallel1, inclined0, inclined1] for depths."""
+        shift = np.tan(np.deg2rad(self.angle_deg)) * np.asarray(depth_nm) / self.pixel_size_nm
+        return np.column_stack([
+            np.full_like(shift, self.parallel_x[0]), np.full_like(shift, self.parallel_x[1]),
+            self.inclined_x0[0] - shift, self.inclined_x0[1] + shift,
+        ])
+
+
+@dataclass
+class FibSemSample:
+    """Two-detector FIB-SEM stack (C, z, y, x) with its truth."""
+
+    channels: list[Volume]
+    labels: Volume
+    thickness_nm: np.ndarray
+    slice_z_nm: np.ndarray
+    ruler: RulerSpec
+    fine_labels: Volume
+    phases: dict[int, str] = field(default_factory=lambda: dict(FIB_PHASES))
+
+    @property
+    def image(self) -> np.ndarray:
+        """(C, z, y, x) stack of the detector channels."""
+        return np.stack([c.data for c in self.channels])
+
+
+def gamma_thicknesses(n: int, target: float, shape: float, rng: np.random.Generator) -> np.ndarray:
+    """``n`` slice thicknesses from a gamma distribution with mean ``target``."""
+    return rng.gamma(shape, target / shape, n)
+
+
+def fib_sem_stack(
+    seed: int = 0,
+    n_slices: int = 64,
+    image_shape: tuple[int, int] = (176, 192),
+    pixel_nm: float = 10.0,
+    target_thickness_nm: float = 20.0,
+    gamma_shape: float = 6.0,
+    fine_nm: float = 2.5,
+    band_rows: int = 16,
+    ruler_angle_deg: float = 25.0,
+    drift_px: float = 0.0,
+) -> FibSemSample:
+    """Three-phase porous electrode (active material, carbon-binder, pores) as FIB-SEM.
+
+    The structure is built on a fine grid (``fine_nm`` along z, ``pixel_nm`` in
+    plane); slice k images the plane at the cumulative depth of gamma-distributed
+    thicknesses (mean ``target_thickness_nm``). Two detectors: an SE2-like channel
+    (strong shine-through of material behind pores, edge brightening) and an
+    InLens-like channel (material contrast, weak shine-through). Both show
+    curtaining stripes and noise. The top ``band_rows`` rows hold the ruler marks
+    (:class:`RulerSpec`); truth labels are 0 there. ``drift_px`` adds a random walk
+    of in-plane x drift (image, marks and labels move together).
+    """
+    rng = np.random.default_rng(seed)
+    ny, nx = image_shape
+    ny_s = ny - band_rows
+    thickness = gamma_thicknesses(n_slices, target_thickness_nm, gamma_shape, rng)
+    z_nm = np.concatenate([[0.0], np.cumsum(thickness[:-1])])
+    shine_depth = 200.0
+    nz_fine = int(np.ceil((z_nm[-1] + shine_depth) / fine_nm)) + 1
+    fshape = (nz_fine, ny_s, nx)
+    fsp = (fine_nm, pixel_nm, pixel_nm)
+    ext = np.array(fshape) * np.array(fsp)
+
+    # active material: sintered spheres (slight overlap allowed), about half the volume
+    am = np.zeros(fshape, bool)
+    vol, budget = 0.0, -np.log(1 - 0.6) * np.prod(ext)
+    centers, radii = [], []
+    while vol < budget:
+        r = rng.uniform(140.0, 380.0)
+        c = rng.uniform(-r / 2, ext + r / 2)
+        if centers:
+            dd = np.linalg.norm(np.array(centers) - c, axis=1)
+            if np.any(dd < 0.8 * (np.array(radii) + r)):
+                continue
+        centers.append(c)
+        radii.append(r)
+        vol += (4 / 3) * np.pi * r**3
+    paint_spheres(am, np.array(centers), np.array(radii), True, fsp)
+    # carbon-binder: a leveled wave kept within ~90 nm of the active material
+    coarse = (int(np.ceil(nz_fine * fine_nm / pixel_nm)), ny_s, nx)
+    wave = leveled_wave(coarse, pixel_nm, wavelength=220.0, solid_fraction=0.45,
+                        n_waves=48, seed=int(rng.integers(2**31)))
+    cbd = np.repeat(wave, int(round(pixel_nm / fine_nm)), axis=0)[:nz_fine]
+    dist = ndi.distance_transform_edt(~am, sampling=fsp)
+    labels_f = np.full(fshape, FIB_PORE, np.uint8)
+    labels_f[cbd & (dist < 90.0)] = FIB_CBD
+    labels_f[am] = FIB_AM
+
+    # imaging: each slice shows the plane at its depth; pores shine through
+    planes = np.round(z_nm / fine_nm).astype(int)
+    n_look = int(shine_depth / fine_nm)
+    se2_c = np.array([0.0, 0.08, 0.50, 0.78], np.float32)
+    inl_c = np.array([0.0, 0.05, 0.22, 0.85], np.float32)
+    se2 = np.empty((n_slices, ny_s, nx), np.float32)
+    inl = np.empty_like(se2)
+    for k, p in enumerate(planes):
+        face = labels_f[p]
+        ahead = labels_f[p + 1:p + 1 + n_look] != FIB_PORE
+        hit = ahead.any(0)
+        first = np.argmax(ahead, axis=0)
+        depth = (first + 1) * fine_nm
+        behind = np.take_along_axis(labels_f[p + 1:p + 1 + n_look], first[None], 0)[0]
+        pore = (face == FIB_PORE) & hit
+        se2[k] = se2_c[face]
+        inl[k] = inl_c[face]
+        se2[k][pore] += 0.9 * se2_c[behind[pore]] * np.exp(-depth[pore] / 60.0)
+        inl[k][pore] += 0.55 * inl_c[behind[pore]] * np.exp(-depth[pore] / 22.0)
+        edges = ndi.gaussian_gradient_magnitude((face != FIB_PORE).astype(np.float32), 1.0)
+        se2[k] += 0.35 * edges
+    labels = labels_f[planes]
+
+    # curtaining: vertical stripes growing away from the top surface, drifting slowly
+    stripes = ndi.gaussian_filter1d(rng.standard_t(3, size=(n_slices, nx)), 1.2, axis=1)
+    stripes = ndi.gaussian_filter1d(stripes, 4.0, axis=0)
+    stripes *= 0.07 / (stripes.std() + 1e-9)
+    ramp = np.linspace(0.3, 1.0, ny_s, dtype=np.float32)
+    curtain = (stripes[:, None, :] * ramp[None, :, None]).astype(np.float32)
+
+    def finish(img: np.ndarray, noise: float) -> np.ndarray:
+        img = ndi.gaussian_filter(img, (0, 0.6, 0.6)) + curtain
+        return img + rng.normal(0, noise, img.shape).astype(np.float32)
+
+    se2, inl = finish(se2, 0.05), finish(inl, 0.05)
+
+    # ruler band
+    room = nx / 2 - 24
+    ruler = RulerSpec(band_rows, (nx / 2 - 7.0, nx / 2 + 7.0), (nx / 2 - 16.0, nx / 2 + 16.0),
+                      ruler_angle_deg, pixel_nm)
+    marks = ruler.positions(z_nm)
+    if np.abs(marks[:, 2:] - nx / 2).max() > nx / 2 - 4:
+        raise ValueError(
+            f"the inclined ruler marks leave the image after {room:.0f} px; use fewer slices, "
+            f"a smaller ruler_angle_deg or a wider image"
+        )
+    drift = np.cumsum(rng.normal(0, drift_px, n_slices)) if drift_px > 0 else np.zeros(n_slices)
+    xs = np.arange(nx, dtype=np.float32)
+    rows = np.arange(band_rows, dtype=np.float32)
+    depth_profile = np.clip((rows - 2) / 4, 0, 1)[:, None]  # notches open at the top surface
+    channels = []
+    for img, (top, notch) in ((se2, (0.9, 0.65)), (inl, (0.75, 0.6))):
+        stack = np.empty((n_slices, ny, nx), np.float32)
+        for k in range(n_slices):
+            prof = np.zeros(nx, np.float32)
+            for xm in marks[k] + drift[k]:
+                prof += np.exp(-((xs - xm) ** 2) / (2 * ruler.width_px**2))
+            band = top - notch * depth_profile * prof[None, :]
+            stack[k, :band_rows] = band + rng.normal(0, 0.03, band.shape)
+            stack[k, band_rows:] = img[k]
+        channels.append(stack)
+    full_labels = np.zeros((n_slices, ny, nx), np.uint8)
+    full_labels[:, band_rows:] = labels
+    if drift_px > 0:
+        for k in range(n_slices):
+            for stack in channels:
+                stack[k, band_rows:] = ndi.shift(stack[k, band_rows:], (0, drift[k]), order=1,
+                                                 mode="nearest")
+            full_labels[k, band_rows:] = ndi.shift(full_labels[k, band_rows:], (0, drift[k]),
+                                                   order=0, mode="nearest")
+    spacing = (target_thickness_nm, pixel_nm, pixel_nm)
+    nm = ("nm",) * 3
+    meta = {"sample": "fib_sem_stack", "seed": seed}
+    return FibSemSample(
+        channels=[Volume(channels[0], spacing, nm, "FIB-SEM SE2", "image", {**meta, "detector": "SE2"}),
+                  Volume(channels[1], spacing, nm, "FIB-SEM InLens", "image",
+                         {**meta, "detector": "InLens"})],
+        labels=Volume(full_labels, spacing, nm, "FIB-SEM truth", "labels", meta),
+        thickness_nm=thickness,
+        slice_z_nm=z_nm,
+        ruler=ruler,
+        fine_labels=Volume(labels_f, fsp, nm, "FIB-SEM fine truth", "labels", meta),
+    )

@@ -1,0 +1,77 @@
+"""Physical length units: one spelling per unit and exact conversions between them.
+
+Spellings follow pint (which napari uses for ``layer.units``): ``"nm"``, ``"um"``,
+``"mm"``, ``"angstrom"``. ``"pixel"`` marks data without a known voxel size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+#: metres per unit
+_METRES = {
+    "m": 1.0,
+    "mm": 1e-3,
+    "um": 1e-6,
+    "nm": 1e-9,
+    "angstrom": 1e-10,
+    "pm": 1e-12,
+}
+_ALIASES = {
+    "meter": "m", "metre": "m", "meters": "m", "metres": "m",
+    "millimeter": "mm", "millimetre": "mm",
+    "micron": "um", "microns": "um", "micrometer": "um", "micrometre": "um",
+    "µm": "um", "μm": "um", "\\u00b5m": "um", "u": "um",
+    "nanometer": "nm", "nanometre": "nm",
+    "å": "angstrom", "a": "angstrom", "angstroms": "angstrom", "ångström": "angstrom",
+    "picometer": "pm", "picometre": "pm",
+    "pixel": "pixel", "pixels": "pixel", "px": "pixel", "": "pixel",
+}
+
+
+def normalize_unit(unit: str | None) -> str:
+    """Canonical spelling of a length unit; raises ``ValueError`` for unknown ones."""
+    key = ("" if unit is None else str(unit)).strip()
+    if key in _METRES or key == "pixel":
+        return key
+    low = key.lower()
+    if low in _METRES:
+        return low
+    if low in _ALIASES:
+        return _ALIASES[low]
+    raise ValueError(
+        f"unknown length unit {unit!r}; use one of {', '.join(list(_METRES) + ['pixel'])}"
+    )
+
+
+def convert(value, from_unit: str, to_unit: str):
+    """Convert lengths (scalar or array) between units; ``pixel`` converts only to itself."""
+    a, b = normalize_unit(from_unit), normalize_unit(to_unit)
+    if a == b:
+        return value
+    if "pixel" in (a, b):
+        raise ValueError(f"cannot convert between {a!r} and {b!r}: the voxel size is unknown")
+    factor = _METRES[a] / _METRES[b]
+    return np.asarray(value, dtype=float) * factor if not np.isscalar(value) else value * factor
+
+
+def common_unit(units: Sequence[str]) -> str:
+    """The single unit shared by all axes; raises when axes disagree."""
+    canon = {normalize_unit(u) for u in units}
+    if len(canon) != 1:
+        raise ValueError(f"axes have different units {sorted(canon)}; convert them to one unit first")
+    return canon.pop()
+
+
+def check_spacing(spacing, ndim: int) -> tuple[float, ...]:
+    """Validate a voxel size: ``ndim`` positive finite numbers (a scalar means isotropic)."""
+    arr = np.atleast_1d(np.asarray(spacing, dtype=float))
+    if arr.size == 1:
+        arr = np.repeat(arr, ndim)
+    if arr.shape != (ndim,):
+        raise ValueError(f"spacing has {arr.size} values but the array has {ndim} spatial axes")
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"spacing must be positive and finite, got {tuple(arr)}")
+    return tuple(float(v) for v in arr)

@@ -1,0 +1,114 @@
+"""Layer plumbing shared by the widgets: choosers, physical frames, result layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import napari
+from qtpy.QtWidgets import QComboBox, QWidget
+
+from ..core.units import normalize_unit
+
+#: metadata key naming the widget that created a layer (so it may update it later)
+CREATED_BY = "corrtomo_created_by"
+
+
+class LayerSelect(QComboBox):
+    """A combo box of the viewer's layers of some types, kept in sync with the layer list."""
+
+    def __init__(
+        self,
+        viewer: napari.Viewer,
+        layer_types: tuple[type, ...],
+        allow_none: bool = False,
+        parent: QWidget | None = None,
+    ):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.layer_types = layer_types
+        self.allow_none = allow_none
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
+                      viewer.layers.events.reordered):
+            event.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, *_: Any) -> None:
+        current = self.currentText()
+        self.blockSignals(True)
+        self.clear()
+        if self.allow_none:
+            self.addItem("")
+        for layer in self.viewer.layers:
+            if isinstance(layer, self.layer_types):
+                self.addItem(layer.name)
+        index = self.findText(current)
+        self.setCurrentIndex(index if index >= 0 else (0 if self.count() else -1))
+        self.blockSignals(False)
+
+    def layer(self, required: str | None = None):
+        """The chosen layer; ``None`` or, if ``required`` names it, a ``ValueError``."""
+        name = self.currentText()
+        if name and name in self.viewer.layers:
+            return self.viewer.layers[name]
+        if required:
+            kinds = "/".join(t.__name__ for t in self.layer_types)
+            raise ValueError(f"no {required} chosen: add or open a {kinds} layer first")
+        return None
+
+    def set_layer(self, layer) -> None:
+        self.refresh()
+        self.setCurrentIndex(self.findText(layer.name))
+
+
+def spatial_frame(layer, ndim: int | None = None) -> tuple[tuple[float, ...], str]:
+    """Voxel size of a layer's last ``ndim`` axes and their common unit.
+
+    Raises ``ValueError`` when the axes have different units (convert first).
+    """
+    ndim = layer.ndim if ndim is None else ndim
+    scale = tuple(float(s) for s in layer.scale[-ndim:])
+    units = {normalize_unit(str(u)) for u in list(layer.units)[-ndim:]}
+    if len(units) != 1:
+        raise ValueError(f"layer {layer.name!r} has axes in different units {sorted(units)}")
+    return scale, units.pop()
+
+
+def layer_units(unit: str, ndim: int) -> tuple[str, ...]:
+    return (unit,) * ndim
+
+
+def add_result(
+    viewer: napari.Viewer,
+    data: Any,
+    *,
+    name: str,
+    layer_type: str,
+    created_by: str,
+    scale: tuple[float, ...],
+    unit: str,
+    translate: tuple[float, ...] | None = None,
+    **kwargs: Any,
+):
+    """Add a result layer, or update the layer of that name this widget made earlier.
+
+    A layer of the same name that the widget did not create is never touched: the
+    result gets a new name instead (never lose data).
+    """
+    metadata = dict(kwargs.pop("metadata", {}) or {})
+    metadata[CREATED_BY] = created_by
+    units = layer_units(unit, len(scale))
+    if name in viewer.layers:
+        old = viewer.layers[name]
+        if old.metadata.get(CREATED_BY) == created_by and old._type_string == layer_type:
+            old.data = data
+            old.scale = scale
+            old.units = units
+            if translate is not None:
+                old.translate = translate
+            old.metadata.update(metadata)
+            for key, value in kwargs.items():
+                setattr(old, key, value)
+            return old
+    add = getattr(viewer, f"add_{layer_type}")
+    extra = {"translate": translate} if translate is not None else {}
+    return add(data, name=name, scale=scale, units=units, metadata=metadata, **extra, **kwargs)

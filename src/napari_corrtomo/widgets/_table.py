@@ -1,0 +1,45 @@
+"""A results table in a dock widget, with 'Export CSV'."""
+
+from __future__ import annotations
+
+import pandas as pd
+from qtpy.QtWidgets import QFileDialog, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+
+from ..core.io import write_table
+
+
+class TableView(QWidget):
+    """Shows a DataFrame; ``export(path)`` writes it as CSV (atomically)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.table = QTableWidget()
+        self.export_button = QPushButton("Export CSV ...")
+        self.export_button.clicked.connect(self._ask_export)
+        self.export_button.setEnabled(False)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.table)
+        layout.addWidget(self.export_button)
+        self.frame = pd.DataFrame()
+
+    def set_frame(self, frame: pd.DataFrame, float_format: str = "{:.4g}") -> None:
+        self.frame = frame.reset_index(drop=True)
+        self.table.clear()
+        self.table.setRowCount(len(self.frame))
+        self.table.setColumnCount(len(self.frame.columns))
+        self.table.setHorizontalHeaderLabels([str(c) for c in self.frame.columns])
+        for r, row in enumerate(self.frame.itertuples(index=False)):
+            for c, value in enumerate(row):
+                text = float_format.format(value) if isinstance(value, float) else str(value)
+                self.table.setItem(r, c, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+        self.export_button.setEnabled(not self.frame.empty)
+
+    def export(self, path: str) -> None:
+        write_table(path, self.frame)
+
+    def _ask_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export table", "table.csv", "CSV (*.csv)")
+        if path:
+            self.export(path)

@@ -1,0 +1,168 @@
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from napari_corrtomo.core import backend
+from napari_corrtomo.core.progress import Cancelled
+
+
+def test_auto_falls_back_to_numpy_without_gpu(monkeypatch):
+    monkeypatch.setattr(backend, "cupy_available", lambda: False)
+    monkeypatch.delenv(backend.ENV_BACKEND, raising=False)
+    assert backend.resolve_backend("auto") == "numpy"
+    with pytest.raises(ValueError, match="needs CuPy and a CUDA GPU"):
+        backend.resolve_backend("cupy")
+
+
+def test_env_var_selects_backend(monkeypatch):
+    monkeypatch.setenv(backend.ENV_BACKEND, "numpy")
+    assert backend.resolve_backend() == "numpy"
+    monkeypatch.setenv(backend.ENV_BACKEND, "tpu")
+    with pytest.raises(ValueError, match="unknown backend"):
+        backend.resolve_backend()
+
+
+def test_cupy_absent_means_cpu_path_works(monkeypatch):
+    # Simulate a machine where importing cupy fails outright.
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name.startswith("cupy"):
+            raise ImportError("no cupy here")
+        return real_import(name, *args, **kwargs)
+
+    backend.cupy_available.cache_clear()
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.delenv(backend.ENV_BACKEND, raising=False)
+    try:
+        assert backend.cupy_available() is False
+        assert backend.xp_for("auto") is np
+        x = np.arange(27.0).reshape(3, 3, 3)
+        out = backend.map_blocks(lambda b: b * 2, x, halo=1, backend="auto")
+        np.testing.assert_array_equal(out, 2 * x)
+    finally:
+        backend.cupy_available.cache_clear()
+
+
+def test_to_host_passes_numpy_through():
+    x = np.ones(3)
+    assert backend.to_host(x) is x
+
+
+@pytest.mark.parametrize("text,expected", [("8GB", 8e9), ("512MiB", 512 * 2**20), ("1000", 1000)])
+def test_parse_bytes(text, expected):
+    assert backend.parse_bytes(text) == int(expected)
+
+
+def test_memory_budget_env(monkeypatch):
+    monkeypatch.setenv(backend.ENV_MEMORY, "2GB")
+    assert backend.memory_budget() == 2_000_000_000
+    monkeypatch.setenv(backend.ENV_MEMORY, "-1")
+    with pytest.raises(ValueError):
+        backend.memory_budget()
+
+
+def test_block_shape_respects_budget():
+    shape, halo = (200, 300, 400), (4, 4, 4)
+    block = backend.block_shape_for(shape, halo, bytes_per_voxel=8, budget=8 * 50**3)
+    padded = np.prod([min(b + 2 * h, s) for b, h, s in zip(block, halo, shape)])
+    assert padded * 8 <= 8 * 50**3
+    assert min(block) >= 30  # not needlessly small
+    assert backend.block_shape_for(shape, halo, 1, 10**12) == shape
+    with pytest.raises(ValueError, match="memory budget"):
+        backend.block_shape_for(shape, (100, 100, 100), 8, 1000)
+
+
+def test_blocks_cover_array_exactly_once():
+    shape = (17, 23, 9)
+    count = np.zeros(shape, int)
+    for blk in backend.iter_blocks(shape, (5, 7, 4), (2, 2, 2)):
+        count[blk.inner] += 1
+        for i, o in zip(blk.inner, blk.outer):
+            assert o.start <= i.start and o.stop >= i.stop
+    assert np.all(count == 1)
+
+
+def _gauss(block, sigma=2.0):
+    return ndi.gaussian_filter(block, sigma, mode="reflect")
+
+
+def test_map_blocks_equals_whole_array_numpy():
+    rng = np.random.default_rng(0)
+    vol = rng.normal(size=(40, 50, 60)).astype(np.float32)
+    halo = int(4 * 2.0 + 0.5)  # gaussian_filter truncates at 4 sigma
+    whole = _gauss(vol)
+    blocked = backend.map_blocks(_gauss, vol, halo, block_shape=(13, 17, 19))
+    np.testing.assert_array_equal(blocked, whole)
+
+
+def test_map_blocks_too_small_halo_differs():
+    # Guards the test above: a halo that is too small must change the answer.
+    rng = np.random.default_rng(0)
+    vol = rng.normal(size=(40, 50, 60)).astype(np.float32)
+    blocked = backend.map_blocks(_gauss, vol, 2, block_shape=(13, 17, 19))
+    assert not np.array_equal(blocked, _gauss(vol))
+
+
+def test_map_blocks_leading_axes_change():
+    # (C, z, y, x) -> (K, z, y, x): channels in, different channel count out.
+    rng = np.random.default_rng(1)
+    vol = rng.normal(size=(2, 20, 24, 28))
+
+    def feats(block):
+        return np.stack([block[0] + block[1], _gauss(block[0], 1.0), block[1] ** 2])
+
+    whole = feats(vol)
+    blocked = backend.map_blocks(feats, vol, 5, spatial_ndim=3, block_shape=(7, 9, 11))
+    np.testing.assert_array_equal(blocked, whole)
+
+
+def test_map_blocks_dask_and_zarr_equal_whole(tmp_path):
+    import dask.array as da
+    import zarr
+
+    rng = np.random.default_rng(2)
+    vol = rng.normal(size=(30, 40, 50)).astype(np.float32)
+    halo = 9
+    whole = _gauss(vol)
+    lazy = backend.map_blocks(_gauss, da.from_array(vol, chunks=(10, 16, 20)), halo)
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_array_equal(lazy.compute(), whole)
+    z = zarr.open_array(str(tmp_path / "v.zarr"), mode="w", shape=vol.shape, chunks=(8, 8, 8),
+                        dtype=vol.dtype)
+    z[:] = vol
+    # chunks (8) smaller than 2*halo are rechunked, answers unchanged
+    out = backend.map_blocks(_gauss, z, halo)
+    assert min(min(c) for c in out.chunks) >= 2 * halo or out.shape == vol.shape
+    np.testing.assert_array_equal(out.compute(), whole)
+
+
+def test_map_blocks_rejects_shape_changing_function():
+    with pytest.raises(ValueError, match="preserve the spatial shape"):
+        backend.map_blocks(lambda b: b[:-1], np.zeros((10, 10)), 1)
+
+
+def test_progress_and_cancel():
+    seen = []
+    backend.map_blocks(lambda b: b, np.zeros((20, 20)), 1, block_shape=(5, 5),
+                       progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (16, 16) and len(seen) == 16
+
+    def cancel(done, total):
+        if done == 3:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        backend.map_blocks(lambda b: b, np.zeros((20, 20)), 1, block_shape=(5, 5), progress=cancel)
+
+
+def test_compute_reports_progress():
+    import dask.array as da
+
+    seen = []
+    x = da.ones((20, 20), chunks=5) * 2
+    out = backend.compute(x.sum(), progress=lambda d, t: seen.append((d, t)))
+    assert out == 800
+    assert seen and seen[-1][0] == seen[-1][1]

@@ -1,0 +1,177 @@
+import h5py
+import mrcfile
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from napari_corrtomo.core import io
+
+
+@pytest.fixture
+def vol():
+    return np.random.default_rng(0).normal(size=(6, 20, 24)).astype(np.float32)
+
+
+def test_imagej_tiff_roundtrip(tmp_path, vol):
+    path = io.write_tiff(tmp_path / "a.tif", vol, (0.5, 0.25, 0.2), "um")
+    [v] = io.read_volumes(path)
+    np.testing.assert_array_equal(v.data, vol)
+    assert v.scale == pytest.approx((0.5, 0.25, 0.2))
+    assert v.units == ("um",) * 3
+    assert v.layer_type == "image"
+
+
+def test_tiff_labels_flag_roundtrip(tmp_path):
+    lab = np.zeros((4, 8, 8), np.int64)
+    lab[1:3, 2:5, 2:5] = 7
+    [v] = io.read_volumes(io.write_tiff(tmp_path / "l.tif", lab, (20, 10, 10), "nm", "labels"))
+    assert v.layer_type == "labels"
+    assert v.units == ("nm",) * 3
+    np.testing.assert_array_equal(v.data, lab)
+
+
+def test_fiji_style_imagej_tiff(tmp_path, vol):
+    # Written the way Fiji does: unit 'micron', resolution in pixels per unit, spacing for z.
+    tifffile.imwrite(tmp_path / "fiji.tif", vol, imagej=True, resolution=(1 / 0.3, 1 / 0.3),
+                     metadata={"spacing": 1.2, "unit": "micron", "axes": "ZYX"})
+    [v] = io.read_volumes(tmp_path / "fiji.tif")
+    assert v.scale == pytest.approx((1.2, 0.3, 0.3))
+    assert v.units == ("um",) * 3
+
+
+def test_ome_tiff_channels_and_units(tmp_path):
+    data = np.random.default_rng(1).integers(0, 255, (2, 5, 16, 16), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "s.ome.tif", data, ome=True,
+                     metadata={"axes": "CZYX", "PhysicalSizeX": 8.4, "PhysicalSizeXUnit": "nm",
+                               "PhysicalSizeY": 8.4, "PhysicalSizeYUnit": "nm",
+                               "PhysicalSizeZ": 10.0, "PhysicalSizeZUnit": "nm"})
+    vols = io.read_volumes(tmp_path / "s.ome.tif")
+    assert len(vols) == 2
+    for c, v in enumerate(vols):
+        np.testing.assert_array_equal(v.data, data[c])
+        assert v.scale == pytest.approx((10.0, 8.4, 8.4))
+        assert v.units == ("nm",) * 3
+
+
+def test_plain_tiff_has_pixel_units(tmp_path, vol):
+    tifffile.imwrite(tmp_path / "plain.tif", vol)
+    [v] = io.read_volumes(tmp_path / "plain.tif")
+    assert v.units == ("pixel",) * 3 and v.scale == (1.0, 1.0, 1.0)
+
+
+def test_mrc_angstrom_to_nm(tmp_path, vol):
+    with mrcfile.new(tmp_path / "t.rec") as m:
+        m.set_data(vol)
+        m.voxel_size = (5.0, 5.0, 5.0)  # Angstrom
+    [v] = io.read_volumes(tmp_path / "t.rec")
+    np.testing.assert_array_equal(v.data, vol)
+    assert v.scale == pytest.approx((0.5, 0.5, 0.5)) and v.units == ("nm",) * 3
+
+
+def test_hdf5_dataset_choice_and_frames(tmp_path, vol):
+    path = tmp_path / "d.h5"
+    with h5py.File(path, "w") as f:
+        a = f.create_dataset("/entry/data", data=vol)
+        a.attrs["element_size_um"] = (2.0, 1.0, 1.0)
+        b = f.create_dataset("/seg", data=(vol > 0).astype(np.uint8))
+        b.attrs["voxel_size"] = 65.0
+        b.attrs["units"] = "nm"
+        b.attrs["layer_type"] = "labels"
+        f.create_dataset("/scalar", data=np.arange(3))
+    assert io.hdf5_datasets(path) == ["/entry/data", "/seg"]
+    both = io.read_volumes(path)
+    assert [v.layer_type for v in both] == ["image", "labels"]
+    [one] = io.read_volumes(path, dataset="/entry/data")
+    assert one.scale == (2.0, 1.0, 1.0) and one.units == ("um",) * 3
+    [seg] = io.read_volumes(f"{path}:/seg")
+    assert seg.scale == (65.0, 65.0, 65.0) and seg.units == ("nm",) * 3
+    with pytest.raises(ValueError, match="no dataset '/nope'"):
+        io.read_volumes(path, dataset="/nope")
+
+
+def test_ome_zarr_roundtrip_is_lazy_multiscale(tmp_path):
+    import dask.array as da
+
+    data = np.random.default_rng(2).normal(size=(40, 70, 90)).astype(np.float32)
+    io.write_ome_zarr(tmp_path / "v.ome.zarr", data, (1.0, 0.5, 0.5), "um", min_level_size=16)
+    [v] = io.read_volumes(tmp_path / "v.ome.zarr")
+    assert isinstance(v.data, list) and all(isinstance(d, da.Array) for d in v.data)
+    assert [d.shape for d in v.data] == [(40, 70, 90), (20, 35, 45)]
+    np.testing.assert_array_equal(v.data[0].compute(), data)
+    np.testing.assert_allclose(v.data[1].compute(), data[:40, :70, :90].reshape(20, 2, 35, 2, 45, 2)
+                               .mean(axis=(1, 3, 5)), rtol=1e-5)
+    assert v.scale == (1.0, 0.5, 0.5) and v.units == ("um",) * 3
+
+
+def test_ome_zarr_labels_subsampled_not_averaged(tmp_path):
+    lab = np.zeros((32, 32, 32), np.uint8)
+    lab[::2, ::2, ::2] = 3
+    io.write_ome_zarr(tmp_path / "l.ome.zarr", lab, (1, 1, 1), "nm", layer_type="labels",
+                      min_level_size=8)
+    [v] = io.read_volumes(tmp_path / "l.ome.zarr")
+    assert v.layer_type == "labels"
+    assert set(np.unique(v.data[1].compute())) == {3}  # a mean would give 0.375
+
+
+def test_plain_zarr_array_with_attrs(tmp_path):
+    z = zarr.open_array(str(tmp_path / "p.zarr"), mode="w", shape=(4, 5, 6), dtype="f4")
+    z[:] = 1.5
+    z.attrs.update({"scale": [3.0, 2.0, 2.0], "units": "nm"})
+    [v] = io.read_volumes(tmp_path / "p.zarr")
+    assert v.scale == (3.0, 2.0, 2.0) and v.units == ("nm",) * 3
+    assert float(v.data.sum().compute()) == pytest.approx(1.5 * 120)
+
+
+@pytest.mark.parametrize("name,content", [
+    ("bad.tif", b"II*\x00garbage that is not a tiff"),
+    ("bad.mrc", b"\x00" * 100),
+    ("bad.h5", b"not hdf5 at all"),
+])
+def test_corrupt_files_raise_value_error(tmp_path, name, content):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=name):
+        io.read_volumes(tmp_path / name)
+
+
+def test_unsupported_and_missing(tmp_path):
+    (tmp_path / "x.docx").write_bytes(b"hi")
+    with pytest.raises(ValueError, match="unsupported file type"):
+        io.read_volumes(tmp_path / "x.docx")
+    with pytest.raises(ValueError, match="no such file"):
+        io.read_volumes(tmp_path / "missing.tif")
+    assert not io.can_read(tmp_path / "x.docx")
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "t.csv"
+    io.write_table(target, {"a_um": [1, 2]})
+    before = target.read_text()
+
+    class Boom:
+        pass
+
+    with pytest.raises(Exception):
+        io.write_table(target, Boom())
+    assert target.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]  # no temp file left behind
+
+
+def test_atomic_directory_replace(tmp_path):
+    data = np.ones((8, 8, 8), np.float32)
+    io.write_ome_zarr(tmp_path / "d.ome.zarr", data, 1, "um")
+    io.write_ome_zarr(tmp_path / "d.ome.zarr", 2 * data, 1, "um")
+    [v] = io.read_volumes(tmp_path / "d.ome.zarr")
+    assert float(v.array.compute().mean()) == 2.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.ome.zarr"]
+
+
+def test_wide_labels_and_float64_keep_their_values(tmp_path):
+    big = np.zeros((3, 6, 6), np.uint32)
+    big[1, 2, 2] = 70_000  # beyond uint16: written as OME-TIFF, values exact
+    [v] = io.read_volumes(io.write_tiff(tmp_path / "big.tif", big, (2, 1, 1), "um", "labels"))
+    np.testing.assert_array_equal(v.data, big)
+    assert v.scale == (2.0, 1.0, 1.0) and v.units == ("um",) * 3
+    f64 = np.random.default_rng(0).normal(size=(2, 4, 4))
+    [w] = io.read_volumes(io.write_tiff(tmp_path / "f.tif", f64, (1, 1, 1), "nm"))
+    np.testing.assert_array_equal(w.data, f64)
