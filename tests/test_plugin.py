@@ -82,11 +82,11 @@ def test_corrupt_and_unsupported_files_add_nothing(make_napari_viewer, tmp_path)
     viewer = make_napari_viewer()
     bad = tmp_path / "broken.tif"
     bad.write_bytes(b"II*\x00 this is not a TIFF")
-    with pytest.raises(Exception, match="broken.tif"):
+    with pytest.raises(ValueError, match="broken.tif"):
         viewer.open(str(bad), plugin=PLUGIN)
     other = tmp_path / "notes.docx"
     other.write_bytes(b"text")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="No compatible readers"):
         viewer.open(str(other), plugin=PLUGIN)
     assert len(viewer.layers) == 0
 
