@@ -24,8 +24,7 @@ def _layer(volume: Volume, **extra: Any) -> LayerData:
     return data, meta, kind
 
 
-def correlative_particles() -> list[LayerData]:
-    """microCT overview (1 um), nanoCT of one particle (65 nm), ET of its wall (0.5 nm)."""
+def _correlative_layers(volumes, truths) -> list[LayerData]:
     sample = synthetic.correlative_particles()
     t = sample.truth
     small = {
@@ -38,12 +37,26 @@ def correlative_particles() -> list[LayerData]:
         "combined_porosity": t.combined_porosity,
     }
     layers = []
-    for vol in sample.volumes():
+    for vol in volumes(sample):
         vol.metadata["truth"] = small
         layers.append(_layer(vol, contrast_limits=_limits(vol.data)))
-    for vol in (t.microct_labels, t.nanoct_labels, t.et_labels):
+    for vol in truths(sample):
         layers.append(_layer(vol, visible=False))
     return layers
+
+
+def correlative_particles() -> list[LayerData]:
+    """microCT overview (1 um) and nanoCT of one particle (65 nm), with truth layers."""
+    return _correlative_layers(lambda s: [s.microct, s.nanoct],
+                               lambda s: [s.truth.microct_labels, s.truth.nanoct_labels])
+
+
+def correlative_et() -> list[LayerData]:
+    """ET of the particle's mesoporous wall (0.5 nm), with its truth layer.
+
+    A separate sample because an 80 nm volume shares no useful view with a 160 um one.
+    """
+    return _correlative_layers(lambda s: [s.et], lambda s: [s.truth.et_labels])
 
 
 def fib_sem_stack() -> list[LayerData]:
