@@ -402,15 +402,36 @@ def _run_and_crop(run: Callable[[Any], np.ndarray], block: Any, crop: tuple[slic
 
 
 def compute(lazy: Any, progress: ProgressCallback | None = None, scheduler: Any = None) -> Any:
-    """Compute a dask collection, reporting finished tasks to ``progress``.
+    """Compute one dask collection, reporting finished tasks to ``progress``.
 
     ``scheduler`` may be a ``dask.distributed.Client`` (its cluster does the work)
     or a dask scheduler name; default: dask's current scheduler.
     """
-    from dask.callbacks import Callback
+    return compute_all([lazy], progress, scheduler)[0]
 
+
+def compute_all(items: Sequence[Any], progress: ProgressCallback | None = None,
+                scheduler: Any = None) -> list:
+    """Compute several dask collections/delayed objects together; results in order.
+
+    Progress counts finished tasks (local schedulers) or finished items (a
+    ``dask.distributed.Client``, whose futures are gathered as they complete).
+    """
+    import dask
+
+    items = list(items)
     if scheduler is not None and hasattr(scheduler, "compute"):
-        return scheduler.compute(lazy).result()
+        from distributed import as_completed
+
+        futures = scheduler.compute(items)
+        position = {f.key: i for i, f in enumerate(futures)}
+        results: list = [None] * len(items)
+        for done, fut in enumerate(as_completed(futures, loop=scheduler.loop), start=1):
+            results[position[fut.key]] = fut.result()
+            report(progress, done, len(items))
+        return results
+
+    from dask.callbacks import Callback
 
     class _Report(Callback):
         def _start_state(self, dsk, state):
@@ -422,4 +443,4 @@ def compute(lazy: Any, progress: ProgressCallback | None = None, scheduler: Any 
             report(progress, self._done, self._total)
 
     with _Report():
-        return lazy.compute(scheduler=scheduler)
+        return list(dask.compute(*items, scheduler=scheduler))
