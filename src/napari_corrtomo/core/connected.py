@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .backend import compute_all, is_lazy
-from .progress import ProgressCallback, report
+from .progress import ProgressCallback
 
 
 def structure(ndim: int, connectivity: int) -> np.ndarray:
