@@ -105,9 +105,14 @@ def _closed_form(fixed: np.ndarray, moving: np.ndarray, model: str) -> tuple[np.
     scale = float((s * d).sum() / (a**2).sum()) if model == "similarity" else 1.0
     m[:3, :3] = scale * rot
     m[:3, 3] = mu_f - scale * rot @ mu_m
-    # A reflection would have explained the points much better: tell the user.
-    mirrored = sign < 0 and s[2] > 0.5 * s[1]
-    return m, bool(mirrored)
+    mirrored = False
+    if sign < 0:  # would a reflection have explained the points much better? tell the user
+        mirror = u @ vt
+        s_mirror = float(s.sum() / (a**2).sum()) if model == "similarity" else 1.0
+        rms = np.sqrt(np.mean(np.sum((b - scale * a @ rot.T) ** 2, axis=1)))
+        rms_mirror = np.sqrt(np.mean(np.sum((b - s_mirror * a @ mirror.T) ** 2, axis=1)))
+        mirrored = bool(rms_mirror < 0.5 * rms)
+    return m, mirrored
 
 
 def _residuals(matrix: np.ndarray, fixed: np.ndarray, moving: np.ndarray) -> np.ndarray:

@@ -10,6 +10,8 @@ volumes overlap without ever loading more of the large overview than needed.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from typing import Any
 
 import numpy as np
@@ -63,6 +65,28 @@ def _block_mean(image: Any, slices: tuple[slice, ...], factor: int) -> np.ndarra
     part = _read(image, sl)
     z, y, x = (n // factor for n in part.shape)
     return part.reshape(z, factor, y, factor, x, factor).mean(axis=(1, 3, 5))
+
+
+@contextlib.contextmanager
+def _quiet_cancel():
+    """Keep :class:`Cancelled` raised inside a SimpleITK command out of ``sys.excepthook``.
+
+    SimpleITK prints (``PyErr_Print``) an exception raised by a Python command before
+    turning it into a ``RuntimeError``; napari would show that print as an error. Only
+    ``Cancelled`` is silenced; every other exception reaches the previous hook.
+    """
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        if not (isinstance(kind, type) and issubclass(kind, Cancelled)):
+            previous(kind, value, tb)
+
+    sys.excepthook = hook
+    try:
+        yield
+    finally:
+        if sys.excepthook is hook:
+            sys.excepthook = previous
 
 
 def _itk_transform(model: str, matrix_xyz: np.ndarray, center_xyz: np.ndarray):
@@ -310,7 +334,8 @@ def refine(
 
     reg.AddCommand(sitk.sitkIterationEvent, on_iteration)
     try:
-        reg.Execute(grid_img, coarse_img)
+        with _quiet_cancel():
+            reg.Execute(grid_img, coarse_img)
     except RuntimeError as exc:
         if state["cancelled"]:
             raise Cancelled() from None
