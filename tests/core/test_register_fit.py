@@ -159,15 +159,30 @@ def test_planted_outlier_is_rejected_with_robust(correlative_sample):
     assert not thr.used[3] and thr.used.sum() == len(fixed) - 1
 
 
-def test_robust_random_sampling_is_seeded():
+def test_ransac_with_a_threshold_is_seeded_and_the_automatic_tests_find_outliers():
     rng = np.random.default_rng(7)
     m, moving, fixed = _random_case(rng, "affine", n=30)
     fixed = fixed + rng.normal(0, 0.2, fixed.shape)
     fixed[:4] += 25.0
-    a = reg.fit_landmarks(fixed, moving, "affine", robust=True, max_trials=300, seed=1)
-    b = reg.fit_landmarks(fixed, moving, "affine", robust=True, max_trials=300, seed=1)
+    # RANSAC over random minimal samples (C(30, 4) > max_trials): seeded
+    a = reg.fit_landmarks(fixed, moving, "affine", robust=True, threshold=1.2, max_trials=300,
+                          seed=1)
+    b = reg.fit_landmarks(fixed, moving, "affine", robust=True, threshold=1.2, max_trials=300,
+                          seed=1)
     np.testing.assert_array_equal(a.matrix, b.matrix)
     assert not a.used[:4].any() and a.used[4:].all()
+    # automatic: the deletion test drops all four, and few (if any) good pairs
+    auto = reg.fit_landmarks(fixed, moving, "affine", robust=True)
+    assert not auto.used[:4].any() and auto.used[4:].mean() >= 0.9
+    # many pairs: RANSAC with a least-median-of-squares threshold
+    m, moving, fixed = _random_case(rng, "similarity", n=100)
+    fixed = fixed + rng.normal(0, 0.2, fixed.shape)
+    fixed[::10] += rng.normal(0, 10.0, (10, 3))
+    many = reg.fit_landmarks(fixed, moving, "similarity", robust=True, seed=3)
+    bad = np.zeros(100, bool)
+    bad[::10] = True
+    assert not many.used[bad].any() and many.used[~bad].mean() >= 0.95
+    np.testing.assert_allclose(many.matrix, m, atol=0.2)
 
 
 def test_reflections_are_never_fitted():

@@ -127,7 +127,13 @@ class RegisterWidget(QWidget):
         self.model = QComboBox()
         self.model.addItems(list(reg.MODELS))
         self.model.setCurrentText("similarity")
-        self.robust = QCheckBox("robust (RANSAC)")
+        self.robust = QCheckBox("robust")
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.0, 1e9)
+        self.threshold.setDecimals(4)
+        self.threshold.setSpecialValueText("auto")
+        self.threshold.setToolTip("Inlier distance for the robust fit (fixed layer's unit): "
+                                  "RANSAC with this threshold; 'auto' runs a deletion test")
         self.fit_button = QPushButton("Fit landmarks")
         self.fit_button.clicked.connect(lambda: self.fit())
         self.summary = QLabel("No transform yet: place >= 3 landmark pairs and press Fit.")
@@ -191,6 +197,7 @@ class RegisterWidget(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.model)
         row.addWidget(self.robust)
+        row.addWidget(self.threshold)
         row.addWidget(self.fit_button)
         form.addRow("model", row)
         form.addRow(self.summary)
@@ -338,6 +345,7 @@ class RegisterWidget(QWidget):
             self._sync_flags(max(len(fixed_pts), len(moving_pts)))
             t = reg.fit_landmarks(fixed_pts, moving_pts, self.model.currentText(),
                                   robust=self.robust.isChecked(),
+                                  threshold=self.threshold.value() or None,
                                   active=self.active[:len(fixed_pts)], unit=uf, seed=0)
         except ValueError as exc:
             self.transform = None

@@ -1,4 +1,4 @@
-"""Closed-form landmark fits (rigid, similarity, affine) with RANSAC and leave-one-out errors.
+"""Closed-form landmark fits (rigid, similarity, affine), outlier rejection, leave-one-out errors.
 
 - rigid / similarity: the least-squares solution of Umeyama (1991) -- the rotation
   from the SVD of the cross-covariance with the sign correction that excludes
@@ -21,9 +21,12 @@ from .transform import MODELS, Transform, apply_to_points
 
 #: Degeneracy tolerance: the smallest singular value the model needs, relative to the largest.
 DEGENERATE_RATIO = 1e-3
-#: chi-square (3 d.o.f.) quantiles: median and 97.5 % (3D residual distances of Gaussian noise).
+#: chi-square (3 d.o.f.) median and 99 % quantile (squared 3D distances of unit Gaussian noise).
 _CHI2_3_MEDIAN = 2.365974
-_CHI2_3_975 = 9.348404
+_CHI2_3_99 = 11.344867
+#: Up to this many pairs the automatic outlier test is the deletion test; beyond it RANSAC
+#: with a least-median-of-squares threshold (the deletion test refits n^2 times).
+DELETION_MAX = 60
 
 
 # =========================================================================== checks
@@ -134,16 +137,91 @@ def _samples(n: int, k: int, max_trials: int, rng: np.random.Generator):
             yield idx
 
 
-def _ransac(fixed: np.ndarray, moving: np.ndarray, model: str, threshold: float | None,
+def _prediction_errors(fixed: np.ndarray, moving: np.ndarray, model: str,
+                       inliers: np.ndarray) -> np.ndarray:
+    """Per point: the distance to where a fit on the *other* inliers puts it (deleted residual).
+
+    Inliers are predicted by a fit without themselves (leave-one-out), the others
+    by the fit on all inliers; NaN where the remaining inliers are degenerate.
+    """
+    idx = np.flatnonzero(inliers)
+    err = np.full(len(fixed), np.nan)
+    full, _ = _closed_form(fixed[idx], moving[idx], model)
+    out = np.flatnonzero(~inliers)
+    err[out] = np.linalg.norm(_residuals(full, fixed[out], moving[out]), axis=1)
+    for j in idx:
+        rest = idx[idx != j]
+        if degeneracy(fixed[rest], model) or degeneracy(moving[rest], model):
+            continue
+        try:
+            m_j, _ = _closed_form(fixed[rest], moving[rest], model)
+        except ValueError:
+            continue
+        err[j] = float(np.linalg.norm(_residuals(m_j, fixed[j:j + 1], moving[j:j + 1])))
+    return err
+
+
+def _deletion_test(fixed: np.ndarray, moving: np.ndarray, model: str) -> tuple[np.ndarray, float]:
+    """Backward deletion of outliers by their deleted (leave-one-out) residuals.
+
+    Each round predicts every kept pair from a fit on the others; the noise level
+    is estimated from those prediction errors without the largest
+    (``sigma^2 = mean(e^2) / 3``), and the worst pair is dropped when its error
+    exceeds the 99 % chi-square (3 d.o.f.) bound ``3.37 sigma``. Stops when the
+    worst pair passes or only ``minimum + 1`` pairs remain.
+    """
+    k = MODELS[model]
+    inliers = np.ones(len(fixed), bool)
+    threshold = float("inf")
+    while inliers.sum() > k + 1:
+        err = _prediction_errors(fixed, moving, model, inliers)[inliers]
+        if not np.all(np.isfinite(err)):
+            break
+        worst = int(np.argmax(err))
+        rest = np.delete(err, worst)
+        threshold = math.sqrt(_CHI2_3_99 * float((rest**2).mean()) / 3.0)
+        if err[worst] <= threshold:
+            break
+        inliers[np.flatnonzero(inliers)[worst]] = False
+    return inliers, threshold
+
+
+def _lmeds_threshold(fixed: np.ndarray, moving: np.ndarray, model: str, max_trials: int,
+                     seed: int) -> float:
+    """Inlier distance from the least median of squares over minimal samples (many pairs).
+
+    The noise level is the best median residual, scaled for 3D distances, with
+    Rousseeuw & Leroy's finite-sample correction; the bound is its 99 % chi-square
+    (3 d.o.f.) quantile.
+    """
+    n, k = len(fixed), MODELS[model]
+    rng = np.random.default_rng(seed)
+    best = None
+    for idx in _samples(n, k, max_trials, rng):
+        sel = list(idx)
+        if degeneracy(fixed[sel], model) or degeneracy(moving[sel], model):
+            continue
+        try:
+            m, _ = _closed_form(fixed[sel], moving[sel], model)
+        except ValueError:
+            continue
+        med = float(np.median(np.sum(_residuals(m, fixed, moving) ** 2, axis=1)))
+        best = med if best is None else min(best, med)
+    if best is None:
+        raise ValueError(f"no {k} landmarks in general position were found for a {model} fit; "
+                         "spread the landmarks out")
+    sigma = (1.0 + 5.0 / max(n - k, 1)) * math.sqrt(best / _CHI2_3_MEDIAN)
+    extent = float(np.ptp(fixed, axis=0).max())
+    return max(math.sqrt(_CHI2_3_99) * sigma, 1e-9 * extent)
+
+
+def _ransac(fixed: np.ndarray, moving: np.ndarray, model: str, threshold: float,
             max_trials: int, seed: int) -> tuple[np.ndarray, float]:
-    """Inlier mask and the threshold used.
+    """RANSAC inlier mask for an inlier distance ``threshold`` (fixed frame).
 
     Candidates come from minimal samples (all of them when there are at most
-    ``max_trials``). With a ``threshold`` (fixed-frame distance) the candidate with
-    the most inliers wins (ties: smaller inlier sum of squares); without one, the
-    least median of squares wins and the threshold is the 97.5 % chi-square (3 dof)
-    bound of a noise level estimated from that median (Rousseeuw & Leroy's
-    finite-sample correction). Inliers are then refined by refitting on them.
+    ``max_trials``); the one with the most inliers wins (ties: smaller inlier sum
+    of squares) and its inliers are refined by refitting on them until stable.
     """
     n, k = len(fixed), MODELS[model]
     rng = np.random.default_rng(seed)
@@ -157,11 +235,8 @@ def _ransac(fixed: np.ndarray, moving: np.ndarray, model: str, threshold: float 
         except ValueError:
             continue
         r = np.linalg.norm(_residuals(m, fixed, moving), axis=1)
-        if threshold is None:
-            score: tuple[float, ...] = (float(np.median(r**2)),)
-        else:
-            inl = r <= threshold
-            score = (-float(inl.sum()), float((r[inl] ** 2).sum()))
+        inl = r <= threshold
+        score = (-float(inl.sum()), float((r[inl] ** 2).sum()))
         if best_score is None or score < best_score:
             best, best_score = r, score
     if best is None:
@@ -169,10 +244,6 @@ def _ransac(fixed: np.ndarray, moving: np.ndarray, model: str, threshold: float 
             f"no {k} landmarks in general position were found for a {model} fit; "
             "spread the landmarks out"
         )
-    extent = float(np.ptp(fixed, axis=0).max())
-    if threshold is None:
-        sigma = (1.0 + 5.0 / max(n - k, 1)) * math.sqrt(best_score[0] / _CHI2_3_MEDIAN)
-        threshold = max(math.sqrt(_CHI2_3_975) * sigma, 1e-9 * extent)
     inliers = best <= threshold
     for _ in range(20):
         if inliers.sum() < k or degeneracy(fixed[inliers], model) or \
@@ -219,14 +290,18 @@ def fit_landmarks(
         affine (12 parameters). Needs at least 3, 3 and 4 pairs not on one line
         (rigid, similarity) or not in one plane (affine).
     robust : bool
-        Reject outlier pairs with RANSAC over minimal samples (needs at least
-        ``minimum + 2`` pairs); the final transform is the least-squares fit on
-        the inliers.
+        Reject outlier pairs (needs at least ``minimum + 2`` pairs); the final
+        transform is the least-squares fit on the inliers. With a ``threshold``:
+        RANSAC over minimal samples. Without one: a deletion test -- the pair
+        worst predicted by a fit on the others is dropped while its error exceeds
+        the 99 % chi-square bound of the noise level the other pairs' prediction
+        errors imply (beyond 60 pairs: RANSAC with a least-median-of-squares
+        threshold).
     active : (N,) bool array_like, optional
         Pairs to use (BigWarp's *active* column); the others still get residuals.
     threshold : float, optional
-        RANSAC inlier distance in ``unit`` (fixed frame); default: estimated from
-        the least median of squares.
+        RANSAC inlier distance in ``unit`` (fixed frame), e.g. three times the
+        expected click precision; default: the deletion test estimates it.
     max_trials : int
         RANSAC minimal samples to try (all combinations when fewer exist).
     seed : int
@@ -286,7 +361,15 @@ def fit_landmarks(
     used = act.copy()
     used_threshold = None
     if robust:
-        inl, used_threshold = _ransac(fixed[idx], moving[idx], model, threshold, max_trials, seed)
+        if threshold is None and len(idx) <= DELETION_MAX:
+            inl, used_threshold = _deletion_test(fixed[idx], moving[idx], model)
+        elif threshold is None:
+            threshold = _lmeds_threshold(fixed[idx], moving[idx], model, max_trials, seed)
+            inl, used_threshold = _ransac(fixed[idx], moving[idx], model, threshold,
+                                          max_trials, seed)
+        else:
+            inl, used_threshold = _ransac(fixed[idx], moving[idx], model, float(threshold),
+                                          max_trials, seed)
         used[idx[~inl]] = False
         idx = idx[inl]
         _check_pair(fixed[idx], moving[idx], model)
@@ -315,7 +398,7 @@ def fit_landmarks(
         )
     if robust and (~used & act).any():
         rejected = ", ".join(map(str, np.flatnonzero(~used & act)))
-        warnings.append(f"RANSAC rejected landmark(s) {rejected} as outliers")
+        warnings.append(f"the robust fit rejected landmark(s) {rejected} as outliers")
     meta = {"source": "landmarks", "n_pairs": n, "n_used": int(len(idx)), "robust": bool(robust)}
     if used_threshold is not None:
         meta["ransac_threshold"] = used_threshold
