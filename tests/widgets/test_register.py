@@ -83,6 +83,10 @@ def test_include_exclude_refits_and_failures_keep_nothing(setup, qtbot):
     _click_pairs(widget, fixed, moving)
     first = widget.fit()
     assert first.used.all()
+    widget.robust.setChecked(True)  # the fit finds the bad pair itself
+    assert not widget.fit().used[1]
+    widget.robust.setChecked(False)
+    widget.fit()
     item = widget.table.table.item(1, 0)
     from qtpy.QtCore import Qt
 
