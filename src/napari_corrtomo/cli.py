@@ -71,9 +71,105 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- register
+
+
+def _add_register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "register",
+        help="fit a transform to landmark pairs (BigWarp CSV); optionally refine and resample",
+        description="Fit the moving -> fixed transform to BigWarp landmark pairs and write it "
+        "as JSON or ITK .tfm. With --moving and --fixed volumes it can refine the fit by "
+        "intensity registration and resample the moving volume onto the fixed grid. Nothing "
+        "is written when the fit fails.",
+    )
+    p.add_argument("landmarks", type=Path, help="BigWarp landmark CSV (moving x,y,z, fixed x,y,z)")
+    p.add_argument("--unit", default="um", help="unit of the landmark coordinates (default um)")
+    p.add_argument("--model", default="similarity", choices=("rigid", "similarity", "affine"))
+    p.add_argument("--robust", action="store_true", help="reject outlier pairs (RANSAC)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="RANSAC inlier distance in --unit (default: estimated)")
+    p.add_argument("--out", type=Path, action="append", required=True,
+                   help="transform file(s) to write: .json and/or .tfm (repeatable)")
+    p.add_argument("--residuals", type=Path, default=None, help="per-landmark residual table (CSV)")
+    p.add_argument("--fixed", default=None, help="fixed volume (for --refine / --resampled)")
+    p.add_argument("--moving", default=None, help="moving volume (for --refine / --resampled)")
+    p.add_argument("--refine", action="store_true", help="refine the fit by intensity")
+    p.add_argument("--metric", default="mattes_mi",
+                   choices=("mattes_mi", "correlation", "mean_squares", "joint_histogram_mi"))
+    p.add_argument("--resampled", type=Path, default=None,
+                   help="write the moving volume resampled onto the fixed grid (.tif/.ome.zarr)")
+    p.add_argument("--order", type=int, default=1, help="interpolation order for --resampled")
+    p.set_defaults(func=_run_register)
+
+
+def _run_register(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .core import register as reg
+    from .core.io import Volume, read_volumes, write_table, write_volume
+    from .core.units import convert, normalize_unit
+
+    unit = normalize_unit(args.unit)
+    for out in args.out:
+        if out.suffix.lower() not in (".json", ".tfm", ".txt"):
+            raise ValueError(f"{out.name}: write transforms as .json or .tfm")
+    needs_volumes = args.refine or args.resampled is not None
+    if needs_volumes and (args.fixed is None or args.moving is None):
+        raise ValueError("--refine and --resampled need both --fixed and --moving volumes")
+    lm = reg.load_landmarks_csv(args.landmarks, unit=unit)
+    t = reg.fit_landmarks(lm.fixed, lm.moving, args.model, robust=args.robust,
+                          active=lm.active, threshold=args.threshold, unit=unit)
+    print(t.summary())
+    for w in t.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    table = {
+        "name": lm.names,
+        "active": lm.active,
+        "fitted": t.used,
+        f"residual_{unit}": t.residuals,
+        f"loo_tre_{unit}": t.loo_tre,
+    }
+
+    def frame(path: str) -> tuple[Volume, np.ndarray, np.ndarray]:
+        vol = read_volumes(path)[0]
+        if vol.array.ndim != 3:
+            raise ValueError(f"{path}: a 3D volume is needed, got {vol.array.ndim}D")
+        units = {normalize_unit(u) for u in vol.units}
+        if "pixel" in units or len(units) != 1:
+            raise ValueError(f"{path}: the voxel size is unknown or mixed ({sorted(units)}); "
+                             "save the volume with its voxel size and unit")
+        return vol, np.asarray(convert(np.asarray(vol.scale, float), units.pop(), unit)), \
+            np.zeros(3)
+
+    if needs_volumes:
+        fixed, sf, of = frame(args.fixed)
+        moving, sm, om = frame(args.moving)
+        if args.refine:
+            t = reg.refine(fixed.array, moving.array, t, args.metric, fixed_spacing=sf,
+                           moving_spacing=sm, fixed_origin=of, moving_origin=om,
+                           model=args.model, progress=_print_progress("refine"))
+            print(f"refined: {t.summary()} (moved up to "
+                  f"{t.metadata['refine']['max_shift']:.4g} {unit})")
+    for out in args.out:
+        reg.save_transform(out, t)
+        print(f"wrote {out}")
+    if args.residuals is not None:
+        write_table(args.residuals, table)
+        print(f"wrote {args.residuals}")
+    if args.resampled is not None:
+        data = reg.resample(moving.array, t, fixed.array.shape, sf, moving_scale=sm,
+                            reference_origin=of, moving_origin=om, order=args.order,
+                            progress=_print_progress("resample"))
+        write_volume(args.resampled, Volume(data, tuple(sf), (unit,) * 3,
+                                            f"{moving.name} registered"))
+        print(f"wrote {args.resampled}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
 
-_COMMANDS = (_add_demo, _add_info)
+_COMMANDS = (_add_demo, _add_info, _add_register)
 
 
 def build_parser() -> argparse.ArgumentParser:
