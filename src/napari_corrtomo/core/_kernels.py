@@ -90,36 +90,34 @@ def _compiled() -> dict[str, Any]:
     def eig3(a11, a12, a13, a22, a23, a33, e1, e2, e3):  # pragma: no cover - compiled
         """Descending eigenvalues of symmetric 3x3 matrices (Smith 1961), flat arrays."""
         n = a11.shape[0]
-        third = np.float32(1.0 / 3.0)
-        two_pi_3 = np.float32(2.0 * np.pi / 3.0)
-        for i in prange(n):
-            q = (a11[i] + a22[i] + a33[i]) * third
-            b11 = a11[i] - q
-            b22 = a22[i] - q
-            b33 = a33[i] - q
-            x12 = a12[i]
-            x13 = a13[i]
-            x23 = a23[i]
+        for i in prange(n):  # float64 inside: Weyl-bounded error from float32 inputs only
+            x11 = np.float64(a11[i])
+            x22 = np.float64(a22[i])
+            x33 = np.float64(a33[i])
+            x12 = np.float64(a12[i])
+            x13 = np.float64(a13[i])
+            x23 = np.float64(a23[i])
+            q = (x11 + x22 + x33) / 3.0
+            b11 = x11 - q
+            b22 = x22 - q
+            b33 = x33 - q
             p1 = x12 * x12 + x13 * x13 + x23 * x23
-            p2 = b11 * b11 + b22 * b22 + b33 * b33 + np.float32(2.0) * p1
-            p = np.sqrt(p2 / np.float32(6.0))
+            p2 = b11 * b11 + b22 * b22 + b33 * b33 + 2.0 * p1
+            p = np.sqrt(p2 / 6.0)
             if p > 0:
                 det = (b11 * (b22 * b33 - x23 * x23) - x12 * (x12 * b33 - x23 * x13)
                        + x13 * (x12 * x23 - b22 * x13))
-                r = det / (np.float32(2.0) * p * p * p)
-                if r < -1:
-                    r = np.float32(-1.0)
-                elif r > 1:
-                    r = np.float32(1.0)
-                phi = np.arccos(r) * third
-                v1 = q + np.float32(2.0) * p * np.cos(phi)
-                v3 = q + np.float32(2.0) * p * np.cos(phi + two_pi_3)
+                r = det / (2.0 * p * p * p)
+                r = min(max(r, -1.0), 1.0)
+                phi = np.arccos(r) / 3.0
+                v1 = q + 2.0 * p * np.cos(phi)
+                v3 = q + 2.0 * p * np.cos(phi + 2.0 * np.pi / 3.0)
             else:
                 v1 = q
                 v3 = q
             e1[i] = v1
+            e2[i] = 3.0 * q - v1 - v3
             e3[i] = v3
-            e2[i] = np.float32(3.0) * q - v1 - v3
 
     return {"corr_mid": corr_mid, "corr_last": corr_last, "eig3": eig3}
 

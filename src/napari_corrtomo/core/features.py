@@ -635,8 +635,9 @@ def _add(a: int, b: int, nd: int) -> tuple[int, ...]:
 def _eigvalsh_sym(xp: Any, m: list[list[Any]], compiled: bool = False) -> list[Any]:
     """Eigenvalues (descending) of symmetric 2x2 or 3x3 matrices given per element.
 
-    Closed form (Smith 1961 for 3x3, trigonometric); float32 in, float32 out; no
-    per-voxel ``eigvalsh`` call. ``compiled``: the fused numba kernel (NumPy only).
+    Closed form (Smith 1961 for 3x3, trigonometric), evaluated in float64 so the only
+    error is the float32 rounding of the inputs (Weyl); float32 out; no per-voxel
+    ``eigvalsh`` call. ``compiled``: the fused numba kernel (NumPy only).
     """
     n = len(m)
     if compiled and n == 3:
@@ -645,19 +646,20 @@ def _eigvalsh_sym(xp: Any, m: list[list[Any]], compiled: bool = False) -> list[A
         return _kernels.eigvalsh3(m)
     if n == 1:
         return [m[0][0]]
+    f64 = [[v.astype(xp.float64) for v in row] for row in m]  # float64 inside, float32 out
     if n == 2:
-        a, b, c = m[0][0], m[0][1], m[1][1]
+        a, b, c = f64[0][0], f64[0][1], f64[1][1]
         mean = 0.5 * (a + c)
         rad = xp.sqrt(0.25 * (a - c) ** 2 + b * b)
-        return [mean + rad, mean - rad]
-    a11, a12, a13 = m[0][0], m[0][1], m[0][2]
-    a22, a23, a33 = m[1][1], m[1][2], m[2][2]
+        return [(mean + rad).astype(xp.float32), (mean - rad).astype(xp.float32)]
+    a11, a12, a13 = f64[0][0], f64[0][1], f64[0][2]
+    a22, a23, a33 = f64[1][1], f64[1][2], f64[2][2]
     q = (a11 + a22 + a33) / 3.0
     b11, b22, b33 = a11 - q, a22 - q, a33 - q
     p1 = a12 * a12 + a13 * a13 + a23 * a23
     p2 = b11 * b11 + b22 * b22 + b33 * b33 + 2.0 * p1
     p = xp.sqrt(p2 / 6.0)
-    safe = xp.where(p > 0, p, xp.float32(1.0))
+    safe = xp.where(p > 0, p, 1.0)
     det = (b11 * (b22 * b33 - a23 * a23) - a12 * (a12 * b33 - a23 * a13)
            + a13 * (a12 * a23 - b22 * a13))
     r = det / (2.0 * safe**3)
