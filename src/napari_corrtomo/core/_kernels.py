@@ -39,11 +39,12 @@ def _compiled() -> dict[str, Any]:
         return m
 
     @numba.njit(parallel=True, cache=True, nogil=True)
-    def corr_mid(inp, w, out):  # pragma: no cover - compiled
+    def corr_mid(inp, w, sym, out):  # pragma: no cover - compiled
         """out[i, k, :] = sum_j w[j] inp[i, reflect(k + j - r), :] for (a, n, b) arrays.
 
-        Work items are (i, tile of b): a tile's column of n values stays in cache while
-        all taps of all k use it.
+        ``sym`` = +1 / -1 for a symmetric / antisymmetric kernel (Gaussian derivatives of
+        even / odd order): mirrored taps are paired, halving the multiplications. Work
+        items are (i, tile of b): a tile's column of n values stays in cache for all k.
         """
         a, n, b = inp.shape
         taps = w.shape[0]
@@ -57,17 +58,55 @@ def _compiled() -> dict[str, Any]:
             m = x1 - x0
             for k in range(n):
                 o = out[i, k, x0:x1]
-                o[:] = 0
-                for j in range(taps):
-                    src = reflect(k + j - r, n)
+                c = inp[i, k, x0:x1]
+                wc = w[r]
+                for x in range(m):
+                    o[x] = wc * c[x]
+                for j in range(r):
+                    lo = inp[i, reflect(k + j - r, n), x0:x1]
+                    hi = inp[i, reflect(k + r - j, n), x0:x1]
                     wj = w[j]
-                    s = inp[i, src, x0:x1]
-                    for x in range(m):
-                        o[x] += wj * s[x]
+                    if sym > 0:
+                        for x in range(m):
+                            o[x] += wj * (lo[x] + hi[x])
+                    else:
+                        for x in range(m):
+                            o[x] += wj * (lo[x] - hi[x])
 
     @numba.njit(parallel=True, cache=True, nogil=True)
-    def corr_last(inp, w, out):  # pragma: no cover - compiled
-        """out[i, k] = sum_j w[j] inp[i, reflect(k + j - r)] for (a, n) arrays."""
+    def corr_first_range(inp, w, sym, out, g0, base, n_true):  # pragma: no cover - compiled
+        """Like corr_mid along axis 0 of (n_in, b) for output rows g0 .. g0 + n_out - 1 of a
+        stack of n_true rows, of which ``inp`` holds rows base .. base + n_in - 1."""
+        n_out, b = out.shape
+        taps = w.shape[0]
+        r = taps // 2
+        tile = 2048
+        n_tiles = (b + tile - 1) // tile
+        for item in prange(n_out * n_tiles):
+            k = item // n_tiles
+            x0 = (item % n_tiles) * tile
+            x1 = min(x0 + tile, b)
+            m = x1 - x0
+            g = g0 + k
+            o = out[k, x0:x1]
+            c = inp[g - base, x0:x1]
+            wc = w[r]
+            for x in range(m):
+                o[x] = wc * c[x]
+            for j in range(r):
+                lo = inp[reflect(g + j - r, n_true) - base, x0:x1]
+                hi = inp[reflect(g + r - j, n_true) - base, x0:x1]
+                wj = w[j]
+                if sym > 0:
+                    for x in range(m):
+                        o[x] += wj * (lo[x] + hi[x])
+                else:
+                    for x in range(m):
+                        o[x] += wj * (lo[x] - hi[x])
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def corr_last(inp, w, sym, out):  # pragma: no cover - compiled
+        """out[i, k] = sum_j w[j] inp[i, reflect(k + j - r)] for (a, n) arrays (see corr_mid)."""
         a, n = inp.shape
         taps = w.shape[0]
         r = taps // 2
@@ -78,11 +117,18 @@ def _compiled() -> dict[str, Any]:
                 pad[n + r + k] = inp[i, reflect(n + k, n)]
             for k in range(n):
                 pad[r + k] = inp[i, k]
-            acc = np.zeros(n, np.float32)
-            for j in range(taps):
+            acc = np.empty(n, np.float32)
+            wc = w[r]
+            for k in range(n):
+                acc[k] = wc * pad[k + r]
+            for j in range(r):
                 wj = w[j]
-                for k in range(n):
-                    acc[k] += wj * pad[k + j]
+                if sym > 0:
+                    for k in range(n):
+                        acc[k] += wj * (pad[k + j] + pad[k + 2 * r - j])
+                else:
+                    for k in range(n):
+                        acc[k] += wj * (pad[k + j] - pad[k + 2 * r - j])
             for k in range(n):
                 out[i, k] = acc[k]
 
@@ -119,7 +165,29 @@ def _compiled() -> dict[str, Any]:
             e2[i] = 3.0 * q - v1 - v3
             e3[i] = v3
 
-    return {"corr_mid": corr_mid, "corr_last": corr_last, "eig3": eig3}
+    return {"corr_mid": corr_mid, "corr_last": corr_last, "eig3": eig3,
+            "corr_first_range": corr_first_range}
+
+
+def _symmetry(w: np.ndarray) -> int:
+    if np.array_equal(w, w[::-1]):
+        return 1
+    if np.array_equal(w, -w[::-1]):
+        return -1
+    raise ValueError("the compiled correlation takes symmetric or antisymmetric kernels")
+
+
+def correlate_first_range(arr: np.ndarray, weights: np.ndarray, g0: int, g1: int, base: int,
+                          n_true: int) -> np.ndarray:
+    """Correlation along axis 0 giving only global rows ``g0 .. g1-1`` of a stack of
+    ``n_true`` rows, of which ``arr`` holds rows ``base ..`` (mirrored at the true ends)."""
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    w = np.ascontiguousarray(weights, dtype=np.float32)
+    out = np.empty((g1 - g0,) + arr.shape[1:], np.float32)
+    b = int(np.prod(arr.shape[1:], dtype=np.int64))
+    _compiled()["corr_first_range"](arr.reshape(arr.shape[0], b), w, _symmetry(w),
+                                    out.reshape(g1 - g0, b), int(g0), int(base), int(n_true))
+    return out
 
 
 def correlate1d(arr: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
@@ -132,11 +200,12 @@ def correlate1d(arr: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
     n = shape[axis]
     b = int(np.prod(shape[axis + 1:], dtype=np.int64))
     out = np.empty(shape, np.float32)
+    sym = _symmetry(w)
     k = _compiled()
     if b == 1:
-        k["corr_last"](arr.reshape(a, n), w, out.reshape(a, n))
+        k["corr_last"](arr.reshape(a, n), w, sym, out.reshape(a, n))
     else:
-        k["corr_mid"](arr.reshape(a, n, b), w, out.reshape(a, n, b))
+        k["corr_mid"](arr.reshape(a, n, b), w, sym, out.reshape(a, n, b))
     return out
 
 

@@ -547,6 +547,10 @@ class _ScaleDerivatives:
         idx = _reflect_index(np.arange(z0 - r, z1 + r), n) - base
         if idx.min() < 0 or idx.max() >= src.shape[0]:
             raise ValueError("internal: z range lacks context")  # pragma: no cover
+        if self.eng.compiled:
+            from . import _kernels
+
+            return _kernels.correlate_first_range(src, w, z0, z1, base, n)
         w32 = xp.asarray(w, dtype=xp.float32)
         out = xp.empty((z1 - z0,) + src.shape[1:], dtype=xp.float32)
         contiguous = bool(np.all(np.diff(idx) == 1))
