@@ -38,6 +38,11 @@ def _wait(qtbot, w, timeout=60000):
     qtbot.waitUntil(lambda: not w.runner.busy, timeout=timeout)
 
 
+def _wait_refused(qtbot, w):
+    """A refused training: the runner is idle and Live training switched itself off."""
+    qtbot.waitUntil(lambda: not w.runner.busy and not w.train_button.isChecked(), timeout=60000)
+
+
 def test_live_training_then_volume_prediction(widget, crop, qtbot, tmp_path):
     viewer, w = widget
     img, truth, scr, sp = crop
@@ -92,19 +97,19 @@ def test_bad_input_notifies_and_adds_nothing(widget, crop, qtbot):
     n_layers = len(viewer.layers)
     # no labels
     w.train_button.setChecked(True)
-    _wait(qtbot, w)
+    _wait_refused(qtbot, w)
     assert "no labelled voxels" in str(w.runner.last_error)
     assert not w.train_button.isChecked() and w.classifier is None
     # a single class
     layer.data = np.where(scr == 3, 3, 0).astype(np.uint8)
     w.train_button.setChecked(True)
-    _wait(qtbot, w)
+    _wait_refused(qtbot, w)
     assert "only class 3" in str(w.runner.last_error)
     # NaN in a channel
     layer.data = scr
     viewer.layers["SE2"].data = np.where(truth == 1, np.nan, img[0]).astype(np.float32)
     w.train_button.setChecked(True)
-    _wait(qtbot, w)
+    _wait_refused(qtbot, w)
     assert "NaN" in str(w.runner.last_error)
     assert len(viewer.layers) == n_layers
     # train on two channels, apply to one: clear error, nothing added
@@ -126,5 +131,5 @@ def test_bad_input_notifies_and_adds_nothing(widget, crop, qtbot):
     w.scribbles.set_layer(bad)
     w.set_channels(["SE2", "InLens"])
     w.train_button.setChecked(True)
-    _wait(qtbot, w)
+    _wait_refused(qtbot, w)
     assert "labels have shape" in str(w.runner.last_error)

@@ -9,9 +9,16 @@ fixed order, so results do not depend on how a volume is cut into blocks.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import numpy as np
+
+#: numba ``parallel=True`` (prange over threads). Off by default: on a shared, busy
+#: machine the threads' synchronisation costs far more than it gains (measured 3-10x
+#: slower per pass on the 2-core benchmark VM), while the serial kernels already run
+#: 5-30x faster than ``scipy.ndimage``. ``CORRTOMO_NUMBA_PARALLEL=1`` turns it on.
+PARALLEL = os.environ.get("CORRTOMO_NUMBA_PARALLEL", "0").strip() not in ("", "0", "false")
 
 
 @functools.cache
@@ -38,7 +45,7 @@ def _compiled() -> dict[str, Any]:
             m = period - 1 - m
         return m
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
+    @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
     def corr_mid(inp, w, sym, out):  # pragma: no cover - compiled
         """out[i, k, :] = sum_j w[j] inp[i, reflect(k + j - r), :] for (a, n, b) arrays.
 
@@ -73,7 +80,7 @@ def _compiled() -> dict[str, Any]:
                         for x in range(m):
                             o[x] += wj * (lo[x] - hi[x])
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
+    @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
     def corr_first_range(inp, w, sym, out, g0, base, n_true):  # pragma: no cover - compiled
         """Like corr_mid along axis 0 of (n_in, b) for output rows g0 .. g0 + n_out - 1 of a
         stack of n_true rows, of which ``inp`` holds rows base .. base + n_in - 1."""
@@ -104,20 +111,20 @@ def _compiled() -> dict[str, Any]:
                     for x in range(m):
                         o[x] += wj * (lo[x] - hi[x])
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
+    @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
     def corr_last(inp, w, sym, out):  # pragma: no cover - compiled
         """out[i, k] = sum_j w[j] inp[i, reflect(k + j - r)] for (a, n) arrays (see corr_mid)."""
         a, n = inp.shape
         taps = w.shape[0]
         r = taps // 2
-        for i in prange(a):
-            pad = np.empty(n + 2 * r, np.float32)
+        pad = np.empty(n + 2 * r, np.float32)
+        acc = np.empty(n, np.float32)
+        for i in range(a):
             for k in range(r):
                 pad[k] = inp[i, reflect(k - r, n)]
                 pad[n + r + k] = inp[i, reflect(n + k, n)]
             for k in range(n):
                 pad[r + k] = inp[i, k]
-            acc = np.empty(n, np.float32)
             wc = w[r]
             for k in range(n):
                 acc[k] = wc * pad[k + r]
@@ -132,7 +139,7 @@ def _compiled() -> dict[str, Any]:
             for k in range(n):
                 out[i, k] = acc[k]
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
+    @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
     def eig3(a11, a12, a13, a22, a23, a33, e1, e2, e3):  # pragma: no cover - compiled
         """Descending eigenvalues of symmetric 3x3 matrices (Smith 1961), flat arrays."""
         n = a11.shape[0]
@@ -155,9 +162,11 @@ def _compiled() -> dict[str, Any]:
                        + x13 * (x12 * x23 - b22 * x13))
                 r = det / (2.0 * p * p * p)
                 r = min(max(r, -1.0), 1.0)
-                phi = np.arccos(r) / 3.0
-                v1 = q + 2.0 * p * np.cos(phi)
-                v3 = q + 2.0 * p * np.cos(phi + 2.0 * np.pi / 3.0)
+                # cos(phi + 2 pi / 3) = -cos(phi) / 2 - sin(phi) sqrt(3) / 2, phi in [0, pi/3]
+                c = np.cos(np.arccos(r) / 3.0)
+                sn = np.sqrt(max(1.0 - c * c, 0.0))
+                v1 = q + 2.0 * p * c
+                v3 = q - p * (c + 1.7320508075688772 * sn)
             else:
                 v1 = q
                 v3 = q

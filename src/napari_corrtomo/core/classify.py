@@ -145,7 +145,9 @@ def _numba_kernel():
         _KERNEL = None
         return None
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
+    from ._kernels import PARALLEL
+
+    @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
     def kernel(X, feature, threshold, left, right, value, roots, depth, out):  # pragma: no cover
         # Tiles of voxels in parallel; per tree, all voxels of the tile step one level at a
         # time (independent loads in flight, no data-dependent loop exit).
