@@ -251,7 +251,8 @@ def markdown(acc, acc_info, speed, speed_info, latency) -> str:
              "seed awe (%) | time (s) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in acc:
-        lines.append(f"| {r['method']} | {r['features']} | {r['awe_pct']:.1f} | {r['iou_pore']:.3f} "
+        lines.append(f"| {r['method']} | {r['features']} | {r['awe_pct']:.1f} "
+                     f"| {r['iou_pore']:.3f} "
                      f"| {r['iou_cbd']:.3f} | {r['iou_am']:.3f} | {r['seed_awe_pct']:.1f} "
                      f"| {r['time_s']:.1f} |")
     order = [r["key"] for r in sorted(acc, key=lambda r: -r["awe_pct"])]
@@ -284,7 +285,8 @@ def markdown(acc, acc_info, speed, speed_info, latency) -> str:
         lines.append(f"| {r['setting']} | {r['labelled']} | {r['stroke_best_s']:.3f} / "
                      f"{r['stroke_median_s']:.3f} | {r['cold_best_s']:.3f} / "
                      f"{r['cold_median_s']:.3f} |")
-    lines += ["", "Goal: < 0.5 s on the CPU.", "GPU: not measured (no GPU lent to this session).", ""]
+    lines += ["", "Goal: < 0.5 s on the CPU.",
+              "GPU: not measured (no GPU lent to this session).", ""]
     return "\n".join(lines)
 
 

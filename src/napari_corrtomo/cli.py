@@ -88,7 +88,8 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path,
                    help="segmentation output (.tif or .ome.zarr)")
     p.add_argument("--probabilities", type=Path, default=None,
-                   help="also write class probabilities, one file per class: PREFIX_<class>.tif/.ome.zarr")
+                   help="also write class probabilities, one file per class: "
+                        "PREFIX_<class>.tif/.ome.zarr")
     p.add_argument("--uncertainty", type=Path, default=None,
                    help="also write the uncertainty (1 - margin) to this .tif/.ome.zarr")
     p.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])

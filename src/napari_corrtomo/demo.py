@@ -155,7 +155,8 @@ def step_classify(ctx: DemoContext) -> None:
                     for s in (0.7, 1.6, 3.5))
     spec = FeatureSpec(filters, channel_differences=True, tailored=TailoredFeatures())
     clf = PixelClassifier(spec, n_trees=60, seed=ctx.seed).fit(
-        img, scr, fib.labels.scale, "nm", [v.metadata.get("detector", v.name) for v in fib.channels])
+        img, scr, fib.labels.scale, "nm",
+        [v.metadata.get("detector", v.name) for v in fib.channels])
     seg = clf.predict(img)
     held_out = np.ones(len(truth), bool)
     held_out[[4, 20, 36]] = False

@@ -178,7 +178,8 @@ def test_bad_input_is_refused(crop, trained):
     with pytest.raises(ValueError, match="voxel size"):
         trained.predict(img, spacing=(10.0, 10.0, 10.0), unit="nm")
     # the same voxel size in other units is accepted
-    assert trained.predict(img[:, :6], spacing=tuple(s / 1000 for s in sp), unit="um").shape == (6, 64, 64)
+    in_um = tuple(s / 1000 for s in sp)
+    assert trained.predict(img[:, :6], spacing=in_um, unit="um").shape == (6, 64, 64)
     with pytest.raises(ValueError, match="not trained"):
         PixelClassifier().predict(img)
 

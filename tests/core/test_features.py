@@ -72,8 +72,8 @@ def test_hessian_eigenvalues_match_scipy_numpy(volume, sigma):
 def test_structure_tensor_eigenvalues_match_numpy(volume, sigma):
     v64 = volume.astype(np.float64)
     t = fmod.TRUNCATE
-    grads = [ndi.gaussian_filter(v64, sigma, order=tuple(int(a == ax) for a in range(3)), truncate=t)
-             for ax in range(3)]
+    grads = [ndi.gaussian_filter(v64, sigma, order=tuple(int(a == ax) for a in range(3)),
+                                 truncate=t) for ax in range(3)]
     tensor = np.empty(volume.shape + (3, 3))
     for i in range(3):
         for j in range(3):

@@ -122,7 +122,7 @@ class FlatForest:
         value = xp.asarray(self.value)
         cols = xp.arange(n)
         acc = xp.zeros((n, self.n_classes), dtype=xp.float32)
-        for root, depth in zip(self.roots.tolist(), self.depth.tolist()):
+        for root, depth in zip(self.roots.tolist(), self.depth.tolist(), strict=True):
             node = xp.full(n, root, dtype=xp.int32)
             for _ in range(depth):
                 go_left = X[feature[node], cols] <= threshold[node]
@@ -272,7 +272,8 @@ class PixelClassifier:
         """The voxel size to use at prediction; refuses one unlike the training's."""
         if spacing is None:
             return self.spacing
-        sp = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, float), (self.spatial_ndim,)))
+        sp = tuple(float(s) for s in
+                   np.broadcast_to(np.asarray(spacing, float), (self.spatial_ndim,)))
         unit = self.unit if unit is None else unit
         from .units import convert, normalize_unit
 
@@ -316,7 +317,8 @@ class PixelClassifier:
         if tuple(img.shape[1:]) != tuple(labels.shape):
             raise ValueError(
                 f"labels have shape {labels.shape} but the image's spatial shape is "
-                f"{tuple(img.shape[1:])}; paint the scribbles on a Labels layer of the image's shape"
+                f"{tuple(img.shape[1:])}; paint the scribbles on a Labels layer of the "
+                "image's shape"
             )
         classes = np.unique(labels[labels != 0])
         if classes.size == 0:
@@ -437,7 +439,8 @@ class PixelClassifier:
         if block_shape is None and not bk.is_lazy(image):
             block_shape = _slab_blocks(image.shape[1:], halo, self._bytes_per_voxel(),
                                        bk.memory_budget(backend, budget))
-        return bk.map_blocks(self._block_proba(backend), image, halo, spatial_ndim=self.spatial_ndim,
+        return bk.map_blocks(self._block_proba(backend), image, halo,
+                             spatial_ndim=self.spatial_ndim,
                              backend=backend, bytes_per_voxel=self._bytes_per_voxel(),
                              block_shape=block_shape, budget=budget, progress=progress)
 
@@ -532,7 +535,8 @@ class PixelClassifier:
                 f"{path.name}: classifier file format version {version} "
                 f"{'is newer than' if newer else 'differs from'} the version this napari-corrtomo "
                 f"reads ({FILE_VERSION}); "
-                + ("upgrade napari-corrtomo" if newer else "retrain the classifier and save it again")
+                + ("upgrade napari-corrtomo" if newer
+                   else "retrain the classifier and save it again")
             )
         clf = cls(FeatureSpec.from_dict(meta["features"]), meta["n_trees"], meta["seed"],
                   max_depth=meta["max_depth"], min_samples_leaf=meta["min_samples_leaf"],
@@ -611,7 +615,8 @@ class LiveTrainer:
                                      backend=self.backend)[:, 0]
         feats = np.asarray(bk.to_host(feats))
         self._cache[z] = feats
-        while len(self._cache) > 1 and sum(f.nbytes for f in self._cache.values()) > self.cache_bytes:
+        while (len(self._cache) > 1
+               and sum(f.nbytes for f in self._cache.values()) > self.cache_bytes):
             self._cache.pop(next(iter(self._cache)))
         return feats
 
@@ -626,7 +631,7 @@ class LiveTrainer:
             zs = np.flatnonzero(np.any(labels != 0, axis=(1, 2))).tolist()
             planes = [labels[z] for z in zs]
         xs, ys = [], []
-        for z, plane in zip(zs, planes):
+        for z, plane in zip(zs, planes, strict=True):
             mask = plane != 0
             xs.append(self.slice_features(z)[:, mask].T)
             ys.append(plane[mask])
@@ -742,7 +747,7 @@ def weighted_error(truth: Any, prediction: Any, mask: Any = None) -> float:
     classes, counts = classes[keep], counts[keep]
     ious = iou_per_class(truth, prediction, classes, mask)
     frac = counts / counts.sum()
-    return float((1.0 - sum(ious[int(c)] * f for c, f in zip(classes, frac))) * 100.0)
+    return float((1.0 - sum(ious[int(c)] * f for c, f in zip(classes, frac, strict=True))) * 100.0)
 
 
 # =========================================================================== baselines

@@ -163,7 +163,8 @@ class FeatureSpec:
         return cls(tuple(items), channel_differences, tail)
 
     @classmethod
-    def from_table(cls, table: dict[tuple[str, float], str | bool | None], **kwargs: Any) -> FeatureSpec:
+    def from_table(cls, table: dict[tuple[str, float], str | bool | None],
+                   **kwargs: Any) -> FeatureSpec:
         """From a ``{(filter, sigma): "2d" | "3d" | None/False}`` table (the widget's grid)."""
         items = [FilterItem(name, float(s), "3d" if mode is True else mode)
                  for (name, s), mode in table.items() if mode]
@@ -256,7 +257,8 @@ class FeatureSpec:
                     out.append(f"{ch}: darkening over previous {w} slices (in-plane {s:g})")
         return out
 
-    def halo(self, spacing: Sequence[float] | None = None, spatial_ndim: int = 3) -> tuple[int, ...]:
+    def halo(self, spacing: Sequence[float] | None = None,
+             spatial_ndim: int = 3) -> tuple[int, ...]:
         """Voxels of context per spatial axis that make blockwise results exact."""
         sp = _spacing(spacing, spatial_ndim)
         reach = [0] * spatial_ndim
@@ -325,7 +327,8 @@ def gaussian_kernel1d(sigma: float, order: int, truncate: float = TRUNCATE) -> n
 
 def _threads() -> int:
     try:
-        return max(1, min(len(os.sched_getaffinity(0)), int(os.environ.get("CORRTOMO_THREADS", 64))))
+        cores = len(os.sched_getaffinity(0))
+        return max(1, min(cores, int(os.environ.get("CORRTOMO_THREADS", 64))))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, min(os.cpu_count() or 1, int(os.environ.get("CORRTOMO_THREADS", 64))))
 
@@ -437,7 +440,8 @@ def compute_features(
     if arr.ndim == nd:
         arr = arr[None]
     if arr.ndim != nd + 1:
-        raise ValueError(f"image has {arr.ndim} axes; expected {nd} spatial axes plus one channel axis")
+        raise ValueError(
+            f"image has {arr.ndim} axes; expected {nd} spatial axes plus one channel axis")
     sp = _spacing(spacing, nd)
     arr = arr.astype(xp.float32, copy=False)
     channels = [arr[c] for c in range(arr.shape[0])]
@@ -689,7 +693,7 @@ def _tailored(eng: _Engine, img: Any, tail: TailoredFeatures, sp: tuple[float, .
         for ax in (1, 2):
             sm = eng.correlate1d(sm, gaussian_kernel1d(sig[ax], 0, truncate), ax)
 
-        def at(offset: int) -> Any:
+        def at(offset: int, sm: Any = sm) -> Any:
             idx = np.clip(np.arange(z0, z1) + offset, 0, n - 1) - lo
             return sm[xp.asarray(idx)] if offset else sm[z0 - lo:z1 - lo]
 
