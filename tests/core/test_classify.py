@@ -205,3 +205,13 @@ def test_threshold_baselines_recover_levels():
     tree = ThresholdTree().fit(img, np.where(rng.random(truth.shape) < 0.05, truth, 0))
     assert weighted_error(truth, tree.predict(img)) < 0.5
     assert np.all((tree.thresholds_ > 0.1) & (tree.thresholds_ < 0.9))
+
+
+@pytest.mark.skipif(not __import__("napari_corrtomo.core.backend", fromlist=["x"]).cupy_available(),
+                    reason="needs CuPy and a CUDA GPU")
+def test_gpu_prediction_matches_the_cpu(trained, crop):
+    img, *_ = crop
+    cpu = trained.predict_proba(img, backend="numpy")
+    gpu = trained.predict_proba(img, backend="cupy")
+    np.testing.assert_allclose(gpu, cpu, atol=1e-4)
+    assert np.mean(np.argmax(gpu, 0) == np.argmax(cpu, 0)) > 0.999
