@@ -235,8 +235,16 @@ class ClassifyWidget(QWidget):
 
     # ------------------------------------------------------------------ training
 
+    def _set_live(self, on: bool) -> None:
+        """Show the live-training state on the button without re-triggering it."""
+        self.train_button.blockSignals(True)
+        self.train_button.setChecked(on)
+        self.train_button.blockSignals(False)
+
     def _on_train_toggled(self, on: bool) -> None:
         if on:
+            # stays off until the first training succeeded (a refused one leaves it off)
+            self._set_live(False)
             self.start_training()
         else:
             self._unwatch()
@@ -250,7 +258,6 @@ class ClassifyWidget(QWidget):
             spec = self.feature_spec()
         except ValueError as exc:
             show_error(str(exc))
-            self.train_button.setChecked(False)
             return
         labels = np.asarray(labels_layer.data).copy()
         names = [layer.name for layer in layers]
@@ -264,20 +271,11 @@ class ClassifyWidget(QWidget):
             live.train(labels)
             return live, z, live.predict_slice(z)
 
-        self._trained_ok = False
-        worker = self.runner.start(job, on_result=self._trained, label="Training")
-        if worker is None:
-            self.train_button.setChecked(False)
-            return
-        worker.finished.connect(self._training_finished)
-
-    def _training_finished(self) -> None:
-        if not self._trained_ok:  # failed or cancelled: live training is off
-            self.train_button.setChecked(False)
+        self.runner.start(job, on_result=self._trained, label="Training")
 
     def _trained(self, result) -> None:
-        self._trained_ok = True
         live, z, proba = result
+        self._set_live(True)
         self.live = live
         self.classifier = live.classifier
         self._show_slice(z, proba)
