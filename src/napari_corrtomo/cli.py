@@ -164,12 +164,82 @@ def _run_register(args: argparse.Namespace) -> int:
         write_volume(args.resampled, Volume(data, tuple(sf), (unit,) * 3,
                                             f"{moving.name} registered"))
         print(f"wrote {args.resampled}")
+# ----------------------------------------------------------------------------- classify
+
+
+def _add_classify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "classify",
+        help="segment a volume with a saved pixel classifier (Classify widget / PixelClassifier)",
+        description="Apply a saved classifier (.corrclf.npz) to a volume. Give one file per "
+                    "channel in the training order (a multichannel TIFF/OME-Zarr gives all its "
+                    "channels). zarr input is processed block by block and, with a .zarr "
+                    "output, written block by block (volumes larger than memory).",
+    )
+    p.add_argument("inputs", nargs="+", help="channel volumes (TIFF/MRC/HDF5/zarr)")
+    p.add_argument("--classifier", required=True, type=Path, help="saved classifier file")
+    p.add_argument("--out", required=True, type=Path,
+                   help="segmentation output (.tif or .ome.zarr)")
+    p.add_argument("--probabilities", type=Path, default=None,
+                   help="also write class probabilities, one file per class: "
+                        "PREFIX_<class>.tif/.ome.zarr")
+    p.add_argument("--uncertainty", type=Path, default=None,
+                   help="also write the uncertainty (1 - margin) to this .tif/.ome.zarr")
+    p.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])
+    p.add_argument("--memory", default=None, help="memory budget per block, e.g. 4GB")
+    p.set_defaults(func=_run_classify)
+
+
+def _run_classify(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .core import backend as bk
+    from .core.classify import PixelClassifier, proba_to_labels, proba_uncertainty
+    from .core.io import Volume, read_volumes, write_volume
+
+    clf = PixelClassifier.load(args.classifier)
+    volumes = [v for path in args.inputs for v in read_volumes(path)]
+    shapes = {tuple(v.array.shape) for v in volumes}
+    if len(shapes) != 1:
+        raise ValueError(f"the channel volumes differ in shape: {sorted(shapes)}")
+    ref = volumes[0]
+    lazy = any(bk.is_lazy(v.array) for v in volumes)
+    if lazy:
+        import dask.array as da
+
+        image = da.stack([da.asarray(v.array) for v in volumes])
+    else:
+        image = np.stack([np.asarray(v.array) for v in volumes])
+    known = all(u != "pixel" for u in ref.units)
+    spacing, unit = (ref.scale, ref.units[0]) if known else (None, None)
+    if not known:
+        print(f"corrtomo classify: {ref.name} has no voxel size; using the classifier's "
+              f"{clf.spacing} {clf.unit}", file=sys.stderr)
+    proba = clf.predict_proba(image, spacing, unit, backend=args.backend, budget=args.memory,
+                              progress=None if lazy else _print_progress("classify"))
+    scale = clf.spacing if not known else ref.scale
+    units = (clf.unit,) * len(scale) if not known else ref.units
+    labels = proba_to_labels(proba, clf.classes_)
+    outputs = [(args.out, labels, "labels", "segmentation")]
+    if args.uncertainty is not None:
+        outputs.append((args.uncertainty, proba_uncertainty(proba), "image", "uncertainty"))
+    if args.probabilities is not None:
+        base = str(args.probabilities)
+        suffix = ".ome.zarr" if base.endswith((".zarr", ".ome.zarr")) else ".tif"
+        stem = base.removesuffix(".ome.zarr").removesuffix(".zarr").removesuffix(".tiff")
+        stem = stem.removesuffix(".tif")
+        for k, c in enumerate(clf.classes_):
+            outputs.append((Path(f"{stem}_{int(c)}{suffix}"), proba[k], "image",
+                            f"probability {int(c)}"))
+    for path, data, kind, name in outputs:
+        write_volume(path, Volume(data, tuple(scale), tuple(units), name, kind))
+        print(f"wrote {name} to {path}")
     return 0
 
 
 # ----------------------------------------------------------------------------- main
 
-_COMMANDS = (_add_demo, _add_info, _add_register)
+_COMMANDS = (_add_demo, _add_info, _add_register, _add_classify)
 
 
 def build_parser() -> argparse.ArgumentParser:
