@@ -87,8 +87,10 @@ def tomography_projections() -> list[LayerData]:
         truth = {"shifts": s.true_shifts.tolist(), "voxel_size": s.voxel_size,
                  "volume_shape": list(s.phantom.shape)}
         data = s.raw if s.raw is not None else s.projections
-        meta = {"geometry": s.geometry.to_dict(), "truth": truth, "sample": "tomography_projections"}
-        layers.append(_layer(Volume(data, (1.0, ps, ps), ("pixel", unit, unit), name, "image", meta),
+        meta = {"geometry": s.geometry.to_dict(), "truth": truth,
+                "sample": "tomography_projections"}
+        frame = ((1.0, ps, ps), ("pixel", unit, unit))
+        layers.append(_layer(Volume(data, *frame, name, "image", meta),
                              contrast_limits=_limits(data)))
         if s.raw is not None:
             for ref_name, ref in (("flats", s.flats), ("darks", s.darks)):

@@ -131,10 +131,37 @@ def reconstruct(
 
         return _astra.reconstruct(proj, geometry, shape, vs, off, name, int(iterations),
                                   min_value, filter, progress)
+    proj, geometry = _rows_to_slice_grid(proj, geometry, shape, vs, off)
     if name in ("fbp", "fdk"):
         return analytic.filtered_backprojection(proj, geometry, shape, vs, off, filter, progress)
     return _iterative_cpu(proj, geometry, shape, vs, off, name, int(iterations), min_value,
                           progress)
+
+
+def _rows_to_slice_grid(proj: np.ndarray, geometry: Geometry, shape: tuple[int, int, int],
+                        vs: float, off: np.ndarray) -> tuple[np.ndarray, Geometry]:
+    """Per-projection row shifts (aligned tilt series) keep parallel-beam slices off the
+    detector rows, which would send the work to the slower volume engine. Shift every
+    projection's rows (linear interpolation) onto one common row grid that lines up with the
+    slices instead; column shifts stay exact in the geometry."""
+    if geometry.kind not in ("parallel", "tilt_series") or np.ptp(geometry.shifts[:, 0]) <= 1e-9:
+        return proj, geometry
+    if not np.isclose(vs, geometry.pixel_size, rtol=1e-9):
+        return proj, geometry
+    from scipy import ndimage as ndi
+
+    axis = 0 if geometry.kind == "parallel" else 1
+    rows = geometry.det_shape[0]
+    first = (-0.5 * (shape[axis] - 1)) + off[axis] / vs + 0.5 * (rows - 1)
+    mean = float(np.mean(geometry.shifts[:, 0]))
+    target = mean + float(np.round(first + mean) - (first + mean))
+    out = np.empty_like(proj)
+    for i in range(proj.shape[0]):
+        out[i] = ndi.shift(proj[i], (target - geometry.shifts[i, 0], 0.0), order=1,
+                           mode="nearest")
+    shifts = geometry.shifts.copy()
+    shifts[:, 0] = target
+    return out, geometry.with_shifts(shifts)
 
 
 def _iterative_cpu(proj: np.ndarray, geometry: Geometry, shape: tuple[int, int, int], vs: float,
