@@ -40,56 +40,61 @@ def slice_fp(vol, rays, centres, us, step, out):  # pragma: no cover - compiled
     """Joseph forward projection of a batch of slices.
 
     vol (ny, nx, ns) float32; rays/centres/us (na, 2) as (x, y); out (na, nd, ns) float32
-    (overwritten).
+    (overwritten). Each thread accumulates one projection in a private buffer, which lets
+    the compiler vectorise the loops over the batch.
     """
     ny, nx, ns = vol.shape
     na, nd, _ = out.shape
     cy = 0.5 * (ny - 1)
     cx = 0.5 * (nx - 1)
     cd = 0.5 * (nd - 1)
-    for k in prange(na * nd):
-        a = k // nd
-        c = k - a * nd
+    for a in prange(na):
+        buf = np.zeros((nd, ns), np.float32)
         rx = rays[a, 0]
         ry = rays[a, 1]
-        px = centres[a, 0] + (c - cd) * us[a, 0]
-        py = centres[a, 1] + (c - cd) * us[a, 1]
-        for s in range(ns):
-            out[a, c, s] = 0.0
-        if abs(rx) >= abs(ry):
-            slope = ry / rx
-            w = step / abs(rx)
-            for j in range(nx):
-                fi = py + (j - cx - px) * slope + cy
-                i0 = int(math.floor(fi))
-                if i0 < -1 or i0 >= ny:
-                    continue
-                f = fi - i0
-                w0 = (1.0 - f) * w
-                w1 = f * w
-                if i0 >= 0:
-                    for s in range(ns):
-                        out[a, c, s] += w0 * vol[i0, j, s]
-                if i0 + 1 < ny:
-                    for s in range(ns):
-                        out[a, c, s] += w1 * vol[i0 + 1, j, s]
-        else:
-            slope = rx / ry
-            w = step / abs(ry)
-            for i in range(ny):
-                fj = px + (i - cy - py) * slope + cx
-                j0 = int(math.floor(fj))
-                if j0 < -1 or j0 >= nx:
-                    continue
-                f = fj - j0
-                w0 = (1.0 - f) * w
-                w1 = f * w
-                if j0 >= 0:
-                    for s in range(ns):
-                        out[a, c, s] += w0 * vol[i, j0, s]
-                if j0 + 1 < nx:
-                    for s in range(ns):
-                        out[a, c, s] += w1 * vol[i, j0 + 1, s]
+        for c in range(nd):
+            px = centres[a, 0] + (c - cd) * us[a, 0]
+            py = centres[a, 1] + (c - cd) * us[a, 1]
+            acc = buf[c]
+            if abs(rx) >= abs(ry):
+                slope = ry / rx
+                w = step / abs(rx)
+                for j in range(nx):
+                    fi = py + (j - cx - px) * slope + cy
+                    i0 = int(math.floor(fi))
+                    if i0 < -1 or i0 >= ny:
+                        continue
+                    f = fi - i0
+                    w0 = np.float32((1.0 - f) * w)
+                    w1 = np.float32(f * w)
+                    if i0 >= 0:
+                        src = vol[i0, j]
+                        for s in range(ns):
+                            acc[s] += w0 * src[s]
+                    if i0 + 1 < ny:
+                        src = vol[i0 + 1, j]
+                        for s in range(ns):
+                            acc[s] += w1 * src[s]
+            else:
+                slope = rx / ry
+                w = step / abs(ry)
+                for i in range(ny):
+                    fj = px + (i - cy - py) * slope + cx
+                    j0 = int(math.floor(fj))
+                    if j0 < -1 or j0 >= nx:
+                        continue
+                    f = fj - j0
+                    w0 = np.float32((1.0 - f) * w)
+                    w1 = np.float32(f * w)
+                    if j0 >= 0:
+                        src = vol[i, j0]
+                        for s in range(ns):
+                            acc[s] += w0 * src[s]
+                    if j0 + 1 < nx:
+                        src = vol[i, j0 + 1]
+                        for s in range(ns):
+                            acc[s] += w1 * src[s]
+        out[a] = buf
 
 
 @njit(**_OPTS)
@@ -98,7 +103,8 @@ def slice_bp_adjoint(sino, rays, centres, us, step, vol):  # pragma: no cover - 
 
     For a pixel and an angle the rays that touch it form a contiguous run of
     detector bins (the Joseph weights are hats of the distance along the
-    non-dominant axis), so the transpose needs no scatter. vol is overwritten.
+    non-dominant axis), so the transpose needs no scatter. vol is overwritten; each
+    thread fills one image row in a private buffer.
     """
     ny, nx, ns = vol.shape
     na, nd, _ = sino.shape
@@ -106,9 +112,7 @@ def slice_bp_adjoint(sino, rays, centres, us, step, vol):  # pragma: no cover - 
     cx = 0.5 * (nx - 1)
     cd = 0.5 * (nd - 1)
     for i in prange(ny):
-        for j in range(nx):
-            for s in range(ns):
-                vol[i, j, s] = 0.0
+        row = np.zeros((nx, ns), np.float32)
         for a in range(na):
             rx = rays[a, 0]
             ry = rays[a, 1]
@@ -131,12 +135,15 @@ def slice_bp_adjoint(sino, rays, centres, us, step, vol):  # pragma: no cover - 
                         lo, hi = hi, lo
                     c0 = max(int(math.ceil(lo)), 0)
                     c1 = min(int(math.floor(hi)), nd - 1)
+                    acc = row[j]
                     for c in range(c0, c1 + 1):
                         wc = (1.0 - abs(alpha + beta * c - i)) * w
                         if wc <= 0.0:
                             continue
+                        wf = np.float32(wc)
+                        src = sino[a, c]
                         for s in range(ns):
-                            vol[i, j, s] += wc * sino[a, c, s]
+                            acc[s] += wf * src[s]
             else:
                 slope = rx / ry
                 w = step / abs(ry)
@@ -152,12 +159,16 @@ def slice_bp_adjoint(sino, rays, centres, us, step, vol):  # pragma: no cover - 
                         lo, hi = hi, lo
                     c0 = max(int(math.ceil(lo)), 0)
                     c1 = min(int(math.floor(hi)), nd - 1)
+                    acc = row[j]
                     for c in range(c0, c1 + 1):
                         wc = (1.0 - abs(alpha + beta * c - j)) * w
                         if wc <= 0.0:
                             continue
+                        wf = np.float32(wc)
+                        src = sino[a, c]
                         for s in range(ns):
-                            vol[i, j, s] += wc * sino[a, c, s]
+                            acc[s] += wf * src[s]
+        vol[i] = row
 
 
 @njit(**_OPTS)
@@ -173,9 +184,7 @@ def slice_bp_interp(sino, centres, us, vol):  # pragma: no cover - compiled
     cx = 0.5 * (nx - 1)
     cd = 0.5 * (nd - 1)
     for i in prange(ny):
-        for j in range(nx):
-            for s in range(ns):
-                vol[i, j, s] = 0.0
+        row = np.zeros((nx, ns), np.float32)
         for a in range(na):
             ux = us[a, 0]
             uy = us[a, 1]
@@ -187,14 +196,18 @@ def slice_bp_interp(sino, centres, us, vol):  # pragma: no cover - compiled
                 c0 = int(math.floor(fc))
                 if c0 < -1 or c0 >= nd:
                     continue
-                f = fc - c0
+                f = np.float32(fc - c0)
+                acc = row[j]
                 if c0 >= 0:
-                    w0 = 1.0 - f
+                    w0 = np.float32(1.0) - f
+                    src = sino[a, c0]
                     for s in range(ns):
-                        vol[i, j, s] += w0 * sino[a, c0, s]
+                        acc[s] += w0 * src[s]
                 if c0 + 1 < nd:
+                    src = sino[a, c0 + 1]
                     for s in range(ns):
-                        vol[i, j, s] += f * sino[a, c0 + 1, s]
+                        acc[s] += f * src[s]
+        vol[i] = row
 
 
 # =========================================================================== volumes

@@ -29,7 +29,7 @@ from . import _kernels
 from .geometry import Geometry
 
 #: Most slices processed together by the slice engine.
-MAX_BATCH = 32
+MAX_BATCH = 64
 
 
 # =========================================================================== engine choice
