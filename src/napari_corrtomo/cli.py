@@ -132,7 +132,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
     if args.align:
         _, shifts = recon.align_tilt_series(lines, geometry.angles_deg,
                                             progress=_print_progress("align"))
-        geometry = geometry.with_shifts(geometry.shifts + shifts)
+        geometry = geometry.with_shifts(shifts)  # absolute: includes the tilt-axis offset
         print(f"alignment: mean |shift| {np.abs(shifts).mean(axis=0).round(3).tolist()} px "
               "(row, col)")
     if args.center is not None:

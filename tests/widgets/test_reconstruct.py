@@ -157,3 +157,19 @@ def test_projection_samples_open_and_fill_the_form(make_napari_viewer):
     g = w.geometry()
     assert g.kind == "cone" and g.magnification == pytest.approx(2.0)
     assert tuple(b.value() for b in w.shape) == (64, 64, 64)
+
+
+def test_tilt_series_alignment_in_the_widget(make_napari_viewer, qtbot):
+    s = synthetic.projections("tilt_series", seed=4, volume_shape=(48, 16, 48),
+                              det_shape=(16, 48), n_angles=90, jitter_px=1.5)
+    viewer = make_napari_viewer()
+    _add(viewer, s)
+    w = ReconstructWidget(viewer)
+    errors = []
+    for align in (False, True):
+        w.align.setChecked(align)
+        w.run()
+        _wait(qtbot, w)
+        out = viewer.layers["proj reconstruction"].data
+        errors.append(np.linalg.norm(out - s.phantom) / np.linalg.norm(s.phantom))
+    assert w.align.isEnabled() and errors[1] < 0.6 * errors[0]

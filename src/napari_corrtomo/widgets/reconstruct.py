@@ -65,7 +65,7 @@ def _pipeline(data: np.ndarray, flats: Any, darks: Any, options: dict[str, Any],
                           outlier_threshold=options["outliers"], ring_size=options["rings"])
     if options["align"]:
         _, shifts = recon.align_tilt_series(lines, geometry.angles_deg, progress=progress)
-        geometry = geometry.with_shifts(geometry.shifts + shifts)
+        geometry = geometry.with_shifts(shifts)  # absolute: includes the tilt-axis offset
     return lines, geometry
 
 

@@ -121,9 +121,12 @@ def test_backprojection_is_the_exact_transpose(geom, shape):
     assert abs(lhs - rhs) <= 1e-5 * abs(lhs)
 
 
-def test_offset_moves_the_volume():
+@pytest.mark.parametrize("g", [
+    Geometry.cone(np.linspace(0, 360, 8, endpoint=False), (16, 40), 100.0, 100.0, 2.0),
+    Geometry.parallel(np.linspace(0, 180, 8, endpoint=False), (1, 60)),
+], ids=["cone", "parallel"])
+def test_offset_moves_the_volume(g):
     vol = _asym_volume(1, 24)
-    g = Geometry.cone(np.linspace(0, 360, 8, endpoint=False), (16, 40), 100.0, 100.0, 2.0)
     big = np.zeros((1, 24, 48), np.float32)
     big[:, :, 24:] = vol
     a = forward_project(big, g, backend="numpy")
