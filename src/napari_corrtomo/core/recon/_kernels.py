@@ -439,3 +439,62 @@ def vol_bp_interp(proj, mats, cone, h0_ref, vol):  # pragma: no cover - compiled
                         if c0 + 1 < nc:
                             v += gr * gc * proj[a, r0 + 1, c0 + 1]
                     vol[k, jy, ix] += wgt * v
+
+
+@njit(**_OPTS)
+def vol_bp_interp_axial(proj, mats, h0_ref, vol):  # pragma: no cover - compiled
+    """:func:`vol_bp_interp` for geometries whose detector columns and distance weights do not
+    depend on z (circular CT about the z axis: ``mats[:, 0:2, 2] == 0``).
+
+    Along a z column of voxels the detector column, its interpolation weights and the FDK
+    weight are fixed and the row moves linearly, so they are computed once per column
+    instead of once per voxel. vol (nz, ny, nx) float32 is added to.
+    """
+    nz, ny, nx = vol.shape
+    na, nr, nc = proj.shape
+    cz = 0.5 * (nz - 1)
+    cy = 0.5 * (ny - 1)
+    cx = 0.5 * (nx - 1)
+    for jy in prange(ny):
+        y = jy - cy
+        buf = np.zeros((nx, nz), np.float32)
+        for a in range(na):
+            m = mats[a]
+            href = h0_ref[a]
+            b0 = m[0, 1] * y + m[0, 3] - m[0, 0] * cx
+            b1 = m[1, 1] * y + m[1, 3] - m[1, 0] * cx
+            b2 = m[2, 1] * y + m[2, 3] - m[2, 0] * cx - m[2, 2] * cz
+            for ix in range(nx):
+                h0 = b0 + m[0, 0] * ix
+                if h0 <= 0.0:
+                    continue
+                inv = 1.0 / h0
+                fc = (b1 + m[1, 0] * ix) * inv
+                c0 = int(math.floor(fc))
+                if c0 < -1 or c0 >= nc:
+                    continue
+                gc = fc - c0
+                w = href * inv
+                w *= w
+                wl = np.float32(w * (1.0 - gc)) if c0 >= 0 else np.float32(0.0)
+                wr = np.float32(w * gc) if c0 + 1 < nc else np.float32(0.0)
+                cl = max(c0, 0)
+                cr = min(c0 + 1, nc - 1)
+                fr0 = (b2 + m[2, 0] * ix) * inv
+                dfr = m[2, 2] * inv
+                acc = buf[ix]
+                for k in range(nz):
+                    fr = fr0 + dfr * k
+                    r0 = int(math.floor(fr))
+                    if r0 < -1 or r0 >= nr:
+                        continue
+                    gr = np.float32(fr - r0)
+                    v = np.float32(0.0)
+                    if r0 >= 0:
+                        v += (np.float32(1.0) - gr) * (wl * proj[a, r0, cl] + wr * proj[a, r0, cr])
+                    if r0 + 1 < nr:
+                        v += gr * (wl * proj[a, r0 + 1, cl] + wr * proj[a, r0 + 1, cr])
+                    acc[k] += v
+        for k in range(nz):
+            for ix in range(nx):
+                vol[k, jy, ix] += buf[ix, k]

@@ -302,8 +302,12 @@ def volume_interp(geometry: Geometry, projections: np.ndarray, volume_shape: Seq
     out = np.zeros(tuple(int(s) for s in volume_shape), np.float32)
     proj = np.ascontiguousarray(projections, np.float32)
     na = proj.shape[0]
+    axial = bool(np.all(np.abs(mats[:, 0:2, 2]) < 1e-12 * np.abs(mats).max()))
     for a0, a1 in batches(na, chunk):
-        _kernels.vol_bp_interp(proj[a0:a1], mats[a0:a1], geometry.is_cone, href[a0:a1], out)
+        if axial:  # circular CT about z: columns and weights fixed along z
+            _kernels.vol_bp_interp_axial(proj[a0:a1], mats[a0:a1], href[a0:a1], out)
+        else:
+            _kernels.vol_bp_interp(proj[a0:a1], mats[a0:a1], geometry.is_cone, href[a0:a1], out)
         report(progress, a1, na)
     return out
 
