@@ -235,3 +235,15 @@ def test_row_shifts_are_resampled_onto_the_slice_grid(tilt_sample):
     unaligned = reconstruct(moved, s.geometry, s.volume_shape, s.voxel_size, "fbp",
                             backend="numpy")
     assert _rel(a, s.phantom) < _rel(b, s.phantom) + 0.03 < _rel(unaligned, s.phantom)
+
+
+def test_concurrent_calls_from_threads(parallel_sample, cone_sample):
+    """Widgets run reconstructions in worker threads; two at once give the serial results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(parallel_sample, "sirt"), (cone_sample, "fdk"), (parallel_sample, "fbp")]
+    serial = [_recon(s, m, iterations=3) for s, m in jobs]
+    with ThreadPoolExecutor(3) as pool:
+        parallel = list(pool.map(lambda job: _recon(job[0], job[1], iterations=3), jobs))
+    for a, b in zip(serial, parallel, strict=True):
+        np.testing.assert_array_equal(a, b)

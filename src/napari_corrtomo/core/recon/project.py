@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,11 @@ from .geometry import Geometry
 
 #: Most slices processed together by the slice engine.
 MAX_BATCH = 64
+
+#: numba's parallel kernels must not be launched from two threads at once when its
+#: "workqueue" threading layer is in use (no OpenMP/TBB); widgets run them in worker
+#: threads, so every launch goes through this lock.
+KERNEL_LOCK = threading.RLock()
 
 
 # =========================================================================== engine choice
@@ -215,20 +221,24 @@ def sino_batch(projections: np.ndarray, rows: np.ndarray) -> np.ndarray:
 def slice_forward(plan: SlicePlan, batch: np.ndarray) -> np.ndarray:
     na = plan.rays.shape[0]
     out = np.empty((na, plan.n_det, batch.shape[2]), np.float32)
-    _kernels.slice_fp(batch, plan.rays, plan.centres, plan.us, plan.step, out)
+    with KERNEL_LOCK:
+        _kernels.slice_fp(batch, plan.rays, plan.centres, plan.us, plan.step, out)
     return out
 
 
 def slice_adjoint(plan: SlicePlan, sino: np.ndarray) -> np.ndarray:
     out = np.empty(plan.slice_shape + (sino.shape[2],), np.float32)
-    _kernels.slice_bp_adjoint(np.ascontiguousarray(sino, np.float32), plan.rays, plan.centres,
-                              plan.us, plan.step, out)
+    with KERNEL_LOCK:
+        _kernels.slice_bp_adjoint(np.ascontiguousarray(sino, np.float32), plan.rays,
+                                  plan.centres, plan.us, plan.step, out)
     return out
 
 
 def slice_interp(plan: SlicePlan, sino: np.ndarray) -> np.ndarray:
     out = np.empty(plan.slice_shape + (sino.shape[2],), np.float32)
-    _kernels.slice_bp_interp(np.ascontiguousarray(sino, np.float32), plan.centres, plan.us, out)
+    with KERNEL_LOCK:
+        _kernels.slice_bp_interp(np.ascontiguousarray(sino, np.float32), plan.centres, plan.us,
+                                 out)
     return out
 
 
@@ -237,7 +247,9 @@ def slice_interp(plan: SlicePlan, sino: np.ndarray) -> np.ndarray:
 
 def volume_forward(plan: VolumePlan, volume: np.ndarray, det_shape: tuple[int, int]) -> np.ndarray:
     out = np.empty((plan.vecs.shape[0],) + tuple(det_shape), np.float32)
-    _kernels.vol_fp(np.ascontiguousarray(volume, np.float32), plan.vecs, plan.cone, plan.step, out)
+    with KERNEL_LOCK:
+        _kernels.vol_fp(np.ascontiguousarray(volume, np.float32), plan.vecs, plan.cone, plan.step,
+                        out)
     return out
 
 
@@ -254,8 +266,9 @@ def volume_adjoint(plan: VolumePlan, projections: np.ndarray) -> np.ndarray:
     nz, ny, nx = plan.shape
     n_chunks = adjoint_chunks(plan.shape, plan.vecs.shape[0])
     buffers = np.empty((n_chunks, nz * ny * nx), np.float32)
-    _kernels.vol_bp_adjoint(np.ascontiguousarray(projections, np.float32), plan.vecs, plan.cone,
-                            plan.step, buffers, nz, ny, nx)
+    with KERNEL_LOCK:
+        _kernels.vol_bp_adjoint(np.ascontiguousarray(projections, np.float32), plan.vecs,
+                                plan.cone, plan.step, buffers, nz, ny, nx)
     out = buffers[0]
     for k in range(1, n_chunks):
         out += buffers[k]
@@ -304,10 +317,12 @@ def volume_interp(geometry: Geometry, projections: np.ndarray, volume_shape: Seq
     na = proj.shape[0]
     axial = bool(np.all(np.abs(mats[:, 0:2, 2]) < 1e-12 * np.abs(mats).max()))
     for a0, a1 in batches(na, chunk):
-        if axial:  # circular CT about z: columns and weights fixed along z
-            _kernels.vol_bp_interp_axial(proj[a0:a1], mats[a0:a1], href[a0:a1], out)
-        else:
-            _kernels.vol_bp_interp(proj[a0:a1], mats[a0:a1], geometry.is_cone, href[a0:a1], out)
+        with KERNEL_LOCK:
+            if axial:  # circular CT about z: columns and weights fixed along z
+                _kernels.vol_bp_interp_axial(proj[a0:a1], mats[a0:a1], href[a0:a1], out)
+            else:
+                _kernels.vol_bp_interp(proj[a0:a1], mats[a0:a1], geometry.is_cone, href[a0:a1],
+                                       out)
         report(progress, a1, na)
     return out
 
