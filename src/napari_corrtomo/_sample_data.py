@@ -79,3 +79,36 @@ def fib_sem_stack() -> list[LayerData]:
 def _limits(data: np.ndarray) -> tuple[float, float]:
     lo, hi = np.percentile(data[:: max(1, data.shape[0] // 16)], (0.5, 99.5))
     return float(lo), float(hi)
+
+
+def tomography_projections() -> list[LayerData]:
+    """Projection data for the Reconstruct widget: raw microCT counts with flats, darks,
+    zingers and an off-centre rotation axis; cone-beam and laminography scans; an unaligned
+    360-degree ET tilt series. Each projection layer carries its nominal geometry (JSON form)
+    in ``metadata["geometry"]`` and the true misalignment in ``metadata["truth"]``; the
+    phantoms are added as hidden layers."""
+    samples = [
+        ("microCT raw projections",
+         synthetic.projections("parallel", seed=0, raw=True, zingers=5e-4, center_offset=2.5)),
+        ("cone-beam projections", synthetic.projections("cone", seed=1)),
+        ("laminography projections", synthetic.projections("laminography", seed=2)),
+        ("ET tilt series", synthetic.projections("tilt_series", seed=3, jitter_px=1.5)),
+    ]
+    layers: list[LayerData] = []
+    for name, s in samples:
+        ps, unit = s.geometry.pixel_size, s.unit
+        truth = {"shifts": s.true_shifts.tolist(), "voxel_size": s.voxel_size,
+                 "volume_shape": list(s.phantom.shape)}
+        data = s.raw if s.raw is not None else s.projections
+        meta = {"geometry": s.geometry.to_dict(), "truth": truth,
+                "sample": "tomography_projections"}
+        frame = ((1.0, ps, ps), ("pixel", unit, unit))
+        layers.append(_layer(Volume(data, *frame, name, "image", meta),
+                             contrast_limits=_limits(data)))
+        if s.raw is not None:
+            for ref_name, ref in (("flats", s.flats), ("darks", s.darks)):
+                layers.append(_layer(Volume(ref, (1.0, ps, ps), ("pixel", unit, unit),
+                                            f"microCT {ref_name}", "image", {}), visible=False))
+        layers.append(_layer(Volume(s.phantom, (s.voxel_size,) * 3, (unit,) * 3,
+                                    f"{name.split(' ')[0]} phantom", "image", {}), visible=False))
+    return layers
