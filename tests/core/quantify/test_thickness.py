@@ -45,7 +45,7 @@ def _lattice_radius(r2: float, weights=(1, 1, 1)) -> float:
     n = int(np.ceil(np.sqrt(r2))) + 2
     a = np.arange(-n, n + 1)
     g = np.meshgrid(a, a, a, indexing="ij")
-    q = sum(w * x**2 for w, x in zip(weights, g))
+    q = sum(w * x**2 for w, x in zip(weights, g, strict=True))
     return float(np.sqrt(q[q > r2].min()))
 
 

@@ -129,7 +129,7 @@ def lineal_path(
     sp3 = np.array((1.0,) * (3 - arr.ndim) + tuple(sp))
     dirs, weights = lattice_directions(sp, arr.ndim)
     total = np.zeros_like(grid)
-    for v, w in zip(dirs, weights):
+    for v, w in zip(dirs, weights, strict=True):
         v3 = np.concatenate([np.zeros(3 - arr.ndim, np.int64), v])
         ell = float(np.linalg.norm(v3 * sp3))
         k_max = int(math.ceil(lmax / ell - 1e-9))
@@ -237,9 +237,9 @@ def _orientation_averaged_s2(arr: np.ndarray, sp, dmax: float):
 
     shape = arr.shape
     # one lag beyond max_distance per axis, so the outermost length bin is complete
-    ks = [min(int(math.floor(dmax / s + 1e-9)) + 1, n - 1) for s, n in zip(sp, shape)]
+    ks = [min(int(math.floor(dmax / s + 1e-9)) + 1, n - 1) for s, n in zip(sp, shape, strict=True)]
     # other axes: whole extent, zero-padded so circular lags never wrap onto data
-    lens = [fft.next_fast_len(n + k, real=True) for n, k in zip(shape[1:], ks[1:])]
+    lens = [fft.next_fast_len(n + k, real=True) for n, k in zip(shape[1:], ks[1:], strict=True)]
     plane = math.prod(lens)
     budget = min(memory_budget("numpy"), 1 << 31)
     # slab thickness b along axis 0: arrays of (b + 3 k0) planes, ~5 float64-sized buffers
@@ -257,12 +257,12 @@ def _orientation_averaged_s2(arr: np.ndarray, sp, dmax: float):
         fi = fft.rfftn(inner, s=full, workers=_workers())
         c = fft.irfftn(np.conj(fi) * fo, s=full, workers=_workers())
         del fo, fi
-        idx = [np.arange(-k, k + 1) % m for k, m in zip(ks, full)]
+        idx = [np.arange(-k, k + 1) % m for k, m in zip(ks, full, strict=True)]
         corr += c[np.ix_(*idx)]
     lags = np.meshgrid(*[np.arange(-k, k + 1) for k in ks], indexing="ij")
     pairs = np.ones(corr.shape)
     dist2 = np.zeros(corr.shape)
-    for lag, n, s in zip(lags, shape, sp):
+    for lag, n, s in zip(lags, shape, sp, strict=True):
         pairs *= n - np.abs(lag)
         dist2 += (lag * s) ** 2
     s2 = np.rint(corr) / pairs
