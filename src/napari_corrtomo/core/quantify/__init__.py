@@ -15,6 +15,16 @@ from .correlation import lattice_directions, lineal_path, two_point_correlation
 from .distributions import LogNormalFit, SizeDistribution, lognormal_pdf, size_distribution
 from .interface import Proxigram, proxigram
 from .particles import fill_holes, particle_table, separate_particles
+from .pipeline import (
+    MEASURES,
+    Curve,
+    MeasureSpec,
+    QuantifyResult,
+    QuantifySettings,
+    ResultArray,
+    quantify,
+    register,
+)
 from .porosity import (
     closed_pores,
     combine_porosity,
@@ -30,7 +40,15 @@ from .thickness import distance_ridge, local_thickness
 # live in .transport and are re-exported below by that module's own import line.
 
 __all__ = [
+    "MEASURES",
+    "Curve",
     "LogNormalFit",
+    "MeasureSpec",
+    "QuantifyResult",
+    "QuantifySettings",
+    "ResultArray",
+    "quantify",
+    "register",
     "Proxigram",
     "SizeDistribution",
     "closed_pores",

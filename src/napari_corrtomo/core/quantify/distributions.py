@@ -181,16 +181,32 @@ def size_distribution(
             def model(x, mu, sigma, scale):
                 return scale * lognormal_pdf(x, mu, abs(sigma))
 
+            # the fit also sees empty bins up to twice the largest size: a density that
+            # keeps rising beyond the data must pay for it
+            step = float(np.diff(edges).mean())
+            extra = np.arange(edges[-1] + step / 2, 2 * edges[-1] + step, step)
+            x_fit = np.concatenate([centers[use], extra])
+            y_fit = np.concatenate([density[use], np.zeros(len(extra))])
+            lo_mu, hi_mu = math.log(x_fit.min()) - 1.0, math.log(x_fit.max()) + 1.0
+            p0 = (min(max(mu0, lo_mu), hi_mu), min(max(s0, 0.02), 3.0), 1.0)
             try:
-                p, _ = curve_fit(model, centers[use], density[use], p0=(mu0, s0, 1.0),
-                                 maxfev=10000)
+                p, _ = curve_fit(model, x_fit, y_fit, p0=p0, maxfev=20000,
+                                 bounds=([lo_mu, 0.01, 1e-6], [hi_mu, 5.0, 100.0]))
                 mu, sigma, scale = float(p[0]), abs(float(p[1])), float(p[2])
-                resid = density[use] - model(centers[use], mu, sigma, scale)
-                ss = np.sum((density[use] - density[use].mean()) ** 2)
+                resid = y_fit - model(x_fit, mu, sigma, scale)
+                ss = np.sum((y_fit - y_fit.mean()) ** 2)
                 r2 = float(1 - np.sum(resid**2) / ss) if ss > 0 else float("nan")
                 result_fit = LogNormalFit(mu, sigma, scale, r2)
             except (RuntimeError, ValueError) as exc:
                 notes.append(f"log-normal fit did not converge: {exc}")
     return SizeDistribution(edges=edges, fraction=fraction, mean=mean, std=std, median=median,
-                            count=float(total), unit=unit_name(unit), fit=result_fit,
+                            count=float(total), unit=_unit(unit), fit=result_fit,
                             weighting="number" if weights is None else "weighted", notes=notes)
+
+
+def _unit(unit: str) -> str:
+    """Length units get their canonical spelling; anything else ("fraction") is kept."""
+    try:
+        return unit_name(unit)
+    except ValueError:
+        return str(unit)
