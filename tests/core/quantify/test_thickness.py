@@ -132,3 +132,17 @@ def test_progress_and_cancel():
 def test_bad_input(bad, spacing, message):
     with pytest.raises(ValueError, match=message):
         local_thickness(bad, spacing)
+
+
+def test_dask_input_is_exact_blockwise():
+    import dask.array as da
+
+    from napari_corrtomo.core.backend import compute
+
+    sp = (2.0, 1.0, 1.0)
+    m = leveled_wave((40, 48, 52), sp, wavelength=20, solid_fraction=0.5, seed=2)
+    lazy = local_thickness(da.from_array(m, chunks=(16, 20, 24)), sp)
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_array_equal(compute(lazy), local_thickness(m, sp))
+    with pytest.raises(ValueError, match="lazy"):
+        local_thickness(da.from_array(m.astype(np.uint8), chunks=16), sp)

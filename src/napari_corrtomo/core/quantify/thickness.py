@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import resolve_backend
+from ..backend import compute, is_lazy, map_blocks, resolve_backend
 from ..progress import ProgressCallback, report
 from ._common import as_mask, spacing_for
 
@@ -84,9 +84,13 @@ def local_thickness(
 
     Returns
     -------
-    numpy.ndarray
+    numpy.ndarray or dask.array.Array
         float32 array of ``mask``'s shape: the local diameter at every phase voxel
-        in the units of ``spacing``; 0 outside the phase.
+        in the units of ``spacing``; 0 outside the phase. For a dask or zarr
+        ``mask`` (3D, boolean) a lazy dask array computed block by block with a halo
+        of twice the largest inscribed radius, which makes every block exact; the
+        largest radius is found first by a blockwise distance transform whose halo
+        doubles until it is provably large enough.
 
     Raises
     ------
@@ -98,6 +102,8 @@ def local_thickness(
     -----
     In 2D the balls are discs (the thickness within the plane).
     """
+    if is_lazy(mask):
+        return _local_thickness_lazy(mask, spacing, progress)
     arr = as_mask(mask, "mask")
     if arr.ndim not in (2, 3):
         raise ValueError(f"mask must be 2D or 3D, got {arr.ndim}D (shape {arr.shape})")
@@ -127,6 +133,59 @@ def distance_ridge(mask: Any, spacing: float | tuple[float, ...]) -> tuple[np.nd
     q, cz, cy, cx = _ridge(d2, u, integer)
     centres = np.column_stack([cz, cy, cx]) if arr.ndim == 3 else np.column_stack([cy, cx])
     return centres, (np.sqrt(q) * unit).astype(np.float64)
+
+
+# =========================================================================== blockwise
+
+
+def _local_thickness_lazy(mask: Any, spacing: Any, progress: ProgressCallback | None):
+    """Exact local thickness of a dask/zarr mask, block by block."""
+    arr = as_mask(mask, "mask", allow_lazy=True)
+    if arr.ndim != 3:
+        raise ValueError(f"a lazy mask must be 3D (z, y, x), got {arr.ndim}D")
+    sp = spacing_for(arr, spacing)
+    unit, u, integer = _units(sp)
+    # 1) the largest inscribed radius: block EDTs with a halo h are exact where they are
+    #    <= h (the nearest non-phase voxel lies inside the padded block), so grow h
+    #    until the largest value found is below it
+    halo = 8
+    while True:
+        hv = tuple(int(math.ceil(halo / v)) for v in u)
+
+        def block_dmax(block, hv=hv):
+            b = np.asarray(block, dtype=bool)
+            if not b.any():
+                return np.zeros(b.shape, np.float32)
+            if b.all():
+                return np.full(b.shape, np.inf, np.float32)
+            return np.sqrt(_edt_sq(np.ascontiguousarray(b), u, "numpy")).astype(np.float32)
+
+        d = map_blocks(block_dmax, arr, hv, bytes_per_voxel=16)
+        dmax = float(compute(d.max()))
+        if not np.isfinite(dmax) and all(n <= 2 * h for n, h in zip(arr.shape, hv, strict=True)):
+            raise ValueError(
+                "the phase fills the whole array, so its local thickness is unbounded; "
+                "crop to a region that contains the phase boundary or choose another phase")
+        if dmax < halo:
+            break
+        halo *= 2
+    if dmax == 0:
+        raise ValueError("mask contains no voxel of the phase (all False); "
+                         "check the phase/label value you chose")
+    # 2) tau(p) depends on balls centred within dmax of p, whose radii depend on the mask
+    #    within dmax of their centres: a halo of 2 dmax (+1 for the ridge test) is exact
+    reach = tuple(int(math.ceil(2 * dmax / v)) + 2 for v in u)
+
+    def block_lt(block):
+        b = np.ascontiguousarray(np.asarray(block, dtype=bool))
+        if not b.any():
+            return np.zeros(b.shape, np.float32)
+        return _local_thickness_3d(b, sp, "numpy", None)
+
+    lazy = map_blocks(block_lt, arr, reach, bytes_per_voxel=48)
+    if progress is not None:
+        report(progress, 0, 1)
+    return lazy
 
 
 # =========================================================================== driver
