@@ -17,13 +17,15 @@ must cover its pores, i.e. be the filled particle envelope).
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
+import numba as nb
 import numpy as np
 import pandas as pd
 
 from ..progress import ProgressCallback, report
-from ._common import as_mask, check_labels, check_same_shape, edt_distance, spacing_for, unit_name
+from ._common import as_mask, check_labels, check_same_shape, spacing_for, unit_name
 from .surface import _field, _sigma, mesh_area
 
 __all__ = ["separate_particles", "particle_table", "fill_holes"]
@@ -80,8 +82,6 @@ def separate_particles(
         get consecutive numbers).
     """
     import cc3d
-    from scipy import ndimage as ndi
-    from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
     m = as_mask(mask, "mask")
@@ -102,20 +102,23 @@ def separate_particles(
     report(progress, 0, max(n, 1))
     for i in range(1, n + 1):
         box = boxes[i]
-        sl = tuple(slice(max(b.start - 1, 0), min(b.stop + 1, s)) for b, s in zip(box, m.shape,
-                                                                                   strict=True))
+        sl = tuple(slice(max(b.start - 1, 0), min(b.stop + 1, s))
+                   for b, s in zip(box, m.shape, strict=True))
         region = comp[sl] == i
-        dist = edt_distance(np.pad(region, 1), sp)[1:-1, 1:-1, 1:-1]
-        markers = h_maxima(dist, h) if region.sum() > 1 else region.astype(np.uint8)
-        markers, k = ndi.label(markers & region, structure=np.ones((3, 3, 3)))
+        dist = _crop_edt(region, sp)
+        order = np.argsort(-dist.ravel(), kind="stable")
+        order = order[: np.count_nonzero(region)]  # background (0) sorts last
+        peaks = _h_maxima_peaks(dist, order, h)
         view = out[sl]
-        if k <= 1:
+        if len(peaks) <= 1:
             view[region] = next_label
             next_label += 1
         else:
+            markers = np.zeros(region.shape, np.int32)
+            markers.ravel()[peaks] = np.arange(1, len(peaks) + 1, dtype=np.int32)
             ws = watershed(-dist, markers, mask=region)
             view[region] = ws[region] + (next_label - 1)
-            next_label += k
+            next_label += len(peaks)
         if i % 64 == 0 or i == n:
             report(progress, i, n)
     del comp
@@ -209,6 +212,84 @@ def particle_table(
             frame["sphericity"] = math.pi ** (1 / 3) * (6 * volume) ** (2 / 3) / area
     frame["touches_border"] = border
     return pd.DataFrame(frame)
+
+
+def _crop_edt(region: np.ndarray, sp: tuple[float, ...]) -> np.ndarray:
+    """EDT of a component in its box; the box edge counts as outside (padded)."""
+    import edt
+
+    padded = np.pad(region, 1)
+    threads = 1 if padded.size < (1 << 21) else 0
+    d = edt.edt(padded, anisotropy=sp, black_border=False,
+                parallel=threads or max(1, os.cpu_count() or 1))
+    return np.ascontiguousarray(d[1:-1, 1:-1, 1:-1])
+
+
+@nb.njit(cache=True)
+def _find_root(parent, i):
+    root = i
+    while parent[root] != root:
+        root = parent[root]
+    while parent[i] != root:
+        nxt = parent[i]
+        parent[i] = root
+        i = nxt
+    return root
+
+
+@nb.njit(cache=True)
+def _h_maxima_peaks(dist, order, h):
+    """Peak voxels (flat indices) of the maxima of ``dist`` whose dynamic is >= h.
+
+    Union-find over the voxels in decreasing order (a max-tree of the 26-connected
+    upper level sets): when two components meet at level ``d``, the one with the lower
+    peak ends; its dynamic is ``peak - d``. Maxima that never end (one per connected
+    region) are kept too. Equivalent to h-maxima markers (one voxel per maximum).
+    """
+    nz, ny, nx = dist.shape
+    flat = dist.ravel()
+    n = flat.size
+    parent = np.full(n, -1, np.int64)
+    peak = np.zeros(n, np.float64)
+    peak_at = np.zeros(n, np.int64)
+    out = []
+    for k in range(order.shape[0]):
+        p = order[k]
+        parent[p] = p
+        peak[p] = flat[p]
+        peak_at[p] = p
+        z = p // (ny * nx)
+        y = (p // nx) % ny
+        x = p % nx
+        for dz in range(-1, 2):
+            zz = z + dz
+            if zz < 0 or zz >= nz:
+                continue
+            for dy in range(-1, 2):
+                yy = y + dy
+                if yy < 0 or yy >= ny:
+                    continue
+                for dx in range(-1, 2):
+                    xx = x + dx
+                    if xx < 0 or xx >= nx or (dz == 0 and dy == 0 and dx == 0):
+                        continue
+                    q = (zz * ny + yy) * nx + xx
+                    if parent[q] < 0:
+                        continue
+                    rq = _find_root(parent, q)
+                    rp = _find_root(parent, p)
+                    if rq == rp:
+                        continue
+                    if peak[rq] > peak[rp]:
+                        rq, rp = rp, rq
+                    if peak[rq] - flat[p] >= h:
+                        out.append(peak_at[rq])
+                    parent[rq] = rp
+    for k in range(order.shape[0]):
+        p = order[k]
+        if _find_root(parent, p) == p:
+            out.append(peak_at[p])
+    return np.array(out, dtype=np.int64)
 
 
 def _as_uint32(lab: np.ndarray) -> np.ndarray:
