@@ -252,13 +252,13 @@ def _ridge(d2: np.ndarray, u: np.ndarray, integer: bool):
 
 
 def _present_values(d2: np.ndarray, limit: int) -> np.ndarray:
-    """Which integer squared radii <= limit occur (boolean table), slab by slab."""
-    present = np.zeros(limit + 1, dtype=bool)
+    """Which integer squared radii 1..limit occur, counted slab by slab."""
+    present = np.zeros(limit + 2, dtype=bool)
     step = max(1, (1 << 24) // max(1, d2[0].size))
     for z0 in range(0, d2.shape[0], step):
-        v = np.rint(d2[z0:z0 + step]).astype(np.int64).ravel()
-        v = v[(v > 0) & (v <= limit)]
-        present[np.unique(v)] = True
+        v = np.minimum(np.rint(d2[z0:z0 + step]), limit + 1).astype(np.int64).ravel()
+        present |= np.bincount(v, minlength=limit + 2).astype(bool)
+    present[0] = present[limit + 1] = False
     return np.flatnonzero(present)
 
 
@@ -285,13 +285,23 @@ def _local_thickness_3d(arr: np.ndarray, sp: tuple[float, ...], backend: str,
     by_slab = np.argsort(sid, kind="stable")  # keeps decreasing radius inside each slab
     bounds = np.searchsorted(sid[by_slab], np.arange(nslab + 1))
     reach = math.ceil(hz / slab)
+    if integer:  # exact integer arithmetic: squared radii and half-widths from tables
+        qi = np.rint(q).astype(np.int64)
+        w3 = np.rint(u * u).astype(np.int64)
+        ytab = _isqrt_table(int(qi[0]), int(w3[1]))
+        xtab = _isqrt_table(int(qi[0]), int(w3[2]))
+        hz_i = _isqrt_table(int(qi[0]), int(w3[0]))[np.maximum(qi - 1, 0)].astype(np.int32)
     report(progress, 0, nslab)
     for k in range(nslab):
         lo_s, hi_s = max(0, k - reach), min(nslab, k + reach + 1)
         cand = by_slab[bounds[lo_s]:bounds[hi_s]]
         cand = cand[np.argsort(cand, kind="stable")]  # global order = decreasing radius
-        _paint(k * slab, min(nz, (k + 1) * slab), cand, cz, cy, cx, q, values, u, tol_abs, tol_rel,
-               out)
+        if integer:
+            _paint_int(k * slab, min(nz, (k + 1) * slab), cand, cz, cy, cx, qi, values, w3,
+                       ytab, xtab, hz_i, out)
+        else:
+            _paint(k * slab, min(nz, (k + 1) * slab), cand, cz, cy, cx, q, values, u, tol_abs,
+                   tol_rel, out)
         report(progress, k + 1, nslab)
     out[~arr] = 0.0  # defensive; balls only contain phase voxels
     return out
@@ -382,6 +392,75 @@ def _find(row, i):
         row[i] = root
         i = nxt
     return root
+
+
+def _isqrt_table(qmax: int, w: int) -> np.ndarray:
+    """``table[m]`` = the largest integer ``k >= 0`` with ``w * k^2 <= m``, m = 0..qmax."""
+    m = np.arange(qmax + 1, dtype=np.int64)
+    k = np.floor(np.sqrt(m / w)).astype(np.int64)
+    k[w * k * k > m] -= 1
+    k[w * (k + 1) * (k + 1) <= m] += 1
+    return k.astype(np.int32)
+
+
+@nb.njit(cache=True)
+def _slice_lists(z0, z1, cand, cz, hz):
+    """CSR lists of the candidates (kept in order) whose ball reaches each slice z0..z1-1."""
+    n = z1 - z0
+    counts = np.zeros(n + 1, np.int64)
+    for j in range(cand.shape[0]):
+        i = cand[j]
+        a = max(cz[i] - hz[i], z0)
+        b = min(cz[i] + hz[i], z1 - 1)
+        for z in range(a, b + 1):
+            counts[z - z0 + 1] += 1
+    offsets = np.cumsum(counts)
+    fill = offsets[:-1].copy()
+    items = np.empty(offsets[-1], np.int64)
+    for j in range(cand.shape[0]):
+        i = cand[j]
+        a = max(cz[i] - hz[i], z0)
+        b = min(cz[i] + hz[i], z1 - 1)
+        for z in range(a, b + 1):
+            items[fill[z - z0]] = i
+            fill[z - z0] += 1
+    return offsets, items
+
+
+@nb.njit(parallel=True, cache=True)
+def _paint_int(z0, z1, cand, cz, cy, cx, q, values, w3, ytab, xtab, hz, out):
+    """Integer version of :func:`_paint` (squared voxel sizes are integer multiples)."""
+    _, ny, nx = out.shape
+    wz, wy = w3[0], w3[1]
+    offsets, items = _slice_lists(z0, z1, cand, cz, hz)
+    for z in nb.prange(z0, z1):
+        nxt = np.empty((ny, nx + 1), np.int32)
+        for y in range(ny):
+            for x in range(nx + 1):
+                nxt[y, x] = x
+        for j in range(offsets[z - z0], offsets[z - z0 + 1]):
+            i = items[j]
+            dz = z - cz[i]
+            r2 = q[i] - wz * dz * dz  # inside <=> r2 - wy dy^2 - wx dx^2 >= 1
+            if r2 <= 0:
+                continue
+            v = values[i]
+            hy = ytab[r2 - 1]
+            ya = max(cy[i] - hy, 0)
+            yb = min(cy[i] + hy, ny - 1)
+            for y in range(ya, yb + 1):
+                dy = y - cy[i]
+                w = xtab[r2 - 1 - wy * dy * dy]
+                xa = max(cx[i] - w, 0)
+                xb = min(cx[i] + w, nx - 1)
+                if xa > xb:
+                    continue
+                row = nxt[y]
+                x = _find(row, xa)
+                while x <= xb:
+                    out[z, y, x] = v
+                    row[x] = x + 1
+                    x = _find(row, x + 1)
 
 
 @nb.njit(parallel=True, cache=True)
