@@ -93,43 +93,51 @@ def separate_particles(
     h = max(sp) if h is None else float(h)
     if not np.isfinite(h) or h <= 0:
         raise ValueError(f"h must be a positive length, got {h}")
+    # The component image (uint32) becomes the output in place: a split component keeps
+    # its id for its first piece, extra pieces get ids above n; one in-place relabel at
+    # the end numbers everything 1..N. Memory: the mask, this image and one box.
     comp, n = cc3d.connected_components(m, connectivity=connectivity, return_N=True,
                                         out_dtype=np.uint32)
-    stats = cc3d.statistics(comp)
-    boxes = stats["bounding_boxes"]
-    out = np.zeros(m.shape, np.int32)
-    next_label = 1
+    boxes = cc3d.statistics(comp)["bounding_boxes"]
+    extra: dict[int, list[int]] = {}
+    next_id = n + 1
     report(progress, 0, max(n, 1))
     for i in range(1, n + 1):
         box = boxes[i]
         sl = tuple(slice(max(b.start - 1, 0), min(b.stop + 1, s))
                    for b, s in zip(box, m.shape, strict=True))
-        region = comp[sl] == i
+        view = comp[sl]
+        region = view == i
         dist = _crop_edt(region, sp)
         order = np.argsort(-dist.ravel(), kind="stable")
         order = order[: np.count_nonzero(region)]  # background (0) sorts last
         peaks = _h_maxima_peaks(dist, order, h)
-        view = out[sl]
-        if len(peaks) <= 1:
-            view[region] = next_label
-            next_label += 1
-        else:
+        if len(peaks) > 1:
             markers = np.zeros(region.shape, np.int32)
             markers.ravel()[peaks] = np.arange(1, len(peaks) + 1, dtype=np.int32)
             ws = watershed(-dist, markers, mask=region)
-            view[region] = ws[region] + (next_label - 1)
-            next_label += len(peaks)
+            ids = np.concatenate([[0, i], np.arange(next_id, next_id + len(peaks) - 1)])
+            view[region] = ids[ws[region]].astype(np.uint32)
+            extra[i] = list(range(next_id, next_id + len(peaks) - 1))
+            next_id += len(peaks) - 1
         if i % 64 == 0 or i == n:
             report(progress, i, n)
-    del comp
+    keep = np.ones(next_id, bool)
+    keep[0] = False
     if min_volume > 0:
-        counts = np.bincount(out.ravel())
-        keep = counts * float(np.prod(sp)) >= float(min_volume)
-        keep[0] = False
-        lut = np.zeros(len(counts), np.int32)
-        lut[keep] = np.arange(1, np.count_nonzero(keep) + 1, dtype=np.int32)
-        out = lut[out]
-    return out
+        counts = np.bincount(comp.ravel(), minlength=next_id)
+        keep &= counts * float(np.prod(sp)) >= float(min_volume)
+    lut = np.zeros(next_id, np.uint32)
+    label = 0
+    for i in range(1, n + 1):
+        for j in [i, *extra.get(i, [])]:
+            if keep[j]:
+                label += 1
+                lut[j] = label
+    step = max(1, (1 << 24) // max(1, m[0].size))
+    for z0 in range(0, m.shape[0], step):
+        comp[z0:z0 + step] = lut[comp[z0:z0 + step]]
+    return comp.view(np.int32)
 
 
 def particle_table(

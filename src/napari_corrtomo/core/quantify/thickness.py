@@ -132,7 +132,7 @@ def distance_ridge(mask: Any, spacing: float | tuple[float, ...]) -> tuple[np.nd
     d2 = _edt_sq(np.ascontiguousarray(arr3), u, "numpy")
     q, cz, cy, cx = _ridge(d2, u, integer)
     centres = np.column_stack([cz, cy, cx]) if arr.ndim == 3 else np.column_stack([cy, cx])
-    return centres, (np.sqrt(q) * unit).astype(np.float64)
+    return centres, np.sqrt(q.astype(np.float64)) * unit
 
 
 # =========================================================================== blockwise
@@ -242,13 +242,30 @@ def _ridge(d2: np.ndarray, u: np.ndarray, integer: bool):
     keep = _ridge_kernel(d2, offsets, cls, odist, table, integer)
     idx = np.flatnonzero(keep)
     del keep
-    q = d2.ravel()[idx].astype(np.float64)
-    if integer:
-        q = np.rint(q)
+    if d2.size < 2**31:  # memory: 4-byte indices where they suffice
+        idx = idx.astype(np.int32)
+    q = d2.ravel()[idx]  # float32; exact integers in integer mode
     order = np.argsort(-q, kind="stable")
-    idx, q = idx[order], q[order]
-    cz, cy, cx = (a.astype(np.int32) for a in np.unravel_index(idx, d2.shape))
+    idx = idx[order]
+    q = q[order]
+    del order
+    cz, cy, cx = _unravel32(idx, np.array(d2.shape, dtype=np.int64))
     return q, cz, cy, cx
+
+
+@nb.njit(cache=True)
+def _unravel32(idx, shape):
+    n = idx.shape[0]
+    cz = np.empty(n, np.int32)
+    cy = np.empty(n, np.int32)
+    cx = np.empty(n, np.int32)
+    plane = shape[1] * shape[2]
+    for i in range(n):
+        f = np.int64(idx[i])
+        cz[i] = f // plane
+        cy[i] = (f // shape[2]) % shape[1]
+        cx[i] = f % shape[2]
+    return cz, cy, cx
 
 
 def _present_values(d2: np.ndarray, limit: int) -> np.ndarray:
@@ -268,7 +285,7 @@ def _local_thickness_3d(arr: np.ndarray, sp: tuple[float, ...], backend: str,
     d2 = _edt_sq(arr, u, backend)
     q, cz, cy, cx = _ridge(d2, u, integer)
     del d2
-    values = (2.0 * np.sqrt(q) * unit).astype(np.float32)
+    values = (2.0 * np.sqrt(q.astype(np.float64)) * unit).astype(np.float32)
     # inside <=> q - |p - c|^2 > tol: exact for integer squared units; otherwise near-ties
     # (within float32 rounding of the EDT) count as outside, so no background voxel is hit.
     tol_abs, tol_rel = (0.5, 0.0) if integer else (0.0, 1e-6)
@@ -286,11 +303,14 @@ def _local_thickness_3d(arr: np.ndarray, sp: tuple[float, ...], backend: str,
     bounds = np.searchsorted(sid[by_slab], np.arange(nslab + 1))
     reach = math.ceil(hz / slab)
     if integer:  # exact integer arithmetic: squared radii and half-widths from tables
-        qi = np.rint(q).astype(np.int64)
+        qi = np.rint(q).astype(np.int32)
+        del q
         w3 = np.rint(u * u).astype(np.int64)
         ytab = _isqrt_table(int(qi[0]), int(w3[1]))
         xtab = _isqrt_table(int(qi[0]), int(w3[2]))
-        hz_i = _isqrt_table(int(qi[0]), int(w3[0]))[np.maximum(qi - 1, 0)].astype(np.int32)
+        hz_i = _isqrt_table(int(qi[0]), int(w3[0]))[np.maximum(qi - 1, 0)]
+    else:
+        q = q.astype(np.float64)
     report(progress, 0, nslab)
     for k in range(nslab):
         lo_s, hi_s = max(0, k - reach), min(nslab, k + reach + 1)
@@ -303,7 +323,7 @@ def _local_thickness_3d(arr: np.ndarray, sp: tuple[float, ...], backend: str,
             _paint(k * slab, min(nz, (k + 1) * slab), cand, cz, cy, cx, q, values, u, tol_abs,
                    tol_rel, out)
         report(progress, k + 1, nslab)
-    out[~arr] = 0.0  # defensive; balls only contain phase voxels
+    np.multiply(out, arr, out=out)  # defensive (balls only contain phase voxels); no temporary
     return out
 
 
