@@ -53,6 +53,8 @@ __all__ = ["local_thickness", "distance_ridge"]
 #: Largest squared radius (in units of the smallest voxel size squared) for which the
 #: exact look-up-table ridge test is used; larger balls use the continuous test.
 _LUT_MAX = 1 << 14
+#: Same for the per-slice disc test while painting (2D table, cheaper to build).
+_DISC_LUT_MAX = 1 << 16
 
 
 # =========================================================================== public API
@@ -245,7 +247,8 @@ def _ridge(d2: np.ndarray, u: np.ndarray, integer: bool):
     if d2.size < 2**31:  # memory: 4-byte indices where they suffice
         idx = idx.astype(np.int32)
     q = d2.ravel()[idx]  # float32; exact integers in integer mode
-    order = np.argsort(-q, kind="stable")
+    # decreasing radius; equal radii in raster order (memory locality while painting)
+    order = np.lexsort((idx, -q))
     idx = idx[order]
     q = q[order]
     del order
@@ -285,7 +288,6 @@ def _local_thickness_3d(arr: np.ndarray, sp: tuple[float, ...], backend: str,
     d2 = _edt_sq(arr, u, backend)
     q, cz, cy, cx = _ridge(d2, u, integer)
     del d2
-    values = (2.0 * np.sqrt(q.astype(np.float64)) * unit).astype(np.float32)
     # inside <=> q - |p - c|^2 > tol: exact for integer squared units; otherwise near-ties
     # (within float32 rounding of the EDT) count as outside, so no background voxel is hit.
     tol_abs, tol_rel = (0.5, 0.0) if integer else (0.0, 1e-6)
@@ -309,16 +311,24 @@ def _local_thickness_3d(arr: np.ndarray, sp: tuple[float, ...], backend: str,
         ytab = _isqrt_table(int(qi[0]), int(w3[1]))
         xtab = _isqrt_table(int(qi[0]), int(w3[2]))
         hz_i = _isqrt_table(int(qi[0]), int(w3[0]))[np.maximum(qi - 1, 0)]
+        cap = min(int(qi[0]), _DISC_LUT_MAX)
+        cent = np.empty((len(qi), 5), np.int32)  # one row per centre: memory locality
+        cent[:, 0], cent[:, 1], cent[:, 2], cent[:, 3], cent[:, 4] = cz, cy, cx, qi, hz_i
+        del cz, cy, cx, qi, hz_i
+        disc_lut = _lut(np.arange(1, cap + 1, dtype=np.int64),
+                        np.array([cap + 1, w3[1], w3[2]], dtype=np.int64),  # 2D: a = 0 only
+                        np.array([[0, 0, 1], [0, 1, 0], [0, 1, 1]], dtype=np.int64))
     else:
         q = q.astype(np.float64)
+        values = (2.0 * np.sqrt(q) * unit).astype(np.float32)
     report(progress, 0, nslab)
     for k in range(nslab):
         lo_s, hi_s = max(0, k - reach), min(nslab, k + reach + 1)
         cand = by_slab[bounds[lo_s]:bounds[hi_s]]
         cand = cand[np.argsort(cand, kind="stable")]  # global order = decreasing radius
         if integer:
-            _paint_int(k * slab, min(nz, (k + 1) * slab), cand, cz, cy, cx, qi, values, w3,
-                       ytab, xtab, hz_i, out)
+            _paint_int(k * slab, min(nz, (k + 1) * slab), cand, cent, unit, w3, ytab, xtab,
+                       disc_lut, out)
         else:
             _paint(k * slab, min(nz, (k + 1) * slab), cand, cz, cy, cx, q, values, u, tol_abs,
                    tol_rel, out)
@@ -448,31 +458,65 @@ def _slice_lists(z0, z1, cand, cz, hz):
 
 
 @nb.njit(parallel=True, cache=True)
-def _paint_int(z0, z1, cand, cz, cy, cx, q, values, w3, ytab, xtab, hz, out):
-    """Integer version of :func:`_paint` (squared voxel sizes are integer multiples)."""
+def _paint_int(z0, z1, cand, cent, unit, w3, ytab, xtab, disc_lut, out):
+    """Integer version of :func:`_paint` (squared voxel sizes are integer multiples).
+
+    In each slice a ball is a disc. Discs are visited by decreasing value, and a disc
+    is skipped when one already painted in the same or a neighbouring (y, x) column
+    contains it on the lattice (``r2 <= best`` for the same column; the 2D Remy-Thiel
+    table ``disc_lut`` for the 8 neighbours): every voxel it covers is painted already,
+    with a value at least as large. This removes most of the row work.
+    """
     _, ny, nx = out.shape
     wz, wy = w3[0], w3[1]
-    offsets, items = _slice_lists(z0, z1, cand, cz, hz)
+    cap = disc_lut.shape[1] - 1
+    offsets, items = _slice_lists(z0, z1, cand, cent[:, 0], cent[:, 4])
     for z in nb.prange(z0, z1):
         nxt = np.empty((ny, nx + 1), np.int32)
+        best = np.zeros((ny, nx), np.int64)  # largest painted disc r2 per column
         for y in range(ny):
             for x in range(nx + 1):
                 nxt[y, x] = x
         for j in range(offsets[z - z0], offsets[z - z0 + 1]):
             i = items[j]
-            dz = z - cz[i]
-            r2 = q[i] - wz * dz * dz  # inside <=> r2 - wy dy^2 - wx dx^2 >= 1
+            c = cent[i]  # (z, y, x, q, reach in z)
+            dz = z - c[0]
+            r2 = c[3] - wz * dz * dz  # inside <=> r2 - wy dy^2 - wx dx^2 >= 1
             if r2 <= 0:
                 continue
-            v = values[i]
+            y0 = c[1]
+            x0 = c[2]
+            if r2 <= best[y0, x0]:
+                continue
+            covered = False
+            if r2 <= cap:
+                for ddy in range(-1, 2):
+                    yy = y0 + ddy
+                    if yy < 0 or yy >= ny:
+                        continue
+                    for ddx in range(-1, 2):
+                        xx = x0 + ddx
+                        if xx < 0 or xx >= nx or (ddy == 0 and ddx == 0):
+                            continue
+                        b = best[yy, xx]
+                        k = 0 if ddy == 0 else (1 if ddx == 0 else 2)
+                        if b > 0 and b >= disc_lut[k, r2]:
+                            covered = True
+                            break
+                    if covered:
+                        break
+            if covered:
+                continue
+            best[y0, x0] = r2
+            v = np.float32(2.0 * math.sqrt(c[3]) * unit)
             hy = ytab[r2 - 1]
-            ya = max(cy[i] - hy, 0)
-            yb = min(cy[i] + hy, ny - 1)
+            ya = max(y0 - hy, 0)
+            yb = min(y0 + hy, ny - 1)
             for y in range(ya, yb + 1):
-                dy = y - cy[i]
+                dy = y - y0
                 w = xtab[r2 - 1 - wy * dy * dy]
-                xa = max(cx[i] - w, 0)
-                xb = min(cx[i] + w, nx - 1)
+                xa = max(x0 - w, 0)
+                xb = min(x0 + w, nx - 1)
                 if xa > xb:
                     continue
                 row = nxt[y]
