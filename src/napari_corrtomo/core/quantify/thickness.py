@@ -221,10 +221,104 @@ def _edt_sq(arr: np.ndarray, u: np.ndarray, backend: str) -> np.ndarray:
 
         d = cndi.distance_transform_edt(cupy.asarray(arr), sampling=tuple(u))
         return cupy.asnumpy((d * d).astype(cupy.float32))
+    w = u * u
+    if np.all(np.abs(w - np.rint(w)) < 1e-9) and arr.ndim == 3:
+        return _edt_sq_int(arr, np.rint(w).astype(np.int64))  # exact integer squared EDT
     import edt
 
     return edt.edtsq(arr, anisotropy=tuple(float(v) for v in u), black_border=False,
                      parallel=_threads())
+
+
+_BIG = 1e30
+
+
+@nb.njit(cache=True, inline="always")
+def _envelope(f, n, w, out, v, zb):
+    """Lower envelope of the parabolas ``w (x - i)^2 + f[i]`` sampled at x = 0..n-1.
+
+    Felzenszwalb & Huttenlocher; entries ``>= _BIG`` (no background on that line) are
+    skipped. With integer ``f`` and ``w`` the result is exact (float64 arithmetic).
+    """
+    k = -1
+    for q in range(n):
+        fq = f[q]
+        if fq >= _BIG:
+            continue
+        s = -np.inf
+        while k >= 0:
+            p = v[k]
+            s = ((fq + w * q * q) - (f[p] + w * p * p)) / (2.0 * w * (q - p))
+            if s <= zb[k]:
+                k -= 1
+            else:
+                break
+        k += 1
+        v[k] = q
+        zb[k] = s if k > 0 else -np.inf
+        zb[k + 1] = np.inf
+    if k < 0:
+        for q in range(n):
+            out[q] = _BIG
+        return
+    k = 0
+    for q in range(n):
+        while zb[k + 1] < q:
+            k += 1
+        p = v[k]
+        out[q] = w * (q - p) * (q - p) + f[p]
+
+
+@nb.njit(parallel=True, cache=True)
+def _edt_sq_int(mask, w):
+    """Exact squared EDT of ``mask`` (distance to the nearest False voxel centre) for
+    integer squared voxel sizes ``w`` (z, y, x), as float32 (inf where no False voxel)."""
+    nz, ny, nx = mask.shape
+    out = np.empty((nz, ny, nx), np.float32)
+    wz, wy, wx = float(w[0]), float(w[1]), float(w[2])
+    big = nx + ny + nz + 1
+    for z in nb.prange(nz):  # x: 1D distances by two sweeps; y: envelope, slice in cache
+        n = max(ny, nx)
+        f = np.empty(n, np.float64)
+        g = np.empty(n, np.float64)
+        v = np.empty(n, np.int64)
+        zb = np.empty(n + 1, np.float64)
+        plane = np.empty((ny, nx), np.float64)
+        for y in range(ny):
+            d = big
+            for x in range(nx):
+                d = 0 if not mask[z, y, x] else d + 1
+                plane[y, x] = d
+            d = big
+            for x in range(nx - 1, -1, -1):
+                d = 0 if not mask[z, y, x] else d + 1
+                if d < plane[y, x]:
+                    plane[y, x] = d
+            for x in range(nx):
+                plane[y, x] = _BIG if plane[y, x] >= nx else wx * plane[y, x] ** 2
+        for x in range(nx):
+            for y in range(ny):
+                f[y] = plane[y, x]
+            _envelope(f, ny, wy, g, v, zb)
+            for y in range(ny):
+                out[z, y, x] = g[y] if g[y] < _BIG else np.inf
+    for y in nb.prange(ny):  # z: envelope per (y, x), an (nz, nx) slab at a time
+        f = np.empty(nz, np.float64)
+        g = np.empty(nz, np.float64)
+        v = np.empty(nz, np.int64)
+        zb = np.empty(nz + 1, np.float64)
+        slab = np.empty((nz, nx), np.float64)
+        for z in range(nz):
+            for x in range(nx):
+                val = out[z, y, x]
+                slab[z, x] = _BIG if val == np.inf else val
+        for x in range(nx):
+            for z in range(nz):
+                f[z] = slab[z, x]
+            _envelope(f, nz, wz, g, v, zb)
+            for z in range(nz):
+                out[z, y, x] = g[z] if g[z] < _BIG else np.inf
+    return out
 
 
 def _ridge(d2: np.ndarray, u: np.ndarray, integer: bool):
