@@ -15,15 +15,18 @@ there), exactly like PoreSpy and ``scipy.ndimage.distance_transform_edt``.
 
 Algorithm (exact, no radius binning):
 
-1. squared EDT with the ``edt`` package (anisotropic, multi-threaded);
+1. squared EDT: exact integer arithmetic (Felzenszwalb envelopes, numba) when the
+   squared voxel sizes are integer multiples of the smallest one, else the ``edt``
+   package (anisotropic, multi-threaded);
 2. keep only centres whose lattice ball is not contained in the lattice ball of
    a 26-neighbour (a reduced "distance ridge"; Remy & Thiel's look-up-table
-   test when the squared voxel sizes are integer multiples of the smallest one,
-   the continuous triangle-inequality test otherwise) -- removing a ball that is
-   contained in another one never changes the result;
-3. paint the remaining balls largest first; every row of the output keeps a
-   union-find "next unpainted voxel" pointer, so every voxel is written exactly
-   once and already painted runs are skipped in O(1).
+   test in the integer case, the continuous triangle-inequality test otherwise)
+   -- removing a ball that is contained in another one never changes the result;
+3. paint the remaining balls largest first, slice by slice (a ball is a disc in
+   each slice); every row keeps a union-find "next unpainted voxel" pointer, so
+   every voxel is written once and painted runs are skipped in O(1), and a disc
+   lattice-contained in an already painted disc of the same or a neighbouring
+   (y, x) column (2D look-up table) is skipped whole.
 
 Digitisation: a ball is measured to the nearest *voxel centre* outside the
 phase, so a slab ``t`` voxels thick gets ``t`` (``t`` even) or ``t + 1`` (``t``
