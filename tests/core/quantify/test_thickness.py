@@ -146,3 +146,15 @@ def test_dask_input_is_exact_blockwise():
     np.testing.assert_array_equal(compute(lazy), local_thickness(m, sp))
     with pytest.raises(ValueError, match="lazy"):
         local_thickness(da.from_array(m.astype(np.uint8), chunks=16), sp)
+
+
+@pytest.mark.parametrize("weights", [(1, 1, 1), (4, 1, 1), (9, 1, 4)])
+def test_integer_squared_edt_matches_scipy(weights):
+    from napari_corrtomo.core.quantify.thickness import _edt_sq_int
+
+    rng = np.random.default_rng(5)
+    m = rng.random((17, 23, 29)) < 0.97  # many lines without any background voxel
+    m[3, 4, 5] = False
+    got = _edt_sq_int(m, np.array(weights, np.int64))
+    ref = ndi.distance_transform_edt(m, sampling=np.sqrt(weights)) ** 2
+    np.testing.assert_array_equal(got, np.rint(ref))
