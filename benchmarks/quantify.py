@@ -267,8 +267,9 @@ def markdown(lt_rows: list[dict], mem_rows: list[dict]) -> str:
               "dilation (localthickness). A voxel near the boundary of a large ball of radius "
               "13.6 is inside that ball but outside the integer ball of radius 13, so with "
               "integer radii it falls back to a much smaller ball: that, not noise, is where "
-              "the large maximum errors come from. The exact distance transform alone takes a "
-              "sizeable part of every method's time here (all use the `edt` package).", ""]
+              "the large maximum errors come from. An exact distance transform alone takes a "
+              "sizeable part of every method's time (the peers use the `edt` package, ours "
+              "an exact integer transform for integer voxel ratios).", ""]
     lines += ["", "## Peak memory at 1024^3 (fresh process, RSS sampled every 20 ms)", "",
               "| case | time (s) | input (GB) | RSS before call (GB) | peak RSS (GB) | result |",
               "|---|---:|---:|---:|---:|---|"]
