@@ -350,6 +350,142 @@ def step_reconstruct(ctx: DemoContext) -> None:
 
     ctx.panel("Reconstruction: FSC of even/odd halves", draw_fsc)
     ctx.panel("microCT slice: phantom (through the PSF) | SIRT from raw counts", draw_slice)
+def step_quantify(ctx: DemoContext) -> None:
+    """Quantification on the truth label volumes: particle sizes and porosities (microCT),
+    macroporosity, closed pores and pore sizes (nanoCT particle), mesopores (ET), the
+    cross-scale porosity and interface sharpness, each next to its ground truth."""
+    import cc3d
+    from scipy.spatial import cKDTree
+
+    from .core import quantify as q
+    from .core.synthetic import AIR, PORE, RESIN, SOLID
+
+    sample = ctx.data.get("correlative") or synthetic.correlative_particles(seed=ctx.seed)
+    t = sample.truth
+
+    # ---- microCT overview: particles by distance-transform watershed, ESD and porosity
+    lab = np.asarray(t.microct_labels.data)
+    sp = t.microct_labels.scale
+    pore = lab == PORE
+    particles = q.separate_particles(q.fill_holes((lab == SOLID) | pore), sp)
+    table = q.particle_table(particles, sp, pore=pore, unit="um")
+    ctx.table("quantify_microct_particles", table)
+    truth_p = t.particles
+    dist, idx = cKDTree(truth_p[["z_um", "y_um", "x_um"]].to_numpy()).query(
+        table[["z_um", "y_um", "x_um"]].to_numpy())
+    matched = dist < 2.0
+    esd_err = table["esd_um"].to_numpy()[matched] - truth_p["esd_um"].to_numpy()[idx[matched]]
+    por_err = (table["porosity"].to_numpy()[matched]
+               - truth_p["macroporosity"].to_numpy()[idx[matched]])
+    esd = q.size_distribution(table["esd_um"], bin_width=2.0, unit="um")
+    esd_truth = q.size_distribution(truth_p["esd_um"], bin_width=2.0, unit="um")
+    ctx.table("quantify_microct_esd_distribution", esd.table())
+    ctx.quantity("microCT particles separated", len(table), len(truth_p), "count")
+    ctx.quantity("microCT particles matched to truth", int(matched.sum()), len(truth_p), "count")
+    ctx.quantity("ESD mean", esd.mean, esd_truth.mean, "um")
+    ctx.quantity("ESD std", esd.std, esd_truth.std, "um")
+    if esd.fit is not None and esd_truth.fit is not None:
+        ctx.quantity("ESD log-normal mode", esd.fit.mode, esd_truth.fit.mode, "um")
+    ctx.quantity("ESD error per particle (median abs)", float(np.median(np.abs(esd_err))), 0.0,
+                 "um")
+    ctx.quantity("per-particle porosity mean", float(table["porosity"].mean()),
+                 float(truth_p["macroporosity"].mean()), "fraction")
+    ctx.quantity("per-particle porosity std", float(table["porosity"].std(ddof=0)),
+                 float(truth_p["macroporosity"].std(ddof=0)), "fraction")
+    ctx.quantity("per-particle porosity error (RMS)", float(np.sqrt(np.mean(por_err**2))), 0.0,
+                 "fraction")
+
+    # ---- nanoCT particle: macroporosity, closed pores, pore size distribution (MSI)
+    nlab = np.asarray(t.nanoct_labels.data)
+    nsp = t.nanoct_labels.scale
+    centre_micro = truth_p.loc[truth_p["particle"] == t.target_particle,
+                               ["z_um", "y_um", "x_um"]].to_numpy()[0]
+    centre_nano = q_apply_inverse(t.nanoct_to_microct, centre_micro) / np.asarray(nsp)
+    comp = cc3d.connected_components((nlab == SOLID) | (nlab == PORE), connectivity=6)
+    target = comp == comp[tuple(np.clip(np.rint(centre_nano).astype(int), 0,
+                                        np.array(nlab.shape) - 1))]
+    npore = (nlab == PORE) & target
+    macro = q.porosity(npore, target)
+    closed = q.closed_pores(nlab == PORE, outside=(nlab == RESIN) | (nlab == AIR))
+    closed_frac = np.count_nonzero((closed > 0) & target) / np.count_nonzero(npore)
+    lt = q.local_thickness(npore, nsp)
+    posd = q.size_distribution(lt[npore], bin_width=nsp[0], unit="um")
+    ctx.table("quantify_nanoct_pore_size_distribution", posd.table())
+    ctx.quantity("nanoCT particle macroporosity", macro, t.nanoct_macroporosity, "fraction")
+    ctx.quantity("closed-pore fraction of pore volume", closed_frac, t.closed_pore_fraction,
+                 "fraction")
+    ctx.quantity("nanoCT PoSD mean (MSI, voxel-weighted)", posd.mean, None, "um")
+    ctx.quantity("nanoCT PoSD std", posd.std, None, "um")
+    if posd.fit is not None:
+        ctx.quantity("nanoCT PoSD log-normal mode", posd.fit.mode, None, "um")
+
+    # ---- ET: mesoporosity and mesopore sizes (MSI)
+    elab = np.asarray(t.et_labels.data)
+    esp = t.et_labels.scale
+    meso_mask = elab == PORE
+    meso = q.porosity(meso_mask)
+    elt = q.local_thickness(meso_mask, esp)
+    mesd = q.size_distribution(elt[meso_mask], bin_width=esp[0], unit="nm")
+    ctx.table("quantify_et_pore_size_distribution", mesd.table())
+    d_true = np.asarray(t.et_pore_diameters_nm)
+    ctx.quantity("ET mesoporosity", meso, t.et_mesoporosity, "fraction")
+    ctx.quantity("ET PoSD mean (truth: volume-weighted sphere diameter)", mesd.mean,
+                 float(np.sum(d_true**4) / np.sum(d_true**3)), "nm")
+    ctx.quantity("ET PoSD std", mesd.std, None, "nm")
+    if mesd.fit is not None:
+        ctx.quantity("ET PoSD log-normal mode", mesd.fit.mode, None, "nm")
+    ctx.quantity("combined porosity (nanoCT macro + ET meso)", q.combine_porosity(macro, meso),
+                 t.combined_porosity, "fraction")
+
+    # ---- interface sharpness: proxigram width of a Gaussian edge is 1.349 sigma
+    for name, vol, lab_v, key, dmax in (("microCT", sample.microct, lab, "microct_um", 5.0),
+                                        ("nanoCT", sample.nanoct, nlab, "nanoct_um", 0.5)):
+        p = q.proxigram(np.asarray(vol.data), lab_v == SOLID, vol.scale, dmax, unit="um")
+        ctx.table(f"quantify_{name.lower()}_proxigram", p.table())
+        ctx.quantity(f"{name} proxigram dx (x75 - x25)", p.dx, 1.349 * t.blur_sigma[key], "um")
+        ctx.quantity(f"{name} proxigram slope 0.5/dx", p.slope,
+                     0.5 / (1.349 * t.blur_sigma[key]), "1/um")
+        ctx.data[f"proxigram_{name}"] = p
+
+    def draw_esd(ax):
+        c = esd.centers
+        ax.bar(c, esd.fraction, width=np.diff(esd.edges), color="0.6", label="measured")
+        ax.step(esd_truth.centers, esd_truth.fraction, where="mid", color="k", label="truth")
+        if esd.fit is not None:
+            ax.plot(c, esd.fit.density(c) * np.diff(esd.edges), "r-",
+                    label=f"log-normal, mode {esd.fit.mode:.1f} um")
+        ax.set_xlabel("ESD (um)")
+        ax.set_ylabel("fraction of particles")
+        ax.legend(fontsize=7)
+
+    def draw_posd(ax):
+        c = posd.centers
+        ax.bar(c, posd.fraction, width=np.diff(posd.edges), color="0.6")
+        if posd.fit is not None:
+            ax.plot(c, posd.fit.density(c) * np.diff(posd.edges), "r-",
+                    label=f"log-normal, mode {posd.fit.mode:.2f} um")
+            ax.legend(fontsize=7)
+        ax.set_xlabel("local pore diameter (um)")
+        ax.set_ylabel("fraction of pore voxels")
+
+    def draw_prox(ax):
+        for name in ("microCT", "nanoCT"):
+            p = ctx.data[f"proxigram_{name}"]
+            ax.plot(p.distance, p.normalized, label=f"{name}: slope {p.slope:.2f} 1/um")
+        ax.axhline(0.25, ls=":", c="orange")
+        ax.axhline(0.75, ls=":", c="orange")
+        ax.set_xlabel("distance to interface (um)")
+        ax.set_ylabel("normalized intensity")
+        ax.legend(fontsize=7)
+
+    ctx.panel("Quantify: particle ESD (microCT)", draw_esd)
+    ctx.panel("Quantify: nanoCT pore sizes (MSI)", draw_posd)
+    ctx.panel("Quantify: proxigrams", draw_prox)
+
+
+def q_apply_inverse(matrix: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """Map a point through the inverse of a 4x4 homogeneous matrix."""
+    return synthetic.apply_matrix(np.linalg.inv(matrix), point)[0]
 
 
 #: The demo's steps, in order. Capability issues append theirs.
@@ -358,6 +494,7 @@ STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("reconstruct", step_reconstruct),
     ("register", step_register),
     ("classify", step_classify),
+    ("quantify", step_quantify),
 ]
 
 
