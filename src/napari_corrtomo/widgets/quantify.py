@@ -211,10 +211,8 @@ class QuantifyWidget(QWidget):
             show_error(str(exc))
             return
         self._source = layer
-        # _ignore_errors: the runner's own error handler notifies; without it superqt
-        # would also re-raise the worker's ValueError in the GUI thread
         self.runner.start(_compute, labels, spacing, unit, measures, settings, intensity,
-                          on_result=self._on_result, label="Quantify", _ignore_errors=True)
+                          on_result=self._on_result, label="Quantify")
 
     # ------------------------------------------------------------------ results
 
