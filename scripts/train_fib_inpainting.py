@@ -40,14 +40,16 @@ DEFAULT_OUT = ROOT / "src" / "napari_corrtomo" / "core" / "_weights" / inp.WEIGH
 # ----------------------------------------------------------------------------- data
 
 
-def random_structure(rng: np.random.Generator, shape: tuple[int, int, int]) -> tuple[np.ndarray, dict]:
+def random_structure(rng: np.random.Generator,
+                     shape: tuple[int, int, int]) -> tuple[np.ndarray, dict]:
     seed = int(rng.integers(2**31))
     if rng.uniform() < 0.7:
         params = dict(upper_wavelength=float(rng.uniform(120, 260)),
                       upper_solid_fraction=float(rng.uniform(0.28, 0.5)),
                       lower_wavelength=float(rng.uniform(19, 36)),
                       lower_solid_fraction=float(rng.uniform(0.28, 0.45)), seed=seed)
-        return syn.hierarchical_leveled_wave(shape, 2.5, **params), {"kind": "hierarchical", **params}
+        vol = syn.hierarchical_leveled_wave(shape, 2.5, **params)
+        return vol, {"kind": "hierarchical", **params}
     params = dict(wavelength=float(rng.uniform(19, 45)),
                   solid_fraction=float(rng.uniform(0.2, 0.5)), seed=seed)
     return syn.leveled_wave(shape, 2.5, **params), {"kind": "single", **params}
@@ -103,7 +105,7 @@ class Net(nn.Module):
         super().__init__()
         layers = []
         c_in = inp.N_FEATURES
-        for c, k, d in zip(channels, kernels, dilations):
+        for c, k, d in zip(channels, kernels, dilations, strict=True):
             layers.append(nn.Conv2d(c_in, c, k, padding=d * (k // 2), dilation=d,
                                     padding_mode="reflect"))
             c_in = c

@@ -7,9 +7,14 @@ import pytest
 from scipy.interpolate import CubicSpline
 
 from napari_corrtomo.core import synthetic as syn
-from napari_corrtomo.core.fib import interpolate, metrics, nearest_known, reposition, slice_positions
+from napari_corrtomo.core.fib import (
+    interpolate,
+    metrics,
+    nearest_known,
+    reposition,
+    slice_positions,
+)
 from napari_corrtomo.core.fib.reposition import _place_in_order
-
 
 # ----------------------------------------------------------------------------- positions
 

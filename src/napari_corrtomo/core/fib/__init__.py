@@ -10,16 +10,38 @@ ground truth (:func:`metrics`: MP, MGP, MDS) or by its anisotropy
 """
 
 from .interpolate import METHODS, interpolate, nearest_known
-from .metrics import metrics
+from .metrics import anisotropy, metrics, plane_diameters
+from .pipeline import FibVolume, correct_drift, isotropic_volume
 from .reposition import Repositioned, check_thicknesses, reposition, slice_positions
+from .thickness import (
+    RulerMarkers,
+    ThicknessResult,
+    detect_ruler_marks,
+    fit_gamma,
+    load_thickness,
+    measure_thickness,
+    thickness_table,
+)
 
 __all__ = [
     "METHODS",
+    "FibVolume",
     "Repositioned",
+    "RulerMarkers",
+    "ThicknessResult",
+    "anisotropy",
     "check_thicknesses",
+    "correct_drift",
+    "detect_ruler_marks",
+    "fit_gamma",
     "interpolate",
+    "isotropic_volume",
+    "load_thickness",
+    "measure_thickness",
     "metrics",
     "nearest_known",
+    "plane_diameters",
     "reposition",
     "slice_positions",
+    "thickness_table",
 ]

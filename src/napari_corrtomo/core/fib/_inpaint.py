@@ -112,7 +112,7 @@ def gap_features(sdf: np.ndarray, known_index: np.ndarray, targets: np.ndarray) 
     targets = np.asarray(targets)
     nb = gap_neighbours(known_index, targets)
     out = np.empty((targets.size, N_FEATURES) + sdf.shape[1:], np.float32)
-    for r, (j, q) in enumerate(zip(targets, nb)):
+    for r, (j, q) in enumerate(zip(targets, nb, strict=True)):
         za2, za, zb, zb2 = known_index[q].astype(float)
         out[r, 0:4] = sdf[q]
         t = (j - za) / (zb - za)
@@ -150,7 +150,7 @@ def model_from_arrays(data: dict[str, np.ndarray]) -> dict[str, Any]:
     """Build the model dict from the arrays of a weights file."""
     config = json.loads(str(data["config"]))
     layers = []
-    for i, (dil, relu) in enumerate(zip(config["dilations"], config["relu"])):
+    for i, (dil, relu) in enumerate(zip(config["dilations"], config["relu"], strict=True)):
         layers.append((data[f"w{i}"].astype(np.float32), data[f"b{i}"].astype(np.float32),
                        int(dil), bool(relu)))
     return {"layers": layers, "skip": data["skip"].astype(np.float32), "config": config}

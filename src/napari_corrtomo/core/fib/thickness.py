@@ -302,26 +302,46 @@ def detect_ruler_marks(
     amp = np.full((n, 4), np.nan)
     prev = guess.copy()
     rel_velocity = np.zeros(4)  # motion per slice beyond the common shift
+    misses = np.zeros(4, int)   # consecutive slices a mark was not found
     for k in range(n):
         shift = _common_shift(prof[k - 1], prof[k]) if k > 0 else 0.0
         pred = prev + shift + rel_velocity
-        step_limit = max_step if max_step is not None else max(2.0, 3.0 * np.abs(rel_velocity).max())
+        limit = max_step if max_step is not None else max(2.0, 3.0 * np.abs(rel_velocity).max())
+        smooth = ndi.gaussian_filter1d(prof[k], max(0.5, 0.5 * sigma))
         for m in range(4):
-            # window around the prediction, not reaching the neighbouring marks
-            gap = min(pred[m] - pred[m - 1] if m > 0 else np.inf,
-                      pred[m + 1] - pred[m] if m < 3 else np.inf)
-            h = half if not np.isfinite(gap) else int(min(half, max(3, np.floor(gap / 2))))
-            fit = _fit_peak(prof[k], pred[m], h, sigma)
-            if fit is None:
+            # search around the prediction (wider after misses), never past the
+            # midpoint to a neighbouring mark; then fit around the strongest pixel
+            reach = limit + 1.0 + 2.0 * limit * misses[m]
+            lo = pred[m] - reach
+            hi = pred[m] + reach
+            if m > 0:
+                lo = max(lo, 0.5 * (pred[m - 1] + pred[m]))
+            if m < 3:
+                hi = min(hi, 0.5 * (pred[m] + pred[m + 1]))
+            i0, i1 = max(int(np.ceil(lo)), 0), min(int(np.floor(hi)) + 1, nx)
+            if i1 - i0 < 1:
+                misses[m] += 1
                 continue
-            c, s, a, e = fit
-            ok = (a >= min_snr * noise[k] and 0.3 * sigma <= s <= 3.0 * sigma
-                  and abs(c - pred[m]) <= step_limit + 1.0 and np.isfinite(e))
+            peak = i0 + int(np.argmax(smooth[i0:i1]))
+            room = min(peak - (0.5 * (pred[m - 1] + peak) if m > 0 else -np.inf),
+                       (0.5 * (peak + pred[m + 1]) if m < 3 else np.inf) - peak)
+            h = half if not np.isfinite(room) else int(min(half, max(3, np.floor(room))))
+            fit = _fit_peak(prof[k], float(peak), h, sigma)
+            ok = False
+            if fit is not None:
+                c, s_, a, e = fit
+                ok = (a >= min_snr * noise[k] and 0.3 * sigma <= s_ <= 3.0 * sigma
+                      and lo - 1.0 <= c <= hi + 1.0 and np.isfinite(e) and e < sigma)
             if ok:
                 xs[k, m], xerr[k, m], amp[k, m] = c, e, a / noise[k]
+                misses[m] = 0
+            else:
+                misses[m] += 1
         found = np.isfinite(xs[k])
         if k > 0 and found.all() and np.isfinite(xs[k - 1]).all():
             rel = xs[k] - xs[k - 1] - shift
+            # a jump (e.g. a thick slice) must not inflate the expected motion
+            rel = np.clip(rel, -limit, limit) if k > 1 else rel
             rel_velocity = rel if k == 1 else 0.5 * rel_velocity + 0.5 * rel
         prev = np.where(found, xs[k], pred)
         report(progress, k + 1, n)
