@@ -170,7 +170,8 @@ def main() -> None:
     ap.add_argument("--channels", type=int, nargs="+", default=[32, 32, 32, 32, 16, 1])
     ap.add_argument("--kernels", type=int, nargs="+", default=[3, 3, 3, 3, 1, 1])
     ap.add_argument("--dilations", type=int, nargs="+", default=[1, 2, 4, 1, 1, 1])
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="PyTorch threads (1: robust on a shared machine; more threads spin)")
     ap.add_argument("--quick", action="store_true", help="tiny run to check the pipeline")
     args = ap.parse_args()
     if args.quick:

@@ -9,7 +9,7 @@ from napari_corrtomo.widgets.fib import FibWidget
 
 @pytest.fixture(scope="module")
 def small_fib():
-    return syn.fib_sem_stack(seed=2, n_slices=20, image_shape=(56, 80))
+    return syn.fib_sem_stack(seed=2, n_slices=20, image_shape=(56, 96))
 
 
 @pytest.fixture(scope="module")

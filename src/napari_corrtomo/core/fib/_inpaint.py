@@ -249,4 +249,5 @@ def inpaint(
 def _budget_minus(reserved: float) -> int:
     from ..backend import memory_budget
 
-    return int(max(memory_budget("numpy") - reserved, 64e6))
+    budget = memory_budget("numpy")
+    return int(max(budget - reserved, budget // 4))

@@ -330,7 +330,9 @@ def detect_ruler_marks(
             ok = False
             if fit is not None:
                 c, s_, a, e = fit
-                ok = (a >= min_snr * noise[k] and 0.3 * sigma <= s_ <= 3.0 * sigma
+                # a mark cut by the image edge cannot be located: treat it as missing
+                inside = 2.5 * sigma <= c <= nx - 1 - 2.5 * sigma
+                ok = (inside and a >= min_snr * noise[k] and 0.3 * sigma <= s_ <= 3.0 * sigma
                       and lo - 1.0 <= c <= hi + 1.0 and np.isfinite(e) and e < sigma)
             if ok:
                 xs[k, m], xerr[k, m], amp[k, m] = c, e, a / noise[k]
