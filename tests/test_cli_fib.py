@@ -63,3 +63,16 @@ def test_fib_bad_input(files, capsys, args, message):
     err = capsys.readouterr().err
     assert err.startswith("corrtomo fib: error:") and message in err
     assert not (d / "x.tif").exists()
+
+
+def test_fib_zarr_stack_stays_lazy_and_matches(files, capsys):
+    d, s, m = files
+    src = io.write_ome_zarr(d / "seg.ome.zarr", m.stack.astype(np.uint8), (10.0, 2.5, 2.5), "nm",
+                            "labels")
+    out = d / "iso.ome.zarr"
+    assert main(["fib", str(src), "--thickness", str(d / "m.csv"), "--method", "shape",
+                 "--out", str(out)]) == 0
+    (vol,) = io.read_volumes(out)
+    rv, known = reposition(m.stack, m.thickness_nm, 2.5)
+    np.testing.assert_array_equal(np.asarray(vol.array).astype(bool),
+                                  interpolate(rv, known, "shape"))

@@ -124,7 +124,7 @@ def _run_fib(args: argparse.Namespace) -> int:
     if not 0 <= args.channel < len(vols):
         raise ValueError(f"--channel {args.channel}: the file holds {len(vols)} volume(s)")
     vol = vols[args.channel]
-    stack = np.asarray(vol.array)
+    stack = vol.array  # zarr stacks stay lazy (processed block by block)
     if stack.ndim != 3:
         raise ValueError(f"{args.stack}: need a 3D stack (slices, y, x), got shape {stack.shape}")
     if args.pixel_size is not None:

@@ -269,3 +269,20 @@ def test_anisotropy_bad_input():
     vol[2:5] = True
     with pytest.raises(ValueError, match="max_distance"):
         anisotropy(vol, 1.0, max_distance=100.0)
+
+
+@pytest.mark.parametrize("method", ["nearest", "cubic", "shape", "ml"])
+def test_lazy_stacks_give_the_same_volume(mimic, method):
+    import dask.array as da
+
+    from napari_corrtomo.core.fib import isotropic_volume
+
+    stack = mimic.stack[:, :40, :48]
+    eager = isotropic_volume(stack, mimic.thickness_nm, 2.5, method=method)
+    lazy = isotropic_volume(da.from_array(stack, chunks=(-1, 20, 24)), mimic.thickness_nm, 2.5,
+                            method=method)
+    assert isinstance(lazy.volume, da.Array)
+    np.testing.assert_array_equal(lazy.volume.compute(), eager.volume)
+    vol, known = reposition(stack, mimic.thickness_nm, 2.5)
+    np.testing.assert_array_equal(eager.volume, interpolate(vol, known, method))
+    np.testing.assert_array_equal(eager.known, known)

@@ -161,3 +161,16 @@ def test_fit_gamma_matches_scipy():
     assert shape == pytest.approx(4.0, rel=0.1) and shape * scale == pytest.approx(10.0, rel=0.05)
     with pytest.raises(ValueError, match="at least 3"):
         fit_gamma([1.0, np.nan])
+
+
+def test_lazy_stack_ruler_and_drift_correction(drifting):
+    import dask.array as da
+
+    stack = drifting.channels[0].data
+    lazy = da.from_array(stack, chunks=(5, -1, -1))
+    mk = _markers(drifting)
+    a = measure_thickness(stack, mk)
+    b = measure_thickness(lazy, mk)
+    np.testing.assert_array_equal(a.thickness_nm, b.thickness_nm)
+    drift = a.table["drift_x_px"].to_numpy()
+    np.testing.assert_array_equal(correct_drift(lazy, drift).compute(), correct_drift(stack, drift))

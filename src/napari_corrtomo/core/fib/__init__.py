@@ -9,7 +9,7 @@ ground truth (:func:`metrics`: MP, MGP, MDS) or by its anisotropy
 (:func:`anisotropy`: e_TPCF, e_LPF, e_D).
 """
 
-from .interpolate import METHODS, interpolate, nearest_known
+from .interpolate import METHODS, fill_planes, interpolate, nearest_known
 from .metrics import anisotropy, metrics, plane_diameters
 from .pipeline import FibVolume, correct_drift, isotropic_volume
 from .reposition import Repositioned, check_thicknesses, reposition, slice_positions
@@ -33,6 +33,7 @@ __all__ = [
     "check_thicknesses",
     "correct_drift",
     "detect_ruler_marks",
+    "fill_planes",
     "fit_gamma",
     "interpolate",
     "isotropic_volume",

@@ -200,6 +200,49 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
+def _gap_probabilities(model: dict[str, Any], mask: np.ndarray, planes: np.ndarray,
+                       n_planes: int, near: np.ndarray, max_batch_bytes: float) -> np.ndarray:
+    """(n_planes, y, x) float32 solid probability from measured binary planes (y, x block)."""
+    z = np.arange(n_planes)
+    known = np.zeros(n_planes, bool)
+    known[planes] = True
+    gaps = z[(~known) & (z > planes[0]) & (z < planes[-1])]
+    n_channels = max(w.shape[0] for w, *_ in model["layers"])
+    sdf = plane_sdf(mask)
+    out = np.empty((n_planes,) + mask.shape[1:], np.float32)
+    out[planes] = mask
+    per_plane = 4.0 * mask.shape[1] * mask.shape[2] * (11 * n_channels + 2 * N_FEATURES)
+    batch = max(1, int(max_batch_bytes // per_plane))
+    for start in range(0, gaps.size, batch):
+        tg = gaps[start:start + batch]
+        out[tg] = _sigmoid(forward(model, gap_features(sdf, planes, tg)))
+    outside = (z < planes[0]) | (z > planes[-1])
+    out[outside] = mask[near[outside]]
+    return out
+
+
+def ml_block(planes, n_planes: int, near, kind: str, labels=None,
+             model: dict[str, Any] | None = None, max_batch_bytes: float = 256e6):
+    """Block function, halo (pixels) and bytes per output voxel for
+    :func:`~.interpolate.fill_planes` with ``method="ml"``."""
+    model = load_model() if model is None else model
+    halo = receptive_radius(model) + int(np.ceil(CLIP)) + 2
+
+    def prob(mask: np.ndarray) -> np.ndarray:
+        return _gap_probabilities(model, mask, planes, n_planes, near, max_batch_bytes)
+
+    def func(block: np.ndarray) -> np.ndarray:
+        if kind == "binary":
+            return prob(block.astype(bool)) > 0.5
+        from .interpolate import _per_label
+
+        return _per_label(prob, block, labels)
+
+    # per output voxel: the probabilities (and label scores); the network's working set
+    # is bounded by max_batch_bytes
+    return func, halo, 4.0 + (5.0 if kind == "labels" else 1.0)
+
+
 def inpaint(
     volume: np.ndarray,
     known: np.ndarray,
@@ -214,35 +257,20 @@ def inpaint(
     nearest measured plane. Works blockwise in (y, x) with a halo covering the
     network's reach and the SDF clip, so the result does not depend on blocking.
     """
+    from .interpolate import nearest_known
+
     model = load_model() if model is None else model
     volume = np.asarray(volume, dtype=bool)
     known = np.asarray(known, dtype=bool)
-    zk = np.flatnonzero(known)
-    z = np.arange(volume.shape[0])
-    gaps = z[(~known) & (z > zk[0]) & (z < zk[-1])]
+    planes = np.flatnonzero(known)
+    near = np.searchsorted(planes, nearest_known(known))
     halo = receptive_radius(model) + int(np.ceil(CLIP)) + 2
-    n_channels = max(w.shape[0] for w, *_ in model["layers"])
 
     def block(stack: np.ndarray) -> np.ndarray:
-        sdf = plane_sdf(stack)
-        out = np.empty((volume.shape[0],) + stack.shape[1:], np.float32)
-        out[zk] = stack
-        per_plane = 4.0 * stack.shape[1] * stack.shape[2] * (9 * n_channels + 2 * n_channels + 12)
-        batch = max(1, int(max_batch_bytes // per_plane))
-        for start in range(0, gaps.size, batch):
-            tg = gaps[start:start + batch]
-            out[tg] = _sigmoid(forward(model, gap_features(sdf, zk, tg)))
-        outside = (z < zk[0]) | (z > zk[-1])
-        if outside.any():
-            from .interpolate import nearest_known
+        return _gap_probabilities(model, stack, planes, volume.shape[0], near, max_batch_bytes)
 
-            out[outside] = out[nearest_known(known)[outside]]
-        return out
-
-    # per (measured plane x pixel): the output planes, the stack and its SDF; the
-    # network's working set is bounded separately by max_batch_bytes
-    per_voxel = (4.0 * volume.shape[0] + 8.0 * zk.size) / zk.size
-    return map_blocks(block, volume[zk], halo, spatial_ndim=2, bytes_per_voxel=per_voxel,
+    per_voxel = (4.0 * volume.shape[0] + 8.0 * planes.size) / planes.size
+    return map_blocks(block, volume[planes], halo, spatial_ndim=2, bytes_per_voxel=per_voxel,
                       budget=_budget_minus(max_batch_bytes), progress=progress)
 
 

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..backend import map_blocks
+from ..backend import is_lazy, map_blocks
 from ..progress import ProgressCallback
 
 METHODS = ("nearest", "cubic", "shape", "ml")
@@ -34,7 +34,7 @@ SHAPE_CLIP = 32
 KINDS = ("auto", "grey", "binary", "labels")
 
 
-def _check_known(volume: np.ndarray, known) -> np.ndarray:
+def _check_known(volume, known) -> np.ndarray:
     known = np.asarray(known)
     if known.dtype != bool:
         raise ValueError(f"known must be a boolean mask of planes, got dtype {known.dtype}")
@@ -48,7 +48,7 @@ def _check_known(volume: np.ndarray, known) -> np.ndarray:
     return known
 
 
-def resolve_kind(volume: np.ndarray, kind: str = "auto") -> str:
+def resolve_kind(volume, kind: str = "auto") -> str:
     """``"binary"`` for bool (or 0/1 integer) data, ``"grey"`` otherwise, unless given."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
@@ -57,7 +57,7 @@ def resolve_kind(volume: np.ndarray, kind: str = "auto") -> str:
     if volume.dtype == bool:
         return "binary"
     if np.issubdtype(volume.dtype, np.integer):
-        values = np.unique(volume[:: max(1, volume.shape[0] // 8)])
+        values = np.unique(np.asarray(volume[:: max(1, volume.shape[0] // 8)]))
         if values.size <= 2 and set(values.tolist()) <= {0, 1}:
             return "binary"
     return "grey"
@@ -109,32 +109,62 @@ def interpolate(
     -------
     (z, y, x) array with every plane filled; measured planes are unchanged.
     """
-    volume = np.asarray(volume)
-    if volume.ndim != 3:
-        raise ValueError(f"volume must be (z, y, x), got shape {volume.shape}")
+    if getattr(volume, "ndim", None) != 3:
+        raise ValueError(f"volume must be (z, y, x), got shape {np.shape(volume)}")
+    known = _check_known(volume, known)
+    planes = np.flatnonzero(known)
+    return fill_planes(volume[planes], planes, volume.shape[0], method, kind=kind,
+                       spacing=spacing, progress=progress, backend=backend)
+
+
+def fill_planes(
+    stack,
+    planes,
+    n_planes: int,
+    method: str = "cubic",
+    *,
+    kind: str = "auto",
+    spacing: Sequence[float] | None = None,
+    progress: ProgressCallback | None = None,
+    backend: str = "numpy",
+):
+    """Interpolate measured planes onto every plane of a fine z grid.
+
+    The same as :func:`interpolate` without building the gap-filled input first:
+    ``stack`` (n_measured, y, x) holds the measured planes, ``planes`` their
+    strictly increasing plane indices (e.g. from
+    :func:`~.reposition.slice_positions`), ``n_planes`` the output depth. ``stack``
+    may be a dask or zarr array: the result is then a lazy dask array, computed
+    block by block in (y, x) (volumes larger than memory).
+    """
+    if backend not in ("numpy", "auto"):
+        raise ValueError("FIB interpolation runs on the CPU; use backend='numpy' or 'auto'")
     if method not in METHODS:
         raise ValueError(f"unknown interpolation method {method!r}; choose one of "
                          f"{', '.join(METHODS)}")
-    known = _check_known(volume, known)
-    kind = resolve_kind(volume, kind)
-    if method != "nearest" and np.issubdtype(volume.dtype, np.floating):
-        if not np.all(np.isfinite(volume[known])):
-            raise ValueError("the measured planes contain NaN or inf; clean the stack first")
-    if method == "nearest":
-        out = volume[nearest_known(known)]
-        return out.astype(bool) if kind == "binary" else out
-    if method == "cubic":
-        return _cubic(volume, known, kind, progress)
-    if kind == "grey":
-        raise ValueError(
-            f"method={method!r} fills segmented (binary or label) stacks; segment the stack first, "
-            "or use method='cubic' for greyscale images"
-        )
-    if method == "shape":
-        return _shape(volume, known, kind, progress)
-    from ._inpaint import inpaint
+    lazy = is_lazy(stack)
+    if not lazy:
+        stack = np.asarray(stack)
+    elif not hasattr(stack, "dask"):
+        import dask.array as da
 
-    if spacing is not None:
+        stack = da.from_zarr(stack) if type(stack).__module__.startswith("zarr") \
+            else da.asarray(stack)
+    planes = np.asarray(planes, dtype=np.int64)
+    if stack.ndim != 3 or planes.shape != (stack.shape[0],):
+        raise ValueError(f"need a (planes, y, x) stack and one plane index per slice; got "
+                         f"{tuple(stack.shape)} and {planes.shape}")
+    if planes.size < 2:
+        raise ValueError("at least two measured planes are needed to interpolate between them")
+    if np.any(np.diff(planes) <= 0) or planes[0] < 0 or planes[-1] >= n_planes:
+        raise ValueError(f"plane indices must increase strictly within 0 .. {n_planes - 1}")
+    kind = resolve_kind(stack, kind)
+    if kind == "grey" and method in ("shape", "ml"):
+        raise ValueError(
+            f"method={method!r} fills segmented (binary or label) stacks; segment the stack "
+            "first, or use method='cubic' for greyscale images"
+        )
+    if method == "ml" and spacing is not None:
         sp = np.asarray(spacing, dtype=float)
         ratio = sp[1:] / sp[0]
         if np.any(ratio < 0.6) or np.any(ratio > 1.6):
@@ -142,100 +172,92 @@ def interpolate(
                 f"method='ml' needs about isotropic voxels (z grid ~ pixel size); got spacing "
                 f"{tuple(sp)}. Reposition on a grid close to the pixel size, or use 'cubic'"
             )
-    if kind == "binary":
-        prob = inpaint(volume.astype(bool), known, progress=progress)
-        return prob > 0.5
-    labels = np.unique(volume[known])
-    best = None
-    score = None
-    for i, lab in enumerate(labels):
-        prob = inpaint(volume == lab, known)
-        if best is None:
-            best = np.full(volume.shape, lab, volume.dtype)
-            score = prob
+    known = np.zeros(n_planes, bool)
+    known[planes] = True
+    near = np.searchsorted(planes, nearest_known(known))  # index into the stack
+    if method == "nearest":
+        out = stack[near]
+        return out.astype(bool) if kind == "binary" else out
+    labels = None
+    if kind == "labels":
+        if lazy:
+            import dask.array as da
+
+            labels = np.asarray(da.unique(stack.ravel()).compute())
         else:
-            better = prob > score
-            best[better] = lab
-            score = np.maximum(score, prob)
-        if progress is not None:
-            progress(i + 1, labels.size)
-    return best
+            labels = np.unique(stack)
+    if method == "cubic":
+        func, halo, per_voxel = _cubic_block(planes, n_planes, near, kind, labels)
+    elif method == "shape":
+        func, halo, per_voxel = _shape_block(planes, n_planes, near, kind, labels)
+    else:
+        from ._inpaint import ml_block
+
+        func, halo, per_voxel = ml_block(planes, n_planes, near, kind, labels)
+    return map_blocks(func, stack, halo, spatial_ndim=2,
+                      bytes_per_voxel=per_voxel * n_planes / planes.size, progress=progress)
 
 
-def _cubic(volume: np.ndarray, known: np.ndarray, kind: str,
-           progress: ProgressCallback | None) -> np.ndarray:
+def _check_finite(block: np.ndarray) -> None:
+    if np.issubdtype(block.dtype, np.floating) and not np.all(np.isfinite(block)):
+        raise ValueError("the measured planes contain NaN or inf; clean the stack first")
+
+
+def _spline_planes(values: np.ndarray, planes: np.ndarray, n_planes: int,
+                   near: np.ndarray) -> np.ndarray:
+    """Not-a-knot cubic spline along axis 0 evaluated on every plane (nearest outside)."""
     from scipy.interpolate import CubicSpline
 
-    zk = np.flatnonzero(known).astype(float)
-    z = np.arange(volume.shape[0], dtype=float)
-    inside = (z >= zk[0]) & (z <= zk[-1])
-    near = nearest_known(known)
-
-    def spline(block: np.ndarray) -> np.ndarray:
-        # block: (n_known, y, x) -> (z, y, x) float32
-        cs = CubicSpline(zk, block.astype(np.float64), axis=0, bc_type="not-a-knot")
-        out = np.empty((z.size,) + block.shape[1:], np.float32)
-        out[inside] = cs(z[inside])
-        out[~inside] = block[np.searchsorted(zk, near[~inside])]
-        return out
-
-    def run(data: np.ndarray) -> np.ndarray:
-        # per column: the data, 4 spline coefficients (float64) and the output planes
-        per_voxel = 48.0 + 8.0 * volume.shape[0] / data.shape[0]
-        return map_blocks(spline, data, 0, spatial_ndim=2, bytes_per_voxel=per_voxel,
-                          progress=progress)
-
-    stack = volume[known]
-    if kind == "binary":
-        return run(stack.astype(np.float32)) > 0.5
-    if kind == "labels":
-        labels = np.unique(stack)
-        best = np.full(volume.shape, labels[0], volume.dtype)
-        score = np.full(volume.shape, -np.inf, np.float32)
-        for lab in labels:
-            s = run((stack == lab).astype(np.float32))
-            better = s > score
-            best[better] = lab
-            score = np.maximum(score, s)
-        return best
-    out = run(stack)
-    out[known] = volume[known]
+    z = np.arange(n_planes, dtype=float)
+    inside = (z >= planes[0]) & (z <= planes[-1])
+    cs = CubicSpline(planes.astype(float), values.astype(np.float64), axis=0,
+                     bc_type="not-a-knot")
+    out = np.empty((n_planes,) + values.shape[1:], np.float32)
+    out[inside] = cs(z[inside])
+    out[~inside] = values[near[~inside]]
     return out
 
 
-def _shape(volume: np.ndarray, known: np.ndarray, kind: str,
-           progress: ProgressCallback | None) -> np.ndarray:
-    from scipy.interpolate import CubicSpline
+def _per_label(score, block: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Label with the highest score per voxel (one-vs-rest), as the block's dtype."""
+    best, top = None, None
+    for lab in labels:
+        s = score(block == lab)
+        if best is None:
+            best = np.full(s.shape, lab, block.dtype)
+            top = s
+        else:
+            better = s > top
+            best[better] = lab
+            np.maximum(top, s, out=top)
+    return best
 
-    from ._inpaint import plane_sdf
 
-    zk = np.flatnonzero(known).astype(float)
-    z = np.arange(volume.shape[0], dtype=float)
-    inside = (z >= zk[0]) & (z <= zk[-1])
-    near = nearest_known(known)
-
-    def spline(block: np.ndarray) -> np.ndarray:
-        sdf = plane_sdf(block, clip=SHAPE_CLIP).astype(np.float64)
-        cs = CubicSpline(zk, sdf, axis=0, bc_type="not-a-knot")
-        out = np.empty((z.size,) + block.shape[1:], np.float32)
-        out[inside] = cs(z[inside])
-        out[~inside] = sdf[np.searchsorted(zk, near[~inside])]
+def _cubic_block(planes, n_planes, near, kind, labels):
+    def func(block: np.ndarray) -> np.ndarray:
+        _check_finite(block)
+        if kind == "binary":
+            return _spline_planes(block.astype(np.float32), planes, n_planes, near) > 0.5
+        if kind == "labels":
+            return _per_label(lambda m: _spline_planes(m.astype(np.float32), planes, n_planes,
+                                                       near), block, labels)
+        out = _spline_planes(block, planes, n_planes, near)
+        out[planes] = block
         return out
 
-    def run(mask: np.ndarray) -> np.ndarray:
-        per_voxel = 56.0 + 8.0 * volume.shape[0] / mask.shape[0]
-        return map_blocks(spline, mask, SHAPE_CLIP + 1, spatial_ndim=2,
-                          bytes_per_voxel=per_voxel, progress=progress)
+    # per (measured plane x pixel): the data, spline coefficients, the output planes
+    return func, 0, 48.0 + (8.0 if kind == "labels" else 0.0)
 
-    stack = volume[known]
-    if kind == "binary":
-        return run(stack.astype(bool)) > 0
-    labels = np.unique(stack)
-    best = np.full(volume.shape, labels[0], volume.dtype)
-    score = np.full(volume.shape, -np.inf, np.float32)
-    for lab in labels:
-        s = run(stack == lab)
-        better = s > score
-        best[better] = lab
-        score = np.maximum(score, s)
-    return best
+
+def _shape_block(planes, n_planes, near, kind, labels):
+    from ._inpaint import plane_sdf
+
+    def sdf_spline(mask: np.ndarray) -> np.ndarray:
+        return _spline_planes(plane_sdf(mask, clip=SHAPE_CLIP), planes, n_planes, near)
+
+    def func(block: np.ndarray) -> np.ndarray:
+        if kind == "binary":
+            return sdf_spline(block.astype(bool)) > 0
+        return _per_label(sdf_spline, block, labels)
+
+    return func, SHAPE_CLIP + 1, 56.0

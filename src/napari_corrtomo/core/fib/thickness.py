@@ -151,30 +151,28 @@ class ThicknessResult:
 # =========================================================================== detection
 
 
-def band_profiles(stack: np.ndarray, markers: RulerMarkers) -> tuple[np.ndarray, np.ndarray]:
+def band_profiles(band: np.ndarray, polarity: str = "dark") -> tuple[np.ndarray, np.ndarray]:
     """Row-weighted mark profile per slice: (n, x) with marks as positive peaks.
 
-    Rows are weighted by how strongly they show marks (the mean over slices of
-    each row's high-pass signal), so rows of the band where the marks have not
-    opened yet count little. Returns the profiles and the row weights.
+    ``band`` is the ruler band, (n, rows, x) or (channels, n, rows, x). Rows are
+    weighted by how strongly they show marks (the mean over slices of each row's
+    high-pass signal), so rows where the marks have not opened yet count little;
+    channels are normalised by their noise and averaged. Returns the profiles and
+    the row weights.
     """
-    r0, r1 = (int(v) for v in markers.rows)
-    band = np.asarray(stack[..., r0:r1, :], dtype=np.float64)
-    if markers.polarity == "dark":
+    band = np.asarray(band, dtype=np.float64)
+    if polarity == "dark":
         band = -band
     # remove each row's background (median along x)
     band = band - np.median(band, axis=-1, keepdims=True)
     if band.ndim == 4:
-        # channels (C, n, rows, x): each normalised by its noise, then averaged
         scale = np.array([_noise(c.reshape(-1)) for c in band])
         band = np.mean(band / scale[:, None, None, None], axis=0)
     strength = np.percentile(ndi.gaussian_filter1d(band, 1.0, axis=2), 99.5, axis=2).mean(0)
     w = np.clip(strength, 0, None)
     if w.max() <= 0:
-        raise ValueError(
-            f"no marks found in rows {markers.rows}: check the band rows and the polarity "
-            f"({markers.polarity!r})"
-        )
+        raise ValueError("no marks found in the ruler band: check the band rows and the "
+                         f"polarity ({polarity!r})")
     w = np.where(w >= 0.25 * w.max(), w, 0.0)
     w /= w.sum()
     return np.tensordot(band, w, axes=([1], [0])), w
@@ -255,16 +253,21 @@ def detect_ruler_marks(
     slice; NaN where not found), ``x0_std..x3_std`` (1-sigma fit errors),
     ``amp0..amp3`` (amplitude / noise).
     """
-    stack = np.asarray(stack)
-    if stack.ndim not in (3, 4):
+    ndim = getattr(stack, "ndim", np.ndim(stack))
+    if ndim not in (3, 4):
         raise ValueError(f"stack must be (slices, y, x) or (channels, slices, y, x), got "
-                         f"shape {stack.shape}")
+                         f"shape {np.shape(stack)}")
     if stack.shape[-3] < 2:
         raise ValueError("need at least two slices to measure a thickness")
-    markers.validate(stack.shape[-2:])
-    if not np.all(np.isfinite(stack[..., int(markers.rows[0]):int(markers.rows[1]), :])):
+    markers.validate(tuple(stack.shape[-2:]))
+    # only the band is read (lazy stacks stay on disk)
+    band = np.asarray(stack[..., int(markers.rows[0]):int(markers.rows[1]), :], dtype=np.float64)
+    if not np.all(np.isfinite(band)):
         raise ValueError("the ruler band contains NaN or inf values")
-    prof, weights = band_profiles(stack, markers)
+    try:
+        prof, weights = band_profiles(band, markers.polarity)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (rows {tuple(markers.rows)})") from None
     n, nx = prof.shape
     noise = np.array([_noise(p) for p in prof])
 
