@@ -153,6 +153,25 @@ def evaluate(model: dict, samples: list[dict]) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in res.items()}
 
 
+def structure_seeds(seed_base: int, n: int) -> list[int]:
+    """Replay the data stream of ``main`` (same RNG calls, tiny stand-in volumes) and
+    return the structure seeds it uses: they must not overlap the evaluation seeds."""
+    from unittest import mock
+
+    seeds: list[int] = []
+
+    def stub(shape, spacing, *args, seed=0, **kw):
+        seeds.append(int(seed))
+        return np.zeros((shape[0], 2, 2), bool)
+
+    rng = np.random.default_rng(seed_base)
+    with mock.patch.object(syn, "hierarchical_leveled_wave", stub), \
+            mock.patch.object(syn, "leveled_wave", stub):
+        for _ in range(n):
+            make_sample(rng, (192, 2, 2))
+    return seeds
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -173,7 +192,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="PyTorch threads (1: robust on a shared machine; more threads spin)")
     ap.add_argument("--quick", action="store_true", help="tiny run to check the pipeline")
+    ap.add_argument("--list-seeds", action="store_true",
+                    help="only print the structure seeds the data stream would use")
     args = ap.parse_args()
+    if args.list_seeds:
+        seeds = structure_seeds(args.seed_base, args.n_train + args.n_val)
+        print(f"{len(seeds)} structure seeds, min {min(seeds)}, max {max(seeds)}, "
+              f"below 1000 (evaluation range): {sum(s < 1000 for s in seeds)}")
+        return
     if args.quick:
         args.n_train, args.n_val, args.steps, args.shape = 3, 1, 20, (64, 64, 64)
     torch.manual_seed(args.seed_base)
