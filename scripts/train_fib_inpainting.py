@@ -77,18 +77,22 @@ def gaps_of(sample: dict) -> np.ndarray:
     return z[~np.isin(z, known)]
 
 
-def batch(samples: list[dict], rng: np.random.Generator, size: int, crop: int):
-    feats = np.empty((size, inp.N_FEATURES, crop, crop), np.float32)
-    labels = np.empty((size, crop, crop), np.float32)
+def batch(samples: list[dict], rng: np.random.Generator, size: int, crop: int, margin: int = 0):
+    """Features of ``crop + 2 * margin`` pixels and labels; the loss uses the central
+    ``crop`` (``margin`` >= the receptive radius: every scored pixel sees real context,
+    as in blockwise inference)."""
+    full = crop + 2 * margin
+    feats = np.empty((size, inp.N_FEATURES, full, full), np.float32)
+    labels = np.empty((size, full, full), np.float32)
     for i in range(size):
         s = samples[int(rng.integers(len(samples)))]
         gaps = gaps_of(s)
         j = int(gaps[rng.integers(gaps.size)])
         h, w = s["sdf"].shape[1:]
-        y0, x0 = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
-        sdf = s["sdf"][:, y0:y0 + crop, x0:x0 + crop].astype(np.float32)
+        y0, x0 = int(rng.integers(h - full + 1)), int(rng.integers(w - full + 1))
+        sdf = s["sdf"][:, y0:y0 + full, x0:x0 + full].astype(np.float32)
         f = inp.gap_features(sdf, s["known"], np.array([j]))[0]
-        lab = s["truth"][j, y0:y0 + crop, x0:x0 + crop].astype(np.float32)
+        lab = s["truth"][j, y0:y0 + full, x0:x0 + full].astype(np.float32)
         k = int(rng.integers(4))
         f, lab = np.rot90(f, k, axes=(1, 2)), np.rot90(lab, k)
         if rng.uniform() < 0.5:
@@ -185,6 +189,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--crop", type=int, default=64)
+    ap.add_argument("--margin", type=int, default=0,
+                    help="context pixels around each crop that are seen but not scored")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--channels", type=int, nargs="+", default=[32, 32, 32, 32, 16, 1])
     ap.add_argument("--kernels", type=int, nargs="+", default=[3, 3, 3, 3, 1, 1])
@@ -219,10 +225,12 @@ def main() -> None:
     brng = np.random.default_rng(args.seed_base + 1)
     running = None
     history = []
+    m = args.margin
+    inner = (slice(None), slice(m, m + args.crop), slice(m, m + args.crop))
     for step in range(1, args.steps + 1):
-        x, y = batch(train, brng, args.batch, args.crop)
+        x, y = batch(train, brng, args.batch, args.crop, m)
         opt.zero_grad()
-        loss = loss_fn(net(x), y)
+        loss = loss_fn(net(x)[inner], y[inner])
         loss.backward()
         opt.step()
         sched.step()
