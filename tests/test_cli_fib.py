@@ -1,0 +1,78 @@
+"""``corrtomo fib``: stack + thicknesses (CSV / ruler / constant) -> isotropic volume."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_corrtomo.cli import main
+from napari_corrtomo.core import io
+from napari_corrtomo.core import synthetic as syn
+from napari_corrtomo.core.fib import interpolate, reposition
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fibcli")
+    s = syn.fib_sem_stack(seed=1, n_slices=16, image_shape=(48, 80))
+    io.write_tiff(d / "se2.tif", s.channels[0].data, s.channels[0].scale, "nm")
+    io.write_table(d / "t.csv", {"slice": np.arange(16), "thickness_nm": s.thickness_nm})
+    m = syn.fib_mimic(syn.hierarchical_leveled_wave((48, 40, 40), 2.5, seed=3), 2.5, 10, 4, 3)
+    io.write_tiff(d / "seg.tif", m.stack.astype(np.uint8), (10.0, 2.5, 2.5), "nm", "labels")
+    io.write_table(d / "m.csv", {"thickness_nm": m.thickness_nm})
+    return d, s, m
+
+
+def test_fib_csv_to_isotropic_volume(files, capsys):
+    d, s, m = files
+    out = d / "iso.tif"
+    assert main(["fib", str(d / "seg.tif"), "--thickness", str(d / "m.csv"), "--method", "ml",
+                 "--out", str(out)]) == 0
+    assert "2.5 x 2.5 x 2.5 nm" in capsys.readouterr().out
+    (vol,) = io.read_volumes(out)
+    assert vol.scale == (2.5, 2.5, 2.5) and vol.units == ("nm",) * 3
+    rv, known = reposition(m.stack, m.thickness_nm, 2.5)
+    np.testing.assert_array_equal(vol.data.astype(bool), interpolate(rv, known, "ml"))
+
+
+def test_fib_ruler_writes_thickness_table(files, capsys):
+    d, s, _ = files
+    out, table = d / "ruler.tif", d / "measured.csv"
+    assert main(["fib", str(d / "se2.tif"), "--ruler-rows", "0", str(s.ruler.band_rows),
+                 "--ruler-angle", str(s.ruler.angle_deg), "--thickness-out", str(table),
+                 "--grid", "5", "--out", str(out)]) == 0
+    t = pd.read_csv(table)
+    err = t["thickness_nm"].to_numpy()[:-1] - s.thickness_nm[:-1]
+    assert np.sqrt(np.mean(err**2)) < 1.0
+    (vol,) = io.read_volumes(out)
+    assert vol.scale == (5.0, 10.0, 10.0)
+    assert vol.data.shape[1] == 48 - s.ruler.band_rows  # band cut
+    assert vol.data.shape[0] == int(round(np.sum(t["thickness_nm"].to_numpy()[:-1]) / 5)) + 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--thickness", "short.csv"], "got 3 slice thicknesses for a stack of 16"),
+    (["--constant", "0"], "positive and finite"),
+    (["--ruler-rows", "20", "40", "--ruler-angle", "25"], "ruler marks"),
+    (["--ruler-rows", "0", "16"], "needs --ruler-angle"),
+])
+def test_fib_bad_input(files, capsys, args, message):
+    d, _, _ = files
+    (d / "short.csv").write_text("thickness_nm\n10\n10\n10\n")
+    args = [a if a != "short.csv" else str(d / a) for a in args]
+    assert main(["fib", str(d / "se2.tif"), "--out", str(d / "x.tif"), *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("corrtomo fib: error:") and message in err
+    assert not (d / "x.tif").exists()
+
+
+def test_fib_zarr_stack_stays_lazy_and_matches(files, capsys):
+    d, s, m = files
+    src = io.write_ome_zarr(d / "seg.ome.zarr", m.stack.astype(np.uint8), (10.0, 2.5, 2.5), "nm",
+                            "labels")
+    out = d / "iso.ome.zarr"
+    assert main(["fib", str(src), "--thickness", str(d / "m.csv"), "--method", "shape",
+                 "--out", str(out)]) == 0
+    (vol,) = io.read_volumes(out)
+    rv, known = reposition(m.stack, m.thickness_nm, 2.5)
+    np.testing.assert_array_equal(np.asarray(vol.array).astype(bool),
+                                  interpolate(rv, known, "shape"))

@@ -1,0 +1,125 @@
+"""The "FIB slices" dock widget in a real viewer."""
+
+import numpy as np
+import pytest
+
+from napari_corrtomo.core import synthetic as syn
+from napari_corrtomo.widgets.fib import FibWidget
+
+
+@pytest.fixture(scope="module")
+def small_fib():
+    return syn.fib_sem_stack(seed=2, n_slices=20, image_shape=(56, 96))
+
+
+@pytest.fixture(scope="module")
+def small_mimic():
+    vol = syn.hierarchical_leveled_wave((64, 40, 40), 2.5, seed=21)
+    return syn.fib_mimic(vol, 2.5, 10.0, 4.0, seed=21)
+
+
+def _wait(qtbot, widget):
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=120000)
+
+
+def test_ruler_thickness_histogram_and_marks(make_napari_viewer, qtbot, small_fib):
+    viewer = make_napari_viewer()
+    ch = small_fib.channels[0]
+    layer = viewer.add_image(ch.data, name="SE2", scale=ch.scale, units=ch.units)
+    w = FibWidget(viewer)
+    w.stack.set_layer(layer)
+    w.source.setCurrentText("ruler marks")
+    w.angle.setValue(small_fib.ruler.angle_deg)
+    w.row0.setValue(0)
+    w.row1.setValue(small_fib.ruler.band_rows)
+    w.measure()
+    _wait(qtbot, w)
+    assert w.runner.last_error is None
+    err = w.thickness_nm[:-1] - small_fib.thickness_nm[:-1]
+    assert np.sqrt(np.mean(err**2)) < 1.0
+    marks = viewer.layers["SE2 ruler marks"]
+    assert len(marks.data) == 4 * 20
+    np.testing.assert_allclose(marks.scale, ch.scale)
+    assert "gamma fit" in w.summary.text()
+    assert w.table.frame["thickness_nm"].notna().sum() == 19
+
+    # reposition + interpolate: a new layer on the isotropic grid, input untouched
+    before = layer.data.copy()
+    w.method.setCurrentText("cubic")
+    w.run()
+    _wait(qtbot, w)
+    out = w.result_layer
+    assert out is not None and out.name == "SE2 isotropic (cubic)"
+    np.testing.assert_allclose(out.scale, (10.0, 10.0, 10.0))
+    assert tuple(str(u) for u in out.units) == ("nanometer",) * 3
+    assert out.data.shape[1] == 56 - small_fib.ruler.band_rows  # band cut
+    depth = np.sum(w.thickness_nm[:-1])
+    assert out.data.shape[0] == pytest.approx(depth / 10.0 + 1, abs=1.0)
+    np.testing.assert_array_equal(layer.data, before)
+
+
+def test_constant_source_and_metrics_against_truth(make_napari_viewer, qtbot, small_mimic):
+    viewer = make_napari_viewer()
+    stack = viewer.add_labels(small_mimic.stack.astype(np.uint8), name="seg",
+                              scale=(10.0, 2.5, 2.5), units="nm")
+    truth = viewer.add_labels(small_mimic.truth.astype(np.uint8), name="truth",
+                              scale=(2.5, 2.5, 2.5), units="nm")
+    w = FibWidget(viewer)
+    w.stack.set_layer(stack)
+    # the true thicknesses from a CSV
+    import tempfile
+    from pathlib import Path
+
+    from napari_corrtomo.core.io import write_table
+
+    tmp = Path(tempfile.mkdtemp()) / "t.csv"
+    write_table(tmp, {"thickness_nm": small_mimic.thickness_nm})
+    w.source.setCurrentText("CSV file")
+    w.csv_path.setText(str(tmp))
+    w.method.setCurrentText("ml")
+    w.run()
+    _wait(qtbot, w)
+    assert w.runner.last_error is None
+    assert w.result_layer.data.shape == small_mimic.truth.shape
+    w.truth.set_layer(truth)
+    w.compute_metrics()
+    _wait(qtbot, w)
+    res = dict(zip(w.table.frame["quantity"], w.table.frame["value"], strict=True))
+    from napari_corrtomo.core.fib import interpolate, metrics, reposition
+
+    vol, known = reposition(small_mimic.stack, small_mimic.thickness_nm, 2.5)
+    ref = metrics(interpolate(vol, known, "ml"), small_mimic.truth)
+    assert res["mp_percent"] == pytest.approx(ref["mp_percent"])
+    assert res["mds"] == pytest.approx(ref["mds"])
+
+
+def test_bad_input_shows_error_and_adds_nothing(make_napari_viewer, qtbot, small_fib):
+    viewer = make_napari_viewer()
+    ch = small_fib.channels[0]
+    layer = viewer.add_image(ch.data, name="SE2", scale=ch.scale, units=ch.units)
+    w = FibWidget(viewer)
+    w.stack.set_layer(layer)
+    w.source.setCurrentText("ruler marks")
+    w.row0.setValue(20)  # rows without marks
+    w.row1.setValue(40)
+    n_layers = len(viewer.layers)
+    # (older runners re-raise worker errors in the Qt loop; capture them either way)
+    with qtbot.capture_exceptions():
+        w.run()
+        _wait(qtbot, w)
+    assert isinstance(w.runner.last_error, ValueError)
+    assert "ruler marks" in str(w.runner.last_error)
+    assert len(viewer.layers) == n_layers
+    # a CSV with the wrong number of thicknesses
+    import tempfile
+    from pathlib import Path
+
+    tmp = Path(tempfile.mkdtemp()) / "t.csv"
+    tmp.write_text("thickness_nm\n10\n10\n")
+    w.source.setCurrentText("CSV file")
+    w.csv_path.setText(str(tmp))
+    with qtbot.capture_exceptions():
+        w.run()
+        _wait(qtbot, w)
+    assert "got 2 slice thicknesses for a stack of 20" in str(w.runner.last_error)
+    assert len(viewer.layers) == n_layers
