@@ -37,7 +37,7 @@ from qtpy.QtWidgets import (
 
 from ..core.io import write_table
 from ..core.quantify import MEASURES, QuantifyResult, QuantifySettings, quantify
-from ._layers import LayerSelect, add_result, spatial_frame
+from ._layers import LayerSelect, add_result, attach_table, spatial_frame
 from ._plot import PlotCanvas
 from ._runner import TaskRunner
 from ._table import TableView
@@ -235,6 +235,9 @@ class QuantifyWidget(QWidget):
             add_result(self.viewer, arr.data, name=f"{base} {name}", layer_type=arr.kind,
                        created_by=CREATED_BY, scale=result.spacing, unit=result.unit,
                        translate=translate, metadata={"description": arr.description}, **kwargs)
+        if layer is not None and layer in self.viewer.layers:
+            for name, frame in result.all_tables().items():  # saved with the project
+                attach_table(layer, name, frame)
         self.plot_select.blockSignals(True)
         self.plot_select.clear()
         self.plot_select.addItems(list(result.distributions) + list(result.curves))
