@@ -44,6 +44,10 @@ class LayerSelect(QComboBox):
         index = self.findText(current)
         self.setCurrentIndex(index if index >= 0 else (0 if self.count() else -1))
         self.blockSignals(False)
+        if self.currentText() != current:
+            # e.g. the first layer of its kind appeared: the widget fills its form from it
+            self.currentIndexChanged.emit(self.currentIndex())
+            self.currentTextChanged.emit(self.currentText())
 
     def layer(self, required: str | None = None):
         """The chosen layer; ``None`` or, if ``required`` names it, a ``ValueError``."""
