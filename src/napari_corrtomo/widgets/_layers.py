@@ -56,7 +56,8 @@ class LayerSelect(QComboBox):
             return self.viewer.layers[name]
         if required:
             kinds = "/".join(t.__name__ for t in self.layer_types)
-            raise ValueError(f"no {required} chosen: add or open a {kinds} layer first")
+            article = "an" if kinds[:1] in tuple("AEIOU") else "a"
+            raise ValueError(f"no {required} chosen: add or open {article} {kinds} layer first")
         return None
 
     def set_layer(self, layer) -> None:
