@@ -1,12 +1,12 @@
 """Pieces that chain one capability's result into the next in the correlative workflow.
 
 The correlative workflow (Götz et al., seed 000) segments the solid of porous particles
-whose macropores are filled with the same resin that surrounds them, so the pores are
-not a class the classifier can see: they are the void *inside the particle envelope*.
-:func:`label_inner_pores` turns a segmentation (solid, resin, air ...) into one with an
-explicit pore label, using the rolling-ball criterion of
-:func:`~napari_corrtomo.core.quantify.inner_pores`, so that the quantification
-(per-particle porosity, pore size distribution, closed pores) can measure it.
+whose macropores are filled with the same resin that surrounds them, so resolved pores
+are not a class the classifier can see: they are the void *inside the particle
+envelope*. :func:`particle_envelopes` finds each particle's envelope with the
+rolling-ball criterion of :func:`~napari_corrtomo.core.quantify.inner_pores`, applied to
+one particle at a time, so that the quantification (per-particle porosity, pore size
+distribution, closed pores) can measure the pores.
 """
 
 from __future__ import annotations
@@ -21,65 +21,7 @@ from .quantify import inner_pores
 from .quantify._common import as_mask, check_labels, check_same_shape
 from .units import check_spacing
 
-__all__ = ["label_inner_pores", "particle_envelopes"]
-
-
-def label_inner_pores(labels: Any, matrix: int, radius: float,
-                      spacing: float | tuple[float, ...], pore_label: int | None = None,
-                      ) -> np.ndarray:
-    """Give the void enclosed by the ``matrix`` phase its own label (rolling ball).
-
-    A void voxel (any label other than ``matrix``) is a pore when a ball of ``radius``
-    rolling in from outside cannot reach it (:func:`~.quantify.inner_pores`). The
-    volume is padded by the ball radius first, so particles cut by the border of a
-    crop are enclosed by the ball as well.
-
-    Parameters
-    ----------
-    labels
-        Integer segmentation ``(z, y, x)`` (or 2D).
-    matrix
-        Label of the solid (the particles' matrix).
-    radius
-        Ball radius in the units of ``spacing``; larger than the pore openings and
-        smaller than the gaps between particles it should not bridge (seed 000:
-        macropores ~5 um; seed 004: 0.15 um for NMC particles).
-    spacing
-        Voxel size per axis.
-    pore_label
-        Label for the pores; default one more than the largest label.
-
-    Returns
-    -------
-    numpy.ndarray
-        A copy of ``labels`` (a dtype wide enough for ``pore_label``) in which the
-        enclosed void carries ``pore_label``.
-    """
-    lab = check_labels(labels, "labels")
-    sp = check_spacing(spacing, lab.ndim)
-    radius = float(radius)
-    if not np.isfinite(radius) or radius <= 0:
-        raise ValueError(f"radius must be a positive length in the units of spacing, got {radius}")
-    solid = lab == matrix
-    if not solid.any():
-        raise ValueError(f"the matrix label {matrix} has no voxel in this volume; choose the "
-                         "label of the solid phase")
-    if pore_label is None:
-        pore_label = int(lab.max()) + 1
-    pore_label = int(pore_label)
-    if pore_label == matrix or pore_label < 1:
-        raise ValueError(f"pore_label must be a positive label other than the matrix, got "
-                         f"{pore_label}")
-    if np.any(lab == pore_label):
-        raise ValueError(f"label {pore_label} is already used in the segmentation; choose a "
-                         "free pore label")
-    pad = [(int(np.ceil(radius / s)) + 1,) * 2 for s in sp]
-    inner = inner_pores(np.pad(solid, pad), radius, sp)
-    inner = inner[tuple(slice(a, inner.shape[i] - b) for i, (a, b) in enumerate(pad))]
-    dtype = np.promote_types(lab.dtype, np.min_scalar_type(pore_label))
-    out = lab.astype(dtype, copy=True)
-    out[inner] = pore_label
-    return out
+__all__ = ["particle_envelopes"]
 
 
 def particle_envelopes(solid: Any, particles: Any, spacing: float | tuple[float, ...],
