@@ -1,8 +1,8 @@
 """``corrtomo demo``: the whole correlative chain headless, each quantity next to its truth.
 
-The demo is run once (about 80 s of CPU; 1.5-3.5 min wall on the shared 2-core VM). Tolerances are stated per quantity;
-they leave room above the errors measured at seed 0 (in brackets) and explain where an
-error is systematic rather than noise.
+The demo is run once (about 80 s of CPU; 1.5-3.5 min wall on the shared 2-core VM).
+Tolerances are stated per quantity; they leave room above the errors measured at seed 0
+(in brackets) and explain where an error is systematic rather than noise.
 """
 
 from __future__ import annotations
