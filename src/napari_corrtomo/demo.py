@@ -93,7 +93,7 @@ class DemoReport:
         })
 
     def summary_text(self) -> str:
-        lines = [f"{'step':<12} {'quantity':<36} {'measured':>11} {'truth':>11} {'error':>10}  unit"]
+        lines = [f"{'step':<12} {'quantity':<36} {'value':>11} {'truth':>11} {'error':>10}  unit"]
         for q in self.quantities:
             truth = "" if q.truth is None else f"{q.truth:11.4g}"
             err = "" if q.error is None else f"{q.error:10.3g}"
