@@ -1,19 +1,9 @@
 import numpy as np
-import pandas as pd
 
 from napari_corrtomo.cli import main
 from napari_corrtomo.core import io
 
-
-def test_demo_writes_tables_and_report(tmp_path):
-    out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out)]) == 0
-    summary = pd.read_csv(out / "summary.csv")
-    assert {"quantity", "measured", "truth", "error", "unit"} <= set(summary.columns)
-    assert len(summary) > 0
-    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    particles = pd.read_csv(out / "truth_particles.csv")
-    assert "esd_um" in particles.columns and len(particles) > 100
+# The full demo run is checked in tests/test_demo.py (it runs once there).
 
 
 def test_info_and_clear_failure(tmp_path, capsys):

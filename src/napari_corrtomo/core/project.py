@@ -8,9 +8,10 @@ A project directory holds
 - ``layers/<name>.json`` -- shapes, vertices in data coordinates, and their types;
 - ``tables/<layer>/<table>.csv`` -- measurement tables attached to a layer.
 
-Each entry records the layer's voxel size (``scale``), units, the 4x4 ``affine``
-placing it in the common (reference) frame (world = affine @ (data * scale)), a
-few display properties and JSON-safe metadata.
+Each entry records the layer's voxel size (``scale``), units, grid origin
+(``translate``, e.g. of an ROI crop), the 4x4 ``affine`` placing it in the common
+(reference) frame (world = affine @ (data * scale + translate)), a few display
+properties and JSON-safe metadata.
 Writing goes to a temporary directory renamed into place, so a failed save never
 damages an existing project.
 """
@@ -48,6 +49,8 @@ class ProjectLayer:
     metadata: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     shape_types: list[str] | None = None
+    #: origin of the grid (world = affine @ (data * scale + translate)); None = zeros
+    translate: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.layer_type not in LAYER_TYPES:
@@ -56,12 +59,15 @@ class ProjectLayer:
 
 
 def field_of_view(shape: tuple[int, ...], scale: tuple[float, ...],
-                  affine: np.ndarray | None = None) -> np.ndarray:
+                  affine: np.ndarray | None = None,
+                  translate: tuple[float, ...] | None = None) -> np.ndarray:
     """(8, 3) world corners of a 3D volume's voxel-centre box (reference frame if ``affine``)."""
     if len(shape) != 3:
         raise ValueError(f"field_of_view needs a 3D volume, got shape {shape}")
     ext = (np.asarray(shape) - 1) * np.asarray(scale, dtype=float)
     corners = np.array(np.meshgrid(*[[0.0, e] for e in ext], indexing="ij")).reshape(3, -1).T
+    if translate is not None:
+        corners = corners + np.asarray(translate, dtype=float)[-3:]
     if affine is None:
         return corners
     a = np.asarray(affine, dtype=float)
@@ -110,6 +116,7 @@ def save_project(directory: str | Path, layers: list[ProjectLayer],
                 "scale": list(map(float, layer.scale)),
                 "units": list(layer.units),
                 "affine": None if layer.affine is None else np.asarray(layer.affine).tolist(),
+                "translate": None if layer.translate is None else list(map(float, layer.translate)),
                 "display": _jsonable(layer.display),
                 "metadata": _jsonable(layer.metadata),
                 "tables": {},
@@ -178,6 +185,7 @@ def load_project(directory: str | Path) -> list[ProjectLayer]:
             affine=None if entry.get("affine") is None else np.asarray(entry["affine"]),
             display=entry.get("display", {}), metadata=entry.get("metadata", {}),
             tables=tables, shape_types=shape_types,
+            translate=None if entry.get("translate") is None else tuple(entry["translate"]),
         ))
     return layers
 
@@ -200,7 +208,7 @@ def describe(layers: list[ProjectLayer]) -> pd.DataFrame:
             "registered": layer.affine is not None and not np.allclose(layer.affine, np.eye(4)),
         }
         if len(shape) == 3:
-            fov = field_of_view(shape, layer.scale, layer.affine)
+            fov = field_of_view(shape, layer.scale, layer.affine, layer.translate)
             ext = fov.max(0) - fov.min(0)
             row["fov_extent"] = " x ".join(f"{e:.4g}" for e in ext)
         rows.append(row)

@@ -235,6 +235,9 @@ class CorrelativeTruth:
     combined_porosity: float
     blur_sigma: dict[str, float]
     phases: dict[int, str] = field(default_factory=lambda: dict(CORRELATIVE_PHASES))
+    #: sharp contrast maps before the PSF and the noise ("microct", "nanoct", "et"): what a
+    #: scanner sees (see :func:`scan`)
+    attenuation: dict[str, Volume] = field(default_factory=dict)
 
 
 @dataclass
@@ -417,6 +420,7 @@ def correlative_particles(
     paint_spheres(special, fid_c, fid_r, 2, vox)
     blur_micro = 0.9
     micro_img = _render(labels, special, contrast, blur_micro, 0.06, rng)
+    micro_sharp = _sharp(labels, special, contrast)
 
     def to_nano(c, r):
         return apply_matrix(f2m, c), np.asarray(r) / s
@@ -442,6 +446,7 @@ def correlative_particles(
     paint_spheres(n_special, *to_nano(fid_c, fid_r), 2, nvox)
     blur_nano = 1.5
     nano_img = _render(n_labels, n_special, contrast, blur_nano, 0.05, rng)
+    nano_sharp = _sharp(n_labels, n_special, contrast)
 
     # ---- ET of the mesoporous wall: overlapping spherical mesopores
     et_extent = np.array(et_shape) * et_voxel_nm
@@ -457,6 +462,7 @@ def correlative_particles(
     paint_spheres(et_labels, mc, mr, PORE, (et_voxel_nm,) * 3)
     blur_et = 2.0
     et_img = _image(et_labels, {SOLID: 1.0, PORE: 0.15}, blur_et, 0.08, rng)
+    et_sharp = np.where(et_labels == PORE, np.float32(0.15), np.float32(1.0))
     meso = float(np.mean(et_labels == PORE))
     macro = float(porosity[0])
 
@@ -484,6 +490,11 @@ def correlative_particles(
         blur_sigma={"microct_um": blur_micro * microct_voxel_um,
                     "nanoct_um": blur_nano * nanoct_voxel_um,
                     "et_nm": blur_et * et_voxel_nm},
+        attenuation={
+            "microct": Volume(micro_sharp, vox, um, "microCT object", "image"),
+            "nanoct": Volume(nano_sharp, nvox, um, "nanoCT object", "image"),
+            "et": Volume(et_sharp, (et_voxel_nm,) * 3, ("nm",) * 3, "ET object", "image"),
+        },
     )
     meta = {"sample": "correlative_particles", "seed": seed}
     return CorrelativeSample(
@@ -494,16 +505,21 @@ def correlative_particles(
     )
 
 
-def _render(labels: np.ndarray, special: np.ndarray, contrast: dict[int, float], blur: float,
-            noise: float, rng: np.random.Generator) -> np.ndarray:
-    """X-ray-like image: phase contrast plus carbon black (special==1) and dense beads (==2)."""
+def _sharp(labels: np.ndarray, special: np.ndarray, contrast: dict[int, float]) -> np.ndarray:
+    """Phase contrast plus carbon black (special==1) and dense beads (==2), before the PSF."""
     lut = np.zeros(4, np.float32)
     for phase, value in contrast.items():
         lut[phase] = value
     img = lut[labels]
     img[special == 1] = 0.55
     img[special == 2] = 4.0  # dense (e.g. gold) beads
-    img = ndi.gaussian_filter(img, blur, output=np.float32)
+    return img
+
+
+def _render(labels: np.ndarray, special: np.ndarray, contrast: dict[int, float], blur: float,
+            noise: float, rng: np.random.Generator) -> np.ndarray:
+    """X-ray-like image: :func:`_sharp` through a Gaussian PSF, plus Gaussian noise."""
+    img = ndi.gaussian_filter(_sharp(labels, special, contrast), blur, output=np.float32)
     img += rng.normal(0.0, noise, size=img.shape).astype(np.float32)
     return img
 
@@ -1023,6 +1039,17 @@ def projections(
     sample = ProjectionSample(kind=kind, projections=clean.astype(np.float32), geometry=geom,
                               phantom=_voxelize(spheres, shape, vox), voxel_size=vox, unit=unit,
                               spheres=spheres, true_shifts=shifts)
+    _detect(sample, clean, rng, photons, raw, n_flats, zingers, rings)
+    return sample
+
+
+def _detect(sample: ProjectionSample, clean: np.ndarray, rng: np.random.Generator,
+            photons: float | None, raw: bool, n_flats: int, zingers: float,
+            rings: float) -> None:
+    """The detector: Poisson counts of ``clean`` line integrals (angle, row, col) into
+    ``sample.projections`` (-log); with ``raw`` also counts with a smooth gain, flats,
+    darks, zingers and ring gains (``sample.raw``, ``.flats``, ``.darks``, ``.zingers``)."""
+    rows, cols = clean.shape[1:]
     if raw:
         i0 = 1e4 if photons is None else float(photons)
         yy, xx = np.mgrid[0:rows, 0:cols] / max(rows, cols)
@@ -1046,6 +1073,121 @@ def projections(
     elif photons is not None:
         counts = rng.poisson(float(photons) * np.exp(-clean))
         sample.projections = (-np.log(np.maximum(counts, 1) / float(photons))).astype(np.float32)
+
+
+# =========================================================================== scans
+# (projections of a sample's object, e.g. ``correlative_particles().truth.attenuation``, so
+#  that the demo, the tutorial and the workflow test reconstruct the very volumes they go on
+#  to register, segment and measure)
+
+
+def scan(
+    obj: Volume,
+    kind: str = "parallel",
+    seed: int = 0,
+    *,
+    n_angles: int = 300,
+    angle_range: tuple[float, float] | None = None,
+    det_cols: int | None = None,
+    bin_factor: int = 1,
+    max_line_integral: float = 1.5,
+    photons: float | None = 2e4,
+    blur_px: float = 0.0,
+    center_offset: float = 0.0,
+    jitter_px: float = 0.0,
+    raw: bool = False,
+    n_flats: int = 8,
+    zingers: float = 0.0,
+    rings: float = 0.0,
+    backend: str = "auto",
+) -> ProjectionSample:
+    """Parallel-beam projections of a voxel object: a CT scan or a 360-degree ET tilt series.
+
+    The object (isotropic voxels, any contrast) is scaled to attenuation so that its
+    longest line integral is ``max_line_integral`` and projected on its own grid by
+    :func:`~napari_corrtomo.core.recon.forward_project` (checked against closed-form
+    line integrals in the reconstruction tests), with one detector pixel per voxel.
+    Detector pixels are then binned ``bin_factor`` x ``bin_factor`` (the pixel integrates
+    over finer rays, so a reconstruction on the binned grid is not the same discrete
+    model that made the data), blurred by ``blur_px`` (binned pixels), and counted with
+    Poisson noise (``photons`` per pixel) exactly as :func:`projections` does, including
+    ``raw`` counts with flats, darks, zingers and rings.
+
+    Parameters
+    ----------
+    obj
+        The object, ``(z, y, x)`` with isotropic ``scale``.
+    kind
+        ``"parallel"``: rotation about z, detector rows along z (microCT, nanoCT);
+        ``"tilt_series"``: tilt axis along y, detector rows along y (ET of a pillar).
+    n_angles, angle_range
+        Projection angles (degrees; default 0-180 for ``parallel``, a full -180..180
+        series for ``tilt_series``; the stop angle is not included).
+    det_cols
+        Detector columns after binning; default: enough to cover the object's diagonal
+        in the plane of rotation (no truncation).
+    center_offset, jitter_px
+        Rotation-axis offset (columns) and random per-projection shifts (row and col),
+        in binned pixels, baked into the data; ``true_shifts`` returns them.
+
+    Returns
+    -------
+    ProjectionSample
+        ``geometry`` is the nominal geometry (no shifts, binned pixel size =
+        ``bin_factor`` voxels), ``phantom`` the scaled object block-averaged onto the
+        reconstruction grid ``obj.shape // bin_factor``, ``spheres`` is empty.
+    """
+    from .recon.geometry import Geometry
+    from .recon.project import forward_project
+
+    if kind not in ("parallel", "tilt_series"):
+        raise ValueError(f"scan kind must be 'parallel' or 'tilt_series', got {kind!r}")
+    data = np.asarray(obj.data, dtype=np.float32)
+    if data.ndim != 3:
+        raise ValueError(f"the object must be a 3D volume (z, y, x), got {data.ndim}D")
+    sp = np.asarray(obj.scale, float)
+    if not np.allclose(sp, sp[0], rtol=1e-6):
+        raise ValueError(f"scan needs isotropic voxels, got {tuple(sp)}; resample first")
+    units = set(obj.units)
+    if len(units) != 1:
+        raise ValueError(f"the object's axes have different units {sorted(units)}")
+    unit = units.pop()
+    b = int(bin_factor)
+    if b < 1 or any(n % b for n in data.shape):
+        raise ValueError(f"bin_factor must be a positive divisor of the object shape {data.shape}, "
+                         f"got {bin_factor}")
+    if not max_line_integral > 0:
+        raise ValueError(f"max_line_integral must be positive, got {max_line_integral}")
+    rng = np.random.default_rng(seed)
+    nz, ny, nx = data.shape
+    axial, plane = (nz, (ny, nx)) if kind == "parallel" else (ny, (nz, nx))
+    if det_cols is None:
+        det_cols = int(np.ceil(np.hypot(*plane) / b)) + 1
+    start, stop = angle_range or ((0.0, 180.0) if kind == "parallel" else (-180.0, 180.0))
+    angles = np.linspace(start, stop, int(n_angles), endpoint=False)
+    shifts = np.zeros((len(angles), 2))
+    shifts[:, 1] += center_offset
+    if jitter_px > 0:
+        shifts += rng.normal(0.0, jitter_px, shifts.shape)
+    make = Geometry.parallel if kind == "parallel" else Geometry.tilt_series
+    native = make(angles, (axial, det_cols * b), float(sp[0]), unit=unit, shifts=shifts * b)
+    clean = forward_project(data, native, float(sp[0]), backend=backend)
+    n = len(angles)
+    clean = clean.reshape(n, axial // b, b, det_cols, b).mean(axis=(2, 4), dtype=np.float64)
+    top = float(clean.max())
+    if top <= 0:
+        raise ValueError("the object has no positive contrast to scan")
+    k = max_line_integral / top
+    clean *= k
+    if blur_px > 0:
+        clean = ndi.gaussian_filter(clean, (0.0, float(blur_px), float(blur_px)))
+    phantom = data.reshape(nz // b, b, ny // b, b, nx // b, b).mean(axis=(1, 3, 5)) * k
+    geometry = make(angles, (axial // b, det_cols), float(sp[0]) * b, unit=unit)
+    sample = ProjectionSample(kind=kind, projections=clean.astype(np.float32), geometry=geometry,
+                              phantom=phantom.astype(np.float32), voxel_size=float(sp[0]) * b,
+                              unit=unit, spheres=pd.DataFrame(columns=["x", "y", "z", "radius", "mu"]),
+                              true_shifts=shifts)
+    _detect(sample, clean, rng, photons, raw, n_flats, zingers, rings)
     return sample
 # =========================================================================== FIB slice thickness
 # (issue 6) Hierarchical leveled waves and the "mimicking" FIB stacks of Sardhara et al.:

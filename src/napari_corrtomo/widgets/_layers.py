@@ -44,6 +44,10 @@ class LayerSelect(QComboBox):
         index = self.findText(current)
         self.setCurrentIndex(index if index >= 0 else (0 if self.count() else -1))
         self.blockSignals(False)
+        if self.currentText() != current:
+            # e.g. the first layer of its kind appeared: the widget fills its form from it
+            self.currentIndexChanged.emit(self.currentIndex())
+            self.currentTextChanged.emit(self.currentText())
 
     def layer(self, required: str | None = None):
         """The chosen layer; ``None`` or, if ``required`` names it, a ``ValueError``."""
@@ -52,7 +56,8 @@ class LayerSelect(QComboBox):
             return self.viewer.layers[name]
         if required:
             kinds = "/".join(t.__name__ for t in self.layer_types)
-            raise ValueError(f"no {required} chosen: add or open a {kinds} layer first")
+            article = "an" if kinds[:1] in tuple("AEIOU") else "a"
+            raise ValueError(f"no {required} chosen: add or open {article} {kinds} layer first")
         return None
 
     def set_layer(self, layer) -> None:

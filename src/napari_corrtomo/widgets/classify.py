@@ -188,7 +188,8 @@ class ClassifyWidget(QWidget):
             return None
         layer = self.viewer.add_labels(np.zeros(_data(first).shape, np.uint8),
                                        name=f"{first.name} scribbles", scale=first.scale,
-                                       units=first.units, translate=first.translate)
+                                       units=first.units, translate=first.translate,
+                                       affine=first.affine.affine_matrix)
         layer.brush_size = 4
         layer.mode = "paint"
         self.scribbles.set_layer(layer)
@@ -382,7 +383,9 @@ class ClassifyWidget(QWidget):
 
     def _add_outputs(self, ref: Image, proba, seg, unc) -> None:
         scale, unit = tuple(ref.scale), _unit(ref)
-        kw = dict(created_by=NAME, scale=scale, unit=unit, translate=tuple(ref.translate))
+        # in the channel's frame (a registered volume or ROI keeps its place)
+        kw = dict(created_by=NAME, scale=scale, unit=unit, translate=tuple(ref.translate),
+                  affine=ref.affine.affine_matrix)
         add_result(self.viewer, seg, name=f"{ref.name} segmentation", layer_type="labels", **kw)
         for k, c in enumerate(self.classifier.classes_):
             add_result(self.viewer, proba[k], name=f"{ref.name} probability {int(c)}",

@@ -50,6 +50,7 @@ def to_project_layer(layer) -> ProjectLayer:
         metadata=metadata,
         tables=layer_tables(layer),
         shape_types=list(layer.shape_type) if kind == "shapes" else None,
+        translate=tuple(float(t) for t in layer.translate),
     )
 
 
@@ -59,6 +60,8 @@ def add_project_layer(viewer: napari.Viewer, entry: ProjectLayer):
                   metadata=dict(entry.metadata))
     if entry.affine is not None:
         kwargs["affine"] = entry.affine
+    if entry.translate is not None:
+        kwargs["translate"] = entry.translate
     display = dict(entry.display)
     if entry.layer_type == "shapes":
         layer = viewer.add_shapes(entry.data, shape_type=entry.shape_types, **kwargs, **display)

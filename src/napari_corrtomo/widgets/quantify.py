@@ -37,7 +37,7 @@ from qtpy.QtWidgets import (
 
 from ..core.io import write_table
 from ..core.quantify import MEASURES, QuantifyResult, QuantifySettings, quantify
-from ._layers import LayerSelect, add_result, spatial_frame
+from ._layers import LayerSelect, add_result, attach_table, spatial_frame
 from ._plot import PlotCanvas
 from ._runner import TaskRunner
 from ._table import TableView
@@ -221,6 +221,7 @@ class QuantifyWidget(QWidget):
         layer = self._source
         base = layer.name if layer is not None else "quantify"
         translate = tuple(layer.translate[-3:]) if layer is not None else None
+        frame = {"affine": layer.affine.affine_matrix} if layer is not None else {}
         for name, arr in result.arrays.items():
             kwargs: dict[str, Any] = {}
             if arr.kind == "image":
@@ -234,7 +235,11 @@ class QuantifyWidget(QWidget):
                 kwargs["features"] = feats
             add_result(self.viewer, arr.data, name=f"{base} {name}", layer_type=arr.kind,
                        created_by=CREATED_BY, scale=result.spacing, unit=result.unit,
-                       translate=translate, metadata={"description": arr.description}, **kwargs)
+                       translate=translate, metadata={"description": arr.description}, **frame,
+                       **kwargs)
+        if layer is not None and layer in self.viewer.layers:
+            for name, frame in result.all_tables().items():  # saved with the project
+                attach_table(layer, name, frame)
         self.plot_select.blockSignals(True)
         self.plot_select.clear()
         self.plot_select.addItems(list(result.distributions) + list(result.curves))

@@ -75,6 +75,8 @@ class QuantifySettings:
     min_volume: float = 0.0
     #: Gaussian smoothing (voxels) before marching cubes
     smooth: float = 0.5
+    #: particle envelopes: ball radius over the particle's equivalent-sphere radius
+    envelope_radius_fraction: float = 1.5
 
 
 @dataclass
@@ -387,6 +389,37 @@ def _measure_inner(d, s, r, progress) -> None:
           np.count_nonzero(solid) / max(np.count_nonzero(particle), 1), "fraction")
 
 
+def _measure_envelopes(d, s, r, progress) -> None:
+    """Each solid particle (matrix component) with the pores it encloses, by a ball
+    rolling around it alone (:func:`~napari_corrtomo.core.workflow.particle_envelopes`)."""
+    import cc3d
+
+    from ..workflow import particle_envelopes
+
+    solid = d.require_matrix("Particle envelopes")
+    comps = cc3d.connected_components(solid, connectivity=6, out_dtype=np.uint32)
+    voxel = float(np.prod(d.spacing))
+    sizes = np.bincount(comps.ravel())
+    small = np.flatnonzero(sizes * voxel < max(s.min_volume, 27 * voxel))
+    comps[np.isin(comps, small[small > 0])] = 0  # specks of fewer than 27 voxels
+    if not comps.any():
+        raise ValueError("no matrix particle of at least 27 voxels to envelope")
+    env = particle_envelopes(solid, comps, d.spacing, s.envelope_radius_fraction,
+                             progress=scaled(progress, 0, 80, 100))
+    pore = (env > 0) & ~solid
+    table = particle_table(env, d.spacing, pore=pore, unit=d.unit, surface=False)
+    r.tables["particle_envelopes"] = table
+    r.arrays["particle envelopes"] = ResultArray(env, "labels", features=table,
+                                                 description="particle envelopes (rolling ball)")
+    largest = table.loc[table[f"volume_{d.unit}3"].idxmax()]
+    r.add("envelopes", "particles enveloped", len(table), "count")
+    r.add("envelopes", "porosity of all envelopes",
+          np.count_nonzero(pore) / np.count_nonzero(env), "fraction")
+    r.add("envelopes", "largest particle porosity", float(largest["porosity"]), "fraction")
+    r.add("envelopes", "largest particle ESD", float(largest[f"esd_{d.unit}"]), d.unit)
+    report(progress, 100, 100)
+
+
 def _measure_profile(d, s, r, progress) -> None:
     solid = d.require_matrix("Volume fraction profile")
     region = solid | _inner(d, s)
@@ -466,6 +499,8 @@ for _spec in (
     MeasureSpec("closed_pores", "Closed pores", _measure_closed, cost=0.5),
     MeasureSpec("inner_pores", "Inner pores (rolling ball)", _measure_inner, needs_matrix=True,
                 default=False, cost=1.0),
+    MeasureSpec("envelopes", "Particle envelopes and their porosity (rolling ball per particle)",
+                _measure_envelopes, needs_matrix=True, default=False, cost=1.5),
     MeasureSpec("profile", "Volume fraction vs distance to boundary", _measure_profile,
                 needs_matrix=True, default=False, cost=1.0),
     MeasureSpec("surface", "Surface area and specific surface", _measure_surface, cost=1.0),

@@ -1,0 +1,104 @@
+"""Pieces that chain one capability's result into the next in the correlative workflow.
+
+The correlative workflow (Götz et al., seed 000) segments the solid of porous particles
+whose macropores are filled with the same resin that surrounds them, so resolved pores
+are not a class the classifier can see: they are the void *inside the particle
+envelope*. :func:`particle_envelopes` finds each particle's envelope with the
+rolling-ball criterion of :func:`~napari_corrtomo.core.quantify.inner_pores`, applied to
+one particle at a time, so that the quantification (per-particle porosity, pore size
+distribution, closed pores) can measure the pores.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .progress import ProgressCallback, report
+from .quantify import inner_pores
+from .quantify._common import as_mask, check_labels, check_same_shape
+from .units import check_spacing
+
+__all__ = ["particle_envelopes"]
+
+
+def particle_envelopes(solid: Any, particles: Any, spacing: float | tuple[float, ...],
+                       radius_fraction: float = 1.0, min_radius: float | None = None,
+                       progress: ProgressCallback | None = None) -> np.ndarray:
+    """Each particle's envelope (solid plus the pores it encloses) by a rolling ball.
+
+    The macropores of porous particles open to the surface and are filled with the
+    resin around them, so a segmentation holds solid and resin only; the particle is
+    the solid plus the void a ball rolling in from outside cannot reach. Rolling one
+    ball around *all* particles bridges the gaps between neighbours; here the ball
+    rolls around each particle alone (its solid inside its region of ``particles``,
+    the others removed), with a radius proportional to the particle's size:
+    ``radius_fraction`` times the equivalent-sphere radius of its region (at least
+    ``min_radius``). A radius of the particle's own size encloses pores whose mouths
+    are nearly as wide as the particle (for a sphere, large radii tend to its convex
+    hull) while the concave dents of a non-convex particle wider than the ball stay
+    outside.
+
+    Parameters
+    ----------
+    solid
+        Boolean mask of the solid phase ``(z, y, x)`` (or 2D).
+    particles
+        Integer labels of the particles (e.g. :func:`~.quantify.separate_particles` of
+        the solid with its small pores filled); each particle's solid is
+        ``solid & (particles == label)``.
+    spacing
+        Voxel size per axis.
+    radius_fraction
+        Ball radius over the particle's equivalent-sphere radius (> 0).
+    min_radius
+        Smallest ball radius in the units of ``spacing``; default two voxels.
+    progress
+        ``progress(done, total)`` over the particles; raise ``Cancelled`` to stop.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint32`` labels of the envelopes (the particle's label on its solid and on
+        the pores it encloses; 0 elsewhere). Where two envelopes overlap, the voxel
+        keeps the smaller label. The enclosed pores of particle ``i`` are
+        ``(result == i) & ~solid``.
+    """
+    s = as_mask(solid, "solid")
+    lab = check_labels(particles, "particles")
+    check_same_shape(s, lab, "solid", "particles")
+    sp = np.asarray(check_spacing(spacing, s.ndim), float)
+    radius_fraction = float(radius_fraction)
+    if not np.isfinite(radius_fraction) or radius_fraction <= 0:
+        raise ValueError(f"radius_fraction must be positive, got {radius_fraction}")
+    floor = 2.0 * float(sp.max()) if min_radius is None else float(min_radius)
+    if not np.isfinite(floor) or floor <= 0:
+        raise ValueError(f"min_radius must be a positive length, got {min_radius}")
+    out = np.zeros(lab.shape, np.uint32)
+    boxes = ndi.find_objects(lab)
+    todo = [(i + 1, box) for i, box in enumerate(boxes) if box is not None]
+    voxel = float(np.prod(sp))
+    for k, (label, box) in enumerate(todo):
+        region = lab[box] == label
+        own = s[box] & region
+        if own.any():
+            size = np.count_nonzero(region) * voxel  # volume (3D) or area (2D)
+            r_eq = np.cbrt(0.75 * size / np.pi) if s.ndim == 3 else np.sqrt(size / np.pi)
+            radius = max(radius_fraction * r_eq, floor)
+            pad = [int(np.ceil(radius / d)) + 1 for d in sp]
+            padded = np.pad(own, [(p, p) for p in pad])
+            inner = inner_pores(padded, radius, tuple(sp))
+            env = padded | inner
+            # back onto the full grid: the envelope may reach beyond the region's box
+            lo = [b.start - p for b, p in zip(box, pad, strict=True)]
+            src, dst = [], []
+            for ax, n in enumerate(lab.shape):
+                a, b = lo[ax], lo[ax] + env.shape[ax]
+                src.append(slice(max(0, -a), env.shape[ax] - max(0, b - n)))
+                dst.append(slice(max(a, 0), min(b, n)))
+            target = out[tuple(dst)]
+            target[env[tuple(src)] & (target == 0)] = label
+        report(progress, k + 1, len(todo))
+    return out

@@ -1,0 +1,78 @@
+"""``corrtomo demo``: the whole correlative chain headless, each quantity next to its truth.
+
+The demo is run once (about 80 s of CPU; 1.5-3.5 min wall on the shared 2-core VM).
+Tolerances are stated per quantity; they leave room above the errors measured at seed 0
+(in brackets) and explain where an error is systematic rather than noise.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from napari_corrtomo.cli import main
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--out", str(out)]) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    return out, summary
+
+
+def _q(summary: pd.DataFrame, name: str) -> pd.Series:
+    rows = summary.loc[summary["quantity"] == name]
+    assert len(rows) == 1, f"{name!r} is in summary.csv {len(rows)} times"
+    return rows.iloc[0]
+
+
+def test_summary_has_value_truth_error_unit(demo):
+    out, summary = demo
+    assert list(summary.columns[:2]) == ["step", "quantity"]
+    assert {"quantity", "value", "truth", "error", "unit"} <= set(summary.columns)
+    with_truth = summary.dropna(subset=["truth"])
+    assert (with_truth["error"] - (with_truth["value"] - with_truth["truth"])).abs().max() < 1e-9
+    assert summary["unit"].notna().all()
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    particles = pd.read_csv(out / "truth_particles.csv")
+    assert "esd_um" in particles.columns and len(particles) > 100
+    for name in ("microCT", "nanoCT", "ET"):
+        assert (out / f"{name}_segmentation.tif").exists()
+
+
+@pytest.mark.parametrize("name, tolerance", [
+    # FSC of even/odd halves vs the resolution the object gives (Rosenthal-Henderson)
+    ("microCT FSC resolution (1/2-bit, truth: FSC vs object)", dict(rel=0.15)),  # [+2 %]
+    ("nanoCT FSC resolution (1/2-bit, truth: FSC vs object)", dict(rel=0.15)),  # [+2 %]
+    ("ET FSC resolution (1/2-bit, truth: FSC vs object)", dict(rel=0.15)),  # [-2 %]
+    # registration of the reconstructions: translation / TRE below 0.5 um (half a voxel)
+    ("refined: TRE (RMS over nanoCT FOV)", dict(abs=0.5)),  # [0.18 um]
+    ("refined: scale", dict(rel=0.005)),  # [+0.1 %]
+    # microCT particles on the 4-class random-forest segmentation
+    ("microCT particles separated", dict(rel=0.05)),  # [260 of 260]
+    ("ESD mean", dict(rel=0.06)),  # [-4 %: the segmented solid is a little thin]
+    ("ESD log-normal mode", dict(rel=0.1)),  # [-6 %]
+    ("ESD error per particle (median abs)", dict(abs=1.5)),  # [0.8 um, 1.5 voxels]
+    # microCT pores are 2-4 voxels wide: the pore class is found at IoU ~0.7 and the
+    # porosity per particle is low by ~0.065
+    ("per-particle porosity mean", dict(abs=0.1)),
+    ("per-particle porosity error (RMS)", dict(abs=0.1)),  # [0.072]
+    ("picked particle ESD (microCT)", dict(rel=0.15)),  # [-8 %]
+    # nanoCT: the rolling-ball envelope sags into the mouths of surface pores (-0.04 on
+    # the true solid), the segmentation adds -0.04
+    ("nanoCT particle macroporosity", dict(abs=0.1)),  # [-0.075]
+    ("nanoCT macroporosity, same envelope on the true solid", dict(abs=0.06)),  # [-0.038]
+    ("closed-pore fraction of pore volume", dict(abs=0.005)),  # [-0.0016 of 0.0101]
+    # envelope pores are cut where the envelope sags: smaller than the true pores
+    ("nanoCT PoSD mean (MSI, voxel-weighted; truth: MSI of true pores)", dict(rel=0.35)),
+    # ET: mesopores are resolved; MSI of the segmentation vs the analytic spheres
+    ("ET mesoporosity", dict(abs=0.02)),  # [-0.009]
+    ("ET PoSD mean (truth: volume-weighted sphere diameter)", dict(rel=0.05)),  # [-2 %]
+    ("ET PoSD log-normal mode (truth: MSI of true pores)", dict(rel=0.1)),  # [-2 %]
+    ("combined porosity (nanoCT macro + ET meso)", dict(abs=0.1)),  # [-0.058]
+])
+def test_quantity_within_tolerance_of_truth(demo, name, tolerance):
+    _, summary = demo
+    row = _q(summary, name)
+    assert row["value"] == pytest.approx(row["truth"], **tolerance), row.to_dict()
