@@ -683,7 +683,7 @@ def step_fib(ctx: DemoContext) -> None:
         rows.append({"method": method, **m})
         ctx.quantity(f"HNPG {method}: MP", m["mp_percent"], 0.0, "%")
         ctx.quantity(f"HNPG {method}: MGP", m["mgp_percent"], 0.0, "%")
-        ctx.quantity(f"HNPG {method}: MDS", m["mds"], 1.0, "")
+        ctx.quantity(f"HNPG {method}: MDS", m["mds"], 1.0, "fraction")
     ctx.table("fib_interpolation", pd.DataFrame(rows))
 
     def draw(ax):
