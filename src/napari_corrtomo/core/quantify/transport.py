@@ -26,6 +26,7 @@ conventions are in ``docs/transport.md``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -275,15 +276,15 @@ def tortuosity_factor(
         report(progress, 100, 100)
         return TortuosityResult(ax, math.inf, eps, 0.0, 0.0, 0.0, 0.0, 0.0, 0, True, field_out)
 
-    system = _diffusion_system(conducting, spacing_t, ax)
-    hierarchy = _Hierarchy(system.diag, system.ei, system.ej, system.w, system.coords, xp_name)
+    grid = _grid_system(conducting, spacing_t, ax)
+    hierarchy = _Hierarchy(grid, xp_name)
     report(progress, 10, 100)
-    x0 = 1.0 - (system.coords[:, ax] + 0.5) / phase.shape[ax]  # linear profile as first guess
+    x0 = 1.0 - (grid.coords[:, ax] + 0.5) / phase.shape[ax]  # linear profile as first guess
     solve_progress = scaled(progress, 10, 100, 100)
-    x, iterations, converged = _pcg_energy(hierarchy, system.b, x0, system.const, tol,
-                                           int(max_iter), solve_progress)
-
-    flux, flux_in, flux_out = system.flows(x)
+    x, iterations, converged = _pcg_energy(hierarchy, grid, x0, tol, int(max_iter),
+                                           solve_progress)
+    del hierarchy
+    flux, flux_in, flux_out = grid.flows(x)
     length = phase.shape[ax] * spacing_t[ax]
     extent = [n * s for n, s in zip(phase.shape, spacing_t, strict=True)]
     area = math.prod(e for i, e in enumerate(extent) if i != ax)
@@ -292,7 +293,7 @@ def tortuosity_factor(
     field_out = None
     if return_field:
         field_out = np.full(phase.shape, np.nan, np.float32)
-        field_out[conducting] = x.astype(np.float32)
+        field_out.reshape(-1)[grid.lin] = x
     report(progress, 100, 100)
     return TortuosityResult(ax, float(tau), eps, n_cond / int(phase.sum()), float(d_eff),
                             float(flux), float(flux_in), float(flux_out), iterations, converged,
@@ -345,122 +346,132 @@ def _percolating(phase: np.ndarray, axis: int) -> np.ndarray:
 
 
 @dataclass
-class _System:
+class _Grid:
     """The finite-volume system ``A x = b`` on the conducting voxels.
 
-    ``A = diag - sum_edges w (e_i e_j^T + e_j e_i^T)``; ``diag`` includes the
-    Dirichlet face conductances ``g_face`` of inlet/outlet voxels, ``b`` the
+    Unknowns are ordered red (even coordinate sum) then black: face neighbours
+    always differ in colour, so ``A = [[D_R, -C], [-C^T, D_B]]`` with ``C`` the
+    red-black conductances (``area / length`` per face). ``diag`` includes the
+    Dirichlet conductances ``g_face`` of the inlet and outlet voxels, ``b`` the
     inlet ones times c = 1. The dissipated energy of a field ``x`` is
-    ``x^T A x - 2 b^T x + const`` and equals the total flow at the solution.
+    ``x^T A x - 2 b^T x + const``; at the solution it equals the total flow.
     """
 
+    n_red: int
+    lin: np.ndarray  # flat voxel index of each unknown
+    coords: np.ndarray  # (n, ndim) voxel coordinates of each unknown
+    C: sparse.csr_matrix  # (n_red, n_black) conductances
+    ei: np.ndarray  # edges: red unknown ...
+    ej: np.ndarray  # ... black unknown (global numbering) ...
+    w: np.ndarray  # ... conductance
+    intra: np.ndarray  # edge inside a 2 x 2 x 2 block (for the first coarsening)
     diag: np.ndarray
-    ei: np.ndarray
-    ej: np.ndarray
-    w: np.ndarray
     b: np.ndarray
-    coords: np.ndarray
     inlet: np.ndarray
     outlet: np.ndarray
     g_face: float
     const: float
 
     def flows(self, x: np.ndarray) -> tuple[float, float, float]:
-        """(energy flow estimate, flow through the inlet face, through the outlet face)."""
-        x = x.astype(np.float64)
-        energy = float(np.dot(self.w, (x[self.ei] - x[self.ej]) ** 2))
-        energy += self.g_face * float(np.sum((1.0 - x[self.inlet]) ** 2)
-                                      + np.sum(x[self.outlet] ** 2))
+        """(energy = flow estimate, flow through the inlet face, through the outlet face)."""
+        x = np.asarray(x, np.float64)
+        nr = self.n_red
+        ax_ = self.diag * x
+        ax_[:nr] -= self.C @ x[nr:]
+        ax_[nr:] -= self.C.T @ x[:nr]
+        energy = float(np.dot(x, ax_) - 2.0 * np.dot(self.b, x)) + self.const
         flux_in = self.g_face * float(np.sum(1.0 - x[self.inlet]))
         flux_out = self.g_face * float(np.sum(x[self.outlet]))
         return energy, flux_in, flux_out
 
 
-def _diffusion_system(conducting: np.ndarray, spacing: tuple[float, ...], axis: int) -> _System:
+def _grid_system(conducting: np.ndarray, spacing: tuple[float, ...], axis: int) -> _Grid:
+    shape = conducting.shape
     ndim = conducting.ndim
-    n = int(np.count_nonzero(conducting))
-    itype = np.int32 if n < 2**31 - 1 else np.int64
-    index = np.full(conducting.shape, -1, itype)
-    index[conducting] = np.arange(n, dtype=itype)
+    # a one-voxel frame of "no unknown" lets every neighbour lookup skip bounds checks
+    padded_shape = tuple(n + 2 for n in shape)
+    inner = (slice(1, -1),) * ndim
+    parity = functools.reduce(
+        np.add, np.ix_(*[(np.arange(n) & 1).astype(np.uint8) for n in shape])) & 1
+    colour = np.full(padded_shape, 2, np.uint8)  # 0 red, 1 black, 2 nothing
+    colour[inner] = np.where(conducting, parity, 2)
+    del parity
+    lin_red_p = np.flatnonzero(colour == 0)
+    lin_black_p = np.flatnonzero(colour == 1)
+    del colour
+    n_red, n = lin_red_p.size, lin_red_p.size + lin_black_p.size
+    itype = np.int32 if math.prod(padded_shape) < 2**31 - 1 else np.int64
+    index = np.full(math.prod(padded_shape), -1, itype)
+    index[lin_black_p] = np.arange(n_red, n, dtype=itype)
+    strides = [math.prod(padded_shape[a + 1:]) for a in range(ndim)]
     cell = math.prod(spacing)
-    eis, ejs, ws = [], [], []
-    for ax in range(ndim):
-        lo = _face_slab(ndim, ax, slice(0, -1))
-        hi = _face_slab(ndim, ax, slice(1, None))
-        pair = conducting[lo] & conducting[hi]
-        i = index[lo][pair]
-        eis.append(i)
-        ejs.append(index[hi][pair])
-        ws.append(np.full(i.size, cell / spacing[ax] ** 2))  # face area / centre distance
-    ei, ej, w = np.concatenate(eis), np.concatenate(ejs), np.concatenate(ws)
-    diag = np.bincount(ei, w, n) + np.bincount(ej, w, n)
+    # neighbour table of the red voxels: one column per direction (-z, +z, -y, +y, ...)
+    table = np.empty((2 * ndim, n_red), itype)
+    gvec = np.empty(2 * ndim)
+    for a in range(ndim):
+        for k, sign in enumerate((-1, 1)):
+            np.take(index, lin_red_p + sign * strides[a], out=table[2 * a + k])
+            gvec[2 * a + k] = cell / spacing[a] ** 2  # face area / centre distance
+    del index
+    table = table.T  # rows = red unknowns, so that masking keeps each row's entries together
+    valid = table >= 0
+    counts = valid.sum(axis=1)
+    indptr = np.zeros(n_red + 1, itype)
+    np.cumsum(counts, out=indptr[1:])
+    ej = table[valid]
+    w = np.broadcast_to(gvec, table.shape)[valid]
+    diag_red = np.where(valid, gvec, 0.0).sum(axis=1)
+    del table
+    c_mat = sparse.csr_matrix((w, ej - itype(n_red), indptr), shape=(n_red, n - n_red))
+    diag = np.concatenate([diag_red, np.bincount(ej - n_red, w, n - n_red)])
+    ei = np.repeat(np.arange(n_red, dtype=itype), counts)
+    coords = np.concatenate([np.stack(np.unravel_index(lin_red_p, padded_shape), axis=1),
+                             np.stack(np.unravel_index(lin_black_p, padded_shape), axis=1)]) - 1
+    # an edge joins two voxels of one 2 x 2 x 2 block when its lower voxel has an even coordinate
+    red_parity = coords[:n_red] & 1
+    intra = np.concatenate([np.stack([red_parity[:, a] == 1, red_parity[:, a] == 0], axis=1)
+                            for a in range(ndim)], axis=1)[valid]
+    del valid, red_parity
+    lin = np.ravel_multi_index(tuple(coords.T), shape)
     g_face = 2.0 * cell / spacing[axis] ** 2  # half a voxel to the Dirichlet face
-    inlet = index[_face(ndim, axis, 0)]
-    inlet = inlet[inlet >= 0]
-    outlet = index[_face(ndim, axis, -1)]
-    outlet = outlet[outlet >= 0]
+    inlet = np.flatnonzero(coords[:, axis] == 0)
+    outlet = np.flatnonzero(coords[:, axis] == shape[axis] - 1)
     diag[inlet] += g_face
     diag[outlet] += g_face
     b = np.zeros(n)
     b[inlet] = g_face
-    coords = np.stack(np.nonzero(conducting), axis=1).astype(itype)
-    return _System(diag, ei, ej, w, b, coords, inlet, outlet, g_face, g_face * inlet.size)
-
-
-def _face_slab(ndim: int, axis: int, sl: slice) -> tuple:
-    out: list[Any] = [slice(None)] * ndim
-    out[axis] = sl
-    return tuple(out)
+    return _Grid(n_red, lin, coords, c_mat, ei, ej, w, intra, diag, b, inlet, outlet, g_face,
+                 g_face * inlet.size)
 
 
 class _Level:
-    """One grid of the hierarchy, unknowns ordered red (even coordinate sum) then black.
+    """One grid of the multigrid hierarchy, unknowns red then black (see :class:`_Grid`).
 
-    The conducting voxels of a face-connected grid form a bipartite graph (and so
-    do the aggregates of every coarser level, which only couple face-adjacent
-    blocks), so ``A = [[D_R, -C], [-C^T, D_B]]`` with ``C`` the red-black
-    conductances: a red-black Gauss-Seidel sweep costs one product with ``C``.
+    The voxels form a bipartite graph and so do the aggregates of every coarser
+    level (they only couple face-adjacent blocks), so a red-black Gauss-Seidel
+    sweep costs one product with ``C`` and one with ``C^T``.
     """
 
-    def __init__(self, diag, ei, ej, w, coords, xp, sp_mod, dtype):
-        n = diag.size
-        red = (coords.sum(axis=1) % 2) == 0
-        self.n = n
-        self.n_red = int(np.count_nonzero(red))
-        self.perm = np.concatenate([np.flatnonzero(red), np.flatnonzero(~red)])  # new -> old
-        inv = np.empty(n, np.int64)
-        inv[self.perm] = np.arange(n)
-        self.inv = inv
-        ei_red = red[ei]
-        a = np.where(ei_red, ei, ej)
-        b = np.where(ei_red, ej, ei)
-        if np.any(red[b]):  # never for face-adjacent grids; guards the smoother's exactness
-            raise RuntimeError("internal error: coupling between two red unknowns")
-        c = sparse.csr_matrix((w.astype(dtype), (inv[a], inv[b] - self.n_red)),
-                              shape=(self.n_red, n - self.n_red))
-        d = diag[self.perm]
-        self.C = _to_backend_sparse(c, xp, sp_mod)
+    def __init__(self, n_red: int, c_mat, diag: np.ndarray, xp, sp_mod, dtype):
+        self.n = diag.size
+        self.n_red = n_red
+        c = c_mat.astype(dtype)
+        self.C = c if xp is np else sp_mod.csr_matrix(c)
         self.Ct = self.C.T  # CSC view: no copy
-        self.d_red = xp.asarray(d[: self.n_red].astype(dtype))
-        self.dinv_red = xp.asarray((1.0 / d[: self.n_red]).astype(dtype))
-        self.dinv_black = xp.asarray((1.0 / d[self.n_red:]).astype(dtype))
-        self.d = xp.asarray(d.astype(dtype))
+        self.d = xp.asarray(diag.astype(dtype))
+        self.d_red = self.d[:n_red]
+        self.dinv_red = xp.asarray((1.0 / diag[:n_red]).astype(dtype))
+        self.dinv_black = xp.asarray((1.0 / diag[n_red:]).astype(dtype))
         self.P_red = None  # red rows of the prolongation to the next level
-        self.R_red = None  # their transpose (restriction of a red-only residual)
+        self.R_red = None  # their transpose (restricts a residual that is zero on black)
         self.solve = None  # exact solve on the coarsest level
 
-    def matvec(self, x, xp):
+    def matvec(self, x):
         nr = self.n_red
         y = self.d * x
         y[:nr] -= self.C @ x[nr:]
         y[nr:] -= self.Ct @ x[:nr]
         return y
-
-
-def _to_backend_sparse(matrix, xp, sp_mod):
-    if xp is np:
-        return matrix
-    return sp_mod.csr_matrix(matrix)
 
 
 class _Hierarchy:
@@ -479,7 +490,7 @@ class _Hierarchy:
     coarse_size = 1500
     max_levels = 40
 
-    def __init__(self, diag, ei, ej, w, coords, backend: str, dtype=np.float32):
+    def __init__(self, grid: _Grid, backend: str, dtype=np.float32):
         self.xp = xp = xp_for(backend)
         if xp is np:
             sp_mod = sparse
@@ -487,52 +498,48 @@ class _Hierarchy:
             import cupyx.scipy.sparse as sp_mod
         self.dtype = dtype
         self.levels: list[_Level] = []
-        coords = coords.astype(np.int64)
+        n_red, c_mat, diag = grid.n_red, grid.C, grid.diag
+        ei, ej, w, coords = grid.ei, grid.ej, grid.w, grid.coords.astype(np.int64)
+        intra = grid.intra
+        aggs = []
         while True:
-            level = _Level(diag, ei, ej, w, coords, xp, sp_mod, dtype)
-            self.levels.append(level)
+            self.levels.append(_Level(n_red, c_mat, diag, xp, sp_mod, dtype))
             if diag.size <= self.coarse_size or len(self.levels) == self.max_levels:
                 break
-            coarse = _aggregate(diag, ei, ej, w, coords)
+            coarse = _coarsen(n_red, diag, ei, ej, w, coords, intra)
+            intra = None
             if coarse is None:  # nothing left to merge (separate clusters)
                 break
-            level.agg, diag, ei, ej, w, coords = coarse
+            agg, n_red, c_mat, diag, ei, ej, w, coords = coarse
+            aggs.append(agg)
         last = self.levels[-1]
-        full = sparse.csr_matrix(
-            (np.concatenate([-w, -w, diag]),
-             (np.concatenate([ei, ej, np.arange(diag.size)]),
-              np.concatenate([ej, ei, np.arange(diag.size)]))),
-            shape=(diag.size, diag.size)).tocsc()
+        nr = last.n_red
+        full = sparse.bmat([[sparse.diags(diag[:nr]), -c_mat],
+                            [-c_mat.T, sparse.diags(diag[nr:])]], format="csc")
         last.solve = sparse_linalg.factorized(full)
-        for fine, coarse_level in zip(self.levels[:-1], self.levels[1:], strict=True):
-            target = coarse_level.inv[fine.agg[fine.perm]]
-            p = sparse.csr_matrix((np.ones(fine.n, dtype), (np.arange(fine.n), target)),
-                                  shape=(fine.n, coarse_level.n))[: fine.n_red]
-            fine.P_red = _to_backend_sparse(p.tocsr(), xp, sp_mod)
-            fine.R_red = _to_backend_sparse(p.T.tocsr(), xp, sp_mod)
+        for fine, coarse_level, agg in zip(self.levels[:-1], self.levels[1:], aggs, strict=True):
+            p = sparse.csr_matrix((np.ones(fine.n_red, dtype), agg[: fine.n_red],
+                                   np.arange(fine.n_red + 1)), shape=(fine.n_red, coarse_level.n))
+            fine.P_red = p if xp is np else sp_mod.csr_matrix(p)
+            rt = p.T.tocsr()
+            fine.R_red = rt if xp is np else sp_mod.csr_matrix(rt)
 
     @property
     def fine(self) -> _Level:
         return self.levels[0]
 
     def matvec(self, x):
-        return self.fine.matvec(x, self.xp)
+        return self.fine.matvec(x)
 
     def precondition(self, r):
         return self._vcycle(0, r)
-
-    def _coarse_solve(self, level: _Level, r):
-        # the factorisation is in the level's original (not red-black) order
-        host = np.asarray(to_host(r), np.float64)
-        orig = np.empty_like(host)
-        orig[level.perm] = host
-        return self.xp.asarray(level.solve(orig)[level.perm].astype(self.dtype))
 
     def _vcycle(self, k: int, r):
         xp = self.xp
         level = self.levels[k]
         if level.solve is not None:
-            return self._coarse_solve(level, r)
+            host = np.asarray(to_host(r), np.float64)
+            return xp.asarray(level.solve(host).astype(self.dtype))
         nr = level.n_red
         r_red, r_black = r[:nr], r[nr:]
         # pre-smoothing: red then black (from x = 0); the black equations then hold exactly
@@ -540,22 +547,30 @@ class _Hierarchy:
         x_black = level.dinv_black * (r_black + level.Ct @ x_red)
         res_red = r_red - level.d_red * x_red + level.C @ x_black
         e = self._vcycle(k + 1, level.R_red @ res_red)
-        x_red = x_red + self.alpha * (level.P_red @ e)
+        x_red += self.alpha * (level.P_red @ e)
         # post-smoothing: black then red (the adjoint order keeps the preconditioner symmetric)
         x_black = level.dinv_black * (r_black + level.Ct @ x_red)
         x_red = level.dinv_red * (r_red + level.C @ x_black)
         return xp.concatenate([x_red, x_black])
 
 
-def _aggregate(diag, ei, ej, w, coords):
-    """Coarsen a conductance network by face-connected pieces of 2 x 2 x 2 blocks."""
+def _coarsen(n_red, diag, ei, ej, w, coords, intra=None):
+    """Coarsen a red-black conductance network by face-connected pieces of 2 x 2 x 2 blocks.
+
+    ``ei`` (red ends) must be sorted. Returns the aggregate of every node (in the
+    coarse red-black numbering) and the coarse ``n_red, C, diag, ei, ej, w, coords``;
+    None when nothing merges any more.
+    """
     n = diag.size
     blocks = coords // 2
-    shape = blocks.max(axis=0) + 1
-    key = np.ravel_multi_index(tuple(blocks.T), tuple(shape))
-    intra = key[ei] == key[ej]
-    graph = sparse.coo_matrix((np.ones(int(intra.sum()), np.int8), (ei[intra], ej[intra])),
-                              shape=(n, n))
+    if intra is None:
+        key = np.ravel_multi_index(tuple(blocks.T), tuple(blocks.max(axis=0) + 1))
+        intra = key[ei] == key[ej]
+    # graph of the intra-block edges, straight in CSR (rows = red ends, already sorted)
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(ei[intra], minlength=n), out=indptr[1:])
+    cols = ej[intra]
+    graph = sparse.csr_matrix((np.ones(cols.size, np.int8), cols, indptr), shape=(n, n))
     n_coarse, agg = csgraph.connected_components(graph, directed=False)
     if n_coarse == n and np.array_equal(blocks, coords):
         return None
@@ -563,18 +578,28 @@ def _aggregate(diag, ei, ej, w, coords):
     coarse_coords[agg] = blocks
     coarse_diag = (np.bincount(agg, diag, n_coarse)
                    - 2.0 * np.bincount(agg[ei[intra]], w[intra], n_coarse))
+    red = (coarse_coords.sum(axis=1) % 2) == 0
+    perm = np.concatenate([np.flatnonzero(red), np.flatnonzero(~red)])
+    inv = np.empty(n_coarse, np.int64)
+    inv[perm] = np.arange(n_coarse)
+    agg = inv[agg]
+    n_red_c = int(red.sum())
     inter = ~intra
     a, b = agg[ei[inter]], agg[ej[inter]]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
-    merged = sparse.coo_matrix((w[inter], (lo, hi)), shape=(n_coarse, n_coarse)).tocsr()
-    merged.sum_duplicates()
-    merged = merged.tocoo()
-    return (agg, coarse_diag, merged.row.astype(np.int64), merged.col.astype(np.int64),
-            merged.data.astype(np.float64), coarse_coords)
+    if lo.size and (lo.max() >= n_red_c or hi.min() < n_red_c):
+        raise RuntimeError("internal error: coarse grid is not bipartite")
+    c_mat = sparse.coo_matrix((w[inter], (lo, hi - n_red_c)),
+                              shape=(n_red_c, n_coarse - n_red_c)).tocsr()  # sums duplicates
+    c_mat.sum_duplicates()
+    ei_c = np.repeat(np.arange(n_red_c), np.diff(c_mat.indptr))
+    ej_c = c_mat.indices.astype(np.int64) + n_red_c
+    return (agg, n_red_c, c_mat, coarse_diag[perm], ei_c, ej_c, c_mat.data.copy(),
+            coarse_coords[perm])
 
 
-def _pcg_energy(hierarchy: _Hierarchy, b: np.ndarray, x0: np.ndarray, const: float, tol: float,
-                max_iter: int, progress: ProgressCallback | None):
+def _pcg_energy(hierarchy: _Hierarchy, grid: _Grid, x0: np.ndarray, tol: float, max_iter: int,
+                progress: ProgressCallback | None):
     """Preconditioned CG on the fine level; stops on the energy (= flow) decrement.
 
     CG minimises ``E(x) = x^T A x - 2 b^T x + const``, the dissipated energy, and
@@ -582,13 +607,12 @@ def _pcg_energy(hierarchy: _Hierarchy, b: np.ndarray, x0: np.ndarray, const: flo
     the total flow; its error is quadratic in the field's error.
     """
     xp = hierarchy.xp
-    fine = hierarchy.fine
     dtype = hierarchy.dtype
-    b = xp.asarray(b[fine.perm].astype(dtype))
-    x = xp.asarray(x0[fine.perm].astype(dtype))
+    b = xp.asarray(grid.b.astype(dtype))
+    x = xp.asarray(x0.astype(dtype))
     ax = hierarchy.matvec(x)
     r = b - ax
-    energy = float(xp.dot(x.astype(xp.float64), (ax - 2 * b).astype(xp.float64))) + const
+    energy = float(xp.dot(x.astype(xp.float64), (ax - 2 * b).astype(xp.float64))) + grid.const
     z = hierarchy.precondition(r)
     p = z.copy()
     rz = float(xp.dot(r, z))
@@ -620,9 +644,7 @@ def _pcg_energy(hierarchy: _Hierarchy, b: np.ndarray, x0: np.ndarray, const: flo
         p *= rz_new / rz
         p += z
         rz = rz_new
-    x_host = np.empty(fine.n, np.float64)
-    x_host[fine.perm] = np.asarray(to_host(x), np.float64)
-    return x_host, it, converged
+    return np.asarray(to_host(x), np.float64), it, converged
 
 
 # =========================================================================== geodesic tortuosity
