@@ -63,7 +63,8 @@ def dense_tau(mask, spacing, axis):
     inlet = [number[v] for v in voxels if v[axis] == 0]
     flow = g_face * np.sum(1.0 - c[inlet])
     length = mask.shape[axis] * spacing[axis]
-    area = np.prod([n * s for i, (n, s) in enumerate(zip(mask.shape, spacing)) if i != axis])
+    extent = [n * s for n, s in zip(mask.shape, spacing, strict=True)]
+    area = np.prod([e for i, e in enumerate(extent) if i != axis])
     return mask.mean() / (flow * length / area)
 
 
@@ -186,7 +187,8 @@ def test_anisotropic_voxels_change_tau_like_stretching_the_structure():
 def test_table_progress_and_cancel():
     mask = random_structure((16, 16, 16), 0.5, seed=1)
     calls = []
-    table = tr.tortuosity_table(mask, (1, 1, 2), unit="um", progress=lambda d, t: calls.append((d, t)))
+    table = tr.tortuosity_table(mask, (1, 1, 2), unit="um",
+                                progress=lambda d, t: calls.append((d, t)))
     assert list(table.columns) == ["axis", "tortuosity_factor", "porosity", "percolating_fraction",
                                    "d_eff_ratio", "flux_um", "flux_imbalance", "iterations",
                                    "converged"]
@@ -250,9 +252,9 @@ def graph_geodesic(mask, spacing, sources):
     for off in itertools.product((-1, 0, 1), repeat=mask.ndim):
         if not any(off):
             continue
-        length = math.sqrt(sum((o * s) ** 2 for o, s in zip(off, spacing)))
-        src = tuple(slice(max(0, -o), n - max(0, o)) for o, n in zip(off, mask.shape))
-        dst = tuple(slice(max(0, o), n - max(0, -o)) for o, n in zip(off, mask.shape))
+        length = math.sqrt(sum((o * s) ** 2 for o, s in zip(off, spacing, strict=True)))
+        src = tuple(slice(max(0, -o), n - max(0, o)) for o, n in zip(off, mask.shape, strict=True))
+        dst = tuple(slice(max(0, o), n - max(0, -o)) for o, n in zip(off, mask.shape, strict=True))
         ok = mask[src] & mask[dst]
         rows.append(idx[src][ok])
         cols.append(idx[dst][ok])
@@ -357,7 +359,7 @@ def test_geodesic_bad_depths_and_unreachable():
 def ball(radius, spacing):
     half = [int(radius // s) for s in spacing]
     grids = np.ogrid[tuple(slice(-h, h + 1) for h in half)]
-    return sum((g * s) ** 2 for g, s in zip(grids, spacing)) <= radius**2
+    return sum((g * s) ** 2 for g, s in zip(grids, spacing, strict=True)) <= radius**2
 
 
 def cylinder_stack(shape, sections):
