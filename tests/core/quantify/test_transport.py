@@ -121,8 +121,9 @@ def test_serpentine_channel_is_a_resistor_chain(spacing):
     res = tr.tortuosity_factor(mask, spacing, axis=0)
     assert res.d_eff_ratio == pytest.approx(d_eff, rel=1e-6)
     assert res.tau == pytest.approx(mask.mean() / d_eff, rel=1e-6)
-    assert res.flux_in == pytest.approx(flow, rel=1e-5)
-    assert res.flux_out == pytest.approx(flow, rel=1e-5)
+    # face flows are first order in the single-precision field (documented: ~1e-4)
+    assert res.flux_in == pytest.approx(flow, rel=1e-4)
+    assert res.flux_out == pytest.approx(flow, rel=1e-4)
 
 
 def test_isolated_pores_count_in_porosity_but_do_not_conduct():

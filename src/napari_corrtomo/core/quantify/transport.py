@@ -27,6 +27,7 @@ conventions are in ``docs/transport.md``.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -357,6 +358,7 @@ class _Grid:
     ``x^T A x - 2 b^T x + const``; at the solution it equals the total flow.
     """
 
+    shape: tuple[int, ...]
     n_red: int
     lin: np.ndarray  # flat voxel index of each unknown
     coords: np.ndarray  # (n, ndim) voxel coordinates of each unknown
@@ -379,7 +381,7 @@ class _Grid:
         ax_ = self.diag * x
         ax_[:nr] -= self.C @ x[nr:]
         ax_[nr:] -= self.C.T @ x[:nr]
-        energy = float(np.dot(x, ax_) - 2.0 * np.dot(self.b, x)) + self.const
+        energy = _dot(np, x, ax_) - 2.0 * _dot(np, self.b, x) + self.const
         flux_in = self.g_face * float(np.sum(1.0 - x[self.inlet]))
         flux_out = self.g_face * float(np.sum(x[self.outlet]))
         return energy, flux_in, flux_out
@@ -440,7 +442,7 @@ def _grid_system(conducting: np.ndarray, spacing: tuple[float, ...], axis: int) 
     diag[outlet] += g_face
     b = np.zeros(n)
     b[inlet] = g_face
-    return _Grid(n_red, lin, coords, c_mat, ei, ej, w, intra, diag, b, inlet, outlet, g_face,
+    return _Grid(shape, n_red, lin, coords, c_mat, ei, ej, w, intra, diag, b, inlet, outlet, g_face,
                  g_face * inlet.size)
 
 
@@ -504,13 +506,14 @@ class _Hierarchy:
         n_red, c_mat, diag = grid.n_red, grid.C, grid.diag
         ei, ej, w, coords = grid.ei, grid.ej, grid.w, grid.coords.astype(np.int64)
         intra = grid.intra
+        pieces = _voxel_pieces(coords, grid.shape)
         aggs = []
         while True:
             self.levels.append(_Level(n_red, c_mat, diag, xp, sp_mod, dtype))
             if diag.size <= self.coarse_size or len(self.levels) == self.max_levels:
                 break
-            coarse = _coarsen(n_red, diag, ei, ej, w, coords, intra)
-            intra = None
+            coarse = _coarsen(n_red, diag, ei, ej, w, coords, intra, pieces)
+            intra = pieces = None
             if coarse is None:  # nothing left to merge (separate clusters)
                 break
             agg, n_red, c_mat, diag, ei, ej, w, coords = coarse
@@ -537,6 +540,26 @@ class _Hierarchy:
     def precondition(self, r):
         return self._vcycle(0, r)
 
+    def schur(self, v):
+        """Product with the red Schur complement ``S = D_R - C D_B^-1 C^T`` of the fine level."""
+        fine = self.fine
+        return fine.d_red * v - fine.C @ (fine.dinv_black * (fine.Ct @ v))
+
+    def precondition_red(self, r_red):
+        """Red part of one V-cycle for ``(r_red, 0)``: the red-red block of the V-cycle
+        operator, an SPD approximation of ``S^-1`` (the red-red block of ``A^-1``)."""
+        xp = self.xp
+        fine = self.fine
+        if fine.solve is not None:
+            zeros = xp.zeros(fine.n - fine.n_red, dtype=self.dtype)
+            return self._vcycle(0, xp.concatenate([r_red, zeros]))[: fine.n_red]
+        x_red = fine.dinv_red * r_red
+        x_black = fine.dinv_black * (fine.Ct @ x_red)
+        res_red = r_red - fine.d_red * x_red + fine.C @ x_black
+        x_red += self.alpha * (fine.P_red @ self._vcycle(1, fine.R_red @ res_red))
+        x_black = fine.dinv_black * (fine.Ct @ x_red)
+        return fine.dinv_red * (r_red + fine.C @ x_black)
+
     def _vcycle(self, k: int, r):
         xp = self.xp
         level = self.levels[k]
@@ -562,24 +585,72 @@ class _Hierarchy:
         return xp.concatenate([x_red, x_black])
 
 
-def _coarsen(n_red, diag, ei, ej, w, coords, intra=None):
+@functools.cache
+def _block_pieces(ndim: int) -> np.ndarray:
+    """Face-connected pieces of every occupancy pattern of a 2 x ... x 2 block.
+
+    ``lut[pattern, k]`` is the piece (0, 1, ...) of corner ``k`` (C order) in a block
+    whose occupied corners are the set bits of ``pattern``; -1 where unoccupied.
+    """
+    corners = list(itertools.product((0, 1), repeat=ndim))
+    m = len(corners)
+    lut = np.full((2**m, m), -1, np.int8)
+    for pattern in range(2**m):
+        piece = 0
+        for start in range(m):
+            if not (pattern >> start) & 1 or lut[pattern, start] >= 0:
+                continue
+            lut[pattern, start] = piece
+            stack = [start]
+            while stack:
+                k = stack.pop()
+                for j in range(m):
+                    face = sum(a != b for a, b in zip(corners[k], corners[j], strict=True)) == 1
+                    if face and (pattern >> j) & 1 and lut[pattern, j] < 0:
+                        lut[pattern, j] = piece
+                        stack.append(j)
+            piece += 1
+    return lut
+
+
+def _voxel_pieces(coords: np.ndarray, shape: tuple[int, ...]) -> tuple[int, np.ndarray]:
+    """Face-connected pieces of the voxels inside each 2 x 2 x 2 block, by table look-up
+    (the finest level's aggregates without a graph search)."""
+    ndim = coords.shape[1]
+    bshape = tuple((n + 1) // 2 for n in shape)
+    block = np.ravel_multi_index(tuple((coords >> 1).T), bshape)
+    corner = functools.reduce(np.bitwise_or,
+                              [(coords[:, a] & 1) << (ndim - 1 - a) for a in range(ndim)])
+    pattern = np.bincount(block, weights=np.left_shift(1, corner), minlength=math.prod(bshape))
+    piece = _block_pieces(ndim)[pattern.astype(np.int64)[block], corner]
+    key = block * 2 ** (ndim - 1) + piece  # at most 2^(ndim-1) pieces in a block
+    used = np.zeros(math.prod(bshape) * 2 ** (ndim - 1), bool)
+    used[key] = True
+    ids = np.cumsum(used) - 1
+    return int(ids[-1] + 1), ids[key]
+
+
+def _coarsen(n_red, diag, ei, ej, w, coords, intra=None, pieces=None):
     """Coarsen a red-black conductance network by face-connected pieces of 2 x 2 x 2 blocks.
 
-    ``ei`` (red ends) must be sorted. Returns the aggregate of every node (in the
-    coarse red-black numbering) and the coarse ``n_red, C, diag, ei, ej, w, coords``;
-    None when nothing merges any more.
+    ``ei`` (red ends) must be sorted; ``intra`` (edge inside a block) and ``pieces``
+    (``(count, piece of each node)``) may be given when known. Returns the aggregate
+    of every node (in the coarse red-black numbering) and the coarse ``n_red, C,
+    diag, ei, ej, w, coords``; None when nothing merges any more.
     """
     n = diag.size
     blocks = coords // 2
     if intra is None:
         key = np.ravel_multi_index(tuple(blocks.T), tuple(blocks.max(axis=0) + 1))
         intra = key[ei] == key[ej]
-    # graph of the intra-block edges, straight in CSR (rows = red ends, already sorted)
-    indptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(ei[intra], minlength=n), out=indptr[1:])
-    cols = ej[intra]
-    graph = sparse.csr_matrix((np.ones(cols.size, np.int8), cols, indptr), shape=(n, n))
-    n_coarse, agg = csgraph.connected_components(graph, directed=False)
+    if pieces is None:
+        # graph of the intra-block edges, straight in CSR (rows = red ends, already sorted)
+        indptr = np.zeros(n + 1, np.int64)
+        np.cumsum(np.bincount(ei[intra], minlength=n), out=indptr[1:])
+        cols = ej[intra]
+        graph = sparse.csr_matrix((np.ones(cols.size, np.int8), cols, indptr), shape=(n, n))
+        pieces = csgraph.connected_components(graph, directed=False)
+    n_coarse, agg = pieces
     if n_coarse == n and np.array_equal(blocks, coords):
         return None
     coarse_coords = np.empty((n_coarse, coords.shape[1]), np.int64)
@@ -606,37 +677,53 @@ def _coarsen(n_red, diag, ei, ej, w, coords, intra=None):
             coarse_coords[perm])
 
 
+def _dot(xp, a, b) -> float:
+    """Inner product without BLAS: single-threaded (a threaded BLAS dot stalls when the
+    cores are shared) and accurate (pairwise-style accumulation in ``einsum``)."""
+    return float(xp.einsum("i,i->", a, b))
+
+
 def _pcg_energy(hierarchy: _Hierarchy, grid: _Grid, x0: np.ndarray, tol: float, max_iter: int,
                 progress: ProgressCallback | None):
-    """Preconditioned CG on the fine level; stops on the energy (= flow) decrement.
+    """Preconditioned CG on the red unknowns; stops on the energy (= flow) decrement.
 
-    CG minimises ``E(x) = x^T A x - 2 b^T x + const``, the dissipated energy, and
-    each step lowers it by exactly ``alpha_k r_k^T z_k``. At the solution ``E`` is
-    the total flow; its error is quadratic in the field's error.
+    The black unknowns are eliminated exactly (``x_B = D_B^-1 (b_B + C^T x_R)``: ``D_B``
+    is diagonal), leaving the Schur complement ``S x_R = b_R + C D_B^-1 b_B`` of half
+    the size. CG minimises the dissipated energy ``E = x^T A x - 2 b^T x + const``
+    over the red values (black ones optimal), lowering it by exactly
+    ``alpha_k r_k^T z_k`` per step. At the solution ``E`` is the total flow; its
+    error is quadratic in the field's error.
     """
     xp = hierarchy.xp
     dtype = hierarchy.dtype
+    fine = hierarchy.fine
+    nr = fine.n_red
     b = xp.asarray(grid.b.astype(dtype))
-    x = xp.asarray(x0.astype(dtype))
-    ax = hierarchy.matvec(x)
-    r = b - ax
-    energy = float(xp.dot(x.astype(xp.float64), (ax - 2 * b).astype(xp.float64))) + grid.const
-    z = hierarchy.precondition(r)
+    b_red, b_black = b[:nr], b[nr:]
+    scaled_b_black = fine.dinv_black * b_black
+    rhs = b_red + fine.C @ scaled_b_black
+    x = xp.asarray(x0[:nr].astype(dtype))
+    sx = hierarchy.schur(x)
+    r = rhs - sx
+    energy = (_dot(xp, x.astype(xp.float64), (sx - 2 * rhs).astype(xp.float64))
+              - _dot(xp, b_black.astype(xp.float64), scaled_b_black.astype(xp.float64))
+              + grid.const)
+    z = hierarchy.precondition_red(r)
     p = z.copy()
-    rz = float(xp.dot(r, z))
+    rz = _dot(xp, r, z)
     converged = False
     first_drop = None
     it = 0
     while it < max_iter:
         it += 1
-        ap = hierarchy.matvec(p)
-        pap = float(xp.dot(p, ap))
-        if not pap > 0:  # exact solution reached (r = 0) or breakdown
-            converged = rz == 0 or pap == 0
+        sp = hierarchy.schur(p)
+        psp = _dot(xp, p, sp)
+        if not psp > 0:  # exact solution reached (r = 0) or breakdown
+            converged = rz == 0 or psp == 0
             break
-        step = rz / pap
+        step = rz / psp
         x += step * p
-        r -= step * ap
+        r -= step * sp
         drop = step * rz
         energy -= drop
         if drop <= tol * abs(energy):
@@ -647,12 +734,13 @@ def _pcg_energy(hierarchy: _Hierarchy, grid: _Grid, x0: np.ndarray, tol: float, 
             goal = math.log(tol * abs(energy) / first_drop)
             ratio = math.log(drop / first_drop) / goal if goal < 0 else 0.0
             report(progress, int(100 * min(max(ratio, 0.0), 0.99)), 100)
-        z = hierarchy.precondition(r)
-        rz_new = float(xp.dot(r, z))
+        z = hierarchy.precondition_red(r)
+        rz_new = _dot(xp, r, z)
         p *= rz_new / rz
         p += z
         rz = rz_new
-    return np.asarray(to_host(x), np.float64), it, converged
+    x_black = fine.dinv_black * (b_black + fine.Ct @ x)
+    return np.asarray(to_host(xp.concatenate([x, x_black])), np.float64), it, converged
 
 
 # =========================================================================== geodesic tortuosity
