@@ -366,7 +366,6 @@ class _Grid:
     ei: np.ndarray  # edges: red unknown ...
     ej: np.ndarray  # ... black unknown (global numbering) ...
     w: np.ndarray  # ... conductance
-    intra: np.ndarray  # edge inside a 2 x 2 x 2 block (for the first coarsening)
     diag: np.ndarray
     b: np.ndarray
     inlet: np.ndarray
@@ -429,11 +428,7 @@ def _grid_system(conducting: np.ndarray, spacing: tuple[float, ...], axis: int) 
     ei = np.repeat(np.arange(n_red, dtype=itype), counts)
     coords = np.concatenate([np.stack(np.unravel_index(lin_red_p, padded_shape), axis=1),
                              np.stack(np.unravel_index(lin_black_p, padded_shape), axis=1)]) - 1
-    # an edge joins two voxels of one 2 x 2 x 2 block when its lower voxel has an even coordinate
-    red_parity = coords[:n_red] & 1
-    intra = np.concatenate([np.stack([red_parity[:, a] == 1, red_parity[:, a] == 0], axis=1)
-                            for a in range(ndim)], axis=1)[valid]
-    del valid, red_parity
+    del valid
     lin = np.ravel_multi_index(tuple(coords.T), shape)
     g_face = 2.0 * cell / spacing[axis] ** 2  # half a voxel to the Dirichlet face
     inlet = np.flatnonzero(coords[:, axis] == 0)
@@ -442,7 +437,7 @@ def _grid_system(conducting: np.ndarray, spacing: tuple[float, ...], axis: int) 
     diag[outlet] += g_face
     b = np.zeros(n)
     b[inlet] = g_face
-    return _Grid(shape, n_red, lin, coords, c_mat, ei, ej, w, intra, diag, b, inlet, outlet, g_face,
+    return _Grid(shape, n_red, lin, coords, c_mat, ei, ej, w, diag, b, inlet, outlet, g_face,
                  g_face * inlet.size)
 
 
@@ -505,15 +500,14 @@ class _Hierarchy:
         self.levels: list[_Level] = []
         n_red, c_mat, diag = grid.n_red, grid.C, grid.diag
         ei, ej, w, coords = grid.ei, grid.ej, grid.w, grid.coords.astype(np.int64)
-        intra = grid.intra
         pieces = _voxel_pieces(coords, grid.shape)
         aggs = []
         while True:
             self.levels.append(_Level(n_red, c_mat, diag, xp, sp_mod, dtype))
             if diag.size <= self.coarse_size or len(self.levels) == self.max_levels:
                 break
-            coarse = _coarsen(n_red, diag, ei, ej, w, coords, intra, pieces)
-            intra = pieces = None
+            coarse = _coarsen(n_red, diag, ei, ej, w, coords, pieces)
+            pieces = None
             if coarse is None:  # nothing left to merge (separate clusters)
                 break
             agg, n_red, c_mat, diag, ei, ej, w, coords = coarse
@@ -630,20 +624,19 @@ def _voxel_pieces(coords: np.ndarray, shape: tuple[int, ...]) -> tuple[int, np.n
     return int(ids[-1] + 1), ids[key]
 
 
-def _coarsen(n_red, diag, ei, ej, w, coords, intra=None, pieces=None):
+def _coarsen(n_red, diag, ei, ej, w, coords, pieces=None):
     """Coarsen a red-black conductance network by face-connected pieces of 2 x 2 x 2 blocks.
 
-    ``ei`` (red ends) must be sorted; ``intra`` (edge inside a block) and ``pieces``
-    (``(count, piece of each node)``) may be given when known. Returns the aggregate
-    of every node (in the coarse red-black numbering) and the coarse ``n_red, C,
-    diag, ei, ej, w, coords``; None when nothing merges any more.
+    ``ei`` (red ends) must be sorted; ``pieces`` (``(count, piece of each node)``) may
+    be given when known. Returns the aggregate of every node (in the coarse red-black
+    numbering) and the coarse ``n_red, C, diag, ei, ej, w, coords``; None when nothing
+    merges any more.
     """
     n = diag.size
-    blocks = coords // 2
-    if intra is None:
+    blocks = coords >> 1
+    if pieces is None:
         key = np.ravel_multi_index(tuple(blocks.T), tuple(blocks.max(axis=0) + 1))
         intra = key[ei] == key[ej]
-    if pieces is None:
         # graph of the intra-block edges, straight in CSR (rows = red ends, already sorted)
         indptr = np.zeros(n + 1, np.int64)
         np.cumsum(np.bincount(ei[intra], minlength=n), out=indptr[1:])
@@ -653,27 +646,30 @@ def _coarsen(n_red, diag, ei, ej, w, coords, intra=None, pieces=None):
     n_coarse, agg = pieces
     if n_coarse == n and np.array_equal(blocks, coords):
         return None
-    coarse_coords = np.empty((n_coarse, coords.shape[1]), np.int64)
+    coarse_coords = np.empty((n_coarse, coords.shape[1]), coords.dtype)
     coarse_coords[agg] = blocks
-    coarse_diag = (np.bincount(agg, diag, n_coarse)
-                   - 2.0 * np.bincount(agg[ei[intra]], w[intra], n_coarse))
-    red = (coarse_coords.sum(axis=1) % 2) == 0
+    red = (coarse_coords.sum(axis=1) & 1) == 0
     perm = np.concatenate([np.flatnonzero(red), np.flatnonzero(~red)])
     inv = np.empty(n_coarse, np.int64)
     inv[perm] = np.arange(n_coarse)
     agg = inv[agg]
     n_red_c = int(red.sum())
-    inter = ~intra
-    a, b = agg[ei[inter]], agg[ej[inter]]
+    a, b = agg[ei], agg[ej]
+    inner = a == b  # an edge inside one aggregate (pieces are connected, so: inside a block)
+    # Galerkin diagonal: the nodes' diagonals minus twice the conductances that became internal
+    coarse_diag = (np.bincount(agg, diag, n_coarse)
+                   - 2.0 * np.bincount(a, np.where(inner, w, 0.0), n_coarse))
+    outer = ~inner
+    a, b, wo = a[outer], b[outer], w[outer]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     if lo.size and (lo.max() >= n_red_c or hi.min() < n_red_c):
         raise RuntimeError("internal error: coarse grid is not bipartite")
-    c_mat = sparse.coo_matrix((w[inter], (lo, hi - n_red_c)),
+    c_mat = sparse.coo_matrix((wo, (lo, hi - n_red_c)),
                               shape=(n_red_c, n_coarse - n_red_c)).tocsr()  # sums duplicates
     c_mat.sum_duplicates()
     ei_c = np.repeat(np.arange(n_red_c), np.diff(c_mat.indptr))
     ej_c = c_mat.indices.astype(np.int64) + n_red_c
-    return (agg, n_red_c, c_mat, coarse_diag[perm], ei_c, ej_c, c_mat.data.copy(),
+    return (agg, n_red_c, c_mat, coarse_diag, ei_c, ej_c, c_mat.data.copy(),
             coarse_coords[perm])
 
 
