@@ -401,7 +401,8 @@ def _grid_system(conducting: np.ndarray, spacing: tuple[float, ...], axis: int) 
     lin_black_p = np.flatnonzero(colour == 1)
     del colour
     n_red, n = lin_red_p.size, lin_red_p.size + lin_black_p.size
-    itype = np.int32 if math.prod(padded_shape) < 2**31 - 1 else np.int64
+    # 32-bit indices while voxel numbers and the edge count (< 3 per voxel) fit
+    itype = np.int32 if 3 * math.prod(padded_shape) < 2**31 - 1 else np.int64
     index = np.full(math.prod(padded_shape), -1, itype)
     index[lin_black_p] = np.arange(n_red, n, dtype=itype)
     strides = [math.prod(padded_shape[a + 1:]) for a in range(ndim)]
