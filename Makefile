@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= qt,distributed,dev
 XVFB := xvfb-run -a -s "-screen 0 1920x1200x24"
+# The qt extra installs PyQt6; say so, in case other bindings are around.
+export QT_API ?= pyqt6
 
 .PHONY: setup sysdeps demo test bench screenshots lint clean
 

@@ -82,11 +82,11 @@ def test_corrupt_and_unsupported_files_add_nothing(make_napari_viewer, tmp_path)
     viewer = make_napari_viewer()
     bad = tmp_path / "broken.tif"
     bad.write_bytes(b"II*\x00 this is not a TIFF")
-    with pytest.raises(Exception, match="broken.tif"):
+    with pytest.raises(ValueError, match="broken.tif"):
         viewer.open(str(bad), plugin=PLUGIN)
     other = tmp_path / "notes.docx"
     other.write_bytes(b"text")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="No compatible readers"):
         viewer.open(str(other), plugin=PLUGIN)
     assert len(viewer.layers) == 0
 
@@ -112,8 +112,11 @@ def test_sample_data_layers_carry_physical_frames(make_napari_viewer):
     frames = {layer.name: (tuple(layer.scale), str(layer.units[0])) for layer in viewer.layers}
     assert frames["microCT"] == ((1.0, 1.0, 1.0), "micrometer")
     assert frames["nanoCT"] == ((0.065,) * 3, "micrometer")
-    assert frames["ET"] == ((0.5,) * 3, "nanometer")
+    assert "ET" not in frames
     assert viewer.layers["nanoCT truth"].visible is False
+    viewer.open_sample(PLUGIN, "correlative_et")
+    assert (tuple(viewer.layers["ET"].scale), str(viewer.layers["ET"].units[0])) == (
+        (0.5,) * 3, "nanometer")
     viewer.open_sample(PLUGIN, "fib_sem_stack")
     se2 = viewer.layers["FIB-SEM SE2"]
     assert tuple(se2.scale) == (20.0, 10.0, 10.0)

@@ -24,8 +24,7 @@ def _layer(volume: Volume, **extra: Any) -> LayerData:
     return data, meta, kind
 
 
-def correlative_particles() -> list[LayerData]:
-    """microCT overview (1 um), nanoCT of one particle (65 nm), ET of its wall (0.5 nm)."""
+def _correlative_layers(volumes, truths) -> list[LayerData]:
     sample = synthetic.correlative_particles()
     t = sample.truth
     small = {
@@ -38,12 +37,26 @@ def correlative_particles() -> list[LayerData]:
         "combined_porosity": t.combined_porosity,
     }
     layers = []
-    for vol in sample.volumes():
+    for vol in volumes(sample):
         vol.metadata["truth"] = small
         layers.append(_layer(vol, contrast_limits=_limits(vol.data)))
-    for vol in (t.microct_labels, t.nanoct_labels, t.et_labels):
+    for vol in truths(sample):
         layers.append(_layer(vol, visible=False))
     return layers
+
+
+def correlative_particles() -> list[LayerData]:
+    """microCT overview (1 um) and nanoCT of one particle (65 nm), with truth layers."""
+    return _correlative_layers(lambda s: [s.microct, s.nanoct],
+                               lambda s: [s.truth.microct_labels, s.truth.nanoct_labels])
+
+
+def correlative_et() -> list[LayerData]:
+    """ET of the particle's mesoporous wall (0.5 nm), with its truth layer.
+
+    A separate sample because an 80 nm volume shares no useful view with a 160 um one.
+    """
+    return _correlative_layers(lambda s: [s.et], lambda s: [s.truth.et_labels])
 
 
 def fib_sem_stack() -> list[LayerData]:
@@ -66,3 +79,36 @@ def fib_sem_stack() -> list[LayerData]:
 def _limits(data: np.ndarray) -> tuple[float, float]:
     lo, hi = np.percentile(data[:: max(1, data.shape[0] // 16)], (0.5, 99.5))
     return float(lo), float(hi)
+
+
+def tomography_projections() -> list[LayerData]:
+    """Projection data for the Reconstruct widget: raw microCT counts with flats, darks,
+    zingers and an off-centre rotation axis; cone-beam and laminography scans; an unaligned
+    360-degree ET tilt series. Each projection layer carries its nominal geometry (JSON form)
+    in ``metadata["geometry"]`` and the true misalignment in ``metadata["truth"]``; the
+    phantoms are added as hidden layers."""
+    samples = [
+        ("microCT raw projections",
+         synthetic.projections("parallel", seed=0, raw=True, zingers=5e-4, center_offset=2.5)),
+        ("cone-beam projections", synthetic.projections("cone", seed=1)),
+        ("laminography projections", synthetic.projections("laminography", seed=2)),
+        ("ET tilt series", synthetic.projections("tilt_series", seed=3, jitter_px=1.5)),
+    ]
+    layers: list[LayerData] = []
+    for name, s in samples:
+        ps, unit = s.geometry.pixel_size, s.unit
+        truth = {"shifts": s.true_shifts.tolist(), "voxel_size": s.voxel_size,
+                 "volume_shape": list(s.phantom.shape)}
+        data = s.raw if s.raw is not None else s.projections
+        meta = {"geometry": s.geometry.to_dict(), "truth": truth,
+                "sample": "tomography_projections"}
+        frame = ((1.0, ps, ps), ("pixel", unit, unit))
+        layers.append(_layer(Volume(data, *frame, name, "image", meta),
+                             contrast_limits=_limits(data)))
+        if s.raw is not None:
+            for ref_name, ref in (("flats", s.flats), ("darks", s.darks)):
+                layers.append(_layer(Volume(ref, (1.0, ps, ps), ("pixel", unit, unit),
+                                            f"microCT {ref_name}", "image", {}), visible=False))
+        layers.append(_layer(Volume(s.phantom, (s.voxel_size,) * 3, (unit,) * 3,
+                                    f"{name.split(' ')[0]} phantom", "image", {}), visible=False))
+    return layers

@@ -71,100 +71,352 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------------- transport
+# ----------------------------------------------------------------------------- register
 
 
-def _add_transport(sub: argparse._SubParsersAction) -> None:
+def _add_register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "transport",
-        help="tortuosity factor, geodesic tortuosity and constrictivity of one phase -> CSV",
-        description="Transport descriptors of one phase of a labels/mask volume: tortuosity "
-                    "factor per axis (TauFactor's definition), geodesic tortuosity distribution "
-                    "per depth, sphere-intrusion curve and constrictivity. Writes "
-                    "tortuosity.csv, geodesic_tortuosity.csv, intrusion.csv and "
-                    "constrictivity.csv into --out.",
+        "register",
+        help="fit a transform to landmark pairs (BigWarp CSV); optionally refine and resample",
+        description="Fit the moving -> fixed transform to BigWarp landmark pairs and write it "
+        "as JSON or ITK .tfm. With --moving and --fixed volumes it can refine the fit by "
+        "intensity registration and resample the moving volume onto the fixed grid. Nothing "
+        "is written when the fit fails.",
     )
-    p.add_argument("labels", help="labels or binary mask volume (TIFF/MRC/HDF5/zarr)")
-    p.add_argument("--phase", type=int, default=1,
-                   help="label value of the conducting phase (default 1)")
-    p.add_argument("--spacing", type=float, nargs="+", metavar="S",
-                   help="voxel size z y x (one value = isotropic); default: from the file")
-    p.add_argument("--unit", help="length unit of the spacing (default: from the file)")
-    p.add_argument("--axes", type=int, nargs="+", default=None, metavar="AXIS",
-                   help="transport axes, 0 = z (default: all)")
-    p.add_argument("--depths", type=float, nargs="+", metavar="D",
-                   help="depths for the geodesic tortuosity, in the spacing unit "
-                        "(default: 1/8, 1/4, 3/8 and 1/2 of the sample length)")
-    p.add_argument("--out", required=True, type=Path, help="output directory (created)")
-    p.set_defaults(func=_run_transport)
+    p.add_argument("landmarks", type=Path, help="BigWarp landmark CSV (moving x,y,z, fixed x,y,z)")
+    p.add_argument("--unit", default="um", help="unit of the landmark coordinates (default um)")
+    p.add_argument("--model", default="similarity", choices=("rigid", "similarity", "affine"))
+    p.add_argument("--robust", action="store_true", help="reject outlier pairs (RANSAC)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="RANSAC inlier distance in --unit (default: estimated)")
+    p.add_argument("--out", type=Path, action="append", required=True,
+                   help="transform file(s) to write: .json and/or .tfm (repeatable)")
+    p.add_argument("--residuals", type=Path, default=None, help="per-landmark residual table (CSV)")
+    p.add_argument("--fixed", default=None, help="fixed volume (for --refine / --resampled)")
+    p.add_argument("--moving", default=None, help="moving volume (for --refine / --resampled)")
+    p.add_argument("--refine", action="store_true", help="refine the fit by intensity")
+    p.add_argument("--metric", default="mattes_mi",
+                   choices=("mattes_mi", "correlation", "mean_squares", "joint_histogram_mi"))
+    p.add_argument("--resampled", type=Path, default=None,
+                   help="write the moving volume resampled onto the fixed grid (.tif/.ome.zarr)")
+    p.add_argument("--order", type=int, default=1, help="interpolation order for --resampled")
+    p.set_defaults(func=_run_register)
 
 
-def _run_transport(args: argparse.Namespace) -> int:
+def _run_register(args: argparse.Namespace) -> int:
     import numpy as np
-    import pandas as pd
 
-    from .core.io import read_volumes, write_table
-    from .core.progress import scaled
-    from .core.quantify.transport import (
-        constrictivity,
-        geodesic_tortuosity,
-        intrusion_curve,
-        tortuosity_factor,
+    from .core import register as reg
+    from .core.io import Volume, read_volumes, write_table, write_volume
+    from .core.units import convert, normalize_unit
+
+    unit = normalize_unit(args.unit)
+    for out in args.out:
+        if out.suffix.lower() not in (".json", ".tfm", ".txt"):
+            raise ValueError(f"{out.name}: write transforms as .json or .tfm")
+    needs_volumes = args.refine or args.resampled is not None
+    if needs_volumes and (args.fixed is None or args.moving is None):
+        raise ValueError("--refine and --resampled need both --fixed and --moving volumes")
+    lm = reg.load_landmarks_csv(args.landmarks, unit=unit)
+    t = reg.fit_landmarks(lm.fixed, lm.moving, args.model, robust=args.robust,
+                          active=lm.active, threshold=args.threshold, unit=unit)
+    print(t.summary())
+    for w in t.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    table = {
+        "name": lm.names,
+        "active": lm.active,
+        "fitted": t.used,
+        f"residual_{unit}": t.residuals,
+        f"loo_tre_{unit}": t.loo_tre,
+    }
+
+    def frame(path: str) -> tuple[Volume, np.ndarray, np.ndarray]:
+        vol = read_volumes(path)[0]
+        if vol.array.ndim != 3:
+            raise ValueError(f"{path}: a 3D volume is needed, got {vol.array.ndim}D")
+        units = {normalize_unit(u) for u in vol.units}
+        if "pixel" in units or len(units) != 1:
+            raise ValueError(f"{path}: the voxel size is unknown or mixed ({sorted(units)}); "
+                             "save the volume with its voxel size and unit")
+        return vol, np.asarray(convert(np.asarray(vol.scale, float), units.pop(), unit)), \
+            np.zeros(3)
+
+    if needs_volumes:
+        fixed, sf, of = frame(args.fixed)
+        moving, sm, om = frame(args.moving)
+        if args.refine:
+            t = reg.refine(fixed.array, moving.array, t, args.metric, fixed_spacing=sf,
+                           moving_spacing=sm, fixed_origin=of, moving_origin=om,
+                           model=args.model, progress=_print_progress("refine"))
+            print(f"refined: {t.summary()} (moved up to "
+                  f"{t.metadata['refine']['max_shift']:.4g} {unit})")
+    for out in args.out:
+        reg.save_transform(out, t)
+        print(f"wrote {out}")
+    if args.residuals is not None:
+        write_table(args.residuals, table)
+        print(f"wrote {args.residuals}")
+    if args.resampled is not None:
+        data = reg.resample(moving.array, t, fixed.array.shape, sf, moving_scale=sm,
+                            reference_origin=of, moving_origin=om, order=args.order,
+                            progress=_print_progress("resample"))
+        write_volume(args.resampled, Volume(data, tuple(sf), (unit,) * 3,
+                                            f"{moving.name} registered"))
+        print(f"wrote {args.resampled}")
+# ----------------------------------------------------------------------------- classify
+
+
+def _add_classify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "classify",
+        help="segment a volume with a saved pixel classifier (Classify widget / PixelClassifier)",
+        description="Apply a saved classifier (.corrclf.npz) to a volume. Give one file per "
+                    "channel in the training order (a multichannel TIFF/OME-Zarr gives all its "
+                    "channels). zarr input is processed block by block and, with a .zarr "
+                    "output, written block by block (volumes larger than memory).",
     )
-    from .core.units import common_unit, normalize_unit
+    p.add_argument("inputs", nargs="+", help="channel volumes (TIFF/MRC/HDF5/zarr)")
+    p.add_argument("--classifier", required=True, type=Path, help="saved classifier file")
+    p.add_argument("--out", required=True, type=Path,
+                   help="segmentation output (.tif or .ome.zarr)")
+    p.add_argument("--probabilities", type=Path, default=None,
+                   help="also write class probabilities, one file per class: "
+                        "PREFIX_<class>.tif/.ome.zarr")
+    p.add_argument("--uncertainty", type=Path, default=None,
+                   help="also write the uncertainty (1 - margin) to this .tif/.ome.zarr")
+    p.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])
+    p.add_argument("--memory", default=None, help="memory budget per block, e.g. 4GB")
+    p.set_defaults(func=_run_classify)
 
-    volumes = read_volumes(args.labels)
-    if len(volumes) != 1:
-        raise ValueError(f"{args.labels} holds {len(volumes)} volumes; pass a file with one "
-                         "labels volume (file.h5:/dataset selects one)")
-    vol = volumes[0]
-    labels = np.asarray(vol.array)
-    if labels.ndim not in (2, 3):
-        raise ValueError(f"{args.labels}: expected a 2D or 3D labels volume, got shape "
-                         f"{labels.shape}")
-    spacing = tuple(args.spacing) if args.spacing else vol.scale
-    unit = normalize_unit(args.unit) if args.unit else common_unit(vol.units)
-    mask = labels == args.phase
-    if not mask.any():
-        present = ", ".join(str(v) for v in np.unique(labels)[:10])
-        raise ValueError(f"phase {args.phase} does not occur in {args.labels} "
-                         f"(values present: {present}); choose one with --phase")
-    axes = tuple(range(mask.ndim)) if args.axes is None else tuple(args.axes)
-    progress = _print_progress("transport")
-    steps = 4 * len(axes)
-    tau_rows, geo_tables, curves, beta_rows = [], [], [], []
-    for i, axis in enumerate(axes):
-        def part(j: int, i: int = i):
-            return scaled(progress, 4 * i + j, 4 * i + j + 1, steps)
 
-        res = tortuosity_factor(mask, spacing, axis, progress=part(0))
-        tau_rows.append(res.as_row(unit))
-        n = mask.shape[axis]
-        step = (spacing if len(spacing) > 1 else spacing * mask.ndim)[axis]
-        depths = args.depths or [max(1, round(f * (n - 1))) * step for f in (1/8, 1/4, 3/8, 1/2)]
-        geo = geodesic_tortuosity(mask, spacing, depths, axis, progress=part(1))
-        geo_tables.append(geo.table(unit))
-        curve = intrusion_curve(mask, spacing, None, axis, unit=unit, progress=part(2))
-        curves.append(curve.assign(axis=axis))
-        beta_rows.append(constrictivity(mask, spacing, axis, progress=part(3)).as_row(unit))
+def _run_classify(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .core import backend as bk
+    from .core.classify import PixelClassifier, proba_to_labels, proba_uncertainty
+    from .core.io import Volume, read_volumes, write_volume
+
+    clf = PixelClassifier.load(args.classifier)
+    volumes = [v for path in args.inputs for v in read_volumes(path)]
+    shapes = {tuple(v.array.shape) for v in volumes}
+    if len(shapes) != 1:
+        raise ValueError(f"the channel volumes differ in shape: {sorted(shapes)}")
+    ref = volumes[0]
+    lazy = any(bk.is_lazy(v.array) for v in volumes)
+    if lazy:
+        import dask.array as da
+
+        image = da.stack([da.asarray(v.array) for v in volumes])
+    else:
+        image = np.stack([np.asarray(v.array) for v in volumes])
+    known = all(u != "pixel" for u in ref.units)
+    spacing, unit = (ref.scale, ref.units[0]) if known else (None, None)
+    if not known:
+        print(f"corrtomo classify: {ref.name} has no voxel size; using the classifier's "
+              f"{clf.spacing} {clf.unit}", file=sys.stderr)
+    proba = clf.predict_proba(image, spacing, unit, backend=args.backend, budget=args.memory,
+                              progress=None if lazy else _print_progress("classify"))
+    scale = clf.spacing if not known else ref.scale
+    units = (clf.unit,) * len(scale) if not known else ref.units
+    labels = proba_to_labels(proba, clf.classes_)
+    outputs = [(args.out, labels, "labels", "segmentation")]
+    if args.uncertainty is not None:
+        outputs.append((args.uncertainty, proba_uncertainty(proba), "image", "uncertainty"))
+    if args.probabilities is not None:
+        base = str(args.probabilities)
+        suffix = ".ome.zarr" if base.endswith((".zarr", ".ome.zarr")) else ".tif"
+        stem = base.removesuffix(".ome.zarr").removesuffix(".zarr").removesuffix(".tiff")
+        stem = stem.removesuffix(".tif")
+        for k, c in enumerate(clf.classes_):
+            outputs.append((Path(f"{stem}_{int(c)}{suffix}"), proba[k], "image",
+                            f"probability {int(c)}"))
+    for path, data, kind, name in outputs:
+        write_volume(path, Volume(data, tuple(scale), tuple(units), name, kind))
+        print(f"wrote {name} to {path}")
+# ----------------------------------------------------------------------------- reconstruct
+
+
+def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reconstruct",
+        help="reconstruct a projection stack (angle, row, col) with a geometry JSON",
+        description="Projections -> (flat/dark, -log, zingers, rings, centre, alignment) -> "
+        "FBP/FDK/SIRT/CGLS -> volume with voxel size and unit (TIFF or OME-Zarr).",
+    )
+    p.add_argument("projections", help="projection stack (TIFF/MRC/HDF5/zarr; file.h5:/dataset)")
+    p.add_argument("--geometry", required=True, type=Path,
+                   help="geometry JSON (see docs/reconstruction.md)")
+    p.add_argument("--out", required=True, type=Path, help="output volume (.tif or .ome.zarr)")
+    p.add_argument("--method", choices=("fbp", "fdk", "sirt", "cgls"),
+                   help="default: fbp for parallel beams, fdk for cone beams")
+    p.add_argument("--iterations", type=int, default=100, help="SIRT/CGLS iterations")
+    p.add_argument("--min-value", type=float, help="SIRT lower bound (e.g. 0)")
+    p.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"),
+                   help="volume shape (default: the detector's field of view)")
+    p.add_argument("--voxel-size", type=float, help="default: the pixel size at the axis")
+    p.add_argument("--filter", default="ram-lak", help="FBP/FDK filter window")
+    p.add_argument("--flats", help="flat-field frames (averaged)")
+    p.add_argument("--darks", help="dark frames (averaged)")
+    p.add_argument("--log", action=argparse.BooleanOptionalAction, default=None,
+                   help="take -log (default: on when flats are given)")
+    p.add_argument("--outliers", type=float, metavar="SIGMA",
+                   help="remove zingers above this many robust standard deviations")
+    p.add_argument("--rings", type=int, metavar="COLUMNS", help="suppress rings (window)")
+    p.add_argument("--center", metavar="auto|OFFSET",
+                   help="rotation-axis offset in pixels added to the geometry, or 'auto'")
+    p.add_argument("--align", action="store_true",
+                   help="align a tilt series (cross-correlation + centre of mass)")
+    p.add_argument("--fsc", type=Path, metavar="CSV",
+                   help="also reconstruct even/odd halves and write their FSC table")
+    p.add_argument("--save-geometry", type=Path, metavar="JSON",
+                   help="write the geometry actually used (with centre and alignment shifts)")
+    p.add_argument("--backend", default="auto", choices=("auto", "numpy", "cupy"))
+    p.set_defaults(func=_run_reconstruct)
+
+
+def _run_reconstruct(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .core import recon
+    from .core.io import Volume, read_volumes, write_table, write_volume
+
+    def first(path: str | None):
+        if path is None:
+            return None
+        return np.asarray(read_volumes(path)[0].array)
+
+    geometry = recon.Geometry.load(args.geometry)
+    data = first(args.projections)
+    geometry.check_projections(data)  # fail before any work
+    lines = recon.prepare(data, flats=first(args.flats), darks=first(args.darks), log=args.log,
+                          outlier_threshold=args.outliers, ring_size=args.rings,
+                          progress=_print_progress("preprocess"))
+    if args.align:
+        _, shifts = recon.align_tilt_series(lines, geometry.angles_deg,
+                                            progress=_print_progress("align"))
+        geometry = geometry.with_shifts(shifts)  # absolute: includes the tilt-axis offset
+        print(f"alignment: mean |shift| {np.abs(shifts).mean(axis=0).round(3).tolist()} px "
+              "(row, col)")
+    if args.center is not None:
+        if args.center == "auto":
+            offset = recon.find_center(lines, geometry, progress=_print_progress("centre"))
+        else:
+            try:
+                offset = float(args.center)
+            except ValueError:
+                raise ValueError(f"--center takes 'auto' or a number of pixels, not "
+                                 f"{args.center!r}") from None
+        geometry = geometry.shifted(col=offset)
+        print(f"rotation axis offset: {float(np.mean(geometry.shifts[:, 1])):.3f} px")
+    method = args.method or recon.method_for(geometry)
+    vs = args.voxel_size or geometry.default_voxel_size
+    vol = recon.reconstruct(lines, geometry, args.shape, vs, method, args.iterations,
+                            args.min_value, args.backend, _print_progress(method),
+                            filter=args.filter)
+    out = write_volume(args.out, Volume(vol, (vs,) * 3, (geometry.unit,) * 3,
+                                        args.out.name.split(".")[0], "image"))
+    print(f"wrote {out}: {vol.shape} voxels of {vs:.6g} {geometry.unit} ({method})")
+    if args.save_geometry:
+        geometry.save(args.save_geometry)
+    if args.fsc:
+        a, b = recon.reconstruct_halves(lines, geometry, args.shape, vs, method,
+                                        args.iterations, args.min_value, args.backend,
+                                        _print_progress("halves"), filter=args.filter)
+        res = recon.fsc(a, b, vs)
+        write_table(args.fsc, res.table(geometry.unit))
+        print(f"FSC resolution: {res.resolution_half_bit:.4g} {geometry.unit} (1/2-bit), "
+              f"{res.resolution_one_bit:.4g} {geometry.unit} (1-bit)")
+# ----------------------------------------------------------------------------- quantify
+
+
+def _add_quantify(sub: argparse._SubParsersAction) -> None:
+    from .core.quantify import MEASURES
+
+    p = sub.add_parser(
+        "quantify",
+        help="measure a label volume (porosity, pore/particle sizes, ...) -> CSV tables",
+        description="Measure a segmented volume in physical units and write one CSV per "
+                    "table (summary.csv first). Measures: " + ", ".join(
+                        f"{k} ({s.title})" for k, s in MEASURES.items()),
+    )
+    p.add_argument("labels", help="label volume (TIFF/MRC/HDF5/zarr; file.h5:/dataset)")
+    p.add_argument("--out", required=True, type=Path, help="output directory (created)")
+    p.add_argument("--phase", type=int, required=True, help="label value of the measured phase")
+    p.add_argument("--matrix", type=int, default=None,
+                   help="label of the other phase of the sample (e.g. the solid)")
+    p.add_argument("--outside", type=int, nargs="*", default=[],
+                   help="labels of the surrounding medium (e.g. 0 1 for air and resin)")
+    p.add_argument("--spacing", type=float, nargs="+", default=None,
+                   help="voxel size (z y x, or one value); default: from the file")
+    p.add_argument("--unit", default=None, help="unit of the voxel size (default: from the file)")
+    p.add_argument("--measures", default=None,
+                   help="comma-separated measure keys (default: all defaults available)")
+    p.add_argument("--intensity", default=None, help="image for the proxigram")
+    p.add_argument("--radius", type=float, default=None, help="rolling-ball radius (inner pores)")
+    p.add_argument("--max-distance", type=float, default=None,
+                   help="range of the correlation functions")
+    p.add_argument("--bin-width", type=float, default=None, help="histogram/profile bin width")
+    p.add_argument("--axes", type=int, nargs="+", default=None, metavar="AXIS",
+                   help="transport axes (tortuosity, geodesic tortuosity, constrictivity), "
+                        "0 = z (default: all)")
+    p.add_argument("--depths", type=float, nargs="+", default=None, metavar="D",
+                   help="depths of the geodesic tortuosity (default: 1/8, 1/4, 3/8 and 1/2 "
+                        "of the sample length)")
+    p.add_argument("--save-volumes", action="store_true",
+                   help="also write the result volumes (local thickness, particles ...) as TIFF")
+    p.set_defaults(func=_run_quantify)
+
+
+def _run_quantify(args: argparse.Namespace) -> int:
+    from .core.io import read_volumes, write_table, write_tiff
+    from .core.quantify import QuantifySettings, quantify
+    from .core.units import common_unit
+
+    vol = read_volumes(args.labels)[0]
+    labels = vol.array
+    if args.spacing is not None:
+        spacing = tuple(args.spacing) if len(args.spacing) > 1 else args.spacing[0]
+        unit = args.unit or "um"
+    else:
+        spacing = vol.scale
+        unit = args.unit or common_unit(vol.units)
+        if unit == "pixel":
+            raise ValueError(f"{args.labels} has no voxel size; give --spacing and --unit")
+    intensity = None
+    if args.intensity:
+        intensity = read_volumes(args.intensity)[0].array
+    measures = None if args.measures is None else [m.strip() for m in args.measures.split(",")
+                                                   if m.strip()]
+    settings = QuantifySettings(phase=args.phase, matrix=args.matrix, outside=tuple(args.outside),
+                                radius=args.radius, max_distance=args.max_distance,
+                                bin_width=args.bin_width,
+                                transport_axes=None if args.axes is None else tuple(args.axes),
+                                depths=None if args.depths is None else tuple(args.depths))
+    import numpy as np
+
+    result = quantify(np.asarray(labels), spacing, unit, measures=measures, settings=settings,
+                      intensity=None if intensity is None else np.asarray(intensity),
+                      progress=_print_progress("quantify"))
     args.out.mkdir(parents=True, exist_ok=True)
-    tau_table = pd.DataFrame(tau_rows)
-    write_table(args.out / "tortuosity.csv", tau_table)
-    write_table(args.out / "geodesic_tortuosity.csv", pd.concat(geo_tables, ignore_index=True))
-    write_table(args.out / "intrusion.csv", pd.concat(curves, ignore_index=True))
-    beta_table = pd.DataFrame(beta_rows)
-    write_table(args.out / "constrictivity.csv", beta_table)
-    for row, beta in zip(tau_rows, beta_rows, strict=True):
-        print(f"axis {row['axis']}: tortuosity factor {row['tortuosity_factor']:.4g}, "
-              f"porosity {row['porosity']:.4g}, D_eff/D_bulk {row['d_eff_ratio']:.4g}, "
-              f"constrictivity {beta['constrictivity']:.3g}")
-    print(f"wrote 4 tables to {args.out}")
+    written = []
+    for name, frame in result.all_tables().items():
+        written.append(write_table(args.out / f"{name}.csv", frame))
+    if args.save_volumes:
+        for name, arr in result.arrays.items():
+            path = args.out / f"{name.replace(' ', '_')}.tif"
+            written.append(write_tiff(path, arr.data, result.spacing, (result.unit,) * 3,
+                                      arr.kind))
+    print(result.summary().to_string(index=False))
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"wrote {len(written)} files to {args.out}")
     return 0
 
 
 # ----------------------------------------------------------------------------- main
 
-_COMMANDS = (_add_demo, _add_info, _add_transport)
+_COMMANDS = (_add_demo, _add_info, _add_reconstruct, _add_register, _add_classify, _add_quantify)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -166,3 +166,14 @@ def test_compute_reports_progress():
     out = backend.compute(x.sum(), progress=lambda d, t: seen.append((d, t)))
     assert out == 800
     assert seen and seen[-1][0] == seen[-1][1]
+
+
+def test_dask_chunks_follow_the_memory_budget():
+    import dask.array as da
+
+    vol = np.random.default_rng(3).normal(size=(60, 60, 60)).astype(np.float32)
+    big_chunks = da.from_array(vol, chunks=60)
+    # 8 bytes per voxel and 40^3 padded voxels: blocks must shrink below 60.
+    out = backend.map_blocks(_gauss, big_chunks, 9, bytes_per_voxel=8, budget=8 * 40**3)
+    assert max(max(c) for c in out.chunks) < 60
+    np.testing.assert_array_equal(out.compute(), _gauss(vol))

@@ -151,7 +151,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     class Boom:
         pass
 
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):  # pandas refuses the object
         io.write_table(target, Boom())
     assert target.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]  # no temp file left behind

@@ -286,7 +286,8 @@ def map_blocks(
         Working memory ``func`` needs per padded voxel; with ``budget`` it sets the
         block size for in-memory inputs.
     block_shape
-        Force a spatial block shape (in-memory inputs) instead of the budget's.
+        Force a spatial block shape instead of the budget's (for dask input: the
+        largest chunk; smaller input chunks are kept).
     budget
         Memory budget in bytes or as text (``"4GB"``); see :func:`memory_budget`.
     progress
@@ -295,7 +296,8 @@ def map_blocks(
     Returns
     -------
     NumPy array for NumPy/CuPy input; a lazy dask array for dask/zarr input, whose
-    chunks are the input's spatial chunks (rechunked up to at least the halo).
+    chunks are the input's spatial chunks, merged up to twice the halo and split
+    down to what the memory budget allows.
     """
     ndim = image.ndim if spatial_ndim is None else int(spatial_ndim)
     if not 1 <= ndim <= image.ndim:
@@ -313,13 +315,13 @@ def map_blocks(
             )
         return out
 
-    if is_lazy(image):
-        return _map_blocks_dask(run, image, halo_t, ndim)
-
     if block_shape is None:
         lead = math.prod(image.shape[:-ndim]) if image.ndim > ndim else 1
         nbytes = memory_budget(backend, budget)
         block_shape = block_shape_for(spatial_shape, halo_t, bytes_per_voxel * lead, nbytes)
+    if is_lazy(image):
+        return _map_blocks_dask(run, image, halo_t, ndim, tuple(block_shape))
+
     blocks = iter_blocks(spatial_shape, tuple(block_shape), halo_t)
     lead_index = (slice(None),) * (image.ndim - ndim)
     result = None
@@ -334,28 +336,38 @@ def map_blocks(
     return result
 
 
-def rechunk_for_halo(arr: Any, halo: Sequence[int], spatial_ndim: int) -> Any:
-    """Dask array with leading axes in one chunk and spatial chunks no smaller than
-    ``2 * halo`` (small chunks with a large halo waste work, never change answers)."""
+def rechunk_for_halo(arr: Any, halo: Sequence[int], spatial_ndim: int,
+                     max_block: Sequence[int] | None = None) -> Any:
+    """Dask array with leading axes in one chunk and spatial chunks that suit the halo.
+
+    Spatial chunks smaller than ``2 * halo`` are merged (small chunks with a large
+    halo waste work; answers never change), and chunks larger than ``max_block``
+    (from the memory budget) are split so that one padded block fits in memory.
+    """
     import dask.array as da
 
     if not isinstance(arr, da.Array):
         arr = da.from_zarr(arr) if type(arr).__module__.startswith("zarr") else da.asarray(arr)
     lead = arr.ndim - spatial_ndim
     target: dict[int, Any] = {i: -1 for i in range(lead)}
-    for ax, h in zip(range(lead, arr.ndim), halo):
-        if min(arr.chunks[ax]) < 2 * h:
-            target[ax] = min(max(2 * h, max(arr.chunks[ax])), arr.shape[ax])
-    for ax in range(lead, arr.ndim):
-        target.setdefault(ax, arr.chunks[ax])
+    for k, (ax, h) in enumerate(zip(range(lead, arr.ndim), halo)):
+        size, biggest = arr.shape[ax], max(arr.chunks[ax])
+        limit = size if max_block is None else max(int(max_block[k]), 1)
+        if biggest > limit:
+            target[ax] = limit
+        elif min(arr.chunks[ax]) < 2 * h:
+            target[ax] = min(max(2 * h, biggest), size, max(limit, 2 * h))
+        else:
+            target[ax] = arr.chunks[ax]
     return arr.rechunk(target)
 
 
-def _map_blocks_dask(run: Callable[[Any], np.ndarray], image: Any, halo: tuple[int, ...], ndim: int):
+def _map_blocks_dask(run: Callable[[Any], np.ndarray], image: Any, halo: tuple[int, ...], ndim: int,
+                     max_block: tuple[int, ...]):
     import dask
     import dask.array as da
 
-    arr = rechunk_for_halo(image, halo, ndim)
+    arr = rechunk_for_halo(image, halo, ndim, max_block)
     lead = arr.ndim - ndim
     spatial_chunks = arr.chunks[lead:]
     starts = [np.cumsum((0,) + c[:-1]) for c in spatial_chunks]
@@ -402,15 +414,36 @@ def _run_and_crop(run: Callable[[Any], np.ndarray], block: Any, crop: tuple[slic
 
 
 def compute(lazy: Any, progress: ProgressCallback | None = None, scheduler: Any = None) -> Any:
-    """Compute a dask collection, reporting finished tasks to ``progress``.
+    """Compute one dask collection, reporting finished tasks to ``progress``.
 
     ``scheduler`` may be a ``dask.distributed.Client`` (its cluster does the work)
     or a dask scheduler name; default: dask's current scheduler.
     """
-    from dask.callbacks import Callback
+    return compute_all([lazy], progress, scheduler)[0]
 
+
+def compute_all(items: Sequence[Any], progress: ProgressCallback | None = None,
+                scheduler: Any = None) -> list:
+    """Compute several dask collections/delayed objects together; results in order.
+
+    Progress counts finished tasks (local schedulers) or finished items (a
+    ``dask.distributed.Client``, whose futures are gathered as they complete).
+    """
+    import dask
+
+    items = list(items)
     if scheduler is not None and hasattr(scheduler, "compute"):
-        return scheduler.compute(lazy).result()
+        from distributed import as_completed
+
+        futures = scheduler.compute(items)
+        position = {f.key: i for i, f in enumerate(futures)}
+        results: list = [None] * len(items)
+        for done, fut in enumerate(as_completed(futures, loop=scheduler.loop), start=1):
+            results[position[fut.key]] = fut.result()
+            report(progress, done, len(items))
+        return results
+
+    from dask.callbacks import Callback
 
     class _Report(Callback):
         def _start_state(self, dsk, state):
@@ -422,4 +455,4 @@ def compute(lazy: Any, progress: ProgressCallback | None = None, scheduler: Any 
             report(progress, self._done, self._total)
 
     with _Report():
-        return lazy.compute(scheduler=scheduler)
+        return list(dask.compute(*items, scheduler=scheduler))

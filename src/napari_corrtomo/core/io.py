@@ -451,6 +451,37 @@ def _write_ome_tiff(path: Path, data: np.ndarray, scale: tuple[float, ...],
     return path
 
 
+def pyramid(arr: Any, layer_type: str, min_size: int) -> list:
+    """Lazy 2x levels below ``arr`` while the smallest axis stays >= ``min_size``.
+
+    Images are averaged (dtype kept); labels are subsampled, so they stay labels.
+    """
+    import dask.array as da
+
+    levels = []
+    current = arr if isinstance(arr, da.Array) else da.asarray(arr)
+    while min(current.shape) // 2 >= min_size:
+        if layer_type == "labels":
+            current = current[(slice(None, None, 2),) * current.ndim]
+        else:
+            current = da.coarsen(np.mean, current, {i: 2 for i in range(current.ndim)},
+                                 trim_excess=True).astype(current.dtype)
+        levels.append(current)
+    return levels
+
+
+def multiscales(name: str, scale: Sequence[float], units: Sequence[str], n_levels: int) -> dict:
+    """NGFF 0.4 ``multiscales`` entry for ``n_levels`` 2x levels of a (z, y, x) volume."""
+    axes = "zyx"[-len(scale):]
+    return {
+        "version": "0.4",
+        "name": name,
+        "axes": [{"name": a, "type": "space", "unit": u} for a, u in zip(axes, units)],
+        "datasets": [{"path": str(i), "coordinateTransformations": [
+            {"type": "scale", "scale": [float(s) * 2**i for s in scale]}]} for i in range(n_levels)],
+    }
+
+
 def write_ome_zarr(
     path: str | os.PathLike,
     data: Any,
@@ -472,27 +503,8 @@ def write_ome_zarr(
     arr = data if isinstance(data, da.Array) else da.asarray(data)
     scale, units = _axes_frame(arr.ndim, scale, units)
     chunk_t = (chunks,) * arr.ndim if np.isscalar(chunks) else tuple(chunks)
-    levels = [arr]
-    while min(levels[-1].shape) // 2 >= min_level_size:
-        prev = levels[-1]
-        if layer_type == "labels":
-            nxt = prev[(slice(None, None, 2),) * prev.ndim]
-        else:
-            nxt = da.coarsen(np.mean, prev, {i: 2 for i in range(prev.ndim)}, trim_excess=True)
-            nxt = nxt.astype(prev.dtype)
-        levels.append(nxt)
-    axis_names = "zyx"[-arr.ndim:]
-    datasets = [
-        {"path": str(i), "coordinateTransformations": [
-            {"type": "scale", "scale": [s * 2**i for s in scale]}]}
-        for i in range(len(levels))
-    ]
-    ms = {
-        "version": "0.4",
-        "name": name or Path(path).name.split(".")[0],
-        "axes": [{"name": n, "type": "space", "unit": u} for n, u in zip(axis_names, units)],
-        "datasets": datasets,
-    }
+    levels = [arr, *pyramid(arr, layer_type, min_level_size)]
+    ms = multiscales(name or Path(path).name.split(".")[0], scale, units, len(levels))
     path = Path(path)
     with atomic_path(path) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=2)

@@ -112,3 +112,23 @@ def add_result(
     add = getattr(viewer, f"add_{layer_type}")
     extra = {"translate": translate} if translate is not None else {}
     return add(data, name=name, scale=scale, units=units, metadata=metadata, **extra, **kwargs)
+
+
+#: metadata key holding measurement tables (name -> DataFrame) attached to a layer
+TABLES = "corrtomo_tables"
+
+
+def attach_table(layer, name: str, frame) -> None:
+    """Keep a measurement table with the layer it was measured on (saved with the project)."""
+    tables = dict(layer.metadata.get(TABLES, {}))
+    tables[name] = frame
+    layer.metadata = {**layer.metadata, TABLES: tables}
+
+
+def layer_tables(layer) -> dict:
+    """Tables attached with :func:`attach_table`, plus non-empty ``layer.features``."""
+    tables = dict(layer.metadata.get(TABLES, {}))
+    features = getattr(layer, "features", None)
+    if features is not None and len(features.columns) and len(features):
+        tables.setdefault("features", features)
+    return tables

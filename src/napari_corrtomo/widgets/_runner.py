@@ -82,7 +82,8 @@ class TaskRunner(QWidget):
                 raise Cancelled()
             self._bridge.progressed.emit(int(done), int(total))
 
-        worker = create_worker(func, *args, progress=callback, **kwargs)
+        # Errors are ours to report (notification + status), not to re-raise in the GUI thread.
+        worker = create_worker(func, *args, progress=callback, _ignore_errors=True, **kwargs)
         worker.returned.connect(on_result)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import pandas as pd
-from qtpy.QtWidgets import QFileDialog, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.io import write_table
 

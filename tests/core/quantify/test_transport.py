@@ -433,3 +433,85 @@ def test_intrusion_progress_and_bad_radii():
         tr.intrusion_curve(mask, 1.0, [1.0], inlet="top")
     with pytest.raises(ValueError, match="resolution"):
         tr.constrictivity(mask, 1.0, resolution=0)
+
+
+# --------------------------------------------------------------------------- Quantify pipeline
+
+TRANSPORT_MEASURES = ["tortuosity", "geodesic_tortuosity", "constrictivity"]
+
+
+def channels_and_wall():
+    """Label 1: a straight channel along z and a wall spanning z and x; label 2 elsewhere."""
+    labels = np.full((16, 12, 12), 2, np.uint8)
+    labels[:, 3:6, 3:6] = 1
+    labels[:, 8:10, :] = 1
+    return labels
+
+
+def test_pipeline_registers_transport_measures_with_analytic_results():
+    from napari_corrtomo.core.quantify import MEASURES, QuantifySettings, quantify
+
+    assert set(TRANSPORT_MEASURES) <= set(MEASURES)
+    labels = channels_and_wall()
+    spacing = (0.5, 0.25, 0.25)
+    res = quantify(labels, spacing, "um", measures=TRANSPORT_MEASURES,
+                   settings=QuantifySettings(phase=1))
+    tau = res.tables["tortuosity"].set_index("axis_name")
+    eps = np.mean(labels == 1)
+    assert tau.loc["z", "tortuosity_factor"] == pytest.approx(1.0, abs=1e-4)
+    assert tau.loc["y", "tortuosity_factor"] == np.inf  # nothing spans y: reported, no crash
+    # only the wall spans x: D_eff / D_bulk is its cross-section fraction (2 of 12 rows)
+    assert tau.loc["x", "tortuosity_factor"] == pytest.approx(eps / (2 / 12), rel=1e-4)
+    assert "flux_um" in tau.columns
+    summary = res.summary().set_index("quantity")["value"]
+    assert summary["tortuosity factor z"] == pytest.approx(1.0, abs=1e-4)
+    assert any("tortuosity factor y = inf" in n for n in res.notes)
+    # the concentration field falls linearly along the straight channel (c=1 / 0 half a voxel out)
+    field = res.arrays["concentration z"].data
+    expect = 1.0 - (np.arange(16) + 0.5) / 16
+    np.testing.assert_allclose(field[:, 4, 4], expect, atol=1e-4)
+    assert np.isnan(field[labels != 1]).all()
+    geo = res.tables["geodesic_tortuosity"]
+    z = geo[geo["axis_name"] == "z"]
+    # default depths: 1/8 ... 1/2 of the length, whole slices of 0.5 um
+    assert z["depth_um"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    np.testing.assert_allclose(z["mean"], 1.0)
+    np.testing.assert_allclose(geo.loc[geo["axis_name"] == "x", "mean"], 1.0)
+    assert (geo.loc[geo["axis_name"] == "y", "n_paths"] == 0).all()
+    beta = res.tables["constrictivity"].set_index("axis_name")["constrictivity"]
+    assert beta["z"] == pytest.approx(1.0) and beta["y"] == 0.0
+    assert {"geodesic tortuosity vs depth z", "intrusion curve"} <= set(res.curves)
+
+
+def test_pipeline_transport_axis_choice_depths_and_anisotropy():
+    from napari_corrtomo.core.quantify import QuantifySettings, quantify
+
+    rng_mask = random_structure((20, 18, 18), 0.55, seed=3)
+    labels = np.where(rng_mask, 3, 1).astype(np.uint8)
+    spacing = (2.0, 1.0, 1.0)
+    res = quantify(labels, spacing, "nm", measures=["tortuosity", "geodesic_tortuosity"],
+                   settings=QuantifySettings(phase=3, transport_axes=(2,), depths=(4.0, 8.0)))
+    tau = res.tables["tortuosity"]
+    assert tau["axis"].tolist() == [2]
+    expected = tr.tortuosity_factor(rng_mask, spacing, 2).tau
+    assert tau["tortuosity_factor"].item() == pytest.approx(expected, rel=1e-6)
+    assert tau["tortuosity_factor"].item() == pytest.approx(dense_tau(rng_mask, spacing, 2),
+                                                           rel=1e-4)
+    geo = res.tables["geodesic_tortuosity"]
+    assert geo["depth_nm"].tolist() == [4.0, 8.0] and set(geo["axis"]) == {2}
+    direct = tr.geodesic_tortuosity(rng_mask, spacing, (4.0, 8.0), 2)
+    np.testing.assert_allclose(geo["mean"], [v.mean() for v in direct.values])
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"transport_axes": (3,)}, "out of range"),
+    ({"transport_axes": ()}, "no transport axis"),
+    ({"depths": (100.0,)}, "do not fit"),
+])
+def test_pipeline_transport_bad_settings(settings, match):
+    from napari_corrtomo.core.quantify import QuantifySettings, quantify
+
+    labels = channels_and_wall()
+    with pytest.raises(ValueError, match=match):
+        quantify(labels, 1.0, "um", measures=["tortuosity", "geodesic_tortuosity"],
+                 settings=QuantifySettings(phase=1, **settings))

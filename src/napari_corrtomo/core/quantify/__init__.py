@@ -1,3 +1,90 @@
-"""Quantification of segmented volumes in physical units (porosity, sizes, transport, ...)."""
+"""Quantification of segmented volumes in physical units.
 
-from .transport import *  # noqa: F403  (transport descriptors; names in transport.__all__)
+Functions take label or binary arrays with their voxel size ``spacing`` (z, y, x)
+(anisotropic allowed) and return arrays and tidy tables whose column names carry
+the unit. See ``docs/quantification.md`` for the definitions and seed values.
+
+Modules: :mod:`.thickness` (local thickness), :mod:`.distributions` (size
+distributions, log-normal fits), :mod:`.particles` (separation, per-particle
+table), :mod:`.porosity` (porosity, closed and inner pores, gradients, cross-scale
+correction), :mod:`.surface` (marching-cubes area), :mod:`.correlation`
+(two-point correlation, lineal path), :mod:`.interface` (proxigrams), :mod:`.transport`
+(tortuosity factor, geodesic tortuosity, intrusion curve, constrictivity).
+"""
+
+from .correlation import lattice_directions, lineal_path, two_point_correlation
+from .distributions import LogNormalFit, SizeDistribution, lognormal_pdf, size_distribution
+from .interface import Proxigram, proxigram
+from .particles import fill_holes, particle_table, separate_particles
+from .pipeline import (
+    MEASURES,
+    Curve,
+    MeasureSpec,
+    QuantifyResult,
+    QuantifySettings,
+    ResultArray,
+    quantify,
+    register,
+)
+from .porosity import (
+    closed_pores,
+    combine_porosity,
+    inner_pores,
+    phase_fractions,
+    porosity,
+    volume_fraction_profile,
+)
+from .surface import mesh_area, specific_surface, surface_area
+from .thickness import distance_ridge, local_thickness
+from .transport import (
+    ConstrictivityResult,
+    GeodesicTortuosity,
+    TortuosityResult,
+    constrictivity,
+    geodesic_tortuosity,
+    intrusion_curve,
+    tortuosity_factor,
+    tortuosity_table,
+)
+
+__all__ = [
+    "MEASURES",
+    "Curve",
+    "LogNormalFit",
+    "MeasureSpec",
+    "QuantifyResult",
+    "QuantifySettings",
+    "ResultArray",
+    "quantify",
+    "register",
+    "Proxigram",
+    "SizeDistribution",
+    "closed_pores",
+    "combine_porosity",
+    "distance_ridge",
+    "fill_holes",
+    "inner_pores",
+    "lattice_directions",
+    "lineal_path",
+    "local_thickness",
+    "lognormal_pdf",
+    "mesh_area",
+    "particle_table",
+    "phase_fractions",
+    "porosity",
+    "proxigram",
+    "separate_particles",
+    "size_distribution",
+    "specific_surface",
+    "surface_area",
+    "two_point_correlation",
+    "volume_fraction_profile",
+    "ConstrictivityResult",
+    "GeodesicTortuosity",
+    "TortuosityResult",
+    "constrictivity",
+    "geodesic_tortuosity",
+    "intrusion_curve",
+    "tortuosity_factor",
+    "tortuosity_table",
+]

@@ -1,0 +1,228 @@
+"""Compiled CPU kernels (numba) behind the feature bank and the forest.
+
+Each kernel has an array-module twin in :mod:`.features` / :mod:`.classify` (used on
+CuPy and when numba is missing); tests check that both give the same numbers. The
+kernels never reassociate sums (no fastmath): every output voxel adds its terms in a
+fixed order, so results do not depend on how a volume is cut into blocks.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import numpy as np
+
+#: numba ``parallel=True`` (prange over threads). Off by default: on a shared, busy
+#: machine the threads' synchronisation costs far more than it gains (measured 3-10x
+#: slower per pass on the 2-core benchmark VM), while the serial kernels already run
+#: 5-30x faster than ``scipy.ndimage``. ``CORRTOMO_NUMBA_PARALLEL=1`` turns it on.
+PARALLEL = os.environ.get("CORRTOMO_NUMBA_PARALLEL", "0").strip() not in ("", "0", "false")
+
+
+@functools.cache
+def available() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return False
+    return True
+
+
+@functools.cache
+def _compiled() -> dict[str, Any]:
+    import numba
+    from numba import prange
+
+    @numba.njit(cache=True, inline="always")
+    def reflect(i, n):  # scipy.ndimage mode "reflect" (half-sample symmetric)
+        period = 2 * n
+        m = i % period
+        if m < 0:
+            m += period
+        if m >= n:
+            m = period - 1 - m
+        return m
+
+    @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
+    def corr_mid(inp, w, sym, out):  # pragma: no cover - compiled
+        """out[i, k, :] = sum_j w[j] inp[i, reflect(k + j - r), :] for (a, n, b) arrays.
+
+        ``sym`` = +1 / -1 for a symmetric / antisymmetric kernel (Gaussian derivatives of
+        even / odd order): mirrored taps are paired, halving the multiplications. Work
+        items are (i, tile of b): a tile's column of n values stays in cache for all k.
+        """
+        a, n, b = inp.shape
+        taps = w.shape[0]
+        r = taps // 2
+        tile = 512
+        n_tiles = (b + tile - 1) // tile
+        for item in prange(a * n_tiles):
+            i = item // n_tiles
+            x0 = (item % n_tiles) * tile
+            x1 = min(x0 + tile, b)
+            m = x1 - x0
+            for k in range(n):
+                o = out[i, k, x0:x1]
+                c = inp[i, k, x0:x1]
+                wc = w[r]
+                for x in range(m):
+                    o[x] = wc * c[x]
+                for j in range(r):
+                    lo = inp[i, reflect(k + j - r, n), x0:x1]
+                    hi = inp[i, reflect(k + r - j, n), x0:x1]
+                    wj = w[j]
+                    if sym > 0:
+                        for x in range(m):
+                            o[x] += wj * (lo[x] + hi[x])
+                    else:
+                        for x in range(m):
+                            o[x] += wj * (lo[x] - hi[x])
+
+    @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
+    def corr_first_range(inp, w, sym, out, g0, base, n_true):  # pragma: no cover - compiled
+        """Like corr_mid along axis 0 of (n_in, b) for output rows g0 .. g0 + n_out - 1 of a
+        stack of n_true rows, of which ``inp`` holds rows base .. base + n_in - 1."""
+        n_out, b = out.shape
+        taps = w.shape[0]
+        r = taps // 2
+        tile = 2048
+        n_tiles = (b + tile - 1) // tile
+        for item in prange(n_out * n_tiles):
+            k = item // n_tiles
+            x0 = (item % n_tiles) * tile
+            x1 = min(x0 + tile, b)
+            m = x1 - x0
+            g = g0 + k
+            o = out[k, x0:x1]
+            c = inp[g - base, x0:x1]
+            wc = w[r]
+            for x in range(m):
+                o[x] = wc * c[x]
+            for j in range(r):
+                lo = inp[reflect(g + j - r, n_true) - base, x0:x1]
+                hi = inp[reflect(g + r - j, n_true) - base, x0:x1]
+                wj = w[j]
+                if sym > 0:
+                    for x in range(m):
+                        o[x] += wj * (lo[x] + hi[x])
+                else:
+                    for x in range(m):
+                        o[x] += wj * (lo[x] - hi[x])
+
+    @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
+    def corr_last(inp, w, sym, out):  # pragma: no cover - compiled
+        """out[i, k] = sum_j w[j] inp[i, reflect(k + j - r)] for (a, n) arrays (see corr_mid)."""
+        a, n = inp.shape
+        taps = w.shape[0]
+        r = taps // 2
+        pad = np.empty(n + 2 * r, np.float32)
+        acc = np.empty(n, np.float32)
+        for i in range(a):
+            for k in range(r):
+                pad[k] = inp[i, reflect(k - r, n)]
+                pad[n + r + k] = inp[i, reflect(n + k, n)]
+            for k in range(n):
+                pad[r + k] = inp[i, k]
+            wc = w[r]
+            for k in range(n):
+                acc[k] = wc * pad[k + r]
+            for j in range(r):
+                wj = w[j]
+                if sym > 0:
+                    for k in range(n):
+                        acc[k] += wj * (pad[k + j] + pad[k + 2 * r - j])
+                else:
+                    for k in range(n):
+                        acc[k] += wj * (pad[k + j] - pad[k + 2 * r - j])
+            for k in range(n):
+                out[i, k] = acc[k]
+
+    @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
+    def eig3(a11, a12, a13, a22, a23, a33, e1, e2, e3):  # pragma: no cover - compiled
+        """Descending eigenvalues of symmetric 3x3 matrices (Smith 1961), flat arrays."""
+        n = a11.shape[0]
+        for i in prange(n):  # float64 inside: Weyl-bounded error from float32 inputs only
+            x11 = np.float64(a11[i])
+            x22 = np.float64(a22[i])
+            x33 = np.float64(a33[i])
+            x12 = np.float64(a12[i])
+            x13 = np.float64(a13[i])
+            x23 = np.float64(a23[i])
+            q = (x11 + x22 + x33) / 3.0
+            b11 = x11 - q
+            b22 = x22 - q
+            b33 = x33 - q
+            p1 = x12 * x12 + x13 * x13 + x23 * x23
+            p2 = b11 * b11 + b22 * b22 + b33 * b33 + 2.0 * p1
+            p = np.sqrt(p2 / 6.0)
+            if p > 0:
+                det = (b11 * (b22 * b33 - x23 * x23) - x12 * (x12 * b33 - x23 * x13)
+                       + x13 * (x12 * x23 - b22 * x13))
+                r = det / (2.0 * p * p * p)
+                r = min(max(r, -1.0), 1.0)
+                # cos(phi + 2 pi / 3) = -cos(phi) / 2 - sin(phi) sqrt(3) / 2, phi in [0, pi/3]
+                c = np.cos(np.arccos(r) / 3.0)
+                sn = np.sqrt(max(1.0 - c * c, 0.0))
+                v1 = q + 2.0 * p * c
+                v3 = q - p * (c + 1.7320508075688772 * sn)
+            else:
+                v1 = q
+                v3 = q
+            e1[i] = v1
+            e2[i] = 3.0 * q - v1 - v3
+            e3[i] = v3
+
+    return {"corr_mid": corr_mid, "corr_last": corr_last, "eig3": eig3,
+            "corr_first_range": corr_first_range}
+
+
+def _symmetry(w: np.ndarray) -> int:
+    if np.array_equal(w, w[::-1]):
+        return 1
+    if np.array_equal(w, -w[::-1]):
+        return -1
+    raise ValueError("the compiled correlation takes symmetric or antisymmetric kernels")
+
+
+def correlate_first_range(arr: np.ndarray, weights: np.ndarray, g0: int, g1: int, base: int,
+                          n_true: int) -> np.ndarray:
+    """Correlation along axis 0 giving only global rows ``g0 .. g1-1`` of a stack of
+    ``n_true`` rows, of which ``arr`` holds rows ``base ..`` (mirrored at the true ends)."""
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    w = np.ascontiguousarray(weights, dtype=np.float32)
+    out = np.empty((g1 - g0,) + arr.shape[1:], np.float32)
+    b = int(np.prod(arr.shape[1:], dtype=np.int64))
+    _compiled()["corr_first_range"](arr.reshape(arr.shape[0], b), w, _symmetry(w),
+                                    out.reshape(g1 - g0, b), int(g0), int(base), int(n_true))
+    return out
+
+
+def correlate1d(arr: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
+    """float32 1D correlation along ``axis`` with mirrored borders (``scipy`` "reflect")."""
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    w = np.ascontiguousarray(weights, dtype=np.float32)
+    shape = arr.shape
+    axis = axis % arr.ndim
+    a = int(np.prod(shape[:axis], dtype=np.int64))
+    n = shape[axis]
+    b = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    out = np.empty(shape, np.float32)
+    sym = _symmetry(w)
+    k = _compiled()
+    if b == 1:
+        k["corr_last"](arr.reshape(a, n), w, sym, out.reshape(a, n))
+    else:
+        k["corr_mid"](arr.reshape(a, n, b), w, sym, out.reshape(a, n, b))
+    return out
+
+
+def eigvalsh3(m: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Descending eigenvalues of symmetric 3x3 fields given per element (float32)."""
+    shape = m[0][0].shape
+    flat = [np.ascontiguousarray(m[i][j], dtype=np.float32).reshape(-1)
+            for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))]
+    out = [np.empty(flat[0].shape, np.float32) for _ in range(3)]
+    _compiled()["eig3"](*flat, *out)
+    return [o.reshape(shape) for o in out]

@@ -1,0 +1,209 @@
+"""A correlative project on disk: every volume, its frame and its tables, to survive a restart.
+
+A project directory holds
+
+- ``project.json`` -- the manifest (format version, one entry per layer);
+- ``layers/<name>.ome.zarr`` -- images and labels (voxel size and units inside);
+- ``layers/<name>.csv`` -- points, data coordinates (z, y, x);
+- ``layers/<name>.json`` -- shapes, vertices in data coordinates, and their types;
+- ``tables/<layer>/<table>.csv`` -- measurement tables attached to a layer.
+
+Each entry records the layer's voxel size (``scale``), units, the 4x4 ``affine``
+placing it in the common (reference) frame (world = affine @ (data * scale)), a
+few display properties and JSON-safe metadata.
+Writing goes to a temporary directory renamed into place, so a failed save never
+damages an existing project.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path, read_volumes, write_ome_zarr
+from .progress import ProgressCallback, report
+
+FORMAT = "napari-corrtomo-project"
+VERSION = 1
+LAYER_TYPES = ("image", "labels", "points", "shapes")
+
+
+@dataclass
+class ProjectLayer:
+    """One layer of a project, in memory."""
+
+    name: str
+    layer_type: str
+    data: Any
+    scale: tuple[float, ...]
+    units: tuple[str, ...]
+    affine: np.ndarray | None = None
+    display: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    shape_types: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.layer_type not in LAYER_TYPES:
+            raise ValueError(f"layer {self.name!r}: a project stores {', '.join(LAYER_TYPES)} "
+                             f"layers, not {self.layer_type!r}")
+
+
+def field_of_view(shape: tuple[int, ...], scale: tuple[float, ...],
+                  affine: np.ndarray | None = None) -> np.ndarray:
+    """(8, 3) world corners of a 3D volume's voxel-centre box (reference frame if ``affine``)."""
+    if len(shape) != 3:
+        raise ValueError(f"field_of_view needs a 3D volume, got shape {shape}")
+    ext = (np.asarray(shape) - 1) * np.asarray(scale, dtype=float)
+    corners = np.array(np.meshgrid(*[[0.0, e] for e in ext], indexing="ij")).reshape(3, -1).T
+    if affine is None:
+        return corners
+    a = np.asarray(affine, dtype=float)
+    return corners @ a[:3, :3].T + a[:3, 3]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "layer"
+
+
+def _jsonable(value: Any) -> Any:
+    """Keep only what JSON can hold (arrays become lists; anything else is dropped)."""
+    if isinstance(value, dict):
+        out = {str(k): _jsonable(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not _DROP}
+    if isinstance(value, (list, tuple)):
+        items = [_jsonable(v) for v in value]
+        return [v for v in items if v is not _DROP]
+    if isinstance(value, np.ndarray) and value.size <= 4096:
+        return value.tolist()
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return _DROP
+
+
+_DROP = object()
+
+
+def save_project(directory: str | Path, layers: list[ProjectLayer],
+                 progress: ProgressCallback | None = None) -> Path:
+    """Write ``layers`` as a project directory (replacing an existing one atomically)."""
+    directory = Path(directory)
+    names = [layer.name for layer in layers]
+    if len(set(names)) != len(names):
+        raise ValueError("layer names in a project must be unique")
+    entries = []
+    with atomic_path(directory) as tmp:
+        (tmp / "layers").mkdir(parents=True)
+        for layer in layers:
+            stem = _safe(layer.name)
+            entry: dict[str, Any] = {
+                "name": layer.name,
+                "type": layer.layer_type,
+                "scale": list(map(float, layer.scale)),
+                "units": list(layer.units),
+                "affine": None if layer.affine is None else np.asarray(layer.affine).tolist(),
+                "display": _jsonable(layer.display),
+                "metadata": _jsonable(layer.metadata),
+                "tables": {},
+            }
+            if layer.layer_type in ("image", "labels"):
+                rel = f"layers/{stem}.ome.zarr"
+                write_ome_zarr(tmp / rel, layer.data, layer.scale, layer.units,
+                               layer_type=layer.layer_type, name=layer.name)
+            elif layer.layer_type == "points":
+                rel = f"layers/{stem}.csv"
+                pts = np.asarray(layer.data, dtype=float).reshape(-1, len(layer.scale))
+                pd.DataFrame(pts, columns=list("zyx"[-pts.shape[1]:])).to_csv(tmp / rel, index=False)
+            else:
+                rel = f"layers/{stem}.json"
+                shapes = [np.asarray(s, dtype=float).tolist() for s in layer.data]
+                (tmp / rel).write_text(json.dumps({"shapes": shapes,
+                                                   "shape_types": layer.shape_types}))
+            entry["file"] = rel
+            for tname, frame in layer.tables.items():
+                trel = f"tables/{stem}/{_safe(tname)}.csv"
+                (tmp / trel).parent.mkdir(parents=True, exist_ok=True)
+                frame.to_csv(tmp / trel, index=False)
+                entry["tables"][tname] = trel
+            entries.append(entry)
+            report(progress, len(entries), len(layers))
+        manifest = {"format": FORMAT, "version": VERSION, "layers": entries}
+        (tmp / "project.json").write_text(json.dumps(manifest, indent=2))
+    return directory
+
+
+def load_project(directory: str | Path) -> list[ProjectLayer]:
+    """Read a project directory written by :func:`save_project`.
+
+    Images and labels come back as lazy dask arrays (full resolution level).
+    """
+    directory = Path(directory)
+    path = directory / "project.json"
+    if not path.exists():
+        raise ValueError(f"{directory}: not a napari-corrtomo project (no project.json); "
+                         "choose the folder that 'Save project' created")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a napari-corrtomo project file")
+    if int(manifest.get("version", 0)) > VERSION:
+        raise ValueError(f"{path}: written by a newer napari-corrtomo (format version "
+                         f"{manifest['version']} > {VERSION}); update the plugin to open it")
+    layers = []
+    for entry in manifest["layers"]:
+        file = directory / entry["file"]
+        if not file.exists():
+            raise ValueError(f"{path}: layer {entry['name']!r} refers to missing {entry['file']}")
+        kind = entry["type"]
+        shape_types = None
+        if kind in ("image", "labels"):
+            data = read_volumes(file)[0].array
+        elif kind == "points":
+            data = pd.read_csv(file).to_numpy(dtype=float)
+        else:
+            stored = json.loads(file.read_text())
+            data = [np.asarray(s, dtype=float) for s in stored["shapes"]]
+            shape_types = stored.get("shape_types")
+        tables = {name: pd.read_csv(directory / rel) for name, rel in entry.get("tables", {}).items()}
+        layers.append(ProjectLayer(
+            name=entry["name"], layer_type=kind, data=data,
+            scale=tuple(entry["scale"]), units=tuple(entry["units"]),
+            affine=None if entry.get("affine") is None else np.asarray(entry["affine"]),
+            display=entry.get("display", {}), metadata=entry.get("metadata", {}),
+            tables=tables, shape_types=shape_types,
+        ))
+    return layers
+
+
+def describe(layers: list[ProjectLayer]) -> pd.DataFrame:
+    """One row per image/labels layer: modality, shape, voxel size, unit, registered or not,
+    and the field-of-view extent in the reference frame."""
+    rows = []
+    for layer in layers:
+        if layer.layer_type not in ("image", "labels"):
+            continue
+        shape = tuple(np.shape(layer.data))
+        row = {
+            "layer": layer.name,
+            "type": layer.layer_type,
+            "modality": layer.metadata.get("modality", ""),
+            "shape": "x".join(map(str, shape)),
+            "voxel": " x ".join(f"{s:g}" for s in layer.scale),
+            "unit": layer.units[-1] if layer.units else "",
+            "registered": layer.affine is not None and not np.allclose(layer.affine, np.eye(4)),
+        }
+        if len(shape) == 3:
+            fov = field_of_view(shape, layer.scale, layer.affine)
+            ext = fov.max(0) - fov.min(0)
+            row["fov_extent"] = " x ".join(f"{e:.4g}" for e in ext)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+

@@ -1,0 +1,163 @@
+"""Interface sharpness by proximity histogram (proxigram).
+
+Following Götz et al. (after Felfer et al.): the segmentation defines the
+interface; the mean image intensity is profiled against the signed distance to
+it (positive inside the chosen phase, negative outside), normalised so that the
+lowest mean is 0 and the highest 1. From the profile:
+
+- ``x25``, ``x75``: positions where the normalised intensity crosses 0.25 and
+  0.75 (linear interpolation; the crossing nearest the interface is used);
+- ``dx = |x75 - x25|``: interface width, a resolution measure;
+- ``slope = 0.5 / dx``: interface sharpness (1/unit);
+- ``dy``: difference between the normalised plateaus on both sides (median of
+  the outer half of each side), small when phase-contrast fringes dominate.
+
+Seed values (Table 3): microCT silica/resin slopes 0.39-0.91 1/um (dx 1.31-0.46
+um), nanoCT 3.35 1/um (silica/resin, dx 0.14 um) and 4.32 1/um (silica/air).
+
+The signed distance of a voxel is its distance to the nearest voxel centre of the
+other phase minus half the smallest voxel size (the interface lies half way);
+exact for interfaces normal to an axis, within half a voxel otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..backend import to_host
+from ._common import as_mask, check_same_shape, signed_distance, spacing_for, unit_name
+
+__all__ = ["Proxigram", "proxigram"]
+
+
+@dataclass
+class Proxigram:
+    """A proxigram profile and its interface metrics (lengths in ``unit``)."""
+
+    distance: np.ndarray
+    mean_intensity: np.ndarray
+    normalized: np.ndarray
+    voxels: np.ndarray
+    x25: float
+    x75: float
+    dx: float
+    slope: float
+    dy: float
+    unit: str
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame({f"distance_{self.unit}": self.distance,
+                             "mean_intensity": self.mean_intensity,
+                             "normalized_intensity": self.normalized,
+                             "voxels": self.voxels})
+
+    def summary(self) -> dict[str, float]:
+        u = self.unit
+        return {f"x25_{u}": self.x25, f"x75_{u}": self.x75, f"dx_{u}": self.dx,
+                f"slope_per_{u}": self.slope, "dy": self.dy}
+
+
+def proxigram(
+    intensity: Any,
+    mask: Any,
+    spacing: float | tuple[float, ...],
+    max_distance: float,
+    bin_width: float | None = None,
+    region: Any | None = None,
+    unit: str = "um",
+) -> Proxigram:
+    """Mean intensity versus signed distance to the interface of ``mask``.
+
+    Parameters
+    ----------
+    intensity
+        The reconstruction (any real dtype), same shape as ``mask``.
+    mask
+        Boolean segmentation of the phase on the positive side (e.g. the solid); it
+        must contain both phases.
+    spacing
+        Voxel size per axis.
+    max_distance
+        Half-width of the profile, in the units of ``spacing``.
+    bin_width
+        Distance bin width (default: the smallest voxel size). Bin edges are at
+        multiples of it, so 0 (the interface) is an edge.
+    region
+        Optional boolean mask restricting the voxels used (e.g. a cube around one
+        interface, as in the seed's 300^3 regions).
+    unit
+        Unit of ``spacing`` for the table and summary.
+
+    Returns
+    -------
+    Proxigram
+    """
+    img = np.asarray(to_host(intensity))
+    m = as_mask(mask, "mask")
+    check_same_shape(img, m, "intensity", "mask")
+    if not np.issubdtype(img.dtype, np.number) or np.iscomplexobj(img):
+        raise ValueError(f"intensity must be a real-valued image, got dtype {img.dtype}")
+    if m.all():
+        raise ValueError("mask fills the whole array: there is no interface to profile; "
+                         "choose a phase that has a boundary in this region")
+    sp = spacing_for(m, spacing)
+    max_distance = float(max_distance)
+    if not np.isfinite(max_distance) or max_distance <= 0:
+        raise ValueError(f"max_distance must be a positive length, got {max_distance}")
+    bw = min(sp) if bin_width is None else float(bin_width)
+    if not np.isfinite(bw) or bw <= 0:
+        raise ValueError(f"bin_width must be positive, got {bin_width}")
+    nb = int(math.ceil(max_distance / bw))
+    sd = signed_distance(m, sp)
+    sel = np.abs(sd) < nb * bw
+    if region is not None:
+        r = as_mask(region, "region")
+        check_same_shape(m, r, "mask", "region")
+        sel &= r
+    values = img[sel].astype(np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError("intensity contains NaN or inf near the interface; fill or mask them")
+    k = np.floor(sd[sel] / bw).astype(np.int64) + nb
+    count = np.bincount(k, minlength=2 * nb)
+    total = np.bincount(k, weights=values, minlength=2 * nb)
+    ok = count > 0
+    if np.count_nonzero(ok[:nb]) == 0 or np.count_nonzero(ok[nb:]) == 0:
+        raise ValueError("no voxels on one side of the interface within max_distance")
+    centers = (np.arange(2 * nb) - nb + 0.5) * bw
+    mean = np.full(2 * nb, np.nan)
+    mean[ok] = total[ok] / count[ok]
+    lo, hi = np.nanmin(mean), np.nanmax(mean)
+    norm = (mean - lo) / (hi - lo) if hi > lo else np.zeros_like(mean)
+    x25 = _crossing(centers[ok], norm[ok], 0.25)
+    x75 = _crossing(centers[ok], norm[ok], 0.75)
+    dx = abs(x75 - x25)
+    slope = 0.5 / dx if dx > 0 else float("nan")
+    outer = np.abs(centers) >= 0.5 * nb * bw
+    neg = norm[ok & outer & (centers < 0)]
+    pos = norm[ok & outer & (centers > 0)]
+    dy = float(abs(np.median(pos) - np.median(neg))) if len(neg) and len(pos) else float("nan")
+    return Proxigram(distance=centers, mean_intensity=mean, normalized=norm, voxels=count,
+                     x25=x25, x75=x75, dx=dx, slope=slope, dy=dy, unit=unit_name(unit))
+
+
+def _crossing(x: np.ndarray, y: np.ndarray, level: float) -> float:
+    """x where the piecewise-linear y(x) crosses ``level``, nearest to x = 0 (NaN if never)."""
+    d = y - level
+    best = float("nan")
+    for j in range(len(x) - 1):
+        if d[j] == 0:
+            cand = x[j]
+        elif d[j] * d[j + 1] < 0:
+            cand = x[j] + (level - y[j]) * (x[j + 1] - x[j]) / (y[j + 1] - y[j])
+        else:
+            continue
+        if not np.isfinite(best) or abs(cand) < abs(best):
+            best = float(cand)
+    if len(x) and d[-1] == 0 and (not np.isfinite(best) or abs(x[-1]) < abs(best)):
+        best = float(x[-1])
+    return best

@@ -1,0 +1,593 @@
+"""The quantification pipeline shared by the "Quantify" widget and ``corrtomo quantify``.
+
+A label volume (or binary mask) with its voxel size is measured by a set of
+*measures* chosen by name. Which label is which is given by
+:class:`QuantifySettings`:
+
+- ``phase``: the measured phase (e.g. pores, label 3);
+- ``matrix``: the other phase of the sample (e.g. the solid, label 2), optional;
+- ``outside``: labels of the surrounding medium (e.g. air 0 and resin 1).
+
+The sample (particles) is ``phase | matrix`` when a matrix is given, else every
+voxel not ``outside``.
+
+Every measure is a :class:`MeasureSpec` in :data:`MEASURES`; it writes summary
+rows, tables, arrays (future layers), size distributions and curves into a
+:class:`QuantifyResult`. The widget shows one checkbox per registered measure
+and displays any table/curve generically, so a new measure (e.g. the transport
+descriptors) is added by registering it::
+
+    register(MeasureSpec("tortuosity", "Tortuosity factor (per axis)", _measure_tortuosity))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..progress import ProgressCallback, report, scaled
+from ._common import check_labels, spacing_for, unit_name
+from .correlation import lineal_path, two_point_correlation
+from .distributions import SizeDistribution, size_distribution
+from .interface import Proxigram, proxigram
+from .particles import fill_holes, particle_table, separate_particles
+from .porosity import closed_pores, inner_pores, phase_fractions, volume_fraction_profile
+from .surface import surface_area
+from .thickness import local_thickness
+from .transport import constrictivity, geodesic_tortuosity, intrusion_curve, tortuosity_factor
+
+__all__ = [
+    "QuantifySettings",
+    "QuantifyResult",
+    "MeasureSpec",
+    "MEASURES",
+    "register",
+    "quantify",
+    "ResultArray",
+    "Curve",
+]
+
+
+@dataclass
+class QuantifySettings:
+    """Which labels are which, and the measures' parameters (lengths in ``unit``).
+
+    ``None`` lengths take defaults from the voxel size (documented per field).
+    """
+
+    phase: int = 1
+    matrix: int | None = None
+    outside: tuple[int, ...] = ()
+    #: rolling-ball radius for inner pores; default 2 voxels (largest voxel size)
+    radius: float | None = None
+    #: range of correlation functions; default a quarter of the shortest extent
+    max_distance: float | None = None
+    #: half-width of the proxigram; default 8 voxels (smallest voxel size)
+    proxigram_distance: float | None = None
+    #: bin width of distributions/profiles; default the smallest voxel size
+    bin_width: float | None = None
+    #: h-maxima depth for splitting particles; default the largest voxel size
+    split_h: float | None = None
+    #: particles smaller than this volume (unit^3) are dropped
+    min_volume: float = 0.0
+    #: Gaussian smoothing (voxels) before marching cubes
+    smooth: float = 0.5
+    #: transport axes (0 = z) for tortuosity, geodesic tortuosity and constrictivity; None = all
+    transport_axes: tuple[int, ...] | None = None
+    #: depths of the geodesic tortuosity; default 1/8, 1/4, 3/8 and 1/2 of the length per axis
+    depths: tuple[float, ...] | None = None
+
+
+@dataclass
+class ResultArray:
+    """A volume result: ``kind`` is ``"image"`` or ``"labels"``; ``features`` one row per label."""
+
+    data: np.ndarray
+    kind: str
+    features: pd.DataFrame | None = None
+    colormap: str | None = None
+    description: str = ""
+
+
+@dataclass
+class Curve:
+    """Named y-series over one x axis, for plotting."""
+
+    x: np.ndarray
+    ys: dict[str, np.ndarray]
+    xlabel: str
+    ylabel: str
+    title: str
+
+
+@dataclass
+class QuantifyResult:
+    unit: str
+    spacing: tuple[float, ...]
+    rows: list[tuple[str, str, float, str]] = field(default_factory=list)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    arrays: dict[str, ResultArray] = field(default_factory=dict)
+    distributions: dict[str, SizeDistribution] = field(default_factory=dict)
+    curves: dict[str, Curve] = field(default_factory=dict)
+    proxigram: Proxigram | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, measure: str, quantity: str, value: float, unit: str) -> None:
+        self.rows.append((measure, quantity, float(value), unit))
+
+    def summary(self) -> pd.DataFrame:
+        """One row per scalar result: ``measure``, ``quantity``, ``value``, ``unit``."""
+        return pd.DataFrame(self.rows, columns=["measure", "quantity", "value", "unit"])
+
+    def all_tables(self) -> dict[str, pd.DataFrame]:
+        """``summary`` first, then every table (names are file stems for CSV export)."""
+        return {"summary": self.summary(), **self.tables}
+
+
+@dataclass
+class MeasureSpec:
+    """A measure: ``func(data, settings, result, progress)``."""
+
+    key: str
+    title: str
+    func: Callable[[MeasureData, QuantifySettings, QuantifyResult, ProgressCallback | None], None]
+    needs_intensity: bool = False
+    needs_matrix: bool = False
+    default: bool = True
+    cost: float = 1.0  # relative share of the progress bar
+
+
+#: Registered measures, in display order.
+MEASURES: dict[str, MeasureSpec] = {}
+
+
+def register(spec: MeasureSpec) -> MeasureSpec:
+    """Add (or replace) a measure; the widget and CLI pick it up by its key."""
+    MEASURES[spec.key] = spec
+    return spec
+
+
+class MeasureData:
+    """The inputs of one run, with masks derived once and shared between measures."""
+
+    def __init__(self, labels: np.ndarray, spacing: tuple[float, ...], unit: str,
+                 settings: QuantifySettings, intensity: np.ndarray | None):
+        self.labels = labels
+        self.spacing = spacing
+        self.unit = unit
+        self.intensity = intensity
+        self.settings = settings
+        self.cache: dict[str, Any] = {}
+
+    def _mask(self, key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
+        if key not in self.cache:
+            self.cache[key] = make()
+        return self.cache[key]
+
+    @property
+    def phase(self) -> np.ndarray:
+        return self._mask("phase", lambda: self.labels == self.settings.phase)
+
+    @property
+    def matrix(self) -> np.ndarray | None:
+        if self.settings.matrix is None:
+            return None
+        return self._mask("matrix", lambda: self.labels == self.settings.matrix)
+
+    @property
+    def outside(self) -> np.ndarray | None:
+        if not self.settings.outside:
+            return None
+        return self._mask("outside", lambda: np.isin(self.labels, self.settings.outside))
+
+    @property
+    def sample(self) -> np.ndarray:
+        """The sample region: phase | matrix, else not outside, else everything."""
+        def make():
+            if self.matrix is not None:
+                return self.phase | self.matrix
+            if self.outside is not None:
+                return ~self.outside
+            return np.ones(self.labels.shape, bool)
+        return self._mask("sample", make)
+
+    def require_matrix(self, what: str) -> np.ndarray:
+        if self.matrix is None:
+            raise ValueError(f"{what} needs the matrix (solid) label; choose it first")
+        if not self.matrix.any():
+            raise ValueError(f"{what}: the matrix label {self.settings.matrix} has no voxel")
+        return self.matrix
+
+    @property
+    def step(self) -> float:
+        return min(self.spacing)
+
+
+# =========================================================================== driver
+
+
+def quantify(
+    labels: Any,
+    spacing: float | Sequence[float],
+    unit: str = "um",
+    measures: Sequence[str] | None = None,
+    settings: QuantifySettings | None = None,
+    intensity: Any | None = None,
+    progress: ProgressCallback | None = None,
+) -> QuantifyResult:
+    """Run the chosen measures on a label volume.
+
+    Parameters
+    ----------
+    labels
+        Integer label volume (or boolean mask: True is label 1) ``(z, y, x)``.
+    spacing
+        Voxel size per axis in ``unit``.
+    unit
+        Length unit of ``spacing`` (column names carry it).
+    measures
+        Keys of :data:`MEASURES` (default: every measure whose ``default`` is True
+        and whose inputs are available).
+    settings
+        Label roles and parameters.
+    intensity
+        The image for the proxigram (same shape).
+    progress
+        ``progress(done, total)``; raise ``Cancelled`` from it to stop.
+    """
+    settings = settings or QuantifySettings()
+    lab = check_labels(labels, "labels")
+    if lab.ndim != 3:
+        raise ValueError(f"labels must be a 3D volume (z, y, x), got {lab.ndim}D")
+    sp = spacing_for(lab, spacing)
+    u = unit_name(unit)
+    img = None
+    if intensity is not None:
+        img = np.asarray(intensity)
+        if img.shape != lab.shape:
+            raise ValueError(f"intensity {img.shape} and labels {lab.shape} have different shapes")
+    if not np.any(lab == settings.phase):
+        raise ValueError(f"the phase label {settings.phase} has no voxel in this volume; "
+                         "choose the label value of the phase to measure")
+    if settings.matrix is not None and settings.matrix == settings.phase:
+        raise ValueError("phase and matrix must be different labels")
+    if settings.phase in settings.outside or (settings.matrix is not None
+                                              and settings.matrix in settings.outside):
+        raise ValueError("the outside labels must not include the phase or the matrix")
+    if measures is None:
+        measures = [k for k, s in MEASURES.items() if s.default
+                    and (img is not None or not s.needs_intensity)
+                    and (settings.matrix is not None or not s.needs_matrix)]
+    unknown = [m for m in measures if m not in MEASURES]
+    if unknown:
+        raise ValueError(f"unknown measure(s) {unknown}; choose from {list(MEASURES)}")
+    if not measures:
+        raise ValueError("no measure chosen")
+    for m in measures:
+        if MEASURES[m].needs_intensity and img is None:
+            raise ValueError(f"{MEASURES[m].title} needs an intensity image; choose one")
+    data = MeasureData(lab, sp, u, settings, img)
+    result = QuantifyResult(unit=u, spacing=sp)
+    weights = np.array([MEASURES[m].cost for m in measures], dtype=float)
+    edges = np.concatenate([[0], np.cumsum(weights)]) / weights.sum() * 1000
+    report(progress, 0, 1000)
+    for i, m in enumerate(measures):
+        sub = scaled(progress, int(edges[i]), int(edges[i + 1]), 1000)
+        MEASURES[m].func(data, settings, result, sub)
+        report(progress, int(edges[i + 1]), 1000)
+    return result
+
+
+# =========================================================================== measures
+
+
+def _measure_porosity(d: MeasureData, s: QuantifySettings, r: QuantifyResult, progress) -> None:
+    r.tables["phase_fractions"] = phase_fractions(d.labels, d.spacing, d.unit)
+    sample = d.sample
+    n_sample = np.count_nonzero(sample)
+    n_phase = np.count_nonzero(d.phase & sample)
+    voxel = float(np.prod(d.spacing))
+    r.add("porosity", "porosity (phase / sample)", n_phase / n_sample, "fraction")
+    r.add("porosity", "phase volume", n_phase * voxel, f"{d.unit}^3")
+    r.add("porosity", "sample volume", n_sample * voxel, f"{d.unit}^3")
+
+
+def _thickness(d: MeasureData, mask: np.ndarray, name: str, r: QuantifyResult, progress,
+               s: QuantifySettings) -> None:
+    lt = local_thickness(mask, d.spacing, progress=progress)
+    r.arrays[f"{name} local thickness"] = ResultArray(
+        lt, "image", colormap="turbo", description=f"local thickness (diameter, {d.unit})")
+    bw = s.bin_width or d.step
+    dist = size_distribution(lt[mask], bin_width=bw, unit=d.unit)
+    r.distributions[f"{name} size distribution"] = dist
+    r.tables[f"{name}_size_distribution"] = dist.table()
+    for k, v in dist.summary().items():
+        if k.startswith(("mean", "std", "median", "fit_mode", "fit_mean")):
+            r.add("local_thickness", f"{name} {k.rsplit('_', 1)[0].replace('_', ' ')}", v, d.unit)
+    r.notes.extend(dist.notes)
+
+
+def _measure_thickness(d, s, r, progress) -> None:
+    _thickness(d, d.phase, "phase", r, progress, s)
+
+
+def _measure_matrix_thickness(d, s, r, progress) -> None:
+    _thickness(d, d.require_matrix("Matrix thickness"), "matrix", r, progress, s)
+
+
+def _measure_particles(d, s, r, progress) -> None:
+    sample = fill_holes(d.sample)
+    labels = separate_particles(sample, d.spacing, h=s.split_h, min_volume=s.min_volume,
+                                progress=scaled(progress, 0, 60, 100))
+    if labels.max() == 0:
+        raise ValueError("no particle left after separation; lower the minimum volume")
+    table = particle_table(labels, d.spacing, pore=d.phase if s.matrix is not None else None,
+                           unit=d.unit, smooth=s.smooth, progress=scaled(progress, 60, 100, 100))
+    esd = f"esd_{d.unit}"
+    r.tables["particles"] = table
+    features = table.set_index("label")
+    r.arrays["particles"] = ResultArray(labels, "labels", features=table,
+                                        description="separated particles")
+    lut = np.zeros(int(labels.max()) + 1, np.float32)
+    lut[features.index.to_numpy()] = features[esd].to_numpy()
+    r.arrays["particle ESD"] = ResultArray(lut[labels], "image", colormap="viridis",
+                                           description=f"ESD per particle ({d.unit})")
+    dist = size_distribution(table[esd], unit=d.unit)
+    r.distributions["particle size distribution"] = dist
+    r.tables["particle_size_distribution"] = dist.table()
+    r.add("particles", "particle count", len(table), "count")
+    r.add("particles", "ESD mean", dist.mean, d.unit)
+    r.add("particles", "ESD std", dist.std, d.unit)
+    if dist.fit is not None:
+        r.add("particles", "ESD log-normal mode", dist.fit.mode, d.unit)
+    r.add("particles", "sphericity mean", float(np.nanmean(table["sphericity"])), "")
+    if "porosity" in table:
+        lut[:] = 0
+        lut[features.index.to_numpy()] = features["porosity"].to_numpy()
+        r.arrays["particle porosity"] = ResultArray(lut[labels], "image", colormap="magma",
+                                                    description="porosity per particle")
+        pd_ = size_distribution(table["porosity"], bin_width=0.025, fit=False, unit="fraction")
+        r.distributions["particle porosity distribution"] = pd_
+        r.add("particles", "porosity mean", pd_.mean, "fraction")
+        r.add("particles", "porosity std", pd_.std, "fraction")
+    r.notes.extend(dist.notes)
+
+
+def _measure_closed(d, s, r, progress) -> None:
+    closed = closed_pores(d.phase, outside=d.outside)
+    n_closed = np.count_nonzero(closed)
+    r.arrays["closed pores"] = ResultArray(closed, "labels", description="closed pores")
+    r.add("closed_pores", "closed pores", int(closed.max()), "count")
+    r.add("closed_pores", "closed fraction of phase volume",
+          n_closed / np.count_nonzero(d.phase), "fraction")
+    if closed.max() > 0:
+        t = particle_table(closed, d.spacing, unit=d.unit, surface=False)
+        r.tables["closed_pores"] = t
+        r.arrays["closed pores"].features = t
+        r.add("closed_pores", "closed pore ESD mean", float(t[f"esd_{d.unit}"].mean()), d.unit)
+
+
+def _inner(d: MeasureData, s: QuantifySettings) -> np.ndarray:
+    if "inner" not in d.cache:
+        radius = s.radius or 2 * max(d.spacing)
+        d.cache["inner"] = inner_pores(d.require_matrix("Inner pores"), radius, d.spacing)
+        d.cache["inner_radius"] = radius
+    return d.cache["inner"]
+
+
+def _measure_inner(d, s, r, progress) -> None:
+    inner = _inner(d, s)
+    solid = d.matrix
+    r.arrays["inner pores"] = ResultArray(inner.astype(np.uint8), "labels",
+                                          description="inner pores (rolling ball)")
+    particle = solid | inner
+    r.add("inner_pores", "rolling-ball radius", d.cache["inner_radius"], d.unit)
+    r.add("inner_pores", "inner pore volume", np.count_nonzero(inner) * float(np.prod(d.spacing)),
+          f"{d.unit}^3")
+    r.add("inner_pores", "matrix volume fraction in particle",
+          np.count_nonzero(solid) / max(np.count_nonzero(particle), 1), "fraction")
+
+
+def _measure_profile(d, s, r, progress) -> None:
+    solid = d.require_matrix("Volume fraction profile")
+    region = solid | _inner(d, s)
+    bw = s.bin_width or d.step
+    t = volume_fraction_profile(solid, region, d.spacing, bin_width=bw, unit=d.unit)
+    r.tables["volume_fraction_profile"] = t
+    x = 0.5 * (t[f"distance_lo_{d.unit}"] + t[f"distance_hi_{d.unit}"]).to_numpy()
+    r.curves["volume fraction vs distance"] = Curve(
+        x, {"in shell": t["volume_fraction"].to_numpy(),
+            "cumulative": t["cumulative_volume_fraction"].to_numpy()},
+        f"distance to particle boundary ({d.unit})", "matrix volume fraction",
+        "Volume fraction vs distance to the boundary")
+
+
+def _measure_surface(d, s, r, progress) -> None:
+    area = surface_area(d.phase, d.spacing, smooth=s.smooth, progress=progress)
+    voxel = float(np.prod(d.spacing))
+    r.add("surface", "phase surface area", area, f"{d.unit}^2")
+    r.add("surface", "specific surface (per sample volume)",
+          area / (np.count_nonzero(d.sample) * voxel), f"1/{d.unit}")
+    r.add("surface", "specific surface (per phase volume)",
+          area / (np.count_nonzero(d.phase) * voxel), f"1/{d.unit}")
+
+
+def _measure_correlation(d, s, r, progress) -> None:
+    extent = min((n - 1) * sp for n, sp in zip(d.labels.shape, d.spacing, strict=True))
+    dmax = s.max_distance or 0.25 * extent
+    dist, s2 = two_point_correlation(d.phase, d.spacing, dmax)
+    report(progress, 1, 4)
+    lengths, lp = lineal_path(d.phase, d.spacing, dmax)
+    report(progress, 2, 4)
+    u = d.unit
+    table = pd.DataFrame({f"distance_{u}": dist, "s2": s2, "lineal_path": lp})
+    axes = {}
+    for ax, name in enumerate("zyx"):
+        if (d.labels.shape[ax] - 1) * d.spacing[ax] >= dmax:
+            xa, ya = two_point_correlation(d.phase, d.spacing, dmax, axis=ax)
+            _, la = lineal_path(d.phase, d.spacing, dmax, axis=ax)
+            table[f"s2_{name}"] = np.interp(dist, xa, ya)
+            table[f"lineal_path_{name}"] = np.interp(dist, xa, la)
+            axes[name] = (xa, ya, la)
+    report(progress, 4, 4)
+    r.tables["correlation"] = table
+    r.curves["two-point correlation"] = Curve(
+        dist, {"S2 (all directions)": s2, **{f"S2 {k}": np.interp(dist, v[0], v[1])
+                                             for k, v in axes.items()}},
+        f"r ({u})", "S2(r)", "Two-point correlation")
+    r.curves["lineal path"] = Curve(
+        dist, {"L (all directions)": lp, **{f"L {k}": np.interp(dist, v[0], v[2])
+                                           for k, v in axes.items()}},
+        f"r ({u})", "L(r)", "Lineal path")
+    r.add("correlation", "S2(0) = volume fraction", s2[0], "fraction")
+
+
+def _measure_proxigram(d, s, r, progress) -> None:
+    mask = d.matrix if d.matrix is not None else d.phase
+    dmax = s.proxigram_distance or 8 * d.step
+    p = proxigram(d.intensity, mask, d.spacing, dmax, bin_width=s.bin_width, unit=d.unit)
+    r.proxigram = p
+    r.tables["proxigram"] = p.table()
+    r.curves["proxigram"] = Curve(p.distance, {"normalized intensity": p.normalized},
+                                  f"distance to interface ({d.unit})", "normalized intensity",
+                                  "Proxigram")
+    u = d.unit
+    for name, value, unit in (("x25", p.x25, u), ("x75", p.x75, u), ("dx", p.dx, u),
+                              ("slope", p.slope, f"1/{u}"), ("dy", p.dy, "")):
+        r.add("proxigram", name, value, unit)
+
+
+
+# --------------------------------------------------------------------------- transport
+
+_AXIS_NAMES = "zyx"
+
+
+def _transport_axes(d: MeasureData, s: QuantifySettings) -> tuple[int, ...]:
+    axes = tuple(range(3)) if s.transport_axes is None else tuple(s.transport_axes)
+    if not axes:
+        raise ValueError("no transport axis chosen; choose z, y and/or x (0, 1, 2)")
+    bad = [a for a in axes if a not in (0, 1, 2)]
+    if bad:
+        raise ValueError(f"transport axes {bad} are out of range; use 0 (z), 1 (y) or 2 (x)")
+    return axes
+
+
+def _measure_tortuosity(d, s, r, progress) -> None:
+    axes = _transport_axes(d, s)
+    rows = []
+    for i, ax in enumerate(axes):
+        name = _AXIS_NAMES[ax]
+        res = tortuosity_factor(d.phase, d.spacing, ax, return_field=True,
+                                progress=scaled(progress, i, i + 1, len(axes)))
+        rows.append(res.as_row(d.unit))
+        r.add("tortuosity", f"tortuosity factor {name}", res.tau, "")
+        r.add("tortuosity", f"D_eff / D_bulk {name}", res.d_eff_ratio, "")
+        r.add("tortuosity", f"percolating fraction of the phase {name}",
+              res.percolating_fraction, "fraction")
+        r.arrays[f"concentration {name}"] = ResultArray(
+            res.field, "image", colormap="viridis",
+            description=f"steady-state concentration, flux along {name} (NaN off the "
+                        "conducting phase)")
+        if not np.isfinite(res.tau):
+            r.notes.append(f"no path of the phase connects the two {name} faces: "
+                           f"tortuosity factor {name} = inf")
+        elif not res.converged:
+            r.notes.append(f"tortuosity factor {name}: not converged in {res.iterations} "
+                           "iterations")
+    table = pd.DataFrame(rows)
+    table.insert(1, "axis_name", [_AXIS_NAMES[a] for a in table["axis"]])
+    r.tables["tortuosity"] = table
+
+
+def _default_depths(d: MeasureData, s: QuantifySettings, ax: int) -> list[float]:
+    if s.depths is not None:
+        return list(s.depths)
+    n, step = d.labels.shape[ax], d.spacing[ax]
+    return sorted({max(1, round(f * (n - 1))) * step for f in (1 / 8, 1 / 4, 3 / 8, 1 / 2)})
+
+
+def _measure_geodesic(d, s, r, progress) -> None:
+    axes = _transport_axes(d, s)
+    tables = []
+    for i, ax in enumerate(axes):
+        name = _AXIS_NAMES[ax]
+        geo = geodesic_tortuosity(d.phase, d.spacing, _default_depths(d, s, ax), ax,
+                                  progress=scaled(progress, i, i + 1, len(axes)))
+        t = geo.table(d.unit)
+        t.insert(2, "axis_name", name)
+        tables.append(t)
+        for depth, mean in zip(geo.depths, t["mean"], strict=True):
+            r.add("geodesic_tortuosity", f"geodesic tortuosity {name} at {depth:.4g} {d.unit}",
+                  mean, "")
+        if not geo.reached_fraction.any():
+            r.notes.append(f"geodesic tortuosity {name}: no path through the phase from the "
+                           "inlet face reaches any of the depths")
+        r.curves[f"geodesic tortuosity vs depth {name}"] = Curve(
+            np.asarray(geo.depths, float),
+            {"mean": t["mean"].to_numpy(), "5th percentile": t["p05"].to_numpy(),
+             "95th percentile": t["p95"].to_numpy()},
+            f"depth along {name} ({d.unit})", "geodesic tortuosity",
+            f"Geodesic tortuosity vs depth ({name})")
+    r.tables["geodesic_tortuosity"] = pd.concat(tables, ignore_index=True)
+
+
+def _measure_constrictivity(d, s, r, progress) -> None:
+    axes = _transport_axes(d, s)
+    rows, curves = [], []
+    ys: dict[str, np.ndarray] = {}
+    x = None
+    u = d.unit
+    for i, ax in enumerate(axes):
+        name = _AXIS_NAMES[ax]
+        sub = scaled(progress, i, i + 1, len(axes))
+        curve = intrusion_curve(d.phase, d.spacing, None, ax, unit=u,
+                                progress=scaled(sub, 0, 1, 2))
+        beta = constrictivity(d.phase, d.spacing, ax, progress=scaled(sub, 1, 2, 2))
+        curves.append(curve.assign(axis=ax, axis_name=name))
+        rows.append({"axis_name": name, **beta.as_row(u)})
+        r.add("constrictivity", f"constrictivity {name}", beta.beta, "")
+        r.add("constrictivity", f"r_min (MIP-PSD median) {name}", beta.r_min, u)
+        r.add("constrictivity", f"r_max (c-PSD median) {name}", beta.r_max, u)
+        if x is None:
+            x = curve[f"radius_{u}"].to_numpy()
+            ys["covered (c-PSD)"] = curve["covered_fraction"].to_numpy()
+        if np.array_equal(x, curve[f"radius_{u}"].to_numpy()):
+            ys[f"intruded from {name}"] = curve["intruded_fraction"].to_numpy()
+    r.tables["constrictivity"] = pd.DataFrame(rows)
+    r.tables["intrusion"] = pd.concat(curves, ignore_index=True)
+    r.curves["intrusion curve"] = Curve(x, ys, f"sphere radius ({u})", "fraction of the phase",
+                                        "Sphere intrusion (MIP-PSD) and coverage (c-PSD)")
+
+
+for _spec in (
+    MeasureSpec("porosity", "Porosity and phase fractions", _measure_porosity, cost=0.2),
+    MeasureSpec("thickness", "Local thickness / pore size distribution", _measure_thickness,
+                cost=3.0),
+    MeasureSpec("matrix_thickness", "Matrix local thickness", _measure_matrix_thickness,
+                needs_matrix=True, default=False, cost=3.0),
+    MeasureSpec("particles", "Particles: separation, ESD, sphericity, porosity",
+                _measure_particles, cost=2.0),
+    MeasureSpec("closed_pores", "Closed pores", _measure_closed, cost=0.5),
+    MeasureSpec("inner_pores", "Inner pores (rolling ball)", _measure_inner, needs_matrix=True,
+                default=False, cost=1.0),
+    MeasureSpec("profile", "Volume fraction vs distance to boundary", _measure_profile,
+                needs_matrix=True, default=False, cost=1.0),
+    MeasureSpec("surface", "Surface area and specific surface", _measure_surface, cost=1.0),
+    MeasureSpec("correlation", "Two-point correlation and lineal path", _measure_correlation,
+                default=False, cost=2.0),
+    MeasureSpec("proxigram", "Proxigram (interface sharpness)", _measure_proxigram,
+                needs_intensity=True, cost=1.0),
+    MeasureSpec("tortuosity", "Tortuosity factor (diffusion, per axis)", _measure_tortuosity,
+                default=False, cost=2.0),
+    MeasureSpec("geodesic_tortuosity", "Geodesic tortuosity vs depth (per axis)",
+                _measure_geodesic, default=False, cost=2.0),
+    MeasureSpec("constrictivity", "Constrictivity and sphere-intrusion curve (per axis)",
+                _measure_constrictivity, default=False, cost=2.0),
+):
+    register(_spec)
+

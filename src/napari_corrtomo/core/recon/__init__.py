@@ -1,0 +1,60 @@
+"""Tomographic reconstruction: geometries, preprocessing, FBP/FDK/SIRT/CGLS, alignment, FSC.
+
+Projections are ``(angle, row, col)`` line integrals, volumes ``(z, y, x)`` in
+1 / length. Geometries (:class:`Geometry`) document their rotation direction and
+detector orientation and convert to ASTRA vector geometries. Engines: ASTRA CUDA
+when a GPU is usable; otherwise compiled CPU projectors (a batched slice engine
+for parallel beams, a 3D engine for cone beam and laminography).
+
+Typical use::
+
+    from napari_corrtomo.core.recon import Geometry, prepare, find_center, reconstruct
+    geom = Geometry.parallel(np.linspace(0, 180, 900, endpoint=False), proj.shape[1:], 0.65,
+                             unit="um")
+    lines = prepare(raw, flats=flats, darks=darks, outlier_threshold=5)
+    geom = geom.shifted(col=find_center(lines, geom))
+    vol = reconstruct(lines, geom, method="sirt", iterations=100, min_value=0)
+"""
+
+from .align import align_tilt_series, find_center, shift_projections
+from .analytic import FILTERS, ramp_filter
+from .fsc import FSCResult, fsc, half_bit_threshold, one_bit_threshold
+from .geometry import KINDS, Geometry
+from .preprocess import minus_log, normalize, prepare, remove_outliers, suppress_rings
+from .project import backproject, forward_project, select_engine
+from .reconstruct import (
+    METHODS,
+    check_projections,
+    method_for,
+    reconstruct,
+    reconstruct_halves,
+    reconstruct_slice,
+)
+
+__all__ = [
+    "FILTERS",
+    "FSCResult",
+    "Geometry",
+    "KINDS",
+    "METHODS",
+    "align_tilt_series",
+    "backproject",
+    "check_projections",
+    "find_center",
+    "forward_project",
+    "fsc",
+    "half_bit_threshold",
+    "method_for",
+    "minus_log",
+    "normalize",
+    "one_bit_threshold",
+    "prepare",
+    "ramp_filter",
+    "reconstruct",
+    "reconstruct_halves",
+    "reconstruct_slice",
+    "remove_outliers",
+    "select_engine",
+    "shift_projections",
+    "suppress_rings",
+]

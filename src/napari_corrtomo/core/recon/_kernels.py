@@ -1,0 +1,500 @@
+"""Compiled CPU projectors (numba): Joseph forward projection, its exact adjoint, and
+voxel-driven (interpolating) backprojection for FBP/FDK.
+
+Two families:
+
+``slice_*``
+    Parallel beam within slices (parallel CT, ET tilt series). One in-slice geometry
+    is shared by a batch of slices stored last, ``(rows, cols, n_slices)``, so each
+    ray's interpolation weights are computed once and reused for every slice of
+    the batch: the slices share one system matrix, applied matrix-free.
+``vol_*``
+    Any geometry in 3D (cone beam, laminography, and parallel beam when slices do
+    not line up with detector rows).
+
+Conventions: in-slice coordinates are (col, row) = (x, y_image) in voxel units,
+relative to the slice centre; 3D vectors are (x, y, z) in voxel units relative to
+the volume centre, and volumes are (z, y, x). ``step`` is the voxel size: forward
+projections are line integrals in physical units.
+
+All kernels write into preallocated outputs and are parallel over independent
+output elements (gather) except :func:`vol_bp_adjoint`, which scatters into one
+buffer per angle chunk.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+_OPTS = {"parallel": True, "fastmath": True, "cache": True, "nogil": True}
+
+
+# =========================================================================== slices
+
+
+@njit(**_OPTS)
+def slice_fp(vol, rays, centres, us, step, out):  # pragma: no cover - compiled
+    """Joseph forward projection of a batch of slices.
+
+    vol (ny, nx, ns) float32; rays/centres/us (na, 2) as (x, y); out (na, nd, ns) float32
+    (overwritten). Each thread accumulates one projection in a private buffer, which lets
+    the compiler vectorise the loops over the batch.
+    """
+    ny, nx, ns = vol.shape
+    na, nd, _ = out.shape
+    cy = 0.5 * (ny - 1)
+    cx = 0.5 * (nx - 1)
+    cd = 0.5 * (nd - 1)
+    for a in prange(na):
+        buf = np.zeros((nd, ns), np.float32)
+        rx = rays[a, 0]
+        ry = rays[a, 1]
+        for c in range(nd):
+            px = centres[a, 0] + (c - cd) * us[a, 0]
+            py = centres[a, 1] + (c - cd) * us[a, 1]
+            acc = buf[c]
+            if abs(rx) >= abs(ry):
+                slope = ry / rx
+                w = step / abs(rx)
+                for j in range(nx):
+                    fi = py + (j - cx - px) * slope + cy
+                    i0 = int(math.floor(fi))
+                    if i0 < -1 or i0 >= ny:
+                        continue
+                    f = fi - i0
+                    w0 = np.float32((1.0 - f) * w)
+                    w1 = np.float32(f * w)
+                    if i0 >= 0:
+                        src = vol[i0, j]
+                        for s in range(ns):
+                            acc[s] += w0 * src[s]
+                    if i0 + 1 < ny:
+                        src = vol[i0 + 1, j]
+                        for s in range(ns):
+                            acc[s] += w1 * src[s]
+            else:
+                slope = rx / ry
+                w = step / abs(ry)
+                for i in range(ny):
+                    fj = px + (i - cy - py) * slope + cx
+                    j0 = int(math.floor(fj))
+                    if j0 < -1 or j0 >= nx:
+                        continue
+                    f = fj - j0
+                    w0 = np.float32((1.0 - f) * w)
+                    w1 = np.float32(f * w)
+                    if j0 >= 0:
+                        src = vol[i, j0]
+                        for s in range(ns):
+                            acc[s] += w0 * src[s]
+                    if j0 + 1 < nx:
+                        src = vol[i, j0 + 1]
+                        for s in range(ns):
+                            acc[s] += w1 * src[s]
+        out[a] = buf
+
+
+@njit(**_OPTS)
+def slice_bp_adjoint(sino, rays, centres, us, step, vol):  # pragma: no cover - compiled
+    """Exact transpose of :func:`slice_fp`, as a gather over pixels.
+
+    For a pixel and an angle the rays that touch it form a contiguous run of
+    detector bins (the Joseph weights are hats of the distance along the
+    non-dominant axis), so the transpose needs no scatter. vol is overwritten; each
+    thread fills one image row in a private buffer.
+    """
+    ny, nx, ns = vol.shape
+    na, nd, _ = sino.shape
+    cy = 0.5 * (ny - 1)
+    cx = 0.5 * (nx - 1)
+    cd = 0.5 * (nd - 1)
+    for i in prange(ny):
+        row = np.zeros((nx, ns), np.float32)
+        for a in range(na):
+            rx = rays[a, 0]
+            ry = rays[a, 1]
+            dx = centres[a, 0]
+            dy = centres[a, 1]
+            ux = us[a, 0]
+            uy = us[a, 1]
+            if abs(rx) >= abs(ry):
+                slope = ry / rx
+                w = step / abs(rx)
+                beta = uy - ux * slope  # d(row coordinate)/d(bin)
+                if beta == 0.0:
+                    continue
+                inv = 1.0 / beta
+                for j in range(nx):
+                    alpha = dy + (j - cx - dx) * slope + cy - cd * beta
+                    lo = (i - 1.0 - alpha) * inv
+                    hi = (i + 1.0 - alpha) * inv
+                    if lo > hi:
+                        lo, hi = hi, lo
+                    c0 = max(int(math.ceil(lo)), 0)
+                    c1 = min(int(math.floor(hi)), nd - 1)
+                    acc = row[j]
+                    for c in range(c0, c1 + 1):
+                        wc = (1.0 - abs(alpha + beta * c - i)) * w
+                        if wc <= 0.0:
+                            continue
+                        wf = np.float32(wc)
+                        src = sino[a, c]
+                        for s in range(ns):
+                            acc[s] += wf * src[s]
+            else:
+                slope = rx / ry
+                w = step / abs(ry)
+                beta = ux - uy * slope
+                if beta == 0.0:
+                    continue
+                inv = 1.0 / beta
+                alpha = dx + (i - cy - dy) * slope + cx - cd * beta
+                for j in range(nx):
+                    lo = (j - 1.0 - alpha) * inv
+                    hi = (j + 1.0 - alpha) * inv
+                    if lo > hi:
+                        lo, hi = hi, lo
+                    c0 = max(int(math.ceil(lo)), 0)
+                    c1 = min(int(math.floor(hi)), nd - 1)
+                    acc = row[j]
+                    for c in range(c0, c1 + 1):
+                        wc = (1.0 - abs(alpha + beta * c - j)) * w
+                        if wc <= 0.0:
+                            continue
+                        wf = np.float32(wc)
+                        src = sino[a, c]
+                        for s in range(ns):
+                            acc[s] += wf * src[s]
+        vol[i] = row
+
+
+@njit(**_OPTS)
+def slice_bp_interp(sino, centres, us, vol):  # pragma: no cover - compiled
+    """Pixel-driven backprojection with linear interpolation on the detector (for FBP).
+
+    Adds sum over angles of sino[a, c(x), :] with c(x) the (fractional) bin the
+    pixel centre projects onto. vol is overwritten.
+    """
+    ny, nx, ns = vol.shape
+    na, nd, _ = sino.shape
+    cy = 0.5 * (ny - 1)
+    cx = 0.5 * (nx - 1)
+    cd = 0.5 * (nd - 1)
+    for i in prange(ny):
+        row = np.zeros((nx, ns), np.float32)
+        for a in range(na):
+            ux = us[a, 0]
+            uy = us[a, 1]
+            inv2 = 1.0 / (ux * ux + uy * uy)
+            base = ((i - cy - centres[a, 1]) * uy - centres[a, 0] * ux) * inv2 + cd
+            dc = ux * inv2
+            for j in range(nx):
+                fc = base + (j - cx) * dc
+                c0 = int(math.floor(fc))
+                if c0 < -1 or c0 >= nd:
+                    continue
+                f = np.float32(fc - c0)
+                acc = row[j]
+                if c0 >= 0:
+                    w0 = np.float32(1.0) - f
+                    src = sino[a, c0]
+                    for s in range(ns):
+                        acc[s] += w0 * src[s]
+                if c0 + 1 < nd:
+                    src = sino[a, c0 + 1]
+                    for s in range(ns):
+                        acc[s] += f * src[s]
+        vol[i] = row
+
+
+# =========================================================================== volumes
+
+
+@njit(inline="always")
+def _axis_range(o, dr, n, lo_q, hi_q, c_m, o_m, dr_m):  # pragma: no cover - compiled
+    """Narrow [lo_q, hi_q] (plane indices along the dominant axis) to the planes where the
+    index coordinate ``o + t*dr + (n-1)/2`` along another axis lies in (-1, n)."""
+    # coordinate(q) = A + B*q with t = (q - c_m - o_m) / dr_m
+    b = dr / dr_m
+    a = o + (-c_m - o_m) * b + 0.5 * (n - 1)
+    if b == 0.0:
+        if a <= -1.0 or a >= n:
+            return 1, 0
+        return lo_q, hi_q
+    q1 = (-1.0 - a) / b
+    q2 = (n - a) / b
+    if q1 > q2:
+        q1, q2 = q2, q1
+    lo = max(lo_q, int(math.floor(q1)))
+    hi = min(hi_q, int(math.ceil(q2)))
+    return lo, hi
+
+
+@njit(inline="always")
+def _ray(vec, cone, r, c, rc, cc):  # pragma: no cover - compiled
+    """Origin and direction of the ray to detector pixel (r, c) for one vector row."""
+    px = vec[3] + (c - cc) * vec[6] + (r - rc) * vec[9]
+    py = vec[4] + (c - cc) * vec[7] + (r - rc) * vec[10]
+    pz = vec[5] + (c - cc) * vec[8] + (r - rc) * vec[11]
+    if cone:
+        return vec[0], vec[1], vec[2], px - vec[0], py - vec[1], pz - vec[2]
+    return px, py, pz, vec[0], vec[1], vec[2]
+
+
+@njit(inline="always")
+def _setup(d):  # pragma: no cover - compiled
+    """Dominant axis m, the two others, and the plane range for a ray; index arrays are
+    (x, y, z) ordered."""
+    ax = abs(d[0])
+    ay = abs(d[1])
+    az = abs(d[2])
+    if ax >= ay and ax >= az:
+        m, p1, p2 = 0, 1, 2
+    elif ay >= az:
+        m, p1, p2 = 1, 0, 2
+    else:
+        m, p1, p2 = 2, 0, 1
+    return m, p1, p2
+
+
+@njit(**_OPTS)
+def vol_fp(vol, vecs, cone, step, out):  # pragma: no cover - compiled
+    """Joseph forward projection through a volume for any vector geometry.
+
+    vol (nz, ny, nx) float32; vecs (na, 12) float64 in voxel units relative to the
+    volume centre; out (na, nr, nc) float32 (overwritten).
+    """
+    nz, ny, nx = vol.shape
+    na, nr, nc = out.shape
+    flat = vol.ravel()
+    sizes = np.array([nx, ny, nz])
+    strides = np.array([1, nx, nx * ny])
+    rc = 0.5 * (nr - 1)
+    cc = 0.5 * (nc - 1)
+    for k in prange(na * nr):
+        a = k // nr
+        r = k - a * nr
+        vec = vecs[a]
+        o = np.empty(3)
+        d = np.empty(3)
+        for c in range(nc):
+            o[0], o[1], o[2], d[0], d[1], d[2] = _ray(vec, cone, r, c, rc, cc)
+            m, p1, p2 = _setup(d)
+            norm = math.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+            w = step * norm / abs(d[m])
+            n_m = sizes[m]
+            c_m = 0.5 * (n_m - 1)
+            lo, hi = _axis_range(o[p1], d[p1], sizes[p1], 0, n_m - 1, c_m, o[m], d[m])
+            lo, hi = _axis_range(o[p2], d[p2], sizes[p2], lo, hi, c_m, o[m], d[m])
+            n1 = sizes[p1]
+            n2 = sizes[p2]
+            c1 = 0.5 * (n1 - 1)
+            c2 = 0.5 * (n2 - 1)
+            s_m = strides[m]
+            s1 = strides[p1]
+            s2 = strides[p2]
+            acc = 0.0
+            for q in range(lo, hi + 1):
+                t = (q - c_m - o[m]) / d[m]
+                f1 = o[p1] + t * d[p1] + c1
+                f2 = o[p2] + t * d[p2] + c2
+                i1 = int(math.floor(f1))
+                i2 = int(math.floor(f2))
+                g1 = f1 - i1
+                g2 = f2 - i2
+                base = q * s_m
+                v = 0.0
+                if 0 <= i1 < n1:
+                    if 0 <= i2 < n2:
+                        v += (1.0 - g1) * (1.0 - g2) * flat[base + i1 * s1 + i2 * s2]
+                    if 0 <= i2 + 1 < n2:
+                        v += (1.0 - g1) * g2 * flat[base + i1 * s1 + (i2 + 1) * s2]
+                if 0 <= i1 + 1 < n1:
+                    if 0 <= i2 < n2:
+                        v += g1 * (1.0 - g2) * flat[base + (i1 + 1) * s1 + i2 * s2]
+                    if 0 <= i2 + 1 < n2:
+                        v += g1 * g2 * flat[base + (i1 + 1) * s1 + (i2 + 1) * s2]
+                acc += v
+            out[a, r, c] = acc * w
+
+
+@njit(**_OPTS)
+def vol_bp_adjoint(proj, vecs, cone, step, buffers, nz, ny, nx):  # pragma: no cover
+    """Exact transpose of :func:`vol_fp`: every ray is scattered into the buffer of its angle
+    chunk. buffers (n_chunks, nz*ny*nx) float32 are overwritten; the caller sums them."""
+    n_chunks = buffers.shape[0]
+    na, nr, nc = proj.shape
+    sizes = np.array([nx, ny, nz])
+    strides = np.array([1, nx, nx * ny])
+    rc = 0.5 * (nr - 1)
+    cc = 0.5 * (nc - 1)
+    per = (na + n_chunks - 1) // n_chunks
+    for chunk in prange(n_chunks):
+        flat = buffers[chunk]
+        flat[:] = 0.0
+        o = np.empty(3)
+        d = np.empty(3)
+        for a in range(chunk * per, min(na, (chunk + 1) * per)):
+            vec = vecs[a]
+            for r in range(nr):
+                for c in range(nc):
+                    value = proj[a, r, c]
+                    if value == 0.0:
+                        continue
+                    o[0], o[1], o[2], d[0], d[1], d[2] = _ray(vec, cone, r, c, rc, cc)
+                    m, p1, p2 = _setup(d)
+                    norm = math.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+                    w = step * norm / abs(d[m]) * value
+                    n_m = sizes[m]
+                    c_m = 0.5 * (n_m - 1)
+                    lo, hi = _axis_range(o[p1], d[p1], sizes[p1], 0, n_m - 1, c_m, o[m], d[m])
+                    lo, hi = _axis_range(o[p2], d[p2], sizes[p2], lo, hi, c_m, o[m], d[m])
+                    n1 = sizes[p1]
+                    n2 = sizes[p2]
+                    c1 = 0.5 * (n1 - 1)
+                    c2 = 0.5 * (n2 - 1)
+                    s_m = strides[m]
+                    s1 = strides[p1]
+                    s2 = strides[p2]
+                    for q in range(lo, hi + 1):
+                        t = (q - c_m - o[m]) / d[m]
+                        f1 = o[p1] + t * d[p1] + c1
+                        f2 = o[p2] + t * d[p2] + c2
+                        i1 = int(math.floor(f1))
+                        i2 = int(math.floor(f2))
+                        g1 = f1 - i1
+                        g2 = f2 - i2
+                        base = q * s_m
+                        if 0 <= i1 < n1:
+                            if 0 <= i2 < n2:
+                                flat[base + i1 * s1 + i2 * s2] += (1.0 - g1) * (1.0 - g2) * w
+                            if 0 <= i2 + 1 < n2:
+                                flat[base + i1 * s1 + (i2 + 1) * s2] += (1.0 - g1) * g2 * w
+                        if 0 <= i1 + 1 < n1:
+                            if 0 <= i2 < n2:
+                                flat[base + (i1 + 1) * s1 + i2 * s2] += g1 * (1.0 - g2) * w
+                            if 0 <= i2 + 1 < n2:
+                                flat[base + (i1 + 1) * s1 + (i2 + 1) * s2] += g1 * g2 * w
+
+
+@njit(**_OPTS)
+def vol_bp_interp(proj, mats, cone, h0_ref, vol):  # pragma: no cover - compiled
+    """Voxel-driven backprojection with bilinear detector interpolation (FBP/FDK).
+
+    mats (na, 3, 4): for a voxel at (x, y, z) (voxel units, volume centre at 0)
+    ``h = mats[a] @ (x, y, z, 1)`` gives the detector column ``h[1]/h[0]`` and row
+    ``h[2]/h[0]`` (pixel indices). For cone beams each value is weighted by
+    ``(h0_ref[a] / h[0])**2`` (the FDK distance weight); for parallel beams ``h[0] = 1``.
+    vol (nz, ny, nx) float32 is added to (not cleared).
+    """
+    nz, ny, nx = vol.shape
+    na, nr, nc = proj.shape
+    cz = 0.5 * (nz - 1)
+    cy = 0.5 * (ny - 1)
+    cx = 0.5 * (nx - 1)
+    for k in prange(nz):
+        z = k - cz
+        for a in range(na):
+            m = mats[a]
+            href = h0_ref[a]
+            for jy in range(ny):
+                y = jy - cy
+                b0 = m[0, 1] * y + m[0, 2] * z + m[0, 3] - m[0, 0] * cx
+                b1 = m[1, 1] * y + m[1, 2] * z + m[1, 3] - m[1, 0] * cx
+                b2 = m[2, 1] * y + m[2, 2] * z + m[2, 3] - m[2, 0] * cx
+                for ix in range(nx):
+                    h0 = b0 + m[0, 0] * ix
+                    h1 = b1 + m[1, 0] * ix
+                    h2 = b2 + m[2, 0] * ix
+                    if cone:
+                        if h0 <= 0.0:
+                            continue
+                        inv = 1.0 / h0
+                        fc = h1 * inv
+                        fr = h2 * inv
+                        wgt = href * inv
+                        wgt *= wgt
+                    else:
+                        fc = h1
+                        fr = h2
+                        wgt = 1.0
+                    c0 = int(math.floor(fc))
+                    r0 = int(math.floor(fr))
+                    if c0 < -1 or c0 >= nc or r0 < -1 or r0 >= nr:
+                        continue
+                    gc = fc - c0
+                    gr = fr - r0
+                    v = 0.0
+                    if r0 >= 0:
+                        if c0 >= 0:
+                            v += (1.0 - gr) * (1.0 - gc) * proj[a, r0, c0]
+                        if c0 + 1 < nc:
+                            v += (1.0 - gr) * gc * proj[a, r0, c0 + 1]
+                    if r0 + 1 < nr:
+                        if c0 >= 0:
+                            v += gr * (1.0 - gc) * proj[a, r0 + 1, c0]
+                        if c0 + 1 < nc:
+                            v += gr * gc * proj[a, r0 + 1, c0 + 1]
+                    vol[k, jy, ix] += wgt * v
+
+
+@njit(**_OPTS)
+def vol_bp_interp_axial(proj, mats, h0_ref, vol):  # pragma: no cover - compiled
+    """:func:`vol_bp_interp` for geometries whose detector columns and distance weights do not
+    depend on z (circular CT about the z axis: ``mats[:, 0:2, 2] == 0``).
+
+    Along a z column of voxels the detector column, its interpolation weights and the FDK
+    weight are fixed and the row moves linearly, so they are computed once per column
+    instead of once per voxel. vol (nz, ny, nx) float32 is added to.
+    """
+    nz, ny, nx = vol.shape
+    na, nr, nc = proj.shape
+    cz = 0.5 * (nz - 1)
+    cy = 0.5 * (ny - 1)
+    cx = 0.5 * (nx - 1)
+    for jy in prange(ny):
+        y = jy - cy
+        buf = np.zeros((nx, nz), np.float32)
+        for a in range(na):
+            m = mats[a]
+            href = h0_ref[a]
+            b0 = m[0, 1] * y + m[0, 3] - m[0, 0] * cx
+            b1 = m[1, 1] * y + m[1, 3] - m[1, 0] * cx
+            b2 = m[2, 1] * y + m[2, 3] - m[2, 0] * cx - m[2, 2] * cz
+            for ix in range(nx):
+                h0 = b0 + m[0, 0] * ix
+                if h0 <= 0.0:
+                    continue
+                inv = 1.0 / h0
+                fc = (b1 + m[1, 0] * ix) * inv
+                c0 = int(math.floor(fc))
+                if c0 < -1 or c0 >= nc:
+                    continue
+                gc = fc - c0
+                w = href * inv
+                w *= w
+                wl = np.float32(w * (1.0 - gc)) if c0 >= 0 else np.float32(0.0)
+                wr = np.float32(w * gc) if c0 + 1 < nc else np.float32(0.0)
+                cl = max(c0, 0)
+                cr = min(c0 + 1, nc - 1)
+                fr0 = (b2 + m[2, 0] * ix) * inv
+                dfr = m[2, 2] * inv
+                acc = buf[ix]
+                for k in range(nz):
+                    fr = fr0 + dfr * k
+                    r0 = int(math.floor(fr))
+                    if r0 < -1 or r0 >= nr:
+                        continue
+                    gr = np.float32(fr - r0)
+                    v = np.float32(0.0)
+                    if r0 >= 0:
+                        v += (np.float32(1.0) - gr) * (wl * proj[a, r0, cl] + wr * proj[a, r0, cr])
+                    if r0 + 1 < nr:
+                        v += gr * (wl * proj[a, r0 + 1, cl] + wr * proj[a, r0 + 1, cr])
+                    acc[k] += v
+        for k in range(nz):
+            for ix in range(nx):
+                vol[k, jy, ix] += buf[ix, k]

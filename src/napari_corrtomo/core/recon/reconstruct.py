@@ -1,0 +1,282 @@
+"""``reconstruct``: one entry point for FBP/FDK/SIRT/CGLS on every geometry and engine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..progress import ProgressCallback, report
+from . import analytic, iterative
+from . import project as P
+from .geometry import Geometry
+
+METHODS = ("fbp", "fdk", "sirt", "cgls")
+
+
+def check_projections(projections: Any, geometry: Geometry) -> np.ndarray:
+    """Validate projections against a geometry; returns them as float32.
+
+    Raises ``ValueError`` for non-3D input, a projection count that does not match
+    the angles, a detector size that does not match, and NaN/inf values.
+    """
+    if not isinstance(geometry, Geometry):
+        raise ValueError("geometry must be a napari_corrtomo.core.recon.Geometry "
+                         "(build one with Geometry.parallel/cone/laminography/tilt_series)")
+    arr = np.asarray(projections)
+    geometry.check_projections(arr)
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"projections must be real numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float32, copy=False)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        a, r, c = np.argwhere(bad)[0]
+        raise ValueError(
+            f"projections contain {int(bad.sum())} NaN/inf values (first at angle {a}, row {r}, "
+            f"col {c}); fix the flat/dark normalisation or replace them (remove_outliers) first"
+        )
+    return arr
+
+
+def method_for(geometry: Geometry) -> str:
+    """The analytic method that fits a geometry: ``"fdk"`` for cone beams, else ``"fbp"``."""
+    return "fdk" if geometry.is_cone else "fbp"
+
+
+def _check_method(method: str, geometry: Geometry, iterations: int,
+                  min_value: float | None) -> str:
+    name = str(method).lower()
+    if name not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if name in ("fbp", "fdk") and name != method_for(geometry):
+        beam = "cone-beam" if geometry.is_cone else "parallel-beam"
+        raise ValueError(
+            f"method {name!r} does not fit this {beam} {geometry.kind} geometry; use "
+            f"{method_for(geometry)!r} (FBP is for parallel beams, FDK for cone beams)"
+        )
+    if name in ("sirt", "cgls"):
+        if int(iterations) != iterations or iterations < 1:
+            raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+    if min_value is not None:
+        if name != "sirt":
+            raise ValueError("min_value is a SIRT constraint; FBP/FDK and CGLS are unconstrained")
+        if not np.isfinite(float(min_value)):
+            raise ValueError(f"min_value must be finite, got {min_value!r}")
+    return name
+
+
+def reconstruct(
+    projections: Any,
+    geometry: Geometry,
+    volume_shape: Sequence[int] | None = None,
+    voxel_size: float | None = None,
+    method: str = "fbp",
+    iterations: int = 100,
+    min_value: float | None = None,
+    backend: str = "auto",
+    progress: ProgressCallback | None = None,
+    *,
+    offset: Sequence[float] = (0.0, 0.0, 0.0),
+    filter: str = "ram-lak",
+) -> np.ndarray:
+    """Reconstruct a volume from projections.
+
+    Parameters
+    ----------
+    projections
+        (n_angles, rows, cols) line integrals (after flat/dark normalisation and
+        ``-log``; see :mod:`.preprocess`).
+    geometry
+        The acquisition :class:`Geometry`.
+    volume_shape
+        (z, y, x) of the reconstruction; default :meth:`Geometry.default_volume_shape`.
+    voxel_size
+        Isotropic voxel size in ``geometry.unit``; default the detector pixel at
+        the rotation centre (:attr:`Geometry.default_voxel_size`).
+    method
+        ``"fbp"`` (parallel beams), ``"fdk"`` (cone beams), ``"sirt"`` or ``"cgls"``
+        (every geometry).
+    iterations
+        SIRT/CGLS iterations.
+    min_value
+        SIRT only: lower bound applied after every iteration (e.g. 0).
+    backend
+        ``"auto"``: ASTRA CUDA when a GPU is usable, else the CPU engines;
+        ``"numpy"``: CPU; ``"cupy"``: GPU or ``ValueError``.
+    progress
+        ``progress(done, total)``; raise :class:`~..progress.Cancelled` from it to stop.
+    offset
+        (z, y, x) position of the volume centre relative to the rotation centre in
+        ``geometry.unit`` (e.g. to reconstruct a sub-volume or one slice).
+    filter
+        FBP/FDK filter window: ``"ram-lak"``, ``"shepp-logan"``, ``"cosine"``,
+        ``"hamming"`` or ``"hann"``.
+
+    Returns
+    -------
+    (z, y, x) float32 attenuation per unit length (1 / ``geometry.unit``).
+    """
+    proj = check_projections(projections, geometry)
+    name = _check_method(method, geometry, iterations, min_value)
+    if volume_shape is None:
+        volume_shape = geometry.default_volume_shape()
+    if voxel_size is None:
+        voxel_size = geometry.default_voxel_size
+    shape, vs, off = P.check_volume(volume_shape, voxel_size, offset)
+    if name in ("fbp", "fdk"):
+        analytic.ramp_filter(8, 1.0, filter)  # validates the filter name early
+    if P.select_engine(backend) == "cuda":
+        from . import _astra
+
+        return _astra.reconstruct(proj, geometry, shape, vs, off, name, int(iterations),
+                                  min_value, filter, progress)
+    proj, geometry = _rows_to_slice_grid(proj, geometry, shape, vs, off)
+    if name in ("fbp", "fdk"):
+        return analytic.filtered_backprojection(proj, geometry, shape, vs, off, filter, progress)
+    return _iterative_cpu(proj, geometry, shape, vs, off, name, int(iterations), min_value,
+                          progress)
+
+
+def _rows_to_slice_grid(proj: np.ndarray, geometry: Geometry, shape: tuple[int, int, int],
+                        vs: float, off: np.ndarray) -> tuple[np.ndarray, Geometry]:
+    """Per-projection row shifts (aligned tilt series) keep parallel-beam slices off the
+    detector rows, which would send the work to the slower volume engine. Shift every
+    projection's rows (linear interpolation) onto one common row grid that lines up with the
+    slices instead; column shifts stay exact in the geometry."""
+    if geometry.kind not in ("parallel", "tilt_series") or np.ptp(geometry.shifts[:, 0]) <= 1e-9:
+        return proj, geometry
+    if not np.isclose(vs, geometry.pixel_size, rtol=1e-9):
+        return proj, geometry
+    from scipy import ndimage as ndi
+
+    axis = 0 if geometry.kind == "parallel" else 1
+    rows = geometry.det_shape[0]
+    first = (-0.5 * (shape[axis] - 1)) + off[axis] / vs + 0.5 * (rows - 1)
+    mean = float(np.mean(geometry.shifts[:, 0]))
+    target = mean + float(np.round(first + mean) - (first + mean))
+    out = np.empty_like(proj)
+    for i in range(proj.shape[0]):
+        out[i] = ndi.shift(proj[i], (target - geometry.shifts[i, 0], 0.0), order=1,
+                           mode="nearest")
+    shifts = geometry.shifts.copy()
+    shifts[:, 0] = target
+    return out, geometry.with_shifts(shifts)
+
+
+def _iterative_cpu(proj: np.ndarray, geometry: Geometry, shape: tuple[int, int, int], vs: float,
+                   off: np.ndarray, name: str, iterations: int, min_value: float | None,
+                   progress: ProgressCallback | None) -> np.ndarray:
+    plan = P.slice_plan(geometry, shape, vs, off)
+    if plan is None:
+        vplan = P.volume_plan(geometry, shape, vs, off)
+
+        def fwd(x):
+            return P.volume_forward(vplan, x, geometry.det_shape)
+
+        def adj(y):
+            return P.volume_adjoint(vplan, y)
+
+        if name == "sirt":
+            return iterative.sirt(fwd, adj, proj, shape, iterations, min_value, progress)
+        return iterative.cgls(fwd, adj, proj, shape, iterations, progress)
+
+    out = np.zeros(shape, np.float32)
+    n = shape[plan.axis]
+    parts = P.batches(n, P.batch_size(plan, geometry.n_angles))
+    total = len(parts) * iterations
+    for i, (k0, k1) in enumerate(parts):
+        rows = plan.rows[k0:k1]
+        sino = P.sino_batch(proj, rows)
+        x_shape = plan.slice_shape + (k1 - k0,)
+
+        def fwd(x, plan=plan):
+            return P.slice_forward(plan, x)
+
+        def adj(y, plan=plan):
+            return P.slice_adjoint(plan, y)
+
+        if name == "sirt":
+            x = iterative.sirt(fwd, adj, sino, x_shape, iterations, min_value, progress,
+                               done=i * iterations, total=total)
+        else:
+            x = iterative.cgls(fwd, adj, sino, x_shape, iterations, progress,
+                               done=i * iterations, total=total)
+        P.from_slice_batch(x, out, plan.axis, k0, k1)
+    return out
+
+
+def reconstruct_slice(
+    projections: Any,
+    geometry: Geometry,
+    index: int,
+    volume_shape: Sequence[int] | None = None,
+    voxel_size: float | None = None,
+    method: str = "fbp",
+    iterations: int = 100,
+    min_value: float | None = None,
+    backend: str = "auto",
+    progress: ProgressCallback | None = None,
+    *,
+    filter: str = "ram-lak",
+) -> np.ndarray:
+    """One slice of the volume :func:`reconstruct` would return, cheaply (a preview).
+
+    The slice is taken along the rotation axis (z for CT and laminography, y for
+    tilt series). For parallel-beam CT and tilt series this equals the full
+    reconstruction's slice for every method (slices are independent). For cone
+    beam and laminography an iterative method cannot be split into slices, so the
+    preview of SIRT/CGLS is the FDK/FBP slice; the analytic slice is exact.
+    Returns a 2D float32 array.
+    """
+    if volume_shape is None:
+        volume_shape = geometry.default_volume_shape()
+    if voxel_size is None:
+        voxel_size = geometry.default_voxel_size
+    shape, vs, _ = P.check_volume(volume_shape, voxel_size)
+    axis = 1 if geometry.kind == "tilt_series" else 0
+    n = shape[axis]
+    if not 0 <= int(index) < n:
+        raise ValueError(
+            f"slice index {index} is outside the volume (0..{n - 1} along axis {axis})")
+    offset = [0.0, 0.0, 0.0]
+    offset[axis] = (int(index) - 0.5 * (n - 1)) * vs
+    sub = list(shape)
+    sub[axis] = 1
+    if geometry.kind not in ("parallel", "tilt_series") and str(method).lower() in ("sirt", "cgls"):
+        method, min_value = method_for(geometry), None
+    vol = reconstruct(projections, geometry, sub, vs, method, iterations, min_value, backend,
+                      progress, offset=offset, filter=filter)
+    report(progress, 1, 1)
+    return vol[0] if axis == 0 else vol[:, 0]
+
+
+def reconstruct_halves(
+    projections: Any,
+    geometry: Geometry,
+    volume_shape: Sequence[int] | None = None,
+    voxel_size: float | None = None,
+    method: str = "fbp",
+    iterations: int = 100,
+    min_value: float | None = None,
+    backend: str = "auto",
+    progress: ProgressCallback | None = None,
+    **kwargs: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reconstructions from the even- and the odd-numbered projections (for :func:`.fsc`).
+
+    As in the seed workflow, both halves use the same method and settings; their
+    Fourier shell correlation measures the resolution of a half data set.
+    """
+    proj = check_projections(projections, geometry)
+    if geometry.n_angles < 4:
+        raise ValueError("splitting into even/odd halves needs at least 4 projections")
+    from ..progress import scaled
+
+    halves = []
+    n = geometry.n_angles
+    for k, idx in enumerate((np.arange(0, n, 2), np.arange(1, n, 2))):
+        halves.append(reconstruct(proj[idx], geometry.subset(idx), volume_shape, voxel_size, method,
+                                  iterations, min_value, backend,
+                                  scaled(progress, 50 * k, 50 * (k + 1), 100), **kwargs))
+    return halves[0], halves[1]

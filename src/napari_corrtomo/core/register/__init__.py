@@ -1,0 +1,75 @@
+"""Landmark fits, intensity refinement, resampling and ROI mapping across scales.
+
+Everything works on physical world coordinates, points as rows ``(z, y, x)``:
+a voxel ``i`` of a volume with voxel size ``scale`` and origin ``translate`` sits
+at ``translate + i * scale`` (napari's convention). A :class:`Transform` holds a
+4x4 homogeneous matrix mapping **moving world -> fixed world** in one length unit;
+with both layers in that unit it is exactly the moving layer's napari ``affine``.
+
+- :func:`fit_landmarks` -- closed-form least squares (rigid, similarity, affine;
+  never a reflection), RANSAC with ``robust=True``, residuals, RMS FRE and a
+  leave-one-out TRE estimate;
+- :func:`refine` -- multi-resolution intensity registration with SimpleITK
+  (Mattes mutual information by default) for pairs of very different voxel sizes;
+- :func:`resample` -- the moving volume in any grid of the fixed frame;
+- :func:`map_box`, :func:`crop_slices`, :func:`box_sections` -- regions of
+  interest and fields of view carried between frames;
+- :func:`save_transform` / :func:`load_transform` (JSON, ITK ``.tfm``),
+  :func:`save_landmarks_csv` / :func:`load_landmarks_csv` (BigWarp CSV).
+
+See ``docs/registration.md`` for the conventions (direction, units, handedness).
+"""
+
+from .fit import degeneracy, fit_landmarks
+from .formats import (
+    Landmarks,
+    from_itk_matrix,
+    infer_model,
+    load_landmarks_csv,
+    load_transform,
+    read_tfm,
+    save_landmarks_csv,
+    save_transform,
+    to_itk_matrix,
+    transform_from_dict,
+    transform_to_dict,
+    write_tfm,
+)
+from .geometry import (
+    MappedBox,
+    box_corners,
+    box_sections,
+    crop_box,
+    crop_slices,
+    fov_box,
+    fov_in_fixed,
+    fov_outlines,
+    grid_matrix,
+    map_box,
+    resample,
+)
+from .refine import METRICS, refine
+from .transform import (
+    MODELS,
+    Transform,
+    apply_to_points,
+    as_transform,
+    check_matrix,
+    compare,
+    polar,
+    rotation_angle_deg,
+    unit_matrix,
+    xyz_to_zyx,
+    zyx_to_xyz,
+)
+
+__all__ = [
+    "apply_to_points", "as_transform", "box_corners", "box_sections", "check_matrix",
+    "compare", "crop_box", "crop_slices", "degeneracy", "fit_landmarks", "fov_box",
+    "fov_in_fixed", "fov_outlines", "from_itk_matrix", "grid_matrix", "infer_model",
+    "Landmarks", "load_landmarks_csv", "load_transform", "map_box", "MappedBox", "METRICS",
+    "MODELS", "polar", "read_tfm", "refine", "resample", "rotation_angle_deg",
+    "save_landmarks_csv", "save_transform", "to_itk_matrix", "Transform",
+    "transform_from_dict", "transform_to_dict", "unit_matrix", "write_tfm", "xyz_to_zyx",
+    "zyx_to_xyz",
+]

@@ -1,0 +1,445 @@
+"""Classify: sparse-label random-forest pixel classification (ilastik-style) in napari.
+
+Choose one or more image layers as channels, paint a few strokes per class on a
+scribble Labels layer, pick features in the table (scales x filters, 2D/3D), press
+*Live training*: the forest is trained and, while it stays on, every edit of the
+scribbles (and every change of the visible slice) updates the prediction of that
+slice. *Predict volume* segments the whole volume blockwise in a worker (progress,
+Cancel) and adds a segmentation, per-class probabilities and the uncertainty. Save
+the classifier, load it later and apply it to other layers (same channels, same
+voxel size). All computing is in :mod:`napari_corrtomo.core.classify`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import napari
+import numpy as np
+from napari.layers import Image, Labels
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core import backend as bk
+from ..core.classify import LiveTrainer, PixelClassifier, proba_to_labels, proba_uncertainty
+from ..core.features import FILTERS, ILASTIK_SIGMAS, FeatureSpec, FilterItem, TailoredFeatures
+from ._layers import LayerSelect, add_result, spatial_frame
+from ._runner import TaskRunner
+from ._table import TableView
+
+NAME = "classify"
+_MODES = ("off", "2D", "3D")
+
+
+class ClassifyWidget(QWidget):
+    """Dock widget: channels + scribbles -> features -> live training -> volume prediction."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.live: LiveTrainer | None = None
+        self.classifier: PixelClassifier | None = None
+        self._live_busy = False
+        self._live_pending = False
+        self._watched: Labels | None = None
+
+        # ---- inputs
+        self.channel_list = QListWidget()
+        self.channel_list.setMaximumHeight(90)
+        self.scribbles = LayerSelect(napari_viewer, (Labels,))
+        self.new_scribbles = QPushButton("New scribble layer")
+        self.new_scribbles.clicked.connect(self.create_scribble_layer)
+        row = QHBoxLayout()
+        row.addWidget(self.scribbles, 1)
+        row.addWidget(self.new_scribbles)
+        inputs = QFormLayout()
+        inputs.addRow("Channels:", self.channel_list)
+        inputs.addRow("Scribbles:", row)
+
+        # ---- features
+        self.feature_table = QTableWidget(len(FILTERS), len(ILASTIK_SIGMAS))
+        self.feature_table.setVerticalHeaderLabels(list(FILTERS.values()))
+        self.feature_table.setHorizontalHeaderLabels([f"{s:g}" for s in ILASTIK_SIGMAS])
+        for r, name in enumerate(FILTERS):
+            for c, s in enumerate(ILASTIK_SIGMAS):
+                box = QComboBox()
+                box.addItems(_MODES)
+                box.setCurrentText("3D" if (name == "gaussian" or s >= 0.7) else "off")
+                self.feature_table.setCellWidget(r, c, box)
+        self.feature_table.resizeColumnsToContents()
+        self.feature_table.setMinimumHeight(200)
+        self.differences = QCheckBox("Channel differences")
+        self.differences.setChecked(True)
+        self.tailored = QCheckBox("FIB tailored z features")
+        self.n_trees = QSpinBox()
+        self.n_trees.setRange(1, 1000)
+        self.n_trees.setValue(100)
+        feats = QVBoxLayout()
+        feats.addWidget(self.feature_table)
+        opts = QHBoxLayout()
+        opts.addWidget(self.differences)
+        opts.addWidget(self.tailored)
+        opts.addWidget(QLabel("Trees:"))
+        opts.addWidget(self.n_trees)
+        feats.addLayout(opts)
+        feat_box = QGroupBox("Features (scales in finest-voxel units)")
+        feat_box.setLayout(feats)
+
+        # ---- actions
+        self.train_button = QPushButton("Live training")
+        self.train_button.setCheckable(True)
+        self.train_button.toggled.connect(self._on_train_toggled)
+        self.predict_button = QPushButton("Predict volume")
+        self.predict_button.clicked.connect(self.predict_volume)
+        self.save_button = QPushButton("Save classifier ...")
+        self.save_button.clicked.connect(self._ask_save)
+        self.load_button = QPushButton("Load classifier ...")
+        self.load_button.clicked.connect(self._ask_load)
+        self.status = QLabel("Paint a few strokes per class, then press Live training.")
+        self.status.setWordWrap(True)
+        self.runner = TaskRunner()
+        self.importances = TableView()
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.train_button)
+        buttons.addWidget(self.predict_button)
+        files = QHBoxLayout()
+        files.addWidget(self.save_button)
+        files.addWidget(self.load_button)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(inputs)
+        layout.addWidget(feat_box)
+        layout.addLayout(buttons)
+        layout.addLayout(files)
+        layout.addWidget(self.runner)
+        layout.addWidget(self.status)
+        layout.addWidget(QLabel("Feature importance"))
+        layout.addWidget(self.importances)
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(200)
+        self._timer.timeout.connect(self._run_live)
+        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed,
+                      napari_viewer.layers.events.reordered):
+            event.connect(self.refresh_channels)
+        napari_viewer.dims.events.current_step.connect(self._schedule_live)
+        self.refresh_channels()
+
+    # ------------------------------------------------------------------ inputs
+
+    def refresh_channels(self, *_: Any) -> None:
+        checked = set(self.checked_channel_names())
+        self.channel_list.clear()
+        for layer in self.viewer.layers:
+            if isinstance(layer, Image) and layer.rgb is False:
+                item = QListWidgetItem(layer.name)
+                item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+                item.setCheckState(Qt.Checked if layer.name in checked else Qt.Unchecked)
+                self.channel_list.addItem(item)
+        if not checked and self.channel_list.count():
+            self.channel_list.item(0).setCheckState(Qt.Checked)
+
+    def checked_channel_names(self) -> list[str]:
+        return [self.channel_list.item(i).text() for i in range(self.channel_list.count())
+                if self.channel_list.item(i).checkState() == Qt.Checked]
+
+    def set_channels(self, names: list[str]) -> None:
+        for i in range(self.channel_list.count()):
+            item = self.channel_list.item(i)
+            item.setCheckState(Qt.Checked if item.text() in names else Qt.Unchecked)
+
+    def channel_layers(self) -> list[Image]:
+        names = self.checked_channel_names()
+        if not names:
+            raise ValueError("no channel chosen: tick at least one image layer under Channels")
+        layers = [self.viewer.layers[n] for n in names]
+        first = layers[0]
+        for layer in layers[1:]:
+            if _data(layer).shape != _data(first).shape:
+                raise ValueError(f"channels {first.name!r} {_data(first).shape} and {layer.name!r} "
+                                 f"{_data(layer).shape} differ in shape; choose matching layers")
+            if not np.allclose(layer.scale, first.scale):
+                raise ValueError(f"channels {first.name!r} and {layer.name!r} differ in voxel size")
+        return layers
+
+    def create_scribble_layer(self) -> Labels | None:
+        try:
+            first = self.channel_layers()[0]
+        except ValueError as exc:
+            show_error(str(exc))
+            return None
+        layer = self.viewer.add_labels(np.zeros(_data(first).shape, np.uint8),
+                                       name=f"{first.name} scribbles", scale=first.scale,
+                                       units=first.units, translate=first.translate)
+        layer.brush_size = 4
+        layer.mode = "paint"
+        self.scribbles.set_layer(layer)
+        return layer
+
+    def feature_spec(self) -> FeatureSpec:
+        items = []
+        for r, name in enumerate(FILTERS):
+            for c, s in enumerate(ILASTIK_SIGMAS):
+                mode = self.feature_table.cellWidget(r, c).currentText()
+                if mode != "off":
+                    items.append(FilterItem(name, s, mode.lower()))
+        if not items:
+            raise ValueError("no feature selected: choose 2D or 3D for at least one cell")
+        return FeatureSpec(tuple(items), self.differences.isChecked(),
+                           TailoredFeatures() if self.tailored.isChecked() else None)
+
+    def set_feature_spec(self, spec: FeatureSpec) -> None:
+        chosen = {(f.name, f.sigma): f.mode.upper() for f in spec.filters}
+        for r, name in enumerate(FILTERS):
+            for c, s in enumerate(ILASTIK_SIGMAS):
+                self.feature_table.cellWidget(r, c).setCurrentText(chosen.get((name, s), "off"))
+        self.differences.setChecked(spec.channel_differences)
+        self.tailored.setChecked(spec.tailored is not None)
+
+    def _inputs(self, lazy: bool = False):
+        layers = self.channel_layers()
+        arrays = [_data(layer) for layer in layers]
+        if lazy and any(bk.is_lazy(a) for a in arrays):
+            import dask.array as da
+
+            image = da.stack([da.asarray(a) for a in arrays])
+        else:
+            image = np.stack([np.asarray(a) for a in arrays])
+        nd = 3 if image.ndim - 1 >= 3 else 2
+        spacing, unit = spatial_frame(layers[0], nd)
+        return layers, image, spacing, unit
+
+    def _current_z(self, layer) -> int:
+        if layer.ndim < 3:
+            return 0
+        z = layer.world_to_data(self.viewer.dims.point)[-3]
+        return int(np.clip(np.round(z), 0, _data(layer).shape[-3] - 1))
+
+    # ------------------------------------------------------------------ training
+
+    def _set_live(self, on: bool) -> None:
+        """Show the live-training state on the button without re-triggering it."""
+        self.train_button.blockSignals(True)
+        self.train_button.setChecked(on)
+        self.train_button.blockSignals(False)
+
+    def _on_train_toggled(self, on: bool) -> None:
+        if on:
+            # stays off until the first training succeeded (a refused one leaves it off)
+            self._set_live(False)
+            self.start_training()
+        else:
+            self._unwatch()
+            self.status.setText("Live training off.")
+
+    def start_training(self) -> None:
+        """Build the trainer and fit on the current scribbles (in a worker)."""
+        try:
+            layers, image, spacing, unit = self._inputs()
+            labels_layer = self.scribbles.layer(required="scribble Labels layer")
+            spec = self.feature_spec()
+        except ValueError as exc:
+            show_error(str(exc))
+            return
+        labels = np.asarray(labels_layer.data).copy()
+        names = [layer.name for layer in layers]
+        nd = labels.ndim
+        z = self._current_z(labels_layer)
+        n_trees = self.n_trees.value()
+
+        def job(progress=None):
+            live = LiveTrainer(image, spec, spacing, unit, names, spatial_ndim=nd,
+                               n_trees=n_trees)
+            live.train(labels)
+            return live, z, live.predict_slice(z)
+
+        self.runner.start(job, on_result=self._trained, label="Training")
+
+    def _trained(self, result) -> None:
+        live, z, proba = result
+        self._set_live(True)
+        self.live = live
+        self.classifier = live.classifier
+        self._show_slice(z, proba)
+        self._show_importances()
+        self._watch(self.scribbles.layer())
+        self.status.setText(
+            f"Trained on {self.classifier.n_samples_} labelled voxels, "
+            f"{self.classifier.n_features} features. Paint to refine; the visible slice updates."
+        )
+
+    def _watch(self, layer: Labels | None) -> None:
+        self._unwatch()
+        if layer is None:
+            return
+        self._watched = layer
+        layer.events.paint.connect(self._schedule_live)
+        layer.events.data.connect(self._schedule_live)
+
+    def _unwatch(self) -> None:
+        if self._watched is not None:
+            for ev in (self._watched.events.paint, self._watched.events.data):
+                ev.disconnect(self._schedule_live)
+        self._watched = None
+
+    def _schedule_live(self, *_: Any) -> None:
+        if self.train_button.isChecked() and self.live is not None and self._watched is not None:
+            self._timer.start()
+
+    def _run_live(self) -> None:
+        """Retrain on the scribbles and predict the visible slice (one update at a time)."""
+        if self.live is None or self._watched is None:
+            return
+        if self._live_busy:
+            self._live_pending = True
+            return
+        labels = np.asarray(self._watched.data).copy()
+        z = self._current_z(self._watched)
+        live = self.live
+        self._live_busy = True
+        self._live_pending = False
+
+        def step():
+            live.train(labels)
+            return z, live.predict_slice(z)
+
+        worker = create_worker(step, _ignore_errors=True)
+        worker.returned.connect(lambda res: self._show_slice(*res))
+        worker.errored.connect(lambda exc: self.status.setText(f"Live update skipped: {exc}"))
+        worker.finished.connect(self._live_done)
+        worker.start()
+        self._live_worker = worker
+
+    def _live_done(self) -> None:
+        self._live_busy = False
+        if self._live_pending:
+            self._run_live()
+
+    def _show_slice(self, z: int, proba: np.ndarray) -> None:
+        labels_layer = self.scribbles.layer()
+        if labels_layer is None or self.classifier is None:
+            return
+        shape = _data(labels_layer).shape
+        name = f"{labels_layer.name} live prediction"
+        seg = self.classifier.classes_[np.argmax(proba, axis=0)]
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        if layer is None or layer.data.shape != shape:
+            layer = add_result(self.viewer, np.zeros(shape, self.classifier.classes_.dtype),
+                               name=name, layer_type="labels", created_by=NAME,
+                               scale=tuple(labels_layer.scale), unit=_unit(labels_layer),
+                               opacity=0.5)
+        if len(shape) == 3:
+            layer.data[z] = seg
+        else:
+            layer.data[...] = seg
+        layer.refresh()
+        self.live_z = z
+
+    def _show_importances(self) -> None:
+        if self.classifier is not None:
+            self.importances.set_frame(self.classifier.feature_importances.head(25))
+
+    # ------------------------------------------------------------------ prediction
+
+    def predict_volume(self) -> None:
+        """Segment the chosen channels with the current classifier (worker, progress, cancel)."""
+        try:
+            if self.classifier is None or not self.classifier.fitted:
+                raise ValueError("no classifier yet: train one (Live training) or load one")
+            layers, image, spacing, unit = self._inputs(lazy=True)
+        except ValueError as exc:
+            show_error(str(exc))
+            return
+        clf = self.classifier
+
+        def job(progress=None):
+            proba = clf.predict_proba(image, spacing, unit, progress=progress)
+            if bk.is_lazy(proba):
+                proba = bk.compute(proba, progress=progress)
+            proba = np.asarray(proba)
+            return proba, proba_to_labels(proba, clf.classes_), proba_uncertainty(proba)
+
+        self.runner.start(job, on_result=lambda res: self._add_outputs(layers[0], *res),
+                          label="Predicting volume")
+
+    def _add_outputs(self, ref: Image, proba, seg, unc) -> None:
+        scale, unit = tuple(ref.scale), _unit(ref)
+        kw = dict(created_by=NAME, scale=scale, unit=unit, translate=tuple(ref.translate))
+        add_result(self.viewer, seg, name=f"{ref.name} segmentation", layer_type="labels", **kw)
+        for k, c in enumerate(self.classifier.classes_):
+            add_result(self.viewer, proba[k], name=f"{ref.name} probability {int(c)}",
+                       layer_type="image", colormap="magma", contrast_limits=(0.0, 1.0),
+                       visible=False, **kw)
+        add_result(self.viewer, unc, name=f"{ref.name} uncertainty", layer_type="image",
+                   colormap="inferno", contrast_limits=(0.0, 1.0), visible=False, **kw)
+        self.status.setText(f"Segmented {ref.name}: {len(self.classifier.classes_)} classes.")
+
+    # ------------------------------------------------------------------ files
+
+    def save_classifier(self, path: str) -> None:
+        if self.classifier is None or not self.classifier.fitted:
+            raise ValueError("no trained classifier to save")
+        self.classifier.save(path)
+        self.status.setText(f"Saved classifier to {path}")
+
+    def load_classifier(self, path: str) -> PixelClassifier:
+        clf = PixelClassifier.load(path)
+        self.train_button.setChecked(False)
+        self.live = None
+        self.classifier = clf
+        self.set_feature_spec(clf.features)
+        self.n_trees.setValue(clf.n_trees)
+        self._show_importances()
+        self.status.setText(
+            f"Loaded classifier: channels {', '.join(clf.channel_names)}, classes "
+            f"{', '.join(str(int(c)) for c in clf.classes_)}, voxel {clf.spacing} {clf.unit}. "
+            "Tick the channels to apply it to and press Predict volume."
+        )
+        return clf
+
+    def _ask_save(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save classifier", "classifier.corrclf.npz",
+                                              "Classifier (*.npz)")
+        if path:
+            try:
+                self.save_classifier(path)
+            except (ValueError, OSError) as exc:
+                show_error(str(exc))
+
+    def _ask_load(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load classifier", "", "Classifier (*.npz)")
+        if path:
+            try:
+                self.load_classifier(path)
+            except ValueError as exc:
+                show_error(str(exc))
+            else:
+                show_info(f"Loaded {path}")
+
+
+def _data(layer) -> Any:
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def _unit(layer) -> str:
+    from ..core.units import normalize_unit
+
+    return normalize_unit(str(list(layer.units)[-1]))

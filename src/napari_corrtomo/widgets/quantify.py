@@ -1,0 +1,327 @@
+"""The "Quantify" dock widget: measure a segmentation in physical units.
+
+Thin layer over :func:`napari_corrtomo.core.quantify.quantify`: pick the label
+layer and which label is the measured phase / the matrix / the outside medium,
+tick measures (one checkbox per registered measure, so new measures appear by
+registering them in the core), run in a worker with progress and Cancel, and get
+
+- result layers (local-thickness maps, particles with their table as layer
+  features plus images coloured by ESD / porosity, closed and inner pores);
+- plots (size distributions with log-normal fits, correlation functions,
+  volume-fraction profile, proxigram) savable as PNG;
+- tables (summary and every measure's table) exportable as CSV.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import napari
+import numpy as np
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.io import write_table
+from ..core.quantify import MEASURES, QuantifyResult, QuantifySettings, quantify
+from ._layers import LayerSelect, add_result, spatial_frame
+from ._plot import PlotCanvas
+from ._runner import TaskRunner
+from ._table import TableView
+
+CREATED_BY = "quantify"
+#: transport-axis choices of the widget -> ``QuantifySettings.transport_axes``
+TRANSPORT_AXES = {"all (z, y, x)": None, "z": (0,), "y": (1,), "x": (2,)}
+
+
+class QuantifyWidget(QWidget):
+    """Dock widget: porosity, pore/particle sizes, surfaces, correlations, proxigrams."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.result: QuantifyResult | None = None
+        self._source = None
+
+        # ---- inputs
+        self.labels_select = LayerSelect(self.viewer, (napari.layers.Labels,))
+        self.labels_select.currentTextChanged.connect(self._labels_changed)
+        self.phase = QSpinBox()
+        self.phase.setRange(0, 2**31 - 1)
+        self.phase.setValue(1)
+        self.phase.setToolTip("label value of the phase to measure (e.g. the pores)")
+        self.matrix = QSpinBox()
+        self.matrix.setRange(-1, 2**31 - 1)
+        self.matrix.setValue(-1)
+        self.matrix.setSpecialValueText("none")
+        self.matrix.setToolTip("label of the other phase of the sample (e.g. the solid); "
+                               "needed for per-particle porosity, inner pores, profiles")
+        self.outside = QLineEdit()
+        self.outside.setPlaceholderText("e.g. 0, 1")
+        self.outside.setToolTip("labels of the surrounding medium (air, resin): pores touching "
+                                "it are open")
+        self.intensity_select = LayerSelect(self.viewer, (napari.layers.Image,), allow_none=True)
+        self.intensity_select.setToolTip("reconstruction for the proxigram")
+        inputs = QFormLayout()
+        inputs.addRow("Segmentation", self.labels_select)
+        inputs.addRow("Phase label", self.phase)
+        inputs.addRow("Matrix label", self.matrix)
+        inputs.addRow("Outside labels", self.outside)
+        inputs.addRow("Intensity", self.intensity_select)
+
+        # ---- measures: one checkbox per registered measure
+        self.checks: dict[str, QCheckBox] = {}
+        box = QGroupBox("Measures")
+        col = QVBoxLayout(box)
+        for key, spec in MEASURES.items():
+            cb = QCheckBox(spec.title)
+            cb.setChecked(spec.default and not spec.needs_intensity)
+            cb.setObjectName(f"measure_{key}")
+            self.checks[key] = cb
+            col.addWidget(cb)
+
+        # ---- parameters (0 = automatic)
+        self.radius = self._length_box("rolling-ball radius for inner pores (0 = 2 voxels)")
+        self.max_distance = self._length_box("range of S2 / lineal path (0 = 1/4 of the extent)")
+        self.prox_distance = self._length_box("proxigram half-width (0 = 8 voxels)")
+        self.bin_width = self._length_box("histogram / profile bin width (0 = one voxel)")
+        self.transport_axis = QComboBox()
+        self.transport_axis.addItems(list(TRANSPORT_AXES))
+        self.transport_axis.setToolTip("flux / path direction(s) of the tortuosity factor, "
+                                       "geodesic tortuosity and constrictivity")
+        self.depths = QLineEdit()
+        self.depths.setPlaceholderText("auto: 1/8, 1/4, 3/8, 1/2 of the length")
+        self.depths.setToolTip("depths of the geodesic tortuosity, in the layer's unit, "
+                               "separated by commas")
+        params = QFormLayout()
+        params.addRow("Ball radius", self.radius)
+        params.addRow("Correlation range", self.max_distance)
+        params.addRow("Proxigram range", self.prox_distance)
+        params.addRow("Bin width", self.bin_width)
+        params.addRow("Transport axis", self.transport_axis)
+        params.addRow("Geodesic depths", self.depths)
+        pbox = QGroupBox("Parameters (physical units, 0 = automatic)")
+        pbox.setLayout(params)
+
+        self.run_button = QPushButton("Quantify")
+        self.run_button.clicked.connect(self.run)
+        self.runner = TaskRunner()
+
+        # ---- results
+        self.plot_select = QComboBox()
+        self.plot_select.currentTextChanged.connect(self._draw)
+        self.plot = PlotCanvas(height_in=2.8)
+        self.table_select = QComboBox()
+        self.table_select.currentTextChanged.connect(self._show_table)
+        self.table = TableView()
+        self.export_all_button = QPushButton("Export all tables (CSV) ...")
+        self.export_all_button.setEnabled(False)
+        self.export_all_button.clicked.connect(self._ask_export_all)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(inputs)
+        layout.addWidget(box)
+        layout.addWidget(pbox)
+        layout.addWidget(self.run_button)
+        layout.addWidget(self.runner)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Plot"))
+        row.addWidget(self.plot_select, 1)
+        layout.addLayout(row)
+        layout.addWidget(self.plot)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Table"))
+        row.addWidget(self.table_select, 1)
+        layout.addLayout(row)
+        layout.addWidget(self.table)
+        layout.addWidget(self.export_all_button)
+        layout.addStretch(1)
+        self._labels_changed()
+
+    # ------------------------------------------------------------------ inputs
+
+    def _length_box(self, tip: str) -> QDoubleSpinBox:
+        box = QDoubleSpinBox()
+        box.setDecimals(4)
+        box.setRange(0.0, 1e9)
+        box.setSpecialValueText("auto")
+        box.setToolTip(tip)
+        return box
+
+    def _labels_changed(self, *_: Any) -> None:
+        layer = self.labels_select.layer()
+        if layer is None:
+            return
+        try:
+            _, unit = spatial_frame(layer, 3 if layer.ndim >= 3 else layer.ndim)
+        except ValueError:
+            unit = ""
+        for box in (self.radius, self.max_distance, self.prox_distance, self.bin_width):
+            box.setSuffix(f" {unit}" if unit and unit != "pixel" else "")
+
+    def settings(self) -> QuantifySettings:
+        text = self.outside.text().replace(";", ",").replace(" ", ",")
+        try:
+            outside = tuple(int(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise ValueError(
+                f"outside labels must be integers separated by commas, got {text!r}") from None
+        text = self.depths.text().replace(";", ",").replace(" ", ",")
+        try:
+            depths = tuple(float(v) for v in text.split(",") if v.strip()) or None
+        except ValueError:
+            raise ValueError(
+                f"geodesic depths must be numbers separated by commas, got {text!r}") from None
+        return QuantifySettings(
+            phase=int(self.phase.value()),
+            matrix=None if self.matrix.value() < 0 else int(self.matrix.value()),
+            outside=outside,
+            radius=self.radius.value() or None,
+            max_distance=self.max_distance.value() or None,
+            proxigram_distance=self.prox_distance.value() or None,
+            bin_width=self.bin_width.value() or None,
+            transport_axes=TRANSPORT_AXES[self.transport_axis.currentText()],
+            depths=depths,
+        )
+
+    def chosen_measures(self) -> list[str]:
+        return [k for k, cb in self.checks.items() if cb.isChecked()]
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> None:
+        """Validate the inputs in the GUI thread and start the measurement in a worker."""
+        try:
+            layer = self.labels_select.layer(required="segmentation")
+            if layer.ndim < 3:
+                raise ValueError(f"layer {layer.name!r} is {layer.ndim}D; quantification needs a "
+                                 "3D (z, y, x) label volume")
+            spacing, unit = spatial_frame(layer, 3)
+            settings = self.settings()
+            measures = self.chosen_measures()
+            if not measures:
+                raise ValueError("tick at least one measure")
+            intensity = None
+            needs = [MEASURES[m].title for m in measures if MEASURES[m].needs_intensity]
+            image = self.intensity_select.layer()
+            if needs:
+                if image is None:
+                    raise ValueError(f"{needs[0]} needs an intensity image; choose one")
+                intensity = image.data
+            labels = layer.data
+            if labels.ndim != 3:
+                raise ValueError(f"layer {layer.name!r} has {labels.ndim} dims; choose a 3D volume")
+            if intensity is not None and tuple(intensity.shape) != tuple(labels.shape):
+                raise ValueError(f"intensity {tuple(intensity.shape)} and segmentation "
+                                 f"{tuple(labels.shape)} have different shapes")
+        except ValueError as exc:
+            show_error(str(exc))
+            return
+        self._source = layer
+        self.runner.start(_compute, labels, spacing, unit, measures, settings, intensity,
+                          on_result=self._on_result, label="Quantify")
+
+    # ------------------------------------------------------------------ results
+
+    def _on_result(self, result: QuantifyResult) -> None:
+        self.result = result
+        layer = self._source
+        base = layer.name if layer is not None else "quantify"
+        translate = tuple(layer.translate[-3:]) if layer is not None else None
+        for name, arr in result.arrays.items():
+            kwargs: dict[str, Any] = {}
+            if arr.kind == "image":
+                finite = arr.data[arr.data > 0]
+                top = float(finite.max()) if finite.size else 1.0
+                kwargs.update(colormap=arr.colormap or "viridis", contrast_limits=(0.0, top),
+                              blending="additive")
+            elif arr.features is not None:
+                feats = arr.features.copy()
+                feats.insert(0, "index", feats["label"].to_numpy())
+                kwargs["features"] = feats
+            add_result(self.viewer, arr.data, name=f"{base} {name}", layer_type=arr.kind,
+                       created_by=CREATED_BY, scale=result.spacing, unit=result.unit,
+                       translate=translate, metadata={"description": arr.description}, **kwargs)
+        self.plot_select.blockSignals(True)
+        self.plot_select.clear()
+        self.plot_select.addItems(list(result.distributions) + list(result.curves))
+        self.plot_select.blockSignals(False)
+        self.table_select.blockSignals(True)
+        self.table_select.clear()
+        self.table_select.addItems(list(result.all_tables()))
+        self.table_select.blockSignals(False)
+        self.export_all_button.setEnabled(True)
+        self._draw(self.plot_select.currentText())
+        self._show_table(self.table_select.currentText())
+        for note in result.notes:
+            self.runner.status.setText(self.runner.status.text() + f"\nNote: {note}")
+
+    def _show_table(self, name: str) -> None:
+        if self.result is None or not name:
+            return
+        self.table.set_frame(self.result.all_tables()[name])
+
+    def _draw(self, name: str) -> None:
+        r = self.result
+        if r is None or not name:
+            return
+        ax = self.plot.axes()
+        if name in r.distributions:
+            d = r.distributions[name]
+            widths = np.diff(d.edges)
+            ax.bar(d.centers, d.fraction, width=widths, color="0.65", edgecolor="0.4",
+                   linewidth=0.3, label=f"mean {d.mean:.3g} ± {d.std:.3g} {d.unit}")
+            if d.fit is not None:
+                xs = np.linspace(max(d.edges[0], 1e-9), d.edges[-1], 400)
+                ax.plot(xs, d.fit.density(xs) * widths.mean(), "r-",
+                        label=f"log-normal fit, mode {d.fit.mode:.3g} {d.unit}")
+            ax.set_xlabel(f"size ({d.unit})" if d.unit != "fraction" else "porosity")
+            ax.set_ylabel("fraction")
+        else:
+            c = r.curves[name]
+            for label, ys in c.ys.items():
+                ax.plot(c.x, ys, label=label)
+            if name == "proxigram" and r.proxigram is not None:
+                p = r.proxigram
+                for level in (0.25, 0.75):
+                    ax.axhline(level, ls=":", c="orange", lw=0.8)
+                ax.plot([p.x25, p.x75], [0.25, 0.75], "o", c="C3",
+                        label=f"dx {p.dx:.3g} {p.unit}, slope {p.slope:.3g} 1/{p.unit}")
+            ax.set_xlabel(c.xlabel)
+            ax.set_ylabel(c.ylabel)
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=7)
+        self.plot.draw()
+
+    def export_all(self, folder: str) -> list:
+        """Write every table as ``<folder>/<name>.csv``."""
+        if self.result is None:
+            raise ValueError("nothing to export yet; run Quantify first")
+        return [write_table(f"{folder}/{name}.csv", frame)
+                for name, frame in self.result.all_tables().items()]
+
+    def _ask_export_all(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export all tables to folder")
+        if folder:
+            self.export_all(folder)
+
+
+def _compute(labels, spacing, unit, measures, settings, intensity, progress=None):
+    """Worker body: materialise lazy layer data, then run the core pipeline."""
+    labels = np.asarray(labels)
+    intensity = None if intensity is None else np.asarray(intensity)
+    return quantify(labels, spacing, unit, measures=measures, settings=settings,
+                    intensity=intensity, progress=progress)

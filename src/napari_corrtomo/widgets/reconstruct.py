@@ -1,0 +1,512 @@
+"""Dock widget "Reconstruct": projections -> geometry -> preprocessing -> FBP/FDK/SIRT/CGLS.
+
+Thin by design: it builds a :class:`~napari_corrtomo.core.recon.Geometry` from the
+form, runs :mod:`napari_corrtomo.core.recon` in a worker (progress, Cancel) and
+writes new layers with the voxel size and unit of the geometry. The FSC action
+reconstructs the even/odd halves and plots the curve with both thresholds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import napari
+import numpy as np
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core import recon
+from ._layers import LayerSelect, add_result
+from ._plot import PlotCanvas
+from ._runner import TaskRunner
+
+CREATED_BY = "reconstruct"
+UNITS = ("pixel", "nm", "um", "mm")
+METHOD_LABELS = {"analytic": "FBP / FDK (analytic)", "sirt": "SIRT", "cgls": "CGLS"}
+
+
+def _spin(lo: float, hi: float, value: float, decimals: int = 3, step: float = 1.0,
+          suffix: str = "") -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(lo, hi)
+    box.setDecimals(decimals)
+    box.setSingleStep(step)
+    box.setValue(value)
+    if suffix:
+        box.setSuffix(suffix)
+    return box
+
+
+def _ispin(lo: int, hi: int, value: int) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(lo, hi)
+    box.setValue(value)
+    return box
+
+
+def _pipeline(data: np.ndarray, flats: Any, darks: Any, options: dict[str, Any],
+              geometry: recon.Geometry, progress=None) -> tuple[np.ndarray, recon.Geometry]:
+    """The chosen preprocessing steps, all from the core; returns line integrals and the
+    geometry (with tilt-series shifts when aligning)."""
+    lines = recon.prepare(data, flats=flats, darks=darks, log=options["log"],
+                          outlier_threshold=options["outliers"], ring_size=options["rings"])
+    if options["align"]:
+        _, shifts = recon.align_tilt_series(lines, geometry.angles_deg, progress=progress)
+        geometry = geometry.with_shifts(shifts)  # absolute: includes the tilt-axis offset
+    return lines, geometry
+
+
+class ReconstructWidget(QWidget):
+    """Reconstruct a projection stack (angle, row, col) into a volume (z, y, x)."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self._angle_list: np.ndarray | None = None
+        self.last_fsc: recon.FSCResult | None = None
+        layout = QVBoxLayout(self)
+
+        # ------------------------------------------------------------- input
+        self.projections = LayerSelect(napari_viewer, (napari.layers.Image,))
+        self.projections.currentTextChanged.connect(self._on_layer_changed)
+        top = QFormLayout()
+        top.addRow("Projections (angle, row, col)", self.projections)
+        layout.addLayout(top)
+
+        # ------------------------------------------------------------- geometry
+        box = QGroupBox("Geometry")
+        form = QFormLayout(box)
+        self.kind = QComboBox()
+        self.kind.addItems(list(recon.KINDS))
+        self.kind.currentTextChanged.connect(self._update_enabled)
+        form.addRow("Kind", self.kind)
+        self.angle_start = _spin(-3600, 3600, 0.0, 3, 1.0, " deg")
+        self.angle_stop = _spin(-3600, 3600, 180.0, 3, 1.0, " deg")
+        self.endpoint = QCheckBox("last angle = stop")
+        row = QHBoxLayout()
+        for w in (self.angle_start, QLabel("to"), self.angle_stop, self.endpoint):
+            row.addWidget(w)
+        form.addRow("Angles", row)
+        self.angle_info = QLabel("")
+        self.angles_file = QPushButton("Angles from file ...")
+        self.angles_file.clicked.connect(self._ask_angles)
+        row = QHBoxLayout()
+        row.addWidget(self.angles_file)
+        row.addWidget(self.angle_info, 1)
+        form.addRow("", row)
+        self.cone_beam = QCheckBox("cone beam (laminography)")
+        self.cone_beam.toggled.connect(self._update_enabled)
+        form.addRow("", self.cone_beam)
+        self.source_origin = _spin(0.0, 1e9, 100.0, 3, 10.0)
+        self.origin_detector = _spin(0.0, 1e9, 100.0, 3, 10.0)
+        form.addRow("Source-axis distance", self.source_origin)
+        form.addRow("Axis-detector distance", self.origin_detector)
+        self.tilt = _spin(-90.0, 180.0, 30.0, 3, 1.0, " deg")
+        form.addRow("Laminography tilt", self.tilt)
+        self.pixel_size = _spin(1e-6, 1e9, 1.0, 5, 0.1)
+        self.unit = QComboBox()
+        self.unit.addItems(list(UNITS))
+        row = QHBoxLayout()
+        row.addWidget(self.pixel_size, 1)
+        row.addWidget(self.unit)
+        form.addRow("Detector pixel size", row)
+        self.center = _spin(-1e4, 1e4, 0.0, 3, 0.1, " px")
+        self.find_button = QPushButton("Find centre")
+        self.find_button.clicked.connect(self.find_center)
+        row = QHBoxLayout()
+        row.addWidget(self.center, 1)
+        row.addWidget(self.find_button)
+        form.addRow("Rotation-axis offset", row)
+        self.load_json = QPushButton("Load geometry JSON ...")
+        self.save_json = QPushButton("Save geometry JSON ...")
+        self.load_json.clicked.connect(self._ask_load)
+        self.save_json.clicked.connect(self._ask_save)
+        row = QHBoxLayout()
+        row.addWidget(self.load_json)
+        row.addWidget(self.save_json)
+        form.addRow(row)
+        layout.addWidget(box)
+
+        # ------------------------------------------------------------- preprocessing
+        box = QGroupBox("Preprocessing")
+        form = QFormLayout(box)
+        self.flats = LayerSelect(napari_viewer, (napari.layers.Image,), allow_none=True)
+        self.darks = LayerSelect(napari_viewer, (napari.layers.Image,), allow_none=True)
+        self.flats.currentTextChanged.connect(lambda t: self.log.setChecked(bool(t)))
+        form.addRow("Flat fields", self.flats)
+        form.addRow("Dark fields", self.darks)
+        self.log = QCheckBox("-log (counts -> line integrals)")
+        form.addRow(self.log)
+        self.outliers = QCheckBox("remove zingers, threshold")
+        self.outlier_threshold = _spin(1.0, 100.0, 5.0, 1, 0.5, " sigma")
+        row = QHBoxLayout()
+        row.addWidget(self.outliers)
+        row.addWidget(self.outlier_threshold)
+        form.addRow(row)
+        self.rings = QCheckBox("suppress rings, window")
+        self.ring_size = _ispin(3, 101, 5)
+        row = QHBoxLayout()
+        row.addWidget(self.rings)
+        row.addWidget(self.ring_size)
+        form.addRow(row)
+        self.align = QCheckBox("align tilt series (cross-correlation + centre of mass)")
+        form.addRow(self.align)
+        layout.addWidget(box)
+
+        # ------------------------------------------------------------- reconstruction
+        box = QGroupBox("Reconstruction")
+        form = QFormLayout(box)
+        self.method = QComboBox()
+        for key, label in METHOD_LABELS.items():
+            self.method.addItem(label, key)
+        self.method.currentIndexChanged.connect(self._update_enabled)
+        form.addRow("Method", self.method)
+        self.iterations = _ispin(1, 100000, 100)
+        form.addRow("Iterations", self.iterations)
+        self.nonneg = QCheckBox("non-negative (SIRT)")
+        form.addRow(self.nonneg)
+        self.shape = [_ispin(1, 100000, 64) for _ in range(3)]
+        row = QHBoxLayout()
+        for label, w in zip("zyx", self.shape, strict=True):
+            row.addWidget(QLabel(label))
+            row.addWidget(w)
+        form.addRow("Volume (voxels)", row)
+        self.voxel_label = QLabel("")
+        form.addRow("Voxel size", self.voxel_label)
+        self.slice_index = _ispin(0, 100000, 0)
+        self.preview_button = QPushButton("Preview slice")
+        self.preview_button.clicked.connect(self.preview)
+        row = QHBoxLayout()
+        row.addWidget(self.slice_index)
+        row.addWidget(self.preview_button)
+        form.addRow("Slice", row)
+        self.run_button = QPushButton("Reconstruct")
+        self.run_button.clicked.connect(self.run)
+        self.fsc_button = QPushButton("FSC (even/odd halves)")
+        self.fsc_button.clicked.connect(self.run_fsc)
+        row = QHBoxLayout()
+        row.addWidget(self.run_button)
+        row.addWidget(self.fsc_button)
+        form.addRow(row)
+        layout.addWidget(box)
+
+        self.runner = TaskRunner()
+        layout.addWidget(self.runner)
+        self.plot = PlotCanvas()
+        layout.addWidget(self.plot)
+        self.result = QLabel("")
+        self.result.setWordWrap(True)
+        layout.addWidget(self.result)
+        layout.addStretch(1)
+        for w in (self.pixel_size, self.source_origin, self.origin_detector):
+            w.valueChanged.connect(self._update_voxel)
+        self._on_layer_changed()
+        self._update_enabled()
+
+    # ================================================================ form <-> geometry
+
+    def _update_enabled(self, *_: Any) -> None:
+        kind = self.kind.currentText()
+        cone = kind == "cone" or (kind == "laminography" and self.cone_beam.isChecked())
+        self.cone_beam.setEnabled(kind == "laminography")
+        self.source_origin.setEnabled(cone)
+        self.origin_detector.setEnabled(cone)
+        self.tilt.setEnabled(kind == "laminography")
+        self.align.setEnabled(kind == "tilt_series")
+        iterative = self.method.currentData() in ("sirt", "cgls")
+        self.iterations.setEnabled(iterative)
+        self.nonneg.setEnabled(self.method.currentData() == "sirt")
+        self._update_voxel()
+
+    def _update_voxel(self, *_: Any) -> None:
+        try:
+            g = self.geometry(quiet=True)
+        except ValueError:
+            self.voxel_label.setText("(geometry incomplete)")
+            return
+        if g is not None:
+            self.voxel_label.setText(f"{g.default_voxel_size:.5g} {g.unit} (pixel at the axis)")
+
+    def _layer_data(self) -> Any:
+        layer = self.projections.layer(required="projection layer")
+        data = layer.data[0] if layer.multiscale else layer.data
+        if data.ndim != 3:
+            raise ValueError(
+                f"layer {layer.name!r} is {data.ndim}D; projections must be a 3D stack "
+                "(angle, row, col)"
+            )
+        return layer, data
+
+    def geometry(self, quiet: bool = False) -> recon.Geometry | None:
+        """The geometry described by the form for the chosen projection layer."""
+        layer = self.projections.layer()
+        if layer is None:
+            if quiet:
+                return None
+            raise ValueError("no projection layer chosen: add or open a projection stack first")
+        shape = layer.data[0].shape if layer.multiscale else layer.data.shape
+        if len(shape) != 3:
+            if quiet:
+                return None
+            raise ValueError(f"layer {layer.name!r} is {len(shape)}D; projections must be "
+                             "(angle, row, col)")
+        n = shape[0]
+        if self._angle_list is not None and len(self._angle_list) == n:
+            angles = self._angle_list
+        else:
+            angles = np.linspace(self.angle_start.value(), self.angle_stop.value(), n,
+                                 endpoint=self.endpoint.isChecked())
+        kind = self.kind.currentText()
+        common = dict(unit=self.unit.currentText(), shifts=(0.0, self.center.value()))
+        det = shape[1:]
+        ps = self.pixel_size.value()
+        if kind == "parallel":
+            return recon.Geometry.parallel(angles, det, ps, **common)
+        if kind == "tilt_series":
+            return recon.Geometry.tilt_series(angles, det, ps, **common)
+        if kind == "cone":
+            return recon.Geometry.cone(angles, det, self.source_origin.value(),
+                                       self.origin_detector.value(), ps, **common)
+        so = od = None
+        if self.cone_beam.isChecked():
+            so, od = self.source_origin.value(), self.origin_detector.value()
+        return recon.Geometry.laminography(angles, det, self.tilt.value(), ps, so, od, **common)
+
+    def set_geometry(self, geometry: recon.Geometry) -> None:
+        """Fill the form from a geometry (JSON file or layer metadata)."""
+        self.kind.setCurrentText(geometry.kind)
+        a = geometry.angles_deg
+        step = np.diff(a)
+        uniform = a.size > 1 and np.allclose(step, step[0], atol=1e-6)
+        self._angle_list = None if uniform else np.array(a)
+        if uniform:
+            self.angle_start.setValue(float(a[0]))
+            self.angle_stop.setValue(float(a[0] + step[0] * a.size))
+            self.endpoint.setChecked(False)
+            self.angle_info.setText("")
+        else:
+            self.angle_info.setText(f"{a.size} angles from a list")
+        self.pixel_size.setValue(geometry.pixel_size)
+        self.unit.setCurrentText(geometry.unit if geometry.unit in UNITS else "pixel")
+        if geometry.is_cone:
+            self.source_origin.setValue(geometry.source_origin)
+            self.origin_detector.setValue(geometry.origin_detector)
+        self.cone_beam.setChecked(geometry.kind == "laminography" and geometry.is_cone)
+        if geometry.tilt_deg is not None:
+            self.tilt.setValue(geometry.tilt_deg)
+        self.center.setValue(float(np.mean(geometry.shifts[:, 1])))
+        self._update_enabled()
+
+    def _on_layer_changed(self, *_: Any) -> None:
+        layer = self.projections.layer()
+        if layer is None:
+            return
+        shape = layer.data[0].shape if layer.multiscale else layer.data.shape
+        meta = layer.metadata.get("geometry")
+        if isinstance(meta, dict):
+            try:
+                self.set_geometry(recon.Geometry.from_dict(meta))
+            except ValueError as exc:
+                show_error(f"geometry in the layer metadata is unusable: {exc}")
+        if len(shape) == 3:
+            try:
+                g = self.geometry(quiet=True)
+            except ValueError:
+                g = None
+            vol = g.default_volume_shape() if g is not None else (shape[1], shape[2], shape[2])
+            truth = layer.metadata.get("truth", {})
+            if isinstance(truth, dict) and "volume_shape" in truth:
+                vol = tuple(truth["volume_shape"])
+            for box, n in zip(self.shape, vol, strict=True):
+                box.setValue(int(n))
+            axis = 1 if self.kind.currentText() == "tilt_series" else 0
+            self.slice_index.setValue(int(vol[axis]) // 2)
+        self._update_voxel()
+
+    def load_geometry(self, path: str) -> recon.Geometry:
+        g = recon.Geometry.load(path)
+        self.set_geometry(g)
+        return g
+
+    def save_geometry(self, path: str) -> None:
+        self.geometry().save(path)
+
+    def _ask_load(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load geometry", "", "JSON (*.json)")
+        if path:
+            try:
+                self.load_geometry(path)
+            except ValueError as exc:
+                show_error(str(exc))
+
+    def _ask_save(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save geometry", "geometry.json",
+                                              "JSON (*.json)")
+        if path:
+            try:
+                self.save_geometry(path)
+            except ValueError as exc:
+                show_error(str(exc))
+
+    def load_angles(self, path: str) -> np.ndarray:
+        """One angle (degrees) per line, or a .npy array."""
+        try:
+            angles = np.load(path) if str(path).endswith(".npy") else np.loadtxt(path, ndmin=1,
+                                                                                  delimiter=None)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read angles from {path}: {exc}") from None
+        angles = np.asarray(angles, float).ravel()
+        self._angle_list = angles
+        self.angle_info.setText(f"{angles.size} angles from {str(path).split('/')[-1]}")
+        return angles
+
+    def _ask_angles(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Angles (degrees)", "",
+                                              "Text or NumPy (*.txt *.csv *.npy)")
+        if path:
+            try:
+                self.load_angles(path)
+            except ValueError as exc:
+                show_error(str(exc))
+
+    # ================================================================ actions
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "log": self.log.isChecked(),
+            "outliers": self.outlier_threshold.value() if self.outliers.isChecked() else None,
+            "rings": self.ring_size.value() if self.rings.isChecked() else None,
+            "align": self.align.isChecked() and self.kind.currentText() == "tilt_series",
+        }
+
+    def _inputs(self) -> dict[str, Any]:
+        """Everything a worker needs, read in the GUI thread (raises ValueError)."""
+        layer, data = self._layer_data()
+        geometry = self.geometry()
+        flats = self.flats.layer()
+        darks = self.darks.layer()
+        method = self.method.currentData()
+        if method == "analytic":
+            method = recon.method_for(geometry)
+        return {
+            "layer": layer,
+            "data": np.asarray(data),
+            "flats": None if flats is None else np.asarray(flats.data),
+            "darks": None if darks is None else np.asarray(darks.data),
+            "options": self._options(),
+            "geometry": geometry,
+            "shape": tuple(int(b.value()) for b in self.shape),
+            "method": method,
+            "iterations": int(self.iterations.value()),
+            "min_value": 0.0 if (method == "sirt" and self.nonneg.isChecked()) else None,
+        }
+
+    def _start(self, func, on_result, label: str) -> Any:
+        try:
+            inputs = self._inputs()
+        except ValueError as exc:
+            show_error(str(exc))
+            return None
+        return self.runner.start(func, inputs, on_result=on_result, label=label)
+
+    def preview(self) -> Any:
+        """Reconstruct one slice (along the rotation axis) into a 2D preview layer."""
+        index = int(self.slice_index.value())
+
+        def work(inp, progress=None):
+            lines, g = _pipeline(inp["data"], inp["flats"], inp["darks"], inp["options"],
+                                 inp["geometry"])
+            img = recon.reconstruct_slice(lines, g, index, inp["shape"], None, inp["method"],
+                                          inp["iterations"], inp["min_value"], progress=progress)
+            return inp, g, img
+
+        def done(result) -> None:
+            inp, g, img = result
+            vs = g.default_voxel_size
+            add_result(self.viewer, img, name=f"{inp['layer'].name} preview", layer_type="image",
+                       created_by=CREATED_BY, scale=(vs, vs), unit=g.unit,
+                       metadata={"slice": index, "method": inp["method"]})
+
+        return self._start(work, done, "Reconstruction preview")
+
+    def run(self) -> Any:
+        """Full reconstruction into a new image layer with voxel size and unit."""
+
+        def work(inp, progress=None):
+            lines, g = _pipeline(inp["data"], inp["flats"], inp["darks"], inp["options"],
+                                 inp["geometry"])
+            vol = recon.reconstruct(lines, g, inp["shape"], None, inp["method"],
+                                    inp["iterations"], inp["min_value"], progress=progress)
+            return inp, g, vol
+
+        def done(result) -> None:
+            inp, g, vol = result
+            vs = g.default_voxel_size
+            add_result(self.viewer, vol, name=f"{inp['layer'].name} reconstruction",
+                       layer_type="image", created_by=CREATED_BY, scale=(vs, vs, vs), unit=g.unit,
+                       metadata={"geometry": g.to_dict(), "method": inp["method"],
+                                 "iterations": inp["iterations"]})
+            self.result.setText(f"{inp['method'].upper()}: {vol.shape} voxels of {vs:.4g} {g.unit}")
+
+        return self._start(work, done, "Reconstruction")
+
+    def run_fsc(self) -> Any:
+        """Reconstruct even/odd halves, plot their FSC and report the resolution."""
+
+        def work(inp, progress=None):
+            lines, g = _pipeline(inp["data"], inp["flats"], inp["darks"], inp["options"],
+                                 inp["geometry"])
+            a, b = recon.reconstruct_halves(lines, g, inp["shape"], None, inp["method"],
+                                            inp["iterations"], inp["min_value"],
+                                            progress=progress)
+            return g, recon.fsc(a, b, g.default_voxel_size)
+
+        def done(result) -> None:
+            g, res = result
+            self.last_fsc = res
+            unit = g.unit
+            ax = self.plot.axes()
+            ax.plot(res.frequency, res.fsc, label="FSC (even/odd)")
+            ax.plot(res.frequency, res.threshold_half_bit, "--", label="1/2-bit")
+            ax.plot(res.frequency, res.threshold_one_bit, ":", label="1-bit")
+            ax.axhline(0, color="0.7", lw=0.5)
+            ax.set_xlabel(f"spatial frequency (1/{unit})")
+            ax.set_ylabel("correlation")
+            ax.set_ylim(-0.2, 1.05)
+            ax.legend(fontsize=8)
+            self.plot.draw()
+            note = "" if res.crossed_half_bit else " (no crossing: limited by the voxel size)"
+            self.result.setText(
+                f"FSC resolution: {res.resolution_half_bit:.4g} {unit} (1/2-bit), "
+                f"{res.resolution_one_bit:.4g} {unit} (1-bit){note}"
+            )
+
+        return self._start(work, done, "FSC of even/odd halves")
+
+    def find_center(self) -> Any:
+        """Search the rotation-axis offset and put it into the form."""
+
+        def work(inp, progress=None):
+            lines, g = _pipeline(inp["data"], inp["flats"], inp["darks"], inp["options"],
+                                 inp["geometry"])
+            return recon.find_center(lines, g, progress=progress)
+
+        def done(offset: float) -> None:
+            self.center.setValue(self.center.value() + float(offset))
+            show_info(f"rotation axis offset: {self.center.value():.3f} px")
+
+        return self._start(work, done, "Rotation-centre search")
+

@@ -1,0 +1,620 @@
+"""Register: landmark and intensity registration across modalities, ROI selection across scales.
+
+Thin layer over :mod:`napari_corrtomo.core.register`:
+
+- paired Points layers (one per volume, alternating clicks) hold the landmarks in
+  each volume's *physical* coordinates (``index * scale + translate``, in the
+  volume's own unit); the fit maps moving physical -> fixed physical in the fixed
+  layer's unit;
+- "Apply as layer affine" sets ``moving.affine = fixed.affine @ T @ unit`` (napari
+  composes data -> world as ``affine @ (scale, translate)``), so the moving volume
+  overlays the fixed one without resampling; "Reset" restores the old affine;
+- "Resample", "Refine by intensity" run in a worker with progress and Cancel;
+- "ROI across scales" crops the region under a Shapes box from another volume,
+  and "Show fields of view" outlines every other volume's field of view in the
+  slices of a reference volume.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import napari
+import numpy as np
+import pandas as pd
+from napari.layers import Image, Points, Shapes
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core import register as reg
+from ..core.units import convert
+from ._layers import CREATED_BY, LayerSelect, add_result, spatial_frame
+from ._runner import TaskRunner
+from ._table import TableView
+
+NAME = "register"
+#: layer metadata keys written by this widget
+META_TRANSFORM = "corrtomo_register_transform"
+META_ORIGINAL_AFFINE = "corrtomo_register_original_affine"
+META_ROLE = "corrtomo_register_role"
+FOV_COLORS = ("yellow", "cyan", "magenta", "lime", "orange", "deepskyblue", "red")
+GRIDS = ("fixed volume grid", "moving voxel size over its field of view")
+
+
+# ============================================================================ layer geometry
+
+
+def index_to_world(layer) -> np.ndarray:
+    """4x4 matrix taking a 3D layer's voxel indices (z, y, x) to napari world coordinates."""
+    _check_3d(layer)
+    origin = np.asarray(layer.data_to_world((0.0, 0.0, 0.0)), float)
+    m = np.eye(4)
+    m[:3, 3] = origin
+    for ax in range(3):
+        e = np.zeros(3)
+        e[ax] = 1.0
+        m[:3, ax] = np.asarray(layer.data_to_world(tuple(e)), float) - origin
+    return m
+
+
+def layer_affine(layer) -> np.ndarray:
+    """The layer's ``affine`` as a 4x4 matrix."""
+    return np.asarray(layer.affine.affine_matrix, float)[-4:, -4:]
+
+
+def physical_grid(layer) -> tuple[np.ndarray, np.ndarray, str]:
+    """(scale, translate, unit) of a 3D image: physical = index * scale + translate."""
+    _check_3d(layer)
+    if not np.allclose(np.asarray(layer.rotate)[-3:, -3:], np.eye(3)) or \
+            not np.allclose(np.asarray(layer.shear), 0):
+        raise ValueError(f"layer {layer.name!r} has a rotate/shear transform; Register expects "
+                         "an axis-aligned grid (scale and translate) plus an affine")
+    scale, unit = spatial_frame(layer, 3)
+    return np.asarray(scale, float), np.asarray(layer.translate, float)[-3:], unit
+
+
+def _check_3d(layer) -> None:
+    if layer.ndim != 3:
+        raise ValueError(f"layer {layer.name!r} is {layer.ndim}D; Register works on 3D volumes "
+                         "(z, y, x)")
+
+
+def _data(layer) -> Any:
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+# ============================================================================ widget
+
+
+class RegisterWidget(QWidget):
+    """Landmark registration, intensity refinement, resampling and ROI/FOV across scales."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.transform: reg.Transform | None = None
+        self.names: list[str] = []
+        self.active: list[bool] = []
+        self._switching = False
+
+        # -- volumes and landmarks
+        self.fixed_select = LayerSelect(self.viewer, (Image,))
+        self.moving_select = LayerSelect(self.viewer, (Image,))
+        self.fixed_points_select = LayerSelect(self.viewer, (Points,), allow_none=True)
+        self.moving_points_select = LayerSelect(self.viewer, (Points,), allow_none=True)
+        self.new_points_button = QPushButton("New landmark layers")
+        self.new_points_button.clicked.connect(self._guard(self.create_landmark_layers))
+        self.alternate = QCheckBox("Alternate clicks fixed / moving")
+        self.alternate.setChecked(True)
+        self.fixed_points_select.currentIndexChanged.connect(self._connect_points)
+        self.moving_points_select.currentIndexChanged.connect(self._connect_points)
+
+        # -- fit
+        self.model = QComboBox()
+        self.model.addItems(list(reg.MODELS))
+        self.model.setCurrentText("similarity")
+        self.robust = QCheckBox("robust")
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.0, 1e9)
+        self.threshold.setDecimals(4)
+        self.threshold.setSpecialValueText("auto")
+        self.threshold.setToolTip("Inlier distance for the robust fit (fixed layer's unit): "
+                                  "RANSAC with this threshold; 'auto' runs a deletion test")
+        self.fit_button = QPushButton("Fit landmarks")
+        self.fit_button.clicked.connect(lambda: self.fit())
+        self.summary = QLabel("No transform yet: place >= 3 landmark pairs and press Fit.")
+        self.summary.setWordWrap(True)
+        self.table = TableView()
+        self.table.table.itemChanged.connect(self._on_item_changed)
+
+        # -- apply / resample / refine
+        self.apply_button = QPushButton("Apply as layer affine")
+        self.apply_button.clicked.connect(self._guard(self.apply_affine))
+        self.reset_button = QPushButton("Reset moving layer")
+        self.reset_button.clicked.connect(self._guard(self.reset_moving))
+        self.grid = QComboBox()
+        self.grid.addItems(GRIDS)
+        self.resample_button = QPushButton("Resample into new layer")
+        self.resample_button.clicked.connect(self._guard(self.resample))
+        self.metric = QComboBox()
+        self.metric.addItems(list(reg.METRICS))
+        self.refine_button = QPushButton("Refine by intensity")
+        self.refine_button.clicked.connect(self._guard(self.refine))
+
+        # -- files
+        buttons = []
+        for text, slot in (("Save landmarks ...", self._ask_save_landmarks),
+                           ("Load landmarks ...", self._ask_load_landmarks),
+                           ("Save transform ...", self._ask_save_transform),
+                           ("Load transform ...", self._ask_load_transform)):
+            b = QPushButton(text)
+            b.clicked.connect(self._guard(slot))
+            buttons.append(b)
+
+        # -- ROI / FOV across scales
+        self.roi_shapes = LayerSelect(self.viewer, (Shapes,))
+        self.roi_target = LayerSelect(self.viewer, (Image,))
+        self.roi_depth = QDoubleSpinBox()
+        self.roi_depth.setRange(0.0, 1e9)
+        self.roi_depth.setDecimals(4)
+        self.roi_depth.setValue(16.0)
+        self.roi_depth.setToolTip("Depth of the box along the axis the rectangle does not span "
+                                  "(world units); the rectangle's slice is its centre")
+        self.roi_button = QPushButton("Crop matching region")
+        self.roi_button.clicked.connect(self._guard(self.crop_roi))
+        self.fov_reference = LayerSelect(self.viewer, (Image,))
+        self.fov_button = QPushButton("Show fields of view")
+        self.fov_button.clicked.connect(self._guard(self.show_fields_of_view))
+
+        self.runner = TaskRunner()
+
+        # -- layout
+        layout = QVBoxLayout(self)
+        box = QGroupBox("Volumes and landmarks")
+        form = QFormLayout(box)
+        form.addRow("fixed image", self.fixed_select)
+        form.addRow("moving image", self.moving_select)
+        form.addRow("fixed landmarks", self.fixed_points_select)
+        form.addRow("moving landmarks", self.moving_points_select)
+        form.addRow(self.new_points_button, self.alternate)
+        layout.addWidget(box)
+        box = QGroupBox("Fit")
+        form = QFormLayout(box)
+        row = QHBoxLayout()
+        row.addWidget(self.model)
+        row.addWidget(self.robust)
+        row.addWidget(self.threshold)
+        row.addWidget(self.fit_button)
+        form.addRow("model", row)
+        form.addRow(self.summary)
+        form.addRow(self.table)
+        layout.addWidget(box)
+        box = QGroupBox("Apply")
+        form = QFormLayout(box)
+        row = QHBoxLayout()
+        row.addWidget(self.apply_button)
+        row.addWidget(self.reset_button)
+        form.addRow(row)
+        form.addRow("grid", self.grid)
+        form.addRow(self.resample_button)
+        row = QHBoxLayout()
+        row.addWidget(self.metric)
+        row.addWidget(self.refine_button)
+        form.addRow("metric", row)
+        row = QHBoxLayout()
+        for b in buttons:
+            row.addWidget(b)
+        form.addRow(row)
+        layout.addWidget(box)
+        box = QGroupBox("ROI and fields of view across scales")
+        form = QFormLayout(box)
+        form.addRow("box on (Shapes)", self.roi_shapes)
+        form.addRow("crop from", self.roi_target)
+        form.addRow("box depth", self.roi_depth)
+        form.addRow(self.roi_button)
+        form.addRow("outline in", self.fov_reference)
+        form.addRow(self.fov_button)
+        layout.addWidget(box)
+        layout.addWidget(self.runner)
+        layout.addStretch(1)
+        self._connected: list[Any] = []
+
+    # ------------------------------------------------------------------ helpers
+    def _guard(self, func):
+        """Run a GUI-thread action; a ValueError becomes a notification and changes nothing."""
+
+        def run(*_: Any) -> None:
+            try:
+                func()
+            except ValueError as exc:
+                show_error(str(exc))
+
+        return run
+
+    def _layers(self) -> tuple[Image, Image]:
+        fixed = self.fixed_select.layer("fixed image")
+        moving = self.moving_select.layer("moving image")
+        if fixed is moving:
+            raise ValueError("fixed and moving image are the same layer; choose two volumes")
+        return fixed, moving
+
+    def _frames(self):
+        """Fixed/moving layers, their grids and the moving -> fixed unit factor."""
+        fixed, moving = self._layers()
+        sf, tf, uf = physical_grid(fixed)
+        sm, tm, um = physical_grid(moving)
+        k = float(convert(1.0, um, uf))
+        return fixed, moving, (sf, tf, uf), (sm * k, tm * k, uf), k
+
+    def _points_layers(self, required: bool = True) -> tuple[Points | None, Points | None]:
+        pf = self.fixed_points_select.layer()
+        pm = self.moving_points_select.layer()
+        if required and (pf is None or pm is None):
+            raise ValueError("choose the fixed and moving landmark Points layers, or press "
+                             "'New landmark layers'")
+        if required and pf is pm:
+            raise ValueError("fixed and moving landmarks must be two different Points layers")
+        return pf, pm
+
+    # ------------------------------------------------------------------ landmark layers
+    def create_landmark_layers(self) -> tuple[Points, Points]:
+        """Points layers for the landmarks of each volume, in that volume's physical frame."""
+        fixed, moving = self._layers()
+        out = []
+        for layer, role, color in ((fixed, "fixed", "magenta"), (moving, "moving", "lime")):
+            _, _, unit = physical_grid(layer)
+            name = f"landmarks {role}: {layer.name}"
+            if name in self.viewer.layers and isinstance(self.viewer.layers[name], Points):
+                pts = self.viewer.layers[name]
+            else:
+                pts = self.viewer.add_points(
+                    np.zeros((0, 3)), ndim=3, name=name, units=(unit,) * 3,
+                    affine=layer_affine(layer), size=self._point_size(layer), face_color=color,
+                    border_color="white", metadata={CREATED_BY: NAME, META_ROLE: role})
+            out.append(pts)
+        self.fixed_points_select.set_layer(out[0])
+        self.moving_points_select.set_layer(out[1])
+        self._connect_points()
+        self.viewer.layers.selection.active = out[0]
+        out[0].mode = "add"
+        return out[0], out[1]
+
+    @staticmethod
+    def _point_size(layer) -> float:
+        scale, _, _ = physical_grid(layer)
+        extent = np.asarray(layer.data.shape[-3:] if not getattr(layer, "multiscale", False)
+                            else layer.data[0].shape[-3:]) * scale
+        return float(max(extent.max() / 60.0, 3 * scale.max()))
+
+    def _connect_points(self, *_: Any) -> None:
+        for layer in self._connected:
+            try:
+                layer.events.data.disconnect(self._on_points_changed)
+            except (TypeError, ValueError, RuntimeError):
+                pass
+        self._connected = [p for p in self._points_layers(required=False) if p is not None]
+        for layer in self._connected:
+            layer.events.data.connect(self._on_points_changed)
+
+    def _on_points_changed(self, event: Any = None) -> None:
+        action = str(getattr(event, "action", "added")).lower()
+        if self._switching or not action.endswith("added") or not self.alternate.isChecked():
+            return
+        pf, pm = self._points_layers(required=False)
+        if pf is None or pm is None:
+            return
+        target = pm if len(pf.data) > len(pm.data) else pf
+        if self.viewer.layers.selection.active is not target:
+            self._switching = True
+            try:
+                self.viewer.layers.selection.active = target
+                target.mode = "add"
+            finally:
+                self._switching = False
+
+    def landmark_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Fixed and moving landmarks, both in the fixed unit (physical coordinates)."""
+        pf, pm = self._points_layers()
+        _, _, _, _, k = self._frames()
+        return np.asarray(pf.data, float), np.asarray(pm.data, float) * k
+
+    def _sync_flags(self, n: int) -> None:
+        self.names = (self.names + [f"Pt-{i}" for i in range(len(self.names), n)])[:n]
+        self.active = (self.active + [True] * n)[:n]
+
+    # ------------------------------------------------------------------ fit
+    def fit(self) -> reg.Transform | None:
+        """Fit the chosen model to the active pairs; on failure no transform is kept."""
+        try:
+            fixed_pts, moving_pts = self.landmark_pairs()
+            _, _, (_, _, uf), _, _ = self._frames()
+            self._sync_flags(max(len(fixed_pts), len(moving_pts)))
+            t = reg.fit_landmarks(fixed_pts, moving_pts, self.model.currentText(),
+                                  robust=self.robust.isChecked(),
+                                  threshold=self.threshold.value() or None,
+                                  active=self.active[:len(fixed_pts)], unit=uf, seed=0)
+        except ValueError as exc:
+            self.transform = None
+            self.summary.setText(f"Fit failed: {exc}")
+            show_error(str(exc))
+            return None
+        self.transform = t
+        for w in t.warnings:
+            show_warning(w)
+        self._show_transform()
+        return t
+
+    def _show_transform(self) -> None:
+        t = self.transform
+        if t is None:
+            return
+        self.summary.setText(t.summary())
+        try:
+            fixed_pts, moving_pts = self.landmark_pairs()
+        except ValueError:
+            return
+        if len(fixed_pts) != len(moving_pts) or not len(fixed_pts):
+            return
+        n = len(fixed_pts)
+        self._sync_flags(n)
+        vec = fixed_pts - t.apply(moving_pts)
+        loo = t.loo_tre if t.loo_tre is not None and len(t.loo_tre) == n else np.full(n, np.nan)
+        used = t.used if t.used is not None and len(t.used) == n else np.asarray(self.active)
+        u = t.unit
+        frame = pd.DataFrame({
+            "use": [""] * n,
+            "name": self.names,
+            f"residual_{u}": np.linalg.norm(vec, axis=1),
+            f"loo_tre_{u}": loo,
+            f"dz_{u}": vec[:, 0], f"dy_{u}": vec[:, 1], f"dx_{u}": vec[:, 2],
+            "fitted": ["yes" if x else "no" for x in used],
+        })
+        table = self.table.table
+        table.blockSignals(True)
+        self.table.set_frame(frame)
+        for row in range(n):
+            item = table.item(row, 0)
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Checked if self.active[row] else Qt.Unchecked)
+        table.blockSignals(False)
+
+    def _on_item_changed(self, item) -> None:
+        if item.column() != 0 or item.row() >= len(self.active):
+            return
+        self.set_active(item.row(), item.checkState() == Qt.Checked)
+
+    def set_active(self, row: int, active: bool) -> None:
+        """Include (True) or exclude a landmark pair and refit."""
+        self._sync_flags(max(len(self.active), row + 1))
+        self.active[row] = bool(active)
+        self.fit()
+
+    # ------------------------------------------------------------------ apply
+    def _require_transform(self) -> reg.Transform:
+        if self.transform is None:
+            raise ValueError("no transform: fit landmarks or load a transform first "
+                             "(nothing was changed)")
+        return self.transform
+
+    def world_affine(self) -> np.ndarray:
+        """The moving layer's affine that overlays it on the fixed layer."""
+        t = self._require_transform()
+        fixed, _, (_, _, uf), _, k = self._frames()
+        return layer_affine(fixed) @ t.in_unit(uf).matrix @ reg.unit_matrix(k)
+
+    def apply_affine(self) -> None:
+        """Overlay the moving layer on the fixed one (its ``affine``; no resampling)."""
+        _, moving = self._layers()
+        affine = self.world_affine()
+        if META_ORIGINAL_AFFINE not in moving.metadata:
+            moving.metadata[META_ORIGINAL_AFFINE] = layer_affine(moving).tolist()
+        moving.affine = affine
+        moving.metadata[META_TRANSFORM] = reg.transform_to_dict(self.transform)
+        _, pm = self._points_layers(required=False)
+        if pm is not None:
+            pm.affine = affine
+
+    def reset_moving(self) -> None:
+        """Restore the moving layer's affine from before the first *Apply*."""
+        _, moving = self._layers()
+        original = moving.metadata.pop(META_ORIGINAL_AFFINE, None)
+        if original is None:
+            raise ValueError(f"{moving.name!r} was not moved by Register; nothing to reset")
+        moving.affine = np.asarray(original)
+        moving.metadata.pop(META_TRANSFORM, None)
+        _, pm = self._points_layers(required=False)
+        if pm is not None:
+            pm.affine = np.asarray(original)
+
+    def resample(self):
+        """Resample the moving volume into the chosen fixed-frame grid (new layer)."""
+        t = self._require_transform()
+        fixed, moving, (sf, tf, uf), (sm, tm, _), _ = self._frames()
+        t = t.in_unit(uf)
+        if self.grid.currentText() == GRIDS[0]:
+            shape, scale, origin = _data(fixed).shape[-3:], sf, tf
+        else:
+            bounds = reg.map_box(reg.fov_box(_data(moving).shape, sm, tm), t).bounds
+            scale = np.full(3, sm.min())
+            shape = np.floor((bounds[1] - bounds[0]) / scale).astype(int) + 1
+            origin = bounds[0]
+        n_vox = int(np.prod(shape))
+        if n_vox > 2**31:
+            raise ValueError(f"the output grid has {n_vox:.3g} voxels; choose the fixed grid or "
+                             "crop the moving volume first")
+        name = f"{moving.name} registered"
+        affine = layer_affine(fixed)
+
+        def done(data: np.ndarray) -> None:
+            add_result(self.viewer, data, name=name, layer_type="image", created_by=NAME,
+                       scale=tuple(float(v) for v in scale), unit=uf,
+                       translate=tuple(float(v) for v in origin), affine=affine,
+                       metadata={META_TRANSFORM: reg.transform_to_dict(t)},
+                       colormap=moving.colormap.name, blending="additive")
+
+        return self.runner.start(
+            reg.resample, _data(moving), t, tuple(int(v) for v in shape), tuple(scale),
+            moving_scale=tuple(sm), reference_origin=tuple(origin), moving_origin=tuple(tm),
+            order=1, on_result=done, label=f"Resampling {moving.name}")
+
+    def refine(self):
+        """Refine the current transform by intensity registration (worker)."""
+        t = self._require_transform()
+        fixed, moving, (sf, tf, uf), (sm, tm, _), _ = self._frames()
+        model = self.model.currentText()
+
+        def done(result: reg.Transform) -> None:
+            applied = META_TRANSFORM in moving.metadata
+            self.transform = result
+            self._show_transform()
+            info = result.metadata.get("refine", {})
+            self.summary.setText(
+                f"{result.summary()}; refined by {info.get('metric')} in "
+                f"{info.get('iterations')} iterations, moved up to {info.get('max_shift', 0):.3g} "
+                f"{uf}" + ("" if applied else "; press 'Apply as layer affine' to overlay"))
+            if applied:
+                self.apply_affine()
+
+        return self.runner.start(
+            reg.refine, _data(fixed), _data(moving), t.in_unit(uf), self.metric.currentText(),
+            fixed_spacing=tuple(sf), moving_spacing=tuple(sm), fixed_origin=tuple(tf),
+            moving_origin=tuple(tm), model=model, seed=0, on_result=done,
+            label="Refining by intensity")
+
+    # ------------------------------------------------------------------ files
+    def save_landmarks(self, path: str) -> None:
+        """Write the landmark pairs as BigWarp CSV (both sets in the fixed unit)."""
+        fixed_pts, moving_pts = self.landmark_pairs()
+        if len(fixed_pts) != len(moving_pts):
+            raise ValueError(f"unpaired landmarks: {len(fixed_pts)} fixed, {len(moving_pts)} "
+                             "moving; pair them before saving")
+        _, _, (_, _, uf), _, _ = self._frames()
+        self._sync_flags(len(fixed_pts))
+        reg.save_landmarks_csv(path, reg.Landmarks(fixed_pts, moving_pts, uf, self.names,
+                                                   np.asarray(self.active, bool)))
+
+    def load_landmarks(self, path: str) -> None:
+        """Read a BigWarp CSV (coordinates in the fixed unit) into the landmark layers."""
+        _, _, (_, _, uf), _, k = self._frames()
+        lm = reg.load_landmarks_csv(path, unit=uf)
+        pf, pm = self._points_layers(required=False)
+        if pf is None or pm is None:
+            pf, pm = self.create_landmark_layers()
+        self._switching = True
+        try:
+            pf.data = lm.fixed
+            pm.data = lm.moving / k
+        finally:
+            self._switching = False
+        self.names = list(lm.names)
+        self.active = [bool(a) for a in lm.active]
+
+    def save_transform(self, path: str) -> None:
+        reg.save_transform(path, self._require_transform())
+
+    def load_transform(self, path: str) -> reg.Transform:
+        """Read a JSON or ITK transform (ITK files are taken in the fixed layer's unit)."""
+        _, _, (_, _, uf), _, _ = self._frames()
+        self.transform = reg.load_transform(path, unit=uf)
+        self.summary.setText(f"loaded: {self.transform.summary()}")
+        self._show_transform()
+        return self.transform
+
+    def _ask(self, save: bool, title: str, filt: str) -> str:
+        get = QFileDialog.getSaveFileName if save else QFileDialog.getOpenFileName
+        path, _ = get(self, title, "", filt)
+        return path
+
+    def _ask_save_landmarks(self) -> None:
+        if path := self._ask(True, "Save landmarks", "BigWarp CSV (*.csv)"):
+            self.save_landmarks(path)
+
+    def _ask_load_landmarks(self) -> None:
+        if path := self._ask(False, "Load landmarks", "BigWarp CSV (*.csv)"):
+            self.load_landmarks(path)
+
+    def _ask_save_transform(self) -> None:
+        if path := self._ask(True, "Save transform", "Transform (*.json *.tfm)"):
+            self.save_transform(path)
+
+    def _ask_load_transform(self) -> None:
+        if path := self._ask(False, "Load transform", "Transform (*.json *.tfm *.txt *.h5)"):
+            self.load_transform(path)
+
+    # ------------------------------------------------------------------ ROI / FOV
+    def roi_box(self) -> np.ndarray:
+        """World box (2, 3) of the selected (else last) shape on the ROI Shapes layer."""
+        shapes = self.roi_shapes.layer("Shapes layer with a box")
+        if not len(shapes.data):
+            raise ValueError(f"{shapes.name!r} has no shapes: draw a rectangle over the region")
+        if shapes.ndim != 3:
+            raise ValueError(f"{shapes.name!r} is {shapes.ndim}D; draw the box on a 3D Shapes "
+                             "layer (add it while the volumes are shown)")
+        index = max(shapes.selected_data) if shapes.selected_data else len(shapes.data) - 1
+        verts = np.array([shapes.data_to_world(v) for v in np.asarray(shapes.data[index])])
+        lo, hi = verts.min(axis=0), verts.max(axis=0)
+        flat = (hi - lo) <= 1e-9 * max(float(np.abs(verts).max()), 1.0)
+        half = self.roi_depth.value() / 2.0
+        if flat.all() or (flat.any() and half <= 0):
+            raise ValueError("the box has no extent: draw a rectangle and set a box depth > 0")
+        lo[flat] -= half
+        hi[flat] += half
+        return np.array([lo, hi])
+
+    def crop_roi(self):
+        """Crop the region under the ROI box from the target volume (new layer, in place)."""
+        target = self.roi_target.layer("volume to crop from")
+        box = self.roi_box()
+        crop, slices, clipped = reg.crop_box(_data(target), box, index_to_world(target))
+        scale, translate, unit = physical_grid(target)
+        start = np.array([s.start for s in slices], float)
+        layer = add_result(
+            self.viewer, np.asarray(crop), name=f"{target.name} ROI", layer_type="image",
+            created_by=NAME, scale=tuple(scale), unit=unit,
+            translate=tuple(translate + start * scale), affine=layer_affine(target),
+            metadata={"corrtomo_roi_slices": [[s.start, s.stop] for s in slices]},
+            colormap=target.colormap.name)
+        if clipped:
+            show_info(f"the box reaches outside {target.name!r}; the crop holds the part inside")
+        return layer
+
+    def show_fields_of_view(self):
+        """Outline every other 3D image's field of view in the slices of the reference."""
+        ref = self.fov_reference.layer("reference volume")
+        ref_m = index_to_world(ref)
+        ref_shape = _data(ref).shape
+        polys, names, colors = [], [], []
+        others = [lay for lay in self.viewer.layers if isinstance(lay, Image) and lay is not ref
+                  and lay.ndim == 3 and lay.metadata.get(CREATED_BY) != NAME]
+        for layer, color in zip(others, itertools.cycle(FOV_COLORS)):
+            outlines = reg.fov_outlines(_data(layer).shape, index_to_world(layer), ref_shape,
+                                        ref_m)
+            polys += outlines
+            names += [layer.name] * len(outlines)
+            colors += [color] * len(outlines)
+        if not polys:
+            raise ValueError(f"no other volume's field of view crosses {ref.name!r}; register "
+                             "the volumes first")
+        scale, translate, unit = physical_grid(ref)
+        name = f"fields of view in {ref.name}"
+        if name in self.viewer.layers and self.viewer.layers[name].metadata.get(CREATED_BY) == NAME:
+            self.viewer.layers.remove(name)  # our own overlay: redraw it from scratch
+        return add_result(
+            self.viewer, polys, name=name, layer_type="shapes", created_by=NAME,
+            scale=tuple(scale), unit=unit, translate=tuple(translate), affine=layer_affine(ref),
+            shape_type="polygon", edge_color=colors, face_color="transparent", edge_width=0.5,
+            features={"volume": names}, opacity=0.9)

@@ -1,0 +1,130 @@
+"""Porosity, closed pores, inner pores, volume-fraction profiles, cross-scale correction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_corrtomo.core.quantify import (
+    closed_pores,
+    combine_porosity,
+    inner_pores,
+    phase_fractions,
+    porosity,
+    volume_fraction_profile,
+)
+from napari_corrtomo.core.synthetic import paint_spheres
+
+
+def test_porosity_of_known_design():
+    pore = np.zeros((10, 10, 10), bool)
+    pore[:, :, :3] = True  # 30 %
+    assert porosity(pore) == pytest.approx(0.3)
+    region = np.zeros_like(pore)
+    region[:, :, :6] = True
+    assert porosity(pore, region) == pytest.approx(0.5)
+    assert porosity(np.zeros_like(pore)) == 0.0  # no pores is a valid answer
+    with pytest.raises(ValueError, match="no voxel"):
+        porosity(pore, np.zeros_like(pore))
+    with pytest.raises(ValueError, match="binary"):
+        porosity(pore.astype(int) * 3)
+
+
+def test_phase_fractions_volumes_in_units():
+    lab = np.zeros((4, 5, 6), np.uint8)
+    lab[:2] = 2
+    lab[3, 0, 0] = 3
+    t = phase_fractions(lab, (2.0, 1.0, 0.5), unit="um", names={2: "solid"})
+    assert list(t["label"]) == [0, 2, 3]
+    assert t.loc[t.label == 2, "volume_um3"].item() == pytest.approx(60 * 1.0)
+    assert t["fraction"].sum() == pytest.approx(1.0)
+    assert t.loc[t.label == 2, "name"].item() == "solid"
+
+
+def test_combine_porosity_reproduces_the_seed():
+    assert combine_porosity(0.314, 0.316) == pytest.approx(0.531, abs=5e-4)  # Götz et al.
+    np.testing.assert_allclose(combine_porosity(np.array([0.0, 1.0]), 0.5), [0.5, 1.0])
+    with pytest.raises(ValueError, match="fraction"):
+        combine_porosity(31.4, 0.316)
+
+
+def _particle_with_pores():
+    """A sphere of solid (radius 14) with: two open pores cut by its surface, one closed
+    pore (radius 3) and one closed pore of two touching balls, all resin outside."""
+    n = 40
+    sp = (1.0, 1.0, 1.0)
+    lab = np.zeros((n, n, n), np.uint8)  # 0 = resin
+    c = np.array([20.0, 20.0, 20.0])
+    paint_spheres(lab, c[None], np.array([14.0]), 2, sp)  # solid
+    paint_spheres(lab, np.array([[20.0, 20.0, 33.0], [8.0, 20.0, 20.0]]), np.array([4.0, 3.0]),
+                  3, sp, only=2)  # open pores
+    paint_spheres(lab, np.array([[20.0, 14.0, 20.0]]), np.array([3.0]), 3, sp, only=2)  # closed
+    paint_spheres(lab, np.array([[26.0, 26.0, 16.0], [26.0, 26.0, 20.0]]), np.array([2.5, 2.5]),
+                  3, sp, only=2)  # closed, two merged balls
+    return lab
+
+
+def test_closed_pores_designed_case():
+    lab = _particle_with_pores()
+    pore = lab == 3
+    closed = closed_pores(pore, outside=lab == 0)
+    assert closed.max() == 2
+    a = np.zeros_like(pore)
+    paint_spheres(a, np.array([[20.0, 14.0, 20.0]]), np.array([3.0]), True, (1, 1, 1))
+    b = np.zeros_like(pore)
+    paint_spheres(b, np.array([[26.0, 26.0, 16.0], [26.0, 26.0, 20.0]]), np.array([2.5, 2.5]), True,
+                  (1, 1, 1))
+    np.testing.assert_array_equal(closed > 0, a | b)
+    assert (closed > 0).sum() / pore.sum() == pytest.approx((a | b).sum() / pore.sum())
+    # without an outside medium only the array border opens pores: all are closed here
+    assert closed_pores(pore).max() == 4
+    with pytest.raises(ValueError, match="overlap"):
+        closed_pores(pore, outside=pore)
+    with pytest.raises(ValueError, match="connectivity"):
+        closed_pores(pore, connectivity=5)
+
+
+def test_inner_pores_rolling_ball():
+    # a solid shell with a narrow mouth: a ball of radius 2 cannot pass a 1.5-voxel-wide
+    # channel, a ball of radius 0.5 can
+    n = 31
+    zz, yy, xx = np.indices((n, n, n)) - 15
+    r = np.sqrt(zz**2 + yy**2 + xx**2)
+    solid = (r <= 12) & (r >= 8)
+    channel = (np.abs(yy) <= 0) & (np.abs(zz) <= 0) & (xx > 0)
+    solid &= ~channel
+    cavity = r < 8
+    inner = inner_pores(solid, 2.0, 1.0)
+    np.testing.assert_array_equal(inner & cavity, cavity)  # the whole cavity is inner
+    assert not (inner & (r > 13)).any()  # the outside is reached
+    small = inner_pores(solid, 0.5, 1.0)
+    assert not (small & cavity).any()  # a thin ball enters through the channel
+    # anisotropic voxels: the same rule in physical units (z voxels twice as long)
+    inner_aniso = inner_pores(solid[::2], 2.0, (2.0, 1.0, 1.0))
+    assert (inner_aniso & cavity[::2]).sum() == cavity[::2].sum()
+    with pytest.raises(ValueError, match="radius"):
+        inner_pores(solid, 0.0, 1.0)
+
+
+def test_volume_fraction_profile_of_a_shelled_ball():
+    # solid in an outer shell (r > 15), and exactly half of every point-symmetric shell
+    # inside (a half space, ties on the x = 0 plane broken by y then z)
+    n = 41
+    zz, yy, xx = np.indices((n, n, n)) - 20
+    r = np.sqrt(zz**2 + yy**2 + xx**2)
+    region = r <= 18
+    half = (xx < 0) | ((xx == 0) & (yy < 0)) | ((xx == 0) & (yy == 0) & (zz < 0))
+    phase = region & ((r > 15) | half)
+    prof = volume_fraction_profile(phase, region, 0.1, bin_width=0.1, unit="um")
+    assert {"distance_lo_um", "distance_hi_um", "volume_fraction",
+            "cumulative_volume_fraction"} <= set(prof.columns)
+    d = prof["distance_lo_um"].to_numpy()
+    vf = prof["volume_fraction"].to_numpy()
+    ok = np.isfinite(vf)
+    assert np.all(vf[ok & (d < 0.15)] == 1.0)  # well inside the solid outer shell
+    deep = ok & (d > 0.35)
+    deep[np.flatnonzero(ok)[-1]] = False  # the bin holding the centre voxel
+    np.testing.assert_allclose(vf[deep], 0.5, atol=1e-12)
+    assert prof["cumulative_volume_fraction"].iloc[-1] == pytest.approx(phase.sum() / region.sum())
+    with pytest.raises(ValueError, match="bin_width"):
+        volume_fraction_profile(phase, region, 0.1, bin_width=0)

@@ -1,0 +1,217 @@
+"""The filter bank against scipy / scikit-image / NumPy reference implementations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+
+from napari_corrtomo.core import features as fmod
+from napari_corrtomo.core.backend import map_blocks
+from napari_corrtomo.core.features import (
+    FeatureSpec,
+    FilterItem,
+    TailoredFeatures,
+    compute_features,
+)
+
+
+@pytest.fixture(scope="module")
+def volume():
+    rng = np.random.default_rng(3)
+    return ndi.gaussian_filter(rng.random((24, 30, 34)), 1.2).astype(np.float32)
+
+
+def _one(name, sigma, mode="3d", truncate=fmod.TRUNCATE):
+    return FeatureSpec((FilterItem(name, sigma, mode),), truncate=truncate)
+
+
+def _tol(ref):
+    return 2e-5 * max(float(np.abs(ref).max()), 1e-3)
+
+
+@pytest.mark.parametrize("sigma", [0.7, 1.6, 3.5])
+def test_gaussian_log_ggm_dog_match_scipy(volume, sigma):
+    v64 = volume.astype(np.float64)
+    t = fmod.TRUNCATE
+    refs = {
+        "gaussian": ndi.gaussian_filter(v64, sigma, truncate=t),
+        "log": ndi.gaussian_laplace(v64, sigma, truncate=t),
+        "ggm": ndi.gaussian_gradient_magnitude(v64, sigma, truncate=t),
+        "dog": ndi.gaussian_filter(v64, sigma, truncate=t)
+        - ndi.gaussian_filter(v64, fmod.DOG_K * sigma, truncate=t),
+    }
+    for name, ref in refs.items():
+        got = compute_features(volume, _one(name, sigma), spatial_ndim=3)
+        assert got.shape == (1,) + volume.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got[0], ref, atol=_tol(ref), err_msg=name)
+
+
+def _hessian_reference(v64, sigma, truncate):
+    """scipy Gaussian second derivatives + numpy eigvalsh (descending), eigen axis first."""
+    nd = v64.ndim
+    h = np.empty(v64.shape + (nd, nd))
+    for i in range(nd):
+        for j in range(nd):
+            order = [0] * nd
+            order[i] += 1
+            order[j] += 1
+            h[..., i, j] = ndi.gaussian_filter(v64, sigma, order=order, truncate=truncate)
+    return np.moveaxis(np.linalg.eigvalsh(h)[..., ::-1], -1, 0)
+
+
+@pytest.mark.parametrize("sigma", [0.7, 1.0, 3.5])
+def test_hessian_eigenvalues_match_scipy_numpy(volume, sigma):
+    ref = _hessian_reference(volume.astype(np.float64), sigma, fmod.TRUNCATE)
+    got = compute_features(volume, _one("hessian", sigma), spatial_ndim=3)
+    assert got.shape == (3,) + volume.shape
+    np.testing.assert_allclose(got, ref, atol=_tol(ref))
+
+
+@pytest.mark.parametrize("sigma", [0.7, 1.6])
+def test_structure_tensor_eigenvalues_match_numpy(volume, sigma):
+    v64 = volume.astype(np.float64)
+    t = fmod.TRUNCATE
+    grads = [ndi.gaussian_filter(v64, sigma, order=tuple(int(a == ax) for a in range(3)),
+                                 truncate=t) for ax in range(3)]
+    tensor = np.empty(volume.shape + (3, 3))
+    for i in range(3):
+        for j in range(3):
+            tensor[..., i, j] = ndi.gaussian_filter(grads[i] * grads[j], fmod.STE_OUTER_K * sigma,
+                                                    truncate=t)
+    ref = np.moveaxis(np.linalg.eigvalsh(tensor)[..., ::-1], -1, 0)
+    got = compute_features(volume, _one("ste", sigma), spatial_ndim=3)
+    np.testing.assert_allclose(got, ref, atol=_tol(ref))
+
+
+def test_2d_mode_filters_each_slice_and_2d_images(volume):
+    v64 = volume.astype(np.float64)
+    got = compute_features(volume, _one("log", 1.6, "2d"), spatial_ndim=3)[0]
+    ref = np.stack([ndi.gaussian_laplace(s, 1.6, truncate=fmod.TRUNCATE) for s in v64])
+    np.testing.assert_allclose(got, ref, atol=_tol(ref))
+    # a 2D image: Hessian eigenvalues (closed-form 2x2) against numpy eigvalsh
+    img = v64[5]
+    ref2 = _hessian_reference(img, 1.0, fmod.TRUNCATE)
+    got2 = compute_features(img.astype(np.float32), _one("hessian", 1.0), spatial_ndim=2)
+    assert got2.shape == (2,) + img.shape
+    np.testing.assert_allclose(got2, ref2, atol=_tol(ref2))
+
+
+def test_anisotropic_voxels_scale_sigma_and_derivatives(volume):
+    v64 = volume.astype(np.float64)
+    spacing = (20.0, 10.0, 10.0)  # FIB: slices twice as thick as pixels
+    sig = (0.8, 1.6, 1.6)
+    t = fmod.TRUNCATE
+    got = compute_features(volume, _one("gaussian", 1.6), spacing, spatial_ndim=3)[0]
+    ref = ndi.gaussian_filter(v64, sig, truncate=t)
+    np.testing.assert_allclose(got, ref, atol=_tol(ref))
+    # gradient per finest voxel edge: the z derivative per z-voxel is halved
+    grads = []
+    for ax in range(3):
+        d = ndi.gaussian_filter(v64, sig, order=tuple(int(a == ax) for a in range(3)), truncate=t)
+        grads.append(d * (0.5 if ax == 0 else 1.0))
+    ref = np.sqrt(sum(g * g for g in grads))
+    got = compute_features(volume, _one("ggm", 1.6), spacing, spatial_ndim=3)[0]
+    np.testing.assert_allclose(got, ref, atol=_tol(ref))
+
+
+def test_compiled_and_array_module_paths_agree(volume, monkeypatch):
+    spec = FeatureSpec.ilastik_default(tailored=True)
+    spec = FeatureSpec(tuple(f for f in spec.filters if f.sigma <= 1.6), tailored=spec.tailored)
+    fast = compute_features(volume, spec, (2.0, 1.0, 1.0), spatial_ndim=3)
+    monkeypatch.setattr(fmod, "USE_COMPILED", False)
+    slow = compute_features(volume, spec, (2.0, 1.0, 1.0), spatial_ndim=3)
+    assert fast.shape == slow.shape == (spec.n_features(1),) + volume.shape
+    for k in range(len(fast)):
+        np.testing.assert_allclose(fast[k], slow[k], atol=_tol(slow[k]), err_msg=str(k))
+
+
+def test_z_range_gives_the_same_slices(volume):
+    spec = FeatureSpec.ilastik_default(tailored=True)
+    spec = FeatureSpec(tuple(f for f in spec.filters if f.sigma <= 3.5), tailored=spec.tailored)
+    full = compute_features(volume, spec, (2.0, 1.0, 1.0), spatial_ndim=3)
+    for z0, z1 in ((0, 1), (11, 13), (23, 24)):
+        part = compute_features(volume, spec, (2.0, 1.0, 1.0), spatial_ndim=3, z_range=(z0, z1))
+        assert part.shape == (full.shape[0], z1 - z0) + volume.shape[1:]
+        for k in range(len(full)):
+            np.testing.assert_allclose(part[k], full[k, z0:z1], atol=_tol(full[k]), err_msg=str(k))
+
+
+def test_tailored_features_follow_their_definition(volume):
+    tail = TailoredFeatures(sigmas=(1.0,), offsets=(1, 3), window=2)
+    spec = FeatureSpec((FilterItem("gaussian", 1.0),), tailored=tail)
+    got = compute_features(volume, spec, spatial_ndim=3)
+    s = ndi.gaussian_filter(volume.astype(np.float64), (0, 1.0, 1.0), truncate=fmod.TRUNCATE)
+    n = len(s)
+
+    def shift(d):
+        return s[np.clip(np.arange(n) + d, 0, n - 1)]
+
+    refs = [s - shift(-1), shift(1) - s, s - shift(-3), shift(3) - s,
+            np.maximum(shift(1), shift(2)) - s, s - np.minimum(shift(-1), shift(-2))]
+    assert got.shape[0] == 1 + len(refs)
+    for k, ref in enumerate(refs):
+        np.testing.assert_allclose(got[1 + k], ref, atol=_tol(ref), err_msg=str(k))
+
+
+def test_multichannel_and_differences(volume):
+    two = np.stack([volume, volume[::-1].copy()])
+    spec = FeatureSpec((FilterItem("gaussian", 1.0),), channel_differences=True)
+    got = compute_features(two, spec, spatial_ndim=3)
+    assert got.shape == (3,) + volume.shape
+    np.testing.assert_allclose(got[2], got[0] - got[1], atol=1e-5)
+    assert spec.names(["SE2", "InLens"])[2].startswith("SE2-InLens: Gaussian smoothing 1")
+
+
+def test_blockwise_features_are_exact_with_the_halo(volume):
+    spec = FeatureSpec.ilastik_default(tailored=True)
+    spec = FeatureSpec(tuple(f for f in spec.filters if f.sigma <= 1.6), tailored=spec.tailored)
+    sp = (2.0, 1.0, 1.0)
+    whole = compute_features(volume, spec, sp, spatial_ndim=3)
+    halo = spec.halo(sp, 3)
+    blocks = map_blocks(lambda b: compute_features(b, spec, sp, spatial_ndim=3), volume, halo,
+                        block_shape=(12, 16, 18))
+    assert np.array_equal(blocks, whole)
+
+
+def test_spec_counts_halo_and_json_round_trip():
+    spec = FeatureSpec.ilastik_default()
+    assert spec.n_features(1, 3) == 61  # the seed's "60 standard ilastik features" + 1
+    assert spec.n_features(2, 3) == 122
+    assert FeatureSpec.ilastik_default(channel_differences=True).n_features(2, 3) == 183  # seed
+    assert FeatureSpec.ilastik_default(mode="2d").n_features(1, 3) == 49
+    # largest reach: structure tensor at 10 -> r(10) + r(5) in-plane, half along z of 2x voxels
+    assert spec.halo((1, 1, 1)) == (35 + 18,) * 3
+    assert spec.halo((20, 10, 10)) == (18 + 9, 53, 53)
+    tail = FeatureSpec.ilastik_default(tailored=True, channel_differences=True)
+    again = FeatureSpec.from_json(tail.to_json())
+    assert again == tail
+    assert len(again.names(["a", "b"])) == again.n_features(2)
+
+
+def test_bad_specs_raise_clear_errors():
+    with pytest.raises(ValueError, match="unknown filter"):
+        FilterItem("sobel", 1.0)
+    with pytest.raises(ValueError, match="positive"):
+        FilterItem("gaussian", 0.0)
+    with pytest.raises(ValueError, match="2d' or '3d"):
+        FilterItem("gaussian", 1.0, "4d")
+    with pytest.raises(ValueError, match="empty"):
+        FeatureSpec(())
+    with pytest.raises(ValueError, match="version"):
+        FeatureSpec.from_dict({"version": 99, "filters": []})
+    with pytest.raises(ValueError, match="offsets"):
+        TailoredFeatures(offsets=(0,))
+
+
+@pytest.mark.skipif(not __import__("napari_corrtomo.core.backend", fromlist=["x"]).cupy_available(),
+                    reason="needs CuPy and a CUDA GPU")
+def test_cupy_gives_the_numpy_numbers(volume):
+    from napari_corrtomo.core.backend import to_host
+
+    spec = FeatureSpec.ilastik_default(tailored=True, channel_differences=True)
+    two = np.stack([volume, volume[::-1].copy()])
+    cpu = compute_features(two, spec, (2.0, 1.0, 1.0), spatial_ndim=3)
+    gpu = to_host(compute_features(two, spec, (2.0, 1.0, 1.0), spatial_ndim=3, backend="cupy"))
+    for k in range(len(cpu)):
+        np.testing.assert_allclose(gpu[k], cpu[k], atol=_tol(cpu[k]), err_msg=str(k))

@@ -1,0 +1,71 @@
+"""``corrtomo classify``: a saved classifier applied to TIFF and (blockwise) OME-Zarr volumes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_corrtomo.cli import main
+from napari_corrtomo.core import io
+from napari_corrtomo.core.classify import PixelClassifier
+from napari_corrtomo.core.features import FeatureSpec, FilterItem
+from napari_corrtomo.core.synthetic import scribbles_from_truth
+
+
+@pytest.fixture(scope="module")
+def saved(fib_sample, tmp_path_factory):
+    img = fib_sample.image[:, 8:24, 16:64, 40:88].copy()
+    truth = fib_sample.labels.data[8:24, 16:64, 40:88].copy()
+    scr = scribbles_from_truth(truth, slices=(3, 12), seed=4)
+    spec = FeatureSpec(tuple(FilterItem(n, s) for n in ("gaussian", "hessian") for s in (0.7, 1.6)),
+                       channel_differences=True)
+    clf = PixelClassifier(spec, n_trees=16).fit(img, scr, fib_sample.labels.scale, "nm")
+    path = clf.save(tmp_path_factory.mktemp("clf") / "clf.corrclf.npz")
+    return clf, path, img
+
+
+def test_tiff_in_tiff_out(saved, tmp_path, fib_sample):
+    clf, path, img = saved
+    sp = fib_sample.labels.scale
+    files = [io.write_tiff(tmp_path / f"ch{c}.tif", img[c], sp, "nm") for c in range(2)]
+    out = tmp_path / "seg.tif"
+    assert main(["classify", *map(str, files), "--classifier", str(path), "--out", str(out),
+                 "--uncertainty", str(tmp_path / "unc.tif"),
+                 "--probabilities", str(tmp_path / "p.tif")]) == 0
+    seg = io.read_volumes(out)[0]
+    assert np.array_equal(seg.data, clf.predict(img))
+    assert seg.scale == pytest.approx(sp) and seg.layer_type == "labels"
+    proba = clf.predict_proba(img)
+    for k, c in enumerate(clf.classes_):
+        np.testing.assert_array_equal(io.read_volumes(tmp_path / f"p_{c}.tif")[0].data, proba[k])
+    assert io.read_volumes(tmp_path / "unc.tif")[0].data.shape == img.shape[1:]
+
+
+def test_zarr_in_zarr_out_blockwise(saved, tmp_path, fib_sample):
+    clf, path, img = saved
+    sp = fib_sample.labels.scale
+    files = [io.write_ome_zarr(tmp_path / f"ch{c}.ome.zarr", img[c], sp, "nm", chunks=16)
+             for c in range(2)]
+    out = tmp_path / "seg.ome.zarr"
+    assert main(["classify", *map(str, files), "--classifier", str(path), "--out", str(out)]) == 0
+    vol = io.read_volumes(out)[0]
+    data = vol.array
+    assert type(data).__module__.startswith("dask")  # written and read back lazily
+    assert np.array_equal(np.asarray(data), clf.predict(img))
+
+
+def test_clear_failures(saved, tmp_path, fib_sample, capsys):
+    clf, path, img = saved
+    one = io.write_tiff(tmp_path / "one.tif", img[0], fib_sample.labels.scale, "nm")
+    assert main(["classify", str(one), "--classifier", str(path), "--out",
+                 str(tmp_path / "x.tif")]) == 1
+    assert "trained on 2 channel" in capsys.readouterr().err
+    files = [io.write_tiff(tmp_path / f"c{c}.tif", img[c], (5, 5, 5), "nm") for c in range(2)]
+    assert main(["classify", *map(str, files), "--classifier", str(path), "--out",
+                 str(tmp_path / "x.tif")]) == 1
+    assert "voxel size" in capsys.readouterr().err
+    (tmp_path / "bad.npz").write_bytes(b"junk")
+    assert main(["classify", str(one), "--classifier", str(tmp_path / "bad.npz"), "--out",
+                 str(tmp_path / "x.tif")]) == 1
+    assert "not a napari-corrtomo classifier" in capsys.readouterr().err
+    assert not (tmp_path / "x.tif").exists()

@@ -1,0 +1,83 @@
+"""``corrtomo quantify`` and the demo's quantify step against the sample's ground truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_corrtomo.cli import main
+from napari_corrtomo.core import io
+from napari_corrtomo.core.synthetic import PORE, RESIN, SOLID, paint_spheres
+
+
+@pytest.fixture
+def label_file(tmp_path):
+    lab = np.full((30, 32, 34), RESIN, np.uint8)
+    paint_spheres(lab, np.array([[3.0, 3.2, 3.4]]), np.array([2.4]), SOLID, (0.2, 0.2, 0.2))
+    paint_spheres(lab, np.array([[3.0, 3.2, 2.9]]), np.array([0.8]), PORE, (0.2, 0.2, 0.2),
+                  only=SOLID)
+    return io.write_tiff(tmp_path / "labels.tif", lab, (0.2, 0.2, 0.2), "um", "labels"), lab
+
+
+def test_quantify_writes_csv_tables(label_file, tmp_path, capsys):
+    path, lab = label_file
+    out = tmp_path / "q"
+    code = main(["quantify", str(path), "--phase", str(PORE), "--matrix", str(SOLID),
+                 "--outside", str(RESIN), "--measures", "porosity,thickness,particles",
+                 "--out", str(out), "--save-volumes"])
+    assert code == 0, capsys.readouterr().err
+    summary = pd.read_csv(out / "summary.csv")
+    por = summary.loc[summary.quantity == "porosity (phase / sample)", "value"].item()
+    assert por == pytest.approx((lab == PORE).sum() / np.isin(lab, (PORE, SOLID)).sum())
+    particles = pd.read_csv(out / "particles.csv")
+    assert len(particles) == 1 and particles["esd_um"].item() == pytest.approx(4.8, rel=0.03)
+    assert "size_lo_um" in pd.read_csv(out / "phase_size_distribution.csv").columns
+    vol = io.read_volumes(out / "phase_local_thickness.tif")[0]
+    assert vol.scale == pytest.approx((0.2, 0.2, 0.2)) and vol.units[0] == "um"
+
+
+def test_quantify_spacing_override_and_clear_errors(label_file, tmp_path, capsys):
+    path, lab = label_file
+    code = main(["quantify", str(path), "--phase", str(PORE), "--measures", "porosity",
+                 "--spacing", "2", "1", "1", "--unit", "nm", "--out", str(tmp_path / "a")])
+    assert code == 0
+    fr = pd.read_csv(tmp_path / "a" / "phase_fractions.csv")
+    assert "volume_nm3" in fr.columns
+    assert fr["volume_nm3"].sum() == pytest.approx(lab.size * 2.0)
+    capsys.readouterr()
+    assert main(["quantify", str(path), "--phase", "7", "--out", str(tmp_path / "b")]) == 1
+    assert "phase label 7 has no voxel" in capsys.readouterr().err
+    assert main(["quantify", str(path), "--phase", str(PORE), "--spacing", "1", "1",
+                 "--out", str(tmp_path / "c")]) == 1
+    assert "spacing" in capsys.readouterr().err
+    assert main(["quantify", str(path), "--phase", str(PORE), "--measures", "nope",
+                 "--out", str(tmp_path / "d")]) == 1
+    assert "unknown measure" in capsys.readouterr().err
+
+
+def test_demo_quantify_step_matches_truth(correlative_sample, tmp_path):
+    from napari_corrtomo.demo import DemoContext, step_quantify
+
+    ctx = DemoContext(out=tmp_path, seed=0)
+    ctx.data["correlative"] = correlative_sample
+    ctx.step = "quantify"
+    step_quantify(ctx)
+    q = {x.name: x for x in ctx.quantities}
+    t = correlative_sample.truth
+    assert q["microCT particles separated"].measured == len(t.particles)
+    assert q["ESD mean"].measured == pytest.approx(q["ESD mean"].truth, rel=0.01)
+    assert q["per-particle porosity mean"].measured == pytest.approx(
+        t.particles["macroporosity"].mean(), abs=0.01)
+    assert q["nanoCT particle macroporosity"].measured == pytest.approx(t.nanoct_macroporosity,
+                                                                        abs=0.01)
+    assert q["closed-pore fraction of pore volume"].measured == pytest.approx(
+        t.closed_pore_fraction, rel=0.1)
+    assert q["ET mesoporosity"].measured == pytest.approx(t.et_mesoporosity, abs=1e-9)
+    assert q["combined porosity (nanoCT macro + ET meso)"].measured == pytest.approx(
+        t.combined_porosity, abs=0.01)
+    for name in ("microCT", "nanoCT"):
+        dx = q[f"{name} proxigram dx (x75 - x25)"]
+        assert dx.measured == pytest.approx(dx.truth, rel=0.2)
+    assert (tmp_path / "quantify_microct_particles.csv").exists()
+    assert len(ctx.panels) == 3

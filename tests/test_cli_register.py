@@ -1,0 +1,96 @@
+"""``corrtomo register``: landmarks CSV in, transform out, optional refinement and resampling."""
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_corrtomo.cli import main
+from napari_corrtomo.core import io
+from napari_corrtomo.core import register as reg
+
+
+def _write_landmarks(path, fixed, moving):
+    return reg.save_landmarks_csv(path, reg.Landmarks(fixed, moving, "um"))
+
+
+def test_register_writes_json_tfm_and_residuals(tmp_path, correlative_sample, capsys):
+    t = correlative_sample.truth
+    csv = _write_landmarks(tmp_path / "lm.csv", t.landmarks_microct, t.landmarks_nanoct)
+    out = [tmp_path / "t.json", tmp_path / "t.tfm"]
+    rc = main(["register", str(csv), "--model", "similarity", "--out", str(out[0]),
+               "--out", str(out[1]), "--residuals", str(tmp_path / "res.csv")])
+    assert rc == 0
+    assert "similarity: scale 1.01500" in capsys.readouterr().out
+    data = json.loads(out[0].read_text())
+    np.testing.assert_allclose(data["matrix"], t.nanoct_to_microct, atol=1e-9)
+    tfm = reg.load_transform(out[1], unit="um")
+    np.testing.assert_allclose(tfm.matrix, t.nanoct_to_microct, atol=1e-9)
+    import pandas as pd
+
+    res = pd.read_csv(tmp_path / "res.csv")
+    assert list(res.columns[:3]) == ["name", "active", "fitted"]
+    assert len(res) == len(t.landmarks_microct) and res["residual_um"].max() < 1e-9
+
+
+def test_register_robust_rejects_the_planted_outlier(tmp_path, correlative_sample, capsys):
+    t = correlative_sample.truth
+    fixed = t.landmarks_microct.copy()
+    fixed[2] += 9.0
+    csv = _write_landmarks(tmp_path / "lm.csv", fixed, t.landmarks_nanoct)
+    rc = main(["register", str(csv), "--robust", "--out", str(tmp_path / "t.json")])
+    assert rc == 0
+    assert "rejected landmark(s) 2" in capsys.readouterr().err
+    got = reg.load_transform(tmp_path / "t.json")
+    np.testing.assert_allclose(got.matrix, t.nanoct_to_microct, atol=1e-9)
+
+
+def test_register_refine_and_resample_volumes(tmp_path, correlative_sample):
+    s, t = correlative_sample, correlative_sample.truth
+    # a microCT crop around the nanoCT field of view keeps the files small
+    lo = np.array([60, 85, 80])
+    micro = s.microct.data[60:115, 85:135, 80:130]
+    io.write_tiff(tmp_path / "micro.tif", micro, s.microct.scale, "um")
+    io.write_tiff(tmp_path / "nano.tif", s.nanoct.data, s.nanoct.scale, "um")
+    shift = np.eye(4)
+    shift[:3, 3] = -lo * 1.0
+    truth = shift @ t.nanoct_to_microct
+    rng = np.random.default_rng(1)
+    idx = rng.choice(len(t.landmarks_microct), 6, replace=False)
+    fixed = t.landmarks_microct[idx] - lo + rng.normal(0, 1.0, (6, 3))
+    moving = t.landmarks_nanoct[idx] + rng.normal(0, 0.065, (6, 3))
+    csv = _write_landmarks(tmp_path / "lm.csv", fixed, moving)
+    rc = main(["register", str(csv), "--fixed", str(tmp_path / "micro.tif"),
+               "--moving", str(tmp_path / "nano.tif"), "--refine",
+               "--out", str(tmp_path / "t.json"), "--resampled", str(tmp_path / "reg.tif")])
+    assert rc == 0
+    refined = reg.load_transform(tmp_path / "t.json")
+    fov = reg.box_corners(reg.fov_box(s.nanoct.data.shape, s.nanoct.scale))
+    assert reg.compare(refined, truth, fov)["tre_max"] < 0.5
+    out = io.read_volumes(tmp_path / "reg.tif")[0]
+    assert out.data.shape == micro.shape and out.scale == pytest.approx(s.microct.scale)
+    # the resampled nanoCT correlates with the microCT where it has data
+    inside = out.data != 0
+    assert inside.mean() > 0.02
+    assert np.corrcoef(out.data[inside], micro[inside])[0, 1] > 0.8
+
+
+def test_register_failures_write_nothing(tmp_path, capsys):
+    pts = np.random.default_rng(2).uniform(0, 10, (2, 3))
+    csv = _write_landmarks(tmp_path / "two.csv", pts, pts)
+    out = tmp_path / "t.json"
+    assert main(["register", str(csv), "--out", str(out)]) == 1
+    assert "needs at least 3 landmark pairs" in capsys.readouterr().err
+    line = np.outer(np.arange(4.0), [1, 1, 1])
+    csv = _write_landmarks(tmp_path / "line.csv", line, line)
+    assert main(["register", str(csv), "--out", str(out)]) == 1
+    assert "collinear" in capsys.readouterr().err
+    (tmp_path / "nan.csv").write_text('"a","true","1","2","3","nan","5","6"\n')
+    assert main(["register", str(tmp_path / "nan.csv"), "--out", str(out)]) == 1
+    assert "unpaired or has NaN" in capsys.readouterr().err
+    pts = np.random.default_rng(3).uniform(0, 10, (5, 3))
+    csv = _write_landmarks(tmp_path / "ok.csv", pts, pts)
+    assert main(["register", str(csv), "--refine", "--out", str(out)]) == 1
+    assert "need both --fixed and --moving" in capsys.readouterr().err
+    assert main(["register", str(csv), "--out", str(tmp_path / "t.xml")]) == 1
+    assert not out.exists() and not list(tmp_path.glob("*.tif"))

@@ -1,0 +1,54 @@
+import numpy as np
+import pandas as pd
+
+from napari_corrtomo.widgets._layers import TABLES, attach_table
+from napari_corrtomo.widgets.project import ProjectWidget
+
+
+def test_session_survives_a_restart(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    affine = np.eye(4)
+    affine[:3, 3] = (5.0, -2.0, 3.0)
+    img = viewer.add_image(rng.random((6, 7, 8)).astype(np.float32), name="nanoCT",
+                           scale=(0.065,) * 3, units=("um",) * 3, affine=affine,
+                           colormap="magma", metadata={"modality": "nanoCT"})
+    lab = viewer.add_labels(rng.integers(0, 3, (6, 7, 8)).astype(np.uint8), name="seg",
+                            scale=(0.065,) * 3, units=("um",) * 3)
+    lab.features = pd.DataFrame({"index": [0, 1, 2], "esd_um": [0.0, 1.5, 2.5]})
+    attach_table(img, "porosity", pd.DataFrame({"porosity": [0.31]}))
+    viewer.add_points(rng.random((4, 3)) * 5, name="pts", scale=(0.065,) * 3, units=("um",) * 3)
+    widget = ProjectWidget(viewer)
+    assert list(widget.table.frame["layer"]) == ["nanoCT", "seg"]
+    assert list(widget.table.frame["registered"]) == [True, False]
+    widget.save(tmp_path / "session")
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=30000)
+    assert widget.runner.last_error is None
+    assert (tmp_path / "session" / "project.json").exists()
+
+    fresh = make_napari_viewer()
+    other = ProjectWidget(fresh)
+    other.load(tmp_path / "session")
+    qtbot.waitUntil(lambda: not other.runner.busy, timeout=30000)
+    assert [layer.name for layer in fresh.layers] == ["nanoCT", "seg", "pts"]
+    new_img = fresh.layers["nanoCT"]
+    np.testing.assert_allclose(new_img.affine.affine_matrix, img.affine.affine_matrix)
+    np.testing.assert_allclose(new_img.scale, img.scale)
+    assert str(new_img.units[0]) == "micrometer"
+    assert new_img.colormap.name == "magma"
+    np.testing.assert_allclose(np.asarray(new_img.data), img.data)
+    assert new_img.metadata[TABLES]["porosity"]["porosity"][0] == 0.31
+    assert list(fresh.layers["seg"].features["esd_um"]) == [0.0, 1.5, 2.5]
+    np.testing.assert_allclose(fresh.layers["pts"].data, viewer.layers["pts"].data)
+    assert list(other.table.frame["layer"]) == ["nanoCT", "seg"]
+
+
+def test_load_of_a_non_project_folder_notifies_and_adds_nothing(make_napari_viewer, qtbot,
+                                                                 tmp_path):
+    viewer = make_napari_viewer()
+    widget = ProjectWidget(viewer)
+    widget.load(tmp_path)
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=10000)
+    assert isinstance(widget.runner.last_error, ValueError)
+    assert "no project.json" in str(widget.runner.last_error)
+    assert len(viewer.layers) == 0

@@ -1,0 +1,111 @@
+"""The Quantify dock widget in a real viewer: layers, plots, tables, CSV, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_corrtomo.core.quantify import MEASURES
+from napari_corrtomo.core.synthetic import PORE, RESIN, SOLID, paint_spheres
+from napari_corrtomo.widgets.quantify import QuantifyWidget
+
+
+@pytest.fixture(scope="module")
+def particle_volume():
+    """Two porous spheres in resin (label 1): solid 2, pores 3 (one closed), 0.5 um voxels."""
+    sp = (0.5, 0.5, 0.5)
+    lab = np.full((36, 40, 60), RESIN, np.uint8)
+    paint_spheres(lab, np.array([[9.0, 10.0, 8.5], [9.0, 10.0, 21.0]]), np.array([6.0, 5.0]),
+                  SOLID, sp)
+    paint_spheres(lab, np.array([[9.0, 10.0, 13.5], [9.0, 10.0, 24.0]]), np.array([2.0, 1.8]),
+                  PORE, sp, only=SOLID)  # open
+    paint_spheres(lab, np.array([[9.0, 10.0, 6.0]]), np.array([1.5]), PORE, sp, only=SOLID)
+    img = np.where(lab == SOLID, 1.0, 0.35).astype(np.float32)
+    from scipy import ndimage as ndi
+
+    img = ndi.gaussian_filter(img, 1.2)
+    return lab, img, sp
+
+
+def _widget(make_napari_viewer, qtbot, particle_volume):
+    lab, img, sp = particle_volume
+    viewer = make_napari_viewer()
+    viewer.add_image(img, name="nanoCT", scale=sp, units=("um",) * 3)
+    viewer.add_labels(lab, name="seg", scale=sp, units=("um",) * 3)
+    widget = QuantifyWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.labels_select.set_layer(viewer.layers["seg"])
+    widget.intensity_select.set_layer(viewer.layers["nanoCT"])
+    widget.phase.setValue(PORE)
+    widget.matrix.setValue(SOLID)
+    widget.outside.setText("0, 1")
+    return viewer, widget
+
+
+def test_every_registered_measure_has_a_checkbox(make_napari_viewer, qtbot, particle_volume):
+    _, widget = _widget(make_napari_viewer, qtbot, particle_volume)
+    assert set(widget.checks) == set(MEASURES)
+
+
+def test_quantify_adds_layers_plots_and_tables(make_napari_viewer, qtbot, particle_volume,
+                                               tmp_path):
+    viewer, widget = _widget(make_napari_viewer, qtbot, particle_volume)
+    for key, cb in widget.checks.items():
+        cb.setChecked(key in {"porosity", "thickness", "particles", "closed_pores", "proxigram"})
+    n_before = len(viewer.layers)
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=120_000)
+    assert widget.runner.last_error is None, widget.runner.last_error
+    names = [layer.name for layer in viewer.layers]
+    assert "seg phase local thickness" in names and "seg particles" in names
+    assert "seg closed pores" in names and "seg particle ESD" in names
+    assert len(viewer.layers) > n_before
+    lt = viewer.layers["seg phase local thickness"]
+    np.testing.assert_allclose(lt.scale, (0.5, 0.5, 0.5))
+    assert lt.data[particle_volume[0] != PORE].max() == 0
+    particles = viewer.layers["seg particles"]
+    assert particles.data.max() == 2
+    assert "esd_um" in particles.features.columns and "porosity" in particles.features.columns
+    closed = viewer.layers["seg closed pores"].data
+    assert closed.max() == 1  # the one closed pore
+    summary = widget.result.summary()
+    assert set(summary["measure"]) >= {"porosity", "local_thickness", "particles", "proxigram"}
+    # plots: every distribution and curve can be drawn and saved
+    for i in range(widget.plot_select.count()):
+        widget.plot_select.setCurrentIndex(i)
+        assert widget.plot.figure.axes
+    png = tmp_path / "plot.png"
+    widget.plot.save(str(png))
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    # tables: shown in the dock and exported as CSV
+    widget.table_select.setCurrentText("particles")
+    assert widget.table.table.rowCount() == 2
+    widget.table.export(str(tmp_path / "particles.csv"))
+    assert "esd_um" in pd.read_csv(tmp_path / "particles.csv").columns
+    files = widget.export_all(str(tmp_path))
+    assert (tmp_path / "summary.csv").exists() and len(files) == len(widget.result.all_tables())
+    # the input layers are untouched
+    np.testing.assert_array_equal(viewer.layers["seg"].data, particle_volume[0])
+
+
+def test_bad_input_notifies_and_adds_nothing(make_napari_viewer, qtbot, particle_volume):
+    viewer, widget = _widget(make_napari_viewer, qtbot, particle_volume)
+    for key, cb in widget.checks.items():
+        cb.setChecked(key == "porosity")
+    widget.phase.setValue(9)  # no such label
+    n = len(viewer.layers)
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60_000)
+    assert isinstance(widget.runner.last_error, ValueError)
+    assert "no voxel" in str(widget.runner.last_error)
+    assert len(viewer.layers) == n
+    # proxigram without an intensity image: refused in the GUI thread, nothing started
+    widget.phase.setValue(PORE)
+    widget.checks["proxigram"].setChecked(True)
+    widget.intensity_select.setCurrentIndex(0)  # the empty entry
+    widget.run()
+    assert not widget.runner.busy and len(viewer.layers) == n
+    widget.outside.setText("zero")
+    with pytest.raises(ValueError, match="integers"):
+        widget.settings()

@@ -1,0 +1,175 @@
+"""The Reconstruct dock widget in a real viewer: geometry form, preview, full run, FSC,
+centre search, JSON round trip, bad input and cancel."""
+
+import numpy as np
+import pytest
+
+from napari_corrtomo.core import synthetic
+from napari_corrtomo.core.recon import Geometry
+from napari_corrtomo.widgets.reconstruct import ReconstructWidget
+
+
+@pytest.fixture(scope="module")
+def small_ct():
+    return synthetic.projections("parallel", seed=0, volume_shape=(8, 48, 48), det_shape=(8, 48),
+                                 n_angles=90, raw=True, zingers=1e-3, center_offset=1.5)
+
+
+def _add(viewer, s, name="proj"):
+    ps = s.geometry.pixel_size
+    data = s.raw if s.raw is not None else s.projections
+    layer = viewer.add_image(data, name=name, scale=(1, ps, ps),
+                             metadata={"geometry": s.geometry.to_dict(),
+                                       "truth": {"volume_shape": list(s.phantom.shape)}})
+    if s.raw is not None:
+        viewer.add_image(s.flats, name="flats")
+        viewer.add_image(s.darks, name="darks")
+    return layer
+
+
+def _wait(qtbot, widget, timeout=60000):
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=timeout)
+
+
+def test_full_pipeline_from_raw_counts(make_napari_viewer, qtbot, small_ct):
+    viewer = make_napari_viewer()
+    _add(viewer, small_ct)
+    w = ReconstructWidget(viewer)
+    w.projections.set_layer(viewer.layers["proj"])
+    # the form was filled from the layer metadata
+    assert w.kind.currentText() == "parallel" and w.unit.currentText() == "um"
+    assert tuple(b.value() for b in w.shape) == small_ct.volume_shape
+    w.flats.set_layer(viewer.layers["flats"])
+    w.darks.set_layer(viewer.layers["darks"])
+    assert w.log.isChecked()
+    w.outliers.setChecked(True)
+    w.find_center()
+    _wait(qtbot, w)
+    assert abs(w.center.value() - 1.5) < 0.2
+    w.run()
+    _wait(qtbot, w)
+    assert w.runner.last_error is None
+    out = viewer.layers["proj reconstruction"]
+    np.testing.assert_allclose(out.scale, (0.5, 0.5, 0.5))
+    assert str(out.units[0]) == "micrometer"
+    err = np.linalg.norm(out.data - small_ct.phantom) / np.linalg.norm(small_ct.phantom)
+    assert err < 0.3
+    assert viewer.layers["proj"].data is not out.data  # input untouched, new layer
+
+
+def test_preview_and_fsc(make_napari_viewer, qtbot):
+    s = synthetic.projections("tilt_series", seed=1, volume_shape=(48, 8, 48),
+                              det_shape=(8, 48), n_angles=90)
+    viewer = make_napari_viewer()
+    _add(viewer, s)
+    w = ReconstructWidget(viewer)
+    w.method.setCurrentIndex(w.method.findData("sirt"))
+    w.iterations.setValue(20)
+    w.slice_index.setValue(3)
+    w.preview()
+    _wait(qtbot, w)
+    prev = viewer.layers["proj preview"]
+    assert prev.data.shape == (48, 48)
+    np.testing.assert_allclose(prev.scale, (0.5, 0.5))
+    w.method.setCurrentIndex(w.method.findData("analytic"))
+    w.run_fsc()
+    _wait(qtbot, w)
+    res = w.last_fsc
+    assert res is not None and res.resolution_half_bit >= 2 * 0.5
+    assert "nm (1/2-bit)" in w.result.text()
+    labels = [line.get_label() for line in w.plot.figure.axes[0].lines]
+    assert {"FSC (even/odd)", "1/2-bit", "1-bit"} <= set(labels)
+
+
+def test_geometry_json_round_trip_and_angles_file(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((12, 6, 10), np.float32), name="stack")
+    w = ReconstructWidget(viewer)
+    g = Geometry.laminography(np.linspace(0, 360, 12, endpoint=False), (6, 10), 25.0, 2.0, 80.0,
+                              40.0, unit="mm", shifts=(0, 0.75))
+    path = g.save(tmp_path / "g.json")
+    w.load_geometry(str(path))
+    assert w.geometry() == g
+    w.save_geometry(str(tmp_path / "again.json"))
+    assert Geometry.load(tmp_path / "again.json") == g
+    angles = np.sort(np.random.default_rng(0).uniform(0, 360, 12))
+    np.savetxt(tmp_path / "angles.txt", angles)
+    w.load_angles(str(tmp_path / "angles.txt"))
+    np.testing.assert_allclose(w.geometry().angles_deg, angles)
+
+
+def test_bad_input_adds_nothing(make_napari_viewer, qtbot, monkeypatch):
+    import napari_corrtomo.widgets.reconstruct as mod
+
+    errors = []
+    monkeypatch.setattr(mod, "show_error", errors.append)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((10, 12), np.float32), name="flat image")
+    w = ReconstructWidget(viewer)
+    assert w.run() is None and "3D" in errors[-1]
+    viewer.add_image(np.zeros((10, 6, 12), np.float32), name="stack")
+    w.projections.set_layer(viewer.layers["stack"])
+    w.kind.setCurrentText("laminography")
+    w.tilt.setValue(0.0)
+    assert w.run() is None and "tilt_deg" in errors[-1]
+    w.kind.setCurrentText("parallel")
+    stack = viewer.layers["stack"]
+    stack.data = np.full((10, 6, 12), np.nan, np.float32)
+    # (the foundation's TaskRunner also re-raises worker errors into the Qt event loop)
+    with qtbot.capture_exceptions():
+        w.run()
+        _wait(qtbot, w)
+    assert isinstance(w.runner.last_error, ValueError) and "NaN" in str(w.runner.last_error)
+    assert [layer.name for layer in viewer.layers] == ["flat image", "stack"]
+
+
+def test_cancel_leaves_no_layer(make_napari_viewer, qtbot):
+    s = synthetic.projections("parallel", seed=2, volume_shape=(8, 48, 48), det_shape=(8, 48),
+                              n_angles=90)
+    viewer = make_napari_viewer()
+    _add(viewer, s)
+    w = ReconstructWidget(viewer)
+    w.method.setCurrentIndex(w.method.findData("sirt"))
+    w.iterations.setValue(100000)
+    with qtbot.capture_exceptions():
+        w.run()
+        qtbot.waitUntil(lambda: w.runner.bar.maximum() > 1, timeout=30000)
+        w.runner.cancel()
+        _wait(qtbot, w)
+    assert "proj reconstruction" not in viewer.layers
+    assert "Cancelled" in w.runner.status.text()
+
+
+def test_projection_samples_open_and_fill_the_form(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-corrtomo", "tomography_projections")
+    names = [layer.name for layer in viewer.layers]
+    for name in ("microCT raw projections", "microCT flats", "microCT darks",
+                 "cone-beam projections", "laminography projections", "ET tilt series",
+                 "ET phantom"):
+        assert name in names
+    et = viewer.layers["ET tilt series"]
+    assert Geometry.from_dict(et.metadata["geometry"]).kind == "tilt_series"
+    assert np.asarray(et.metadata["truth"]["shifts"]).shape == (et.data.shape[0], 2)
+    assert viewer.layers["ET phantom"].visible is False
+    w = ReconstructWidget(viewer)
+    w.projections.set_layer(viewer.layers["cone-beam projections"])
+    g = w.geometry()
+    assert g.kind == "cone" and g.magnification == pytest.approx(2.0)
+    assert tuple(b.value() for b in w.shape) == (64, 64, 64)
+
+
+def test_tilt_series_alignment_in_the_widget(make_napari_viewer, qtbot):
+    s = synthetic.projections("tilt_series", seed=4, volume_shape=(48, 16, 48),
+                              det_shape=(16, 48), n_angles=90, jitter_px=1.5)
+    viewer = make_napari_viewer()
+    _add(viewer, s)
+    w = ReconstructWidget(viewer)
+    errors = []
+    for align in (False, True):
+        w.align.setChecked(align)
+        w.run()
+        _wait(qtbot, w)
+        out = viewer.layers["proj reconstruction"].data
+        errors.append(np.linalg.norm(out - s.phantom) / np.linalg.norm(s.phantom))
+    assert w.align.isEnabled() and errors[1] < 0.6 * errors[0]

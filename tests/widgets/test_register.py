@@ -1,0 +1,234 @@
+"""The Register widget in a real napari viewer, against the correlative sample's truth."""
+
+import numpy as np
+import pytest
+
+from napari_corrtomo.core import register as reg
+from napari_corrtomo.widgets.register import RegisterWidget, index_to_world
+
+pytest.importorskip("SimpleITK")
+
+
+@pytest.fixture()
+def setup(make_napari_viewer, correlative_sample):
+    s = correlative_sample
+    viewer = make_napari_viewer()
+    micro = viewer.add_image(s.microct.data, name="microCT", scale=s.microct.scale, units="um")
+    nano = viewer.add_image(s.nanoct.data, name="nanoCT", scale=s.nanoct.scale, units="um")
+    widget = RegisterWidget(viewer)
+    widget.fixed_select.set_layer(micro)
+    widget.moving_select.set_layer(nano)
+    return viewer, widget, micro, nano, s.truth
+
+
+def _click_pairs(widget, fixed_pts, moving_pts):
+    """Add points alternately, as clicks would, through whichever layer is active."""
+    pf, pm = widget.create_landmark_layers()
+    viewer = widget.viewer
+    for f, m in zip(fixed_pts, moving_pts, strict=True):
+        assert viewer.layers.selection.active is pf
+        pf.add(f)
+        assert viewer.layers.selection.active is pm and pm.mode == "add"
+        pm.add(m)
+    return pf, pm
+
+
+def _noisy(truth, seed=0, n=6):
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(truth.landmarks_microct), n, replace=False)
+    return (truth.landmarks_microct[idx] + rng.normal(0, 1.0, (n, 3)),
+            truth.landmarks_nanoct[idx] + rng.normal(0, 0.065, (n, 3)))
+
+
+def test_fit_apply_affine_puts_landmarks_in_place(setup, qtbot):
+    viewer, widget, micro, nano, truth = setup
+    _click_pairs(widget, truth.landmarks_microct, truth.landmarks_nanoct)
+    t = widget.fit()
+    np.testing.assert_allclose(t.matrix, truth.nanoct_to_microct, atol=1e-9)
+    assert widget.table.table.rowCount() == len(truth.landmarks_microct)
+    assert "RMS FRE" in widget.summary.text()
+    widget.apply_affine()
+    # world coordinates of known nanoCT voxels are where the truth puts them in the microCT
+    for q, p in zip(truth.landmarks_nanoct, truth.landmarks_microct, strict=True):
+        index = q / np.array(nano.scale)
+        np.testing.assert_allclose(nano.data_to_world(index), p, atol=1e-9)
+    np.testing.assert_allclose(index_to_world(nano) @ np.r_[0, 0, 0, 1.0],
+                               np.r_[truth.nanoct_fov_microct[0], 1.0], atol=1e-9)
+    widget.reset_moving()
+    np.testing.assert_allclose(nano.affine.affine_matrix, np.eye(4))
+
+
+def test_units_differ_nm_moving_on_um_fixed(make_napari_viewer, correlative_sample):
+    s, truth = correlative_sample, correlative_sample.truth
+    viewer = make_napari_viewer()
+    micro = viewer.add_image(s.microct.data, name="microCT", scale=s.microct.scale, units="um")
+    nano = viewer.add_image(s.nanoct.data, name="nanoCT nm",
+                            scale=tuple(1000 * v for v in s.nanoct.scale), units="nm")
+    widget = RegisterWidget(viewer)
+    widget.fixed_select.set_layer(micro)
+    widget.moving_select.set_layer(nano)
+    _click_pairs(widget, truth.landmarks_microct, truth.landmarks_nanoct * 1000)
+    t = widget.fit()
+    assert t.unit == "um"
+    np.testing.assert_allclose(t.matrix, truth.nanoct_to_microct, atol=1e-9)
+    widget.apply_affine()
+    q = truth.landmarks_nanoct[2] / np.array(s.nanoct.scale)
+    np.testing.assert_allclose(nano.data_to_world(q), truth.landmarks_microct[2], atol=1e-9)
+
+
+def test_include_exclude_refits_and_failures_keep_nothing(setup, qtbot):
+    viewer, widget, micro, nano, truth = setup
+    fixed, moving = _noisy(truth, n=6)
+    fixed[1] += 10.0
+    _click_pairs(widget, fixed, moving)
+    first = widget.fit()
+    assert first.used.all()
+    widget.robust.setChecked(True)  # the fit finds the bad pair itself
+    assert not widget.fit().used[1]
+    widget.robust.setChecked(False)
+    widget.fit()
+    item = widget.table.table.item(1, 0)
+    from qtpy.QtCore import Qt
+
+    item.setCheckState(Qt.Unchecked)  # the user unticks the bad pair
+    second = widget.transform
+    assert widget.active[1] is False and not second.used[1]
+    assert second.rms_fre < first.rms_fre
+    # fewer pairs than a model needs: error, no transform, nothing resampled
+    for row in range(6):
+        widget.active[row] = row < 2
+    n_layers = len(viewer.layers)
+    assert widget.fit() is None and widget.transform is None
+    assert "needs at least 3" in widget.summary.text()
+    widget.resample_button.click()
+    widget.refine_button.click()
+    assert len(viewer.layers) == n_layers and not widget.runner.busy
+
+
+def test_unpaired_click_is_reported(setup):
+    viewer, widget, micro, nano, truth = setup
+    pf, pm = widget.create_landmark_layers()
+    pf.add(truth.landmarks_microct[:4])
+    pm.add(truth.landmarks_nanoct[:3])
+    assert widget.fit() is None
+    assert "unpaired" in widget.summary.text()
+
+
+def test_refine_and_resample_in_workers(setup, qtbot):
+    viewer, widget, micro, nano, truth = setup
+    fixed, moving = _noisy(truth, seed=3)
+    _click_pairs(widget, fixed, moving)
+    fit = widget.fit()
+    widget.apply_affine()
+    fov = reg.box_corners(reg.fov_box(nano.data.shape, nano.scale))
+    assert reg.compare(fit, truth.nanoct_to_microct, fov)["tre_max"] > 0.5
+    widget.refine()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60000)
+    assert widget.runner.last_error is None
+    refined = widget.transform
+    assert refined.metadata["source"] == "refine"
+    assert reg.compare(refined, truth.nanoct_to_microct, fov)["tre_max"] < 0.5
+    np.testing.assert_allclose(nano.affine.affine_matrix, refined.matrix)  # re-applied
+    widget.grid.setCurrentIndex(1)  # moving voxel size over its field of view
+    widget.resample()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60000)
+    out = viewer.layers["nanoCT registered"]
+    assert out.scale[0] == pytest.approx(nano.scale[0])
+    # the resampled volume's voxel at a landmark holds the nanoCT value there
+    p = truth.landmarks_microct[0]
+    i_out = np.round((p - np.asarray(out.translate)) / np.asarray(out.scale)).astype(int)
+    q = refined.apply_inverse(out.translate + i_out * np.asarray(out.scale))[0]
+    i_nano = np.round(q / np.asarray(nano.scale)).astype(int)
+    assert out.data[tuple(i_out)] == pytest.approx(nano.data[tuple(i_nano)], abs=0.3)
+
+
+def test_save_load_landmarks_and_transform_and_affine_after_reload(
+        setup, tmp_path, make_napari_viewer, correlative_sample):
+    viewer, widget, micro, nano, truth = setup
+    fixed, moving = _noisy(truth, seed=5)
+    _click_pairs(widget, fixed, moving)
+    widget.set_active(4, False)
+    widget.names[0] = "bead A"
+    t = widget.fit()
+    widget.save_landmarks(str(tmp_path / "lm.csv"))
+    widget.save_transform(str(tmp_path / "t.json"))
+    widget.save_transform(str(tmp_path / "t.tfm"))
+    widget.apply_affine()
+    world = [nano.data_to_world(q / np.array(nano.scale)) for q in truth.landmarks_nanoct]
+
+    # a fresh session: new viewer, layers loaded again
+    s = correlative_sample
+    v2 = make_napari_viewer()
+    m2 = v2.add_image(s.microct.data, name="microCT", scale=s.microct.scale, units="um")
+    n2 = v2.add_image(s.nanoct.data, name="nanoCT", scale=s.nanoct.scale, units="um")
+    w2 = RegisterWidget(v2)
+    w2.fixed_select.set_layer(m2)
+    w2.moving_select.set_layer(n2)
+    w2.load_landmarks(str(tmp_path / "lm.csv"))
+    pf, pm = w2._points_layers()
+    np.testing.assert_allclose(pf.data, fixed)
+    np.testing.assert_allclose(pm.data, moving)
+    assert w2.active[4] is False and w2.names[0] == "bead A"
+    np.testing.assert_allclose(w2.fit().matrix, t.matrix, atol=1e-12)
+    for path in ("t.json", "t.tfm"):
+        w2.transform = None
+        w2.load_transform(str(tmp_path / path))
+        w2.apply_affine()
+        again = [n2.data_to_world(q / np.array(n2.scale)) for q in truth.landmarks_nanoct]
+        np.testing.assert_allclose(again, world, atol=1e-9)
+
+
+def test_roi_across_scales_and_fields_of_view(setup):
+    viewer, widget, micro, nano, truth = setup
+    _click_pairs(widget, truth.landmarks_microct, truth.landmarks_nanoct)
+    widget.fit()
+    widget.apply_affine()
+    # a 4 um box drawn on the microCT around a bead, cropped from the nanoCT
+    p = truth.landmarks_microct[0]
+    shapes = viewer.add_shapes(ndim=3, name="roi")
+    rect = np.array([[p[0], p[1] - 2, p[2] - 2], [p[0], p[1] - 2, p[2] + 2],
+                     [p[0], p[1] + 2, p[2] + 2], [p[0], p[1] + 2, p[2] - 2]])
+    shapes.add_rectangles(rect)
+    widget.roi_shapes.set_layer(shapes)
+    widget.roi_target.set_layer(nano)
+    widget.roi_depth.setValue(4.0)
+    crop = widget.crop_roi()
+    assert crop.name == "nanoCT ROI"
+    # the bead's nanoCT voxel is inside the crop, and the crop sits in place in the world
+    q = np.round(truth.landmarks_nanoct[0] / np.array(nano.scale)).astype(int)
+    sl = crop.metadata["corrtomo_roi_slices"]
+    assert all(a <= i < b for i, (a, b) in zip(q, sl, strict=True))
+    local = q - np.array([a for a, _ in sl])
+    assert crop.data[tuple(local)] == nano.data[tuple(q)]
+    np.testing.assert_allclose(crop.data_to_world(local), nano.data_to_world(q), atol=1e-9)
+    # the crop holds the box: about 4 um / 65 nm voxels across (the box is oblique in the nanoCT)
+    assert 60 <= min(crop.data.shape) and max(crop.data.shape) <= 4 * 1.8 / 0.065 + 2
+
+    # fields of view: the nanoCT outlined in every microCT slice it crosses
+    widget.fov_reference.set_layer(micro)
+    fovs = widget.show_fields_of_view()
+    zs = sorted({float(poly[0, 0]) for poly in fovs.data})
+    fz = truth.nanoct_fov_microct[:, 0]
+    assert zs[0] <= np.ceil(fz.min()) and zs[-1] >= np.floor(fz.max())
+    assert set(fovs.features["volume"]) == {"nanoCT"}
+    # outlines enclose the FOV's cross-section: the bead (inside the FOV) is inside its slice's
+    bead = truth.landmarks_microct[0]
+    poly = [pp for pp in fovs.data if pp[0, 0] == np.round(bead[0])][0]
+    assert poly[:, 1].min() < bead[1] < poly[:, 1].max()
+    assert poly[:, 2].min() < bead[2] < poly[:, 2].max()
+    widget.show_fields_of_view()  # redrawn, not duplicated
+    assert sum(lay.name.startswith("fields of view") for lay in viewer.layers) == 1
+
+
+def test_bad_gui_input_shows_errors_and_adds_nothing(setup, monkeypatch):
+    viewer, widget, micro, nano, truth = setup
+    errors = []
+    monkeypatch.setattr("napari_corrtomo.widgets.register.show_error", errors.append)
+    n = len(viewer.layers)
+    widget.apply_button.click()      # no transform yet
+    widget.resample_button.click()
+    widget.roi_button.click()        # no shapes layer
+    widget.moving_select.set_layer(micro)
+    widget.new_points_button.click()  # fixed == moving
+    assert len(errors) == 4 and len(viewer.layers) == n
+    assert "no transform" in errors[0] and "same layer" in errors[-1]
