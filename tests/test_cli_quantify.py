@@ -79,5 +79,10 @@ def test_demo_quantify_step_matches_truth(correlative_sample, tmp_path):
     for name in ("microCT", "nanoCT"):
         dx = q[f"{name} proxigram dx (x75 - x25)"]
         assert dx.measured == pytest.approx(dx.truth, rel=0.2)
+    # transport through the ET matrix: Hashin-Shtrikman bounds for insulating inclusions
+    tau = q["ET matrix tortuosity factor (z; reference: lower bound 1 + phi/2)"]
+    assert tau.truth <= tau.measured < 1.5 * tau.truth
+    d_eff = q["ET matrix D_eff / D_bulk (z; reference: upper bound 2(1-phi)/(2+phi))"]
+    assert 0.5 * d_eff.truth < d_eff.measured <= d_eff.truth
     assert (tmp_path / "quantify_microct_particles.csv").exists()
     assert len(ctx.panels) == 3

@@ -7,8 +7,11 @@ registering them in the core), run in a worker with progress and Cancel, and get
 
 - result layers (local-thickness maps, particles with their table as layer
   features plus images coloured by ESD / porosity, closed and inner pores);
+- transport descriptors along a chosen axis (tortuosity factor with the
+  concentration field as a layer, geodesic tortuosity vs depth, intrusion curve
+  and constrictivity);
 - plots (size distributions with log-normal fits, correlation functions,
-  volume-fraction profile, proxigram) savable as PNG;
+  volume-fraction profile, proxigram, transport curves) savable as PNG;
 - tables (summary and every measure's table) exportable as CSV.
 """
 
@@ -119,6 +122,9 @@ class QuantifyWidget(QWidget):
         self.run_button = QPushButton("Quantify")
         self.run_button.clicked.connect(self.run)
         self.runner = TaskRunner()
+        # notes of the last run (e.g. tau = inf); own label: the runner's status ends as "Done."
+        self.notes = QLabel("")
+        self.notes.setWordWrap(True)
 
         # ---- results
         self.plot_select = QComboBox()
@@ -137,6 +143,7 @@ class QuantifyWidget(QWidget):
         layout.addWidget(pbox)
         layout.addWidget(self.run_button)
         layout.addWidget(self.runner)
+        layout.addWidget(self.notes)
         row = QHBoxLayout()
         row.addWidget(QLabel("Plot"))
         row.addWidget(self.plot_select, 1)
@@ -204,6 +211,7 @@ class QuantifyWidget(QWidget):
 
     def run(self) -> None:
         """Validate the inputs in the GUI thread and start the measurement in a worker."""
+        self.notes.setText("")
         try:
             layer = self.labels_select.layer(required="segmentation")
             if layer.ndim < 3:
@@ -266,8 +274,7 @@ class QuantifyWidget(QWidget):
         self.export_all_button.setEnabled(True)
         self._draw(self.plot_select.currentText())
         self._show_table(self.table_select.currentText())
-        for note in result.notes:
-            self.runner.status.setText(self.runner.status.text() + f"\nNote: {note}")
+        self.notes.setText("\n".join(f"Note: {note}" for note in result.notes))
 
     def _show_table(self, name: str) -> None:
         if self.result is None or not name:
