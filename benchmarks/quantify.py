@@ -301,6 +301,11 @@ def main() -> int:
     print(text)
     out = ROOT / "docs" / "benchmarks" / "quantify.md"
     out.parent.mkdir(parents=True, exist_ok=True)
+    # keep the tortuosity section written by benchmarks/quantify_transport.py
+    section = "## Tortuosity factor vs TauFactor"
+    old = out.read_text() if out.exists() else ""
+    if section in old and section in text and "TRANSPORT BENCHMARK" not in old:
+        text = text[:text.index(section)] + old[old.index(section):].rstrip("\n")
     out.write_text(text + "\n")
     return 0
 

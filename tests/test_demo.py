@@ -76,3 +76,13 @@ def test_quantity_within_tolerance_of_truth(demo, name, tolerance):
     _, summary = demo
     row = _q(summary, name)
     assert row["value"] == pytest.approx(row["truth"], **tolerance), row.to_dict()
+
+
+def test_et_matrix_transport_within_hashin_shtrikman_bounds(demo):
+    # diffusion around insulating spherical mesopores: tau >= 1 + phi/2 and
+    # D_eff/D_bulk <= 2(1-phi)/(2+phi) (bounds, exact only in the dilute limit)
+    _, summary = demo
+    tau = _q(summary, "ET matrix tortuosity factor (z; reference: lower bound 1 + phi/2)")
+    assert tau["truth"] <= tau["value"] < 1.5 * tau["truth"]
+    d_eff = _q(summary, "ET matrix D_eff / D_bulk (z; reference: upper bound 2(1-phi)/(2+phi))")
+    assert 0.5 * d_eff["truth"] < d_eff["value"] <= d_eff["truth"]

@@ -357,6 +357,12 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-distance", type=float, default=None,
                    help="range of the correlation functions")
     p.add_argument("--bin-width", type=float, default=None, help="histogram/profile bin width")
+    p.add_argument("--axes", type=int, nargs="+", default=None, metavar="AXIS",
+                   help="transport axes (tortuosity, geodesic tortuosity, constrictivity), "
+                        "0 = z (default: all)")
+    p.add_argument("--depths", type=float, nargs="+", default=None, metavar="D",
+                   help="depths of the geodesic tortuosity (default: 1/8, 1/4, 3/8 and 1/2 "
+                        "of the sample length)")
     p.add_argument("--save-volumes", action="store_true",
                    help="also write the result volumes (local thickness, particles ...) as TIFF")
     p.set_defaults(func=_run_quantify)
@@ -384,7 +390,9 @@ def _run_quantify(args: argparse.Namespace) -> int:
                                                    if m.strip()]
     settings = QuantifySettings(phase=args.phase, matrix=args.matrix, outside=tuple(args.outside),
                                 radius=args.radius, max_distance=args.max_distance,
-                                bin_width=args.bin_width)
+                                bin_width=args.bin_width,
+                                transport_axes=None if args.axes is None else tuple(args.axes),
+                                depths=None if args.depths is None else tuple(args.depths))
     import numpy as np
 
     result = quantify(np.asarray(labels), spacing, unit, measures=measures, settings=settings,

@@ -589,6 +589,14 @@ def step_quantify(ctx: DemoContext) -> None:
                      tmesd.fit.mode, "nm")
     ctx.quantity("combined porosity (nanoCT macro + ET meso)", q.combine_porosity(macro, meso),
                  t.combined_porosity, "fraction")
+    # ---- transport: diffusion through the ET matrix around the mesopores (insulating spheres);
+    # reference: Maxwell / Hashin-Shtrikman, tau >= 1 + phi/2 (a lower bound, exact when dilute)
+    tau = q.tortuosity_factor(elab == SOLID, esp, axis=0)
+    ctx.quantity("ET matrix tortuosity factor (z; reference: lower bound 1 + phi/2)", tau.tau,
+                 1.0 + meso / 2.0, "factor")
+    ctx.quantity("ET matrix D_eff / D_bulk (z; reference: upper bound 2(1-phi)/(2+phi))",
+                 tau.d_eff_ratio, 2.0 * (1.0 - meso) / (2.0 + meso), "fraction")
+
     # ---- interface sharpness of the sample images (known PSF) across the true interface
     lab = np.asarray(t.microct_labels.data)
     nlab = tl

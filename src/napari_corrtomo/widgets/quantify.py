@@ -7,8 +7,11 @@ registering them in the core), run in a worker with progress and Cancel, and get
 
 - result layers (local-thickness maps, particles with their table as layer
   features plus images coloured by ESD / porosity, closed and inner pores);
+- transport descriptors along a chosen axis (tortuosity factor with the
+  concentration field as a layer, geodesic tortuosity vs depth, intrusion curve
+  and constrictivity);
 - plots (size distributions with log-normal fits, correlation functions,
-  volume-fraction profile, proxigram) savable as PNG;
+  volume-fraction profile, proxigram, transport curves) savable as PNG;
 - tables (summary and every measure's table) exportable as CSV.
 """
 
@@ -43,6 +46,8 @@ from ._runner import TaskRunner
 from ._table import TableView
 
 CREATED_BY = "quantify"
+#: transport-axis choices of the widget -> ``QuantifySettings.transport_axes``
+TRANSPORT_AXES = {"all (z, y, x)": None, "z": (0,), "y": (1,), "x": (2,)}
 
 
 class QuantifyWidget(QWidget):
@@ -96,17 +101,30 @@ class QuantifyWidget(QWidget):
         self.max_distance = self._length_box("range of S2 / lineal path (0 = 1/4 of the extent)")
         self.prox_distance = self._length_box("proxigram half-width (0 = 8 voxels)")
         self.bin_width = self._length_box("histogram / profile bin width (0 = one voxel)")
+        self.transport_axis = QComboBox()
+        self.transport_axis.addItems(list(TRANSPORT_AXES))
+        self.transport_axis.setToolTip("flux / path direction(s) of the tortuosity factor, "
+                                       "geodesic tortuosity and constrictivity")
+        self.depths = QLineEdit()
+        self.depths.setPlaceholderText("auto: 1/8, 1/4, 3/8, 1/2 of the length")
+        self.depths.setToolTip("depths of the geodesic tortuosity, in the layer's unit, "
+                               "separated by commas")
         params = QFormLayout()
         params.addRow("Ball radius", self.radius)
         params.addRow("Correlation range", self.max_distance)
         params.addRow("Proxigram range", self.prox_distance)
         params.addRow("Bin width", self.bin_width)
+        params.addRow("Transport axis", self.transport_axis)
+        params.addRow("Geodesic depths", self.depths)
         pbox = QGroupBox("Parameters (physical units, 0 = automatic)")
         pbox.setLayout(params)
 
         self.run_button = QPushButton("Quantify")
         self.run_button.clicked.connect(self.run)
         self.runner = TaskRunner()
+        # notes of the last run (e.g. tau = inf); own label: the runner's status ends as "Done."
+        self.notes = QLabel("")
+        self.notes.setWordWrap(True)
 
         # ---- results
         self.plot_select = QComboBox()
@@ -125,6 +143,7 @@ class QuantifyWidget(QWidget):
         layout.addWidget(pbox)
         layout.addWidget(self.run_button)
         layout.addWidget(self.runner)
+        layout.addWidget(self.notes)
         row = QHBoxLayout()
         row.addWidget(QLabel("Plot"))
         row.addWidget(self.plot_select, 1)
@@ -167,6 +186,12 @@ class QuantifyWidget(QWidget):
         except ValueError:
             raise ValueError(
                 f"outside labels must be integers separated by commas, got {text!r}") from None
+        text = self.depths.text().replace(";", ",").replace(" ", ",")
+        try:
+            depths = tuple(float(v) for v in text.split(",") if v.strip()) or None
+        except ValueError:
+            raise ValueError(
+                f"geodesic depths must be numbers separated by commas, got {text!r}") from None
         return QuantifySettings(
             phase=int(self.phase.value()),
             matrix=None if self.matrix.value() < 0 else int(self.matrix.value()),
@@ -175,6 +200,8 @@ class QuantifyWidget(QWidget):
             max_distance=self.max_distance.value() or None,
             proxigram_distance=self.prox_distance.value() or None,
             bin_width=self.bin_width.value() or None,
+            transport_axes=TRANSPORT_AXES[self.transport_axis.currentText()],
+            depths=depths,
         )
 
     def chosen_measures(self) -> list[str]:
@@ -184,6 +211,7 @@ class QuantifyWidget(QWidget):
 
     def run(self) -> None:
         """Validate the inputs in the GUI thread and start the measurement in a worker."""
+        self.notes.setText("")
         try:
             layer = self.labels_select.layer(required="segmentation")
             if layer.ndim < 3:
@@ -251,8 +279,7 @@ class QuantifyWidget(QWidget):
         self.export_all_button.setEnabled(True)
         self._draw(self.plot_select.currentText())
         self._show_table(self.table_select.currentText())
-        for note in result.notes:
-            self.runner.status.setText(self.runner.status.text() + f"\nNote: {note}")
+        self.notes.setText("\n".join(f"Note: {note}" for note in result.notes))
 
     def _show_table(self, name: str) -> None:
         if self.result is None or not name:

@@ -8,7 +8,8 @@ Modules: :mod:`.thickness` (local thickness), :mod:`.distributions` (size
 distributions, log-normal fits), :mod:`.particles` (separation, per-particle
 table), :mod:`.porosity` (porosity, closed and inner pores, gradients, cross-scale
 correction), :mod:`.surface` (marching-cubes area), :mod:`.correlation`
-(two-point correlation, lineal path), :mod:`.interface` (proxigrams).
+(two-point correlation, lineal path), :mod:`.interface` (proxigrams), :mod:`.transport`
+(tortuosity factor, geodesic tortuosity, intrusion curve, constrictivity).
 """
 
 from .correlation import lattice_directions, lineal_path, two_point_correlation
@@ -35,9 +36,16 @@ from .porosity import (
 )
 from .surface import mesh_area, specific_surface, surface_area
 from .thickness import distance_ridge, local_thickness
-
-# Transport measures (tortuosity factor, geodesic tortuosity, intrusion/constrictivity)
-# live in .transport and are re-exported below by that module's own import line.
+from .transport import (
+    ConstrictivityResult,
+    GeodesicTortuosity,
+    TortuosityResult,
+    constrictivity,
+    geodesic_tortuosity,
+    intrusion_curve,
+    tortuosity_factor,
+    tortuosity_table,
+)
 
 __all__ = [
     "MEASURES",
@@ -71,4 +79,12 @@ __all__ = [
     "surface_area",
     "two_point_correlation",
     "volume_fraction_profile",
+    "ConstrictivityResult",
+    "GeodesicTortuosity",
+    "TortuosityResult",
+    "constrictivity",
+    "geodesic_tortuosity",
+    "intrusion_curve",
+    "tortuosity_factor",
+    "tortuosity_table",
 ]

@@ -38,6 +38,7 @@ from .particles import fill_holes, particle_table, separate_particles
 from .porosity import closed_pores, inner_pores, phase_fractions, volume_fraction_profile
 from .surface import surface_area
 from .thickness import local_thickness
+from .transport import constrictivity, geodesic_tortuosity, intrusion_curve, tortuosity_factor
 
 __all__ = [
     "QuantifySettings",
@@ -77,6 +78,10 @@ class QuantifySettings:
     smooth: float = 0.5
     #: particle envelopes: ball radius over the particle's equivalent-sphere radius
     envelope_radius_fraction: float = 1.5
+    #: transport axes (0 = z) for tortuosity, geodesic tortuosity and constrictivity; None = all
+    transport_axes: tuple[int, ...] | None = None
+    #: depths of the geodesic tortuosity; default 1/8, 1/4, 3/8 and 1/2 of the length per axis
+    depths: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -488,6 +493,110 @@ def _measure_proxigram(d, s, r, progress) -> None:
                               ("slope", p.slope, f"1/{u}"), ("dy", p.dy, "")):
         r.add("proxigram", name, value, unit)
 
+
+
+# --------------------------------------------------------------------------- transport
+
+_AXIS_NAMES = "zyx"
+
+
+def _transport_axes(d: MeasureData, s: QuantifySettings) -> tuple[int, ...]:
+    axes = tuple(range(3)) if s.transport_axes is None else tuple(s.transport_axes)
+    if not axes:
+        raise ValueError("no transport axis chosen; choose z, y and/or x (0, 1, 2)")
+    bad = [a for a in axes if a not in (0, 1, 2)]
+    if bad:
+        raise ValueError(f"transport axes {bad} are out of range; use 0 (z), 1 (y) or 2 (x)")
+    return axes
+
+
+def _measure_tortuosity(d, s, r, progress) -> None:
+    axes = _transport_axes(d, s)
+    rows = []
+    for i, ax in enumerate(axes):
+        name = _AXIS_NAMES[ax]
+        res = tortuosity_factor(d.phase, d.spacing, ax, return_field=True,
+                                progress=scaled(progress, i, i + 1, len(axes)))
+        rows.append(res.as_row(d.unit))
+        r.add("tortuosity", f"tortuosity factor {name}", res.tau, "")
+        r.add("tortuosity", f"D_eff / D_bulk {name}", res.d_eff_ratio, "")
+        r.add("tortuosity", f"percolating fraction of the phase {name}",
+              res.percolating_fraction, "fraction")
+        r.arrays[f"concentration {name}"] = ResultArray(
+            res.field, "image", colormap="viridis",
+            description=f"steady-state concentration, flux along {name} (NaN off the "
+                        "conducting phase)")
+        if not np.isfinite(res.tau):
+            r.notes.append(f"no path of the phase connects the two {name} faces: "
+                           f"tortuosity factor {name} = inf")
+        elif not res.converged:
+            r.notes.append(f"tortuosity factor {name}: not converged in {res.iterations} "
+                           "iterations")
+    table = pd.DataFrame(rows)
+    table.insert(1, "axis_name", [_AXIS_NAMES[a] for a in table["axis"]])
+    r.tables["tortuosity"] = table
+
+
+def _default_depths(d: MeasureData, s: QuantifySettings, ax: int) -> list[float]:
+    if s.depths is not None:
+        return list(s.depths)
+    n, step = d.labels.shape[ax], d.spacing[ax]
+    return sorted({max(1, round(f * (n - 1))) * step for f in (1 / 8, 1 / 4, 3 / 8, 1 / 2)})
+
+
+def _measure_geodesic(d, s, r, progress) -> None:
+    axes = _transport_axes(d, s)
+    tables = []
+    for i, ax in enumerate(axes):
+        name = _AXIS_NAMES[ax]
+        geo = geodesic_tortuosity(d.phase, d.spacing, _default_depths(d, s, ax), ax,
+                                  progress=scaled(progress, i, i + 1, len(axes)))
+        t = geo.table(d.unit)
+        t.insert(2, "axis_name", name)
+        tables.append(t)
+        for depth, mean in zip(geo.depths, t["mean"], strict=True):
+            r.add("geodesic_tortuosity", f"geodesic tortuosity {name} at {depth:.4g} {d.unit}",
+                  mean, "")
+        if not geo.reached_fraction.any():
+            r.notes.append(f"geodesic tortuosity {name}: no path through the phase from the "
+                           "inlet face reaches any of the depths")
+        r.curves[f"geodesic tortuosity vs depth {name}"] = Curve(
+            np.asarray(geo.depths, float),
+            {"mean": t["mean"].to_numpy(), "5th percentile": t["p05"].to_numpy(),
+             "95th percentile": t["p95"].to_numpy()},
+            f"depth along {name} ({d.unit})", "geodesic tortuosity",
+            f"Geodesic tortuosity vs depth ({name})")
+    r.tables["geodesic_tortuosity"] = pd.concat(tables, ignore_index=True)
+
+
+def _measure_constrictivity(d, s, r, progress) -> None:
+    axes = _transport_axes(d, s)
+    rows, curves = [], []
+    ys: dict[str, np.ndarray] = {}
+    x = None
+    u = d.unit
+    for i, ax in enumerate(axes):
+        name = _AXIS_NAMES[ax]
+        sub = scaled(progress, i, i + 1, len(axes))
+        curve = intrusion_curve(d.phase, d.spacing, None, ax, unit=u,
+                                progress=scaled(sub, 0, 1, 2))
+        beta = constrictivity(d.phase, d.spacing, ax, progress=scaled(sub, 1, 2, 2))
+        curves.append(curve.assign(axis=ax, axis_name=name))
+        rows.append({"axis_name": name, **beta.as_row(u)})
+        r.add("constrictivity", f"constrictivity {name}", beta.beta, "")
+        r.add("constrictivity", f"r_min (MIP-PSD median) {name}", beta.r_min, u)
+        r.add("constrictivity", f"r_max (c-PSD median) {name}", beta.r_max, u)
+        if x is None:
+            x = curve[f"radius_{u}"].to_numpy()
+            ys["covered (c-PSD)"] = curve["covered_fraction"].to_numpy()
+        if np.array_equal(x, curve[f"radius_{u}"].to_numpy()):
+            ys[f"intruded from {name}"] = curve["intruded_fraction"].to_numpy()
+    r.tables["constrictivity"] = pd.DataFrame(rows)
+    r.tables["intrusion"] = pd.concat(curves, ignore_index=True)
+    r.curves["intrusion curve"] = Curve(x, ys, f"sphere radius ({u})", "fraction of the phase",
+                                        "Sphere intrusion (MIP-PSD) and coverage (c-PSD)")
+
+
 for _spec in (
     MeasureSpec("porosity", "Porosity and phase fractions", _measure_porosity, cost=0.2),
     MeasureSpec("thickness", "Local thickness / pore size distribution", _measure_thickness,
@@ -508,6 +617,12 @@ for _spec in (
                 default=False, cost=2.0),
     MeasureSpec("proxigram", "Proxigram (interface sharpness)", _measure_proxigram,
                 needs_intensity=True, cost=1.0),
+    MeasureSpec("tortuosity", "Tortuosity factor (diffusion, per axis)", _measure_tortuosity,
+                default=False, cost=2.0),
+    MeasureSpec("geodesic_tortuosity", "Geodesic tortuosity vs depth (per axis)",
+                _measure_geodesic, default=False, cost=2.0),
+    MeasureSpec("constrictivity", "Constrictivity and sphere-intrusion curve (per axis)",
+                _measure_constrictivity, default=False, cost=2.0),
 ):
     register(_spec)
 

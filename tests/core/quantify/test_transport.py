@@ -1,0 +1,517 @@
+"""Transport descriptors against analytic answers and independent implementations."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from scipy import sparse
+from scipy.sparse import csgraph
+from scipy.sparse.linalg import spsolve
+
+from napari_corrtomo.core.backend import cupy_available
+from napari_corrtomo.core.progress import Cancelled
+from napari_corrtomo.core.quantify import transport as tr
+
+
+def random_structure(shape, porosity, sigma=1.5, seed=0):
+    """Thresholded smoothed noise: a bicontinuous random medium with the given porosity."""
+    field = ndi.gaussian_filter(np.random.default_rng(seed).standard_normal(shape), sigma)
+    return field < np.quantile(field, porosity)
+
+
+# --------------------------------------------------------------------------- independent solver
+
+
+def dense_tau(mask, spacing, axis):
+    """Tortuosity factor by an independent finite-volume build (Python loops) and a direct solve.
+
+    Cell-centred scheme: conductance area/length between face neighbours of the phase,
+    Dirichlet c=1 / c=0 half a voxel outside the two faces normal to ``axis``.
+    Non-percolating clusters are dropped (their equations are singular or flux-free).
+    """
+    mask = np.asarray(mask, bool)
+    labels, _ = ndi.label(mask)
+    lo = set(np.unique(np.take(labels, 0, axis=axis))) - {0}
+    hi = set(np.unique(np.take(labels, -1, axis=axis))) - {0}
+    keep = np.isin(labels, sorted(lo & hi))
+    if not keep.any():
+        return math.inf
+    voxels = [tuple(v) for v in np.argwhere(keep)]
+    number = {v: i for i, v in enumerate(voxels)}
+    cell = float(np.prod(spacing))
+    a = sparse.lil_matrix((len(voxels), len(voxels)))
+    b = np.zeros(len(voxels))
+    for v, i in number.items():
+        for ax in range(mask.ndim):
+            g = cell / spacing[ax] ** 2
+            for step in (-1, 1):
+                w = list(v)
+                w[ax] += step
+                w = tuple(w)
+                if w in number:
+                    a[i, i] += g
+                    a[i, number[w]] -= g
+                elif ax == axis and w[ax] in (-1, mask.shape[ax]):
+                    a[i, i] += 2 * g
+                    b[i] += 2 * g * (1.0 if w[ax] == -1 else 0.0)
+    c = spsolve(a.tocsr(), b)
+    g_face = 2 * cell / spacing[axis] ** 2
+    inlet = [number[v] for v in voxels if v[axis] == 0]
+    flow = g_face * np.sum(1.0 - c[inlet])
+    length = mask.shape[axis] * spacing[axis]
+    extent = [n * s for n, s in zip(mask.shape, spacing, strict=True)]
+    area = np.prod([e for i, e in enumerate(extent) if i != axis])
+    return mask.mean() / (flow * length / area)
+
+
+# --------------------------------------------------------------------------- tortuosity factor
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.5, 2.0, 1.25)])
+def test_straight_channels_have_tau_one_and_do_not_conduct_sideways(spacing):
+    mask = np.zeros((12, 20, 20), bool)
+    mask[:, 2:5, 3:6] = True
+    mask[:, 10:12, 12:17] = True
+    res = tr.tortuosity_factor(mask, spacing, axis=0, return_field=True)
+    assert res.tau == pytest.approx(1.0, rel=1e-6)
+    assert res.porosity == pytest.approx(mask.mean())
+    assert res.d_eff_ratio == pytest.approx(mask.mean(), rel=1e-6)
+    assert res.percolating_fraction == 1.0 and res.converged
+    # the concentration falls linearly from 1 at the inlet face to 0 at the outlet face
+    z = np.arange(12)
+    expected = np.broadcast_to((1 - (z + 0.5) / 12)[:, None, None], mask.shape)
+    np.testing.assert_allclose(res.field[mask], expected[mask], atol=1e-5)
+    assert np.isnan(res.field[~mask]).all()
+    for axis in (1, 2):  # channels never span y or x
+        side = tr.tortuosity_factor(mask, spacing, axis=axis)
+        assert side.tau == math.inf and side.d_eff_ratio == 0.0 and side.flux == 0.0
+
+
+def test_full_phase_and_parallel_slabs_have_tau_one():
+    assert tr.tortuosity_factor(np.ones((6, 7, 8), bool), 0.3, axis=2).tau == pytest.approx(1.0)
+    slabs = np.zeros((10, 16, 9), bool)
+    slabs[:, ::3, :] = True  # layers parallel to z and x (resistances in parallel)
+    for axis in (0, 2):
+        assert tr.tortuosity_factor(slabs, (1, 2, 3), axis=axis).tau == pytest.approx(1.0)
+    # the same layers in series along y: every path is cut -> no percolation, no crash
+    res = tr.tortuosity_factor(slabs, (1, 2, 3), axis=1)
+    assert res.tau == math.inf and res.percolating_fraction == 0.0
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0), (0.7, 1.9)])
+def test_serpentine_channel_is_a_resistor_chain(spacing):
+    # A one-voxel-wide serpentine in 2D: the discrete problem is exactly a series of
+    # conductances, so D_eff (and tau) follow from summing resistances.
+    mask = np.zeros((9, 7), bool)
+    path = [(0, 1), (1, 1), (2, 1), (2, 2), (2, 3), (2, 4), (2, 5), (3, 5), (4, 5), (5, 5),
+            (5, 4), (5, 3), (6, 3), (7, 3), (8, 3)]
+    for p in path:
+        mask[p] = True
+    sz, sx = spacing
+    g = {0: sx / sz, 1: sz / sx}  # face "area" / centre distance in 2D
+    resistance = 2 * (1 / (2 * g[0]))  # two half-voxel links to the Dirichlet faces
+    for p, q in zip(path[:-1], path[1:], strict=True):
+        resistance += 1 / g[0 if p[0] != q[0] else 1]
+    flow = 1.0 / resistance
+    d_eff = flow * (9 * sz) / (7 * sx)
+    res = tr.tortuosity_factor(mask, spacing, axis=0)
+    assert res.d_eff_ratio == pytest.approx(d_eff, rel=1e-6)
+    assert res.tau == pytest.approx(mask.mean() / d_eff, rel=1e-6)
+    # face flows are first order in the single-precision field (documented: ~1e-4)
+    assert res.flux_in == pytest.approx(flow, rel=1e-4)
+    assert res.flux_out == pytest.approx(flow, rel=1e-4)
+
+
+def test_isolated_pores_count_in_porosity_but_do_not_conduct():
+    mask = np.zeros((10, 10, 10), bool)
+    mask[:, 4:6, 4:6] = True
+    alone = tr.tortuosity_factor(mask, 1.0)
+    mask[3:6, 0:2, 0:2] = True  # closed pore, not connected to either face
+    mask[0:4, 8:10, 8:10] = True  # dead end touching the inlet only
+    res = tr.tortuosity_factor(mask, 1.0)
+    assert res.d_eff_ratio == pytest.approx(alone.d_eff_ratio, rel=1e-6)
+    assert res.tau == pytest.approx(mask.mean() / alone.d_eff_ratio, rel=1e-6)
+    assert res.percolating_fraction == pytest.approx(40 / mask.sum())
+
+
+@pytest.mark.parametrize(
+    "shape,porosity,spacing,axis",
+    [((22, 20, 21), 0.45, (1.0, 1.0, 1.0), 0),  # > coarse size: exercises the multigrid
+     ((20, 22, 18), 0.35, (0.5, 1.0, 1.5), 1),
+     ((14, 30, 12), 0.6, (2.0, 1.0, 1.0), 2),
+     ((40, 50), 0.55, (1.0, 3.0), 0)],
+)
+def test_matches_independent_direct_solve(shape, porosity, spacing, axis):
+    mask = random_structure(shape, porosity, seed=sum(shape))
+    expected = dense_tau(mask, spacing, axis)
+    assert math.isfinite(expected)
+    res = tr.tortuosity_factor(mask, spacing, axis, tol=1e-9)
+    assert res.converged
+    assert res.tau == pytest.approx(expected, rel=1e-6)
+    # face flows are first order in the (single-precision) field's error, the energy second
+    assert abs(res.flux_in - res.flux_out) < 1e-3 * res.flux
+    default = tr.tortuosity_factor(mask, spacing, axis)  # default tolerance: well within 1e-4
+    assert default.tau == pytest.approx(expected, rel=1e-4)
+
+
+def test_physical_invariances():
+    mask = random_structure((18, 20, 22), 0.5, seed=3)
+    spacing = (0.4, 0.9, 1.3)
+    ref = tr.tortuosity_factor(mask, spacing, axis=1, tol=1e-9)
+    scaled_res = tr.tortuosity_factor(mask, tuple(10 * s for s in spacing), axis=1, tol=1e-9)
+    assert scaled_res.tau == pytest.approx(ref.tau, rel=1e-6)  # tau is dimensionless
+    assert scaled_res.flux == pytest.approx(10 * ref.flux, rel=1e-6)  # flow ~ area / length
+    moved = np.transpose(mask, (1, 2, 0))  # the old axis 1 becomes axis 0
+    res = tr.tortuosity_factor(moved, (0.9, 1.3, 0.4), axis=0, tol=1e-9)
+    assert res.tau == pytest.approx(ref.tau, rel=1e-6)
+    flipped = tr.tortuosity_factor(mask[:, ::-1], spacing, axis=1, tol=1e-9)
+    assert flipped.tau == pytest.approx(ref.tau, rel=1e-6)  # direction does not matter
+
+
+def test_anisotropic_voxels_change_tau_like_stretching_the_structure():
+    # Voxels twice as long in z are the same as the structure repeated twice along z.
+    base = random_structure((10, 24, 24), 0.5, seed=7)
+    stretched = np.repeat(base, 2, axis=0)
+    for axis in (0, 1, 2):  # along the long voxel edge and across it
+        a = tr.tortuosity_factor(base, (2.0, 1.0, 1.0), axis=axis, tol=1e-9)
+        b = tr.tortuosity_factor(stretched, (1.0, 1.0, 1.0), axis=axis, tol=1e-9)
+        # not identical (the discretisation differs) but the same medium: close
+        assert a.tau == pytest.approx(b.tau, rel=0.05)
+        c = tr.tortuosity_factor(base, 1.0, axis=axis, tol=1e-9)
+        assert abs(a.tau - b.tau) < abs(c.tau - b.tau)
+
+
+def test_table_progress_and_cancel():
+    mask = random_structure((16, 16, 16), 0.5, seed=1)
+    calls = []
+    table = tr.tortuosity_table(mask, (1, 1, 2), unit="um",
+                                progress=lambda d, t: calls.append((d, t)))
+    assert list(table.columns) == ["axis", "tortuosity_factor", "porosity", "percolating_fraction",
+                                   "d_eff_ratio", "flux_um", "flux_imbalance", "iterations",
+                                   "converged"]
+    assert table["axis"].tolist() == [0, 1, 2] and table["converged"].all()
+    assert calls[-1][0] == calls[-1][1] and all(d <= t for d, t in calls)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+    def cancel(done, total):
+        if done > 5:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        tr.tortuosity_factor(mask, 1.0, progress=cancel)
+
+
+@pytest.mark.parametrize(
+    "mask,spacing,axis,match",
+    [(np.full((5, 5, 5), 2), 1.0, 0, "binary"),
+     (np.zeros((5, 5, 5), bool), 1.0, 0, "phase is empty"),
+     (np.ones((5, 5, 5)), (1.0, 1.0), 0, "spacing has 2 values"),
+     (np.ones((5, 5, 5)), (1.0, -1.0, 1.0), 0, "positive"),
+     (np.ones((5, 5, 5)), 1.0, 3, "out of range"),
+     (np.ones((5, 5, 5)), 1.0, 1.5, "integer"),
+     (np.ones((2, 5, 5, 5)), 1.0, 0, "2D .* or 3D"),
+     (np.where(np.eye(5, dtype=bool), np.nan, 1.0), 1.0, 0, "NaN")],
+)
+def test_bad_input_raises_clear_errors(mask, spacing, axis, match):
+    with pytest.raises(ValueError, match=match):
+        tr.tortuosity_factor(mask, spacing, axis)
+    if axis != 1.5:
+        with pytest.raises(ValueError, match=match):
+            tr.geodesic_tortuosity(mask, spacing, [1.0], axis if axis != 3 else 3)
+        with pytest.raises(ValueError, match=match):
+            tr.constrictivity(mask, spacing, axis)
+
+
+def test_labels_need_a_phase_selection():
+    labels = np.random.default_rng(0).integers(0, 3, (8, 8, 8))
+    with pytest.raises(ValueError, match="labels == 2"):
+        tr.tortuosity_factor(labels, 1.0)
+    assert math.isfinite(tr.tortuosity_factor(labels > 0, 1.0).tau)
+
+
+@pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA GPU")
+def test_cupy_backend_matches_numpy():  # pragma: no cover - GPU only
+    mask = random_structure((40, 40, 40), 0.4, seed=5)
+    cpu = tr.tortuosity_factor(mask, (1, 1, 2), 0, backend="numpy", tol=1e-8)
+    gpu = tr.tortuosity_factor(mask, (1, 1, 2), 0, backend="cupy", tol=1e-8)
+    assert gpu.tau == pytest.approx(cpu.tau, rel=1e-5)
+
+
+# --------------------------------------------------------------------------- geodesic tortuosity
+
+
+def graph_geodesic(mask, spacing, sources):
+    """Independent 26-neighbour shortest paths (scipy.sparse.csgraph.dijkstra) from the
+    voxels where the boolean array ``sources`` is True."""
+    idx = -np.ones(mask.shape, int)
+    idx[mask] = np.arange(mask.sum())
+    rows, cols, wts = [], [], []
+    for off in itertools.product((-1, 0, 1), repeat=mask.ndim):
+        if not any(off):
+            continue
+        length = math.sqrt(sum((o * s) ** 2 for o, s in zip(off, spacing, strict=True)))
+        src = tuple(slice(max(0, -o), n - max(0, o)) for o, n in zip(off, mask.shape, strict=True))
+        dst = tuple(slice(max(0, o), n - max(0, -o)) for o, n in zip(off, mask.shape, strict=True))
+        ok = mask[src] & mask[dst]
+        rows.append(idx[src][ok])
+        cols.append(idx[dst][ok])
+        wts.append(np.full(ok.sum(), length))
+    n = int(mask.sum())
+    graph = sparse.csr_matrix((np.concatenate(wts), (np.concatenate(rows), np.concatenate(cols))),
+                              shape=(n, n))
+    dist = csgraph.dijkstra(graph, indices=idx[sources & mask], min_only=True)
+    out = np.full(mask.shape, np.inf)
+    out[mask] = dist
+    return out
+
+
+def test_straight_channels_have_geodesic_tortuosity_one():
+    mask = np.zeros((20, 9, 9), bool)
+    mask[:, 2:4, 2:4] = True
+    mask[:, 6, 1:8] = True
+    for reference in ("inlet", "depth"):
+        geo = tr.geodesic_tortuosity(mask, (0.5, 1, 1), [1.0, 2.5, 9.5], reference=reference)
+        np.testing.assert_allclose(geo.depths, [1.0, 2.5, 9.5])
+        for vals in geo.values:
+            assert vals.size == 11
+            np.testing.assert_allclose(vals, 1.0)
+        assert np.all(geo.reached_fraction == 1.0)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (1.0, 2.0, 1.0)])
+def test_tilted_channel_follows_the_face_diagonal(spacing):
+    mask = np.zeros((12, 16, 3), bool)
+    for z in range(12):
+        mask[z, z + 2, 1] = True  # 45 degrees in voxels: one step in z and in y
+    geo = tr.geodesic_tortuosity(mask, spacing, [4 * spacing[0], 11 * spacing[0]])
+    expected = math.hypot(spacing[0], spacing[1]) / spacing[0]
+    for vals in geo.values:
+        np.testing.assert_allclose(vals, expected)
+
+
+def test_serpentine_channel_has_its_known_path_length():
+    mask = np.zeros((13, 8), bool)
+    mask[0:5, 0] = True  # down 4
+    mask[4, 0:7] = True  # across 6
+    mask[4:13, 6] = True  # down 8
+    # 26/8-neighbour paths cut each corner with one diagonal step: 3 + sqrt2 + 4 + sqrt2 + 7
+    length = 14 + 2 * math.sqrt(2)
+    geo = tr.geodesic_tortuosity(mask, 1.0, [12.0])
+    np.testing.assert_allclose(geo.values[0], [length / 12])
+    back = tr.geodesic_tortuosity(mask, 1.0, [12.0], reference="depth")
+    np.testing.assert_allclose(back.values[0], [length / 12])
+    table = geo.table("um")
+    assert table.loc[0, "depth_um"] == 12.0 and table.loc[0, "n_paths"] == 1
+    assert table.loc[0, "mean"] == pytest.approx(length / 12)
+
+
+@pytest.mark.parametrize("spacing,inlet", [((1.0, 1.0, 1.0), "low"), ((0.6, 1.0, 1.4), "high")])
+def test_geodesic_matches_independent_dijkstra(spacing, inlet):
+    mask = random_structure((16, 14, 15), 0.55, seed=11)
+    depths_idx = [3, 9]
+    geo = tr.geodesic_tortuosity(mask, spacing, [k * spacing[0] for k in depths_idx],
+                                 inlet=inlet)
+    back = tr.geodesic_tortuosity(mask, spacing, [k * spacing[0] for k in depths_idx],
+                                  inlet=inlet, reference="depth")
+    m = mask if inlet == "low" else mask[::-1]
+    first = np.zeros(m.shape, bool)
+    first[0] = True
+    from_inlet = graph_geodesic(m, spacing, first)
+    for i, k in enumerate(depths_idx):
+        last = np.zeros(m.shape, bool)
+        last[k] = True
+        to_target = graph_geodesic(m, spacing, last)  # over the whole volume, deeper too
+        expected = to_target[0][m[0]]
+        expected = expected[np.isfinite(expected)] / (k * spacing[0])
+        np.testing.assert_allclose(np.sort(geo.values[i]), np.sort(expected), rtol=1e-9)
+        exp_back = from_inlet[k][m[k]]
+        exp_back = exp_back[np.isfinite(exp_back)] / (k * spacing[0])
+        np.testing.assert_allclose(np.sort(back.values[i]), np.sort(exp_back), rtol=1e-9)
+        assert np.all(geo.values[i] >= 1.0 - 1e-12)
+
+
+def test_geodesic_bad_depths_and_unreachable():
+    mask = np.zeros((10, 6, 6), bool)
+    mask[:4, 1:3, 1:3] = True  # stops at depth 3
+    mask[6:, 1:3, 1:3] = True
+    geo = tr.geodesic_tortuosity(mask, 1.0, [2.0, 7.0])
+    assert geo.values[0].size == 4 and geo.values[1].size == 0
+    np.testing.assert_allclose(geo.reached_fraction, [1.0, 0.0])
+    assert np.isnan(geo.table().loc[1, "mean"])
+    with pytest.raises(ValueError, match="do not fit"):
+        tr.geodesic_tortuosity(mask, 1.0, [0.2])
+    with pytest.raises(ValueError, match="do not fit"):
+        tr.geodesic_tortuosity(mask, 1.0, [10.0])
+    with pytest.raises(ValueError, match="positive"):
+        tr.geodesic_tortuosity(mask, 1.0, [-1.0])
+    with pytest.raises(ValueError, match="empty"):
+        tr.geodesic_tortuosity(mask, 1.0, [])
+    with pytest.raises(ValueError, match="reference"):
+        tr.geodesic_tortuosity(mask, 1.0, [2.0], reference="outlet")
+
+
+# --------------------------------------------------------------------------- intrusion / beta
+
+
+def ball(radius, spacing):
+    half = [int(radius // s) for s in spacing]
+    grids = np.ogrid[tuple(slice(-h, h + 1) for h in half)]
+    return sum((g * s) ** 2 for g, s in zip(grids, spacing, strict=True)) <= radius**2
+
+
+def cylinder_stack(shape, sections):
+    """Coaxial cylinders along z: [(z0, z1, radius), ...]."""
+    z, y, x = np.ogrid[tuple(slice(0, n) for n in shape)]
+    cy, cx = (shape[1] - 1) / 2, (shape[2] - 1) / 2
+    rho2 = ((y - cy) ** 2 + (x - cx) ** 2)[0]
+    mask = np.zeros(shape, bool)
+    for z0, z1, r in sections:
+        mask[z0:z1] |= np.broadcast_to(rho2 <= r**2, shape[1:])
+    return mask
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (1.5, 1.0, 0.75)])
+def test_intrusion_curve_matches_morphology(spacing):
+    mask = random_structure((18, 20, 22), 0.6, sigma=2.0, seed=2)
+    radii = [0.0, 0.8, 1.6, 2.4]
+    curve = tr.intrusion_curve(mask, spacing, radii, axis=1, unit="nm")
+    assert list(curve.columns) == ["radius_nm", "intruded_fraction", "covered_fraction"]
+    moved = np.moveaxis(mask, 1, 0)
+    samp = (spacing[1], spacing[0], spacing[2])
+    for i, r in enumerate(radii):
+        se = ball(r, samp)
+        # a closed ball of radius r fits where no solid voxel lies within r (outside = pore)
+        centres = ndi.binary_erosion(moved, se, border_value=1)
+        covered = ndi.binary_dilation(centres, se) & moved
+        assert curve.loc[i, "covered_fraction"] == pytest.approx(covered.sum() / moved.sum())
+        lab, _ = ndi.label(centres)
+        entry = np.isin(lab, np.setdiff1d(np.unique(lab[0]), [0]))
+        intruded = ndi.binary_dilation(entry, se) & moved
+        assert curve.loc[i, "intruded_fraction"] == pytest.approx(intruded.sum() / moved.sum())
+    assert np.all(curve["intruded_fraction"] <= curve["covered_fraction"] + 1e-12)
+
+
+def test_straight_cylinder_has_constrictivity_one():
+    mask = cylinder_stack((30, 21, 21), [(0, 30, 6)])
+    res = tr.constrictivity(mask, 1.0)
+    assert res.beta == pytest.approx(1.0)
+    assert 5.0 <= res.r_max <= 7.0
+    curve = tr.intrusion_curve(mask, 1.0, [0.0, 3.0, 5.0, 8.0])
+    np.testing.assert_allclose(curve["intruded_fraction"], curve["covered_fraction"])
+    assert curve["intruded_fraction"].iloc[0] == 1.0 and curve["intruded_fraction"].iloc[-1] == 0
+
+
+@pytest.mark.parametrize("spacing", [1.0, 0.25])
+def test_bottleneck_gives_known_constrictivity(spacing):
+    # A narrow throat (radius 3 voxels) at the inlet in front of a wide body (radius 9):
+    # spheres wider than the throat cannot enter, so r_min ~ 3 and r_max ~ 9 voxels.
+    mask = cylinder_stack((40, 23, 23), [(0, 6, 3), (6, 40, 9)])
+    res = tr.constrictivity(mask, spacing)
+    assert 2.5 * spacing <= res.r_min <= 4.0 * spacing
+    assert 8.0 * spacing <= res.r_max <= 10.0 * spacing
+    assert res.beta == pytest.approx((res.r_min / res.r_max) ** 2)
+    assert 0.06 < res.beta < 0.25
+    # intruding from the other side the body is reached by big spheres: beta near 1
+    other = tr.constrictivity(mask, spacing, inlet="high")
+    assert other.beta > 0.8
+    row = res.as_row("um")
+    assert row["constrictivity"] == res.beta and row["r_min_um"] == res.r_min
+
+
+def test_intrusion_progress_and_bad_radii():
+    mask = cylinder_stack((10, 11, 11), [(0, 10, 3)])
+    calls = []
+    tr.intrusion_curve(mask, 1.0, [0, 1, 2], progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    with pytest.raises(ValueError, match=">= 0"):
+        tr.intrusion_curve(mask, 1.0, [-1.0])
+    with pytest.raises(ValueError, match="inlet"):
+        tr.intrusion_curve(mask, 1.0, [1.0], inlet="top")
+    with pytest.raises(ValueError, match="resolution"):
+        tr.constrictivity(mask, 1.0, resolution=0)
+
+
+# --------------------------------------------------------------------------- Quantify pipeline
+
+TRANSPORT_MEASURES = ["tortuosity", "geodesic_tortuosity", "constrictivity"]
+
+
+def channels_and_wall():
+    """Label 1: a straight channel along z and a wall spanning z and x; label 2 elsewhere."""
+    labels = np.full((16, 12, 12), 2, np.uint8)
+    labels[:, 3:6, 3:6] = 1
+    labels[:, 8:10, :] = 1
+    return labels
+
+
+def test_pipeline_registers_transport_measures_with_analytic_results():
+    from napari_corrtomo.core.quantify import MEASURES, QuantifySettings, quantify
+
+    assert set(TRANSPORT_MEASURES) <= set(MEASURES)
+    labels = channels_and_wall()
+    spacing = (0.5, 0.25, 0.25)
+    res = quantify(labels, spacing, "um", measures=TRANSPORT_MEASURES,
+                   settings=QuantifySettings(phase=1))
+    tau = res.tables["tortuosity"].set_index("axis_name")
+    eps = np.mean(labels == 1)
+    assert tau.loc["z", "tortuosity_factor"] == pytest.approx(1.0, abs=1e-4)
+    assert tau.loc["y", "tortuosity_factor"] == np.inf  # nothing spans y: reported, no crash
+    # only the wall spans x: D_eff / D_bulk is its cross-section fraction (2 of 12 rows)
+    assert tau.loc["x", "tortuosity_factor"] == pytest.approx(eps / (2 / 12), rel=1e-4)
+    assert "flux_um" in tau.columns
+    summary = res.summary().set_index("quantity")["value"]
+    assert summary["tortuosity factor z"] == pytest.approx(1.0, abs=1e-4)
+    assert any("tortuosity factor y = inf" in n for n in res.notes)
+    # the concentration field falls linearly along the straight channel (c=1 / 0 half a voxel out)
+    field = res.arrays["concentration z"].data
+    expect = 1.0 - (np.arange(16) + 0.5) / 16
+    np.testing.assert_allclose(field[:, 4, 4], expect, atol=1e-4)
+    assert np.isnan(field[labels != 1]).all()
+    geo = res.tables["geodesic_tortuosity"]
+    z = geo[geo["axis_name"] == "z"]
+    # default depths: 1/8 ... 1/2 of the length, whole slices of 0.5 um
+    assert z["depth_um"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    np.testing.assert_allclose(z["mean"], 1.0)
+    np.testing.assert_allclose(geo.loc[geo["axis_name"] == "x", "mean"], 1.0)
+    assert (geo.loc[geo["axis_name"] == "y", "n_paths"] == 0).all()
+    beta = res.tables["constrictivity"].set_index("axis_name")["constrictivity"]
+    assert beta["z"] == pytest.approx(1.0) and beta["y"] == 0.0
+    assert {"geodesic tortuosity vs depth z", "intrusion curve"} <= set(res.curves)
+
+
+def test_pipeline_transport_axis_choice_depths_and_anisotropy():
+    from napari_corrtomo.core.quantify import QuantifySettings, quantify
+
+    rng_mask = random_structure((20, 18, 18), 0.55, seed=3)
+    labels = np.where(rng_mask, 3, 1).astype(np.uint8)
+    spacing = (2.0, 1.0, 1.0)
+    res = quantify(labels, spacing, "nm", measures=["tortuosity", "geodesic_tortuosity"],
+                   settings=QuantifySettings(phase=3, transport_axes=(2,), depths=(4.0, 8.0)))
+    tau = res.tables["tortuosity"]
+    assert tau["axis"].tolist() == [2]
+    expected = tr.tortuosity_factor(rng_mask, spacing, 2).tau
+    assert tau["tortuosity_factor"].item() == pytest.approx(expected, rel=1e-6)
+    assert tau["tortuosity_factor"].item() == pytest.approx(dense_tau(rng_mask, spacing, 2),
+                                                           rel=1e-4)
+    geo = res.tables["geodesic_tortuosity"]
+    assert geo["depth_nm"].tolist() == [4.0, 8.0] and set(geo["axis"]) == {2}
+    direct = tr.geodesic_tortuosity(rng_mask, spacing, (4.0, 8.0), 2)
+    np.testing.assert_allclose(geo["mean"], [v.mean() for v in direct.values])
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"transport_axes": (3,)}, "out of range"),
+    ({"transport_axes": ()}, "no transport axis"),
+    ({"depths": (100.0,)}, "do not fit"),
+])
+def test_pipeline_transport_bad_settings(settings, match):
+    from napari_corrtomo.core.quantify import QuantifySettings, quantify
+
+    labels = channels_and_wall()
+    with pytest.raises(ValueError, match=match):
+        quantify(labels, 1.0, "um", measures=["tortuosity", "geodesic_tortuosity"],
+                 settings=QuantifySettings(phase=1, **settings))

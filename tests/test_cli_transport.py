@@ -1,0 +1,63 @@
+"""Transport measures through ``corrtomo quantify``: labels file + phase + spacing -> CSV tables."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_corrtomo.cli import main
+from napari_corrtomo.core import io
+
+MEASURES = "tortuosity,geodesic_tortuosity,constrictivity"
+
+
+def test_quantify_transport_writes_tables(tmp_path, capsys):
+    labels = np.full((16, 12, 12), 2, np.uint8)
+    labels[:, 3:6, 3:6] = 1  # a straight pore channel along z
+    labels[:, 8:10, :] = 1  # a wall along z and x
+    io.write_tiff(tmp_path / "labels.tif", labels, (0.5, 0.25, 0.25), "um", layer_type="labels")
+    out = tmp_path / "out"
+    assert main(["quantify", str(tmp_path / "labels.tif"), "--phase", "1", "--out", str(out),
+                 "--measures", MEASURES, "--depths", "1", "2", "--save-volumes"]) == 0
+    tau = pd.read_csv(out / "tortuosity.csv")
+    assert tau["axis"].tolist() == [0, 1, 2] and "flux_um" in tau.columns
+    assert tau.loc[0, "tortuosity_factor"] == pytest.approx(1.0)
+    assert tau.loc[1, "tortuosity_factor"] == np.inf  # nothing spans y
+    eps = np.mean(labels == 1)  # only the wall spans x: D_eff = its cross-section fraction
+    assert tau.loc[2, "tortuosity_factor"] == pytest.approx(eps / (2 / 12))
+    geo = pd.read_csv(out / "geodesic_tortuosity.csv")
+    z_rows = geo[geo["axis"] == 0]
+    assert z_rows["depth_um"].tolist() == [1.0, 2.0]
+    np.testing.assert_allclose(z_rows["mean"], 1.0)
+    beta = pd.read_csv(out / "constrictivity.csv")
+    assert {"constrictivity", "r_min_um", "r_max_um"} <= set(beta.columns)
+    curve = pd.read_csv(out / "intrusion.csv")
+    assert {"radius_um", "intruded_fraction", "covered_fraction", "axis"} <= set(curve.columns)
+    summary = pd.read_csv(out / "summary.csv").set_index("quantity")["value"]
+    assert summary["tortuosity factor z"] == pytest.approx(1.0)
+    field = io.read_volumes(out / "concentration_z.tif")[0]
+    assert field.scale == pytest.approx((0.5, 0.25, 0.25))
+    printed = capsys.readouterr().out
+    assert "tortuosity factor y = inf" in printed
+
+    # explicit spacing overrides the file's; the unit column follows --unit; one axis
+    assert main(["quantify", str(tmp_path / "labels.tif"), "--phase", "1", "--axes", "0",
+                 "--measures", "geodesic_tortuosity", "--spacing", "2", "--unit", "nm",
+                 "--out", str(tmp_path / "o2")]) == 0
+    geo = pd.read_csv(tmp_path / "o2" / "geodesic_tortuosity.csv")
+    assert "depth_nm" in geo.columns and (geo["depth_nm"] % 2 == 0).all()
+    assert set(geo["axis"]) == {0}
+
+
+def test_quantify_transport_clear_failures(tmp_path, capsys):
+    labels = np.zeros((6, 6, 6), np.uint8)
+    labels[:, :3] = 1
+    io.write_tiff(tmp_path / "l.tif", labels, (1, 1, 1), "um", layer_type="labels")
+    assert main(["quantify", str(tmp_path / "l.tif"), "--phase", "5", "--measures", MEASURES,
+                 "--out", str(tmp_path / "o")]) == 1
+    assert "phase label 5 has no voxel" in capsys.readouterr().err
+    assert main(["quantify", str(tmp_path / "l.tif"), "--phase", "1", "--spacing", "1", "1",
+                 "--measures", MEASURES, "--out", str(tmp_path / "o")]) == 1
+    assert "spacing" in capsys.readouterr().err
+    assert main(["quantify", str(tmp_path / "l.tif"), "--phase", "1", "--axes", "4",
+                 "--measures", "tortuosity", "--out", str(tmp_path / "o")]) == 1
+    assert "out of range" in capsys.readouterr().err
