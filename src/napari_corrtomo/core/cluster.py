@@ -25,6 +25,7 @@ def dask_client(
     workers: int | None = None,
     memory_limit: str | int | None = None,
     timeout_s: float = 10.0,
+    processes: bool = True,
 ) -> Iterator[Any]:
     """A ``dask.distributed.Client`` for the duration of a run, or ``None`` for plain dask.
 
@@ -45,6 +46,9 @@ def dask_client(
         which plans the blocks).
     timeout_s
         How long to try to reach ``scheduler`` before giving up with a clear error.
+    processes
+        Local cluster only: worker processes (the default; true parallelism, one memory
+        limit each) or threads of this process (starts faster; for tests and notebooks).
     """
     if scheduler and workers:
         raise ValueError("give either a scheduler address or a number of workers, not both")
@@ -83,10 +87,10 @@ def dask_client(
     cluster = LocalCluster(
         n_workers=int(workers),
         threads_per_worker=1,
-        processes=True,
+        processes=bool(processes),
         memory_limit=limit if limit else "auto",
         dashboard_address=None,
-        env=env,
+        **({"env": env} if processes else {}),  # threads share this process's environment
     )
     # Worker processes inherit the budget; so does this process for the graph it builds.
     with (cluster, Client(cluster, set_as_default=False) as client, _environ(budget),
