@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 MACHINE = "2-core x86-64 VM, 24 GB, shared and noisy; CPU only"
 VOXEL = 0.5  # um
-CONTRAST = np.array([0, 90, 200, 25], np.float32)  # -, background, solid, pore (uint8 grey)
-NOISE = 28.0
+CONTRAST = np.array([0, 200, 110, 25], np.float32)  # -, background, solid, pore (uint8 grey)
+NOISE = 25.0
 PITCH = 48
 CHUNK = 128
 MEASURES = "porosity,thickness,particles,closed_pores"
