@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from napari_corrtomo.cli import main
-from napari_corrtomo.core import io, resumable
+from napari_corrtomo.core import io, resumable, synthetic
 from napari_corrtomo.core.classify import PixelClassifier
 from napari_corrtomo.core.features import FeatureSpec, FilterItem
 from napari_corrtomo.core.quantify import QuantifySettings, quantify
@@ -140,3 +140,22 @@ def test_bad_cluster_options(classified, tmp_path, capsys):
     assert "not both" in capsys.readouterr().err
     assert main([*base, "--workers", "1", "--memory-limit", "lots"]) == 1
     assert "lots" in capsys.readouterr().err
+
+
+def test_reconstruct_on_workers_writes_slabs(tmp_path, capsys):
+    s = synthetic.projections("parallel", seed=0, volume_shape=(16, 64, 64), det_shape=(16, 64),
+                              photons=None)
+    io.write_tiff(tmp_path / "proj.tif", s.projections, (1.0, 1.0, 1.0), s.unit)
+    s.geometry.save(tmp_path / "g.json")
+    base = ["reconstruct", str(tmp_path / "proj.tif"), "--geometry", str(tmp_path / "g.json")]
+    assert main([*base, "--out", str(tmp_path / "ref.tif"), "--backend", "numpy"]) == 0
+    out = tmp_path / "vol.ome.zarr"
+    assert main([*base, "--out", str(out), "--backend", "numpy", "--workers", "2", "--slab", "4",
+                 "--memory-limit", "1GB"]) == 0
+    vol = io.read_volumes(out)[0]
+    ref = io.read_volumes(tmp_path / "ref.tif")[0]
+    np.testing.assert_allclose(np.asarray(vol.array), ref.array, rtol=1e-6, atol=1e-7)
+    assert vol.scale == pytest.approx(ref.scale) and vol.units == ref.units
+    assert main([*base, "--out", str(tmp_path / "v2.ome.zarr"), "--method", "sirt",
+                 "--workers", "2"]) == 1
+    assert "FBP" in capsys.readouterr().err

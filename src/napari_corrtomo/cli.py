@@ -337,6 +337,9 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-geometry", type=Path, metavar="JSON",
                    help="write the geometry actually used (with centre and alignment shifts)")
     p.add_argument("--backend", default="auto", choices=("auto", "numpy", "cupy"))
+    p.add_argument("--slab", type=int, default=16, metavar="SLICES",
+                   help="with --workers/--scheduler: slices per task (parallel-beam FBP)")
+    _add_cluster_options(p)
     p.set_defaults(func=_run_reconstruct)
 
 
@@ -376,12 +379,35 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
         print(f"rotation axis offset: {float(np.mean(geometry.shifts[:, 1])):.3f} px")
     method = args.method or recon.method_for(geometry)
     vs = args.voxel_size or geometry.default_voxel_size
-    vol = recon.reconstruct(lines, geometry, args.shape, vs, method, args.iterations,
-                            args.min_value, args.backend, _print_progress(method),
-                            filter=args.filter)
-    out = write_volume(args.out, Volume(vol, (vs,) * 3, (geometry.unit,) * 3,
-                                        args.out.name.split(".")[0], "image"))
-    print(f"wrote {out}: {vol.shape} voxels of {vs:.6g} {geometry.unit} ({method})")
+    name = args.out.name.split(".")[0]
+    if _distributed(args):  # slabs of slices on the cluster, written slab by slab
+        from .core.recon.batches import reconstruct_slabs
+        from .core.resumable import store_resumable
+
+        if method != "fbp":
+            raise ValueError(f"--workers/--scheduler reconstruct parallel-beam scans with FBP, "
+                             f"slab by slab; {method} runs on this machine (drop those options)")
+        with _cluster(args):
+            vol = reconstruct_slabs(lines, geometry, args.shape, vs, args.slab,
+                                    filter=args.filter, backend=args.backend)
+            if str(args.out).endswith(".zarr"):
+                signature = {"command": "reconstruct", "geometry": geometry.to_json(),
+                             "projections": _file_signature([args.projections]),
+                             "shape": list(vol.shape), "voxel_size": vs, "filter": args.filter,
+                             "preprocess": [args.flats, args.darks, args.log, args.outliers,
+                                            args.rings, args.align]}
+                out = store_resumable(vol, args.out, (vs,) * 3, geometry.unit, name=name,
+                                      signature=signature, overwrite=args.overwrite,
+                                      progress=_print_progress(method))
+            else:
+                out = write_volume(args.out, Volume(vol.compute(), (vs,) * 3,
+                                                    (geometry.unit,) * 3, name, "image"))
+    else:
+        vol = recon.reconstruct(lines, geometry, args.shape, vs, method, args.iterations,
+                                args.min_value, args.backend, _print_progress(method),
+                                filter=args.filter)
+        out = write_volume(args.out, Volume(vol, (vs,) * 3, (geometry.unit,) * 3, name, "image"))
+    print(f"wrote {out}: {tuple(vol.shape)} voxels of {vs:.6g} {geometry.unit} ({method})")
     if args.save_geometry:
         geometry.save(args.save_geometry)
     if args.fsc:
