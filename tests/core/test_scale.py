@@ -190,3 +190,4 @@ def test_small_chunks_are_rechunked_for_the_halo(client, image):
     np.testing.assert_allclose(compute(compute_features(tiny, spec, SPACING, spatial_ndim=3)),
                                compute_features(img, spec, SPACING, spatial_ndim=3),
                                rtol=1e-5, atol=1e-5)
+

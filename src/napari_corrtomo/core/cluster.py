@@ -48,7 +48,8 @@ def dask_client(
         How long to try to reach ``scheduler`` before giving up with a clear error.
     processes
         Local cluster only: worker processes (the default; true parallelism, one memory
-        limit each) or threads of this process (starts faster; for tests and notebooks).
+        limit each) or threads of this process (starts faster; for tests and notebooks;
+        ``memory_limit`` then only sizes the blocks).
     """
     if scheduler and workers:
         raise ValueError("give either a scheduler address or a number of workers, not both")
@@ -88,7 +89,9 @@ def dask_client(
         n_workers=int(workers),
         threads_per_worker=1,
         processes=bool(processes),
-        memory_limit=limit if limit else "auto",
+        # thread workers share this process, whose memory a per-worker limit would wrongly
+        # count (pausing them): they get only the block budget
+        memory_limit=(limit if limit else "auto") if processes else 0,
         dashboard_address=None,
         **({"env": env} if processes else {}),  # threads share this process's environment
     )
