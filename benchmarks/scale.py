@@ -200,6 +200,15 @@ def check(res: dict, truth_path: Path, n_particles: int) -> dict:
             "pore_mean": value.get("pore local thickness mean")}
 
 
+def _seconds_until(hhmm: str) -> float:
+    import datetime as dt
+
+    now = dt.datetime.now(dt.timezone.utc)
+    h, m = (int(v) for v in hhmm.split(":"))
+    end = now.replace(hour=h, minute=m, second=0, microsecond=0)
+    return (end - now).total_seconds()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=1024)
@@ -208,8 +217,12 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/corrtomo-scale-bench"))
     ap.add_argument("--skip-large", action="store_true")
+    ap.add_argument("--deadline", default=None, metavar="HH:MM",
+                    help="UTC time by which the large run must end: the largest of --size, "
+                         "768, 512 whose time (extrapolated from the small runs) fits is run")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "scale.md")
     args = ap.parse_args(argv)
+    args.skipped = []
     args.work.mkdir(parents=True, exist_ok=True)
     log: dict = {}
 
@@ -226,34 +239,50 @@ def main(argv=None) -> int:
         args.out.write_text(md)
         return md
 
-    # --- the large run (first: the headline; the table is rewritten after every stage)
-    big = None
-    if not args.skip_large:
-        folder = args.work / f"v{args.size}"
-        folder.mkdir(exist_ok=True)
-        t0 = time.perf_counter()
-        img_b, truth_b, n_b = make_volume(folder, args.size)
-        gen_s = time.perf_counter() - t0
-        print(f"generated {args.size}^3 in {gen_s:.1f} s", flush=True)
-        big = pipeline(folder, img_b, clf, 2, args.memory_limit, "w2")
-        big["acc"] = check(big, truth_b, n_b)
-        big["gen_s"] = gen_s
-        print(f"{args.size}^3: classify {big['classify']['time_s']:.1f} s "
-              f"(peak {big['classify']['peak_gb']:.2f} GB), quantify "
-              f"{big['quantify']['time_s']:.1f} s (peak {big['quantify']['peak_gb']:.2f} GB), "
-              f"{big['acc']}", flush=True)
-        write(big)
-
     # --- throughput, 1 vs 2 workers, small volume, interleaved
     for rep in range(args.repeats):
         for w in (1, 2):
+            t0 = time.perf_counter()
             res = pipeline(small, img_s, clf, w, args.memory_limit, f"w{w}-r{rep}")
             res["acc"] = check(res, truth_s, n_s)
+            res["total_s"] = time.perf_counter() - t0
             runs[w].append(res)
             print(f"{args.small}^3, {w} worker(s), repeat {rep}: classify "
                   f"{res['classify']['time_s']:.1f} s, quantify {res['quantify']['time_s']:.1f} s, "
                   f"peak {max(res['classify']['peak_gb'], res['quantify']['peak_gb']):.2f} GB, "
                   f"{res['acc']}", flush=True)
+            write(None)
+
+    # --- the large run, 2 workers: the largest size that fits before --deadline
+    big = None
+    if not args.skip_large:
+        # ~12 s per pipeline do not grow with the volume (two cluster starts, imports); the
+        # generation adds ~15 %
+        per_voxel = max(min(r["total_s"] for r in runs[2]) - 12.0, 1.0) / args.small ** 3 * 1.15
+        left = _seconds_until(args.deadline) if args.deadline else float("inf")
+        sizes = [n for n in (args.size, 768, 512) if n <= args.size]
+        fits = [n for n in sizes if per_voxel * n ** 3 <= left]
+        args.skipped = [(n, per_voxel * n ** 3) for n in sizes if n not in fits and n > (
+            fits[0] if fits else 0)]
+        for n, est in args.skipped:
+            print(f"{n}^3 skipped: estimated {est / 60:.0f} min, {left / 60:.0f} min left "
+                  "before the deadline", flush=True)
+        if fits:
+            args.size = fits[0]
+            folder = args.work / f"v{args.size}"
+            folder.mkdir(exist_ok=True)
+            t0 = time.perf_counter()
+            img_b, truth_b, n_b = make_volume(folder, args.size)
+            gen_s = time.perf_counter() - t0
+            print(f"generated {args.size}^3 in {gen_s:.1f} s", flush=True)
+            big = pipeline(folder, img_b, clf, 2, args.memory_limit, "w2")
+            big["acc"] = check(big, truth_b, n_b)
+            big["gen_s"] = gen_s
+            big["estimate_s"] = per_voxel * args.size ** 3
+            print(f"{args.size}^3: classify {big['classify']['time_s']:.1f} s "
+                  f"(peak {big['classify']['peak_gb']:.2f} GB), quantify "
+                  f"{big['quantify']['time_s']:.1f} s (peak {big['quantify']['peak_gb']:.2f} GB), "
+                  f"{big['acc']}", flush=True)
             write(big)
 
     print(write(big))
@@ -349,8 +378,16 @@ def report(args, runs, big, n_small) -> str:
             "```",
             "",
         ]
-    else:
-        lines += [f"## {args.size}^3", "", "Not run (--skip-large).", ""]
+    for n, est in args.skipped:
+        lines += [f"{n}^3 was not run: extrapolated from the {args.small}^3 runs it would take "
+                  f"~{est / 60:.0f} min, more than the time left before this session's deadline "
+                  f"(--deadline {args.deadline}).", ""]
+    if big is None and not args.skipped:
+        lines += ["No large run (--skip-large).", ""]
+    if big is not None:
+        took = big["classify"]["time_s"] + big["quantify"]["time_s"] + big["gen_s"]
+        lines += [f"The {args.size}^3 run (generation, classify, quantify) took {took / 60:.1f} min "
+                  f"(extrapolated from {args.small}^3: {big['estimate_s'] / 60:.1f} min).", ""]
     return "\n".join(lines)
 
 
