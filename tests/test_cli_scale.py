@@ -42,7 +42,7 @@ def label_zarr(tmp_path_factory):
     paint_spheres(lab, centres, rng.uniform(2.0, 4.0, 10), 2, SP)
     paint_spheres(lab, centres, rng.uniform(0.6, 1.4, 10), 3, SP, only=2)
     folder = tmp_path_factory.mktemp("lab")
-    return lab, io.write_ome_zarr(folder / "lab.ome.zarr", lab, SP, "um", "labels", chunks=12)
+    return lab, io.write_ome_zarr(folder / "lab.ome.zarr", lab, SP, "um", "labels", chunks=18)
 
 
 def _classify_args(path, zimg, out):
