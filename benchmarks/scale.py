@@ -365,7 +365,7 @@ def report(args, runs, big, n_small) -> str:
             "",
             f"Goal: completes with peak < 8 GB -- {'met' if goal else 'MISSED'} (input image "
             f"{n ** 3 / 1e9:.2f} GB as uint8; its float32 features alone would be "
-            f"{n ** 3 * 4 * 9 / 1e9:.0f} GB).",
+            f"{n ** 3 * 4 * 7 / 1e9:.0f} GB).",
             "",
             f"Accuracy: voxels agreeing with the truth {100 * a['agreement']:.2f} %; porosity "
             f"{a['porosity']:.4f} (truth {a['porosity_truth']:.4f}); particles "
