@@ -31,6 +31,54 @@ def _print_progress(label: str):
     return callback
 
 
+# ----------------------------------------------------------------------------- clusters
+# Shared by the pipelines that run blockwise (classify, quantify, reconstruct): one set of
+# options and one way to open the cluster (core.cluster.dask_client).
+
+
+def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "large data and clusters",
+        "zarr input is processed block by block; with a .ome.zarr output the result is "
+        "written chunk by chunk and a rerun with the same arguments resumes after the "
+        "chunks already written. Without these options the blocks run on local threads.")
+    g.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run on an existing dask.distributed scheduler (tcp://host:8786)")
+    g.add_argument("--workers", metavar="N", type=int, default=None,
+                   help="start a local dask.distributed cluster of N worker processes")
+    g.add_argument("--memory-limit", metavar="SIZE", default=None,
+                   help="memory per worker, e.g. 4GB (local cluster: its limit); blocks are "
+                        "sized to fit it")
+    g.add_argument("--scheduler-timeout", metavar="SECONDS", type=float, default=10.0,
+                   help="give up reaching --scheduler after this long (default 10)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace zarr outputs that hold another run's result (a rerun of the "
+                        "same run resumes instead)")
+
+
+def _cluster(args: argparse.Namespace):
+    """The cluster the options ask for (a context manager yielding the client or None)."""
+    from .core.cluster import dask_client
+
+    return dask_client(scheduler=args.scheduler, workers=args.workers,
+                       memory_limit=args.memory_limit, timeout_s=args.scheduler_timeout)
+
+
+def _distributed(args: argparse.Namespace) -> bool:
+    return bool(args.scheduler or args.workers)
+
+
+def _file_signature(paths: Sequence[str | Path]) -> list[dict]:
+    """What identifies input files for resuming: path, size and modification time."""
+    out = []
+    for path in paths:
+        p = Path(str(path).split(":/")[0]).resolve()
+        st = p.stat() if p.exists() else None
+        out.append({"path": str(p), "size": st.st_size if st and p.is_file() else None,
+                    "mtime": st.st_mtime if st else None})
+    return out
+
+
 # ----------------------------------------------------------------------------- demo
 
 
@@ -187,6 +235,7 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
                    help="also write the uncertainty (1 - margin) to this .tif/.ome.zarr")
     p.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])
     p.add_argument("--memory", default=None, help="memory budget per block, e.g. 4GB")
+    _add_cluster_options(p)
     p.set_defaults(func=_run_classify)
 
 
@@ -196,6 +245,7 @@ def _run_classify(args: argparse.Namespace) -> int:
     from .core import backend as bk
     from .core.classify import PixelClassifier, proba_to_labels, proba_uncertainty
     from .core.io import Volume, read_volumes, write_volume
+    from .core.resumable import Output, store_resumable_many
 
     clf = PixelClassifier.load(args.classifier)
     volumes = [v for path in args.inputs for v in read_volumes(path)]
@@ -203,11 +253,13 @@ def _run_classify(args: argparse.Namespace) -> int:
     if len(shapes) != 1:
         raise ValueError(f"the channel volumes differ in shape: {sorted(shapes)}")
     ref = volumes[0]
-    lazy = any(bk.is_lazy(v.array) for v in volumes)
+    # zarr input, or a cluster: blockwise (in-memory input is cut into blocks for the workers)
+    lazy = any(bk.is_lazy(v.array) for v in volumes) or _distributed(args)
     if lazy:
         import dask.array as da
 
-        image = da.stack([da.asarray(v.array) for v in volumes])
+        image = da.stack([v.array if bk.is_lazy(v.array) else
+                          da.from_array(np.asarray(v.array), chunks=128) for v in volumes])
     else:
         image = np.stack([np.asarray(v.array) for v in volumes])
     known = all(u != "pixel" for u in ref.units)
@@ -215,25 +267,38 @@ def _run_classify(args: argparse.Namespace) -> int:
     if not known:
         print(f"corrtomo classify: {ref.name} has no voxel size; using the classifier's "
               f"{clf.spacing} {clf.unit}", file=sys.stderr)
-    proba = clf.predict_proba(image, spacing, unit, backend=args.backend, budget=args.memory,
-                              progress=None if lazy else _print_progress("classify"))
     scale = clf.spacing if not known else ref.scale
     units = (clf.unit,) * len(scale) if not known else ref.units
-    labels = proba_to_labels(proba, clf.classes_)
-    outputs = [(args.out, labels, "labels", "segmentation")]
-    if args.uncertainty is not None:
-        outputs.append((args.uncertainty, proba_uncertainty(proba), "image", "uncertainty"))
-    if args.probabilities is not None:
-        base = str(args.probabilities)
-        suffix = ".ome.zarr" if base.endswith((".zarr", ".ome.zarr")) else ".tif"
-        stem = base.removesuffix(".ome.zarr").removesuffix(".zarr").removesuffix(".tiff")
-        stem = stem.removesuffix(".tif")
-        for k, c in enumerate(clf.classes_):
-            outputs.append((Path(f"{stem}_{int(c)}{suffix}"), proba[k], "image",
-                            f"probability {int(c)}"))
-    for path, data, kind, name in outputs:
-        write_volume(path, Volume(data, tuple(scale), tuple(units), name, kind))
-        print(f"wrote {name} to {path}")
+    with _cluster(args):
+        proba = clf.predict_proba(image, spacing, unit, backend=args.backend, budget=args.memory,
+                                  progress=None if lazy else _print_progress("classify"))
+        labels = proba_to_labels(proba, clf.classes_)
+        outputs = [(args.out, labels, "labels", "segmentation")]
+        if args.uncertainty is not None:
+            outputs.append((args.uncertainty, proba_uncertainty(proba), "image", "uncertainty"))
+        if args.probabilities is not None:
+            base = str(args.probabilities)
+            suffix = ".ome.zarr" if base.endswith((".zarr", ".ome.zarr")) else ".tif"
+            stem = base.removesuffix(".ome.zarr").removesuffix(".zarr").removesuffix(".tiff")
+            stem = stem.removesuffix(".tif")
+            for k, c in enumerate(clf.classes_):
+                outputs.append((Path(f"{stem}_{int(c)}{suffix}"), proba[k], "image",
+                                f"probability {int(c)}"))
+        chunked = [o for o in outputs if lazy and str(o[0]).endswith(".zarr")]
+        if chunked:  # one pass over the blocks for all of them, resumable
+            signature = {"command": "classify", "classifier": _file_signature([args.classifier]),
+                         "inputs": _file_signature(args.inputs), "backend": args.backend}
+            store_resumable_many([Output(data, path, tuple(scale), tuple(units), kind, name)
+                                  for path, data, kind, name in chunked],
+                                 signature=signature, overwrite=args.overwrite,
+                                 progress=_print_progress("classify"))
+        for path, data, kind, name in outputs:
+            if not any(path is o[0] for o in chunked):
+                write_volume(path, Volume(data, tuple(scale), tuple(units), name, kind))
+            print(f"wrote {name} to {path}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- reconstruct
 
 
@@ -272,6 +337,9 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-geometry", type=Path, metavar="JSON",
                    help="write the geometry actually used (with centre and alignment shifts)")
     p.add_argument("--backend", default="auto", choices=("auto", "numpy", "cupy"))
+    p.add_argument("--slab", type=int, default=16, metavar="SLICES",
+                   help="with --workers/--scheduler: slices per task (parallel-beam FBP)")
+    _add_cluster_options(p)
     p.set_defaults(func=_run_reconstruct)
 
 
@@ -311,12 +379,35 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
         print(f"rotation axis offset: {float(np.mean(geometry.shifts[:, 1])):.3f} px")
     method = args.method or recon.method_for(geometry)
     vs = args.voxel_size or geometry.default_voxel_size
-    vol = recon.reconstruct(lines, geometry, args.shape, vs, method, args.iterations,
-                            args.min_value, args.backend, _print_progress(method),
-                            filter=args.filter)
-    out = write_volume(args.out, Volume(vol, (vs,) * 3, (geometry.unit,) * 3,
-                                        args.out.name.split(".")[0], "image"))
-    print(f"wrote {out}: {vol.shape} voxels of {vs:.6g} {geometry.unit} ({method})")
+    name = args.out.name.split(".")[0]
+    if _distributed(args):  # slabs of slices on the cluster, written slab by slab
+        from .core.recon.batches import reconstruct_slabs
+        from .core.resumable import store_resumable
+
+        if method != "fbp":
+            raise ValueError(f"--workers/--scheduler reconstruct parallel-beam scans with FBP, "
+                             f"slab by slab; {method} runs on this machine (drop those options)")
+        with _cluster(args):
+            vol = reconstruct_slabs(lines, geometry, args.shape, vs, args.slab,
+                                    filter=args.filter, backend=args.backend)
+            if str(args.out).endswith(".zarr"):
+                signature = {"command": "reconstruct", "geometry": geometry.to_json(),
+                             "projections": _file_signature([args.projections]),
+                             "shape": list(vol.shape), "voxel_size": vs, "filter": args.filter,
+                             "preprocess": [args.flats, args.darks, args.log, args.outliers,
+                                            args.rings, args.align]}
+                out = store_resumable(vol, args.out, (vs,) * 3, geometry.unit, name=name,
+                                      signature=signature, overwrite=args.overwrite,
+                                      progress=_print_progress(method))
+            else:
+                out = write_volume(args.out, Volume(vol.compute(), (vs,) * 3,
+                                                    (geometry.unit,) * 3, name, "image"))
+    else:
+        vol = recon.reconstruct(lines, geometry, args.shape, vs, method, args.iterations,
+                                args.min_value, args.backend, _print_progress(method),
+                                filter=args.filter)
+        out = write_volume(args.out, Volume(vol, (vs,) * 3, (geometry.unit,) * 3, name, "image"))
+    print(f"wrote {out}: {tuple(vol.shape)} voxels of {vs:.6g} {geometry.unit} ({method})")
     if args.save_geometry:
         geometry.save(args.save_geometry)
     if args.fsc:
@@ -364,7 +455,9 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
                    help="depths of the geodesic tortuosity (default: 1/8, 1/4, 3/8 and 1/2 "
                         "of the sample length)")
     p.add_argument("--save-volumes", action="store_true",
-                   help="also write the result volumes (local thickness, particles ...) as TIFF")
+                   help="also write the result volumes (local thickness, particles ...) as TIFF "
+                        "(blockwise runs always write them, as OME-Zarr in OUT/volumes)")
+    _add_cluster_options(p)
     p.set_defaults(func=_run_quantify)
 
 
@@ -395,15 +488,37 @@ def _run_quantify(args: argparse.Namespace) -> int:
                                 depths=None if args.depths is None else tuple(args.depths))
     import numpy as np
 
-    result = quantify(np.asarray(labels), spacing, unit, measures=measures, settings=settings,
-                      intensity=None if intensity is None else np.asarray(intensity),
-                      progress=_print_progress("quantify"))
+    from .core.backend import is_lazy
+
+    # zarr input, or a cluster: blockwise measures, volumes written chunk by chunk (resumable)
+    lazy = is_lazy(labels) or _distributed(args)
     args.out.mkdir(parents=True, exist_ok=True)
     written = []
+    with _cluster(args):
+        if lazy:
+            import dask.array as da
+
+            lab = labels if is_lazy(labels) else da.from_array(np.asarray(labels), chunks=128)
+            img = None
+            if intensity is not None:
+                img = intensity if is_lazy(intensity) else da.from_array(np.asarray(intensity),
+                                                                          chunks=128)
+            signature = {"command": "quantify", "labels": _file_signature([args.labels])}
+            result = quantify(lab, spacing, unit, measures=measures, settings=settings,
+                              intensity=img, progress=_print_progress("quantify"),
+                              store=args.out / "volumes", signature=signature,
+                              overwrite=args.overwrite)
+        else:
+            result = quantify(np.asarray(labels), spacing, unit, measures=measures,
+                              settings=settings,
+                              intensity=None if intensity is None else np.asarray(intensity),
+                              progress=_print_progress("quantify"))
     for name, frame in result.all_tables().items():
         written.append(write_table(args.out / f"{name}.csv", frame))
-    if args.save_volumes:
-        for name, arr in result.arrays.items():
+    for name, arr in result.arrays.items():
+        if arr.path is not None:
+            written.append(arr.path)
+        elif args.save_volumes:
             path = args.out / f"{name.replace(' ', '_')}.tif"
             written.append(write_tiff(path, arr.data, result.spacing, (result.unit,) * 3,
                                       arr.kind))

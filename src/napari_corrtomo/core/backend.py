@@ -260,6 +260,8 @@ def map_blocks(
     block_shape: Sequence[int] | None = None,
     budget: int | str | None = None,
     progress: ProgressCallback | None = None,
+    out_leading: Sequence[int] | None = None,
+    out_dtype: Any = None,
 ) -> Any:
     """Apply ``func`` blockwise with ``halo`` voxels of context, as if on the whole array.
 
@@ -292,12 +294,18 @@ def map_blocks(
         Memory budget in bytes or as text (``"4GB"``); see :func:`memory_budget`.
     progress
         ``progress(done, total)`` after each block (in-memory inputs).
+    out_leading, out_dtype
+        The output's leading (non-spatial) shape, e.g. ``(K,)`` or ``()``, and dtype.
+        For dask input, giving both builds the graph without computing anything;
+        otherwise one block is computed eagerly (in this process) to learn them.
 
     Returns
     -------
     NumPy array for NumPy/CuPy input; a lazy dask array for dask/zarr input, whose
     chunks are the input's spatial chunks, merged up to twice the halo and split
-    down to what the memory budget allows.
+    down to what the memory budget allows. Chunks smaller than twice the halo never
+    give wrong answers (every block reads its halo from the whole array); they are
+    merged only because they would waste work.
     """
     ndim = image.ndim if spatial_ndim is None else int(spatial_ndim)
     if not 1 <= ndim <= image.ndim:
@@ -320,7 +328,10 @@ def map_blocks(
         nbytes = memory_budget(backend, budget)
         block_shape = block_shape_for(spatial_shape, halo_t, bytes_per_voxel * lead, nbytes)
     if is_lazy(image):
-        return _map_blocks_dask(run, image, halo_t, ndim, tuple(block_shape))
+        meta = None
+        if out_leading is not None and out_dtype is not None:
+            meta = (tuple(int(n) for n in out_leading), np.dtype(out_dtype))
+        return _map_blocks_dask(run, image, halo_t, ndim, tuple(block_shape), meta)
 
     blocks = iter_blocks(spatial_shape, tuple(block_shape), halo_t)
     lead_index = (slice(None),) * (image.ndim - ndim)
@@ -363,7 +374,7 @@ def rechunk_for_halo(arr: Any, halo: Sequence[int], spatial_ndim: int,
 
 
 def _map_blocks_dask(run: Callable[[Any], np.ndarray], image: Any, halo: tuple[int, ...], ndim: int,
-                     max_block: tuple[int, ...]):
+                     max_block: tuple[int, ...], meta: tuple[tuple[int, ...], Any] | None = None):
     import dask
     import dask.array as da
 
@@ -373,8 +384,9 @@ def _map_blocks_dask(run: Callable[[Any], np.ndarray], image: Any, halo: tuple[i
     starts = [np.cumsum((0,) + c[:-1]) for c in spatial_chunks]
     spatial_shape = arr.shape[lead:]
 
-    # One block computed eagerly tells the output's leading shape and dtype.
+    # Unless given, one block computed eagerly tells the output's leading shape and dtype.
     first = None
+    out_lead, dtype = meta if meta is not None else (None, None)
     pieces: dict[tuple[int, ...], Any] = {}
     for idx in itertools.product(*(range(len(c)) for c in spatial_chunks)):
         inner = tuple(
@@ -386,7 +398,7 @@ def _map_blocks_dask(run: Callable[[Any], np.ndarray], image: Any, halo: tuple[i
         )
         crop = tuple(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer))
         src = arr[(slice(None),) * lead + outer]
-        if first is None:
+        if out_lead is None:
             first = run(np.asarray(src.compute()))
             out_lead = first.shape[:-ndim]
             dtype = first.dtype
@@ -413,6 +425,68 @@ def _run_and_crop(run: Callable[[Any], np.ndarray], block: Any, crop: tuple[slic
     return out[(slice(None),) * n_lead + crop]
 
 
+def current_client() -> Any:
+    """The ``dask.distributed.Client`` set as dask's scheduler
+    (``dask.config.set(scheduler=client)``), or None."""
+    import dask
+
+    sched = dask.config.get("scheduler", None)
+    return sched if hasattr(sched, "compute") and hasattr(sched, "submit") else None
+
+
+def reduce_blocks(func: Callable[..., Any], *arrays: Any, combine: Callable[[list], Any],
+                  halo: int | Sequence[int] = 0, progress: ProgressCallback | None = None,
+                  scheduler: Any = None) -> Any:
+    """Per-block partial results, merged: ``combine([func(*blocks, block) ...])``.
+
+    ``arrays`` are NumPy (one block) or dask/zarr arrays of one shape (blocks follow
+    the first lazy array's chunks). ``func(*blocks, block)`` gets NumPy blocks of
+    ``block.outer`` (the chunk ``block.inner`` plus ``halo`` voxels, clipped at the
+    array edge; see :class:`Block`) and returns something small (counts, sums, a
+    histogram, per-label statistics); ``combine`` merges the list, in block order.
+    Only the partial results travel back, so the arrays are never gathered.
+    """
+    import dask
+
+    shape = tuple(np.shape(arrays[0]))
+    for a in arrays[1:]:
+        if tuple(np.shape(a)) != shape:
+            raise ValueError(f"arrays of shapes {shape} and {tuple(np.shape(a))} cannot be "
+                             "reduced together; they must cover the same voxels")
+    halo_t = _halo_tuple(halo, len(shape))
+    lazy = [a for a in arrays if is_lazy(a)]
+    if not lazy:
+        whole = tuple(slice(0, n) for n in shape)
+        report(progress, 1, 1)
+        return combine([func(*[np.asarray(a) for a in arrays], Block(whole, whole))])
+    import dask.array as da
+
+    ref = next(a for a in arrays if is_lazy(a))
+    ref = ref if isinstance(ref, da.Array) else da.from_zarr(ref)
+    if any(halo_t):  # chunks much smaller than the halo would re-read it many times
+        from dask.array.overlap import ensure_minimum_chunksize
+
+        ref = rechunk_for_halo(ref, halo_t, len(shape))
+        ref = ref.rechunk(tuple(ensure_minimum_chunksize(max(h, 1), c)
+                                for h, c in zip(halo_t, ref.chunks)))
+    arrs = [(a if isinstance(a, da.Array) else
+             da.from_zarr(a) if type(a).__module__.startswith("zarr") else
+             da.from_array(np.asarray(a), chunks=ref.chunks)) for a in arrays]
+    arrs = [a if a.chunks == ref.chunks else a.rechunk(ref.chunks) for a in arrs]
+    if any(halo_t):  # every block with its halo, in one graph layer per array
+        depth = {ax: h for ax, h in enumerate(halo_t)}
+        arrs = [da.overlap.overlap(a, depth=depth, boundary="none") for a in arrs]
+    pieces = [a.to_delayed() for a in arrs]
+    starts = [np.cumsum((0,) + c) for c in ref.chunks]
+    tasks = []
+    for idx in itertools.product(*(range(n) for n in ref.numblocks)):
+        inner = tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, idx))
+        outer = tuple(slice(max(sl.start - h, 0), min(sl.stop + h, n))
+                      for sl, h, n in zip(inner, halo_t, shape))
+        tasks.append(dask.delayed(func)(*[p[idx] for p in pieces], Block(inner, outer)))
+    return combine(compute_all(tasks, progress, scheduler))
+
+
 def compute(lazy: Any, progress: ProgressCallback | None = None, scheduler: Any = None) -> Any:
     """Compute one dask collection, reporting finished tasks to ``progress``.
 
@@ -428,10 +502,14 @@ def compute_all(items: Sequence[Any], progress: ProgressCallback | None = None,
 
     Progress counts finished tasks (local schedulers) or finished items (a
     ``dask.distributed.Client``, whose futures are gathered as they complete).
+    Without ``scheduler``, a client set with ``dask.config.set(scheduler=client)``
+    (what ``corrtomo --scheduler/--workers`` does) is used.
     """
     import dask
 
     items = list(items)
+    if scheduler is None:
+        scheduler = current_client()
     if scheduler is not None and hasattr(scheduler, "compute"):
         from distributed import as_completed
 

@@ -444,7 +444,8 @@ class PixelClassifier:
         return bk.map_blocks(self._block_proba(backend), image, halo,
                              spatial_ndim=self.spatial_ndim,
                              backend=backend, bytes_per_voxel=self._bytes_per_voxel(),
-                             block_shape=block_shape, budget=budget, progress=progress)
+                             block_shape=block_shape, budget=budget, progress=progress,
+                             out_leading=(len(self.classes_),), out_dtype=np.float32)
 
     def predict(self, image: Any, spacing: Sequence[float] | None = None, unit: str | None = None,
                 **kwargs: Any) -> Any:
@@ -758,13 +759,15 @@ def weighted_error(truth: Any, prediction: Any, mask: Any = None) -> float:
 def otsu_segment(image: Any, classes: Sequence[int] = (1, 2, 3), mask: Any = None) -> np.ndarray:
     """Multi-Otsu thresholds on one channel: ``len(classes) - 1`` thresholds; voxels are
     given ``classes`` from dark to bright (the seed's "double threshold" for 3 classes).
-    Thresholds are computed from the voxels in ``mask`` (default all)."""
-    from skimage.filters import threshold_multiotsu
+    Thresholds are computed from the voxels in ``mask`` (default all). dask/zarr input:
+    blockwise histogram, lazy result (:mod:`napari_corrtomo.core.threshold`)."""
+    from .threshold import apply_thresholds, threshold_multiotsu
 
-    img = np.asarray(image, dtype=np.float32)
-    values = img if mask is None else img[np.asarray(mask, bool)]
-    thr = threshold_multiotsu(values, classes=len(classes))
-    return np.asarray(classes)[np.digitize(img, thr)]
+    img = image if bk.is_lazy(image) else np.asarray(image)
+    if img.dtype != np.float32:
+        img = img.astype(np.float32)
+    thr = threshold_multiotsu(img, classes=len(classes), mask=mask)
+    return apply_thresholds(img, thr, np.asarray(classes))
 
 
 class ThresholdTree:

@@ -14,6 +14,10 @@ from typing import Any
 
 from .backend import ENV_MEMORY, parse_bytes
 
+#: Share of a worker's memory limit that one block may plan to use (the rest: dask's own
+#: bookkeeping, the block's output waiting to be written, the Python heap).
+BUDGET_FRACTION = 0.6
+
 
 @contextlib.contextmanager
 def dask_client(
@@ -21,8 +25,13 @@ def dask_client(
     workers: int | None = None,
     memory_limit: str | int | None = None,
     timeout_s: float = 10.0,
+    processes: bool = True,
 ) -> Iterator[Any]:
     """A ``dask.distributed.Client`` for the duration of a run, or ``None`` for plain dask.
+
+    While the block runs the client is dask's scheduler (``dask.config``), so every
+    lazy computation of the core (``compute``, ``store_resumable``, labelling,
+    tables) runs on the cluster.
 
     Parameters
     ----------
@@ -31,11 +40,16 @@ def dask_client(
     workers
         Start a local cluster of this many single-threaded worker processes instead.
     memory_limit
-        Per-worker memory limit of a local cluster (``"4GB"``); it is also the memory
-        budget each worker plans its blocks with (``CORRTOMO_MEMORY_BUDGET``), so
-        blocks are sized to fit it.
+        Per-worker memory limit (``"4GB"``): the limit of a local cluster's workers,
+        and, for a local cluster or an existing scheduler, what blocks are sized for
+        (``CORRTOMO_MEMORY_BUDGET`` = 60 % of it, in the workers and in this process,
+        which plans the blocks).
     timeout_s
         How long to try to reach ``scheduler`` before giving up with a clear error.
+    processes
+        Local cluster only: worker processes (the default; true parallelism, one memory
+        limit each) or threads of this process (starts faster; for tests and notebooks;
+        ``memory_limit`` then only sizes the blocks).
     """
     if scheduler and workers:
         raise ValueError("give either a scheduler address or a number of workers, not both")
@@ -44,11 +58,17 @@ def dask_client(
     if not scheduler and not workers:
         yield None
         return
+    import dask
+
     try:
         from distributed import Client, LocalCluster
     except ImportError as exc:  # pragma: no cover - the 'distributed' extra is missing
         raise ValueError("dask.distributed is not installed; install the 'distributed' extra "
                          "(pip install 'napari-corrtomo[distributed]')") from exc
+    limit = parse_bytes(memory_limit) if memory_limit is not None else None
+    if limit is not None and limit <= 0:
+        raise ValueError(f"memory_limit must be positive, got {memory_limit!r}")
+    budget = {ENV_MEMORY: str(int(limit * BUDGET_FRACTION))} if limit else {}
     if scheduler:
         try:
             client = Client(scheduler, timeout=f"{timeout_s}s", set_as_default=False)
@@ -58,29 +78,39 @@ def dask_client(
                 f"({type(exc).__name__}); check the address (tcp://host:port) and that "
                 "`dask scheduler` is running there"
             ) from exc
-        with client:
+        # Blocks are planned in this process: size them for the workers' limit.
+        with client, _environ(budget), dask.config.set(scheduler=client):
             yield client
         return
-    limit = parse_bytes(memory_limit) if memory_limit is not None else None
-    env = {ENV_MEMORY: str(int(limit * 0.6))} if limit else {}
+    # One core per worker: the compiled kernels and filter threads of a worker use one
+    # thread, so N workers use N cores (and their memory budget is per worker).
+    env = {**budget, "CORRTOMO_THREADS": "1", "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     cluster = LocalCluster(
         n_workers=int(workers),
         threads_per_worker=1,
-        processes=True,
-        memory_limit=limit if limit else "auto",
+        processes=bool(processes),
+        # thread workers share this process, whose memory a per-worker limit would wrongly
+        # count (pausing them): they get only the block budget
+        memory_limit=(limit if limit else "auto") if processes else 0,
         dashboard_address=None,
-        env=env,
+        **({"env": env} if processes else {}),  # threads share this process's environment
     )
     # Worker processes inherit the budget; so does this process for the graph it builds.
-    old = os.environ.get(ENV_MEMORY)
-    if limit:
-        os.environ[ENV_MEMORY] = env[ENV_MEMORY]
+    with (cluster, Client(cluster, set_as_default=False) as client, _environ(budget),
+          dask.config.set(scheduler=client)):
+        yield client
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a block, then restore them."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
-        with cluster, Client(cluster, set_as_default=False) as client:
-            yield client
+        yield
     finally:
-        if limit:
-            if old is None:
-                os.environ.pop(ENV_MEMORY, None)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
             else:
-                os.environ[ENV_MEMORY] = old
+                os.environ[k] = v

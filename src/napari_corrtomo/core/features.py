@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import asarray, ndimage_for, resolve_backend, to_host, xp_for
+from .backend import asarray, is_lazy, ndimage_for, resolve_backend, to_host, xp_for
 
 #: ilastik's scales
 ILASTIK_SIGMAS = (0.3, 0.7, 1.0, 1.6, 3.5, 5.0, 10.0)
@@ -429,8 +429,12 @@ def compute_features(
     Returns
     -------
     float32 array ``(F, *out_spatial)`` with ``F = spec.n_features(C, spatial_ndim)``, in
-    the order of :meth:`FeatureSpec.names`.
+    the order of :meth:`FeatureSpec.names`. For dask/zarr input a lazy dask array,
+    computed block by block with the halo :meth:`FeatureSpec.halo` (exactly the
+    whole-array result; see :func:`~napari_corrtomo.core.backend.map_blocks`).
     """
+    if is_lazy(image):
+        return _features_lazy(image, spec, spacing, spatial_ndim, z_range, backend)
     eng = _Engine(backend)
     xp = eng.xp
     nd = image.ndim - 1 if spatial_ndim is None else int(spatial_ndim)
@@ -464,6 +468,31 @@ def compute_features(
     if i != n_out:  # pragma: no cover - internal consistency
         raise RuntimeError(f"computed {i} features, expected {n_out}")
     return out
+
+
+def _features_lazy(image: Any, spec: FeatureSpec, spacing: Sequence[float] | None,
+                   spatial_ndim: int | None, z_range: tuple[int, int] | None,
+                   backend: str) -> Any:
+    from .backend import map_blocks
+
+    nd = image.ndim - 1 if spatial_ndim is None else int(spatial_ndim)
+    if nd not in (2, 3):
+        raise ValueError(f"features need 2D or 3D images, got {nd} spatial axes")
+    if z_range is not None:
+        raise ValueError("z_range is for in-memory images; slice the dask array instead")
+    if image.ndim not in (nd, nd + 1):
+        raise ValueError(
+            f"image has {image.ndim} axes; expected {nd} spatial axes plus one channel axis")
+    n_channels = 1 if image.ndim == nd else int(image.shape[0])
+    n_out = spec.n_features(n_channels, nd)
+    sp = _spacing(spacing, nd)
+
+    def block(b: Any) -> Any:
+        return compute_features(b, spec, sp, spatial_ndim=nd, backend=backend)
+
+    return map_blocks(block, image, spec.halo(sp, nd), spatial_ndim=nd, backend=backend,
+                      bytes_per_voxel=4.0 * (n_out / n_channels + 24), out_leading=(n_out,),
+                      out_dtype=np.float32)
 
 
 def _channel_features(eng: _Engine, img: Any, spec: FeatureSpec, sp: tuple[float, ...],

@@ -17,6 +17,8 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,26 @@ def run_state(path: str | Path) -> dict | None:
     if not attrs.exists():
         return None
     return json.loads(attrs.read_text()).get(_RUN)
+
+
+@dataclass
+class Output:
+    """One result of :func:`store_resumable_many`: a lazy array and where it goes."""
+
+    lazy: Any
+    path: str | Path
+    scale: tuple[float, ...]
+    units: tuple[str, ...] | str
+    layer_type: str = "image"
+    name: str | None = None
+
+
+def completed(path: str | Path, signature: dict | None = None) -> bool:
+    """True when ``path`` holds a finished store (of this ``signature``, if given)."""
+    state = run_state(path)
+    if state is None or not state.get("complete"):
+        return False
+    return signature is None or state.get("signature") == json.loads(json.dumps(signature))
 
 
 def store_resumable(
@@ -68,71 +90,124 @@ def store_resumable(
     progress
         ``progress(done, total)`` over the chunks still to compute.
     scheduler
-        ``dask.distributed.Client`` (or scheduler name); default: local threads.
+        ``dask.distributed.Client`` (or scheduler name); default: dask's current
+        scheduler (the cluster inside :func:`~napari_corrtomo.core.cluster.dask_client`).
 
     Returns
     -------
     The path of the completed store.
     """
+    return store_resumable_many([Output(lazy, path, scale, units, layer_type, name)],
+                                signature=signature, overwrite=overwrite,
+                                pyramid_min_size=pyramid_min_size, progress=progress,
+                                scheduler=scheduler)[0]
+
+
+def store_resumable_many(
+    outputs: Sequence[Output],
+    *,
+    signature: dict | None = None,
+    overwrite: bool = False,
+    pyramid_min_size: int = 64,
+    progress: ProgressCallback | None = None,
+    scheduler: Any = None,
+) -> list[Path]:
+    """:func:`store_resumable` for several results computed together, chunk by chunk.
+
+    The outputs share one chunk grid (their trailing spatial axes): each chunk
+    computes all of them in one task, so work they share (the class
+    probabilities behind a segmentation and its uncertainty) is done once. A chunk
+    counts as finished when it is written to every store.
+    """
     import dask
     import dask.array as da
     import zarr
 
-    arr = lazy if isinstance(lazy, da.Array) else da.asarray(lazy)
-    chunks = tuple(max(c) for c in arr.chunks)
-    arr = arr.rechunk(chunks)  # zarr needs regular chunks; a no-op when they already are
-    scale_t, units_t = _axes_frame(arr.ndim, scale, units)
-    path = Path(path)
-    record = {
-        "signature": signature or {},
-        "shape": list(arr.shape),
-        "dtype": str(arr.dtype),
-        "chunks": list(chunks),
-        "complete": False,
-    }
-    state = run_state(path)
-    if path.exists() and (state is None or {k: state.get(k) for k in record if k != "complete"}
-                          != {k: v for k, v in record.items() if k != "complete"}):
-        if not overwrite:
-            raise ValueError(
-                f"{path} already exists and holds a different result; choose another output "
-                "or pass overwrite (CLI: --overwrite) to replace it"
-            )
-        shutil.rmtree(path)
-        state = None
-    if state is not None and state.get("complete"):
-        report(progress, 1, 1)
-        return path
+    if not outputs:
+        raise ValueError("nothing to store")
+    plans = []
+    for out in outputs:
+        arr = out.lazy if isinstance(out.lazy, da.Array) else da.asarray(out.lazy)
+        chunks = tuple(max(c) for c in arr.chunks)
+        arr = arr.rechunk(chunks)  # zarr needs regular chunks; a no-op when they already are
+        scale_t, units_t = _axes_frame(arr.ndim, out.scale, out.units)
+        plans.append((out, arr, chunks, scale_t, units_t, Path(out.path)))
+    grid = plans[0][1].numblocks
+    for _, arr, *_ in plans[1:]:
+        if arr.numblocks != grid:
+            raise ValueError("outputs stored together must share one chunk grid "
+                             f"({grid} vs {arr.numblocks} chunks)")
+    groups, done_dirs, pending = [], [], []
+    for out, arr, chunks, scale_t, units_t, path in plans:
+        record = {
+            "signature": json.loads(json.dumps(signature or {})),
+            "shape": list(arr.shape),
+            "dtype": str(arr.dtype),
+            "chunks": list(chunks),
+            "complete": False,
+        }
+        state = run_state(path)
+        if path.exists() and (state is None or {k: state.get(k) for k in record if k != "complete"}
+                              != {k: v for k, v in record.items() if k != "complete"}):
+            if not overwrite:
+                raise ValueError(
+                    f"{path} already exists and holds a different result; choose another "
+                    "output or pass overwrite (CLI: --overwrite) to replace it"
+                )
+            shutil.rmtree(path)
+            state = None
+        group = zarr.open_group(str(path), mode="a", zarr_format=2)
+        name = out.name or path.name.split(".")[0]
+        if state is None or "0" not in group:
+            group.create_array("0", shape=arr.shape, dtype=arr.dtype, chunks=chunks,
+                               chunk_key_encoding={"name": "v2", "separator": "/"},
+                               fill_value=0, overwrite=True)
+            group.attrs.update({_RUN: record, "multiscales": [multiscales(
+                name, scale_t, units_t, 1)]})
+            if out.layer_type == "labels":
+                group.attrs["image-label"] = {"version": "0.4"}
+        complete = bool(state and state.get("complete"))
+        done_dir = path / _DONE
+        if not complete:
+            done_dir.mkdir(exist_ok=True)
+        groups.append((group, record, name, scale_t, units_t, out.layer_type, complete))
+        done_dirs.append(None if complete else done_dir)
+        pending.append(not complete)
 
-    group = zarr.open_group(str(path), mode="a", zarr_format=2)
-    if "0" not in group:
-        group.create_array("0", shape=arr.shape, dtype=arr.dtype, chunks=chunks,
-                           chunk_key_encoding={"name": "v2", "separator": "/"},
-                           fill_value=0)
-        group.attrs.update({_RUN: record, "multiscales": [multiscales(
-            name or path.name.split(".")[0], scale_t, units_t, 1)]})
-        if layer_type == "labels":
-            group.attrs["image-label"] = {"version": "0.4"}
-    done_dir = path / _DONE
-    done_dir.mkdir(exist_ok=True)
     todo = []
-    for idx in itertools.product(*(range(n) for n in arr.numblocks)):
+    for idx in itertools.product(*(range(n) for n in grid)):
         key = ".".join(map(str, idx))
-        if not (done_dir / key).exists():
-            region = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(idx, chunks, arr.shape))
-            todo.append(dask.delayed(_write_chunk)(arr.blocks[idx], str(path / "0"), region,
-                                                   str(done_dir / key)))
+        writes = []
+        for (_out, arr, chunks, _, _, path), done_dir in zip(plans, done_dirs):
+            if done_dir is None or (done_dir / key).exists():
+                continue
+            region = tuple(slice(i * c, min((i + 1) * c, s))
+                           for i, c, s in zip(idx, chunks, arr.shape))
+            writes.append((arr.blocks[idx], str(path / "0"), region, str(done_dir / key)))
+        if writes:
+            todo.append(dask.delayed(_write_chunks)(writes))
     if todo:
         compute_all(todo, progress, scheduler)
     else:
         report(progress, 1, 1)
 
-    n_levels = _write_pyramid(group, layer_type, pyramid_min_size)
-    record["complete"] = True
-    group.attrs.update({_RUN: record, "multiscales": [multiscales(
-        name or path.name.split(".")[0], scale_t, units_t, n_levels)]})
-    shutil.rmtree(done_dir)
-    return path
+    paths = []
+    for (group, record, name, scale_t, units_t, layer_type, complete), (*_, path), done_dir in zip(
+            groups, plans, done_dirs):
+        if not complete:
+            n_levels = _write_pyramid(group, layer_type, pyramid_min_size)
+            record["complete"] = True
+            group.attrs.update({_RUN: record, "multiscales": [multiscales(
+                name, scale_t, units_t, n_levels)]})
+            shutil.rmtree(done_dir)
+        paths.append(path)
+    return paths
+
+
+def _write_chunks(writes: list) -> int:
+    for block, array_path, region, marker in writes:
+        _write_chunk(block, array_path, region, marker)
+    return len(writes)
 
 
 def _write_chunk(block: np.ndarray, array_path: str, region: tuple[slice, ...], marker: str) -> int:

@@ -18,7 +18,8 @@ import pandas as pd
 
 from ._common import unit_name
 
-__all__ = ["SizeDistribution", "LogNormalFit", "size_distribution", "lognormal_pdf"]
+__all__ = ["SizeDistribution", "LogNormalFit", "size_distribution", "lognormal_pdf",
+           "value_counts"]
 
 
 def lognormal_pdf(x: Any, mu: float, sigma: float) -> np.ndarray:
@@ -210,3 +211,27 @@ def _unit(unit: str) -> str:
         return unit_name(unit)
     except ValueError:
         return str(unit)
+
+
+def value_counts(values: Any, mask: Any | None = None,
+                 progress: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of ``values[mask]`` and how often each occurs, block by block for
+    dask/zarr input. ``size_distribution(v, weights=n)`` of the result equals
+    ``size_distribution(values[mask])`` (e.g. of a local-thickness map, whose values are
+    few: diameters of lattice balls) without ever holding the voxels in memory."""
+    from ..backend import reduce_blocks
+
+    def block(*args):
+        v = np.asarray(args[0])
+        if len(args) == 3:
+            v = v[np.asarray(args[1], bool)]
+        return np.unique(v.ravel(), return_counts=True)
+
+    def merge(parts):
+        vals = np.concatenate([p[0] for p in parts])
+        counts = np.concatenate([p[1] for p in parts])
+        uniq, inv = np.unique(vals, return_inverse=True)
+        return uniq, np.bincount(inv, weights=counts, minlength=len(uniq)).astype(np.int64)
+
+    arrays = (values,) if mask is None else (values, mask)
+    return reduce_blocks(block, *arrays, combine=merge, progress=progress)

@@ -24,18 +24,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..backend import is_lazy
 from ..progress import ProgressCallback, report, scaled
 from ._common import check_labels, spacing_for, unit_name
 from .correlation import lineal_path, two_point_correlation
-from .distributions import SizeDistribution, size_distribution
+from .distributions import SizeDistribution, size_distribution, value_counts
 from .interface import Proxigram, proxigram
 from .particles import fill_holes, particle_table, separate_particles
-from .porosity import closed_pores, inner_pores, phase_fractions, volume_fraction_profile
+from .porosity import (
+    closed_pores,
+    inner_pores,
+    label_counts,
+    phase_fractions,
+    volume_fraction_profile,
+)
 from .surface import surface_area
 from .thickness import local_thickness
 from .transport import constrictivity, geodesic_tortuosity, intrusion_curve, tortuosity_factor
@@ -93,6 +101,9 @@ class ResultArray:
     features: pd.DataFrame | None = None
     colormap: str | None = None
     description: str = ""
+    #: for results of dask/zarr input: the resumable OME-Zarr holding it; ``data`` is then
+    #: its multiscale pyramid (lazy dask arrays, finest first)
+    path: Path | None = None
 
 
 @dataclass
@@ -141,6 +152,8 @@ class MeasureSpec:
     needs_matrix: bool = False
     default: bool = True
     cost: float = 1.0  # relative share of the progress bar
+    #: runs on dask/zarr labels block by block (volumes larger than memory)
+    lazy: bool = False
 
 
 #: Registered measures, in display order.
@@ -157,13 +170,49 @@ class MeasureData:
     """The inputs of one run, with masks derived once and shared between measures."""
 
     def __init__(self, labels: np.ndarray, spacing: tuple[float, ...], unit: str,
-                 settings: QuantifySettings, intensity: np.ndarray | None):
+                 settings: QuantifySettings, intensity: np.ndarray | None,
+                 store: Path | None = None, signature: dict | None = None,
+                 overwrite: bool = False):
         self.labels = labels
         self.spacing = spacing
         self.unit = unit
         self.intensity = intensity
         self.settings = settings
         self.cache: dict[str, Any] = {}
+        #: dask/zarr labels: results go to resumable OME-Zarr stores in ``store``
+        self.lazy = is_lazy(labels)
+        self.store = store
+        self.signature = signature or {}
+        self.overwrite = overwrite
+
+    def counts(self) -> np.ndarray:
+        """Voxels per label value (one pass, shared by the measures)."""
+        if "counts" not in self.cache:
+            self.cache["counts"] = label_counts(self.labels)
+        return self.cache["counts"]
+
+    def save(self, r: QuantifyResult, name: str, make: Callable[[], Any], kind: str,
+             progress, **kwargs: Any) -> ResultArray:
+        """Add a volume result: in memory, or (lazy input) computed chunk by chunk into a
+        resumable OME-Zarr ``<store>/<name>.ome.zarr`` that is then opened lazily. A
+        finished store of the same run is reused without computing anything."""
+        if not self.lazy:
+            arr = ResultArray(make(), kind, **kwargs)
+        else:
+            from ..io import read_volumes
+            from ..resumable import completed, store_resumable
+
+            path = self.store / f"{name.replace(' ', '_')}.ome.zarr"
+            sig = {**self.signature, "result": name}
+            if not completed(path, sig):
+                store_resumable(make(), path, self.spacing, self.unit, layer_type=kind,
+                                name=name, signature=sig, overwrite=self.overwrite,
+                                progress=progress)
+            data = read_volumes(path)[0].data
+            arr = ResultArray(data if isinstance(data, list) else [data], kind, path=path,
+                              **kwargs)
+        r.arrays[name] = arr
+        return arr
 
     def _mask(self, key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
         if key not in self.cache:
@@ -194,13 +243,17 @@ class MeasureData:
                 return self.phase | self.matrix
             if self.outside is not None:
                 return ~self.outside
+            if self.lazy:
+                return self.labels >= 0
             return np.ones(self.labels.shape, bool)
         return self._mask("sample", make)
 
     def require_matrix(self, what: str) -> np.ndarray:
         if self.matrix is None:
             raise ValueError(f"{what} needs the matrix (solid) label; choose it first")
-        if not self.matrix.any():
+        has = (len(self.counts()) > self.settings.matrix
+               and self.counts()[self.settings.matrix] > 0) if self.lazy else self.matrix.any()
+        if not has:
             raise ValueError(f"{what}: the matrix label {self.settings.matrix} has no voxel")
         return self.matrix
 
@@ -220,6 +273,10 @@ def quantify(
     settings: QuantifySettings | None = None,
     intensity: Any | None = None,
     progress: ProgressCallback | None = None,
+    *,
+    store: str | Path | None = None,
+    signature: dict | None = None,
+    overwrite: bool = False,
 ) -> QuantifyResult:
     """Run the chosen measures on a label volume.
 
@@ -240,21 +297,37 @@ def quantify(
         The image for the proxigram (same shape).
     progress
         ``progress(done, total)``; raise ``Cancelled`` from it to stop.
+    store
+        dask/zarr ``labels`` (volumes larger than memory) are measured block by block
+        with the measures that support it (``MEASURES[key].lazy``); their volume
+        results are written chunk by chunk to resumable OME-Zarr stores
+        ``<store>/<name>.ome.zarr`` (default: a new temporary folder) and come back
+        as lazy multiscale pyramids, and tables come from per-block partials. Run
+        again with the same ``store`` and the finished chunks are not recomputed.
+    signature
+        What identifies this run's input for resuming (e.g. the input file); the
+        settings, spacing and measures are added to it.
+    overwrite
+        Replace stores in ``store`` that hold another run's results.
     """
     settings = settings or QuantifySettings()
-    lab = check_labels(labels, "labels")
+    lazy = is_lazy(labels)
+    if lazy:
+        lab = labels
+        if np.dtype(lab.dtype).kind not in "iub":
+            raise ValueError(f"labels must hold integer labels, got dtype {lab.dtype}")
+    else:
+        lab = check_labels(labels, "labels")
     if lab.ndim != 3:
         raise ValueError(f"labels must be a 3D volume (z, y, x), got {lab.ndim}D")
     sp = spacing_for(lab, spacing)
     u = unit_name(unit)
     img = None
     if intensity is not None:
-        img = np.asarray(intensity)
-        if img.shape != lab.shape:
-            raise ValueError(f"intensity {img.shape} and labels {lab.shape} have different shapes")
-    if not np.any(lab == settings.phase):
-        raise ValueError(f"the phase label {settings.phase} has no voxel in this volume; "
-                         "choose the label value of the phase to measure")
+        if tuple(intensity.shape) != tuple(lab.shape):
+            raise ValueError(f"intensity {tuple(intensity.shape)} and labels {tuple(lab.shape)} "
+                             "have different shapes")
+        img = intensity if lazy else np.asarray(intensity)
     if settings.matrix is not None and settings.matrix == settings.phase:
         raise ValueError("phase and matrix must be different labels")
     if settings.phase in settings.outside or (settings.matrix is not None
@@ -263,7 +336,8 @@ def quantify(
     if measures is None:
         measures = [k for k, s in MEASURES.items() if s.default
                     and (img is not None or not s.needs_intensity)
-                    and (settings.matrix is not None or not s.needs_matrix)]
+                    and (settings.matrix is not None or not s.needs_matrix)
+                    and (s.lazy or not lazy)]
     unknown = [m for m in measures if m not in MEASURES]
     if unknown:
         raise ValueError(f"unknown measure(s) {unknown}; choose from {list(MEASURES)}")
@@ -272,8 +346,34 @@ def quantify(
     for m in measures:
         if MEASURES[m].needs_intensity and img is None:
             raise ValueError(f"{MEASURES[m].title} needs an intensity image; choose one")
-    data = MeasureData(lab, sp, u, settings, img)
+    if lazy:
+        eager = [m for m in measures if not MEASURES[m].lazy]
+        if eager:
+            able = [k for k, spec in MEASURES.items() if spec.lazy]
+            raise ValueError(
+                f"measure(s) {eager} need the whole volume in memory; for a dask/zarr volume "
+                f"choose from {able}, or load the volume (np.asarray) if it fits in memory")
+    folder = None
+    if lazy:
+        import tempfile
+
+        folder = Path(store) if store is not None else Path(
+            tempfile.mkdtemp(prefix="corrtomo-quantify-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        from dataclasses import asdict
+
+        signature = {**(signature or {"input": getattr(lab, "name", "")}),
+                     "settings": asdict(settings), "spacing": list(sp), "unit": u}
+    data = MeasureData(lab, sp, u, settings, img, folder, signature, overwrite)
+    counts = data.counts() if lazy else None
+    present = (counts is not None and settings.phase < len(counts) and counts[settings.phase] > 0
+               ) if lazy else bool(np.any(lab == settings.phase))
+    if not present:
+        raise ValueError(f"the phase label {settings.phase} has no voxel in this volume; "
+                         "choose the label value of the phase to measure")
     result = QuantifyResult(unit=u, spacing=sp)
+    if lazy:
+        result.notes.append(f"results of this dask/zarr volume are stored in {folder}")
     weights = np.array([MEASURES[m].cost for m in measures], dtype=float)
     edges = np.concatenate([[0], np.cumsum(weights)]) / weights.sum() * 1000
     report(progress, 0, 1000)
@@ -288,10 +388,17 @@ def quantify(
 
 
 def _measure_porosity(d: MeasureData, s: QuantifySettings, r: QuantifyResult, progress) -> None:
-    r.tables["phase_fractions"] = phase_fractions(d.labels, d.spacing, d.unit)
-    sample = d.sample
-    n_sample = np.count_nonzero(sample)
-    n_phase = np.count_nonzero(d.phase & sample)
+    table = phase_fractions(d.labels, d.spacing, d.unit)
+    r.tables["phase_fractions"] = table
+    # the phase lies inside the sample (the outside labels exclude it), so both counts
+    # come from the label counts: one pass, in memory or block by block
+    counts = dict(zip(table["label"].to_numpy().tolist(), table["voxels"].to_numpy().tolist(),
+                      strict=True))
+    n_phase = int(counts.get(s.phase, 0))
+    if s.matrix is not None:
+        n_sample = n_phase + int(counts.get(s.matrix, 0))
+    else:
+        n_sample = int(sum(n for v, n in counts.items() if v not in s.outside))
     voxel = float(np.prod(d.spacing))
     r.add("porosity", "porosity (phase / sample)", n_phase / n_sample, "fraction")
     r.add("porosity", "phase volume", n_phase * voxel, f"{d.unit}^3")
@@ -300,11 +407,20 @@ def _measure_porosity(d: MeasureData, s: QuantifySettings, r: QuantifyResult, pr
 
 def _thickness(d: MeasureData, mask: np.ndarray, name: str, r: QuantifyResult, progress,
                s: QuantifySettings) -> None:
-    lt = local_thickness(mask, d.spacing, progress=progress)
-    r.arrays[f"{name} local thickness"] = ResultArray(
-        lt, "image", colormap="turbo", description=f"local thickness (diameter, {d.unit})")
     bw = s.bin_width or d.step
-    dist = size_distribution(lt[mask], bin_width=bw, unit=d.unit)
+    if d.lazy:
+        arr = d.save(r, f"{name} local thickness", lambda: local_thickness(mask, d.spacing),
+                     "image", scaled(progress, 0, 90, 100), colormap="turbo",
+                     description=f"local thickness (diameter, {d.unit})")
+        # the map holds few distinct values (lattice ball diameters): their counts give
+        # exactly the distribution of lt[mask]
+        values, counts = value_counts(arr.data[0], mask, progress=scaled(progress, 90, 100, 100))
+        dist = size_distribution(values, weights=counts, bin_width=bw, unit=d.unit)
+    else:
+        lt = local_thickness(mask, d.spacing, progress=progress)
+        r.arrays[f"{name} local thickness"] = ResultArray(
+            lt, "image", colormap="turbo", description=f"local thickness (diameter, {d.unit})")
+        dist = size_distribution(lt[mask], bin_width=bw, unit=d.unit)
     r.distributions[f"{name} size distribution"] = dist
     r.tables[f"{name}_size_distribution"] = dist.table()
     for k, v in dist.summary().items():
@@ -322,6 +438,9 @@ def _measure_matrix_thickness(d, s, r, progress) -> None:
 
 
 def _measure_particles(d, s, r, progress) -> None:
+    if d.lazy:
+        _particles_lazy(d, s, r, progress)
+        return
     sample = fill_holes(d.sample)
     labels = separate_particles(sample, d.spacing, h=s.split_h, min_volume=s.min_volume,
                                 progress=scaled(progress, 0, 60, 100))
@@ -338,28 +457,18 @@ def _measure_particles(d, s, r, progress) -> None:
     lut[features.index.to_numpy()] = features[esd].to_numpy()
     r.arrays["particle ESD"] = ResultArray(lut[labels], "image", colormap="viridis",
                                            description=f"ESD per particle ({d.unit})")
-    dist = size_distribution(table[esd], unit=d.unit)
-    r.distributions["particle size distribution"] = dist
-    r.tables["particle_size_distribution"] = dist.table()
-    r.add("particles", "particle count", len(table), "count")
-    r.add("particles", "ESD mean", dist.mean, d.unit)
-    r.add("particles", "ESD std", dist.std, d.unit)
-    if dist.fit is not None:
-        r.add("particles", "ESD log-normal mode", dist.fit.mode, d.unit)
-    r.add("particles", "sphericity mean", float(np.nanmean(table["sphericity"])), "")
     if "porosity" in table:
         lut[:] = 0
         lut[features.index.to_numpy()] = features["porosity"].to_numpy()
         r.arrays["particle porosity"] = ResultArray(lut[labels], "image", colormap="magma",
                                                     description="porosity per particle")
-        pd_ = size_distribution(table["porosity"], bin_width=0.025, fit=False, unit="fraction")
-        r.distributions["particle porosity distribution"] = pd_
-        r.add("particles", "porosity mean", pd_.mean, "fraction")
-        r.add("particles", "porosity std", pd_.std, "fraction")
-    r.notes.extend(dist.notes)
+    _particle_rows(d, table, r)
 
 
 def _measure_closed(d, s, r, progress) -> None:
+    if d.lazy:
+        _closed_lazy(d, s, r, progress)
+        return
     closed = closed_pores(d.phase, outside=d.outside)
     n_closed = np.count_nonzero(closed)
     r.arrays["closed pores"] = ResultArray(closed, "labels", description="closed pores")
@@ -595,17 +704,122 @@ def _measure_constrictivity(d, s, r, progress) -> None:
     r.tables["intrusion"] = pd.concat(curves, ignore_index=True)
     r.curves["intrusion curve"] = Curve(x, ys, f"sphere radius ({u})", "fraction of the phase",
                                         "Sphere intrusion (MIP-PSD) and coverage (c-PSD)")
+# =========================================================================== blockwise
+# Measures of dask/zarr volumes (larger than memory): labelling out of core, tables from
+# per-block partials, volume results stored chunk by chunk (MeasureData.save).
+
+
+def _particles_lazy(d: MeasureData, s: QuantifySettings, r: QuantifyResult, progress) -> None:
+    from ..connected import label
+
+    def make_labels():
+        lab, n = label(fill_holes(d.sample), connectivity=1)  # face neighbours, as cc3d's 6
+        if s.min_volume > 0 and n:
+            counts = label_counts(lab)
+            keep = counts * float(np.prod(d.spacing)) >= float(s.min_volume)
+            keep[0] = False
+            lut = np.zeros(len(counts), lab.dtype)
+            lut[keep] = np.arange(1, int(keep.sum()) + 1)
+            lab = lab.map_blocks(lambda b: lut[b], dtype=lab.dtype)
+        return lab
+
+    arr = d.save(r, "particles", make_labels, "labels", scaled(progress, 0, 40, 100),
+                 description="particles (connected components)")
+    labels = arr.data[0]
+    table = particle_table(labels, d.spacing, pore=d.phase if s.matrix is not None else None,
+                           unit=d.unit, smooth=s.smooth, progress=scaled(progress, 40, 85, 100))
+    r.notes.append("particles of a dask/zarr volume are its filled, face-connected components: "
+                   "touching particles are not split (the watershed separation needs whole "
+                   "volumes in memory)")
+    arr.features = table
+    r.tables["particles"] = table
+    esd = f"esd_{d.unit}"
+    ids = table["label"].to_numpy()
+    lut = np.zeros(int(ids.max()) + 1, np.float32)
+    lut[ids] = table[esd].to_numpy()
+    d.save(r, "particle ESD", lambda: labels.map_blocks(lambda b: lut[b], dtype=np.float32),
+           "image", scaled(progress, 85, 95, 100), colormap="viridis",
+           description=f"ESD per particle ({d.unit})")
+    if "porosity" in table:
+        plut = np.zeros(int(ids.max()) + 1, np.float32)
+        plut[ids] = table["porosity"].to_numpy()
+        d.save(r, "particle porosity", lambda: labels.map_blocks(lambda b: plut[b],
+                                                                 dtype=np.float32),
+               "image", scaled(progress, 95, 100, 100), colormap="magma",
+               description="porosity per particle")
+    _particle_rows(d, table, r)
+
+
+def _particle_rows(d: MeasureData, table: pd.DataFrame, r: QuantifyResult) -> None:
+    esd = f"esd_{d.unit}"
+    dist = size_distribution(table[esd], unit=d.unit)
+    r.distributions["particle size distribution"] = dist
+    r.tables["particle_size_distribution"] = dist.table()
+    r.add("particles", "particle count", len(table), "count")
+    r.add("particles", "ESD mean", dist.mean, d.unit)
+    r.add("particles", "ESD std", dist.std, d.unit)
+    if dist.fit is not None:
+        r.add("particles", "ESD log-normal mode", dist.fit.mode, d.unit)
+    r.add("particles", "sphericity mean", float(np.nanmean(table["sphericity"])), "")
+    if "porosity" in table:
+        pd_ = size_distribution(table["porosity"], bin_width=0.025, fit=False, unit="fraction")
+        r.distributions["particle porosity distribution"] = pd_
+        r.add("particles", "porosity mean", pd_.mean, "fraction")
+        r.add("particles", "porosity std", pd_.std, "fraction")
+    r.notes.extend(dist.notes)
+
+
+def _closed_lazy(d: MeasureData, s: QuantifySettings, r: QuantifyResult, progress) -> None:
+    """Closed pores out of core: pore components (joined with the outside medium) that
+    touch neither the array border nor the outside, as :func:`.closed_pores` (6-connected)."""
+    from ..backend import reduce_blocks
+    from ..connected import label
+    from .particles import _border_of
+
+    def make():
+        pore, outside = d.phase, d.outside
+        joined = pore if outside is None else pore | outside
+        lab, n = label(joined, connectivity=1)
+        shape = tuple(lab.shape)
+        is_open = np.zeros(n + 1, bool)
+        is_open[0] = True
+        merge = lambda parts: np.unique(np.concatenate(parts))  # noqa: E731
+        is_open[reduce_blocks(lambda b, blk: _border_of(b, blk, shape), lab,
+                              combine=merge)] = True
+        if outside is not None:
+            is_open[reduce_blocks(lambda b, o, blk: np.unique(b[o]).astype(np.int64), lab,
+                                  outside, combine=merge)] = True
+        closed = pore.map_blocks(lambda p, b: p & ~is_open[b], lab, dtype=bool)
+        return label(closed, connectivity=1)[0]
+
+    arr = d.save(r, "closed pores", make, "labels", scaled(progress, 0, 80, 100),
+                 description="closed pores")
+    n_phase = int(d.counts()[s.phase])
+    try:
+        t = particle_table(arr.data[0], d.spacing, unit=d.unit, surface=False,
+                           progress=scaled(progress, 80, 100, 100))
+    except ValueError:  # no closed pore at all
+        t = None
+    n = 0 if t is None else len(t)
+    r.add("closed_pores", "closed pores", n, "count")
+    r.add("closed_pores", "closed fraction of phase volume",
+          (0 if t is None else int(t["voxels"].sum())) / n_phase, "fraction")
+    if t is not None:
+        r.tables["closed_pores"] = t
+        arr.features = t
+        r.add("closed_pores", "closed pore ESD mean", float(t[f"esd_{d.unit}"].mean()), d.unit)
 
 
 for _spec in (
-    MeasureSpec("porosity", "Porosity and phase fractions", _measure_porosity, cost=0.2),
+    MeasureSpec("porosity", "Porosity and phase fractions", _measure_porosity, cost=0.2,
+                lazy=True),
     MeasureSpec("thickness", "Local thickness / pore size distribution", _measure_thickness,
-                cost=3.0),
+                cost=3.0, lazy=True),
     MeasureSpec("matrix_thickness", "Matrix local thickness", _measure_matrix_thickness,
-                needs_matrix=True, default=False, cost=3.0),
+                needs_matrix=True, default=False, cost=3.0, lazy=True),
     MeasureSpec("particles", "Particles: separation, ESD, sphericity, porosity",
-                _measure_particles, cost=2.0),
-    MeasureSpec("closed_pores", "Closed pores", _measure_closed, cost=0.5),
+                _measure_particles, cost=2.0, lazy=True),
+    MeasureSpec("closed_pores", "Closed pores", _measure_closed, cost=0.5, lazy=True),
     MeasureSpec("inner_pores", "Inner pores (rolling ball)", _measure_inner, needs_matrix=True,
                 default=False, cost=1.0),
     MeasureSpec("envelopes", "Particle envelopes and their porosity (rolling ball per particle)",

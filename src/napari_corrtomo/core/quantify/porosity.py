@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..backend import is_lazy, reduce_blocks
 from ._common import (
     as_mask,
     check_labels,
@@ -22,6 +23,7 @@ from ._common import (
 )
 
 __all__ = [
+    "label_counts",
     "porosity",
     "phase_fractions",
     "combine_porosity",
@@ -47,6 +49,8 @@ def porosity(pore: Any, region: Any | None = None) -> float:
     float
         Porosity in [0, 1].
     """
+    if is_lazy(pore) or (region is not None and is_lazy(region)):
+        return _porosity_lazy(pore, region)
     p = as_mask(pore, "pore", require_phase=False)
     if region is None:
         return float(np.count_nonzero(p)) / p.size
@@ -60,12 +64,17 @@ def phase_fractions(labels: Any, spacing: float | tuple[float, ...], unit: str =
     """Voxel count, volume and volume fraction of every label value.
 
     Returns a DataFrame with columns ``label``, ``name``, ``voxels``,
-    ``volume_<unit>3`` and ``fraction`` (of the whole array).
+    ``volume_<unit>3`` and ``fraction`` (of the whole array). dask/zarr labels are
+    counted block by block (:func:`label_counts`).
     """
-    lab = check_labels(labels)
+    if is_lazy(labels):
+        lab = labels
+        counts = label_counts(labels)
+    else:
+        lab = check_labels(labels)
+        counts = np.bincount(lab.ravel().astype(np.int64))
     sp = spacing_for(lab, spacing)
     u = unit_name(unit)
-    counts = np.bincount(lab.ravel().astype(np.int64))
     values = np.flatnonzero(counts)
     voxel = float(np.prod(sp))
     names = names or {}
@@ -268,3 +277,42 @@ def volume_fraction_profile(phase: Any, region: Any, spacing: float | tuple[floa
         "volume_fraction": frac,
         "cumulative_volume_fraction": cum,
     })
+
+
+# =========================================================================== blockwise
+
+
+def label_counts(labels: Any, progress: Any = None) -> np.ndarray:
+    """Voxels of every label value ``0 .. max`` (``np.bincount``), block by block for
+    dask/zarr input (integer labels >= 0)."""
+    if np.dtype(labels.dtype).kind not in "iub":
+        raise ValueError(f"labels must hold integers, got dtype {labels.dtype}")
+
+    def count(block, _blk):
+        b = np.asarray(block)
+        if b.size and b.dtype.kind == "i" and b.min() < 0:
+            raise ValueError("labels hold negative values; labels must be >= 0")
+        return np.bincount(b.ravel().astype(np.int64))
+
+    def merge(parts):
+        out = np.zeros(max(len(p) for p in parts), np.int64)
+        for p in parts:
+            out[:len(p)] += p
+        return out
+
+    return reduce_blocks(count, labels, combine=merge, progress=progress)
+
+
+def _porosity_lazy(pore: Any, region: Any | None) -> float:
+    p = as_mask(pore, "pore", allow_lazy=True)
+    if region is None:
+        n = reduce_blocks(lambda b, _blk: int(np.count_nonzero(b)), p, combine=sum)
+        return float(n) / float(np.prod(p.shape))
+    r = as_mask(region, "region", allow_lazy=True)
+    check_same_shape(p, r, "pore", "region")
+    both, inside = reduce_blocks(
+        lambda a, b, _blk: (int(np.count_nonzero(a & b)), int(np.count_nonzero(b))), p, r,
+        combine=lambda parts: tuple(map(sum, zip(*parts))))
+    if inside == 0:
+        raise ValueError("region contains no voxel (all False); check the labels you chose")
+    return float(both) / float(inside)
