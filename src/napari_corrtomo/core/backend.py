@@ -347,6 +347,22 @@ def map_blocks(
     return result
 
 
+def as_dask(arr: Any) -> Any:
+    """A dask array for a dask, zarr or in-memory array.
+
+    zarr arrays are inlined into each chunk's task (``inline_array=True``): a shared
+    "original-" key is culled from some of the per-chunk graphs that go to a
+    ``dask.distributed`` client together, which fails intermittently with a KeyError.
+    """
+    import dask.array as da
+
+    if isinstance(arr, da.Array):
+        return arr
+    if type(arr).__module__.startswith("zarr"):
+        return da.from_zarr(arr, inline_array=True)
+    return da.asarray(arr)
+
+
 def rechunk_for_halo(arr: Any, halo: Sequence[int], spatial_ndim: int,
                      max_block: Sequence[int] | None = None) -> Any:
     """Dask array with leading axes in one chunk and spatial chunks that suit the halo.
@@ -355,10 +371,8 @@ def rechunk_for_halo(arr: Any, halo: Sequence[int], spatial_ndim: int,
     halo waste work; answers never change), and chunks larger than ``max_block``
     (from the memory budget) are split so that one padded block fits in memory.
     """
-    import dask.array as da
 
-    if not isinstance(arr, da.Array):
-        arr = da.from_zarr(arr) if type(arr).__module__.startswith("zarr") else da.asarray(arr)
+    arr = as_dask(arr)
     lead = arr.ndim - spatial_ndim
     target: dict[int, Any] = {i: -1 for i in range(lead)}
     for k, (ax, h) in enumerate(zip(range(lead, arr.ndim), halo)):
@@ -462,7 +476,7 @@ def reduce_blocks(func: Callable[..., Any], *arrays: Any, combine: Callable[[lis
     import dask.array as da
 
     ref = next(a for a in arrays if is_lazy(a))
-    ref = ref if isinstance(ref, da.Array) else da.from_zarr(ref)
+    ref = as_dask(ref)
     if any(halo_t):  # chunks much smaller than the halo would re-read it many times
         from dask.array.overlap import ensure_minimum_chunksize
 
@@ -470,7 +484,7 @@ def reduce_blocks(func: Callable[..., Any], *arrays: Any, combine: Callable[[lis
         ref = ref.rechunk(tuple(ensure_minimum_chunksize(max(h, 1), c)
                                 for h, c in zip(halo_t, ref.chunks)))
     arrs = [(a if isinstance(a, da.Array) else
-             da.from_zarr(a) if type(a).__module__.startswith("zarr") else
+             da.from_zarr(a, inline_array=True) if type(a).__module__.startswith("zarr") else
              da.from_array(np.asarray(a), chunks=ref.chunks)) for a in arrays]
     arrs = [a if a.chunks == ref.chunks else a.rechunk(ref.chunks) for a in arrs]
     if any(halo_t):  # every block with its halo, in one graph layer per array

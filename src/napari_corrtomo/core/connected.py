@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from .backend import compute_all, is_lazy
+from .backend import as_dask, compute_all, is_lazy
 from .progress import ProgressCallback
 
 
@@ -84,7 +84,7 @@ def _label_dask(mask: Any, st: np.ndarray, progress, scheduler) -> tuple[Any, in
     import dask
     import dask.array as da
 
-    arr = mask if isinstance(mask, da.Array) else da.from_zarr(mask)
+    arr = as_dask(mask)
     ndim = arr.ndim
     grid = arr.numblocks
     indices = list(itertools.product(*(range(n) for n in grid)))

@@ -317,7 +317,7 @@ def read_zarr(path: str | os.PathLike, dataset: str | None = None) -> list[Volum
         node = node[dataset.strip("/")]
     if isinstance(node, zarr.Array):
         attrs = dict(node.attrs)
-        arr = da.from_zarr(node)
+        arr = da.from_zarr(node, inline_array=True)
         scale, units = _axes_frame(arr.ndim, attrs.get("scale"), attrs.get("units"))
         return [Volume(arr, scale, units, path.name.split(".")[0],
                        attrs.get("layer_type", "image"), {"source": str(path)})]
@@ -331,7 +331,7 @@ def read_zarr(path: str | os.PathLike, dataset: str | None = None) -> list[Volum
         )
     ms = ome["multiscales"][0]
     axes = ms.get("axes", [])
-    levels = [da.from_zarr(node[d["path"]]) for d in ms["datasets"]]
+    levels = [da.from_zarr(node[d["path"]], inline_array=True) for d in ms["datasets"]]
     scale = [1.0] * levels[0].ndim
     for tr in ms["datasets"][0].get("coordinateTransformations", []):
         if tr.get("type") == "scale":

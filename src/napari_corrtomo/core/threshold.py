@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import is_lazy, reduce_blocks
+from .backend import as_dask, is_lazy, reduce_blocks
 from .progress import ProgressCallback, scaled
 
 __all__ = ["histogram", "threshold_otsu", "threshold_multiotsu", "apply_thresholds"]
@@ -143,8 +143,7 @@ def apply_thresholds(image: Any, thresholds: Sequence[float] | float,
         return vals[np.digitize(b, thr)]
 
     if is_lazy(image):
-        import dask.array as da
 
-        arr = image if isinstance(image, da.Array) else da.from_zarr(image)
+        arr = as_dask(image)
         return arr.map_blocks(block, dtype=dtype)
     return block(np.asarray(image))

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..backend import is_lazy, map_blocks
+from ..backend import as_dask, is_lazy, map_blocks
 from ..progress import ProgressCallback
 
 METHODS = ("nearest", "cubic", "shape", "ml")
@@ -145,11 +145,8 @@ def fill_planes(
     lazy = is_lazy(stack)
     if not lazy:
         stack = np.asarray(stack)
-    elif not hasattr(stack, "dask"):
-        import dask.array as da
-
-        stack = da.from_zarr(stack) if type(stack).__module__.startswith("zarr") \
-            else da.asarray(stack)
+    else:
+        stack = as_dask(stack)
     planes = np.asarray(planes, dtype=np.int64)
     if stack.ndim != 3 or planes.shape != (stack.shape[0],):
         raise ValueError(f"need a (planes, y, x) stack and one plane index per slice; got "

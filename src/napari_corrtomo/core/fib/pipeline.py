@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..backend import is_lazy
+from ..backend import as_dask, is_lazy
 from ..progress import ProgressCallback
 from .interpolate import fill_planes, resolve_kind
 from .reposition import check_thicknesses, slice_positions
@@ -53,10 +53,8 @@ def correct_drift(stack: np.ndarray, drift_x_px, labels: bool = False) -> np.nda
 
     if not lazy:
         return shift(stack, 0)
-    import dask.array as da
 
-    arr = (da.from_zarr(stack) if type(stack).__module__.startswith("zarr")
-           else da.asarray(stack)).rechunk({1: -1, 2: -1})
+    arr = as_dask(stack).rechunk({1: -1, 2: -1})
 
     def shift_chunk(b: np.ndarray, block_info=None) -> np.ndarray:
         return shift(b, block_info[0]["array-location"][0][0])

@@ -78,7 +78,7 @@ def reconstruct_slabs(
     s_lo, s_hi = float(geometry.shifts[:, 0].min()), float(geometry.shifts[:, 0].max())
     proj = projections
     if is_lazy(proj) and not isinstance(proj, da.Array):
-        proj = da.from_zarr(proj)
+        proj = da.from_zarr(proj, inline_array=True)
 
     def rows_for(k0: int, k1: int) -> tuple[int, int]:
         """Detector rows that slices [k0, k1) project onto (any shift), with margin."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import is_lazy
+from ..backend import as_dask, is_lazy
 from ..progress import Cancelled, ProgressCallback, report
 from ..units import check_spacing
 from .geometry import box_corners, crop_slices, fov_box, map_box
@@ -59,7 +59,7 @@ def _block_mean(image: Any, slices: tuple[slice, ...], factor: int) -> np.ndarra
     if is_lazy(image):
         import dask.array as da
 
-        arr = image if isinstance(image, da.Array) else da.from_zarr(image)
+        arr = as_dask(image)
         part = da.coarsen(np.mean, arr[sl].astype(np.float32), {0: factor, 1: factor, 2: factor})
         return _read(part, (slice(None),) * 3)
     part = _read(image, sl)
