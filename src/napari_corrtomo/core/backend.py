@@ -483,9 +483,8 @@ def reduce_blocks(func: Callable[..., Any], *arrays: Any, combine: Callable[[lis
         ref = rechunk_for_halo(ref, halo_t, len(shape))
         ref = ref.rechunk(tuple(ensure_minimum_chunksize(max(h, 1), c)
                                 for h, c in zip(halo_t, ref.chunks)))
-    arrs = [(a if isinstance(a, da.Array) else
-             da.from_zarr(a, inline_array=True) if type(a).__module__.startswith("zarr") else
-             da.from_array(np.asarray(a), chunks=ref.chunks)) for a in arrays]
+    arrs = [as_dask(a) if is_lazy(a) else da.from_array(np.asarray(a), chunks=ref.chunks)
+            for a in arrays]
     arrs = [a if a.chunks == ref.chunks else a.rechunk(ref.chunks) for a in arrs]
     if any(halo_t):  # every block with its halo, in one graph layer per array
         depth = {ax: h for ax, h in enumerate(halo_t)}

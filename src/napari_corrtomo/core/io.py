@@ -308,8 +308,9 @@ def _hdf5_frame(dset, ndim: int) -> tuple[tuple[float, ...], tuple[str, ...]]:
 
 def read_zarr(path: str | os.PathLike, dataset: str | None = None) -> list[Volume]:
     """Lazy dask arrays from a zarr array or an OME-Zarr image (multiscale as a list)."""
-    import dask.array as da
     import zarr
+
+    from .backend import as_dask  # backend imports nothing from io; lazy import keeps io light
 
     path = Path(path)
     node = zarr.open(str(path), mode="r")
@@ -317,7 +318,7 @@ def read_zarr(path: str | os.PathLike, dataset: str | None = None) -> list[Volum
         node = node[dataset.strip("/")]
     if isinstance(node, zarr.Array):
         attrs = dict(node.attrs)
-        arr = da.from_zarr(node, inline_array=True)
+        arr = as_dask(node)
         scale, units = _axes_frame(arr.ndim, attrs.get("scale"), attrs.get("units"))
         return [Volume(arr, scale, units, path.name.split(".")[0],
                        attrs.get("layer_type", "image"), {"source": str(path)})]
@@ -331,7 +332,7 @@ def read_zarr(path: str | os.PathLike, dataset: str | None = None) -> list[Volum
         )
     ms = ome["multiscales"][0]
     axes = ms.get("axes", [])
-    levels = [da.from_zarr(node[d["path"]], inline_array=True) for d in ms["datasets"]]
+    levels = [as_dask(node[d["path"]]) for d in ms["datasets"]]
     scale = [1.0] * levels[0].ndim
     for tr in ms["datasets"][0].get("coordinateTransformations", []):
         if tr.get("type") == "scale":

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import compute_all
+from .backend import as_dask, compute_all
 from .io import _axes_frame, multiscales, pyramid
 from .progress import ProgressCallback, report
 
@@ -223,7 +223,7 @@ def _write_pyramid(group: Any, layer_type: str, min_size: int) -> int:
     """Write the 2x levels below level 0; returns the number of levels."""
     import dask.array as da
 
-    levels = pyramid(da.from_zarr(group["0"], inline_array=True), layer_type, min_size)
+    levels = pyramid(as_dask(group["0"]), layer_type, min_size)
     for i, lvl in enumerate(levels, start=1):
         chunks = tuple(min(c, s) for c, s in zip(group["0"].chunks, lvl.shape))
         target = group.create_array(str(i), shape=lvl.shape, dtype=lvl.dtype, chunks=chunks,

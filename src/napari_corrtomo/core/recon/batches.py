@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import is_lazy
+from ..backend import as_dask, is_lazy
 from .geometry import Geometry
 
 __all__ = ["reconstruct_slabs"]
@@ -77,8 +77,8 @@ def reconstruct_slabs(
     px = float(geometry.pixel_size)
     s_lo, s_hi = float(geometry.shifts[:, 0].min()), float(geometry.shifts[:, 0].max())
     proj = projections
-    if is_lazy(proj) and not isinstance(proj, da.Array):
-        proj = da.from_zarr(proj, inline_array=True)
+    if is_lazy(proj):
+        proj = as_dask(proj)
 
     def rows_for(k0: int, k1: int) -> tuple[int, int]:
         """Detector rows that slices [k0, k1) project onto (any shift), with margin."""
