@@ -193,6 +193,8 @@ def step_register(ctx: DemoContext) -> None:
         ax.legend(fontsize=8)
 
     ctx.panel("Register: nanoCT -> microCT error", draw)
+
+
 def step_classify(ctx: DemoContext) -> None:
     """Random-forest segmentation from simulated sparse scribbles: the FIB-SEM electrode
     (three phases, two detectors + difference + tailored z features) and the three
@@ -456,6 +458,8 @@ def _reconstruct_correlative(ctx: DemoContext) -> None:
                            {**src.metadata, "geometry": s.geometry.to_dict()})
     ctx.table("reconstruction_correlative", pd.DataFrame(rows))
     ctx.data["reconstructed"] = out
+
+
 def step_quantify(ctx: DemoContext) -> None:
     """Quantification of the classified reconstructions (the classify step's segmentations):
     particle sizes and porosities (microCT), the picked particle's macroporosity, closed
@@ -649,6 +653,8 @@ def step_quantify(ctx: DemoContext) -> None:
 def q_apply_inverse(matrix: np.ndarray, point: np.ndarray) -> np.ndarray:
     """Map a point through the inverse of a 4x4 homogeneous matrix."""
     return synthetic.apply_matrix(np.linalg.inv(matrix), point)[0]
+
+
 def step_fib(ctx: DemoContext) -> None:
     """FIB slices: ruler-mark thicknesses vs truth; repositioned + interpolated volumes vs truth."""
     from .core import fib as F

@@ -780,6 +780,8 @@ def scribbles_from_truth(
                     stroke = ndi.binary_dilation(stroke, disk, iterations=width_px - 1) & inside
                 out[z][stroke] = c
     return out
+
+
 # =========================================================================== projections
 # (reconstruction samples: analytic sphere phantoms whose line integrals are closed-form,
 #  so projections do not depend on the projector under test)
@@ -1189,6 +1191,8 @@ def scan(
                               true_shifts=shifts)
     _detect(sample, clean, rng, photons, raw, n_flats, zingers, rings)
     return sample
+
+
 # =========================================================================== FIB slice thickness
 # (issue 6) Hierarchical leveled waves and the "mimicking" FIB stacks of Sardhara et al.:
 # an isotropic ground truth on a fine grid, imaged at gamma-distributed slice depths.

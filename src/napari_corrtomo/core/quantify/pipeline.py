@@ -704,6 +704,8 @@ def _measure_constrictivity(d, s, r, progress) -> None:
     r.tables["intrusion"] = pd.concat(curves, ignore_index=True)
     r.curves["intrusion curve"] = Curve(x, ys, f"sphere radius ({u})", "fraction of the phase",
                                         "Sphere intrusion (MIP-PSD) and coverage (c-PSD)")
+
+
 # =========================================================================== blockwise
 # Measures of dask/zarr volumes (larger than memory): labelling out of core, tables from
 # per-block partials, volume results stored chunk by chunk (MeasureData.save).
