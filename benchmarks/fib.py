@@ -308,7 +308,9 @@ def main() -> None:
         f"--datasets {args.datasets} --aniso {args.aniso} --sens {args.sens}`.",
         f"Inpainting weights: `{inp.WEIGHTS}` (trained by `{cfg.get('script')}`, "
         f"{cfg.get('args', {}).get('steps')} steps on {cfg.get('args', {}).get('n_train')} "
-        "generated volumes; training seeds disjoint from the seeds here).",
+        "generated volumes; training seeds disjoint from the seeds here); decision threshold "
+        f"{inp.THRESHOLD} on the probability (chosen on validation seeds 1000-1003 by "
+        "`benchmarks/fib_threshold.py`: the least biased solid fraction).",
         "",
     ]
     text, _ = table2(args.datasets, args.aniso, log)

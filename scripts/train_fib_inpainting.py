@@ -151,7 +151,7 @@ def evaluate(model: dict, samples: list[dict]) -> dict[str, float]:
         known[s["known"]] = True
         vol = np.where(known[:, None, None], truth, False)
         prob = inp.inpaint(vol, known, model=model)
-        res["ml"].append(metrics(prob > 0.5, truth)["mp_percent"])
+        res["ml"].append(metrics(prob > inp.THRESHOLD, truth)["mp_percent"])
         res["cubic_sdf"].append(metrics(interpolate(vol, known, "shape"), truth)["mp_percent"])
         res["nearest"].append(metrics(interpolate(vol, known, "nearest"), truth)["mp_percent"])
     return {k: float(np.mean(v)) for k, v in res.items()}
