@@ -5,25 +5,21 @@ shipped threshold (``_inpaint.THRESHOLD``) is the grid value whose reconstructio
 keeps the solid fraction unbiased (missed solid voxels = added solid voxels), so
 porosities measured downstream are not shifted by the interpolation.
 
-    PYTHONPATH=src python benchmarks/fib_threshold.py
+    python benchmarks/fib_threshold.py
 """
 
-import sys
-from pathlib import Path
-
 import numpy as np
+from fib import GRID, TARGET, structure  # the benchmark's datasets (also puts src on the path)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from napari_corrtomo.core import synthetic as syn  # noqa: E402
-from napari_corrtomo.core.fib import metrics, reposition  # noqa: E402
-from napari_corrtomo.core.fib._inpaint import THRESHOLD, inpaint  # noqa: E402
+from napari_corrtomo.core import synthetic as syn
+from napari_corrtomo.core.fib import metrics, reposition
+from napari_corrtomo.core.fib._inpaint import THRESHOLD, inpaint
 
 TH = (0.55, 0.5, 0.47, 0.45, 0.43, 0.4)
 acc = {t: [] for t in TH}
 for seed in range(1000, 1004):
-    vol = syn.hierarchical_leveled_wave((256, 160, 160), 2.5, seed=seed)
-    m = syn.fib_mimic(vol, 2.5, 10.0, 4.0, seed=seed)
-    v, k = reposition(m.stack, m.thickness_nm, 2.5)
+    m = syn.fib_mimic(structure(seed), GRID, TARGET, 4.0, seed=seed)
+    v, k = reposition(m.stack, m.thickness_nm, GRID)
     p = inpaint(v, k)
     n = min(len(p), len(m.truth))
     truth = m.truth[:n]

@@ -212,6 +212,8 @@ def _run_register(args: argparse.Namespace) -> int:
         write_volume(args.resampled, Volume(data, tuple(sf), (unit,) * 3,
                                             f"{moving.name} registered"))
         print(f"wrote {args.resampled}")
+
+
 # ----------------------------------------------------------------------------- classify
 
 
@@ -418,6 +420,8 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
         write_table(args.fsc, res.table(geometry.unit))
         print(f"FSC resolution: {res.resolution_half_bit:.4g} {geometry.unit} (1/2-bit), "
               f"{res.resolution_one_bit:.4g} {geometry.unit} (1-bit)")
+
+
 # ----------------------------------------------------------------------------- quantify
 
 
@@ -526,6 +530,8 @@ def _run_quantify(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"note: {note}")
     print(f"wrote {len(written)} files to {args.out}")
+
+
 # ----------------------------------------------------------------------------- fib
 
 

@@ -258,24 +258,27 @@ class FibWidget(QWidget):
 
     # ------------------------------------------------------------------ actions
 
-    def measure(self) -> None:
+    def _inputs(self) -> tuple[np.ndarray, float, Any, dict[str, Any]] | None:
+        """Stack, pixel size (nm), layer and thickness options; None (error shown) if invalid."""
         try:
             stack, px, layer = self._stack()
-            options = self._options(px)
+            return stack, px, layer, self._options(px)
         except ValueError as exc:
             show_error(str(exc))
+            return None
+
+    def measure(self) -> None:
+        if (inputs := self._inputs()) is None:
             return
+        stack, _px, layer, options = inputs
         source = self.source.currentText()
         self.runner.start(_measure, stack, source, options, label="Measuring slice thickness",
                           on_result=lambda res: self._show_thickness(*res, layer=layer))
 
     def run(self) -> None:
-        try:
-            stack, px, layer = self._stack()
-            options = self._options(px)
-        except ValueError as exc:
-            show_error(str(exc))
+        if (inputs := self._inputs()) is None:
             return
+        stack, px, layer, options = inputs
         grid = self.grid.value() or None
         method = self.method.currentText()
         kind = self.kind.currentText()

@@ -11,7 +11,7 @@ from scipy import ndimage as ndi
 from ..backend import as_dask, is_lazy
 from ..progress import ProgressCallback
 from .interpolate import fill_planes, resolve_kind
-from .reposition import check_thicknesses, slice_positions
+from .reposition import check_stack, slice_positions
 
 
 @dataclass
@@ -89,11 +89,7 @@ def isotropic_volume(
     """
     if not is_lazy(stack):
         stack = np.asarray(stack)
-    if stack.ndim != 3:
-        raise ValueError(f"stack must be (slices, y, x), got shape {tuple(stack.shape)}")
-    if stack.shape[0] < 2:
-        raise ValueError("stack has fewer than 2 slices: nothing to reposition")
-    check_thicknesses(thickness_nm, stack.shape[0])
+    check_stack(stack, thickness_nm)
     px = float(pixel_size_nm)
     if not np.isfinite(px) or px <= 0:
         raise ValueError(f"pixel size must be positive, got {pixel_size_nm}")

@@ -60,6 +60,15 @@ def check_thicknesses(thicknesses, n_slices: int) -> np.ndarray:
     return t
 
 
+def check_stack(stack, thicknesses) -> None:
+    """Validate a (slices, y, x) stack (NumPy or lazy) and its slice thicknesses."""
+    if stack.ndim != 3:
+        raise ValueError(f"stack must be (slices, y, x), got shape {tuple(stack.shape)}")
+    if stack.shape[0] < 2:
+        raise ValueError("stack has fewer than 2 slices: nothing to reposition")
+    check_thicknesses(thicknesses, stack.shape[0])
+
+
 def _check_spacing(value: float, name: str) -> float:
     v = float(value)
     if not np.isfinite(v) or v <= 0:
@@ -167,11 +176,7 @@ def reposition(
     voxel size of ``volume`` is ``output_spacing`` (or ``grid_spacing``).
     """
     stack = np.asarray(stack)
-    if stack.ndim != 3:
-        raise ValueError(f"stack must be (slices, y, x), got shape {stack.shape}")
-    if stack.shape[0] < 2:
-        raise ValueError("stack has fewer than 2 slices: nothing to reposition")
-    check_thicknesses(thicknesses, stack.shape[0])
+    check_stack(stack, thicknesses)
     planes = slice_positions(thicknesses, grid_spacing, output_spacing)
     volume = np.full((int(planes[-1]) + 1,) + stack.shape[1:], fill, dtype=stack.dtype)
     volume[planes] = stack
