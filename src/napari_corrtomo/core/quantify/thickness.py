@@ -368,15 +368,22 @@ def _unravel32(idx, shape):
     return cz, cy, cx
 
 
-def _present_values(d2: np.ndarray, limit: int) -> np.ndarray:
-    """Which integer squared radii 1..limit occur, counted slab by slab."""
-    present = np.zeros(limit + 2, dtype=bool)
-    step = max(1, (1 << 24) // max(1, d2[0].size))
-    for z0 in range(0, d2.shape[0], step):
-        v = np.minimum(np.rint(d2[z0:z0 + step]), limit + 1).astype(np.int64).ravel()
-        present |= np.bincount(v, minlength=limit + 2).astype(bool)
+@nb.njit(parallel=True, cache=True)
+def _present_values(d2, limit):
+    """Which integer squared radii 1..limit occur in ``d2`` (one flag row per slice)."""
+    nz, ny, nx = d2.shape
+    flags = np.zeros((nz, limit + 2), np.bool_)
+    for z in nb.prange(nz):
+        for y in range(ny):
+            for x in range(nx):
+                v = d2[z, y, x]
+                if v > 0:
+                    flags[z, min(int(v + 0.5), limit + 1)] = True
+    present = np.zeros(limit + 2, np.bool_)
+    for z in range(nz):
+        present |= flags[z]
     present[0] = present[limit + 1] = False
-    return np.flatnonzero(present)
+    return np.flatnonzero(present).astype(np.int64)
 
 
 def _local_thickness_3d(arr: np.ndarray, sp: tuple[float, ...], backend: str,
@@ -425,7 +432,7 @@ def _local_thickness_3d(arr: np.ndarray, sp: tuple[float, ...], backend: str,
         cand = cand[np.argsort(cand, kind="stable")]  # global order = decreasing radius
         if integer:
             _paint_int(k * slab, min(nz, (k + 1) * slab), cand, cent, unit, w3, ytab, xtab,
-                       disc_lut, out)
+                       disc_lut, _threads(), out)
         else:
             _paint(k * slab, min(nz, (k + 1) * slab), cand, cz, cy, cx, q, values, u, tol_abs,
                    tol_rel, out)
@@ -477,16 +484,29 @@ def _ridge_kernel(d2, offsets, cls, odist, table, integer):
     nz, ny, nx = d2.shape
     keep = np.zeros(d2.shape, np.bool_)
     dlut = table.shape[1] - 1
+    flat = d2.ravel()
+    step = (offsets[:, 0] * ny + offsets[:, 1]) * nx + offsets[:, 2]  # flat neighbour offsets
     for z in nb.prange(nz):
+        zin = 0 < z < nz - 1
         for y in range(ny):
+            yin = zin and 0 < y < ny - 1
+            base = (z * ny + y) * nx
             for x in range(nx):
-                q = d2[z, y, x]
+                q = flat[base + x]
                 if q <= 0:
                     continue
-                if integer:
-                    d = int(q + 0.5)
-                r = math.sqrt(q)
+                d = int(q + 0.5) if integer else 0
                 ok = True
+                if integer and d <= dlut and yin and 0 < x < nx - 1:
+                    # the common case, kept branch-light: interior voxel, table test
+                    for j in range(step.shape[0]):
+                        q2 = flat[base + x + step[j]]
+                        if q2 > q and int(q2 + 0.5) >= table[cls[j], d]:
+                            ok = False
+                            break
+                    keep[z, y, x] = ok
+                    continue
+                r = math.sqrt(q)
                 for j in range(offsets.shape[0]):
                     zz = z + offsets[j, 0]
                     yy = y + offsets[j, 1]
@@ -530,32 +550,53 @@ def _isqrt_table(qmax: int, w: int) -> np.ndarray:
     return k.astype(np.int32)
 
 
-@nb.njit(cache=True)
-def _slice_lists(z0, z1, cand, cz, hz):
-    """CSR lists of the candidates (kept in order) whose ball reaches each slice z0..z1-1."""
+@nb.njit(parallel=True, cache=True)
+def _slice_discs(z0, z1, cand, cent, wz, nchunk):
+    """The discs of the candidate balls in slices z0..z1-1, slice by slice (CSR).
+
+    Row ``j`` of ``discs`` is ``(y, x, r2, q)`` of one ball's disc: its centre, squared
+    radius in that slice (``q - wz dz^2``, > 0 as ``cent[:, 4]`` is the ball's reach in
+    z) and the ball's squared radius. Within a slice the discs keep the order of
+    ``cand`` (decreasing radius). Built in parallel over chunks of ``cand``: each chunk
+    counts, then fills its own stretch of every slice's list. One packed row per disc
+    keeps the painter's reads sequential.
+    """
     n = z1 - z0
-    counts = np.zeros(n + 1, np.int64)
-    for j in range(cand.shape[0]):
-        i = cand[j]
-        a = max(cz[i] - hz[i], z0)
-        b = min(cz[i] + hz[i], z1 - 1)
-        for z in range(a, b + 1):
-            counts[z - z0 + 1] += 1
-    offsets = np.cumsum(counts)
-    fill = offsets[:-1].copy()
-    items = np.empty(offsets[-1], np.int64)
-    for j in range(cand.shape[0]):
-        i = cand[j]
-        a = max(cz[i] - hz[i], z0)
-        b = min(cz[i] + hz[i], z1 - 1)
-        for z in range(a, b + 1):
-            items[fill[z - z0]] = i
-            fill[z - z0] += 1
-    return offsets, items
+    nchunk = max(1, min(nchunk, cand.shape[0] // 4096 + 1))
+    size = (cand.shape[0] + nchunk - 1) // nchunk
+    counts = np.zeros((nchunk, n), np.int64)
+    for t in nb.prange(nchunk):
+        for j in range(t * size, min((t + 1) * size, cand.shape[0])):
+            c = cent[cand[j]]
+            for z in range(max(c[0] - c[4], z0), min(c[0] + c[4], z1 - 1) + 1):
+                counts[t, z - z0] += 1
+    offsets = np.zeros(n + 1, np.int64)
+    start = np.empty((nchunk, n), np.int64)
+    pos = 0
+    for z in range(n):
+        offsets[z] = pos
+        for t in range(nchunk):
+            start[t, z] = pos
+            pos += counts[t, z]
+    offsets[n] = pos
+    discs = np.empty((pos, 4), np.int32)
+    for t in nb.prange(nchunk):
+        fill = start[t].copy()
+        for j in range(t * size, min((t + 1) * size, cand.shape[0])):
+            c = cent[cand[j]]
+            for z in range(max(c[0] - c[4], z0), min(c[0] + c[4], z1 - 1) + 1):
+                f = fill[z - z0]
+                dz = z - c[0]
+                discs[f, 0] = c[1]
+                discs[f, 1] = c[2]
+                discs[f, 2] = c[3] - wz * dz * dz
+                discs[f, 3] = c[3]
+                fill[z - z0] = f + 1
+    return offsets, discs
 
 
 @nb.njit(parallel=True, cache=True)
-def _paint_int(z0, z1, cand, cent, unit, w3, ytab, xtab, disc_lut, out):
+def _paint_int(z0, z1, cand, cent, unit, w3, ytab, xtab, disc_lut, nthreads, out):
     """Integer version of :func:`_paint` (squared voxel sizes are integer multiples).
 
     In each slice a ball is a disc. Discs are visited by decreasing value, and a disc
@@ -565,24 +606,19 @@ def _paint_int(z0, z1, cand, cent, unit, w3, ytab, xtab, disc_lut, out):
     with a value at least as large. This removes most of the row work.
     """
     _, ny, nx = out.shape
-    wz, wy = w3[0], w3[1]
+    wy = w3[1]
     cap = disc_lut.shape[1] - 1
-    offsets, items = _slice_lists(z0, z1, cand, cent[:, 0], cent[:, 4])
+    offsets, discs = _slice_discs(z0, z1, cand, cent, w3[0], 4 * nthreads)
     for z in nb.prange(z0, z1):
         nxt = np.empty((ny, nx + 1), np.int32)
-        best = np.zeros((ny, nx), np.int64)  # largest painted disc r2 per column
+        best = np.zeros((ny, nx), np.int32)  # largest painted disc r2 per column
         for y in range(ny):
             for x in range(nx + 1):
                 nxt[y, x] = x
         for j in range(offsets[z - z0], offsets[z - z0 + 1]):
-            i = items[j]
-            c = cent[i]  # (z, y, x, q, reach in z)
-            dz = z - c[0]
-            r2 = c[3] - wz * dz * dz  # inside <=> r2 - wy dy^2 - wx dx^2 >= 1
-            if r2 <= 0:
-                continue
-            y0 = c[1]
-            x0 = c[2]
+            y0 = discs[j, 0]
+            x0 = discs[j, 1]
+            r2 = discs[j, 2]  # inside <=> r2 - wy dy^2 - wx dx^2 >= 1
             if r2 <= best[y0, x0]:
                 continue
             covered = False
@@ -605,7 +641,7 @@ def _paint_int(z0, z1, cand, cent, unit, w3, ytab, xtab, disc_lut, out):
             if covered:
                 continue
             best[y0, x0] = r2
-            v = np.float32(2.0 * math.sqrt(c[3]) * unit)
+            v = np.float32(2.0 * math.sqrt(discs[j, 3]) * unit)
             hy = ytab[r2 - 1]
             ya = max(y0 - hy, 0)
             yb = min(y0 + hy, ny - 1)
