@@ -22,12 +22,18 @@ def _wait(qtbot, widget):
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=120000)
 
 
-def test_ruler_thickness_histogram_and_marks(make_napari_viewer, qtbot, small_fib):
-    viewer = make_napari_viewer()
-    ch = small_fib.channels[0]
+def _widget_on_se2(viewer, fib):
+    """A FIB widget whose stack is the sample's first channel, added as layer "SE2"."""
+    ch = fib.channels[0]
     layer = viewer.add_image(ch.data, name="SE2", scale=ch.scale, units=ch.units)
     w = FibWidget(viewer)
     w.stack.set_layer(layer)
+    return w, layer
+
+
+def test_ruler_thickness_histogram_and_marks(make_napari_viewer, qtbot, small_fib):
+    viewer = make_napari_viewer()
+    w, layer = _widget_on_se2(viewer, small_fib)
     w.source.setCurrentText("ruler marks")
     w.angle.setValue(small_fib.ruler.angle_deg)
     w.row0.setValue(0)
@@ -39,7 +45,7 @@ def test_ruler_thickness_histogram_and_marks(make_napari_viewer, qtbot, small_fi
     assert np.sqrt(np.mean(err**2)) < 1.0
     marks = viewer.layers["SE2 ruler marks"]
     assert len(marks.data) == 4 * 20
-    np.testing.assert_allclose(marks.scale, ch.scale)
+    np.testing.assert_allclose(marks.scale, small_fib.channels[0].scale)
     assert "gamma fit" in w.summary.text()
     assert w.table.frame["thickness_nm"].notna().sum() == 19
 
@@ -93,12 +99,9 @@ def test_constant_source_and_metrics_against_truth(make_napari_viewer, qtbot, sm
     assert res["mds"] == pytest.approx(ref["mds"])
 
 
-def test_bad_input_shows_error_and_adds_nothing(make_napari_viewer, qtbot, small_fib):
+def test_bad_input_shows_error_and_adds_nothing(make_napari_viewer, qtbot, small_fib, tmp_path):
     viewer = make_napari_viewer()
-    ch = small_fib.channels[0]
-    layer = viewer.add_image(ch.data, name="SE2", scale=ch.scale, units=ch.units)
-    w = FibWidget(viewer)
-    w.stack.set_layer(layer)
+    w, _ = _widget_on_se2(viewer, small_fib)
     w.source.setCurrentText("ruler marks")
     w.row0.setValue(20)  # rows without marks
     w.row1.setValue(40)
@@ -111,10 +114,7 @@ def test_bad_input_shows_error_and_adds_nothing(make_napari_viewer, qtbot, small
     assert "ruler marks" in str(w.runner.last_error)
     assert len(viewer.layers) == n_layers
     # a CSV with the wrong number of thicknesses
-    import tempfile
-    from pathlib import Path
-
-    tmp = Path(tempfile.mkdtemp()) / "t.csv"
+    tmp = tmp_path / "t.csv"
     tmp.write_text("thickness_nm\n10\n10\n")
     w.source.setCurrentText("CSV file")
     w.csv_path.setText(str(tmp))
