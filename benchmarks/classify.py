@@ -29,17 +29,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _baselines import ThresholdTree
 
 from napari_corrtomo.core import synthetic
 from napari_corrtomo.core.classify import (
     LiveTrainer,
     PixelClassifier,
-    ThresholdTree,
     iou_per_class,
-    otsu_segment,
     weighted_error,
 )
-from napari_corrtomo.core.features import FeatureSpec
+from napari_corrtomo.core.classify.features import FeatureSpec
+from napari_corrtomo.core.threshold import otsu_segment
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_AWE = {"otsu": 60.8, "tree": 30.8, "rf1": 12.3, "rf2": 10.3, "tailored": 6.1}

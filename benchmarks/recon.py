@@ -194,8 +194,8 @@ def bench_gpu(rows: list, size: int = 512, n_angles: int = 720, repeats: int = 3
     det = int(1.25 * size)
     geom = recon.Geometry.cone(np.linspace(0, 360, n_angles, endpoint=False), (det, det), so, so,
                                2.0)
-    spheres = synthetic._phantom_spheres("cone", (size,) * 3, vs, np.random.default_rng(0))
-    phantom = synthetic._voxelize(spheres, (size,) * 3, vs, supersample=1)
+    spheres = synthetic.scans._phantom_spheres("cone", (size,) * 3, vs, np.random.default_rng(0))
+    phantom = synthetic.scans._voxelize(spheres, (size,) * 3, vs, supersample=1)
     proj = recon.forward_project(phantom, geom, vs, backend="cupy")
 
     def fdk():

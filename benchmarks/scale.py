@@ -106,7 +106,7 @@ def make_volume(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path, int]:
 
 def train(image_path: Path, truth_path: Path, out: Path) -> Path:
     from napari_corrtomo.core.classify import PixelClassifier
-    from napari_corrtomo.core.features import FeatureSpec, FilterItem
+    from napari_corrtomo.core.classify.features import FeatureSpec, FilterItem
     from napari_corrtomo.core.io import read_volumes
     from napari_corrtomo.core.synthetic import scribbles_from_truth
 

@@ -8,7 +8,7 @@ import pytest
 from napari_corrtomo.cli import main
 from napari_corrtomo.core import io
 from napari_corrtomo.core.classify import PixelClassifier
-from napari_corrtomo.core.features import FeatureSpec, FilterItem
+from napari_corrtomo.core.classify.features import FeatureSpec, FilterItem
 from napari_corrtomo.core.synthetic import scribbles_from_truth
 
 

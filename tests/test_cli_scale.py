@@ -12,7 +12,7 @@ import pytest
 from napari_corrtomo.cli import main
 from napari_corrtomo.core import io, resumable, synthetic
 from napari_corrtomo.core.classify import PixelClassifier
-from napari_corrtomo.core.features import FeatureSpec, FilterItem
+from napari_corrtomo.core.classify.features import FeatureSpec, FilterItem
 from napari_corrtomo.core.quantify import QuantifySettings, quantify
 from napari_corrtomo.core.synthetic import leveled_wave, paint_spheres
 

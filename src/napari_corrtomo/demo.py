@@ -25,6 +25,7 @@ import pandas as pd
 from .core import synthetic
 from .core.io import write_ome_zarr, write_table, write_tiff
 from .core.progress import ProgressCallback, report
+from .core.register import apply_to_points
 
 
 @dataclass
@@ -201,7 +202,7 @@ def step_classify(ctx: DemoContext) -> None:
     reconstructions of the correlative sample; awe, IoU and phase fractions against the
     truth."""
     from .core.classify import PixelClassifier, iou_per_class, weighted_error
-    from .core.features import FeatureSpec, FilterItem, TailoredFeatures
+    from .core.classify.features import FeatureSpec, FilterItem, TailoredFeatures
 
     fib = ctx.data.get("fib") or synthetic.fib_sem_stack(seed=ctx.seed)
     # a 40-slice crop of the sample rows keeps the step fast; scales up to 3.5 only
@@ -256,7 +257,7 @@ def _classify_correlative(ctx: DemoContext) -> None:
     """Segment the microCT, nanoCT and ET reconstructions by random forests trained on
     simulated scribbles (4 strokes per class on 4 slices)."""
     from .core.classify import PixelClassifier, iou_per_class, weighted_error
-    from .core.features import FeatureSpec, FilterItem
+    from .core.classify.features import FeatureSpec, FilterItem
 
     sample = ctx.data.get("correlative") or synthetic.correlative_particles(seed=ctx.seed)
     rec = ctx.data.get("reconstructed") or {
@@ -470,8 +471,8 @@ def step_quantify(ctx: DemoContext) -> None:
     from scipy.spatial import cKDTree
 
     from .core import quantify as q
+    from .core.quantify import particle_envelopes
     from .core.synthetic import PORE, RESIN, SOLID
-    from .core.workflow import particle_envelopes
 
     sample = ctx.data.get("correlative") or synthetic.correlative_particles(seed=ctx.seed)
     t = sample.truth
@@ -519,7 +520,7 @@ def step_quantify(ctx: DemoContext) -> None:
     nsp = t.nanoct_labels.scale
     transform = ctx.data.get("register")
     m2f = transform.matrix if transform is not None else t.nanoct_to_microct
-    fov_centre = synthetic.apply_matrix(m2f, (np.array(nlab.shape) - 1) * np.asarray(nsp) / 2)[0]
+    fov_centre = apply_to_points(m2f, (np.array(nlab.shape) - 1) * np.asarray(nsp) / 2)[0]
     # the measured microCT particle under the nanoCT field of view, mapped into the nanoCT
     pick = particles[tuple(np.clip(np.rint(fov_centre / sp).astype(int), 0,
                                    np.array(particles.shape) - 1))]
@@ -652,7 +653,7 @@ def step_quantify(ctx: DemoContext) -> None:
 
 def q_apply_inverse(matrix: np.ndarray, point: np.ndarray) -> np.ndarray:
     """Map a point through the inverse of a 4x4 homogeneous matrix."""
-    return synthetic.apply_matrix(np.linalg.inv(matrix), point)[0]
+    return apply_to_points(np.linalg.inv(matrix), point)[0]
 
 
 def step_fib(ctx: DemoContext) -> None:

@@ -11,13 +11,12 @@ from napari_corrtomo.core import classify as cmod
 from napari_corrtomo.core.classify import (
     FlatForest,
     PixelClassifier,
-    ThresholdTree,
     iou_per_class,
-    otsu_segment,
     weighted_error,
 )
-from napari_corrtomo.core.features import FeatureSpec, FilterItem, TailoredFeatures
+from napari_corrtomo.core.classify.features import FeatureSpec, FilterItem, TailoredFeatures
 from napari_corrtomo.core.synthetic import scribbles_from_truth
+from napari_corrtomo.core.threshold import otsu_segment
 
 SPEC = FeatureSpec(
     tuple(FilterItem(n, s) for n in ("gaussian", "ggm", "hessian", "ste") for s in (0.7, 1.6)),
@@ -52,7 +51,7 @@ def test_scribbles_lie_inside_their_class_on_the_chosen_slices(crop):
 
 def test_flat_forest_equals_scikit_learn(trained, crop):
     img, *_ = crop
-    from napari_corrtomo.core.features import compute_features
+    from napari_corrtomo.core.classify.features import compute_features
 
     X = compute_features(img, SPEC, trained.spacing).reshape(trained.n_features, -1)
     ref = trained._sklearn.predict_proba(X.T).T
@@ -197,14 +196,11 @@ def test_metrics_on_known_cases():
     assert weighted_error(truth, truth) == 0.0
 
 
-def test_threshold_baselines_recover_levels():
+def test_otsu_baseline_recovers_levels():
     rng = np.random.default_rng(0)
     truth = rng.integers(1, 4, size=(20, 20, 20)).astype(np.uint8)
     img = np.array([0, 0.1, 0.5, 0.9], np.float32)[truth] + rng.normal(0, 0.02, truth.shape)
     assert weighted_error(truth, otsu_segment(img)) < 0.5
-    tree = ThresholdTree().fit(img, np.where(rng.random(truth.shape) < 0.05, truth, 0))
-    assert weighted_error(truth, tree.predict(img)) < 0.5
-    assert np.all((tree.thresholds_ > 0.1) & (tree.thresholds_ < 0.9))
 
 
 @pytest.mark.skipif(not __import__("napari_corrtomo.core.backend", fromlist=["x"]).cupy_available(),

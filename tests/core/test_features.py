@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
-from napari_corrtomo.core import features as fmod
 from napari_corrtomo.core.backend import map_blocks
-from napari_corrtomo.core.features import (
+from napari_corrtomo.core.classify import features as fmod
+from napari_corrtomo.core.classify.features import (
     FeatureSpec,
     FilterItem,
     TailoredFeatures,

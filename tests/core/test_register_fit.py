@@ -5,7 +5,8 @@ import pytest
 from skimage import transform as sktf
 
 from napari_corrtomo.core import register as reg
-from napari_corrtomo.core.synthetic import apply_matrix, random_rotation, similarity_matrix
+from napari_corrtomo.core.register import apply_to_points
+from napari_corrtomo.core.synthetic import random_rotation, similarity_matrix
 
 SITK = pytest.importorskip("SimpleITK")
 
@@ -20,7 +21,7 @@ def _random_case(rng, model, n=8):
     else:
         s = 1.0 if model == "rigid" else rng.uniform(0.5, 2.0)
         m = similarity_matrix(s, random_rotation(rng, 170), rng.uniform(-20, 20, 3))
-    return m, moving, apply_matrix(m, moving)
+    return m, moving, apply_to_points(m, moving)
 
 
 def test_exact_correlative_landmarks_give_the_true_transform(correlative_sample):
@@ -104,7 +105,7 @@ def test_rotation_and_fre_versus_simpleitk_on_noisy_correlative_landmarks(correl
         ours = reg.fit_landmarks(fixed, moving, "similarity")
         m_itk = _itk_fit(fixed, moving, SITK.Similarity3DTransform)
         np.testing.assert_allclose(ours.rotation, reg.polar(m_itk)[0], atol=1e-7)
-        fre_itk = np.sqrt(np.mean(np.sum((fixed - apply_matrix(m_itk, moving)) ** 2, axis=1)))
+        fre_itk = np.sqrt(np.mean(np.sum((fixed - apply_to_points(m_itk, moving)) ** 2, axis=1)))
         assert ours.rms_fre <= fre_itk + 1e-12
         err_ours.append(abs(ours.scale / s_true - 1))
         err_itk.append(abs(np.cbrt(np.linalg.det(m_itk[:3, :3])) / s_true - 1))
@@ -119,7 +120,7 @@ def test_leave_one_out_equals_refits_without_each_landmark():
     for j in range(7):
         keep = np.arange(7) != j
         sk = sktf.SimilarityTransform.from_estimate(moving[keep], fixed[keep])
-        want = np.linalg.norm(fixed[j] - apply_matrix(sk.params, moving[j:j + 1])[0])
+        want = np.linalg.norm(fixed[j] - apply_to_points(sk.params, moving[j:j + 1])[0])
         assert fit.loo_tre[j] == pytest.approx(want, rel=1e-9)
     # residual vectors are fixed - T(moving)
     np.testing.assert_allclose(fit.residual_vectors, fixed - fit.apply(moving), atol=1e-12)

@@ -15,16 +15,21 @@ import pytest
 from scipy import ndimage as ndi
 
 from napari_corrtomo.core.backend import compute, map_blocks
-from napari_corrtomo.core.classify import PixelClassifier, otsu_segment
+from napari_corrtomo.core.classify import PixelClassifier
+from napari_corrtomo.core.classify.features import FeatureSpec, FilterItem, compute_features
 from napari_corrtomo.core.cluster import dask_client
 from napari_corrtomo.core.connected import label
-from napari_corrtomo.core.features import FeatureSpec, FilterItem, compute_features
 from napari_corrtomo.core.quantify import QuantifySettings, quantify
 from napari_corrtomo.core.quantify.particles import fill_holes, particle_table
 from napari_corrtomo.core.quantify.porosity import phase_fractions, porosity
 from napari_corrtomo.core.quantify.thickness import local_thickness
 from napari_corrtomo.core.synthetic import leveled_wave, paint_spheres
-from napari_corrtomo.core.threshold import histogram, threshold_multiotsu, threshold_otsu
+from napari_corrtomo.core.threshold import (
+    histogram,
+    otsu_segment,
+    threshold_multiotsu,
+    threshold_otsu,
+)
 
 SPACING = (1.5, 1.0, 1.0)
 

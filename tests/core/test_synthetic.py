@@ -3,6 +3,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from napari_corrtomo.core import synthetic as syn
+from napari_corrtomo.core.register import apply_to_points
 
 
 def test_correlative_deterministic():
@@ -32,7 +33,7 @@ def test_correlative_frames_and_units(correlative_sample):
 def test_landmarks_correspond_through_transform(correlative_sample):
     t = correlative_sample.truth
     assert len(t.landmarks_microct) >= 7
-    np.testing.assert_allclose(syn.apply_matrix(t.nanoct_to_microct, t.landmarks_nanoct),
+    np.testing.assert_allclose(apply_to_points(t.nanoct_to_microct, t.landmarks_nanoct),
                                t.landmarks_microct, atol=1e-9)
     # Fiducials are bright in both images at the landmark positions.
     for img, pts, vox in ((correlative_sample.microct, t.landmarks_microct, 1.0),
@@ -48,7 +49,7 @@ def test_nanoct_truth_agrees_with_microct_truth(correlative_sample):
     nl, ml = t.nanoct_labels.data, t.microct_labels.data
     rng = np.random.default_rng(0)
     idx = rng.integers(0, nl.shape[0], size=(4000, 3))
-    world = syn.apply_matrix(t.nanoct_to_microct, idx * 0.065)
+    world = apply_to_points(t.nanoct_to_microct, idx * 0.065)
     micro_idx = np.round(world).astype(int)
     interior = ndi.binary_erosion(ml == ndi.maximum_filter(ml, 3), iterations=1)
     ok = interior[tuple(micro_idx.T)] & (ndi.minimum_filter(ml, 3) == ml)[tuple(micro_idx.T)]
@@ -68,8 +69,7 @@ def test_particle_truth_matches_rendered_volumes(correlative_sample):
     assert d.min() >= 10 and d.max() <= 50
     # nanoCT: voxel porosity of the particle matches the analytic (Monte Carlo) truth.
     nl = t.nanoct_labels.data
-    from napari_corrtomo.core.synthetic import apply_matrix
-    center = apply_matrix(np.linalg.inv(t.nanoct_to_microct), t.landmarks_microct[-1])[0]
+    center = apply_to_points(np.linalg.inv(t.nanoct_to_microct), t.landmarks_microct[-1])[0]
     zz, yy, xx = np.indices(nl.shape) * 0.065
     r = t.particles["esd_um"][0] / 2 / np.cbrt(np.linalg.det(t.nanoct_to_microct[:3, :3]))
     inside = (zz - center[0]) ** 2 + (yy - center[1]) ** 2 + (xx - center[2]) ** 2 <= r**2

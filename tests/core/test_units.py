@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_corrtomo.core.units import check_spacing, common_unit, convert, normalize_unit
+from napari_corrtomo.core.units import common_unit, convert, normalize_unit
 
 
 @pytest.mark.parametrize("raw,canon", [("micron", "um"), ("µm", "um"), ("nm", "nm"),
@@ -19,12 +19,7 @@ def test_convert():
         normalize_unit("furlong")
 
 
-def test_common_unit_and_spacing():
+def test_common_unit():
     assert common_unit(["um", "micron", "µm"]) == "um"
     with pytest.raises(ValueError, match="different units"):
         common_unit(["um", "nm"])
-    assert check_spacing(2, 3) == (2.0, 2.0, 2.0)
-    with pytest.raises(ValueError, match="spatial axes"):
-        check_spacing((1, 2), 3)
-    with pytest.raises(ValueError, match="positive"):
-        check_spacing((1, 0, 1), 3)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_corrtomo.core.classify import PixelClassifier, otsu_segment, weighted_error
-from napari_corrtomo.core.features import FeatureSpec, FilterItem
+from napari_corrtomo.core.classify import PixelClassifier, weighted_error
+from napari_corrtomo.core.classify.features import FeatureSpec, FilterItem
 from napari_corrtomo.core.synthetic import scribbles_from_truth
+from napari_corrtomo.core.threshold import otsu_segment
 from napari_corrtomo.widgets.classify import ClassifyWidget
 
 

@@ -18,8 +18,9 @@ import pytest
 from napari_corrtomo.core import register as reg
 from napari_corrtomo.core import synthetic
 from napari_corrtomo.core.classify import iou_per_class
+from napari_corrtomo.core.register import apply_to_points
 from napari_corrtomo.core.synthetic import RESIN, SOLID
-from napari_corrtomo.core.workflow import particle_envelopes
+from napari_corrtomo.core.quantify import particle_envelopes
 from napari_corrtomo.demo import fsc_reference_resolution
 from napari_corrtomo.widgets._layers import TABLES, attach_table
 from napari_corrtomo.widgets.classify import ClassifyWidget
@@ -109,7 +110,7 @@ def test_full_chain_in_the_viewer(make_napari_viewer, qtbot, chain, tmp_path):
     # the overlay: the nanoCT layer now sits where the truth puts it (corner error < 0.5 um)
     corners = np.array([nano_rec.data_to_world(c) for c in
                         np.array(np.meshgrid(*[[0, 95]] * 3, indexing="ij")).reshape(3, -1).T])
-    truth_corners = synthetic.apply_matrix(t.nanoct_to_microct, corners_index(95, 0.13))
+    truth_corners = apply_to_points(t.nanoct_to_microct, corners_index(95, 0.13))
     assert np.abs(corners - truth_corners).max() < 0.5
 
     # ---- 3. ROI across scales: a box drawn around the picked particle in the microCT
@@ -133,7 +134,7 @@ def test_full_chain_in_the_viewer(make_napari_viewer, qtbot, chain, tmp_path):
     # the crop holds the picked particle: >= 97 % of its true voxels (solid and pores)
     tl = np.asarray(t.nanoct_labels.data)
     comp = cc3d.connected_components(tl >= SOLID, connectivity=6)
-    centre = np.rint(synthetic.apply_matrix(np.linalg.inv(t.nanoct_to_microct), c)[0] / 0.13)
+    centre = np.rint(apply_to_points(np.linalg.inv(t.nanoct_to_microct), c)[0] / 0.13)
     particle = comp == comp[tuple(centre.astype(int))]
     assert np.count_nonzero(particle[z0:z1, y0:y1, x0:x1]) / np.count_nonzero(particle) > 0.97
     gw.fov_reference.set_layer(micro_rec)

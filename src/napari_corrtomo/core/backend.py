@@ -52,13 +52,9 @@ def cupy_available() -> bool:
         return False
 
 
-def resolve_backend(backend: str = "auto") -> str:
-    """Return ``"numpy"`` or ``"cupy"`` for a requested backend.
-
-    ``"auto"`` honours ``CORRTOMO_BACKEND`` and falls back to the CPU when no GPU
-    is usable. An explicit ``"cupy"`` without a GPU is an error, never a silent
-    downgrade.
-    """
+def requested_backend(backend: str = "auto") -> str:
+    """The backend asked for: ``"auto"``, ``"numpy"`` or ``"cupy"``; ``"auto"`` honours
+    ``CORRTOMO_BACKEND``. Unknown names raise ``ValueError``."""
     requested = str(backend).lower()
     if requested == "auto":
         requested = os.environ.get(ENV_BACKEND, "auto").strip().lower() or "auto"
@@ -67,6 +63,17 @@ def resolve_backend(backend: str = "auto") -> str:
             f"unknown backend {backend!r} (or {ENV_BACKEND}={requested!r}); "
             f"choose one of {', '.join(BACKENDS)}"
         )
+    return requested
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    """Return ``"numpy"`` or ``"cupy"`` for a requested backend.
+
+    ``"auto"`` honours ``CORRTOMO_BACKEND`` and falls back to the CPU when no GPU
+    is usable. An explicit ``"cupy"`` without a GPU is an error, never a silent
+    downgrade.
+    """
+    requested = requested_backend(backend)
     if requested == "auto":
         return "cupy" if cupy_available() else "numpy"
     if requested == "cupy" and not cupy_available():

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .backend import as_dask
 from .units import normalize_unit
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -309,8 +310,6 @@ def _hdf5_frame(dset, ndim: int) -> tuple[tuple[float, ...], tuple[str, ...]]:
 def read_zarr(path: str | os.PathLike, dataset: str | None = None) -> list[Volume]:
     """Lazy dask arrays from a zarr array or an OME-Zarr image (multiscale as a list)."""
     import zarr
-
-    from .backend import as_dask  # backend imports nothing from io; lazy import keeps io light
 
     path = Path(path)
     node = zarr.open(str(path), mode="r")

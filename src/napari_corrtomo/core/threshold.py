@@ -20,7 +20,7 @@ import numpy as np
 from .backend import as_dask, is_lazy, reduce_blocks
 from .progress import ProgressCallback, scaled
 
-__all__ = ["histogram", "threshold_otsu", "threshold_multiotsu", "apply_thresholds"]
+__all__ = ["apply_thresholds", "histogram", "otsu_segment", "threshold_multiotsu", "threshold_otsu"]
 
 
 def _values(block: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -147,3 +147,15 @@ def apply_thresholds(image: Any, thresholds: Sequence[float] | float,
         arr = as_dask(image)
         return arr.map_blocks(block, dtype=dtype)
     return block(np.asarray(image))
+
+
+def otsu_segment(image: Any, classes: Sequence[int] = (1, 2, 3), mask: Any = None) -> np.ndarray:
+    """Multi-Otsu thresholds on one channel: ``len(classes) - 1`` thresholds; voxels are
+    given ``classes`` from dark to bright (the "double threshold" of Osenberg et al., 2023).
+    Thresholds are computed from the voxels in ``mask`` (default all). dask/zarr input:
+    blockwise histogram, lazy result."""
+    img = image if is_lazy(image) else np.asarray(image)
+    if img.dtype != np.float32:
+        img = img.astype(np.float32)
+    thr = threshold_multiotsu(img, classes=len(classes), mask=mask)
+    return apply_thresholds(img, thr, np.asarray(classes))

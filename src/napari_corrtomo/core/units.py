@@ -63,15 +63,3 @@ def common_unit(units: Sequence[str]) -> str:
     if len(canon) != 1:
         raise ValueError(f"axes have different units {sorted(canon)}; convert them to one unit first")
     return canon.pop()
-
-
-def check_spacing(spacing, ndim: int) -> tuple[float, ...]:
-    """Validate a voxel size: ``ndim`` positive finite numbers (a scalar means isotropic)."""
-    arr = np.atleast_1d(np.asarray(spacing, dtype=float))
-    if arr.size == 1:
-        arr = np.repeat(arr, ndim)
-    if arr.shape != (ndim,):
-        raise ValueError(f"spacing has {arr.size} values but the array has {ndim} spatial axes")
-    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(f"spacing must be positive and finite, got {tuple(arr)}")
-    return tuple(float(v) for v in arr)

@@ -39,7 +39,7 @@ from qtpy.QtWidgets import (
 
 from ..core import backend as bk
 from ..core.classify import LiveTrainer, PixelClassifier, proba_to_labels, proba_uncertainty
-from ..core.features import FILTERS, ILASTIK_SIGMAS, FeatureSpec, FilterItem, TailoredFeatures
+from ..core.classify.features import FILTERS, ILASTIK_SIGMAS, FeatureSpec, FilterItem, TailoredFeatures
 from ._layers import LayerSelect, add_result, spatial_frame
 from ._runner import TaskRunner
 from ._table import TableView

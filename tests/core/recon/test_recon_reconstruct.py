@@ -208,7 +208,7 @@ def test_no_gpu_means_cpu_never_a_crash(parallel_sample, monkeypatch):
 def test_coarser_grid_uses_the_volume_engine_consistently(parallel_sample):
     """A grid whose voxels are twice the pixel (volume engine, voxel-driven FBP) agrees with
     the slice engine's result averaged over 2x2x2 blocks."""
-    from napari_corrtomo.core.recon import project as P
+    from napari_corrtomo.core.recon import projector as P
 
     s = parallel_sample
     nz, ny, nx = s.volume_shape

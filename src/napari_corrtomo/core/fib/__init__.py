@@ -9,7 +9,8 @@ ground truth (:func:`metrics`: MP, MGP, MDS) or by its anisotropy
 (:func:`anisotropy`: e_TPCF, e_LPF, e_D).
 """
 
-from .interpolate import METHODS, fill_planes, interpolate, nearest_known
+from ._planes import nearest_known
+from .interpolate import METHODS, fill_planes, interpolate
 from .metrics import anisotropy, metrics, plane_diameters
 from .pipeline import FibVolume, correct_drift, isotropic_volume
 from .reposition import Repositioned, check_thicknesses, reposition, slice_positions

@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..backend import map_blocks
+from ..backend import map_blocks, memory_budget
 from ..progress import ProgressCallback
+from ._planes import nearest_known, per_label
 
 WEIGHTS = "fib_inpaint_v1.npz"
 #: SDF clip (pixels) and the scale of plane spacings in the features
@@ -238,9 +239,7 @@ def ml_block(planes, n_planes: int, near, kind: str, labels=None,
     def func(block: np.ndarray) -> np.ndarray:
         if kind == "binary":
             return prob(block.astype(bool)) > THRESHOLD
-        from .interpolate import _per_label
-
-        return _per_label(prob, block, labels)
+        return per_label(prob, block, labels)
 
     # per output voxel: the probabilities (and label scores); the network's working set
     # is bounded by max_batch_bytes
@@ -261,8 +260,6 @@ def inpaint(
     nearest measured plane. Works blockwise in (y, x) with a halo covering the
     network's reach and the SDF clip, so the result does not depend on blocking.
     """
-    from .interpolate import nearest_known
-
     model = load_model() if model is None else model
     volume = np.asarray(volume, dtype=bool)
     known = np.asarray(known, dtype=bool)
@@ -279,7 +276,5 @@ def inpaint(
 
 
 def _budget_minus(reserved: float) -> int:
-    from ..backend import memory_budget
-
     budget = memory_budget("numpy")
     return int(max(budget - reserved, budget // 4))

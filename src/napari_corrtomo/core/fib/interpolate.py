@@ -27,6 +27,8 @@ import numpy as np
 
 from ..backend import as_dask, is_lazy, map_blocks
 from ..progress import ProgressCallback
+from ._inpaint import ml_block, plane_sdf
+from ._planes import nearest_known, per_label
 
 METHODS = ("nearest", "cubic", "shape", "ml")
 #: SDF clip (pixels) of shape-based interpolation; the blockwise halo covers it
@@ -61,15 +63,6 @@ def resolve_kind(volume, kind: str = "auto") -> str:
         if values.size <= 2 and set(values.tolist()) <= {0, 1}:
             return "binary"
     return "grey"
-
-
-def nearest_known(known: np.ndarray) -> np.ndarray:
-    """Index of the nearest known plane for every plane (ties: the lower index)."""
-    idx = np.flatnonzero(known)
-    z = np.arange(known.size)
-    pos = np.clip(np.searchsorted(idx, z), 1, idx.size - 1)
-    below, above = idx[pos - 1], idx[pos]
-    return np.where(np.abs(z - below) <= np.abs(above - z), below, above)
 
 
 def interpolate(
@@ -188,8 +181,6 @@ def fill_planes(
     elif method == "shape":
         func, halo, per_voxel = _shape_block(planes, n_planes, near, kind, labels)
     else:
-        from ._inpaint import ml_block
-
         func, halo, per_voxel = ml_block(planes, n_planes, near, kind, labels)
     return map_blocks(func, stack, halo, spatial_ndim=2,
                       bytes_per_voxel=per_voxel * n_planes / planes.size, progress=progress)
@@ -215,28 +206,13 @@ def _spline_planes(values: np.ndarray, planes: np.ndarray, n_planes: int,
     return out
 
 
-def _per_label(score, block: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Label with the highest score per voxel (one-vs-rest), as the block's dtype."""
-    best, top = None, None
-    for lab in labels:
-        s = score(block == lab)
-        if best is None:
-            best = np.full(s.shape, lab, block.dtype)
-            top = s
-        else:
-            better = s > top
-            best[better] = lab
-            np.maximum(top, s, out=top)
-    return best
-
-
 def _cubic_block(planes, n_planes, near, kind, labels):
     def func(block: np.ndarray) -> np.ndarray:
         _check_finite(block)
         if kind == "binary":
             return _spline_planes(block.astype(np.float32), planes, n_planes, near) > 0.5
         if kind == "labels":
-            return _per_label(lambda m: _spline_planes(m.astype(np.float32), planes, n_planes,
+            return per_label(lambda m: _spline_planes(m.astype(np.float32), planes, n_planes,
                                                        near), block, labels)
         out = _spline_planes(block, planes, n_planes, near)
         out[planes] = block
@@ -247,14 +223,12 @@ def _cubic_block(planes, n_planes, near, kind, labels):
 
 
 def _shape_block(planes, n_planes, near, kind, labels):
-    from ._inpaint import plane_sdf
-
     def sdf_spline(mask: np.ndarray) -> np.ndarray:
         return _spline_planes(plane_sdf(mask, clip=SHAPE_CLIP), planes, n_planes, near)
 
     def func(block: np.ndarray) -> np.ndarray:
         if kind == "binary":
             return sdf_spline(block.astype(bool)) > 0
-        return _per_label(sdf_spline, block, labels)
+        return per_label(sdf_spline, block, labels)
 
     return func, SHAPE_CLIP + 1, 56.0

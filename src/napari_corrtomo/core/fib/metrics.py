@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_spacing
+from ..quantify import lineal_path, local_thickness, two_point_correlation
+
 
 def _binary(name: str, arr) -> np.ndarray:
     arr = np.asarray(arr)
@@ -80,8 +83,6 @@ def plane_diameters(mask: np.ndarray, spacing, plane_step: int = 1,
     the phase pixels of all sections parallel to the ij-plane (every
     ``plane_step``-th section), in the units of ``spacing``.
     """
-    from ..quantify import local_thickness
-
     sp = np.asarray(spacing, dtype=float)
     out = {}
     # (name, axis normal to the planes, in-plane spacing)
@@ -146,9 +147,6 @@ def anisotropy(
     dict with ``e_tpcf``, ``e_lpf``, ``e_d`` and the diameters ``d_xy``, ``d_xz``,
     ``d_yz`` (units of ``spacing``).
     """
-    from ..quantify import lineal_path, two_point_correlation
-    from ..units import check_spacing
-
     mask = _binary("volume", volume)
     if mask.ndim != 3:
         raise ValueError(f"volume must be 3D (z, y, x), got shape {mask.shape}")

@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._checks import check_length
+
 
 class Repositioned(NamedTuple):
     """``volume`` (n_planes, y, x) on the fine grid; ``known`` (n_planes,) True on planes
@@ -69,13 +71,6 @@ def check_stack(stack, thicknesses) -> None:
     check_thicknesses(thicknesses, stack.shape[0])
 
 
-def _check_spacing(value: float, name: str) -> float:
-    v = float(value)
-    if not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be positive and finite, got {value!r}")
-    return v
-
-
 def slice_positions(
     thicknesses,
     grid_spacing: float,
@@ -98,8 +93,8 @@ def slice_positions(
     -------
     (n_slices,) strictly increasing int64 plane indices, the first one 0.
     """
-    grid = _check_spacing(grid_spacing, "grid_spacing")
-    out = grid if output_spacing is None else _check_spacing(output_spacing, "output_spacing")
+    grid = check_length(grid_spacing, "grid_spacing")
+    out = grid if output_spacing is None else check_length(output_spacing, "output_spacing")
     ratio = grid / out
     if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
         raise ValueError(

@@ -35,6 +35,7 @@ from scipy import ndimage as ndi
 
 from ..progress import ProgressCallback, report
 from ..units import convert, normalize_unit
+from .reposition import check_thicknesses
 
 #: Column names of the per-slice thickness table.
 THICKNESS_COLUMNS = ("slice", "depth_nm", "thickness_nm", "uncertainty_nm", "confidence",
@@ -572,8 +573,6 @@ def load_thickness(path: str | os.PathLike, n_slices: int | None = None,
         raise ValueError(f"{os.path.basename(path)}: non-numeric thickness in rows {rows}")
     values = np.asarray(convert(values, col_unit, "nm"), dtype=float)
     if n_slices is not None:
-        from .reposition import check_thicknesses
-
         check_thicknesses(values, n_slices)
     return values
 

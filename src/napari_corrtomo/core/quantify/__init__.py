@@ -14,6 +14,7 @@ correction), :mod:`.surface` (marching-cubes area), :mod:`.correlation`
 
 from .correlation import lattice_directions, lineal_path, two_point_correlation
 from .distributions import LogNormalFit, SizeDistribution, lognormal_pdf, size_distribution
+from .envelope import particle_envelopes
 from .interface import Proxigram, proxigram
 from .particles import fill_holes, particle_table, separate_particles
 from .pipeline import (
@@ -69,6 +70,7 @@ __all__ = [
     "local_thickness",
     "lognormal_pdf",
     "mesh_area",
+    "particle_envelopes",
     "particle_table",
     "phase_fractions",
     "porosity",

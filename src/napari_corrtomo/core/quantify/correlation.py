@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import as_mask, check_spacing
 from ..backend import memory_budget
-from ._common import as_mask, spacing_for
 
 try:
     import numba as nb
@@ -178,7 +178,7 @@ def _prepare(mask: Any, spacing: Any, axis: int | None):
     arr = as_mask(mask, "mask")
     if arr.ndim not in (2, 3):
         raise ValueError(f"mask must be 2D or 3D, got {arr.ndim}D (shape {arr.shape})")
-    sp = spacing_for(arr, spacing)
+    sp = check_spacing(spacing, arr.ndim)
     if axis is not None:
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
             raise ValueError(f"axis must be an integer array axis or None, got {axis!r}")

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._common import unit_name
+from ..backend import reduce_blocks
+from ..units import normalize_unit
 
 __all__ = ["SizeDistribution", "LogNormalFit", "size_distribution", "lognormal_pdf",
            "value_counts"]
@@ -208,7 +209,7 @@ def size_distribution(
 def _unit(unit: str) -> str:
     """Length units get their canonical spelling; anything else ("fraction") is kept."""
     try:
-        return unit_name(unit)
+        return normalize_unit(unit)
     except ValueError:
         return str(unit)
 
@@ -219,8 +220,6 @@ def value_counts(values: Any, mask: Any | None = None,
     dask/zarr input. ``size_distribution(v, weights=n)`` of the result equals
     ``size_distribution(values[mask])`` (e.g. of a local-thickness map, whose values are
     few: diameters of lattice balls) without ever holding the voxels in memory."""
-    from ..backend import reduce_blocks
-
     def block(*args):
         v = np.asarray(args[0])
         if len(args) == 3:

@@ -29,8 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._checks import as_mask, check_same_shape, check_spacing
 from ..backend import to_host
-from ._common import as_mask, check_same_shape, signed_distance, spacing_for, unit_name
+from ..units import normalize_unit
+from ._common import signed_distance
 
 __all__ = ["Proxigram", "proxigram"]
 
@@ -105,7 +107,7 @@ def proxigram(
     if m.all():
         raise ValueError("mask fills the whole array: there is no interface to profile; "
                          "choose a phase that has a boundary in this region")
-    sp = spacing_for(m, spacing)
+    sp = check_spacing(spacing, m.ndim)
     max_distance = float(max_distance)
     if not np.isfinite(max_distance) or max_distance <= 0:
         raise ValueError(f"max_distance must be a positive length, got {max_distance}")
@@ -142,7 +144,7 @@ def proxigram(
     pos = norm[ok & outer & (centers > 0)]
     dy = float(abs(np.median(pos) - np.median(neg))) if len(neg) and len(pos) else float("nan")
     return Proxigram(distance=centers, mean_intensity=mean, normalized=norm, voxels=count,
-                     x25=x25, x75=x75, dx=dx, slope=slope, dy=dy, unit=unit_name(unit))
+                     x25=x25, x75=x75, dx=dx, slope=slope, dy=dy, unit=normalize_unit(unit))
 
 
 def _crossing(x: np.ndarray, y: np.ndarray, level: float) -> float:

@@ -24,9 +24,11 @@ import numba as nb
 import numpy as np
 import pandas as pd
 
+from .._checks import as_mask, check_labels, check_same_shape, check_spacing
 from ..backend import Block, is_lazy, reduce_blocks
+from ..connected import label
 from ..progress import ProgressCallback, report
-from ._common import as_mask, check_labels, check_same_shape, spacing_for, unit_name
+from ..units import normalize_unit
 from .surface import _field, _sigma, mesh_area
 
 __all__ = ["separate_particles", "particle_table", "fill_holes"]
@@ -96,7 +98,7 @@ def separate_particles(
     m = as_mask(mask, "mask")
     if m.ndim != 3:
         raise ValueError(f"separate_particles needs a 3D mask, got {m.ndim}D")
-    sp = spacing_for(m, spacing)
+    sp = check_spacing(spacing, m.ndim)
     if connectivity not in (6, 18, 26):
         raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
     h = max(sp) if h is None else float(h)
@@ -199,8 +201,8 @@ def particle_table(
     if is_lazy(labels) or (pore is not None and is_lazy(pore)):
         return _particle_table_lazy(labels, spacing, pore, unit, surface, smooth, progress)
     lab = check_labels(labels)
-    sp = spacing_for(lab, spacing)
-    u = unit_name(unit)
+    sp = check_spacing(spacing, lab.ndim)
+    u = normalize_unit(unit)
     if pore is not None:
         p = as_mask(pore, "pore", require_phase=False)
         check_same_shape(lab, p, "labels", "pore")
@@ -338,8 +340,6 @@ def _as_uint32(lab: np.ndarray) -> np.ndarray:
 
 
 def _fill_holes_lazy(mask: Any) -> Any:
-    from ..connected import label
-
     m = as_mask(mask, "mask", allow_lazy=True)
     bg, n = label(~m, connectivity=1)
     if n == 0:
@@ -374,8 +374,8 @@ def _particle_table_lazy(labels: Any, spacing: Any, pore: Any, unit: str, surfac
 
     if np.dtype(labels.dtype).kind not in "iub":
         raise ValueError(f"labels must hold integers, got dtype {labels.dtype}; cast them first")
-    sp = spacing_for(labels, spacing)
-    u = unit_name(unit)
+    sp = check_spacing(spacing, labels.ndim)
+    u = normalize_unit(unit)
     shape = tuple(int(n) for n in labels.shape)
     ndim = len(shape)
     if pore is not None:

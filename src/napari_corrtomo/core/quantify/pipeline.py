@@ -30,13 +30,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..backend import is_lazy
+from .._checks import check_labels, check_spacing
+from ..backend import is_lazy, reduce_blocks
+from ..connected import label
+from ..io import read_volumes
 from ..progress import ProgressCallback, report, scaled
-from ._common import check_labels, spacing_for, unit_name
+from ..resumable import completed, store_resumable
+from ..units import normalize_unit
 from .correlation import lineal_path, two_point_correlation
 from .distributions import SizeDistribution, size_distribution, value_counts
+from .envelope import particle_envelopes
 from .interface import Proxigram, proxigram
-from .particles import fill_holes, particle_table, separate_particles
+from .particles import _border_of, fill_holes, particle_table, separate_particles
 from .porosity import (
     closed_pores,
     inner_pores,
@@ -199,9 +204,6 @@ class MeasureData:
         if not self.lazy:
             arr = ResultArray(make(), kind, **kwargs)
         else:
-            from ..io import read_volumes
-            from ..resumable import completed, store_resumable
-
             path = self.store / f"{name.replace(' ', '_')}.ome.zarr"
             sig = {**self.signature, "result": name}
             if not completed(path, sig):
@@ -320,8 +322,8 @@ def quantify(
         lab = check_labels(labels, "labels")
     if lab.ndim != 3:
         raise ValueError(f"labels must be a 3D volume (z, y, x), got {lab.ndim}D")
-    sp = spacing_for(lab, spacing)
-    u = unit_name(unit)
+    sp = check_spacing(spacing, lab.ndim)
+    u = normalize_unit(unit)
     img = None
     if intensity is not None:
         if tuple(intensity.shape) != tuple(lab.shape):
@@ -505,10 +507,9 @@ def _measure_inner(d, s, r, progress) -> None:
 
 def _measure_envelopes(d, s, r, progress) -> None:
     """Each solid particle (matrix component) with the pores it encloses, by a ball
-    rolling around it alone (:func:`~napari_corrtomo.core.workflow.particle_envelopes`)."""
+    rolling around it alone (:func:`~napari_corrtomo.core.quantify.envelope.particle_envelopes`)."""
     import cc3d
 
-    from ..workflow import particle_envelopes
 
     solid = d.require_matrix("Particle envelopes")
     comps = cc3d.connected_components(solid, connectivity=6, out_dtype=np.uint32)
@@ -712,8 +713,6 @@ def _measure_constrictivity(d, s, r, progress) -> None:
 
 
 def _particles_lazy(d: MeasureData, s: QuantifySettings, r: QuantifyResult, progress) -> None:
-    from ..connected import label
-
     def make_labels():
         lab, n = label(fill_holes(d.sample), connectivity=1)  # face neighbours, as cc3d's 6
         if s.min_volume > 0 and n:
@@ -774,10 +773,6 @@ def _particle_rows(d: MeasureData, table: pd.DataFrame, r: QuantifyResult) -> No
 def _closed_lazy(d: MeasureData, s: QuantifySettings, r: QuantifyResult, progress) -> None:
     """Closed pores out of core: pore components (joined with the outside medium) that
     touch neither the array border nor the outside, as :func:`.closed_pores` (6-connected)."""
-    from ..backend import reduce_blocks
-    from ..connected import label
-    from .particles import _border_of
-
     def make():
         pore, outside = d.phase, d.outside
         joined = pore if outside is None else pore | outside

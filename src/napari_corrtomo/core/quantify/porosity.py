@@ -11,16 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._checks import as_mask, check_labels, check_same_shape, check_spacing
 from ..backend import is_lazy, reduce_blocks
-from ._common import (
-    as_mask,
-    check_labels,
-    check_same_shape,
-    edt_distance,
-    signed_distance,
-    spacing_for,
-    unit_name,
-)
+from ..units import normalize_unit
+from ._common import edt_distance, signed_distance
 
 __all__ = [
     "label_counts",
@@ -73,8 +67,8 @@ def phase_fractions(labels: Any, spacing: float | tuple[float, ...], unit: str =
     else:
         lab = check_labels(labels)
         counts = np.bincount(lab.ravel().astype(np.int64))
-    sp = spacing_for(lab, spacing)
-    u = unit_name(unit)
+    sp = check_spacing(spacing, lab.ndim)
+    u = normalize_unit(unit)
     values = np.flatnonzero(counts)
     voxel = float(np.prod(sp))
     names = names or {}
@@ -201,7 +195,7 @@ def inner_pores(solid: Any, radius: float, spacing: float | tuple[float, ...],
     import cc3d
 
     s = as_mask(solid, "solid")
-    sp = spacing_for(s, spacing)
+    sp = check_spacing(spacing, s.ndim)
     radius = float(radius)
     if not np.isfinite(radius) or radius <= 0:
         raise ValueError(f"radius must be a positive length in the units of spacing, got {radius}")
@@ -249,7 +243,7 @@ def volume_fraction_profile(phase: Any, region: Any, spacing: float | tuple[floa
     ph = as_mask(phase, "phase", require_phase=False)
     reg = as_mask(region, "region")
     check_same_shape(ph, reg, "phase", "region")
-    sp = spacing_for(reg, spacing)
+    sp = check_spacing(spacing, reg.ndim)
     bin_width = float(bin_width)
     if not np.isfinite(bin_width) or bin_width <= 0:
         raise ValueError(f"bin_width must be a positive length, got {bin_width}")
@@ -269,7 +263,7 @@ def volume_fraction_profile(phase: Any, region: Any, spacing: float | tuple[floa
         frac = np.where(n > 0, hit / np.maximum(n, 1), np.nan)
         cum = np.cumsum(hit) / np.maximum(np.cumsum(n), 1)
     cum[np.cumsum(n) == 0] = np.nan
-    u = unit_name(unit)
+    u = normalize_unit(unit)
     return pd.DataFrame({
         f"distance_lo_{u}": edges[:-1],
         f"distance_hi_{u}": edges[1:],

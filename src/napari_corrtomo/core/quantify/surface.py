@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import as_mask, check_same_shape, check_spacing
 from ..backend import memory_budget
 from ..progress import ProgressCallback, report
-from ._common import as_mask, check_same_shape, spacing_for
 
 __all__ = ["surface_area", "specific_surface", "mesh_area"]
 
@@ -45,7 +45,7 @@ def surface_area(mask: Any, spacing: float | tuple[float, ...], smooth: float = 
     m = as_mask(mask, "mask")
     if m.ndim != 3:
         raise ValueError(f"surface_area needs a 3D mask, got {m.ndim}D")
-    sp = spacing_for(m, spacing)
+    sp = check_spacing(spacing, m.ndim)
     sigma = _sigma(smooth, sp)
     halo = int(math.ceil(4 * max(sigma))) + 1 if max(sigma) > 0 else 0
     nz = m.shape[0]
@@ -74,7 +74,7 @@ def specific_surface(mask: Any, spacing: float | tuple[float, ...], region: Any 
     particle volume.
     """
     m = as_mask(mask, "mask")
-    sp = spacing_for(m, spacing)
+    sp = check_spacing(spacing, m.ndim)
     if region is None:
         vol = m.size * float(np.prod(sp))
     else:

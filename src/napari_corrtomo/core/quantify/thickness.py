@@ -42,9 +42,9 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import as_mask, check_spacing
 from ..backend import compute, is_lazy, map_blocks, resolve_backend
 from ..progress import ProgressCallback, report
-from ._common import as_mask, spacing_for
 
 try:  # numba is a runtime dependency; the import guard only gives a clearer error
     import numba as nb
@@ -112,7 +112,7 @@ def local_thickness(
     arr = as_mask(mask, "mask")
     if arr.ndim not in (2, 3):
         raise ValueError(f"mask must be 2D or 3D, got {arr.ndim}D (shape {arr.shape})")
-    sp = spacing_for(arr, spacing)
+    sp = check_spacing(spacing, arr.ndim)
     if arr.ndim == 2:
         arr3 = arr[None]
         sp3 = (max(sp), *sp)
@@ -130,7 +130,7 @@ def distance_ridge(mask: Any, spacing: float | tuple[float, ...]) -> tuple[np.nd
     of the phase is among them.
     """
     arr = as_mask(mask, "mask")
-    sp = spacing_for(arr, spacing)
+    sp = check_spacing(spacing, arr.ndim)
     arr3 = arr[None] if arr.ndim == 2 else arr
     sp3 = (max(sp), *sp) if arr.ndim == 2 else sp
     unit, u, integer = _units(sp3)
@@ -148,7 +148,7 @@ def _local_thickness_lazy(mask: Any, spacing: Any, progress: ProgressCallback | 
     arr = as_mask(mask, "mask", allow_lazy=True)
     if arr.ndim != 3:
         raise ValueError(f"a lazy mask must be 3D (z, y, x), got {arr.ndim}D")
-    sp = spacing_for(arr, spacing)
+    sp = check_spacing(spacing, arr.ndim)
     unit, u, integer = _units(sp)
     # 1) the largest inscribed radius: block EDTs with a halo h are exact where they are
     #    <= h (the nearest non-phase voxel lies inside the padded block), so grow h

@@ -40,9 +40,10 @@ from scipy import sparse
 from scipy.sparse import csgraph
 from scipy.sparse import linalg as sparse_linalg
 
-from ..backend import is_lazy, resolve_backend, to_host, xp_for
+from .._checks import as_mask, check_spacing
+from ..backend import resolve_backend, to_host, xp_for
 from ..progress import ProgressCallback, report, scaled
-from ..units import check_spacing, normalize_unit
+from ..units import normalize_unit
 
 __all__ = [
     "ConstrictivityResult",
@@ -60,42 +61,6 @@ REFERENCES = ("inlet", "depth")
 
 
 # =========================================================================== input checks
-
-
-def _phase(mask: Any, name: str = "mask") -> np.ndarray:
-    """A boolean copy of a binary 2D/3D array; clear errors for everything else."""
-    arr = to_host(mask)
-    if is_lazy(arr):
-        arr = np.asarray(arr)  # transport is a global problem: it needs the whole phase
-    arr = np.asarray(arr)
-    if arr.ndim not in (2, 3):
-        raise ValueError(
-            f"{name} must be a 2D (y, x) or 3D (z, y, x) array, got {arr.ndim}D with shape "
-            f"{arr.shape}; pass one volume (squeeze channel/time axes first)"
-        )
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape}); pass a volume with voxels")
-    if arr.dtype == bool:
-        phase = arr.copy()
-    elif np.issubdtype(arr.dtype, np.number):
-        if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name} contains NaN or infinite values; it must be binary (0/1)")
-        values = np.unique(arr)
-        if not np.all(np.isin(values, (0, 1))):
-            shown = ", ".join(f"{v:g}" for v in values[:8]) + (" ..." if values.size > 8 else "")
-            raise ValueError(
-                f"{name} must be binary (bool or 0/1) but holds the values {shown}; "
-                "select the phase first, e.g. mask = labels == 2"
-            )
-        phase = arr == 1
-    else:
-        raise ValueError(f"{name} must be a numeric or boolean array, got dtype {arr.dtype}")
-    if not phase.any():
-        raise ValueError(
-            f"the phase is empty: {name} has no voxel set to 1 (shape {phase.shape}); "
-            "check the phase label or threshold"
-        )
-    return phase
 
 
 def _axis(axis: Any, ndim: int) -> int:
@@ -258,7 +223,7 @@ def tortuosity_factor(
     ValueError
         Non-binary or empty mask, bad ``spacing`` or ``axis``.
     """
-    phase = _phase(mask)
+    phase = as_mask(mask, ndim=(2, 3)).copy()
     ndim = phase.ndim
     spacing_t = check_spacing(spacing, ndim)
     ax = _axis(axis, ndim)
@@ -317,7 +282,7 @@ def tortuosity_table(
     Columns: ``axis, tortuosity_factor, porosity, percolating_fraction,
     d_eff_ratio, flux_<unit>, flux_imbalance, iterations, converged``.
     """
-    phase = _phase(mask)
+    phase = as_mask(mask, ndim=(2, 3)).copy()
     axes = tuple(range(phase.ndim)) if axes is None else tuple(axes)
     if not axes:
         raise ValueError("axes is empty; give at least one axis, e.g. axes=(0,)")
@@ -851,7 +816,7 @@ def geodesic_tortuosity(
     """
     from skimage.graph import MCP_Geometric
 
-    phase = _phase(mask)
+    phase = as_mask(mask, ndim=(2, 3)).copy()
     ndim = phase.ndim
     spacing_t = check_spacing(spacing, ndim)
     ax = _axis(axis, ndim)
@@ -982,7 +947,7 @@ class _Intrusion:
 
 
 def _intrusion_setup(mask, spacing, axis, inlet):
-    phase = _phase(mask)
+    phase = as_mask(mask, ndim=(2, 3)).copy()
     spacing_t = check_spacing(spacing, phase.ndim)
     ax = _axis(axis, phase.ndim)
     _inlet(inlet)

@@ -17,11 +17,11 @@ Typical use::
 """
 
 from .align import align_tilt_series, find_center, shift_projections
-from .analytic import FILTERS, ramp_filter
+from .filters import FILTERS, ramp_filter
 from .fsc import FSCResult, fsc, half_bit_threshold, one_bit_threshold
 from .geometry import KINDS, Geometry
 from .preprocess import minus_log, normalize, prepare, remove_outliers, suppress_rings
-from .project import backproject, forward_project, select_engine
+from .projector import backproject, forward_project, select_engine
 from .reconstruct import (
     METHODS,
     check_projections,

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..progress import ProgressCallback, report
+from .filters import analytic_weights, filter_rows
 from .geometry import Geometry
 
 
@@ -92,8 +93,6 @@ def reconstruct(proj: np.ndarray, geometry: Geometry, shape: tuple[int, int, int
 
     report(progress, 0, 1)
     if method == "fbp":
-        from .analytic import analytic_weights, filter_rows
-
         filt = filter_rows(proj, geometry.pixel_size, filter)
         filt *= analytic_weights(geometry).astype(np.float32)[:, None, None]
         vol = _backproject(_to_astra(filt, 1.0), geometry, shape, voxel_size, offset)

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..progress import ProgressCallback, report, scaled
-from .analytic import coverage_deg
+from .filters import coverage_deg
 from .geometry import Geometry
 from .reconstruct import check_projections, method_for, reconstruct
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..backend import as_dask, is_lazy
 from .geometry import Geometry
+from .reconstruct import reconstruct
 
 __all__ = ["reconstruct_slabs"]
 
@@ -109,8 +110,6 @@ def reconstruct_slabs(
 def _slab(part: Any, geometry: dict, r0: int, r1: int, shape: tuple[int, int, int], vs: float,
           offset: tuple[float, float, float], filter: str, backend: str) -> np.ndarray:
     """Rows [r0, r1) of the detector as their own scan; FBP of one slab."""
-    from .reconstruct import reconstruct
-
     fields = dict(geometry)
     for key in ("format", "version"):
         fields.pop(key, None)

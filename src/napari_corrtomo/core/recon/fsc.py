@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..units import check_spacing
+from .._checks import check_spacing
 
 
 def half_bit_threshold(n: Any) -> np.ndarray:

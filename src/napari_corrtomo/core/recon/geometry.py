@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io import atomic_path
 from ..units import normalize_unit
 
 KINDS = ("parallel", "cone", "laminography", "tilt_series")
@@ -391,8 +392,6 @@ class Geometry:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the geometry as JSON (atomically)."""
-        from ..io import atomic_path
-
         path = Path(path)
         with atomic_path(path) as tmp:
             tmp.write_text(self.to_json())

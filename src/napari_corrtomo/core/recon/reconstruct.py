@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from ..progress import ProgressCallback, report
-from . import analytic, iterative
-from . import project as P
+from ..progress import ProgressCallback, report, scaled
+from . import _astra, analytic, iterative
+from . import projector as P
+from .filters import ramp_filter
 from .geometry import Geometry
 
 METHODS = ("fbp", "fdk", "sirt", "cgls")
@@ -125,10 +126,8 @@ def reconstruct(
         voxel_size = geometry.default_voxel_size
     shape, vs, off = P.check_volume(volume_shape, voxel_size, offset)
     if name in ("fbp", "fdk"):
-        analytic.ramp_filter(8, 1.0, filter)  # validates the filter name early
+        ramp_filter(8, 1.0, filter)  # validates the filter name early
     if P.select_engine(backend) == "cuda":
-        from . import _astra
-
         return _astra.reconstruct(proj, geometry, shape, vs, off, name, int(iterations),
                                   min_value, filter, progress)
     proj, geometry = _rows_to_slice_grid(proj, geometry, shape, vs, off)
@@ -271,8 +270,6 @@ def reconstruct_halves(
     proj = check_projections(projections, geometry)
     if geometry.n_angles < 4:
         raise ValueError("splitting into even/odd halves needs at least 4 projections")
-    from ..progress import scaled
-
     halves = []
     n = geometry.n_angles
     for k, idx in enumerate((np.arange(0, n, 2), np.arange(1, n, 2))):

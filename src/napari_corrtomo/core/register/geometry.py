@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._checks import check_spacing
 from ..backend import (
     asarray,
     block_shape_for,
@@ -24,7 +25,6 @@ from ..backend import (
     to_host,
 )
 from ..progress import ProgressCallback, report
-from ..units import check_spacing
 from .transform import Transform, apply_to_points, as_transform, check_matrix
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import check_spacing
 from ..backend import as_dask, is_lazy
 from ..progress import Cancelled, ProgressCallback, report
-from ..units import check_spacing
 from .geometry import box_corners, crop_slices, fov_box, map_box
 from .transform import (
     MODELS,

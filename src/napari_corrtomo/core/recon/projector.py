@@ -16,7 +16,6 @@ transpose, so ``<A x, y> == <x, A^T y>`` up to rounding (needed by CGLS).
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import BACKENDS, ENV_BACKEND, memory_budget
+from ..backend import memory_budget, requested_backend
 from ..progress import ProgressCallback, report
-from . import _kernels
+from . import _astra, _kernels
 from .geometry import Geometry
 
 #: Most slices processed together by the slice engine.
@@ -48,18 +47,12 @@ def select_engine(backend: str = "auto") -> str:
     ASTRA reports a usable GPU, the CPU engines otherwise (never a crash). An
     explicit ``"cupy"`` without a usable GPU raises ``ValueError``.
     """
-    name = str(backend).lower()
-    if name == "auto":
-        name = os.environ.get(ENV_BACKEND, "auto").strip().lower() or "auto"
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    name = requested_backend(backend)
     if name == "numpy":
         return "cpu"
-    from ._astra import cuda_available
-
     if name == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    if not cuda_available():
+        return "cuda" if _astra.cuda_available() else "cpu"
+    if not _astra.cuda_available():
         raise ValueError(
             "backend='cupy' needs ASTRA with a CUDA GPU and none is usable here; use "
             "backend='auto' or 'numpy' for the CPU engines"
@@ -369,8 +362,6 @@ def forward_project(volume: Any, geometry: Geometry, voxel_size: float = 1.0,
     vol = _check_input_volume(volume)
     shape, vs, off = check_volume(vol.shape, voxel_size, offset)
     if select_engine(backend) == "cuda":
-        from . import _astra
-
         return _astra.forward_project(vol, geometry, vs, off)
     plan = slice_plan(geometry, shape, vs, off)
     if plan is None:

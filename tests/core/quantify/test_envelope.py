@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_corrtomo.core.workflow import particle_envelopes
+from napari_corrtomo.core.quantify import particle_envelopes
 
 
 def _ball(shape, centre, radius, spacing=(1.0, 1.0, 1.0)):

@@ -42,7 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from .backend import asarray, is_lazy, ndimage_for, resolve_backend, to_host, xp_for
+from .. import _kernels
+from .._checks import check_spacing
+from ..backend import asarray, is_lazy, map_blocks, ndimage_for, resolve_backend, to_host, xp_for
 
 #: ilastik's scales
 ILASTIK_SIGMAS = (0.3, 0.7, 1.0, 1.6, 3.5, 5.0, 10.0)
@@ -260,7 +262,7 @@ class FeatureSpec:
     def halo(self, spacing: Sequence[float] | None = None,
              spatial_ndim: int = 3) -> tuple[int, ...]:
         """Voxels of context per spatial axis that make blockwise results exact."""
-        sp = _spacing(spacing, spatial_ndim)
+        sp = check_spacing(1.0 if spacing is None else spacing, spatial_ndim)
         reach = [0] * spatial_ndim
         for f in self.filters:
             sig = _axis_sigmas(f.sigma, sp, f.mode)
@@ -279,15 +281,6 @@ class FeatureSpec:
 
 
 # =========================================================================== kernels
-
-
-def _spacing(spacing: Sequence[float] | None, ndim: int) -> tuple[float, ...]:
-    if spacing is None:
-        return (1.0,) * ndim
-    sp = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, float), (ndim,)))
-    if any(not (np.isfinite(s) and s > 0) for s in sp):
-        raise ValueError(f"voxel size must be positive and finite, got {sp}")
-    return sp
 
 
 def _axis_sigmas(sigma: float, spacing: tuple[float, ...], mode: str) -> tuple[float, ...]:
@@ -357,8 +350,6 @@ class _Engine:
     """
 
     def __init__(self, backend: str):
-        from . import _kernels
-
         self.backend = resolve_backend(backend)
         self.xp = xp_for(self.backend)
         self.ndi = ndimage_for(self.backend)
@@ -368,9 +359,7 @@ class _Engine:
     def correlate1d(self, arr: Any, weights: np.ndarray, axis: int) -> Any:
         xp, ndi = self.xp, self.ndi
         if self.compiled:
-            from . import _kernels
-
-            return _kernels.correlate1d(arr, weights, axis)
+                return _kernels.correlate1d(arr, weights, axis)
         w = xp.asarray(weights, dtype=xp.float64)
         if self.threads == 1 or arr.size < 1 << 18 or arr.ndim == 1:
             return ndi.correlate1d(arr, w, axis=axis, output=xp.float32, mode="reflect")
@@ -446,7 +435,7 @@ def compute_features(
     if arr.ndim != nd + 1:
         raise ValueError(
             f"image has {arr.ndim} axes; expected {nd} spatial axes plus one channel axis")
-    sp = _spacing(spacing, nd)
+    sp = check_spacing(1.0 if spacing is None else spacing, nd)
     arr = arr.astype(xp.float32, copy=False)
     channels = [arr[c] for c in range(arr.shape[0])]
     if spec.channel_differences:
@@ -473,8 +462,6 @@ def compute_features(
 def _features_lazy(image: Any, spec: FeatureSpec, spacing: Sequence[float] | None,
                    spatial_ndim: int | None, z_range: tuple[int, int] | None,
                    backend: str) -> Any:
-    from .backend import map_blocks
-
     nd = image.ndim - 1 if spatial_ndim is None else int(spatial_ndim)
     if nd not in (2, 3):
         raise ValueError(f"features need 2D or 3D images, got {nd} spatial axes")
@@ -485,7 +472,7 @@ def _features_lazy(image: Any, spec: FeatureSpec, spacing: Sequence[float] | Non
             f"image has {image.ndim} axes; expected {nd} spatial axes plus one channel axis")
     n_channels = 1 if image.ndim == nd else int(image.shape[0])
     n_out = spec.n_features(n_channels, nd)
-    sp = _spacing(spacing, nd)
+    sp = check_spacing(1.0 if spacing is None else spacing, nd)
 
     def block(b: Any) -> Any:
         return compute_features(b, spec, sp, spatial_ndim=nd, backend=backend)
@@ -581,9 +568,7 @@ class _ScaleDerivatives:
         if idx.min() < 0 or idx.max() >= src.shape[0]:
             raise ValueError("internal: z range lacks context")  # pragma: no cover
         if self.eng.compiled:
-            from . import _kernels
-
-            return _kernels.correlate_first_range(src, w, z0, z1, base, n)
+                return _kernels.correlate_first_range(src, w, z0, z1, base, n)
         w32 = xp.asarray(w, dtype=xp.float32)
         out = xp.empty((z1 - z0,) + src.shape[1:], dtype=xp.float32)
         contiguous = bool(np.all(np.diff(idx) == 1))
@@ -678,8 +663,6 @@ def _eigvalsh_sym(xp: Any, m: list[list[Any]], compiled: bool = False) -> list[A
     """
     n = len(m)
     if compiled and n == 3:
-        from . import _kernels
-
         return _kernels.eigvalsh3(m)
     if n == 1:
         return [m[0][0]]

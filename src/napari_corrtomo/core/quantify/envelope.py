@@ -1,6 +1,6 @@
-"""Pieces that chain one capability's result into the next in the correlative workflow.
+"""Particle envelopes: each particle's solid plus the macropores it encloses.
 
-The correlative workflow (Götz et al., seed 000) segments the solid of porous particles
+The correlative workflow (Götz et al., 2025) segments the solid of porous particles
 whose macropores are filled with the same resin that surrounds them, so resolved pores
 are not a class the classifier can see: they are the void *inside the particle
 envelope*. :func:`particle_envelopes` finds each particle's envelope with the
@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from .progress import ProgressCallback, report
-from .quantify import inner_pores
-from .quantify._common import as_mask, check_labels, check_same_shape
-from .units import check_spacing
+from .._checks import as_mask, check_labels, check_same_shape, check_spacing
+from ..progress import ProgressCallback, report
+from .porosity import inner_pores
 
 __all__ = ["particle_envelopes"]
 

@@ -7,7 +7,7 @@ import pytest
 from skimage.transform import radon
 
 from napari_corrtomo.core.recon import Geometry, backproject, forward_project
-from napari_corrtomo.core.recon import project as P
+from napari_corrtomo.core.recon import projector as P
 
 
 def _asym_volume(nz, n):

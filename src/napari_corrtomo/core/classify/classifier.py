@@ -1,19 +1,12 @@
 """Sparse-label random-forest pixel classification (ilastik-style), blockwise on CPU or GPU.
 
 Users paint a few strokes per class; :class:`PixelClassifier` computes the
-:mod:`~napari_corrtomo.core.features` filter bank at the labelled voxels only, fits a
-random forest (scikit-learn, on the CPU: a few thousand samples train in a second),
-and stores the trees as flat arrays. Prediction runs blockwise through
-:func:`napari_corrtomo.core.backend.map_blocks` with the halo the largest filter needs,
-so any volume size works (NumPy eagerly; dask/zarr lazily), and every block gives
-exactly what the whole array would. The forest is evaluated by our own traversal of
-the flat arrays: a compiled, multi-threaded kernel on the CPU (numba) and an
-array-based, level-synchronous traversal written once for NumPy/CuPy on the GPU.
-
-Metrics follow Osenberg et al. (seed 004): per-class intersection over union and the
-average weighted error ``awe = (1 - sum_i IoU_i p_i) * 100 %`` with ``p_i`` the true
-volume fraction of class ``i`` (eq. 1). Baselines: multi-Otsu thresholds and the
-"triple threshold" of a depth-2 decision tree on one channel.
+:mod:`~napari_corrtomo.core.classify.features` filter bank at the labelled voxels only,
+fits a random forest (scikit-learn, on the CPU: a few thousand samples train in a
+second), and stores the trees as a :class:`~.forest.FlatForest`. Prediction runs
+blockwise through :func:`napari_corrtomo.core.backend.map_blocks` with the halo the
+largest filter needs, so any volume size works (NumPy eagerly; dask/zarr lazily), and
+every block gives exactly what the whole array would.
 """
 
 from __future__ import annotations
@@ -21,168 +14,27 @@ from __future__ import annotations
 import json
 import math
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
 import numpy as np
+import pandas as pd
+from sklearn.ensemble import RandomForestClassifier
 
-from . import backend as bk
+from .. import backend as bk
+from .._checks import check_finite, check_spacing
+from ..io import atomic_path
+from ..progress import ProgressCallback, report
+from ..units import convert, normalize_unit
 from .features import FeatureSpec, compute_features
-from .io import atomic_path
-from .progress import ProgressCallback, report
+from .forest import FlatForest
 
 FILE_FORMAT = "napari-corrtomo/pixel-classifier"
 FILE_VERSION = 1
 FILE_SUFFIX = ".corrclf.npz"
-
-
-# =========================================================================== forest
-
-
-class FlatForest:
-    """A trained forest as flat arrays, evaluable on NumPy (numba) or CuPy.
-
-    Nodes of all trees are concatenated. ``left``/``right`` are global node indices;
-    a leaf points to itself on both sides (so a fixed number of steps reaches it).
-    ``threshold`` is float32, rounded *down* from scikit-learn's float64 so that
-    ``x <= threshold`` decides exactly as scikit-learn does for float32 ``x``.
-    ``value`` holds each leaf's class fractions; the forest's probability is their mean.
-    """
-
-    def __init__(self, feature, threshold, left, right, value, roots, depth):
-        self.feature = np.ascontiguousarray(feature, np.int32)
-        self.threshold = np.ascontiguousarray(threshold, np.float32)
-        self.left = np.ascontiguousarray(left, np.int32)
-        self.right = np.ascontiguousarray(right, np.int32)
-        self.value = np.ascontiguousarray(value, np.float32)
-        self.roots = np.ascontiguousarray(roots, np.int32)
-        self.depth = np.ascontiguousarray(depth, np.int32)
-
-    @property
-    def n_trees(self) -> int:
-        return len(self.roots)
-
-    @property
-    def n_classes(self) -> int:
-        return self.value.shape[1]
-
-    @classmethod
-    def from_sklearn(cls, forest) -> FlatForest:
-        feats, thrs, lefts, rights, values, roots, depths = [], [], [], [], [], [], []
-        offset = 0
-        for est in forest.estimators_:
-            t = est.tree_
-            n = t.node_count
-            leaf = t.children_left < 0
-            idx = np.arange(n) + offset
-            left = np.where(leaf, idx, t.children_left + offset)
-            right = np.where(leaf, idx, t.children_right + offset)
-            thr64 = np.where(leaf, np.inf, t.threshold)
-            thr32 = thr64.astype(np.float32)
-            over = thr32.astype(np.float64) > thr64
-            thr32[over] = np.nextafter(thr32[over], np.float32(-np.inf))
-            val = t.value[:, 0, :].astype(np.float64)
-            val /= np.maximum(val.sum(axis=1, keepdims=True), 1e-300)
-            feats.append(np.where(leaf, 0, t.feature))
-            thrs.append(thr32)
-            lefts.append(left)
-            rights.append(right)
-            values.append(val)
-            roots.append(offset)
-            depths.append(t.max_depth)
-            offset += n
-        return cls(np.concatenate(feats), np.concatenate(thrs), np.concatenate(lefts),
-                   np.concatenate(rights), np.concatenate(values), roots, depths)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {"feature": self.feature, "threshold": self.threshold, "left": self.left,
-                "right": self.right, "value": self.value, "roots": self.roots, "depth": self.depth}
-
-    def predict_proba(self, X: Any, backend: str = "numpy") -> Any:
-        """Class probabilities ``(K, N)`` float32 for features ``X`` ``(F, N)`` float32."""
-        backend = bk.resolve_backend(backend)
-        if backend == "numpy" and _numba_kernel() is not None:
-            X = np.ascontiguousarray(bk.to_host(X), dtype=np.float32)
-            out = np.empty((self.n_classes, X.shape[1]), np.float32)
-            _numba_kernel()(X, self.feature, self.threshold, self.left, self.right,
-                            self.value, self.roots, self.depth, out)
-            return out
-        return self.predict_proba_xp(X, backend)
-
-    def predict_proba_xp(self, X: Any, backend: str = "numpy") -> Any:
-        """Array-based traversal, one code path for NumPy and CuPy: all voxels step one
-        level per iteration (a leaf steps onto itself), tree by tree."""
-        xp = bk.xp_for(backend)
-        X = bk.asarray(X, backend, dtype=np.float32)
-        n = X.shape[1]
-        feature = xp.asarray(self.feature)
-        threshold = xp.asarray(self.threshold)
-        left, right = xp.asarray(self.left), xp.asarray(self.right)
-        value = xp.asarray(self.value)
-        cols = xp.arange(n)
-        acc = xp.zeros((n, self.n_classes), dtype=xp.float32)
-        for root, depth in zip(self.roots.tolist(), self.depth.tolist(), strict=True):
-            node = xp.full(n, root, dtype=xp.int32)
-            for _ in range(depth):
-                go_left = X[feature[node], cols] <= threshold[node]
-                node = xp.where(go_left, left[node], right[node])
-            acc += value[node]
-        return (acc / xp.float32(self.n_trees)).T.copy()
-
-
-_KERNEL: Any = False
-
-
-def _numba_kernel():
-    """The compiled CPU forest kernel, or None when numba is missing."""
-    global _KERNEL
-    if _KERNEL is not False:
-        return _KERNEL
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is a dependency
-        _KERNEL = None
-        return None
-
-    from ._kernels import PARALLEL
-
-    @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
-    def kernel(X, feature, threshold, left, right, value, roots, depth, out):  # pragma: no cover
-        # Tiles of voxels in parallel; per tree, all voxels of the tile step one level at a
-        # time (independent loads in flight, no data-dependent loop exit).
-        n = X.shape[1]
-        k = value.shape[1]
-        n_trees = roots.shape[0]
-        tile = 512
-        n_tiles = (n + tile - 1) // tile
-        inv = np.float32(1.0) / np.float32(n_trees)
-        for b in numba.prange(n_tiles):
-            start = b * tile
-            m = min(start + tile, n) - start
-            acc = np.zeros((k, m), np.float32)
-            nodes = np.empty(m, np.int32)
-            for t in range(n_trees):
-                nodes[:] = roots[t]
-                for _ in range(depth[t]):
-                    for i in range(m):
-                        nd = nodes[i]
-                        if X[feature[nd], start + i] <= threshold[nd]:
-                            nodes[i] = left[nd]
-                        else:
-                            nodes[i] = right[nd]
-                for i in range(m):
-                    for c in range(k):
-                        acc[c, i] += value[nodes[i], c]
-            for c in range(k):
-                for i in range(m):
-                    out[c, start + i] = acc[c, i] * inv
-
-    _KERNEL = kernel
-    return kernel
-
-
-# =========================================================================== classifier
 
 
 class PixelClassifier:
@@ -191,7 +43,7 @@ class PixelClassifier:
     Parameters
     ----------
     features
-        The :class:`~napari_corrtomo.core.features.FeatureSpec`; default ilastik's full
+        The :class:`~napari_corrtomo.core.classify.features.FeatureSpec`; default ilastik's full
         3D table.
     n_trees
         Number of trees (ilastik and scikit-learn default: 100).
@@ -275,8 +127,6 @@ class PixelClassifier:
         sp = tuple(float(s) for s in
                    np.broadcast_to(np.asarray(spacing, float), (self.spatial_ndim,)))
         unit = self.unit if unit is None else unit
-        from .units import convert, normalize_unit
-
         try:
             given = tuple(float(convert(s, normalize_unit(unit), self.unit)) for s in sp)
         except ValueError:
@@ -330,16 +180,14 @@ class PixelClassifier:
             )
         if np.any(classes < 0):
             raise ValueError("labels must be >= 0 (0 = unlabelled)")
-        _check_finite(img)
+        check_finite(img)
         return img
 
     def _set_frame(self, img: np.ndarray, spacing, unit, channel_names) -> None:
-        from .units import normalize_unit
-
         nd = img.ndim - 1
         self.spatial_ndim = nd
         self.n_channels = int(img.shape[0])
-        self.spacing = _spacing(spacing, nd)
+        self.spacing = check_spacing(1.0 if spacing is None else spacing, nd)
         self.unit = normalize_unit(unit)
         if channel_names is not None and len(channel_names) != self.n_channels:
             raise ValueError(f"{len(channel_names)} channel names for {self.n_channels} channels")
@@ -347,8 +195,6 @@ class PixelClassifier:
                               else [f"ch{i}" for i in range(self.n_channels)])
 
     def _fit_samples(self, X: np.ndarray, y: np.ndarray, dtype: Any) -> PixelClassifier:
-        from sklearn.ensemble import RandomForestClassifier
-
         rf = RandomForestClassifier(
             n_estimators=self.n_trees, random_state=self.seed, max_depth=self.max_depth,
             min_samples_leaf=self.min_samples_leaf, max_features=self.max_features,
@@ -395,7 +241,7 @@ class PixelClassifier:
 
         def func(block: Any) -> Any:
             xp = bk.xp_for(backend)
-            _check_finite(block, xp)
+            check_finite(block, xp=xp)
             feats = compute_features(block, spec, sp, spatial_ndim=nd, backend=backend)
             shape = feats.shape[1:]
             proba = forest.predict_proba(feats.reshape(feats.shape[0], -1), backend)
@@ -469,7 +315,7 @@ class PixelClassifier:
         hz = self.halo()[0]
         lo, hi = max(z - hz, 0), min(z + hz + 1, n)
         slab = np.asarray(bk.to_host(image[:, lo:hi]))
-        _check_finite(slab)
+        check_finite(slab)
         feats = compute_features(slab, self.features, self.spacing, spatial_ndim=3,
                                  z_range=(z - lo, z - lo + 1), backend=backend)
         proba = self.forest.predict_proba(feats.reshape(feats.shape[0], -1), backend)
@@ -481,8 +327,6 @@ class PixelClassifier:
     def feature_importances(self):
         """pandas DataFrame (feature, importance), most important first (mean decrease in
         impurity of the forest)."""
-        import pandas as pd
-
         self._require_fitted()
         df = pd.DataFrame({"feature": self.feature_names(), "importance": self._importances})
         return df.sort_values("importance", ascending=False, ignore_index=True)
@@ -512,8 +356,6 @@ class PixelClassifier:
     @classmethod
     def load(cls, path: str | os.PathLike) -> PixelClassifier:
         """Read a file written by :meth:`save`; refuses other or incompatible files."""
-        import zipfile
-
         path = Path(path)
         if not path.exists():
             raise ValueError(f"{path}: no such classifier file")
@@ -561,114 +403,6 @@ class PixelClassifier:
         return clf
 
 
-# =========================================================================== live training
-
-
-class LiveTrainer:
-    """Interactive training on one image: paint, retrain, see the visible slice update.
-
-    Features of every slice that is shown or painted are computed once and cached (the
-    image does not change while painting), so an update after a brush stroke costs a
-    forest fit on the labelled voxels plus one forest evaluation of the visible slice.
-    The cache is bounded by ``cache_bytes`` (least recently used slices are dropped).
-    Works on 3D images (slices along z) and on 2D images (one "slice").
-    """
-
-    def __init__(self, image: Any, features: FeatureSpec | None = None,
-                 spacing: Sequence[float] | float | None = None, unit: str = "pixel",
-                 channel_names: Sequence[str] | None = None, *, spatial_ndim: int = 3,
-                 n_trees: int = 100, seed: int = 0, cache_bytes: float = 1.5e9,
-                 backend: str = "numpy"):
-        img = np.asarray(bk.to_host(image))
-        if img.ndim == spatial_ndim:
-            img = img[None]
-        if img.ndim != spatial_ndim + 1 or spatial_ndim not in (2, 3):
-            raise ValueError(f"image of {img.ndim} axes does not fit {spatial_ndim} spatial axes")
-        _check_finite(img)
-        self.image = img
-        self.classifier = PixelClassifier(features, n_trees, seed)
-        self.classifier._set_frame(img, spacing, unit, channel_names)
-        self.cache_bytes = float(cache_bytes)
-        self.backend = backend
-        self._cache: dict[int, np.ndarray] = {}
-
-    @property
-    def spatial_shape(self) -> tuple[int, ...]:
-        return tuple(self.image.shape[1:])
-
-    def slice_features(self, z: int) -> np.ndarray:
-        """(F, y, x) features of slice ``z`` (of the whole image in 2D), cached."""
-        z = int(z) if self.classifier.spatial_ndim == 3 else 0
-        if z in self._cache:
-            feats = self._cache.pop(z)
-            self._cache[z] = feats  # most recent last
-            return feats
-        clf = self.classifier
-        if clf.spatial_ndim == 2:
-            feats = compute_features(self.image, clf.features, clf.spacing, spatial_ndim=2,
-                                     backend=self.backend)
-        else:
-            n = self.image.shape[1]
-            if not 0 <= z < n:
-                raise ValueError(f"slice {z} is outside the {n} slices")
-            hz = clf.halo()[0]
-            lo, hi = max(z - hz, 0), min(z + hz + 1, n)
-            feats = compute_features(self.image[:, lo:hi], clf.features, clf.spacing,
-                                     spatial_ndim=3, z_range=(z - lo, z - lo + 1),
-                                     backend=self.backend)[:, 0]
-        feats = np.asarray(bk.to_host(feats))
-        self._cache[z] = feats
-        while (len(self._cache) > 1
-               and sum(f.nbytes for f in self._cache.values()) > self.cache_bytes):
-            self._cache.pop(next(iter(self._cache)))
-        return feats
-
-    def train(self, labels: Any) -> PixelClassifier:
-        """(Re)fit the forest on all labelled voxels; returns the classifier."""
-        labels = np.asarray(bk.to_host(labels))
-        clf = self.classifier
-        clf._validate_training(self.image, labels)
-        if clf.spatial_ndim == 2:
-            zs, planes = [0], [labels]
-        else:
-            zs = np.flatnonzero(np.any(labels != 0, axis=(1, 2))).tolist()
-            planes = [labels[z] for z in zs]
-        xs, ys = [], []
-        for z, plane in zip(zs, planes, strict=True):
-            mask = plane != 0
-            xs.append(self.slice_features(z)[:, mask].T)
-            ys.append(plane[mask])
-        return clf._fit_samples(np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys),
-                                labels.dtype)
-
-    def predict_slice(self, z: int = 0) -> np.ndarray:
-        """Probabilities ``(K, y, x)`` of slice ``z`` with the current forest."""
-        clf = self.classifier
-        clf._require_fitted()
-        feats = self.slice_features(z)
-        proba = clf.forest.predict_proba(feats.reshape(feats.shape[0], -1), self.backend)
-        return np.asarray(bk.to_host(proba)).reshape((len(clf.classes_),) + feats.shape[1:])
-
-
-# =========================================================================== helpers
-
-
-def _spacing(spacing, nd: int) -> tuple[float, ...]:
-    from .units import check_spacing
-
-    return check_spacing(1.0 if spacing is None else spacing, nd)
-
-
-def _check_finite(arr: Any, xp: Any = np) -> None:
-    finite = xp.isfinite(arr)
-    if not bool(finite.all()):
-        bad = int((~finite).sum())
-        raise ValueError(
-            f"the image contains {bad} NaN/inf voxel(s); replace them (e.g. with the "
-            "background value) before classifying"
-        )
-
-
 def _slab_blocks(shape: Sequence[int], halo: Sequence[int], bytes_per_voxel: float,
                  budget: int) -> tuple[int, ...] | None:
     """Blocks that are whole in (y, x) and as thick in z as the budget allows (halos only
@@ -689,8 +423,6 @@ def proba_to_labels(proba: Any, classes: np.ndarray) -> Any:
     """Most probable class (its label value) per voxel; works on NumPy and dask arrays."""
     classes = np.asarray(classes)
     if bk.is_lazy(proba):
-        import dask.array as da
-
         return da.map_blocks(lambda p: classes[np.argmax(p, axis=0)], proba, drop_axis=0,
                              dtype=classes.dtype)
     return classes[np.argmax(np.asarray(proba), axis=0)]
@@ -699,8 +431,6 @@ def proba_to_labels(proba: Any, classes: np.ndarray) -> Any:
 def proba_uncertainty(proba: Any) -> Any:
     """1 - margin between the two most probable classes (float32)."""
     if bk.is_lazy(proba):
-        import dask.array as da
-
         return da.map_blocks(_margin_uncertainty, proba, drop_axis=0, dtype=np.float32)
     return _margin_uncertainty(np.asarray(proba))
 
@@ -710,95 +440,3 @@ def _margin_uncertainty(p: np.ndarray) -> np.ndarray:
         return np.zeros(p.shape[1:], np.float32)
     top2 = np.sort(p, axis=0)[-2:]
     return (1.0 - (top2[1] - top2[0])).astype(np.float32)
-
-
-# =========================================================================== metrics
-
-
-def iou_per_class(truth: Any, prediction: Any, classes: Sequence[int] | None = None,
-                  mask: Any = None) -> dict[int, float]:
-    """Intersection over union per class, over the voxels of ``mask`` (default: truth != 0).
-
-    Classes default to the nonzero values of ``truth``. A class absent from both truth
-    and prediction in the mask gets NaN.
-    """
-    truth, pred = np.asarray(truth), np.asarray(prediction)
-    if truth.shape != pred.shape:
-        raise ValueError(f"truth {truth.shape} and prediction {pred.shape} differ in shape")
-    mask = truth != 0 if mask is None else np.asarray(mask, bool)
-    t, p = truth[mask], pred[mask]
-    classes = np.unique(t[t != 0]) if classes is None else classes
-    out = {}
-    for c in classes:
-        inter = np.count_nonzero((t == c) & (p == c))
-        union = np.count_nonzero((t == c) | (p == c))
-        out[int(c)] = inter / union if union else float("nan")
-    return out
-
-
-def weighted_error(truth: Any, prediction: Any, mask: Any = None) -> float:
-    """Average weighted error awe in percent (Osenberg et al., eq. 1):
-    ``(1 - sum_i IoU_i p_i) * 100`` with ``p_i`` the true volume fraction of class i
-    among the voxels of ``mask`` (default: truth != 0, i.e. all sample voxels)."""
-    truth = np.asarray(truth)
-    mask = truth != 0 if mask is None else np.asarray(mask, bool)
-    t = truth[mask]
-    if t.size == 0:
-        raise ValueError("no truth voxels to evaluate (the mask is empty)")
-    classes, counts = np.unique(t, return_counts=True)
-    keep = classes != 0
-    classes, counts = classes[keep], counts[keep]
-    ious = iou_per_class(truth, prediction, classes, mask)
-    frac = counts / counts.sum()
-    return float((1.0 - sum(ious[int(c)] * f for c, f in zip(classes, frac, strict=True))) * 100.0)
-
-
-# =========================================================================== baselines
-
-
-def otsu_segment(image: Any, classes: Sequence[int] = (1, 2, 3), mask: Any = None) -> np.ndarray:
-    """Multi-Otsu thresholds on one channel: ``len(classes) - 1`` thresholds; voxels are
-    given ``classes`` from dark to bright (the seed's "double threshold" for 3 classes).
-    Thresholds are computed from the voxels in ``mask`` (default all). dask/zarr input:
-    blockwise histogram, lazy result (:mod:`napari_corrtomo.core.threshold`)."""
-    from .threshold import apply_thresholds, threshold_multiotsu
-
-    img = image if bk.is_lazy(image) else np.asarray(image)
-    if img.dtype != np.float32:
-        img = img.astype(np.float32)
-    thr = threshold_multiotsu(img, classes=len(classes), mask=mask)
-    return apply_thresholds(img, thr, np.asarray(classes))
-
-
-class ThresholdTree:
-    """The seed's "triple threshold": a depth-2 decision tree on one channel's grey value,
-    fitted on labelled voxels; up to three thresholds, each interval mapped to a class."""
-
-    def __init__(self, max_depth: int = 2, seed: int = 0):
-        self.max_depth = int(max_depth)
-        self.seed = int(seed)
-
-    def fit(self, image: Any, labels: Any) -> ThresholdTree:
-        from sklearn.tree import DecisionTreeClassifier
-
-        img, labels = np.asarray(image, np.float32), np.asarray(labels)
-        if img.shape != labels.shape:
-            raise ValueError(f"labels {labels.shape} and image {img.shape} differ in shape")
-        mask = labels != 0
-        if np.unique(labels[mask]).size < 2:
-            raise ValueError("label at least two classes to fit thresholds")
-        self.tree_ = DecisionTreeClassifier(max_depth=self.max_depth, random_state=self.seed)
-        self.tree_.fit(img[mask][:, None], labels[mask])
-        t = self.tree_.tree_
-        self.thresholds_ = np.sort(t.threshold[t.children_left >= 0])
-        return self
-
-    def predict(self, image: Any) -> np.ndarray:
-        img = np.asarray(image, np.float32)
-        return self.tree_.predict(img.reshape(-1, 1)).reshape(img.shape)
-
-
-__all__ = [
-    "FILE_FORMAT", "FILE_VERSION", "FlatForest", "LiveTrainer", "PixelClassifier", "ThresholdTree",
-    "iou_per_class", "otsu_segment", "proba_to_labels", "proba_uncertainty", "weighted_error",
-]

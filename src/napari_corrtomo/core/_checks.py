@@ -1,0 +1,121 @@
+"""The one set of input checks every core module uses.
+
+Each check returns the validated value or raises a ``ValueError`` that says what
+is wrong and what to do, so the same mistake gets the same message everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .backend import is_lazy, to_host
+
+
+def check_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
+    """A voxel size: ``ndim`` positive finite lengths in (z, y, x) order (a scalar means
+    isotropic)."""
+    try:
+        arr = np.atleast_1d(np.asarray(spacing, dtype=float))
+    except (TypeError, ValueError):
+        raise ValueError(f"spacing must be numbers, got {spacing!r}") from None
+    if arr.size == 1:
+        arr = np.repeat(arr, ndim)
+    if arr.shape != (ndim,):
+        raise ValueError(f"spacing has {arr.size} values but the array has {ndim} spatial axes; "
+                         "give one voxel size per axis in (z, y, x) order")
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"spacing must be positive and finite, got {tuple(arr.tolist())}")
+    return tuple(float(v) for v in arr)
+
+
+def check_length(value: Any, name: str) -> float:
+    """One positive finite length (a grid spacing, a pixel size, a radius)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    return v
+
+
+def as_mask(mask: Any, name: str = "mask", *, ndim: int | tuple[int, ...] | None = None,
+            allow_lazy: bool = False, require_phase: bool = True) -> Any:
+    """A boolean view of a binary array, or a clear ``ValueError``.
+
+    Accepts ``bool`` arrays and numeric arrays whose only values are 0 and 1.
+    Anything else (a label volume with several phases, an intensity image) is
+    rejected: pick the phase first, e.g. ``labels == 3``. ``ndim`` may list the
+    allowed dimensionalities.
+    """
+    dims = (ndim,) if isinstance(ndim, int) else ndim
+    if allow_lazy and is_lazy(mask):
+        _check_ndim(mask, name, dims)
+        if mask.dtype != bool:
+            raise ValueError(
+                f"{name} is a lazy {mask.dtype} array; pass a boolean array (e.g. labels == phase)"
+            )
+        return mask
+    arr = np.asarray(to_host(mask))
+    _check_ndim(arr, name, dims)
+    if arr.ndim == 0 or arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); pass a volume with voxels")
+    if arr.dtype != bool:
+        if not np.issubdtype(arr.dtype, np.number):
+            raise ValueError(f"{name} must be a binary array, got dtype {arr.dtype}")
+        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or infinite values; it must be binary (0/1)")
+        if not np.all((arr == 0) | (arr == 1)):
+            values = np.unique(arr.ravel()[:: max(arr.size // (1 << 20), 1)])
+            shown = ", ".join(f"{v:g}" for v in values[:6]) + (" ..." if len(values) > 6 else "")
+            raise ValueError(
+                f"{name} must be binary (0/1 or bool) but holds other values ({shown}); "
+                "choose the phase to measure, e.g. labels == 3"
+            )
+        arr = arr.astype(bool)
+    if require_phase and not arr.any():
+        raise ValueError(f"{name} contains no voxel of the phase (all False); "
+                         "check the phase/label value you chose")
+    return arr
+
+
+def _check_ndim(arr: Any, name: str, dims: tuple[int, ...] | None) -> None:
+    if dims is not None and arr.ndim not in dims:
+        wanted = " or ".join(f"{d}D" for d in dims)
+        raise ValueError(f"{name} must be {wanted}, got shape {tuple(arr.shape)}; pass one "
+                         "volume in (z, y, x) order (squeeze channel/time axes first)")
+
+
+def check_labels(labels: Any, name: str = "labels") -> np.ndarray:
+    """An integer label array (non-negative); whole-number floats are accepted."""
+    arr = np.asarray(to_host(labels))
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty")
+    if arr.dtype == bool:
+        return arr.astype(np.uint8)
+    if not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(
+                arr == np.round(arr)):
+            return arr.astype(np.int64)
+        raise ValueError(f"{name} must hold integer labels, got dtype {arr.dtype}")
+    if arr.min() < 0:
+        raise ValueError(f"{name} holds negative values; labels must be >= 0")
+    return arr
+
+
+def check_same_shape(a: Any, b: Any, name_a: str, name_b: str) -> None:
+    """Two arrays that must cover the same voxels."""
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"{name_a} {tuple(a.shape)} and {name_b} {tuple(b.shape)} have different "
+                         "shapes; they must cover the same voxels")
+
+
+def check_finite(arr: Any, name: str = "the image", xp: Any = np) -> None:
+    """No NaN/inf voxels (they would poison filters and sums)."""
+    finite = xp.isfinite(arr)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise ValueError(f"{name} contains {bad} NaN/inf voxel(s); replace them (e.g. with the "
+                         "background value) first")

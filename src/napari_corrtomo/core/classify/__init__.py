@@ -1,0 +1,27 @@
+"""Sparse-label random-forest pixel classification (ilastik-style).
+
+- :mod:`.features` -- the ilastik filter bank (2D/3D, anisotropic) and FIB tailored features;
+- :mod:`.forest` -- trained forests as flat arrays, compiled CPU / CuPy traversal;
+- :mod:`.classifier` -- :class:`PixelClassifier`: fit on scribbles, predict blockwise, files;
+- :mod:`.live` -- :class:`LiveTrainer`: the Qt-free interactive labelling session;
+- :mod:`.metrics` -- IoU and the average weighted error (Osenberg et al., 2023).
+"""
+
+from .classifier import (
+    FILE_FORMAT,
+    FILE_SUFFIX,
+    FILE_VERSION,
+    PixelClassifier,
+    proba_to_labels,
+    proba_uncertainty,
+)
+from .features import FILTERS, ILASTIK_SIGMAS, FeatureSpec, FilterItem, TailoredFeatures, compute_features
+from .forest import FlatForest
+from .live import LiveTrainer
+from .metrics import iou_per_class, weighted_error
+
+__all__ = [
+    "FILE_FORMAT", "FILE_SUFFIX", "FILE_VERSION", "FILTERS", "FeatureSpec", "FilterItem",
+    "FlatForest", "ILASTIK_SIGMAS", "LiveTrainer", "PixelClassifier", "TailoredFeatures",
+    "compute_features", "iou_per_class", "proba_to_labels", "proba_uncertainty", "weighted_error",
+]

@@ -1,0 +1,57 @@
+"""Phantoms and the sample datasets, deterministic from a ``seed``, with ground truth.
+
+All samples are rendered from analytic scenes (spheres, leveled waves), so the
+truth does not depend on the code under test. One module per modality:
+
+- :mod:`.correlative` -- :func:`correlative_particles`: a microCT-like overview of a
+  resin column with a few hundred porous silica-like particles (voxel 1 um), a
+  nanoCT-like volume of one particle (voxel 65 nm) related to it by a known
+  similarity transform, and an ET-like volume of the mesoporous wall (voxel 0.5 nm).
+- :mod:`.fib` -- :func:`fib_sem_stack`: a three-phase porous electrode imaged by
+  FIB-SEM with two detectors, shine-through, curtaining, gamma-distributed slice
+  thicknesses and ruler marks; :func:`fib_mimic` of hierarchical leveled waves.
+- :mod:`.scans` -- :func:`projections` of analytic phantoms in every geometry and
+  :func:`scan` of any sample volume (raw counts, flats, darks, artefacts).
+- :mod:`.scribbles` -- sparse training strokes drawn from a truth.
+- :mod:`.shapes` -- spheres, rotations, leveled waves.
+
+Conventions: arrays are (z, y, x); points are (z, y, x) in physical units; a
+world coordinate is ``index * spacing`` (napari's ``scale``, no offset).
+"""
+
+from .correlative import (
+    AIR,
+    CORRELATIVE_PHASES,
+    PORE,
+    RESIN,
+    SOLID,
+    CorrelativeSample,
+    CorrelativeTruth,
+    correlative_particles,
+)
+from .fib import (
+    FIB_AM,
+    FIB_CBD,
+    FIB_PHASES,
+    FIB_PORE,
+    FibMimic,
+    FibSemSample,
+    RulerSpec,
+    discrete_gamma_thicknesses,
+    fib_mimic,
+    fib_sem_stack,
+    gamma_thicknesses,
+    hierarchical_leveled_wave,
+)
+from .scans import ProjectionSample, projections, scan, sphere_line_integrals
+from .scribbles import scribbles_from_truth
+from .shapes import leveled_wave, paint_spheres, random_rotation, similarity_matrix
+
+__all__ = [
+    "AIR", "CORRELATIVE_PHASES", "CorrelativeSample", "CorrelativeTruth", "FIB_AM", "FIB_CBD",
+    "FIB_PHASES", "FIB_PORE", "FibMimic", "FibSemSample", "PORE", "ProjectionSample", "RESIN",
+    "RulerSpec", "SOLID", "correlative_particles", "discrete_gamma_thicknesses", "fib_mimic",
+    "fib_sem_stack", "gamma_thicknesses", "hierarchical_leveled_wave", "leveled_wave",
+    "paint_spheres", "projections", "random_rotation", "scan", "scribbles_from_truth",
+    "similarity_matrix", "sphere_line_integrals",
+]
