@@ -18,9 +18,9 @@ import pytest
 from napari_corrtomo.core import register as reg
 from napari_corrtomo.core import synthetic
 from napari_corrtomo.core.classify import iou_per_class
+from napari_corrtomo.core.quantify import particle_envelopes
 from napari_corrtomo.core.register import apply_to_points
 from napari_corrtomo.core.synthetic import RESIN, SOLID
-from napari_corrtomo.core.quantify import particle_envelopes
 from napari_corrtomo.demo import fsc_reference_resolution
 from napari_corrtomo.widgets._layers import TABLES, attach_table
 from napari_corrtomo.widgets.classify import ClassifyWidget

@@ -9,14 +9,23 @@ distributions, log-normal fits), :mod:`.particles` (separation, per-particle
 table), :mod:`.porosity` (porosity, closed and inner pores, gradients, cross-scale
 correction), :mod:`.surface` (marching-cubes area), :mod:`.correlation`
 (two-point correlation, lineal path), :mod:`.interface` (proxigrams), :mod:`.transport`
-(tortuosity factor, geodesic tortuosity, intrusion curve, constrictivity).
+(tortuosity factor), :mod:`.pathways` (geodesic tortuosity, intrusion curve,
+constrictivity), :mod:`.envelope` (particle envelopes).
 """
 
+from . import measures  # noqa: F401  (registers the measures in MEASURES)
 from .correlation import lattice_directions, lineal_path, two_point_correlation
 from .distributions import LogNormalFit, SizeDistribution, lognormal_pdf, size_distribution
 from .envelope import particle_envelopes
 from .interface import Proxigram, proxigram
 from .particles import fill_holes, particle_table, separate_particles
+from .pathways import (
+    ConstrictivityResult,
+    GeodesicTortuosity,
+    constrictivity,
+    geodesic_tortuosity,
+    intrusion_curve,
+)
 from .pipeline import (
     MEASURES,
     Curve,
@@ -37,16 +46,7 @@ from .porosity import (
 )
 from .surface import mesh_area, specific_surface, surface_area
 from .thickness import distance_ridge, local_thickness
-from .transport import (
-    ConstrictivityResult,
-    GeodesicTortuosity,
-    TortuosityResult,
-    constrictivity,
-    geodesic_tortuosity,
-    intrusion_curve,
-    tortuosity_factor,
-    tortuosity_table,
-)
+from .transport import TortuosityResult, tortuosity_factor, tortuosity_table
 
 __all__ = [
     "MEASURES",
