@@ -14,10 +14,9 @@ from .interpolate import METHODS, fill_planes, interpolate
 from .metrics import anisotropy, metrics, plane_diameters
 from .pipeline import FibVolume, correct_drift, isotropic_volume
 from .reposition import Repositioned, check_thicknesses, reposition, slice_positions
+from .ruler import RulerMarkers, detect_ruler_marks
 from .thickness import (
-    RulerMarkers,
     ThicknessResult,
-    detect_ruler_marks,
     fit_gamma,
     load_thickness,
     measure_thickness,
