@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .backend import as_dask
+from .frame import Frame, frame_of
 from .units import normalize_unit
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -62,6 +63,10 @@ class Volume:
     def array(self) -> Any:
         """The full-resolution array (first level of a pyramid)."""
         return self.data[0] if isinstance(self.data, list) else self.data
+
+    def frame(self, ndim: int | None = None) -> Frame:
+        """The physical frame of the last ``ndim`` (default all) axes."""
+        return frame_of(self.scale, self.units, ndim, what=self.name)
 
 
 def _axes_frame(ndim: int, scale: Sequence[float] | float | None,

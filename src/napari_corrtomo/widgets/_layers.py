@@ -7,7 +7,7 @@ from typing import Any
 import napari
 from qtpy.QtWidgets import QComboBox, QWidget
 
-from ..core.units import normalize_unit
+from ..core.frame import Frame, frame_of
 
 #: metadata key naming the widget that created a layer (so it may update it later)
 CREATED_BY = "corrtomo_created_by"
@@ -65,17 +65,13 @@ class LayerSelect(QComboBox):
         self.setCurrentIndex(self.findText(layer.name))
 
 
-def spatial_frame(layer, ndim: int | None = None) -> tuple[tuple[float, ...], str]:
-    """Voxel size of a layer's last ``ndim`` axes and their common unit.
+def layer_frame(layer, ndim: int | None = None) -> Frame:
+    """The physical frame (voxel size, unit, origin) of a layer's last ``ndim`` axes.
 
     Raises ``ValueError`` when the axes have different units (convert first).
     """
-    ndim = layer.ndim if ndim is None else ndim
-    scale = tuple(float(s) for s in layer.scale[-ndim:])
-    units = {normalize_unit(str(u)) for u in list(layer.units)[-ndim:]}
-    if len(units) != 1:
-        raise ValueError(f"layer {layer.name!r} has axes in different units {sorted(units)}")
-    return scale, units.pop()
+    return frame_of(layer.scale, [str(u) for u in layer.units], ndim, layer.translate,
+                    what=f"layer {layer.name!r}")
 
 
 def layer_units(unit: str, ndim: int) -> tuple[str, ...]:

@@ -40,7 +40,7 @@ from qtpy.QtWidgets import (
 from ..core import backend as bk
 from ..core.classify import LiveTrainer, PixelClassifier, proba_to_labels, proba_uncertainty
 from ..core.classify.features import FILTERS, ILASTIK_SIGMAS, FeatureSpec, FilterItem, TailoredFeatures
-from ._layers import LayerSelect, add_result, spatial_frame
+from ._layers import LayerSelect, add_result, layer_frame
 from ._runner import TaskRunner
 from ._table import TableView
 
@@ -225,7 +225,8 @@ class ClassifyWidget(QWidget):
         else:
             image = np.stack([np.asarray(a) for a in arrays])
         nd = 3 if image.ndim - 1 >= 3 else 2
-        spacing, unit = spatial_frame(layers[0], nd)
+        frame = layer_frame(layers[0], nd)
+        spacing, unit = frame.spacing, frame.unit
         return layers, image, spacing, unit
 
     def _current_z(self, layer) -> int:

@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
 
 from ..core import fib
 from ..core.units import convert
-from ._layers import LayerSelect, add_result, spatial_frame
+from ._layers import LayerSelect, add_result, layer_frame
 from ._plot import PlotCanvas
 from ._runner import TaskRunner
 from ._table import TableView
@@ -238,7 +238,8 @@ class FibWidget(QWidget):
         if data.ndim != 3:
             raise ValueError(f"layer {layer.name!r} is {layer.ndim}D; choose a (slices, y, x) "
                              "stack")
-        scale, unit = spatial_frame(layer, 3)
+        frame = layer_frame(layer, 3)
+        scale, unit = frame.spacing, frame.unit
         if unit == "pixel":
             raise ValueError(f"layer {layer.name!r} has no physical pixel size; set its scale "
                              "and units (nm) first")
@@ -354,7 +355,7 @@ class FibWidget(QWidget):
             pts = ruler.mark_points()
             add_result(self.viewer, pts, name=f"{layer.name} ruler marks", layer_type="points",
                        created_by=NAME, scale=tuple(layer.scale[-3:]),
-                       unit=spatial_frame(layer, 3)[1], size=3, face_color="yellow")
+                       unit=layer_frame(layer, 3).unit, size=3, face_color="yellow")
             self.table.set_frame(ruler.table)
         else:
             self.table.set_frame(fib.thickness_table(self.thickness_nm))

@@ -40,7 +40,7 @@ from qtpy.QtWidgets import (
 
 from ..core.io import write_table
 from ..core.quantify import MEASURES, QuantifyResult, QuantifySettings, quantify
-from ._layers import LayerSelect, add_result, attach_table, spatial_frame
+from ._layers import LayerSelect, add_result, attach_table, layer_frame
 from ._plot import PlotCanvas
 from ._runner import TaskRunner
 from ._table import TableView
@@ -173,7 +173,8 @@ class QuantifyWidget(QWidget):
         if layer is None:
             return
         try:
-            _, unit = spatial_frame(layer, 3 if layer.ndim >= 3 else layer.ndim)
+            frame = layer_frame(layer, 3 if layer.ndim >= 3 else layer.ndim)
+            unit = frame.unit
         except ValueError:
             unit = ""
         for box in (self.radius, self.max_distance, self.prox_distance, self.bin_width):
@@ -217,7 +218,8 @@ class QuantifyWidget(QWidget):
             if layer.ndim < 3:
                 raise ValueError(f"layer {layer.name!r} is {layer.ndim}D; quantification needs a "
                                  "3D (z, y, x) label volume")
-            spacing, unit = spatial_frame(layer, 3)
+            frame = layer_frame(layer, 3)
+            spacing, unit = frame.spacing, frame.unit
             settings = self.settings()
             measures = self.chosen_measures()
             if not measures:

@@ -42,7 +42,7 @@ from qtpy.QtWidgets import (
 
 from ..core import register as reg
 from ..core.units import convert
-from ._layers import CREATED_BY, LayerSelect, add_result, spatial_frame
+from ._layers import CREATED_BY, LayerSelect, add_result, layer_frame
 from ._runner import TaskRunner
 from ._table import TableView
 
@@ -83,7 +83,8 @@ def physical_grid(layer) -> tuple[np.ndarray, np.ndarray, str]:
             not np.allclose(np.asarray(layer.shear), 0):
         raise ValueError(f"layer {layer.name!r} has a rotate/shear transform; Register expects "
                          "an axis-aligned grid (scale and translate) plus an affine")
-    scale, unit = spatial_frame(layer, 3)
+    frame = layer_frame(layer, 3)
+    scale, unit = frame.spacing, frame.unit
     return np.asarray(scale, float), np.asarray(layer.translate, float)[-3:], unit
 
 
