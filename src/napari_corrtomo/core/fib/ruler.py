@@ -1,27 +1,13 @@
-"""Ruler marks in FIB-SEM slice images: what the user knows about them and their detection.
+"""Ruler marks in FIB-SEM slice images: what the user knows about them, and their detection.
 
-The ruler (Sardhara et al., Fig. 2; Shkurmanov et al.): two trenches milled
+The ruler (Sardhara et al., 2024, Fig. 2; Shkurmanov et al.): two trenches milled
 parallel to the milling direction and two inclined at a known angle, filled with a
-deposit, cut by every section. In each slice image they show as four marks in a
-band of rows. The parallel marks stay put (they move only with in-plane drift);
-each inclined mark moves by ``tan(angle) * depth / pixel_size`` pixels per unit of
-milled depth. So, per slice ``k``:
-
-- ``x`` of each mark is found with sub-pixel precision (least-squares Gaussian fit
-  to the band's row-weighted profile, tracked from the previous slice);
-- the parallel marks' midpoint is the reference (their common motion is the x
-  drift, reported as ``drift_x_px``);
-- each inclined mark's offset from the reference gives the depth of the face,
-  ``depth_k = sign * (offset_k - offset_0) * pixel_size / tan(angle)``; with two
-  inclined marks the two estimates are averaged and their disagreement is part of
-  the uncertainty;
-- ``thickness[k] = depth[k + 1] - depth[k]``: the distance from face ``k`` to face
-  ``k + 1``. The last slice's thickness cannot be measured (nothing is imaged after
-  it): it is NaN, flagged ``last``. Repositioning does not need it.
-
-Nothing about the true mark positions is used: only what a user knows about the
-ruler (:class:`RulerMarkers`: angle, pixel size, band rows and, optionally, the
-left-to-right order of parallel/inclined marks and their approximate positions).
+deposit and cut by every section, show as four marks in a band of rows of each
+slice image. :func:`detect_ruler_marks` finds each mark's ``x`` with sub-pixel
+precision (least-squares Gaussian fit to the band's row-weighted profile, tracked
+from the previous slice) from what the user knows (:class:`RulerMarkers`: angle,
+pixel size, band rows and, optionally, the left-to-right order of the marks and
+their approximate positions); :mod:`.thickness` turns the positions into depths.
 """
 
 from __future__ import annotations

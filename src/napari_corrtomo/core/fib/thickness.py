@@ -1,6 +1,6 @@
 """Slice thickness from ruler marks (or from an instrument log).
 
-The ruler (Sardhara et al., Fig. 2; Shkurmanov et al.): two trenches milled
+The ruler (Sardhara et al., 2024, Fig. 2; Shkurmanov et al.): two trenches milled
 parallel to the milling direction and two inclined at a known angle, filled with a
 deposit, cut by every section. In each slice image they show as four marks in a
 band of rows. The parallel marks stay put (they move only with in-plane drift);
