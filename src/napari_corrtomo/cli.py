@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .core.resumable import input_signature
 
 
 def _print_progress(label: str):
@@ -66,17 +67,6 @@ def _cluster(args: argparse.Namespace):
 
 def _distributed(args: argparse.Namespace) -> bool:
     return bool(args.scheduler or args.workers)
-
-
-def _file_signature(paths: Sequence[str | Path]) -> list[dict]:
-    """What identifies input files for resuming: path, size and modification time."""
-    out = []
-    for path in paths:
-        p = Path(str(path).split(":/")[0]).resolve()
-        st = p.stat() if p.exists() else None
-        out.append({"path": str(p), "size": st.st_size if st and p.is_file() else None,
-                    "mtime": st.st_mtime if st else None})
-    return out
 
 
 # ----------------------------------------------------------------------------- demo
@@ -288,8 +278,8 @@ def _run_classify(args: argparse.Namespace) -> int:
                                 f"probability {int(c)}"))
         chunked = [o for o in outputs if lazy and str(o[0]).endswith(".zarr")]
         if chunked:  # one pass over the blocks for all of them, resumable
-            signature = {"command": "classify", "classifier": _file_signature([args.classifier]),
-                         "inputs": _file_signature(args.inputs), "backend": args.backend}
+            signature = {"command": "classify", "classifier": input_signature([args.classifier]),
+                         "inputs": input_signature(args.inputs), "backend": args.backend}
             store_resumable_many([Output(data, path, tuple(scale), tuple(units), kind, name)
                                   for path, data, kind, name in chunked],
                                  signature=signature, overwrite=args.overwrite,
@@ -394,7 +384,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
                                     filter=args.filter, backend=args.backend)
             if str(args.out).endswith(".zarr"):
                 signature = {"command": "reconstruct", "geometry": geometry.to_json(),
-                             "projections": _file_signature([args.projections]),
+                             "projections": input_signature([args.projections]),
                              "shape": list(vol.shape), "voxel_size": vs, "filter": args.filter,
                              "preprocess": [args.flats, args.darks, args.log, args.outliers,
                                             args.rings, args.align]}
@@ -507,7 +497,7 @@ def _run_quantify(args: argparse.Namespace) -> int:
             if intensity is not None:
                 img = intensity if is_lazy(intensity) else da.from_array(np.asarray(intensity),
                                                                           chunks=128)
-            signature = {"command": "quantify", "labels": _file_signature([args.labels])}
+            signature = {"command": "quantify", "labels": input_signature([args.labels])}
             result = quantify(lab, spacing, unit, measures=measures, settings=settings,
                               intensity=img, progress=_print_progress("quantify"),
                               store=args.out / "volumes", signature=signature,

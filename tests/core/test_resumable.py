@@ -1,3 +1,8 @@
+import os
+import socket
+import subprocess
+import sys
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -5,7 +10,13 @@ from scipy import ndimage as ndi
 
 from napari_corrtomo.core import io
 from napari_corrtomo.core.backend import map_blocks
-from napari_corrtomo.core.resumable import run_state, store_resumable
+from napari_corrtomo.core.resumable import (
+    content_digest,
+    input_signature,
+    run_state,
+    store_resumable,
+    writing,
+)
 
 
 def _smooth(block):
@@ -76,3 +87,52 @@ def test_labels_store_keeps_label_values(tmp_path):
     [v] = io.read_volumes(tmp_path / "l.ome.zarr")
     assert v.layer_type == "labels"
     assert set(np.unique(v.data[1].compute())) == {70000}
+
+
+def test_a_foreign_directory_is_never_replaced(tmp_path, volume):
+    path = tmp_path / "out.ome.zarr"
+    path.mkdir()
+    (path / "notes.txt").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="not a napari-corrtomo result store"):
+            store_resumable(da.from_array(volume, chunks=16), path, (1, 1, 1), "um",
+                            overwrite=overwrite)
+    assert (path / "notes.txt").read_text() == "mine"
+    empty = tmp_path / "empty.ome.zarr"
+    empty.mkdir()
+    store_resumable(da.from_array(volume, chunks=16), empty, (1, 1, 1), "um")
+    assert run_state(empty)["complete"]
+
+
+def test_a_store_being_written_is_locked(tmp_path, volume):
+    path = tmp_path / "out.ome.zarr"
+    with writing(path):
+        with pytest.raises(ValueError, match=r"being written by another run .* \d+"):
+            store_resumable(da.from_array(volume, chunks=16), path, (1, 1, 1), "um")
+    assert not path.exists()  # the refused writer touched nothing
+    # a lock left by a process that no longer runs (killed) is taken over
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    lock = tmp_path / "out.ome.zarr.corrtomo-lock"
+    lock.write_text(f"{socket.gethostname()} {dead}")
+    store_resumable(da.from_array(volume, chunks=16), path, (1, 1, 1), "um")
+    assert run_state(path)["complete"] and not lock.exists()
+
+
+def test_content_digest_sees_an_edited_chunk_not_a_touched_file(tmp_path, volume):
+    path = tmp_path / "in.ome.zarr"
+    store_resumable(da.from_array(volume, chunks=16), path, (1, 1, 1), "um")
+    before = input_signature([path])
+    chunk = next(p for p in (path / "0").rglob("*") if p.is_file() and not p.name.startswith("."))
+    os.utime(chunk)  # a newer mtime alone is not a change
+    assert input_signature([path]) == before
+    data = bytearray(chunk.read_bytes())
+    data[-1] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    after = input_signature([path])
+    assert after[0]["path"] == before[0]["path"] and after[0]["digest"] != before[0]["digest"]
+    tif = tmp_path / "a.tif"
+    io.write_tiff(tif, volume, (1, 1, 1), "um")
+    assert content_digest(tif) != content_digest(path)
+    with pytest.raises(ValueError, match="no such file"):
+        content_digest(tmp_path / "missing.tif")

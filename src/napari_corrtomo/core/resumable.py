@@ -9,15 +9,24 @@ store complete. A store from a different run (another ``signature``, shape, dtyp
 or chunking) is never mixed with: the call refuses, or replaces it when asked.
 
 Unlike small exports (temporary file + rename), a resumable store is written in
-place: its ``complete`` flag, not its existence, says that it is finished.
+place: its ``complete`` flag, not its existence, says that it is finished. While
+it is written it is locked (a second writer gets a clear error, never a mixed
+result), and a directory that is not a store of this program is never replaced.
+What identifies a run's inputs is their content (:func:`content_digest`), not
+their modification times, so an input edited in place (a painted label chunk) is
+noticed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import itertools
 import json
+import os
 import shutil
-from collections.abc import Sequence
+import socket
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +39,83 @@ from .progress import ProgressCallback, report
 
 _DONE = ".corrtomo-done"
 _RUN = "corrtomo_run"
+_LOCK_SUFFIX = ".corrtomo-lock"
+
+
+def content_digest(path: str | Path) -> str:
+    """BLAKE2 digest of a file's bytes, or of every file below a directory (zarr).
+
+    A directory's digest covers each file's path relative to it and its bytes, so
+    an edited, added or removed chunk changes it. ``file.h5:/dataset`` hashes the
+    file. Files of this program's own bookkeeping (chunk markers, locks) are left out.
+    """
+    p = Path(str(path).split(":/")[0])
+    if not p.exists():
+        raise ValueError(f"{p}: no such file or directory")
+    h = hashlib.blake2b(digest_size=20)
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file()
+                                          and _DONE not in f.parts)
+    for f in files:
+        if p.is_dir():
+            h.update(str(f.relative_to(p)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def input_signature(paths: Sequence[str | Path]) -> list[dict]:
+    """What identifies a run's input files: resolved path and content digest."""
+    return [{"path": str(Path(str(p).split(":/")[0]).resolve()), "digest": content_digest(p)}
+            for p in paths]
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[Path]:
+    """Hold the write lock of the store at ``path`` (a sibling ``<name>.corrtomo-lock`` file).
+
+    A second writer gets a ``ValueError`` naming the process that holds the lock; a
+    lock left by a process that no longer runs (killed) is taken over.
+    """
+    path = Path(path)
+    lock = path.with_name(path.name + _LOCK_SUFFIX)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = lock.read_text().strip() if lock.exists() else ""
+            if _alive(holder):
+                raise ValueError(f"{path} is being written by another run ({holder}); wait "
+                                 "for it to finish or choose another output") from None
+            lock.unlink(missing_ok=True)  # stale: its writer was killed
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(me)
+        break
+    else:  # pragma: no cover - another writer took the stale lock between our two tries
+        raise ValueError(f"{path} is being written by another run; choose another output")
+    try:
+        yield path
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(holder: str) -> bool:
+    """Whether the lock holder ``"host pid"`` still runs (a lock from another host counts)."""
+    host, _, pid = holder.rpartition(" ")
+    if not pid.isdigit():
+        return False
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run_state(path: str | Path) -> dict | None:
@@ -119,12 +205,21 @@ def store_resumable_many(
     probabilities behind a segmentation and its uncertainty) is done once. A chunk
     counts as finished when it is written to every store.
     """
+    if not outputs:
+        raise ValueError("nothing to store")
+    with contextlib.ExitStack() as locks:
+        for out in outputs:
+            locks.enter_context(writing(out.path))
+        return _store_many(outputs, signature, overwrite, pyramid_min_size, progress, scheduler)
+
+
+def _store_many(outputs: Sequence[Output], signature: dict | None, overwrite: bool,
+                pyramid_min_size: int, progress: ProgressCallback | None,
+                scheduler: Any) -> list[Path]:
     import dask
     import dask.array as da
     import zarr
 
-    if not outputs:
-        raise ValueError("nothing to store")
     plans = []
     for out in outputs:
         arr = out.lazy if isinstance(out.lazy, da.Array) else da.asarray(out.lazy)
@@ -147,8 +242,13 @@ def store_resumable_many(
             "complete": False,
         }
         state = run_state(path)
-        if path.exists() and (state is None or {k: state.get(k) for k in record if k != "complete"}
-                              != {k: v for k, v in record.items() if k != "complete"}):
+        if path.exists() and state is None and (path.is_file() or any(path.iterdir())):
+            raise ValueError(
+                f"{path} exists and is not a napari-corrtomo result store; it is never "
+                "replaced: choose another output"
+            )
+        if state is not None and ({k: state.get(k) for k in record if k != "complete"}
+                                  != {k: v for k, v in record.items() if k != "complete"}):
             if not overwrite:
                 raise ValueError(
                     f"{path} already exists and holds a different result; choose another "
