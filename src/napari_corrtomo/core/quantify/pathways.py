@@ -48,7 +48,7 @@ class GeodesicTortuosity:
         Transport axis and the face paths start from (``"low"`` = index 0).
     reference
         ``"inlet"``: one value per phase voxel of the inlet face (shortest path
-        from it to any phase voxel at depth d; seed 004). ``"depth"``: one value
+        from it to any phase voxel at depth d; Osenberg et al. 2023). ``"depth"``: one value
         per phase voxel at depth d (shortest path to it from the inlet face).
     depths
         Depths actually used (voxel-centre distances from the inlet slice, in
@@ -106,7 +106,7 @@ def geodesic_tortuosity(
 
     For every depth ``d`` the target set is the phase in the slice whose centre
     lies ``d`` from the centre of the inlet slice (``d`` rounded to whole
-    slices). With ``reference="inlet"`` (seed 004's definition) each phase
+    slices). With ``reference="inlet"`` (Osenberg et al. 2023) each phase
     voxel of the inlet slice gets ``L / d`` with ``L`` the length of its shortest
     path through the phase to any voxel of the target set; with
     ``reference="depth"`` each target voxel gets the length of its shortest
@@ -330,7 +330,7 @@ def intrusion_curve(
     pandas.DataFrame
         ``radius_<unit>``; ``intruded_fraction`` (MIP-PSD: fraction of the phase
         volume filled by spheres of radius r that enter through the inlet face
-        and move through the phase, seed 004 Fig. 7b); ``covered_fraction``
+        and move through the phase, Osenberg et al. 2023, Fig. 7b); ``covered_fraction``
         (c-PSD: fraction covered by spheres of radius r that fit anywhere).
         ``radius = 0`` gives the fraction connected to the inlet and 1.
     """
