@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .progress import ProgressCallback, report
+from .progress import ProgressCallback, report, scaled
 
 BACKENDS = ("auto", "numpy", "cupy")
 ENV_BACKEND = "CORRTOMO_BACKEND"
@@ -269,6 +269,7 @@ def map_blocks(
     progress: ProgressCallback | None = None,
     out_leading: Sequence[int] | None = None,
     out_dtype: Any = None,
+    inner_progress: bool = False,
 ) -> Any:
     """Apply ``func`` blockwise with ``halo`` voxels of context, as if on the whole array.
 
@@ -305,6 +306,10 @@ def map_blocks(
         The output's leading (non-spatial) shape, e.g. ``(K,)`` or ``()``, and dtype.
         For dask input, giving both builds the graph without computing anything;
         otherwise one block is computed eagerly (in this process) to learn them.
+    inner_progress
+        ``func`` takes a ``progress`` keyword and reports ``(done, total)`` within its
+        block (e.g. per plane): the overall bar moves inside blocks and a caller can
+        cancel mid-block. Lazy inputs pass ``progress=None`` (their chunks report).
 
     Returns
     -------
@@ -321,8 +326,9 @@ def map_blocks(
     halo_t = _halo_tuple(halo, ndim)
     backend = resolve_backend(backend)
 
-    def run(block: Any) -> np.ndarray:
-        out = to_host(func(asarray(block, backend)))
+    def run(block: Any, sub: ProgressCallback | None = None) -> np.ndarray:
+        kwargs = {"progress": sub} if inner_progress else {}
+        out = to_host(func(asarray(block, backend), **kwargs))
         if tuple(out.shape[-ndim:]) != tuple(block.shape[-ndim:]):
             raise ValueError(
                 f"block function returned spatial shape {out.shape[-ndim:]} for a block of "
@@ -343,14 +349,16 @@ def map_blocks(
     blocks = iter_blocks(spatial_shape, tuple(block_shape), halo_t)
     lead_index = (slice(None),) * (image.ndim - ndim)
     result = None
+    unit = 1000 if inner_progress else 1  # progress steps per block
+    total = unit * len(blocks)
     for i, blk in enumerate(blocks):
-        out = run(image[lead_index + blk.outer])
+        out = run(image[lead_index + blk.outer], scaled(progress, i * unit, (i + 1) * unit, total))
         if result is None:
             result = np.empty(out.shape[:-ndim] + spatial_shape, dtype=out.dtype)
         result[(slice(None),) * (out.ndim - ndim) + blk.inner] = out[
             (slice(None),) * (out.ndim - ndim) + blk.crop
         ]
-        report(progress, i + 1, len(blocks))
+        report(progress, (i + 1) * unit, total)
     return result
 
 

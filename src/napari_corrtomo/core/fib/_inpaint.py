@@ -32,7 +32,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..backend import map_blocks, memory_budget
-from ..progress import ProgressCallback
+from ..progress import ProgressCallback, report, scaled
 from ._planes import nearest_known, per_label
 
 WEIGHTS = "fib_inpaint_v1.npz"
@@ -189,14 +189,18 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, dilation: int = 
     return (out + bias[:, None]).reshape(o, b, h, w)
 
 
-def forward(model: dict[str, Any], features: np.ndarray) -> np.ndarray:
-    """Logits (B, y, x) for features (B, 10, y, x)."""
+def forward(model: dict[str, Any], features: np.ndarray,
+            progress: ProgressCallback | None = None) -> np.ndarray:
+    """Logits (B, y, x) for features (B, 10, y, x); ``progress(layer, n_layers)`` after
+    each layer (a layer of a few planes takes well under a second: cancel points)."""
     x = np.ascontiguousarray(features.transpose(1, 0, 2, 3), dtype=np.float32)
     skip_in = x[5]
-    for weight, bias, dil, relu in model["layers"]:
+    n_layers = len(model["layers"])
+    for i, (weight, bias, dil, relu) in enumerate(model["layers"]):
         x = conv2d(x, weight, bias, dil)
         if relu:
             np.maximum(x, 0, out=x)
+        report(progress, i + 1, n_layers)
     w, b = model["skip"]
     return x[0] + w * skip_in + b
 
@@ -206,8 +210,10 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _gap_probabilities(model: dict[str, Any], mask: np.ndarray, planes: np.ndarray,
-                       n_planes: int, near: np.ndarray, max_batch_bytes: float) -> np.ndarray:
-    """(n_planes, y, x) float32 solid probability from measured binary planes (y, x block)."""
+                       n_planes: int, near: np.ndarray, max_batch_bytes: float,
+                       progress: ProgressCallback | None = None) -> np.ndarray:
+    """(n_planes, y, x) float32 solid probability from measured binary planes (y, x block);
+    ``progress(done, total)`` after every network layer of every batch of gap planes."""
     z = np.arange(n_planes)
     known = np.zeros(n_planes, bool)
     known[planes] = True
@@ -218,9 +224,12 @@ def _gap_probabilities(model: dict[str, Any], mask: np.ndarray, planes: np.ndarr
     out[planes] = mask
     per_plane = 4.0 * mask.shape[1] * mask.shape[2] * (11 * n_channels + 2 * N_FEATURES)
     batch = max(1, int(max_batch_bytes // per_plane))
+    total = max(gaps.size, 1)
     for start in range(0, gaps.size, batch):
         tg = gaps[start:start + batch]
-        out[tg] = _sigmoid(forward(model, gap_features(sdf, planes, tg)))
+        out[tg] = _sigmoid(forward(model, gap_features(sdf, planes, tg),
+                                   scaled(progress, start, start + tg.size, total)))
+    report(progress, total, total)
     outside = (z < planes[0]) | (z > planes[-1])
     out[outside] = mask[near[outside]]
     return out
@@ -233,12 +242,17 @@ def ml_block(planes, n_planes: int, near, kind: str, labels=None,
     model = load_model() if model is None else model
     halo = receptive_radius(model) + int(np.ceil(CLIP)) + 2
 
-    def prob(mask: np.ndarray) -> np.ndarray:
-        return _gap_probabilities(model, mask, planes, n_planes, near, max_batch_bytes)
-
-    def func(block: np.ndarray) -> np.ndarray:
+    def func(block: np.ndarray, progress: ProgressCallback | None = None) -> np.ndarray:
         if kind == "binary":
-            return prob(block.astype(bool)) > THRESHOLD
+            return _gap_probabilities(model, block.astype(bool), planes, n_planes, near,
+                                      max_batch_bytes, progress) > THRESHOLD
+        done = iter(range(len(labels)))
+
+        def prob(mask: np.ndarray) -> np.ndarray:  # one label after the other on the bar
+            i = next(done)
+            return _gap_probabilities(model, mask, planes, n_planes, near, max_batch_bytes,
+                                      scaled(progress, i, i + 1, len(labels)))
+
         return per_label(prob, block, labels)
 
     # per output voxel: the probabilities (and label scores); the network's working set
@@ -267,12 +281,14 @@ def inpaint(
     near = np.searchsorted(planes, nearest_known(known))
     halo = receptive_radius(model) + int(np.ceil(CLIP)) + 2
 
-    def block(stack: np.ndarray) -> np.ndarray:
-        return _gap_probabilities(model, stack, planes, volume.shape[0], near, max_batch_bytes)
+    def block(stack: np.ndarray, progress: ProgressCallback | None = None) -> np.ndarray:
+        return _gap_probabilities(model, stack, planes, volume.shape[0], near, max_batch_bytes,
+                                  progress)
 
     per_voxel = (4.0 * volume.shape[0] + 8.0 * planes.size) / planes.size
     return map_blocks(block, volume[planes], halo, spatial_ndim=2, bytes_per_voxel=per_voxel,
-                      budget=_budget_minus(max_batch_bytes), progress=progress)
+                      budget=_budget_minus(max_batch_bytes), progress=progress,
+                      inner_progress=True)
 
 
 def _budget_minus(reserved: float) -> int:

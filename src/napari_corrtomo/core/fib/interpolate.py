@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .._checks import SettingError
 from ..backend import as_dask, is_lazy, map_blocks
 from ..progress import ProgressCallback
 from ._inpaint import ml_block, plane_sdf
@@ -150,18 +151,19 @@ def fill_planes(
         raise ValueError(f"plane indices must increase strictly within 0 .. {n_planes - 1}")
     kind = resolve_kind(stack, kind)
     if kind == "grey" and method in ("shape", "ml"):
-        raise ValueError(
-            f"method={method!r} fills segmented (binary or label) stacks; segment the stack "
-            "first, or use method='cubic' for greyscale images"
-        )
+        raise SettingError(
+            f"$method{method!r} fills segmented (binary or label) stacks; segment the stack "
+            "first, or use $cubic_method for greyscale images",
+            method="method=", cubic_method="method='cubic'")
     if method == "ml" and spacing is not None:
         sp = np.asarray(spacing, dtype=float)
         ratio = sp[1:] / sp[0]
         if np.any(ratio < 0.6) or np.any(ratio > 1.6):
-            raise ValueError(
-                f"method='ml' needs about isotropic voxels (z grid ~ pixel size); got spacing "
-                f"{tuple(sp)}. Reposition on a grid close to the pixel size, or use 'cubic'"
-            )
+            raise SettingError(
+                f"$method'ml' needs about isotropic voxels (z grid ~ pixel size); got spacing "
+                f"{tuple(sp)}. Set $grid_nm close to the pixel size, or use $cubic_method",
+                method="method=", grid_nm="the repositioning grid",
+                cubic_method="method='cubic'")
     known = np.zeros(n_planes, bool)
     known[planes] = True
     near = np.searchsorted(planes, nearest_known(known))  # index into the stack
@@ -183,7 +185,8 @@ def fill_planes(
     else:
         func, halo, per_voxel = ml_block(planes, n_planes, near, kind, labels)
     return map_blocks(func, stack, halo, spatial_ndim=2,
-                      bytes_per_voxel=per_voxel * n_planes / planes.size, progress=progress)
+                      bytes_per_voxel=per_voxel * n_planes / planes.size, progress=progress,
+                      inner_progress=method == "ml")
 
 
 def _check_finite(block: np.ndarray) -> None:

@@ -1,4 +1,18 @@
-"""The whole FIB correction in one call (used by the widget and ``corrtomo fib``)."""
+"""The FIB workflow in one place: the steps the "FIB slices" widget, ``corrtomo fib`` and
+the demo run, in this order.
+
+1. thickness source (:func:`slice_thickness`): ruler marks, a CSV log or a constant;
+2. drift correction (optional, from the parallel ruler marks, :func:`correct_drift`);
+3. ruler-band cut (optional): the band rows at the top or bottom edge are removed and
+   the result's origin moves with them, so it stays on its source;
+4. repositioning on the z grid and interpolation (:func:`isotropic_volume`, incl. the
+   ML inpainting);
+5. quality (:func:`fib_quality`): MP / MGP / MDS against a truth, else the anisotropy.
+
+Every choice is a field of :class:`FibSettings`; errors about a choice are
+:class:`~napari_corrtomo.core._checks.SettingError` keyed by the field name, so each
+front end names the control or option the user sets.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +20,108 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage as ndi
 
+from .._checks import SettingError, check_length, check_same_shape
 from ..backend import as_dask, is_lazy
-from ..progress import ProgressCallback
+from ..progress import ProgressCallback, scaled
 from .interpolate import fill_planes, resolve_kind
+from .metrics import anisotropy, metrics
 from .reposition import check_stack, slice_positions
+from .ruler import RulerMarkers
+from .thickness import (
+    ThicknessResult,
+    fit_gamma,
+    load_thickness,
+    measure_thickness,
+    thickness_table,
+)
+
+#: Thickness sources of :class:`FibSettings`.
+SOURCES = ("ruler", "csv", "constant")
+
+
+@dataclass
+class FibSettings:
+    """Every choice of the FIB workflow (lengths in nm, rows and x in pixels).
+
+    Parameters
+    ----------
+    source
+        Where slice thicknesses come from: ``"ruler"`` (marks in the images),
+        ``"csv"`` (an instrument log, ``csv_path``) or ``"constant"`` (``constant_nm``).
+    band_rows
+        ``(first, stop)`` image rows of the ruler band; needed for ``"ruler"``, and
+        for ``cut_band`` with any source. ``None``: the images have no band.
+    cut_band
+        Remove the band rows from the result (the band must touch the top or bottom
+        edge); the result's origin moves by the rows cut.
+    angle_deg
+        Angle between the inclined and the parallel ruler trenches (degrees).
+    layout, x_first, polarity, max_step_px
+        Optional ruler details, see :class:`~.ruler.RulerMarkers`.
+    fallback_thickness
+        Thickness (nm) for slices whose marks are not found; ``None``: an error.
+    csv_path
+        Thickness CSV (column ``thickness_nm``, ``thickness_um`` ...).
+    constant_nm
+        Thickness of every slice (nm) for ``"constant"``.
+    align
+        Undo the in-plane x drift of the parallel ruler marks (``"ruler"`` only).
+    grid_nm
+        z grid of the result (nm); ``None``: the pixel size (isotropic voxels).
+    method
+        ``"nearest"``, ``"cubic"``, ``"shape"`` or ``"ml"`` (see
+        :func:`~.interpolate.interpolate`).
+    kind
+        ``"auto"``, ``"grey"``, ``"binary"`` or ``"labels"``.
+    """
+
+    source: str = "constant"
+    band_rows: tuple[int, int] | None = None
+    cut_band: bool = True
+    angle_deg: float | None = None
+    layout: str | None = None
+    x_first: tuple[float, float, float, float] | None = None
+    polarity: str = "dark"
+    max_step_px: float | None = None
+    fallback_thickness: float | None = None
+    csv_path: str | None = None
+    constant_nm: float | None = None
+    align: bool = False
+    grid_nm: float | None = None
+    method: str = "cubic"
+    kind: str = "auto"
+
+
+@dataclass
+class SliceThickness:
+    """Slice thicknesses (nm) with their table (ruler: confidence, drift, flags), the
+    ruler measurement (``None`` for other sources) and the gamma fit (``None`` when
+    there are too few distinct values)."""
+
+    thickness_nm: np.ndarray
+    table: pd.DataFrame
+    ruler: ThicknessResult | None = None
+    gamma: tuple[float, float] | None = None
 
 
 @dataclass
 class FibVolume:
     """An interpolated FIB volume: ``volume`` (z, y, x) with voxel ``spacing_nm``
-    (z = the grid spacing), ``known`` planes, and the settings that made it.
-    ``volume`` is a lazy dask array when the stack was one."""
+    (z = the grid spacing), ``known`` planes, the settings that made it and
+    ``origin_nm``, where its first voxel lies in the source stack's frame (nonzero in
+    y after cutting a band at the top). ``volume`` is a lazy dask array when the stack
+    was one."""
 
     volume: Any
     known: np.ndarray
     spacing_nm: tuple[float, float, float]
     method: str
     kind: str
+    origin_nm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    thickness: SliceThickness | None = None
 
 
 def correct_drift(stack: np.ndarray, drift_x_px, labels: bool = False) -> np.ndarray:
@@ -41,7 +138,9 @@ def correct_drift(stack: np.ndarray, drift_x_px, labels: bool = False) -> np.nda
         raise ValueError(f"need a (slices, y, x) stack and one drift per slice; got "
                          f"{tuple(stack.shape)} and {drift.shape}")
     if not np.all(np.isfinite(drift)):
-        raise ValueError("drift has NaN entries (marks missing); measure with a fallback first")
+        missing = ", ".join(str(k) for k in np.flatnonzero(~np.isfinite(drift))[:10])
+        raise SettingError(f"the x drift is unknown for slices {missing} (ruler marks missing); "
+                           "turn $align off or fix the marks", align="the drift correction")
     order = 0 if labels or stack.dtype == bool else 1
 
     def shift(planes: np.ndarray, first: int) -> np.ndarray:
@@ -93,6 +192,8 @@ def isotropic_volume(
     px = float(pixel_size_nm)
     if not np.isfinite(px) or px <= 0:
         raise ValueError(f"pixel size must be positive, got {pixel_size_nm}")
+    if grid_nm is not None and not (np.isfinite(grid_nm) and grid_nm > 0):
+        raise SettingError(f"$grid_nm must be positive, got {grid_nm}", grid_nm="grid_nm")
     grid = px if grid_nm is None else float(grid_nm)
     kind = resolve_kind(stack, kind)
     planes = slice_positions(thickness_nm, grid)
@@ -102,3 +203,155 @@ def isotropic_volume(
     known = np.zeros(n_planes, bool)
     known[planes] = True
     return FibVolume(out, known, (grid, px, px), method, kind)
+
+
+def slice_thickness(stack, pixel_size_nm: float, settings: FibSettings,
+                    progress: ProgressCallback | None = None) -> SliceThickness:
+    """Step 1: every slice's thickness (nm) from the source ``settings`` names.
+
+    Parameters
+    ----------
+    stack
+        (n_slices, y, x) slice images (ruler marks are read from the band rows only).
+    pixel_size_nm
+        In-plane pixel size (nm).
+    settings
+        :class:`FibSettings` (``source`` and its fields).
+    progress
+        ``progress(done, total)`` per slice (ruler marks).
+    """
+    n = int(stack.shape[0])
+    s = settings
+    ruler = None
+    if s.source == "ruler":
+        if s.angle_deg is None:
+            raise SettingError("measuring from ruler marks needs $angle_deg",
+                               angle_deg="the ruler angle (angle_deg)")
+        if s.band_rows is None:
+            raise SettingError("measuring from ruler marks needs $band_rows",
+                               band_rows="the band rows (band_rows)")
+        markers = RulerMarkers(angle_deg=s.angle_deg, pixel_size=pixel_size_nm,
+                               rows=tuple(int(r) for r in s.band_rows), layout=s.layout,
+                               x_first=s.x_first, polarity=s.polarity,
+                               max_step_px=s.max_step_px)
+        ruler = measure_thickness(stack, markers, fallback_thickness=s.fallback_thickness,
+                                  progress=progress)
+        thickness, table = ruler.thickness_nm, ruler.table
+    elif s.source == "csv":
+        if not s.csv_path:
+            raise SettingError("choose $csv_path first", csv_path="a thickness CSV (csv_path)")
+        thickness = load_thickness(s.csv_path, n_slices=n)
+        table = thickness_table(thickness)
+    elif s.source == "constant":
+        if s.constant_nm is None or not np.isfinite(s.constant_nm) or s.constant_nm <= 0:
+            raise SettingError(f"$constant_nm must be positive, got {s.constant_nm}",
+                               constant_nm="the constant thickness (constant_nm)")
+        thickness = np.full(n, float(s.constant_nm))
+        table = thickness_table(thickness)
+    else:
+        raise ValueError(f"unknown thickness source {s.source!r}; choose one of "
+                         f"{', '.join(SOURCES)}")
+    try:
+        gamma = fit_gamma(thickness)
+    except ValueError:
+        gamma = None
+    return SliceThickness(np.asarray(thickness, float), table, ruler, gamma)
+
+
+def cut_band(stack, band_rows: tuple[int, int]) -> tuple[Any, int]:
+    """Step 3: the stack without the band rows, and how many rows were cut above it.
+
+    The band must touch the top (``first == 0``) or the bottom edge: cutting rows out
+    of the middle would glue two parts of the image together.
+    """
+    r0, r1 = (int(r) for r in band_rows)
+    height = int(stack.shape[1])
+    if not 0 <= r0 < r1 <= height:
+        raise SettingError(f"$band_rows ({r0}, {r1}) do not fit images of {height} rows",
+                           band_rows="band_rows")
+    if r0 == 0:
+        return stack[:, r1:], r1
+    if r1 == height:
+        return stack[:, :r0], 0
+    raise SettingError(f"the ruler band (rows {r0} to {r1}) touches neither the top nor the "
+                       "bottom of the images, so it cannot be cut; turn $cut_band off",
+                       cut_band="cut_band")
+
+
+def run_fib(stack, pixel_size_nm: float, settings: FibSettings, *, labels: bool = False,
+            progress: ProgressCallback | None = None) -> FibVolume:
+    """The FIB workflow: thickness -> drift -> band cut -> reposition + interpolate.
+
+    Parameters
+    ----------
+    stack
+        (n_slices, y, x) images or segmentation, slice 0 first (NumPy, dask or zarr).
+    pixel_size_nm
+        In-plane pixel size (nm).
+    settings
+        :class:`FibSettings`.
+    labels
+        The stack is a label image: ``kind="auto"`` then means ``"labels"`` unless it is
+        binary, and drift correction uses nearest-neighbour shifts.
+    progress
+        ``progress(done, total)`` over the whole run; raising
+        :class:`~napari_corrtomo.core.progress.Cancelled` in it stops the run.
+
+    Returns
+    -------
+    :class:`FibVolume` with ``thickness`` and ``origin_nm`` (z, y, x) relative to the
+    stack's first voxel.
+    """
+    s = settings
+    if not is_lazy(stack):
+        stack = np.asarray(stack)
+    if stack.ndim != 3:
+        raise ValueError(f"stack must be (slices, y, x), got shape {tuple(stack.shape)}")
+    px = check_length(pixel_size_nm, "the pixel size")
+    kind = s.kind
+    if kind == "auto" and labels and resolve_kind(stack) != "binary":
+        kind = "labels"
+    kind = resolve_kind(stack, kind)
+    if s.align and s.source != "ruler":
+        raise SettingError("$align needs the ruler marks as the thickness source",
+                           align="align")
+    thickness = slice_thickness(stack, px, s, scaled(progress, 0, 10, 100))
+    if s.align:
+        stack = correct_drift(stack, thickness.table["drift_x_px"].to_numpy(),
+                              labels=kind in ("binary", "labels"))
+    rows_cut = 0
+    if s.cut_band and s.band_rows is not None:
+        stack, rows_cut = cut_band(stack, s.band_rows)
+    out = isotropic_volume(stack, thickness.thickness_nm, px, s.grid_nm, s.method, kind,
+                           progress=scaled(progress, 10, 100, 100))
+    out.origin_nm = (0.0, rows_cut * px, 0.0)
+    out.thickness = thickness
+    return out
+
+
+def fib_quality(volume, spacing, truth=None, phase: int = 1,
+                progress: ProgressCallback | None = None) -> dict[str, float]:
+    """Step 5: MP / MGP / MDS against ``truth``, or without one the anisotropy errors.
+
+    Parameters
+    ----------
+    volume
+        (z, y, x) result: bool, or labels whose ``phase`` is the solid.
+    spacing
+        (z, y, x) voxel size (for the anisotropy).
+    truth
+        Optional (z, y, x) ground truth on the same grid (bool or labels, ``phase``).
+    phase
+        Label value of the solid phase (ignored for bool arrays).
+    """
+    solid = _solid(volume, phase)
+    if truth is None:
+        return anisotropy(solid, spacing, progress=progress)
+    truth_solid = _solid(truth, phase)
+    check_same_shape(solid, truth_solid, "the result", "the ground truth")
+    return metrics(solid, truth_solid)
+
+
+def _solid(arr, phase: int) -> np.ndarray:
+    arr = np.asarray(arr)
+    return arr if arr.dtype == bool else arr == phase

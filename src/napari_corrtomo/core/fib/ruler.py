@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from .._checks import SettingError
 from ..progress import ProgressCallback, report
 from ..units import normalize_unit
 
@@ -75,19 +76,21 @@ class RulerMarkers:
         normalize_unit(self.unit)
         r0, r1 = (int(v) for v in self.rows)
         if not 0 <= r0 < r1 <= image_shape[0]:
-            raise ValueError(
+            raise SettingError(
                 f"ruler rows {self.rows} do not fit images of {image_shape[0]} rows; give "
-                "(first, stop) rows of the band that shows the marks"
-            )
+                "$band_rows: the (first, stop) rows of the band that shows the marks",
+                band_rows="rows")
         if self.layout is not None:
             lay = self.layout.upper()
             if len(lay) != 4 or sorted(lay) != ["I", "I", "P", "P"]:
-                raise ValueError(f"layout {self.layout!r} must name two P and two I marks, "
-                                 "left to right, e.g. 'IPPI'")
+                raise SettingError(f"$layout {self.layout!r} must name two P and two I marks, "
+                                   "left to right, e.g. 'IPPI'", layout="layout")
         if self.x_first is not None and len(self.x_first) != 4:
-            raise ValueError("x_first must give the approximate x of the four marks")
+            raise SettingError("$x_first must give the approximate x of the four marks",
+                               x_first="x_first")
         if self.polarity not in ("dark", "bright"):
-            raise ValueError(f"polarity must be 'dark' or 'bright', got {self.polarity!r}")
+            raise SettingError(f"$polarity must be 'dark' or 'bright', got {self.polarity!r}",
+                               polarity="polarity")
 
 
 def band_profiles(band: np.ndarray, polarity: str = "dark") -> tuple[np.ndarray, np.ndarray]:
@@ -110,8 +113,9 @@ def band_profiles(band: np.ndarray, polarity: str = "dark") -> tuple[np.ndarray,
     strength = np.percentile(ndi.gaussian_filter1d(band, 1.0, axis=2), 99.5, axis=2).mean(0)
     w = np.clip(strength, 0, None)
     if w.max() <= 0:
-        raise ValueError("no marks found in the ruler band: check the band rows and the "
-                         f"polarity ({polarity!r})")
+        raise SettingError("no marks found in the ruler band: check $band_rows and "
+                           f"$polarity ({polarity!r})", band_rows="the band rows",
+                           polarity="the polarity")
     w = np.where(w >= 0.25 * w.max(), w, 0.0)
     w /= w.sum()
     return np.tensordot(band, w, axes=([1], [0])), w
@@ -205,8 +209,9 @@ def detect_ruler_marks(
         raise ValueError("the ruler band contains NaN or inf values")
     try:
         prof, weights = band_profiles(band, markers.polarity)
-    except ValueError as exc:
-        raise ValueError(f"{exc} (rows {tuple(markers.rows)})") from None
+    except SettingError as exc:
+        raise SettingError(f"{exc.template.template} (rows {tuple(markers.rows)})",
+                           **exc.api_words) from None
     n, nx = prof.shape
     noise = np.array([_noise(p) for p in prof])
 
@@ -226,10 +231,10 @@ def detect_ruler_marks(
             if len(chosen) == 4:
                 break
         if len(chosen) < 4:
-            raise ValueError(
-                f"found {len(chosen)} ruler marks in the first slice, need 4: check the band "
-                f"rows {markers.rows} and the polarity, or give x_first"
-            )
+            raise SettingError(
+                f"found {len(chosen)} ruler marks in the first slice, need 4: check $band_rows "
+                f"{markers.rows} and $polarity, or give $x_first",
+                band_rows="the band rows", polarity="the polarity", x_first="x_first")
         guess = np.sort(np.asarray(chosen, float))
     sigma = markers.width_px
     if sigma is None:

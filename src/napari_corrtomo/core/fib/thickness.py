@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .._checks import SettingError
 from ..progress import ProgressCallback
 from ..units import convert, normalize_unit
 from .reposition import check_thicknesses
@@ -185,14 +186,16 @@ def measure_thickness(
             listed = missing or undefined
             shown = ", ".join(str(k) for k in listed[:20])
             more = f" and {len(listed) - 20} more" if len(listed) > 20 else ""
-            raise ValueError(
+            raise SettingError(
                 f"ruler marks not found in slices {shown}{more}, so {len(undefined)} slice "
-                "thicknesses are unknown. Check the band rows, polarity and max_step_px, or "
-                "pass fallback_thickness=<target thickness in nm> to use a constant there"
-            )
+                "thicknesses are unknown. Check $band_rows, $polarity and $max_step_px, or "
+                "set $fallback_thickness to use a constant there",
+                band_rows="the band rows", polarity="polarity", max_step_px="max_step_px",
+                fallback_thickness="fallback_thickness=<target thickness in nm>")
         fb = float(fallback_thickness)
         if not np.isfinite(fb) or fb <= 0:
-            raise ValueError(f"fallback_thickness must be positive, got {fallback_thickness}")
+            raise SettingError(f"$fallback_thickness must be positive, got {fallback_thickness}",
+                               fallback_thickness="fallback_thickness")
         for k in undefined:
             thickness[k] = fb
             unc[k] = np.nan
@@ -271,10 +274,9 @@ def load_thickness(path: str | os.PathLike, n_slices: int | None = None,
                 f"(or 'thickness_um', ...) — found columns {list(frame.columns)}"
             )
     if col_unit is None:
-        raise ValueError(
+        raise SettingError(
             f"{os.path.basename(path)}: the thickness unit is unknown; name the column "
-            "'thickness_nm' (or pass unit='nm')"
-        )
+            "'thickness_nm'$unit_hint", unit_hint=" (or pass unit='nm')")
     values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
     text_bad = frame[col].notna().to_numpy() & ~np.isfinite(values)
     if text_bad.any():
