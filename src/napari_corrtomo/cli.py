@@ -529,9 +529,10 @@ def _add_fib(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fib",
         help="FIB-SEM stack + slice thicknesses -> isotropic volume (reposition + interpolate)",
-        description="Put every FIB slice at its true depth on a fine z grid and fill the gaps. "
-                    "Thicknesses come from a CSV (--thickness), the ruler marks in the images "
-                    "(--ruler-rows) or a constant (--constant).",
+        description="Put every FIB slice at its true depth on a fine z grid and fill the gaps "
+                    "(core.fib.run_fib, the steps of the FIB widget). Thicknesses come from a "
+                    "CSV (--thickness), the ruler marks in the images (--ruler-rows) or a "
+                    "constant (--constant).",
     )
     p.add_argument("stack", help="slice stack (TIFF/MRC/HDF5/zarr), slice 0 first")
     p.add_argument("--out", required=True, type=Path, help="output volume (.tif or .ome.zarr)")
@@ -541,17 +542,27 @@ def _add_fib(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--ruler-rows", type=int, nargs=2, metavar=("FIRST", "STOP"),
                      help="measure thicknesses from the ruler marks in these image rows")
     src.add_argument("--constant", type=float, help="assume this thickness (nm) for every slice")
+    p.add_argument("--band-rows", type=int, nargs=2, metavar=("FIRST", "STOP"), default=None,
+                   help="rows of a ruler band to cut from the result with --thickness or "
+                        "--constant (with --ruler-rows: those rows)")
+    p.add_argument("--keep-band", action="store_true",
+                   help="keep the ruler band rows in the output (default: cut them; the band "
+                        "must touch the top or bottom edge)")
     p.add_argument("--ruler-angle", type=float, default=None,
                    help="angle (deg) of the inclined ruler trenches (required with --ruler-rows)")
     p.add_argument("--ruler-layout", default=None, help="left-to-right mark types, e.g. IPPI")
+    p.add_argument("--ruler-x-first", type=float, nargs=4, default=None,
+                   metavar=("X0", "X1", "X2", "X3"),
+                   help="approximate x (pixels) of the four marks in the first slice "
+                        "(default: the four strongest)")
     p.add_argument("--polarity", choices=("dark", "bright"), default="dark")
+    p.add_argument("--max-step", type=float, default=None, metavar="PX",
+                   help="largest mark motion between slices in pixels (default: 3x the median)")
     p.add_argument("--fallback-thickness", type=float, default=None,
                    help="thickness (nm) for slices whose ruler marks are not found "
                         "(default: such slices are an error)")
     p.add_argument("--align", action="store_true",
                    help="undo the in-plane x drift measured from the parallel ruler marks")
-    p.add_argument("--keep-band", action="store_true",
-                   help="keep the ruler band rows in the output (default: cut when at an edge)")
     p.add_argument("--pixel-size", type=float, default=None,
                    help="in-plane pixel size in nm (default: from the file)")
     p.add_argument("--grid", type=float, default=None,
@@ -563,11 +574,39 @@ def _add_fib(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_fib)
 
 
+#: FibSettings fields (and message phrases) in the command line's words
+_FIB_WORDS = {
+    "band_rows": "--ruler-rows / --band-rows", "cut_band": "pass --keep-band",
+    "angle_deg": "--ruler-angle", "layout": "--ruler-layout", "x_first": "--ruler-x-first",
+    "polarity": "--polarity", "max_step_px": "--max-step",
+    "fallback_thickness": "--fallback-thickness", "csv_path": "--thickness",
+    "constant_nm": "--constant", "align": "--align", "grid_nm": "--grid",
+    "method": "--method ", "cubic_method": "--method cubic", "unit_hint": "",
+}
+
+
+def _fib_settings(args: argparse.Namespace):
+    from .core import fib
+
+    source = "csv" if args.thickness else "ruler" if args.ruler_rows else "constant"
+    band = args.ruler_rows or args.band_rows
+    if args.ruler_rows and args.band_rows and list(args.band_rows) != list(args.ruler_rows):
+        raise ValueError("--band-rows differs from --ruler-rows; the ruler band is one band")
+    return fib.FibSettings(
+        source=source, band_rows=tuple(band) if band else None, cut_band=not args.keep_band,
+        angle_deg=args.ruler_angle, layout=args.ruler_layout,
+        x_first=tuple(args.ruler_x_first) if args.ruler_x_first else None,
+        polarity=args.polarity, max_step_px=args.max_step,
+        fallback_thickness=args.fallback_thickness,
+        csv_path=str(args.thickness) if args.thickness else None, constant_nm=args.constant,
+        align=args.align, grid_nm=args.grid, method=args.method, kind=args.kind)
+
+
 def _run_fib(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .core import fib
-    from .core.fib.interpolate import resolve_kind
+    from .core._checks import in_words
     from .core.io import Volume, read_volumes, write_table, write_volume
     from .core.units import convert
 
@@ -580,50 +619,30 @@ def _run_fib(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.stack}: need a 3D stack (slices, y, x), got shape {stack.shape}")
     if args.pixel_size is not None:
         px = float(args.pixel_size)
-    elif vol.units[-1] == "pixel":
-        raise ValueError(f"{args.stack} has no pixel size; pass --pixel-size (nm)")
     else:
-        px = float(convert(vol.scale[-1], vol.units[-1], "nm"))
-    table = None
-    if args.thickness is not None:
-        thickness = fib.load_thickness(args.thickness, n_slices=stack.shape[0])
-    elif args.constant is not None:
-        thickness = np.full(stack.shape[0], float(args.constant))
-    else:
-        if args.ruler_angle is None:
-            raise ValueError("--ruler-rows needs --ruler-angle (degrees)")
-        markers = fib.RulerMarkers(angle_deg=args.ruler_angle, pixel_size=px,
-                                   rows=tuple(args.ruler_rows), layout=args.ruler_layout,
-                                   polarity=args.polarity)
-        result = fib.measure_thickness(stack, markers, fallback_thickness=args.fallback_thickness,
-                                       progress=_print_progress("ruler marks"))
-        thickness = result.thickness_nm
-        table = result.table
-        flagged = result.flagged
+        frame = vol.frame(3).require_physical(str(args.stack), "pass --pixel-size (nm)")
+        px = float(convert(frame.spacing[-1], frame.unit, "nm"))
+    try:
+        out = fib.run_fib(stack, px, _fib_settings(args), labels=vol.layer_type == "labels",
+                          progress=_print_progress(f"{args.method} interpolation"))
+    except ValueError as exc:
+        raise ValueError(in_words(exc, _FIB_WORDS)) from None
+    thickness = out.thickness
+    if thickness.ruler is not None:
+        flagged = thickness.ruler.flagged
         listed = ", ".join(map(str, flagged["slice"].tolist()[:10]))
         print(f"ruler: {stack.shape[0]} slices, median thickness "
-              f"{np.nanmedian(thickness):.2f} nm, {len(flagged)} flagged"
+              f"{np.nanmedian(thickness.thickness_nm):.2f} nm, {len(flagged)} flagged"
               + (f" ({listed})" if len(flagged) else ""))
-        if args.align:
-            stack = fib.correct_drift(stack, table["drift_x_px"].to_numpy(),
-                                      labels=vol.layer_type == "labels")
-        r0, r1 = args.ruler_rows
-        if not args.keep_band and (r0 == 0 or r1 == stack.shape[1]):
-            stack = stack[:, r1:] if r0 == 0 else stack[:, :r0]
     if args.thickness_out is not None:
-        write_table(args.thickness_out, table if table is not None
-                    else fib.thickness_table(thickness))
-    kind = args.kind
-    if kind == "auto" and vol.layer_type == "labels" and resolve_kind(stack) != "binary":
-        kind = "labels"
-    out = fib.isotropic_volume(stack, thickness, px, args.grid, args.method, kind,
-                               progress=_print_progress(f"{args.method} interpolation"))
+        write_table(args.thickness_out, thickness.table)
     layer_type = "image" if out.kind == "grey" else "labels"
     data = out.volume.astype(np.uint8) if out.volume.dtype == bool else out.volume
     write_volume(args.out, Volume(data, out.spacing_nm, ("nm",) * 3, args.out.name, layer_type))
     print(f"wrote {args.out}: {data.shape} voxels of "
           f"{' x '.join(f'{s:g}' for s in out.spacing_nm)} nm ({out.method}, {out.kind}; "
-          f"{int(out.known.sum())} measured planes)")
+          f"{int(out.known.sum())} measured planes); origin (z, y, x) "
+          f"{' '.join(f'{v:g}' for v in out.origin_nm)} nm from the stack's first voxel")
     return 0
 
 

@@ -656,45 +656,60 @@ def q_apply_inverse(matrix: np.ndarray, point: np.ndarray) -> np.ndarray:
     return apply_to_points(np.linalg.inv(matrix), point)[0]
 
 
+def fib_se2_settings(sample) -> Any:
+    """The FIB settings a user gives for the sample's SE2 stack: only what they know about
+    the ruler (angle, band rows), the band cut from the result, cubic interpolation."""
+    from .core import fib as F
+
+    return F.FibSettings(source="ruler", angle_deg=sample.ruler.angle_deg,
+                         band_rows=(0, sample.ruler.band_rows), cut_band=True, method="cubic")
+
+
 def step_fib(ctx: DemoContext) -> None:
-    """FIB slices: ruler-mark thicknesses vs truth; repositioned + interpolated volumes vs truth."""
+    """FIB slices through the FIB pipeline (core.fib.run_fib, as the widget and the CLI):
+    ruler-mark thicknesses vs truth; repositioned + interpolated volumes vs truth."""
     from .core import fib as F
 
     sample = ctx.data.get("fib") or synthetic.fib_sem_stack(seed=ctx.seed)
-    ruler = sample.ruler
-    # only what a user knows about the ruler: angle, pixel size, band rows
-    markers = F.RulerMarkers(angle_deg=ruler.angle_deg, pixel_size=ruler.pixel_size_nm,
-                             rows=(0, ruler.band_rows))
-    result = F.measure_thickness(sample.image, markers)
+    se2 = sample.channels[0]
+    px = float(se2.scale[-1])
+    # the SE2 stack, thicknesses from its ruler marks, band cut: an isotropic SE2 volume
+    iso = F.run_fib(se2.data, px, fib_se2_settings(sample))
+    ctx.data["fib_se2_isotropic"] = iso
+    measured = iso.thickness.thickness_nm
     true_t = sample.thickness_nm
-    err = result.thickness_nm[:-1] - true_t[:-1]
+    err = measured[:-1] - true_t[:-1]
     ctx.quantity("ruler thickness RMS error", float(np.sqrt(np.mean(err**2))), 0.0, "nm")
-    ctx.quantity("ruler mean thickness", float(np.mean(result.thickness_nm[:-1])),
+    ctx.quantity("ruler mean thickness", float(np.mean(measured[:-1])),
                  float(np.mean(true_t[:-1])), "nm")
-    ctx.quantity("ruler flagged slices", len(result.flagged), 0, "count")
-    table = result.table.assign(true_thickness_nm=true_t)
-    ctx.table("fib_thickness", table)
+    ctx.quantity("ruler flagged slices", len(iso.thickness.ruler.flagged), 0, "count")
+    thickness_csv = ctx.table("fib_thickness", iso.thickness.table.assign(true_thickness_nm=true_t))
 
-    # the electrode's active material, repositioned on the 2.5 nm grid of the truth
+    # the electrode's active material, repositioned on the 2.5 nm grid of the truth, with
+    # the thickness table the ruler gave (as a user would reuse it) or the target constant
     grid = sample.fine_labels.scale[0]
-    band = ruler.band_rows
-    am = sample.labels.data[:, band:, :64] == synthetic.FIB_AM
+    band = (0, sample.ruler.band_rows)
+    am = sample.labels.data[:, :, :64] == synthetic.FIB_AM
     fine = sample.fine_labels.data[:, :, :64] == synthetic.FIB_AM
-    for label, t in (("measured", result.thickness_nm),
-                     ("constant (target)", np.full(len(true_t), sample.channels[0].scale[0]))):
-        vol, known = F.reposition(am, t, grid)
-        out = F.interpolate(vol, known, "shape")
-        n = min(len(out), int(np.round(sample.slice_z_nm[-1] / grid)) + 1)
-        m = F.metrics(out[:n], fine[:n])
+    n_truth = int(np.round(sample.slice_z_nm[-1] / grid)) + 1
+    for label, source in (("measured", dict(source="csv", csv_path=str(thickness_csv))),
+                          ("constant (target)", dict(source="constant",
+                                                     constant_nm=float(se2.scale[0])))):
+        out = F.run_fib(am, px, F.FibSettings(**source, band_rows=band, grid_nm=grid,
+                                                 method="shape"))
+        n = min(len(out.volume), n_truth)
+        m = F.fib_quality(out.volume[:n], out.spacing_nm, fine[:n])
         ctx.quantity(f"electrode AM, thickness {label}: MP", m["mp_percent"], 0.0, "%")
 
     # HNPG-like structure (2.5 nm voxels, 10 nm slices): ML inpainting vs nearest/cubic
     truth_vol = synthetic.hierarchical_leveled_wave((112, 64, 64), 2.5, seed=ctx.seed + 500)
     mimic = synthetic.fib_mimic(truth_vol, 2.5, 10.0, 4.0, seed=ctx.seed + 500)
-    vol, known = F.reposition(mimic.stack, mimic.thickness_nm, 2.5)
+    mimic_csv = ctx.table("fib_mimic_thickness", F.thickness_table(mimic.thickness_nm))
     rows = []
     for method in ("nearest", "cubic", "ml"):
-        m = F.metrics(F.interpolate(vol, known, method), mimic.truth)
+        out = F.run_fib(mimic.stack, 2.5, F.FibSettings(source="csv", csv_path=str(mimic_csv),
+                                                        method=method))
+        m = F.fib_quality(out.volume, out.spacing_nm, mimic.truth)
         rows.append({"method": method, **m})
         ctx.quantity(f"HNPG {method}: MP", m["mp_percent"], 0.0, "%")
         ctx.quantity(f"HNPG {method}: MGP", m["mgp_percent"], 0.0, "%")
@@ -702,7 +717,7 @@ def step_fib(ctx: DemoContext) -> None:
     ctx.table("fib_interpolation", pd.DataFrame(rows))
 
     def draw(ax):
-        ax.plot(true_t[:-1], result.thickness_nm[:-1], "o", ms=3, color="0.3")
+        ax.plot(true_t[:-1], measured[:-1], "o", ms=3, color="0.3")
         lim = (0, float(np.max(true_t)) * 1.1)
         ax.plot(lim, lim, "-", color="tab:red", lw=0.8)
         ax.set_xlabel("true slice thickness (nm)")

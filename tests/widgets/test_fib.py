@@ -1,9 +1,14 @@
 """The "FIB slices" dock widget in a real viewer."""
 
 import numpy as np
+import pandas as pd
 import pytest
+from qtpy.QtCore import Qt
 
+from napari_corrtomo.cli import main
 from napari_corrtomo.core import synthetic as syn
+from napari_corrtomo.core.io import read_volumes, write_tiff
+from napari_corrtomo.demo import DemoContext, fib_se2_settings, step_fib
 from napari_corrtomo.widgets.fib import FibWidget
 
 
@@ -123,3 +128,57 @@ def test_bad_input_shows_error_and_adds_nothing(make_napari_viewer, qtbot, small
         _wait(qtbot, w)
     assert "got 2 slice thicknesses for a stack of 20" in str(w.runner.last_error)
     assert len(viewer.layers) == n_layers
+
+
+def test_widget_cli_and_demo_give_the_same_band_cut_volume(make_napari_viewer, qtbot, small_fib,
+                                                            tmp_path, capsys):
+    """One input, three front ends, one pipeline: the same array, table and placement."""
+    ch = small_fib.channels[0]
+    band = small_fib.ruler.band_rows
+    # widget: the form filled as a user would, the button clicked
+    viewer = make_napari_viewer()
+    w, layer = _widget_on_se2(viewer, small_fib)
+    w.source.setCurrentText("ruler marks")
+    w.angle.setValue(small_fib.ruler.angle_deg)
+    w.row0.setValue(0)
+    w.row1.setValue(band)
+    assert w.cut_band.isChecked() and w.method.currentText() == "cubic"
+    qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
+    _wait(qtbot, w)
+    assert w.runner.last_error is None
+    widget_vol = np.asarray(w.result_layer.data)
+    widget_table = w.table.frame
+    # command line on the same stack written to a file
+    write_tiff(tmp_path / "se2.tif", ch.data, ch.scale, "nm")
+    assert main(["fib", str(tmp_path / "se2.tif"), "--ruler-rows", "0", str(band),
+                 "--ruler-angle", str(small_fib.ruler.angle_deg),
+                 "--thickness-out", str(tmp_path / "t.csv"), "--out", str(tmp_path / "iso.tif")]
+                ) == 0
+    printed = capsys.readouterr().out
+    (cli,) = read_volumes(tmp_path / "iso.tif")
+    cli_table = pd.read_csv(tmp_path / "t.csv")
+    # demo: its FIB step on the same sample
+    ctx = DemoContext(out=tmp_path / "demo", seed=0, data={"fib": small_fib})
+    ctx.out.mkdir()
+    step_fib(ctx)
+    demo = ctx.data["fib_se2_isotropic"]
+    demo_table = pd.read_csv(ctx.out / "fib_thickness.csv")
+
+    np.testing.assert_array_equal(widget_vol, cli.data)
+    np.testing.assert_array_equal(widget_vol, demo.volume)
+    assert widget_vol.shape[1] == ch.data.shape[1] - band
+    for col in ("slice", "depth_nm", "thickness_nm", "uncertainty_nm", "confidence",
+                "drift_x_px"):
+        np.testing.assert_array_equal(widget_table[col].to_numpy(float),
+                                      cli_table[col].to_numpy(float))
+        np.testing.assert_array_equal(widget_table[col].to_numpy(float),
+                                      demo_table[col].to_numpy(float))
+    assert (widget_table["flags"].tolist() == cli_table["flags"].fillna("").tolist()
+            == demo_table["flags"].fillna("").tolist())
+    # one placement: the band's rows below the stack's first voxel
+    origin = (0.0, band * ch.scale[-1], 0.0)
+    np.testing.assert_allclose(w.result_layer.translate, origin)
+    assert demo.origin_nm == origin
+    assert f"origin (z, y, x) 0 {origin[1]:g} 0 nm" in printed
+    assert cli.scale == tuple(w.result_layer.scale) == demo.spacing_nm
+    assert fib_se2_settings(small_fib).band_rows == (0, band)

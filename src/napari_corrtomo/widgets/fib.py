@@ -1,10 +1,11 @@
 """Dock widget "FIB slices": slice thickness, repositioning and interpolation of FIB-SEM stacks.
 
-Thin: reads the chosen stack layer (and channel), gets slice thicknesses from the
-ruler marks / a CSV / a constant (core.fib), shows their histogram with a gamma
-fit and the detected marks as a Points layer, and writes the repositioned,
-interpolated volume as a new layer with isotropic scale and units. With a ground
-truth layer it shows MP / MGP / MDS; without, the anisotropy errors.
+Thin: turns the form into :class:`~napari_corrtomo.core.fib.FibSettings` and calls
+the FIB pipeline (``core.fib.slice_thickness`` / ``run_fib`` / ``fib_quality``) in
+a worker; shows the thickness histogram with its gamma fit and the detected marks
+as a Points layer, and adds the isotropic volume as a new layer placed on its
+source (scale, units, translate). With a ground truth layer it shows MP / MGP /
+MDS; without, the anisotropy errors. Core errors about a setting name its control.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from scipy import stats
 
 from ..core import fib
+from ..core._checks import in_words
 from ..core.units import convert
 from ._layers import LayerSelect, add_result, layer_frame
 from ._plot import PlotCanvas
@@ -40,45 +43,64 @@ from ._runner import TaskRunner
 from ._table import TableView
 
 NAME = "fib"
-SOURCES = ("ruler marks", "CSV file", "constant")
+#: the thickness sources as the widget names them -> core.fib.SOURCES
+SOURCES = {"ruler marks": "ruler", "CSV file": "csv", "constant": "constant"}
+#: FibSettings fields (and message phrases) in the widget's words
+WORDS = {
+    "band_rows": "'Band rows'",
+    "cut_band": "untick 'cut the ruler band from the result'",
+    "angle_deg": "'Inclined angle'",
+    "layout": "'Mark layout'",
+    "x_first": "'Mark x (slice 0)' (the marks' approximate x in the first slice)",
+    "polarity": "'Marks are'",
+    "max_step_px": "'Max mark step'",
+    "fallback_thickness": "'constant where marks are missing'",
+    "csv_path": "a CSV file (Browse ...)",
+    "constant_nm": "'Thickness'",
+    "align": "'undo x drift'",
+    "grid_nm": "'Grid spacing'",
+    "method": "Interpolation ",
+    "cubic_method": "Interpolation 'cubic'",
+    "unit_hint": "",
+}
 
 
-def _measure(stack: np.ndarray, source: str, options: dict[str, Any],
-             progress=None) -> tuple[np.ndarray, Any]:
-    """Thicknesses (nm) from the chosen source; the ruler result (or None)."""
-    n = stack.shape[0]
-    if source == "ruler marks":
-        result = fib.measure_thickness(stack, options["markers"],
-                                       fallback_thickness=options.get("fallback"),
-                                       progress=progress)
-        return result.thickness_nm, result
-    if source == "CSV file":
-        if not options.get("path"):
-            raise ValueError("choose a thickness CSV file first (Browse ...)")
-        return fib.load_thickness(options["path"], n_slices=n), None
-    value = float(options["constant"])
-    if value <= 0:
-        raise ValueError(f"the constant thickness must be positive, got {value:g} nm")
-    return np.full(n, value), None
+def _worded(func):
+    """``func`` run in the worker, its setting errors in the widget's words."""
+
+    def call(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except ValueError as exc:
+            raise ValueError(in_words(exc, WORDS)) from None
+
+    return call
 
 
-def _measure_and_interpolate(stack, source, options, pixel_nm, grid_nm, method, kind, cut,
-                             align, progress=None):
-    thickness, ruler = _measure(stack, source, options)
-    if ruler is not None:
-        if align:
-            stack = fib.correct_drift(stack, ruler.table["drift_x_px"].to_numpy(),
-                                      labels=kind in ("binary", "labels"))
-        r0, r1 = options["markers"].rows
-        if cut and (r0 == 0 or r1 == stack.shape[1]):
-            stack = stack[:, r1:] if r0 == 0 else stack[:, :r0]
-    out = fib.isotropic_volume(stack, thickness, pixel_nm, grid_nm, method, kind,
-                               progress=progress)
-    return thickness, ruler, out
+def _channel(data, channel: int) -> np.ndarray:
+    """The (slices, y, x) stack of a layer's data (a channel of (C, z, y, x) data)."""
+    return np.asarray(data[channel] if data.ndim == 4 else data)
+
+
+@_worded
+def _thickness(data, channel, px, settings, progress=None):
+    return fib.slice_thickness(_channel(data, channel), px, settings, progress=progress)
+
+
+@_worded
+def _run(data, channel, px, settings, labels, progress=None):
+    return fib.run_fib(_channel(data, channel), px, settings, labels=labels, progress=progress)
+
+
+@_worded
+def _quality(data, spacing, truth, phase, progress=None):
+    truth = None if truth is None else np.asarray(truth)
+    return fib.fib_quality(np.asarray(data), spacing, truth, phase, progress=progress)
 
 
 class FibWidget(QWidget):
-    """FIB slices: thickness (ruler / CSV / constant) -> reposition -> interpolate -> metrics."""
+    """FIB slices: thickness (ruler / CSV / constant) -> band cut -> reposition ->
+    interpolate -> metrics, all through :func:`~napari_corrtomo.core.fib.run_fib`."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
@@ -98,9 +120,25 @@ class FibWidget(QWidget):
         form.addRow("Stack", self.stack)
         form.addRow("Channel", self.channel)
 
+        # ---- ruler band (any source: cut from the result)
+        self.row0 = QSpinBox()
+        self.row1 = QSpinBox()
+        for box in (self.row0, self.row1):
+            box.setRange(0, 100000)
+            box.setToolTip("(first, stop) image rows of the ruler band; 0 to 0: no band")
+        self.row1.setSpecialValueText("0 (no band)")
+        rows = QHBoxLayout()
+        rows.addWidget(self.row0)
+        rows.addWidget(QLabel("to"))
+        rows.addWidget(self.row1)
+        self.cut_band = QCheckBox("cut the ruler band from the result")
+        self.cut_band.setChecked(True)
+        self.cut_band.setToolTip("remove the band rows (top or bottom edge) from the result; "
+                                 "the result keeps its place on the stack")
+
         # ---- thickness source
         self.source = QComboBox()
-        self.source.addItems(SOURCES)
+        self.source.addItems(list(SOURCES))
         self.pages = QStackedWidget()
         self.source.currentIndexChanged.connect(self.pages.setCurrentIndex)
         ruler = QWidget()
@@ -109,19 +147,16 @@ class FibWidget(QWidget):
         self.angle.setRange(0.5, 89.5)
         self.angle.setValue(25.0)
         self.angle.setSuffix(" °")
-        self.row0 = QSpinBox()
-        self.row1 = QSpinBox()
-        for box in (self.row0, self.row1):
-            box.setRange(0, 100000)
-        self.row1.setValue(16)
-        rows = QHBoxLayout()
-        rows.addWidget(self.row0)
-        rows.addWidget(QLabel("to"))
-        rows.addWidget(self.row1)
         self.layout_edit = QLineEdit()
         self.layout_edit.setPlaceholderText("auto (e.g. IPPI)")
+        self.x_first = QLineEdit()
+        self.x_first.setPlaceholderText("auto (4 numbers, e.g. 80 89 103 112)")
         self.polarity = QComboBox()
         self.polarity.addItems(["dark", "bright"])
+        self.max_step = QDoubleSpinBox()
+        self.max_step.setRange(0.0, 1000.0)
+        self.max_step.setSuffix(" px")
+        self.max_step.setSpecialValueText("auto")
         self.use_fallback = QCheckBox("constant where marks are missing:")
         self.fallback = QDoubleSpinBox()
         self.fallback.setRange(0.01, 1e5)
@@ -131,15 +166,13 @@ class FibWidget(QWidget):
         fb.addWidget(self.use_fallback)
         fb.addWidget(self.fallback)
         self.align = QCheckBox("undo x drift (parallel marks)")
-        self.cut_band = QCheckBox("cut the ruler band from the result")
-        self.cut_band.setChecked(True)
         rf.addRow("Inclined angle", self.angle)
-        rf.addRow("Band rows", rows)
         rf.addRow("Mark layout", self.layout_edit)
+        rf.addRow("Mark x (slice 0)", self.x_first)
         rf.addRow("Marks are", self.polarity)
+        rf.addRow("Max mark step", self.max_step)
         rf.addRow(fb)
         rf.addRow(self.align)
-        rf.addRow(self.cut_band)
         csv = QWidget()
         cf = QHBoxLayout(csv)
         self.csv_path = QLineEdit()
@@ -162,7 +195,11 @@ class FibWidget(QWidget):
         self.measure_button.clicked.connect(self.measure)
         tbox = QGroupBox("Slice thickness")
         tl = QVBoxLayout(tbox)
-        tl.addWidget(self.source)
+        bf = QFormLayout()
+        bf.addRow("Band rows", rows)
+        bf.addRow(self.cut_band)
+        bf.addRow("Source", self.source)
+        tl.addLayout(bf)
         tl.addWidget(self.pages)
         tl.addWidget(self.measure_button)
         self.hist = PlotCanvas(height_in=2.2)
@@ -229,117 +266,97 @@ class FibWidget(QWidget):
         if path:
             self.csv_path.setText(path)
 
-    def _stack(self) -> tuple[np.ndarray, float, Any]:
-        """(slices, y, x) array of the chosen layer/channel, pixel size (nm), layer."""
-        layer = self.stack.layer(required="FIB stack")
-        data = np.asarray(layer.data)
-        if data.ndim == 4:
-            data = data[self.channel.value()]
-        if data.ndim != 3:
-            raise ValueError(f"layer {layer.name!r} is {layer.ndim}D; choose a (slices, y, x) "
-                             "stack")
-        frame = layer_frame(layer, 3)
-        scale, unit = frame.spacing, frame.unit
-        if unit == "pixel":
-            raise ValueError(f"layer {layer.name!r} has no physical pixel size; set its scale "
-                             "and units (nm) first")
-        return data, float(convert(scale[-1], unit, "nm")), layer
+    def settings(self) -> fib.FibSettings:
+        """The form as :class:`~napari_corrtomo.core.fib.FibSettings`."""
+        rows = (self.row0.value(), self.row1.value())
+        x_text = self.x_first.text().replace(",", " ").split()
+        try:
+            x_first = tuple(float(v) for v in x_text) or None
+        except ValueError:
+            raise ValueError(f"'Mark x (slice 0)' must be numbers, got {self.x_first.text()!r}"
+                             ) from None
+        return fib.FibSettings(
+            source=SOURCES[self.source.currentText()],
+            band_rows=None if rows == (0, 0) else rows,
+            cut_band=self.cut_band.isChecked(),
+            angle_deg=self.angle.value(),
+            layout=self.layout_edit.text().strip() or None,
+            x_first=x_first,
+            polarity=self.polarity.currentText(),
+            max_step_px=self.max_step.value() or None,
+            fallback_thickness=self.fallback.value() if self.use_fallback.isChecked() else None,
+            csv_path=self.csv_path.text().strip() or None,
+            constant_nm=self.constant.value(),
+            align=self.align.isChecked(),
+            grid_nm=self.grid.value() or None,
+            method=self.method.currentText(),
+            kind=self.kind.currentText(),
+        )
 
-    def _options(self, pixel_nm: float) -> dict[str, Any]:
-        layout = self.layout_edit.text().strip() or None
-        markers = fib.RulerMarkers(angle_deg=self.angle.value(), pixel_size=pixel_nm,
-                                   rows=(self.row0.value(), self.row1.value()), layout=layout,
-                                   polarity=self.polarity.currentText())
-        return {
-            "markers": markers,
-            "fallback": self.fallback.value() if self.use_fallback.isChecked() else None,
-            "path": self.csv_path.text().strip(),
-            "constant": self.constant.value(),
-        }
+    def _inputs(self):
+        """Layer, pixel size (nm) and settings; None (error shown) if invalid."""
+        try:
+            layer = self.stack.layer(required="FIB stack")
+            if layer.ndim not in (3, 4):
+                raise ValueError(f"layer {layer.name!r} is {layer.ndim}D; choose a "
+                                 "(slices, y, x) stack")
+            frame = layer_frame(layer, 3).require_physical(
+                f"layer {layer.name!r}", "set its scale and units (nm) first")
+            px = float(convert(frame.spacing[-1], frame.unit, "nm"))
+            return layer, px, self.settings()
+        except ValueError as exc:
+            show_error(in_words(exc, WORDS))
+            return None
 
     # ------------------------------------------------------------------ actions
-
-    def _inputs(self) -> tuple[np.ndarray, float, Any, dict[str, Any]] | None:
-        """Stack, pixel size (nm), layer and thickness options; None (error shown) if invalid."""
-        try:
-            stack, px, layer = self._stack()
-            return stack, px, layer, self._options(px)
-        except ValueError as exc:
-            show_error(str(exc))
-            return None
 
     def measure(self) -> None:
         if (inputs := self._inputs()) is None:
             return
-        stack, _px, layer, options = inputs
-        source = self.source.currentText()
-        self.runner.start(_measure, stack, source, options, label="Measuring slice thickness",
-                          on_result=lambda res: self._show_thickness(*res, layer=layer))
+        layer, px, settings = inputs
+        self.runner.start(_thickness, layer.data, self.channel.value(), px, settings,
+                          label="Measuring slice thickness",
+                          on_result=lambda res: self._show_thickness(res, layer=layer))
 
     def run(self) -> None:
         if (inputs := self._inputs()) is None:
             return
-        stack, px, layer, options = inputs
-        grid = self.grid.value() or None
-        method = self.method.currentText()
-        kind = self.kind.currentText()
-        if kind == "auto" and isinstance(layer, napari.layers.Labels):
-            kind = "labels" if _resolve(stack) != "binary" else "auto"
+        layer, px, settings = inputs
 
-        def done(res):
-            thickness, ruler, out = res
-            self._show_thickness(thickness, ruler, layer=layer)
+        def done(out):
+            self._show_thickness(out.thickness, layer=layer)
             self._add_volume(out, layer)
 
-        self.runner.start(_measure_and_interpolate, stack, self.source.currentText(), options,
-                          px, grid, method, kind, self.cut_band.isChecked(),
-                          self.align.isChecked(), on_result=done,
-                          label=f"Repositioning + {method} interpolation")
+        self.runner.start(_run, layer.data, self.channel.value(), px, settings,
+                          isinstance(layer, napari.layers.Labels), on_result=done,
+                          label=f"Repositioning + {settings.method} interpolation")
 
     def compute_metrics(self) -> None:
         if self.result_layer is None or self.result_layer not in self.viewer.layers:
             show_error("make an isotropic volume first (Reposition + interpolate)")
             return
-        data = np.asarray(self.result_layer.data)
-        truth_layer = self.truth.layer()
+        truth = self.truth.layer()
         spacing = tuple(float(s) for s in self.result_layer.scale[-3:])
-        phase = self.phase.value()
-        solid = data.astype(bool) if data.dtype == bool else data == phase
-        if truth_layer is None:
-            self.runner.start(fib.anisotropy, solid, spacing, label="Anisotropy",
-                              on_result=lambda res: self._show_table(res, "anisotropy"))
-            return
-        truth = np.asarray(truth_layer.data)
-        truth_solid = truth.astype(bool) if truth.dtype == bool else truth == phase
-        if truth_solid.shape != solid.shape:
-            show_error(f"ground truth {truth_solid.shape} and result {solid.shape} differ in "
-                       "shape; give a truth on the same isotropic grid")
-            return
-
-        def job(progress=None):
-            return fib.metrics(solid, truth_solid)
-
-        self.runner.start(job, label="Metrics",
-                          on_result=lambda res: self._show_table(res, "metrics"))
+        what = "anisotropy" if truth is None else "metrics"
+        self.runner.start(_quality, self.result_layer.data, spacing,
+                          None if truth is None else truth.data, self.phase.value(),
+                          label=what.capitalize(),
+                          on_result=lambda res: self._show_table(res, what))
 
     # ------------------------------------------------------------------ outputs
 
-    def _show_thickness(self, thickness, ruler, layer) -> None:
-        self.thickness_nm = np.asarray(thickness, float)
-        self.ruler_result = ruler
+    def _show_thickness(self, thickness: fib.SliceThickness, layer) -> None:
+        self.thickness_nm = thickness.thickness_nm
+        self.ruler_result = ruler = thickness.ruler
         t = self.thickness_nm[np.isfinite(self.thickness_nm)]
+        bins = max(5, min(40, t.size // 3))
         ax = self.hist.axes()
-        ax.hist(t, bins=max(5, min(40, t.size // 3)), color="0.6", label="slices")
+        ax.hist(t, bins=bins, color="0.6", label="slices")
         text = f"{t.size} thicknesses, mean {t.mean():.2f} nm, std {t.std():.2f} nm"
-        try:
-            shape, scale = fib.fit_gamma(t)
-        except ValueError:
-            shape = None
-        if shape is not None:
-            from scipy import stats
-
+        if thickness.gamma is not None:
+            shape, scale = thickness.gamma
             xs = np.linspace(0, t.max() * 1.2, 200)
-            width = (t.max() - t.min()) / max(5, min(40, t.size // 3))
+            width = (t.max() - t.min()) / bins
             ax.plot(xs, stats.gamma.pdf(xs, shape, scale=scale) * t.size * width, "-",
                     color="tab:red", label=f"gamma k={shape:.2f}, θ={scale:.2f} nm")
             text += f"; gamma fit: shape {shape:.2f}, scale {scale:.2f} nm"
@@ -352,16 +369,17 @@ class FibWidget(QWidget):
             text += f"; {len(flagged)} flagged"
             if len(flagged):
                 text += f" (slices {', '.join(map(str, flagged['slice'].tolist()[:12]))})"
-            pts = ruler.mark_points()
-            add_result(self.viewer, pts, name=f"{layer.name} ruler marks", layer_type="points",
-                       created_by=NAME, scale=tuple(layer.scale[-3:]),
-                       unit=layer_frame(layer, 3).unit, size=3, face_color="yellow")
-            self.table.set_frame(ruler.table)
-        else:
-            self.table.set_frame(fib.thickness_table(self.thickness_nm))
+            add_result(self.viewer, ruler.mark_points(), name=f"{layer.name} ruler marks",
+                       layer_type="points", created_by=NAME, scale=tuple(layer.scale[-3:]),
+                       unit=layer_frame(layer, 3).unit, translate=tuple(layer.translate[-3:]),
+                       size=3, face_color="yellow")
+        self.table.set_frame(thickness.table)
         self.summary.setText(text)
 
-    def _add_volume(self, out, layer) -> None:
+    def _add_volume(self, out: fib.FibVolume, layer) -> None:
+        """The result as a new layer, placed on its source (source origin + the rows cut)."""
+        frame = layer_frame(layer, 3)
+        source_origin = np.atleast_1d(convert(np.asarray(frame.offset), frame.unit, "nm"))
         data = out.volume
         kind = "labels" if out.kind in ("binary", "labels") else "image"
         if data.dtype == bool:
@@ -369,6 +387,7 @@ class FibWidget(QWidget):
         self.result_layer = add_result(
             self.viewer, data, name=f"{layer.name} isotropic ({out.method})", layer_type=kind,
             created_by=NAME, scale=tuple(out.spacing_nm), unit="nm",
+            translate=tuple(float(v) for v in source_origin + np.asarray(out.origin_nm)),
             metadata={"fib_known_planes": out.known.tolist(), "fib_method": out.method},
         )
         self.truth.refresh()
@@ -377,10 +396,4 @@ class FibWidget(QWidget):
         frame = pd.DataFrame({"quantity": list(res.keys()),
                               "value": [float(v) for v in res.values()]})
         self.table.set_frame(frame)
-        self.summary.setText(", ".join(f"{k} {float(v):.4g}" for k, v in res.items()))
-
-
-def _resolve(stack: np.ndarray) -> str:
-    from ..core.fib.interpolate import resolve_kind
-
-    return resolve_kind(stack)
+        self.summary.setText(f"{what}: " + ", ".join(f"{k} {float(v):.4g}" for k, v in res.items()))

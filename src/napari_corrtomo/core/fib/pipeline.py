@@ -244,7 +244,7 @@ def slice_thickness(stack, pixel_size_nm: float, settings: FibSettings,
         table = thickness_table(thickness)
     elif s.source == "constant":
         if s.constant_nm is None or not np.isfinite(s.constant_nm) or s.constant_nm <= 0:
-            raise SettingError(f"$constant_nm must be positive, got {s.constant_nm}",
+            raise SettingError(f"$constant_nm must be positive and finite, got {s.constant_nm}",
                                constant_nm="the constant thickness (constant_nm)")
         thickness = np.full(n, float(s.constant_nm))
         table = thickness_table(thickness)
