@@ -76,3 +76,31 @@ def test_fib_zarr_stack_stays_lazy_and_matches(files, capsys):
     rv, known = reposition(m.stack, m.thickness_nm, 2.5)
     np.testing.assert_array_equal(np.asarray(vol.array).astype(bool),
                                   interpolate(rv, known, "shape"))
+
+
+def test_fib_band_cut_with_csv_source_and_keep_band(files, capsys):
+    d, s, _ = files
+    band = s.ruler.band_rows
+    base = ["fib", str(d / "se2.tif"), "--thickness", str(d / "t.csv"), "--band-rows", "0",
+            str(band)]
+    assert main([*base, "--out", str(d / "cut.tif")]) == 0
+    assert f"origin (z, y, x) 0 {band * 10.0:g} 0 nm" in capsys.readouterr().out
+    assert main([*base, "--keep-band", "--out", str(d / "kept.tif")]) == 0
+    assert "origin (z, y, x) 0 0 0 nm" in capsys.readouterr().out
+    (cut,), (kept,) = io.read_volumes(d / "cut.tif"), io.read_volumes(d / "kept.tif")
+    assert kept.data.shape[1] == 48 and cut.data.shape[1] == 48 - band
+    # the same planes; the kept rows are the band (cubic splines act per (y, x) column)
+    np.testing.assert_array_equal(cut.data, kept.data[:, band:])
+
+
+def test_fib_errors_name_the_options(files, capsys):
+    d, _, _ = files
+    assert main(["fib", str(d / "se2.tif"), "--constant", "10", "--band-rows", "20", "30",
+                 "--out", str(d / "x.tif")]) == 1
+    err = capsys.readouterr().err
+    assert "pass --keep-band" in err and "cut_band" not in err
+    assert main(["fib", str(d / "se2.tif"), "--ruler-rows", "0", "16", "--ruler-angle", "25",
+                 "--polarity", "bright", "--out", str(d / "x.tif")]) == 1
+    err = capsys.readouterr().err
+    assert "--polarity" in err and "--ruler-x-first" in err and "x_first" not in err
+    assert not (d / "x.tif").exists()

@@ -1,9 +1,12 @@
 """The "FIB slices" dock widget in a real viewer."""
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
+from scipy import ndimage as ndi
 
 from napari_corrtomo.cli import main
 from napari_corrtomo.core import synthetic as syn
@@ -182,3 +185,85 @@ def test_widget_cli_and_demo_give_the_same_band_cut_volume(make_napari_viewer, q
     assert f"origin (z, y, x) 0 {origin[1]:g} 0 nm" in printed
     assert cli.scale == tuple(w.result_layer.scale) == demo.spacing_nm
     assert fib_se2_settings(small_fib).band_rows == (0, band)
+
+
+def test_ml_interpolation_shows_progress_and_cancels_within_a_second(make_napari_viewer, qtbot):
+    """Cancel clicked ~2 s into the ML inpainting stops it within 1 s and adds nothing; the
+    bar has moved by then; the UI thread keeps beating (20 ms timer) meanwhile."""
+    rng = np.random.default_rng(5)
+    seg = ndi.gaussian_filter(rng.random((48, 128, 128)), 3.0) > 0.5  # ~70 s of ML on 2 cores
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(seg.astype(np.uint8), name="seg", scale=(10.0, 2.5, 2.5),
+                              units="nm")
+    w = FibWidget(viewer)
+    w.stack.set_layer(layer)
+    w.source.setCurrentText("constant")
+    w.constant.setValue(10.0)
+    w.method.setCurrentText("ml")
+    n_layers = len(viewer.layers)
+    beats: list[float] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: beats.append(time.perf_counter()))
+    timer.start(20)
+    qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
+    start = time.perf_counter()
+    qtbot.wait(2000)
+    assert w.runner.busy
+    moved = (w.runner.bar.value(), w.runner.bar.maximum())
+    clicked = time.perf_counter()
+    qtbot.mouseClick(w.runner.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not w.runner.busy, timeout=20000)
+    latency = time.perf_counter() - clicked
+    timer.stop()
+    gaps = np.diff([b for b in beats if b >= start])
+    print(f"cancel latency {latency:.3f} s; bar {moved}; UI heartbeat: max gap "
+          f"{gaps.max():.3f} s, 99th percentile {np.percentile(gaps, 99):.3f} s")
+    assert latency < 1.0
+    assert 0 < moved[0] < moved[1]  # a real bar, not a busy indicator
+    assert len(viewer.layers) == n_layers and w.result_layer is None
+    assert w.runner.status.text().startswith("Cancelled")
+    assert gaps.max() < 0.1
+
+
+def test_errors_name_the_widgets_controls(make_napari_viewer, qtbot, small_fib):
+    viewer = make_napari_viewer()
+    ch = small_fib.channels[0]
+    data = ch.data.copy()
+    data[5:7, :small_fib.ruler.band_rows] = data[0, :small_fib.ruler.band_rows].mean()
+    layer = viewer.add_image(data, name="SE2 blank", scale=ch.scale, units=ch.units)
+    w = FibWidget(viewer)
+    w.stack.set_layer(layer)
+    w.source.setCurrentText("ruler marks")
+    w.angle.setValue(small_fib.ruler.angle_deg)
+    w.row1.setValue(small_fib.ruler.band_rows)
+    with qtbot.capture_exceptions():
+        qtbot.mouseClick(w.measure_button, Qt.MouseButton.LeftButton)
+        _wait(qtbot, w)
+    text = str(w.runner.last_error)
+    assert "not found in slices 5, 6" in text
+    assert "'constant where marks are missing'" in text and "'Band rows'" in text
+    assert "fallback_thickness" not in text and "max_step_px" not in text
+    # ticking the fallback measures, flagged
+    w.use_fallback.setChecked(True)
+    qtbot.mouseClick(w.measure_button, Qt.MouseButton.LeftButton)
+    _wait(qtbot, w)
+    assert w.runner.last_error is None and "flagged" in w.summary.text()
+    # a band in the middle of the image cannot be cut
+    w.source.setCurrentText("constant")
+    w.row0.setValue(20)
+    w.row1.setValue(30)
+    with qtbot.capture_exceptions():
+        qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
+        _wait(qtbot, w)
+    text = str(w.runner.last_error)
+    assert "untick 'cut the ruler band from the result'" in text and "cut_band" not in text
+    # too few marks in the first slice: the widget's mark-x control, not x_first
+    w.source.setCurrentText("ruler marks")
+    w.row0.setValue(0)
+    w.row1.setValue(small_fib.ruler.band_rows)
+    w.polarity.setCurrentText("bright")
+    with qtbot.capture_exceptions():
+        qtbot.mouseClick(w.measure_button, Qt.MouseButton.LeftButton)
+        _wait(qtbot, w)
+    text = str(w.runner.last_error)
+    assert "x_first" not in text and "polarity" not in text and "'Marks are'" in text

@@ -274,8 +274,8 @@ def cut_band(stack, band_rows: tuple[int, int]) -> tuple[Any, int]:
     if r1 == height:
         return stack[:, :r0], 0
     raise SettingError(f"the ruler band (rows {r0} to {r1}) touches neither the top nor the "
-                       "bottom of the images, so it cannot be cut; turn $cut_band off",
-                       cut_band="cut_band")
+                       "bottom of the images, so it cannot be cut; $cut_band",
+                       cut_band="set cut_band=False")
 
 
 def run_fib(stack, pixel_size_nm: float, settings: FibSettings, *, labels: bool = False,
@@ -315,7 +315,7 @@ def run_fib(stack, pixel_size_nm: float, settings: FibSettings, *, labels: bool 
     if s.align and s.source != "ruler":
         raise SettingError("$align needs the ruler marks as the thickness source",
                            align="align")
-    thickness = slice_thickness(stack, px, s, scaled(progress, 0, 10, 100))
+    thickness = slice_thickness(stack, px, s, scaled(progress, 0, 100, 1000))
     if s.align:
         stack = correct_drift(stack, thickness.table["drift_x_px"].to_numpy(),
                               labels=kind in ("binary", "labels"))
@@ -323,7 +323,7 @@ def run_fib(stack, pixel_size_nm: float, settings: FibSettings, *, labels: bool 
     if s.cut_band and s.band_rows is not None:
         stack, rows_cut = cut_band(stack, s.band_rows)
     out = isotropic_volume(stack, thickness.thickness_nm, px, s.grid_nm, s.method, kind,
-                           progress=scaled(progress, 10, 100, 100))
+                           progress=scaled(progress, 100, 1000, 1000))
     out.origin_nm = (0.0, rows_cut * px, 0.0)
     out.thickness = thickness
     return out
