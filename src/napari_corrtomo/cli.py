@@ -52,9 +52,45 @@ def _add_cluster_options(p: argparse.ArgumentParser) -> None:
                         "sized to fit it")
     g.add_argument("--scheduler-timeout", metavar="SECONDS", type=float, default=10.0,
                    help="give up reaching --scheduler after this long (default 10)")
-    g.add_argument("--overwrite", action="store_true",
-                   help="replace zarr outputs that hold another run's result (a rerun of the "
-                        "same run resumes instead)")
+
+
+# ----------------------------------------------------------------------------- outputs
+# Every command declares which options name its input files and which its outputs;
+# main() checks them all (core.outputs) before any work, so no run writes over an input,
+# another output or an existing file the user did not ask to replace.
+
+
+def _declare_files(p: argparse.ArgumentParser, inputs: Sequence[str], outputs: Sequence[str] = (),
+                   folder: str | None = None) -> None:
+    """Declare the option names (``"--out"``, or a positional's name) of files read and
+    written; ``folder``: the option naming an output folder of several files."""
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs (files, another run's zarr store or results "
+                        "folder); inputs are never replaced, and a rerun of the same run "
+                        "resumes instead")
+    p.set_defaults(file_inputs=tuple(inputs), file_outputs=tuple(outputs), out_folder=folder)
+
+
+#: arguments that say how a run executes, not what it computes (a rerun may change them)
+_NOT_SETTINGS = {"func", "file_inputs", "file_outputs", "out_folder", "overwrite", "scheduler",
+                 "workers", "memory_limit", "scheduler_timeout", "memory", "backend"}
+
+
+def _attr(option: str) -> str:
+    return option.removeprefix("--").replace("-", "_")
+
+
+def _check_files(args: argparse.Namespace, extra: dict | None = None) -> None:
+    """Refuse the run's outputs that would overwrite an input, each other or a file."""
+    from .core.outputs import check_outputs, claim_folder
+
+    inputs = {o: getattr(args, _attr(o)) for o in getattr(args, "file_inputs", ())}
+    outputs = {o: getattr(args, _attr(o)) for o in getattr(args, "file_outputs", ())}
+    check_outputs({**outputs, **(extra or {})}, inputs, getattr(args, "overwrite", False))
+    if getattr(args, "out_folder", None) and extra is None:
+        settings = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
+        claim_folder(getattr(args, _attr(args.out_folder)), args.command, settings, inputs,
+                     args.overwrite)
 
 
 def _cluster(args: argparse.Namespace):
@@ -76,6 +112,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the end-to-end pipeline on the sample data")
     p.add_argument("--out", required=True, type=Path, help="output directory (created)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the sample data")
+    _declare_files(p, (), folder="--out")
     p.set_defaults(func=_run_demo)
 
 
@@ -138,6 +175,7 @@ def _add_register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resampled", type=Path, default=None,
                    help="write the moving volume resampled onto the fixed grid (.tif/.ome.zarr)")
     p.add_argument("--order", type=int, default=1, help="interpolation order for --resampled")
+    _declare_files(p, ("landmarks", "--fixed", "--moving"), ("--out", "--residuals", "--resampled"))
     p.set_defaults(func=_run_register)
 
 
@@ -228,6 +266,7 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])
     p.add_argument("--memory", default=None, help="memory budget per block, e.g. 4GB")
     _add_cluster_options(p)
+    _declare_files(p, ("inputs", "--classifier"), ("--out", "--uncertainty"))
     p.set_defaults(func=_run_classify)
 
 
@@ -240,6 +279,14 @@ def _run_classify(args: argparse.Namespace) -> int:
     from .core.resumable import Output, store_resumable_many
 
     clf = PixelClassifier.load(args.classifier)
+    proba_paths = []  # PREFIX_<class>.tif/.ome.zarr, checked like the other outputs
+    if args.probabilities is not None:
+        base = str(args.probabilities)
+        suffix = ".ome.zarr" if base.endswith((".zarr", ".ome.zarr")) else ".tif"
+        stem = base.removesuffix(".ome.zarr").removesuffix(".zarr").removesuffix(".tiff")
+        proba_paths = [Path(f"{stem.removesuffix('.tif')}_{int(c)}{suffix}")
+                       for c in clf.classes_]
+        _check_files(args, {"--probabilities": proba_paths})
     volumes = [v for path in args.inputs for v in read_volumes(path)]
     shapes = {tuple(v.array.shape) for v in volumes}
     if len(shapes) != 1:
@@ -268,14 +315,8 @@ def _run_classify(args: argparse.Namespace) -> int:
         outputs = [(args.out, labels, "labels", "segmentation")]
         if args.uncertainty is not None:
             outputs.append((args.uncertainty, proba_uncertainty(proba), "image", "uncertainty"))
-        if args.probabilities is not None:
-            base = str(args.probabilities)
-            suffix = ".ome.zarr" if base.endswith((".zarr", ".ome.zarr")) else ".tif"
-            stem = base.removesuffix(".ome.zarr").removesuffix(".zarr").removesuffix(".tiff")
-            stem = stem.removesuffix(".tif")
-            for k, c in enumerate(clf.classes_):
-                outputs.append((Path(f"{stem}_{int(c)}{suffix}"), proba[k], "image",
-                                f"probability {int(c)}"))
+        for k, (c, path) in enumerate(zip(clf.classes_, proba_paths)):
+            outputs.append((path, proba[k], "image", f"probability {int(c)}"))
         chunked = [o for o in outputs if lazy and str(o[0]).endswith(".zarr")]
         if chunked:  # one pass over the blocks for all of them, resumable
             signature = {"command": "classify", "classifier": input_signature([args.classifier]),
@@ -332,6 +373,8 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slab", type=int, default=16, metavar="SLICES",
                    help="with --workers/--scheduler: slices per task (parallel-beam FBP)")
     _add_cluster_options(p)
+    _declare_files(p, ("projections", "--geometry", "--flats", "--darks"),
+                   ("--out", "--fsc", "--save-geometry"))
     p.set_defaults(func=_run_reconstruct)
 
 
@@ -452,6 +495,7 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
                    help="also write the result volumes (local thickness, particles ...) as TIFF "
                         "(blockwise runs always write them, as OME-Zarr in OUT/volumes)")
     _add_cluster_options(p)
+    _declare_files(p, ("labels", "--intensity"), folder="--out")
     p.set_defaults(func=_run_quantify)
 
 
@@ -571,6 +615,7 @@ def _add_fib(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kind", choices=("auto", "grey", "binary", "labels"), default="auto")
     p.add_argument("--thickness-out", type=Path, default=None,
                    help="write the thicknesses used (with ruler confidence/flags) to this CSV")
+    _declare_files(p, ("stack", "--thickness"), ("--out", "--thickness-out"))
     p.set_defaults(func=_run_fib)
 
 
@@ -668,6 +713,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_files(args)
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, OSError) as exc:
         print(f"corrtomo {args.command}: error: {exc}", file=sys.stderr)

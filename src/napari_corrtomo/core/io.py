@@ -103,7 +103,7 @@ def read_volumes(path: str | os.PathLike, dataset: str | None = None) -> list[Vo
             return [read_mrc(path)]
         if suffix in HDF5_SUFFIXES:
             return read_hdf5(path, dataset)
-        if suffix in ZARR_SUFFIXES or _is_zarr_dir(path):
+        if suffix in ZARR_SUFFIXES or is_zarr_store(path):
             return read_zarr(path, dataset)
     except Exception as exc:  # corrupt files surface as library-specific errors
         if isinstance(exc, ValueError) and str(exc).startswith(path.name):
@@ -127,7 +127,7 @@ def split_dataset(path: str | os.PathLike) -> tuple[Path, str | None]:
 def can_read(path: str | os.PathLike) -> bool:
     """True when :func:`read_volumes` would try this path (by its name)."""
     path = split_dataset(path)[0]
-    return _suffix(path) in READ_SUFFIXES or _is_zarr_dir(path)
+    return _suffix(path) in READ_SUFFIXES or is_zarr_store(path)
 
 
 def _suffix(path: Path) -> str:
@@ -138,7 +138,8 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
-def _is_zarr_dir(path: Path) -> bool:
+def is_zarr_store(path: Path) -> bool:
+    """True when ``path`` is a zarr (v2 or v3) group or array folder."""
     return path.is_dir() and any(
         (path / marker).exists() for marker in (".zgroup", ".zarray", "zarr.json")
     )

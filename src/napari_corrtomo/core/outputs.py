@@ -1,0 +1,134 @@
+"""Output paths that never cost the user data: checked before any work starts.
+
+The rules every front end (CLI, widget exports) follows:
+
+* an output never names an input, a file inside an input folder, or a folder that
+  holds an input (``corrtomo classify img.tif --out img.tif`` is refused, not run);
+* two outputs of one run never name the same path;
+* an existing file is replaced only when the user asked (``overwrite=True``);
+* a folder is never replaced by a file, and a folder that is not a zarr store is
+  never replaced by one (its contents were not written by this program);
+* an output *folder* (several tables) is written only when it is new, empty, or was
+  written by the same command (:func:`claim_folder`); a rerun with other settings
+  needs ``overwrite=True``.
+
+Resumable zarr stores keep their own rule (:mod:`.resumable`: the same run resumes,
+another run's store is replaced only with ``overwrite``); here an existing store is
+left to that rule.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from .io import is_zarr_store, split_dataset
+
+#: file that marks a folder as the output of one command (and of which settings)
+FOLDER_MARK = ".corrtomo-output.json"
+
+PathLike = str | Path
+
+
+def _paths(value: PathLike | Iterable[PathLike] | None) -> list[Path]:
+    if value is None:
+        return []
+    if isinstance(value, (str, Path)):
+        value = [value]
+    return [Path(split_dataset(v)[0]).resolve() for v in value]
+
+
+def _overlaps(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
+def check_outputs(outputs: Mapping[str, PathLike | Iterable[PathLike] | None],
+                  inputs: Mapping[str, PathLike | Iterable[PathLike] | None],
+                  overwrite: bool = False) -> None:
+    """Refuse outputs that would overwrite an input, each other or an existing file.
+
+    Parameters
+    ----------
+    outputs, inputs
+        Option name (as the user knows it, e.g. ``"--out"``) -> path or paths;
+        ``None`` values are ignored. Input paths may carry ``file.h5:/dataset``.
+    overwrite
+        Whether existing output files (and stores of another run) may be replaced.
+
+    Raises
+    ------
+    ValueError
+        Naming the option and saying what to choose instead. Nothing has been
+        written when it is raised.
+    """
+    ins = [(name, p) for name, value in inputs.items() for p in _paths(value)]
+    seen: dict[Path, str] = {}
+    for name, value in outputs.items():
+        for out in _paths(value):
+            for in_name, src in ins:
+                if _overlaps(out, src):
+                    raise ValueError(
+                        f"{name} {out} would overwrite the input {in_name} {src}; choose "
+                        "another output path (inputs are never written)")
+            if out in seen:
+                raise ValueError(f"{name} and {seen[out]} both name {out}; give each output "
+                                 "its own path")
+            seen[out] = name
+            _check_existing(name, out, overwrite)
+
+
+def _check_existing(name: str, out: Path, overwrite: bool) -> None:
+    store = out.name.lower().endswith(".zarr")
+    if out.is_dir():
+        if not store:
+            raise ValueError(f"{name} {out} is a folder; give a file name")
+        if any(out.iterdir()) and not is_zarr_store(out):
+            raise ValueError(f"{name} {out} is a folder that is not a zarr store; nothing in "
+                             "it is replaced: choose another output path")
+        return  # an existing store: resumed or replaced by the resumable writer's rule
+    if out.exists() and not overwrite:
+        raise ValueError(f"{name} {out} exists; give --overwrite to replace it, or choose "
+                         "another output path")
+
+
+def claim_folder(folder: PathLike, command: str, settings: Mapping,
+                 inputs: Mapping[str, PathLike | Iterable[PathLike] | None] | None = None,
+                 overwrite: bool = False) -> Path:
+    """Make ``folder`` the output folder of ``command`` run with ``settings``.
+
+    A new or empty folder (or one holding only the mark of a run that failed before
+    writing anything) is claimed; a folder claimed before by the same command
+    with the same settings is reused (a rerun or resume gives the same files); one
+    claimed with other settings is reused only with ``overwrite``; a non-empty
+    folder this program did not write is never written into, nor one that holds or
+    lies inside an input (``inputs``: option name -> path, as in :func:`check_outputs`).
+
+    Returns the folder (created). Raises ``ValueError`` otherwise.
+    """
+    folder = Path(folder)
+    for name, value in (inputs or {}).items():
+        for src in _paths(value):
+            if _overlaps(folder.resolve(), src):
+                raise ValueError(f"the results folder {folder} and the input {name} {src} "
+                                 "overlap; choose a results folder apart from the inputs")
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder} is a file; give a folder for the results")
+    record = {"command": command, "settings": json.loads(json.dumps(dict(settings),
+                                                                   default=str))}
+    mark = folder / FOLDER_MARK
+    if folder.is_dir() and any(p.name != FOLDER_MARK for p in folder.iterdir()):
+        if not mark.exists():
+            raise ValueError(f"{folder} already holds files that corrtomo {command} did not "
+                             "write; choose a new or empty folder")
+        try:
+            previous = json.loads(mark.read_text())
+        except (OSError, ValueError):
+            previous = None
+        if previous != record and not overwrite:
+            raise ValueError(f"{folder} holds the results of another corrtomo "
+                             f"{(previous or {}).get('command', '')} run (other settings); "
+                             "give --overwrite to replace them, or choose another folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    mark.write_text(json.dumps(record, indent=1))
+    return folder

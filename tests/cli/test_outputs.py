@@ -1,0 +1,146 @@
+"""No ``corrtomo`` run writes over its inputs, another output, a foreign folder or an
+existing file the user did not ask to replace: each case is refused with one line
+before any work, and every input file keeps its bytes (content digest unchanged)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_corrtomo.cli import main
+from napari_corrtomo.core import io
+from napari_corrtomo.core import register as reg
+from napari_corrtomo.core import synthetic as syn
+from napari_corrtomo.core.classify import PixelClassifier
+from napari_corrtomo.core.classify.features import FeatureSpec, FilterItem
+from napari_corrtomo.core.resumable import content_digest
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """One small input set per command, written once."""
+    d = tmp_path_factory.mktemp("outputs")
+    rng = np.random.default_rng(0)
+    img = rng.random((8, 24, 24)).astype(np.float32)
+    io.write_tiff(d / "img.tif", img, (1.0, 1.0, 1.0), "um")
+    io.write_tiff(d / "ch_1.tif", img, (1.0, 1.0, 1.0), "um")
+    scr = np.zeros(img.shape, np.uint8)
+    scr[:, :4, :4], scr[:, -4:, -4:] = 1, 2
+    spec = FeatureSpec((FilterItem("gaussian", 1.0),))
+    PixelClassifier(spec, n_trees=4).fit(img[None], scr, (1.0, 1.0, 1.0), "um").save(
+        d / "clf.corrclf.npz")
+    s = syn.projections("parallel", seed=0, volume_shape=(4, 16, 16), det_shape=(4, 16),
+                        n_angles=12)
+    io.write_tiff(d / "proj.tif", s.projections, (1.0, 1.0, 1.0), "um")
+    s.geometry.save(d / "geom.json")
+    fixed = rng.random((6, 3)) * 10
+    reg.save_landmarks_csv(d / "lm.csv", reg.Landmarks(fixed, fixed + 1.0, "um"))
+    lab = np.where(img > 0.5, 1, 2).astype(np.uint8)
+    io.write_tiff(d / "labels.tif", lab, (1.0, 1.0, 1.0), "um", "labels")
+    fibs = syn.fib_sem_stack(seed=1, n_slices=6, image_shape=(48, 80))
+    io.write_tiff(d / "se2.tif", fibs.channels[0].data, fibs.channels[0].scale, "nm")
+    io.write_table(d / "t.csv", {"slice": np.arange(6), "thickness_nm": fibs.thickness_nm})
+    return d
+
+
+def _digests(d):
+    return {p.name: content_digest(p) for p in sorted(d.iterdir()) if p.is_file()}
+
+
+def _refused(args, capsys, *words):
+    capsys.readouterr()
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error:" in err, err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+@pytest.mark.parametrize("case", [
+    ["classify", "{d}/img.tif", "--classifier", "{d}/clf.corrclf.npz", "--out", "{d}/img.tif"],
+    ["classify", "{d}/img.tif", "--classifier", "{d}/clf.corrclf.npz", "--out", "{o}/s.tif",
+     "--uncertainty", "{d}/clf.corrclf.npz"],
+    ["classify", "{d}/ch_1.tif", "--classifier", "{d}/clf.corrclf.npz", "--out", "{o}/s.tif",
+     "--probabilities", "{d}/ch.tif"],  # probability of class 1 -> ch_1.tif
+    ["fib", "{d}/se2.tif", "--thickness", "{d}/t.csv", "--out", "{d}/se2.tif"],
+    ["fib", "{d}/se2.tif", "--thickness", "{d}/t.csv", "--out", "{o}/f.tif",
+     "--thickness-out", "{d}/t.csv"],
+    ["register", "{d}/lm.csv", "--out", "{o}/t.json", "--residuals", "{d}/lm.csv"],
+    ["register", "{d}/lm.csv", "--out", "{d}/lm.csv"],
+    ["reconstruct", "{d}/proj.tif", "--geometry", "{d}/geom.json", "--out", "{o}/v.tif",
+     "--save-geometry", "{d}/geom.json"],
+    ["reconstruct", "{d}/proj.tif", "--geometry", "{d}/geom.json", "--out", "{d}/proj.tif"],
+    ["quantify", "{d}/labels.tif", "--phase", "1", "--out", "{d}"],
+], ids=["classify-out", "classify-uncertainty", "classify-probabilities", "fib-out",
+        "fib-thickness-out", "register-residuals", "register-out", "reconstruct-geometry",
+        "reconstruct-out", "quantify-folder-holds-input"])
+def test_an_output_naming_an_input_is_refused(files, tmp_path, capsys, case):
+    before = _digests(files)
+    args = [a.format(d=files, o=tmp_path) for a in case]
+    for flag in ("", "--overwrite"):  # asking to overwrite never makes an input writable
+        err = _refused(args + ([flag] if flag else []), capsys, "input")
+        assert "choose" in err
+    assert _digests(files) == before
+    assert not any(tmp_path.iterdir())  # nothing was written before the refusal
+
+
+def test_two_outputs_naming_one_file_are_refused(files, tmp_path, capsys):
+    _refused(["register", str(files / "lm.csv"), "--out", str(tmp_path / "t.json"),
+              "--out", str(tmp_path / "t.json")], capsys, "both name")
+
+
+def test_existing_file_is_replaced_only_when_asked(files, tmp_path, capsys):
+    """Reconstructing twice to one TIFF: the second run is refused, then --overwrite."""
+    base = ["reconstruct", str(files / "proj.tif"), "--geometry", str(files / "geom.json"),
+            "--shape", "4", "16", "16", "--out", str(tmp_path / "v.tif")]
+    assert main(base) == 0
+    first = content_digest(tmp_path / "v.tif")
+    (tmp_path / "v.tif").write_bytes(b"the user's own edits")
+    _refused(base, capsys, "exists", "--overwrite")
+    assert (tmp_path / "v.tif").read_bytes() == b"the user's own edits"
+    assert main([*base, "--overwrite"]) == 0
+    assert content_digest(tmp_path / "v.tif") == first
+
+
+@pytest.mark.parametrize("command", ["reconstruct", "classify"])
+def test_a_foreign_folder_is_never_replaced_by_a_store(files, tmp_path, command, capsys):
+    folder = tmp_path / "x.ome.zarr"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("years of work")
+    args = {"reconstruct": ["reconstruct", str(files / "proj.tif"), "--geometry",
+                            str(files / "geom.json"), "--shape", "4", "16", "16"],
+            "classify": ["classify", str(files / "img.tif"), "--classifier",
+                         str(files / "clf.corrclf.npz")]}[command]
+    for flag in ([], ["--overwrite"]):
+        _refused([*args, "--out", str(folder), *flag], capsys, "not a zarr store")
+    assert [p.name for p in folder.iterdir()] == ["thesis.txt"]
+    assert (folder / "thesis.txt").read_text() == "years of work"
+
+
+def test_quantify_folder_rules(files, tmp_path, capsys):
+    """A foreign summary.csv is never replaced; a rerun of the same run is; another run's
+    results need --overwrite."""
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "summary.csv").write_text("my,own\n1,2\n")
+    base = ["quantify", str(files / "labels.tif"), "--phase", "1", "--measures", "porosity"]
+    for flag in ([], ["--overwrite"]):
+        _refused([*base, "--out", str(foreign), *flag], capsys, "did not write")
+    assert (foreign / "summary.csv").read_text() == "my,own\n1,2\n"
+
+    out = tmp_path / "q"
+    assert main([*base, "--out", str(out)]) == 0
+    summary = (out / "summary.csv").read_text()
+    assert main([*base, "--out", str(out)]) == 0  # same run again: same files
+    assert (out / "summary.csv").read_text() == summary
+    _refused([*base[:3], "2", *base[4:], "--out", str(out)], capsys, "another", "--overwrite")
+    assert (out / "summary.csv").read_text() == summary
+    assert main([*base[:3], "2", *base[4:], "--out", str(out), "--overwrite"]) == 0
+    assert (out / "summary.csv").read_text() != summary
+
+
+def test_demo_refuses_a_foreign_folder(tmp_path, capsys):
+    (tmp_path / "notes.md").write_text("keep me")
+    _refused(["demo", "--out", str(tmp_path)], capsys, "did not write")
+    assert (tmp_path / "notes.md").read_text() == "keep me"
