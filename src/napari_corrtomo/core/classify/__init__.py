@@ -2,20 +2,15 @@
 
 - :mod:`.features` -- the ilastik filter bank (2D/3D, anisotropic) and FIB tailored features;
 - :mod:`.forest` -- trained forests as flat arrays, compiled CPU / CuPy traversal;
-- :mod:`.classifier` -- :class:`PixelClassifier`: fit on scribbles, predict blockwise, files;
+- :mod:`.classifier` -- :class:`PixelClassifier`: fit on scribbles, predict blockwise, save/load;
+- :mod:`.files` -- classifier files: written with a digest, checked whole before use;
 - :mod:`.live` -- :class:`LiveTrainer`: the Qt-free interactive labelling session;
 - :mod:`.metrics` -- IoU and the average weighted error (Osenberg et al., 2023).
 """
 
-from .classifier import (
-    FILE_FORMAT,
-    FILE_SUFFIX,
-    FILE_VERSION,
-    PixelClassifier,
-    proba_to_labels,
-    proba_uncertainty,
-)
+from .classifier import PixelClassifier, proba_to_labels, proba_uncertainty
 from .features import FILTERS, ILASTIK_SIGMAS, FeatureSpec, FilterItem, TailoredFeatures, compute_features
+from .files import FILE_FORMAT, FILE_SUFFIX, FILE_VERSION
 from .forest import FlatForest
 from .live import LiveTrainer
 from .metrics import iou_per_class, weighted_error

@@ -11,10 +11,8 @@ every block gives exactly what the whole array would.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,15 +24,11 @@ from sklearn.ensemble import RandomForestClassifier
 
 from .. import backend as bk
 from .._checks import check_finite, check_spacing
-from ..io import atomic_path
 from ..progress import ProgressCallback, report
 from ..units import convert, normalize_unit
 from .features import FeatureSpec, compute_features
+from .files import FOREST_KEYS, DamagedFile, read_classifier_file, write_classifier_file
 from .forest import FlatForest
-
-FILE_FORMAT = "napari-corrtomo/pixel-classifier"
-FILE_VERSION = 1
-FILE_SUFFIX = ".corrclf.npz"
 
 
 class PixelClassifier:
@@ -334,10 +328,10 @@ class PixelClassifier:
     # ------------------------------------------------------------------ files
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write a versioned classifier file (NumPy ``.npz``, no pickles), atomically."""
+        """Write a versioned classifier file (NumPy ``.npz``, no pickles, with a content
+        digest), atomically."""
         self._require_fitted()
         meta = {
-            "format": FILE_FORMAT, "version": FILE_VERSION,
             "features": self.features.to_dict(),
             "spacing": list(self.spacing), "unit": self.unit,
             "spatial_ndim": self.spatial_ndim, "n_channels": self.n_channels,
@@ -347,59 +341,35 @@ class PixelClassifier:
             "min_samples_leaf": self.min_samples_leaf, "max_features": self.max_features,
             "n_samples": self.n_samples_, "n_features": self.n_features,
         }
-        path = Path(path)
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, meta=np.array(json.dumps(meta)),
-                                importances=self._importances, **self.forest.arrays())
-        return path
+        return write_classifier_file(path, meta, {"importances": self._importances,
+                                                  **self.forest.arrays()})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PixelClassifier:
-        """Read a file written by :meth:`save`; refuses other or incompatible files."""
+        """Read a file written by :meth:`save`; any other, damaged or crafted file is
+        refused with a ``ValueError`` before any of it is used (see :mod:`.files`)."""
         path = Path(path)
-        if not path.exists():
-            raise ValueError(f"{path}: no such classifier file")
+        meta, arrays = read_classifier_file(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{path.name}: not a napari-corrtomo classifier file ({exc})") from exc
-        if "meta" not in arrays:
-            raise ValueError(f"{path.name}: not a napari-corrtomo classifier file (no metadata)")
-        try:
-            meta = json.loads(str(arrays["meta"]))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path.name}: corrupt classifier metadata ({exc})") from exc
-        if meta.get("format") != FILE_FORMAT:
-            raise ValueError(f"{path.name}: not a napari-corrtomo classifier file "
-                             f"(format {meta.get('format')!r})")
-        version = int(meta.get("version", -1))
-        if version != FILE_VERSION:
-            newer = version > FILE_VERSION
-            raise ValueError(
-                f"{path.name}: classifier file format version {version} "
-                f"{'is newer than' if newer else 'differs from'} the version this napari-corrtomo "
-                f"reads ({FILE_VERSION}); "
-                + ("upgrade napari-corrtomo" if newer
-                   else "retrain the classifier and save it again")
-            )
-        clf = cls(FeatureSpec.from_dict(meta["features"]), meta["n_trees"], meta["seed"],
-                  max_depth=meta["max_depth"], min_samples_leaf=meta["min_samples_leaf"],
-                  max_features=meta["max_features"])
-        clf.forest = FlatForest(*(arrays[k] for k in ("feature", "threshold", "left", "right",
-                                                      "value", "roots", "depth")))
+            clf = cls(FeatureSpec.from_dict(meta["features"]), meta["n_trees"], meta["seed"],
+                      max_depth=meta["max_depth"], min_samples_leaf=meta["min_samples_leaf"],
+                      max_features=meta["max_features"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DamagedFile(f"{path.name}: this classifier file is damaged or not a "
+                              f"napari-corrtomo classifier (its settings: {exc})") from exc
+        clf.forest = FlatForest(*(arrays[k] for k in FOREST_KEYS))
         clf.classes_ = np.asarray(meta["classes"], dtype=meta["labels_dtype"])
         clf.spacing = tuple(float(s) for s in meta["spacing"])
         clf.unit = meta["unit"]
-        clf.spatial_ndim = int(meta["spatial_ndim"])
-        clf.n_channels = int(meta["n_channels"])
+        clf.spatial_ndim = meta["spatial_ndim"]
+        clf.n_channels = meta["n_channels"]
         clf.channel_names = list(meta["channel_names"])
         clf._importances = np.asarray(arrays["importances"], float)
-        clf.n_samples_ = int(meta["n_samples"])
-        if clf.n_features != int(meta["n_features"]) or clf.forest.n_classes != len(clf.classes_):
-            raise ValueError(f"{path.name}: inconsistent classifier file (feature or class count)")
-        if clf.forest.feature.size and clf.forest.feature.max() >= clf.n_features:
-            raise ValueError(f"{path.name}: inconsistent classifier file (feature index)")
+        clf.n_samples_ = meta["n_samples"]
+        if clf.n_features != meta["n_features"]:
+            raise DamagedFile(f"{path.name}: this classifier file is damaged or not a "
+                              f"napari-corrtomo classifier (its features give {clf.n_features} "
+                              f"values per voxel, its forest expects {meta['n_features']})")
         return clf
 
 
