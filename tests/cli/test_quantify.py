@@ -58,3 +58,12 @@ def test_quantify_spacing_override_and_clear_errors(label_file, tmp_path, capsys
 
 # The demo's quantify step (on the classified reconstructions) is checked against the
 # truth in tests/test_demo.py.
+
+
+def test_a_tiny_bin_width_is_refused_before_allocating(label_file, tmp_path, capsys):
+    """--bin-width 1e-12 once asked for a 7 TiB histogram; now one line naming a width."""
+    path, _ = label_file
+    assert main(["quantify", str(path), "--phase", str(PORE), "--matrix", str(SOLID),
+                 "--bin-width", "1e-12", "--out", str(tmp_path / "q")]) == 1
+    err = capsys.readouterr().err
+    assert "bins" in err and "at least" in err and err.count("\n") == 1

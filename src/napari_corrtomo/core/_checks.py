@@ -6,6 +6,7 @@ is wrong and what to do, so the same mistake gets the same message everywhere.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from string import Template
 from typing import Any
@@ -67,6 +68,24 @@ def check_length(value: Any, name: str) -> float:
     if not np.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be positive and finite, got {value!r}")
     return v
+
+
+#: most histogram/profile bins one call may make (a typo'd bin width must not ask for TiB)
+MAX_BINS = 100_000
+
+
+def check_bins(extent: float, bin_width: Any, name: str = "bin_width") -> tuple[float, int]:
+    """A positive bin width and the number of bins it gives over ``[0, extent]``.
+
+    Refuses widths that would make more than :data:`MAX_BINS` bins, before anything
+    is allocated, naming the smallest width that works.
+    """
+    bw = check_length(bin_width, name)
+    n = math.ceil(max(float(extent), 0.0) / bw) if np.isfinite(extent) else math.inf
+    if n > MAX_BINS:
+        raise ValueError(f"{name} {bw:g} would make {n:.3g} bins over {extent:g}; choose "
+                         f"{name} of at least {extent / MAX_BINS:.3g} (same unit)")
+    return bw, max(int(n), 1)
 
 
 def as_mask(mask: Any, name: str = "mask", *, ndim: int | tuple[int, ...] | None = None,

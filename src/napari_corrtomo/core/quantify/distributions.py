@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._checks import check_bins
 from ..backend import reduce_blocks
 from ..units import normalize_unit
 
@@ -149,9 +150,7 @@ def size_distribution(
     if bin_width is not None and bins is not None:
         raise ValueError("give either bin_width or bins, not both")
     if bin_width is not None:
-        bw = float(bin_width)
-        if not np.isfinite(bw) or bw <= 0:
-            raise ValueError(f"bin_width must be positive, got {bin_width}")
+        bw, _ = check_bins(float(v.max()), bin_width)
         edges = np.arange(0.0, v.max() + bw * 1.0001, bw)
         if len(edges) < 2:
             edges = np.array([0.0, bw])

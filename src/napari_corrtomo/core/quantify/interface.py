@@ -22,14 +22,13 @@ exact for interfaces normal to an axis, within half a voxel otherwise.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .._checks import as_mask, check_same_shape, check_spacing
+from .._checks import as_mask, check_bins, check_same_shape, check_spacing
 from ..backend import to_host
 from ..units import normalize_unit
 from ._common import signed_distance
@@ -111,10 +110,7 @@ def proxigram(
     max_distance = float(max_distance)
     if not np.isfinite(max_distance) or max_distance <= 0:
         raise ValueError(f"max_distance must be a positive length, got {max_distance}")
-    bw = min(sp) if bin_width is None else float(bin_width)
-    if not np.isfinite(bw) or bw <= 0:
-        raise ValueError(f"bin_width must be positive, got {bin_width}")
-    nb = int(math.ceil(max_distance / bw))
+    bw, nb = check_bins(max_distance, min(sp) if bin_width is None else bin_width)
     sd = signed_distance(m, sp)
     sel = np.abs(sd) < nb * bw
     if region is not None:

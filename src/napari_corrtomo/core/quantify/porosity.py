@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._checks import as_mask, check_labels, check_same_shape, check_spacing
+from .._checks import as_mask, check_bins, check_labels, check_length, check_same_shape, check_spacing
 from ..backend import is_lazy, reduce_blocks
 from ..units import normalize_unit
 from ._common import edt_distance, signed_distance
@@ -244,9 +244,7 @@ def volume_fraction_profile(phase: Any, region: Any, spacing: float | tuple[floa
     reg = as_mask(region, "region")
     check_same_shape(ph, reg, "phase", "region")
     sp = check_spacing(spacing, reg.ndim)
-    bin_width = float(bin_width)
-    if not np.isfinite(bin_width) or bin_width <= 0:
-        raise ValueError(f"bin_width must be a positive length, got {bin_width}")
+    bin_width = check_length(bin_width, "bin_width")
     if reg.all():
         raise ValueError("region fills the whole array, so it has no boundary to measure from")
     d = signed_distance(reg, sp)[reg]
@@ -254,6 +252,7 @@ def volume_fraction_profile(phase: Any, region: Any, spacing: float | tuple[floa
     top = float(d.max()) if max_distance is None else float(max_distance)
     if top <= 0:
         raise ValueError(f"max_distance must be positive, got {top}")
+    check_bins(top, bin_width)
     edges = np.arange(0.0, top + bin_width, bin_width)
     k = np.floor(np.maximum(d, 0.0) / bin_width).astype(np.int64)
     keep = k < len(edges) - 1
