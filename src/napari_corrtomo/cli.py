@@ -8,9 +8,10 @@ Failures print one clear line to stderr and exit with status 1 (2 for usage erro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from . import __version__
@@ -91,6 +92,23 @@ def _check_files(args: argparse.Namespace, extra: dict | None = None) -> None:
         settings = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
         claim_folder(getattr(args, _attr(args.out_folder)), args.command, settings, inputs,
                      args.overwrite)
+
+
+@contextlib.contextmanager
+def _locked_outputs(args: argparse.Namespace) -> Iterator[None]:
+    """Hold the write lock of every output for the whole run: a second run writing to
+    the same output stops at once with a message naming the first."""
+    from .core.resumable import writing
+
+    names = [*getattr(args, "file_outputs", ()), getattr(args, "out_folder", None)]
+    paths = []
+    for name in filter(None, names):
+        value = getattr(args, _attr(name))
+        paths += [] if value is None else value if isinstance(value, list) else [value]
+    with contextlib.ExitStack() as stack:
+        for path in dict.fromkeys(Path(p).resolve() for p in paths):
+            stack.enter_context(writing(path))
+        yield
 
 
 def _cluster(args: argparse.Namespace):
@@ -714,7 +732,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _check_files(args)
-        return int(args.func(args) or 0)
+        with _locked_outputs(args):
+            return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, OSError) as exc:
         print(f"corrtomo {args.command}: error: {exc}", file=sys.stderr)
         return 1

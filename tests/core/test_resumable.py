@@ -1,4 +1,5 @@
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -106,14 +107,25 @@ def test_a_foreign_directory_is_never_replaced(tmp_path, volume):
 
 def test_a_store_being_written_is_locked(tmp_path, volume):
     path = tmp_path / "out.ome.zarr"
-    with writing(path):
-        with pytest.raises(ValueError, match=r"being written by another run .* \d+"):
+    lock = tmp_path / "out.ome.zarr.corrtomo-lock"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # another live process holds the lock
+        lock.write_text(f"{socket.gethostname()} {other.pid}")
+        with pytest.raises(ValueError, match=rf"being written by another run .* {other.pid}"):
             store_resumable(da.from_array(volume, chunks=16), path, (1, 1, 1), "um")
+    finally:
+        other.kill()
+        other.wait()
     assert not path.exists()  # the refused writer touched nothing
+    lock.unlink()
+    with writing(path):  # the holder itself may write (a command locks its outputs first)
+        store_resumable(da.from_array(volume, chunks=16), path, (1, 1, 1), "um")
+        assert lock.exists()
+    assert not lock.exists()
+    shutil.rmtree(path)
     # a lock left by a process that no longer runs (killed) is taken over
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    lock = tmp_path / "out.ome.zarr.corrtomo-lock"
     lock.write_text(f"{socket.gethostname()} {dead}")
     store_resumable(da.from_array(volume, chunks=16), path, (1, 1, 1), "um")
     assert run_state(path)["complete"] and not lock.exists()

@@ -75,12 +75,17 @@ def writing(path: str | Path) -> Iterator[Path]:
     """Hold the write lock of the store at ``path`` (a sibling ``<name>.corrtomo-lock`` file).
 
     A second writer gets a ``ValueError`` naming the process that holds the lock; a
-    lock left by a process that no longer runs (killed) is taken over.
+    lock left by a process that no longer runs (killed) is taken over. The process
+    holding the lock may take it again (a command locks its outputs for the whole run,
+    the store writer locks each store it writes).
     """
     path = Path(path)
     lock = path.with_name(path.name + _LOCK_SUFFIX)
     lock.parent.mkdir(parents=True, exist_ok=True)
     me = f"{socket.gethostname()} {os.getpid()}"
+    if lock.exists() and lock.read_text().strip() == me:
+        yield path
+        return
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
