@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 # Tests compare CPU answers; a GPU, if any, is exercised by tests that ask for it.
 os.environ.setdefault("CORRTOMO_BACKEND", "numpy")
@@ -22,3 +23,14 @@ def fib_sample():
     from napari_corrtomo.core.synthetic import fib_sem_stack
 
     return fib_sem_stack(seed=0)
+
+
+# Property tests (tests/core/test_properties.py): reproducible in CI (derandomized), bounded.
+settings.register_profile("corrtomo", max_examples=40, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                 HealthCheck.too_slow])
+# A deeper search for developers: HYPOTHESIS_PROFILE=thorough make test
+settings.register_profile("thorough", max_examples=1000, deadline=None,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                 HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "corrtomo"))

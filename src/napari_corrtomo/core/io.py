@@ -160,16 +160,21 @@ def read_tiff(path: str | os.PathLike) -> list[Volume]:
         info: dict[str, Any] = {}
         if tif.is_ome and tif.ome_metadata:
             spacing = _ome_tiff_spacing(tif.ome_metadata)
+            was_3d = "Z" in spacing
         elif tif.is_imagej:
             spacing, info = _imagej_spacing(tif)
+            was_3d = info.get("ndim") == 3
         else:
-            spacing = {}
+            spacing, was_3d = {}, False
     # Plain multi-page stacks have no named depth axis (tifffile: 'I' or 'Q'): it is z.
     if "Z" not in axes:
         for generic in "IQ":
             if generic in axes:
                 axes = axes.replace(generic, "Z", 1)
                 break
+    # tifffile reads a one-slice volume as one image; the file says it was a volume.
+    if "Z" not in axes and was_3d and axes.endswith("YX"):
+        data, axes = data[..., None, :, :], axes[:-2] + "ZYX"
     # Reorder to (C?, Z?, Y, X); time and sample axes are not part of this project's data.
     keep = [a for a in "CZYX" if a in axes]
     extra = [a for a in axes if a not in keep]
@@ -414,14 +419,17 @@ def write_tiff(
     unit = {"um": "micron"}.get(units[0], units[0])
     meta = {
         "unit": unit,
-        "axes": "ZYX" if data.ndim == 3 else "YX",
-        "Info": json.dumps({"corrtomo": {"layer_type": layer_type}}),
+        "axes": "TZCYXS",
+        "Info": json.dumps({"corrtomo": {"layer_type": layer_type, "ndim": data.ndim}}),
     }
     if data.ndim == 3:
         meta["spacing"] = scale[0]
     with atomic_path(path) as tmp:
         tifffile.imwrite(
-            tmp, data, imagej=True, photometric="minisblack",
+            # All six ImageJ axes spelled out: tifffile would read a trailing length-1 axis
+            # of a bare (z, y, 1) array as samples and drop it.
+            tmp, data.reshape(1, len(data) if data.ndim == 3 else 1, 1, *data.shape[-2:], 1),
+            imagej=True, photometric="minisblack",
             resolution=(1.0 / scale[-1], 1.0 / scale[-2]), metadata=meta,
         )
     return path
