@@ -78,13 +78,13 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "layer"
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Keep only what JSON can hold (arrays become lists; anything else is dropped)."""
     if isinstance(value, dict):
-        out = {str(k): _jsonable(v) for k, v in value.items()}
+        out = {str(k): jsonable(v) for k, v in value.items()}
         return {k: v for k, v in out.items() if v is not _DROP}
     if isinstance(value, (list, tuple)):
-        items = [_jsonable(v) for v in value]
+        items = [jsonable(v) for v in value]
         return [v for v in items if v is not _DROP]
     if isinstance(value, np.ndarray) and value.size <= 4096:
         return value.tolist()
@@ -117,8 +117,8 @@ def save_project(directory: str | Path, layers: list[ProjectLayer],
                 "units": list(layer.units),
                 "affine": None if layer.affine is None else np.asarray(layer.affine).tolist(),
                 "translate": None if layer.translate is None else list(map(float, layer.translate)),
-                "display": _jsonable(layer.display),
-                "metadata": _jsonable(layer.metadata),
+                "display": jsonable(layer.display),
+                "metadata": jsonable(layer.metadata),
                 "tables": {},
             }
             if layer.layer_type in ("image", "labels"):

@@ -1,0 +1,202 @@
+"""Crash recovery: the interactive state of a session, written as you work.
+
+A recovery folder (``<project>/.corrtomo-recovery``, or :func:`default_recovery_folder`
+while no project folder is chosen) holds
+
+- ``state-<n>/`` -- one complete snapshot: ``layers/`` (a project, see
+  :mod:`.project`, of the layers the user edits: scribbles, landmarks, shapes),
+  ``session.json`` (the frames of the other layers, e.g. an applied registration
+  affine, and each panel's settings and state) and ``classifier.corrclf.npz``
+  (the trained classifier, if any);
+- ``current.json`` -- names the newest complete snapshot, the time it was taken and
+  the process that wrote it.
+
+A snapshot is written in full into a new ``state-<n>`` folder first; only then is
+``current.json`` replaced (``os.replace``, atomic) and older snapshots removed. A
+process killed at any moment therefore leaves either the previous or the new
+snapshot readable, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from .classify import PixelClassifier
+from .project import ProjectLayer, jsonable, load_project, save_project
+
+FORMAT = "napari-corrtomo-recovery"
+VERSION = 1
+#: the recovery folder's name inside a project folder
+RECOVERY_DIR = ".corrtomo-recovery"
+POINTER = "current.json"
+CLASSIFIER = "classifier.corrclf.npz"
+
+
+@dataclass
+class RecoveryState:
+    """What a session needs to come back after a crash.
+
+    Attributes
+    ----------
+    layers
+        Layers the user edits, in full (scribble labels, landmark points, shapes).
+    frames
+        For other layers (images that come from files or a project), by name: their
+        ``affine`` (4x4) and JSON-safe ``metadata``, so an applied transform survives.
+    settings
+        Per panel (e.g. ``"register"``, ``"classify"``): JSON-safe settings and state.
+    classifier
+        The trained pixel classifier, or None.
+    saved_at, pid, host
+        When and by which process (on which machine) the snapshot was written.
+    """
+
+    layers: list[ProjectLayer] = field(default_factory=list)
+    frames: dict[str, dict[str, Any]] = field(default_factory=dict)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    classifier: PixelClassifier | None = None
+    saved_at: float = 0.0
+    pid: int = 0
+    host: str = ""
+
+
+@dataclass(frozen=True)
+class RecoveryInfo:
+    """The newest snapshot in a recovery folder, without reading it."""
+
+    folder: Path
+    saved_at: float
+    pid: int
+    host: str
+
+    @property
+    def writer_alive(self) -> bool:
+        """True while the process that wrote it still runs (then it is no crash's leftover)."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # exists, owned by someone else
+            return True
+        return True
+
+
+def default_recovery_folder() -> Path:
+    """Where a session without a project folder keeps its recovery state: the user's
+    cache folder (e.g. ``~/.cache/napari-corrtomo/recovery`` on Linux)."""
+    return Path(platformdirs.user_cache_dir("napari-corrtomo")) / "recovery"
+
+
+def recovery_folder(project: str | os.PathLike | None) -> Path:
+    """The recovery folder of a project folder, or the default one for ``None``."""
+    if project is None:
+        return default_recovery_folder()
+    return Path(project) / RECOVERY_DIR
+
+
+def write_recovery(folder: str | os.PathLike, state: RecoveryState) -> Path:
+    """Write ``state`` as the newest snapshot of ``folder`` (created if missing).
+
+    ``state.saved_at``/``pid``/``host`` are filled in when left empty. Returns the
+    snapshot's folder. Arrays are read, not modified; call it from a worker thread
+    with copies of anything the UI may change meanwhile.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    saved_at = state.saved_at or time.time()
+    pid, host = state.pid or os.getpid(), state.host or socket.gethostname()
+    snap = folder / f"state-{time.time_ns()}-{pid}"
+    snap.mkdir()
+    try:
+        save_project(snap / "layers", state.layers)
+        if state.classifier is not None:
+            state.classifier.save(snap / CLASSIFIER)
+        session = {"frames": jsonable(state.frames), "settings": jsonable(state.settings)}
+        (snap / "session.json").write_text(json.dumps(session))
+        pointer = {"format": FORMAT, "version": VERSION, "state": snap.name,
+                   "saved_at": saved_at, "pid": pid, "host": host}
+        tmp = folder / f".{POINTER}.{pid}.partial"
+        with open(tmp, "w") as fh:
+            json.dump(pointer, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, folder / POINTER)
+    except BaseException:
+        shutil.rmtree(snap, ignore_errors=True)
+        raise
+    for old in folder.glob("state-*"):
+        if old != snap:
+            shutil.rmtree(old, ignore_errors=True)
+    return snap
+
+
+def _pointer(folder: Path) -> dict[str, Any] | None:
+    path = folder / POINTER
+    if not path.is_file():
+        return None
+    try:
+        pointer = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path}: damaged recovery pointer ({exc}); delete the folder "
+                         f"{folder} to start afresh") from exc
+    if not isinstance(pointer, dict) or pointer.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a napari-corrtomo recovery file")
+    if int(pointer.get("version", 0)) > VERSION:
+        raise ValueError(f"{path}: written by a newer napari-corrtomo; update the plugin to "
+                         "restore it")
+    for key, kind in (("state", str), ("saved_at", (int, float)), ("pid", int), ("host", str)):
+        if not isinstance(pointer.get(key), kind):
+            raise ValueError(f"{path}: damaged recovery pointer (no valid {key!r})")
+    return pointer
+
+
+def recovery_info(folder: str | os.PathLike) -> RecoveryInfo | None:
+    """The newest snapshot's time and writer, or None when ``folder`` holds none."""
+    folder = Path(folder)
+    pointer = _pointer(folder)
+    if pointer is None or not (folder / pointer["state"]).is_dir():
+        return None
+    return RecoveryInfo(folder, float(pointer["saved_at"]), pointer["pid"], pointer["host"])
+
+
+def read_recovery(folder: str | os.PathLike) -> RecoveryState | None:
+    """The newest snapshot of ``folder``, or None when there is none.
+
+    Layers come back as written (labels lazily, as dask arrays); the classifier file is
+    checked like any classifier file (:meth:`PixelClassifier.load`).
+    """
+    folder = Path(folder)
+    pointer = _pointer(folder)
+    if pointer is None:
+        return None
+    snap = folder / pointer["state"]
+    if not snap.is_dir() or snap.parent != folder:
+        return None
+    session = json.loads((snap / "session.json").read_text())
+    clf_path = snap / CLASSIFIER
+    return RecoveryState(
+        layers=load_project(snap / "layers"),
+        frames=dict(session.get("frames", {})),
+        settings=dict(session.get("settings", {})),
+        classifier=PixelClassifier.load(clf_path) if clf_path.is_file() else None,
+        saved_at=float(pointer["saved_at"]), pid=pointer["pid"], host=pointer["host"],
+    )
+
+
+def discard_recovery(folder: str | os.PathLike) -> None:
+    """Remove a recovery folder's snapshots (after a restore was declined or done)."""
+    folder = Path(folder)
+    (folder / POINTER).unlink(missing_ok=True)
+    for old in folder.glob("state-*"):
+        shutil.rmtree(old, ignore_errors=True)
