@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from qtpy.QtCore import Qt
 
-from napari_corrtomo.core.quantify import MEASURES
+from napari_corrtomo.core.quantify import MEASURES, quantify
 from napari_corrtomo.core.synthetic import PORE, RESIN, SOLID, paint_spheres
 from napari_corrtomo.widgets.quantify import QuantifyWidget
 
@@ -109,3 +110,50 @@ def test_bad_input_notifies_and_adds_nothing(make_napari_viewer, qtbot, particle
     widget.outside.setText("zero")
     with pytest.raises(ValueError, match="integers"):
         widget.settings()
+
+
+class _ReadCounter:
+    """An array that records the size of every read: proves what the widget loads."""
+
+    def __init__(self, data: np.ndarray):
+        self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
+        self.largest = 0
+
+    def __getitem__(self, key):
+        out = self.data[key]
+        self.largest = max(self.largest, np.size(out))
+        return out
+
+
+def test_a_lazy_layer_is_measured_block_by_block_and_never_loaded(
+        make_napari_viewer, qtbot, particle_volume):
+    import dask.array as da
+
+    lab, _, sp = particle_volume
+    source = _ReadCounter(lab)
+    viewer = make_napari_viewer()
+    viewer.add_labels(da.from_array(source, chunks=(12, 20, 20)), name="seg", scale=sp,
+                      units=("um",) * 3)
+    widget = QuantifyWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.labels_select.set_layer(viewer.layers["seg"])
+    widget.phase.setValue(PORE)
+    widget.matrix.setValue(SOLID)
+    widget.outside.setText("0, 1")
+    for key, cb in widget.checks.items():
+        cb.setChecked(key in {"porosity", "thickness"})
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=120_000)
+    assert widget.runner.last_error is None, widget.runner.last_error
+    # never more than a block (or a displayed plane) at a time
+    assert 0 < source.largest <= max(12 * 20 * 20, lab.shape[1] * lab.shape[2])
+    assert "stored in" in widget.notes.text()
+    # the same numbers as the in-memory pipeline
+    eager = quantify(lab, sp, "um", measures=["porosity", "thickness"],
+                     settings=widget.settings())
+    pd.testing.assert_frame_equal(widget.result.summary(), eager.summary(), check_exact=False,
+                                  rtol=1e-9)
+    layer = viewer.layers["seg phase local thickness"]
+    lt = layer.data[0] if layer.multiscale else layer.data
+    np.testing.assert_allclose(np.asarray(lt), eager.arrays["phase local thickness"].data,
+                               rtol=1e-6)

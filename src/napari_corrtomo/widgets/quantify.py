@@ -38,6 +38,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core.backend import is_lazy
 from ..core.io import write_table
 from ..core.quantify import MEASURES, QuantifyResult, QuantifySettings, quantify
 from ._layers import LayerSelect, add_result, attach_table, layer_frame
@@ -230,8 +231,8 @@ class QuantifyWidget(QWidget):
             if needs:
                 if image is None:
                     raise ValueError(f"{needs[0]} needs an intensity image; choose one")
-                intensity = image.data
-            labels = layer.data
+                intensity = _finest(image)
+            labels = _finest(layer)
             if labels.ndim != 3:
                 raise ValueError(f"layer {layer.name!r} has {labels.ndim} dims; choose a 3D volume")
             if intensity is not None and tuple(intensity.shape) != tuple(labels.shape):
@@ -255,8 +256,9 @@ class QuantifyWidget(QWidget):
         for name, arr in result.arrays.items():
             kwargs: dict[str, Any] = {}
             if arr.kind == "image":
-                finite = arr.data[arr.data > 0]
-                top = float(finite.max()) if finite.size else 1.0
+                # a lazy result (pyramid) sets its contrast from its coarsest level
+                level = np.asarray(arr.data[-1] if isinstance(arr.data, list) else arr.data)
+                top = float(level.max()) if (level > 0).any() else 1.0
                 kwargs.update(colormap=arr.colormap or "viridis", contrast_limits=(0.0, top),
                               blending="additive")
             elif arr.features is not None:
@@ -334,8 +336,15 @@ class QuantifyWidget(QWidget):
 
 
 def _compute(labels, spacing, unit, measures, settings, intensity, progress=None):
-    """Worker body: materialise lazy layer data, then run the core pipeline."""
-    labels = np.asarray(labels)
-    intensity = None if intensity is None else np.asarray(intensity)
+    """Worker body: the core pipeline on the layer's data. A lazy layer (dask, zarr, the
+    finest level of a pyramid) stays lazy: it is measured block by block, never loaded."""
+    if not is_lazy(labels):
+        labels = np.asarray(labels)
+        intensity = None if intensity is None else np.asarray(intensity)
     return quantify(labels, spacing, unit, measures=measures, settings=settings,
                     intensity=intensity, progress=progress)
+
+
+def _finest(layer: napari.layers.Layer) -> Any:
+    """The layer's full-resolution data (level 0 of a pyramid), lazy if it is lazy."""
+    return layer.data[0] if layer.multiscale else layer.data

@@ -45,6 +45,7 @@ import numpy as np
 from .. import _kernels
 from .._checks import check_spacing
 from ..backend import asarray, is_lazy, map_blocks, ndimage_for, resolve_backend, to_host, xp_for
+from ..memory import check_memory
 
 #: ilastik's scales
 ILASTIK_SIGMAS = (0.3, 0.7, 1.0, 1.6, 3.5, 5.0, 10.0)
@@ -448,6 +449,8 @@ def compute_features(
         raise ValueError(f"z_range {z_range} is outside the {arr.shape[1]} slices")
     n_out = spec.features_per_input(nd) * len(channels)
     out_shape = arr.shape[1:] if nd != 3 else (zr[1] - zr[0],) + arr.shape[2:]
+    if eng.backend == "numpy":  # with a z range every pass works on the output slices only
+        check_memory("features", out_shape, n_out)
     out = xp.empty((n_out,) + tuple(out_shape), dtype=xp.float32)
     i = 0
     for ch in channels:

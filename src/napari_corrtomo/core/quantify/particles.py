@@ -27,6 +27,7 @@ import pandas as pd
 from .._checks import as_mask, check_labels, check_same_shape, check_spacing
 from ..backend import Block, is_lazy, reduce_blocks
 from ..connected import label
+from ..memory import check_memory
 from ..progress import ProgressCallback, report
 from ..units import normalize_unit
 from .surface import _field, _sigma, mesh_area
@@ -95,6 +96,7 @@ def separate_particles(
     import cc3d
     from skimage.segmentation import watershed
 
+    check_memory("particle separation", np.shape(mask))
     m = as_mask(mask, "mask")
     if m.ndim != 3:
         raise ValueError(f"separate_particles needs a 3D mask, got {m.ndim}D")
@@ -110,6 +112,9 @@ def separate_particles(
     comp, n = cc3d.connected_components(m, connectivity=connectivity, return_N=True,
                                         out_dtype=np.uint32)
     boxes = cc3d.statistics(comp)["bounding_boxes"]
+    # The watershed works on one component's box at a time: the largest one sets the peak.
+    check_memory("particle separation", m.shape, work_voxels=max(
+        (math.prod(b.stop - b.start for b in box) for box in boxes[1:]), default=0))
     extra: dict[int, list[int]] = {}
     next_id = n + 1
     report(progress, 0, max(n, 1))

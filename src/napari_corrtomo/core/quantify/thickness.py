@@ -44,6 +44,7 @@ import numpy as np
 
 from .._checks import as_mask, check_spacing
 from ..backend import compute, is_lazy, map_blocks, resolve_backend
+from ..memory import check_memory
 from ..progress import ProgressCallback, report
 from ._thickness_kernels import isqrt_table, lut, paint, paint_int, ridge_kernel
 
@@ -103,6 +104,9 @@ def local_thickness(
     ValueError
         Non-binary mask, no phase voxel, a phase that fills the whole array (its
         thickness is unbounded), or a spacing of the wrong length.
+    ~napari_corrtomo.core.memory.TooLarge
+        An in-memory mask whose estimated peak memory exceeds the budget (before any
+        work; a dask/zarr mask runs block by block instead).
 
     Notes
     -----
@@ -110,6 +114,7 @@ def local_thickness(
     """
     if is_lazy(mask):
         return _local_thickness_lazy(mask, spacing, progress)
+    check_memory("local thickness", np.shape(mask))
     arr = as_mask(mask, "mask")
     if arr.ndim not in (2, 3):
         raise ValueError(f"mask must be 2D or 3D, got {arr.ndim}D (shape {arr.shape})")

@@ -37,6 +37,7 @@ from scipy import ndimage as ndi
 
 from .._checks import as_mask, check_spacing
 from ..backend import resolve_backend
+from ..memory import check_memory
 from ..progress import ProgressCallback, report, scaled
 from ..units import normalize_unit
 from ._multigrid import Hierarchy, grid_system, pcg_energy
@@ -204,6 +205,8 @@ def tortuosity_factor(
     ValueError
         Non-binary or empty mask, bad ``spacing`` or ``axis``.
     """
+    if resolve_backend(backend) == "numpy":  # the CuPy solve holds its arrays on the GPU
+        check_memory("tortuosity factor", np.shape(mask))
     phase = as_mask(mask, ndim=(2, 3)).copy()
     ndim = phase.ndim
     spacing_t = check_spacing(spacing, ndim)
