@@ -157,3 +157,35 @@ def test_a_lazy_layer_is_measured_block_by_block_and_never_loaded(
     lt = layer.data[0] if layer.multiscale else layer.data
     np.testing.assert_allclose(np.asarray(lt), eager.arrays["phase local thickness"].data,
                                rtol=1e-6)
+
+
+def test_export_all_asks_before_replacing_tables(make_napari_viewer, qtbot, particle_volume,
+                                                 tmp_path, monkeypatch):
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication, QFileDialog, QMessageBox
+
+    _, widget = _widget(make_napari_viewer, qtbot, particle_volume)
+    for key, cb in widget.checks.items():
+        cb.setChecked(key == "porosity")
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60_000)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
+    summary = tmp_path / "summary.csv"
+    qtbot.mouseClick(widget.export_all_button, Qt.MouseButton.LeftButton)  # new: no question
+    written = summary.read_text()
+    assert "porosity" in written
+
+    def answer(button):
+        def click():
+            box = QApplication.activeModalWidget()
+            assert isinstance(box, QMessageBox) and "Replace" in box.text()
+            box.button(button).click()
+        QTimer.singleShot(300, click)
+
+    summary.write_text("mine\n")
+    answer(QMessageBox.StandardButton.No)
+    qtbot.mouseClick(widget.export_all_button, Qt.MouseButton.LeftButton)
+    assert summary.read_text() == "mine\n"
+    answer(QMessageBox.StandardButton.Yes)
+    qtbot.mouseClick(widget.export_all_button, Qt.MouseButton.LeftButton)
+    assert summary.read_text() == written

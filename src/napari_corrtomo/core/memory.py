@@ -36,7 +36,7 @@ class PeakModel:
 
 #: measured by benchmarks/memory.py (2-core VM, NumPy backend); keys are what messages say
 PEAKS: dict[str, PeakModel] = {
-    "local thickness": PeakModel(per_voxel=9.0, fixed=5e6),
+    "local thickness": PeakModel(per_voxel=8.0, fixed=5e6),
     # the labels (4 B) throughout; connected components, then one component's watershed
     "particle separation": PeakModel(per_voxel=4.0, transient_per_voxel=4.5,
                                      per_work_voxel=40.0, fixed=4e6),

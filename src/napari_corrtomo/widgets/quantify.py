@@ -17,6 +17,7 @@ registering them in the core), run in a worker with progress and Cancel, and get
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import napari
@@ -32,6 +33,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -331,8 +333,17 @@ class QuantifyWidget(QWidget):
 
     def _ask_export_all(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export all tables to folder")
-        if folder:
-            self.export_all(folder)
+        if not folder or self.result is None:
+            return
+        taken = [name for name in self.result.all_tables() if Path(folder, f"{name}.csv").exists()]
+        if taken and QMessageBox.question(
+                self, "Replace tables?",
+                f"{len(taken)} of the tables exist in {folder} ({', '.join(taken[:4])}"
+                f"{' ...' if len(taken) > 4 else ''}). Replace them?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No) != QMessageBox.StandardButton.Yes:
+            return
+        self.export_all(folder)
 
 
 def _compute(labels, spacing, unit, measures, settings, intensity, progress=None):
