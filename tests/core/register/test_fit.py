@@ -256,3 +256,38 @@ def test_transform_object_helpers():
                 np.diag([1, 1, 0, 1.0])):
         with pytest.raises(ValueError):
             reg.Transform(bad)
+
+
+@pytest.mark.parametrize("model, n, n_out, exact", [
+    ("affine", 8, 1, 0.8), ("affine", 8, 2, 0.55), ("similarity", 8, 2, 0.9),
+    ("rigid", 6, 2, 0.8)])
+def test_few_pairs_with_outliers_lose_the_outliers_and_keep_the_good_pairs(model, n, n_out,
+                                                                          exact):
+    """Few pairs, 1-2 gross outliers (20 noise sigmas): the automatic test must not take
+    high-leverage good pairs for outliers (a one-at-a-time deletion test without leverage
+    dropped 0.4-0.75 good pairs per fit of 8 affine pairs) nor let two outliers hide
+    each other (it found both in 9 % of the fits)."""
+    hits, good_lost = [], 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        m, moving, fixed = _random_case(rng, model, n)
+        fixed = fixed + rng.normal(0, 0.5, fixed.shape)
+        bad = rng.choice(n, n_out, replace=False)
+        d = rng.normal(size=(n_out, 3))
+        fixed[bad] += 10.0 * d / np.linalg.norm(d, axis=1)[:, None]
+        used = reg.fit_landmarks(fixed, moving, model, robust=True, seed=0).used
+        truth = np.ones(n, bool)
+        truth[bad] = False
+        hits.append(np.array_equal(used, truth))
+        good_lost += int((truth & ~used).sum())
+    assert np.mean(hits) >= exact
+    assert good_lost / 40 <= 0.1
+
+
+def test_a_good_pair_far_from_the_others_is_kept():
+    rng = np.random.default_rng(3)
+    m, moving, fixed = _random_case(rng, "affine", 8)
+    moving[-1] = moving[:-1].mean(axis=0) + 150.0  # far outside the cluster: high leverage
+    fixed = apply_to_points(m, moving) + rng.normal(0, 0.5, moving.shape)
+    fit = reg.fit_landmarks(fixed, moving, "affine", robust=True)
+    assert fit.used.all(), fit.warnings

@@ -24,9 +24,11 @@ DEGENERATE_RATIO = 1e-3
 #: chi-square (3 d.o.f.) median and 99 % quantile (squared 3D distances of unit Gaussian noise).
 _CHI2_3_MEDIAN = 2.365974
 _CHI2_3_99 = 11.344867
-#: Up to this many pairs the automatic outlier test is the deletion test; beyond it RANSAC
-#: with a least-median-of-squares threshold (the deletion test refits n^2 times).
-DELETION_MAX = 60
+#: free parameters of each model (3D)
+MODEL_PARAMETERS = {"rigid": 6, "similarity": 7, "affine": 12}
+#: Fits the automatic outlier test may spend trying sets of left-out pairs (all sets of 0,
+#: 1, 2 ... pairs) before it hands over to RANSAC with a least-median-of-squares threshold.
+DELETION_FITS = 5000
 
 
 # =========================================================================== checks
@@ -137,53 +139,107 @@ def _samples(n: int, k: int, max_trials: int, rng: np.random.Generator):
             yield idx
 
 
-def _prediction_errors(fixed: np.ndarray, moving: np.ndarray, model: str,
-                       inliers: np.ndarray) -> np.ndarray:
-    """Per point: the distance to where a fit on the *other* inliers puts it (deleted residual).
+def _jacobian(fitted: np.ndarray, moving: np.ndarray, model: str) -> np.ndarray:
+    """(n, 3, p): how each fitted point moves with the model's parameters at the fit.
 
-    Inliers are predicted by a fit without themselves (leave-one-out), the others
-    by the fit on all inliers; NaN where the remaining inliers are degenerate.
+    Columns: a small rotation, for similarity a scale, and a translation of the fitted
+    points; for affine the 12 linear parameters (exact: the model is linear).
     """
-    idx = np.flatnonzero(inliers)
-    err = np.full(len(fixed), np.nan)
-    full, _ = _closed_form(fixed[idx], moving[idx], model)
-    out = np.flatnonzero(~inliers)
-    err[out] = np.linalg.norm(_residuals(full, fixed[out], moving[out]), axis=1)
-    for j in idx:
-        rest = idx[idx != j]
-        if degeneracy(fixed[rest], model) or degeneracy(moving[rest], model):
+    n = len(moving)
+    c = fitted - fitted.mean(axis=0)
+    eye = np.broadcast_to(np.eye(3), (n, 3, 3))
+    if model == "affine":
+        cols = [eye * x[:, None, None] for x in (moving - moving.mean(axis=0)).T]
+    else:
+        skew = np.zeros((n, 3, 3))
+        skew[:, 0, 1], skew[:, 0, 2], skew[:, 1, 2] = -c[:, 2], c[:, 1], -c[:, 0]
+        skew -= skew.transpose(0, 2, 1)
+        cols = [-skew, c[:, :, None]] if model == "similarity" else [-skew]
+    return np.concatenate([*cols, eye], axis=2)
+
+
+def _prediction_scores(fixed: np.ndarray, moving: np.ndarray, model: str,
+                       keep: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """Fit the kept pairs; score every pair by its noise-scaled error against that fit.
+
+    A kept pair's score is ``r^T (I - H)^-1 r`` (``H`` its 3x3 block of the hat matrix
+    ``J (J^T J)^-1 J^T``: a good pair far from the others pulls the fit towards itself
+    and is not taken for an outlier), a left-out pair's ``e^T (I + J G J^T)^-1 e``
+    (its prediction error, wider where the fit extrapolates). Returns the scores, the
+    noise variance of the kept pairs and its degrees of freedom; under Gaussian noise a
+    score over three times the variance is F(3, dof)-distributed.
+    """
+    idx = np.flatnonzero(keep)
+    m, _ = _closed_form(fixed[idx], moving[idx], model)
+    r = _residuals(m, fixed, moving)
+    jac = _jacobian(apply_to_points(m, moving), moving, model)
+    jk = jac[idx].reshape(3 * len(idx), -1)
+    spread = np.einsum("nip,pq,njq->nij", jac, np.linalg.pinv(jk.T @ jk), jac)
+    cov = np.where(keep[:, None, None], np.eye(3) - spread, np.eye(3) + spread)
+    cov[keep] += 1e-9 * np.eye(3)  # a pair that alone fixes a parameter has no free residual
+    score = np.einsum("ni,ni->n", r, np.linalg.solve(cov, r[:, :, None])[:, :, 0])
+    dof = 3 * len(idx) - MODEL_PARAMETERS[model]
+    return score, float((r[idx] ** 2).sum()) / dof, dof
+
+
+def _deletion_test(fixed: np.ndarray, moving: np.ndarray,
+                   model: str) -> tuple[np.ndarray, float] | None:
+    """Outliers by a trimmed fit and a forward search, for few pairs.
+
+    1. Least trimmed squares: of all sets that leave out ``m`` pairs (``m`` = 2, or a
+       fifth of the pairs, as far as the rest still estimates the noise with at least 5
+       degrees of freedom and the number of fits allows), the one with the smallest sum
+       of squared residuals: it leaves out every outlier there are at most ``m`` of, so
+       two outliers cannot hide each other as they do in a one-at-a-time deletion.
+    2. Forward search: a left-out pair rejoins when its prediction error is within the
+       99 % bound (F quantile, Bonferroni-corrected over the pairs) of the kept pairs'
+       noise; refit and repeat until nothing changes.
+
+    3. Check: a kept pair that is an outlier against the others (externally studentized)
+       means there were more outliers than ``m``.
+
+    None when no trimmed fit can be made within :data:`DELETION_FITS` fits or the check
+    fails: RANSAC then.
+    """
+    from scipy.stats import f as f_dist
+
+    n, p = len(fixed), MODEL_PARAMETERS[model]
+    out, fits = 0, 1
+    while (out < max(2, n // 5) and 3 * (n - out - 1) - p >= 5
+           and fits + math.comb(n, out + 1) <= DELETION_FITS):
+        out += 1
+        fits += math.comb(n, out)
+    best = None
+    for left in itertools.combinations(range(n), out):
+        keep = np.ones(n, bool)
+        keep[list(left)] = False
+        idx = np.flatnonzero(keep)
+        if degeneracy(fixed[idx], model) or degeneracy(moving[idx], model):
             continue
         try:
-            m_j, _ = _closed_form(fixed[rest], moving[rest], model)
+            m, _ = _closed_form(fixed[idx], moving[idx], model)
         except ValueError:
             continue
-        err[j] = float(np.linalg.norm(_residuals(m_j, fixed[j:j + 1], moving[j:j + 1])))
-    return err
-
-
-def _deletion_test(fixed: np.ndarray, moving: np.ndarray, model: str) -> tuple[np.ndarray, float]:
-    """Backward deletion of outliers by their deleted (leave-one-out) residuals.
-
-    Each round predicts every kept pair from a fit on the others; the noise level
-    is estimated from those prediction errors without the largest
-    (``sigma^2 = mean(e^2) / 3``), and the worst pair is dropped when its error
-    exceeds the 99 % chi-square (3 d.o.f.) bound ``3.37 sigma``. Stops when the
-    worst pair passes or only ``minimum + 1`` pairs remain.
-    """
-    k = MODELS[model]
-    inliers = np.ones(len(fixed), bool)
-    threshold = float("inf")
-    while inliers.sum() > k + 1:
-        err = _prediction_errors(fixed, moving, model, inliers)[inliers]
-        if not np.all(np.isfinite(err)):
+        rss = float((_residuals(m, fixed[idx], moving[idx]) ** 2).sum())
+        if best is None or rss < best[0]:
+            best = (rss, keep)
+    if best is None:
+        return None
+    keep = best[1]
+    for _ in range(n):
+        score, var, dof = _prediction_scores(fixed, moving, model, keep)
+        bound = 3 * float(f_dist.ppf(1 - 0.01 / n, 3, dof)) * var
+        new = keep | (score <= bound)
+        if np.array_equal(new, keep):
             break
-        worst = int(np.argmax(err))
-        rest = np.delete(err, worst)
-        threshold = math.sqrt(_CHI2_3_99 * float((rest**2).mean()) / 3.0)
-        if err[worst] <= threshold:
-            break
-        inliers[np.flatnonzero(inliers)[worst]] = False
-    return inliers, threshold
+        keep = new
+    # more outliers than the trimmed fit left out: one is among the kept pairs
+    score, var, dof = _prediction_scores(fixed, moving, model, keep)
+    kept = score[keep]
+    without = np.maximum(var * dof - kept, 0.0) / (dof - 3)
+    if np.any(kept > 3 * float(f_dist.ppf(1 - 0.01 / n, 3, dof - 3)) * without):
+        return None
+    return keep, math.sqrt(bound)
 
 
 def _lmeds_threshold(fixed: np.ndarray, moving: np.ndarray, model: str, max_trials: int,
@@ -361,8 +417,10 @@ def fit_landmarks(
     used = act.copy()
     used_threshold = None
     if robust:
-        if threshold is None and len(idx) <= DELETION_MAX:
-            inl, used_threshold = _deletion_test(fixed[idx], moving[idx], model)
+        deletion = None if threshold is not None else _deletion_test(fixed[idx], moving[idx],
+                                                                    model)
+        if deletion is not None:
+            inl, used_threshold = deletion
         elif threshold is None:
             threshold = _lmeds_threshold(fixed[idx], moving[idx], model, max_trials, seed)
             inl, used_threshold = _ransac(fixed[idx], moving[idx], model, threshold,
