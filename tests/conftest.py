@@ -11,6 +11,12 @@ from hypothesis import HealthCheck, settings
 os.environ.setdefault("CORRTOMO_BACKEND", "numpy")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _recovery_folder(tmp_path_factory):
+    """Sessions without a project autosave here, not into the user's cache folder."""
+    os.environ["CORRTOMO_RECOVERY_DIR"] = str(tmp_path_factory.mktemp("recovery"))
+
+
 @pytest.fixture(scope="session")
 def correlative_sample():
     from napari_corrtomo.core.synthetic import correlative_particles

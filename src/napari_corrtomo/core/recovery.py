@@ -39,6 +39,8 @@ VERSION = 1
 RECOVERY_DIR = ".corrtomo-recovery"
 POINTER = "current.json"
 CLASSIFIER = "classifier.corrclf.npz"
+#: environment variable naming the recovery folder of sessions without a project
+ENV_RECOVERY_DIR = "CORRTOMO_RECOVERY_DIR"
 
 
 @dataclass
@@ -93,8 +95,11 @@ class RecoveryInfo:
 
 
 def default_recovery_folder() -> Path:
-    """Where a session without a project folder keeps its recovery state: the user's
-    cache folder (e.g. ``~/.cache/napari-corrtomo/recovery`` on Linux)."""
+    """Where a session without a project folder keeps its recovery state:
+    ``$CORRTOMO_RECOVERY_DIR`` if set, else the user's cache folder (e.g.
+    ``~/.cache/napari-corrtomo/recovery`` on Linux)."""
+    if os.environ.get(ENV_RECOVERY_DIR):
+        return Path(os.environ[ENV_RECOVERY_DIR])
     return Path(platformdirs.user_cache_dir("napari-corrtomo")) / "recovery"
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import napari
+import numpy as np
 from qtpy.QtWidgets import QComboBox, QWidget
 
 from ..core.frame import Frame, frame_of
+from ..core.project import ProjectLayer
 
 #: metadata key naming the widget that created a layer (so it may update it later)
 CREATED_BY = "corrtomo_created_by"
@@ -133,3 +135,58 @@ def layer_tables(layer) -> dict:
     if features is not None and len(features.columns) and len(features):
         tables.setdefault("features", features)
     return tables
+
+
+# ============================================================================ projects
+
+_DISPLAY = {
+    "image": ("colormap", "contrast_limits", "gamma", "opacity", "blending", "visible"),
+    "labels": ("opacity", "blending", "visible"),
+    "points": ("size", "opacity", "visible", "symbol"),
+    "shapes": ("edge_width", "opacity", "visible"),
+}
+
+
+def to_project_layer(layer) -> ProjectLayer:
+    """Snapshot of a napari layer (data, frame, display, tables) for saving."""
+    kind = layer._type_string
+    display = {}
+    for key in _DISPLAY.get(kind, ()):
+        value = getattr(layer, key)
+        display[key] = value.name if hasattr(value, "name") else value
+    metadata = {k: v for k, v in layer.metadata.items() if k != TABLES}
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    return ProjectLayer(
+        name=layer.name,
+        layer_type=kind,
+        data=data,
+        scale=tuple(float(s) for s in layer.scale),
+        units=tuple(str(u) for u in layer.units),
+        affine=np.asarray(layer.affine.affine_matrix),
+        display=display,
+        metadata=metadata,
+        tables=layer_tables(layer),
+        shape_types=list(layer.shape_type) if kind == "shapes" else None,
+        translate=tuple(float(t) for t in layer.translate),
+    )
+
+
+def add_project_layer(viewer: napari.Viewer, entry: ProjectLayer):
+    """Recreate a saved layer in the viewer (a new layer; nothing existing is replaced)."""
+    kwargs = dict(name=entry.name, scale=entry.scale, units=entry.units,
+                  metadata=dict(entry.metadata))
+    if entry.affine is not None:
+        kwargs["affine"] = entry.affine
+    if entry.translate is not None:
+        kwargs["translate"] = entry.translate
+    display = dict(entry.display)
+    if entry.layer_type == "shapes":
+        layer = viewer.add_shapes(entry.data, shape_type=entry.shape_types, **kwargs, **display)
+    else:
+        layer = getattr(viewer, f"add_{entry.layer_type}")(entry.data, **kwargs, **display)
+    if entry.tables:
+        if "features" in entry.tables and entry.layer_type != "image":
+            layer.features = entry.tables.pop("features")
+        if entry.tables:
+            layer.metadata = {**layer.metadata, TABLES: entry.tables}
+    return layer

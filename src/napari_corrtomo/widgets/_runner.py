@@ -1,22 +1,136 @@
-"""Run a core call in a worker thread with a progress bar, a cancel button and notifications."""
+"""Run a core call in a worker thread with a progress bar, a cancel button and notifications.
+
+Every worker started here belongs to a viewer: closing that viewer's window cancels
+all of them and waits for them to end (at most :data:`CLOSE_TIMEOUT_S` in all), so no
+computation outlives its window and keeps the process alive.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+import napari
 from napari.qt.threading import create_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QEvent, QObject, Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..core.progress import Cancelled
 
+#: seconds closing a viewer waits, in all, for its cancelled workers to end
+CLOSE_TIMEOUT_S = 2.0
+
+
+class Job:
+    """One background call: a cancel flag its progress callback obeys, a done flag."""
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.done = threading.Event()
+
+    def progress(self, done: int, total: int) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
+
+
+class _CloseWatcher(QObject):
+    """Sees the viewer window's close; then cancels its jobs and runs its close callbacks."""
+
+    def __init__(self, window: QObject):
+        super().__init__()
+        self.jobs: set[Job] = set()
+        self.callbacks: list[Callable[[float], None]] = []
+        self.closed = False
+        window.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt API)
+        if event.type() != QEvent.Type.Close or self.closed:
+            return False
+        obj.event(event)  # let the window decide (it may ask the user and refuse)
+        if event.isAccepted():
+            self.shutdown()
+        return True
+
+    def shutdown(self) -> None:
+        """Cancel every job, then wait for all of them and the callbacks, within the timeout."""
+        self.closed = True
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S
+        for job in list(self.jobs):
+            job.cancel.set()
+        for callback in self.callbacks:
+            callback(deadline)
+        for job in list(self.jobs):
+            job.done.wait(max(deadline - time.monotonic(), 0.0))
+
+
+_WATCHERS: dict[int, _CloseWatcher] = {}
+
+
+def close_watcher(viewer: napari.Viewer | None) -> _CloseWatcher | None:
+    """The close watcher of ``viewer``'s window (None without a viewer or window)."""
+    window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+    if window is None:
+        return None
+    key = id(viewer)
+    if key not in _WATCHERS:
+        _WATCHERS[key] = _CloseWatcher(window)
+        window.destroyed.connect(lambda *_: _WATCHERS.pop(key, None))
+    return _WATCHERS[key]
+
+
+def on_viewer_close(viewer: napari.Viewer | None, callback: Callable[[float], None]) -> None:
+    """Call ``callback(deadline)`` (a ``time.monotonic`` deadline) when the viewer closes."""
+    watcher = close_watcher(viewer)
+    if watcher is not None:
+        watcher.callbacks.append(callback)
+
+
+def start_job(func: Callable[..., Any], *args: Any, viewer: napari.Viewer | None,
+              on_result: Callable[[Any], None], on_error: Callable[[BaseException], None],
+              on_finished: Callable[[], None], job: Job | None = None, **kwargs: Any):
+    """Run ``func(*args, progress=job.progress, **kwargs)`` in a napari worker owned by
+    ``viewer`` (cancelled and awaited when it closes); returns the worker."""
+    job = job or Job()
+    watcher = close_watcher(viewer)
+
+    def run(*a: Any, **kw: Any) -> Any:
+        try:
+            return func(*a, **kw)
+        finally:
+            job.done.set()
+            if watcher is not None:
+                watcher.jobs.discard(job)
+
+    worker = create_worker(run, *args, progress=job.progress, _ignore_errors=True, **kwargs)
+    worker.returned.connect(on_result)
+    worker.errored.connect(on_error)
+    worker.finished.connect(on_finished)
+    if watcher is not None:
+        if watcher.closed:
+            job.cancel.set()
+        watcher.jobs.add(job)
+    worker.start()
+    return worker
+
 
 class _Bridge(QObject):
     progressed = Signal(int, int)
+
+
+class _BarJob(Job):
+    """A job whose progress also moves a TaskRunner's bar."""
+
+    def __init__(self, bridge: _Bridge):
+        super().__init__()
+        self.bridge = bridge
+
+    def progress(self, done: int, total: int) -> None:
+        super().progress(done, total)
+        self.bridge.progressed.emit(int(done), int(total))
 
 
 class TaskRunner(QWidget):
@@ -25,12 +139,14 @@ class TaskRunner(QWidget):
     ``start(func, ..., on_result=cb)`` calls ``func(*args, progress=callback, **kwargs)``
     in a napari worker thread. The callback forwards ``(done, total)`` to the bar and
     to napari's activity dock, and raises :class:`Cancelled` inside the worker once
-    *Cancel* is pressed. ``on_result`` runs in the GUI thread; a ``ValueError`` (bad
-    input) or any other failure becomes a napari notification and nothing is added.
+    *Cancel* is pressed or ``viewer`` closes. ``on_result`` runs in the GUI thread; a
+    ``ValueError`` (bad input) or any other failure becomes a napari notification and
+    nothing is added.
     """
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, viewer: napari.Viewer | None = None, parent: QWidget | None = None):
         super().__init__(parent)
+        self.viewer = viewer
         self.bar = QProgressBar()
         self.bar.setRange(0, 1)
         self.bar.setValue(0)
@@ -48,7 +164,7 @@ class TaskRunner(QWidget):
         layout.addWidget(self.status)
         self._bridge = _Bridge()
         self._bridge.progressed.connect(self._on_progress)
-        self._cancel = threading.Event()
+        self._job = Job()
         self._worker = None
         self._pbar: napari_progress | None = None
         self.last_error: BaseException | None = None
@@ -59,7 +175,7 @@ class TaskRunner(QWidget):
 
     def cancel(self) -> None:
         if self.busy:
-            self._cancel.set()
+            self._job.cancel.set()
             self.status.setText("Cancelling ...")
 
     def start(
@@ -74,26 +190,17 @@ class TaskRunner(QWidget):
         if self.busy:
             show_info("A task is already running in this panel; wait for it or press Cancel.")
             return None
-        self._cancel.clear()
         self.last_error = None
-
-        def callback(done: int, total: int) -> None:
-            if self._cancel.is_set():
-                raise Cancelled()
-            self._bridge.progressed.emit(int(done), int(total))
-
+        job = self._job = _BarJob(self._bridge)
         # Errors are ours to report (notification + status), not to re-raise in the GUI thread.
-        worker = create_worker(func, *args, progress=callback, _ignore_errors=True, **kwargs)
-        worker.returned.connect(on_result)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
         self._pbar = napari_progress(total=0, desc=label)
         self.bar.setRange(0, 0)  # busy until the first report
         self.cancel_button.setEnabled(True)
         self.status.setText(f"{label} ...")
-        worker.start()
-        return worker
+        self._worker = start_job(func, *args, viewer=self.viewer, on_result=on_result,
+                                 on_error=self._on_error, on_finished=self._on_finished,
+                                 job=job, **kwargs)
+        return self._worker
 
     def _on_progress(self, done: int, total: int) -> None:
         self.bar.setRange(0, max(total, 1))
@@ -116,8 +223,8 @@ class TaskRunner(QWidget):
         self._worker = None
         self.cancel_button.setEnabled(False)
         self.bar.setRange(0, 1)
-        self.bar.setValue(0 if self._cancel.is_set() or self.last_error else 1)
-        if not self._cancel.is_set() and self.last_error is None:
+        self.bar.setValue(0 if self._job.cancel.is_set() or self.last_error else 1)
+        if not self._job.cancel.is_set() and self.last_error is None:
             self.status.setText("Done.")
         if self._pbar is not None:
             self._pbar.close()

@@ -12,12 +12,12 @@ voxel size). All computing is in :mod:`napari_corrtomo.core.classify`.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import napari
 import numpy as np
 from napari.layers import Image, Labels
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
@@ -40,8 +40,9 @@ from qtpy.QtWidgets import (
 from ..core import backend as bk
 from ..core.classify import LiveTrainer, PixelClassifier, proba_to_labels, proba_uncertainty
 from ..core.classify.features import FILTERS, ILASTIK_SIGMAS, FeatureSpec, FilterItem, TailoredFeatures
+from ._autosave import CLASSIFIER, autosave_for
 from ._layers import LayerSelect, add_result, layer_frame
-from ._runner import TaskRunner
+from ._runner import TaskRunner, start_job
 from ._table import TableView
 
 NAME = "classify"
@@ -114,7 +115,7 @@ class ClassifyWidget(QWidget):
         self.load_button.clicked.connect(self._ask_load)
         self.status = QLabel("Paint a few strokes per class, then press Live training.")
         self.status.setWordWrap(True)
-        self.runner = TaskRunner()
+        self.runner = TaskRunner(napari_viewer)
         self.importances = TableView()
         buttons = QHBoxLayout()
         buttons.addWidget(self.train_button)
@@ -142,6 +143,9 @@ class ClassifyWidget(QWidget):
             event.connect(self.refresh_channels)
         napari_viewer.dims.events.current_step.connect(self._schedule_live)
         self.refresh_channels()
+        self._clf_snapshot: PixelClassifier | None = None
+        self.autosave = autosave_for(napari_viewer)
+        self.autosave.register(NAME, self.recovery_state, self.restore_state)
 
     # ------------------------------------------------------------------ inputs
 
@@ -270,7 +274,7 @@ class ClassifyWidget(QWidget):
         def job(progress=None):
             live = LiveTrainer(image, spec, spacing, unit, names, spatial_ndim=nd,
                                n_trees=n_trees)
-            live.train(labels)
+            live.train(labels, progress)
             return live, z, live.predict_slice(z)
 
         self.runner.start(job, on_result=self._trained, label="Training")
@@ -283,6 +287,7 @@ class ClassifyWidget(QWidget):
         self._show_slice(z, proba)
         self._show_importances()
         self._watch(self.scribbles.layer())
+        self.autosave.changed()
         self.status.setText(
             f"Trained on {self.classifier.n_samples_} labelled voxels, "
             f"{self.classifier.n_features} features. Paint to refine; the visible slice updates."
@@ -319,19 +324,19 @@ class ClassifyWidget(QWidget):
         self._live_busy = True
         self._live_pending = False
 
-        def step():
-            live.train(labels)
+        def step(progress=None):
+            live.train(labels, progress)
             return z, live.predict_slice(z)
 
-        worker = create_worker(step, _ignore_errors=True)
-        worker.returned.connect(lambda res: self._show_slice(*res))
-        worker.errored.connect(lambda exc: self.status.setText(f"Live update skipped: {exc}"))
-        worker.finished.connect(self._live_done)
-        worker.start()
-        self._live_worker = worker
+        # owned by the viewer: closing it cancels the update (between slices/tree batches)
+        self._live_worker = start_job(
+            step, viewer=self.viewer, on_result=lambda res: self._show_slice(*res),
+            on_error=lambda exc: self.status.setText(f"Live update skipped: {exc}"),
+            on_finished=self._live_done)
 
     def _live_done(self) -> None:
         self._live_busy = False
+        self.autosave.changed()
         if self._live_pending:
             self._run_live()
 
@@ -437,6 +442,38 @@ class ClassifyWidget(QWidget):
                 show_error(str(exc))
             else:
                 show_info(f"Loaded {path}")
+
+    # ------------------------------------------------------------------ autosave
+
+    def recovery_state(self) -> dict:
+        """Settings, scribble layer and classifier for the autosave (UI thread)."""
+        if not self._live_busy:  # a live update re-fits self.classifier in place
+            self._clf_snapshot = copy.copy(self.classifier)
+        scribbles = self.scribbles.layer()
+        try:
+            features = self.feature_spec().to_dict()
+        except ValueError:
+            features = None
+        return {"channels": self.checked_channel_names(),
+                "scribbles": scribbles.name if scribbles is not None else "",
+                "features": features, "n_trees": self.n_trees.value(),
+                CLASSIFIER: self._clf_snapshot}
+
+    def restore_state(self, state: dict) -> None:
+        """Take back what :meth:`recovery_state` gave (after a crash)."""
+        self.set_channels(state.get("channels", []))
+        if state.get("scribbles") in self.viewer.layers:
+            self.scribbles.set_layer(self.viewer.layers[state["scribbles"]])
+        if state.get("features"):
+            self.set_feature_spec(FeatureSpec.from_dict(state["features"]))
+        self.n_trees.setValue(int(state.get("n_trees", self.n_trees.value())))
+        if isinstance(state.get(CLASSIFIER), PixelClassifier):
+            self.train_button.setChecked(False)
+            self.live = None
+            self.classifier = state[CLASSIFIER]
+            self._show_importances()
+            self.status.setText("Restored the classifier of the recovered session; press "
+                                "Live training to go on refining it, or Predict volume.")
 
 
 def _data(layer) -> Any:

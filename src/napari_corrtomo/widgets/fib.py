@@ -244,7 +244,7 @@ class FibWidget(QWidget):
         ml.addRow(self.metrics_button)
         ml.addRow(self.table)
 
-        self.runner = TaskRunner()
+        self.runner = TaskRunner(napari_viewer)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(tbox)

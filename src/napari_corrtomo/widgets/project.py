@@ -1,93 +1,65 @@
-"""Dock widget "Correlative project": modalities, frames and fields of view; save/load the session."""
+"""Dock widget "Correlative project": modalities, frames and fields of view; save/load the
+session; autosave and crash recovery (see :mod:`._autosave`)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import napari
-import numpy as np
 from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from ..core.project import ProjectLayer, describe, load_project, save_project
-from ._layers import TABLES, layer_tables
+from ..core.project import describe, load_project, save_project
+from ..core.recovery import (
+    RecoveryInfo,
+    discard_recovery,
+    read_recovery,
+    recovery_folder,
+    recovery_info,
+)
+from ._autosave import autosave_for
+from ._layers import add_project_layer, to_project_layer
 from ._runner import TaskRunner
 from ._table import TableView
-
-_DISPLAY = {
-    "image": ("colormap", "contrast_limits", "gamma", "opacity", "blending", "visible"),
-    "labels": ("opacity", "blending", "visible"),
-    "points": ("size", "opacity", "visible", "symbol"),
-    "shapes": ("edge_width", "opacity", "visible"),
-}
-
-
-def to_project_layer(layer) -> ProjectLayer:
-    """Snapshot of a napari layer (data, frame, display, tables) for saving."""
-    kind = layer._type_string
-    display = {}
-    for key in _DISPLAY.get(kind, ()):
-        value = getattr(layer, key)
-        display[key] = value.name if hasattr(value, "name") else value
-    metadata = {k: v for k, v in layer.metadata.items() if k != TABLES}
-    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-    return ProjectLayer(
-        name=layer.name,
-        layer_type=kind,
-        data=data,
-        scale=tuple(float(s) for s in layer.scale),
-        units=tuple(str(u) for u in layer.units),
-        affine=np.asarray(layer.affine.affine_matrix),
-        display=display,
-        metadata=metadata,
-        tables=layer_tables(layer),
-        shape_types=list(layer.shape_type) if kind == "shapes" else None,
-        translate=tuple(float(t) for t in layer.translate),
-    )
-
-
-def add_project_layer(viewer: napari.Viewer, entry: ProjectLayer):
-    """Recreate a saved layer in the viewer (a new layer; nothing existing is replaced)."""
-    kwargs = dict(name=entry.name, scale=entry.scale, units=entry.units,
-                  metadata=dict(entry.metadata))
-    if entry.affine is not None:
-        kwargs["affine"] = entry.affine
-    if entry.translate is not None:
-        kwargs["translate"] = entry.translate
-    display = dict(entry.display)
-    if entry.layer_type == "shapes":
-        layer = viewer.add_shapes(entry.data, shape_type=entry.shape_types, **kwargs, **display)
-    else:
-        layer = getattr(viewer, f"add_{entry.layer_type}")(entry.data, **kwargs, **display)
-    if entry.tables:
-        if "features" in entry.tables and entry.layer_type != "image":
-            layer.features = entry.tables.pop("features")
-        if entry.tables:
-            layer.metadata = {**layer.metadata, TABLES: entry.tables}
-    return layer
 
 
 class ProjectWidget(QWidget):
     """Lists every volume with its voxel size, unit, registration and field of view, and
-    saves/loads the whole session (layers as OME-Zarr/CSV/JSON + a JSON manifest)."""
+    saves/loads the whole session (layers as OME-Zarr/CSV/JSON + a JSON manifest).
+
+    While it is open the session is autosaved to the project's recovery folder (before a
+    first save: the default one); opening a project whose recovery folder holds the
+    unsaved work of a session that ended without saving offers to restore it.
+    """
 
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
         self.viewer = napari_viewer
+        self.autosave = autosave_for(napari_viewer)
+        #: asks the user a yes/no question (tests answer it programmatically)
+        self.confirm = self._ask_user
         self.table = TableView()
         self.save_button = QPushButton("Save project ...")
         self.load_button = QPushButton("Load project ...")
+        self.restore_button = QPushButton("Restore unsaved session")
+        self.restore_button.setVisible(False)
         self.save_button.clicked.connect(lambda: self._ask("save"))
         self.load_button.clicked.connect(lambda: self._ask("load"))
-        self.runner = TaskRunner()
+        self.restore_button.clicked.connect(lambda: self.restore(self.autosave.folder))
+        self.runner = TaskRunner(napari_viewer)
+        self.recovery_status = QLabel("")
+        self.recovery_status.setWordWrap(True)
+        self.autosave.saved.connect(self._on_autosaved)
         buttons = QHBoxLayout()
         buttons.addWidget(self.save_button)
         buttons.addWidget(self.load_button)
@@ -95,10 +67,13 @@ class ProjectWidget(QWidget):
         layout.addWidget(QLabel("Modalities in this session (voxel size, unit, frame):"))
         layout.addWidget(self.table)
         layout.addLayout(buttons)
+        layout.addWidget(self.restore_button)
         layout.addWidget(self.runner)
+        layout.addWidget(self.recovery_status)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self.refresh)
         self.refresh()
+        self._offer_restore_button(self.autosave.folder)
 
     def refresh(self, *_) -> None:
         volumes = [to_project_layer(layer) for layer in self.viewer.layers
@@ -112,18 +87,89 @@ class ProjectWidget(QWidget):
         if not layers:
             show_error("Nothing to save: the viewer has no image, labels, points or shapes layers.")
             return None
-        return self.runner.start(
-            save_project, directory, layers, label="Saving project",
-            on_result=lambda path: show_info(f"Project saved to {path}"))
+        lock = self.autosave.lock
+
+        def job(progress=None):
+            with lock:  # no snapshot is written into the folder while it is replaced
+                return save_project(directory, layers, progress)
+
+        def saved(path):
+            self._use_folder(directory, saved=True)
+            show_info(f"Project saved to {path}")
+
+        return self.runner.start(job, label="Saving project", on_result=saved)
 
     def load(self, directory: str | Path):
-        """Add the layers of a saved project to the viewer."""
-        def added(entries):
+        """Add the layers of a saved project to the viewer; then offer its recovery state
+        when a session of it ended without saving."""
+        def added(result):
+            entries, info, state = result
             for entry in entries:
                 add_project_layer(self.viewer, entry)
+            self._use_folder(directory, saved=True)
             show_info(f"Loaded {len(entries)} layers from {directory}")
+            if state is not None:
+                self.autosave.paused = True  # keep the crash's state until answered
+                try:
+                    self._offer(info, state)
+                finally:
+                    self.autosave.paused = False
 
         return self.runner.start(_load, directory, label="Loading project", on_result=added)
+
+    def restore(self, folder: str | Path):
+        """Restore the snapshot in a recovery folder (no question asked)."""
+        return self.runner.start(_read, folder, label="Reading the recovery state",
+                                 on_result=lambda res: self._restore(*res))
+
+    # ------------------------------------------------------------------ recovery
+    def _use_folder(self, directory: str | Path, saved: bool) -> None:
+        """Autosave into ``directory``'s recovery folder from now on."""
+        old, new = self.autosave.folder, recovery_folder(directory)
+        self.autosave.set_folder(new)
+        self.autosave.unsaved_project = not saved
+        info = recovery_info(old) if old != new else None
+        if info is not None and info.pid == self.autosave.own_pid and info.writer_alive:
+            discard_recovery(old)  # this session's earlier snapshot moves with it
+        self.restore_button.setVisible(False)
+        self.recovery_status.setText(f"Autosaving to {new}")
+
+    def _offer(self, info: RecoveryInfo, state) -> None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.saved_at))
+        names = ", ".join(entry.name for entry in state.layers) or "no edited layers"
+        if self.confirm(f"A session of this project ended without saving; its state of "
+                        f"{when} was kept ({names}). Restore it?"):
+            self._restore(info, state)
+        else:
+            discard_recovery(info.folder)
+            self.recovery_status.setText(f"Recovery state of {when} discarded.")
+
+    def _restore(self, info: RecoveryInfo, state) -> None:
+        names = self.autosave.restore(state)
+        when = time.strftime("%H:%M:%S", time.localtime(info.saved_at))
+        self.restore_button.setVisible(False)
+        self.recovery_status.setText(f"Restored the session state of {when}: "
+                                     f"{', '.join(names) or 'panel settings'}")
+        show_info(self.recovery_status.text())
+
+    def _offer_restore_button(self, folder: Path) -> None:
+        """Without a project: a button for the default folder's leftover state, if any."""
+        try:
+            info = recovery_info(folder)
+        except ValueError:
+            return
+        if info is not None and not info.writer_alive:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.saved_at))
+            self.restore_button.setText(f"Restore unsaved session of {when}")
+            self.restore_button.setVisible(True)
+
+    def _on_autosaved(self, snapshot: Path) -> None:
+        self.recovery_status.setText(f"Autosaved {time.strftime('%H:%M:%S')} to "
+                                     f"{snapshot.parent}")
+
+    def _ask_user(self, text: str) -> bool:
+        answer = QMessageBox.question(self, "Restore unsaved work?", text)
+        return answer == QMessageBox.StandardButton.Yes
 
     def _ask(self, action: str) -> None:
         directory = QFileDialog.getExistingDirectory(self, f"{action.title()} project folder")
@@ -132,4 +178,13 @@ class ProjectWidget(QWidget):
 
 
 def _load(directory, progress=None):
-    return load_project(directory)
+    """The project's layers and, if a session of it ended unsaved, its recovery state."""
+    entries = load_project(directory)
+    info = recovery_info(recovery_folder(directory))
+    if info is None or info.writer_alive:
+        return entries, None, None
+    return entries, info, read_recovery(info.folder)
+
+
+def _read(folder, progress=None):
+    return recovery_info(folder), read_recovery(folder)

@@ -124,7 +124,7 @@ class QuantifyWidget(QWidget):
 
         self.run_button = QPushButton("Quantify")
         self.run_button.clicked.connect(self.run)
-        self.runner = TaskRunner()
+        self.runner = TaskRunner(napari_viewer)
         # notes of the last run (e.g. tau = inf); own label: the runner's status ends as "Done."
         self.notes = QLabel("")
         self.notes.setWordWrap(True)

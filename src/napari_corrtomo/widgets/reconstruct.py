@@ -203,7 +203,7 @@ class ReconstructWidget(QWidget):
         form.addRow(row)
         layout.addWidget(box)
 
-        self.runner = TaskRunner()
+        self.runner = TaskRunner(napari_viewer)
         layout.addWidget(self.runner)
         self.plot = PlotCanvas()
         layout.addWidget(self.plot)

@@ -42,6 +42,7 @@ from qtpy.QtWidgets import (
 
 from ..core import register as reg
 from ..core.units import convert
+from ._autosave import autosave_for
 from ._layers import CREATED_BY, LayerSelect, add_result, layer_frame
 from ._runner import TaskRunner
 from ._table import TableView
@@ -181,7 +182,7 @@ class RegisterWidget(QWidget):
         self.fov_button = QPushButton("Show fields of view")
         self.fov_button.clicked.connect(self._guard(self.show_fields_of_view))
 
-        self.runner = TaskRunner()
+        self.runner = TaskRunner(napari_viewer)
 
         # -- layout
         layout = QVBoxLayout(self)
@@ -233,6 +234,8 @@ class RegisterWidget(QWidget):
         layout.addWidget(self.runner)
         layout.addStretch(1)
         self._connected: list[Any] = []
+        self.autosave = autosave_for(napari_viewer)
+        self.autosave.register(NAME, self.recovery_state, self.restore_state)
 
     # ------------------------------------------------------------------ helpers
     def _guard(self, func):
@@ -357,6 +360,7 @@ class RegisterWidget(QWidget):
         for w in t.warnings:
             show_warning(w)
         self._show_transform()
+        self.autosave.changed()
         return t
 
     def _show_transform(self) -> None:
@@ -555,6 +559,33 @@ class RegisterWidget(QWidget):
     def _ask_load_transform(self) -> None:
         if path := self._ask(False, "Load transform", "Transform (*.json *.tfm *.txt *.h5)"):
             self.load_transform(path)
+
+    # ------------------------------------------------------------------ autosave
+    _CHOOSERS = ("fixed_select", "moving_select", "fixed_points_select", "moving_points_select")
+
+    def recovery_state(self) -> dict:
+        """Chosen layers, pair names and active flags, fit settings and the transform."""
+        return {**{key: getattr(self, key).currentText() for key in self._CHOOSERS},
+                "names": list(self.names), "active": list(self.active),
+                "model": self.model.currentText(), "robust": self.robust.isChecked(),
+                "threshold": self.threshold.value(),
+                "transform": (None if self.transform is None
+                              else reg.transform_to_dict(self.transform))}
+
+    def restore_state(self, state: dict) -> None:
+        """Take back what :meth:`recovery_state` gave (after a crash)."""
+        for key in self._CHOOSERS:
+            if state.get(key) in self.viewer.layers:
+                getattr(self, key).set_layer(self.viewer.layers[state[key]])
+        self._connect_points()
+        self.names = [str(n) for n in state.get("names", [])]
+        self.active = [bool(a) for a in state.get("active", [])]
+        self.model.setCurrentText(state.get("model", self.model.currentText()))
+        self.robust.setChecked(bool(state.get("robust", False)))
+        self.threshold.setValue(float(state.get("threshold", 0.0)))
+        if state.get("transform"):
+            self.transform = reg.transform_from_dict(state["transform"])
+            self._show_transform()
 
     # ------------------------------------------------------------------ ROI / FOV
     def roi_box(self) -> np.ndarray:

@@ -24,11 +24,16 @@ from sklearn.ensemble import RandomForestClassifier
 
 from .. import backend as bk
 from .._checks import check_finite, check_spacing
-from ..progress import ProgressCallback, report
+from ..progress import ProgressCallback, report, scaled
 from ..units import convert, normalize_unit
 from .features import FeatureSpec, compute_features
 from .files import FOREST_KEYS, DamagedFile, read_classifier_file, write_classifier_file
 from .forest import FlatForest
+
+#: training adds trees in batches of about this many tree x sample fits between progress
+#: reports (a cancel check); prediction evaluates this many voxels between reports
+TREE_BATCH_SAMPLES = 200_000
+PREDICT_BATCH_VOXELS = 1 << 18
 
 
 class PixelClassifier:
@@ -188,15 +193,24 @@ class PixelClassifier:
         self.channel_names = (list(channel_names) if channel_names is not None
                               else [f"ch{i}" for i in range(self.n_channels)])
 
-    def _fit_samples(self, X: np.ndarray, y: np.ndarray, dtype: Any) -> PixelClassifier:
+    def _fit_samples(self, X: np.ndarray, y: np.ndarray, dtype: Any,
+                     progress: ProgressCallback | None = None) -> PixelClassifier:
+        n_jobs = 1 if len(y) < 20000 else min(2, os.cpu_count() or 1)
         rf = RandomForestClassifier(
             n_estimators=self.n_trees, random_state=self.seed, max_depth=self.max_depth,
             min_samples_leaf=self.min_samples_leaf, max_features=self.max_features,
             # threads pay off only for large training sets (measured: 100 trees on ~700
             # samples fit faster on one thread)
-            n_jobs=1 if len(y) < 20000 else min(2, os.cpu_count() or 1),
+            n_jobs=n_jobs, warm_start=True,
         )
-        rf.fit(X, y)
+        # Trees are added in batches (warm start draws the same per-tree seeds as one
+        # fit, so the forest is identical) and progress is reported between batches:
+        # Cancel acts within a batch of about TREE_BATCH_SAMPLES tree-samples.
+        step = max(n_jobs, min(self.n_trees, TREE_BATCH_SAMPLES // max(len(y), 1)))
+        for n in range(step, self.n_trees + step, step):
+            rf.set_params(n_estimators=min(n, self.n_trees))
+            rf.fit(X, y)
+            report(progress, min(n, self.n_trees), self.n_trees)
         self.forest = FlatForest.from_sklearn(rf)
         self.classes_ = rf.classes_.astype(dtype)
         self._importances = rf.feature_importances_.astype(float)
@@ -233,12 +247,21 @@ class PixelClassifier:
         spec, sp, nd, forest = self.features, self.spacing, self.spatial_ndim, self.forest
         n_classes = len(self.classes_)
 
-        def func(block: Any) -> Any:
+        def func(block: Any, progress: ProgressCallback | None = None) -> Any:
             xp = bk.xp_for(backend)
             check_finite(block, xp=xp)
-            feats = compute_features(block, spec, sp, spatial_ndim=nd, backend=backend)
+            # progress after each feature and each batch of voxels: Cancel acts within one
+            starts = range(0, math.prod(block.shape[-nd:]), PREDICT_BATCH_VOXELS)
+            total = 2 * len(starts)
+            feats = compute_features(block, spec, sp, spatial_ndim=nd, backend=backend,
+                                     progress=scaled(progress, 0, len(starts), total))
             shape = feats.shape[1:]
-            proba = forest.predict_proba(feats.reshape(feats.shape[0], -1), backend)
+            feats = feats.reshape(feats.shape[0], -1)
+            proba = xp.empty((n_classes, feats.shape[1]), xp.float32)
+            for i, a in enumerate(starts):
+                b = a + PREDICT_BATCH_VOXELS
+                proba[:, a:b] = forest.predict_proba(feats[:, a:b], backend)
+                report(progress, len(starts) + i + 1, total)
             return proba.reshape((n_classes,) + tuple(shape))
 
         return func
@@ -285,7 +308,8 @@ class PixelClassifier:
                              spatial_ndim=self.spatial_ndim,
                              backend=backend, bytes_per_voxel=self._bytes_per_voxel(),
                              block_shape=block_shape, budget=budget, progress=progress,
-                             out_leading=(len(self.classes_),), out_dtype=np.float32)
+                             out_leading=(len(self.classes_),), out_dtype=np.float32,
+                             inner_progress=True)
 
     def predict(self, image: Any, spacing: Sequence[float] | None = None, unit: str | None = None,
                 **kwargs: Any) -> Any:

@@ -46,6 +46,7 @@ from .. import _kernels
 from .._checks import check_spacing
 from ..backend import asarray, is_lazy, map_blocks, ndimage_for, resolve_backend, to_host, xp_for
 from ..memory import check_memory
+from ..progress import ProgressCallback, report
 
 #: ilastik's scales
 ILASTIK_SIGMAS = (0.3, 0.7, 1.0, 1.6, 3.5, 5.0, 10.0)
@@ -395,6 +396,7 @@ def compute_features(
     spatial_ndim: int | None = None,
     z_range: tuple[int, int] | None = None,
     backend: str = "numpy",
+    progress: ProgressCallback | None = None,
 ) -> Any:
     """Feature stack of an image.
 
@@ -415,6 +417,9 @@ def compute_features(
         what makes a live slice update cheap.
     backend
         ``"numpy"`` or ``"cupy"`` (``"auto"`` resolves); the result lives on that device.
+    progress
+        ``progress(done, F)`` after each feature of an in-memory image (a callback that
+        raises stops the computation there).
 
     Returns
     -------
@@ -457,6 +462,7 @@ def compute_features(
         for feat in _channel_features(eng, ch, spec, sp, zr if nd == 3 else None):
             out[i] = feat
             i += 1
+            report(progress, i, n_out)
     if i != n_out:  # pragma: no cover - internal consistency
         raise RuntimeError(f"computed {i} features, expected {n_out}")
     return out

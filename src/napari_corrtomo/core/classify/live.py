@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import backend as bk
 from .._checks import check_finite
+from ..progress import ProgressCallback, report, scaled
 from .classifier import PixelClassifier
 from .features import FeatureSpec, compute_features
 
@@ -72,8 +73,12 @@ class LiveTrainer:
             self._cache.pop(next(iter(self._cache)))
         return feats
 
-    def train(self, labels: Any) -> PixelClassifier:
-        """(Re)fit the forest on all labelled voxels; returns the classifier."""
+    def train(self, labels: Any, progress: ProgressCallback | None = None) -> PixelClassifier:
+        """(Re)fit the forest on all labelled voxels; returns the classifier.
+
+        ``progress(done, total)`` is called after each labelled slice's features and each
+        batch of trees (a callback that raises stops the training between them).
+        """
         labels = np.asarray(bk.to_host(labels))
         clf = self.classifier
         clf._validate_training(self.image, labels)
@@ -83,12 +88,14 @@ class LiveTrainer:
             zs = np.flatnonzero(np.any(labels != 0, axis=(1, 2))).tolist()
             planes = [labels[z] for z in zs]
         xs, ys = [], []
-        for z, plane in zip(zs, planes, strict=True):
+        total = 2 * len(zs)  # features of each slice, then the forest
+        for i, (z, plane) in enumerate(zip(zs, planes, strict=True)):
             mask = plane != 0
             xs.append(self.slice_features(z)[:, mask].T)
             ys.append(plane[mask])
+            report(progress, i + 1, total)
         return clf._fit_samples(np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys),
-                                labels.dtype)
+                                labels.dtype, scaled(progress, len(zs), total, total))
 
     def predict_slice(self, z: int = 0) -> np.ndarray:
         """Probabilities ``(K, y, x)`` of slice ``z`` with the current forest."""

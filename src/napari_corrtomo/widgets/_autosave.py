@@ -1,0 +1,242 @@
+"""Autosave: the session's interactive state goes to a recovery folder as you work.
+
+One :class:`Autosave` per viewer (:func:`autosave_for`). It watches the layers: a brush
+stroke on a Labels layer, a change of a Points or Shapes layer, a new affine of any
+layer. :data:`DELAY_MS` after the last change (at the latest :data:`MAX_WAIT_S` after the
+first unsaved one) it takes a snapshot on the UI thread -- copies of the edited layers,
+the frames of the others, each panel's state from the providers registered with
+:meth:`Autosave.register` -- and writes it with :func:`core.recovery.write_recovery` in
+a background thread. Where: the project folder once one is saved or opened, else
+:func:`core.recovery.default_recovery_folder`. Panels never call each other: each
+registers how to give and take its own state.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import napari
+import numpy as np
+from napari.layers import Labels, Points, Shapes
+from napari.utils.notifications import show_warning
+from qtpy.QtCore import QObject, QTimer, Signal
+
+from ..core.recovery import (
+    RecoveryState,
+    discard_recovery,
+    recovery_folder,
+    recovery_info,
+    write_recovery,
+)
+from ._layers import add_project_layer, to_project_layer
+from ._runner import on_viewer_close
+
+#: quiet time after the last change before a snapshot is written
+DELAY_MS = 2000
+#: a snapshot is written at the latest this long after the first unsaved change
+MAX_WAIT_S = 10.0
+#: key under which a provider's state carries a PixelClassifier (not JSON)
+CLASSIFIER = "classifier"
+
+
+class Autosave(QObject):
+    """Writes recovery snapshots of a viewer's session (see the module docstring)."""
+
+    #: the snapshot folder, after each write (in the UI thread)
+    saved = Signal(object)
+    _written = Signal(object)
+
+    def __init__(self, viewer: napari.Viewer):
+        super().__init__()
+        self.viewer = viewer
+        self.folder: Path = recovery_folder(None)
+        self.providers: dict[str, tuple[Callable[[], dict], Callable[[dict], None]]] = {}
+        #: restored panel states waiting for their panel to be opened
+        self.pending: dict[str, dict] = {}
+        #: Labels layers the user painted (they are saved in full; others are not)
+        self.edited: set[str] = set()
+        #: a change not yet in a snapshot / not yet in a saved project
+        self.dirty = False
+        self.unsaved_project = False
+        self.last_snapshot: RecoveryState | None = None
+        #: no snapshot is taken while True (e.g. while the user is asked about a restore)
+        self.paused = False
+        #: held while a snapshot is written (a project save into the folder waits for it)
+        self.lock = threading.Lock()
+        self.own_pid = os.getpid()
+        self._first_change: float | None = None
+        self._thread: threading.Thread | None = None
+        self._again = False
+        self._closed = False
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DELAY_MS)
+        self._timer.timeout.connect(self.save_now)
+        self._written.connect(self._on_written)
+        viewer.layers.events.inserted.connect(lambda e: self._watch(e.value))
+        viewer.layers.events.removed.connect(self.changed)
+        for layer in viewer.layers:
+            self._watch(layer)
+        on_viewer_close(viewer, self.close)
+
+    # ------------------------------------------------------------------ providers
+    def register(self, key: str, get_state: Callable[[], dict],
+                 set_state: Callable[[dict], None]) -> None:
+        """A panel's state: ``get_state()`` (UI thread) gives a JSON-safe dict, plus an
+        optional :data:`CLASSIFIER`; ``set_state`` takes it back after a restore."""
+        self.providers[key] = (get_state, set_state)
+        if key in self.pending:
+            set_state(self.pending.pop(key))
+
+    # ------------------------------------------------------------------ changes
+    def _watch(self, layer) -> None:
+        if isinstance(layer, Labels):
+            layer.events.paint.connect(lambda *_: self._painted(layer))
+        elif isinstance(layer, (Points, Shapes)):
+            layer.events.data.connect(self.changed)
+        layer.events.affine.connect(self.changed)
+        self.changed()
+
+    def _painted(self, layer: Labels) -> None:
+        self.edited.add(layer.name)
+        self.changed()
+
+    def changed(self, *_: Any) -> None:
+        """Note a change: a snapshot follows after :data:`DELAY_MS` of quiet."""
+        if self._closed:
+            return
+        self.dirty = self.unsaved_project = True
+        now = time.monotonic()
+        if self._first_change is None:
+            self._first_change = now
+        if now - self._first_change >= MAX_WAIT_S:
+            self.save_now()
+        else:
+            self._timer.start()
+
+    def set_folder(self, folder: str | Path) -> None:
+        """Write future snapshots to ``folder`` (a project's recovery folder)."""
+        self.folder = Path(folder)
+
+    # ------------------------------------------------------------------ snapshot
+    def snapshot(self) -> RecoveryState:
+        """The session state now (UI thread; the arrays are copies)."""
+        layers, frames = [], {}
+        for layer in self.viewer.layers:
+            if isinstance(layer, (Points, Shapes)) or (
+                    isinstance(layer, Labels) and layer.name in self.edited):
+                entry = to_project_layer(layer)
+                entry.data = ([np.array(s) for s in entry.data] if isinstance(layer, Shapes)
+                              else np.array(entry.data))
+                layers.append(entry)
+            else:
+                frames[layer.name] = {"affine": np.asarray(layer.affine.affine_matrix),
+                                      "metadata": dict(layer.metadata)}
+        settings, classifier = {}, None
+        for key, (get_state, _) in self.providers.items():
+            state = dict(get_state())
+            if state.get(CLASSIFIER) is not None:
+                classifier = state.pop(CLASSIFIER)
+                state[CLASSIFIER] = True  # restored from the snapshot's classifier file
+            settings[key] = state
+        settings.update(self.pending)
+        return RecoveryState(layers, frames, settings, classifier)
+
+    def save_now(self) -> None:
+        """Take a snapshot and write it in the background (once the previous write ended)."""
+        self._timer.stop()
+        if self._closed or self.paused or not self.dirty:
+            return
+        if self._thread is not None:
+            self._again = True
+            return
+        state = self.snapshot()
+        self.dirty = False
+        self._first_change = None
+        folder = self.folder
+
+        def write() -> None:
+            try:
+                with self.lock:
+                    snap = write_recovery(folder, state)
+                self._written.emit(snap)
+            except Exception as exc:  # noqa: BLE001 - a failed autosave must not stop work
+                self._written.emit(exc)
+
+        self.last_snapshot = state
+        # a daemon: the process may end mid-write; the previous snapshot then stays
+        self._thread = threading.Thread(target=write, name="corrtomo-autosave", daemon=True)
+        self._thread.start()
+
+    def _on_written(self, result: Any) -> None:
+        self._thread = None
+        if isinstance(result, Exception):
+            show_warning(f"Autosave to {self.folder} failed: {result}")
+        else:
+            self.saved.emit(result)
+        if self._again:
+            self._again = False
+            self.save_now()
+
+    # ------------------------------------------------------------------ restore
+    def restore(self, state: RecoveryState) -> list[str]:
+        """Bring a snapshot back: edited layers (replacing the data of a layer of the same
+        name and kind, else added), other layers' frames, panel states. Returns the names
+        of the restored layers."""
+        names = []
+        for entry in state.layers:
+            if entry.layer_type == "labels":
+                entry.data = np.asarray(entry.data)  # editable again
+                self.edited.add(entry.name)
+            existing = self.viewer.layers[entry.name] if entry.name in self.viewer.layers else None
+            if existing is not None and existing._type_string == entry.layer_type:
+                existing.data = entry.data
+            else:
+                add_project_layer(self.viewer, entry)
+            names.append(entry.name)
+        for name, frame in state.frames.items():
+            if name in self.viewer.layers:
+                layer = self.viewer.layers[name]
+                layer.affine = np.asarray(frame["affine"])
+                layer.metadata = {**layer.metadata, **frame.get("metadata", {})}
+        for key, settings in state.settings.items():
+            settings = dict(settings)
+            if settings.get(CLASSIFIER):
+                settings[CLASSIFIER] = state.classifier
+            if key in self.providers:
+                self.providers[key][1](settings)
+            else:
+                self.pending[key] = settings
+        self.changed()
+        return names
+
+    # ------------------------------------------------------------------ end
+    def close(self, deadline: float) -> None:
+        """The viewer closes: no new snapshot; a write under way may finish until
+        ``deadline`` (a write cut short leaves the previous snapshot, see
+        :func:`core.recovery.write_recovery`). With nothing unsaved since the project was
+        saved or opened, this session's snapshot is removed."""
+        self._closed = True
+        self._timer.stop()
+        if self._thread is not None:
+            self._thread.join(max(deadline - time.monotonic(), 0.0))
+        elif not self.unsaved_project:
+            info = recovery_info(self.folder)
+            if info is not None and info.pid == self.own_pid:
+                discard_recovery(self.folder)
+        _BY_VIEWER.pop(id(self.viewer), None)
+
+
+_BY_VIEWER: dict[int, Autosave] = {}
+
+
+def autosave_for(viewer: napari.Viewer) -> Autosave:
+    """The viewer's autosave (created on first use)."""
+    if id(viewer) not in _BY_VIEWER or _BY_VIEWER[id(viewer)].viewer is not viewer:
+        _BY_VIEWER[id(viewer)] = Autosave(viewer)
+    return _BY_VIEWER[id(viewer)]

@@ -1,0 +1,192 @@
+"""Autosave and crash recovery: a real napari process is killed (SIGKILL) while labelling;
+reopening the project brings back the scribbles, landmarks and panel state of the last
+autosave."""
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+
+from napari_corrtomo.core.project import ProjectLayer, save_project
+from napari_corrtomo.core.recovery import recovery_folder, recovery_info
+from napari_corrtomo.widgets.classify import ClassifyWidget
+from napari_corrtomo.widgets.project import ProjectWidget
+from napari_corrtomo.widgets.register import RegisterWidget
+
+_CHILD = textwrap.dedent("""
+    import json, os, sys, time
+    import napari
+    import numpy as np
+    from qtpy.QtCore import QTimer
+    from napari_corrtomo.widgets.classify import ClassifyWidget
+    from napari_corrtomo.widgets.project import ProjectWidget
+    from napari_corrtomo.widgets.register import RegisterWidget
+
+    project, expected = sys.argv[1], sys.argv[2]
+    viewer = napari.Viewer()
+    pw, cw, rw = ProjectWidget(viewer), ClassifyWidget(viewer), RegisterWidget(viewer)
+    for w in (pw, cw, rw):
+        viewer.window.add_dock_widget(w)
+    autosave = pw.autosave
+    saves = []
+    autosave.saved.connect(saves.append)
+    steps = []
+
+    def say(**kw):
+        print(json.dumps(kw), flush=True)
+
+    def then(cond, func):
+        steps.append((cond, func))
+
+    def tick():
+        if steps and steps[0][0]():
+            steps.pop(0)[1]()
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(50)
+
+    def label():
+        cw.set_channels(["microCT"])
+        scr = cw.create_scribble_layer()
+        scr.brush_size = 3
+        for z, y, x in ((4, 10, 10), (4, 12, 14), (5, 11, 12)):
+            scr.paint((z, y, x), 1)
+        for z, y, x in ((4, 40, 44), (5, 42, 40), (6, 45, 41)):
+            scr.paint((z, y, x), 2)
+        cw.train_button.click()
+
+    def landmarks():
+        rw.fixed_select.set_layer(viewer.layers["microCT"])
+        rw.moving_select.set_layer(viewer.layers["nanoCT"])
+        pf, pm = rw.create_landmark_layers()
+        rng = np.random.default_rng(3)
+        for _ in range(4):
+            pf.add(rng.random(3) * 30)
+            pm.add(rng.random(3) * 15)
+        rw.set_active(2, False)
+
+    def quiet():  # everything written: no change pending, no write under way
+        return saves and not autosave.dirty and autosave._thread is None and \\
+            not autosave._timer.isActive()
+
+    def dump():
+        scr = viewer.layers["microCT scribbles"]
+        pf, pm = rw._points_layers()
+        img = np.asarray(viewer.layers["microCT"].data)
+        np.savez(expected + ".npz", scribbles=scr.data, fixed=pf.data, moving=pm.data,
+                 active=np.array(rw.active), proba=cw.classifier.predict_slice(img, 5))
+        say(event="saved", t=time.time(), snapshots=len(saves))
+        # a change after the last autosave: a crash within the autosave delay loses it
+        scr.paint((10, 30, 30), 2)
+        pf.add((1.0, 2.0, 3.0))
+        say(event="changed-after", t=time.time())
+
+    pw.load(project)
+    then(lambda: "microCT" in viewer.layers and not pw.runner.busy, label)
+    then(lambda: cw.classifier is not None and not cw.runner.busy, landmarks)
+    then(lambda: rw.transform is not None and len(saves) >= 2 and quiet(), dump)
+    napari.run()
+""")
+
+
+def test_sigkill_while_labelling_then_reopen_restores_the_last_autosave(make_napari_viewer,
+                                                                      qtbot, tmp_path):
+    rng = np.random.default_rng(0)
+    img = np.zeros((12, 64, 64), np.float32)
+    img[:, 30:, 30:] = 1.0
+    img += 0.2 * rng.random(img.shape, np.float32)
+    project = tmp_path / "project"
+    save_project(project, [
+        ProjectLayer("microCT", "image", img, (1.0, 1.0, 1.0), ("um",) * 3),
+        ProjectLayer("nanoCT", "image", img[:, ::2, ::2].copy(), (1.0, 0.5, 0.5), ("um",) * 3),
+    ])
+    expected = tmp_path / "expected"
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(project), str(expected)],
+                            stdout=subprocess.PIPE, text=True)
+    events = {}
+    try:
+        for line in proc.stdout:
+            if line.startswith("{"):
+                event = json.loads(line)
+                events[event["event"]] = event
+                if event["event"] == "changed-after":
+                    proc.send_signal(signal.SIGKILL)
+                    killed = time.time()
+                    break
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGKILL and "saved" in events
+    info = recovery_info(recovery_folder(project))
+    print(f"killed {killed - events['saved']['t']:.2f} s after the last autosave "
+          f"({events['saved']['snapshots']} snapshots written); snapshot taken "
+          f"{killed - info.saved_at:.2f} s before the kill")
+    assert not info.writer_alive
+    assert killed - info.saved_at < 10.0  # "up to a few seconds before"
+    want = np.load(f"{expected}.npz")
+
+    viewer = make_napari_viewer()
+    pw = ProjectWidget(viewer)
+    rw, cw = RegisterWidget(viewer), ClassifyWidget(viewer)
+    asked = []
+    pw.confirm = lambda text: asked.append(text) or True
+    pw.load(project)
+    qtbot.waitUntil(lambda: not pw.runner.busy, timeout=60000)
+    assert pw.runner.last_error is None
+    assert len(asked) == 1 and "ended without saving" in asked[0]
+    scr = viewer.layers["microCT scribbles"]
+    np.testing.assert_array_equal(scr.data, want["scribbles"])  # exact, not the later stroke
+    assert scr.data[10, 30, 30] == 0
+    pf, pm = rw._points_layers()
+    assert pf.name == "landmarks fixed: microCT" and pm.name == "landmarks moving: nanoCT"
+    np.testing.assert_array_equal(pf.data, want["fixed"])  # bit-exact coordinates
+    np.testing.assert_array_equal(pm.data, want["moving"])
+    assert rw.active == list(want["active"]) == [True, True, False, True]
+    assert rw.transform is not None
+    np.testing.assert_array_equal(cw.classifier.predict_slice(np.asarray(
+        viewer.layers["microCT"].data), 5), want["proba"])
+    assert cw.scribbles.layer() is scr
+    # painting goes on: the restored layer is autosaved again
+    scr.paint((2, 5, 5), 1)
+    assert pw.autosave.dirty
+
+
+def test_save_moves_autosave_into_the_project_and_a_declined_restore_is_discarded(
+        make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    pw = ProjectWidget(viewer)
+    viewer.add_image(np.zeros((4, 8, 8), np.float32), name="img")
+    scr = viewer.add_labels(np.zeros((4, 8, 8), np.uint8), name="scr")
+    pw.save(tmp_path / "p")
+    qtbot.waitUntil(lambda: not pw.runner.busy, timeout=30000)
+    assert pw.autosave.folder == recovery_folder(tmp_path / "p")
+    with qtbot.waitSignal(pw.autosave.saved, timeout=20000):
+        scr.paint((2, 3, 3), 1)  # unsaved work: autosaved into the project
+    assert recovery_info(pw.autosave.folder).writer_alive
+
+    # a live session's state is never offered to another viewer
+    other = make_napari_viewer()
+    other_pw = ProjectWidget(other)
+    asked = []
+    other_pw.confirm = lambda text: asked.append(text) or True
+    other_pw.load(tmp_path / "p")
+    qtbot.waitUntil(lambda: not other_pw.runner.busy, timeout=30000)
+    assert asked == [] and other.layers["scr"].data[2, 3, 3] == 0
+    pw.autosave.paused = other_pw.autosave.paused = True  # no more snapshots from these
+
+    # the same state left by a dead process: offered; declined -> discarded, nothing added
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    pointer = pw.autosave.folder / "current.json"
+    pointer.write_text(json.dumps({**json.loads(pointer.read_text()), "pid": int(dead.stdout)}))
+    third = make_napari_viewer()
+    third_pw = ProjectWidget(third)
+    third_pw.confirm = lambda text: asked.append(text) or False
+    third_pw.load(tmp_path / "p")
+    qtbot.waitUntil(lambda: not third_pw.runner.busy, timeout=30000)
+    assert len(asked) == 1 and third.layers["scr"].data[2, 3, 3] == 0
+    assert recovery_info(pw.autosave.folder) is None
