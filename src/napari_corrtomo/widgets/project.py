@@ -95,6 +95,10 @@ class ProjectWidget(QWidget):
 
         def saved(path):
             self._use_folder(directory, saved=True)
+            # the save replaced the folder (and its recovery state): panel state such as
+            # the classifier is not in the project, so snapshot it again now
+            self.autosave.dirty = True
+            self.autosave.save_now()
             show_info(f"Project saved to {path}")
 
         return self.runner.start(job, label="Saving project", on_result=saved)
