@@ -78,9 +78,11 @@ def test_a_new_snapshot_replaces_the_old_one_and_discard_empties(tmp_path):
     assert read_recovery(tmp_path) is None and recovery_info(tmp_path) is None
 
 
-def test_folders_and_a_dead_writer(tmp_path):
+def test_folders_and_a_dead_writer(tmp_path, monkeypatch):
     assert recovery_folder(tmp_path) == tmp_path / RECOVERY_DIR
-    assert recovery_folder(None) == default_recovery_folder()
+    monkeypatch.setenv("CORRTOMO_RECOVERY_DIR", str(tmp_path / "env"))
+    assert recovery_folder(None) == default_recovery_folder() == tmp_path / "env"
+    monkeypatch.delenv("CORRTOMO_RECOVERY_DIR")
     assert "napari-corrtomo" in str(default_recovery_folder())
     assert read_recovery(tmp_path / "nothing") is None
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
