@@ -38,7 +38,7 @@ class PeakModel:
 PEAKS: dict[str, PeakModel] = {
     "local thickness": PeakModel(per_voxel=8.0, fixed=5e6),
     # the labels (4 B) throughout; connected components, then one component's watershed
-    "particle separation": PeakModel(per_voxel=4.0, transient_per_voxel=4.5,
+    "particle separation": PeakModel(per_voxel=4.0, transient_per_voxel=2.0,
                                      per_work_voxel=40.0, fixed=4e6),
     "tortuosity factor": PeakModel(per_voxel=153.0, fixed=10e6),
     "features": PeakModel(per_voxel=108.0, per_feature=3.7, fixed=20e6),

@@ -150,7 +150,7 @@ def separate_particles(
             if keep[j]:
                 label += 1
                 lut[j] = label
-    step = max(1, (1 << 24) // max(1, m[0].size))
+    step = max(1, (1 << 22) // max(1, m[0].size))  # relabel in 16 MB slabs
     for z0 in range(0, m.shape[0], step):
         comp[z0:z0 + step] = lut[comp[z0:z0 + step]]
     return comp.view(np.int32)
