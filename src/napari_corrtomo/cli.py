@@ -408,69 +408,72 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
         return np.asarray(read_volumes(path)[0].array)
 
     geometry = recon.Geometry.load(args.geometry)
-    data = first(args.projections)
-    geometry.check_projections(data)  # fail before any work
-    lines = recon.prepare(data, flats=first(args.flats), darks=first(args.darks), log=args.log,
-                          outlier_threshold=args.outliers, ring_size=args.rings,
-                          progress=_print_progress("preprocess"))
-    if args.align:
-        _, shifts = recon.align_tilt_series(lines, geometry.angles_deg,
-                                            progress=_print_progress("align"))
-        geometry = geometry.with_shifts(shifts)  # absolute: includes the tilt-axis offset
-        print(f"alignment: mean |shift| {np.abs(shifts).mean(axis=0).round(3).tolist()} px "
-              "(row, col)")
-    if args.center is not None:
-        if args.center == "auto":
-            offset = recon.find_center(lines, geometry, progress=_print_progress("centre"))
-        else:
-            try:
-                offset = float(args.center)
-            except ValueError:
-                raise ValueError(f"--center takes 'auto' or a number of pixels, not "
-                                 f"{args.center!r}") from None
-        geometry = geometry.shifted(col=offset)
-        print(f"rotation axis offset: {float(np.mean(geometry.shifts[:, 1])):.3f} px")
-    method = args.method or recon.method_for(geometry)
-    vs = args.voxel_size or geometry.default_voxel_size
+    given = geometry
+    center = args.center
+    if center is not None and center != "auto":
+        try:
+            center = float(center)
+        except ValueError:
+            raise ValueError(f"--center takes 'auto' or a number of pixels, not "
+                             f"{args.center!r}") from None
+    scan = recon.ScanSettings(log=args.log, outlier_threshold=args.outliers,
+                              ring_size=args.rings, align=args.align, center=center)
+    settings = recon.ReconSettings(args.method, args.iterations, args.min_value,
+                                   None if args.shape is None else tuple(args.shape),
+                                   args.voxel_size, args.filter, args.backend)
+    data, flats, darks = first(args.projections), first(args.flats), first(args.darks)
     name = args.out.name.split(".")[0]
     if _distributed(args):  # slabs of slices on the cluster, written slab by slab
         from .core.recon.batches import reconstruct_slabs
         from .core.resumable import store_resumable
 
-        if method != "fbp":
+        lines, geometry = recon.prepare_scan(data, geometry, scan, flats, darks,
+                                             _print_progress("preprocess"))
+        s = settings.resolved(geometry)
+        if s.method != "fbp":
             raise ValueError(f"--workers/--scheduler reconstruct parallel-beam scans with FBP, "
-                             f"slab by slab; {method} runs on this machine (drop those options)")
+                             f"slab by slab; {s.method} runs on this machine (drop those "
+                             "options)")
         with _cluster(args):
-            vol = reconstruct_slabs(lines, geometry, args.shape, vs, args.slab,
-                                    filter=args.filter, backend=args.backend)
+            vol = reconstruct_slabs(lines, geometry, s.shape, s.voxel_size, args.slab,
+                                    filter=s.filter, backend=s.backend)
             if str(args.out).endswith(".zarr"):
                 signature = {"command": "reconstruct", "geometry": geometry.to_json(),
                              "projections": input_signature([args.projections]),
-                             "shape": list(vol.shape), "voxel_size": vs, "filter": args.filter,
+                             "shape": list(vol.shape), "voxel_size": s.voxel_size,
+                             "filter": s.filter,
                              "preprocess": [args.flats, args.darks, args.log, args.outliers,
                                             args.rings, args.align]}
-                out = store_resumable(vol, args.out, (vs,) * 3, geometry.unit, name=name,
-                                      signature=signature, overwrite=args.overwrite,
-                                      progress=_print_progress(method))
+                out = store_resumable(vol, args.out, (s.voxel_size,) * 3, geometry.unit,
+                                      name=name, signature=signature, overwrite=args.overwrite,
+                                      progress=_print_progress(s.method))
             else:
-                out = write_volume(args.out, Volume(vol.compute(), (vs,) * 3,
+                out = write_volume(args.out, Volume(vol.compute(), (s.voxel_size,) * 3,
                                                     (geometry.unit,) * 3, name, "image"))
+        result = recon.Reconstruction(vol, geometry, s)
+        if args.fsc:
+            result.fsc, _ = recon.half_map_fsc(lines, geometry, progress=_print_progress(
+                "halves"), settings=s)
     else:
-        vol = recon.reconstruct(lines, geometry, args.shape, vs, method, args.iterations,
-                                args.min_value, args.backend, _print_progress(method),
-                                filter=args.filter)
-        out = write_volume(args.out, Volume(vol, (vs,) * 3, (geometry.unit,) * 3, name, "image"))
-    print(f"wrote {out}: {tuple(vol.shape)} voxels of {vs:.6g} {geometry.unit} ({method})")
+        result = recon.run_reconstruction(data, geometry, scan, settings, flats=flats,
+                                          darks=darks, halves=args.fsc is not None,
+                                          progress=_print_progress("reconstruct"))
+        geometry, s = result.geometry, result.settings
+        out = write_volume(args.out, Volume(result.volume, (s.voxel_size,) * 3,
+                                            (geometry.unit,) * 3, name, "image"))
+    if args.align:
+        moved = np.abs(geometry.shifts - given.shifts).mean(axis=0)
+        print(f"alignment: mean |shift| {moved.round(3).tolist()} px (row, col)")
+    if center is not None:
+        print(f"rotation axis offset: {float(np.mean(geometry.shifts[:, 1])):.3f} px")
+    print(f"wrote {out}: {tuple(result.volume.shape)} voxels of {s.voxel_size:.6g} "
+          f"{geometry.unit} ({s.method})")
     if args.save_geometry:
         geometry.save(args.save_geometry)
     if args.fsc:
-        a, b = recon.reconstruct_halves(lines, geometry, args.shape, vs, method,
-                                        args.iterations, args.min_value, args.backend,
-                                        _print_progress("halves"), filter=args.filter)
-        res = recon.fsc(a, b, vs)
-        write_table(args.fsc, res.table(geometry.unit))
-        print(f"FSC resolution: {res.resolution_half_bit:.4g} {geometry.unit} (1/2-bit), "
-              f"{res.resolution_one_bit:.4g} {geometry.unit} (1-bit)")
+        write_table(args.fsc, result.fsc.table(geometry.unit))
+        print(f"FSC resolution: {result.fsc.resolution_half_bit:.4g} {geometry.unit} "
+              f"(1/2-bit), {result.fsc.resolution_one_bit:.4g} {geometry.unit} (1-bit)")
 
 
 # ----------------------------------------------------------------------------- quantify

@@ -290,6 +290,58 @@ def _classify_correlative(ctx: DemoContext) -> None:
     ctx.data["segmentation"] = segs
 
 
+#: How the demo prepares its raw microCT scan (as a user would tick it in the widget)
+MICROCT_RAW_SCAN = dict(outlier_threshold=5.0, center="auto")
+
+
+def raw_microct_scan(seed: int):
+    """The demo's raw microCT scan: counts with flats/darks, zingers, an off-centre axis."""
+    return synthetic.projections("parallel", seed=seed, volume_shape=(24, 64, 64),
+                                 det_shape=(24, 64), raw=True, zingers=5e-4, center_offset=2.5,
+                                 blur_px=1.0)
+
+
+def _relative_error(vol: np.ndarray, phantom: np.ndarray) -> float:
+    return float(np.linalg.norm(vol - phantom) / np.linalg.norm(phantom))
+
+
+def reconstruct_raw_microct(ctx: DemoContext):
+    """The raw microCT scan (:func:`raw_microct_scan`) reconstructed by FBP (with the FSC of
+    its halves) and SIRT through the user-facing pipeline; returns the error rows, the FSC
+    and a (phantom, SIRT) slice pair. The results are kept in
+    ``ctx.data["microct_raw_reconstructions"]``."""
+    from scipy import ndimage as ndi
+
+    from .core import recon
+
+    rows = []
+    s = raw_microct_scan(ctx.seed)
+    seen = ndi.gaussian_filter(s.phantom, 1.0)
+    scan = recon.ScanSettings(**MICROCT_RAW_SCAN)
+    results = {}
+    for method, iters in (("fbp", 1), ("sirt", 100)):
+        r = recon.run_reconstruction(
+            s.raw, s.geometry, scan,
+            recon.ReconSettings(method, iters, 0.0 if method == "sirt" else None,
+                                s.volume_shape, s.voxel_size),
+            flats=s.flats, darks=s.darks, halves=method == "fbp")
+        results[method] = r
+        rows.append(("parallel", method, _relative_error(r.volume, seen)))
+        ctx.quantity(f"microCT {method.upper()} relative error vs phantom",
+                     rows[-1][2], 0.0, "fraction")
+    ctx.data["microct_raw_reconstructions"] = results
+    ctx.quantity("microCT rotation-axis offset",
+                 float(np.mean(results["fbp"].geometry.shifts[:, 1])), 2.5, "pixel")
+    vol = results["sirt"].volume
+    ctx.quantity("microCT mean attenuation", float(vol.mean()), float(s.phantom.mean()), "1/um")
+    ctx.add_file(write_ome_zarr(ctx.out / "data" / "microCT_sirt.ome.zarr", vol,
+                                (s.voxel_size,) * 3, s.unit, name="microCT SIRT"))
+    res = results["fbp"].fsc
+    ctx.quantity("microCT FSC resolution (1/2-bit)", res.resolution_half_bit, None, "um")
+    ctx.quantity("microCT FSC resolution (1-bit)", res.resolution_one_bit, None, "um")
+    return rows, res, (seen[12], vol[12])
+
+
 def step_reconstruct(ctx: DemoContext) -> None:
     """Reconstruct the sample projections of every geometry; errors against the phantoms,
     the rotation-axis and tilt-series alignment found against the truth, FSC resolutions."""
@@ -297,59 +349,37 @@ def step_reconstruct(ctx: DemoContext) -> None:
 
     from .core import recon
 
-    def rel_err(vol, phantom):
-        return float(np.linalg.norm(vol - phantom) / np.linalg.norm(phantom))
-
     # microCT and ET are imaged through a 1-pixel Gaussian blur (source spot / detector PSF)
     # so that the FSC has something to find; their reconstructions are compared with the
     # phantom seen through the same blur.
-
-    rows = []
     fsc_curves = {}
 
     # microCT-like parallel beam from raw counts: flat/dark, -log, zingers, centre search
-    s = synthetic.projections("parallel", seed=ctx.seed, volume_shape=(24, 64, 64),
-                              det_shape=(24, 64), raw=True, zingers=5e-4, center_offset=2.5,
-                              blur_px=1.0)
-    seen = ndi.gaussian_filter(s.phantom, 1.0)
-    lines = recon.prepare(s.raw, flats=s.flats, darks=s.darks, outlier_threshold=5.0)
-    offset = recon.find_center(lines, s.geometry)
-    ctx.quantity("microCT rotation-axis offset", offset, 2.5, "pixel")
-    geom = s.geometry.shifted(col=offset)
-    for method, iters in (("fbp", 1), ("sirt", 100)):
-        vol = recon.reconstruct(lines, geom, s.volume_shape, s.voxel_size, method, iters,
-                                0.0 if method == "sirt" else None)
-        rows.append(("parallel", method, rel_err(vol, seen)))
-        ctx.quantity(f"microCT {method.upper()} relative error vs phantom",
-                     rows[-1][2], 0.0, "fraction")
-    ctx.quantity("microCT mean attenuation", float(vol.mean()), float(s.phantom.mean()), "1/um")
-    ctx.add_file(write_ome_zarr(ctx.out / "data" / "microCT_sirt.ome.zarr", vol,
-                                (s.voxel_size,) * 3, s.unit, name="microCT SIRT"))
-    even, odd = recon.reconstruct_halves(lines, geom, s.volume_shape, s.voxel_size, "fbp")
-    res = recon.fsc(even, odd, s.voxel_size)
+    rows, res, parallel_slice = reconstruct_raw_microct(ctx)
     fsc_curves["microCT (um)"] = res
-    ctx.quantity("microCT FSC resolution (1/2-bit)", res.resolution_half_bit, None, "um")
-    ctx.quantity("microCT FSC resolution (1-bit)", res.resolution_one_bit, None, "um")
-    parallel_slice = (seen[12], vol[12])
 
     # cone beam (FDK) and laminography (FBP vs SIRT: the missing double cone)
     s = synthetic.projections("cone", seed=ctx.seed + 1)
-    vol = recon.reconstruct(s.projections, s.geometry, s.volume_shape, s.voxel_size, "fdk")
-    rows.append(("cone", "fdk", rel_err(vol, s.phantom)))
+    vol = recon.run_reconstruction(s.projections, s.geometry, settings=recon.ReconSettings(
+        "fdk", shape=s.volume_shape, voxel_size=s.voxel_size)).volume
+    rows.append(("cone", "fdk", _relative_error(vol, s.phantom)))
     ctx.quantity("cone-beam FDK relative error vs phantom", rows[-1][2], 0.0, "fraction")
     ctx.quantity("cone-beam mean attenuation", float(vol.mean()), float(s.phantom.mean()), "1/um")
     s = synthetic.projections("laminography", seed=ctx.seed + 2, volume_shape=(16, 48, 48),
                               det_shape=(40, 48), n_angles=120)
     for method, iters in (("fbp", 1), ("sirt", 30)):
-        vol = recon.reconstruct(s.projections, s.geometry, s.volume_shape, s.voxel_size, method,
-                                iters)
-        rows.append(("laminography", method, rel_err(vol, s.phantom)))
+        vol = recon.run_reconstruction(s.projections, s.geometry, settings=recon.ReconSettings(
+            method, iters, shape=s.volume_shape, voxel_size=s.voxel_size)).volume
+        rows.append(("laminography", method, _relative_error(vol, s.phantom)))
         ctx.quantity(f"laminography {method.upper()} relative error vs phantom", rows[-1][2],
                      0.0, "fraction")
 
     # 360-degree ET tilt series with jitter: alignment, SIRT (50 iterations as in the seed), FSC
     s = synthetic.projections("tilt_series", seed=ctx.seed + 3, jitter_px=1.5, blur_px=1.0)
-    _, shifts = recon.align_tilt_series(s.projections, s.geometry.angles_deg)
+    r = recon.run_reconstruction(s.projections, s.geometry, recon.ScanSettings(align=True),
+                                 recon.ReconSettings("sirt", 50, 0.0, s.volume_shape,
+                                                     s.voxel_size), halves=True)
+    shifts = r.geometry.shifts
     theta = np.deg2rad(s.geometry.angles_deg)
     basis = np.stack([np.cos(theta), np.sin(theta)], 1)
     err = shifts - s.true_shifts
@@ -358,13 +388,10 @@ def step_reconstruct(ctx: DemoContext) -> None:
                  "pixel")
     ctx.quantity("ET alignment residual (rms, row)",
                  float(np.std(err[:, 0])), 0.0, "pixel")
-    geom = s.geometry.with_shifts(shifts)
-    vol = recon.reconstruct(s.projections, geom, s.volume_shape, s.voxel_size, "sirt", 50, 0.0)
-    rows.append(("tilt_series", "sirt", rel_err(vol, ndi.gaussian_filter(s.phantom, 1.0))))
+    rows.append(("tilt_series", "sirt",
+                 _relative_error(r.volume, ndi.gaussian_filter(s.phantom, 1.0))))
     ctx.quantity("ET SIRT relative error vs phantom", rows[-1][2], 0.0, "fraction")
-    even, odd = recon.reconstruct_halves(s.projections, geom, s.volume_shape, s.voxel_size,
-                                         "sirt", 50, 0.0)
-    res = recon.fsc(even, odd, s.voxel_size)
+    res = r.fsc
     fsc_curves["ET (nm)"] = res
     ctx.quantity("ET FSC resolution (1/2-bit)", res.resolution_half_bit, None, "nm")
     ctx.quantity("ET FSC resolution (1-bit)", res.resolution_one_bit, None, "nm")
@@ -418,11 +445,10 @@ def fsc_reference_resolution(volume: np.ndarray, truth: np.ndarray, voxel_size: 
     ``halves`` is the :class:`~napari_corrtomo.core.recon.FSCResult` of the halves.
     """
     from .core import recon
-    from .core.recon.fsc import _crossing
 
     ref = recon.fsc(volume, truth, voxel_size)
     t = halves.threshold_half_bit
-    k, _ = _crossing(ref.frequency, ref.fsc, np.sqrt(2 * t / (1 + t)))
+    k, _ = recon.first_crossing(ref.frequency, ref.fsc, np.sqrt(2 * t / (1 + t)))
     return 1.0 / k
 
 
@@ -441,10 +467,9 @@ def _reconstruct_correlative(ctx: DemoContext) -> None:
         cfg = dict(cfg)
         obj = sample.truth.attenuation[cfg.pop("key")]
         s = synthetic.scan(obj, cfg.pop("kind"), seed=ctx.seed + 10 + i, **cfg)
-        vol = recon.reconstruct(s.projections, s.geometry, s.phantom.shape, s.voxel_size, "fbp")
-        even, odd = recon.reconstruct_halves(s.projections, s.geometry, s.phantom.shape,
-                                             s.voxel_size, "fbp")
-        res = recon.fsc(even, odd, s.voxel_size)
+        r = recon.run_reconstruction(s.projections, s.geometry, settings=recon.ReconSettings(
+            "fbp", shape=s.phantom.shape, voxel_size=s.voxel_size), halves=True)
+        vol, res = r.volume, r.fsc
         ref = fsc_reference_resolution(vol, s.phantom, s.voxel_size, res)
         ctx.quantity(f"{name} FSC resolution (1/2-bit, truth: FSC vs object)",
                      res.resolution_half_bit, ref, s.unit)

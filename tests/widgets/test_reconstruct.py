@@ -173,3 +173,71 @@ def test_tilt_series_alignment_in_the_widget(make_napari_viewer, qtbot):
         out = viewer.layers["proj reconstruction"].data
         errors.append(np.linalg.norm(out - s.phantom) / np.linalg.norm(s.phantom))
     assert w.align.isEnabled() and errors[1] < 0.6 * errors[0]
+
+
+def test_widget_cli_and_demo_give_the_same_reconstruction(make_napari_viewer, qtbot, tmp_path):
+    """One raw scan, three front ends, one pipeline (core.recon.pipeline): the same volume,
+    the same rotation-axis offset and the same FSC of even/odd halves."""
+    import pandas as pd
+    from qtpy.QtCore import Qt
+
+    from napari_corrtomo.cli import main
+    from napari_corrtomo.core import io
+    from napari_corrtomo.demo import (
+        MICROCT_RAW_SCAN,
+        DemoContext,
+        raw_microct_scan,
+        reconstruct_raw_microct,
+    )
+
+    s = raw_microct_scan(0)
+    assert MICROCT_RAW_SCAN == {"outlier_threshold": 5.0, "center": "auto"}
+    # widget: the form filled as a user would, the buttons clicked
+    viewer = make_napari_viewer()
+    _add(viewer, s)
+    w = ReconstructWidget(viewer)
+    qtbot.addWidget(w)
+    w.projections.set_layer(viewer.layers["proj"])
+    w.flats.set_layer(viewer.layers["flats"])
+    w.darks.set_layer(viewer.layers["darks"])
+    w.outliers.setChecked(True)
+    w.outlier_threshold.setValue(5.0)
+    w.auto_center.setChecked(True)
+    geometry = w.geometry()
+    np.testing.assert_array_equal(geometry.angles_deg, s.geometry.angles_deg)
+    assert geometry.pixel_size == s.geometry.pixel_size
+    qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
+    _wait(qtbot, w)
+    assert w.runner.last_error is None, w.runner.last_error
+    qtbot.mouseClick(w.fsc_button, Qt.MouseButton.LeftButton)
+    _wait(qtbot, w)
+    assert w.runner.last_error is None, w.runner.last_error
+    widget_vol = np.asarray(viewer.layers["proj reconstruction"].data)
+    widget_geometry = Geometry.from_dict(
+        viewer.layers["proj reconstruction"].metadata["geometry"])
+    # command line on the same scan written to files
+    for name, data in (("proj", s.raw), ("flats", s.flats), ("darks", s.darks)):
+        io.write_tiff(tmp_path / f"{name}.tif", data, (1.0, 1.0, 1.0), "pixel")
+    s.geometry.save(tmp_path / "geom.json")
+    assert main(["reconstruct", str(tmp_path / "proj.tif"), "--geometry",
+                 str(tmp_path / "geom.json"), "--flats", str(tmp_path / "flats.tif"),
+                 "--darks", str(tmp_path / "darks.tif"), "--outliers", "5", "--center", "auto",
+                 "--shape", *map(str, s.volume_shape), "--out", str(tmp_path / "vol.tif"),
+                 "--fsc", str(tmp_path / "fsc.csv"), "--save-geometry",
+                 str(tmp_path / "used.json")]) == 0
+    [cli] = io.read_volumes(tmp_path / "vol.tif")
+    cli_fsc = pd.read_csv(tmp_path / "fsc.csv")
+    cli_geometry = Geometry.load(tmp_path / "used.json")
+    # demo: its raw microCT reconstruction
+    ctx = DemoContext(out=tmp_path / "demo", seed=0, data={})
+    (ctx.out / "data").mkdir(parents=True)
+    reconstruct_raw_microct(ctx)
+    demo = ctx.data["microct_raw_reconstructions"]["fbp"]
+
+    np.testing.assert_array_equal(widget_vol, cli.data)
+    np.testing.assert_array_equal(widget_vol, demo.volume)
+    np.testing.assert_array_equal(widget_geometry.shifts, cli_geometry.shifts)
+    np.testing.assert_array_equal(widget_geometry.shifts, demo.geometry.shifts)
+    assert abs(np.mean(demo.geometry.shifts[:, 1]) - 2.5) < 0.3
+    np.testing.assert_array_equal(w.last_fsc.fsc, cli_fsc["fsc"].to_numpy())
+    np.testing.assert_array_equal(w.last_fsc.fsc, demo.fsc.fsc)

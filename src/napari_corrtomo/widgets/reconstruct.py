@@ -8,6 +8,7 @@ reconstructs the even/odd halves and plots the curve with both thresholds.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import napari
@@ -29,6 +30,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core import recon
+from ..core.recon import pipeline
 from ._layers import LayerSelect, add_result
 from ._plot import PlotCanvas
 from ._runner import TaskRunner
@@ -55,18 +57,6 @@ def _ispin(lo: int, hi: int, value: int) -> QSpinBox:
     box.setRange(lo, hi)
     box.setValue(value)
     return box
-
-
-def _pipeline(data: np.ndarray, flats: Any, darks: Any, options: dict[str, Any],
-              geometry: recon.Geometry, progress=None) -> tuple[np.ndarray, recon.Geometry]:
-    """The chosen preprocessing steps, all from the core; returns line integrals and the
-    geometry (with tilt-series shifts when aligning)."""
-    lines = recon.prepare(data, flats=flats, darks=darks, log=options["log"],
-                          outlier_threshold=options["outliers"], ring_size=options["rings"])
-    if options["align"]:
-        _, shifts = recon.align_tilt_series(lines, geometry.angles_deg, progress=progress)
-        geometry = geometry.with_shifts(shifts)  # absolute: includes the tilt-axis offset
-    return lines, geometry
 
 
 class ReconstructWidget(QWidget):
@@ -164,6 +154,11 @@ class ReconstructWidget(QWidget):
         form.addRow(row)
         self.align = QCheckBox("align tilt series (cross-correlation + centre of mass)")
         form.addRow(self.align)
+        self.auto_center = QCheckBox("search the rotation-axis offset on every run")
+        self.auto_center.setToolTip(
+            "Adds the offset found after preprocessing (and alignment) to the one in the "
+            "geometry, as 'corrtomo reconstruct --center auto' does.")
+        form.addRow(self.auto_center)
         layout.addWidget(box)
 
         # ------------------------------------------------------------- reconstruction
@@ -384,13 +379,24 @@ class ReconstructWidget(QWidget):
 
     # ================================================================ actions
 
-    def _options(self) -> dict[str, Any]:
-        return {
-            "log": self.log.isChecked(),
-            "outliers": self.outlier_threshold.value() if self.outliers.isChecked() else None,
-            "rings": self.ring_size.value() if self.rings.isChecked() else None,
-            "align": self.align.isChecked() and self.kind.currentText() == "tilt_series",
-        }
+    def scan_settings(self) -> pipeline.ScanSettings:
+        """The preprocessing form as the core's settings."""
+        return pipeline.ScanSettings(
+            log=self.log.isChecked(),
+            outlier_threshold=(self.outlier_threshold.value() if self.outliers.isChecked()
+                               else None),
+            ring_size=self.ring_size.value() if self.rings.isChecked() else None,
+            align=self.align.isChecked() and self.kind.currentText() == "tilt_series",
+            center="auto" if self.auto_center.isChecked() else None)
+
+    def recon_settings(self) -> pipeline.ReconSettings:
+        """The reconstruction form as the core's settings."""
+        method = self.method.currentData()
+        method = None if method == "analytic" else method
+        return pipeline.ReconSettings(
+            method=method, iterations=int(self.iterations.value()),
+            min_value=0.0 if (method == "sirt" and self.nonneg.isChecked()) else None,
+            shape=tuple(int(b.value()) for b in self.shape))
 
     def _inputs(self) -> dict[str, Any]:
         """Everything a worker needs, read in the GUI thread (raises ValueError)."""
@@ -398,21 +404,20 @@ class ReconstructWidget(QWidget):
         geometry = self.geometry()
         flats = self.flats.layer()
         darks = self.darks.layer()
-        method = self.method.currentData()
-        if method == "analytic":
-            method = recon.method_for(geometry)
         return {
             "layer": layer,
             "data": np.asarray(data),
             "flats": None if flats is None else np.asarray(flats.data),
             "darks": None if darks is None else np.asarray(darks.data),
-            "options": self._options(),
+            "scan": self.scan_settings(),
+            "settings": self.recon_settings(),
             "geometry": geometry,
-            "shape": tuple(int(b.value()) for b in self.shape),
-            "method": method,
-            "iterations": int(self.iterations.value()),
-            "min_value": 0.0 if (method == "sirt" and self.nonneg.isChecked()) else None,
         }
+
+    @staticmethod
+    def _steps(inp: dict[str, Any]) -> tuple:
+        """The arguments every pipeline call of this widget shares."""
+        return inp["data"], inp["geometry"]
 
     def _start(self, func, on_result, label: str) -> Any:
         try:
@@ -427,18 +432,17 @@ class ReconstructWidget(QWidget):
         index = int(self.slice_index.value())
 
         def work(inp, progress=None):
-            lines, g = _pipeline(inp["data"], inp["flats"], inp["darks"], inp["options"],
-                                 inp["geometry"])
-            img = recon.reconstruct_slice(lines, g, index, inp["shape"], None, inp["method"],
-                                          inp["iterations"], inp["min_value"], progress=progress)
-            return inp, g, img
+            img, g = pipeline.preview_slice(*self._steps(inp), index, inp["scan"],
+                                            inp["settings"], flats=inp["flats"],
+                                            darks=inp["darks"], progress=progress)
+            return inp, inp["settings"].resolved(g), img
 
         def done(result) -> None:
-            inp, g, img = result
-            vs = g.default_voxel_size
+            inp, s, img = result
+            vs = s.voxel_size
             add_result(self.viewer, img, name=f"{inp['layer'].name} preview", layer_type="image",
-                       created_by=CREATED_BY, scale=(vs, vs), unit=g.unit,
-                       metadata={"slice": index, "method": inp["method"]})
+                       created_by=CREATED_BY, scale=(vs, vs), unit=inp["geometry"].unit,
+                       metadata={"slice": index, "method": s.method})
 
         return self._start(work, done, "Reconstruction preview")
 
@@ -446,20 +450,19 @@ class ReconstructWidget(QWidget):
         """Full reconstruction into a new image layer with voxel size and unit."""
 
         def work(inp, progress=None):
-            lines, g = _pipeline(inp["data"], inp["flats"], inp["darks"], inp["options"],
-                                 inp["geometry"])
-            vol = recon.reconstruct(lines, g, inp["shape"], None, inp["method"],
-                                    inp["iterations"], inp["min_value"], progress=progress)
-            return inp, g, vol
+            return inp, pipeline.run_reconstruction(
+                *self._steps(inp), inp["scan"], inp["settings"], flats=inp["flats"],
+                darks=inp["darks"], progress=progress)
 
         def done(result) -> None:
-            inp, g, vol = result
-            vs = g.default_voxel_size
-            add_result(self.viewer, vol, name=f"{inp['layer'].name} reconstruction",
+            inp, r = result
+            vs, g, s = r.voxel_size, r.geometry, r.settings
+            add_result(self.viewer, r.volume, name=f"{inp['layer'].name} reconstruction",
                        layer_type="image", created_by=CREATED_BY, scale=(vs, vs, vs), unit=g.unit,
-                       metadata={"geometry": g.to_dict(), "method": inp["method"],
-                                 "iterations": inp["iterations"]})
-            self.result.setText(f"{inp['method'].upper()}: {vol.shape} voxels of {vs:.4g} {g.unit}")
+                       metadata={"geometry": g.to_dict(), "method": s.method,
+                                 "iterations": s.iterations})
+            self.result.setText(f"{s.method.upper()}: {r.volume.shape} voxels of {vs:.4g} "
+                                f"{g.unit}")
 
         return self._start(work, done, "Reconstruction")
 
@@ -467,12 +470,10 @@ class ReconstructWidget(QWidget):
         """Reconstruct even/odd halves, plot their FSC and report the resolution."""
 
         def work(inp, progress=None):
-            lines, g = _pipeline(inp["data"], inp["flats"], inp["darks"], inp["options"],
-                                 inp["geometry"])
-            a, b = recon.reconstruct_halves(lines, g, inp["shape"], None, inp["method"],
-                                            inp["iterations"], inp["min_value"],
-                                            progress=progress)
-            return g, recon.fsc(a, b, g.default_voxel_size)
+            res, g = pipeline.half_map_fsc(*self._steps(inp), inp["scan"], inp["settings"],
+                                           flats=inp["flats"], darks=inp["darks"],
+                                           progress=progress)
+            return g, res
 
         def done(result) -> None:
             g, res = result
@@ -500,9 +501,9 @@ class ReconstructWidget(QWidget):
         """Search the rotation-axis offset and put it into the form."""
 
         def work(inp, progress=None):
-            lines, g = _pipeline(inp["data"], inp["flats"], inp["darks"], inp["options"],
-                                 inp["geometry"])
-            return recon.find_center(lines, g, progress=progress)
+            _, g = pipeline.prepare_scan(*self._steps(inp), replace(inp["scan"], center="auto"),
+                                         inp["flats"], inp["darks"], progress)
+            return float(np.mean(g.shifts[:, 1] - inp["geometry"].shifts[:, 1]))
 
         def done(offset: float) -> None:
             self.center.setValue(self.center.value() + float(offset))

@@ -18,8 +18,17 @@ Typical use::
 
 from .align import align_tilt_series, find_center, shift_projections
 from .filters import FILTERS, ramp_filter
-from .fsc import FSCResult, fsc, half_bit_threshold, one_bit_threshold
+from .fsc import FSCResult, first_crossing, fsc, half_bit_threshold, one_bit_threshold
 from .geometry import KINDS, Geometry
+from .pipeline import (
+    ReconSettings,
+    Reconstruction,
+    ScanSettings,
+    half_map_fsc,
+    prepare_scan,
+    preview_slice,
+    run_reconstruction,
+)
 from .preprocess import minus_log, normalize, prepare, remove_outliers, suppress_rings
 from .projector import backproject, forward_project, select_engine
 from .reconstruct import (
@@ -37,22 +46,30 @@ __all__ = [
     "Geometry",
     "KINDS",
     "METHODS",
+    "ReconSettings",
+    "Reconstruction",
+    "ScanSettings",
     "align_tilt_series",
     "backproject",
     "check_projections",
     "find_center",
+    "first_crossing",
     "forward_project",
     "fsc",
     "half_bit_threshold",
+    "half_map_fsc",
     "method_for",
     "minus_log",
     "normalize",
     "one_bit_threshold",
     "prepare",
+    "prepare_scan",
+    "preview_slice",
     "ramp_filter",
     "reconstruct",
     "reconstruct_halves",
     "reconstruct_slice",
+    "run_reconstruction",
     "remove_outliers",
     "select_engine",
     "shift_projections",

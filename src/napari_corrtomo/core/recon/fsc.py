@@ -70,10 +70,12 @@ class FSCResult:
         })
 
 
-def _crossing(freq: np.ndarray, curve: np.ndarray, threshold: np.ndarray) -> tuple[float, bool]:
+def first_crossing(freq: np.ndarray, curve: np.ndarray,
+                   threshold: np.ndarray | float) -> tuple[float, bool]:
     """First frequency (after the zero shell) where ``curve`` falls below ``threshold``,
-    linearly interpolated between shells."""
-    diff = curve - threshold
+    linearly interpolated between shells, and whether it falls below at all (else the
+    last frequency). ``threshold`` is a curve over the same shells or one number."""
+    diff = np.asarray(curve) - threshold
     for k in range(1, len(freq)):
         if diff[k] < 0:
             if diff[k - 1] <= 0 or k == 1:
@@ -143,8 +145,8 @@ def fsc(vol_a: Any, vol_b: Any, voxel_size: Any = 1.0, shell_width: float = 1.0)
     nz = np.maximum(count, 1.0)
     t_half = half_bit_threshold(nz)
     t_one = one_bit_threshold(nz)
-    k_half, c_half = _crossing(freq, curve, t_half)
-    k_one, c_one = _crossing(freq, curve, t_one)
+    k_half, c_half = first_crossing(freq, curve, t_half)
+    k_one, c_one = first_crossing(freq, curve, t_one)
     k_half = k_half if c_half else nyquist
     k_one = k_one if c_one else nyquist
     return FSCResult(

@@ -1,0 +1,204 @@
+"""The reconstruction workflow as users run it: one step sequence for the Reconstruct
+widget, ``corrtomo reconstruct`` and the demo.
+
+``prepare_scan``: flat/dark normalisation -> ``-log`` -> outliers (zingers) -> rings ->
+tilt-series alignment -> rotation-axis centre, giving line integrals and the geometry
+that was actually used; ``run_reconstruction``: that, then FBP/FDK/SIRT/CGLS, and on
+request the FSC of even/odd half reconstructions; ``preview_slice``: one slice of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ..progress import ProgressCallback, scaled
+from .align import align_tilt_series, find_center
+from .fsc import FSCResult, fsc
+from .geometry import Geometry
+from .preprocess import prepare
+from .reconstruct import method_for, reconstruct, reconstruct_halves, reconstruct_slice
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """How raw projections become line integrals.
+
+    Parameters
+    ----------
+    log
+        Take ``-log`` of the (normalised) projections; None: when flats are given.
+    outlier_threshold
+        Remove zingers above this many robust standard deviations; None: keep all.
+    ring_size
+        Suppress ring artefacts with a window of this many columns; None: off.
+    align
+        Align a tilt series (cross-correlation and centre of mass); its shifts replace
+        the geometry's.
+    center
+        Rotation-axis offset in detector pixels added to the geometry, ``"auto"`` to
+        search it (after alignment), or None to keep the geometry's.
+    """
+
+    log: bool | None = None
+    outlier_threshold: float | None = None
+    ring_size: int | None = None
+    align: bool = False
+    center: float | str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.center, str) and self.center != "auto":
+            raise ValueError(f"centre takes 'auto' or a number of pixels, not {self.center!r}")
+
+
+@dataclass(frozen=True)
+class ReconSettings:
+    """How line integrals become a volume.
+
+    Parameters
+    ----------
+    method
+        ``"fbp"``, ``"fdk"``, ``"sirt"`` or ``"cgls"``; None: FBP for parallel beams,
+        FDK for cone beams (:func:`~.reconstruct.method_for`).
+    iterations
+        SIRT/CGLS iterations.
+    min_value
+        SIRT lower bound (e.g. 0 for attenuation); None: unbounded.
+    shape
+        Volume shape (z, y, x); None: the detector's field of view.
+    voxel_size
+        Voxel size in the geometry's unit; None: the detector pixel at the axis.
+    filter
+        FBP/FDK filter window.
+    backend
+        ``"auto"``, ``"numpy"`` or ``"cupy"``.
+    """
+
+    method: str | None = None
+    iterations: int = 100
+    min_value: float | None = None
+    shape: tuple[int, int, int] | None = None
+    voxel_size: float | None = None
+    filter: str = "ram-lak"
+    backend: str = "auto"
+
+    def resolved(self, geometry: Geometry) -> ReconSettings:
+        """These settings with the method and voxel size the geometry implies."""
+        return replace(self, method=self.method or method_for(geometry),
+                       voxel_size=self.voxel_size or geometry.default_voxel_size)
+
+
+@dataclass
+class Reconstruction:
+    """A volume (z, y, x) with the geometry and settings that made it."""
+
+    volume: np.ndarray
+    geometry: Geometry
+    settings: ReconSettings
+    #: FSC of even/odd half reconstructions, when asked for
+    fsc: FSCResult | None = None
+
+    @property
+    def voxel_size(self) -> float:
+        return float(self.settings.voxel_size)
+
+
+def prepare_scan(projections: Any, geometry: Geometry, settings: ScanSettings = ScanSettings(),
+                 flats: Any = None, darks: Any = None,
+                 progress: ProgressCallback | None = None) -> tuple[np.ndarray, Geometry]:
+    """Raw projections -> line integrals, and the geometry with alignment and centre.
+
+    Parameters
+    ----------
+    projections
+        (n_angles, rows, cols) counts or line integrals.
+    geometry
+        The acquisition geometry; checked against the projections before any work.
+    settings
+        The preprocessing steps (:class:`ScanSettings`).
+    flats, darks
+        Flat-field and dark frames ((rows, cols) or stacks of them, averaged).
+    progress
+        ``progress(done, total)``; raise ``Cancelled`` from it to stop.
+
+    Returns
+    -------
+    lines : numpy.ndarray
+        float32 line integrals, same shape as ``projections``.
+    geometry : Geometry
+        With the tilt-series shifts (absolute) and the rotation-axis offset applied.
+    """
+    data = np.asarray(projections)
+    geometry.check_projections(data)
+    lines = prepare(data, flats=flats, darks=darks, log=settings.log,
+                    outlier_threshold=settings.outlier_threshold,
+                    ring_size=settings.ring_size, progress=scaled(progress, 0, 400, 1000))
+    if settings.align:
+        _, shifts = align_tilt_series(lines, geometry.angles_deg,
+                                      progress=scaled(progress, 400, 800, 1000))
+        geometry = geometry.with_shifts(shifts)  # absolute: includes the tilt-axis offset
+    if settings.center == "auto":
+        geometry = geometry.shifted(col=find_center(lines, geometry,
+                                                    progress=scaled(progress, 800, 1000, 1000)))
+    elif settings.center is not None:
+        geometry = geometry.shifted(col=float(settings.center))
+    return lines, geometry
+
+
+def run_reconstruction(projections: Any, geometry: Geometry,
+                       scan: ScanSettings = ScanSettings(),
+                       settings: ReconSettings = ReconSettings(), *, flats: Any = None,
+                       darks: Any = None, halves: bool = False,
+                       progress: ProgressCallback | None = None) -> Reconstruction:
+    """The whole reconstruction: :func:`prepare_scan`, then the volume, and with
+    ``halves`` the FSC of even/odd half reconstructions (same method and settings).
+
+    Parameters are those of :func:`prepare_scan` (``scan``) and :class:`ReconSettings`.
+    """
+    stop = 500 if halves else 1000
+    lines, geometry = prepare_scan(projections, geometry, scan, flats, darks,
+                                   scaled(progress, 0, 200, 1000))
+    s = settings.resolved(geometry)
+    volume = reconstruct(lines, geometry, s.shape, s.voxel_size, s.method, s.iterations,
+                         s.min_value, s.backend, scaled(progress, 200, stop, 1000),
+                         filter=s.filter)
+    result = Reconstruction(volume, geometry, s)
+    if halves:
+        result.fsc = _halves_fsc(lines, geometry, s, scaled(progress, 500, 1000, 1000))
+    return result
+
+
+def half_map_fsc(projections: Any, geometry: Geometry, scan: ScanSettings = ScanSettings(),
+                 settings: ReconSettings = ReconSettings(), *, flats: Any = None,
+                 darks: Any = None, progress: ProgressCallback | None = None
+                 ) -> tuple[FSCResult, Geometry]:
+    """Only the FSC of even/odd half reconstructions (the resolution of a scan), with the
+    geometry used; the steps of :func:`run_reconstruction`."""
+    lines, geometry = prepare_scan(projections, geometry, scan, flats, darks,
+                                   scaled(progress, 0, 200, 1000))
+    s = settings.resolved(geometry)
+    return _halves_fsc(lines, geometry, s, scaled(progress, 200, 1000, 1000)), geometry
+
+
+def preview_slice(projections: Any, geometry: Geometry, index: int,
+                  scan: ScanSettings = ScanSettings(), settings: ReconSettings = ReconSettings(),
+                  *, flats: Any = None, darks: Any = None,
+                  progress: ProgressCallback | None = None) -> tuple[np.ndarray, Geometry]:
+    """Slice ``index`` (along the rotation axis) of what :func:`run_reconstruction` gives."""
+    lines, geometry = prepare_scan(projections, geometry, scan, flats, darks,
+                                   scaled(progress, 0, 300, 1000))
+    s = settings.resolved(geometry)
+    image = reconstruct_slice(lines, geometry, index, s.shape, s.voxel_size, s.method,
+                              s.iterations, s.min_value, s.backend,
+                              scaled(progress, 300, 1000, 1000), filter=s.filter)
+    return image, geometry
+
+
+def _halves_fsc(lines: np.ndarray, geometry: Geometry, s: ReconSettings,
+                progress: ProgressCallback | None) -> FSCResult:
+    a, b = reconstruct_halves(lines, geometry, s.shape, s.voxel_size, s.method, s.iterations,
+                              s.min_value, s.backend, progress, filter=s.filter)
+    return fsc(a, b, s.voxel_size)
+
