@@ -168,96 +168,102 @@ def _run_info(args: argparse.Namespace) -> int:
 
 
 def _add_register(sub: argparse._SubParsersAction) -> None:
+    from .core.register import GRIDS, METRICS, MODELS
+
     p = sub.add_parser(
         "register",
         help="fit a transform to landmark pairs (BigWarp CSV); optionally refine and resample",
         description="Fit the moving -> fixed transform to BigWarp landmark pairs and write it "
-        "as JSON or ITK .tfm. With --moving and --fixed volumes it can refine the fit by "
-        "intensity registration and resample the moving volume onto the fixed grid. Nothing "
-        "is written when the fit fails.",
+        "as JSON or ITK .tfm (core.register.run_register, the steps of the Register widget). "
+        "With --moving and --fixed volumes it can refine the fit by intensity registration "
+        "and resample the moving volume onto the fixed grid or at its own voxel size "
+        "(--grid moving). Nothing is written when the fit fails.",
     )
     p.add_argument("landmarks", type=Path, help="BigWarp landmark CSV (moving x,y,z, fixed x,y,z)")
     p.add_argument("--unit", default="um", help="unit of the landmark coordinates (default um)")
-    p.add_argument("--model", default="similarity", choices=("rigid", "similarity", "affine"))
-    p.add_argument("--robust", action="store_true", help="reject outlier pairs (RANSAC)")
+    p.add_argument("--model", default="similarity", choices=tuple(MODELS),
+                   help="transform model of the fit and the refinement (default similarity)")
+    p.add_argument("--robust", action="store_true",
+                   help="reject outlier pairs (trimmed fit + forward search; RANSAC with "
+                        "--threshold)")
     p.add_argument("--threshold", type=float, default=None,
                    help="RANSAC inlier distance in --unit (default: estimated)")
     p.add_argument("--out", type=Path, action="append", required=True,
                    help="transform file(s) to write: .json and/or .tfm (repeatable)")
-    p.add_argument("--residuals", type=Path, default=None, help="per-landmark residual table (CSV)")
+    p.add_argument("--residuals", type=Path, default=None,
+                   help="per-landmark residual table (CSV) of the final transform")
     p.add_argument("--fixed", default=None, help="fixed volume (for --refine / --resampled)")
     p.add_argument("--moving", default=None, help="moving volume (for --refine / --resampled)")
     p.add_argument("--refine", action="store_true", help="refine the fit by intensity")
-    p.add_argument("--metric", default="mattes_mi",
-                   choices=("mattes_mi", "correlation", "mean_squares", "joint_histogram_mi"))
+    p.add_argument("--metric", default="mattes_mi", choices=METRICS,
+                   help="intensity metric of --refine (default mattes_mi)")
     p.add_argument("--resampled", type=Path, default=None,
-                   help="write the moving volume resampled onto the fixed grid (.tif/.ome.zarr)")
-    p.add_argument("--order", type=int, default=1, help="interpolation order for --resampled")
+                   help="write the moving volume resampled into the fixed frame (.tif/.ome.zarr)")
+    p.add_argument("--grid", default="fixed", choices=GRIDS,
+                   help="grid of --resampled: the fixed volume's (default), or 'moving': the "
+                        "moving voxel size over its field of view (its origin is printed)")
+    p.add_argument("--order", type=int, default=1,
+                   help="interpolation order for --resampled (0 labels, 1 linear, 3 cubic)")
     _declare_files(p, ("landmarks", "--fixed", "--moving"), ("--out", "--residuals", "--resampled"))
     p.set_defaults(func=_run_register)
 
 
+#: RegisterSettings fields in the command line's words
+_REGISTER_WORDS = {"model": "--model", "metric": "--metric", "grid": "--grid fixed",
+                   "refine": "--refine", "resample": "--resampled", "fixed_image": "--fixed",
+                   "moving_image": "--moving"}
+
+
 def _run_register(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from .core import register as reg
+    from .core._checks import in_words
     from .core.io import Volume, read_volumes, write_table, write_volume
-    from .core.units import convert, normalize_unit
+    from .core.units import normalize_unit
 
-    unit = normalize_unit(args.unit)
     for out in args.out:
         if out.suffix.lower() not in (".json", ".tfm", ".txt"):
             raise ValueError(f"{out.name}: write transforms as .json or .tfm")
-    needs_volumes = args.refine or args.resampled is not None
-    if needs_volumes and (args.fixed is None or args.moving is None):
-        raise ValueError("--refine and --resampled need both --fixed and --moving volumes")
-    lm = reg.load_landmarks_csv(args.landmarks, unit=unit)
-    t = reg.fit_landmarks(lm.fixed, lm.moving, args.model, robust=args.robust,
-                          active=lm.active, threshold=args.threshold, unit=unit)
-    print(t.summary())
-    for w in t.warnings:
+    volumes = {}
+    for role in ("fixed", "moving"):
+        path = getattr(args, role)
+        if path is not None:
+            vol = read_volumes(path)[0]
+            if vol.array.ndim != 3:
+                raise ValueError(f"{path}: a 3D volume is needed, got {vol.array.ndim}D")
+            volumes[f"{role}_image"] = vol.array
+            volumes[f"{role}_frame"] = vol.frame(3).require_physical(
+                str(path), "save the volume with its voxel size and unit")
+            volumes[role] = vol
+    try:
+        settings = reg.RegisterSettings(args.model, args.robust, args.threshold, args.refine,
+                                        args.metric, args.resampled is not None, args.grid,
+                                        args.order)
+        lm = reg.load_landmarks_csv(args.landmarks, unit=normalize_unit(args.unit))
+        out = reg.run_register(lm, settings, progress=_print_progress("register"),
+                               **{k: v for k, v in volumes.items() if "_" in k})
+    except ValueError as exc:
+        raise ValueError(in_words(exc, _REGISTER_WORDS)) from None
+    print(out.fit.summary())
+    for w in out.fit.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    table = {
-        "name": lm.names,
-        "active": lm.active,
-        "fitted": t.used,
-        f"residual_{unit}": t.residuals,
-        f"loo_tre_{unit}": t.loo_tre,
-    }
-
-    def frame(path: str) -> tuple[Volume, np.ndarray, np.ndarray]:
-        vol = read_volumes(path)[0]
-        if vol.array.ndim != 3:
-            raise ValueError(f"{path}: a 3D volume is needed, got {vol.array.ndim}D")
-        units = {normalize_unit(u) for u in vol.units}
-        if "pixel" in units or len(units) != 1:
-            raise ValueError(f"{path}: the voxel size is unknown or mixed ({sorted(units)}); "
-                             "save the volume with its voxel size and unit")
-        return vol, np.asarray(convert(np.asarray(vol.scale, float), units.pop(), unit)), \
-            np.zeros(3)
-
-    if needs_volumes:
-        fixed, sf, of = frame(args.fixed)
-        moving, sm, om = frame(args.moving)
-        if args.refine:
-            t = reg.refine(fixed.array, moving.array, t, args.metric, fixed_spacing=sf,
-                           moving_spacing=sm, fixed_origin=of, moving_origin=om,
-                           model=args.model, progress=_print_progress("refine"))
-            print(f"refined: {t.summary()} (moved up to "
-                  f"{t.metadata['refine']['max_shift']:.4g} {unit})")
-    for out in args.out:
-        reg.save_transform(out, t)
-        print(f"wrote {out}")
+    t = out.transform
+    if settings.refine:
+        print(f"refined: {t.summary()} (moved up to "
+              f"{t.metadata['refine']['max_shift']:.4g} {t.unit})")
+    for path in args.out:
+        reg.save_transform(path, t)
+        print(f"wrote {path}")
     if args.residuals is not None:
-        write_table(args.residuals, table)
+        write_table(args.residuals, out.table)
         print(f"wrote {args.residuals}")
     if args.resampled is not None:
-        data = reg.resample(moving.array, t, fixed.array.shape, sf, moving_scale=sm,
-                            reference_origin=of, moving_origin=om, order=args.order,
-                            progress=_print_progress("resample"))
-        write_volume(args.resampled, Volume(data, tuple(sf), (unit,) * 3,
-                                            f"{moving.name} registered"))
-        print(f"wrote {args.resampled}")
+        g = out.grid
+        write_volume(args.resampled, Volume(out.resampled, g.spacing, (g.unit,) * 3,
+                                            f"{volumes['moving'].name} registered"))
+        print(f"wrote {args.resampled}: {g.shape} voxels of "
+              f"{' x '.join(f'{v:g}' for v in g.spacing)} {g.unit}; origin (z, y, x) "
+              f"{' '.join(f'{v:g}' for v in g.origin)} {g.unit} in the fixed frame")
+    return 0
 
 
 # ----------------------------------------------------------------------------- classify

@@ -473,7 +473,7 @@ class RegisterWidget(QWidget):
 
         return self.runner.start(
             reg.resample, _data(moving), t, tuple(int(v) for v in shape), tuple(scale),
-            moving_scale=tuple(sm), reference_origin=tuple(origin), moving_origin=tuple(tm),
+            moving_spacing=tuple(sm), reference_origin=tuple(origin), moving_origin=tuple(tm),
             order=1, on_result=done, label=f"Resampling {moving.name}")
 
     def refine(self):

@@ -90,7 +90,7 @@ def test_tfm_resamples_like_our_resample(tmp_path, correlative_sample):
     ref.SetSpacing(ref_sp[::-1])
     ref.SetOrigin(tuple(ref_origin[::-1]))
     theirs = sitk.GetArrayFromImage(sitk.Resample(img, ref, tx, sitk.sitkLinear, -1.0))
-    ours = reg.resample(moving, t, ref_shape, ref_sp, moving_scale=sp_m,
+    ours = reg.resample(moving, t, ref_shape, ref_sp, moving_spacing=sp_m,
                         reference_origin=ref_origin, cval=-1.0, antialias=False)
     inside = (theirs != -1.0) & (ours != -1.0)
     assert inside.mean() > 0.3

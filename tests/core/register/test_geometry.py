@@ -20,7 +20,7 @@ def _case(seed=0):
 def test_resample_blockwise_equals_one_scipy_call():
     vol, t = _case()
     sp_m, sp_r, origin = (0.5, 0.6, 0.7), (0.8, 0.8, 0.8), (1.0, -2.0, 0.5)
-    out = reg.resample(vol, t, (25, 27, 29), sp_r, moving_scale=sp_m, reference_origin=origin,
+    out = reg.resample(vol, t, (25, 27, 29), sp_r, moving_spacing=sp_m, reference_origin=origin,
                        budget=40_000, antialias=False)
     idx = np.linalg.inv(reg.grid_matrix(sp_m)) @ np.linalg.inv(t.matrix) \
         @ reg.grid_matrix(sp_r, origin)
@@ -30,11 +30,11 @@ def test_resample_blockwise_equals_one_scipy_call():
     np.testing.assert_allclose(out, want, atol=1e-5)
     assert np.count_nonzero(out) > 0.2 * out.size
     # lazy input gives the same
-    lazy = reg.resample(da.from_array(vol, chunks=10), t, (25, 27, 29), sp_r, moving_scale=sp_m,
+    lazy = reg.resample(da.from_array(vol, chunks=10), t, (25, 27, 29), sp_r, moving_spacing=sp_m,
                         reference_origin=origin, budget=40_000, antialias=False)
     np.testing.assert_array_equal(lazy, out)
     # cubic splines stay close to the whole-array answer despite the blocks
-    cubic = reg.resample(vol, t, (25, 27, 29), sp_r, moving_scale=sp_m, reference_origin=origin,
+    cubic = reg.resample(vol, t, (25, 27, 29), sp_r, moving_spacing=sp_m, reference_origin=origin,
                          order=3, budget=40_000, antialias=False)
     want3 = ndi.affine_transform(vol, idx[:3, :3], idx[:3, 3], output_shape=(25, 27, 29),
                                  order=3, mode="constant", cval=0.0)
@@ -50,7 +50,7 @@ def test_resample_labels_nearest_keeps_dtype_and_matches_truth(correlative_sampl
     origin = np.array([x.start for x in sl], float)
     shape = tuple(x.stop - x.start for x in sl)
     lab = reg.resample(t.nanoct_labels.data, tr, shape, s.microct.scale,
-                       moving_scale=s.nanoct.scale, reference_origin=origin, order=0, cval=255)
+                       moving_spacing=s.nanoct.scale, reference_origin=origin, order=0, cval=255)
     assert lab.dtype == np.uint8
     inside = lab != 255
     assert inside.mean() > 0.25
@@ -64,8 +64,8 @@ def test_resample_antialiases_when_the_output_is_coarser():
     rng = np.random.default_rng(1)
     vol = rng.normal(size=(40, 40, 40)).astype(np.float32)  # white noise
     t = reg.Transform(np.eye(4), "rigid", "um")
-    alias = reg.resample(vol, t, (10, 10, 10), (4, 4, 4), moving_scale=(1, 1, 1), antialias=False)
-    smooth = reg.resample(vol, t, (10, 10, 10), (4, 4, 4), moving_scale=(1, 1, 1))
+    alias = reg.resample(vol, t, (10, 10, 10), (4, 4, 4), moving_spacing=(1, 1, 1), antialias=False)
+    smooth = reg.resample(vol, t, (10, 10, 10), (4, 4, 4), moving_spacing=(1, 1, 1))
     assert smooth.std() < 0.5 * alias.std()
     np.testing.assert_allclose(smooth, ndi.gaussian_filter(vol, 1.5, mode="nearest")[::4, ::4, ::4],
                                atol=1e-5)
@@ -74,7 +74,7 @@ def test_resample_antialiases_when_the_output_is_coarser():
 def test_resample_progress_cancel_and_bad_input():
     vol, t = _case()
     calls = []
-    reg.resample(vol, t, (20, 20, 20), (1, 1, 1), moving_scale=(1, 1, 1), budget=20_000,
+    reg.resample(vol, t, (20, 20, 20), (1, 1, 1), moving_spacing=(1, 1, 1), budget=20_000,
                  progress=lambda d, n: calls.append((d, n)))
     assert len(calls) > 1 and calls[-1][0] == calls[-1][1]
 
@@ -82,17 +82,17 @@ def test_resample_progress_cancel_and_bad_input():
         raise Cancelled()
 
     with pytest.raises(Cancelled):
-        reg.resample(vol, t, (20, 20, 20), (1, 1, 1), moving_scale=(1, 1, 1), progress=cancel)
+        reg.resample(vol, t, (20, 20, 20), (1, 1, 1), moving_spacing=(1, 1, 1), progress=cancel)
     with pytest.raises(ValueError, match="3D"):
-        reg.resample(vol[0], t, (5, 5, 5), (1, 1, 1), moving_scale=(1, 1))
+        reg.resample(vol[0], t, (5, 5, 5), (1, 1, 1), moving_spacing=(1, 1))
     with pytest.raises(ValueError, match="mirror"):
-        reg.resample(vol, np.diag([1.0, 1, -1, 1]), (5, 5, 5), (1, 1, 1), moving_scale=(1, 1, 1))
+        reg.resample(vol, np.diag([1.0, 1, -1, 1]), (5, 5, 5), (1, 1, 1), moving_spacing=(1, 1, 1))
     with pytest.raises(ValueError, match="NaN"):
-        reg.resample(vol, np.full((4, 4), np.nan), (5, 5, 5), (1, 1, 1), moving_scale=(1, 1, 1))
+        reg.resample(vol, np.full((4, 4), np.nan), (5, 5, 5), (1, 1, 1), moving_spacing=(1, 1, 1))
     with pytest.raises(ValueError, match="spacing"):
-        reg.resample(vol, t, (5, 5, 5), (1, 0, 1), moving_scale=(1, 1, 1))
+        reg.resample(vol, t, (5, 5, 5), (1, 0, 1), moving_spacing=(1, 1, 1))
     with pytest.raises(ValueError, match="order"):
-        reg.resample(vol, t, (5, 5, 5), (1, 1, 1), moving_scale=(1, 1, 1), order=7)
+        reg.resample(vol, t, (5, 5, 5), (1, 1, 1), moving_spacing=(1, 1, 1), order=7)
 
 
 def test_map_box_both_directions(correlative_sample):

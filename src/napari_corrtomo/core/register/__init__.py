@@ -15,7 +15,9 @@ with both layers in that unit it is exactly the moving layer's napari ``affine``
 - :func:`map_box`, :func:`crop_slices`, :func:`box_sections` -- regions of
   interest and fields of view carried between frames;
 - :func:`save_transform` / :func:`load_transform` (JSON, ITK ``.tfm``),
-  :func:`save_landmarks_csv` / :func:`load_landmarks_csv` (BigWarp CSV).
+  :func:`save_landmarks_csv` / :func:`load_landmarks_csv` (BigWarp CSV);
+- :func:`run_register` and its steps (:mod:`.pipeline`): the workflow the widget, the
+  CLI and the demo run; :class:`RegistrationSession`, its interactive state.
 
 See ``docs/registration.md`` for the conventions (direction, units, handedness).
 """
@@ -48,7 +50,22 @@ from .geometry import (
     map_box,
     resample,
 )
+from .pipeline import (
+    GRIDS,
+    Grid,
+    RegisterSettings,
+    Registration,
+    fit_pairs,
+    moving_fov,
+    output_grid,
+    overlay_matrix,
+    refine_transform,
+    resample_moving,
+    residual_table,
+    run_register,
+)
 from .refine import METRICS, refine
+from .session import RegistrationSession
 from .transform import (
     MODELS,
     Transform,
@@ -66,10 +83,12 @@ from .transform import (
 __all__ = [
     "apply_to_points", "as_transform", "box_corners", "box_sections", "check_matrix",
     "compare", "crop_box", "crop_slices", "degeneracy", "fit_landmarks", "fov_box",
-    "fov_in_fixed", "fov_outlines", "from_itk_matrix", "grid_matrix", "infer_model",
-    "Landmarks", "load_landmarks_csv", "load_transform", "map_box", "MappedBox", "METRICS",
-    "MODELS", "polar", "read_tfm", "refine", "resample", "rotation_angle_deg",
-    "save_landmarks_csv", "save_transform", "to_itk_matrix", "Transform",
-    "transform_from_dict", "transform_to_dict", "unit_matrix", "write_tfm", "xyz_to_zyx",
-    "zyx_to_xyz",
+    "fit_pairs", "fov_in_fixed", "fov_outlines", "from_itk_matrix", "Grid", "GRIDS",
+    "grid_matrix", "infer_model", "Landmarks", "load_landmarks_csv", "load_transform",
+    "map_box", "MappedBox", "METRICS", "MODELS", "moving_fov", "output_grid",
+    "overlay_matrix", "polar", "read_tfm", "refine", "refine_transform", "Registration",
+    "RegistrationSession", "RegisterSettings", "resample", "resample_moving",
+    "residual_table", "rotation_angle_deg", "run_register", "save_landmarks_csv",
+    "save_transform", "to_itk_matrix", "Transform", "transform_from_dict",
+    "transform_to_dict", "unit_matrix", "write_tfm", "xyz_to_zyx", "zyx_to_xyz",
 ]

@@ -170,9 +170,9 @@ def resample(
     moving: Any,
     transform: Transform | np.ndarray,
     reference_shape: Any,
-    reference_scale: Any,
+    reference_spacing: Any,
     *,
-    moving_scale: Any,
+    moving_spacing: Any,
     reference_origin: Any = None,
     moving_origin: Any = None,
     order: int = 1,
@@ -193,10 +193,10 @@ def resample(
         Moving world -> fixed world, in the unit of the spacings.
     reference_shape : 3 ints
         Output grid shape (z, y, x).
-    reference_scale, reference_origin : 3 floats
+    reference_spacing, reference_origin : 3 floats
         Output voxel size and the world position of voxel (0, 0, 0) in the
         fixed frame (default origin 0).
-    moving_scale, moving_origin : 3 floats
+    moving_spacing, moving_origin : 3 floats
         Voxel size and origin of ``moving`` in its own world.
     order : int
         Spline order (0 nearest -- use it for labels, 1 linear, 3 cubic).
@@ -227,8 +227,8 @@ def resample(
     if len(out_shape) != 3 or min(out_shape) < 1:
         raise ValueError(f"reference_shape must be 3 positive sizes, got {reference_shape!r}")
     # output index -> moving index
-    idx = np.linalg.inv(grid_matrix(moving_scale, moving_origin)) @ np.linalg.inv(m) \
-        @ grid_matrix(reference_scale, reference_origin)
+    idx = np.linalg.inv(grid_matrix(moving_spacing, moving_origin)) @ np.linalg.inv(m) \
+        @ grid_matrix(reference_spacing, reference_origin)
     lin, off = idx[:3, :3], idx[:3, 3]
     dtype = np.dtype(moving.dtype)
     out_dtype = dtype if order == 0 else (np.float64 if dtype == np.float64 else np.float32)

@@ -1,0 +1,331 @@
+"""The registration workflow in one place: the steps the Register widget, ``corrtomo
+register`` and the demo run, in this order.
+
+1. fit (:func:`fit_pairs`): the landmark transform (rigid, similarity or affine; robust
+   on request) of the active pairs, moving world -> fixed world in the landmarks' unit;
+2. residual table (:func:`residual_table`): per pair, its residual under the current
+   transform, the landmark fit's leave-one-out error and whether the fit used it;
+3. refine (:func:`refine_transform`, optional): intensity registration from there;
+4. output grid (:func:`output_grid`): the fixed volume's grid, or the moving voxel size
+   over the moving field of view mapped into the fixed frame;
+5. resample (:func:`resample_moving`) the moving volume onto that grid;
+6. regions across scales: the moving field of view in the fixed frame
+   (:func:`moving_fov`), a world box cropped from any volume (:func:`crop_box`) and a
+   volume's field of view outlined in another's slices (:func:`fov_outlines`).
+
+:func:`run_register` runs 1-6 in one go (CLI, demo); the widget runs them a button at a
+time through :class:`~.session.RegistrationSession`. Volumes come with their
+:class:`~napari_corrtomo.core.frame.Frame` (spacing, unit, origin) in any length unit;
+every step works in the transform's unit. Errors about a choice are
+:class:`~napari_corrtomo.core._checks.SettingError` keyed by the settings field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._checks import SettingError
+from ..frame import Frame
+from ..progress import ProgressCallback, scaled
+from ..units import convert
+from .fit import fit_landmarks
+from .formats import Landmarks
+from .geometry import MappedBox, crop_box, fov_box, fov_outlines, map_box, resample
+from .refine import METRICS, refine
+from .transform import MODELS, Transform, unit_matrix
+
+#: Output grids of :func:`output_grid`: the fixed volume's, or the moving voxel size over
+#: the moving field of view (in the fixed orientation).
+GRIDS = ("fixed", "moving")
+#: Most voxels an output grid may have (a typo'd grid must not ask for terabytes).
+MAX_VOXELS = 2**31
+
+__all__ = ["GRIDS", "Grid", "Registration", "RegisterSettings", "crop_box", "fit_pairs",
+           "fov_outlines", "moving_fov", "output_grid", "overlay_matrix", "refine_transform",
+           "resample_moving", "residual_table", "run_register"]
+
+
+@dataclass
+class RegisterSettings:
+    """Every choice of the registration workflow.
+
+    Parameters
+    ----------
+    model
+        ``"rigid"``, ``"similarity"`` or ``"affine"`` (fit and refinement).
+    robust
+        Reject outlier pairs (see :func:`~.fit.fit_landmarks`).
+    threshold
+        RANSAC inlier distance in the landmarks' unit; ``None``: estimated.
+    refine
+        Refine the landmark fit by intensity (:func:`run_register`).
+    metric
+        Intensity metric of the refinement (:data:`~.refine.METRICS`).
+    resample
+        Resample the moving volume (:func:`run_register`).
+    grid
+        Output grid of the resampling, one of :data:`GRIDS`.
+    order
+        Spline order of the resampling (0 for labels, 1 linear, 3 cubic).
+    seed
+        Seed of the RANSAC sampling and of the refinement's metric sampling.
+    """
+
+    model: str = "similarity"
+    robust: bool = False
+    threshold: float | None = None
+    refine: bool = False
+    metric: str = "mattes_mi"
+    resample: bool = False
+    grid: str = "fixed"
+    order: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise SettingError(f"unknown $model {self.model!r}; use one of {', '.join(MODELS)}",
+                               model="model")
+        if self.metric not in METRICS:
+            raise SettingError(f"unknown $metric {self.metric!r}; use one of "
+                               f"{', '.join(METRICS)}", metric="metric")
+        if self.grid not in GRIDS:
+            raise SettingError(f"unknown $grid {self.grid!r}; use one of {', '.join(GRIDS)}",
+                               grid="grid")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """An output grid in the fixed frame: ``shape`` voxels of ``spacing``, voxel 0 at
+    ``origin`` (z, y, x), lengths in ``unit``."""
+
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    unit: str
+
+
+@dataclass
+class Registration:
+    """What :func:`run_register` gives: the landmark ``fit``, the final ``transform``
+    (refined or the fit), the residual ``table``, the moving field of view in the fixed
+    frame (``fov``, when volumes were given) and the ``resampled`` moving volume on
+    ``grid`` (when asked)."""
+
+    fit: Transform
+    transform: Transform
+    table: pd.DataFrame
+    fov: MappedBox | None = None
+    grid: Grid | None = None
+    resampled: np.ndarray | None = None
+
+
+def fit_pairs(landmarks: Landmarks, settings: RegisterSettings) -> Transform:
+    """Step 1: the transform mapping the active moving landmarks onto the fixed ones.
+
+    Parameters
+    ----------
+    landmarks
+        Paired (N, 3) points (z, y, x) in one unit, with names and active flags.
+    settings
+        ``model``, ``robust``, ``threshold`` and ``seed``.
+
+    Returns
+    -------
+    Transform
+        Moving world -> fixed world in ``landmarks.unit``, with residuals, ``used`` and
+        leave-one-out errors (:func:`~.fit.fit_landmarks`).
+    """
+    return fit_landmarks(landmarks.fixed, landmarks.moving, settings.model,
+                         robust=settings.robust, active=landmarks.active,
+                         threshold=settings.threshold, unit=landmarks.unit, seed=settings.seed)
+
+
+def residual_table(landmarks: Landmarks, transform: Transform,
+                   fit: Transform | None = None) -> pd.DataFrame:
+    """Step 2: one row per landmark pair under ``transform`` (in the landmarks' unit).
+
+    Parameters
+    ----------
+    landmarks
+        The pairs (N of them).
+    transform
+        The current transform (the fit, a refinement of it, or one loaded from a file).
+    fit
+        The landmark fit it came from, for ``loo_tre`` and ``fitted``; default
+        ``transform`` itself. A fit of another number of pairs is ignored.
+
+    Returns
+    -------
+    DataFrame
+        ``name``, ``active``, ``fitted`` (used by the fit; the active flag when there is
+        no fit), ``residual_<unit>`` (distance fixed - T(moving)), ``loo_tre_<unit>``
+        (residual of a fit without that pair; NaN where unknown) and the residual vector
+        ``dz_<unit>``, ``dy_<unit>``, ``dx_<unit>``.
+    """
+    u = landmarks.unit
+    n = len(landmarks)
+    vec = landmarks.fixed - transform.in_unit(u).apply(landmarks.moving).reshape(-1, 3)
+    source = (transform if fit is None else fit).in_unit(u)
+    loo = source.loo_tre if source.loo_tre is not None and len(source.loo_tre) == n \
+        else np.full(n, np.nan)
+    used = source.used if source.used is not None and len(source.used) == n \
+        else landmarks.active
+    return pd.DataFrame({
+        "name": list(landmarks.names),
+        "active": np.asarray(landmarks.active, bool),
+        "fitted": np.asarray(used, bool),
+        f"residual_{u}": np.linalg.norm(vec, axis=1),
+        f"loo_tre_{u}": np.asarray(loo, float),
+        f"dz_{u}": vec[:, 0], f"dy_{u}": vec[:, 1], f"dx_{u}": vec[:, 2],
+    })
+
+
+def refine_transform(fixed_image: Any, fixed_frame: Frame, moving_image: Any,
+                     moving_frame: Frame, transform: Transform, settings: RegisterSettings,
+                     progress: ProgressCallback | None = None) -> Transform:
+    """Step 3: refine ``transform`` by intensity registration (SimpleITK).
+
+    Parameters
+    ----------
+    fixed_image, moving_image
+        (Z, Y, X) volumes (NumPy, dask or zarr; only the overlap is read).
+    fixed_frame, moving_frame
+        Their spacing, unit and origin (any length units).
+    transform
+        Starting moving world -> fixed world transform.
+    settings
+        ``model``, ``metric`` and ``seed``.
+    progress
+        ``progress(done, total)``; raise ``Cancelled`` in it to stop.
+
+    Returns
+    -------
+    Transform
+        The refined transform in ``transform.unit``; ``metadata["refine"]`` says how.
+    """
+    f, m = fixed_frame.to(transform.unit), moving_frame.to(transform.unit)
+    return refine(fixed_image, moving_image, transform, settings.metric,
+                  fixed_spacing=f.spacing, moving_spacing=m.spacing, fixed_origin=f.offset,
+                  moving_origin=m.offset, model=settings.model, seed=settings.seed,
+                  progress=progress)
+
+
+def moving_fov(moving_shape: Any, moving_frame: Frame, transform: Transform) -> MappedBox:
+    """Step 6: the moving volume's field of view (voxel centres) in the fixed frame, in
+    ``transform.unit``: its 8 corners and their bounds."""
+    m = moving_frame.to(transform.unit)
+    return map_box(fov_box(moving_shape, m.spacing, m.offset), transform)
+
+
+def output_grid(transform: Transform, grid: str, fixed_shape: Any, fixed_frame: Frame,
+                moving_shape: Any, moving_frame: Frame) -> Grid:
+    """Step 4: the grid of the fixed frame the moving volume is resampled onto.
+
+    Parameters
+    ----------
+    transform
+        Moving world -> fixed world; the grid is in its unit.
+    grid
+        ``"fixed"``: the fixed volume's grid (shape, spacing, origin). ``"moving"``: cubic
+        voxels of the smallest moving spacing covering the moving field of view mapped
+        into the fixed frame (the moving detail, in the fixed orientation).
+    fixed_shape, moving_shape
+        (Z, Y, X) shapes of the volumes.
+    fixed_frame, moving_frame
+        Their frames.
+
+    Raises
+    ------
+    SettingError
+        Unknown ``grid``, or a grid of more than :data:`MAX_VOXELS` voxels.
+    """
+    u = transform.unit
+    if grid == "fixed":
+        f = fixed_frame.to(u)
+        shape = np.asarray(fixed_shape, int)[-3:]
+        spacing, origin = np.asarray(f.spacing), np.asarray(f.offset)
+    elif grid == "moving":
+        bounds = moving_fov(moving_shape, moving_frame, transform).bounds
+        spacing = np.full(3, min(moving_frame.to(u).spacing))
+        shape = np.floor((bounds[1] - bounds[0]) / spacing).astype(int) + 1
+        origin = bounds[0]
+    else:
+        raise SettingError(f"unknown $grid {grid!r}; use one of {', '.join(GRIDS)}", grid="grid")
+    n_vox = int(np.prod(shape))
+    if n_vox > MAX_VOXELS:
+        raise SettingError(f"the output grid has {n_vox:.3g} voxels; use the fixed grid ($grid) "
+                           "or crop the moving volume first", grid="grid='fixed'")
+    return Grid(tuple(int(v) for v in shape), tuple(float(v) for v in spacing),
+                tuple(float(v) for v in origin), u)
+
+
+def resample_moving(moving_image: Any, moving_frame: Frame, transform: Transform, grid: Grid,
+                    order: int = 1, progress: ProgressCallback | None = None) -> np.ndarray:
+    """Step 5: the moving volume on ``grid`` (a :class:`Grid` of the fixed frame).
+
+    Returns a ``grid.shape`` array (the input dtype for ``order=0``, else float32 or
+    float64); voxels outside the moving volume are 0.
+    """
+    m = moving_frame.to(grid.unit)
+    return resample(moving_image, transform.in_unit(grid.unit), grid.shape, grid.spacing,
+                    moving_spacing=m.spacing, reference_origin=grid.origin,
+                    moving_origin=m.offset, order=order, progress=progress)
+
+
+def overlay_matrix(transform: Transform, moving_unit: str) -> np.ndarray:
+    """The 4x4 matrix taking moving world coordinates *in the moving unit* to fixed world
+    coordinates in ``transform.unit``: the moving layer's napari ``affine`` that overlays
+    it on the fixed one (both layers otherwise unmoved)."""
+    k = float(convert(1.0, moving_unit, transform.unit))
+    return transform.matrix @ unit_matrix(k)
+
+
+def run_register(landmarks: Landmarks, settings: RegisterSettings, *,
+                 fixed_image: Any = None, fixed_frame: Frame | None = None,
+                 moving_image: Any = None, moving_frame: Frame | None = None,
+                 progress: ProgressCallback | None = None) -> Registration:
+    """The registration workflow: fit -> refine -> residual table -> grid -> resample.
+
+    Parameters
+    ----------
+    landmarks
+        Paired landmarks in physical coordinates of each volume, both in one unit.
+    settings
+        :class:`RegisterSettings`; ``refine`` and ``resample`` need both volumes.
+    fixed_image, moving_image
+        (Z, Y, X) volumes (optional without ``refine`` / ``resample``).
+    fixed_frame, moving_frame
+        Their frames (any length units).
+    progress
+        ``progress(done, total)`` over the run; raising ``Cancelled`` stops it.
+
+    Returns
+    -------
+    :class:`Registration`
+    """
+    volumes = fixed_image is not None and moving_image is not None
+    if (settings.refine or settings.resample) and not volumes:
+        raise SettingError("$refine and $resample need both $fixed_image and $moving_image",
+                           refine="refine", resample="resample", fixed_image="fixed_image",
+                           moving_image="moving_image")
+    if volumes and (fixed_frame is None or moving_frame is None):
+        raise ValueError("give the frames (spacing, unit) of both volumes")
+    fit = fit_pairs(landmarks, settings)
+    transform = fit
+    split = 500 if settings.refine and settings.resample else 0 if settings.resample else 1000
+    if settings.refine:
+        transform = refine_transform(fixed_image, fixed_frame, moving_image, moving_frame, fit,
+                                     settings, scaled(progress, 0, split, 1000))
+    out = Registration(fit, transform, residual_table(landmarks, transform, fit))
+    if volumes:
+        out.fov = moving_fov(moving_image.shape, moving_frame, transform)
+    if settings.resample:
+        out.grid = output_grid(transform, settings.grid, fixed_image.shape, fixed_frame,
+                               moving_image.shape, moving_frame)
+        out.resampled = resample_moving(moving_image, moving_frame, transform, out.grid,
+                                        settings.order, scaled(progress, split, 1000, 1000))
+    return out

@@ -1,0 +1,149 @@
+"""The interactive state of a registration, without Qt: :class:`RegistrationSession`.
+
+The Register widget holds one and renders it; tests drive it without a viewer. It keeps
+the landmark pairs (both in the fixed volume's unit), their names and active flags, the
+settings, the landmark fit and the current transform (the fit, its refinement or one
+loaded from a file), and runs the pipeline's steps on them
+(:mod:`~napari_corrtomo.core.register.pipeline`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .formats import (
+    Landmarks,
+    load_landmarks_csv,
+    load_transform,
+    save_landmarks_csv,
+    save_transform,
+    transform_from_dict,
+    transform_to_dict,
+)
+from .pipeline import RegisterSettings, fit_pairs, overlay_matrix, residual_table
+from .transform import Transform
+
+
+class RegistrationSession:
+    """Landmark pairs, active flags, settings, fitted and current transform.
+
+    Parameters
+    ----------
+    unit
+        Length unit of the landmarks and the transform (the fixed volume's).
+    settings
+        :class:`~.pipeline.RegisterSettings` (the fit and refinement choices).
+    """
+
+    def __init__(self, unit: str = "pixel", settings: RegisterSettings | None = None):
+        self.unit = unit
+        self.settings = settings or RegisterSettings()
+        self.fixed = np.zeros((0, 3))
+        self.moving = np.zeros((0, 3))
+        self.names: list[str] = []
+        self.active: list[bool] = []
+        #: the last landmark fit (its leave-one-out errors and used pairs feed the table)
+        self.fit: Transform | None = None
+        #: the transform in use: the fit, its refinement, or one loaded from a file
+        self.transform: Transform | None = None
+
+    # ------------------------------------------------------------------ landmarks
+    def set_points(self, fixed: Any, moving: Any, unit: str | None = None) -> None:
+        """Take the current (N, 3) fixed and moving points (z, y, x), both in ``unit``
+        (default the session's); names and flags follow the larger count."""
+        self.unit = self.unit if unit is None else unit
+        self.fixed = np.asarray(fixed, float).reshape(-1, 3)
+        self.moving = np.asarray(moving, float).reshape(-1, 3)
+        self.sync(max(len(self.fixed), len(self.moving)))
+
+    def sync(self, n: int) -> None:
+        """``n`` names and active flags: new pairs are named ``Pt-<i>`` and active."""
+        self.names = (self.names + [f"Pt-{i}" for i in range(len(self.names), n)])[:n]
+        self.active = (self.active + [True] * n)[:n]
+
+    def landmarks(self) -> Landmarks:
+        """The pairs as :class:`~.formats.Landmarks` (``ValueError`` when unpaired)."""
+        return Landmarks(self.fixed, self.moving, self.unit, list(self.names),
+                         np.asarray(self.active, bool))
+
+    def set_active(self, row: int, active: bool) -> None:
+        """Include (True) or exclude pair ``row`` from the fit (refit to see it)."""
+        self.sync(max(len(self.active), row + 1))
+        self.active[row] = bool(active)
+
+    # ------------------------------------------------------------------ steps
+    def fit_landmarks(self) -> Transform:
+        """Fit the active pairs (:func:`~.pipeline.fit_pairs`); on failure no transform is
+        kept and the ``ValueError`` propagates."""
+        self.fit = self.transform = None
+        self.fit = self.transform = fit_pairs(self.landmarks(), self.settings)
+        return self.fit
+
+    def use(self, transform: Transform, fitted: bool = True) -> None:
+        """Make ``transform`` the current one: a refinement of the fit (``fitted``) or,
+        with ``fitted=False``, one from elsewhere (a file) that replaces the fit."""
+        self.transform = transform.in_unit(self.unit)
+        if not fitted:
+            self.fit = None
+
+    def require_transform(self) -> Transform:
+        """The current transform, or a ``ValueError`` saying how to get one."""
+        if self.transform is None:
+            raise ValueError("no transform: fit landmarks or load a transform first "
+                             "(nothing was changed)")
+        return self.transform
+
+    def table(self) -> pd.DataFrame | None:
+        """The residual table of the current transform (:func:`~.pipeline.residual_table`),
+        or ``None`` without a transform or complete pairs."""
+        if self.transform is None or not len(self.fixed) or len(self.fixed) != len(self.moving):
+            return None
+        return residual_table(self.landmarks(), self.transform, self.fit)
+
+    def overlay_matrix(self, moving_unit: str) -> np.ndarray:
+        """Moving world (in ``moving_unit``) -> fixed world matrix of the current transform
+        (:func:`~.pipeline.overlay_matrix`)."""
+        return overlay_matrix(self.require_transform(), moving_unit)
+
+    # ------------------------------------------------------------------ files
+    def save_landmarks(self, path: str | os.PathLike) -> None:
+        """Write the pairs as BigWarp CSV (both sets in the session's unit)."""
+        save_landmarks_csv(path, self.landmarks())
+
+    def load_landmarks(self, path: str | os.PathLike) -> Landmarks:
+        """Read a BigWarp CSV (coordinates in the session's unit): points, names, flags."""
+        lm = load_landmarks_csv(path, unit=self.unit)
+        self.fixed, self.moving = lm.fixed, lm.moving
+        self.names = list(lm.names)
+        self.active = [bool(a) for a in lm.active]
+        return lm
+
+    def save_transform(self, path: str | os.PathLike) -> None:
+        save_transform(path, self.require_transform())
+
+    def load_transform(self, path: str | os.PathLike) -> Transform:
+        """Read a JSON or ITK transform (ITK files are taken in the session's unit)."""
+        self.use(load_transform(path, unit=self.unit), fitted=False)
+        return self.transform
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        """Names, active flags, fit settings and the transform (for crash recovery)."""
+        s = self.settings
+        return {"names": list(self.names), "active": list(self.active), "model": s.model,
+                "robust": s.robust, "threshold": s.threshold or 0.0,
+                "transform": None if self.transform is None else transform_to_dict(self.transform)}
+
+    def restore(self, state: dict) -> None:
+        """Take back what :meth:`state` gave."""
+        self.names = [str(n) for n in state.get("names", [])]
+        self.active = [bool(a) for a in state.get("active", [])]
+        self.settings.model = state.get("model", self.settings.model)
+        self.settings.robust = bool(state.get("robust", False))
+        self.settings.threshold = float(state.get("threshold", 0.0)) or None
+        if state.get("transform"):
+            self.use(transform_from_dict(state["transform"]), fitted=False)
