@@ -295,10 +295,9 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_classify(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from .core import backend as bk
-    from .core.classify import PixelClassifier, proba_to_labels, proba_uncertainty
+    from .core.classify import PixelClassifier, segment
     from .core.io import Volume, read_volumes, write_volume
     from .core.resumable import Output, store_resumable_many
 
@@ -312,19 +311,9 @@ def _run_classify(args: argparse.Namespace) -> int:
                        for c in clf.classes_]
         _check_files(args, {"--probabilities": proba_paths})
     volumes = [v for path in args.inputs for v in read_volumes(path)]
-    shapes = {tuple(v.array.shape) for v in volumes}
-    if len(shapes) != 1:
-        raise ValueError(f"the channel volumes differ in shape: {sorted(shapes)}")
     ref = volumes[0]
     # zarr input, or a cluster: blockwise (in-memory input is cut into blocks for the workers)
     lazy = any(bk.is_lazy(v.array) for v in volumes) or _distributed(args)
-    if lazy:
-        import dask.array as da
-
-        image = da.stack([v.array if bk.is_lazy(v.array) else
-                          da.from_array(np.asarray(v.array), chunks=128) for v in volumes])
-    else:
-        image = np.stack([np.asarray(v.array) for v in volumes])
     known = all(u != "pixel" for u in ref.units)
     spacing, unit = (ref.scale, ref.units[0]) if known else (None, None)
     if not known:
@@ -333,14 +322,14 @@ def _run_classify(args: argparse.Namespace) -> int:
     scale = clf.spacing if not known else ref.scale
     units = (clf.unit,) * len(scale) if not known else ref.units
     with _cluster(args):
-        proba = clf.predict_proba(image, spacing, unit, backend=args.backend, budget=args.memory,
-                                  progress=None if lazy else _print_progress("classify"))
-        labels = proba_to_labels(proba, clf.classes_)
-        outputs = [(args.out, labels, "labels", "segmentation")]
+        seg = segment(clf, [v.array for v in volumes], spacing, unit, lazy=lazy,
+                      backend=args.backend, budget=args.memory,
+                      progress=None if lazy else _print_progress("classify"))
+        outputs = [(args.out, seg.labels, "labels", "segmentation")]
         if args.uncertainty is not None:
-            outputs.append((args.uncertainty, proba_uncertainty(proba), "image", "uncertainty"))
+            outputs.append((args.uncertainty, seg.uncertainty, "image", "uncertainty"))
         for k, (c, path) in enumerate(zip(clf.classes_, proba_paths)):
-            outputs.append((path, proba[k], "image", f"probability {int(c)}"))
+            outputs.append((path, seg.probabilities[k], "image", f"probability {int(c)}"))
         chunked = [o for o in outputs if lazy and str(o[0]).endswith(".zarr")]
         if chunked:  # one pass over the blocks for all of them, resumable
             signature = {"command": "classify", "classifier": input_signature([args.classifier]),

@@ -201,13 +201,26 @@ def step_classify(ctx: DemoContext) -> None:
     (three phases, two detectors + difference + tailored z features) and the three
     reconstructions of the correlative sample; awe, IoU and phase fractions against the
     truth."""
-    from .core.classify import PixelClassifier, iou_per_class, weighted_error
+    classify_fib(ctx)
+    _classify_correlative(ctx)
+
+
+#: The demo's FIB-SEM crop for classification: slices and the first sample row (below the
+#: ruler band) of ``synthetic.fib_sem_stack``
+FIB_CLASSIFY_SLICES = slice(12, 52)
+
+
+def classify_fib(ctx: DemoContext) -> None:
+    """The FIB-SEM electrode segmented by a forest trained on scribbles of three slices;
+    the classifier and the segmentation are written to the output folder (and the
+    segmentation kept in ``ctx.data["fib_segmentation"]``)."""
+    from .core.classify import PixelClassifier, iou_per_class, segment, weighted_error
     from .core.classify.features import FeatureSpec, FilterItem, TailoredFeatures
 
     fib = ctx.data.get("fib") or synthetic.fib_sem_stack(seed=ctx.seed)
     # a 40-slice crop of the sample rows keeps the step fast; scales up to 3.5 only
-    img = fib.image[:, 12:52, fib.ruler.band_rows:]
-    truth = fib.labels.data[12:52, fib.ruler.band_rows:]
+    img = fib.image[:, FIB_CLASSIFY_SLICES, fib.ruler.band_rows:]
+    truth = fib.labels.data[FIB_CLASSIFY_SLICES, fib.ruler.band_rows:]
     scr = synthetic.scribbles_from_truth(truth, slices=(4, 20, 36), seed=ctx.seed)
     filters = tuple(FilterItem(n, s) for n in ("gaussian", "log", "ggm", "dog", "ste", "hessian")
                     for s in (0.7, 1.6, 3.5))
@@ -215,7 +228,8 @@ def step_classify(ctx: DemoContext) -> None:
     clf = PixelClassifier(spec, n_trees=60, seed=ctx.seed).fit(
         img, scr, fib.labels.scale, "nm",
         [v.metadata.get("detector", v.name) for v in fib.channels])
-    seg = clf.predict(img)
+    seg = segment(clf, list(img)).labels
+    ctx.data["fib_segmentation"] = seg
     held_out = np.ones(len(truth), bool)
     held_out[[4, 20, 36]] = False
     mask = (truth > 0) & held_out[:, None, None]
@@ -228,8 +242,6 @@ def step_classify(ctx: DemoContext) -> None:
     ctx.add_file(clf.save(ctx.out / "classifier_fib.corrclf.npz"))
     ctx.add_file(write_tiff(ctx.out / "fib_segmentation.tif", seg, fib.labels.scale, "nm",
                             layer_type="labels"))
-
-    _classify_correlative(ctx)
     ctx.table("classify_importance_fib", clf.feature_importances.head(20))
     z = 28
 
@@ -256,7 +268,7 @@ CORRELATIVE_CLASSES = {
 def _classify_correlative(ctx: DemoContext) -> None:
     """Segment the microCT, nanoCT and ET reconstructions by random forests trained on
     simulated scribbles (4 strokes per class on 4 slices)."""
-    from .core.classify import PixelClassifier, iou_per_class, weighted_error
+    from .core.classify import PixelClassifier, iou_per_class, segment, weighted_error
     from .core.classify.features import FeatureSpec, FilterItem
 
     sample = ctx.data.get("correlative") or synthetic.correlative_particles(seed=ctx.seed)
@@ -276,7 +288,7 @@ def _classify_correlative(ctx: DemoContext) -> None:
         scr = synthetic.scribbles_from_truth(truth, seed=ctx.seed, margin_px=1)
         unit = vol.units[0]
         clf = PixelClassifier(spec, n_trees=40, seed=ctx.seed).fit(vol.data, scr, vol.scale, unit)
-        pred = clf.predict(vol.data)
+        pred = segment(clf, [vol.data]).labels
         ctx.quantity(f"{name} awe", weighted_error(truth, pred), 0.0, "%")
         for c, iou in iou_per_class(truth, pred).items():
             phase = synthetic.CORRELATIVE_PHASES[int(c) - 1]

@@ -134,3 +134,52 @@ def test_bad_input_notifies_and_adds_nothing(widget, crop, qtbot):
     w.train_button.setChecked(True)
     _wait_refused(qtbot, w)
     assert "labels have shape" in str(w.runner.last_error)
+
+
+def test_widget_cli_and_demo_give_the_same_segmentation(make_napari_viewer, qtbot, fib_sample,
+                                                        tmp_path, monkeypatch):
+    """One classifier (the demo's, trained on scribbles), one image, three front ends, one
+    pipeline (core.classify.segment): the same labels."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFileDialog
+
+    from napari_corrtomo.cli import main
+    from napari_corrtomo.core.io import read_volumes, write_tiff
+    from napari_corrtomo.demo import FIB_CLASSIFY_SLICES, DemoContext, classify_fib
+
+    ctx = DemoContext(out=tmp_path / "demo", seed=0, data={"fib": fib_sample})
+    ctx.out.mkdir()
+    classify_fib(ctx)
+    demo = ctx.data["fib_segmentation"]
+    clf_path = ctx.out / "classifier_fib.corrclf.npz"
+    img = fib_sample.image[:, FIB_CLASSIFY_SLICES, fib_sample.ruler.band_rows:]
+    sp = fib_sample.labels.scale
+    # widget: the classifier loaded and Predict volume clicked
+    viewer = make_napari_viewer()
+    names = [c.metadata.get("detector", c.name) for c in fib_sample.channels]
+    for name, channel in zip(names, img):
+        viewer.add_image(channel, name=name, scale=sp, units="nm")
+    w = ClassifyWidget(viewer)
+    qtbot.addWidget(w)
+    w.set_channels(names)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(clf_path), ""))
+    qtbot.mouseClick(w.load_button, Qt.MouseButton.LeftButton)
+    assert w.classifier is not None and w.classifier.fitted
+    qtbot.mouseClick(w.predict_button, Qt.MouseButton.LeftButton)
+    _wait(qtbot, w, 300_000)
+    assert w.runner.last_error is None, w.runner.last_error
+    widget_seg = np.asarray(viewer.layers[f"{names[0]} segmentation"].data)
+    widget_unc = np.asarray(viewer.layers[f"{names[0]} uncertainty"].data)
+    # command line on the same channels written to files
+    paths = []
+    for name, channel in zip(names, img):
+        paths.append(str(write_tiff(tmp_path / f"{name}.tif", channel, sp, "nm")))
+    assert main(["classify", *paths, "--classifier", str(clf_path), "--out",
+                 str(tmp_path / "seg.tif"), "--uncertainty", str(tmp_path / "unc.tif")]) == 0
+    [cli] = read_volumes(tmp_path / "seg.tif")
+    [cli_unc] = read_volumes(tmp_path / "unc.tif")
+
+    np.testing.assert_array_equal(widget_seg, demo)
+    np.testing.assert_array_equal(widget_seg, cli.data)
+    np.testing.assert_array_equal(widget_unc, cli_unc.data)
+    assert len(np.unique(demo)) == 3  # three phases found, not a constant

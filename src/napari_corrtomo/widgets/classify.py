@@ -37,8 +37,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core import backend as bk
-from ..core.classify import LiveTrainer, PixelClassifier, proba_to_labels, proba_uncertainty
+from ..core.classify import LiveTrainer, PixelClassifier, segment, stack_channels
 from ..core.classify.features import FILTERS, ILASTIK_SIGMAS, FeatureSpec, FilterItem, TailoredFeatures
 from ._autosave import CLASSIFIER, autosave_for
 from ._layers import LayerSelect, add_result, layer_frame
@@ -222,13 +221,8 @@ class ClassifyWidget(QWidget):
     def _inputs(self, lazy: bool = False):
         layers = self.channel_layers()
         arrays = [_data(layer) for layer in layers]
-        if lazy and any(bk.is_lazy(a) for a in arrays):
-            import dask.array as da
-
-            image = da.stack([da.asarray(a) for a in arrays])
-        else:
-            image = np.stack([np.asarray(a) for a in arrays])
-        nd = 3 if image.ndim - 1 >= 3 else 2
+        image = arrays if lazy else stack_channels(arrays, lazy=False)
+        nd = 3 if arrays[0].ndim >= 3 else 2
         frame = layer_frame(layers[0], nd)
         spacing, unit = frame.spacing, frame.unit
         return layers, image, spacing, unit
@@ -378,11 +372,8 @@ class ClassifyWidget(QWidget):
         clf = self.classifier
 
         def job(progress=None):
-            proba = clf.predict_proba(image, spacing, unit, progress=progress)
-            if bk.is_lazy(proba):
-                proba = bk.compute(proba, progress=progress)
-            proba = np.asarray(proba)
-            return proba, proba_to_labels(proba, clf.classes_), proba_uncertainty(proba)
+            s = segment(clf, image, spacing, unit, progress=progress).computed(progress)
+            return s.probabilities, s.labels, s.uncertainty
 
         self.runner.start(job, on_result=lambda res: self._add_outputs(layers[0], *res),
                           label="Predicting volume")

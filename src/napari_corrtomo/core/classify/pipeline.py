@@ -1,0 +1,100 @@
+"""The segmentation workflow as users run it: one step sequence for the Classify widget,
+``corrtomo classify`` and the demo.
+
+channels -> one ``(C, *spatial)`` image -> features + forest (block by block) ->
+class probabilities, labels (most probable class) and uncertainty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from .. import backend as bk
+from ..progress import ProgressCallback
+from .classifier import PixelClassifier, proba_to_labels, proba_uncertainty
+
+
+@dataclass
+class Segmentation:
+    """What a classifier makes of an image; lazy (dask) arrays for lazy input.
+
+    ``probabilities`` ``(K, *spatial)`` float32 in the order of ``classes``; ``labels``
+    ``spatial`` (values of ``classes``); ``uncertainty`` ``spatial`` in [0, 1]
+    (0: sure, 1: two classes tie).
+    """
+
+    probabilities: Any
+    labels: Any
+    uncertainty: Any
+    classes: np.ndarray
+
+    @property
+    def lazy(self) -> bool:
+        return bk.is_lazy(self.probabilities)
+
+    def computed(self, progress: ProgressCallback | None = None) -> Segmentation:
+        """In memory: the probabilities computed once (block by block), the rest from them."""
+        if not self.lazy:
+            return self
+        proba = np.asarray(bk.compute(self.probabilities, progress=progress))
+        return Segmentation(proba, proba_to_labels(proba, self.classes),
+                            proba_uncertainty(proba), self.classes)
+
+
+def stack_channels(channels: Sequence[Any], lazy: bool | None = None) -> Any:
+    """Channel volumes of one shape -> ``(C, *spatial)``.
+
+    Parameters
+    ----------
+    channels
+        Arrays of one spatial shape, e.g. the detectors of a FIB-SEM stack.
+    lazy
+        Stack as a dask array (block-by-block work); default: when any channel is lazy.
+        In-memory channels are then cut into 128-voxel chunks.
+    """
+    if not channels:
+        raise ValueError("no channel given: choose at least one image")
+    shapes = {tuple(c.shape) for c in channels}
+    if len(shapes) != 1:
+        raise ValueError(f"the channel volumes differ in shape: {sorted(shapes)}")
+    if lazy is None:
+        lazy = any(bk.is_lazy(c) for c in channels)
+    if not lazy:
+        return np.stack([np.asarray(c) for c in channels])
+    return da.stack([c if bk.is_lazy(c) else da.from_array(np.asarray(c), chunks=128)
+                     for c in channels])
+
+
+def segment(classifier: PixelClassifier, channels: Sequence[Any],
+            spacing: Sequence[float] | None = None, unit: str | None = None, *,
+            lazy: bool | None = None, backend: str = "auto", budget: int | str | None = None,
+            progress: ProgressCallback | None = None) -> Segmentation:
+    """Segment channel volumes with a trained classifier.
+
+    Parameters
+    ----------
+    classifier
+        A fitted :class:`PixelClassifier`; its channels in the same order.
+    channels
+        The channel volumes (see :func:`stack_channels`).
+    spacing, unit
+        Voxel size of the channels; None: the classifier's training voxel size.
+    lazy
+        Work block by block and return lazy arrays (see :func:`stack_channels`).
+    backend, budget
+        Where features and the forest run, and the memory each block may use.
+    progress
+        ``progress(done, total)`` (in-memory input); raise ``Cancelled`` to stop.
+    """
+    if not classifier.fitted:
+        raise ValueError("the classifier is not trained yet: train it or load a trained one")
+    image = stack_channels(channels, lazy)
+    proba = classifier.predict_proba(image, spacing, unit, backend=backend, budget=budget,
+                                     progress=progress)
+    return Segmentation(proba, proba_to_labels(proba, classifier.classes_),
+                        proba_uncertainty(proba), classifier.classes_)
