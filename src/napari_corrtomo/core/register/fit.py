@@ -127,6 +127,20 @@ def _residuals(matrix: np.ndarray, fixed: np.ndarray, moving: np.ndarray) -> np.
 # =========================================================================== RANSAC
 
 
+def _subset_fits(fixed: np.ndarray, moving: np.ndarray, model: str, subsets):
+    """``(subset, matrix)`` of the least-squares fit on each subset of pair indices that
+    is in general position (degenerate or mirroring subsets are skipped)."""
+    for subset in subsets:
+        sel = list(subset)
+        if degeneracy(fixed[sel], model) or degeneracy(moving[sel], model):
+            continue
+        try:
+            m, _ = _closed_form(fixed[sel], moving[sel], model)
+        except ValueError:
+            continue
+        yield sel, m
+
+
 def _samples(n: int, k: int, max_trials: int, rng: np.random.Generator):
     if math.comb(n, k) <= max_trials:
         yield from itertools.combinations(range(n), k)
@@ -194,7 +208,6 @@ def _deletion_test(fixed: np.ndarray, moving: np.ndarray,
     2. Forward search: a left-out pair rejoins when its prediction error is within the
        99 % bound (F quantile, Bonferroni-corrected over the pairs) of the kept pairs'
        noise; refit and repeat until nothing changes.
-
     3. Check: a kept pair that is an outlier against the others (externally studentized)
        means there were more outliers than ``m``.
 
@@ -210,22 +223,15 @@ def _deletion_test(fixed: np.ndarray, moving: np.ndarray,
         out += 1
         fits += math.comb(n, out)
     best = None
-    for left in itertools.combinations(range(n), out):
-        keep = np.ones(n, bool)
-        keep[list(left)] = False
-        idx = np.flatnonzero(keep)
-        if degeneracy(fixed[idx], model) or degeneracy(moving[idx], model):
-            continue
-        try:
-            m, _ = _closed_form(fixed[idx], moving[idx], model)
-        except ValueError:
-            continue
+    for idx, m in _subset_fits(fixed, moving, model,
+                               itertools.combinations(range(n), n - out)):
         rss = float((_residuals(m, fixed[idx], moving[idx]) ** 2).sum())
         if best is None or rss < best[0]:
-            best = (rss, keep)
+            best = (rss, idx)
     if best is None:
         return None
-    keep = best[1]
+    keep = np.zeros(n, bool)
+    keep[best[1]] = True
     for _ in range(n):
         score, var, dof = _prediction_scores(fixed, moving, model, keep)
         bound = 3 * float(f_dist.ppf(1 - 0.01 / n, 3, dof)) * var
@@ -253,14 +259,7 @@ def _lmeds_threshold(fixed: np.ndarray, moving: np.ndarray, model: str, max_tria
     n, k = len(fixed), MODELS[model]
     rng = np.random.default_rng(seed)
     best = None
-    for idx in _samples(n, k, max_trials, rng):
-        sel = list(idx)
-        if degeneracy(fixed[sel], model) or degeneracy(moving[sel], model):
-            continue
-        try:
-            m, _ = _closed_form(fixed[sel], moving[sel], model)
-        except ValueError:
-            continue
+    for _, m in _subset_fits(fixed, moving, model, _samples(n, k, max_trials, rng)):
         med = float(np.median(np.sum(_residuals(m, fixed, moving) ** 2, axis=1)))
         best = med if best is None else min(best, med)
     if best is None:
@@ -282,14 +281,7 @@ def _ransac(fixed: np.ndarray, moving: np.ndarray, model: str, threshold: float,
     n, k = len(fixed), MODELS[model]
     rng = np.random.default_rng(seed)
     best, best_score = None, None
-    for idx in _samples(n, k, max_trials, rng):
-        sel = list(idx)
-        if degeneracy(fixed[sel], model) or degeneracy(moving[sel], model):
-            continue
-        try:
-            m, _ = _closed_form(fixed[sel], moving[sel], model)
-        except ValueError:
-            continue
+    for _, m in _subset_fits(fixed, moving, model, _samples(n, k, max_trials, rng)):
         r = np.linalg.norm(_residuals(m, fixed, moving), axis=1)
         inl = r <= threshold
         score = (-float(inl.sum()), float((r[inl] ** 2).sum()))
