@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import napari
-from napari.qt.threading import create_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEvent, QObject, Signal
@@ -21,8 +20,9 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBox
 
 from ..core.progress import Cancelled
 
-#: seconds closing a viewer waits, in all, for its cancelled workers to end
-CLOSE_TIMEOUT_S = 2.0
+#: seconds closing a viewer waits, in all, for its cancelled workers to end (napari's own
+#: shutdown takes about a second more)
+CLOSE_TIMEOUT_S = 1.0
 
 
 class Job:
@@ -31,6 +31,7 @@ class Job:
     def __init__(self) -> None:
         self.cancel = threading.Event()
         self.done = threading.Event()
+        self.signals: QObject | None = None
 
     def progress(self, done: int, total: int) -> None:
         if self.cancel.is_set():
@@ -89,32 +90,50 @@ def on_viewer_close(viewer: napari.Viewer | None, callback: Callable[[float], No
         watcher.callbacks.append(callback)
 
 
+class _JobSignals(QObject):
+    """Carries a job's outcome from its thread to the GUI thread (queued connections)."""
+
+    returned = Signal(object)
+    errored = Signal(object)
+    finished = Signal()
+
+
 def start_job(func: Callable[..., Any], *args: Any, viewer: napari.Viewer | None,
               on_result: Callable[[Any], None], on_error: Callable[[BaseException], None],
-              on_finished: Callable[[], None], job: Job | None = None, **kwargs: Any):
-    """Run ``func(*args, progress=job.progress, **kwargs)`` in a napari worker owned by
-    ``viewer`` (cancelled and awaited when it closes); returns the worker."""
+              on_finished: Callable[[], None], job: Job | None = None, **kwargs: Any) -> Job:
+    """Run ``func(*args, progress=job.progress, **kwargs)`` in a thread owned by ``viewer``.
+
+    Closing the viewer cancels the job and waits for it (see :class:`_CloseWatcher`). The
+    thread is a daemon: a call stuck in compiled code past that wait cannot keep the
+    process alive. ``on_result``/``on_error``/``on_finished`` run in the GUI thread.
+    """
     job = job or Job()
     watcher = close_watcher(viewer)
+    signals = job.signals = _JobSignals()
+    signals.returned.connect(on_result)
+    signals.errored.connect(on_error)
+    signals.finished.connect(on_finished)
 
-    def run(*a: Any, **kw: Any) -> Any:
+    def run() -> None:
         try:
-            return func(*a, **kw)
+            result = func(*args, progress=job.progress, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - reported in the GUI thread
+            signals.errored.emit(exc)
+        else:
+            signals.returned.emit(result)
         finally:
             job.done.set()
             if watcher is not None:
                 watcher.jobs.discard(job)
+            signals.finished.emit()
 
-    worker = create_worker(run, *args, progress=job.progress, _ignore_errors=True, **kwargs)
-    worker.returned.connect(on_result)
-    worker.errored.connect(on_error)
-    worker.finished.connect(on_finished)
     if watcher is not None:
         if watcher.closed:
             job.cancel.set()
         watcher.jobs.add(job)
-    worker.start()
-    return worker
+    threading.Thread(target=run, name=f"corrtomo-{getattr(func, '__name__', 'job')}",
+                     daemon=True).start()
+    return job
 
 
 class _Bridge(QObject):
@@ -137,7 +156,7 @@ class TaskRunner(QWidget):
     """Progress bar + Cancel for one long call at a time.
 
     ``start(func, ..., on_result=cb)`` calls ``func(*args, progress=callback, **kwargs)``
-    in a napari worker thread. The callback forwards ``(done, total)`` to the bar and
+    in a worker thread. The callback forwards ``(done, total)`` to the bar and
     to napari's activity dock, and raises :class:`Cancelled` inside the worker once
     *Cancel* is pressed or ``viewer`` closes. ``on_result`` runs in the GUI thread; a
     ``ValueError`` (bad input) or any other failure becomes a napari notification and
@@ -186,7 +205,7 @@ class TaskRunner(QWidget):
         label: str,
         **kwargs: Any,
     ):
-        """Run ``func`` in a worker; returns the worker (or None if one is already running)."""
+        """Run ``func`` in a worker; returns its :class:`Job` (None if one is already running)."""
         if self.busy:
             show_info("A task is already running in this panel; wait for it or press Cancel.")
             return None

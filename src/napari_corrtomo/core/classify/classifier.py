@@ -32,7 +32,7 @@ from .forest import FlatForest
 
 #: training adds trees in batches of about this many tree x sample fits between progress
 #: reports (a cancel check); prediction evaluates this many voxels between reports
-TREE_BATCH_SAMPLES = 200_000
+TREE_BATCH_SAMPLES = 100_000
 PREDICT_BATCH_VOXELS = 1 << 18
 
 

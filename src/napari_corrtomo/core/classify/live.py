@@ -46,8 +46,9 @@ class LiveTrainer:
     def spatial_shape(self) -> tuple[int, ...]:
         return tuple(self.image.shape[1:])
 
-    def slice_features(self, z: int) -> np.ndarray:
-        """(F, y, x) features of slice ``z`` (of the whole image in 2D), cached."""
+    def slice_features(self, z: int, progress: ProgressCallback | None = None) -> np.ndarray:
+        """(F, y, x) features of slice ``z`` (of the whole image in 2D), cached;
+        ``progress`` after each feature computed."""
         z = int(z) if self.classifier.spatial_ndim == 3 else 0
         if z in self._cache:
             feats = self._cache.pop(z)
@@ -56,7 +57,7 @@ class LiveTrainer:
         clf = self.classifier
         if clf.spatial_ndim == 2:
             feats = compute_features(self.image, clf.features, clf.spacing, spatial_ndim=2,
-                                     backend=self.backend)
+                                     backend=self.backend, progress=progress)
         else:
             n = self.image.shape[1]
             if not 0 <= z < n:
@@ -65,7 +66,7 @@ class LiveTrainer:
             lo, hi = max(z - hz, 0), min(z + hz + 1, n)
             feats = compute_features(self.image[:, lo:hi], clf.features, clf.spacing,
                                      spatial_ndim=3, z_range=(z - lo, z - lo + 1),
-                                     backend=self.backend)[:, 0]
+                                     backend=self.backend, progress=progress)[:, 0]
         feats = np.asarray(bk.to_host(feats))
         self._cache[z] = feats
         while (len(self._cache) > 1
@@ -91,7 +92,7 @@ class LiveTrainer:
         total = 2 * len(zs)  # features of each slice, then the forest
         for i, (z, plane) in enumerate(zip(zs, planes, strict=True)):
             mask = plane != 0
-            xs.append(self.slice_features(z)[:, mask].T)
+            xs.append(self.slice_features(z, scaled(progress, i, i + 1, total))[:, mask].T)
             ys.append(plane[mask])
             report(progress, i + 1, total)
         return clf._fit_samples(np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys),
