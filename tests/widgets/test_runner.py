@@ -87,6 +87,10 @@ _CHILD = textwrap.dedent("""
             poll(lambda: w.classifier is not None and not w.runner.busy, paint_more)
             runner = None
 
+    if scenario == "idle":  # the same viewer and panel, nothing running
+        runner = None
+        w._live_busy = True  # read by started() and close() only
+
     def started():
         if runner is None:
             return w._live_busy
@@ -104,8 +108,8 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("scenario", ["predict", "train", "live", "fib_ml"])
-def test_closing_the_viewer_mid_work_ends_the_process_within_2_s(scenario):
+def _close_mid_work(scenario):
+    """(closing event of the child, seconds from the close to the process's end)."""
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, scenario], stdout=subprocess.PIPE,
                             text=True)
     closing = None
@@ -121,14 +125,30 @@ def test_closing_the_viewer_mid_work_ends_the_process_within_2_s(scenario):
         exited = time.time()
     finally:
         proc.kill()
-    elapsed = exited - closing["t"]
+    assert proc.returncode == 0
     returned = [json.loads(x) for x in rest.splitlines() if x.startswith("{")]
+    closing["loop_s"] = returned[0]["t"] - closing["t"]
+    return closing, exited - closing["t"]
+
+
+@pytest.fixture(scope="module")
+def idle_exit_s():
+    """How long napari itself takes here, now, to end after its window is closed."""
+    return _close_mid_work("idle")[1]
+
+
+@pytest.mark.parametrize("scenario", ["predict", "train", "live", "fib_ml"])
+def test_closing_the_viewer_mid_work_ends_the_process_within_2_s(scenario, idle_exit_s):
+    """The close cancels and awaits the worker within 1 s (the event loop ends), and the
+    process ends within 2 s. napari's own interpreter shutdown is about 1 s on an idle
+    2-core machine; on a loaded one it takes longer whatever runs, so the 2 s allow for
+    what an idle viewer measured beside it needs beyond 1 s."""
+    closing, elapsed = _close_mid_work(scenario)
     print(f"{scenario}: worker busy at close {closing['busy']}, done "
-          f"{closing['fraction']}, event loop ended "
-          f"{returned[0]['t'] - closing['t'] if returned else float('nan'):.2f} s and the "
-          f"process {elapsed:.2f} s after the close")
+          f"{closing['fraction']}, event loop ended {closing['loop_s']:.2f} s and the "
+          f"process {elapsed:.2f} s after the close (an idle viewer: {idle_exit_s:.2f} s)")
     assert closing["busy"]
     if closing["fraction"] is not None:
         assert closing["fraction"] < 0.5  # far from finished: the close cut it short
-    assert proc.returncode == 0
-    assert elapsed < 2.0
+    assert closing["loop_s"] < 1.0
+    assert elapsed < 2.0 + max(idle_exit_s - 1.0, 0.0)
