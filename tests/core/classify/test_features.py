@@ -7,6 +7,7 @@ import pytest
 import scipy.ndimage as ndi
 
 from napari_corrtomo.core.backend import map_blocks
+from napari_corrtomo.core.classify import _filterbank as filterbank
 from napari_corrtomo.core.classify import features as fmod
 from napari_corrtomo.core.classify.features import (
     FeatureSpec,
@@ -119,7 +120,7 @@ def test_compiled_and_array_module_paths_agree(volume, monkeypatch):
     spec = FeatureSpec.ilastik_default(tailored=True)
     spec = FeatureSpec(tuple(f for f in spec.filters if f.sigma <= 1.6), tailored=spec.tailored)
     fast = compute_features(volume, spec, (2.0, 1.0, 1.0), spatial_ndim=3)
-    monkeypatch.setattr(fmod, "USE_COMPILED", False)
+    monkeypatch.setattr(filterbank, "USE_COMPILED", False)
     slow = compute_features(volume, spec, (2.0, 1.0, 1.0), spatial_ndim=3)
     assert fast.shape == slow.shape == (spec.n_features(1),) + volume.shape
     for k in range(len(fast)):
