@@ -33,7 +33,7 @@ from ..core.recovery import (
     recovery_info,
     write_recovery,
 )
-from ._layers import add_project_layer, to_project_layer
+from ._layers import TABLES, add_project_layer, to_project_layer
 from ._runner import on_viewer_close
 
 #: quiet time after the last change before a snapshot is written
@@ -135,8 +135,10 @@ class Autosave(QObject):
                               else np.array(entry.data))
                 layers.append(entry)
             else:
+                # tables are the project's business (and not JSON)
                 frames[layer.name] = {"affine": np.asarray(layer.affine.affine_matrix),
-                                      "metadata": dict(layer.metadata)}
+                                      "metadata": {k: v for k, v in layer.metadata.items()
+                                                   if k != TABLES}}
         settings, classifier = {}, None
         for key, (get_state, _) in self.providers.items():
             state = dict(get_state())
