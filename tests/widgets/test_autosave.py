@@ -10,9 +10,12 @@ import textwrap
 import time
 
 import numpy as np
+import pandas as pd
 
 from napari_corrtomo.core.project import ProjectLayer, save_project
 from napari_corrtomo.core.recovery import recovery_folder, recovery_info
+from napari_corrtomo.widgets._autosave import autosave_for
+from napari_corrtomo.widgets._layers import TABLES, attach_table
 from napari_corrtomo.widgets.classify import ClassifyWidget
 from napari_corrtomo.widgets.project import ProjectWidget
 from napari_corrtomo.widgets.register import RegisterWidget
@@ -190,3 +193,18 @@ def test_save_moves_autosave_into_the_project_and_a_declined_restore_is_discarde
     qtbot.waitUntil(lambda: not third_pw.runner.busy, timeout=30000)
     assert len(asked) == 1 and third.layers["scr"].data[2, 3, 3] == 0
     assert recovery_info(pw.autosave.folder) is None
+
+
+def test_restore_brings_back_an_applied_affine_and_keeps_the_layers_tables(make_napari_viewer):
+    viewer = make_napari_viewer()
+    img = viewer.add_image(np.zeros((4, 8, 8), np.float32), name="img")
+    attach_table(img, "porosity", pd.DataFrame({"porosity": [0.3]}))
+    autosave = autosave_for(viewer)
+    affine = np.eye(4)
+    affine[:3, 3] = (1.0, 2.0, 3.0)
+    img.affine = affine  # as Register's 'Apply as layer affine' does
+    state = autosave.snapshot()
+    img.affine = np.eye(4)
+    autosave.restore(state)
+    np.testing.assert_array_equal(img.affine.affine_matrix, affine)
+    assert img.metadata[TABLES]["porosity"]["porosity"][0] == 0.3
