@@ -140,10 +140,17 @@ def step_samples(ctx: DemoContext) -> None:
     ctx.panel("Sample: true particle size distribution", draw)
 
 
+#: The demo's registration settings (the Register widget's defaults plus refinement and a
+#: resampling onto the microCT grid), as a user would run ``corrtomo register``.
+REGISTER_SETTINGS = dict(model="similarity", refine=True, resample=True, grid="fixed")
+
+
 def step_register(ctx: DemoContext) -> None:
-    """Register the nanoCT onto the microCT (their reconstructions) from 6 noisy landmarks,
-    refine by intensity, and compare rotation, scale, translation and TRE with the known
-    transform."""
+    """Register the nanoCT onto the microCT (their reconstructions) from 6 noisy landmarks
+    through the registration pipeline (core.register.run_register, as the widget and the
+    CLI): fit, intensity refinement, residual table, the nanoCT resampled onto the microCT
+    grid and its field of view located; rotation, scale, translation and TRE against the
+    known transform."""
     from .core import register as reg
 
     sample = ctx.data.get("correlative") or synthetic.correlative_particles(seed=ctx.seed)
@@ -153,12 +160,14 @@ def step_register(ctx: DemoContext) -> None:
     pick = np.sort(rng.choice(len(t.landmarks_microct), 6, replace=False))
     fixed_pts = t.landmarks_microct[pick] + rng.normal(0, sample.microct.scale[0], (6, 3))
     moving_pts = t.landmarks_nanoct[pick] + rng.normal(0, sample.nanoct.scale[0], (6, 3))
-    fit = reg.fit_landmarks(fixed_pts, moving_pts, "similarity", unit="um")
+    landmarks = reg.Landmarks(fixed_pts, moving_pts, "um", [f"Pt-{i}" for i in pick])
     # the reconstructions of the reconstruct step (the sample's volumes without it)
     rec = ctx.data.get("reconstructed", {})
     micro, nano = rec.get("microCT", sample.microct), rec.get("nanoCT", sample.nanoct)
-    refined = reg.refine(micro.data, nano.data, fit, fixed_spacing=micro.scale,
-                         moving_spacing=nano.scale)
+    out = reg.run_register(landmarks, reg.RegisterSettings(**REGISTER_SETTINGS),
+                           fixed_image=micro.data, fixed_frame=micro.frame(3),
+                           moving_image=nano.data, moving_frame=nano.frame(3))
+    fit, refined = out.fit, out.transform
     fov = reg.fov_box(sample.nanoct.data.shape, sample.nanoct.scale)
     grid = np.stack(np.meshgrid(*[np.linspace(a, b, 5) for a, b in zip(*fov, strict=True)],
                                 indexing="ij"), -1).reshape(-1, 3)
@@ -173,18 +182,19 @@ def step_register(ctx: DemoContext) -> None:
         ctx.quantity(f"{label}: TRE (RMS over nanoCT FOV)", err["tre_rms"], 0.0, "um")
     ctx.quantity("landmarks: RMS FRE", fit.rms_fre, None, "um")
     ctx.quantity("landmarks: LOO TRE estimate", fit.rms_loo_tre, None, "um")
-    roi = reg.map_box(fov, refined).corners
     ctx.quantity("nanoCT FOV located in microCT (max corner error)",
-                 float(np.linalg.norm(roi - t.nanoct_fov_microct, axis=1).max()), 0.0, "um")
+                 float(np.linalg.norm(out.fov.corners - t.nanoct_fov_microct, axis=1).max()),
+                 0.0, "um")
     ctx.table("register_errors", pd.DataFrame(rows))
-    ctx.table("register_landmarks", {
-        "landmark": pick, "residual_um": fit.residuals, "loo_tre_um": fit.loo_tre})
-    out = ctx.out / "register"
-    ctx.add_file(reg.save_transform(out / "nanoct_to_microct.json", refined))
-    ctx.add_file(reg.save_transform(out / "nanoct_to_microct.tfm", refined))
-    ctx.add_file(reg.save_landmarks_csv(out / "landmarks.csv", reg.Landmarks(
-        fixed_pts, moving_pts, "um", [f"Pt-{i}" for i in pick])))
+    ctx.table("register_landmarks", out.table)
+    folder = ctx.out / "register"
+    ctx.add_file(reg.save_transform(folder / "nanoct_to_microct.json", refined))
+    ctx.add_file(reg.save_transform(folder / "nanoct_to_microct.tfm", refined))
+    ctx.add_file(reg.save_landmarks_csv(folder / "landmarks.csv", landmarks))
+    ctx.add_file(write_ome_zarr(ctx.out / "data" / "nanoCT_on_microCT.ome.zarr", out.resampled,
+                                out.grid.spacing, out.grid.unit, name="nanoCT registered"))
     ctx.data["register"] = refined
+    ctx.data["register_result"] = out
 
     def draw(ax):
         tre = [r["tre_rms"] for r in rows]

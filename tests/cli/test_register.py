@@ -94,3 +94,34 @@ def test_register_failures_write_nothing(tmp_path, capsys):
     assert "need both --fixed and --moving" in capsys.readouterr().err
     assert main(["register", str(csv), "--out", str(tmp_path / "t.xml")]) == 1
     assert not out.exists() and not list(tmp_path.glob("*.tif"))
+
+
+def test_register_resamples_onto_the_moving_grid(tmp_path, correlative_sample, capsys):
+    """--grid moving: the moving voxel size over its field of view in the fixed frame."""
+    s, t = correlative_sample, correlative_sample.truth
+    start = np.array([60, 50, 70])
+    crop = s.nanoct.data[60:100, 50:90, 70:110]
+    io.write_tiff(tmp_path / "nano.tif", crop, s.nanoct.scale, "um")
+    io.write_tiff(tmp_path / "micro.tif", s.microct.data[:8, :8, :8], s.microct.scale, "um")
+    off = start * 0.065  # the crop's first voxel in the nanoCT frame
+    csv = _write_landmarks(tmp_path / "lm.csv", t.landmarks_microct, t.landmarks_nanoct - off)
+    assert main(["register", str(csv), "--fixed", str(tmp_path / "micro.tif"), "--moving",
+                 str(tmp_path / "nano.tif"), "--grid", "moving", "--out",
+                 str(tmp_path / "t.json"), "--resampled", str(tmp_path / "reg.tif")]) == 0
+    printed = capsys.readouterr().out
+    out = io.read_volumes(tmp_path / "reg.tif")[0]
+    assert out.scale == pytest.approx((0.065,) * 3)
+    # by hand: the crop's corners under the true transform bound the grid
+    shift = np.eye(4)
+    shift[:3, 3] = off
+    truth = t.nanoct_to_microct @ shift
+    corners = reg.apply_to_points(truth, reg.box_corners([[0, 0, 0], np.array(crop.shape) - 1])
+                                  * 0.065)
+    lo = corners.min(0)
+    shape = np.floor((corners.max(0) - lo) / 0.065 + 1e-6).astype(int) + 1
+    assert out.data.shape == tuple(shape)
+    assert "origin (z, y, x) " + " ".join(f"{v:g}" for v in lo) in printed
+    expected = reg.resample(crop, truth, shape, 0.065, moving_spacing=0.065, reference_origin=lo)
+    inside = expected != 0
+    assert inside.mean() > 0.2
+    np.testing.assert_allclose(out.data, expected, atol=1e-4)

@@ -1,9 +1,15 @@
 """The Register widget in a real napari viewer, against the correlative sample's truth."""
 
 import numpy as np
+import pandas as pd
 import pytest
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFileDialog
 
+from napari_corrtomo.cli import main
+from napari_corrtomo.core import io
 from napari_corrtomo.core import register as reg
+from napari_corrtomo.demo import DemoContext, step_register
 from napari_corrtomo.widgets.register import RegisterWidget, index_to_world
 
 pytest.importorskip("SimpleITK")
@@ -88,8 +94,6 @@ def test_include_exclude_refits_and_failures_keep_nothing(setup, qtbot):
     widget.robust.setChecked(False)
     widget.fit()
     item = widget.table.table.item(1, 0)
-    from qtpy.QtCore import Qt
-
     item.setCheckState(Qt.Unchecked)  # the user unticks the bad pair
     second = widget.transform
     assert widget.active[1] is False and not second.used[1]
@@ -232,3 +236,49 @@ def test_bad_gui_input_shows_errors_and_adds_nothing(setup, monkeypatch):
     widget.new_points_button.click()  # fixed == moving
     assert len(errors) == 4 and len(viewer.layers) == n
     assert "no transform" in errors[0] and "same layer" in errors[-1]
+
+
+def test_widget_cli_and_demo_give_the_same_registration(setup, qtbot, tmp_path, monkeypatch,
+                                                       correlative_sample):
+    """One input, three front ends, one pipeline: the same transform, residual table and
+    resampled volume (landmarks -> fit -> refine -> residuals -> fixed grid -> resample)."""
+    viewer, widget, micro, nano, truth = setup
+    s = correlative_sample
+    # demo: its register step on the sample (6 noisy landmarks, refined, resampled)
+    ctx = DemoContext(out=tmp_path / "demo", seed=0, data={"correlative": s})
+    ctx.out.mkdir()
+    step_register(ctx)
+    demo = ctx.data["register_result"]
+    landmarks = ctx.out / "register" / "landmarks.csv"
+    # widget: the demo's landmark file loaded, then every step by a button click
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a: (str(landmarks), ""))
+    qtbot.mouseClick(widget.file_buttons["Load landmarks"], Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(widget.fit_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(widget.refine_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=120000)
+    assert widget.grid.currentText() == "fixed volume grid"
+    qtbot.mouseClick(widget.resample_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=120000)
+    assert widget.runner.last_error is None
+    out = viewer.layers["nanoCT registered"]
+    # command line on the same volumes written to files
+    io.write_tiff(tmp_path / "micro.tif", s.microct.data, s.microct.scale, "um")
+    io.write_tiff(tmp_path / "nano.tif", s.nanoct.data, s.nanoct.scale, "um")
+    assert main(["register", str(landmarks), "--fixed", str(tmp_path / "micro.tif"),
+                 "--moving", str(tmp_path / "nano.tif"), "--refine", "--out",
+                 str(tmp_path / "t.json"), "--residuals", str(tmp_path / "res.csv"),
+                 "--resampled", str(tmp_path / "reg.tif")]) == 0
+    (cli,) = io.read_volumes(tmp_path / "reg.tif")
+
+    np.testing.assert_array_equal(widget.transform.matrix, demo.transform.matrix)
+    np.testing.assert_array_equal(reg.load_transform(tmp_path / "t.json").matrix,
+                                  demo.transform.matrix)
+    np.testing.assert_array_equal(out.data, demo.resampled)
+    np.testing.assert_array_equal(cli.data, demo.resampled)
+    assert tuple(out.scale) == cli.scale == demo.grid.spacing == tuple(s.microct.scale)
+    tables = [widget.table.frame, pd.read_csv(tmp_path / "res.csv", float_precision="round_trip"),
+              pd.read_csv(ctx.out / "register_landmarks.csv", float_precision="round_trip")]
+    assert len(tables[0]) == 6 and tables[0]["residual_um"].max() > 0
+    for col in demo.table.columns:
+        for table in tables:
+            np.testing.assert_array_equal(table[col].to_numpy(), demo.table[col].to_numpy())

@@ -1,6 +1,9 @@
 """Register: landmark and intensity registration across modalities, ROI selection across scales.
 
-Thin layer over :mod:`napari_corrtomo.core.register`:
+Thin: the widget holds a :class:`~napari_corrtomo.core.register.RegistrationSession`
+(landmark pairs, active flags, fit, current transform), fills it from its form and the
+landmark layers, and renders it; every step is the registration pipeline's
+(:mod:`napari_corrtomo.core.register.pipeline`):
 
 - paired Points layers (one per volume, alternating clicks) hold the landmarks in
   each volume's *physical* coordinates (``index * scale + translate``, in the
@@ -17,12 +20,12 @@ Thin layer over :mod:`napari_corrtomo.core.register`:
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any
 
 import napari
 import numpy as np
-import pandas as pd
 from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt
@@ -41,6 +44,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..core import register as reg
+from ..core._checks import in_words
+from ..core.frame import Frame
 from ..core.units import convert
 from ._autosave import autosave_for
 from ._layers import CREATED_BY, LayerSelect, add_result, layer_frame
@@ -53,7 +58,10 @@ META_TRANSFORM = "corrtomo_register_transform"
 META_ORIGINAL_AFFINE = "corrtomo_register_original_affine"
 META_ROLE = "corrtomo_register_role"
 FOV_COLORS = ("yellow", "cyan", "magenta", "lime", "orange", "deepskyblue", "red")
+#: the output grids as the widget names them, in the order of core.register.GRIDS
 GRIDS = ("fixed volume grid", "moving voxel size over its field of view")
+#: RegisterSettings fields (SettingError keys) in the widget's words
+WORDS = {"model": "the model", "metric": "the metric", "grid": "grid: fixed volume grid"}
 
 
 # ============================================================================ layer geometry
@@ -77,22 +85,27 @@ def layer_affine(layer) -> np.ndarray:
     return np.asarray(layer.affine.affine_matrix, float)[-4:, -4:]
 
 
-def physical_grid(layer) -> tuple[np.ndarray, np.ndarray, str]:
-    """(scale, translate, unit) of a 3D image: physical = index * scale + translate."""
+def physical_frame(layer) -> Frame:
+    """The frame of a 3D image (physical = index * spacing + origin) without its affine."""
     _check_3d(layer)
     if not np.allclose(np.asarray(layer.rotate)[-3:, -3:], np.eye(3)) or \
             not np.allclose(np.asarray(layer.shear), 0):
         raise ValueError(f"layer {layer.name!r} has a rotate/shear transform; Register expects "
                          "an axis-aligned grid (scale and translate) plus an affine")
-    frame = layer_frame(layer, 3)
-    scale, unit = frame.spacing, frame.unit
-    return np.asarray(scale, float), np.asarray(layer.translate, float)[-3:], unit
+    return layer_frame(layer, 3)
 
 
 def _check_3d(layer) -> None:
     if layer.ndim != 3:
         raise ValueError(f"layer {layer.name!r} is {layer.ndim}D; Register works on 3D volumes "
                          "(z, y, x)")
+
+
+def _hbox(*widgets: QWidget) -> QHBoxLayout:
+    row = QHBoxLayout()
+    for w in widgets:
+        row.addWidget(w)
+    return row
 
 
 def _data(layer) -> Any:
@@ -108,9 +121,7 @@ class RegisterWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.transform: reg.Transform | None = None
-        self.names: list[str] = []
-        self.active: list[bool] = []
+        self.session = reg.RegistrationSession()
         self._switching = False
 
         # -- volumes and landmarks
@@ -157,15 +168,16 @@ class RegisterWidget(QWidget):
         self.refine_button = QPushButton("Refine by intensity")
         self.refine_button.clicked.connect(self._guard(self.refine))
 
-        # -- files
-        buttons = []
-        for text, slot in (("Save landmarks ...", self._ask_save_landmarks),
-                           ("Load landmarks ...", self._ask_load_landmarks),
-                           ("Save transform ...", self._ask_save_transform),
-                           ("Load transform ...", self._ask_load_transform)):
-            b = QPushButton(text)
-            b.clicked.connect(self._guard(slot))
-            buttons.append(b)
+        # -- files: a button per file action, each asking for its path
+        self.file_buttons: dict[str, QPushButton] = {}
+        for title, save, filt, slot in (
+                ("Save landmarks", True, "BigWarp CSV (*.csv)", self.save_landmarks),
+                ("Load landmarks", False, "BigWarp CSV (*.csv)", self.load_landmarks),
+                ("Save transform", True, "Transform (*.json *.tfm)", self.save_transform),
+                ("Load transform", False, "Transform (*.json *.tfm *.txt *.h5)",
+                 self.load_transform)):
+            b = self.file_buttons[title] = QPushButton(f"{title} ...")
+            b.clicked.connect(self._guard(functools.partial(self._ask, save, title, filt, slot)))
 
         # -- ROI / FOV across scales
         self.roi_shapes = LayerSelect(self.viewer, (Shapes,))
@@ -196,31 +208,17 @@ class RegisterWidget(QWidget):
         layout.addWidget(box)
         box = QGroupBox("Fit")
         form = QFormLayout(box)
-        row = QHBoxLayout()
-        row.addWidget(self.model)
-        row.addWidget(self.robust)
-        row.addWidget(self.threshold)
-        row.addWidget(self.fit_button)
-        form.addRow("model", row)
+        form.addRow("model", _hbox(self.model, self.robust, self.threshold, self.fit_button))
         form.addRow(self.summary)
         form.addRow(self.table)
         layout.addWidget(box)
         box = QGroupBox("Apply")
         form = QFormLayout(box)
-        row = QHBoxLayout()
-        row.addWidget(self.apply_button)
-        row.addWidget(self.reset_button)
-        form.addRow(row)
+        form.addRow(_hbox(self.apply_button, self.reset_button))
         form.addRow("grid", self.grid)
         form.addRow(self.resample_button)
-        row = QHBoxLayout()
-        row.addWidget(self.metric)
-        row.addWidget(self.refine_button)
-        form.addRow("metric", row)
-        row = QHBoxLayout()
-        for b in buttons:
-            row.addWidget(b)
-        form.addRow(row)
+        form.addRow("metric", _hbox(self.metric, self.refine_button))
+        form.addRow(_hbox(*self.file_buttons.values()))
         layout.addWidget(box)
         box = QGroupBox("ROI and fields of view across scales")
         form = QFormLayout(box)
@@ -256,13 +254,25 @@ class RegisterWidget(QWidget):
             raise ValueError("fixed and moving image are the same layer; choose two volumes")
         return fixed, moving
 
-    def _frames(self):
-        """Fixed/moving layers, their grids and the moving -> fixed unit factor."""
+    def _frames(self) -> tuple[Image, Image, Frame, Frame]:
+        """Fixed/moving layers and frames; the session works in the fixed unit."""
         fixed, moving = self._layers()
-        sf, tf, uf = physical_grid(fixed)
-        sm, tm, um = physical_grid(moving)
-        k = float(convert(1.0, um, uf))
-        return fixed, moving, (sf, tf, uf), (sm * k, tm * k, uf), k
+        ff, fm = physical_frame(fixed), physical_frame(moving)
+        self.session.unit = ff.unit
+        return fixed, moving, ff, fm
+
+    def _settings(self) -> reg.RegisterSettings:
+        """The form as :class:`~napari_corrtomo.core.register.RegisterSettings`."""
+        return reg.RegisterSettings(self.model.currentText(), self.robust.isChecked(),
+                                    self.threshold.value() or None,
+                                    metric=self.metric.currentText(),
+                                    grid=reg.GRIDS[self.grid.currentIndex()])
+
+    # the session's state, under the names the widget always had
+    transform = property(lambda self: self.session.transform,
+                         lambda self, t: setattr(self.session, "transform", t))
+    names = property(lambda self: self.session.names)
+    active = property(lambda self: self.session.active)
 
     def _points_layers(self, required: bool = True) -> tuple[Points | None, Points | None]:
         pf = self.fixed_points_select.layer()
@@ -280,7 +290,7 @@ class RegisterWidget(QWidget):
         fixed, moving = self._layers()
         out = []
         for layer, role, color in ((fixed, "fixed", "magenta"), (moving, "moving", "lime")):
-            _, _, unit = physical_grid(layer)
+            unit = physical_frame(layer).unit
             name = f"landmarks {role}: {layer.name}"
             if name in self.viewer.layers and isinstance(self.viewer.layers[name], Points):
                 pts = self.viewer.layers[name]
@@ -299,7 +309,7 @@ class RegisterWidget(QWidget):
 
     @staticmethod
     def _point_size(layer) -> float:
-        scale, _, _ = physical_grid(layer)
+        scale = np.asarray(physical_frame(layer).spacing)
         extent = np.asarray(layer.data.shape[-3:] if not getattr(layer, "multiscale", False)
                             else layer.data[0].shape[-3:]) * scale
         return float(max(extent.max() / 60.0, 3 * scale.max()))
@@ -331,70 +341,49 @@ class RegisterWidget(QWidget):
                 self._switching = False
 
     def landmark_pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        """Fixed and moving landmarks, both in the fixed unit (physical coordinates)."""
+        """Fixed and moving landmarks, both in the fixed unit, copied into the session."""
         pf, pm = self._points_layers()
-        _, _, _, _, k = self._frames()
-        return np.asarray(pf.data, float), np.asarray(pm.data, float) * k
-
-    def _sync_flags(self, n: int) -> None:
-        self.names = (self.names + [f"Pt-{i}" for i in range(len(self.names), n)])[:n]
-        self.active = (self.active + [True] * n)[:n]
+        _, _, ff, fm = self._frames()
+        k = float(convert(1.0, fm.unit, ff.unit))
+        self.session.set_points(pf.data, np.asarray(pm.data, float) * k, ff.unit)
+        return self.session.fixed, self.session.moving
 
     # ------------------------------------------------------------------ fit
     def fit(self) -> reg.Transform | None:
         """Fit the chosen model to the active pairs; on failure no transform is kept."""
         try:
-            fixed_pts, moving_pts = self.landmark_pairs()
-            _, _, (_, _, uf), _, _ = self._frames()
-            self._sync_flags(max(len(fixed_pts), len(moving_pts)))
-            t = reg.fit_landmarks(fixed_pts, moving_pts, self.model.currentText(),
-                                  robust=self.robust.isChecked(),
-                                  threshold=self.threshold.value() or None,
-                                  active=self.active[:len(fixed_pts)], unit=uf, seed=0)
+            self.session.fit = self.session.transform = None
+            self.session.settings = self._settings()
+            self.landmark_pairs()
+            t = self.session.fit_landmarks()
         except ValueError as exc:
-            self.transform = None
-            self.summary.setText(f"Fit failed: {exc}")
-            show_error(str(exc))
+            self.summary.setText(f"Fit failed: {in_words(exc, WORDS)}")
+            show_error(in_words(exc, WORDS))
             return None
-        self.transform = t
         for w in t.warnings:
             show_warning(w)
+        self.summary.setText(t.summary())
         self._show_transform()
         self.autosave.changed()
         return t
 
     def _show_transform(self) -> None:
-        t = self.transform
-        if t is None:
-            return
-        self.summary.setText(t.summary())
+        """The session's residual table, its active column first, as check boxes."""
         try:
-            fixed_pts, moving_pts = self.landmark_pairs()
+            self.landmark_pairs()
         except ValueError:
             return
-        if len(fixed_pts) != len(moving_pts) or not len(fixed_pts):
+        frame = self.session.table()
+        if frame is None:
             return
-        n = len(fixed_pts)
-        self._sync_flags(n)
-        vec = fixed_pts - t.apply(moving_pts)
-        loo = t.loo_tre if t.loo_tre is not None and len(t.loo_tre) == n else np.full(n, np.nan)
-        used = t.used if t.used is not None and len(t.used) == n else np.asarray(self.active)
-        u = t.unit
-        frame = pd.DataFrame({
-            "use": [""] * n,
-            "name": self.names,
-            f"residual_{u}": np.linalg.norm(vec, axis=1),
-            f"loo_tre_{u}": loo,
-            f"dz_{u}": vec[:, 0], f"dy_{u}": vec[:, 1], f"dx_{u}": vec[:, 2],
-            "fitted": ["yes" if x else "no" for x in used],
-        })
         table = self.table.table
         table.blockSignals(True)
-        self.table.set_frame(frame)
-        for row in range(n):
+        self.table.set_frame(frame[["active", *frame.columns.drop("active")]])
+        for row, active in enumerate(frame["active"]):
             item = table.item(row, 0)
+            item.setText("")
             item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            item.setCheckState(Qt.Checked if self.active[row] else Qt.Unchecked)
+            item.setCheckState(Qt.Checked if active else Qt.Unchecked)
         table.blockSignals(False)
 
     def _on_item_changed(self, item) -> None:
@@ -404,22 +393,14 @@ class RegisterWidget(QWidget):
 
     def set_active(self, row: int, active: bool) -> None:
         """Include (True) or exclude a landmark pair and refit."""
-        self._sync_flags(max(len(self.active), row + 1))
-        self.active[row] = bool(active)
+        self.session.set_active(row, active)
         self.fit()
 
     # ------------------------------------------------------------------ apply
-    def _require_transform(self) -> reg.Transform:
-        if self.transform is None:
-            raise ValueError("no transform: fit landmarks or load a transform first "
-                             "(nothing was changed)")
-        return self.transform
-
     def world_affine(self) -> np.ndarray:
-        """The moving layer's affine that overlays it on the fixed layer."""
-        t = self._require_transform()
-        fixed, _, (_, _, uf), _, k = self._frames()
-        return layer_affine(fixed) @ t.in_unit(uf).matrix @ reg.unit_matrix(k)
+        """The moving layer's affine that overlays it on the fixed one."""
+        fixed, _, _, fm = self._frames()
+        return layer_affine(fixed) @ self.session.overlay_matrix(fm.unit)
 
     def apply_affine(self) -> None:
         """Overlay the moving layer on the fixed one (its ``affine``; no resampling)."""
@@ -447,130 +428,91 @@ class RegisterWidget(QWidget):
 
     def resample(self):
         """Resample the moving volume into the chosen fixed-frame grid (new layer)."""
-        t = self._require_transform()
-        fixed, moving, (sf, tf, uf), (sm, tm, _), _ = self._frames()
-        t = t.in_unit(uf)
-        if self.grid.currentText() == GRIDS[0]:
-            shape, scale, origin = _data(fixed).shape[-3:], sf, tf
-        else:
-            bounds = reg.map_box(reg.fov_box(_data(moving).shape, sm, tm), t).bounds
-            scale = np.full(3, sm.min())
-            shape = np.floor((bounds[1] - bounds[0]) / scale).astype(int) + 1
-            origin = bounds[0]
-        n_vox = int(np.prod(shape))
-        if n_vox > 2**31:
-            raise ValueError(f"the output grid has {n_vox:.3g} voxels; choose the fixed grid or "
-                             "crop the moving volume first")
-        name = f"{moving.name} registered"
+        fixed, moving, ff, fm = self._frames()
+        t = self.session.require_transform().in_unit(ff.unit)
+        try:
+            grid = reg.output_grid(t, reg.GRIDS[self.grid.currentIndex()], _data(fixed).shape,
+                                   ff, _data(moving).shape, fm)
+        except ValueError as exc:
+            raise ValueError(in_words(exc, WORDS)) from None
         affine = layer_affine(fixed)
 
         def done(data: np.ndarray) -> None:
-            add_result(self.viewer, data, name=name, layer_type="image", created_by=NAME,
-                       scale=tuple(float(v) for v in scale), unit=uf,
-                       translate=tuple(float(v) for v in origin), affine=affine,
+            add_result(self.viewer, data, name=f"{moving.name} registered", layer_type="image",
+                       created_by=NAME, scale=grid.spacing, unit=grid.unit,
+                       translate=grid.origin, affine=affine,
                        metadata={META_TRANSFORM: reg.transform_to_dict(t)},
                        colormap=moving.colormap.name, blending="additive")
 
-        return self.runner.start(
-            reg.resample, _data(moving), t, tuple(int(v) for v in shape), tuple(scale),
-            moving_spacing=tuple(sm), reference_origin=tuple(origin), moving_origin=tuple(tm),
-            order=1, on_result=done, label=f"Resampling {moving.name}")
+        return self.runner.start(reg.resample_moving, _data(moving), fm, t, grid,
+                                 self._settings().order, on_result=done,
+                                 label=f"Resampling {moving.name}")
 
     def refine(self):
         """Refine the current transform by intensity registration (worker)."""
-        t = self._require_transform()
-        fixed, moving, (sf, tf, uf), (sm, tm, _), _ = self._frames()
-        model = self.model.currentText()
+        fixed, moving, ff, fm = self._frames()
+        t = self.session.require_transform().in_unit(ff.unit)
 
         def done(result: reg.Transform) -> None:
             applied = META_TRANSFORM in moving.metadata
-            self.transform = result
+            self.session.use(result)
             self._show_transform()
             info = result.metadata.get("refine", {})
             self.summary.setText(
                 f"{result.summary()}; refined by {info.get('metric')} in "
                 f"{info.get('iterations')} iterations, moved up to {info.get('max_shift', 0):.3g} "
-                f"{uf}" + ("" if applied else "; press 'Apply as layer affine' to overlay"))
+                f"{ff.unit}" + ("" if applied else "; press 'Apply as layer affine' to overlay"))
             if applied:
                 self.apply_affine()
 
-        return self.runner.start(
-            reg.refine, _data(fixed), _data(moving), t.in_unit(uf), self.metric.currentText(),
-            fixed_spacing=tuple(sf), moving_spacing=tuple(sm), fixed_origin=tuple(tf),
-            moving_origin=tuple(tm), model=model, seed=0, on_result=done,
-            label="Refining by intensity")
+        return self.runner.start(reg.refine_transform, _data(fixed), ff, _data(moving), fm, t,
+                                 self._settings(), on_result=done, label="Refining by intensity")
 
     # ------------------------------------------------------------------ files
     def save_landmarks(self, path: str) -> None:
         """Write the landmark pairs as BigWarp CSV (both sets in the fixed unit)."""
-        fixed_pts, moving_pts = self.landmark_pairs()
-        if len(fixed_pts) != len(moving_pts):
-            raise ValueError(f"unpaired landmarks: {len(fixed_pts)} fixed, {len(moving_pts)} "
-                             "moving; pair them before saving")
-        _, _, (_, _, uf), _, _ = self._frames()
-        self._sync_flags(len(fixed_pts))
-        reg.save_landmarks_csv(path, reg.Landmarks(fixed_pts, moving_pts, uf, self.names,
-                                                   np.asarray(self.active, bool)))
+        self.landmark_pairs()
+        self.session.save_landmarks(path)
 
     def load_landmarks(self, path: str) -> None:
         """Read a BigWarp CSV (coordinates in the fixed unit) into the landmark layers."""
-        _, _, (_, _, uf), _, k = self._frames()
-        lm = reg.load_landmarks_csv(path, unit=uf)
+        _, _, ff, fm = self._frames()
+        lm = self.session.load_landmarks(path)
         pf, pm = self._points_layers(required=False)
         if pf is None or pm is None:
             pf, pm = self.create_landmark_layers()
         self._switching = True
         try:
             pf.data = lm.fixed
-            pm.data = lm.moving / k
+            pm.data = lm.moving / float(convert(1.0, fm.unit, ff.unit))
         finally:
             self._switching = False
-        self.names = list(lm.names)
-        self.active = [bool(a) for a in lm.active]
 
     def save_transform(self, path: str) -> None:
-        reg.save_transform(path, self._require_transform())
+        self.session.save_transform(path)
 
     def load_transform(self, path: str) -> reg.Transform:
         """Read a JSON or ITK transform (ITK files are taken in the fixed layer's unit)."""
-        _, _, (_, _, uf), _, _ = self._frames()
-        self.transform = reg.load_transform(path, unit=uf)
-        self.summary.setText(f"loaded: {self.transform.summary()}")
+        self._frames()
+        t = self.session.load_transform(path)
+        self.summary.setText(f"loaded: {t.summary()}")
         self._show_transform()
-        return self.transform
+        return t
 
-    def _ask(self, save: bool, title: str, filt: str) -> str:
+    def _ask(self, save: bool, title: str, filt: str, slot) -> None:
         get = QFileDialog.getSaveFileName if save else QFileDialog.getOpenFileName
         path, _ = get(self, title, "", filt)
-        return path
-
-    def _ask_save_landmarks(self) -> None:
-        if path := self._ask(True, "Save landmarks", "BigWarp CSV (*.csv)"):
-            self.save_landmarks(path)
-
-    def _ask_load_landmarks(self) -> None:
-        if path := self._ask(False, "Load landmarks", "BigWarp CSV (*.csv)"):
-            self.load_landmarks(path)
-
-    def _ask_save_transform(self) -> None:
-        if path := self._ask(True, "Save transform", "Transform (*.json *.tfm)"):
-            self.save_transform(path)
-
-    def _ask_load_transform(self) -> None:
-        if path := self._ask(False, "Load transform", "Transform (*.json *.tfm *.txt *.h5)"):
-            self.load_transform(path)
+        if path:
+            slot(path)
 
     # ------------------------------------------------------------------ autosave
     _CHOOSERS = ("fixed_select", "moving_select", "fixed_points_select", "moving_points_select")
 
     def recovery_state(self) -> dict:
         """Chosen layers, pair names and active flags, fit settings and the transform."""
+        self.session.settings = self._settings()
         return {**{key: getattr(self, key).currentText() for key in self._CHOOSERS},
-                "names": list(self.names), "active": list(self.active),
-                "model": self.model.currentText(), "robust": self.robust.isChecked(),
-                "threshold": self.threshold.value(),
-                "transform": (None if self.transform is None
-                              else reg.transform_to_dict(self.transform))}
+                **self.session.state()}
 
     def restore_state(self, state: dict) -> None:
         """Take back what :meth:`recovery_state` gave (after a crash)."""
@@ -578,13 +520,12 @@ class RegisterWidget(QWidget):
             if state.get(key) in self.viewer.layers:
                 getattr(self, key).set_layer(self.viewer.layers[state[key]])
         self._connect_points()
-        self.names = [str(n) for n in state.get("names", [])]
-        self.active = [bool(a) for a in state.get("active", [])]
-        self.model.setCurrentText(state.get("model", self.model.currentText()))
-        self.robust.setChecked(bool(state.get("robust", False)))
-        self.threshold.setValue(float(state.get("threshold", 0.0)))
-        if state.get("transform"):
-            self.transform = reg.transform_from_dict(state["transform"])
+        self.session.restore(state)
+        s = self.session.settings
+        self.model.setCurrentText(s.model)
+        self.robust.setChecked(s.robust)
+        self.threshold.setValue(s.threshold or 0.0)
+        if self.transform is not None:
             self._show_transform()
 
     # ------------------------------------------------------------------ ROI / FOV
@@ -612,12 +553,13 @@ class RegisterWidget(QWidget):
         target = self.roi_target.layer("volume to crop from")
         box = self.roi_box()
         crop, slices, clipped = reg.crop_box(_data(target), box, index_to_world(target))
-        scale, translate, unit = physical_grid(target)
+        frame = physical_frame(target)
         start = np.array([s.start for s in slices], float)
         layer = add_result(
             self.viewer, np.asarray(crop), name=f"{target.name} ROI", layer_type="image",
-            created_by=NAME, scale=tuple(scale), unit=unit,
-            translate=tuple(translate + start * scale), affine=layer_affine(target),
+            created_by=NAME, scale=frame.spacing, unit=frame.unit,
+            translate=tuple(np.asarray(frame.offset) + start * frame.spacing),
+            affine=layer_affine(target),
             metadata={"corrtomo_roi_slices": [[s.start, s.stop] for s in slices]},
             colormap=target.colormap.name)
         if clipped:
@@ -641,12 +583,12 @@ class RegisterWidget(QWidget):
         if not polys:
             raise ValueError(f"no other volume's field of view crosses {ref.name!r}; register "
                              "the volumes first")
-        scale, translate, unit = physical_grid(ref)
+        frame = physical_frame(ref)
         name = f"fields of view in {ref.name}"
         if name in self.viewer.layers and self.viewer.layers[name].metadata.get(CREATED_BY) == NAME:
             self.viewer.layers.remove(name)  # our own overlay: redraw it from scratch
         return add_result(
             self.viewer, polys, name=name, layer_type="shapes", created_by=NAME,
-            scale=tuple(scale), unit=unit, translate=tuple(translate), affine=layer_affine(ref),
+            scale=frame.spacing, unit=frame.unit, translate=frame.offset, affine=layer_affine(ref),
             shape_type="polygon", edge_color=colors, face_color="transparent", edge_width=0.5,
             features={"volume": names}, opacity=0.9)

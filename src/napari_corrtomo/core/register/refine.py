@@ -333,6 +333,11 @@ def refine(
             raise
 
     reg.AddCommand(sitk.sitkIterationEvent, on_iteration)
+    # One thread: ITK's multithreaded metric sums differ in the last bits from run to run
+    # (the refined matrix by up to 1e-9), so one input would not always give one result.
+    # The metric sees at most max_grid^3 samples: the same time on 2 cores (2.5 s, demo).
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     try:
         with _quiet_cancel():
             reg.Execute(grid_img, coarse_img)
@@ -344,6 +349,8 @@ def refine(
             "the initial transform overlays the volumes roughly and that both show the same "
             "structures"
         ) from None
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     report(progress, total, total)
 
     fine_to_coarse_new = xyz_to_zyx(_itk_matrix(tx))

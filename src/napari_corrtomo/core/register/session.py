@@ -105,9 +105,9 @@ class RegistrationSession:
         return residual_table(self.landmarks(), self.transform, self.fit)
 
     def overlay_matrix(self, moving_unit: str) -> np.ndarray:
-        """Moving world (in ``moving_unit``) -> fixed world matrix of the current transform
-        (:func:`~.pipeline.overlay_matrix`)."""
-        return overlay_matrix(self.require_transform(), moving_unit)
+        """Moving world (in ``moving_unit``) -> fixed world (in the session's unit) matrix of
+        the current transform (:func:`~.pipeline.overlay_matrix`)."""
+        return overlay_matrix(self.require_transform().in_unit(self.unit), moving_unit)
 
     # ------------------------------------------------------------------ files
     def save_landmarks(self, path: str | os.PathLike) -> None:
@@ -145,5 +145,5 @@ class RegistrationSession:
         self.settings.model = state.get("model", self.settings.model)
         self.settings.robust = bool(state.get("robust", False))
         self.settings.threshold = float(state.get("threshold", 0.0)) or None
-        if state.get("transform"):
-            self.use(transform_from_dict(state["transform"]), fitted=False)
+        if state.get("transform"):  # as it was (the layers' unit is not known yet)
+            self.fit, self.transform = None, transform_from_dict(state["transform"])
