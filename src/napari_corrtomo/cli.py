@@ -179,7 +179,9 @@ def _add_register(sub: argparse._SubParsersAction) -> None:
         "and resample the moving volume onto the fixed grid or at its own voxel size "
         "(--grid moving). Nothing is written when the fit fails.",
     )
-    p.add_argument("landmarks", type=Path, help="BigWarp landmark CSV (moving x,y,z, fixed x,y,z)")
+    p.add_argument("landmarks", type=Path, nargs="?", default=None,
+                   help="BigWarp landmark CSV (moving x,y,z, fixed x,y,z); optional with "
+                        "--transform")
     p.add_argument("--unit", default="um", help="unit of the landmark coordinates (default um)")
     p.add_argument("--model", default="similarity", choices=tuple(MODELS),
                    help="transform model of the fit and the refinement (default similarity)")
@@ -188,6 +190,10 @@ def _add_register(sub: argparse._SubParsersAction) -> None:
                         "--threshold)")
     p.add_argument("--threshold", type=float, default=None,
                    help="RANSAC inlier distance in --unit (default: estimated)")
+    p.add_argument("--transform", type=Path, default=None,
+                   help="start from this transform (.json, or ITK .tfm in --unit) instead of "
+                        "fitting the landmarks, as the widget's 'Load transform'; landmarks "
+                        "then only give the residual table")
     p.add_argument("--out", type=Path, action="append", required=True,
                    help="transform file(s) to write: .json and/or .tfm (repeatable)")
     p.add_argument("--residuals", type=Path, default=None,
@@ -204,14 +210,16 @@ def _add_register(sub: argparse._SubParsersAction) -> None:
                         "moving voxel size over its field of view (its origin is printed)")
     p.add_argument("--order", type=int, default=1,
                    help="interpolation order for --resampled (0 labels, 1 linear, 3 cubic)")
-    _declare_files(p, ("landmarks", "--fixed", "--moving"), ("--out", "--residuals", "--resampled"))
+    _declare_files(p, ("landmarks", "--transform", "--fixed", "--moving"),
+                   ("--out", "--residuals", "--resampled"))
     p.set_defaults(func=_run_register)
 
 
 #: RegisterSettings fields in the command line's words
 _REGISTER_WORDS = {"model": "--model", "metric": "--metric", "grid": "--grid fixed",
                    "refine": "--refine", "resample": "--resampled", "fixed_image": "--fixed",
-                   "moving_image": "--moving"}
+                   "moving_image": "--moving", "landmarks": "a landmark CSV",
+                   "initial": "--transform FILE"}
 
 
 def _run_register(args: argparse.Namespace) -> int:
@@ -223,6 +231,9 @@ def _run_register(args: argparse.Namespace) -> int:
     for out in args.out:
         if out.suffix.lower() not in (".json", ".tfm", ".txt"):
             raise ValueError(f"{out.name}: write transforms as .json or .tfm")
+    if args.residuals is not None and args.landmarks is None:
+        raise ValueError("--residuals needs a landmark CSV")
+    unit = normalize_unit(args.unit)
     volumes = {}
     for role in ("fixed", "moving"):
         path = getattr(args, role)
@@ -238,14 +249,19 @@ def _run_register(args: argparse.Namespace) -> int:
         settings = reg.RegisterSettings(args.model, args.robust, args.threshold, args.refine,
                                         args.metric, args.resampled is not None, args.grid,
                                         args.order)
-        lm = reg.load_landmarks_csv(args.landmarks, unit=normalize_unit(args.unit))
-        out = reg.run_register(lm, settings, progress=_print_progress("register"),
+        lm = None if args.landmarks is None else reg.load_landmarks_csv(args.landmarks, unit=unit)
+        initial = None if args.transform is None else reg.load_transform(args.transform, unit)
+        out = reg.run_register(lm, settings, initial=initial,
+                               progress=_print_progress("register"),
                                **{k: v for k, v in volumes.items() if "_" in k})
     except ValueError as exc:
         raise ValueError(in_words(exc, _REGISTER_WORDS)) from None
-    print(out.fit.summary())
-    for w in out.fit.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+    if out.fit is None:
+        print(f"from {args.transform}: {initial.summary()}")
+    else:
+        print(out.fit.summary())
+        for w in out.fit.warnings:
+            print(f"warning: {w}", file=sys.stderr)
     t = out.transform
     if settings.refine:
         print(f"refined: {t.summary()} (moved up to "

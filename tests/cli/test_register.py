@@ -125,3 +125,12 @@ def test_register_resamples_onto_the_moving_grid(tmp_path, correlative_sample, c
     inside = expected != 0
     assert inside.mean() > 0.2
     np.testing.assert_allclose(out.data, expected, atol=1e-4)
+    # the widget's 'Load transform' then resample: the saved transform, no landmarks
+    assert main(["register", "--transform", str(tmp_path / "t.json"), "--fixed",
+                 str(tmp_path / "micro.tif"), "--moving", str(tmp_path / "nano.tif"), "--grid",
+                 "moving", "--out", str(tmp_path / "t2.json"), "--resampled",
+                 str(tmp_path / "again.tif")]) == 0
+    assert "from " in capsys.readouterr().out
+    np.testing.assert_array_equal(io.read_volumes(tmp_path / "again.tif")[0].data, out.data)
+    assert main(["register", "--out", str(tmp_path / "t3.json")]) == 1
+    assert "give a landmark CSV or --transform FILE" in capsys.readouterr().err

@@ -112,6 +112,22 @@ def test_settings_and_grid_errors_name_the_setting():
     lm = reg.Landmarks(np.eye(3), np.eye(3), "um")
     with pytest.raises(SettingError, match="need both fixed_image and moving_image"):
         reg.run_register(lm, reg.RegisterSettings(resample=True))
+    with pytest.raises(SettingError, match=r"give landmarks or an initial transform \(initial"):
+        reg.run_register(None, reg.RegisterSettings())
+
+
+def test_run_register_from_a_given_transform(correlative_sample):
+    """The widget's 'Load transform' path: no fit; landmarks only give the table."""
+    t = correlative_sample.truth
+    given = reg.Transform(t.nanoct_to_microct, "similarity", "um")
+    out = reg.run_register(None, reg.RegisterSettings(), initial=given.in_unit("nm"))
+    assert out.fit is None and out.table is None
+    np.testing.assert_allclose(out.transform.in_unit("um").matrix, given.matrix)
+    lm = reg.Landmarks(t.landmarks_microct + 0.5, t.landmarks_nanoct, "um")
+    out = reg.run_register(lm, reg.RegisterSettings(), initial=given.in_unit("nm"))
+    assert out.fit is None and out.transform.unit == "um"
+    np.testing.assert_allclose(out.table[["dz_um", "dy_um", "dx_um"]], 0.5, atol=1e-9)
+    assert out.table["fitted"].all() and out.table["loo_tre_um"].isna().all()
 
 
 def test_session_fits_refits_excludes_and_round_trips(correlative_sample, tmp_path):

@@ -110,14 +110,15 @@ class Grid:
 
 @dataclass
 class Registration:
-    """What :func:`run_register` gives: the landmark ``fit``, the final ``transform``
-    (refined or the fit), the residual ``table``, the moving field of view in the fixed
+    """What :func:`run_register` gives: the landmark ``fit`` (``None`` when it started from
+    a given transform), the final ``transform`` (refined, the fit or the given one), the
+    residual ``table`` (``None`` without landmarks), the moving field of view in the fixed
     frame (``fov``, when volumes were given) and the ``resampled`` moving volume on
     ``grid`` (when asked)."""
 
-    fit: Transform
+    fit: Transform | None
     transform: Transform
-    table: pd.DataFrame
+    table: pd.DataFrame | None
     fov: MappedBox | None = None
     grid: Grid | None = None
     resampled: np.ndarray | None = None
@@ -284,18 +285,23 @@ def overlay_matrix(transform: Transform, moving_unit: str) -> np.ndarray:
     return transform.matrix @ unit_matrix(k)
 
 
-def run_register(landmarks: Landmarks, settings: RegisterSettings, *,
-                 fixed_image: Any = None, fixed_frame: Frame | None = None,
+def run_register(landmarks: Landmarks | None, settings: RegisterSettings, *,
+                 initial: Transform | None = None, fixed_image: Any = None, fixed_frame: Frame | None = None,
                  moving_image: Any = None, moving_frame: Frame | None = None,
                  progress: ProgressCallback | None = None) -> Registration:
-    """The registration workflow: fit -> refine -> residual table -> grid -> resample.
+    """The registration workflow: fit (or a given transform) -> refine -> residual table ->
+    grid -> resample.
 
     Parameters
     ----------
     landmarks
-        Paired landmarks in physical coordinates of each volume, both in one unit.
+        Paired landmarks in physical coordinates of each volume, both in one unit;
+        ``None`` with ``initial`` (no fit, no residual table).
     settings
         :class:`RegisterSettings`; ``refine`` and ``resample`` need both volumes.
+    initial
+        Start from this transform (e.g. one saved earlier) instead of fitting the
+        landmarks, which then only give the residual table.
     fixed_image, moving_image
         (Z, Y, X) volumes (optional without ``refine`` / ``resample``).
     fixed_frame, moving_frame
@@ -314,13 +320,18 @@ def run_register(landmarks: Landmarks, settings: RegisterSettings, *,
                            moving_image="moving_image")
     if volumes and (fixed_frame is None or moving_frame is None):
         raise ValueError("give the frames (spacing, unit) of both volumes")
-    fit = fit_pairs(landmarks, settings)
-    transform = fit
+    if landmarks is None and initial is None:
+        raise SettingError("give $landmarks or $initial", landmarks="landmarks",
+                           initial="an initial transform (initial)")
+    fit = fit_pairs(landmarks, settings) if initial is None else None
+    transform = fit if initial is None else \
+        initial if landmarks is None else initial.in_unit(landmarks.unit)
     split = 500 if settings.refine and settings.resample else 0 if settings.resample else 1000
     if settings.refine:
         transform = refine_transform(fixed_image, fixed_frame, moving_image, moving_frame, fit,
                                      settings, scaled(progress, 0, split, 1000))
-    out = Registration(fit, transform, residual_table(landmarks, transform, fit))
+    out = Registration(fit, transform, None if landmarks is None else
+                       residual_table(landmarks, transform, fit))
     if volumes:
         out.fov = moving_fov(moving_image.shape, moving_frame, transform)
     if settings.resample:
