@@ -260,7 +260,8 @@ class QuantifyWidget(QWidget):
             if arr.kind == "image":
                 # a lazy result (pyramid) sets its contrast from its coarsest level
                 level = np.asarray(arr.data[-1] if isinstance(arr.data, list) else arr.data)
-                top = float(level.max()) if (level > 0).any() else 1.0
+                positive = level[level > 0]  # NaN (e.g. off a transport path) never counts
+                top = float(positive.max()) if positive.size else 1.0
                 kwargs.update(colormap=arr.colormap or "viridis", contrast_limits=(0.0, top),
                               blending="additive")
             elif arr.features is not None:
