@@ -210,8 +210,15 @@ def _add_register(sub: argparse._SubParsersAction) -> None:
                         "moving voxel size over its field of view (its origin is printed)")
     p.add_argument("--order", type=int, default=1,
                    help="interpolation order for --resampled (0 labels, 1 linear, 3 cubic)")
+    p.add_argument("--roi", type=float, nargs=6, default=None,
+                   metavar=("Z0", "Y0", "X0", "Z1", "Y1", "X1"),
+                   help="a box in the fixed frame (--unit) whose moving voxels --roi-out "
+                        "writes at their own voxel size, as the widget's 'Crop matching "
+                        "region' (needs --moving)")
+    p.add_argument("--roi-out", type=Path, default=None,
+                   help="the --roi crop of the moving volume (.tif/.ome.zarr)")
     _declare_files(p, ("landmarks", "--transform", "--fixed", "--moving"),
-                   ("--out", "--residuals", "--resampled"))
+                   ("--out", "--residuals", "--resampled", "--roi-out"))
     p.set_defaults(func=_run_register)
 
 
@@ -219,10 +226,12 @@ def _add_register(sub: argparse._SubParsersAction) -> None:
 _REGISTER_WORDS = {"model": "--model", "metric": "--metric", "grid": "--grid fixed",
                    "refine": "--refine", "resample": "--resampled", "fixed_image": "--fixed",
                    "moving_image": "--moving", "landmarks": "a landmark CSV",
-                   "initial": "--transform FILE"}
+                   "initial": "--transform FILE", "roi": "--roi"}
 
 
 def _run_register(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .core import register as reg
     from .core._checks import in_words
     from .core.io import Volume, read_volumes, write_table, write_volume
@@ -233,6 +242,8 @@ def _run_register(args: argparse.Namespace) -> int:
             raise ValueError(f"{out.name}: write transforms as .json or .tfm")
     if args.residuals is not None and args.landmarks is None:
         raise ValueError("--residuals needs a landmark CSV")
+    if (args.roi is None) != (args.roi_out is None):
+        raise ValueError("--roi and --roi-out go together")
     unit = normalize_unit(args.unit)
     volumes = {}
     for role in ("fixed", "moving"):
@@ -251,7 +262,8 @@ def _run_register(args: argparse.Namespace) -> int:
                                         args.order)
         lm = None if args.landmarks is None else reg.load_landmarks_csv(args.landmarks, unit=unit)
         initial = None if args.transform is None else reg.load_transform(args.transform, unit)
-        out = reg.run_register(lm, settings, initial=initial,
+        roi = None if args.roi is None else [args.roi[:3], args.roi[3:]]
+        out = reg.run_register(lm, settings, initial=initial, roi=roi,
                                progress=_print_progress("register"),
                                **{k: v for k, v in volumes.items() if "_" in k})
     except ValueError as exc:
@@ -279,6 +291,13 @@ def _run_register(args: argparse.Namespace) -> int:
         print(f"wrote {args.resampled}: {g.shape} voxels of "
               f"{' x '.join(f'{v:g}' for v in g.spacing)} {g.unit}; origin (z, y, x) "
               f"{' '.join(f'{v:g}' for v in g.origin)} {g.unit} in the fixed frame")
+    if args.roi_out is not None:
+        crop, slices, clipped = out.roi
+        mv = volumes["moving"]
+        write_volume(args.roi_out, Volume(np.asarray(crop), mv.scale, mv.units, f"{mv.name} ROI"))
+        print(f"wrote {args.roi_out}: moving voxels (z, y, x) "
+              + ", ".join(f"{s.start}:{s.stop}" for s in slices)
+              + (" (the box reaches outside the moving volume)" if clipped else ""))
     return 0
 
 

@@ -132,5 +132,19 @@ def test_register_resamples_onto_the_moving_grid(tmp_path, correlative_sample, c
                  str(tmp_path / "again.tif")]) == 0
     assert "from " in capsys.readouterr().out
     np.testing.assert_array_equal(io.read_volumes(tmp_path / "again.tif")[0].data, out.data)
+    # ROI across scales: a 1 um box in the microCT around the crop's centre voxel
+    p = reg.apply_to_points(truth, np.array([20, 20, 20]) * 0.065)[0]
+    box = [*(p - 0.5), *(p + 0.5)]
+    assert main(["register", "--transform", str(tmp_path / "t.json"), "--moving",
+                 str(tmp_path / "nano.tif"), "--roi", *map(str, box), "--roi-out",
+                 str(tmp_path / "roi.tif"), "--out", str(tmp_path / "t4.json")]) == 0
+    printed = capsys.readouterr().out
+    roi = io.read_volumes(tmp_path / "roi.tif")[0]
+    # the voxels under the box (a rotated cube: 1 um / 65 nm and up to sqrt(3) more across)
+    sl = [tuple(map(int, r.split(":"))) for r in printed.split("(z, y, x) ")[1].split()[0:3]
+          for r in [r.rstrip(",")]]
+    assert all(a <= 20 < b for a, b in sl) and roi.scale == pytest.approx((0.065,) * 3)
+    assert 15 <= min(roi.data.shape) and max(roi.data.shape) <= 1.8 / 0.065 + 2
+    np.testing.assert_array_equal(roi.data, crop[tuple(slice(a, b) for a, b in sl)])
     assert main(["register", "--out", str(tmp_path / "t3.json")]) == 1
     assert "give a landmark CSV or --transform FILE" in capsys.readouterr().err

@@ -552,8 +552,8 @@ class RegisterWidget(QWidget):
         """Crop the region under the ROI box from the target volume (new layer, in place)."""
         target = self.roi_target.layer("volume to crop from")
         box = self.roi_box()
-        crop, slices, clipped = reg.crop_box(_data(target), box, index_to_world(target))
         frame = physical_frame(target)
+        crop, slices, clipped = reg.crop_region(_data(target), frame, box, layer_affine(target))
         start = np.array([s.start for s in slices], float)
         layer = add_result(
             self.viewer, np.asarray(crop), name=f"{target.name} ROI", layer_type="image",

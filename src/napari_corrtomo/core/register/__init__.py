@@ -55,6 +55,7 @@ from .pipeline import (
     Grid,
     RegisterSettings,
     Registration,
+    crop_region,
     fit_pairs,
     moving_fov,
     output_grid,
@@ -82,7 +83,7 @@ from .transform import (
 
 __all__ = [
     "apply_to_points", "as_transform", "box_corners", "box_sections", "check_matrix",
-    "compare", "crop_box", "crop_slices", "degeneracy", "fit_landmarks", "fov_box",
+    "compare", "crop_box", "crop_region", "crop_slices", "degeneracy", "fit_landmarks", "fov_box",
     "fit_pairs", "fov_in_fixed", "fov_outlines", "from_itk_matrix", "Grid", "GRIDS",
     "grid_matrix", "infer_model", "Landmarks", "load_landmarks_csv", "load_transform",
     "map_box", "MappedBox", "METRICS", "MODELS", "moving_fov", "output_grid",

@@ -10,8 +10,8 @@ register`` and the demo run, in this order.
    over the moving field of view mapped into the fixed frame;
 5. resample (:func:`resample_moving`) the moving volume onto that grid;
 6. regions across scales: the moving field of view in the fixed frame
-   (:func:`moving_fov`), a world box cropped from any volume (:func:`crop_box`) and a
-   volume's field of view outlined in another's slices (:func:`fov_outlines`).
+   (:func:`moving_fov`), the voxels of any volume under a world box (:func:`crop_region`)
+   and a volume's field of view outlined in another's slices (:func:`fov_outlines`).
 
 :func:`run_register` runs 1-6 in one go (CLI, demo); the widget runs them a button at a
 time through :class:`~.session.RegistrationSession`. Volumes come with their
@@ -34,7 +34,7 @@ from ..progress import ProgressCallback, scaled
 from ..units import convert
 from .fit import fit_landmarks
 from .formats import Landmarks
-from .geometry import MappedBox, crop_box, fov_box, fov_outlines, map_box, resample
+from .geometry import MappedBox, crop_box, fov_box, fov_outlines, grid_matrix, map_box, resample
 from .refine import METRICS, refine
 from .transform import MODELS, Transform, unit_matrix
 
@@ -44,7 +44,7 @@ GRIDS = ("fixed", "moving")
 #: Most voxels an output grid may have (a typo'd grid must not ask for terabytes).
 MAX_VOXELS = 2**31
 
-__all__ = ["GRIDS", "Grid", "Registration", "RegisterSettings", "crop_box", "fit_pairs",
+__all__ = ["GRIDS", "Grid", "Registration", "RegisterSettings", "crop_region", "fit_pairs",
            "fov_outlines", "moving_fov", "output_grid", "overlay_matrix", "refine_transform",
            "resample_moving", "residual_table", "run_register"]
 
@@ -122,6 +122,9 @@ class Registration:
     fov: MappedBox | None = None
     grid: Grid | None = None
     resampled: np.ndarray | None = None
+    #: ``(crop, slices, clipped)`` of the moving volume under the ``roi`` box (see
+    #: :func:`crop_region`), when one was given
+    roi: tuple[Any, tuple[slice, ...], bool] | None = None
 
 
 def fit_pairs(landmarks: Landmarks, settings: RegisterSettings) -> Transform:
@@ -222,6 +225,34 @@ def moving_fov(moving_shape: Any, moving_frame: Frame, transform: Transform) -> 
     return map_box(fov_box(moving_shape, m.spacing, m.offset), transform)
 
 
+def crop_region(image: Any, frame: Frame, box: Any, placement: Any = None
+                ) -> tuple[Any, tuple[slice, ...], bool]:
+    """Step 6: the voxels of a volume under a world box (a region of interest across scales).
+
+    Parameters
+    ----------
+    image
+        (Z, Y, X) volume (NumPy, dask, zarr: only the crop is read).
+    frame
+        Its frame; its voxel ``i`` sits at ``origin + i * spacing`` (``frame.unit``).
+    box
+        ``[[z0, y0, x0], [z1, y1, x1]]`` in world coordinates.
+    placement
+        4x4 matrix from the volume's physical coordinates to that world: a registration
+        transform (moving world -> fixed world, in ``frame.unit``) or a napari layer's
+        ``affine``; default identity (the box is in the volume's own frame).
+
+    Returns
+    -------
+    crop, slices, clipped
+        The voxels whose centres lie in the box's bounding box in the volume (native
+        resolution, no interpolation), their index slices, and whether the box reached
+        outside the volume.
+    """
+    place = np.eye(4) if placement is None else np.asarray(placement, float)
+    return crop_box(image, box, place @ grid_matrix(frame.spacing, frame.offset))
+
+
 def output_grid(transform: Transform, grid: str, fixed_shape: Any, fixed_frame: Frame,
                 moving_shape: Any, moving_frame: Frame) -> Grid:
     """Step 4: the grid of the fixed frame the moving volume is resampled onto.
@@ -286,7 +317,8 @@ def overlay_matrix(transform: Transform, moving_unit: str) -> np.ndarray:
 
 
 def run_register(landmarks: Landmarks | None, settings: RegisterSettings, *,
-                 initial: Transform | None = None, fixed_image: Any = None, fixed_frame: Frame | None = None,
+                 initial: Transform | None = None, roi: Any = None,
+                 fixed_image: Any = None, fixed_frame: Frame | None = None,
                  moving_image: Any = None, moving_frame: Frame | None = None,
                  progress: ProgressCallback | None = None) -> Registration:
     """The registration workflow: fit (or a given transform) -> refine -> residual table ->
@@ -302,6 +334,9 @@ def run_register(landmarks: Landmarks | None, settings: RegisterSettings, *,
     initial
         Start from this transform (e.g. one saved earlier) instead of fitting the
         landmarks, which then only give the residual table.
+    roi
+        ``[[z0, y0, x0], [z1, y1, x1]]``: a box in the fixed frame (the transform's unit)
+        whose moving voxels are cropped (:attr:`Registration.roi`).
     fixed_image, moving_image
         (Z, Y, X) volumes (optional without ``refine`` / ``resample``).
     fixed_frame, moving_frame
@@ -334,6 +369,12 @@ def run_register(landmarks: Landmarks | None, settings: RegisterSettings, *,
                        residual_table(landmarks, transform, fit))
     if volumes:
         out.fov = moving_fov(moving_image.shape, moving_frame, transform)
+    if roi is not None:
+        if moving_image is None:
+            raise SettingError("$roi needs $moving_image", roi="roi",
+                               moving_image="moving_image")
+        out.roi = crop_region(moving_image, moving_frame.to(transform.unit), roi,
+                              transform.matrix)
     if settings.resample:
         out.grid = output_grid(transform, settings.grid, fixed_image.shape, fixed_frame,
                                moving_image.shape, moving_frame)
