@@ -428,8 +428,9 @@ class RegisterWidget(QWidget):
 
     def resample(self):
         """Resample the moving volume into the chosen fixed-frame grid (new layer)."""
+        t = self.session.require_transform()
         fixed, moving, ff, fm = self._frames()
-        t = self.session.require_transform().in_unit(ff.unit)
+        t = t.in_unit(ff.unit)
         try:
             grid = reg.output_grid(t, reg.GRIDS[self.grid.currentIndex()], _data(fixed).shape,
                                    ff, _data(moving).shape, fm)
@@ -450,8 +451,9 @@ class RegisterWidget(QWidget):
 
     def refine(self):
         """Refine the current transform by intensity registration (worker)."""
+        t = self.session.require_transform()
         fixed, moving, ff, fm = self._frames()
-        t = self.session.require_transform().in_unit(ff.unit)
+        t = t.in_unit(ff.unit)
 
         def done(result: reg.Transform) -> None:
             applied = META_TRANSFORM in moving.metadata
