@@ -87,7 +87,7 @@ def largest_box(mask: np.ndarray) -> int:
 
 def measure_one(what: str, kind: str, n: int) -> dict:
     """Run one case in this process (called in a fresh one): estimate, peak, time."""
-    from napari_corrtomo.core.memory import TooLarge, check_memory
+    from napari_corrtomo.core.memory import TooLarge, check_memory, peak_bytes
 
     call, n_features = _call(what)
     call(structure(kind, 32))  # compile outside the measurement
@@ -99,6 +99,7 @@ def measure_one(what: str, kind: str, n: int) -> dict:
         row["estimate"] = check_memory(what, x.shape, feats, work_voxels=work)
     except TooLarge as exc:
         row["refused"] = str(exc)
+        row["estimate"] = peak_bytes(what, x.shape, feats, work)
         return row
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)  # return what the set-up freed, for a clean base
@@ -176,8 +177,8 @@ def main() -> None:
         for n in args.sizes:
             row = run_case(what, kind, n)
             if "refused" in row:
-                lines.append(f"| {what} | {kind} | {n}^3 | refused before starting: "
-                             f"estimate above the budget | – | – | – |")
+                lines.append(f"| {what} | {kind} | {n}^3 | {_gb(row['estimate'])}: refused "
+                             "before starting (above the budget) | – | – | – |")
             else:
                 lines.append(f"| {what} | {kind} | {n}^3 | {_gb(row['estimate'])} | "
                              f"{_gb(row['peak'])} | {row['estimate'] / row['peak']:.2f} | "
