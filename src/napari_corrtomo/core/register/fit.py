@@ -430,15 +430,9 @@ def fit_landmarks(
 
     loo = np.full(n, np.nan)
     if leave_one_out and len(idx) > k:
-        for j in idx:
-            rest = idx[idx != j]
-            if degeneracy(fixed[rest], model) or degeneracy(moving[rest], model):
-                continue
-            try:
-                m_j, _ = _closed_form(fixed[rest], moving[rest], model)
-            except ValueError:
-                continue
-            loo[j] = float(np.linalg.norm(_residuals(m_j, fixed[j:j + 1], moving[j:j + 1])))
+        for j in idx:  # no value where the other pairs are degenerate
+            for _, m_j in _subset_fits(fixed, moving, model, [idx[idx != j]]):
+                loo[j] = float(np.linalg.norm(_residuals(m_j, fixed[j:j + 1], moving[j:j + 1])))
 
     warnings = []
     if mirrored:
