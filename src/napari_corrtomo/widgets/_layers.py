@@ -147,6 +147,11 @@ _DISPLAY = {
 }
 
 
+def full_resolution(layer) -> Any:
+    """The layer's full-resolution data (level 0 of a pyramid), lazy if it is lazy."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
 def to_project_layer(layer) -> ProjectLayer:
     """Snapshot of a napari layer (data, frame, display, tables) for saving."""
     kind = layer._type_string
@@ -155,7 +160,7 @@ def to_project_layer(layer) -> ProjectLayer:
         value = getattr(layer, key)
         display[key] = value.name if hasattr(value, "name") else value
     metadata = {k: v for k, v in layer.metadata.items() if k != TABLES}
-    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    data = full_resolution(layer)
     return ProjectLayer(
         name=layer.name,
         layer_type=kind,

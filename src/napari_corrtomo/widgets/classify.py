@@ -40,7 +40,7 @@ from qtpy.QtWidgets import (
 from ..core.classify import LiveTrainer, PixelClassifier, segment, stack_channels
 from ..core.classify.features import FILTERS, ILASTIK_SIGMAS, FeatureSpec, FilterItem, TailoredFeatures
 from ._autosave import CLASSIFIER, autosave_for
-from ._layers import LayerSelect, add_result, layer_frame
+from ._layers import LayerSelect, add_result, full_resolution, layer_frame
 from ._runner import TaskRunner, start_job
 from ._table import TableView
 
@@ -176,9 +176,10 @@ class ClassifyWidget(QWidget):
         layers = [self.viewer.layers[n] for n in names]
         first = layers[0]
         for layer in layers[1:]:
-            if _data(layer).shape != _data(first).shape:
-                raise ValueError(f"channels {first.name!r} {_data(first).shape} and {layer.name!r} "
-                                 f"{_data(layer).shape} differ in shape; choose matching layers")
+            if full_resolution(layer).shape != full_resolution(first).shape:
+                raise ValueError(f"channels {first.name!r} {full_resolution(first).shape} and "
+                                 f"{layer.name!r} {full_resolution(layer).shape} differ in shape; "
+                                 "choose matching layers")
             if not np.allclose(layer.scale, first.scale):
                 raise ValueError(f"channels {first.name!r} and {layer.name!r} differ in voxel size")
         return layers
@@ -189,7 +190,7 @@ class ClassifyWidget(QWidget):
         except ValueError as exc:
             show_error(str(exc))
             return None
-        layer = self.viewer.add_labels(np.zeros(_data(first).shape, np.uint8),
+        layer = self.viewer.add_labels(np.zeros(full_resolution(first).shape, np.uint8),
                                        name=f"{first.name} scribbles", scale=first.scale,
                                        units=first.units, translate=first.translate,
                                        affine=first.affine.affine_matrix)
@@ -220,7 +221,7 @@ class ClassifyWidget(QWidget):
 
     def _inputs(self, lazy: bool = False):
         layers = self.channel_layers()
-        arrays = [_data(layer) for layer in layers]
+        arrays = [full_resolution(layer) for layer in layers]
         image = arrays if lazy else stack_channels(arrays, lazy=False)
         nd = 3 if arrays[0].ndim >= 3 else 2
         frame = layer_frame(layers[0], nd)
@@ -231,7 +232,7 @@ class ClassifyWidget(QWidget):
         if layer.ndim < 3:
             return 0
         z = layer.world_to_data(self.viewer.dims.point)[-3]
-        return int(np.clip(np.round(z), 0, _data(layer).shape[-3] - 1))
+        return int(np.clip(np.round(z), 0, full_resolution(layer).shape[-3] - 1))
 
     # ------------------------------------------------------------------ training
 
@@ -338,7 +339,7 @@ class ClassifyWidget(QWidget):
         labels_layer = self.scribbles.layer()
         if labels_layer is None or self.classifier is None:
             return
-        shape = _data(labels_layer).shape
+        shape = full_resolution(labels_layer).shape
         name = f"{labels_layer.name} live prediction"
         seg = self.classifier.classes_[np.argmax(proba, axis=0)]
         layer = self.viewer.layers[name] if name in self.viewer.layers else None
@@ -465,10 +466,6 @@ class ClassifyWidget(QWidget):
             self._show_importances()
             self.status.setText("Restored the classifier of the recovered session; press "
                                 "Live training to go on refining it, or Predict volume.")
-
-
-def _data(layer) -> Any:
-    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
 def _unit(layer) -> str:

@@ -43,7 +43,7 @@ from qtpy.QtWidgets import (
 from ..core.backend import is_lazy
 from ..core.io import write_table
 from ..core.quantify import MEASURES, QuantifyResult, QuantifySettings, quantify
-from ._layers import LayerSelect, add_result, attach_table, layer_frame
+from ._layers import LayerSelect, add_result, attach_table, full_resolution, layer_frame
 from ._plot import PlotCanvas
 from ._runner import TaskRunner
 from ._table import TableView
@@ -233,8 +233,8 @@ class QuantifyWidget(QWidget):
             if needs:
                 if image is None:
                     raise ValueError(f"{needs[0]} needs an intensity image; choose one")
-                intensity = _finest(image)
-            labels = _finest(layer)
+                intensity = full_resolution(image)
+            labels = full_resolution(layer)
             if labels.ndim != 3:
                 raise ValueError(f"layer {layer.name!r} has {labels.ndim} dims; choose a 3D volume")
             if intensity is not None and tuple(intensity.shape) != tuple(labels.shape):
@@ -355,8 +355,3 @@ def _compute(labels, spacing, unit, measures, settings, intensity, progress=None
         intensity = None if intensity is None else np.asarray(intensity)
     return quantify(labels, spacing, unit, measures=measures, settings=settings,
                     intensity=intensity, progress=progress)
-
-
-def _finest(layer: napari.layers.Layer) -> Any:
-    """The layer's full-resolution data (level 0 of a pyramid), lazy if it is lazy."""
-    return layer.data[0] if layer.multiscale else layer.data

@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 
 from ..core import recon
 from ..core.recon import pipeline
-from ._layers import LayerSelect, add_result
+from ._layers import LayerSelect, add_result, full_resolution
 from ._plot import PlotCanvas
 from ._runner import TaskRunner
 
@@ -237,7 +237,7 @@ class ReconstructWidget(QWidget):
 
     def _layer_data(self) -> Any:
         layer = self.projections.layer(required="projection layer")
-        data = layer.data[0] if layer.multiscale else layer.data
+        data = full_resolution(layer)
         if data.ndim != 3:
             raise ValueError(
                 f"layer {layer.name!r} is {data.ndim}D; projections must be a 3D stack "
@@ -252,7 +252,7 @@ class ReconstructWidget(QWidget):
             if quiet:
                 return None
             raise ValueError("no projection layer chosen: add or open a projection stack first")
-        shape = layer.data[0].shape if layer.multiscale else layer.data.shape
+        shape = full_resolution(layer).shape
         if len(shape) != 3:
             if quiet:
                 return None
@@ -309,7 +309,7 @@ class ReconstructWidget(QWidget):
         layer = self.projections.layer()
         if layer is None:
             return
-        shape = layer.data[0].shape if layer.multiscale else layer.data.shape
+        shape = full_resolution(layer).shape
         meta = layer.metadata.get("geometry")
         if isinstance(meta, dict):
             try:
@@ -414,11 +414,6 @@ class ReconstructWidget(QWidget):
             "geometry": geometry,
         }
 
-    @staticmethod
-    def _steps(inp: dict[str, Any]) -> tuple:
-        """The arguments every pipeline call of this widget shares."""
-        return inp["data"], inp["geometry"]
-
     def _start(self, func, on_result, label: str) -> Any:
         try:
             inputs = self._inputs()
@@ -432,7 +427,7 @@ class ReconstructWidget(QWidget):
         index = int(self.slice_index.value())
 
         def work(inp, progress=None):
-            img, g = pipeline.preview_slice(*self._steps(inp), index, inp["scan"],
+            img, g = pipeline.preview_slice(inp["data"], inp["geometry"], index, inp["scan"],
                                             inp["settings"], flats=inp["flats"],
                                             darks=inp["darks"], progress=progress)
             return inp, inp["settings"].resolved(g), img
@@ -451,7 +446,7 @@ class ReconstructWidget(QWidget):
 
         def work(inp, progress=None):
             return inp, pipeline.run_reconstruction(
-                *self._steps(inp), inp["scan"], inp["settings"], flats=inp["flats"],
+                inp["data"], inp["geometry"], inp["scan"], inp["settings"], flats=inp["flats"],
                 darks=inp["darks"], progress=progress)
 
         def done(result) -> None:
@@ -470,7 +465,7 @@ class ReconstructWidget(QWidget):
         """Reconstruct even/odd halves, plot their FSC and report the resolution."""
 
         def work(inp, progress=None):
-            res, g = pipeline.half_map_fsc(*self._steps(inp), inp["scan"], inp["settings"],
+            res, g = pipeline.half_map_fsc(inp["data"], inp["geometry"], inp["scan"], inp["settings"],
                                            flats=inp["flats"], darks=inp["darks"],
                                            progress=progress)
             return g, res
@@ -501,7 +496,7 @@ class ReconstructWidget(QWidget):
         """Search the rotation-axis offset and put it into the form."""
 
         def work(inp, progress=None):
-            _, g = pipeline.prepare_scan(*self._steps(inp), replace(inp["scan"], center="auto"),
+            _, g = pipeline.prepare_scan(inp["data"], inp["geometry"], replace(inp["scan"], center="auto"),
                                          inp["flats"], inp["darks"], progress)
             return float(np.mean(g.shifts[:, 1] - inp["geometry"].shifts[:, 1]))
 

@@ -48,7 +48,7 @@ from ..core._checks import in_words
 from ..core.frame import Frame
 from ..core.units import convert
 from ._autosave import autosave_for
-from ._layers import CREATED_BY, LayerSelect, add_result, layer_frame
+from ._layers import CREATED_BY, LayerSelect, add_result, full_resolution, layer_frame
 from ._runner import TaskRunner
 from ._table import TableView
 
@@ -106,10 +106,6 @@ def _hbox(*widgets: QWidget) -> QHBoxLayout:
     for w in widgets:
         row.addWidget(w)
     return row
-
-
-def _data(layer) -> Any:
-    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
 # ============================================================================ widget
@@ -432,8 +428,9 @@ class RegisterWidget(QWidget):
         fixed, moving, ff, fm = self._frames()
         t = t.in_unit(ff.unit)
         try:
-            grid = reg.output_grid(t, reg.GRIDS[self.grid.currentIndex()], _data(fixed).shape,
-                                   ff, _data(moving).shape, fm)
+            grid = reg.output_grid(t, reg.GRIDS[self.grid.currentIndex()],
+                                   full_resolution(fixed).shape, ff,
+                                   full_resolution(moving).shape, fm)
         except ValueError as exc:
             raise ValueError(in_words(exc, WORDS)) from None
         affine = layer_affine(fixed)
@@ -445,7 +442,7 @@ class RegisterWidget(QWidget):
                        metadata={META_TRANSFORM: reg.transform_to_dict(t)},
                        colormap=moving.colormap.name, blending="additive")
 
-        return self.runner.start(reg.resample_moving, _data(moving), fm, t, grid,
+        return self.runner.start(reg.resample_moving, full_resolution(moving), fm, t, grid,
                                  self._settings().order, on_result=done,
                                  label=f"Resampling {moving.name}")
 
@@ -467,7 +464,8 @@ class RegisterWidget(QWidget):
             if applied:
                 self.apply_affine()
 
-        return self.runner.start(reg.refine_transform, _data(fixed), ff, _data(moving), fm, t,
+        return self.runner.start(reg.refine_transform, full_resolution(fixed), ff,
+                                 full_resolution(moving), fm, t,
                                  self._settings(), on_result=done, label="Refining by intensity")
 
     # ------------------------------------------------------------------ files
@@ -555,7 +553,8 @@ class RegisterWidget(QWidget):
         target = self.roi_target.layer("volume to crop from")
         box = self.roi_box()
         frame = physical_frame(target)
-        crop, slices, clipped = reg.crop_region(_data(target), frame, box, layer_affine(target))
+        crop, slices, clipped = reg.crop_region(full_resolution(target), frame, box,
+                                                layer_affine(target))
         start = np.array([s.start for s in slices], float)
         layer = add_result(
             self.viewer, np.asarray(crop), name=f"{target.name} ROI", layer_type="image",
@@ -572,13 +571,13 @@ class RegisterWidget(QWidget):
         """Outline every other 3D image's field of view in the slices of the reference."""
         ref = self.fov_reference.layer("reference volume")
         ref_m = index_to_world(ref)
-        ref_shape = _data(ref).shape
+        ref_shape = full_resolution(ref).shape
         polys, names, colors = [], [], []
         others = [lay for lay in self.viewer.layers if isinstance(lay, Image) and lay is not ref
                   and lay.ndim == 3 and lay.metadata.get(CREATED_BY) != NAME]
         for layer, color in zip(others, itertools.cycle(FOV_COLORS)):
-            outlines = reg.fov_outlines(_data(layer).shape, index_to_world(layer), ref_shape,
-                                        ref_m)
+            outlines = reg.fov_outlines(full_resolution(layer).shape, index_to_world(layer),
+                                        ref_shape, ref_m)
             polys += outlines
             names += [layer.name] * len(outlines)
             colors += [color] * len(outlines)
