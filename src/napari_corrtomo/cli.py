@@ -12,6 +12,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
@@ -532,11 +533,27 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--measures", default=None,
                    help="comma-separated measure keys (default: all defaults available)")
     p.add_argument("--intensity", default=None, help="image for the proxigram")
-    p.add_argument("--radius", type=float, default=None, help="rolling-ball radius (inner pores)")
+    # one option per QuantifySettings field, named like it (tests/cli/test_quantify.py)
+    p.add_argument("--radius", type=float, default=None,
+                   help="rolling-ball radius of the inner pores (default: 2 voxels)")
     p.add_argument("--max-distance", type=float, default=None,
-                   help="range of the correlation functions")
-    p.add_argument("--bin-width", type=float, default=None, help="histogram/profile bin width")
-    p.add_argument("--axes", type=int, nargs="+", default=None, metavar="AXIS",
+                   help="range of the correlation functions (default: 1/4 of the extent)")
+    p.add_argument("--proxigram-distance", type=float, default=None,
+                   help="half-width of the proxigram (default: 8 voxels)")
+    p.add_argument("--bin-width", type=float, default=None,
+                   help="histogram/profile bin width (default: one voxel)")
+    p.add_argument("--split-h", type=float, default=None,
+                   help="depth of the distance maxima that split touching particles "
+                        "(default: the largest voxel size)")
+    p.add_argument("--min-volume", type=float, default=0.0,
+                   help="particles smaller than this volume (unit^3) are dropped")
+    p.add_argument("--smooth", type=float, default=0.5,
+                   help="Gaussian smoothing (voxels) of the surfaces before meshing")
+    p.add_argument("--envelope-radius-fraction", type=float, default=1.5,
+                   help="particle envelopes: ball radius over the particle's "
+                        "equivalent-sphere radius")
+    p.add_argument("--axes", dest="transport_axes", type=int, nargs="+", default=None,
+                   metavar="AXIS",
                    help="transport axes (tortuosity, geodesic tortuosity, constrictivity), "
                         "0 = z (default: all)")
     p.add_argument("--depths", type=float, nargs="+", default=None, metavar="D",
@@ -570,11 +587,9 @@ def _run_quantify(args: argparse.Namespace) -> int:
         intensity = read_volumes(args.intensity)[0].array
     measures = None if args.measures is None else [m.strip() for m in args.measures.split(",")
                                                    if m.strip()]
-    settings = QuantifySettings(phase=args.phase, matrix=args.matrix, outside=tuple(args.outside),
-                                radius=args.radius, max_distance=args.max_distance,
-                                bin_width=args.bin_width,
-                                transport_axes=None if args.axes is None else tuple(args.axes),
-                                depths=None if args.depths is None else tuple(args.depths))
+    settings = QuantifySettings(**{
+        f.name: tuple(v) if isinstance(v := getattr(args, f.name), list) else v
+        for f in fields(QuantifySettings)})
     import numpy as np
 
     from .core.backend import is_lazy

@@ -25,6 +25,7 @@ import pandas as pd
 from .core import synthetic
 from .core.io import write_ome_zarr, write_table, write_tiff
 from .core.progress import ProgressCallback, report
+from .core.quantify import QuantifyResult, QuantifySettings, quantify
 from .core.register import apply_to_points
 
 
@@ -508,17 +509,57 @@ def _reconstruct_correlative(ctx: DemoContext) -> None:
     ctx.data["reconstructed"] = out
 
 
+#: The demo's microCT overview settings (the Quantify widget's / ``corrtomo quantify``'s):
+#: pores in solid particles, split at necks >= 2 um, specks below 130 um^3 (a quarter of
+#: the smallest particle, 10 um in diameter) dropped
+MICROCT_QUANTIFY = QuantifySettings(phase=synthetic.PORE, matrix=synthetic.SOLID, split_h=2.0,
+                                    min_volume=130.0)
+
+
+def quantify_microct(ctx: DemoContext) -> QuantifyResult:
+    """Particles of the microCT segmentation (``ctx.data["segmentation"]["microCT"]``):
+    the "particles" measure with :data:`MICROCT_QUANTIFY`; the result is kept in
+    ``ctx.data["quantify_microct"]`` and its particle table written."""
+    sample = ctx.data.get("correlative") or synthetic.correlative_particles(seed=ctx.seed)
+    lab = ctx.data["segmentation"]["microCT"]
+    result = quantify(lab, sample.truth.microct_labels.scale, "um", measures=["particles"],
+                      settings=MICROCT_QUANTIFY)
+    ctx.data["quantify_microct"] = result
+    ctx.table("quantify_microct_particles", result.tables["particles"])
+    return result
+
+
+def _particle_pores(seg: np.ndarray, spacing: tuple[float, ...], centre: np.ndarray,
+                    radius_fraction: float = 1.5) -> tuple[float, QuantifyResult]:
+    """The particle of a nanoCT segmentation nearest ``centre`` (voxels): the porosity of
+    its envelope ("envelopes" measure) and its pores measured alone (closed pores and
+    pore sizes, with everything outside the envelope as the outside label)."""
+    settings = QuantifySettings(phase=synthetic.RESIN, matrix=synthetic.SOLID,
+                                envelope_radius_fraction=radius_fraction)
+    env_result = quantify(seg, spacing, "um", measures=["envelopes"], settings=settings)
+    env = np.asarray(env_result.arrays["particle envelopes"].data)
+    where = np.argwhere(env > 0)
+    pick = env[tuple(where[np.argmin(np.sum((where - centre) ** 2, axis=1))])]
+    table = env_result.tables["particle_envelopes"].set_index("label")
+    pores = np.where(env == pick, np.where(seg == synthetic.SOLID, synthetic.SOLID,
+                                           synthetic.PORE), synthetic.RESIN).astype(np.uint8)
+    result = quantify(pores, spacing, "um", measures=["closed_pores", "thickness"],
+                      settings=QuantifySettings(phase=synthetic.PORE, matrix=synthetic.SOLID,
+                                                outside=(synthetic.RESIN,)))
+    return float(table.loc[pick, "porosity"]), result
+
+
 def step_quantify(ctx: DemoContext) -> None:
-    """Quantification of the classified reconstructions (the classify step's segmentations):
-    particle sizes and porosities (microCT), the picked particle's macroporosity, closed
-    pores and pore sizes (nanoCT, located through the registration), mesopores (ET) and
-    the cross-scale porosity, each next to its ground truth; interface sharpness on the
-    sample images."""
-    import cc3d
+    """Quantification of the classified reconstructions (the classify step's segmentations)
+    through the quantify pipeline the widget and ``corrtomo quantify`` run: particle sizes
+    and porosities (microCT), the picked particle's macroporosity, closed pores and pore
+    sizes (nanoCT, located through the registration), mesopores and matrix tortuosity
+    (ET) and the cross-scale porosity, each next to its ground truth; interface sharpness
+    on the sample images."""
     from scipy.spatial import cKDTree
 
-    from .core import quantify as q
-    from .core.quantify import particle_envelopes
+    from .core.connected import label
+    from .core.quantify import combine_porosity, size_distribution
     from .core.synthetic import PORE, RESIN, SOLID
 
     sample = ctx.data.get("correlative") or synthetic.correlative_particles(seed=ctx.seed)
@@ -528,14 +569,10 @@ def step_quantify(ctx: DemoContext) -> None:
         raise ValueError("no segmentations: run the classify step first")
 
     # ---- microCT overview: particles by distance-transform watershed, ESD and porosity
-    lab = segs["microCT"]
+    micro = quantify_microct(ctx)
+    table = micro.tables["particles"]
+    particles = np.asarray(micro.arrays["particles"].data)
     sp = t.microct_labels.scale
-    pore = lab == PORE
-    # split at necks >= 2 um; drop specks below the smallest particle's volume / 4
-    particles = q.separate_particles(q.fill_holes((lab == SOLID) | pore), sp, h=2.0,
-                                     min_volume=(np.pi / 6) * 10.0**3 / 4)
-    table = q.particle_table(particles, sp, pore=pore, unit="um")
-    ctx.table("quantify_microct_particles", table)
     truth_p = t.particles
     dist, idx = cKDTree(truth_p[["z_um", "y_um", "x_um"]].to_numpy()).query(
         table[["z_um", "y_um", "x_um"]].to_numpy())
@@ -543,8 +580,8 @@ def step_quantify(ctx: DemoContext) -> None:
     esd_err = table["esd_um"].to_numpy()[matched] - truth_p["esd_um"].to_numpy()[idx[matched]]
     por_err = (table["porosity"].to_numpy()[matched]
                - truth_p["macroporosity"].to_numpy()[idx[matched]])
-    esd = q.size_distribution(table["esd_um"], bin_width=2.0, unit="um")
-    esd_truth = q.size_distribution(truth_p["esd_um"], bin_width=2.0, unit="um")
+    esd = size_distribution(table["esd_um"], bin_width=2.0, unit="um")
+    esd_truth = size_distribution(truth_p["esd_um"], bin_width=2.0, unit="um")
     ctx.table("quantify_microct_esd_distribution", esd.table())
     ctx.quantity("microCT particles separated", len(table), len(truth_p), "count")
     ctx.quantity("microCT particles matched to truth (centre < 2 um)",
@@ -574,44 +611,31 @@ def step_quantify(ctx: DemoContext) -> None:
     if pick == 0:
         raise ValueError("no microCT particle under the centre of the nanoCT field of view")
     row = table.loc[table["label"] == pick].iloc[0]
-    centre_micro = row[["z_um", "y_um", "x_um"]].to_numpy(float)
+    centre = _apply_inverse(m2f, row[["z_um", "y_um", "x_um"]].to_numpy(float)) / np.asarray(nsp)
+    true_row = truth_p.loc[truth_p["particle"] == t.target_particle]
     ctx.quantity("picked particle ESD (microCT)", row["esd_um"],
-                 float(truth_p.loc[truth_p["particle"] == t.target_particle, "esd_um"].iloc[0]),
-                 "um")
-
-    def picked(solid: np.ndarray) -> np.ndarray:
-        """The solid component nearest the picked particle's centre (in the nanoCT)."""
-        comp = cc3d.connected_components(solid, connectivity=6)
-        centre = q_apply_inverse(m2f, centre_micro) / np.asarray(nsp)
-        ids = comp[comp > 0]
-        where = np.argwhere(comp > 0)  # nearest solid voxel of any component
-        nearest = ids[np.argmin(np.sum((where - centre) ** 2, axis=1))]
-        return comp == nearest
-
-    def envelope_pores(seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        solid = seg == SOLID
-        env = particle_envelopes(solid, picked(solid).astype(np.uint8), nsp, 1.5) > 0
-        return env, env & ~solid
-
-    env, npore = envelope_pores(nlab)
-    macro = q.porosity(npore, env)
-    closed = q.closed_pores(npore, outside=~env)
-    closed_frac = np.count_nonzero(closed) / np.count_nonzero(npore)
-    lt = q.local_thickness(npore, nsp)
-    posd = q.size_distribution(lt[npore], bin_width=nsp[0], unit="um")
-    # truth pore sizes: the same MSI on the true pores of the particle
+                 float(true_row["esd_um"].iloc[0]), "um")
+    macro, nano = _particle_pores(nlab, nsp, centre)
+    posd = nano.distributions["phase size distribution"]
     tl = np.asarray(t.nanoct_labels.data)
-    tcomp = cc3d.connected_components((tl == SOLID) | (tl == PORE), connectivity=6)
-    tcentre = np.clip(np.rint(q_apply_inverse(t.nanoct_to_microct, truth_p.loc[
-        truth_p["particle"] == t.target_particle, ["z_um", "y_um", "x_um"]].to_numpy()[0])
-        / np.asarray(nsp)).astype(int), 0, np.array(tl.shape) - 1)
-    tpore = (tl == PORE) & (tcomp == tcomp[tuple(tcentre)])
-    tposd = q.size_distribution(q.local_thickness(tpore, nsp)[tpore], bin_width=nsp[0], unit="um")
-    ref_env, ref_pore = envelope_pores(np.where(tl == PORE, RESIN, tl))
+    # reference: the same envelope on the true solid; truth pore sizes: the same MSI on the
+    # true pores of the particle
+    true_centre = _apply_inverse(t.nanoct_to_microct,
+                                 true_row[["z_um", "y_um", "x_um"]].to_numpy()[0]) / np.asarray(nsp)
+    ref_macro, _ = _particle_pores(np.where(tl == PORE, RESIN, tl), nsp, true_centre)
+    tcomp, _ = label((tl == SOLID) | (tl == PORE), connectivity=1)
+    tparticle = tcomp == tcomp[tuple(np.clip(np.rint(true_centre).astype(int), 0,
+                                             np.array(tl.shape) - 1))]
+    tpore = np.where(tparticle, tl, RESIN)
+    tposd = quantify(tpore.astype(np.uint8), nsp, "um", measures=["thickness"],
+                     settings=QuantifySettings(phase=PORE, matrix=SOLID, outside=(RESIN,))
+                     ).distributions["phase size distribution"]
+    closed_frac = dict(zip(nano.summary()["quantity"], nano.summary()["value"],
+                           strict=True))["closed fraction of phase volume"]
     ctx.table("quantify_nanoct_pore_size_distribution", posd.table())
     ctx.quantity("nanoCT particle macroporosity", macro, t.nanoct_macroporosity, "fraction")
-    ctx.quantity("nanoCT macroporosity, same envelope on the true solid",
-                 q.porosity(ref_pore, ref_env), t.nanoct_macroporosity, "fraction")
+    ctx.quantity("nanoCT macroporosity, same envelope on the true solid", ref_macro,
+                 t.nanoct_macroporosity, "fraction")
     ctx.quantity("closed-pore fraction of pore volume", closed_frac, t.closed_pore_fraction,
                  "fraction")
     ctx.quantity("nanoCT PoSD mean (MSI, voxel-weighted; truth: MSI of true pores)", posd.mean,
@@ -620,16 +644,18 @@ def step_quantify(ctx: DemoContext) -> None:
     if posd.fit is not None and tposd.fit is not None:
         ctx.quantity("nanoCT PoSD log-normal mode", posd.fit.mode, tposd.fit.mode, "um")
 
-    # ---- ET: mesoporosity and mesopore sizes (MSI)
+    # ---- ET: mesoporosity and mesopore sizes (MSI); diffusion through the matrix around
+    # the mesopores (insulating spheres); reference: Maxwell / Hashin-Shtrikman,
+    # tau >= 1 + phi/2 (a lower bound, exact when dilute)
     elab = segs["ET"]
     esp = t.et_labels.scale
-    meso_mask = elab == PORE
-    meso = q.porosity(meso_mask)
-    elt = q.local_thickness(meso_mask, esp)
-    mesd = q.size_distribution(elt[meso_mask], bin_width=esp[0], unit="nm")
-    et_true = np.asarray(t.et_labels.data) == PORE
-    tmesd = q.size_distribution(q.local_thickness(et_true, esp)[et_true], bin_width=esp[0],
-                                unit="nm")
+    et = quantify(elab, esp, "nm", measures=["porosity", "thickness"],
+                  settings=QuantifySettings(phase=PORE))
+    meso = float(et.summary().set_index("quantity").loc["porosity (phase / sample)", "value"])
+    mesd = et.distributions["phase size distribution"]
+    tmesd = quantify(np.asarray(t.et_labels.data), esp, "nm", measures=["thickness"],
+                     settings=QuantifySettings(phase=PORE)
+                     ).distributions["phase size distribution"]
     ctx.table("quantify_et_pore_size_distribution", mesd.table())
     d_true = np.asarray(t.et_pore_diameters_nm)
     ctx.quantity("ET mesoporosity", meso, t.et_mesoporosity, "fraction")
@@ -639,23 +665,24 @@ def step_quantify(ctx: DemoContext) -> None:
     if mesd.fit is not None and tmesd.fit is not None:
         ctx.quantity("ET PoSD log-normal mode (truth: MSI of true pores)", mesd.fit.mode,
                      tmesd.fit.mode, "nm")
-    ctx.quantity("combined porosity (nanoCT macro + ET meso)", q.combine_porosity(macro, meso),
+    ctx.quantity("combined porosity (nanoCT macro + ET meso)", combine_porosity(macro, meso),
                  t.combined_porosity, "fraction")
-    # ---- transport: diffusion through the ET matrix around the mesopores (insulating spheres);
-    # reference: Maxwell / Hashin-Shtrikman, tau >= 1 + phi/2 (a lower bound, exact when dilute)
-    tau = q.tortuosity_factor(elab == SOLID, esp, axis=0)
-    ctx.quantity("ET matrix tortuosity factor (z; reference: lower bound 1 + phi/2)", tau.tau,
-                 1.0 + meso / 2.0, "factor")
+    tau = quantify(elab, esp, "nm", measures=["tortuosity"],
+                   settings=QuantifySettings(phase=SOLID, transport_axes=(0,))
+                   ).tables["tortuosity"].iloc[0]
+    ctx.quantity("ET matrix tortuosity factor (z; reference: lower bound 1 + phi/2)",
+                 tau["tortuosity_factor"], 1.0 + meso / 2.0, "factor")
     ctx.quantity("ET matrix D_eff / D_bulk (z; reference: upper bound 2(1-phi)/(2+phi))",
-                 tau.d_eff_ratio, 2.0 * (1.0 - meso) / (2.0 + meso), "fraction")
+                 tau["d_eff_ratio"], 2.0 * (1.0 - meso) / (2.0 + meso), "fraction")
 
-    # ---- interface sharpness of the sample images (known PSF) across the true interface
-    lab = np.asarray(t.microct_labels.data)
-    nlab = tl
+    # ---- interface sharpness of the sample images (known PSF) across the true interface;
     # proxigram width of a Gaussian edge is 1.349 sigma
-    for name, vol, lab_v, key, dmax in (("microCT", sample.microct, lab, "microct_um", 5.0),
-                                        ("nanoCT", sample.nanoct, nlab, "nanoct_um", 0.5)):
-        p = q.proxigram(np.asarray(vol.data), lab_v == SOLID, vol.scale, dmax, unit="um")
+    for name, vol, lab_v, key, dmax in (
+            ("microCT", sample.microct, t.microct_labels.data, "microct_um", 5.0),
+            ("nanoCT", sample.nanoct, tl, "nanoct_um", 0.5)):
+        p = quantify(np.asarray(lab_v), vol.scale, "um", measures=["proxigram"],
+                     settings=QuantifySettings(phase=SOLID, proxigram_distance=dmax),
+                     intensity=np.asarray(vol.data)).proxigram
         ctx.table(f"quantify_{name.lower()}_proxigram", p.table())
         ctx.quantity(f"{name} proxigram dx (x75 - x25)", p.dx, 1.349 * t.blur_sigma[key], "um")
         ctx.quantity(f"{name} proxigram slope 0.5/dx", p.slope,
@@ -698,7 +725,7 @@ def step_quantify(ctx: DemoContext) -> None:
     ctx.panel("Quantify: proxigrams", draw_prox)
 
 
-def q_apply_inverse(matrix: np.ndarray, point: np.ndarray) -> np.ndarray:
+def _apply_inverse(matrix: np.ndarray, point: np.ndarray) -> np.ndarray:
     """Map a point through the inverse of a 4x4 homogeneous matrix."""
     return apply_to_points(np.linalg.inv(matrix), point)[0]
 

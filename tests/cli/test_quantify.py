@@ -67,3 +67,16 @@ def test_a_tiny_bin_width_is_refused_before_allocating(label_file, tmp_path, cap
                  "--bin-width", "1e-12", "--out", str(tmp_path / "q")]) == 1
     err = capsys.readouterr().err
     assert "bins" in err and "at least" in err and err.count("\n") == 1
+
+
+def test_every_quantify_setting_is_a_command_line_option():
+    """``corrtomo quantify`` builds QuantifySettings from options named like its fields, so
+    a setting the widget has cannot be missing on the command line."""
+    from dataclasses import fields
+
+    from napari_corrtomo.cli import build_parser
+    from napari_corrtomo.core.quantify import QuantifySettings
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    dests = {a.dest for a in sub.choices["quantify"]._actions}
+    assert {f.name for f in fields(QuantifySettings)} <= dests

@@ -189,3 +189,54 @@ def test_export_all_asks_before_replacing_tables(make_napari_viewer, qtbot, part
     answer(QMessageBox.StandardButton.Yes)
     qtbot.mouseClick(widget.export_all_button, Qt.MouseButton.LeftButton)
     assert summary.read_text() == written
+
+
+def test_widget_cli_and_demo_give_the_same_particles(make_napari_viewer, qtbot, tmp_path):
+    """The demo's microCT particle settings, one segmentation (a slab of the correlative
+    sample's microCT truth), three front ends, one pipeline (core.quantify.quantify): the
+    same particle labels and the same particle table."""
+    from napari_corrtomo.cli import main
+    from napari_corrtomo.core import io, synthetic
+    from napari_corrtomo.demo import MICROCT_QUANTIFY, DemoContext, quantify_microct
+
+    sample = synthetic.correlative_particles(seed=0)
+    lab = np.ascontiguousarray(np.asarray(sample.truth.microct_labels.data)[:40])
+    sp = sample.truth.microct_labels.scale
+    s = MICROCT_QUANTIFY
+    # demo
+    ctx = DemoContext(out=tmp_path / "demo", seed=0,
+                      data={"correlative": sample, "segmentation": {"microCT": lab}})
+    ctx.out.mkdir()
+    demo = quantify_microct(ctx)
+    # widget: the settings typed into the form, only "particles" ticked, the button clicked
+    viewer = make_napari_viewer()
+    viewer.add_labels(lab, name="microCT seg", scale=sp, units=("um",) * 3)
+    widget = QuantifyWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.labels_select.set_layer(viewer.layers["microCT seg"])
+    widget.phase.setValue(s.phase)
+    widget.matrix.setValue(s.matrix)
+    widget.split_h.setValue(s.split_h)
+    widget.min_volume.setValue(s.min_volume)
+    for key, cb in widget.checks.items():
+        cb.setChecked(key == "particles")
+    assert widget.settings() == s
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=300_000)
+    assert widget.runner.last_error is None, widget.runner.last_error
+    # command line on the segmentation written to a file
+    path = io.write_tiff(tmp_path / "seg.tif", lab, sp, "um", "labels")
+    out = tmp_path / "cli"
+    assert main(["quantify", str(path), "--phase", str(s.phase), "--matrix", str(s.matrix),
+                 "--split-h", str(s.split_h), "--min-volume", str(s.min_volume),
+                 "--measures", "particles", "--save-volumes", "--out", str(out)]) == 0
+
+    demo_labels = np.asarray(demo.arrays["particles"].data)
+    np.testing.assert_array_equal(np.asarray(viewer.layers["microCT seg particles"].data),
+                                  demo_labels)
+    np.testing.assert_array_equal(io.read_volumes(out / "particles.tif")[0].data, demo_labels)
+    table = demo.tables["particles"]
+    pd.testing.assert_frame_equal(widget.result.tables["particles"], table)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "particles.csv"), table, check_exact=False,
+                                  rtol=1e-12, check_dtype=False)
+    assert len(table) >= 10  # many particles separated, not one blob

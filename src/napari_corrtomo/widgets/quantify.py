@@ -104,6 +104,21 @@ class QuantifyWidget(QWidget):
         self.max_distance = self._length_box("range of S2 / lineal path (0 = 1/4 of the extent)")
         self.prox_distance = self._length_box("proxigram half-width (0 = 8 voxels)")
         self.bin_width = self._length_box("histogram / profile bin width (0 = one voxel)")
+        self.split_h = self._length_box("depth of the distance maxima that split touching "
+                                        "particles (0 = the largest voxel size)")
+        self.min_volume = self._length_box("particles smaller than this volume are dropped")
+        self.min_volume.setSpecialValueText("keep all")
+        self.smooth = QDoubleSpinBox()
+        self.smooth.setRange(0.0, 10.0)
+        self.smooth.setValue(QuantifySettings.smooth)
+        self.smooth.setSuffix(" voxels")
+        self.smooth.setToolTip("Gaussian smoothing of the surfaces before meshing "
+                               "(surface area, sphericity)")
+        self.envelope_fraction = QDoubleSpinBox()
+        self.envelope_fraction.setRange(0.1, 10.0)
+        self.envelope_fraction.setValue(QuantifySettings.envelope_radius_fraction)
+        self.envelope_fraction.setToolTip("particle envelopes: radius of the rolling ball over "
+                                          "the particle's equivalent-sphere radius")
         self.transport_axis = QComboBox()
         self.transport_axis.addItems(list(TRANSPORT_AXES))
         self.transport_axis.setToolTip("flux / path direction(s) of the tortuosity factor, "
@@ -117,6 +132,10 @@ class QuantifyWidget(QWidget):
         params.addRow("Correlation range", self.max_distance)
         params.addRow("Proxigram range", self.prox_distance)
         params.addRow("Bin width", self.bin_width)
+        params.addRow("Split depth", self.split_h)
+        params.addRow("Min particle volume", self.min_volume)
+        params.addRow("Surface smoothing", self.smooth)
+        params.addRow("Envelope ball / ESD", self.envelope_fraction)
         params.addRow("Transport axis", self.transport_axis)
         params.addRow("Geodesic depths", self.depths)
         pbox = QGroupBox("Parameters (physical units, 0 = automatic)")
@@ -180,8 +199,10 @@ class QuantifyWidget(QWidget):
             unit = frame.unit
         except ValueError:
             unit = ""
-        for box in (self.radius, self.max_distance, self.prox_distance, self.bin_width):
+        for box in (self.radius, self.max_distance, self.prox_distance, self.bin_width,
+                    self.split_h):
             box.setSuffix(f" {unit}" if unit and unit != "pixel" else "")
+        self.min_volume.setSuffix(f" {unit}^3" if unit and unit != "pixel" else "")
 
     def settings(self) -> QuantifySettings:
         text = self.outside.text().replace(";", ",").replace(" ", ",")
@@ -204,6 +225,10 @@ class QuantifyWidget(QWidget):
             max_distance=self.max_distance.value() or None,
             proxigram_distance=self.prox_distance.value() or None,
             bin_width=self.bin_width.value() or None,
+            split_h=self.split_h.value() or None,
+            min_volume=self.min_volume.value(),
+            smooth=self.smooth.value(),
+            envelope_radius_fraction=self.envelope_fraction.value(),
             transport_axes=TRANSPORT_AXES[self.transport_axis.currentText()],
             depths=depths,
         )
