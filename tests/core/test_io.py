@@ -175,3 +175,19 @@ def test_wide_labels_and_float64_keep_their_values(tmp_path):
     f64 = np.random.default_rng(0).normal(size=(2, 4, 4))
     [w] = io.read_volumes(io.write_tiff(tmp_path / "f.tif", f64, (1, 1, 1), "nm"))
     np.testing.assert_array_equal(w.data, f64)
+
+
+def test_jsonable_keeps_what_strict_json_holds():
+    """Project and transform metadata go through one conversion: strict JSON comes out
+    (no NaN tokens, no crash on objects), small arrays survive as lists."""
+    import json
+
+    from napari_corrtomo.core.io import jsonable
+
+    value = {1: np.float32(0.5), "nan": float("nan"), "arr": np.array([[1, 2], [3, np.inf]]),
+             "big": np.zeros(5000), "obj": object(), "t": (np.int64(3), "s", None, True),
+             "nested": [{"x": np.bool_(False)}]}
+    out = jsonable(value)
+    assert out == {"1": 0.5, "nan": None, "arr": [[1.0, 2.0], [3.0, None]],
+                   "t": [3, "s", None, True], "nested": [{"x": False}]}
+    assert json.loads(json.dumps(out, allow_nan=False)) == out

@@ -368,6 +368,28 @@ def read_zarr(path: str | os.PathLike, dataset: str | None = None) -> list[Volum
 # =========================================================================== writing
 
 
+def jsonable(value: Any) -> Any:
+    """What strict JSON can hold of ``value``: dict keys become strings, arrays (up to 4096
+    elements) and tuples lists, NumPy scalars Python numbers, NaN/inf ``None``; anything
+    else (objects, big arrays) is dropped, so metadata never fails a save."""
+    if isinstance(value, dict):
+        out = {str(k): jsonable(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not _DROP}
+    if isinstance(value, (list, tuple)):
+        return [v for v in map(jsonable, value) if v is not _DROP]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist()) if value.size <= 4096 else _DROP
+    if isinstance(value, (np.generic, float)) and not isinstance(value, (np.str_, np.bytes_)):
+        value = value.item() if isinstance(value, np.generic) else value
+        return None if isinstance(value, float) and not np.isfinite(value) else value
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return _DROP
+
+
+_DROP = object()
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling path; on success rename it onto ``target``.

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .io import atomic_path, read_volumes, write_ome_zarr
+from .io import atomic_path, jsonable, read_volumes, write_ome_zarr
 from .progress import ProgressCallback, report
 
 FORMAT = "napari-corrtomo-project"
@@ -76,26 +76,6 @@ def field_of_view(shape: tuple[int, ...], scale: tuple[float, ...],
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "layer"
-
-
-def jsonable(value: Any) -> Any:
-    """Keep only what JSON can hold (arrays become lists; anything else is dropped)."""
-    if isinstance(value, dict):
-        out = {str(k): jsonable(v) for k, v in value.items()}
-        return {k: v for k, v in out.items() if v is not _DROP}
-    if isinstance(value, (list, tuple)):
-        items = [jsonable(v) for v in value]
-        return [v for v in items if v is not _DROP]
-    if isinstance(value, np.ndarray) and value.size <= 4096:
-        return value.tolist()
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return value.item()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return _DROP
-
-
-_DROP = object()
 
 
 def save_project(directory: str | Path, layers: list[ProjectLayer],

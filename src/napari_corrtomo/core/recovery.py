@@ -31,7 +31,8 @@ from typing import Any
 import platformdirs
 
 from .classify import PixelClassifier
-from .project import ProjectLayer, jsonable, load_project, save_project
+from .io import jsonable
+from .project import ProjectLayer, load_project, save_project
 
 FORMAT = "napari-corrtomo-recovery"
 VERSION = 1

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import atomic_path
+from ..io import atomic_path, jsonable
 from ..units import normalize_unit
 from .transform import Transform, check_matrix, xyz_to_zyx, zyx_to_xyz
 
@@ -65,20 +65,6 @@ def infer_model(matrix: np.ndarray, tol: float = 1e-6) -> str:
 # =========================================================================== JSON
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.floating, float)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, (np.integer, int, bool, np.bool_, str)) or value is None:
-        return value.item() if hasattr(value, "item") else value
-    return str(value)
-
-
 def transform_to_dict(transform: Transform) -> dict[str, Any]:
     """The JSON-ready description of a transform."""
     out = {
@@ -95,7 +81,7 @@ def transform_to_dict(transform: Transform) -> dict[str, Any]:
     if transform.rms_loo_tre is not None:
         out["rms_loo_tre"] = transform.rms_loo_tre
     if transform.metadata:
-        out["metadata"] = _jsonable(transform.metadata)
+        out["metadata"] = jsonable(transform.metadata)
     return out
 
 
