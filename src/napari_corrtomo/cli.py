@@ -454,44 +454,33 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
                                    args.voxel_size, args.filter, args.backend)
     data, flats, darks = first(args.projections), first(args.flats), first(args.darks)
     name = args.out.name.split(".")[0]
-    if _distributed(args):  # slabs of slices on the cluster, written slab by slab
-        from .core.recon.batches import reconstruct_slabs
-        from .core.resumable import store_resumable
-
-        lines, geometry = recon.prepare_scan(data, geometry, scan, flats, darks,
-                                             _print_progress("preprocess"))
-        s = settings.resolved(geometry)
-        if s.method != "fbp":
-            raise ValueError(f"--workers/--scheduler reconstruct parallel-beam scans with FBP, "
-                             f"slab by slab; {s.method} runs on this machine (drop those "
-                             "options)")
-        with _cluster(args):
-            vol = reconstruct_slabs(lines, geometry, s.shape, s.voxel_size, args.slab,
-                                    filter=s.filter, backend=s.backend)
-            if str(args.out).endswith(".zarr"):
-                signature = {"command": "reconstruct", "geometry": geometry.to_json(),
-                             "projections": input_signature([args.projections]),
-                             "shape": list(vol.shape), "voxel_size": s.voxel_size,
-                             "filter": s.filter,
-                             "preprocess": [args.flats, args.darks, args.log, args.outliers,
-                                            args.rings, args.align]}
-                out = store_resumable(vol, args.out, (s.voxel_size,) * 3, geometry.unit,
-                                      name=name, signature=signature, overwrite=args.overwrite,
-                                      progress=_print_progress(s.method))
-            else:
-                out = write_volume(args.out, Volume(vol.compute(), (s.voxel_size,) * 3,
-                                                    (geometry.unit,) * 3, name, "image"))
-        result = recon.Reconstruction(vol, geometry, s)
-        if args.fsc:
-            result.fsc, _ = recon.half_map_fsc(lines, geometry, progress=_print_progress(
-                "halves"), settings=s)
-    else:
+    distributed = _distributed(args)
+    if distributed and settings.resolved(geometry).method != "fbp":
+        raise ValueError(f"--workers/--scheduler reconstruct parallel-beam scans with FBP, slab "
+                         f"by slab; {args.method} runs on this machine (drop those options)")
+    with _cluster(args):
+        # on a cluster: slabs of slices, computed and written slab by slab
         result = recon.run_reconstruction(data, geometry, scan, settings, flats=flats,
                                           darks=darks, halves=args.fsc is not None,
+                                          slab=args.slab if distributed else None,
                                           progress=_print_progress("reconstruct"))
         geometry, s = result.geometry, result.settings
-        out = write_volume(args.out, Volume(result.volume, (s.voxel_size,) * 3,
-                                            (geometry.unit,) * 3, name, "image"))
+        vol = result.volume
+        if distributed and str(args.out).endswith(".zarr"):
+            from .core.resumable import store_resumable
+
+            signature = {"command": "reconstruct", "geometry": geometry.to_json(),
+                         "projections": input_signature([args.projections]),
+                         "shape": list(vol.shape), "voxel_size": s.voxel_size,
+                         "filter": s.filter,
+                         "preprocess": [args.flats, args.darks, args.log, args.outliers,
+                                        args.rings, args.align]}
+            out = store_resumable(vol, args.out, (s.voxel_size,) * 3, geometry.unit, name=name,
+                                  signature=signature, overwrite=args.overwrite,
+                                  progress=_print_progress(s.method))
+        else:
+            out = write_volume(args.out, Volume(np.asarray(vol), (s.voxel_size,) * 3,
+                                                (geometry.unit,) * 3, name, "image"))
     if args.align:
         moved = np.abs(geometry.shifts - given.shifts).mean(axis=0)
         print(f"alignment: mean |shift| {moved.round(3).tolist()} px (row, col)")

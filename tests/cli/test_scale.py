@@ -148,10 +148,14 @@ def test_reconstruct_on_workers_writes_slabs(tmp_path, capsys):
     io.write_tiff(tmp_path / "proj.tif", s.projections, (1.0, 1.0, 1.0), s.unit)
     s.geometry.save(tmp_path / "g.json")
     base = ["reconstruct", str(tmp_path / "proj.tif"), "--geometry", str(tmp_path / "g.json")]
-    assert main([*base, "--out", str(tmp_path / "ref.tif"), "--backend", "numpy"]) == 0
+    assert main([*base, "--out", str(tmp_path / "ref.tif"), "--backend", "numpy",
+                 "--fsc", str(tmp_path / "ref_fsc.csv")]) == 0
     out = tmp_path / "vol.ome.zarr"
     assert main([*base, "--out", str(out), "--backend", "numpy", "--workers", "2", "--slab", "4",
-                 "--memory-limit", "1GB"]) == 0
+                 "--memory-limit", "1GB", "--fsc", str(tmp_path / "fsc.csv")]) == 0
+    # the half maps come from the same prepared scan as on one machine
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "fsc.csv"),
+                                  pd.read_csv(tmp_path / "ref_fsc.csv"))
     vol = io.read_volumes(out)[0]
     ref = io.read_volumes(tmp_path / "ref.tif")[0]
     np.testing.assert_allclose(np.asarray(vol.array), ref.array, rtol=1e-6, atol=1e-7)

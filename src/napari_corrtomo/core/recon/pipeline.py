@@ -16,6 +16,7 @@ import numpy as np
 
 from ..progress import ProgressCallback, scaled
 from .align import align_tilt_series, find_center
+from .batches import reconstruct_slabs
 from .fsc import FSCResult, fsc
 from .geometry import Geometry
 from .preprocess import prepare
@@ -150,20 +151,30 @@ def prepare_scan(projections: Any, geometry: Geometry, settings: ScanSettings = 
 def run_reconstruction(projections: Any, geometry: Geometry,
                        scan: ScanSettings = ScanSettings(),
                        settings: ReconSettings = ReconSettings(), *, flats: Any = None,
-                       darks: Any = None, halves: bool = False,
+                       darks: Any = None, halves: bool = False, slab: int | None = None,
                        progress: ProgressCallback | None = None) -> Reconstruction:
     """The whole reconstruction: :func:`prepare_scan`, then the volume, and with
     ``halves`` the FSC of even/odd half reconstructions (same method and settings).
 
-    Parameters are those of :func:`prepare_scan` (``scan``) and :class:`ReconSettings`.
+    Parameters are those of :func:`prepare_scan` (``scan``) and :class:`ReconSettings`;
+    with ``slab`` (slices per task) a parallel-beam FBP volume is a lazy dask array of
+    independent slabs (:func:`.reconstruct_slabs`), computed where the caller's dask
+    scheduler runs (e.g. a cluster).
     """
     stop = 500 if halves else 1000
     lines, geometry = prepare_scan(projections, geometry, scan, flats, darks,
                                    scaled(progress, 0, 200, 1000))
     s = settings.resolved(geometry)
-    volume = reconstruct(lines, geometry, s.shape, s.voxel_size, s.method, s.iterations,
-                         s.min_value, s.backend, scaled(progress, 200, stop, 1000),
-                         filter=s.filter)
+    if slab is not None:
+        if s.method != "fbp":
+            raise ValueError(f"slab-by-slab reconstruction is parallel-beam FBP; {s.method} "
+                             "reconstructs the whole volume at once")
+        volume = reconstruct_slabs(lines, geometry, s.shape, s.voxel_size, slab,
+                                   filter=s.filter, backend=s.backend)
+    else:
+        volume = reconstruct(lines, geometry, s.shape, s.voxel_size, s.method, s.iterations,
+                             s.min_value, s.backend, scaled(progress, 200, stop, 1000),
+                             filter=s.filter)
     result = Reconstruction(volume, geometry, s)
     if halves:
         result.fsc = _halves_fsc(lines, geometry, s, scaled(progress, 500, 1000, 1000))
