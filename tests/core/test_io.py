@@ -69,6 +69,23 @@ def test_mrc_angstrom_to_nm(tmp_path, vol):
     assert v.scale == pytest.approx((0.5, 0.5, 0.5)) and v.units == ("nm",) * 3
 
 
+def test_mrc_written_before_mrc2014_is_read_and_a_truncated_one_refused(tmp_path, vol):
+    """Older software wrote MRC files without the "MAP " ID (e.g. etspy's HAADF tilt
+    series): read when the header matches the data block exactly, refused otherwise."""
+    with mrcfile.new(tmp_path / "new.mrc") as m:
+        m.set_data(vol.astype(np.int16))
+        m.voxel_size = 5.0
+    raw = bytearray((tmp_path / "new.mrc").read_bytes())
+    raw[208:212] = b"\x00" * 4  # no MAP ID
+    (tmp_path / "old.mrc").write_bytes(bytes(raw))
+    [v] = io.read_volumes(tmp_path / "old.mrc")
+    np.testing.assert_array_equal(v.data, vol.astype(np.int16))
+    assert v.scale == pytest.approx((0.5, 0.5, 0.5)) and v.units == ("nm",) * 3
+    (tmp_path / "short.mrc").write_bytes(bytes(raw[:-10]))
+    with pytest.raises(ValueError, match="short.mrc"):
+        io.read_volumes(tmp_path / "short.mrc")
+
+
 def test_hdf5_dataset_choice_and_frames(tmp_path, vol):
     path = tmp_path / "d.h5"
     with h5py.File(path, "w") as f:

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -242,7 +243,24 @@ def read_mrc(path: str | os.PathLike) -> Volume:
     import mrcfile
 
     path = Path(path)
-    with mrcfile.open(path, permissive=False) as mrc:
+    try:
+        mrc = mrcfile.open(path, permissive=False)
+    except ValueError as exc:
+        # files written before MRC2014 (older IMOD, SerialEM, FEI software) lack the "MAP "
+        # ID; read them when the rest of the header describes the data block exactly
+        if "Map ID string not found" not in str(exc):
+            raise
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mrc = mrcfile.open(path, permissive=True)
+        h = mrc.header
+        expected = (1024 + int(h.nsymbt) + int(h.nx) * int(h.ny) * int(h.nz)
+                    * (mrc.data.dtype.itemsize if mrc.data is not None else 0))
+        if mrc.data is None or path.stat().st_size != expected:
+            mrc.close()
+            raise ValueError("not an MRC file: no MAP ID and a header that does not match the "
+                             "file size") from exc
+    with mrc:
         data = np.asarray(mrc.data).copy()
         vs = mrc.voxel_size
         size_a = (float(vs.z), float(vs.y), float(vs.x))
