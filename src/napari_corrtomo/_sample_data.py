@@ -59,6 +59,40 @@ def correlative_et() -> list[LayerData]:
     return _correlative_layers(lambda s: [s.et], lambda s: [s.truth.et_labels])
 
 
+def correlative_scans() -> list[LayerData]:
+    """Raw microCT and nanoCT scans of the correlative sample (detector counts with flats
+    and darks, the geometry in ``metadata["geometry"]``): reconstructed in the Reconstruct
+    widget they give the overview and the particle that the correlative sample shows, in
+    the same frames (hidden layers: the attenuation objects)."""
+    sample = synthetic.correlative_particles()
+    layers = []
+    for name, s in synthetic.correlative_scans(sample, raw=True,
+                                               modalities=("microCT", "nanoCT")).items():
+        layers.extend(_scan_layers(f"{name} raw projections", s))
+    return layers
+
+
+def _scan_layers(name: str, s: synthetic.ProjectionSample) -> list[LayerData]:
+    """A scan as layers: projections (raw counts, or line integrals) with the nominal
+    geometry and the true misalignment in metadata, its flats and darks, the hidden
+    phantom."""
+    ps, unit = s.geometry.pixel_size, s.unit
+    truth = {"shifts": s.true_shifts.tolist(), "voxel_size": s.voxel_size,
+             "volume_shape": list(s.phantom.shape)}
+    data = s.raw if s.raw is not None else s.projections
+    meta = {"geometry": s.geometry.to_dict(), "truth": truth}
+    frame = ((1.0, ps, ps), ("pixel", unit, unit))
+    modality = name.split(" ")[0]
+    layers = [_layer(Volume(data, *frame, name, "image", meta), contrast_limits=_limits(data))]
+    if s.raw is not None:
+        for ref_name, ref in (("flats", s.flats), ("darks", s.darks)):
+            layers.append(_layer(Volume(ref, *frame, f"{modality} {ref_name}", "image", {}),
+                                 visible=False))
+    layers.append(_layer(Volume(s.phantom, (s.voxel_size,) * 3, (unit,) * 3,
+                                f"{modality} phantom", "image", {}), visible=False))
+    return layers
+
+
 def fib_sem_stack() -> list[LayerData]:
     """Two-detector FIB-SEM stack of a three-phase electrode, with ruler marks."""
     sample = synthetic.fib_sem_stack()
@@ -94,21 +128,4 @@ def tomography_projections() -> list[LayerData]:
         ("laminography projections", synthetic.projections("laminography", seed=2)),
         ("ET tilt series", synthetic.projections("tilt_series", seed=3, jitter_px=1.5)),
     ]
-    layers: list[LayerData] = []
-    for name, s in samples:
-        ps, unit = s.geometry.pixel_size, s.unit
-        truth = {"shifts": s.true_shifts.tolist(), "voxel_size": s.voxel_size,
-                 "volume_shape": list(s.phantom.shape)}
-        data = s.raw if s.raw is not None else s.projections
-        meta = {"geometry": s.geometry.to_dict(), "truth": truth,
-                "sample": "tomography_projections"}
-        frame = ((1.0, ps, ps), ("pixel", unit, unit))
-        layers.append(_layer(Volume(data, *frame, name, "image", meta),
-                             contrast_limits=_limits(data)))
-        if s.raw is not None:
-            for ref_name, ref in (("flats", s.flats), ("darks", s.darks)):
-                layers.append(_layer(Volume(ref, (1.0, ps, ps), ("pixel", unit, unit),
-                                            f"microCT {ref_name}", "image", {}), visible=False))
-        layers.append(_layer(Volume(s.phantom, (s.voxel_size,) * 3, (unit,) * 3,
-                                    f"{name.split(' ')[0]} phantom", "image", {}), visible=False))
-    return layers
+    return [layer for name, s in samples for layer in _scan_layers(name, s)]

@@ -445,18 +445,6 @@ def step_reconstruct(ctx: DemoContext) -> None:
     _reconstruct_correlative(ctx)
 
 
-#: How the correlative sample is scanned (``synthetic.scan``): detector blur (pixels),
-#: photons per pixel, projections, and the tomogram kind.
-CORRELATIVE_SCANS = {
-    "microCT": dict(key="microct", kind="parallel", n_angles=360, photons=1e5, blur_px=0.7,
-                    max_line_integral=3.0),
-    "nanoCT": dict(key="nanoct", kind="parallel", n_angles=240, photons=1e5, blur_px=0.7,
-                   max_line_integral=3.0),
-    "ET": dict(key="et", kind="tilt_series", n_angles=240, photons=2e4, blur_px=0.7,
-               max_line_integral=1.5),
-}
-
-
 def fsc_reference_resolution(volume: np.ndarray, truth: np.ndarray, voxel_size: float,
                              halves) -> float:
     """The resolution an even/odd FSC (1/2-bit) should find, from the ground truth.
@@ -486,10 +474,7 @@ def _reconstruct_correlative(ctx: DemoContext) -> None:
     ctx.data["correlative"] = sample
     out: dict[str, Volume] = {}
     rows = []
-    for i, (name, cfg) in enumerate(CORRELATIVE_SCANS.items()):
-        cfg = dict(cfg)
-        obj = sample.truth.attenuation[cfg.pop("key")]
-        s = synthetic.scan(obj, cfg.pop("kind"), seed=ctx.seed + 10 + i, **cfg)
+    for name, s in synthetic.correlative_scans(sample, ctx.seed).items():
         r = recon.run_reconstruction(s.projections, s.geometry, settings=recon.ReconSettings(
             "fbp", shape=s.phantom.shape, voxel_size=s.voxel_size), halves=True)
         vol, res = r.volume, r.fsc

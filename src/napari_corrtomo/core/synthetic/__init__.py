@@ -43,12 +43,19 @@ from .fib import (
     gamma_thicknesses,
     hierarchical_leveled_wave,
 )
-from .scans import ProjectionSample, projections, scan, sphere_line_integrals
+from .scans import (
+    CORRELATIVE_SCANS,
+    ProjectionSample,
+    correlative_scans,
+    projections,
+    scan,
+    sphere_line_integrals,
+)
 from .scribbles import scribbles_from_truth
 from .shapes import leveled_wave, paint_spheres, random_rotation, similarity_matrix
 
 __all__ = [
-    "AIR", "CORRELATIVE_PHASES", "CorrelativeSample", "CorrelativeTruth", "FIB_AM", "FIB_CBD",
+    "AIR", "CORRELATIVE_PHASES", "CORRELATIVE_SCANS", "correlative_scans", "CorrelativeSample", "CorrelativeTruth", "FIB_AM", "FIB_CBD",
     "FIB_PHASES", "FIB_PORE", "FibMimic", "FibSemSample", "PORE", "ProjectionSample", "RESIN",
     "RulerSpec", "SOLID", "correlative_particles", "discrete_gamma_thicknesses", "fib_mimic",
     "fib_sem_stack", "gamma_thicknesses", "hierarchical_leveled_wave", "leveled_wave",

@@ -418,3 +418,35 @@ def scan(
                               true_shifts=shifts)
     _detect(sample, clean, rng, photons, raw, n_flats, zingers, rings)
     return sample
+
+
+#: How :func:`correlative_scans` scans the correlative sample's objects
+#: (``CorrelativeTruth.attenuation[key]``): tomogram kind, projections, photons per pixel,
+#: detector blur (pixels) and the longest line integral.
+CORRELATIVE_SCANS = {
+    "microCT": dict(key="microct", kind="parallel", n_angles=360, photons=1e5, blur_px=0.7,
+                    max_line_integral=3.0),
+    "nanoCT": dict(key="nanoct", kind="parallel", n_angles=240, photons=1e5, blur_px=0.7,
+                   max_line_integral=3.0),
+    "ET": dict(key="et", kind="tilt_series", n_angles=240, photons=2e4, blur_px=0.7,
+               max_line_integral=1.5),
+}
+
+
+def correlative_scans(sample: Any, seed: int = 0, raw: bool = False,
+                      modalities: tuple[str, ...] = tuple(CORRELATIVE_SCANS)
+                      ) -> dict[str, ProjectionSample]:
+    """The projections of a :func:`.correlative_particles` sample's objects, one scan per
+    modality of :data:`CORRELATIVE_SCANS` (modality ``i`` with seed ``seed + 10 + i``);
+    ``raw`` gives detector counts with flats and darks instead of line integrals."""
+    unknown = set(modalities) - set(CORRELATIVE_SCANS)
+    if unknown:
+        raise ValueError(f"unknown modalities {sorted(unknown)}; choose from "
+                         f"{list(CORRELATIVE_SCANS)}")
+    out = {}
+    for i, (name, cfg) in enumerate(CORRELATIVE_SCANS.items()):
+        if name in modalities:
+            cfg = dict(cfg)
+            obj = sample.truth.attenuation[cfg.pop("key")]
+            out[name] = scan(obj, cfg.pop("kind"), seed=seed + 10 + i, raw=raw, **cfg)
+    return out
