@@ -172,6 +172,16 @@ def _jacobian(fitted: np.ndarray, moving: np.ndarray, model: str) -> np.ndarray:
     return np.concatenate([*cols, eye], axis=2)
 
 
+def _proper_fit(fixed: np.ndarray, moving: np.ndarray, model: str) -> bool:
+    """Whether the least-squares fit of these pairs keeps space's handedness (an affine fit
+    of a nearly coplanar set can mirror it)."""
+    try:
+        _closed_form(fixed, moving, model)
+    except ValueError:
+        return False
+    return True
+
+
 def _prediction_scores(fixed: np.ndarray, moving: np.ndarray, model: str,
                        keep: np.ndarray) -> tuple[np.ndarray, float, int]:
     """Fit the kept pairs; score every pair by its noise-scaled error against that fit.
@@ -236,8 +246,8 @@ def _deletion_test(fixed: np.ndarray, moving: np.ndarray,
         score, var, dof = _prediction_scores(fixed, moving, model, keep)
         bound = 3 * float(f_dist.ppf(1 - 0.01 / n, 3, dof)) * var
         new = keep | (score <= bound)
-        if np.array_equal(new, keep):
-            break
+        if np.array_equal(new, keep) or not _proper_fit(fixed[new], moving[new], model):
+            break  # converged, or the grown set's fit would mirror or flatten space
         keep = new
     # more outliers than the trimmed fit left out: one is among the kept pairs
     score, var, dof = _prediction_scores(fixed, moving, model, keep)
@@ -270,38 +280,55 @@ def _lmeds_threshold(fixed: np.ndarray, moving: np.ndarray, model: str, max_tria
     return max(math.sqrt(_CHI2_3_99) * sigma, 1e-9 * extent)
 
 
+def _refine_consensus(fixed: np.ndarray, moving: np.ndarray, model: str, threshold: float,
+                      inliers: np.ndarray) -> np.ndarray | None:
+    """Refit on the inliers and take the pairs within ``threshold`` until stable; None when
+    the set cannot carry a proper fit (too few, degenerate, or mirroring)."""
+    k = MODELS[model]
+    for _ in range(20):
+        if inliers.sum() < k or degeneracy(fixed[inliers], model) or \
+                degeneracy(moving[inliers], model) or \
+                not _proper_fit(fixed[inliers], moving[inliers], model):
+            return None
+        m, _ = _closed_form(fixed[inliers], moving[inliers], model)
+        new = np.linalg.norm(_residuals(m, fixed, moving), axis=1) <= threshold
+        if new.sum() < k or np.array_equal(new, inliers):
+            return inliers
+        inliers = new
+    return inliers
+
+
 def _ransac(fixed: np.ndarray, moving: np.ndarray, model: str, threshold: float,
             max_trials: int, seed: int) -> tuple[np.ndarray, float]:
     """RANSAC inlier mask for an inlier distance ``threshold`` (fixed frame).
 
     Candidates come from minimal samples (all of them when there are at most
     ``max_trials``); the one with the most inliers wins (ties: smaller inlier sum
-    of squares) and its inliers are refined by refitting on them until stable.
+    of squares) and its inliers are refined by refitting on them until stable. A
+    consensus set whose own fit would mirror or flatten space (a nearly coplanar
+    set under an affine model) is passed over for the next best.
     """
     n, k = len(fixed), MODELS[model]
     rng = np.random.default_rng(seed)
-    best, best_score = None, None
+    candidates: dict[bytes, tuple[tuple[float, float], np.ndarray]] = {}
     for _, m in _subset_fits(fixed, moving, model, _samples(n, k, max_trials, rng)):
         r = np.linalg.norm(_residuals(m, fixed, moving), axis=1)
         inl = r <= threshold
         score = (-float(inl.sum()), float((r[inl] ** 2).sum()))
-        if best_score is None or score < best_score:
-            best, best_score = r, score
-    if best is None:
+        key = inl.tobytes()
+        if key not in candidates or score < candidates[key][0]:
+            candidates[key] = (score, inl)
+    if not candidates:
         raise ValueError(
             f"no {k} landmarks in general position were found for a {model} fit; "
             "spread the landmarks out"
         )
-    inliers = best <= threshold
-    for _ in range(20):
-        if inliers.sum() < k or degeneracy(fixed[inliers], model) or \
-                degeneracy(moving[inliers], model):
+    for _, start in sorted(candidates.values(), key=lambda c: c[0]):
+        inliers = _refine_consensus(fixed, moving, model, threshold, start)
+        if inliers is not None:
             break
-        m, _ = _closed_form(fixed[inliers], moving[inliers], model)
-        new = np.linalg.norm(_residuals(m, fixed, moving), axis=1) <= threshold
-        if new.sum() < k or np.array_equal(new, inliers):
-            break
-        inliers = new
+    else:
+        inliers = np.zeros(n, bool)
     if inliers.sum() < k:
         raise ValueError(
             f"RANSAC kept only {int(inliers.sum())} inlier landmark(s) (threshold "
