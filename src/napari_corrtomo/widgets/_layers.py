@@ -24,8 +24,11 @@ class LayerSelect(QComboBox):
         layer_types: tuple[type, ...],
         allow_none: bool = False,
         parent: QWidget | None = None,
+        *,
+        tip: str,
     ):
         super().__init__(parent)
+        self.setToolTip(tip)
         self.viewer = viewer
         self.layer_types = layer_types
         self.allow_none = allow_none

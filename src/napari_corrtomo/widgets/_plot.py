@@ -6,6 +6,9 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QFileDialog, QPushButton, QVBoxLayout, QWidget
 
+#: the plot never collapses below this height (pixels), even in a crowded dock
+MIN_HEIGHT = 250
+
 
 class PlotCanvas(QWidget):
     """``canvas.figure`` is a plain matplotlib Figure; call ``draw()`` after plotting."""
@@ -16,6 +19,8 @@ class PlotCanvas(QWidget):
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.save_button = QPushButton("Save plot as PNG ...")
         self.save_button.clicked.connect(self._ask_save)
+        self.save_button.setToolTip("save this plot as a PNG image (150 dpi)")
+        self.canvas.setMinimumHeight(MIN_HEIGHT)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)

@@ -171,6 +171,7 @@ class TaskRunner(QWidget):
         self.bar.setValue(0)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
+        self.cancel_button.setToolTip("stop the running task; nothing it made is added")
         self.cancel_button.clicked.connect(self.cancel)
         self.status = QLabel("")
         self.status.setWordWrap(True)

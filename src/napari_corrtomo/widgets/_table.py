@@ -24,6 +24,9 @@ class TableView(QWidget):
         self.export_button = QPushButton("Export CSV ...")
         self.export_button.clicked.connect(self._ask_export)
         self.export_button.setEnabled(False)
+        self.export_button.setToolTip("write this table as a CSV file (units in the column "
+                                      "names)")
+        self.table.setMinimumHeight(160)  # a few rows visible even in a crowded dock
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.table)

@@ -63,7 +63,9 @@ class ClassifyWidget(QWidget):
         # ---- inputs
         self.channel_list = QListWidget()
         self.channel_list.setMaximumHeight(90)
-        self.scribbles = LayerSelect(napari_viewer, (Labels,))
+        self.scribbles = LayerSelect(
+            napari_viewer, (Labels,),
+            tip="labels layer with your strokes (1, 2, 3 ... = classes, 0 = unlabelled)")
         self.new_scribbles = QPushButton("New scribble layer")
         self.new_scribbles.clicked.connect(self.create_scribble_layer)
         row = QHBoxLayout()
@@ -82,7 +84,11 @@ class ClassifyWidget(QWidget):
                 box = QComboBox()
                 box.addItems(_MODES)
                 box.setCurrentText("3D" if (name == "gaussian" or s >= 0.7) else "off")
+                box.setToolTip(f"{FILTERS[name]} at scale {s:g}: off, 2D (in each z slice, "
+                               "for anisotropic stacks) or 3D")
                 self.feature_table.setCellWidget(r, c, box)
+        # wide enough to read "off" / "2D" / "3D" in every cell
+        self.feature_table.horizontalHeader().setMinimumSectionSize(58)
         self.feature_table.resizeColumnsToContents()
         self.feature_table.setMinimumHeight(200)
         self.differences = QCheckBox("Channel differences")
@@ -123,6 +129,25 @@ class ClassifyWidget(QWidget):
         files.addWidget(self.save_button)
         files.addWidget(self.load_button)
 
+        for w, tip in (
+                (self.channel_list, "image layers used as channels, in this order (tick them; a "
+                                    "saved classifier needs the same order)"),
+                (self.new_scribbles, "add an empty labels layer on the first channel's grid "
+                                     "to paint on"),
+                (self.differences, "add the differences between channels as extra features "
+                                   "(two-detector FIB-SEM)"),
+                (self.tailored, "add features across neighbouring slices for FIB-SEM stacks "
+                                "(pore-back effect)"),
+                (self.n_trees, "trees of the random forest: more is smoother and slower"),
+                (self.train_button, "retrain on your strokes after every stroke and show the "
+                                    "prediction of the visible slice"),
+                (self.predict_button, "classify the whole volume into a segmentation and an "
+                                      "uncertainty layer"),
+                (self.save_button, "write the trained classifier (.corrclf.npz) for another "
+                                   "volume or 'corrtomo classify'"),
+                (self.load_button, "read a classifier file (validated before use)"),
+        ):
+            w.setToolTip(tip)
         layout = QVBoxLayout(self)
         layout.addLayout(inputs)
         layout.addWidget(feat_box)

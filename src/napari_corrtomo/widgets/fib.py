@@ -111,7 +111,8 @@ class FibWidget(QWidget):
         layers = (napari.layers.Image, napari.layers.Labels)
 
         # ---- input
-        self.stack = LayerSelect(napari_viewer, layers)
+        self.stack = LayerSelect(napari_viewer, layers,
+                                 tip="the FIB-SEM stack (z = slices), image or labels")
         self.channel = QSpinBox()
         self.channel.setRange(0, 0)
         self.channel.setToolTip("channel index for (C, z, y, x) layers")
@@ -178,6 +179,7 @@ class FibWidget(QWidget):
         self.csv_path = QLineEdit()
         self.csv_path.setPlaceholderText("thickness CSV (column thickness_nm)")
         browse = QPushButton("Browse ...")
+        browse.setToolTip("choose the thickness CSV file")
         browse.clicked.connect(self._browse)
         cf.addWidget(self.csv_path)
         cf.addWidget(browse)
@@ -229,7 +231,9 @@ class FibWidget(QWidget):
         il.addRow(self.run_button)
 
         # ---- metrics
-        self.truth = LayerSelect(napari_viewer, layers, allow_none=True)
+        self.truth = LayerSelect(napari_viewer, layers, allow_none=True,
+                                 tip="a reference segmentation on the same grid (optional): "
+                                     "with it, MP / MGP / MDS against it")
         self.phase = QSpinBox()
         self.phase.setRange(0, 65535)
         self.phase.setValue(1)
@@ -244,6 +248,37 @@ class FibWidget(QWidget):
         ml.addRow(self.metrics_button)
         ml.addRow(self.table)
 
+        for w, tip in (
+                (self.source, "where the slice thicknesses come from: the inclined ruler marks "
+                              "milled into the protective layer, a CSV file, or one constant"),
+                (self.angle, "angle of the inclined marks to the milling direction"),
+                (self.layout_edit, "order of inclined (I) and parallel (P) marks from left to "
+                                   "right; empty: detected"),
+                (self.x_first, "x position (pixels) of every mark in the first slice; empty: "
+                               "detected"),
+                (self.polarity, "whether the marks are darker or brighter than the layer "
+                                "around them"),
+                (self.max_step, "largest move of a mark between slices (pixels); auto: from "
+                                "the spacing of the marks"),
+                (self.use_fallback, "use a constant thickness for slices where the marks are "
+                                    "not found (otherwise those slices stop the measurement)"),
+                (self.fallback, "thickness used where the marks are missing"),
+                (self.align, "estimate and undo the sideways drift of the image from the "
+                             "parallel marks"),
+                (self.csv_path, "CSV with one row per slice and a thickness_nm column"),
+                (self.constant, "the same thickness for every slice"),
+                (self.measure_button, "measure the thickness of every slice and plot their "
+                                      "distribution"),
+                (self.grid, "spacing of the isotropic output grid; 0: the in-plane pixel size"),
+                (self.method, "how slices are interpolated onto the regular grid"),
+                (self.kind, "grey values, a binary mask or labels (labels are interpolated "
+                            "per class); auto: from the layer type and dtype"),
+                (self.run_button, "place every slice at its measured depth and interpolate an "
+                                  "isotropic volume (new layer)"),
+                (self.metrics_button, "quality of the repositioned volume (against the "
+                                      "reference, or its anisotropy)"),
+        ):
+            w.setToolTip(tip)
         self.runner = TaskRunner(napari_viewer)
         layout = QVBoxLayout(self)
         layout.addLayout(form)

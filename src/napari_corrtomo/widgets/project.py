@@ -53,6 +53,11 @@ class ProjectWidget(QWidget):
         self.load_button = QPushButton("Load project ...")
         self.restore_button = QPushButton("Restore unsaved session")
         self.restore_button.setVisible(False)
+        self.save_button.setToolTip("save every layer with its voxel size, frame, scribbles, "
+                                    "landmarks and tables into a project folder")
+        self.load_button.setToolTip("open a project folder saved here (its layers are added)")
+        self.restore_button.setToolTip("bring back the layers, scribbles and landmarks of a "
+                                       "session that ended without saving")
         self.save_button.clicked.connect(lambda: self._ask("save"))
         self.load_button.clicked.connect(lambda: self._ask("load"))
         self.restore_button.clicked.connect(lambda: self.restore(self.autosave.folder))
@@ -136,6 +141,11 @@ class ProjectWidget(QWidget):
         if info is not None and info.pid == self.autosave.own_pid and info.writer_alive:
             discard_recovery(old)  # this session's earlier snapshot moves with it
         self.restore_button.setVisible(False)
+        self.save_button.setToolTip("save every layer with its voxel size, frame, scribbles, "
+                                    "landmarks and tables into a project folder")
+        self.load_button.setToolTip("open a project folder saved here (its layers are added)")
+        self.restore_button.setToolTip("bring back the layers, scribbles and landmarks of a "
+                                       "session that ended without saving")
         self.recovery_status.setText(f"Autosaving to {new}")
 
     def _offer(self, info: RecoveryInfo, state) -> None:
@@ -152,6 +162,11 @@ class ProjectWidget(QWidget):
         names = self.autosave.restore(state)
         when = time.strftime("%H:%M:%S", time.localtime(info.saved_at))
         self.restore_button.setVisible(False)
+        self.save_button.setToolTip("save every layer with its voxel size, frame, scribbles, "
+                                    "landmarks and tables into a project folder")
+        self.load_button.setToolTip("open a project folder saved here (its layers are added)")
+        self.restore_button.setToolTip("bring back the layers, scribbles and landmarks of a "
+                                       "session that ended without saving")
         self.recovery_status.setText(f"Restored the session state of {when}: "
                                      f"{', '.join(names) or 'panel settings'}")
         show_info(self.recovery_status.text())

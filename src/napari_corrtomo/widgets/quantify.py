@@ -63,7 +63,9 @@ class QuantifyWidget(QWidget):
         self._source = None
 
         # ---- inputs
-        self.labels_select = LayerSelect(self.viewer, (napari.layers.Labels,))
+        self.labels_select = LayerSelect(
+            self.viewer, (napari.layers.Labels,),
+            tip="the segmentation to measure (labels layer with a voxel size)")
         self.labels_select.currentTextChanged.connect(self._labels_changed)
         self.phase = QSpinBox()
         self.phase.setRange(0, 2**31 - 1)
@@ -79,8 +81,10 @@ class QuantifyWidget(QWidget):
         self.outside.setPlaceholderText("e.g. 0, 1")
         self.outside.setToolTip("labels of the surrounding medium (air, resin): pores touching "
                                 "it are open")
-        self.intensity_select = LayerSelect(self.viewer, (napari.layers.Image,), allow_none=True)
-        self.intensity_select.setToolTip("reconstruction for the proxigram")
+        self.intensity_select = LayerSelect(
+            self.viewer, (napari.layers.Image,), allow_none=True,
+            tip="the reconstruction the segmentation came from, for the proxigram (interface "
+                "sharpness)")
         inputs = QFormLayout()
         inputs.addRow("Segmentation", self.labels_select)
         inputs.addRow("Phase label", self.phase)
@@ -96,6 +100,11 @@ class QuantifyWidget(QWidget):
             cb = QCheckBox(spec.title)
             cb.setChecked(spec.default and not spec.needs_intensity)
             cb.setObjectName(f"measure_{key}")
+            cb.setToolTip(spec.title + "".join(
+                note for flag, note in ((spec.needs_matrix, "; needs the matrix label"),
+                                        (spec.needs_intensity, "; needs an intensity image"),
+                                        (spec.lazy, "; runs block by block on dask/zarr "
+                                                    "volumes")) if flag))
             self.checks[key] = cb
             col.addWidget(cb)
 
@@ -114,11 +123,18 @@ class QuantifyWidget(QWidget):
         self.smooth.setSuffix(" voxels")
         self.smooth.setToolTip("Gaussian smoothing of the surfaces before meshing "
                                "(surface area, sphericity)")
+        self.envelope = QComboBox()
+        self.envelope.addItems(["sphere", "rolling ball"])
+        self.envelope.setCurrentText(QuantifySettings.envelope)
+        self.envelope.setToolTip("particle envelopes: a sphere per particle (the seed's "
+                                 "spherical mask) or a ball rolling around it (any shape; "
+                                 "cuts off wide surface pores)")
         self.envelope_fraction = QDoubleSpinBox()
         self.envelope_fraction.setRange(0.1, 10.0)
         self.envelope_fraction.setValue(QuantifySettings.envelope_radius_fraction)
         self.envelope_fraction.setToolTip("particle envelopes: radius of the rolling ball over "
-                                          "the particle's equivalent-sphere radius")
+                                          "the particle's equivalent-sphere radius "
+                                          "(rolling-ball envelopes)")
         self.transport_axis = QComboBox()
         self.transport_axis.addItems(list(TRANSPORT_AXES))
         self.transport_axis.setToolTip("flux / path direction(s) of the tortuosity factor, "
@@ -135,6 +151,7 @@ class QuantifyWidget(QWidget):
         params.addRow("Split depth", self.split_h)
         params.addRow("Min particle volume", self.min_volume)
         params.addRow("Surface smoothing", self.smooth)
+        params.addRow("Envelope", self.envelope)
         params.addRow("Envelope ball / ESD", self.envelope_fraction)
         params.addRow("Transport axis", self.transport_axis)
         params.addRow("Geodesic depths", self.depths)
@@ -158,6 +175,15 @@ class QuantifyWidget(QWidget):
         self.export_all_button = QPushButton("Export all tables (CSV) ...")
         self.export_all_button.setEnabled(False)
         self.export_all_button.clicked.connect(self._ask_export_all)
+        for w, tip in (
+                (self.run_button, "run the ticked measures; results become layers, plots and "
+                                  "tables"),
+                (self.plot_select, "which distribution or curve of the last run to plot"),
+                (self.table_select, "which table of the last run to show"),
+                (self.export_all_button, "write every table of the last run as CSV files into "
+                                         "a folder (summary.csv first)"),
+        ):
+            w.setToolTip(tip)
 
         layout = QVBoxLayout(self)
         layout.addLayout(inputs)
@@ -228,6 +254,7 @@ class QuantifyWidget(QWidget):
             split_h=self.split_h.value() or None,
             min_volume=self.min_volume.value(),
             smooth=self.smooth.value(),
+            envelope=self.envelope.currentText(),
             envelope_radius_fraction=self.envelope_fraction.value(),
             transport_axes=TRANSPORT_AXES[self.transport_axis.currentText()],
             depths=depths,

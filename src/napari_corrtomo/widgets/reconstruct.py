@@ -38,6 +38,9 @@ from ._runner import TaskRunner
 CREATED_BY = "reconstruct"
 UNITS = ("pixel", "nm", "um", "mm")
 METHOD_LABELS = {"analytic": "FBP / FDK (analytic)", "sirt": "SIRT", "cgls": "CGLS"}
+#: tilt-series alignment methods (core.recon.ALIGN_METHODS) as the form shows them
+ALIGN_LABELS = {"xcorr": "cross-correlation", "com": "centre of mass",
+                "both": "cross-correlation + centre of mass"}
 
 
 def _spin(lo: float, hi: float, value: float, decimals: int = 3, step: float = 1.0,
@@ -70,7 +73,9 @@ class ReconstructWidget(QWidget):
         layout = QVBoxLayout(self)
 
         # ------------------------------------------------------------- input
-        self.projections = LayerSelect(napari_viewer, (napari.layers.Image,))
+        self.projections = LayerSelect(
+            napari_viewer, (napari.layers.Image,),
+            tip="projection stack (angle, row, col): raw counts (give flats) or line integrals")
         self.projections.currentTextChanged.connect(self._on_layer_changed)
         top = QFormLayout()
         top.addRow("Projections (angle, row, col)", self.projections)
@@ -133,8 +138,12 @@ class ReconstructWidget(QWidget):
         # ------------------------------------------------------------- preprocessing
         box = QGroupBox("Preprocessing")
         form = QFormLayout(box)
-        self.flats = LayerSelect(napari_viewer, (napari.layers.Image,), allow_none=True)
-        self.darks = LayerSelect(napari_viewer, (napari.layers.Image,), allow_none=True)
+        self.flats = LayerSelect(napari_viewer, (napari.layers.Image,), allow_none=True,
+                                 tip="open-beam images (n, row, col) to normalise raw counts; "
+                                     "empty: the projections are line integrals already")
+        self.darks = LayerSelect(napari_viewer, (napari.layers.Image,), allow_none=True,
+                                 tip="detector images without beam (n, row, col), subtracted "
+                                     "from projections and flats")
         self.flats.currentTextChanged.connect(lambda t: self.log.setChecked(bool(t)))
         form.addRow("Flat fields", self.flats)
         form.addRow("Dark fields", self.darks)
@@ -152,8 +161,14 @@ class ReconstructWidget(QWidget):
         row.addWidget(self.rings)
         row.addWidget(self.ring_size)
         form.addRow(row)
-        self.align = QCheckBox("align tilt series (cross-correlation + centre of mass)")
-        form.addRow(self.align)
+        self.align = QCheckBox("align tilt series")
+        self.align_method = QComboBox()
+        for key, label in ALIGN_LABELS.items():
+            self.align_method.addItem(label, key)
+        row = QHBoxLayout()
+        row.addWidget(self.align)
+        row.addWidget(self.align_method, 1)
+        form.addRow(row)
         self.auto_center = QCheckBox("search the rotation-axis offset on every run")
         self.auto_center.setToolTip(
             "Adds the offset found after preprocessing (and alignment) to the one in the "
@@ -208,6 +223,61 @@ class ReconstructWidget(QWidget):
         layout.addStretch(1)
         for w in (self.pixel_size, self.source_origin, self.origin_detector):
             w.valueChanged.connect(self._update_voxel)
+        for w, tip in (
+                (self.kind, "scan geometry: parallel beam (synchrotron, nanoCT), cone beam "
+                            "(lab microCT), laminography (flat samples, tilted axis) or an "
+                            "electron-tomography tilt series"),
+                (self.angle_start, "angle of the first projection"),
+                (self.angle_stop, "angle after the last projection (or of the last one, see "
+                                  "'last angle = stop')"),
+                (self.endpoint, "the last projection is taken at the stop angle (e.g. 0 to 360 "
+                                "with both ends)"),
+                (self.angles_file, "read one angle per projection (degrees) from a text file "
+                                   "(.rawtlt, .tlt, .txt, .csv), for uneven tilt series"),
+                (self.cone_beam, "laminography with a cone beam (give both distances)"),
+                (self.source_origin, "distance from the source to the rotation axis, in the "
+                                     "detector pixel unit"),
+                (self.origin_detector, "distance from the rotation axis to the detector, in the "
+                                       "detector pixel unit"),
+                (self.tilt, "angle between the rotation axis and the detector plane "
+                            "(laminography; 90 deg = ordinary CT)"),
+                (self.pixel_size, "physical size of one detector pixel"),
+                (self.unit, "length unit of the pixel size (and of the volume's voxels)"),
+                (self.center, "horizontal offset of the rotation axis from the detector centre "
+                              "(pixels, + = towards higher columns)"),
+                (self.find_button, "search the rotation-axis offset on the chosen slice"),
+                (self.load_json, "read the geometry from a JSON file (corrtomo format)"),
+                (self.save_json, "write this geometry as JSON (for 'corrtomo reconstruct "
+                                 "--geometry')"),
+                (self.log, "take -log of the normalised projections (counts -> line integrals); "
+                           "on when flats are chosen"),
+                (self.outliers, "replace isolated bright pixels (zingers) by their neighbours' "
+                                "median"),
+                (self.outlier_threshold, "a pixel this many robust standard deviations above "
+                                         "its neighbours is a zinger"),
+                (self.rings, "suppress ring artefacts (stripes in the sinogram)"),
+                (self.ring_size, "window (columns) of the stripe filter"),
+                (self.align, "align the tilt series; its shifts replace the geometry's"),
+                (self.align_method, "cross-correlation of neighbouring tilts (keeps the "
+                                    "tilt-axis offset: tick the search below too); centre of "
+                                    "mass, or both, when the whole object stays in the field "
+                                    "of view at every tilt"),
+                (self.method, "FBP/FDK: fast, analytic; SIRT/CGLS: iterative, better for few or "
+                              "noisy projections"),
+                (self.iterations, "iterations of SIRT or CGLS"),
+                (self.nonneg, "clip negative values after every SIRT iteration (attenuation "
+                              "cannot be negative)"),
+                (self.shape[0], "volume size along z (voxels)"),
+                (self.shape[1], "volume size along y (voxels)"),
+                (self.shape[2], "volume size along x (voxels)"),
+                (self.slice_index, "z slice to preview"),
+                (self.preview_button, "reconstruct only this slice, to check the settings "
+                                      "quickly"),
+                (self.run_button, "reconstruct the whole volume into a new image layer"),
+                (self.fsc_button, "reconstruct even and odd projections separately and plot "
+                                  "their Fourier shell correlation (resolution)"),
+        ):
+            w.setToolTip(tip)
         self._on_layer_changed()
         self._update_enabled()
 
@@ -221,6 +291,7 @@ class ReconstructWidget(QWidget):
         self.origin_detector.setEnabled(cone)
         self.tilt.setEnabled(kind == "laminography")
         self.align.setEnabled(kind == "tilt_series")
+        self.align_method.setEnabled(kind == "tilt_series")
         iterative = self.method.currentData() in ("sirt", "cgls")
         self.iterations.setEnabled(iterative)
         self.nonneg.setEnabled(self.method.currentData() == "sirt")
@@ -387,6 +458,7 @@ class ReconstructWidget(QWidget):
                                else None),
             ring_size=self.ring_size.value() if self.rings.isChecked() else None,
             align=self.align.isChecked() and self.kind.currentText() == "tilt_series",
+            align_method=self.align_method.currentData(),
             center="auto" if self.auto_center.isChecked() else None)
 
     def recon_settings(self) -> pipeline.ReconSettings:

@@ -121,10 +121,18 @@ class RegisterWidget(QWidget):
         self._switching = False
 
         # -- volumes and landmarks
-        self.fixed_select = LayerSelect(self.viewer, (Image,))
-        self.moving_select = LayerSelect(self.viewer, (Image,))
-        self.fixed_points_select = LayerSelect(self.viewer, (Points,), allow_none=True)
-        self.moving_points_select = LayerSelect(self.viewer, (Points,), allow_none=True)
+        self.fixed_select = LayerSelect(
+            self.viewer, (Image,), tip="the reference volume (e.g. the microCT overview): its "
+                                       "frame is where the moving volume is mapped")
+        self.moving_select = LayerSelect(
+            self.viewer, (Image,), tip="the volume to map onto the fixed one (e.g. the nanoCT "
+                                       "of one particle)")
+        self.fixed_points_select = LayerSelect(
+            self.viewer, (Points,), allow_none=True,
+            tip="points layer of the landmarks clicked in the fixed volume")
+        self.moving_points_select = LayerSelect(
+            self.viewer, (Points,), allow_none=True,
+            tip="points layer of the partner landmarks in the moving volume (same order)")
         self.new_points_button = QPushButton("New landmark layers")
         self.new_points_button.clicked.connect(self._guard(self.create_landmark_layers))
         self.alternate = QCheckBox("Alternate clicks fixed / moving")
@@ -176,8 +184,12 @@ class RegisterWidget(QWidget):
             b.clicked.connect(self._guard(functools.partial(self._ask, save, title, filt, slot)))
 
         # -- ROI / FOV across scales
-        self.roi_shapes = LayerSelect(self.viewer, (Shapes,))
-        self.roi_target = LayerSelect(self.viewer, (Image,))
+        self.roi_shapes = LayerSelect(
+            self.viewer, (Shapes,), tip="shapes layer with the rectangle drawn on a slice of "
+                                        "one volume")
+        self.roi_target = LayerSelect(
+            self.viewer, (Image,), tip="the volume to crop at its own resolution (the other "
+                                       "side of the registration)")
         self.roi_depth = QDoubleSpinBox()
         self.roi_depth.setRange(0.0, 1e9)
         self.roi_depth.setDecimals(4)
@@ -186,10 +198,46 @@ class RegisterWidget(QWidget):
                                   "(world units); the rectangle's slice is its centre")
         self.roi_button = QPushButton("Crop matching region")
         self.roi_button.clicked.connect(self._guard(self.crop_roi))
-        self.fov_reference = LayerSelect(self.viewer, (Image,))
+        self.fov_reference = LayerSelect(
+            self.viewer, (Image,), tip="the volume on which the other volumes' fields of view "
+                                       "are outlined")
         self.fov_button = QPushButton("Show fields of view")
         self.fov_button.clicked.connect(self._guard(self.show_fields_of_view))
 
+        for w, tip in (
+                (self.new_points_button, "add a fixed and a moving points layer to click "
+                                         "landmark pairs into"),
+                (self.alternate, "after a click in one volume, switch to the other volume's "
+                                 "points layer for its partner"),
+                (self.model, "rigid (rotation + shift), similarity (+ one scale) or affine "
+                             "(any linear map: needs >= 4 well spread pairs)"),
+                (self.robust, "let the fit reject mis-clicked pairs (least trimmed squares; "
+                              "RANSAC with an inlier distance)"),
+                (self.fit_button, "fit the moving -> fixed transform to the landmark pairs and "
+                                  "list each pair's residual"),
+                (self.apply_button, "show the moving layer through the transform (its data "
+                                    "are not changed)"),
+                (self.reset_button, "drop the transform from the moving layer's display"),
+                (self.grid, "output grid of the resampling: the fixed volume's, or the moving "
+                            "volume's own voxel size in the fixed frame"),
+                (self.resample_button, "resample the moving volume through the transform into "
+                                       "a new layer"),
+                (self.metric, "similarity measure of the intensity refinement (mutual "
+                              "information across modalities)"),
+                (self.refine_button, "improve the landmark fit by matching the two volumes' "
+                                     "intensities"),
+                (self.file_buttons["Save landmarks"], "write the landmark pairs as a BigWarp "
+                                                      "CSV"),
+                (self.file_buttons["Load landmarks"], "read landmark pairs from a BigWarp CSV"),
+                (self.file_buttons["Save transform"], "write the transform as JSON or ITK .tfm"),
+                (self.file_buttons["Load transform"], "read a transform (JSON, ITK .tfm/.txt/"
+                                                      ".h5)"),
+                (self.roi_button, "crop the region under the rectangle from the other volume "
+                                  "at its full resolution (new layer)"),
+                (self.fov_button, "outline every registered volume's field of view on the "
+                                  "reference"),
+        ):
+            w.setToolTip(tip)
         self.runner = TaskRunner(napari_viewer)
 
         # -- layout
