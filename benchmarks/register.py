@@ -18,7 +18,9 @@ landmark pairs (7 dense beads + the particle centre) known exactly in both.
    view before and after; ours (``register.refine``) vs SimpleITK's
    ``ImageRegistrationMethod`` set up directly on the two volumes (same metric,
    optimiser and start).
-4. One planted outlier among 7 pairs: rejected by ``robust=True``?
+4. Few pairs (7 similarity, 8 affine) with 1-2 planted outliers: ours
+   (``robust=True``, and RANSAC with a threshold) vs scikit-image's RANSAC, SimpleITK's
+   initializer and plain least squares.
 
 Errors: rotation = angle of ``R_est R_true^T``; scale = relative error of the
 isotropic scale; translation = distance between where the two transforms put the
@@ -235,42 +237,90 @@ def refine_section(sample, cases, n_refine: int, grid, centre) -> list[str]:
     return rows
 
 
-def robust_section(sample, trials: int, grid, centre) -> list[str]:
+def skimage_ransac(f: np.ndarray, m: np.ndarray, model: str, threshold: float,
+                   seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-image's RANSAC (an independent implementation) with the same residual
+    threshold: the moving -> fixed matrix and the inlier flags."""
+    from skimage.measure import ransac
+    from skimage.transform import AffineTransform, SimilarityTransform
+
+    cls = AffineTransform if model == "affine" else SimilarityTransform
+    tf, inliers = ransac((m, f), cls, min_samples=4, residual_threshold=threshold,
+                         max_trials=2000, rng=seed)
+    if tf is None:  # no consensus: all pairs
+        tf, inliers = cls.from_estimate(m, f), np.ones(len(f), bool)
+    return np.asarray(tf.params), np.asarray(inliers, bool)
+
+
+def plain_fit(f: np.ndarray, m: np.ndarray, model: str) -> np.ndarray:
+    """Least squares on all pairs, mirrored or not (ours refuses a mirroring affine fit)."""
+    if model != "affine":
+        return _closed_form(f, m, model)[0]
+    sol, *_ = np.linalg.lstsq(np.column_stack([m, np.ones(len(m))]), f, rcond=None)
+    out = np.eye(4)
+    out[:3] = sol.T
+    return out
+
+
+#: (model, pairs, planted outliers): few pairs, where leverage matters most
+ROBUST_CASES = (("similarity", 7, 1), ("affine", 8, 1), ("affine", 8, 2))
+
+
+def robust_section(sample, trials: int, grid, centre, offset: float = 10.0) -> list[str]:
     t = sample.truth
     rng = np.random.default_rng(77)
-    rows = ["| outlier offset (um) | outlier rejected, auto | all 6 inliers kept, auto | "
-            "outlier rejected, threshold 3 um | all inliers kept, 3 um | TRE RMS (um): clean 6 "
-            "/ plain LS 7 / ours robust auto / SimpleITK 7 |", "|---|---|---|---|---|---|"]
-    for d in (5.0, 10.0, 20.0):
-        rej = keep = rej3 = keep3 = 0
-        tre = {"clean": [], "plain": [], "auto": [], "itk": []}
-        for _ in range(trials):
-            idx = rng.choice(len(t.landmarks_microct), 7, replace=False)
-            f = t.landmarks_microct[idx] + rng.normal(0, 1.0, (7, 3))
-            m = t.landmarks_nanoct[idx] + rng.normal(0, 0.065, (7, 3))
-            u = rng.normal(size=3)
-            f[6] += d * u / np.linalg.norm(u)  # the planted outlier: a misplaced click
-            auto = reg.fit_landmarks(f, m, "similarity", robust=True, leave_one_out=False)
-            thr = reg.fit_landmarks(f, m, "similarity", robust=True, threshold=3.0,
-                                    leave_one_out=False, seed=1)
-            rej += not auto.used[6]
-            keep += auto.used[:6].all()
-            rej3 += not thr.used[6]
-            keep3 += thr.used[:6].all()
-            for key, mat in (("clean", _closed_form(f[:6], m[:6], "similarity")[0]),
-                             ("plain", _closed_form(f, m, "similarity")[0]),
-                             ("auto", auto.matrix),
-                             ("itk", itk_landmarks(f, m, sitk.Similarity3DTransform))):
-                tre[key].append(errors(mat, t.nanoct_to_microct, grid, centre)["tre"])
-        med = " / ".join(f"{np.mean(tre[k]):.3f}" for k in ("clean", "plain", "auto", "itk"))
-        rows.append(f"| {d:g} | {100 * rej / trials:.1f} % | {100 * keep / trials:.1f} % | "
-                    f"{100 * rej3 / trials:.1f} % | {100 * keep3 / trials:.1f} % | {med} |")
+    methods = ("auto", "ransac", "skimage", "itk", "plain")
+    rows = ["| model, pairs, outliers | method | outliers rejected | all good pairs kept | "
+            "exactly the outliers rejected | TRE RMS mean (um) |",
+            "|---|---|---:|---:|---:|---:|"]
+    for model, n, k in ROBUST_CASES:
+        hits = {mth: np.zeros(3) for mth in methods}
+        tre = {mth: [] for mth in (*methods, "clean")}
+        itk_kind = (lambda: sitk.AffineTransform(3)) if model == "affine" else sitk.Similarity3DTransform
+        for trial in range(trials):
+            idx = rng.choice(len(t.landmarks_microct), n, replace=False)
+            f = t.landmarks_microct[idx] + rng.normal(0, 1.0, (n, 3))
+            m = t.landmarks_nanoct[idx] + rng.normal(0, 0.065, (n, 3))
+            u = rng.normal(size=(k, 3))
+            f[n - k:] += offset * u / np.linalg.norm(u, axis=1, keepdims=True)  # misplaced clicks
+            auto = reg.fit_landmarks(f, m, model, robust=True, leave_one_out=False)
+            thr = reg.fit_landmarks(f, m, model, robust=True, threshold=3.0,
+                                    leave_one_out=False, seed=trial)
+            sk_mat, sk_used = skimage_ransac(f, m, model, 3.0, trial)
+            all_used = np.ones(n, bool)
+            found = {"auto": (auto.matrix, auto.used), "ransac": (thr.matrix, thr.used),
+                     "skimage": (sk_mat, sk_used),
+                     "itk": (itk_landmarks(f, m, itk_kind), all_used),
+                     "plain": (plain_fit(f, m, model), all_used)}
+            for mth, (mat, used) in found.items():
+                rejected, kept = not used[n - k:].any(), used[:n - k].all()
+                hits[mth] += (rejected, kept, rejected and kept)
+                tre[mth].append(errors(mat, t.nanoct_to_microct, grid, centre)["tre"])
+            tre["clean"].append(errors(_closed_form(f[:n - k], m[:n - k], model)[0],
+                                       t.nanoct_to_microct, grid, centre)["tre"])
+        names = {"auto": "ours, `robust=True`", "ransac": "ours, `robust=True, threshold=3`",
+                 "skimage": "scikit-image `ransac`, threshold 3",
+                 "itk": "SimpleITK initializer (no rejection)", "plain": "plain least squares"}
+        for mth in methods:
+            pct = " | ".join(f"{100 * v / trials:.1f} %" for v in hits[mth])
+            rows.append(f"| {model}, {n}, {k} | {names[mth]} | {pct} | {np.mean(tre[mth]):.3f} |")
+        rows.append(f"| {model}, {n}, {k} | the good pairs alone (reference) | - | - | - | "
+                    f"{np.mean(tre['clean']):.3f} |")
     rows.append("")
-    rows.append(f"{trials} trials per offset: 7 pairs (6 good with 1-voxel noise, one with its "
-                "microCT point moved by the offset in a random direction). *auto*: "
-                "`robust=True` alone (deletion test on leave-one-out residuals); *3 um*: "
-                "`robust=True, threshold=3.0` (RANSAC). SimpleITK's initializer has no outlier "
-                "rejection. TRE columns are means.")
+    rows.append(f"{trials} trials per case: landmark pairs of the sample with 1-voxel noise in "
+                f"each volume; the outliers' microCT points moved by {offset:g} um in random "
+                "directions (misplaced clicks). *threshold 3*: RANSAC with a 3 um residual "
+                "threshold; scikit-image's RANSAC (min 4 samples, 2000 trials) gets the same "
+                "threshold. `robust=True` alone: least trimmed squares over the subsets that "
+                "leave out up to 2 pairs, with leverage-aware tests (core/register/fit.py).")
+    rows.append("")
+    rows.append("Reading: with 7 similarity pairs the trimmed fit finds a 10-um outlier almost "
+                "always and keeps the good pairs; with 8 affine pairs (12 parameters) the fit "
+                "left with 6 pairs has 6 degrees of freedom, so a 10-sigma outlier is not "
+                "always significant: `robust=True` keeps the good pairs (96-98 %) at the cost "
+                "of missed outliers, while RANSAC (ours and scikit-image's alike) rejects the "
+                "outliers but drops a good pair in about 40 % of the trials. Place 10 or more "
+                "pairs for an affine fit, or use similarity.")
     return rows
 
 
@@ -315,7 +365,7 @@ def main() -> None:
               "`ImageRegistrationMethod` with the microCT crop as fixed image and the full "
               "nanoCT as moving image, same metric, optimiser and start.", ""]
     lines += refine_section(sample, cases, args.refine, grid, centre)
-    lines += ["", "## 4. One planted outlier, `robust=True`", ""]
+    lines += ["", "## 4. Few pairs with 1-2 planted outliers: robust fits", ""]
     lines += robust_section(sample, args.robust, grid, centre)
     lines += ["", "GPU: not measured (no GPU lent to this session; registration runs on the CPU "
               "in SimpleITK and NumPy).", "",

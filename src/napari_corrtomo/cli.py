@@ -412,8 +412,11 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rings", type=int, metavar="COLUMNS", help="suppress rings (window)")
     p.add_argument("--center", metavar="auto|OFFSET",
                    help="rotation-axis offset in pixels added to the geometry, or 'auto'")
-    p.add_argument("--align", action="store_true",
-                   help="align a tilt series (cross-correlation + centre of mass)")
+    p.add_argument("--align", nargs="?", const="xcorr", default=None,
+                   choices=("xcorr", "com", "both"), metavar="METHOD",
+                   help="align a tilt series: xcorr (default; neighbour cross-correlation), "
+                        "com (centre of mass) or both (the object must stay in the field of "
+                        "view at every tilt)")
     p.add_argument("--fsc", type=Path, metavar="CSV",
                    help="also reconstruct even/odd halves and write their FSC table")
     p.add_argument("--save-geometry", type=Path, metavar="JSON",
@@ -448,7 +451,8 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
             raise ValueError(f"--center takes 'auto' or a number of pixels, not "
                              f"{args.center!r}") from None
     scan = recon.ScanSettings(log=args.log, outlier_threshold=args.outliers,
-                              ring_size=args.rings, align=args.align, center=center)
+                              ring_size=args.rings, align=args.align is not None,
+                              align_method=args.align or "xcorr", center=center)
     settings = recon.ReconSettings(args.method, args.iterations, args.min_value,
                                    None if args.shape is None else tuple(args.shape),
                                    args.voxel_size, args.filter, args.backend)
@@ -481,7 +485,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
         else:
             out = write_volume(args.out, Volume(np.asarray(vol), (s.voxel_size,) * 3,
                                                 (geometry.unit,) * 3, name, "image"))
-    if args.align:
+    if args.align is not None:
         moved = np.abs(geometry.shifts - given.shifts).mean(axis=0)
         print(f"alignment: mean |shift| {moved.round(3).tolist()} px (row, col)")
     if center is not None:
@@ -538,8 +542,11 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
                    help="particles smaller than this volume (unit^3) are dropped")
     p.add_argument("--smooth", type=float, default=0.5,
                    help="Gaussian smoothing (voxels) of the surfaces before meshing")
+    p.add_argument("--envelope", choices=("sphere", "rolling ball"), default="sphere",
+                   help="particle envelopes: a sphere per particle (the seed's spherical "
+                        "mask) or a ball rolling around it (any shape)")
     p.add_argument("--envelope-radius-fraction", type=float, default=1.5,
-                   help="particle envelopes: ball radius over the particle's "
+                   help="rolling-ball envelopes: ball radius over the particle's "
                         "equivalent-sphere radius")
     p.add_argument("--axes", dest="transport_axes", type=int, nargs="+", default=None,
                    metavar="AXIS",

@@ -399,7 +399,10 @@ def step_reconstruct(ctx: DemoContext) -> None:
 
     # 360-degree ET tilt series with jitter: alignment, SIRT (50 iterations as in the seed), FSC
     s = synthetic.projections("tilt_series", seed=ctx.seed + 3, jitter_px=1.5, blur_px=1.0)
-    r = recon.run_reconstruction(s.projections, s.geometry, recon.ScanSettings(align=True),
+    r = recon.run_reconstruction(s.projections, s.geometry,
+                                 # the pillar stays in the field of view: centre of
+                                 # mass holds, and removes the cross-correlation drift
+                                 recon.ScanSettings(align=True, align_method="both"),
                                  recon.ReconSettings("sirt", 50, 0.0, s.volume_shape,
                                                      s.voxel_size), halves=True)
     shifts = r.geometry.shifts
@@ -514,13 +517,13 @@ def quantify_microct(ctx: DemoContext) -> QuantifyResult:
     return result
 
 
-def _particle_pores(seg: np.ndarray, spacing: tuple[float, ...], centre: np.ndarray,
-                    radius_fraction: float = 1.5) -> tuple[float, QuantifyResult]:
+def _particle_pores(seg: np.ndarray, spacing: tuple[float, ...], centre: np.ndarray
+                    ) -> tuple[float, QuantifyResult]:
     """The particle of a nanoCT segmentation nearest ``centre`` (voxels): the porosity of
     its envelope ("envelopes" measure) and its pores measured alone (closed pores and
     pore sizes, with everything outside the envelope as the outside label)."""
     settings = QuantifySettings(phase=synthetic.RESIN, matrix=synthetic.SOLID,
-                                envelope_radius_fraction=radius_fraction)
+                                envelope="sphere")
     env_result = quantify(seg, spacing, "um", measures=["envelopes"], settings=settings)
     env = np.asarray(env_result.arrays["particle envelopes"].data)
     where = np.argwhere(env > 0)

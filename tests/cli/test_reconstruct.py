@@ -56,3 +56,24 @@ def test_sirt_to_ome_zarr_and_clear_failures(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("corrtomo reconstruct: error:") and "angles" in err
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_align_takes_the_method_the_pipeline_uses(tmp_path):
+    """``--align`` is cross-correlation, ``--align both`` cross-correlation + centre of
+    mass: the geometry written is the pipeline's for that method."""
+    from napari_corrtomo.core import recon
+
+    s = synthetic.projections("tilt_series", seed=2, volume_shape=(24, 8, 24),
+                              det_shape=(8, 24), n_angles=36, jitter_px=1.0)
+    io.write_tiff(tmp_path / "tilt.tif", s.projections, (1.0, 1.0, 1.0), "nm")
+    s.geometry.save(tmp_path / "g.json")
+    for args, method in (([], "xcorr"), (["both"], "both")):
+        used = tmp_path / f"used_{method}.json"
+        assert main(["reconstruct", str(tmp_path / "tilt.tif"), "--geometry",
+                     str(tmp_path / "g.json"), "--align", *args, "--out",
+                     str(tmp_path / f"{method}.tif"), "--save-geometry", str(used)]) == 0
+        _, ref = recon.prepare_scan(s.projections, s.geometry,
+                                    recon.ScanSettings(align=True, align_method=method))
+        np.testing.assert_allclose(Geometry.load(used).shifts, ref.shifts)
+    assert not np.allclose(Geometry.load(tmp_path / "used_xcorr.json").shifts,
+                           Geometry.load(tmp_path / "used_both.json").shifts)

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from napari_corrtomo.core.quantify import particle_envelopes
+from napari_corrtomo.core.quantify import particle_envelopes, spherical_envelopes
+from napari_corrtomo.core.synthetic import paint_spheres
 
 
 def _ball(shape, centre, radius, spacing=(1.0, 1.0, 1.0)):
@@ -51,3 +52,50 @@ def test_anisotropic_voxels_and_bad_input():
         particle_envelopes(ball, ball[:-1].astype(np.uint8), sp)
     with pytest.raises(ValueError, match="spacing"):
         particle_envelopes(ball, ball.astype(np.uint8), (1.0, 1.0))
+
+
+@pytest.mark.parametrize("radius", [5.3, 10.7, 20.2, 40.5])
+def test_sphere_envelope_of_a_digitised_sphere_is_the_sphere(radius):
+    """The hull correction (0.65 r^-0.43 voxels) makes the envelope of a digitised ball
+    the same ball: volume within 1 %, differing voxels under 2 % (radius within ~0.03
+    voxel: the digitisation of a 5-voxel ball alone moves its volume by ~1 %)."""
+    rng = np.random.default_rng(int(radius * 10))
+    n = int(2 * radius + 8)
+    c = (n - 1) / 2 + rng.uniform(-0.5, 0.5, 3)
+    z, y, x = np.ogrid[:n, :n, :n]
+    ball = (z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 <= radius**2
+    env = spherical_envelopes(ball, ball.astype(np.uint8), 1.0) > 0
+    assert abs(env.sum() / ball.sum() - 1) < 0.01
+    assert np.count_nonzero(env ^ ball) / ball.sum() < 0.02
+
+
+def test_sphere_envelope_keeps_wide_surface_pores_the_rolling_ball_cuts():
+    """A particle like the correlative sample's (radius 5 um, pores 2-4.5 um wide cutting
+    its surface, 0.2 um voxels): the porosity inside the sphere envelope is within 2 % of
+    the Monte-Carlo truth; the rolling ball loses the mouths of the wide pores."""
+    rng = np.random.default_rng(4)
+    sp = (0.2, 0.2, 0.2)
+    centre, r = np.array([5.6, 5.5, 5.7]), 5.0
+    lab = np.zeros((57, 57, 57), np.uint8)
+    paint_spheres(lab, centre[None], np.array([r]), 2, sp)
+    u = rng.normal(size=(14, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    pc = centre + u * r * rng.uniform(0.3, 1.0, (14, 1))
+    pr = rng.uniform(1.0, 2.25, 14)
+    paint_spheres(lab, pc, pr, 3, sp, only=2)
+    solid = lab == 2
+    # truth: the pore fraction of the analytic ball
+    pts = rng.normal(size=(300_000, 3))
+    pts = centre + pts / np.linalg.norm(pts, axis=1, keepdims=True) * r * rng.uniform(
+        size=(300_000, 1)) ** (1 / 3)
+    truth = np.mean((np.linalg.norm(pts[:, None] - pc[None], axis=2) <= pr).any(axis=1))
+    assert 0.15 < truth < 0.5  # a porous particle
+
+    def porosity(env):
+        e = env > 0
+        return np.count_nonzero(e & ~solid) / np.count_nonzero(e)
+
+    sphere = porosity(spherical_envelopes(solid, solid.astype(np.uint8), sp))
+    ball = porosity(particle_envelopes(solid, solid.astype(np.uint8), sp, 1.5))
+    assert sphere == pytest.approx(truth, rel=0.02)
+    assert ball < truth * 0.97  # the rolling ball dips into the wide mouths

@@ -16,7 +16,7 @@ constrictivity), :mod:`.envelope` (particle envelopes).
 from . import measures  # noqa: F401  (registers the measures in MEASURES)
 from .correlation import lattice_directions, lineal_path, two_point_correlation
 from .distributions import LogNormalFit, SizeDistribution, lognormal_pdf, size_distribution
-from .envelope import particle_envelopes
+from .envelope import particle_envelopes, spherical_envelopes
 from .interface import Proxigram, proxigram
 from .particles import fill_holes, particle_table, separate_particles
 from .pathways import (
@@ -71,6 +71,7 @@ __all__ = [
     "lognormal_pdf",
     "mesh_area",
     "particle_envelopes",
+    "spherical_envelopes",
     "particle_table",
     "phase_fractions",
     "porosity",

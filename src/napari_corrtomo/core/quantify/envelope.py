@@ -6,7 +6,10 @@ are not a class the classifier can see: they are the void *inside the particle
 envelope*. :func:`particle_envelopes` finds each particle's envelope with the
 rolling-ball criterion of :func:`~napari_corrtomo.core.quantify.inner_pores`, applied to
 one particle at a time, so that the quantification (per-particle porosity, pore size
-distribution, closed pores) can measure the pores.
+distribution, closed pores) can measure the pores. For (near-)spherical particles,
+:func:`spherical_envelopes` applies what the seed does, a spherical mask per particle:
+a ball rolling in from outside dips into the mouths of surface pores wider than
+itself and cuts them off, a sphere does not.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.spatial import ConvexHull, QhullError
 
 from .._checks import as_mask, check_labels, check_same_shape, check_spacing
 from ..progress import ProgressCallback, report
 from .porosity import inner_pores
 
-__all__ = ["particle_envelopes"]
+__all__ = ["particle_envelopes", "spherical_envelopes"]
 
 
 def particle_envelopes(solid: Any, particles: Any, spacing: float | tuple[float, ...],
@@ -101,3 +105,85 @@ def particle_envelopes(solid: Any, particles: Any, spacing: float | tuple[float,
             target[env[tuple(src)] & (target == 0)] = label
         report(progress, k + 1, len(todo))
     return out
+
+
+def spherical_envelopes(solid: Any, particles: Any, spacing: float | tuple[float, ...],
+                        progress: ProgressCallback | None = None) -> np.ndarray:
+    """Each particle's envelope as a sphere: the ball of the volume of its solid's convex
+    hull, centred on the hull (the seed's spherical mask, Götz et al. 2025).
+
+    The convex hull ignores the pores that open to the surface, however wide their
+    mouths; the hull of voxel centres lies inside the digitised surface by a fraction of
+    a voxel that shrinks with the radius, ``0.65 r**-0.43`` voxels (r in voxels,
+    calibrated on digitised spheres of radius 5-80 voxels, residual ~0.03 voxel;
+    tests/core/quantify/test_envelope.py), which is added back.
+
+    Parameters
+    ----------
+    solid
+        Boolean mask of the solid phase ``(z, y, x)``.
+    particles
+        Integer labels of the particles; particle ``i`` is ``solid & (particles == i)``.
+    spacing
+        Voxel size per axis.
+    progress
+        ``progress(done, total)`` per particle.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint32`` labels of the envelope spheres (cut at the array border); where two
+        overlap, the voxel keeps the larger particle's label. A particle too flat or too
+        small for a hull (fewer than 4 voxels off a plane) keeps its solid as envelope.
+    """
+    s = as_mask(solid, "solid")
+    lab = check_labels(particles, "particles")
+    check_same_shape(s, lab, "solid", "particles")
+    if s.ndim != 3:
+        raise ValueError(f"spherical envelopes need a 3D volume, got {s.ndim}D")
+    sp = np.asarray(check_spacing(spacing, 3), float)
+    step = float(np.cbrt(np.prod(sp)))
+    boxes = ndi.find_objects(lab)
+    spheres = []
+    for label, box in enumerate(boxes, start=1):
+        if box is None:
+            continue
+        own = s[box] & (lab[box] == label)
+        surface = own & ~ndi.binary_erosion(own)
+        pts = (np.argwhere(surface) + [b.start for b in box]) * sp
+        try:
+            hull = ConvexHull(pts)
+        except (QhullError, ValueError):  # flat or tiny: no volume to fit
+            spheres.append((0.0, label, None, 0.0, box))
+            continue
+        r = float(np.cbrt(0.75 * hull.volume / np.pi))
+        r += 0.65 * (r / step) ** -0.43 * step
+        spheres.append((r, label, _hull_centroid(hull), r, box))
+    out = np.zeros(lab.shape, np.uint32)
+    grid = [np.arange(n) * d for n, d in zip(lab.shape, sp, strict=True)]
+    for k, (_, label, centre, r, box) in enumerate(sorted(spheres, key=lambda t: -t[0])):
+        if centre is None:
+            region = out[box]
+            region[(s[box] & (lab[box] == label)) & (region == 0)] = label
+        else:
+            lo = [max(0, int(np.floor((c - r) / d))) for c, d in zip(centre, sp, strict=True)]
+            hi = [min(n, int(np.ceil((c + r) / d)) + 1)
+                  for c, d, n in zip(centre, sp, lab.shape, strict=True)]
+            win = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+            z, y, x = (g[w] - c for g, w, c in zip(grid, win, centre, strict=True))
+            ball = (z[:, None, None] ** 2 + y[None, :, None] ** 2 + x[None, None, :] ** 2
+                    <= r * r)
+            region = out[win]
+            region[ball & (region == 0)] = label
+        report(progress, k + 1, len(spheres))
+    return out
+
+
+def _hull_centroid(hull: ConvexHull) -> np.ndarray:
+    """Volume centroid of a 3D convex hull (tetrahedra from an interior point)."""
+    pts = hull.points
+    ref = pts[hull.vertices].mean(axis=0)
+    tet = pts[hull.simplices] - ref  # (n, 3, 3)
+    vol = np.abs(np.linalg.det(tet)) / 6.0
+    cents = ref + (tet.sum(axis=1)) / 4.0
+    return (cents * vol[:, None]).sum(axis=0) / vol.sum()

@@ -17,7 +17,7 @@ from ..connected import label
 from ..progress import report, scaled
 from .correlation import lineal_path, two_point_correlation
 from .distributions import size_distribution, value_counts
-from .envelope import particle_envelopes
+from .envelope import particle_envelopes, spherical_envelopes
 from .interface import proxigram
 from .particles import _border_of, fill_holes, particle_table, separate_particles
 from .pathways import constrictivity, geodesic_tortuosity, intrusion_curve
@@ -159,8 +159,9 @@ def _measure_inner(d, s, r, progress) -> None:
 
 
 def _measure_envelopes(d, s, r, progress) -> None:
-    """Each solid particle (matrix component) with the pores it encloses, by a ball
-    rolling around it alone (:func:`~napari_corrtomo.core.quantify.envelope.particle_envelopes`)."""
+    """Each solid particle (matrix component) with the pores it encloses: a sphere
+    (:func:`~napari_corrtomo.core.quantify.envelope.spherical_envelopes`) or a ball rolling
+    around it alone (:func:`~napari_corrtomo.core.quantify.envelope.particle_envelopes`)."""
     import cc3d
 
 
@@ -172,13 +173,18 @@ def _measure_envelopes(d, s, r, progress) -> None:
     comps[np.isin(comps, small[small > 0])] = 0  # specks of fewer than 27 voxels
     if not comps.any():
         raise ValueError("no matrix particle of at least 27 voxels to envelope")
-    env = particle_envelopes(solid, comps, d.spacing, s.envelope_radius_fraction,
-                             progress=scaled(progress, 0, 80, 100))
+    if s.envelope == "sphere":
+        env = spherical_envelopes(solid, comps, d.spacing, progress=scaled(progress, 0, 80, 100))
+    elif s.envelope == "rolling ball":
+        env = particle_envelopes(solid, comps, d.spacing, s.envelope_radius_fraction,
+                                 progress=scaled(progress, 0, 80, 100))
+    else:
+        raise ValueError(f"envelope must be 'sphere' or 'rolling ball', got {s.envelope!r}")
     pore = (env > 0) & ~solid
     table = particle_table(env, d.spacing, pore=pore, unit=d.unit, surface=False)
     r.tables["particle_envelopes"] = table
     r.arrays["particle envelopes"] = ResultArray(env, "labels", features=table,
-                                                 description="particle envelopes (rolling ball)")
+                                                 description=f"particle envelopes ({s.envelope})")
     largest = table.loc[table[f"volume_{d.unit}3"].idxmax()]
     r.add("envelopes", "particles enveloped", len(table), "count")
     r.add("envelopes", "porosity of all envelopes",
@@ -472,7 +478,7 @@ for _spec in (
     MeasureSpec("closed_pores", "Closed pores", _measure_closed, cost=0.5, lazy=True),
     MeasureSpec("inner_pores", "Inner pores (rolling ball)", _measure_inner, needs_matrix=True,
                 default=False, cost=1.0),
-    MeasureSpec("envelopes", "Particle envelopes and their porosity (rolling ball per particle)",
+    MeasureSpec("envelopes", "Particle envelopes (sphere or rolling ball) and their porosity",
                 _measure_envelopes, needs_matrix=True, default=False, cost=1.5),
     MeasureSpec("profile", "Volume fraction vs distance to boundary", _measure_profile,
                 needs_matrix=True, default=False, cost=1.0),

@@ -78,7 +78,10 @@ class QuantifySettings:
     min_volume: float = 0.0
     #: Gaussian smoothing (voxels) before marching cubes
     smooth: float = 0.5
-    #: particle envelopes: ball radius over the particle's equivalent-sphere radius
+    #: particle envelopes: "sphere" (the seed's spherical mask, for near-spherical
+    #: particles) or "rolling ball" (any shape; it cuts off wide surface pores)
+    envelope: str = "sphere"
+    #: rolling-ball envelopes: ball radius over the particle's equivalent-sphere radius
     envelope_radius_fraction: float = 1.5
     #: transport axes (0 = z) for tortuosity, geodesic tortuosity and constrictivity; None = all
     transport_axes: tuple[int, ...] | None = None

@@ -16,7 +16,7 @@ Typical use::
     vol = reconstruct(lines, geom, method="sirt", iterations=100, min_value=0)
 """
 
-from .align import align_tilt_series, find_center, shift_projections
+from .align import ALIGN_METHODS, align_tilt_series, find_center, shift_projections
 from .filters import FILTERS, ramp_filter
 from .fsc import FSCResult, first_crossing, fsc, half_bit_threshold, one_bit_threshold
 from .geometry import KINDS, Geometry
@@ -49,6 +49,7 @@ __all__ = [
     "ReconSettings",
     "Reconstruction",
     "ScanSettings",
+    "ALIGN_METHODS",
     "align_tilt_series",
     "backproject",
     "check_projections",

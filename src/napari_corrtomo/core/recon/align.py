@@ -323,10 +323,14 @@ def _smooth(values: np.ndarray, width: int, circular: bool) -> np.ndarray:
     return ndi.uniform_filter1d(values, size=int(width), axis=0, mode=mode)
 
 
+#: tilt-series alignment methods of :func:`align_tilt_series`, the default first
+ALIGN_METHODS = ("xcorr", "com", "both")
+
+
 def align_tilt_series(
     projections: Any,
     angles_deg: Any,
-    method: str = "both",
+    method: str = "xcorr",
     smooth: int = 9,
     progress: ProgressCallback | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -340,10 +344,14 @@ def align_tilt_series(
     angles_deg
         (n,) tilt angles in degrees (any order).
     method
-        ``"xcorr"``: neighbour cross-correlation only (removes jitter, keeps drift
-        and the axis offset); ``"com"``: centre-of-mass fit only (absolute, but
-        noisier); ``"both"`` (default): cross-correlation, then the low-frequency
-        part (running mean over ``smooth`` neighbours) of the centre-of-mass residual.
+        ``"xcorr"`` (default): neighbour cross-correlation (removes jitter, keeps
+        drift and the axis offset: search that with :func:`find_center`);
+        ``"com"``: centre-of-mass fit only (absolute, but it assumes the whole object
+        stays in the field of view at every tilt); ``"both"``: cross-correlation, then
+        the low-frequency part (running mean over ``smooth`` neighbours) of the
+        centre-of-mass residual. The default is the most consistent on a real HAADF
+        tilt series (77 tilts, +-76 deg; docs/benchmarks/align.md): reprojection
+        residual 0.068 vs 0.084 (com) and 0.098 (both), 0.42 unaligned.
     smooth
         Width of the running mean for ``"both"`` (1: take the residual as is).
 
@@ -367,8 +375,8 @@ def align_tilt_series(
     if proj.shape[0] < 3:
         raise ValueError("aligning a tilt series needs at least 3 projections")
     method = str(method).lower()
-    if method not in ("both", "xcorr", "com"):
-        raise ValueError(f"unknown method {method!r}; choose 'both', 'xcorr' or 'com'")
+    if method not in ALIGN_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose 'xcorr', 'com' or 'both'")
     order = np.argsort(angles, kind="stable")
     theta = np.deg2rad(angles[order])
     span = float(np.ptp(np.mod(angles, 360.0)))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..progress import ProgressCallback, scaled
-from .align import align_tilt_series, find_center
+from .align import ALIGN_METHODS, align_tilt_series, find_center
 from .batches import reconstruct_slabs
 from .fsc import FSCResult, fsc
 from .geometry import Geometry
@@ -36,8 +36,12 @@ class ScanSettings:
     ring_size
         Suppress ring artefacts with a window of this many columns; None: off.
     align
-        Align a tilt series (cross-correlation and centre of mass); its shifts replace
-        the geometry's.
+        Align a tilt series (:func:`.align_tilt_series`); its shifts replace the
+        geometry's.
+    align_method
+        ``"xcorr"`` (default: the best on a real HAADF series), ``"com"`` or ``"both"``
+        (when the whole object stays in the field of view at every tilt), see
+        :func:`.align_tilt_series`.
     center
         Rotation-axis offset in detector pixels added to the geometry, ``"auto"`` to
         search it (after alignment), or None to keep the geometry's.
@@ -48,8 +52,12 @@ class ScanSettings:
     ring_size: int | None = None
     align: bool = False
     center: float | str | None = None
+    align_method: str = "xcorr"
 
     def __post_init__(self) -> None:
+        if self.align_method not in ALIGN_METHODS:
+            raise ValueError(f"alignment method must be one of {ALIGN_METHODS}, not "
+                             f"{self.align_method!r}")
         if isinstance(self.center, str) and self.center != "auto":
             raise ValueError(f"centre takes 'auto' or a number of pixels, not {self.center!r}")
 
@@ -137,7 +145,7 @@ def prepare_scan(projections: Any, geometry: Geometry, settings: ScanSettings = 
                     outlier_threshold=settings.outlier_threshold,
                     ring_size=settings.ring_size, progress=scaled(progress, 0, 400, 1000))
     if settings.align:
-        _, shifts = align_tilt_series(lines, geometry.angles_deg,
+        _, shifts = align_tilt_series(lines, geometry.angles_deg, settings.align_method,
                                       progress=scaled(progress, 400, 800, 1000))
         geometry = geometry.with_shifts(shifts)  # absolute: includes the tilt-axis offset
     if settings.center == "auto":
