@@ -8,7 +8,9 @@ finished run) and saves ``docs/images/<scene>.png``.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import napari
 from qtpy.QtWidgets import QApplication
 
 from napari_corrtomo.__main__ import open_viewer
+from napari_corrtomo.core.recovery import ENV_RECOVERY_DIR
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 
@@ -36,6 +39,23 @@ def scene_viewer() -> napari.Viewer:
     viewer.layers["nanoCT"].visible = False
     viewer.reset_view()
     viewer.dims.set_point(0, 84.0)  # um: through the nanoCT particle
+    return viewer
+
+
+def scene_all_docks() -> napari.Viewer:
+    """All six docks stacked on the right, as napari adds plugin docks, in a 1920 x 1080
+    window: each dock scrolls instead of making the window taller than the screen."""
+    from npe2 import PluginManager
+
+    viewer = napari.Viewer(title="napari-corrtomo", show=True)
+    viewer.open_sample("napari-corrtomo", "correlative_particles")
+    manifest = PluginManager.instance().get_manifest("napari-corrtomo")
+    for widget in manifest.contributions.widgets or []:
+        _, form = viewer.window.add_plugin_dock_widget("napari-corrtomo", widget.display_name)
+        if hasattr(form, "recovery_status"):  # no path of this machine in the picture
+            form.autosave.saved.disconnect(form._on_autosaved)
+            form.recovery_status.setText("")
+    viewer.window._qt_window.resize(1920, 1080)
     return viewer
 
 
@@ -241,9 +261,14 @@ def scene_fib() -> napari.Viewer:
 SCENES: dict[str, Callable[[], napari.Viewer]] = {
     "viewer": scene_viewer,
     "fib": scene_fib,
+    "all_docks": scene_all_docks,
     **{f"workflow_{i + 1}_{stage}": (lambda stage=stage: workflow(stage))
        for i, stage in enumerate(STAGES)},
 }
+
+
+#: window size per scene (default 1800 x 1100)
+SIZES = {"all_docks": (1920, 1080)}
 
 
 def _close_notifications(viewer: napari.Viewer) -> None:
@@ -266,9 +291,11 @@ def _shrink(path: Path, limit: int = 300_000) -> None:
 
 def main(names: list[str]) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
+    # autosave into a fresh folder: no earlier session of this machine to offer
+    os.environ[ENV_RECOVERY_DIR] = tempfile.mkdtemp(prefix="corrtomo-recovery-")
     for name in names or list(SCENES):
         viewer = SCENES[name]()
-        viewer.window._qt_window.resize(1800, 1100)
+        viewer.window._qt_window.resize(*SIZES.get(name, (1800, 1100)))
         _settle(800)
         path = OUT / f"{name}.png"
         _close_notifications(viewer)

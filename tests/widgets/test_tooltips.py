@@ -46,14 +46,18 @@ def test_every_control_has_a_tooltip(make_napari_viewer, qtbot, dock):
     assert not missing, missing
 
 
-def test_plots_never_collapse(make_napari_viewer, qtbot):
-    """Docked in a 1080-pixel-high window next to the others, the Quantify plot keeps a
-    readable height."""
+def test_six_docks_fit_a_1080_pixel_screen(make_napari_viewer, qtbot):
+    """All six docks added the way napari adds plugin docks (stacked on the right) in a
+    1920 x 1080 window: the window stays 1080 px high (each dock scrolls), every dock
+    shows part of its form, and the Quantify plot keeps a readable height."""
     viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1920, 1080)
-    widgets = [viewer.window.add_dock_widget(dock(viewer), name=dock.__name__, area="right")
-               for dock in DOCKS]
-    quantify = widgets[DOCKS.index(QuantifyWidget)].widget()
-    widgets[DOCKS.index(QuantifyWidget)].raise_()
-    qtbot.waitUntil(lambda: quantify.plot.canvas.height() > 0, timeout=5000)
+    window = viewer.window._qt_window
+    window.resize(1920, 1080)
+    docks = [viewer.window.add_dock_widget(dock(viewer), name=dock.__name__, area="right")
+             for dock in DOCKS]
+    qtbot.waitUntil(lambda: all(d.height() > 0 for d in docks), timeout=5000)
+    qtbot.wait(200)
+    assert window.height() <= 1080
+    assert all(d.widget().viewport().height() >= 50 for d in docks)
+    quantify = docks[DOCKS.index(QuantifyWidget)].widget()
     assert quantify.plot.canvas.height() >= MIN_HEIGHT

@@ -40,6 +40,7 @@ from qtpy.QtWidgets import (
 from ..core.classify import LiveTrainer, PixelClassifier, segment, stack_channels
 from ..core.classify.features import FILTERS, ILASTIK_SIGMAS, FeatureSpec, FilterItem, TailoredFeatures
 from ._autosave import CLASSIFIER, autosave_for
+from ._dock import DockForm
 from ._layers import LayerSelect, add_result, full_resolution, layer_frame
 from ._runner import TaskRunner, start_job
 from ._table import TableView
@@ -48,7 +49,7 @@ NAME = "classify"
 _MODES = ("off", "2D", "3D")
 
 
-class ClassifyWidget(QWidget):
+class ClassifyWidget(DockForm):
     """Dock widget: channels + scribbles -> features -> live training -> volume prediction."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
@@ -148,7 +149,7 @@ class ClassifyWidget(QWidget):
                 (self.load_button, "read a classifier file (validated before use)"),
         ):
             w.setToolTip(tip)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(self.body)
         layout.addLayout(inputs)
         layout.addWidget(feat_box)
         layout.addLayout(buttons)

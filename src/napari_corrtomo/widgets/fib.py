@@ -37,6 +37,7 @@ from scipy import stats
 from ..core import fib
 from ..core._checks import in_words
 from ..core.units import convert
+from ._dock import DockForm
 from ._layers import LayerSelect, add_result, layer_frame
 from ._plot import PlotCanvas
 from ._runner import TaskRunner
@@ -98,7 +99,7 @@ def _quality(data, spacing, truth, phase, progress=None):
     return fib.fib_quality(np.asarray(data), spacing, truth, phase, progress=progress)
 
 
-class FibWidget(QWidget):
+class FibWidget(DockForm):
     """FIB slices: thickness (ruler / CSV / constant) -> band cut -> reposition ->
     interpolate -> metrics, all through :func:`~napari_corrtomo.core.fib.run_fib`."""
 
@@ -280,7 +281,7 @@ class FibWidget(QWidget):
         ):
             w.setToolTip(tip)
         self.runner = TaskRunner(napari_viewer)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(self.body)
         layout.addLayout(form)
         layout.addWidget(tbox)
         layout.addWidget(ibox)

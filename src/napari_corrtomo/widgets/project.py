@@ -16,7 +16,6 @@ from qtpy.QtWidgets import (
     QMessageBox,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
 from ..core.project import describe, load_project, save_project
@@ -28,12 +27,13 @@ from ..core.recovery import (
     recovery_info,
 )
 from ._autosave import autosave_for
+from ._dock import DockForm
 from ._layers import add_project_layer, to_project_layer
 from ._runner import TaskRunner
 from ._table import TableView
 
 
-class ProjectWidget(QWidget):
+class ProjectWidget(DockForm):
     """Lists every volume with its voxel size, unit, registration and field of view, and
     saves/loads the whole session (layers as OME-Zarr/CSV/JSON + a JSON manifest).
 
@@ -68,7 +68,7 @@ class ProjectWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.save_button)
         buttons.addWidget(self.load_button)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(self.body)
         layout.addWidget(QLabel("Modalities in this session (voxel size, unit, frame):"))
         layout.addWidget(self.table)
         layout.addLayout(buttons)

@@ -43,6 +43,7 @@ from qtpy.QtWidgets import (
 from ..core.backend import is_lazy
 from ..core.io import write_table
 from ..core.quantify import MEASURES, QuantifyResult, QuantifySettings, quantify
+from ._dock import DockForm
 from ._layers import LayerSelect, add_result, attach_table, full_resolution, layer_frame
 from ._plot import PlotCanvas
 from ._runner import TaskRunner
@@ -53,7 +54,7 @@ CREATED_BY = "quantify"
 TRANSPORT_AXES = {"all (z, y, x)": None, "z": (0,), "y": (1,), "x": (2,)}
 
 
-class QuantifyWidget(QWidget):
+class QuantifyWidget(DockForm):
     """Dock widget: porosity, pore/particle sizes, surfaces, correlations, proxigrams."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
@@ -185,7 +186,7 @@ class QuantifyWidget(QWidget):
         ):
             w.setToolTip(tip)
 
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(self.body)
         layout.addLayout(inputs)
         layout.addWidget(box)
         layout.addWidget(pbox)

@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 
 from ..core import recon
 from ..core.recon import pipeline
+from ._dock import DockForm
 from ._layers import LayerSelect, add_result, full_resolution
 from ._plot import PlotCanvas
 from ._runner import TaskRunner
@@ -62,7 +63,7 @@ def _ispin(lo: int, hi: int, value: int) -> QSpinBox:
     return box
 
 
-class ReconstructWidget(QWidget):
+class ReconstructWidget(DockForm):
     """Reconstruct a projection stack (angle, row, col) into a volume (z, y, x)."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
@@ -70,7 +71,7 @@ class ReconstructWidget(QWidget):
         self.viewer = napari_viewer
         self._angle_list: np.ndarray | None = None
         self.last_fsc: recon.FSCResult | None = None
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(self.body)
 
         # ------------------------------------------------------------- input
         self.projections = LayerSelect(

@@ -48,6 +48,7 @@ from ..core._checks import in_words
 from ..core.frame import Frame
 from ..core.units import convert
 from ._autosave import autosave_for
+from ._dock import DockForm
 from ._layers import CREATED_BY, LayerSelect, add_result, full_resolution, layer_frame
 from ._runner import TaskRunner
 from ._table import TableView
@@ -111,7 +112,7 @@ def _hbox(*widgets: QWidget) -> QHBoxLayout:
 # ============================================================================ widget
 
 
-class RegisterWidget(QWidget):
+class RegisterWidget(DockForm):
     """Landmark registration, intensity refinement, resampling and ROI/FOV across scales."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
@@ -241,7 +242,7 @@ class RegisterWidget(QWidget):
         self.runner = TaskRunner(napari_viewer)
 
         # -- layout
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(self.body)
         box = QGroupBox("Volumes and landmarks")
         form = QFormLayout(box)
         form.addRow("fixed image", self.fixed_select)
