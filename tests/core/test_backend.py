@@ -1,3 +1,7 @@
+import logging
+import sys
+import types
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -177,3 +181,54 @@ def test_dask_chunks_follow_the_memory_budget():
     out = backend.map_blocks(_gauss, big_chunks, 9, bytes_per_voxel=8, budget=8 * 40**3)
     assert max(max(c) for c in out.chunks) < 60
     np.testing.assert_array_equal(out.compute(), _gauss(vol))
+
+
+class _NoDeviceCupy(types.ModuleType):
+    """CuPy installed on a machine without a device: the device query raises like
+    ``cupy.cuda.runtime.getDeviceCount`` does there."""
+
+    class CUDARuntimeError(RuntimeError):
+        pass
+
+    def __init__(self):
+        super().__init__("cupy")
+        self.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(
+            getDeviceCount=self._no_device))
+
+    def _no_device(self):
+        raise self.CUDARuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+
+def test_cupy_without_a_device_takes_the_cpu_path(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", _NoDeviceCupy())
+    monkeypatch.delenv(backend.ENV_BACKEND, raising=False)
+    backend.cupy_available.cache_clear()
+    try:
+        assert backend.cupy_available() is False
+        assert backend.resolve_backend("auto", "forest.predict") == "numpy"
+        with pytest.raises(ValueError, match="needs CuPy and a CUDA GPU"):
+            backend.resolve_backend("cupy")
+        x = np.arange(27.0).reshape(3, 3, 3)
+        np.testing.assert_array_equal(backend.map_blocks(lambda b: b + 1, x, 1), x + 1)
+    finally:
+        backend.cupy_available.cache_clear()
+
+
+def test_auto_uses_only_verified_gpu_paths_and_notes_the_rest_once(monkeypatch, caplog):
+    monkeypatch.setattr(backend, "cupy_available", lambda: True)
+    monkeypatch.delenv(backend.ENV_BACKEND, raising=False)
+    monkeypatch.setattr(backend, "VERIFIED_GPU_PATHS", {"forest.predict": "a test device"})
+    backend._note_unverified.cache_clear()
+    with caplog.at_level(logging.WARNING, logger=backend.__name__):
+        assert backend.resolve_backend("auto", "forest.predict") == "cupy"
+        assert backend.resolve_backend("auto", "thickness.edt") == "numpy"
+        assert backend.resolve_backend("auto", "thickness.edt") == "numpy"
+        assert backend.resolve_backend("cupy", "thickness.edt") == "cupy"  # explicit: forced
+    notes = [r.getMessage() for r in caplog.records]
+    assert len(notes) == 1 and "'thickness.edt' is not verified" in notes[0]
+    backend._note_unverified.cache_clear()
+
+
+def test_no_gpu_path_is_verified_without_a_device_run():
+    # Only a run on a real device (make gpu-check) may add entries, with its device name.
+    assert all(isinstance(dev, str) and dev for dev in backend.VERIFIED_GPU_PATHS.values())

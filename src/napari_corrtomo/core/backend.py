@@ -2,8 +2,9 @@
 
 Every core function that can use a GPU takes ``backend="auto"|"numpy"|"cupy"``
 and resolves it with :func:`resolve_backend`. ``"auto"`` (the default) reads the
-``CORRTOMO_BACKEND`` environment variable and otherwise picks CuPy when a CUDA
-device is usable and NumPy when not. Nothing here imports CuPy at module import
+``CORRTOMO_BACKEND`` environment variable and otherwise picks CuPy only for the
+GPU paths listed in :data:`VERIFIED_GPU_PATHS` (verified on a real device) when
+a CUDA device is usable, and NumPy otherwise, with a one-time note. Nothing here imports CuPy at module import
 time, so importing the package on a machine without a GPU never fails.
 
 Per-voxel work goes through :func:`map_blocks`: it tiles the trailing spatial
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import math
 import os
 import re
@@ -36,6 +38,13 @@ ENV_MEMORY = "CORRTOMO_MEMORY_BUDGET"
 
 #: Fraction of currently available memory a single call may plan to use.
 DEFAULT_MEMORY_FRACTION = 0.5
+
+#: GPU paths a run on a real device has checked against the CPU path:
+#: path name -> device it was verified on. ``backend="auto"`` picks CuPy only for
+#: these; an explicit ``backend="cupy"`` runs any GPU path. None verified yet.
+VERIFIED_GPU_PATHS: dict[str, str] = {}
+
+_log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- devices
@@ -66,22 +75,36 @@ def requested_backend(backend: str = "auto") -> str:
     return requested
 
 
-def resolve_backend(backend: str = "auto") -> str:
+def resolve_backend(backend: str = "auto", path: str | None = None) -> str:
     """Return ``"numpy"`` or ``"cupy"`` for a requested backend.
 
-    ``"auto"`` honours ``CORRTOMO_BACKEND`` and falls back to the CPU when no GPU
-    is usable. An explicit ``"cupy"`` without a GPU is an error, never a silent
-    downgrade.
+    ``"auto"`` honours ``CORRTOMO_BACKEND``; it picks CuPy only when a GPU is
+    usable and ``path`` (the GPU code path's name, e.g. ``"forest.predict"``) is in
+    :data:`VERIFIED_GPU_PATHS`, and otherwise the CPU (noting once per path why,
+    when a GPU was there). An explicit ``"cupy"`` without a GPU is an error, never
+    a silent downgrade.
     """
     requested = requested_backend(backend)
     if requested == "auto":
-        return "cupy" if cupy_available() else "numpy"
+        if not cupy_available():
+            return "numpy"
+        if path in VERIFIED_GPU_PATHS:
+            return "cupy"
+        _note_unverified(path)
+        return "numpy"
     if requested == "cupy" and not cupy_available():
         raise ValueError(
             "backend='cupy' needs CuPy and a CUDA GPU, and none is usable here; "
             "install the 'gpu' extra on a GPU machine or use backend='auto' or 'numpy'"
         )
     return requested
+
+
+@functools.cache
+def _note_unverified(path: str | None) -> None:
+    _log.warning("GPU path %s is not verified on a device yet (VERIFIED_GPU_PATHS); "
+                 "backend='auto' uses the CPU, backend='cupy' forces the GPU",
+                 repr(path) if path else "of this step")
 
 
 def xp_for(backend: str) -> ModuleType:

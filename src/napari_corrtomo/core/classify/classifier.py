@@ -299,7 +299,7 @@ class PixelClassifier:
         ``spacing``/``unit``, when given, must match the training voxel size.
         """
         image = self._prepare(image, spacing, unit)
-        backend = bk.resolve_backend(backend)
+        backend = bk.resolve_backend(backend, "classify.predict")
         halo = self.halo()
         if block_shape is None and not bk.is_lazy(image):
             block_shape = _slab_blocks(image.shape[1:], halo, self._bytes_per_voxel(),

@@ -77,7 +77,7 @@ class FlatForest:
 
     def predict_proba(self, X: Any, backend: str = "numpy") -> Any:
         """Class probabilities ``(K, N)`` float32 for features ``X`` ``(F, N)`` float32."""
-        backend = bk.resolve_backend(backend)
+        backend = bk.resolve_backend(backend, "forest.predict")
         if backend == "numpy":
             X = np.ascontiguousarray(bk.to_host(X), dtype=np.float32)
             out = np.empty((self.n_classes, X.shape[1]), np.float32)

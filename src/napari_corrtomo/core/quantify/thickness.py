@@ -124,7 +124,8 @@ def local_thickness(
         sp3 = (max(sp), *sp)
     else:
         arr3, sp3 = arr, sp
-    out = _local_thickness_3d(np.ascontiguousarray(arr3), sp3, resolve_backend(backend), progress)
+    out = _local_thickness_3d(np.ascontiguousarray(arr3), sp3,
+                              resolve_backend(backend, "thickness.edt"), progress)
     return out[0] if arr.ndim == 2 else out
 
 

@@ -205,7 +205,8 @@ def tortuosity_factor(
     ValueError
         Non-binary or empty mask, bad ``spacing`` or ``axis``.
     """
-    if resolve_backend(backend) == "numpy":  # the CuPy solve holds its arrays on the GPU
+    xp_name = resolve_backend(backend, "transport.tortuosity")
+    if xp_name == "numpy":  # the CuPy solve holds its arrays on the GPU
         check_memory("tortuosity factor", np.shape(mask))
     phase = as_mask(mask, ndim=(2, 3)).copy()
     ndim = phase.ndim
@@ -215,7 +216,6 @@ def tortuosity_factor(
         raise ValueError(f"tol must be a positive number, got {tol!r}")
     if int(max_iter) < 1:
         raise ValueError(f"max_iter must be at least 1, got {max_iter!r}")
-    xp_name = resolve_backend(backend)
 
     eps = float(phase.mean())
     conducting = _percolating(phase, ax)
