@@ -12,7 +12,7 @@ XVFB := xvfb-run -a -s "-screen 0 1920x1200x24"
 # The qt extra installs PyQt6; say so, in case other bindings are around.
 export QT_API ?= pyqt6
 
-.PHONY: setup sysdeps demo test bench screenshots lint clean
+.PHONY: setup sysdeps demo test bench gpu-check screenshots lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ bench: setup
 	$(BIN)/python -m pip install --quiet -e ".[qt,distributed,dev,bench]"
 	@touch $(STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(XVFB) $(BIN)/python $$script || exit 1; done
+
+# GPU tests on a CUDA machine; DRY_RUN=1 (automatic without a GPU) only prints the plan
+# and the wheels a bare Python + CuPy + numba + SciPy machine lacks.
+gpu-check:
+	DRY_RUN=$(DRY_RUN) $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) scripts/gpu_check.py
 
 screenshots: setup
 	$(XVFB) $(BIN)/python scripts/screenshots.py

@@ -1,0 +1,84 @@
+"""``make gpu-check``: the GPU tests on a machine with a CUDA device, or a dry run.
+
+With ``DRY_RUN=1``, or automatically when no CUDA device is usable, it runs nothing
+and prints what it would run and what a bare Python + CuPy + numba + SciPy /
+scikit-image / scikit-learn machine lacks to import the compute core (the wheels
+to carry there). Exit status 0 for a dry run, pytest's status otherwise.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = ROOT / "src" / "napari_corrtomo" / "core"
+#: What a bare GPU machine is assumed to have (import names).
+BARE = {"numpy", "scipy", "skimage", "sklearn", "cupy", "cupyx", "numba"}
+#: Tests with CuPy / ASTRA CUDA paths compared against the CPU path.
+GPU_TESTS = [
+    "tests/core/test_backend.py",
+    "tests/core/classify/test_features.py::test_cupy_gives_the_numpy_numbers",
+    "tests/core/classify/test_classifier.py::test_gpu_prediction_matches_the_cpu",
+    "tests/core/quantify/test_transport.py::test_cupy_backend_matches_numpy",
+    "tests/core/recon/test_gpu.py",
+]
+
+
+def core_imports(core: Path = CORE) -> dict[str, list[str]]:
+    """Third-party top-level modules the core imports: name -> core files importing it
+    (module level or inside functions; relative and standard-library imports left out)."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(core.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top == "napari_corrtomo":
+                    continue
+                found.setdefault(top, []).append(str(path.relative_to(core)))
+    return {k: sorted(set(v)) for k, v in sorted(found.items())}
+
+
+def plan(dry: bool, reason: str) -> list[str]:
+    """Lines saying what the check runs and what a bare GPU machine lacks."""
+    pytest_cmd = f"{sys.executable} -m pytest -q -p no:cacheprovider " + " ".join(GPU_TESTS)
+    lines = [f"gpu-check ({'dry run: ' + reason if dry else 'on a CUDA device'})",
+             f"would run: {pytest_cmd}" if dry else f"running: {pytest_cmd}",
+             "needs: a CUDA device, CuPy, ASTRA (CUDA build) for tests/core/recon/test_gpu.py",
+             f"a bare machine is assumed to have: {', '.join(sorted(BARE))}",
+             "wheels to carry (core imports beyond that):"]
+    for name, files in core_imports().items():
+        if name not in BARE:
+            shown = ", ".join(files[:3]) + (" ..." if len(files) > 3 else "")
+            lines.append(f"  {name:<14} imported by {shown}")
+    lines.append("benchmark table (benchmarks/gpu.py -> docs/benchmarks/gpu.md): not written yet")
+    return lines
+
+
+def main() -> int:
+    # Imported here only so that a dry run never needs the package on sys.path first.
+    sys.path.insert(0, str(ROOT / "src"))
+    from napari_corrtomo.core.backend import cupy_available
+
+    dry = os.environ.get("DRY_RUN", "") not in ("", "0")
+    reason = "DRY_RUN=1" if dry else ""
+    if not dry and not cupy_available():
+        dry, reason = True, "no usable CUDA device here"
+    print("\n".join(plan(dry, reason)))
+    if dry:
+        return 0
+    return subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            *GPU_TESTS], cwd=ROOT)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
