@@ -690,11 +690,14 @@ def step_quantify(ctx: DemoContext) -> None:
 
     def draw_posd(ax):
         c = posd.centers
-        ax.bar(c, posd.fraction, width=np.diff(posd.edges), color="0.6")
+        ax.bar(c, posd.fraction, width=np.diff(posd.edges), color="0.6", label="measured")
+        ax.step(tposd.centers, tposd.fraction, where="mid", color="k",
+                label="truth (MSI of the true pores)")
         if posd.fit is not None:
             ax.plot(c, posd.fit.density(c) * np.diff(posd.edges), "r-",
-                    label=f"log-normal, mode {posd.fit.mode:.2f} um")
-            ax.legend(fontsize=7)
+                    label=f"log-normal, mode {posd.fit.mode:.2f} um "
+                          f"(KS {posd.fit.ks_distance:.2f})")
+        ax.legend(fontsize=7)
         ax.set_xlabel("local pore diameter (um)")
         ax.set_ylabel("fraction of pore voxels")
 

@@ -102,6 +102,9 @@ def test_size_distribution_lognormal_fit_recovers_parameters():
     assert "fit_fraction" in dist.table().columns
     weighted = size_distribution(values, weights=values**3, bins=40)
     assert weighted.mean > dist.mean
+    # goodness of fit: a log-normal sample is followed closely, without a note
+    assert dist.fit.ks_distance < 0.02 and s["fit_ks_distance"] == dist.fit.ks_distance
+    assert not any("poorly" in n for n in dist.notes)
     with pytest.raises(ValueError, match="no sizes"):
         size_distribution([])
     with pytest.raises(ValueError, match="non-negative"):
@@ -117,3 +120,21 @@ def test_bad_particle_input():
         particle_table(np.ones((4, 4, 4), np.int32), (1.0, 1.0))
     with pytest.raises(ValueError, match="binary"):
         separate_particles(np.arange(64).reshape(4, 4, 4), 1.0)
+
+
+def test_a_poor_lognormal_fit_is_said_so():
+    """Two well separated size populations: no log-normal follows them; the KS distance
+    (against an independent computation from the sample) says so and a note warns."""
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.normal(2.0, 0.15, 5000), rng.normal(8.0, 0.3, 5000)])
+    dist = size_distribution(values, bin_width=0.2, unit="um")
+    assert dist.fit.ks_distance > 0.1
+    assert any("poorly" in n and "Kolmogorov" in n for n in dist.notes)
+    # the same distance from the raw sample and the fitted parameters (scipy.stats)
+    from scipy import stats
+
+    edges = dist.edges
+    fit = stats.lognorm(dist.fit.sigma, scale=math.exp(dist.fit.mu))
+    cdf = (fit.cdf(edges) - fit.cdf(edges[0])) / (fit.cdf(edges[-1]) - fit.cdf(edges[0]))
+    emp = np.searchsorted(np.sort(values), edges, side="right") / len(values)
+    assert dist.fit.ks_distance == pytest.approx(np.max(np.abs(cdf - emp)), abs=1e-9)

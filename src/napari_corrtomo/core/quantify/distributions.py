@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
 from .._checks import check_bins
 from ..backend import reduce_blocks
@@ -41,6 +42,9 @@ class LogNormalFit:
     sigma: float
     scale: float
     r_squared: float
+    #: Kolmogorov-Smirnov distance between the histogram's cumulative fractions and the
+    #: fit's (conditioned on the histogram's range), at the bin edges: 0 = identical
+    ks_distance: float = float("nan")
 
     @property
     def mode(self) -> float:
@@ -100,7 +104,8 @@ class SizeDistribution:
         if self.fit is not None:
             out.update({f"fit_mode_{u}": self.fit.mode, f"fit_mean_{u}": self.fit.mean,
                         f"fit_median_{u}": self.fit.median, "fit_mu": self.fit.mu,
-                        "fit_sigma": self.fit.sigma, "fit_r_squared": self.fit.r_squared})
+                        "fit_sigma": self.fit.sigma, "fit_r_squared": self.fit.r_squared,
+                        "fit_ks_distance": self.fit.ks_distance})
         return out
 
 
@@ -197,12 +202,36 @@ def size_distribution(
                 resid = y_fit - model(x_fit, mu, sigma, scale)
                 ss = np.sum((y_fit - y_fit.mean()) ** 2)
                 r2 = float(1 - np.sum(resid**2) / ss) if ss > 0 else float("nan")
-                result_fit = LogNormalFit(mu, sigma, scale, r2)
+                ks = _ks_distance(edges, fraction, mu, sigma)
+                result_fit = LogNormalFit(mu, sigma, scale, r2, ks)
+                if ks > POOR_FIT_KS:
+                    notes.append(f"the log-normal fit follows the histogram poorly "
+                                 f"(Kolmogorov-Smirnov distance {ks:.2f} > {POOR_FIT_KS}): "
+                                 "read the histogram and its moments, not the fitted mode")
             except (RuntimeError, ValueError) as exc:
                 notes.append(f"log-normal fit did not converge: {exc}")
     return SizeDistribution(edges=edges, fraction=fraction, mean=mean, std=std, median=median,
                             count=float(total), unit=_unit(unit), fit=result_fit,
                             weighting="number" if weights is None else "weighted", notes=notes)
+
+
+#: a log-normal fit whose cumulative fractions differ from the histogram's by more than
+#: this (Kolmogorov-Smirnov distance) is reported as poor
+POOR_FIT_KS = 0.1
+
+
+def _ks_distance(edges: np.ndarray, fraction: np.ndarray, mu: float, sigma: float) -> float:
+    """Largest difference of the cumulative fractions of the histogram and of the fitted
+    log-normal over the histogram's range, at the bin edges."""
+    with np.errstate(divide="ignore"):
+        z = (np.log(np.maximum(edges, 0.0)) - mu) / (sigma * math.sqrt(2.0))
+    cdf = 0.5 * (1.0 + special.erf(z))
+    span = cdf[-1] - cdf[0]
+    if span <= 0:
+        return 1.0
+    fitted = (cdf - cdf[0]) / span
+    observed = np.concatenate([[0.0], np.cumsum(fraction)])
+    return float(np.max(np.abs(fitted - observed)))
 
 
 def _unit(unit: str) -> str:
