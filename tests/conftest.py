@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -40,3 +42,17 @@ settings.register_profile("thorough", max_examples=1000, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                  HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "corrtomo"))
+
+
+@pytest.fixture
+def strict_cupy(monkeypatch):
+    """The strict CuPy stand-in (tests/strict_cupy.py) as ``cupy`` with one "device",
+    so CuPy code paths run without a GPU; host/device mix-ups raise TypeError."""
+    from napari_corrtomo.core import backend
+
+    spec = importlib.util.spec_from_file_location("strict_cupy", Path(__file__).with_name(
+        "strict_cupy.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module, module.install(monkeypatch)
+    backend.cupy_available.cache_clear()
