@@ -7,6 +7,7 @@ from scipy import ndimage as ndi
 from sklearn.ensemble import RandomForestClassifier
 
 from napari_corrtomo.core import backend
+from napari_corrtomo.core.classify.features import FeatureSpec, compute_features
 from napari_corrtomo.core.classify.forest import FlatForest
 from napari_corrtomo.core.quantify.thickness import local_thickness
 
@@ -50,3 +51,16 @@ def test_local_thickness_gpu_distance_transform_matches_the_cpu(strict_cupy):
         cpu = local_thickness(mask, spacing, backend="numpy")
         gpu = local_thickness(mask, spacing, backend="cupy")
         np.testing.assert_allclose(gpu, cpu, rtol=1e-5, atol=1e-5)
+
+
+def test_filter_bank_gpu_path_matches_the_cpu(strict_cupy):
+    rng = np.random.default_rng(1)
+    vol = ndi.gaussian_filter(rng.normal(size=(20, 22, 24)), 1.5).astype(np.float32)
+    spec = FeatureSpec.ilastik_default(tailored=True, channel_differences=True)
+    two = np.stack([vol, vol[::-1].copy()])
+    cpu = compute_features(two, spec, (2.0, 1.0, 1.0), spatial_ndim=3, backend="numpy")
+    gpu = backend.to_host(compute_features(two, spec, (2.0, 1.0, 1.0), spatial_ndim=3,
+                                           backend="cupy"))
+    for k in range(len(cpu)):
+        scale = float(np.abs(cpu[k]).max()) or 1.0
+        np.testing.assert_allclose(gpu[k], cpu[k], atol=1e-4 * scale, err_msg=str(k))
