@@ -79,6 +79,20 @@ def layer_frame(layer, ndim: int | None = None) -> Frame:
                     what=f"layer {layer.name!r}")
 
 
+def index_to_world(layer) -> np.ndarray:
+    """4x4 matrix taking a 3D layer's voxel indices (z, y, x) to napari world coordinates."""
+    if layer.ndim != 3:
+        raise ValueError(f"layer {layer.name!r} must be 3D (z, y, x), got {layer.ndim}D")
+    origin = np.asarray(layer.data_to_world((0.0, 0.0, 0.0)), float)
+    m = np.eye(4)
+    m[:3, 3] = origin
+    for ax in range(3):
+        e = np.zeros(3)
+        e[ax] = 1.0
+        m[:3, ax] = np.asarray(layer.data_to_world(tuple(e)), float) - origin
+    return m
+
+
 def layer_units(unit: str, ndim: int) -> tuple[str, ...]:
     return (unit,) * ndim
 

@@ -49,7 +49,16 @@ from ..core.frame import Frame
 from ..core.units import convert
 from ._autosave import autosave_for
 from ._dock import DockForm
-from ._layers import CREATED_BY, LayerSelect, add_result, full_resolution, layer_frame
+from ._layers import (
+    CREATED_BY,
+    LayerSelect,
+    add_result,
+    full_resolution,
+    index_to_world,
+    layer_frame,
+)
+from ._registered_view import NAME as VIEW_NAME
+from ._registered_view import RegisteredView, is_axis_aligned
 from ._runner import TaskRunner
 from ._table import TableView
 
@@ -66,19 +75,6 @@ WORDS = {"model": "the model", "metric": "the metric", "grid": "grid: fixed volu
 
 
 # ============================================================================ layer geometry
-
-
-def index_to_world(layer) -> np.ndarray:
-    """4x4 matrix taking a 3D layer's voxel indices (z, y, x) to napari world coordinates."""
-    _check_3d(layer)
-    origin = np.asarray(layer.data_to_world((0.0, 0.0, 0.0)), float)
-    m = np.eye(4)
-    m[:3, 3] = origin
-    for ax in range(3):
-        e = np.zeros(3)
-        e[ax] = 1.0
-        m[:3, ax] = np.asarray(layer.data_to_world(tuple(e)), float) - origin
-    return m
 
 
 def layer_affine(layer) -> np.ndarray:
@@ -119,6 +115,8 @@ class RegisterWidget(DockForm):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.session = reg.RegistrationSession()
+        #: 2D views of registered layers napari cannot slice, by moving layer name
+        self.views: dict[str, RegisteredView] = {}
         self._switching = False
 
         # -- volumes and landmarks
@@ -458,6 +456,10 @@ class RegisterWidget(DockForm):
         _, pm = self._points_layers(required=False)
         if pm is not None:
             pm.affine = affine
+        fixed, _ = self._layers()
+        if not is_axis_aligned(moving) and moving.name not in self.views:
+            # napari cannot slice it in 2D: show the plane on screen resampled (Issue 16)
+            self.views[moving.name] = RegisteredView(self.viewer, fixed, moving)
 
     def reset_moving(self) -> None:
         """Restore the moving layer's affine from before the first *Apply*."""
@@ -623,7 +625,7 @@ class RegisterWidget(DockForm):
         ref_shape = full_resolution(ref).shape
         polys, names, colors = [], [], []
         others = [lay for lay in self.viewer.layers if isinstance(lay, Image) and lay is not ref
-                  and lay.ndim == 3 and lay.metadata.get(CREATED_BY) != NAME]
+                  and lay.ndim == 3 and lay.metadata.get(CREATED_BY) not in (NAME, VIEW_NAME)]
         for layer, color in zip(others, itertools.cycle(FOV_COLORS)):
             outlines = reg.fov_outlines(full_resolution(layer).shape, index_to_world(layer),
                                         ref_shape, ref_m)
