@@ -618,8 +618,8 @@ def step_quantify(ctx: DemoContext) -> None:
     tposd = quantify(tpore.astype(np.uint8), nsp, "um", measures=["thickness"],
                      settings=QuantifySettings(phase=PORE, matrix=SOLID, outside=(RESIN,))
                      ).distributions["phase size distribution"]
-    closed_frac = dict(zip(nano.summary()["quantity"], nano.summary()["value"],
-                           strict=True))["closed fraction of phase volume"]
+    closed_frac = float(nano.summary().set_index("quantity").loc[
+        "closed fraction of phase volume", "value"])
     ctx.table("quantify_nanoct_pore_size_distribution", posd.table())
     ctx.quantity("nanoCT particle macroporosity", macro, t.nanoct_macroporosity, "fraction")
     ctx.quantity("nanoCT macroporosity, same envelope on the true solid", ref_macro,

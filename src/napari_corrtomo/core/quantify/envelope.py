@@ -154,14 +154,14 @@ def spherical_envelopes(solid: Any, particles: Any, spacing: float | tuple[float
         try:
             hull = ConvexHull(pts)
         except (QhullError, ValueError):  # flat or tiny: no volume to fit
-            spheres.append((0.0, label, None, 0.0, box))
+            spheres.append((0.0, label, None, box))
             continue
         r = float(np.cbrt(0.75 * hull.volume / np.pi))
         r += 0.65 * (r / step) ** -0.43 * step
-        spheres.append((r, label, _hull_centroid(hull), r, box))
+        spheres.append((r, label, _hull_centroid(hull), box))
     out = np.zeros(lab.shape, np.uint32)
     grid = [np.arange(n) * d for n, d in zip(lab.shape, sp, strict=True)]
-    for k, (_, label, centre, r, box) in enumerate(sorted(spheres, key=lambda t: -t[0])):
+    for k, (r, label, centre, box) in enumerate(sorted(spheres, key=lambda t: -t[0])):
         if centre is None:
             region = out[box]
             region[(s[box] & (lab[box] == label)) & (region == 0)] = label

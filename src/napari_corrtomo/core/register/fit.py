@@ -287,10 +287,12 @@ def _refine_consensus(fixed: np.ndarray, moving: np.ndarray, model: str, thresho
     k = MODELS[model]
     for _ in range(20):
         if inliers.sum() < k or degeneracy(fixed[inliers], model) or \
-                degeneracy(moving[inliers], model) or \
-                not _proper_fit(fixed[inliers], moving[inliers], model):
+                degeneracy(moving[inliers], model):
             return None
-        m, _ = _closed_form(fixed[inliers], moving[inliers], model)
+        try:
+            m, _ = _closed_form(fixed[inliers], moving[inliers], model)
+        except ValueError:  # the set's own fit mirrors or flattens space
+            return None
         new = np.linalg.norm(_residuals(m, fixed, moving), axis=1) <= threshold
         if new.sum() < k or np.array_equal(new, inliers):
             return inliers
