@@ -8,6 +8,8 @@ import math
 import numba as nb
 import numpy as np
 
+from ._unionfind import find_root
+
 
 @nb.njit(cache=True)
 def lut(values, w, classes):
@@ -95,15 +97,14 @@ def ridge_kernel(d2, offsets, cls, odist, table, integer):
 
 
 @nb.njit(cache=True, inline="always")
-def _find(row, i):
-    root = i
-    while row[root] != root:
-        root = row[root]
-    while row[i] != root:
-        nxt = row[i]
-        row[i] = root
-        i = nxt
-    return root
+def _fill_run(out_row, nxt_row, xa, xb, v):  # pragma: no cover - compiled
+    """Write ``v`` into the unpainted voxels xa..xb of one row; ``nxt_row[x]`` leads to
+    the next unpainted voxel at or after x, so painted runs are skipped in O(1)."""
+    x = find_root(nxt_row, xa)
+    while x <= xb:
+        out_row[x] = v
+        nxt_row[x] = x + 1
+        x = find_root(nxt_row, x + 1)
 
 
 def isqrt_table(qmax: int, w: int) -> np.ndarray:
@@ -217,12 +218,7 @@ def paint_int(z0, z1, cand, cent, unit, w3, ytab, xtab, disc_lut, nthreads, out)
                 xb = min(x0 + w, nx - 1)
                 if xa > xb:
                     continue
-                row = nxt[y]
-                x = _find(row, xa)
-                while x <= xb:
-                    out[z, y, x] = v
-                    row[x] = x + 1
-                    x = _find(row, x + 1)
+                _fill_run(out[z, y], nxt[y], xa, xb, v)
 
 
 @nb.njit(parallel=True, cache=True)
@@ -260,9 +256,4 @@ def paint(z0, z1, cand, cz, cy, cx, q, values, u, tol_abs, tol_rel, out):
                 xb = min(cx[i] + w, nx - 1)
                 if xa > xb:
                     continue
-                row = nxt[y]
-                x = _find(row, xa)
-                while x <= xb:
-                    out[z, y, x] = v
-                    row[x] = x + 1
-                    x = _find(row, x + 1)
+                _fill_run(out[z, y], nxt[y], xa, xb, v)

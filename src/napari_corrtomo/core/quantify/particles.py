@@ -30,6 +30,7 @@ from ..connected import label
 from ..memory import check_memory
 from ..progress import ProgressCallback, report
 from ..units import normalize_unit
+from ._unionfind import find_root
 from .surface import _field, _sigma, mesh_area
 
 __all__ = ["separate_particles", "particle_table", "fill_holes"]
@@ -265,18 +266,6 @@ def _crop_edt(region: np.ndarray, sp: tuple[float, ...]) -> np.ndarray:
 
 
 @nb.njit(cache=True)
-def _find_root(parent, i):
-    root = i
-    while parent[root] != root:
-        root = parent[root]
-    while parent[i] != root:
-        nxt = parent[i]
-        parent[i] = root
-        i = nxt
-    return root
-
-
-@nb.njit(cache=True)
 def _h_maxima_peaks(dist, order, h):
     """Peak voxels (flat indices) of the maxima of ``dist`` whose dynamic is >= h.
 
@@ -315,8 +304,8 @@ def _h_maxima_peaks(dist, order, h):
                     q = (zz * ny + yy) * nx + xx
                     if parent[q] < 0:
                         continue
-                    rq = _find_root(parent, q)
-                    rp = _find_root(parent, p)
+                    rq = find_root(parent, q)
+                    rp = find_root(parent, p)
                     if rq == rp:
                         continue
                     if peak[rq] > peak[rp]:
@@ -326,7 +315,7 @@ def _h_maxima_peaks(dist, order, h):
                     parent[rq] = rp
     for k in range(order.shape[0]):
         p = order[k]
-        if _find_root(parent, p) == p:
+        if find_root(parent, p) == p:
             out.append(peak_at[p])
     return np.array(out, dtype=np.int64)
 
