@@ -540,8 +540,9 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
                         "(default: the largest voxel size)")
     p.add_argument("--min-volume", type=float, default=0.0,
                    help="particles smaller than this volume (unit^3) are dropped")
-    p.add_argument("--smooth", type=float, default=0.5,
-                   help="Gaussian smoothing (voxels) of the surfaces before meshing")
+    p.add_argument("--smooth", type=float, default=1.0,
+                   help="Gaussian smoothing (voxels) of the surfaces before meshing, "
+                        "curvature-corrected (0: binary marching cubes)")
     p.add_argument("--envelope", choices=("sphere", "rolling ball"), default="sphere",
                    help="particle envelopes: a sphere per particle (the seed's spherical "
                         "mask) or a ball rolling around it (any shape)")

@@ -31,7 +31,7 @@ from ..memory import check_memory
 from ..progress import ProgressCallback, report
 from ..units import normalize_unit
 from ._unionfind import find_root
-from .surface import _field, _sigma, mesh_area
+from .surface import CURVATURE_MARGIN, DEFAULT_SMOOTH, _displacement, _field, _sigma, mesh_area
 
 __all__ = ["separate_particles", "particle_table", "fill_holes"]
 
@@ -163,7 +163,7 @@ def particle_table(
     pore: Any | None = None,
     unit: str = "um",
     surface: bool = True,
-    smooth: float = 0.5,
+    smooth: float = DEFAULT_SMOOTH,
     progress: ProgressCallback | None = None,
 ) -> pd.DataFrame:
     """One row per label: size, shape and porosity in physical units.
@@ -242,8 +242,8 @@ def particle_table(
         sl = boxes[i]
         border[j] = any(s.start == 0 or s.stop == n for s, n in zip(sl, lab.shape, strict=True))
         if surface and lab.ndim == 3:
-            crop = np.pad(lab32[sl] == i, pad)
-            area[j] = mesh_area(_field(crop, sigma), sp)
+            field = _field(np.pad(lab32[sl] == i, pad), sigma)
+            area[j] = mesh_area(field, sp, displacement=_displacement(field, sigma, sp))
         if progress is not None and (j % 64 == 0 or j == len(ids) - 1):
             report(progress, j + 1, len(ids))
     if surface and lab.ndim == 3:
@@ -381,7 +381,8 @@ def _particle_table_lazy(labels: Any, spacing: Any, pore: Any, unit: str, surfac
     mesh = bool(surface) and ndim == 3
     sigma = _sigma(smooth, sp)
     pad = int(math.ceil(4 * max(sigma))) + 2
-    radius = tuple(int(4.0 * s + 0.5) if s > 0 else 0 for s in sigma)  # scipy's kernel radius
+    # scipy's kernel radius, plus the voxels the curvature correction reads
+    radius = tuple(int(4.0 * s + 0.5) + CURVATURE_MARGIN if s > 0 else 0 for s in sigma)
     halo = max(radius) + 1 if mesh else 0
 
     def partial(*args):
@@ -497,8 +498,9 @@ def _block_areas(lab_o: np.ndarray, blk: Block, shape: tuple[int, ...], sp: tupl
             continue
         ind[tuple(put)] = lab_o[tuple(take)] == gid
         field = _field(ind, sigma)
-        cells = field[tuple(slice(radius[ax], radius[ax] + m1[ax] - m0[ax] + 1)
-                            for ax in range(3))]
+        disp = _displacement(field, sigma, sp)
+        cut = tuple(slice(radius[ax], radius[ax] + m1[ax] - m0[ax] + 1) for ax in range(3))
         out_ids.append(gid)
-        out_area.append(mesh_area(np.ascontiguousarray(cells), sp))
+        out_area.append(mesh_area(np.ascontiguousarray(field[cut]), sp,
+                                  displacement=None if disp is None else disp[(slice(None),) + cut]))
     return np.asarray(out_ids, np.int64), np.asarray(out_area, float)

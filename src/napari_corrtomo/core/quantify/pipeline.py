@@ -41,6 +41,7 @@ from .interface import Proxigram
 from .porosity import (
     label_counts,
 )
+from .surface import DEFAULT_SMOOTH
 
 __all__ = [
     "QuantifySettings",
@@ -76,8 +77,8 @@ class QuantifySettings:
     split_h: float | None = None
     #: particles smaller than this volume (unit^3) are dropped
     min_volume: float = 0.0
-    #: Gaussian smoothing (voxels) before marching cubes
-    smooth: float = 0.5
+    #: Gaussian smoothing (voxels) before marching cubes, with its curvature correction
+    smooth: float = DEFAULT_SMOOTH
     #: particle envelopes: "sphere" (the seed's spherical mask, for near-spherical
     #: particles) or "rolling ball" (any shape; it cuts off wide surface pores)
     envelope: str = "sphere"
