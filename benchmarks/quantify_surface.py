@@ -35,6 +35,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from quantify_transport import splice_section  # benchmarks/ is on the path of a script
 from scipy.spatial.transform import Rotation
 from skimage.measure import marching_cubes, mesh_surface_area
 
@@ -172,15 +173,6 @@ def section(lines: list[str], info: dict, tau_version: str | None) -> str:
     return "\n".join(text)
 
 
-def splice(document: str, text: str) -> str:
-    start = document.find(SECTION)
-    if start < 0:
-        return document.rstrip("\n") + "\n\n" + text
-    nxt = document.find("\n## ", start + len(SECTION))
-    rest = "" if nxt < 0 else document[nxt:]
-    return document[:start] + text.rstrip("\n") + "\n" + rest
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--taufactor-python", default=None,
@@ -195,7 +187,7 @@ def main() -> int:
             capture_output=True, text=True, check=True).stdout.strip()
     text = section(lines, info, tau_version)
     print(text)
-    OUT.write_text(splice(OUT.read_text() if OUT.exists() else "", text))
+    OUT.write_text(splice_section(OUT.read_text() if OUT.exists() else "", text, SECTION))
     return 0
 
 

@@ -35,12 +35,13 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "quantify.md
 SECTION = "## Tortuosity factor vs TauFactor"
 
 
-def splice_section(document: str, section: str) -> str:
-    """Replace the tortuosity section of the quantify benchmark page (or append it)."""
-    start = document.find(SECTION)
+def splice_section(document: str, section: str, heading: str = SECTION) -> str:
+    """Replace the section under ``heading`` (default: the tortuosity one) of the quantify
+    benchmark page, or append it."""
+    start = document.find(heading)
     if start < 0:
         return document.rstrip("\n") + "\n\n" + section
-    end = document.find("\n## ", start + len(SECTION))
+    end = document.find("\n## ", start + len(heading))
     rest = "" if end < 0 else document[end:]
     return document[:start] + section.rstrip("\n") + "\n" + rest
 
