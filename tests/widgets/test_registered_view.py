@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
+from qtpy.QtCore import QPoint, Qt
 
 from napari_corrtomo.widgets._layers import index_to_world
+from napari_corrtomo.widgets._registered_view import is_axis_aligned
 from napari_corrtomo.widgets.register import RegisterWidget
 
 pytest.importorskip("SimpleITK")
@@ -50,3 +52,96 @@ def test_registered_nanoct_is_drawn_in_2d_at_three_slices(make_napari_viewer, qt
         diff = np.abs(with_view - alone)[..., :3].sum(axis=-1)
         assert (diff > 30).mean() > 0.01, f"no nanoCT drawn at z={z:.1f}"
         np.testing.assert_allclose(with_view[..., 1], alone[..., 1], atol=2)
+
+
+def _canvas_pos(viewer, world_yx):
+    """The canvas pixel (Qt logical coordinates) where a world (y, x) point is drawn."""
+    canvas = viewer.window._qt_viewer.canvas
+    xy = canvas.view.scene.transform.map([world_yx[1], world_yx[0], 0, 1])[:2]
+    return QPoint(int(round(xy[0])), int(round(xy[1])))
+
+
+def test_painting_a_registered_roi_writes_its_voxels_at_the_clicked_place(
+        make_napari_viewer, qtbot, correlative_sample):
+    s, truth = correlative_sample, correlative_sample.truth
+    viewer = make_napari_viewer(show=True)
+    micro = viewer.add_image(s.microct.data, name="microCT", scale=s.microct.scale, units="um")
+    nano = viewer.add_image(s.nanoct.data, name="nanoCT", scale=s.nanoct.scale, units="um")
+    widget = RegisterWidget(viewer)
+    widget.fixed_select.set_layer(micro)
+    widget.moving_select.set_layer(nano)
+    pf, pm = widget.create_landmark_layers()
+    pf.add(truth.landmarks_microct)
+    pm.add(truth.landmarks_nanoct)
+    widget.fit()
+    widget.apply_button.click()
+    pf.visible = pm.visible = False
+    # the ROI: a 4 um box around a bead drawn on the microCT, cropped from the nanoCT
+    p = truth.landmarks_microct[0]
+    box = viewer.add_shapes(ndim=3, name="ROI box")
+    box.add_rectangles(np.array([[p[0], p[1] - 2, p[2] - 2], [p[0], p[1] - 2, p[2] + 2],
+                                 [p[0], p[1] + 2, p[2] + 2], [p[0], p[1] + 2, p[2] - 2]]))
+    box.visible = False
+    widget.roi_shapes.set_layer(box)
+    widget.roi_target.set_layer(nano)
+    widget.roi_depth.setValue(4.0)
+    qtbot.mouseClick(widget.roi_button, Qt.MouseButton.LeftButton)
+    roi = viewer.layers["nanoCT ROI"]
+    assert not is_axis_aligned(roi)  # rotated with the nanoCT: napari cannot slice it in 2D
+    # scribbles on the ROI, in the ROI's frame (as the Classify widget makes them)
+    scribbles = viewer.add_labels(np.zeros(roi.data.shape, np.uint8), name="ROI scribbles",
+                                  scale=roi.scale, units=roi.units, translate=roi.translate,
+                                  affine=roi.affine.affine_matrix)
+    view = widget.views["ROI scribbles"]
+    viewer.dims.ndisplay = 2
+    viewer.dims.set_point(0, p[0])
+    qtbot.waitUntil(view.is_current, timeout=20000)
+    viewer.camera.center = p
+    viewer.camera.zoom = 0.8 * min(viewer.window._qt_viewer.canvas.size) / 4.0  # 4 um across
+    viewer.layers.selection.active = view.layer
+    view.layer.mode = "paint"
+    view.layer.brush_size = 1
+    view.layer.selected_label = 2
+    native = viewer.window._qt_viewer.canvas.native
+    edits = []  # what the Classify widget's live training listens to
+    scribbles.events.paint.connect(edits.append)
+    qtbot.wait(50)
+
+    # a click 1 um beside the bead
+    target = p + np.array([0.0, 1.0, -0.5])
+    pos = _canvas_pos(viewer, target[1:])
+    qtbot.mouseMove(native, pos)
+    qtbot.waitUntil(lambda: np.abs(np.asarray(viewer.cursor.position)[1:] - target[1:]).max()
+                    < 0.5 * view.grid[1, 1])
+    qtbot.mousePress(native, Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.mouseRelease(native, Qt.MouseButton.LeftButton, pos=pos)
+    painted = np.argwhere(scribbles.data == 2)
+    assert len(painted), "the click wrote nothing into the ROI scribbles"
+    expected = np.asarray(scribbles.world_to_data(target))
+    # every voxel written is the ROI voxel at the clicked world position (within one voxel)
+    assert np.abs(painted - expected).max() <= 1.0, (painted, expected)
+    assert len(edits) == 1
+    # and the view shows it where it was painted, after the plane is sampled again
+    viewer.dims.set_point(0, p[0] + 4 * view.grid[0, 0])
+    qtbot.waitUntil(view.is_current, timeout=20000)
+    viewer.dims.set_point(0, p[0])
+    qtbot.waitUntil(view.is_current, timeout=20000)
+    assert (view.layer.data[0] == 2).sum() >= 1
+
+    # a stroke: press at one end, drag, release at the other
+    view.layer.selected_label = 3
+    a, b = p + np.array([0.0, -1.0, -1.0]), p + np.array([0.0, -1.0, 1.0])
+    qtbot.mouseMove(native, _canvas_pos(viewer, a[1:]))
+    qtbot.mousePress(native, Qt.MouseButton.LeftButton, pos=_canvas_pos(viewer, a[1:]))
+    for t in np.linspace(0, 1, 9)[1:]:
+        qtbot.wait(20)  # vispy drops moves < 10 ms apart (a hand is slower)
+        qtbot.mouseMove(native, _canvas_pos(viewer, (a + t * (b - a))[1:]))
+    qtbot.mouseRelease(native, Qt.MouseButton.LeftButton, pos=_canvas_pos(viewer, b[1:]))
+    stroke = np.argwhere(scribbles.data == 3)
+    ends = np.array([scribbles.world_to_data(a), scribbles.world_to_data(b)])
+    for end in ends:  # both ends painted, within one voxel
+        assert np.abs(stroke - end).max(axis=1).min() <= 1.0
+    # ... and the line between them: about 2 um / voxel length voxels, none off the line
+    assert len(stroke) >= 2.0 / view.grid[0, 0]
+    d = np.cross(stroke - ends[0], ends[1] - ends[0]) / np.linalg.norm(ends[1] - ends[0])
+    assert np.linalg.norm(d, axis=1).max() <= 1.5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import napari
@@ -26,12 +27,15 @@ class LayerSelect(QComboBox):
         parent: QWidget | None = None,
         *,
         tip: str,
+        skip: Callable[[Any], bool] | None = None,
     ):
         super().__init__(parent)
         self.setToolTip(tip)
         self.viewer = viewer
         self.layer_types = layer_types
         self.allow_none = allow_none
+        #: layers of those types not offered (e.g. overlays a widget drew itself)
+        self.skip = skip or (lambda layer: False)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
                       viewer.layers.events.reordered):
             event.connect(self.refresh)
@@ -44,7 +48,7 @@ class LayerSelect(QComboBox):
         if self.allow_none:
             self.addItem("")
         for layer in self.viewer.layers:
-            if isinstance(layer, self.layer_types):
+            if isinstance(layer, self.layer_types) and not self.skip(layer):
                 self.addItem(layer.name)
         index = self.findText(current)
         self.setCurrentIndex(index if index >= 0 else (0 if self.count() else -1))

@@ -27,6 +27,7 @@ from typing import Any
 import napari
 import numpy as np
 from napari.layers import Image, Points, Shapes
+from napari.utils.colormaps.standardize_color import transform_color
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -57,8 +58,7 @@ from ._layers import (
     index_to_world,
     layer_frame,
 )
-from ._registered_view import NAME as VIEW_NAME
-from ._registered_view import RegisteredView, is_axis_aligned
+from ._registered_view import is_view, registered_views
 from ._runner import TaskRunner
 from ._table import TableView
 
@@ -98,6 +98,12 @@ def _check_3d(layer) -> None:
                          "(z, y, x)")
 
 
+def _layer_color(layer) -> np.ndarray | None:
+    """The RGBA colour a single-hue colormap draws the layer's brightest voxels in."""
+    rgba = np.asarray(layer.colormap.colors, float)[-1]
+    return None if np.ptp(rgba[:3]) < 1e-6 else rgba
+
+
 def _hbox(*widgets: QWidget) -> QHBoxLayout:
     row = QHBoxLayout()
     for w in widgets:
@@ -115,16 +121,16 @@ class RegisterWidget(DockForm):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.session = reg.RegistrationSession()
-        #: 2D views of registered layers napari cannot slice, by moving layer name
-        self.views: dict[str, RegisteredView] = {}
+        #: 2D views of the registered layers napari cannot slice (``views[name]``)
+        self.views = registered_views(napari_viewer)
         self._switching = False
 
         # -- volumes and landmarks
         self.fixed_select = LayerSelect(
-            self.viewer, (Image,), tip="the reference volume (e.g. the microCT overview): its "
+            self.viewer, (Image,), skip=is_view, tip="the reference volume (e.g. the microCT overview): its "
                                        "frame is where the moving volume is mapped")
         self.moving_select = LayerSelect(
-            self.viewer, (Image,), tip="the volume to map onto the fixed one (e.g. the nanoCT "
+            self.viewer, (Image,), skip=is_view, tip="the volume to map onto the fixed one (e.g. the nanoCT "
                                        "of one particle)")
         self.fixed_points_select = LayerSelect(
             self.viewer, (Points,), allow_none=True,
@@ -183,11 +189,12 @@ class RegisterWidget(DockForm):
             b.clicked.connect(self._guard(functools.partial(self._ask, save, title, filt, slot)))
 
         # -- ROI / FOV across scales
+        # the box is the user's: never default to an overlay this widget drew
         self.roi_shapes = LayerSelect(
-            self.viewer, (Shapes,), tip="shapes layer with the rectangle drawn on a slice of "
-                                        "one volume")
+            self.viewer, (Shapes,), skip=lambda lay: lay.metadata.get(CREATED_BY) == NAME,
+            tip="shapes layer with the rectangle drawn on a slice of one volume")
         self.roi_target = LayerSelect(
-            self.viewer, (Image,), tip="the volume to crop at its own resolution (the other "
+            self.viewer, (Image,), skip=is_view, tip="the volume to crop at its own resolution (the other "
                                        "side of the registration)")
         self.roi_depth = QDoubleSpinBox()
         self.roi_depth.setRange(0.0, 1e9)
@@ -198,7 +205,7 @@ class RegisterWidget(DockForm):
         self.roi_button = QPushButton("Crop matching region")
         self.roi_button.clicked.connect(self._guard(self.crop_roi))
         self.fov_reference = LayerSelect(
-            self.viewer, (Image,), tip="the volume on which the other volumes' fields of view "
+            self.viewer, (Image,), skip=is_view, tip="the volume on which the other volumes' fields of view "
                                        "are outlined")
         self.fov_button = QPushButton("Show fields of view")
         self.fov_button.clicked.connect(self._guard(self.show_fields_of_view))
@@ -293,7 +300,8 @@ class RegisterWidget(DockForm):
     def _layers(self) -> tuple[Image, Image]:
         fixed = self.fixed_select.layer("fixed image")
         moving = self.moving_select.layer("moving image")
-        if fixed is moving:
+        # by name: a plugin's viewer is a proxy whose layers are new objects on each access
+        if fixed.name == moving.name:
             raise ValueError("fixed and moving image are the same layer; choose two volumes")
         return fixed, moving
 
@@ -456,10 +464,7 @@ class RegisterWidget(DockForm):
         _, pm = self._points_layers(required=False)
         if pm is not None:
             pm.affine = affine
-        fixed, _ = self._layers()
-        if not is_axis_aligned(moving) and moving.name not in self.views:
-            # napari cannot slice it in 2D: show the plane on screen resampled (Issue 16)
-            self.views[moving.name] = RegisteredView(self.viewer, fixed, moving)
+        # a rotated moving layer gets its 2D view from self.views (it follows the affine)
 
     def reset_moving(self) -> None:
         """Restore the moving layer's affine from before the first *Apply*."""
@@ -487,11 +492,13 @@ class RegisterWidget(DockForm):
         affine = layer_affine(fixed)
 
         def done(data: np.ndarray) -> None:
-            add_result(self.viewer, data, name=f"{moving.name} registered", layer_type="image",
-                       created_by=NAME, scale=grid.spacing, unit=grid.unit,
-                       translate=grid.origin, affine=affine,
-                       metadata={META_TRANSFORM: reg.transform_to_dict(t)},
-                       colormap=moving.colormap.name, blending="additive")
+            # a new layer each time (napari numbers repeated names): a second resample,
+            # e.g. after refining, never replaces the first
+            self.viewer.add_image(
+                data, name=f"{moving.name} registered", scale=grid.spacing,
+                units=(grid.unit,) * 3, translate=grid.origin, affine=affine,
+                metadata={CREATED_BY: NAME, META_TRANSFORM: reg.transform_to_dict(t)},
+                colormap=moving.colormap.name, blending="additive")
 
         return self.runner.start(reg.resample_moving, full_resolution(moving), fm, t, grid,
                                  self._settings().order, on_result=done,
@@ -624,9 +631,15 @@ class RegisterWidget(DockForm):
         ref_m = index_to_world(ref)
         ref_shape = full_resolution(ref).shape
         polys, names, colors = [], [], []
-        others = [lay for lay in self.viewer.layers if isinstance(lay, Image) and lay is not ref
-                  and lay.ndim == 3 and lay.metadata.get(CREATED_BY) not in (NAME, VIEW_NAME)]
-        for layer, color in zip(others, itertools.cycle(FOV_COLORS)):
+        # by name, not identity (plugin viewers hand out proxies); no outline of derived layers
+        others = [lay for lay in self.viewer.layers if isinstance(lay, Image)
+                  and lay.name != ref.name and lay.ndim == 3
+                  and lay.metadata.get(CREATED_BY) != NAME and not is_view(lay)]
+        spare = itertools.cycle(FOV_COLORS)
+        for layer in others:
+            # each modality in the colour it is drawn in (gray ones get a distinct one)
+            color = _layer_color(layer)
+            color = transform_color(next(spare))[0] if color is None else color
             outlines = reg.fov_outlines(full_resolution(layer).shape, index_to_world(layer),
                                         ref_shape, ref_m)
             polys += outlines
