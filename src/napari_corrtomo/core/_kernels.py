@@ -113,31 +113,52 @@ def _compiled() -> dict[str, Any]:
 
     @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
     def corr_last(inp, w, sym, out):  # pragma: no cover - compiled
-        """out[i, k] = sum_j w[j] inp[i, reflect(k + j - r)] for (a, n) arrays (see corr_mid)."""
+        """out[i, k] = sum_j w[j] inp[i, reflect(k + j - r)] for (a, n) arrays (see corr_mid).
+
+        Each row is copied once into a mirrored buffer; the taps then run over
+        unit-stride slices of it, a loop LLVM turns into SIMD (an index such as
+        ``k + 2r - j`` would need a wrap-around check per element and stay scalar).
+        """
         a, n = inp.shape
         taps = w.shape[0]
         r = taps // 2
-        pad = np.empty(n + 2 * r, np.float32)
-        acc = np.empty(n, np.float32)
-        for i in range(a):
-            for k in range(r):
-                pad[k] = inp[i, reflect(k - r, n)]
-                pad[n + r + k] = inp[i, reflect(n + k, n)]
-            for k in range(n):
-                pad[r + k] = inp[i, k]
-            wc = w[r]
-            for k in range(n):
-                acc[k] = wc * pad[k + r]
-            for j in range(r):
-                wj = w[j]
-                if sym > 0:
-                    for k in range(n):
-                        acc[k] += wj * (pad[k + j] + pad[k + 2 * r - j])
-                else:
-                    for k in range(n):
-                        acc[k] += wj * (pad[k + j] - pad[k + 2 * r - j])
-            for k in range(n):
-                out[i, k] = acc[k]
+        rows = 16
+        for chunk in prange((a + rows - 1) // rows):
+            pad = np.empty(n + 2 * r, np.float32)
+            for i in range(chunk * rows, min(chunk * rows + rows, a)):
+                src = inp[i]
+                for k in range(r):
+                    pad[k] = src[reflect(k - r, n)]
+                    pad[n + r + k] = src[reflect(n + k, n)]
+                pad[r:r + n] = src
+                o = out[i]
+                c = pad[r:r + n]
+                wc = w[r]
+                for k in range(n):
+                    o[k] = wc * c[k]
+                for j in range(r):
+                    lo = pad[j:j + n]
+                    hi = pad[2 * r - j:2 * r - j + n]
+                    wj = w[j]
+                    if sym > 0:
+                        for k in range(n):
+                            o[k] += wj * (lo[k] + hi[k])
+                    else:
+                        for k in range(n):
+                            o[k] += wj * (lo[k] - hi[k])
+
+    @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
+    def eig2(a11, a12, a22, e1, e2):  # pragma: no cover - compiled
+        """Descending eigenvalues of symmetric 2x2 matrices, flat arrays (float64 inside)."""
+        for i in prange(a11.shape[0]):
+            x11 = np.float64(a11[i])
+            x22 = np.float64(a22[i])
+            x12 = np.float64(a12[i])
+            mean = 0.5 * (x11 + x22)
+            h = 0.5 * (x11 - x22)
+            rad = np.sqrt(h * h + x12 * x12)
+            e1[i] = mean + rad
+            e2[i] = mean - rad
 
     @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
     def eig3(a11, a12, a13, a22, a23, a33, e1, e2, e3):  # pragma: no cover - compiled
@@ -174,7 +195,7 @@ def _compiled() -> dict[str, Any]:
             e2[i] = 3.0 * q - v1 - v3
             e3[i] = v3
 
-    return {"corr_mid": corr_mid, "corr_last": corr_last, "eig3": eig3,
+    return {"corr_mid": corr_mid, "corr_last": corr_last, "eig2": eig2, "eig3": eig3,
             "corr_first_range": corr_first_range}
 
 
@@ -218,11 +239,12 @@ def correlate1d(arr: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-def eigvalsh3(m: list[list[np.ndarray]]) -> list[np.ndarray]:
-    """Descending eigenvalues of symmetric 3x3 fields given per element (float32)."""
+def eigvalsh(m: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Descending eigenvalues of symmetric 2x2 or 3x3 fields given per element (float32)."""
     shape = m[0][0].shape
-    flat = [np.ascontiguousarray(m[i][j], dtype=np.float32).reshape(-1)
-            for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))]
-    out = [np.empty(flat[0].shape, np.float32) for _ in range(3)]
-    _compiled()["eig3"](*flat, *out)
+    n = len(m)
+    pairs = [(i, j) for i in range(n) for j in range(i, n)]
+    flat = [np.ascontiguousarray(m[i][j], dtype=np.float32).reshape(-1) for i, j in pairs]
+    out = [np.empty(flat[0].shape, np.float32) for _ in range(n)]
+    _compiled()["eig3" if n == 3 else "eig2"](*flat, *out)
     return [o.reshape(shape) for o in out]

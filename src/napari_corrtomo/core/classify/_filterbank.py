@@ -310,8 +310,8 @@ def _eigvalsh_sym(xp: Any, m: list[list[Any]], compiled: bool = False) -> list[A
     ``eigvalsh`` call. ``compiled``: the fused numba kernel (NumPy only).
     """
     n = len(m)
-    if compiled and n == 3:
-        return _kernels.eigvalsh3(m)
+    if compiled and n > 1:
+        return _kernels.eigvalsh(m)
     if n == 1:
         return [m[0][0]]
     f64 = [[v.astype(xp.float64) for v in row] for row in m]  # float64 inside, float32 out
