@@ -35,6 +35,45 @@ _OPTS = {"parallel": True, "fastmath": True, "cache": True, "nogil": True}
 # =========================================================================== slices
 
 
+@njit(inline="always")
+def _slice_frame(vol, sino):  # pragma: no cover - compiled
+    """Sizes of a slice batch (ny, nx, ns) and its sinogram (na, nd, ns), and the centre
+    coordinates cy, cx, cd that in-slice positions are relative to."""
+    ny, nx, ns = vol.shape
+    na, nd, _ = sino.shape
+    return ny, nx, ns, na, nd, 0.5 * (ny - 1), 0.5 * (nx - 1), 0.5 * (nd - 1)
+
+
+@njit(inline="always")
+def _axpy(acc, w, src):  # pragma: no cover - compiled
+    """acc += w * src over the slice batch (vectorised by the compiler)."""
+    for s in range(acc.shape[0]):
+        acc[s] += w * src[s]
+
+
+@njit(inline="always")
+def _joseph_line(vol, swap, p_run, p_cross, c_run, c_cross, slope, w, acc):  # pragma: no cover
+    """Add one ray's Joseph samples to ``acc`` (ns,).
+
+    The ray is stepped one pixel at a time along the run axis (the one it is most
+    parallel to: x, or y with ``swap``) and interpolated linearly across it. ``vol``
+    (ny, nx, ns) is indexed, not transposed, so its rows stay contiguous for the
+    vectorised accumulation.
+    """
+    n_cross = vol.shape[1] if swap else vol.shape[0]
+    n_run = vol.shape[0] if swap else vol.shape[1]
+    for j in range(n_run):
+        fi = p_cross + (j - c_run - p_run) * slope + c_cross
+        i0 = int(math.floor(fi))
+        if i0 < -1 or i0 >= n_cross:
+            continue
+        f = fi - i0
+        if i0 >= 0:
+            _axpy(acc, np.float32((1.0 - f) * w), vol[j, i0] if swap else vol[i0, j])
+        if i0 + 1 < n_cross:
+            _axpy(acc, np.float32(f * w), vol[j, i0 + 1] if swap else vol[i0 + 1, j])
+
+
 @njit(**_OPTS)
 def slice_fp(vol, rays, centres, us, step, out):  # pragma: no cover - compiled
     """Joseph forward projection of a batch of slices.
@@ -43,11 +82,7 @@ def slice_fp(vol, rays, centres, us, step, out):  # pragma: no cover - compiled
     (overwritten). Each thread accumulates one projection in a private buffer, which lets
     the compiler vectorise the loops over the batch.
     """
-    ny, nx, ns = vol.shape
-    na, nd, _ = out.shape
-    cy = 0.5 * (ny - 1)
-    cx = 0.5 * (nx - 1)
-    cd = 0.5 * (nd - 1)
+    ny, nx, ns, na, nd, cy, cx, cd = _slice_frame(vol, out)
     for a in prange(na):
         buf = np.zeros((nd, ns), np.float32)
         rx = rays[a, 0]
@@ -55,46 +90,29 @@ def slice_fp(vol, rays, centres, us, step, out):  # pragma: no cover - compiled
         for c in range(nd):
             px = centres[a, 0] + (c - cd) * us[a, 0]
             py = centres[a, 1] + (c - cd) * us[a, 1]
-            acc = buf[c]
             if abs(rx) >= abs(ry):
-                slope = ry / rx
-                w = step / abs(rx)
-                for j in range(nx):
-                    fi = py + (j - cx - px) * slope + cy
-                    i0 = int(math.floor(fi))
-                    if i0 < -1 or i0 >= ny:
-                        continue
-                    f = fi - i0
-                    w0 = np.float32((1.0 - f) * w)
-                    w1 = np.float32(f * w)
-                    if i0 >= 0:
-                        src = vol[i0, j]
-                        for s in range(ns):
-                            acc[s] += w0 * src[s]
-                    if i0 + 1 < ny:
-                        src = vol[i0 + 1, j]
-                        for s in range(ns):
-                            acc[s] += w1 * src[s]
+                _joseph_line(vol, False, px, py, cx, cy, ry / rx, step / abs(rx), buf[c])
             else:
-                slope = rx / ry
-                w = step / abs(ry)
-                for i in range(ny):
-                    fj = px + (i - cy - py) * slope + cx
-                    j0 = int(math.floor(fj))
-                    if j0 < -1 or j0 >= nx:
-                        continue
-                    f = fj - j0
-                    w0 = np.float32((1.0 - f) * w)
-                    w1 = np.float32(f * w)
-                    if j0 >= 0:
-                        src = vol[i, j0]
-                        for s in range(ns):
-                            acc[s] += w0 * src[s]
-                    if j0 + 1 < nx:
-                        src = vol[i, j0 + 1]
-                        for s in range(ns):
-                            acc[s] += w1 * src[s]
+                _joseph_line(vol, True, py, px, cy, cx, rx / ry, step / abs(ry), buf[c])
         out[a] = buf
+
+
+@njit(inline="always")
+def _gather_bins(acc, sino_a, alpha, beta, inv, target, w):  # pragma: no cover - compiled
+    """Add the detector bins whose Joseph hat reaches the pixel coordinate ``target``.
+
+    Bin c samples the cross coordinate ``alpha + beta * c``; its weight is the hat
+    ``(1 - |alpha + beta * c - target|) * w``, non-zero on a contiguous run of bins.
+    """
+    nd = sino_a.shape[0]
+    lo = (target - 1.0 - alpha) * inv  # inv = 1 / beta
+    hi = (target + 1.0 - alpha) * inv
+    if lo > hi:
+        lo, hi = hi, lo
+    for c in range(max(int(math.ceil(lo)), 0), min(int(math.floor(hi)), nd - 1) + 1):
+        wc = (1.0 - abs(alpha + beta * c - target)) * w
+        if wc > 0.0:
+            _axpy(acc, np.float32(wc), sino_a[c])
 
 
 @njit(**_OPTS)
@@ -106,11 +124,7 @@ def slice_bp_adjoint(sino, rays, centres, us, step, vol):  # pragma: no cover - 
     non-dominant axis), so the transpose needs no scatter. vol is overwritten; each
     thread fills one image row in a private buffer.
     """
-    ny, nx, ns = vol.shape
-    na, nd, _ = sino.shape
-    cy = 0.5 * (ny - 1)
-    cx = 0.5 * (nx - 1)
-    cd = 0.5 * (nd - 1)
+    ny, nx, ns, na, nd, cy, cx, cd = _slice_frame(vol, sino)
     for i in prange(ny):
         row = np.zeros((nx, ns), np.float32)
         for a in range(na):
@@ -120,54 +134,24 @@ def slice_bp_adjoint(sino, rays, centres, us, step, vol):  # pragma: no cover - 
             dy = centres[a, 1]
             ux = us[a, 0]
             uy = us[a, 1]
-            if abs(rx) >= abs(ry):
+            if abs(rx) >= abs(ry):  # row coordinate of bin c on column j: alpha + beta c
                 slope = ry / rx
-                w = step / abs(rx)
-                beta = uy - ux * slope  # d(row coordinate)/d(bin)
+                beta = uy - ux * slope
                 if beta == 0.0:
                     continue
-                inv = 1.0 / beta
+                w = step / abs(rx)
                 for j in range(nx):
                     alpha = dy + (j - cx - dx) * slope + cy - cd * beta
-                    lo = (i - 1.0 - alpha) * inv
-                    hi = (i + 1.0 - alpha) * inv
-                    if lo > hi:
-                        lo, hi = hi, lo
-                    c0 = max(int(math.ceil(lo)), 0)
-                    c1 = min(int(math.floor(hi)), nd - 1)
-                    acc = row[j]
-                    for c in range(c0, c1 + 1):
-                        wc = (1.0 - abs(alpha + beta * c - i)) * w
-                        if wc <= 0.0:
-                            continue
-                        wf = np.float32(wc)
-                        src = sino[a, c]
-                        for s in range(ns):
-                            acc[s] += wf * src[s]
-            else:
+                    _gather_bins(row[j], sino[a], alpha, beta, 1.0 / beta, i, w)
+            else:  # column coordinate of bin c on this row: alpha + beta c
                 slope = rx / ry
-                w = step / abs(ry)
                 beta = ux - uy * slope
                 if beta == 0.0:
                     continue
-                inv = 1.0 / beta
                 alpha = dx + (i - cy - dy) * slope + cx - cd * beta
+                w = step / abs(ry)
                 for j in range(nx):
-                    lo = (j - 1.0 - alpha) * inv
-                    hi = (j + 1.0 - alpha) * inv
-                    if lo > hi:
-                        lo, hi = hi, lo
-                    c0 = max(int(math.ceil(lo)), 0)
-                    c1 = min(int(math.floor(hi)), nd - 1)
-                    acc = row[j]
-                    for c in range(c0, c1 + 1):
-                        wc = (1.0 - abs(alpha + beta * c - j)) * w
-                        if wc <= 0.0:
-                            continue
-                        wf = np.float32(wc)
-                        src = sino[a, c]
-                        for s in range(ns):
-                            acc[s] += wf * src[s]
+                    _gather_bins(row[j], sino[a], alpha, beta, 1.0 / beta, j, w)
         vol[i] = row
 
 
@@ -178,11 +162,7 @@ def slice_bp_interp(sino, centres, us, vol):  # pragma: no cover - compiled
     Adds sum over angles of sino[a, c(x), :] with c(x) the (fractional) bin the
     pixel centre projects onto. vol is overwritten.
     """
-    ny, nx, ns = vol.shape
-    na, nd, _ = sino.shape
-    cy = 0.5 * (ny - 1)
-    cx = 0.5 * (nx - 1)
-    cd = 0.5 * (nd - 1)
+    ny, nx, ns, na, nd, cy, cx, cd = _slice_frame(vol, sino)
     for i in prange(ny):
         row = np.zeros((nx, ns), np.float32)
         for a in range(na):
@@ -197,16 +177,10 @@ def slice_bp_interp(sino, centres, us, vol):  # pragma: no cover - compiled
                 if c0 < -1 or c0 >= nd:
                     continue
                 f = np.float32(fc - c0)
-                acc = row[j]
                 if c0 >= 0:
-                    w0 = np.float32(1.0) - f
-                    src = sino[a, c0]
-                    for s in range(ns):
-                        acc[s] += w0 * src[s]
+                    _axpy(row[j], np.float32(1.0) - f, sino[a, c0])
                 if c0 + 1 < nd:
-                    src = sino[a, c0 + 1]
-                    for s in range(ns):
-                        acc[s] += f * src[s]
+                    _axpy(row[j], f, sino[a, c0 + 1])
         vol[i] = row
 
 
@@ -260,6 +234,46 @@ def _setup(d):  # pragma: no cover - compiled
     return m, p1, p2
 
 
+@njit(inline="always")
+def _march(o, d, sizes, step):  # pragma: no cover - compiled
+    """Joseph stepping of a ray: the dominant axis m, the two others, the weight per plane
+    (``step`` times the path length between planes, in voxels) and the planes lo..hi
+    where the ray is inside the volume."""
+    m, p1, p2 = _setup(d)
+    norm = math.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+    c_m = 0.5 * (sizes[m] - 1)
+    lo, hi = _axis_range(o[p1], d[p1], sizes[p1], 0, sizes[m] - 1, c_m, o[m], d[m])
+    lo, hi = _axis_range(o[p2], d[p2], sizes[p2], lo, hi, c_m, o[m], d[m])
+    return m, p1, p2, step * norm / abs(d[m]), lo, hi
+
+
+@njit(inline="always")
+def _bilinear(q, o, d, m, p1, p2, sizes, strides):  # pragma: no cover - compiled
+    """The four voxels around the ray's crossing of plane q, as flat indices and bilinear
+    weights; a corner outside the volume gets index 0 and weight 0."""
+    t = (q - 0.5 * (sizes[m] - 1) - o[m]) / d[m]
+    f1 = o[p1] + t * d[p1] + 0.5 * (sizes[p1] - 1)
+    f2 = o[p2] + t * d[p2] + 0.5 * (sizes[p2] - 1)
+    i1 = int(math.floor(f1))
+    i2 = int(math.floor(f2))
+    g1 = f1 - i1
+    g2 = f2 - i2
+    in1 = (0 <= i1 < sizes[p1], 0 <= i1 + 1 < sizes[p1])
+    in2 = (0 <= i2 < sizes[p2], 0 <= i2 + 1 < sizes[p2])
+    base = q * strides[m] + i1 * strides[p1] + i2 * strides[p2]
+    s1 = strides[p1]
+    s2 = strides[p2]
+    k00 = base if in1[0] and in2[0] else 0
+    k01 = base + s2 if in1[0] and in2[1] else 0
+    k10 = base + s1 if in1[1] and in2[0] else 0
+    k11 = base + s1 + s2 if in1[1] and in2[1] else 0
+    w00 = (1.0 - g1) * (1.0 - g2) if in1[0] and in2[0] else 0.0
+    w01 = (1.0 - g1) * g2 if in1[0] and in2[1] else 0.0
+    w10 = g1 * (1.0 - g2) if in1[1] and in2[0] else 0.0
+    w11 = g1 * g2 if in1[1] and in2[1] else 0.0
+    return k00, k01, k10, k11, w00, w01, w10, w11
+
+
 @njit(**_OPTS)
 def vol_fp(vol, vecs, cone, step, out):  # pragma: no cover - compiled
     """Joseph forward projection through a volume for any vector geometry.
@@ -282,42 +296,12 @@ def vol_fp(vol, vecs, cone, step, out):  # pragma: no cover - compiled
         d = np.empty(3)
         for c in range(nc):
             o[0], o[1], o[2], d[0], d[1], d[2] = _ray(vec, cone, r, c, rc, cc)
-            m, p1, p2 = _setup(d)
-            norm = math.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
-            w = step * norm / abs(d[m])
-            n_m = sizes[m]
-            c_m = 0.5 * (n_m - 1)
-            lo, hi = _axis_range(o[p1], d[p1], sizes[p1], 0, n_m - 1, c_m, o[m], d[m])
-            lo, hi = _axis_range(o[p2], d[p2], sizes[p2], lo, hi, c_m, o[m], d[m])
-            n1 = sizes[p1]
-            n2 = sizes[p2]
-            c1 = 0.5 * (n1 - 1)
-            c2 = 0.5 * (n2 - 1)
-            s_m = strides[m]
-            s1 = strides[p1]
-            s2 = strides[p2]
+            m, p1, p2, w, lo, hi = _march(o, d, sizes, step)
             acc = 0.0
             for q in range(lo, hi + 1):
-                t = (q - c_m - o[m]) / d[m]
-                f1 = o[p1] + t * d[p1] + c1
-                f2 = o[p2] + t * d[p2] + c2
-                i1 = int(math.floor(f1))
-                i2 = int(math.floor(f2))
-                g1 = f1 - i1
-                g2 = f2 - i2
-                base = q * s_m
-                v = 0.0
-                if 0 <= i1 < n1:
-                    if 0 <= i2 < n2:
-                        v += (1.0 - g1) * (1.0 - g2) * flat[base + i1 * s1 + i2 * s2]
-                    if 0 <= i2 + 1 < n2:
-                        v += (1.0 - g1) * g2 * flat[base + i1 * s1 + (i2 + 1) * s2]
-                if 0 <= i1 + 1 < n1:
-                    if 0 <= i2 < n2:
-                        v += g1 * (1.0 - g2) * flat[base + (i1 + 1) * s1 + i2 * s2]
-                    if 0 <= i2 + 1 < n2:
-                        v += g1 * g2 * flat[base + (i1 + 1) * s1 + (i2 + 1) * s2]
-                acc += v
+                k00, k01, k10, k11, w00, w01, w10, w11 = _bilinear(q, o, d, m, p1, p2, sizes,
+                                                                   strides)
+                acc += w00 * flat[k00] + w01 * flat[k01] + w10 * flat[k10] + w11 * flat[k11]
             out[a, r, c] = acc * w
 
 
@@ -345,39 +329,15 @@ def vol_bp_adjoint(proj, vecs, cone, step, buffers, nz, ny, nx):  # pragma: no c
                     if value == 0.0:
                         continue
                     o[0], o[1], o[2], d[0], d[1], d[2] = _ray(vec, cone, r, c, rc, cc)
-                    m, p1, p2 = _setup(d)
-                    norm = math.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
-                    w = step * norm / abs(d[m]) * value
-                    n_m = sizes[m]
-                    c_m = 0.5 * (n_m - 1)
-                    lo, hi = _axis_range(o[p1], d[p1], sizes[p1], 0, n_m - 1, c_m, o[m], d[m])
-                    lo, hi = _axis_range(o[p2], d[p2], sizes[p2], lo, hi, c_m, o[m], d[m])
-                    n1 = sizes[p1]
-                    n2 = sizes[p2]
-                    c1 = 0.5 * (n1 - 1)
-                    c2 = 0.5 * (n2 - 1)
-                    s_m = strides[m]
-                    s1 = strides[p1]
-                    s2 = strides[p2]
+                    m, p1, p2, w, lo, hi = _march(o, d, sizes, step)
+                    w *= value
                     for q in range(lo, hi + 1):
-                        t = (q - c_m - o[m]) / d[m]
-                        f1 = o[p1] + t * d[p1] + c1
-                        f2 = o[p2] + t * d[p2] + c2
-                        i1 = int(math.floor(f1))
-                        i2 = int(math.floor(f2))
-                        g1 = f1 - i1
-                        g2 = f2 - i2
-                        base = q * s_m
-                        if 0 <= i1 < n1:
-                            if 0 <= i2 < n2:
-                                flat[base + i1 * s1 + i2 * s2] += (1.0 - g1) * (1.0 - g2) * w
-                            if 0 <= i2 + 1 < n2:
-                                flat[base + i1 * s1 + (i2 + 1) * s2] += (1.0 - g1) * g2 * w
-                        if 0 <= i1 + 1 < n1:
-                            if 0 <= i2 < n2:
-                                flat[base + (i1 + 1) * s1 + i2 * s2] += g1 * (1.0 - g2) * w
-                            if 0 <= i2 + 1 < n2:
-                                flat[base + (i1 + 1) * s1 + (i2 + 1) * s2] += g1 * g2 * w
+                        k00, k01, k10, k11, w00, w01, w10, w11 = _bilinear(
+                            q, o, d, m, p1, p2, sizes, strides)
+                        flat[k00] += w00 * w
+                        flat[k01] += w01 * w
+                        flat[k10] += w10 * w
+                        flat[k11] += w11 * w
 
 
 @njit(**_OPTS)
