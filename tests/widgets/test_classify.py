@@ -183,3 +183,120 @@ def test_widget_cli_and_demo_give_the_same_segmentation(make_napari_viewer, qtbo
     np.testing.assert_array_equal(widget_seg, cli.data)
     np.testing.assert_array_equal(widget_unc, cli_unc.data)
     assert len(np.unique(demo)) == 3  # three phases found, not a constant
+
+
+# ---------------------------------------------------------------- live labelling (issue 17)
+
+
+@pytest.fixture(scope="module")
+def slab512(fib_sample):
+    """12 slices of 512 x 512 (the FIB stack tiled), their truth, the voxel size."""
+    img = np.tile(fib_sample.image[0, 20:32], (1, 3, 3))[:, :512, :512].copy()
+    truth = np.tile(fib_sample.labels.data[20:32], (1, 3, 3))[:, :512, :512].copy()
+    return img, truth, fib_sample.labels.scale
+
+
+def _canvas_pos(viewer, world_yx):
+    """Canvas pixel of a world (y, x) point in the 2D view (camera centre -> canvas centre,
+    zoom = canvas pixels per world unit)."""
+    from qtpy.QtCore import QPoint
+
+    h, w = viewer.window._qt_viewer.canvas.size
+    cy, cx = viewer.camera.center[-2:]
+    z = viewer.camera.zoom
+    return QPoint(round(w / 2 + (world_yx[1] - cx) * z), round(h / 2 + (world_yx[0] - cy) * z))
+
+
+def _run_inside(truth_plane, label, taken, length=16, margin=3):
+    """(row, first col) of a horizontal run of ``length`` pixels inside phase ``label``,
+    ``margin`` pixels from other phases and clear of the ``taken`` pixels."""
+    from scipy import ndimage as ndi
+
+    inside = ndi.binary_erosion(truth_plane == label, iterations=margin)
+    inside &= ~ndi.binary_dilation(taken, iterations=2 * margin)
+    ok = ndi.minimum_filter(inside.astype(np.uint8), size=(1, length), origin=(0, -(length // 2)))
+    rows, cols = np.nonzero(ok[margin:-margin, margin:-length - margin])
+    assert rows.size, f"no run inside phase {label}"
+    return int(rows[0]) + margin, int(cols[0]) + margin
+
+
+def test_live_labelling_strokes_update_the_slice_with_the_brush_active(make_napari_viewer, qtbot,
+                                                                     slab512):
+    """Issue 17: strokes painted with real mouse events on the canvas of a real viewer; each
+    updates the visible 512^2 slice's prediction within 0.5 s (median), the scribbles stay
+    selected in paint mode, the status counts the new strokes."""
+    from time import perf_counter
+
+    from qtpy.QtCore import Qt
+
+    img, truth, sp = slab512
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(img, name="SE2", scale=sp, units="nm")
+    w = ClassifyWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.set_feature_spec(FeatureSpec(tuple(FilterItem(n, s) for n in ("gaussian", "ggm", "hessian")
+                                         for s in (0.7, 1.6))))
+    assert w.n_trees.value() == 100  # the widget's default forest
+    z = 6
+    layer = w.create_scribble_layer()
+    layer.data = scribbles_from_truth(truth, slices=(z,), strokes_per_class=2, seed=3)
+    viewer.dims.set_point(0, z * sp[0])
+    qtbot.mouseClick(w.train_button, Qt.MouseButton.LeftButton)
+    _wait(qtbot, w, 120_000)
+    live = viewer.layers["SE2 scribbles live prediction"]
+    assert viewer.layers.selection.active is layer and layer.mode == "paint"
+    assert viewer.layers.index(live) < viewer.layers.index(layer)  # under the strokes
+    qtbot.waitUntil(lambda: w._live_job is None, timeout=60_000)
+
+    # the whole slice on screen: world (y, x) -> canvas pixels
+    viewer.camera.center = (0.0, 256 * sp[1], 256 * sp[2])
+    viewer.camera.zoom = 0.9 * min(viewer.window._qt_viewer.canvas.size) / (512 * sp[2])
+    canvas = viewer.window._qt_viewer.canvas
+    drawn: list[tuple[float, str]] = []
+    shown: list[float] = []
+    live.events.set_data.connect(lambda e: shown.append(perf_counter()))
+    canvas._scene_canvas.events.draw.connect(
+        lambda e: drawn.append((perf_counter(), w.status.text())) if shown else None)
+
+    latencies = []
+    for k, label in enumerate((1, 2, 3, 2)):
+        before = np.asarray(live.data[z]).copy()
+        row, col = _run_inside(truth[z], label, np.asarray(layer.data[z]) > 0)
+        xs = np.arange(col, col + 16, 2)
+        points = [layer.data_to_world((z, row, x)) for x in xs]
+        layer.selected_label = label
+        shown.clear()
+        drawn.clear()
+        qtbot.mousePress(canvas.native, Qt.MouseButton.LeftButton, pos=_canvas_pos(viewer,
+                                                                                   points[0][1:]))
+        cursor = [viewer.cursor.position]
+        for p in points[1:]:
+            qtbot.wait(15)  # vispy drops mouse moves closer than 10 ms
+            qtbot.mouseMove(canvas.native, pos=_canvas_pos(viewer, p[1:]))
+            cursor.append(viewer.cursor.position)
+        # the cursor went where we aimed (within a pixel: canvas pixels are whole)
+        np.testing.assert_allclose(np.array(cursor)[:, 1:], np.array(points)[:, 1:],
+                                   atol=1.5 * sp[2])
+        released = perf_counter()
+        qtbot.mouseRelease(canvas.native, Qt.MouseButton.LeftButton,
+                           pos=_canvas_pos(viewer, points[-1][1:]))
+        # painted under the cursor's path, on the visible slice
+        labels = np.asarray(layer.data)
+        under = np.round([layer.world_to_data(c) for c in cursor]).astype(int)
+        assert np.all(under[:, 0] == z)
+        assert np.all(labels[z, under[:, 1], under[:, 2]] == label), f"stroke {k + 1} not painted"
+        n = int((labels > 0).sum())
+        # the prediction of the slice is redrawn with the forest of the new strokes
+        counted = f"Trained on {n} labelled"
+        qtbot.waitUntil(lambda c=counted: any(c in s for _, s in drawn), timeout=30_000)
+        latencies.append(min(t for t, s in drawn if counted in s) - released)
+        assert viewer.layers.selection.active is layer and layer.mode == "paint"
+        assert not np.array_equal(np.asarray(live.data[z]), before) or k > 0
+    # the full forest follows the last stroke
+    qtbot.waitUntil(lambda: w._live_job is None, timeout=60_000)
+    assert w.status.text().startswith(f"Trained on {n} labelled voxels")
+    assert "the rest follow" not in w.status.text()
+    assert w.classifier.forest.n_trees == 100 and w.classifier.n_samples_ == n
+    assert viewer.layers.selection.active is layer and layer.mode == "paint"
+    print("stroke -> prediction drawn (s):", [f"{t:.3f}" for t in latencies])
+    assert np.median(latencies) < 0.5, latencies

@@ -2,9 +2,10 @@
 
 Choose one or more image layers as channels, paint a few strokes per class on a
 scribble Labels layer, pick features in the table (scales x filters, 2D/3D), press
-*Live training*: the forest is trained and, while it stays on, every edit of the
-scribbles (and every change of the visible slice) updates the prediction of that
-slice. *Predict volume* segments the whole volume blockwise in a worker (progress,
+*Live training*: the forest is trained and, while it stays on, every brush stroke
+(and every change of the visible slice) updates the prediction of that slice in a
+worker, the brush staying active (the newest stroke supersedes an update still
+running). *Predict volume* segments the whole volume blockwise in a worker (progress,
 Cancel) and adds a segmentation, per-class probabilities and the uncertainty. Save
 the classifier, load it later and apply it to other layers (same channels, same
 voxel size). All computing is in :mod:`napari_corrtomo.core.classify`.
@@ -19,7 +20,7 @@ import napari
 import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QObject, Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -39,14 +40,22 @@ from qtpy.QtWidgets import (
 
 from ..core.classify import LiveTrainer, PixelClassifier, segment, stack_channels
 from ..core.classify.features import FILTERS, ILASTIK_SIGMAS, FeatureSpec, FilterItem, TailoredFeatures
+from ..core.classify.live import LiveUpdate
+from ..core.progress import Cancelled, scaled
 from ._autosave import CLASSIFIER, autosave_for
 from ._dock import DockForm
 from ._layers import LayerSelect, add_result, full_resolution, layer_frame
-from ._runner import TaskRunner, start_job
+from ._runner import Job, TaskRunner, start_job
 from ._table import TableView
 
 NAME = "classify"
 _MODES = ("off", "2D", "3D")
+
+
+class _Preview(QObject):
+    """Carries a live update's first prediction from its worker to the GUI thread."""
+
+    ready = Signal(object)
 
 
 class ClassifyWidget(DockForm):
@@ -57,9 +66,15 @@ class ClassifyWidget(DockForm):
         self.viewer = napari_viewer
         self.live: LiveTrainer | None = None
         self.classifier: PixelClassifier | None = None
-        self._live_busy = False
-        self._live_pending = False
         self._watched: Labels | None = None
+        # live updates: one worker at a time; strokes since it started wait for the next
+        self._live_job: Job | None = None
+        self._live_inputs: tuple[np.ndarray | None, dict[int, np.ndarray]] = (None, {})
+        self._live_planes: dict[int, np.ndarray] = {}
+        self._live_full = False
+        self._live_request = False
+        self._preview = _Preview(self)
+        self._preview.ready.connect(self._show_update)
 
         # ---- inputs
         self.channel_list = QListWidget()
@@ -161,8 +176,8 @@ class ClassifyWidget(DockForm):
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
-        self._timer.setInterval(200)
-        self._timer.timeout.connect(self._run_live)
+        self._timer.setInterval(100)  # slice changes: settle on the slice the slider stops at
+        self._timer.timeout.connect(self._request_live)
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed,
                       napari_viewer.layers.events.reordered):
             event.connect(self.refresh_channels)
@@ -295,91 +310,147 @@ class ClassifyWidget(DockForm):
         def job(progress=None):
             live = LiveTrainer(image, spec, spacing, unit, names, spatial_ndim=nd,
                                n_trees=n_trees)
-            live.train(labels, progress)
-            return live, z, live.predict_slice(z)
+            live.set_labels(labels, scaled(progress, 0, 1, 2))
+            return live, live.update(z, scaled(progress, 1, 2, 2))
 
         self.runner.start(job, on_result=self._trained, label="Training")
 
     def _trained(self, result) -> None:
-        live, z, proba = result
+        live, update = result
         self._set_live(True)
         self.live = live
         self.classifier = live.classifier
-        self._show_slice(z, proba)
+        self._show_update(update)
         self._show_importances()
         self._watch(self.scribbles.layer())
         self.autosave.changed()
-        self.status.setText(
-            f"Trained on {self.classifier.n_samples_} labelled voxels, "
-            f"{self.classifier.n_features} features. Paint to refine; the visible slice updates."
-        )
 
     def _watch(self, layer: Labels | None) -> None:
         self._unwatch()
         if layer is None:
             return
         self._watched = layer
-        layer.events.paint.connect(self._schedule_live)
-        layer.events.data.connect(self._schedule_live)
+        layer.events.paint.connect(self._on_stroke)
+        layer.events.data.connect(self._on_labels_replaced)
 
     def _unwatch(self) -> None:
         if self._watched is not None:
-            for ev in (self._watched.events.paint, self._watched.events.data):
-                ev.disconnect(self._schedule_live)
+            self._watched.events.paint.disconnect(self._on_stroke)
+            self._watched.events.data.disconnect(self._on_labels_replaced)
         self._watched = None
+        if self._live_job is not None:
+            self._live_job.cancel.set()
+
+    def _live_on(self) -> bool:
+        return self.train_button.isChecked() and self.live is not None and self._watched is not None
 
     def _schedule_live(self, *_: Any) -> None:
-        if self.train_button.isChecked() and self.live is not None and self._watched is not None:
+        if self._live_on():
             self._timer.start()
 
-    def _run_live(self) -> None:
-        """Retrain on the scribbles and predict the visible slice (one update at a time)."""
-        if self.live is None or self._watched is None:
+    def _on_stroke(self, *_: Any) -> None:
+        """A stroke ended (napari's paint event comes once per stroke): take the slices
+        it can have touched and update at once."""
+        layer = self._watched
+        if layer is None:
             return
-        if self._live_busy:
-            self._live_pending = True
+        dims = self.viewer.dims
+        in_plane = (layer.n_edit_dimensions == 2 and dims.ndisplay == 2
+                    and tuple(dims.displayed) == (dims.ndim - 2, dims.ndim - 1))
+        if layer.ndim == 2:
+            self._live_planes[0] = np.array(layer.data)
+        elif layer.ndim == 3 and in_plane:
+            z = self._current_z(layer)
+            self._live_planes[z] = np.array(layer.data[z])
+        else:  # a 3D brush or a stroke across slices: read all strokes again
+            self._live_full = True
+        self._request_live()
+
+    def _on_labels_replaced(self, *_: Any) -> None:
+        self._live_full = True
+        self._request_live()
+
+    def _request_live(self, *_: Any) -> None:
+        """Update the visible slice with the newest strokes; an update still running is
+        superseded (cancelled) and the newest request runs as soon as it has stopped."""
+        if not self._live_on():
             return
-        labels = np.asarray(self._watched.data).copy()
-        z = self._current_z(self._watched)
-        live = self.live
-        self._live_busy = True
-        self._live_pending = False
-
-        def step(progress=None):
-            live.train(labels, progress)
-            return z, live.predict_slice(z)
-
-        # owned by the viewer: closing it cancels the update (between slices/tree batches)
-        self._live_worker = start_job(
-            step, viewer=self.viewer, on_result=lambda res: self._show_slice(*res),
-            on_error=lambda exc: self.status.setText(f"Live update skipped: {exc}"),
-            on_finished=self._live_done)
-
-    def _live_done(self) -> None:
-        self._live_busy = False
-        self.autosave.changed()
-        if self._live_pending:
+        self._live_request = True
+        if self._live_job is not None:
+            self._live_job.cancel.set()
+        else:
             self._run_live()
 
-    def _show_slice(self, z: int, proba: np.ndarray) -> None:
+    def _run_live(self) -> None:
+        """Refit on the strokes and predict the visible slice, in a worker."""
+        layer, live = self._watched, self.live
+        full = np.asarray(layer.data).copy() if self._live_full else None
+        planes, self._live_planes = self._live_planes, {}
+        self._live_full = self._live_request = False
+        self._live_inputs = (full, planes)
+        z = self._current_z(layer)
+
+        def step(progress=None):
+            if full is not None:
+                live.set_labels(full, progress)
+            for zz, plane in planes.items():
+                live.set_slice_labels(zz, plane, progress)
+            return live.update(z, progress, on_preview=self._preview.ready.emit)
+
+        # owned by the viewer: closing it cancels the update
+        self._live_job = start_job(step, viewer=self.viewer, on_result=self._show_update,
+                                   on_error=self._live_failed, on_finished=self._live_done)
+
+    def _live_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, Cancelled):
+            # superseded: its strokes go with the next update (newer slices win)
+            full, planes = self._live_inputs
+            self._live_full |= full is not None
+            for z, plane in planes.items():
+                self._live_planes.setdefault(z, plane)
+        else:
+            self.status.setText(f"Live update skipped: {exc}")
+
+    def _live_done(self) -> None:
+        self._live_job = None
+        self._live_inputs = (None, {})
+        self.autosave.changed()
+        if self._live_request and self._live_on():
+            self._run_live()
+
+    def _show_update(self, update: LiveUpdate) -> None:
+        """Status and the live-prediction layer for one live update."""
         labels_layer = self.scribbles.layer()
         if labels_layer is None or self.classifier is None:
             return
+        sample = ("" if update.n_samples == update.n_labelled else
+                  f" (a stratified sample of the {update.n_labelled} painted)")
+        trees = ("" if update.final else
+                 f"; first {update.n_trees} of {update.n_trees_total} trees, the rest follow")
+        self.status.setText(
+            f"Trained on {update.n_samples} labelled voxels{sample}, "
+            f"{self.classifier.n_features} features{trees}. Paint to refine; the visible "
+            "slice updates.")
         shape = full_resolution(labels_layer).shape
         name = f"{labels_layer.name} live prediction"
-        seg = self.classifier.classes_[np.argmax(proba, axis=0)]
         layer = self.viewer.layers[name] if name in self.viewer.layers else None
         if layer is None or layer.data.shape != shape:
-            layer = add_result(self.viewer, np.zeros(shape, self.classifier.classes_.dtype),
+            active = self.viewer.layers.selection.active
+            layer = add_result(self.viewer, np.zeros(shape, update.classes.dtype),
                                name=name, layer_type="labels", created_by=NAME,
                                scale=tuple(labels_layer.scale), unit=_unit(labels_layer),
                                opacity=0.5)
+            # under the strokes, and never the selected layer: the brush stays active
+            self.viewer.layers.move(self.viewer.layers.index(layer),
+                                    self.viewer.layers.index(labels_layer))
+            if active is not None:
+                self.viewer.layers.selection.active = active
         if len(shape) == 3:
-            layer.data[z] = seg
+            layer.data[update.z] = update.labels()
         else:
-            layer.data[...] = seg
+            layer.data[...] = update.labels()
         layer.refresh()
-        self.live_z = z
+        self.live_z = update.z
 
     def _show_importances(self) -> None:
         if self.classifier is not None:
@@ -465,7 +536,7 @@ class ClassifyWidget(DockForm):
 
     def recovery_state(self) -> dict:
         """Settings, scribble layer and classifier for the autosave (UI thread)."""
-        if not self._live_busy:  # a live update re-fits self.classifier in place
+        if self._live_job is None:  # a live update re-fits self.classifier in place
             self._clf_snapshot = copy.copy(self.classifier)
         scribbles = self.scribbles.layer()
         try:

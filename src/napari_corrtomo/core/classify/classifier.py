@@ -169,16 +169,7 @@ class PixelClassifier:
                 f"{tuple(img.shape[1:])}; paint the scribbles on a Labels layer of the "
                 "image's shape"
             )
-        classes = np.unique(labels[labels != 0])
-        if classes.size == 0:
-            raise ValueError("no labelled voxels: paint a few strokes for at least two classes")
-        if classes.size == 1:
-            raise ValueError(
-                f"only class {int(classes[0])} is labelled; paint strokes for at least two "
-                "classes to train a classifier"
-            )
-        if np.any(classes < 0):
-            raise ValueError("labels must be >= 0 (0 = unlabelled)")
+        check_classes(labels[labels != 0])
         check_finite(img)
         return img
 
@@ -211,10 +202,15 @@ class PixelClassifier:
             rf.set_params(n_estimators=min(n, self.n_trees))
             rf.fit(X, y)
             report(progress, min(n, self.n_trees), self.n_trees)
+        return self._set_forest(rf, dtype, len(y))
+
+    def _set_forest(self, rf: RandomForestClassifier, dtype: Any,
+                    n_samples: int) -> PixelClassifier:
+        """Adopt a fitted scikit-learn forest (trained on ``n_samples`` voxels)."""
         self.forest = FlatForest.from_sklearn(rf)
         self.classes_ = rf.classes_.astype(dtype)
         self._importances = rf.feature_importances_.astype(float)
-        self.n_samples_ = int(len(y))
+        self.n_samples_ = int(n_samples)
         self._sklearn = rf
         return self
 
@@ -395,6 +391,21 @@ class PixelClassifier:
                               f"napari-corrtomo classifier (its features give {clf.n_features} "
                               f"values per voxel, its forest expects {meta['n_features']})")
         return clf
+
+
+def check_classes(values: np.ndarray) -> np.ndarray:
+    """The classes among the labelled voxels' ``values``; refuses none, one or negatives."""
+    classes = np.unique(values)
+    if classes.size == 0:
+        raise ValueError("no labelled voxels: paint a few strokes for at least two classes")
+    if classes.size == 1:
+        raise ValueError(
+            f"only class {int(classes[0])} is labelled; paint strokes for at least two "
+            "classes to train a classifier"
+        )
+    if np.any(classes < 0):
+        raise ValueError("labels must be >= 0 (0 = unlabelled)")
+    return classes
 
 
 def _slab_blocks(shape: Sequence[int], halo: Sequence[int], bytes_per_voxel: float,

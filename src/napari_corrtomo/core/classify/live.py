@@ -2,33 +2,90 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.ensemble import RandomForestClassifier
 
 from .. import backend as bk
-from .._checks import check_finite
+from .._checks import check_finite, check_labels, check_same_shape
 from ..progress import ProgressCallback, report, scaled
-from .classifier import PixelClassifier
+from .classifier import PixelClassifier, check_classes
 from .features import FeatureSpec, compute_features
+from .forest import FlatForest
+from .sampling import stratified_subsample
+
+#: trees grown per batch in a live update; the first batch's prediction is shown at once
+LIVE_BATCH_TREES = 8
+#: a live fit uses at most this many labelled voxels (stratified, seeded subsample)
+MAX_LIVE_SAMPLES = 20_000
+#: voxels of the slice evaluated between two cancel checks
+PREDICT_CHUNK = 1 << 15
+
+
+@dataclass(frozen=True)
+class LiveUpdate:
+    """One refresh of the visible slice: the forest grown so far and its prediction.
+
+    Attributes
+    ----------
+    z
+        The slice (0 for a 2D image).
+    proba
+        ``(K, y, x)`` float32 class probabilities, in the order of ``classes``.
+    classes
+        ``(K,)`` the painted label values.
+    n_samples
+        Labelled voxels the forest was fitted on (after the cap).
+    n_labelled
+        Labelled voxels painted in all.
+    n_trees
+        Trees behind ``proba``; the update is final when it equals ``n_trees_total``.
+    n_trees_total
+        Trees of the whole forest.
+    """
+
+    z: int
+    proba: np.ndarray
+    classes: np.ndarray
+    n_samples: int
+    n_labelled: int
+    n_trees: int
+    n_trees_total: int
+
+    @property
+    def final(self) -> bool:
+        return self.n_trees == self.n_trees_total
+
+    def labels(self) -> np.ndarray:
+        """``(y, x)`` most probable class (its label value) per pixel."""
+        return self.classes[np.argmax(self.proba, axis=0)]
 
 
 class LiveTrainer:
     """Interactive training on one image: paint, retrain, see the visible slice update.
 
     Features of every slice that is shown or painted are computed once and cached (the
-    image does not change while painting), so an update after a brush stroke costs a
-    forest fit on the labelled voxels plus one forest evaluation of the visible slice.
-    The cache is bounded by ``cache_bytes`` (least recently used slices are dropped).
-    Works on 3D images (slices along z) and on 2D images (one "slice").
+    image does not change while painting), and so are the feature vectors of each
+    slice's strokes: an update after a brush stroke costs the stroke's slice
+    (:meth:`set_slice_labels`), a forest fit on the labelled voxels (at most
+    ``max_samples``, a stratified seeded subsample beyond) and one forest evaluation of
+    the visible slice (:meth:`update`). The forest grows in batches of ``batch_trees``
+    trees, each evaluated on the slice once, so the first batch's prediction can be
+    shown while the rest grows. The feature cache is bounded by ``cache_bytes`` (least
+    recently used slices are dropped). Works on 3D images (slices along z) and on 2D
+    images (one "slice").
     """
 
     def __init__(self, image: Any, features: FeatureSpec | None = None,
                  spacing: Sequence[float] | float | None = None, unit: str = "pixel",
                  channel_names: Sequence[str] | None = None, *, spatial_ndim: int = 3,
                  n_trees: int = 100, seed: int = 0, cache_bytes: float = 1.5e9,
-                 backend: str = "numpy"):
+                 backend: str = "numpy", batch_trees: int = LIVE_BATCH_TREES,
+                 max_samples: int = MAX_LIVE_SAMPLES):
         img = np.asarray(bk.to_host(image))
         if img.ndim == spatial_ndim:
             img = img[None]
@@ -40,16 +97,34 @@ class LiveTrainer:
         self.classifier._set_frame(img, spacing, unit, channel_names)
         self.cache_bytes = float(cache_bytes)
         self.backend = backend
+        self.batch_trees = max(int(batch_trees), 1)
+        self.max_samples = int(max_samples)
         self._cache: dict[int, np.ndarray] = {}
+        # per labelled slice: its strokes' feature vectors (N, F) and classes (N,)
+        self._samples: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._dtype = np.dtype(np.uint8)
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
         return tuple(self.image.shape[1:])
 
+    @property
+    def n_labelled(self) -> int:
+        """Labelled voxels taken so far (before the cap)."""
+        return sum(len(y) for _, y in self._samples.values())
+
+    def _z(self, z: int) -> int:
+        if self.classifier.spatial_ndim == 2:
+            return 0
+        n = self.image.shape[1]
+        if not 0 <= int(z) < n:
+            raise ValueError(f"slice {z} is outside the {n} slices")
+        return int(z)
+
     def slice_features(self, z: int, progress: ProgressCallback | None = None) -> np.ndarray:
         """(F, y, x) features of slice ``z`` (of the whole image in 2D), cached;
         ``progress`` after each feature computed."""
-        z = int(z) if self.classifier.spatial_ndim == 3 else 0
+        z = self._z(z)
         if z in self._cache:
             feats = self._cache.pop(z)
             self._cache[z] = feats  # most recent last
@@ -60,8 +135,6 @@ class LiveTrainer:
                                      backend=self.backend, progress=progress)
         else:
             n = self.image.shape[1]
-            if not 0 <= z < n:
-                raise ValueError(f"slice {z} is outside the {n} slices")
             hz = clf.halo()[0]
             lo, hi = max(z - hz, 0), min(z + hz + 1, n)
             feats = compute_features(self.image[:, lo:hi], clf.features, clf.spacing,
@@ -74,34 +147,140 @@ class LiveTrainer:
             self._cache.pop(next(iter(self._cache)))
         return feats
 
+    # ------------------------------------------------------------------ strokes
+
+    def set_labels(self, labels: Any, progress: ProgressCallback | None = None) -> None:
+        """Take all strokes of ``labels`` (the whole scribble array, 0 = unlabelled).
+
+        Refuses scribbles of the wrong shape or type, none, or a single class.
+        ``progress`` after each labelled slice (features of a slice not seen yet are
+        computed here).
+        """
+        labels = np.asarray(bk.to_host(labels))
+        self.classifier._validate_training(self.image, labels)
+        self._dtype = labels.dtype
+        planes = {0: labels} if self.classifier.spatial_ndim == 2 else {
+            int(z): labels[z] for z in np.flatnonzero(np.any(labels != 0, axis=(1, 2)))}
+        samples = {}
+        for i, (z, plane) in enumerate(planes.items()):
+            samples[z] = self._slice_samples(z, plane, scaled(progress, i, i + 1, len(planes)))
+        self._samples = samples
+
+    def set_slice_labels(self, z: int, plane: Any, progress: ProgressCallback | None = None
+                         ) -> None:
+        """Take the strokes of slice ``z`` (``(y, x)``; the whole labels in 2D) after an
+        edit; the other slices keep theirs."""
+        z = self._z(z)
+        plane = check_labels(plane, "the scribbles")
+        check_same_shape(plane, self.image[0, z] if self.image.ndim == 4 else self.image[0],
+                         "the scribble slice", "the image slice")
+        self._dtype = plane.dtype
+        if np.any(plane):
+            self._samples[z] = self._slice_samples(z, plane, progress)
+        else:
+            self._samples.pop(z, None)
+
+    def _slice_samples(self, z: int, plane: np.ndarray, progress: ProgressCallback | None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        mask = plane != 0
+        feats = self.slice_features(z, progress)
+        return np.ascontiguousarray(feats[:, mask].T), plane[mask]
+
+    def training_set(self) -> tuple[np.ndarray, np.ndarray]:
+        """Feature vectors ``(N, F)`` and classes ``(N,)`` the next fit uses: every stroke,
+        or a stratified seeded subsample of ``max_samples`` beyond that."""
+        parts = [self._samples[z] for z in sorted(self._samples)]
+        y = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, self._dtype)
+        check_classes(y)
+        idx = stratified_subsample(y, self.max_samples, self.classifier.seed)
+        if idx is None:
+            return np.concatenate([p[0] for p in parts]), y
+        # gather slice by slice (no copy of every stroke's features)
+        bounds = np.cumsum([0] + [len(p[1]) for p in parts])
+        xs = [p[0][idx[(idx >= a) & (idx < b)] - a]
+              for p, a, b in zip(parts, bounds[:-1], bounds[1:], strict=True)]
+        return np.concatenate(xs), y[idx]
+
+    # ------------------------------------------------------------------ forest
+
+    def update(self, z: int | None = 0, progress: ProgressCallback | None = None,
+               on_preview: Callable[[LiveUpdate], None] | None = None) -> LiveUpdate | None:
+        """Refit the forest on the strokes taken so far and predict slice ``z``.
+
+        The forest grows in batches of ``batch_trees`` trees (each fitted on the same
+        samples with its own seed, drawn from the classifier's seed); after each batch
+        the slice's probabilities of all trees so far are known, and those of the first
+        batch go to ``on_preview`` (to show at once). The classifier takes the whole
+        forest only at the end: cancelled in between (``progress`` raises, between
+        batches and every :data:`PREDICT_CHUNK` voxels), it keeps its previous forest.
+        ``z=None`` fits without predicting (returns None).
+        """
+        clf = self.classifier
+        X, y = self.training_set()
+        sizes = [min(self.batch_trees, clf.n_trees - a)
+                 for a in range(0, clf.n_trees, self.batch_trees)]
+        seeds = np.random.default_rng(clf.seed).integers(0, 2**31 - 1, len(sizes))
+        flat = None
+        if z is not None:
+            z = self._z(z)
+            feats = self.slice_features(z, progress)
+            flat = feats.reshape(feats.shape[0], -1)
+        chunks = 0 if flat is None else -(-flat.shape[1] // PREDICT_CHUNK)
+        steps = len(sizes) * (1 + chunks)
+        forests: list[RandomForestClassifier] = []
+        acc, update = None, None
+        for i, (k, seed) in enumerate(zip(sizes, seeds, strict=True)):
+            part = copy.copy(clf)
+            part.n_trees, part.seed = k, int(seed)
+            part._fit_samples(X, y, self._dtype)
+            forests.append(part._sklearn)
+            report(progress, i * (1 + chunks) + 1, steps)
+            if flat is None:
+                continue
+            proba = _predict_chunks(part.forest, flat, self.backend,
+                                    scaled(progress, i * (1 + chunks) + 1,
+                                           (i + 1) * (1 + chunks), steps)) * np.float32(k)
+            acc = proba if acc is None else acc + proba
+            done = sum(sizes[:i + 1])
+            update = LiveUpdate(z, (acc / np.float32(done)).reshape((-1,) + feats.shape[1:]),
+                                part.classes_, len(y), self.n_labelled, done, clf.n_trees)
+            if i == 0 and on_preview is not None and not update.final:
+                on_preview(update)
+        # the batches are one forest (the same samples, independent seeds)
+        whole = forests[0]
+        whole.estimators_ = [tree for f in forests for tree in f.estimators_]
+        whole.n_estimators = len(whole.estimators_)
+        clf._set_forest(whole, self._dtype, len(y))
+        return update
+
     def train(self, labels: Any, progress: ProgressCallback | None = None) -> PixelClassifier:
-        """(Re)fit the forest on all labelled voxels; returns the classifier.
+        """(Re)fit the forest on all labelled voxels of ``labels``; returns the classifier.
 
         ``progress(done, total)`` is called after each labelled slice's features and each
         batch of trees (a callback that raises stops the training between them).
         """
-        labels = np.asarray(bk.to_host(labels))
-        clf = self.classifier
-        clf._validate_training(self.image, labels)
-        if clf.spatial_ndim == 2:
-            zs, planes = [0], [labels]
-        else:
-            zs = np.flatnonzero(np.any(labels != 0, axis=(1, 2))).tolist()
-            planes = [labels[z] for z in zs]
-        xs, ys = [], []
-        total = 2 * len(zs)  # features of each slice, then the forest
-        for i, (z, plane) in enumerate(zip(zs, planes, strict=True)):
-            mask = plane != 0
-            xs.append(self.slice_features(z, scaled(progress, i, i + 1, total))[:, mask].T)
-            ys.append(plane[mask])
-            report(progress, i + 1, total)
-        return clf._fit_samples(np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys),
-                                labels.dtype, scaled(progress, len(zs), total, total))
+        self.set_labels(labels, scaled(progress, 0, 1, 2))
+        self.update(None, scaled(progress, 1, 2, 2))
+        return self.classifier
 
     def predict_slice(self, z: int = 0) -> np.ndarray:
         """Probabilities ``(K, y, x)`` of slice ``z`` with the current forest."""
         clf = self.classifier
         clf._require_fitted()
         feats = self.slice_features(z)
-        proba = clf.forest.predict_proba(feats.reshape(feats.shape[0], -1), self.backend)
-        return np.asarray(bk.to_host(proba)).reshape((len(clf.classes_),) + feats.shape[1:])
+        proba = _predict_chunks(clf.forest, feats.reshape(feats.shape[0], -1), self.backend)
+        return proba.reshape((len(clf.classes_),) + feats.shape[1:])
+
+
+def _predict_chunks(forest: FlatForest, flat: np.ndarray, backend: str,
+                    progress: ProgressCallback | None = None) -> np.ndarray:
+    """``(K, N)`` probabilities of the features ``flat`` ``(F, N)``, chunk by chunk with
+    ``progress`` between (a cancel check every :data:`PREDICT_CHUNK` voxels)."""
+    n = flat.shape[1]
+    out = np.empty((forest.n_classes, n), np.float32)
+    starts = range(0, n, PREDICT_CHUNK)
+    for i, a in enumerate(starts):
+        b = min(a + PREDICT_CHUNK, n)
+        out[:, a:b] = bk.to_host(forest.predict_proba(flat[:, a:b], backend))
+        report(progress, i + 1, len(starts))
+    return out
