@@ -21,9 +21,7 @@ BARE = {"numpy", "scipy", "skimage", "sklearn", "cupy", "cupyx", "numba"}
 #: Tests with CuPy / ASTRA CUDA paths compared against the CPU path.
 GPU_TESTS = [
     "tests/core/test_backend.py",
-    "tests/core/classify/test_features.py::test_cupy_gives_the_numpy_numbers",
-    "tests/core/classify/test_classifier.py::test_gpu_prediction_matches_the_cpu",
-    "tests/core/quantify/test_transport.py::test_cupy_backend_matches_numpy",
+    "tests/core/test_backend_cupy.py",
     "tests/core/recon/test_gpu.py",
 ]
 

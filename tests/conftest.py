@@ -44,15 +44,34 @@ settings.register_profile("thorough", max_examples=1000, deadline=None,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "corrtomo"))
 
 
+def _stand_in():
+    spec = importlib.util.spec_from_file_location("strict_cupy", Path(__file__).with_name(
+        "strict_cupy.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def strict_cupy(monkeypatch):
     """The strict CuPy stand-in (tests/strict_cupy.py) as ``cupy`` with one "device",
     so CuPy code paths run without a GPU; host/device mix-ups raise TypeError."""
     from napari_corrtomo.core import backend
 
-    spec = importlib.util.spec_from_file_location("strict_cupy", Path(__file__).with_name(
-        "strict_cupy.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _stand_in()
     yield module, module.install(monkeypatch)
+    backend.cupy_available.cache_clear()
+
+
+@pytest.fixture
+def cupy_device(monkeypatch):
+    """``"device"`` where CuPy sees a CUDA device (``make gpu-check``), else ``"stand-in"``
+    with the strict stand-in installed: a CuPy code path's test runs on every machine."""
+    from napari_corrtomo.core import backend
+
+    if backend.cupy_available():
+        yield "device"
+        return
+    _stand_in().install(monkeypatch)
+    yield "stand-in"
     backend.cupy_available.cache_clear()

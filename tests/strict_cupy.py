@@ -1,5 +1,5 @@
-"""A strict CuPy stand-in for tests: the subset of ``cupy`` / ``cupyx.scipy.ndimage``
-the core uses, backed by NumPy/SciPy, whose arrays refuse implicit host conversion
+"""A strict CuPy stand-in for tests: the subset of ``cupy`` / ``cupyx.scipy.ndimage`` /
+``cupyx.scipy.sparse`` the core uses, backed by NumPy/SciPy, whose arrays refuse implicit host conversion
 as CuPy's do (``np.asarray(gpu_array)`` and mixing with NumPy arrays raise
 ``TypeError``; only ``.get()`` and ``cupy.asnumpy`` copy to the host), so host/device
 mix-ups in a CuPy code path fail on a machine without a GPU.
@@ -13,6 +13,7 @@ import types
 
 import numpy as np
 import scipy.ndimage as _ndi
+import scipy.sparse as _sparse
 
 from napari_corrtomo.core import backend
 
@@ -117,6 +118,24 @@ def asnumpy(a):
     return a.get() if isinstance(a, ndarray) else np.asarray(a)
 
 
+class csr_matrix:  # noqa: N801 - CuPy's name
+    """Device sparse matrix stand-in: built from a host SciPy matrix (a copy to the
+    device, as ``cupyx.scipy.sparse.csr_matrix(m)``); products only with device arrays."""
+
+    def __init__(self, m):
+        self._m = m._m if isinstance(m, csr_matrix) else _sparse.csr_matrix(m)
+
+    shape = property(lambda self: self._m.shape)
+    dtype = property(lambda self: self._m.dtype)
+    T = property(lambda self: csr_matrix(self._m.T))
+
+    def __matmul__(self, other):
+        if not isinstance(other, ndarray):
+            raise TypeError(f"Unsupported type {type(other)}: a device matrix needs a device "
+                            "array")
+        return ndarray(np.asarray(self._m @ other._a))
+
+
 def _module(name: str, funcs: types.ModuleType, overrides: dict) -> types.ModuleType:
     mod = types.ModuleType(name)
     mod.__dict__.update(overrides)
@@ -132,7 +151,7 @@ def _module(name: str, funcs: types.ModuleType, overrides: dict) -> types.Module
 
 
 def make(devices: int = 1) -> dict[str, types.ModuleType]:
-    """``sys.modules`` entries for ``cupy`` and ``cupyx.scipy.ndimage``; ``devices=0``
+    """``sys.modules`` entries for ``cupy`` and ``cupyx.scipy.ndimage`` / ``.sparse``; ``devices=0``
     makes the device query raise as CuPy's does on a machine without a GPU."""
 
     class CUDARuntimeError(RuntimeError):
@@ -149,11 +168,15 @@ def make(devices: int = 1) -> dict[str, types.ModuleType]:
     cupy = _module("cupy", np, {"ndarray": ndarray, "asarray": asarray, "asnumpy": asnumpy,
                                 "cuda": types.SimpleNamespace(runtime=runtime)})
     ndimage = _module("cupyx.scipy.ndimage", _ndi, {})
+    sparse = types.ModuleType("cupyx.scipy.sparse")
+    sparse.csr_matrix = csr_matrix
     scipy_ = types.ModuleType("cupyx.scipy")
     scipy_.ndimage = ndimage
+    scipy_.sparse = sparse
     cupyx = types.ModuleType("cupyx")
     cupyx.scipy = scipy_
-    return {"cupy": cupy, "cupyx": cupyx, "cupyx.scipy": scipy_, "cupyx.scipy.ndimage": ndimage}
+    return {"cupy": cupy, "cupyx": cupyx, "cupyx.scipy": scipy_, "cupyx.scipy.ndimage": ndimage,
+            "cupyx.scipy.sparse": sparse}
 
 
 def install(monkeypatch, devices: int = 1) -> types.ModuleType:

@@ -1,5 +1,6 @@
-"""CuPy code paths run against the strict CuPy stand-in (tests/strict_cupy.py) and
-give the CPU path's numbers; no GPU needed."""
+"""CuPy code paths give the CPU path's numbers: on a CUDA device where there is one
+(``make gpu-check``), else against the strict CuPy stand-in (tests/strict_cupy.py), so
+none of them is skipped for lack of a GPU."""
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from napari_corrtomo.core import backend
 from napari_corrtomo.core.classify.features import FeatureSpec, compute_features
 from napari_corrtomo.core.classify.forest import FlatForest
 from napari_corrtomo.core.quantify.thickness import local_thickness
+from napari_corrtomo.core.quantify.transport import tortuosity_factor
 
 
 def test_stand_in_refuses_implicit_host_conversion(strict_cupy):
@@ -31,7 +33,7 @@ def test_stand_in_without_a_device_means_the_cpu_path(strict_cupy, monkeypatch):
     assert backend.resolve_backend("auto", "forest.predict") == "numpy"
 
 
-def test_forest_gpu_prediction_matches_the_cpu(strict_cupy):
+def test_forest_gpu_prediction_matches_the_cpu(cupy_device):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 5)).astype(np.float32)
     y = (X[:, 0] + X[:, 1] ** 2 > 0.5).astype(int) + (X[:, 2] > 1)
@@ -42,7 +44,7 @@ def test_forest_gpu_prediction_matches_the_cpu(strict_cupy):
     np.testing.assert_allclose(backend.to_host(gpu), cpu, atol=1e-6)
 
 
-def test_local_thickness_gpu_distance_transform_matches_the_cpu(strict_cupy):
+def test_local_thickness_gpu_distance_transform_matches_the_cpu(cupy_device):
     mask = np.zeros((24, 24, 24), bool)
     mask[4:20, 6:14, 5:19] = True
     mask[12, 14, 12] = True
@@ -53,7 +55,7 @@ def test_local_thickness_gpu_distance_transform_matches_the_cpu(strict_cupy):
         np.testing.assert_allclose(gpu, cpu, rtol=1e-5, atol=1e-5)
 
 
-def test_filter_bank_gpu_path_matches_the_cpu(strict_cupy):
+def test_filter_bank_gpu_path_matches_the_cpu(cupy_device):
     rng = np.random.default_rng(1)
     vol = ndi.gaussian_filter(rng.normal(size=(20, 22, 24)), 1.5).astype(np.float32)
     spec = FeatureSpec.ilastik_default(tailored=True, channel_differences=True)
@@ -64,3 +66,14 @@ def test_filter_bank_gpu_path_matches_the_cpu(strict_cupy):
     for k in range(len(cpu)):
         scale = float(np.abs(cpu[k]).max()) or 1.0
         np.testing.assert_allclose(gpu[k], cpu[k], atol=1e-4 * scale, err_msg=str(k))
+
+
+def test_tortuosity_gpu_solve_matches_the_cpu(cupy_device):
+    """The multigrid-preconditioned CG on the device (cupyx.scipy.sparse products)."""
+    rng = np.random.default_rng(5)
+    mask = ndi.gaussian_filter(rng.normal(size=(24, 24, 24)), 2.0) > -0.2
+    for axis in (0, 2):
+        cpu = tortuosity_factor(mask, (1.0, 1.0, 2.0), axis, backend="numpy", tol=1e-8)
+        gpu = tortuosity_factor(mask, (1.0, 1.0, 2.0), axis, backend="cupy", tol=1e-8)
+        assert np.isfinite(cpu.tau) and cpu.tau > 1.0
+        assert gpu.tau == pytest.approx(cpu.tau, rel=1e-5)

@@ -201,13 +201,3 @@ def test_otsu_baseline_recovers_levels():
     truth = rng.integers(1, 4, size=(20, 20, 20)).astype(np.uint8)
     img = np.array([0, 0.1, 0.5, 0.9], np.float32)[truth] + rng.normal(0, 0.02, truth.shape)
     assert weighted_error(truth, otsu_segment(img)) < 0.5
-
-
-@pytest.mark.skipif(not __import__("napari_corrtomo.core.backend", fromlist=["x"]).cupy_available(),
-                    reason="needs CuPy and a CUDA GPU")
-def test_gpu_prediction_matches_the_cpu(trained, crop):
-    img, *_ = crop
-    cpu = trained.predict_proba(img, backend="numpy")
-    gpu = trained.predict_proba(img, backend="cupy")
-    np.testing.assert_allclose(gpu, cpu, atol=1e-4)
-    assert np.mean(np.argmax(gpu, 0) == np.argmax(cpu, 0)) > 0.999

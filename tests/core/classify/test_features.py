@@ -203,16 +203,3 @@ def test_bad_specs_raise_clear_errors():
         FeatureSpec.from_dict({"version": 99, "filters": []})
     with pytest.raises(ValueError, match="offsets"):
         TailoredFeatures(offsets=(0,))
-
-
-@pytest.mark.skipif(not __import__("napari_corrtomo.core.backend", fromlist=["x"]).cupy_available(),
-                    reason="needs CuPy and a CUDA GPU")
-def test_cupy_gives_the_numpy_numbers(volume):
-    from napari_corrtomo.core.backend import to_host
-
-    spec = FeatureSpec.ilastik_default(tailored=True, channel_differences=True)
-    two = np.stack([volume, volume[::-1].copy()])
-    cpu = compute_features(two, spec, (2.0, 1.0, 1.0), spatial_ndim=3)
-    gpu = to_host(compute_features(two, spec, (2.0, 1.0, 1.0), spatial_ndim=3, backend="cupy"))
-    for k in range(len(cpu)):
-        np.testing.assert_allclose(gpu[k], cpu[k], atol=_tol(cpu[k]), err_msg=str(k))

@@ -10,7 +10,6 @@ from scipy import ndimage as ndi
 from scipy import sparse
 from scipy.sparse.linalg import spsolve
 
-from napari_corrtomo.core.backend import cupy_available
 from napari_corrtomo.core.progress import Cancelled
 from napari_corrtomo.core.quantify import pathways
 from napari_corrtomo.core.quantify import transport as tr
@@ -223,14 +222,6 @@ def test_labels_need_a_phase_selection():
     with pytest.raises(ValueError, match=r"choose the phase .* labels == \d"):
         tr.tortuosity_factor(labels, 1.0)
     assert math.isfinite(tr.tortuosity_factor(labels > 0, 1.0).tau)
-
-
-@pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA GPU")
-def test_cupy_backend_matches_numpy(random_structure):  # pragma: no cover - GPU only
-    mask = random_structure((40, 40, 40), 0.4, seed=5)
-    cpu = tr.tortuosity_factor(mask, (1, 1, 2), 0, backend="numpy", tol=1e-8)
-    gpu = tr.tortuosity_factor(mask, (1, 1, 2), 0, backend="cupy", tol=1e-8)
-    assert gpu.tau == pytest.approx(cpu.tau, rel=1e-5)
 
 
 # --------------------------------------------------------------------------- Quantify pipeline
