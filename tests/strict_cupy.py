@@ -164,6 +164,7 @@ def make(devices: int = 1) -> dict[str, types.ModuleType]:
 
     runtime = types.SimpleNamespace(getDeviceCount=get_device_count,
                                     memGetInfo=lambda: (8 << 30, 16 << 30),
+                                    getDeviceProperties=lambda i: {"name": b"stand-in"},
                                     CUDARuntimeError=CUDARuntimeError)
     cupy = _module("cupy", np, {"ndarray": ndarray, "asarray": asarray, "asnumpy": asnumpy,
                                 "cuda": types.SimpleNamespace(runtime=runtime)})
