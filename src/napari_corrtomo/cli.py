@@ -16,6 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
+from .core._checks import SettingError
 from .core.resumable import input_signature
 
 
@@ -459,14 +460,16 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
     data, flats, darks = first(args.projections), first(args.flats), first(args.darks)
     name = args.out.name.split(".")[0]
     distributed = _distributed(args)
-    if distributed and settings.resolved(geometry).method != "fbp":
-        raise ValueError(f"--workers/--scheduler reconstruct parallel-beam scans with FBP, slab "
-                         f"by slab; {args.method} runs on this machine (drop those options)")
+    slab = args.slab if distributed else None
+    try:  # before a cluster starts
+        recon.check_slab(settings, geometry, slab)
+    except SettingError as exc:
+        raise ValueError(exc.worded({"slab": "--workers/--scheduler",
+                                     "method": "drop those options to run it here"})) from None
     with _cluster(args):
         # on a cluster: slabs of slices, computed and written slab by slab
         result = recon.run_reconstruction(data, geometry, scan, settings, flats=flats,
-                                          darks=darks, halves=args.fsc is not None,
-                                          slab=args.slab if distributed else None,
+                                          darks=darks, halves=args.fsc is not None, slab=slab,
                                           progress=_print_progress("reconstruct"))
         geometry, s = result.geometry, result.settings
         vol = result.volume

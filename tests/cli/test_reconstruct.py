@@ -56,6 +56,14 @@ def test_sirt_to_ome_zarr_and_clear_failures(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("corrtomo reconstruct: error:") and "angles" in err
     assert not (tmp_path / "x.tif").exists()
+    # a cone scan on workers: refused in the command line's words before any cluster starts
+    assert main(["reconstruct", str(tmp_path / "cone.tif"), "--geometry",
+                 str(tmp_path / "g.json"), "--out", str(tmp_path / "x.tif"), "--workers",
+                 "2"]) == 1
+    err = capsys.readouterr().err
+    assert "--workers/--scheduler reconstructs parallel-beam scans with FBP" in err
+    assert "fdk reconstructs the whole volume at once (drop those options" in err
+    assert "slab=" not in err and not (tmp_path / "x.tif").exists()
 
 
 def test_align_takes_the_method_the_pipeline_uses(tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from napari_corrtomo.core import recon, synthetic
+from napari_corrtomo.core._checks import SettingError
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +58,12 @@ def test_settings_are_checked_before_any_work(raw_scan):
         recon.ScanSettings(center="middle")
     with pytest.raises(ValueError):
         recon.prepare_scan(raw_scan.raw[:-1], raw_scan.geometry)  # one projection short
+
+
+def test_slabs_are_for_parallel_fbp_and_refused_before_any_preparation():
+    s = synthetic.projections("cone", seed=1, volume_shape=(8, 16, 16), det_shape=(12, 20),
+                              n_angles=12)
+    recon.check_slab(recon.ReconSettings(), s.geometry, None)  # no slabs: anything goes
+    with pytest.raises(SettingError, match="slab= reconstructs parallel-beam scans with FBP"):
+        # projections of the wrong size would fail the preparation: the check comes first
+        recon.run_reconstruction(s.projections[:, :2], s.geometry, slab=4)

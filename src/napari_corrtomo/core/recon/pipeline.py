@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import SettingError
 from ..progress import ProgressCallback, scaled
 from .align import ALIGN_METHODS, align_tilt_series, find_center
 from .batches import reconstruct_slabs
@@ -156,6 +157,16 @@ def prepare_scan(projections: Any, geometry: Geometry, settings: ScanSettings = 
     return lines, geometry
 
 
+def check_slab(settings: ReconSettings, geometry: Geometry, slab: int | None) -> None:
+    """Raise :class:`SettingError` unless ``slab`` is None or the method is FBP (only
+    parallel-beam FBP reconstructs slab by slab)."""
+    method = settings.resolved(geometry).method
+    if slab is not None and method != "fbp":
+        raise SettingError(f"$slab reconstructs parallel-beam scans with FBP, slab by slab; "
+                           f"{method} reconstructs the whole volume at once ($method)",
+                           slab="slab=", method="use slab=None")
+
+
 def run_reconstruction(projections: Any, geometry: Geometry,
                        scan: ScanSettings = ScanSettings(),
                        settings: ReconSettings = ReconSettings(), *, flats: Any = None,
@@ -170,13 +181,11 @@ def run_reconstruction(projections: Any, geometry: Geometry,
     scheduler runs (e.g. a cluster).
     """
     stop = 500 if halves else 1000
+    check_slab(settings, geometry, slab)  # before the preparation, which takes a while
     lines, geometry = prepare_scan(projections, geometry, scan, flats, darks,
                                    scaled(progress, 0, 200, 1000))
     s = settings.resolved(geometry)
     if slab is not None:
-        if s.method != "fbp":
-            raise ValueError(f"slab-by-slab reconstruction is parallel-beam FBP; {s.method} "
-                             "reconstructs the whole volume at once")
         volume = reconstruct_slabs(lines, geometry, s.shape, s.voxel_size, slab,
                                    filter=s.filter, backend=s.backend)
     else:
