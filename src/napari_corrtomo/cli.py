@@ -528,7 +528,8 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unit", default=None, help="unit of the voxel size (default: from the file)")
     p.add_argument("--measures", default=None,
                    help="comma-separated measure keys (default: all defaults available)")
-    p.add_argument("--intensity", default=None, help="image for the proxigram")
+    p.add_argument("--intensity", default=None,
+                   help="image for the proxigram and the partial-volume porosity")
     # one option per QuantifySettings field, named like it (tests/cli/test_quantify.py)
     p.add_argument("--radius", type=float, default=None,
                    help="rolling-ball radius of the inner pores (default: 2 voxels)")

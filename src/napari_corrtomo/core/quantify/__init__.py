@@ -37,10 +37,13 @@ from .pipeline import (
     register,
 )
 from .porosity import (
+    PhaseLevels,
     closed_pores,
     combine_porosity,
     inner_pores,
+    partial_volume_porosity,
     phase_fractions,
+    phase_levels,
     porosity,
     volume_fraction_profile,
 )
@@ -74,6 +77,9 @@ __all__ = [
     "spherical_envelopes",
     "particle_table",
     "phase_fractions",
+    "PhaseLevels",
+    "phase_levels",
+    "partial_volume_porosity",
     "porosity",
     "proxigram",
     "separate_particles",

@@ -6,10 +6,12 @@ voxel size in physical units; tables carry the unit in their column names.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage as ndi
 
 from .._checks import as_mask, check_bins, check_labels, check_length, check_same_shape, check_spacing
 from ..backend import is_lazy, reduce_blocks
@@ -24,6 +26,9 @@ __all__ = [
     "closed_pores",
     "inner_pores",
     "volume_fraction_profile",
+    "PhaseLevels",
+    "phase_levels",
+    "partial_volume_porosity",
 ]
 
 
@@ -309,3 +314,123 @@ def _porosity_lazy(pore: Any, region: Any | None) -> float:
     if inside == 0:
         raise ValueError("region contains no voxel (all False); check the labels you chose")
     return float(both) / float(inside)
+
+
+# =========================================================================== partial volume
+
+
+@dataclass(frozen=True)
+class PhaseLevels:
+    """Grey levels of two phases and the image noise, from the phases' interiors.
+
+    ``pore`` and ``matrix``: median grey value of each phase's interior (voxels at
+    least ``erode`` voxels from the other phase); ``noise``: standard deviation of the
+    grey values there (pooled, from the median absolute deviation); ``n_pore`` and
+    ``n_matrix``: the interior voxel counts (the levels' standard errors are
+    ``1.2533 noise / sqrt(n)``).
+    """
+
+    pore: float
+    matrix: float
+    noise: float
+    n_pore: int
+    n_matrix: int
+
+    def matrix_fraction(self, intensity: np.ndarray) -> np.ndarray:
+        """Fraction of matrix in each voxel, ``(I - pore) / (matrix - pore)`` (float32,
+        not clipped: noise averages out in sums only if negative and >1 values stay)."""
+        return ((np.asarray(intensity, np.float32) - self.pore)
+                / (self.matrix - self.pore)).astype(np.float32)
+
+
+def phase_levels(intensity: Any, pore: Any, matrix: Any, erode: int = 3,
+                 iterations: int = 3) -> PhaseLevels:
+    """Grey levels of the pore phase and the matrix from their interiors.
+
+    Starts from the labelled phases (``pore``, ``matrix`` masks, e.g. a classifier's
+    argmax), then ``iterations`` times re-splits the voxels of both at the grey level
+    half way between the two levels and takes the medians of each side eroded by
+    ``erode`` voxels (blur reaches about 3 PSF sigmas; a classifier trained on phase
+    interiors misplaces the boundary and misses small pores, the mid-level split
+    does not). Raises ``ValueError`` when a phase has no interior voxel or the levels
+    coincide.
+    """
+    img = np.asarray(intensity, np.float32)
+    p = as_mask(pore, "pore")
+    m = as_mask(matrix, "matrix")
+    check_same_shape(img, p, "intensity", "pore")
+    check_same_shape(img, m, "intensity", "matrix")
+    both = p | m
+    lo_mask, hi_mask = p, m
+    for it in range(int(iterations) + 1):
+        # interiors: farther than erode voxels (Euclidean) from the other side
+        a = (ndi.distance_transform_edt(lo_mask) > erode) & both
+        b = (ndi.distance_transform_edt(hi_mask) > erode) & both
+        if not a.any() or not b.any():
+            raise ValueError("a phase has no voxel farther than erode="
+                             f"{erode} voxels from the other; label more of it or lower erode")
+        lp, lm = float(np.median(img[a])), float(np.median(img[b]))
+        if lp == lm:
+            raise ValueError("the pore and matrix grey levels coincide; no contrast to unmix")
+        if it < iterations:
+            mid = 0.5 * (lp + lm)
+            above = img >= mid
+            lo_mask, hi_mask = (both & ~above, both & above) if lm > lp else (both & above,
+                                                                               both & ~above)
+    mad = np.concatenate([np.abs(img[a] - lp), np.abs(img[b] - lm)])
+    return PhaseLevels(lp, lm, float(1.4826 * np.median(mad)), int(a.sum()), int(b.sum()))
+
+
+def partial_volume_porosity(intensity: Any, envelopes: Any, levels: PhaseLevels,
+                            margin: int = 3, envelope_error: float = 0.05) -> pd.DataFrame:
+    """Porosity of each envelope from grey values (partial-volume aware), with a 95 % interval.
+
+    Blur conserves grey-value mass, so the matrix volume of a particle is the sum of
+    the matrix fraction (:meth:`PhaseLevels.matrix_fraction`) over its envelope grown
+    by ``margin`` voxels (the blurred matrix signal spreads past the envelope; voxels
+    of other envelopes excluded), whatever the pores' sizes; the porosity is
+    ``1 - matrix volume / envelope volume``. The count of pore voxels instead loses
+    every pore voxel that blur lifts above the classifier's boundary (partial volume).
+
+    Standard deviation (combined in quadrature, as porosity): image noise summed over
+    the grown envelope (independent voxels), the levels' standard errors, and the
+    envelope's volume: its surface moved by ``envelope_error`` voxels (the spherical
+    hull's calibration residual, ``spherical_envelopes``), from the envelope's
+    equivalent radius. Interval: value +- 1.96 std.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``label``, ``voxels``, ``porosity_pv``, ``porosity_pv_std``, ``porosity_pv_low``,
+        ``porosity_pv_high``.
+    """
+    img = np.asarray(intensity, np.float32)
+    env = check_labels(envelopes, "envelopes")
+    check_same_shape(img, env, "intensity", "envelopes")
+    margin = int(margin)
+    contrast = levels.matrix - levels.pore
+    se_p = 1.2533 * levels.noise / np.sqrt(max(levels.n_pore, 1))
+    se_m = 1.2533 * levels.noise / np.sqrt(max(levels.n_matrix, 1))
+    rows = []
+    for label, box in enumerate(ndi.find_objects(env), start=1):
+        if box is None:
+            continue
+        grown = tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n))
+                      for s, n in zip(box, env.shape, strict=True))
+        crop = env[grown]
+        region = crop == label
+        reach = (ndi.distance_transform_edt(~region) <= margin) & ((crop == 0) | region)
+        frac = levels.matrix_fraction(img[grown][reach])
+        n_env, n_reach = int(region.sum()), int(reach.sum())
+        solid = float(frac.sum(dtype=np.float64))
+        phi = 1.0 - solid / n_env
+        # d solid / d level: -(n_reach - solid) / contrast (pore), -solid / contrast (matrix)
+        var = ((levels.noise / abs(contrast)) ** 2 * n_reach
+               + ((n_reach - solid) / contrast * se_p) ** 2 + (solid / contrast * se_m) ** 2
+               ) / n_env**2
+        radius = np.cbrt(3.0 * n_env / (4.0 * np.pi))
+        var += ((1.0 - phi) * 3.0 * envelope_error / radius) ** 2
+        std = float(np.sqrt(var))
+        rows.append((label, n_env, phi, std, phi - 1.96 * std, phi + 1.96 * std))
+    return pd.DataFrame(rows, columns=["label", "voxels", "porosity_pv", "porosity_pv_std",
+                                       "porosity_pv_low", "porosity_pv_high"])

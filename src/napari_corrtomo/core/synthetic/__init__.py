@@ -52,14 +52,20 @@ from .scans import (
     sphere_line_integrals,
 )
 from .scribbles import scribbles_from_truth
-from .shapes import leveled_wave, paint_spheres, random_rotation, similarity_matrix
+from .shapes import (
+    leveled_wave,
+    paint_spheres,
+    porous_sphere,
+    random_rotation,
+    similarity_matrix,
+)
 
 __all__ = [
     "AIR", "CORRELATIVE_PHASES", "CORRELATIVE_SCANS", "CorrelativeSample", "CorrelativeTruth",
     "FIB_AM", "FIB_CBD", "FIB_PHASES", "FIB_PORE", "FibMimic", "FibSemSample", "PORE",
     "ProjectionSample", "RESIN", "RulerSpec", "SOLID", "correlative_particles",
     "correlative_scans", "discrete_gamma_thicknesses", "fib_mimic", "fib_sem_stack",
-    "gamma_thicknesses", "hierarchical_leveled_wave", "leveled_wave", "paint_spheres",
+    "gamma_thicknesses", "hierarchical_leveled_wave", "leveled_wave", "paint_spheres", "porous_sphere",
     "projections", "random_rotation", "scan", "scribbles_from_truth", "similarity_matrix",
     "sphere_line_integrals",
 ]
