@@ -20,11 +20,17 @@ projections are line integrals in physical units.
 All kernels write into preallocated outputs and are parallel over independent
 output elements (gather) except :func:`vol_bp_adjoint`, which scatters into one
 buffer per angle chunk.
+
+The per-ray and per-sample geometry is written once, in :func:`device_helpers`, and
+compiled twice: inlined into these CPU kernels and as CUDA device functions for the
+GPU kernels of :mod:`._cuda_kernels`, so both engines run the same arithmetic.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -32,46 +38,320 @@ from numba import njit, prange
 _OPTS = {"parallel": True, "fastmath": True, "cache": True, "nogil": True}
 
 
+class Helpers(NamedTuple):
+    """The device-independent projector steps, compiled for one target."""
+
+    slice_frame: Callable
+    axpy: Callable
+    joseph_line: Callable
+    slice_ray: Callable
+    gather_bins: Callable
+    adjoint_pixel: Callable
+    interp_bins: Callable
+    pixel_bins: Callable
+    ray_sum: Callable
+    ray_spread: Callable
+    detector_value: Callable
+
+
+def device_helpers(device: Callable, scatter_add: Callable) -> Helpers:  # noqa: C901
+    """Compile the projector steps with ``device`` (``njit(inline="always")`` for the CPU,
+    ``cuda.jit(device=True)`` for the GPU). ``scatter_add(flat, k, v)`` adds ``v`` to
+    ``flat[k]`` (a plain add on the CPU, where each thread owns its buffer; an atomic add on
+    the GPU). The helpers call each other through this closure, so each target's copies
+    call their own target's copies."""
+
+    # ------------------------------------------------------------------- slices
+
+    @device
+    def slice_frame(vol, sino):  # pragma: no cover - compiled
+        """Sizes of a slice batch (ny, nx, ns) and its sinogram (na, nd, ns), and the centre
+        coordinates cy, cx, cd that in-slice positions are relative to."""
+        ny, nx, ns = vol.shape
+        na, nd, _ = sino.shape
+        return ny, nx, ns, na, nd, 0.5 * (ny - 1), 0.5 * (nx - 1), 0.5 * (nd - 1)
+
+    @device
+    def axpy(acc, w, src):  # pragma: no cover - compiled
+        """acc += w * src over the slice batch (vectorised by the compiler)."""
+        for s in range(acc.shape[0]):
+            acc[s] += w * src[s]
+
+    @device
+    def joseph_line(vol, swap, p_run, p_cross, c_run, c_cross, slope, w, acc):  # pragma: no cover
+        """Add one ray's Joseph samples to ``acc`` (ns,).
+
+        The ray is stepped one pixel at a time along the run axis (the one it is most
+        parallel to: x, or y with ``swap``) and interpolated linearly across it. ``vol``
+        (ny, nx, ns) is indexed, not transposed, so its rows stay contiguous for the
+        vectorised accumulation.
+        """
+        n_cross = vol.shape[1] if swap else vol.shape[0]
+        n_run = vol.shape[0] if swap else vol.shape[1]
+        for j in range(n_run):
+            fi = p_cross + (j - c_run - p_run) * slope + c_cross
+            i0 = int(math.floor(fi))
+            if i0 < -1 or i0 >= n_cross:
+                continue
+            f = fi - i0
+            if i0 >= 0:
+                axpy(acc, np.float32((1.0 - f) * w), vol[j, i0] if swap else vol[i0, j])
+            if i0 + 1 < n_cross:
+                axpy(acc, np.float32(f * w), vol[j, i0 + 1] if swap else vol[i0 + 1, j])
+
+    @device
+    def slice_ray(vol, rays, centres, us, step, a, c, cy, cx, cd, acc):  # pragma: no cover
+        """Add the line integral of detector bin c at angle a to ``acc`` (ns,)."""
+        rx = rays[a, 0]
+        ry = rays[a, 1]
+        px = centres[a, 0] + (c - cd) * us[a, 0]
+        py = centres[a, 1] + (c - cd) * us[a, 1]
+        if abs(rx) >= abs(ry):
+            joseph_line(vol, False, px, py, cx, cy, ry / rx, step / abs(rx), acc)
+        else:
+            joseph_line(vol, True, py, px, cy, cx, rx / ry, step / abs(ry), acc)
+
+    @device
+    def gather_bins(acc, sino_a, alpha, beta, inv, target, w):  # pragma: no cover - compiled
+        """Add the detector bins whose Joseph hat reaches the pixel coordinate ``target``.
+
+        Bin c samples the cross coordinate ``alpha + beta * c``; its weight is the hat
+        ``(1 - |alpha + beta * c - target|) * w``, non-zero on a contiguous run of bins.
+        """
+        nd = sino_a.shape[0]
+        lo = (target - 1.0 - alpha) * inv  # inv = 1 / beta
+        hi = (target + 1.0 - alpha) * inv
+        if lo > hi:
+            lo, hi = hi, lo
+        for c in range(max(int(math.ceil(lo)), 0), min(int(math.floor(hi)), nd - 1) + 1):
+            wc = (1.0 - abs(alpha + beta * c - target)) * w
+            if wc > 0.0:
+                axpy(acc, np.float32(wc), sino_a[c])
+
+    @device
+    def adjoint_pixel(sino, rays, centres, us, step, a, i, j, cy, cx, cd, acc):  # pragma: no cover
+        """Add angle a's part of the transpose of :func:`slice_fp` at pixel (i, j) to ``acc``.
+
+        For a pixel and an angle the rays that touch it form a contiguous run of detector
+        bins (the Joseph weights are hats of the distance along the non-dominant axis), so
+        the transpose is a gather, no scatter.
+        """
+        rx = rays[a, 0]
+        ry = rays[a, 1]
+        dx = centres[a, 0]
+        dy = centres[a, 1]
+        ux = us[a, 0]
+        uy = us[a, 1]
+        if abs(rx) >= abs(ry):  # row coordinate of bin c on column j: alpha + beta c
+            slope = ry / rx
+            beta = uy - ux * slope
+            if beta != 0.0:
+                alpha = dy + (j - cx - dx) * slope + cy - cd * beta
+                gather_bins(acc, sino[a], alpha, beta, 1.0 / beta, i, step / abs(rx))
+        else:  # column coordinate of bin c on row i: alpha + beta c
+            slope = rx / ry
+            beta = ux - uy * slope
+            if beta != 0.0:
+                alpha = dx + (i - cy - dy) * slope + cx - cd * beta
+                gather_bins(acc, sino[a], alpha, beta, 1.0 / beta, j, step / abs(ry))
+
+    @device
+    def pixel_bins(centres, us, a, i, cy, cd):  # pragma: no cover - compiled
+        """The fractional detector bin pixel (i, j) projects onto at angle a is
+        ``base + (j - cx) * dc``; returns (base, dc)."""
+        ux = us[a, 0]
+        uy = us[a, 1]
+        inv2 = 1.0 / (ux * ux + uy * uy)
+        return ((i - cy - centres[a, 1]) * uy - centres[a, 0] * ux) * inv2 + cd, ux * inv2
+
+    @device
+    def interp_bins(acc, sino_a, fc):  # pragma: no cover - compiled
+        """Add ``sino_a`` (nd, ns) linearly interpolated at bin ``fc`` to ``acc`` (ns,)."""
+        nd = sino_a.shape[0]
+        c0 = int(math.floor(fc))
+        if c0 < -1 or c0 >= nd:
+            return
+        f = np.float32(fc - c0)
+        if c0 >= 0:
+            axpy(acc, np.float32(1.0) - f, sino_a[c0])
+        if c0 + 1 < nd:
+            axpy(acc, f, sino_a[c0 + 1])
+
+    # ------------------------------------------------------------------- volumes
+
+    @device
+    def axis_range(o, dr, n, lo_q, hi_q, c_m, o_m, dr_m):  # pragma: no cover - compiled
+        """Narrow [lo_q, hi_q] (plane indices along the dominant axis) to the planes where the
+        index coordinate ``o + t*dr + (n-1)/2`` along another axis lies in (-1, n)."""
+        # coordinate(q) = A + B*q with t = (q - c_m - o_m) / dr_m
+        b = dr / dr_m
+        a = o + (-c_m - o_m) * b + 0.5 * (n - 1)
+        if b == 0.0:
+            if a <= -1.0 or a >= n:
+                return 1, 0
+            return lo_q, hi_q
+        q1 = (-1.0 - a) / b
+        q2 = (n - a) / b
+        if q1 > q2:
+            q1, q2 = q2, q1
+        lo = max(lo_q, int(math.floor(q1)))
+        hi = min(hi_q, int(math.ceil(q2)))
+        return lo, hi
+
+    @device
+    def dominant(t, m):  # pragma: no cover - compiled
+        """(t[m], t[p1], t[p2]) for dominant axis m and the two others in (x, y, z) order;
+        constant indices keep the tuple in registers."""
+        if m == 0:
+            return t[0], t[1], t[2]
+        if m == 1:
+            return t[1], t[0], t[2]
+        return t[2], t[0], t[1]
+
+    @device
+    def march(o, d, sizes, strides, step):  # pragma: no cover - compiled
+        """Joseph stepping of a ray given as (x, y, z) tuples: origin, direction, volume sizes
+        and flat strides reordered to (dominant axis, other two) (see :func:`dominant`), the
+        weight per plane (``step`` times the path length between planes, in voxels) and the
+        planes lo..hi where the ray is inside the volume."""
+        ax = abs(d[0])
+        ay = abs(d[1])
+        az = abs(d[2])
+        m = 0 if ax >= ay and ax >= az else (1 if ay >= az else 2)
+        o = dominant(o, m)
+        d = dominant(d, m)
+        n = dominant(sizes, m)
+        norm = math.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+        c_m = 0.5 * (n[0] - 1)
+        lo, hi = axis_range(o[1], d[1], n[1], 0, n[0] - 1, c_m, o[0], d[0])
+        lo, hi = axis_range(o[2], d[2], n[2], lo, hi, c_m, o[0], d[0])
+        return o, d, n, dominant(strides, m), step * norm / abs(d[0]), lo, hi
+
+    @device
+    def bilinear(q, o, d, n, st):  # pragma: no cover - compiled
+        """The four voxels around the ray's crossing of plane q, as flat indices and bilinear
+        weights; a corner outside the volume gets index 0 and weight 0. Tuples as returned
+        by :func:`march`."""
+        t = (q - 0.5 * (n[0] - 1) - o[0]) / d[0]
+        f1 = o[1] + t * d[1] + 0.5 * (n[1] - 1)
+        f2 = o[2] + t * d[2] + 0.5 * (n[2] - 1)
+        i1 = int(math.floor(f1))
+        i2 = int(math.floor(f2))
+        g1 = f1 - i1
+        g2 = f2 - i2
+        a0 = 0 <= i1 < n[1]
+        a1 = 0 <= i1 + 1 < n[1]
+        b0 = 0 <= i2 < n[2]
+        b1 = 0 <= i2 + 1 < n[2]
+        base = q * st[0] + i1 * st[1] + i2 * st[2]
+        k00 = base if a0 and b0 else 0
+        k01 = base + st[2] if a0 and b1 else 0
+        k10 = base + st[1] if a1 and b0 else 0
+        k11 = base + st[1] + st[2] if a1 and b1 else 0
+        w00 = (1.0 - g1) * (1.0 - g2) if a0 and b0 else 0.0
+        w01 = (1.0 - g1) * g2 if a0 and b1 else 0.0
+        w10 = g1 * (1.0 - g2) if a1 and b0 else 0.0
+        w11 = g1 * g2 if a1 and b1 else 0.0
+        return k00, k01, k10, k11, w00, w01, w10, w11
+
+    @device
+    def ray(vec, cone, r, c, rc, cc):  # pragma: no cover - compiled
+        """Origin and direction, (x, y, z) tuples, of the ray to detector pixel (r, c) for one
+        vector row."""
+        px = vec[3] + (c - cc) * vec[6] + (r - rc) * vec[9]
+        py = vec[4] + (c - cc) * vec[7] + (r - rc) * vec[10]
+        pz = vec[5] + (c - cc) * vec[8] + (r - rc) * vec[11]
+        if cone:
+            return (vec[0], vec[1], vec[2]), (px - vec[0], py - vec[1], pz - vec[2])
+        return (px, py, pz), (vec[0], vec[1], vec[2])
+
+    @device
+    def ray_sum(flat, vec, cone, r, c, rc, cc, sizes, strides, step):  # pragma: no cover
+        """Joseph line integral of the flat volume along the ray to detector pixel (r, c)."""
+        o, d = ray(vec, cone, r, c, rc, cc)
+        o, d, n, st, w, lo, hi = march(o, d, sizes, strides, step)
+        acc = 0.0
+        for q in range(lo, hi + 1):
+            k00, k01, k10, k11, w00, w01, w10, w11 = bilinear(q, o, d, n, st)
+            acc += w00 * flat[k00] + w01 * flat[k01] + w10 * flat[k10] + w11 * flat[k11]
+        return acc * w
+
+    @device
+    def ray_spread(flat, value, vec, cone, r, c, rc, cc, sizes, strides, step):  # pragma: no cover
+        """Add ``value`` times the Joseph weights of the ray to pixel (r, c) into ``flat``
+        (the transpose of :func:`ray_sum`)."""
+        o, d = ray(vec, cone, r, c, rc, cc)
+        o, d, n, st, w, lo, hi = march(o, d, sizes, strides, step)
+        w *= value
+        for q in range(lo, hi + 1):
+            k00, k01, k10, k11, w00, w01, w10, w11 = bilinear(q, o, d, n, st)
+            scatter_add(flat, k00, w00 * w)
+            scatter_add(flat, k01, w01 * w)
+            scatter_add(flat, k10, w10 * w)
+            scatter_add(flat, k11, w11 * w)
+
+    @device
+    def detector_value(proj, a, h0, h1, h2, cone, href):  # pragma: no cover - compiled
+        """Projection a bilinearly interpolated where a voxel projects, FDK-weighted.
+
+        (h0, h1, h2) = ``mats[a] @ (x, y, z, 1)``: detector column ``h1 / h0`` and row
+        ``h2 / h0``; cone beams weight by ``(href / h0)**2`` (parallel beams: h0 = 1).
+        Outside the detector (or behind the source) the value is 0.
+        """
+        _, nr, nc = proj.shape
+        if cone:
+            if h0 <= 0.0:
+                return 0.0
+            inv = 1.0 / h0
+            fc = h1 * inv
+            fr = h2 * inv
+            wgt = href * inv
+            wgt *= wgt
+        else:
+            fc = h1
+            fr = h2
+            wgt = 1.0
+        c0 = int(math.floor(fc))
+        r0 = int(math.floor(fr))
+        if c0 < -1 or c0 >= nc or r0 < -1 or r0 >= nr:
+            return 0.0
+        gc = fc - c0
+        gr = fr - r0
+        v = 0.0
+        if r0 >= 0:
+            if c0 >= 0:
+                v += (1.0 - gr) * (1.0 - gc) * proj[a, r0, c0]
+            if c0 + 1 < nc:
+                v += (1.0 - gr) * gc * proj[a, r0, c0 + 1]
+        if r0 + 1 < nr:
+            if c0 >= 0:
+                v += gr * (1.0 - gc) * proj[a, r0 + 1, c0]
+            if c0 + 1 < nc:
+                v += gr * gc * proj[a, r0 + 1, c0 + 1]
+        return wgt * v
+
+    return Helpers(slice_frame, axpy, joseph_line, slice_ray, gather_bins, adjoint_pixel,
+                   interp_bins, pixel_bins, ray_sum, ray_spread, detector_value)
+
+
+@njit(inline="always")
+def _add(flat, k, v):  # pragma: no cover - compiled
+    flat[k] += v
+
+
+_CPU = device_helpers(njit(inline="always"), _add)
+_slice_frame = _CPU.slice_frame
+_axpy = _CPU.axpy
+_slice_ray = _CPU.slice_ray
+_adjoint_pixel = _CPU.adjoint_pixel
+_pixel_bins = _CPU.pixel_bins
+_interp_bins = _CPU.interp_bins
+_ray_sum = _CPU.ray_sum
+_ray_spread = _CPU.ray_spread
+_detector_value = _CPU.detector_value
+
+
 # =========================================================================== slices
-
-
-@njit(inline="always")
-def _slice_frame(vol, sino):  # pragma: no cover - compiled
-    """Sizes of a slice batch (ny, nx, ns) and its sinogram (na, nd, ns), and the centre
-    coordinates cy, cx, cd that in-slice positions are relative to."""
-    ny, nx, ns = vol.shape
-    na, nd, _ = sino.shape
-    return ny, nx, ns, na, nd, 0.5 * (ny - 1), 0.5 * (nx - 1), 0.5 * (nd - 1)
-
-
-@njit(inline="always")
-def _axpy(acc, w, src):  # pragma: no cover - compiled
-    """acc += w * src over the slice batch (vectorised by the compiler)."""
-    for s in range(acc.shape[0]):
-        acc[s] += w * src[s]
-
-
-@njit(inline="always")
-def _joseph_line(vol, swap, p_run, p_cross, c_run, c_cross, slope, w, acc):  # pragma: no cover
-    """Add one ray's Joseph samples to ``acc`` (ns,).
-
-    The ray is stepped one pixel at a time along the run axis (the one it is most
-    parallel to: x, or y with ``swap``) and interpolated linearly across it. ``vol``
-    (ny, nx, ns) is indexed, not transposed, so its rows stay contiguous for the
-    vectorised accumulation.
-    """
-    n_cross = vol.shape[1] if swap else vol.shape[0]
-    n_run = vol.shape[0] if swap else vol.shape[1]
-    for j in range(n_run):
-        fi = p_cross + (j - c_run - p_run) * slope + c_cross
-        i0 = int(math.floor(fi))
-        if i0 < -1 or i0 >= n_cross:
-            continue
-        f = fi - i0
-        if i0 >= 0:
-            _axpy(acc, np.float32((1.0 - f) * w), vol[j, i0] if swap else vol[i0, j])
-        if i0 + 1 < n_cross:
-            _axpy(acc, np.float32(f * w), vol[j, i0 + 1] if swap else vol[i0 + 1, j])
 
 
 @njit(**_OPTS)
@@ -85,73 +365,22 @@ def slice_fp(vol, rays, centres, us, step, out):  # pragma: no cover - compiled
     ny, nx, ns, na, nd, cy, cx, cd = _slice_frame(vol, out)
     for a in prange(na):
         buf = np.zeros((nd, ns), np.float32)
-        rx = rays[a, 0]
-        ry = rays[a, 1]
         for c in range(nd):
-            px = centres[a, 0] + (c - cd) * us[a, 0]
-            py = centres[a, 1] + (c - cd) * us[a, 1]
-            if abs(rx) >= abs(ry):
-                _joseph_line(vol, False, px, py, cx, cy, ry / rx, step / abs(rx), buf[c])
-            else:
-                _joseph_line(vol, True, py, px, cy, cx, rx / ry, step / abs(ry), buf[c])
+            _slice_ray(vol, rays, centres, us, step, a, c, cy, cx, cd, buf[c])
         out[a] = buf
-
-
-@njit(inline="always")
-def _gather_bins(acc, sino_a, alpha, beta, inv, target, w):  # pragma: no cover - compiled
-    """Add the detector bins whose Joseph hat reaches the pixel coordinate ``target``.
-
-    Bin c samples the cross coordinate ``alpha + beta * c``; its weight is the hat
-    ``(1 - |alpha + beta * c - target|) * w``, non-zero on a contiguous run of bins.
-    """
-    nd = sino_a.shape[0]
-    lo = (target - 1.0 - alpha) * inv  # inv = 1 / beta
-    hi = (target + 1.0 - alpha) * inv
-    if lo > hi:
-        lo, hi = hi, lo
-    for c in range(max(int(math.ceil(lo)), 0), min(int(math.floor(hi)), nd - 1) + 1):
-        wc = (1.0 - abs(alpha + beta * c - target)) * w
-        if wc > 0.0:
-            _axpy(acc, np.float32(wc), sino_a[c])
 
 
 @njit(**_OPTS)
 def slice_bp_adjoint(sino, rays, centres, us, step, vol):  # pragma: no cover - compiled
-    """Exact transpose of :func:`slice_fp`, as a gather over pixels.
-
-    For a pixel and an angle the rays that touch it form a contiguous run of
-    detector bins (the Joseph weights are hats of the distance along the
-    non-dominant axis), so the transpose needs no scatter. vol is overwritten; each
-    thread fills one image row in a private buffer.
-    """
+    """Exact transpose of :func:`slice_fp`, as a gather over pixels (see
+    ``adjoint_pixel``). vol is overwritten; each thread fills one image row in a private
+    buffer."""
     ny, nx, ns, na, nd, cy, cx, cd = _slice_frame(vol, sino)
     for i in prange(ny):
         row = np.zeros((nx, ns), np.float32)
         for a in range(na):
-            rx = rays[a, 0]
-            ry = rays[a, 1]
-            dx = centres[a, 0]
-            dy = centres[a, 1]
-            ux = us[a, 0]
-            uy = us[a, 1]
-            if abs(rx) >= abs(ry):  # row coordinate of bin c on column j: alpha + beta c
-                slope = ry / rx
-                beta = uy - ux * slope
-                if beta == 0.0:
-                    continue
-                w = step / abs(rx)
-                for j in range(nx):
-                    alpha = dy + (j - cx - dx) * slope + cy - cd * beta
-                    _gather_bins(row[j], sino[a], alpha, beta, 1.0 / beta, i, w)
-            else:  # column coordinate of bin c on this row: alpha + beta c
-                slope = rx / ry
-                beta = ux - uy * slope
-                if beta == 0.0:
-                    continue
-                alpha = dx + (i - cy - dy) * slope + cx - cd * beta
-                w = step / abs(ry)
-                for j in range(nx):
-                    _gather_bins(row[j], sino[a], alpha, beta, 1.0 / beta, j, w)
+            for j in range(nx):
+                _adjoint_pixel(sino, rays, centres, us, step, a, i, j, cy, cx, cd, row[j])
         vol[i] = row
 
 
@@ -166,112 +395,13 @@ def slice_bp_interp(sino, centres, us, vol):  # pragma: no cover - compiled
     for i in prange(ny):
         row = np.zeros((nx, ns), np.float32)
         for a in range(na):
-            ux = us[a, 0]
-            uy = us[a, 1]
-            inv2 = 1.0 / (ux * ux + uy * uy)
-            base = ((i - cy - centres[a, 1]) * uy - centres[a, 0] * ux) * inv2 + cd
-            dc = ux * inv2
+            base, dc = _pixel_bins(centres, us, a, i, cy, cd)
             for j in range(nx):
-                fc = base + (j - cx) * dc
-                c0 = int(math.floor(fc))
-                if c0 < -1 or c0 >= nd:
-                    continue
-                f = np.float32(fc - c0)
-                if c0 >= 0:
-                    _axpy(row[j], np.float32(1.0) - f, sino[a, c0])
-                if c0 + 1 < nd:
-                    _axpy(row[j], f, sino[a, c0 + 1])
+                _interp_bins(row[j], sino[a], base + (j - cx) * dc)
         vol[i] = row
 
 
 # =========================================================================== volumes
-
-
-@njit(inline="always")
-def _axis_range(o, dr, n, lo_q, hi_q, c_m, o_m, dr_m):  # pragma: no cover - compiled
-    """Narrow [lo_q, hi_q] (plane indices along the dominant axis) to the planes where the
-    index coordinate ``o + t*dr + (n-1)/2`` along another axis lies in (-1, n)."""
-    # coordinate(q) = A + B*q with t = (q - c_m - o_m) / dr_m
-    b = dr / dr_m
-    a = o + (-c_m - o_m) * b + 0.5 * (n - 1)
-    if b == 0.0:
-        if a <= -1.0 or a >= n:
-            return 1, 0
-        return lo_q, hi_q
-    q1 = (-1.0 - a) / b
-    q2 = (n - a) / b
-    if q1 > q2:
-        q1, q2 = q2, q1
-    lo = max(lo_q, int(math.floor(q1)))
-    hi = min(hi_q, int(math.ceil(q2)))
-    return lo, hi
-
-
-@njit(inline="always")
-def _ray(vec, cone, r, c, rc, cc):  # pragma: no cover - compiled
-    """Origin and direction of the ray to detector pixel (r, c) for one vector row."""
-    px = vec[3] + (c - cc) * vec[6] + (r - rc) * vec[9]
-    py = vec[4] + (c - cc) * vec[7] + (r - rc) * vec[10]
-    pz = vec[5] + (c - cc) * vec[8] + (r - rc) * vec[11]
-    if cone:
-        return vec[0], vec[1], vec[2], px - vec[0], py - vec[1], pz - vec[2]
-    return px, py, pz, vec[0], vec[1], vec[2]
-
-
-@njit(inline="always")
-def _setup(d):  # pragma: no cover - compiled
-    """Dominant axis m, the two others, and the plane range for a ray; index arrays are
-    (x, y, z) ordered."""
-    ax = abs(d[0])
-    ay = abs(d[1])
-    az = abs(d[2])
-    if ax >= ay and ax >= az:
-        m, p1, p2 = 0, 1, 2
-    elif ay >= az:
-        m, p1, p2 = 1, 0, 2
-    else:
-        m, p1, p2 = 2, 0, 1
-    return m, p1, p2
-
-
-@njit(inline="always")
-def _march(o, d, sizes, step):  # pragma: no cover - compiled
-    """Joseph stepping of a ray: the dominant axis m, the two others, the weight per plane
-    (``step`` times the path length between planes, in voxels) and the planes lo..hi
-    where the ray is inside the volume."""
-    m, p1, p2 = _setup(d)
-    norm = math.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
-    c_m = 0.5 * (sizes[m] - 1)
-    lo, hi = _axis_range(o[p1], d[p1], sizes[p1], 0, sizes[m] - 1, c_m, o[m], d[m])
-    lo, hi = _axis_range(o[p2], d[p2], sizes[p2], lo, hi, c_m, o[m], d[m])
-    return m, p1, p2, step * norm / abs(d[m]), lo, hi
-
-
-@njit(inline="always")
-def _bilinear(q, o, d, m, p1, p2, sizes, strides):  # pragma: no cover - compiled
-    """The four voxels around the ray's crossing of plane q, as flat indices and bilinear
-    weights; a corner outside the volume gets index 0 and weight 0."""
-    t = (q - 0.5 * (sizes[m] - 1) - o[m]) / d[m]
-    f1 = o[p1] + t * d[p1] + 0.5 * (sizes[p1] - 1)
-    f2 = o[p2] + t * d[p2] + 0.5 * (sizes[p2] - 1)
-    i1 = int(math.floor(f1))
-    i2 = int(math.floor(f2))
-    g1 = f1 - i1
-    g2 = f2 - i2
-    in1 = (0 <= i1 < sizes[p1], 0 <= i1 + 1 < sizes[p1])
-    in2 = (0 <= i2 < sizes[p2], 0 <= i2 + 1 < sizes[p2])
-    base = q * strides[m] + i1 * strides[p1] + i2 * strides[p2]
-    s1 = strides[p1]
-    s2 = strides[p2]
-    k00 = base if in1[0] and in2[0] else 0
-    k01 = base + s2 if in1[0] and in2[1] else 0
-    k10 = base + s1 if in1[1] and in2[0] else 0
-    k11 = base + s1 + s2 if in1[1] and in2[1] else 0
-    w00 = (1.0 - g1) * (1.0 - g2) if in1[0] and in2[0] else 0.0
-    w01 = (1.0 - g1) * g2 if in1[0] and in2[1] else 0.0
-    w10 = g1 * (1.0 - g2) if in1[1] and in2[0] else 0.0
-    w11 = g1 * g2 if in1[1] and in2[1] else 0.0
-    return k00, k01, k10, k11, w00, w01, w10, w11
 
 
 @njit(**_OPTS)
@@ -284,25 +414,15 @@ def vol_fp(vol, vecs, cone, step, out):  # pragma: no cover - compiled
     nz, ny, nx = vol.shape
     na, nr, nc = out.shape
     flat = vol.ravel()
-    sizes = np.array([nx, ny, nz])
-    strides = np.array([1, nx, nx * ny])
+    sizes = (nx, ny, nz)
+    strides = (1, nx, nx * ny)
     rc = 0.5 * (nr - 1)
     cc = 0.5 * (nc - 1)
     for k in prange(na * nr):
         a = k // nr
         r = k - a * nr
-        vec = vecs[a]
-        o = np.empty(3)
-        d = np.empty(3)
         for c in range(nc):
-            o[0], o[1], o[2], d[0], d[1], d[2] = _ray(vec, cone, r, c, rc, cc)
-            m, p1, p2, w, lo, hi = _march(o, d, sizes, step)
-            acc = 0.0
-            for q in range(lo, hi + 1):
-                k00, k01, k10, k11, w00, w01, w10, w11 = _bilinear(q, o, d, m, p1, p2, sizes,
-                                                                   strides)
-                acc += w00 * flat[k00] + w01 * flat[k01] + w10 * flat[k10] + w11 * flat[k11]
-            out[a, r, c] = acc * w
+            out[a, r, c] = _ray_sum(flat, vecs[a], cone, r, c, rc, cc, sizes, strides, step)
 
 
 @njit(**_OPTS)
@@ -311,33 +431,21 @@ def vol_bp_adjoint(proj, vecs, cone, step, buffers, nz, ny, nx):  # pragma: no c
     chunk. buffers (n_chunks, nz*ny*nx) float32 are overwritten; the caller sums them."""
     n_chunks = buffers.shape[0]
     na, nr, nc = proj.shape
-    sizes = np.array([nx, ny, nz])
-    strides = np.array([1, nx, nx * ny])
+    sizes = (nx, ny, nz)
+    strides = (1, nx, nx * ny)
     rc = 0.5 * (nr - 1)
     cc = 0.5 * (nc - 1)
     per = (na + n_chunks - 1) // n_chunks
     for chunk in prange(n_chunks):
         flat = buffers[chunk]
         flat[:] = 0.0
-        o = np.empty(3)
-        d = np.empty(3)
         for a in range(chunk * per, min(na, (chunk + 1) * per)):
-            vec = vecs[a]
             for r in range(nr):
                 for c in range(nc):
                     value = proj[a, r, c]
-                    if value == 0.0:
-                        continue
-                    o[0], o[1], o[2], d[0], d[1], d[2] = _ray(vec, cone, r, c, rc, cc)
-                    m, p1, p2, w, lo, hi = _march(o, d, sizes, step)
-                    w *= value
-                    for q in range(lo, hi + 1):
-                        k00, k01, k10, k11, w00, w01, w10, w11 = _bilinear(
-                            q, o, d, m, p1, p2, sizes, strides)
-                        flat[k00] += w00 * w
-                        flat[k01] += w01 * w
-                        flat[k10] += w10 * w
-                        flat[k11] += w11 * w
+                    if value != 0.0:
+                        _ray_spread(flat, value, vecs[a], cone, r, c, rc, cc, sizes, strides,
+                                    step)
 
 
 @njit(**_OPTS)
@@ -351,7 +459,7 @@ def vol_bp_interp(proj, mats, cone, h0_ref, vol):  # pragma: no cover - compiled
     vol (nz, ny, nx) float32 is added to (not cleared).
     """
     nz, ny, nx = vol.shape
-    na, nr, nc = proj.shape
+    na = proj.shape[0]
     cz = 0.5 * (nz - 1)
     cy = 0.5 * (ny - 1)
     cx = 0.5 * (nx - 1)
@@ -366,39 +474,9 @@ def vol_bp_interp(proj, mats, cone, h0_ref, vol):  # pragma: no cover - compiled
                 b1 = m[1, 1] * y + m[1, 2] * z + m[1, 3] - m[1, 0] * cx
                 b2 = m[2, 1] * y + m[2, 2] * z + m[2, 3] - m[2, 0] * cx
                 for ix in range(nx):
-                    h0 = b0 + m[0, 0] * ix
-                    h1 = b1 + m[1, 0] * ix
-                    h2 = b2 + m[2, 0] * ix
-                    if cone:
-                        if h0 <= 0.0:
-                            continue
-                        inv = 1.0 / h0
-                        fc = h1 * inv
-                        fr = h2 * inv
-                        wgt = href * inv
-                        wgt *= wgt
-                    else:
-                        fc = h1
-                        fr = h2
-                        wgt = 1.0
-                    c0 = int(math.floor(fc))
-                    r0 = int(math.floor(fr))
-                    if c0 < -1 or c0 >= nc or r0 < -1 or r0 >= nr:
-                        continue
-                    gc = fc - c0
-                    gr = fr - r0
-                    v = 0.0
-                    if r0 >= 0:
-                        if c0 >= 0:
-                            v += (1.0 - gr) * (1.0 - gc) * proj[a, r0, c0]
-                        if c0 + 1 < nc:
-                            v += (1.0 - gr) * gc * proj[a, r0, c0 + 1]
-                    if r0 + 1 < nr:
-                        if c0 >= 0:
-                            v += gr * (1.0 - gc) * proj[a, r0 + 1, c0]
-                        if c0 + 1 < nc:
-                            v += gr * gc * proj[a, r0 + 1, c0 + 1]
-                    vol[k, jy, ix] += wgt * v
+                    vol[k, jy, ix] += _detector_value(proj, a, b0 + m[0, 0] * ix,
+                                                      b1 + m[1, 0] * ix, b2 + m[2, 0] * ix,
+                                                      cone, href)
 
 
 @njit(**_OPTS)
