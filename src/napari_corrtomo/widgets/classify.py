@@ -421,7 +421,7 @@ class ClassifyWidget(DockForm):
     def _show_update(self, update: LiveUpdate) -> None:
         """Status and the live-prediction layer for one live update."""
         labels_layer = self.scribbles.layer()
-        if labels_layer is None or self.classifier is None:
+        if labels_layer is None or self.live is None:  # live training was left meanwhile
             return
         sample = ("" if update.n_samples == update.n_labelled else
                   f" (a stratified sample of the {update.n_labelled} painted)")

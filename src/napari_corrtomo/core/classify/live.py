@@ -15,15 +15,12 @@ from .._checks import check_finite, check_labels, check_same_shape
 from ..progress import ProgressCallback, report, scaled
 from .classifier import PixelClassifier, check_classes
 from .features import FeatureSpec, compute_features
-from .forest import FlatForest
 from .sampling import stratified_subsample
 
 #: trees grown per batch in a live update; the first batch's prediction is shown at once
 LIVE_BATCH_TREES = 8
 #: a live fit uses at most this many labelled voxels (stratified, seeded subsample)
 MAX_LIVE_SAMPLES = 20_000
-#: voxels of the slice evaluated between two cancel checks
-PREDICT_CHUNK = 1 << 15
 
 
 @dataclass(frozen=True)
@@ -211,8 +208,10 @@ class LiveTrainer:
         samples with its own seed, drawn from the classifier's seed); after each batch
         the slice's probabilities of all trees so far are known, and those of the first
         batch go to ``on_preview`` (to show at once). The classifier takes the whole
-        forest only at the end: cancelled in between (``progress`` raises, between
-        batches and every :data:`PREDICT_CHUNK` voxels), it keeps its previous forest.
+        forest only at the end: cancelled in between (``progress`` raises after each
+        batch's fit and after its prediction), it keeps its previous forest. The slice is
+        evaluated in one pass per batch (chunks would copy the strided feature columns:
+        measured slower than the cancel checks they add).
         ``z=None`` fits without predicting (returns None).
         """
         clf = self.classifier
@@ -225,8 +224,7 @@ class LiveTrainer:
             z = self._z(z)
             feats = self.slice_features(z, progress)
             flat = feats.reshape(feats.shape[0], -1)
-        chunks = 0 if flat is None else -(-flat.shape[1] // PREDICT_CHUNK)
-        steps = len(sizes) * (1 + chunks)
+        steps = 2 * len(sizes)
         forests: list[RandomForestClassifier] = []
         acc, update = None, None
         for i, (k, seed) in enumerate(zip(sizes, seeds, strict=True)):
@@ -234,13 +232,12 @@ class LiveTrainer:
             part.n_trees, part.seed = k, int(seed)
             part._fit_samples(X, y, self._dtype)
             forests.append(part._sklearn)
-            report(progress, i * (1 + chunks) + 1, steps)
+            report(progress, 2 * i + 1, steps)
             if flat is None:
                 continue
-            proba = _predict_chunks(part.forest, flat, self.backend,
-                                    scaled(progress, i * (1 + chunks) + 1,
-                                           (i + 1) * (1 + chunks), steps)) * np.float32(k)
+            proba = bk.to_host(part.forest.predict_proba(flat, self.backend)) * np.float32(k)
             acc = proba if acc is None else acc + proba
+            report(progress, 2 * i + 2, steps)
             done = sum(sizes[:i + 1])
             update = LiveUpdate(z, (acc / np.float32(done)).reshape((-1,) + feats.shape[1:]),
                                 part.classes_, len(y), self.n_labelled, done, clf.n_trees)
@@ -268,19 +265,6 @@ class LiveTrainer:
         clf = self.classifier
         clf._require_fitted()
         feats = self.slice_features(z)
-        proba = _predict_chunks(clf.forest, feats.reshape(feats.shape[0], -1), self.backend)
-        return proba.reshape((len(clf.classes_),) + feats.shape[1:])
+        proba = clf.forest.predict_proba(feats.reshape(feats.shape[0], -1), self.backend)
+        return np.asarray(bk.to_host(proba)).reshape((len(clf.classes_),) + feats.shape[1:])
 
-
-def _predict_chunks(forest: FlatForest, flat: np.ndarray, backend: str,
-                    progress: ProgressCallback | None = None) -> np.ndarray:
-    """``(K, N)`` probabilities of the features ``flat`` ``(F, N)``, chunk by chunk with
-    ``progress`` between (a cancel check every :data:`PREDICT_CHUNK` voxels)."""
-    n = flat.shape[1]
-    out = np.empty((forest.n_classes, n), np.float32)
-    starts = range(0, n, PREDICT_CHUNK)
-    for i, a in enumerate(starts):
-        b = min(a + PREDICT_CHUNK, n)
-        out[:, a:b] = bk.to_host(forest.predict_proba(flat[:, a:b], backend))
-        report(progress, i + 1, len(starts))
-    return out
