@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from .backend import as_dask
+from .backend import as_dask, compute_all
 from .frame import Frame, frame_of
+from .progress import ProgressCallback
 from .units import normalize_unit
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -545,11 +546,14 @@ def write_ome_zarr(
     name: str | None = None,
     chunks: int | Sequence[int] = 128,
     min_level_size: int = 64,
+    progress: ProgressCallback | None = None,
 ) -> Path:
     """OME-Zarr (NGFF 0.4) with a 2x multiscale pyramid, written block by block.
 
     Images are averaged, labels subsampled (labels must stay labels). Dask input is
-    never loaded whole.
+    never loaded whole. ``progress(done, total)`` counts the chunks written; raising
+    :class:`~.progress.Cancelled` from it stops between two chunks and leaves an
+    existing ``path`` untouched (the store is written aside and renamed at the end).
     """
     import dask.array as da
     import zarr
@@ -566,12 +570,16 @@ def write_ome_zarr(
         if layer_type == "labels":
             attrs["image-label"] = {"version": "0.4"}
         group.attrs.update(attrs)
+        stores = []
         for i, lvl in enumerate(levels):
             c = tuple(min(ci, s) for ci, s in zip(chunk_t, lvl.shape))
             lvl = lvl.rechunk(c)
             target = group.create_array(str(i), shape=lvl.shape, dtype=lvl.dtype, chunks=c,
                                         chunk_key_encoding={"name": "v2", "separator": "/"})
-            da.store(lvl, target, lock=False)
+            stores.append(da.store(lvl, target, lock=False, compute=False))
+        # one chunk at a time in this thread: a cancel leaves no pool thread still writing
+        # into the store that is being removed
+        compute_all(stores, progress, scheduler="synchronous")
     return path
 
 

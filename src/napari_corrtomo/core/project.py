@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .backend import compute_all, memory_budget
 from .io import atomic_path, jsonable, read_volumes, write_ome_zarr
-from .progress import ProgressCallback, report
+from .progress import ProgressCallback, report, scaled
 
 FORMAT = "napari-corrtomo-project"
 VERSION = 1
@@ -80,15 +81,24 @@ def _safe(name: str) -> str:
 
 def save_project(directory: str | Path, layers: list[ProjectLayer],
                  progress: ProgressCallback | None = None) -> Path:
-    """Write ``layers`` as a project directory (replacing an existing one atomically)."""
+    """Write ``layers`` as a project directory (replacing an existing one atomically).
+
+    ``progress(done, total)`` moves with the bytes written (per zarr chunk of a volume);
+    raising :class:`~.progress.Cancelled` from it stops within a chunk and leaves an
+    existing project as it was.
+    """
     directory = Path(directory)
     names = [layer.name for layer in layers]
     if len(set(names)) != len(names):
         raise ValueError("layer names in a project must be unique")
+    # progress share of each layer: its bytes (points/shapes count as one small chunk)
+    sizes = [_nbytes(layer) for layer in layers]
+    edges = np.concatenate([[0], np.cumsum(sizes)]) * (1000 / max(sum(sizes), 1))
     entries = []
     with atomic_path(directory) as tmp:
         (tmp / "layers").mkdir(parents=True)
-        for layer in layers:
+        report(progress, 0, 1000)
+        for i, layer in enumerate(layers):
             stem = _safe(layer.name)
             entry: dict[str, Any] = {
                 "name": layer.name,
@@ -104,7 +114,9 @@ def save_project(directory: str | Path, layers: list[ProjectLayer],
             if layer.layer_type in ("image", "labels"):
                 rel = f"layers/{stem}.ome.zarr"
                 write_ome_zarr(tmp / rel, layer.data, layer.scale, layer.units,
-                               layer_type=layer.layer_type, name=layer.name)
+                               layer_type=layer.layer_type, name=layer.name,
+                               progress=scaled(progress, int(edges[i]), int(edges[i + 1]),
+                                               1000))
             elif layer.layer_type == "points":
                 rel = f"layers/{stem}.csv"
                 pts = np.asarray(layer.data, dtype=float).reshape(-1, len(layer.scale))
@@ -121,16 +133,34 @@ def save_project(directory: str | Path, layers: list[ProjectLayer],
                 frame.to_csv(tmp / trel, index=False)
                 entry["tables"][tname] = trel
             entries.append(entry)
-            report(progress, len(entries), len(layers))
+            report(progress, int(edges[i + 1]), 1000)
         manifest = {"format": FORMAT, "version": VERSION, "layers": entries}
         (tmp / "project.json").write_text(json.dumps(manifest, indent=2))
     return directory
 
 
-def load_project(directory: str | Path) -> list[ProjectLayer]:
+def _nbytes(layer: ProjectLayer) -> int:
+    if layer.layer_type in ("image", "labels"):
+        return int(np.prod(np.shape(layer.data))) * np.dtype(layer.data.dtype).itemsize
+    return 1 << 16
+
+
+def load_project(directory: str | Path, progress: ProgressCallback | None = None,
+                 in_memory: bool = False) -> list[ProjectLayer]:
     """Read a project directory written by :func:`save_project`.
 
-    Images and labels come back as lazy dask arrays (full resolution level).
+    Parameters
+    ----------
+    directory
+        The project folder (holding ``project.json``).
+    progress
+        ``progress(done, total)`` per zarr chunk read (``in_memory``); raise
+        :class:`~.progress.Cancelled` from it to stop.
+    in_memory
+        Read images and labels into NumPy arrays when they fit the memory budget
+        (:func:`~.backend.memory_budget`), so that showing them never reads a file;
+        otherwise, and by default, they come back as lazy dask arrays (full
+        resolution level).
     """
     directory = Path(directory)
     path = directory / "project.json"
@@ -167,6 +197,12 @@ def load_project(directory: str | Path) -> list[ProjectLayer]:
             tables=tables, shape_types=shape_types,
             translate=None if entry.get("translate") is None else tuple(entry["translate"]),
         ))
+    volumes = [layer for layer in layers if layer.layer_type in ("image", "labels")]
+    if in_memory and sum(map(_nbytes, volumes)) <= memory_budget("numpy"):
+        for layer, data in zip(volumes, compute_all([v.data for v in volumes], progress),
+                               strict=True):
+            layer.data = data
+    report(progress, 1, 1)
     return layers
 
 

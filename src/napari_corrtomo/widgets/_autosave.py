@@ -64,7 +64,9 @@ class Autosave(QObject):
         self.dirty = False
         self.unsaved_project = False
         self.last_snapshot: RecoveryState | None = None
-        #: no snapshot is taken while True (e.g. while the user is asked about a restore)
+        #: no snapshot is taken while True (e.g. while the user is asked about a restore, or
+        #: while a project's layers are added); changes meanwhile count once it ends
+        #: (:meth:`resume`)
         self.paused = False
         #: held while a snapshot is written (a project save into the folder waits for it)
         self.lock = threading.Lock()
@@ -111,6 +113,8 @@ class Autosave(QObject):
         if self._closed:
             return
         self.dirty = self.unsaved_project = True
+        if self.paused:  # the clock starts at resume()
+            return
         now = time.monotonic()
         if self._first_change is None:
             self._first_change = now
@@ -118,6 +122,12 @@ class Autosave(QObject):
             self.save_now()
         else:
             self._timer.start()
+
+    def resume(self) -> None:
+        """End a pause; changes made during it are snapshotted as usual from now on."""
+        self.paused = False
+        if self.dirty:
+            self.changed()
 
     def set_folder(self, folder: str | Path) -> None:
         """Write future snapshots to ``folder`` (a project's recovery folder)."""

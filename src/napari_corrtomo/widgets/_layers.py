@@ -199,20 +199,27 @@ def to_project_layer(layer) -> ProjectLayer:
 
 def add_project_layer(viewer: napari.Viewer, entry: ProjectLayer):
     """Recreate a saved layer in the viewer (a new layer; nothing existing is replaced)."""
+    return viewer.add_layer(project_layer(entry))
+
+
+def project_layer(entry: ProjectLayer) -> napari.layers.Layer:
+    """The napari layer of a saved one, not yet in a viewer.
+
+    Building it (contrast limits, label colours) may take a while on large data: a worker
+    can do it, and the GUI thread then only adds it (``viewer.add_layer``).
+    """
     kwargs = dict(name=entry.name, scale=entry.scale, units=entry.units,
-                  metadata=dict(entry.metadata))
+                  metadata=dict(entry.metadata), **entry.display)
     if entry.affine is not None:
         kwargs["affine"] = entry.affine
     if entry.translate is not None:
         kwargs["translate"] = entry.translate
-    display = dict(entry.display)
     if entry.layer_type == "shapes":
-        layer = viewer.add_shapes(entry.data, shape_type=entry.shape_types, **kwargs, **display)
-    else:
-        layer = getattr(viewer, f"add_{entry.layer_type}")(entry.data, **kwargs, **display)
-    if entry.tables:
-        if "features" in entry.tables and entry.layer_type != "image":
-            layer.features = entry.tables.pop("features")
-        if entry.tables:
-            layer.metadata = {**layer.metadata, TABLES: entry.tables}
+        kwargs["shape_type"] = entry.shape_types
+    layer = napari.layers.Layer.create(entry.data, kwargs, entry.layer_type)
+    tables = dict(entry.tables)
+    if "features" in tables and entry.layer_type != "image":
+        layer.features = tables.pop("features")
+    if tables:
+        layer.metadata = {**layer.metadata, TABLES: tables}
     return layer

@@ -138,6 +138,8 @@ def start_job(func: Callable[..., Any], *args: Any, viewer: napari.Viewer | None
 
 class _Bridge(QObject):
     progressed = Signal(int, int)
+    #: (func, done event, result box) to run in the GUI thread for :meth:`TaskRunner.in_gui`
+    posted = Signal(object)
 
 
 class _BarJob(Job):
@@ -184,6 +186,7 @@ class TaskRunner(QWidget):
         layout.addWidget(self.status)
         self._bridge = _Bridge()
         self._bridge.progressed.connect(self._on_progress)
+        self._bridge.posted.connect(self._run_posted)
         self._job = Job()
         self._worker = None
         self._pbar: napari_progress | None = None
@@ -221,6 +224,48 @@ class TaskRunner(QWidget):
                                  on_error=self._on_error, on_finished=self._on_finished,
                                  job=job, **kwargs)
         return self._worker
+
+    def in_gui(self, func: Callable[..., Any], *args: Any, wait: bool = True) -> Any:
+        """From the running worker: call ``func(*args)`` in the GUI thread (between two of
+        its events, so the UI stays responsive between calls) and return its result.
+
+        For work napari only allows in the GUI thread (adding a layer), done in small
+        steps. Once *Cancel* is pressed the call is skipped if it has not run yet and
+        :class:`Cancelled` is raised at once. ``wait=False`` posts the call and returns
+        (it runs even after a cancel: use it to undo what earlier calls did).
+        """
+        job = self._job
+        done = threading.Event()
+        box: list = []
+
+        if not wait:
+            self._bridge.posted.emit((lambda: func(*args), None, box))
+            return None
+
+        def call() -> Any:
+            if job.cancel.is_set():
+                raise Cancelled()
+            return func(*args)
+
+        self._bridge.posted.emit((call, done, box))
+        while not done.wait(0.02):
+            if job.cancel.is_set():
+                raise Cancelled()
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0]
+
+    def _run_posted(self, item: tuple) -> None:
+        call, done, box = item
+        if done is None:  # nobody waits: errors are shown like any GUI-thread error
+            call()
+            return
+        try:
+            box.append(call())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the worker
+            box.append(exc)
+        finally:
+            done.set()
 
     def _on_progress(self, done: int, total: int) -> None:
         self.bar.setRange(0, max(total, 1))

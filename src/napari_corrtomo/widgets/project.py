@@ -18,6 +18,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from ..core.progress import report, scaled
 from ..core.project import describe, load_project, save_project
 from ..core.recovery import (
     RecoveryInfo,
@@ -28,7 +29,7 @@ from ..core.recovery import (
 )
 from ._autosave import autosave_for
 from ._dock import DockForm
-from ._layers import add_project_layer, to_project_layer
+from ._layers import project_layer, to_project_layer
 from ._runner import TaskRunner
 from ._table import TableView
 
@@ -110,21 +111,46 @@ class ProjectWidget(DockForm):
 
     def load(self, directory: str | Path):
         """Add the layers of a saved project to the viewer; then offer its recovery state
-        when a session of it ended without saving."""
-        def added(result):
-            entries, info, state = result
+        when a session of it ended without saving.
+
+        A worker reads the volumes (progress per chunk) and builds the layers; the GUI
+        thread adds them one per event-loop turn. Cancel stops between two chunks or two
+        layers and takes back the layers already added.
+        """
+        runner, viewer, autosave = self.runner, self.viewer, self.autosave
+
+        def job(progress=None):
+            # progress: reading 0-60 %, building the layers 60-70 %, adding them 70-100 %
+            entries, info, state = _load(directory, scaled(progress, 0, 600, 1000))
+            layers = []
             for entry in entries:
-                add_project_layer(self.viewer, entry)
+                layers.append(project_layer(entry))
+                report(progress, 600 + 100 * len(layers) // len(entries), 1000)
+            added: list = []
+            try:
+                # no snapshot while the layers come in one by one: they are in the project
+                runner.in_gui(setattr, autosave, "paused", True)
+                for layer in layers:
+                    added.append(runner.in_gui(viewer.add_layer, layer))
+                    report(progress, 700 + 300 * len(added) // len(layers), 1000)
+            except BaseException:  # cancelled or failed: nothing stays added
+                runner.in_gui(_take_back, viewer, added, autosave, wait=False)
+                raise
+            return added, info, state
+
+        def added(result):
+            layers, info, state = result
+            self.autosave.resume()
             self._use_folder(directory, saved=True)
-            show_info(f"Loaded {len(entries)} layers from {directory}")
+            show_info(f"Loaded {len(layers)} layers from {directory}")
             if state is not None:
                 self.autosave.paused = True  # keep the crash's state until answered
                 try:
                     self._offer(info, state)
                 finally:
-                    self.autosave.paused = False
+                    self.autosave.resume()
 
-        return self.runner.start(_load, directory, label="Loading project", on_result=added)
+        return self.runner.start(job, label="Loading project", on_result=added)
 
     def restore(self, folder: str | Path):
         """Restore the snapshot in a recovery folder (no question asked)."""
@@ -196,9 +222,18 @@ class ProjectWidget(DockForm):
             getattr(self, action)(directory)
 
 
+def _take_back(viewer: napari.Viewer, layers: list, autosave) -> None:
+    """Remove the layers a cancelled load added; snapshots go on."""
+    for layer in layers:
+        if layer in viewer.layers:
+            viewer.layers.remove(layer)
+    autosave.resume()
+
+
 def _load(directory, progress=None):
-    """The project's layers and, if a session of it ended unsaved, its recovery state."""
-    entries = load_project(directory)
+    """The project's layers (volumes in memory when they fit) and, if a session of it ended
+    unsaved, its recovery state."""
+    entries = load_project(directory, progress, in_memory=True)
     info = recovery_info(recovery_folder(directory))
     if info is None or info.writer_alive:
         return entries, None, None

@@ -1,0 +1,93 @@
+"""Shared by the widget tests: Cancel clicked mid-action, measured (issue 17)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt, QTimer
+
+#: a file each cancel measurement is appended to as one JSON line (benchmarks/cancel.py)
+RECORD_ENV = "CORRTOMO_CANCEL_RECORD"
+
+
+@dataclass
+class CancelRun:
+    """What a Cancel click mid-action did."""
+
+    latency_s: float  #: from the Cancel click to the end of the worker thread's call
+    max_gap_s: float  #: longest pause of a 20 ms UI-thread timer, start click to worker end
+    bar: tuple[int, int]  #: the progress bar (value, maximum) at the Cancel click
+    added: list[str]  #: names of the layers added from the start click to the end
+    status: str  #: the runner's status line afterwards
+
+    def assert_prompt(self) -> None:
+        """Issue 17's Must-show for one action: the worker ends within 1 s of the click,
+        nothing is added, the bar showed real progress, the UI thread never paused > 0.1 s."""
+        assert self.latency_s < 1.0
+        assert self.added == []
+        assert 0 < self.bar[0] < self.bar[1]  # a bar that moved, not a busy indicator
+        assert self.status.startswith("Cancelled")
+        assert self.max_gap_s < 0.1
+
+
+@pytest.fixture
+def cancel_mid_action(qtbot, request):
+    """``cancel_mid_action(viewer, runner, start_button, after_s=2.0, action=None)``.
+
+    Clicks ``start_button``, clicks ``runner``'s Cancel ``after_s`` seconds later and
+    waits for the worker to end, while a 20 ms ``QTimer`` beats on the UI thread. The
+    worker's end is seen from a thread waiting on the job's done flag (not by polling
+    the event loop). With ``$CORRTOMO_CANCEL_RECORD`` set, the numbers are appended there
+    under ``action`` (default: the test's name).
+    """
+
+    def run(viewer, runner, start_button, after_s: float = 2.0,
+            action: str | None = None) -> CancelRun:
+        before = [layer.name for layer in viewer.layers]
+        beats: list[float] = []
+        timer = QTimer()
+        timer.timeout.connect(lambda: beats.append(time.perf_counter()))
+        timer.start(20)
+        qtbot.wait(100)  # the heartbeat runs before the click
+        started = time.perf_counter()
+        qtbot.mouseClick(start_button, Qt.MouseButton.LeftButton)
+        job = runner._worker
+        assert job is not None, "the button started no worker"
+        ended: list[float] = []
+
+        def watch() -> None:
+            job.done.wait(120)
+            ended.append(time.perf_counter())
+
+        threading.Thread(target=watch, daemon=True).start()
+        qtbot.wait(max(int(1000 * (after_s - (time.perf_counter() - started))), 0))
+        assert runner.busy and not job.done.is_set(), "the action ended before Cancel"
+        bar = (runner.bar.value(), runner.bar.maximum())
+        clicked = time.perf_counter()
+        qtbot.mouseClick(runner.cancel_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: bool(ended) and not runner.busy, timeout=120000)
+        timer.stop()
+        # from the last beat before the start click: the click's own handler counts too
+        first = max([b for b in beats if b <= started], default=started)
+        gaps = np.diff([b for b in beats if first <= b <= ended[0]] + [ended[0]])
+        result = CancelRun(ended[0] - clicked, float(gaps.max()), bar,
+                           [layer.name for layer in viewer.layers if layer.name not in before],
+                           runner.status.text())
+        print(f"{action or request.node.name}: cancel took {result.latency_s:.3f} s; bar at "
+              f"the click {bar}; UI heartbeat max gap {1000 * result.max_gap_s:.0f} ms, 99th "
+              f"percentile {1000 * np.percentile(gaps, 99):.0f} ms")
+        if os.environ.get(RECORD_ENV):
+            with open(os.environ[RECORD_ENV], "a") as f:
+                f.write(json.dumps({"action": action or request.node.name,
+                                    "latency_s": result.latency_s,
+                                    "max_gap_s": result.max_gap_s}) + "\n")
+        return result
+
+    return run
+
