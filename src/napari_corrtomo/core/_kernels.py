@@ -112,8 +112,9 @@ def _compiled() -> dict[str, Any]:
                         o[x] += wj * (lo[x] - hi[x])
 
     @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
-    def corr_last(inp, w, sym, out):  # pragma: no cover - compiled
-        """out[i, k] = sum_j w[j] inp[i, reflect(k + j - r)] for (a, n) arrays (see corr_mid).
+    def corr_last(inp, inp2, product, w, sym, out):  # pragma: no cover - compiled
+        """out[i, k] = sum_j w[j] v[i, reflect(k + j - r)] for (a, n) arrays (see corr_mid),
+        v = inp, or inp * inp2 (float32 products) when ``product``.
 
         Each row is copied once into a mirrored buffer; the taps then run over
         unit-stride slices of it, a loop LLVM turns into SIMD (an index such as
@@ -127,10 +128,19 @@ def _compiled() -> dict[str, Any]:
             pad = np.empty(n + 2 * r, np.float32)
             for i in range(chunk * rows, min(chunk * rows + rows, a)):
                 src = inp[i]
-                for k in range(r):
-                    pad[k] = src[reflect(k - r, n)]
-                    pad[n + r + k] = src[reflect(n + k, n)]
-                pad[r:r + n] = src
+                if product:
+                    src2 = inp2[i]
+                    body = pad[r:r + n]
+                    for k in range(n):
+                        body[k] = src[k] * src2[k]
+                    for k in range(r):
+                        pad[k] = pad[r + reflect(k - r, n)]
+                        pad[n + r + k] = pad[r + reflect(n + k, n)]
+                else:
+                    for k in range(r):
+                        pad[k] = src[reflect(k - r, n)]
+                        pad[n + r + k] = src[reflect(n + k, n)]
+                    pad[r:r + n] = src
                 o = out[i]
                 c = pad[r:r + n]
                 wc = w[r]
@@ -147,7 +157,16 @@ def _compiled() -> dict[str, Any]:
                         for k in range(n):
                             o[k] += wj * (lo[k] - hi[k])
 
-    @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
+    @numba.njit(parallel=PARALLEL, cache=True, nogil=True, error_model="numpy")
+    def magnitude(parts, out):  # pragma: no cover - compiled
+        """out = sqrt(sum of squares of the arrays in ``parts``), flat float32 arrays."""
+        for i in prange(out.shape[0]):
+            acc = np.float32(0.0)
+            for part in parts:
+                acc += part[i] * part[i]
+            out[i] = np.sqrt(acc)
+
+    @numba.njit(parallel=PARALLEL, cache=True, nogil=True, error_model="numpy")
     def eig2(a11, a12, a22, e1, e2):  # pragma: no cover - compiled
         """Descending eigenvalues of symmetric 2x2 matrices, flat arrays (float64 inside)."""
         for i in prange(a11.shape[0]):
@@ -160,7 +179,7 @@ def _compiled() -> dict[str, Any]:
             e1[i] = mean + rad
             e2[i] = mean - rad
 
-    @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
+    @numba.njit(parallel=PARALLEL, cache=True, nogil=True, error_model="numpy")
     def eig3(a11, a12, a13, a22, a23, a33, e1, e2, e3):  # pragma: no cover - compiled
         """Descending eigenvalues of symmetric 3x3 matrices (Smith 1961), flat arrays."""
         n = a11.shape[0]
@@ -178,24 +197,36 @@ def _compiled() -> dict[str, Any]:
             p1 = x12 * x12 + x13 * x13 + x23 * x23
             p2 = b11 * b11 + b22 * b22 + b33 * b33 + 2.0 * p1
             p = np.sqrt(p2 / 6.0)
-            if p > 0:
-                det = (b11 * (b22 * b33 - x23 * x23) - x12 * (x12 * b33 - x23 * x13)
-                       + x13 * (x12 * x23 - b22 * x13))
-                r = det / (2.0 * p * p * p)
-                r = min(max(r, -1.0), 1.0)
-                # cos(phi + 2 pi / 3) = -cos(phi) / 2 - sin(phi) sqrt(3) / 2, phi in [0, pi/3]
-                c = np.cos(np.arccos(r) / 3.0)
-                sn = np.sqrt(max(1.0 - c * c, 0.0))
-                v1 = q + 2.0 * p * c
-                v3 = q - p * (c + 1.7320508075688772 * sn)
-            else:
-                v1 = q
-                v3 = q
+            # p == 0 (a multiple of the identity): r = 0 keeps the arithmetic finite
+            safe = p if p > 0 else 1.0
+            det = (b11 * (b22 * b33 - x23 * x23) - x12 * (x12 * b33 - x23 * x13)
+                   + x13 * (x12 * x23 - b22 * x13))
+            r = det / (2.0 * safe * safe * safe)
+            r = min(max(r, -1.0), 1.0)
+            # c = cos(acos(r) / 3) without trigonometric calls (which keep the loop scalar):
+            # c is the root in [1/2, 1] of 4c^3 - 3c = r. With t = sqrt(1 + r) and
+            # c = 1/2 + t u this is 4t u^3 + 6u^2 = 1, whose root u in [0.3535, 0.4083]
+            # is simple for every t in [0, sqrt 2]: three Newton steps from the chord
+            # reach float64 rounding (the initial error is < 0.005).
+            t = np.sqrt(1.0 + r)
+            u = 0.408248290463863 - 0.0386751345948129 * t
+            u2 = u * u
+            u -= (4.0 * t * u2 * u + 6.0 * u2 - 1.0) / (12.0 * t * u2 + 12.0 * u)
+            u2 = u * u
+            u -= (4.0 * t * u2 * u + 6.0 * u2 - 1.0) / (12.0 * t * u2 + 12.0 * u)
+            u2 = u * u
+            u -= (4.0 * t * u2 * u + 6.0 * u2 - 1.0) / (12.0 * t * u2 + 12.0 * u)
+            c = 0.5 + t * u
+            # cos(phi + 2 pi / 3) = -cos(phi) / 2 - sin(phi) sqrt(3) / 2, phi in [0, pi/3]
+            sn = np.sqrt(max((1.0 - c) * (1.0 + c), 0.0))
+            v1 = q + 2.0 * p * c
+            v3 = q - p * (c + 1.7320508075688772 * sn)
             e1[i] = v1
             e2[i] = 3.0 * q - v1 - v3
             e3[i] = v3
 
     return {"corr_mid": corr_mid, "corr_last": corr_last, "eig2": eig2, "eig3": eig3,
+            "magnitude": magnitude,
             "corr_first_range": corr_first_range}
 
 
@@ -220,31 +251,59 @@ def correlate_first_range(arr: np.ndarray, weights: np.ndarray, g0: int, g1: int
     return out
 
 
-def correlate1d(arr: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
-    """float32 1D correlation along ``axis`` with mirrored borders (``scipy`` "reflect")."""
+def correlate1d(arr: np.ndarray, weights: np.ndarray, axis: int, out: np.ndarray | None = None,
+                times: np.ndarray | None = None) -> np.ndarray:
+    """float32 1D correlation along ``axis`` with mirrored borders (``scipy`` "reflect").
+
+    ``out``: a C-contiguous float32 array to write into. ``times``: correlate the float32
+    product ``arr * times`` instead (formed on the fly along the last axis, saving the
+    product array).
+    """
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     w = np.ascontiguousarray(weights, dtype=np.float32)
     shape = arr.shape
     axis = axis % arr.ndim
+    if times is not None and axis != arr.ndim - 1:
+        arr, times = arr * times, None
     a = int(np.prod(shape[:axis], dtype=np.int64))
     n = shape[axis]
     b = int(np.prod(shape[axis + 1:], dtype=np.int64))
-    out = np.empty(shape, np.float32)
+    if out is None:
+        out = np.empty(shape, np.float32)
+    flat = _flat(out)
     sym = _symmetry(w)
     k = _compiled()
     if b == 1:
-        k["corr_last"](arr.reshape(a, n), w, sym, out.reshape(a, n))
+        other = arr if times is None else np.ascontiguousarray(times, dtype=np.float32)
+        k["corr_last"](arr.reshape(a, n), other.reshape(a, n), times is not None, w, sym,
+                       flat.reshape(a, n))
     else:
-        k["corr_mid"](arr.reshape(a, n, b), w, sym, out.reshape(a, n, b))
+        k["corr_mid"](arr.reshape(a, n, b), w, sym, flat.reshape(a, n, b))
     return out
 
 
-def eigvalsh(m: list[list[np.ndarray]]) -> list[np.ndarray]:
-    """Descending eigenvalues of symmetric 2x2 or 3x3 fields given per element (float32)."""
+def _flat(out: np.ndarray) -> np.ndarray:
+    """A flat view of an output array (a reshape that copied would lose the results)."""
+    if out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError("compiled kernels write into C-contiguous float32 arrays only")
+    return out.reshape(-1)
+
+
+def magnitude(parts: list[np.ndarray], out: np.ndarray) -> np.ndarray:
+    """``out = sqrt(sum(p * p for p in parts))`` in float32, into ``out``."""
+    flat = tuple(np.ascontiguousarray(p, dtype=np.float32).reshape(-1) for p in parts)
+    _compiled()["magnitude"](flat, _flat(out))
+    return out
+
+
+def eigvalsh(m: list[list[np.ndarray]], out: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    """Descending eigenvalues of symmetric 2x2 or 3x3 fields given per element (float32),
+    into ``out`` (C-contiguous float32 arrays) when given."""
     shape = m[0][0].shape
     n = len(m)
     pairs = [(i, j) for i in range(n) for j in range(i, n)]
     flat = [np.ascontiguousarray(m[i][j], dtype=np.float32).reshape(-1) for i, j in pairs]
-    out = [np.empty(flat[0].shape, np.float32) for _ in range(n)]
-    _compiled()["eig3" if n == 3 else "eig2"](*flat, *out)
-    return [o.reshape(shape) for o in out]
+    if out is None:
+        out = [np.empty(shape, np.float32) for _ in range(n)]
+    _compiled()["eig3" if n == 3 else "eig2"](*flat, *(_flat(o) for o in out))
+    return out

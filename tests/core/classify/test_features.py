@@ -203,3 +203,22 @@ def test_bad_specs_raise_clear_errors():
         FeatureSpec.from_dict({"version": 99, "filters": []})
     with pytest.raises(ValueError, match="offsets"):
         TailoredFeatures(offsets=(0,))
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_closed_form_eigenvalues_with_repeated_and_zero_eigenvalues(n, compiled):
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((4000, n, n))
+    a = a + np.swapaxes(a, 1, 2)
+    rot = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    special = [np.eye(n) * 2.0, np.zeros((n, n)), np.diag([1.0] * (n - 1) + [3.0]),
+               np.diag([1.0] + [3.0] * (n - 1)), rot @ np.diag(np.arange(n) * 1e-3 + 5) @ rot.T]
+    a[:len(special)] = special
+    a = a.astype(np.float32)
+    m = [[np.ascontiguousarray(a[:, i, j]) for j in range(n)] for i in range(n)]
+    dest = [np.empty(len(a), np.float32) for _ in range(n)]
+    filterbank._eigvalsh_sym(np, m, compiled, dest)
+    ref = np.linalg.eigvalsh(a.astype(np.float64))[:, ::-1]
+    scale = np.abs(ref).max(axis=1, keepdims=True) + 1e-30
+    assert np.all(np.abs(np.stack(dest, 1) - ref) <= 1e-6 * scale)

@@ -355,14 +355,14 @@ def compute_features(
     if eng.backend == "numpy":  # with a z range every pass works on the output slices only
         check_memory("features", out_shape, n_out)
     out = xp.empty((n_out,) + tuple(out_shape), dtype=xp.float32)
-    i = 0
-    for ch in channels:
-        for feat in _channel_features(eng, ch, spec, sp, zr if nd == 3 else None):
-            out[i] = feat
-            i += 1
-            report(progress, i, n_out)
-    if i != n_out:  # pragma: no cover - internal consistency
-        raise RuntimeError(f"computed {i} features, expected {n_out}")
+    per = spec.features_per_input(nd)
+    for c, ch in enumerate(channels):
+        # every filter writes its components into its slots of ``out`` (no copies)
+        for done in _channel_features(eng, ch, spec, sp, zr if nd == 3 else None,
+                                      out[c * per:(c + 1) * per]):
+            report(progress, c * per + done, n_out)
+        if done != per:  # pragma: no cover - internal consistency
+            raise RuntimeError(f"computed {done} features per channel, expected {per}")
     return out
 
 
