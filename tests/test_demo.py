@@ -115,3 +115,24 @@ def test_quantify_step_on_the_truth_labels_is_within_5_percent(correlative_sampl
                  "combined porosity (nanoCT macro + ET meso)"):
         q = got[name]
         assert q.measured == pytest.approx(q.truth, rel=0.05), (name, q.measured, q.truth)
+
+
+def test_a_subset_of_steps_runs_alone_and_unknown_steps_are_named(tmp_path, monkeypatch):
+    from napari_corrtomo import demo as demo_module
+
+    ran = []
+
+    def step(name):
+        def run(ctx):
+            ran.append(name)
+            ctx.quantity(f"{name} value", 1.0, 1.0, "um")
+        return run
+
+    monkeypatch.setattr(demo_module, "STEPS", [(n, step(n)) for n in ("a", "b", "c")])
+    with pytest.raises(ValueError, match=r"unknown demo steps \['x'\]"):
+        demo_module.run_demo(tmp_path / "x", steps=["a", "x"])
+    report = demo_module.run_demo(tmp_path / "r", steps=["c", "a"])
+    assert ran == ["a", "c"]  # in the demo's order, not the caller's
+    assert set(report.timings) == {"a", "c"}
+    assert list(pd.read_csv(tmp_path / "r" / "summary.csv")["quantity"]) == ["a value",
+                                                                            "c value"]

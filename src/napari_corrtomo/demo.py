@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -805,12 +805,20 @@ STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
 # ============================================================================ runner
 
 
-def run_demo(out: str | Path, seed: int = 0, progress: ProgressCallback | None = None) -> DemoReport:
-    """Run every step of :data:`STEPS`, writing tables, ``summary.csv`` and ``report.png``."""
+def run_demo(out: str | Path, seed: int = 0, progress: ProgressCallback | None = None,
+             steps: Sequence[str] | None = None) -> DemoReport:
+    """Run every step of :data:`STEPS` (or only those named in ``steps``, in their
+    order: a step uses what earlier ones made, else makes it), writing tables,
+    ``summary.csv`` and ``report.png``."""
+    names = [name for name, _ in STEPS]
+    if steps is not None and set(steps) - set(names):
+        raise ValueError(f"unknown demo steps {sorted(set(steps) - set(names))}; the steps "
+                         f"are {names}")
+    chosen = [(n, f) for n, f in STEPS if steps is None or n in steps]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ctx = DemoContext(out=out, seed=seed)
-    for i, (name, step) in enumerate(STEPS):
+    for i, (name, step) in enumerate(chosen):
         ctx.step = name
         start = time.perf_counter()
         try:
@@ -818,7 +826,7 @@ def run_demo(out: str | Path, seed: int = 0, progress: ProgressCallback | None =
         except Exception as exc:
             raise ValueError(f"demo step '{name}' failed: {exc}") from exc
         ctx.timings[name] = time.perf_counter() - start
-        report(progress, i + 1, len(STEPS))
+        report(progress, i + 1, len(chosen))
     result = DemoReport(ctx.quantities, ctx.files, ctx.timings)
     ctx.files.append(write_table(out / "summary.csv", result.frame()))
     ctx.files.append(_write_report(out / "report.png", ctx))
