@@ -123,10 +123,12 @@ def reference(img: np.ndarray, name: str, sigma: float, radius,
     return [ev[..., k] for k in range(nd)]
 
 
-def rel_err(got: list[np.ndarray], ref: list[np.ndarray]) -> float:
+def rel_err(got: list[np.ndarray], ref: list[np.ndarray],
+            norm: list[np.ndarray] | None = None) -> float:
     """Largest error over the components of one filter, relative to the largest magnitude of
-    any component (an eigenvalue's error is bounded by the matrix's norm, not its own)."""
-    scale = max(max(float(np.max(np.abs(r))) for r in ref), 1e-30)
+    any component of ``norm`` (default ``ref``: an eigenvalue's error is bounded by the
+    matrix's norm, not its own)."""
+    scale = max(max(float(np.max(np.abs(r))) for r in (ref if norm is None else norm)), 1e-30)
     return max(float(np.max(np.abs(g.astype(np.float64) - r))) for g, r in zip(got, ref)) / scale
 
 
@@ -138,7 +140,10 @@ def errors_ours(img: np.ndarray, spec: FeatureSpec) -> dict[str, float]:
     i = 0
     for f in spec.filters:
         ref = reference(img, f.name, f.sigma, ours_radius)
-        out[f.name] = max(out.get(f.name, 0.0), rel_err(list(feats[i:i + len(ref)]), ref))
+        # DoG: relative to the Gaussian it is the difference of (features.REL_TOLERANCE)
+        norm = reference(img, "gaussian", f.sigma, ours_radius) if f.name == "dog" else ref
+        out[f.name] = max(out.get(f.name, 0.0),
+                          rel_err(list(feats[i:i + len(ref)]), ref, norm))
         i += len(ref)
     return out
 
