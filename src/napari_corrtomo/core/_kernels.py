@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,7 @@ def _compiled() -> dict[str, Any]:
         return m
 
     @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
-    def corr_mid(inp, w, sym, out):  # pragma: no cover - compiled
+    def corr_mid(inp, w, sym, out, lo_item, hi_item):  # pragma: no cover - compiled
         """out[i, k, :] = sum_j w[j] inp[i, reflect(k + j - r), :] for (a, n, b) arrays.
 
         ``sym`` = +1 / -1 for a symmetric / antisymmetric kernel (Gaussian derivatives of
@@ -58,7 +59,7 @@ def _compiled() -> dict[str, Any]:
         r = taps // 2
         tile = 512
         n_tiles = (b + tile - 1) // tile
-        for item in prange(a * n_tiles):
+        for item in prange(lo_item, min(hi_item, a * n_tiles)):
             i = item // n_tiles
             x0 = (item % n_tiles) * tile
             x1 = min(x0 + tile, b)
@@ -112,7 +113,7 @@ def _compiled() -> dict[str, Any]:
                         o[x] += wj * (lo[x] - hi[x])
 
     @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
-    def corr_last(inp, inp2, product, w, sym, out):  # pragma: no cover - compiled
+    def corr_last(inp, inp2, product, w, sym, out, lo_item, hi_item):  # pragma: no cover
         """out[i, k] = sum_j w[j] v[i, reflect(k + j - r)] for (a, n) arrays (see corr_mid),
         v = inp, or inp * inp2 (float32 products) when ``product``.
 
@@ -124,7 +125,7 @@ def _compiled() -> dict[str, Any]:
         taps = w.shape[0]
         r = taps // 2
         rows = 16
-        for chunk in prange((a + rows - 1) // rows):
+        for chunk in prange(lo_item, min(hi_item, (a + rows - 1) // rows)):
             pad = np.empty(n + 2 * r, np.float32)
             for i in range(chunk * rows, min(chunk * rows + rows, a)):
                 src = inp[i]
@@ -158,18 +159,18 @@ def _compiled() -> dict[str, Any]:
                             o[k] += wj * (lo[k] - hi[k])
 
     @numba.njit(parallel=PARALLEL, cache=True, nogil=True, error_model="numpy")
-    def magnitude(parts, out):  # pragma: no cover - compiled
+    def magnitude(parts, out, lo_item, hi_item):  # pragma: no cover - compiled
         """out = sqrt(sum of squares of the arrays in ``parts``), flat float32 arrays."""
-        for i in prange(out.shape[0]):
+        for i in prange(lo_item, min(hi_item, out.shape[0])):
             acc = np.float32(0.0)
             for part in parts:
                 acc += part[i] * part[i]
             out[i] = np.sqrt(acc)
 
     @numba.njit(parallel=PARALLEL, cache=True, nogil=True, error_model="numpy")
-    def eig2(a11, a12, a22, e1, e2):  # pragma: no cover - compiled
+    def eig2(a11, a12, a22, e1, e2, lo_item, hi_item):  # pragma: no cover - compiled
         """Descending eigenvalues of symmetric 2x2 matrices, flat arrays (float64 inside)."""
-        for i in prange(a11.shape[0]):
+        for i in prange(lo_item, min(hi_item, a11.shape[0])):
             x11 = np.float64(a11[i])
             x22 = np.float64(a22[i])
             x12 = np.float64(a12[i])
@@ -180,10 +181,10 @@ def _compiled() -> dict[str, Any]:
             e2[i] = mean - rad
 
     @numba.njit(parallel=PARALLEL, cache=True, nogil=True, error_model="numpy")
-    def eig3(a11, a12, a13, a22, a23, a33, e1, e2, e3):  # pragma: no cover - compiled
+    def eig3(a11, a12, a13, a22, a23, a33, e1, e2, e3, lo_item, hi_item):  # pragma: no cover
         """Descending eigenvalues of symmetric 3x3 matrices (Smith 1961), flat arrays."""
-        n = a11.shape[0]
-        for i in prange(n):  # float64 inside: Weyl-bounded error from float32 inputs only
+        # float64 inside: Weyl-bounded error from float32 inputs only
+        for i in prange(lo_item, min(hi_item, a11.shape[0])):
             x11 = np.float64(a11[i])
             x22 = np.float64(a22[i])
             x33 = np.float64(a33[i])
@@ -250,12 +251,12 @@ def correlate_first_range(arr: np.ndarray, weights: np.ndarray, g0: int, g1: int
 
 
 def correlate1d(arr: np.ndarray, weights: np.ndarray, axis: int, out: np.ndarray | None = None,
-                times: np.ndarray | None = None) -> np.ndarray:
+                times: np.ndarray | None = None, threads: int = 1) -> np.ndarray:
     """float32 1D correlation along ``axis`` with mirrored borders (``scipy`` "reflect").
 
     ``out``: a C-contiguous float32 array to write into. ``times``: correlate the float32
     product ``arr * times`` instead (formed on the fly along the last axis, saving the
-    product array).
+    product array). ``threads``: split large passes over this many threads (see :func:`_run`).
     """
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     w = np.ascontiguousarray(weights, dtype=np.float32)
@@ -273,11 +274,38 @@ def correlate1d(arr: np.ndarray, weights: np.ndarray, axis: int, out: np.ndarray
     k = _compiled()
     if b == 1:
         other = arr if times is None else np.ascontiguousarray(times, dtype=np.float32)
-        k["corr_last"](arr.reshape(a, n), other.reshape(a, n), times is not None, w, sym,
-                       flat.reshape(a, n))
+        _run(k["corr_last"], (arr.reshape(a, n), other.reshape(a, n), times is not None, w, sym,
+                              flat.reshape(a, n)), (a + 15) // 16, arr.size, threads)
     else:
-        k["corr_mid"](arr.reshape(a, n, b), w, sym, flat.reshape(a, n, b))
+        _run(k["corr_mid"], (arr.reshape(a, n, b), w, sym, flat.reshape(a, n, b)),
+             a * ((b + 511) // 512), arr.size, threads)
     return out
+
+
+#: Passes over at least this many voxels are split into one contiguous range of work
+#: items per thread (numba ``nogil`` kernels). Coarse ranges in
+#: Python threads, unlike ``parallel=True`` (see :data:`PARALLEL`), cost one wait per pass
+#: and no spinning, so a busy machine loses nothing; 2D images of 512^2 stay on one thread.
+SPLIT_VOXELS = 1 << 20
+
+
+@functools.cache
+def _executor(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="corrtomo-kernel")
+
+
+def _run(kernel: Any, args: tuple, n_items: int, voxels: int, threads: int) -> None:
+    """``kernel(*args, lo, hi)`` over work items ``0 .. n_items``, split into one range per
+    thread for large passes. Every output voxel is computed by one item, in a fixed order,
+    so the split never changes a result."""
+    if threads < 2 or voxels < SPLIT_VOXELS or n_items < 2:
+        kernel(*args, 0, n_items)
+        return
+    bounds = np.linspace(0, n_items, min(threads, n_items) + 1).astype(np.int64)
+    futures = [_executor(threads).submit(kernel, *args, int(lo), int(hi))
+               for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+    for f in futures:
+        f.result()
 
 
 def _flat(out: np.ndarray) -> np.ndarray:
@@ -287,14 +315,16 @@ def _flat(out: np.ndarray) -> np.ndarray:
     return out.reshape(-1)
 
 
-def magnitude(parts: list[np.ndarray], out: np.ndarray) -> np.ndarray:
+def magnitude(parts: list[np.ndarray], out: np.ndarray,
+              threads: int = 1) -> np.ndarray:
     """``out = sqrt(sum(p * p for p in parts))`` in float32, into ``out``."""
     flat = tuple(np.ascontiguousarray(p, dtype=np.float32).reshape(-1) for p in parts)
-    _compiled()["magnitude"](flat, _flat(out))
+    _run(_compiled()["magnitude"], (flat, _flat(out)), out.size, out.size, threads)
     return out
 
 
-def eigvalsh(m: list[list[np.ndarray]], out: list[np.ndarray] | None = None) -> list[np.ndarray]:
+def eigvalsh(m: list[list[np.ndarray]], out: list[np.ndarray] | None = None,
+             threads: int = 1) -> list[np.ndarray]:
     """Descending eigenvalues of symmetric 2x2 or 3x3 fields given per element (float32),
     into ``out`` (C-contiguous float32 arrays) when given."""
     shape = m[0][0].shape
@@ -303,5 +333,6 @@ def eigvalsh(m: list[list[np.ndarray]], out: list[np.ndarray] | None = None) -> 
     flat = [np.ascontiguousarray(m[i][j], dtype=np.float32).reshape(-1) for i, j in pairs]
     if out is None:
         out = [np.empty(shape, np.float32) for _ in range(n)]
-    _compiled()["eig3" if n == 3 else "eig2"](*flat, *(_flat(o) for o in out))
+    _run(_compiled()["eig3" if n == 3 else "eig2"], (*flat, *(_flat(o) for o in out)),
+         flat[0].size, flat[0].size, threads)
     return out

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
+from napari_corrtomo.core import _kernels
 from napari_corrtomo.core.backend import map_blocks
 from napari_corrtomo.core.classify import _filterbank as filterbank
 from napari_corrtomo.core.classify import features as fmod
@@ -288,3 +289,14 @@ def test_every_filter_matches_scipy_within_the_documented_tolerance(volume, case
             scale = max(float(np.abs(r).max()) for r in norm)
             err = max(float(np.abs(got[k] - r).max()) for k, r in enumerate(ref))
             assert err <= fmod.REL_TOLERANCE[name] * scale, (name, sigma, err / scale)
+
+
+def test_passes_split_over_threads_give_identical_features(volume, monkeypatch):
+    spec = FeatureSpec.ilastik_default()
+    spec = FeatureSpec(tuple(f for f in spec.filters if f.sigma <= 1.6))
+    monkeypatch.setenv("CORRTOMO_THREADS", "1")
+    one = compute_features(volume, spec, (2.0, 1.0, 1.0), spatial_ndim=3)
+    monkeypatch.setattr(_kernels, "SPLIT_VOXELS", 0)  # split even this small volume
+    monkeypatch.setenv("CORRTOMO_THREADS", "3")
+    three = compute_features(volume, spec, (2.0, 1.0, 1.0), spatial_ndim=3)
+    assert np.array_equal(one, three)

@@ -119,7 +119,7 @@ class _Engine:
         """Correlate ``arr`` (times ``times``, elementwise, when given) along ``axis``;
         into ``out`` when given."""
         if self.compiled:
-            return _kernels.correlate1d(arr, weights, axis, out, times)
+            return _kernels.correlate1d(arr, weights, axis, out, times, self.threads)
         res = self._correlate1d(arr if times is None else arr * times, weights, axis)
         if out is None:
             return res
@@ -301,7 +301,7 @@ class _ScaleDerivatives:
         elif name == "ggm":
             grads = [self.derivative(o) for o in self._orders(1)]
             if self.eng.compiled:
-                _kernels.magnitude(grads, dest[0])
+                _kernels.magnitude(grads, dest[0], self.eng.threads)
             else:
                 xp.sqrt(sum(d * d for d in grads), out=dest[0])
         elif name == "log":
@@ -315,7 +315,7 @@ class _ScaleDerivatives:
                 xp.add(dest[0], d, out=dest[0])
         elif name == "hessian":
             mat = [[self.derivative(_add(a, b, self.nd)) for b in self.active] for a in self.active]
-            _eigvalsh_sym(xp, mat, self.eng.compiled, dest)
+            _eigvalsh_sym(xp, mat, self.eng.compiled, dest, self.eng.threads)
         elif name == "ste":
             self._structure_tensor(dest)
         else:  # pragma: no cover - spec validates
@@ -342,7 +342,7 @@ class _ScaleDerivatives:
                 prods[i, j] = prods[j, i] = self._compute(grads[i], outer, zero, self.zr, {},
                                                           base, times=grads[j])
         _eigvalsh_sym(self.eng.xp, [[prods[i, j] for j in range(k)] for i in range(k)],
-                      self.eng.compiled, dest)
+                      self.eng.compiled, dest, self.eng.threads)
 
 
 def _add(a: int, b: int, nd: int) -> tuple[int, ...]:
@@ -352,7 +352,8 @@ def _add(a: int, b: int, nd: int) -> tuple[int, ...]:
     return tuple(o)
 
 
-def _eigvalsh_sym(xp: Any, m: list[list[Any]], compiled: bool, dest: list[Any]) -> None:
+def _eigvalsh_sym(xp: Any, m: list[list[Any]], compiled: bool, dest: list[Any],
+                  threads: int = 1) -> None:
     """Eigenvalues (descending) of symmetric 1x1, 2x2 or 3x3 matrices given per element,
     written into ``dest``.
 
@@ -361,7 +362,7 @@ def _eigvalsh_sym(xp: Any, m: list[list[Any]], compiled: bool, dest: list[Any]) 
     ``eigvalsh`` call. ``compiled``: the fused numba kernels (NumPy only).
     """
     if compiled and len(m) > 1:
-        _kernels.eigvalsh(m, dest)
+        _kernels.eigvalsh(m, dest, threads)
     else:
         for d, e in zip(dest, _eigvalsh_closed_form(xp, m)):
             d[...] = e
