@@ -86,18 +86,22 @@ def resolve_backend(backend: str = "auto", path: str | None = None) -> str:
     """
     requested = requested_backend(backend)
     if requested == "auto":
-        if not cupy_available():
-            return "numpy"
-        if path in VERIFIED_GPU_PATHS:
-            return "cupy"
-        _note_unverified(path)
-        return "numpy"
+        return "cupy" if cupy_available() and gpu_verified(path) else "numpy"
     if requested == "cupy" and not cupy_available():
         raise ValueError(
             "backend='cupy' needs CuPy and a CUDA GPU, and none is usable here; "
             "install the 'gpu' extra on a GPU machine or use backend='auto' or 'numpy'"
         )
     return requested
+
+
+def gpu_verified(path: str | None) -> bool:
+    """True when the GPU code path ``path`` is in :data:`VERIFIED_GPU_PATHS`; otherwise
+    notes once why ``backend="auto"`` uses the CPU for it (call only when a GPU is there)."""
+    if path in VERIFIED_GPU_PATHS:
+        return True
+    _note_unverified(path)
+    return False
 
 
 @functools.cache

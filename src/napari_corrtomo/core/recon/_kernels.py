@@ -23,7 +23,8 @@ buffer per angle chunk.
 
 The per-ray and per-sample geometry is written once, in :func:`device_helpers`, and
 compiled twice: inlined into these CPU kernels and as CUDA device functions for the
-GPU kernels of :mod:`._cuda_kernels`, so both engines run the same arithmetic.
+GPU kernels of :mod:`._cuda_kernels`, so both engines run the same arithmetic (written
+without ``min``/``max`` of two scalars, which numba's CUDA target rejects).
 """
 
 from __future__ import annotations
@@ -123,7 +124,9 @@ def device_helpers(device: Callable, scatter_add: Callable) -> Helpers:  # noqa:
         hi = (target + 1.0 - alpha) * inv
         if lo > hi:
             lo, hi = hi, lo
-        for c in range(max(int(math.ceil(lo)), 0), min(int(math.floor(hi)), nd - 1) + 1):
+        c_lo = int(math.ceil(lo))
+        c_hi = int(math.floor(hi))
+        for c in range(c_lo if c_lo > 0 else 0, (c_hi if c_hi < nd - 1 else nd - 1) + 1):
             wc = (1.0 - abs(alpha + beta * c - target)) * w
             if wc > 0.0:
                 axpy(acc, np.float32(wc), sino_a[c])
@@ -194,9 +197,9 @@ def device_helpers(device: Callable, scatter_add: Callable) -> Helpers:  # noqa:
         q2 = (n - a) / b
         if q1 > q2:
             q1, q2 = q2, q1
-        lo = max(lo_q, int(math.floor(q1)))
-        hi = min(hi_q, int(math.ceil(q2)))
-        return lo, hi
+        lo = int(math.floor(q1))
+        hi = int(math.ceil(q2))
+        return (lo if lo > lo_q else lo_q), (hi if hi < hi_q else hi_q)
 
     @device
     def dominant(t, m):  # pragma: no cover - compiled

@@ -34,9 +34,11 @@ from .geometry import Geometry
 def filtered_backprojection(projections: np.ndarray, geometry: Geometry,
                             volume_shape: Sequence[int], voxel_size: float,
                             offset: Sequence[float] = (0.0, 0.0, 0.0), filter: str = "ram-lak",
-                            progress: ProgressCallback | None = None) -> np.ndarray:
-    """FBP (parallel beam) or FDK (cone beam) on the CPU engines; (z, y, x) float32 in
-    1 / ``geometry.unit``. Inputs are assumed validated (see :func:`.reconstruct`)."""
+                            progress: ProgressCallback | None = None,
+                            engine: str = "cpu") -> np.ndarray:
+    """FBP (parallel beam) or FDK (cone beam); (z, y, x) float32 in 1 / ``geometry.unit``.
+    Filtering runs on the CPU, the backprojection on ``engine`` (``"cpu"`` or ``"cuda"``).
+    Inputs are assumed validated (see :func:`.reconstruct`)."""
     warn_short_scan(geometry)
     proj = np.asarray(projections, np.float32)
     if geometry.is_cone:
@@ -47,12 +49,13 @@ def filtered_backprojection(projections: np.ndarray, geometry: Geometry,
     plan = P.slice_plan(geometry, volume_shape, voxel_size, offset)
     rest = scaled(progress, 20, 100, 100)
     if plan is None:
-        return P.volume_interp(geometry, filt, volume_shape, voxel_size, offset, progress=rest)
+        return P.volume_interp(geometry, filt, volume_shape, voxel_size, offset, progress=rest,
+                               engine=engine)
     out = np.zeros(tuple(volume_shape), np.float32)
     n = volume_shape[plan.axis]
     parts = P.batches(n, P.batch_size(plan, geometry.n_angles))
     for i, (k0, k1) in enumerate(parts):
-        vol = P.slice_interp(plan, P.sino_batch(filt, plan.rows[k0:k1]))
+        vol = P.slice_interp(plan, P.sino_batch(filt, plan.rows[k0:k1]), engine)
         P.from_slice_batch(vol, out, plan.axis, k0, k1)
         report(rest, i + 1, len(parts))
     return out

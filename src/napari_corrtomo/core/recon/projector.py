@@ -1,6 +1,6 @@
-"""Forward projection and backprojection on the CPU engines, and the engine choice.
+"""Forward projection and backprojection on the CPU and GPU engines, and the engine choice.
 
-Two CPU engines share the geometry vectors of :class:`~.geometry.Geometry`:
+Two engines share the geometry vectors of :class:`~.geometry.Geometry`:
 
 - the **slice engine** for parallel beams whose rays stay in volume slices
   (``parallel`` CT: z-slices; ``tilt_series``: y-slices) and whose slices line up
@@ -10,7 +10,11 @@ Two CPU engines share the geometry vectors of :class:`~.geometry.Geometry`:
   beams on grids that do not line up with the detector rows).
 
 Both use the Joseph projector (line integrals in physical units) and its exact
-transpose, so ``<A x, y> == <x, A^T y>`` up to rounding (needed by CGLS).
+transpose, so ``<A x, y> == <x, A^T y>`` up to rounding (needed by CGLS). Each runs
+on the CPU (``engine="cpu"``, :mod:`._kernels`) or on an NVIDIA GPU through numba CUDA
+(``engine="cuda"``, :mod:`._cuda_kernels`, the same arithmetic, no ASTRA needed).
+ASTRA's own CUDA algorithms (``"astra"``, :mod:`._astra`) are used instead when ASTRA
+sees a GPU.
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import memory_budget, requested_backend
+from ..backend import gpu_verified, memory_budget, requested_backend
 from ..progress import ProgressCallback, report
-from . import _astra, _kernels
+from . import _astra, _cuda_kernels, _kernels
 from .geometry import Geometry
 
 #: Most slices processed together by the slice engine.
@@ -41,23 +45,32 @@ KERNEL_LOCK = threading.RLock()
 
 
 def select_engine(backend: str = "auto") -> str:
-    """``"cuda"`` (ASTRA on a GPU) or ``"cpu"`` for a requested backend.
+    """The engine for a requested backend: ``"cpu"``, ``"astra"`` (ASTRA's CUDA
+    algorithms) or ``"cuda"`` (the numba CUDA kernels).
 
-    ``"auto"`` honours ``CORRTOMO_BACKEND`` and uses ASTRA's CUDA algorithms when
-    ASTRA reports a usable GPU, the CPU engines otherwise (never a crash). An
-    explicit ``"cupy"`` without a usable GPU raises ``ValueError``.
+    The GPU engine is ASTRA when ASTRA sees a GPU, else the numba CUDA kernels when
+    numba sees one. ``"auto"`` honours ``CORRTOMO_BACKEND`` and picks the GPU engine
+    only when its path (``"recon.astra"`` / ``"recon.cuda"``) is in
+    :data:`~..backend.VERIFIED_GPU_PATHS`, the CPU engines otherwise (never a crash).
+    An explicit ``"cupy"`` without a usable GPU raises ``ValueError``.
     """
     name = requested_backend(backend)
     if name == "numpy":
         return "cpu"
-    if name == "auto":
-        return "cuda" if _astra.cuda_available() else "cpu"
-    if not _astra.cuda_available():
+    if _astra.cuda_available():
+        engine = "astra"
+    elif _cuda_kernels.available():
+        engine = "cuda"
+    elif name == "auto":
+        return "cpu"
+    else:
         raise ValueError(
-            "backend='cupy' needs ASTRA with a CUDA GPU and none is usable here; use "
-            "backend='auto' or 'numpy' for the CPU engines"
+            "backend='cupy' needs an NVIDIA GPU usable by numba (or ASTRA) and none is "
+            "usable here; use backend='auto' or 'numpy' for the CPU engines"
         )
-    return "cuda"
+    if name == "auto" and not gpu_verified(f"recon.{engine}"):
+        return "cpu"
+    return engine
 
 
 # =========================================================================== grids
@@ -211,39 +224,46 @@ def sino_batch(projections: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def slice_forward(plan: SlicePlan, batch: np.ndarray) -> np.ndarray:
+def _run(engine: str, name: str, n_threads: int, *args: Any) -> np.ndarray:
+    """Kernel ``name`` of ``engine`` (``"cpu"`` or ``"cuda"``: one GPU thread per element of
+    ``n_threads``) on ``args``; returns the last argument, the output."""
+    if engine == "cuda":
+        return _cuda_kernels.run(getattr(_cuda_kernels, name), n_threads, *args)
+    with KERNEL_LOCK:
+        getattr(_kernels, name)(*args)
+    return args[-1]
+
+
+def slice_forward(plan: SlicePlan, batch: np.ndarray, engine: str = "cpu") -> np.ndarray:
     na = plan.rays.shape[0]
-    out = np.empty((na, plan.n_det, batch.shape[2]), np.float32)
-    with KERNEL_LOCK:
-        _kernels.slice_fp(batch, plan.rays, plan.centres, plan.us, plan.step, out)
-    return out
+    out = np.zeros((na, plan.n_det, batch.shape[2]), np.float32)
+    return _run(engine, "slice_fp", out.size, batch, plan.rays, plan.centres, plan.us,
+                plan.step, out)
 
 
-def slice_adjoint(plan: SlicePlan, sino: np.ndarray) -> np.ndarray:
-    out = np.empty(plan.slice_shape + (sino.shape[2],), np.float32)
-    with KERNEL_LOCK:
-        _kernels.slice_bp_adjoint(np.ascontiguousarray(sino, np.float32), plan.rays,
-                                  plan.centres, plan.us, plan.step, out)
-    return out
+def slice_adjoint(plan: SlicePlan, sino: np.ndarray, engine: str = "cpu") -> np.ndarray:
+    out = np.zeros(plan.slice_shape + (sino.shape[2],), np.float32)
+    return _run(engine, "slice_bp_adjoint", out.size, np.ascontiguousarray(sino, np.float32),
+                plan.rays, plan.centres, plan.us, plan.step, out)
 
 
-def slice_interp(plan: SlicePlan, sino: np.ndarray) -> np.ndarray:
-    out = np.empty(plan.slice_shape + (sino.shape[2],), np.float32)
-    with KERNEL_LOCK:
-        _kernels.slice_bp_interp(np.ascontiguousarray(sino, np.float32), plan.centres, plan.us,
-                                 out)
-    return out
+def slice_interp(plan: SlicePlan, sino: np.ndarray, engine: str = "cpu") -> np.ndarray:
+    out = np.zeros(plan.slice_shape + (sino.shape[2],), np.float32)
+    return _run(engine, "slice_bp_interp", out.size, np.ascontiguousarray(sino, np.float32),
+                plan.centres, plan.us, out)
 
 
 # --------------------------------------------------------------------------- volume engine
 
 
-def volume_forward(plan: VolumePlan, volume: np.ndarray, det_shape: tuple[int, int]) -> np.ndarray:
-    out = np.empty((plan.vecs.shape[0],) + tuple(det_shape), np.float32)
-    with KERNEL_LOCK:
-        _kernels.vol_fp(np.ascontiguousarray(volume, np.float32), plan.vecs, plan.cone, plan.step,
-                        out)
-    return out
+def volume_forward(plan: VolumePlan, volume: np.ndarray, det_shape: tuple[int, int],
+                   engine: str = "cpu") -> np.ndarray:
+    out = np.zeros((plan.vecs.shape[0],) + tuple(det_shape), np.float32)
+    vol = np.ascontiguousarray(volume, np.float32)
+    if engine == "cuda":
+        return _run(engine, "vol_fp", out.size, vol.ravel(), *plan.shape, plan.vecs, plan.cone,
+                    plan.step, out)
+    return _run(engine, "vol_fp", out.size, vol, plan.vecs, plan.cone, plan.step, out)
 
 
 def adjoint_chunks(shape: Sequence[int], n_angles: int, budget: int | str | None = None) -> int:
@@ -255,13 +275,17 @@ def adjoint_chunks(shape: Sequence[int], n_angles: int, budget: int | str | None
     return max(1, min(numba.get_num_threads(), n_angles, fit))
 
 
-def volume_adjoint(plan: VolumePlan, projections: np.ndarray) -> np.ndarray:
+def volume_adjoint(plan: VolumePlan, projections: np.ndarray, engine: str = "cpu") -> np.ndarray:
     nz, ny, nx = plan.shape
+    proj = np.ascontiguousarray(projections, np.float32)
+    if engine == "cuda":  # one thread per ray, atomic adds
+        flat = np.zeros(nz * ny * nx, np.float32)
+        return _run(engine, "vol_bp_adjoint", proj.size, proj, plan.vecs, plan.cone, plan.step,
+                    nz, ny, nx, flat).reshape(plan.shape)
     n_chunks = adjoint_chunks(plan.shape, plan.vecs.shape[0])
     buffers = np.empty((n_chunks, nz * ny * nx), np.float32)
     with KERNEL_LOCK:
-        _kernels.vol_bp_adjoint(np.ascontiguousarray(projections, np.float32), plan.vecs,
-                                plan.cone, plan.step, buffers, nz, ny, nx)
+        _kernels.vol_bp_adjoint(proj, plan.vecs, plan.cone, plan.step, buffers, nz, ny, nx)
     out = buffers[0]
     for k in range(1, n_chunks):
         out += buffers[k]
@@ -302,22 +326,29 @@ def interp_matrices(geometry: Geometry, voxel_size: float,
 
 def volume_interp(geometry: Geometry, projections: np.ndarray, volume_shape: Sequence[int],
                   voxel_size: float, offset: Sequence[float] = (0.0, 0.0, 0.0),
-                  progress: ProgressCallback | None = None, chunk: int = 16) -> np.ndarray:
+                  progress: ProgressCallback | None = None, chunk: int = 16,
+                  engine: str = "cpu") -> np.ndarray:
     """Voxel-driven (interpolating) backprojection; FDK distance weights for cone beams."""
     mats, href = interp_matrices(geometry, voxel_size, offset)
     out = np.zeros(tuple(int(s) for s in volume_shape), np.float32)
     proj = np.ascontiguousarray(projections, np.float32)
     na = proj.shape[0]
     axial = bool(np.all(np.abs(mats[:, 0:2, 2]) < 1e-12 * np.abs(mats).max()))
+    if engine == "cuda":  # everything stays on the device between the angle chunks
+        proj, mats, href, out = (_cuda_kernels.to_device(a) for a in (proj, mats, href, out))
     for a0, a1 in batches(na, chunk):
-        with KERNEL_LOCK:
-            if axial:  # circular CT about z: columns and weights fixed along z
+        if engine == "cuda":
+            _cuda_kernels.launch(_cuda_kernels.vol_bp_interp, out.size, proj[a0:a1], mats[a0:a1],
+                                 geometry.is_cone, href[a0:a1], out)
+        elif axial:  # circular CT about z: columns and weights fixed along z
+            with KERNEL_LOCK:
                 _kernels.vol_bp_interp_axial(proj[a0:a1], mats[a0:a1], href[a0:a1], out)
-            else:
+        else:
+            with KERNEL_LOCK:
                 _kernels.vol_bp_interp(proj[a0:a1], mats[a0:a1], geometry.is_cone, href[a0:a1],
                                        out)
         report(progress, a1, na)
-    return out
+    return _cuda_kernels.to_host(out) if engine == "cuda" else out
 
 
 # =========================================================================== public API
@@ -346,7 +377,7 @@ def forward_project(volume: Any, geometry: Geometry, voxel_size: float = 1.0,
     voxel_size
         Isotropic voxel size in ``geometry.unit``.
     backend
-        ``"auto"`` (ASTRA CUDA when a GPU is usable, else CPU), ``"numpy"`` or ``"cupy"``.
+        ``"auto"``, ``"numpy"`` or ``"cupy"`` (the GPU engine; see :func:`select_engine`).
     offset
         (z, y, x) position of the volume centre relative to the rotation centre, in
         ``geometry.unit``.
@@ -361,12 +392,13 @@ def forward_project(volume: Any, geometry: Geometry, voxel_size: float = 1.0,
         raise ValueError("geometry must be a napari_corrtomo.core.recon.Geometry")
     vol = _check_input_volume(volume)
     shape, vs, off = check_volume(vol.shape, voxel_size, offset)
-    if select_engine(backend) == "cuda":
+    engine = select_engine(backend)
+    if engine == "astra":
         return _astra.forward_project(vol, geometry, vs, off)
     plan = slice_plan(geometry, shape, vs, off)
     if plan is None:
         vplan = volume_plan(geometry, shape, vs, off)
-        out = volume_forward(vplan, vol, geometry.det_shape)
+        out = volume_forward(vplan, vol, geometry.det_shape, engine)
         report(progress, 1, 1)
         return out
     out = np.zeros((geometry.n_angles,) + geometry.det_shape, np.float32)
@@ -374,7 +406,7 @@ def forward_project(volume: Any, geometry: Geometry, voxel_size: float = 1.0,
     parts = batches(n, batch_size(plan, geometry.n_angles))
     for i, (k0, k1) in enumerate(parts):
         rows = plan.rows[k0:k1]
-        sino = slice_forward(plan, to_slice_batch(vol, plan.axis, k0, k1))
+        sino = slice_forward(plan, to_slice_batch(vol, plan.axis, k0, k1), engine)
         valid = np.nonzero(rows >= 0)[0]
         out[:, rows[valid], :] = np.transpose(sino[:, :, valid], (0, 2, 1))
         report(progress, i + 1, len(parts))
@@ -382,25 +414,29 @@ def forward_project(volume: Any, geometry: Geometry, voxel_size: float = 1.0,
 
 
 def backproject(projections: Any, geometry: Geometry, volume_shape: Sequence[int],
-                voxel_size: float = 1.0, *, offset: Sequence[float] = (0.0, 0.0, 0.0),
+                voxel_size: float = 1.0, backend: str = "auto", *,
+                offset: Sequence[float] = (0.0, 0.0, 0.0),
                 progress: ProgressCallback | None = None) -> np.ndarray:
-    """The exact transpose of :func:`forward_project` on the CPU (unfiltered).
+    """The exact transpose of :func:`forward_project` (unfiltered), on the CPU or the numba
+    CUDA engine (``backend`` as there; ASTRA's backprojector is not this transpose, so the
+    ``"astra"`` engine runs this on the CPU).
 
     Returns a (z, y, x) float32 volume; ``<forward_project(x), y> == <x, backproject(y)>``.
     """
     geometry.check_projections(projections)
     proj = np.asarray(projections, np.float32)
     shape, vs, off = check_volume(volume_shape, voxel_size, offset)
+    engine = "cuda" if select_engine(backend) == "cuda" else "cpu"
     plan = slice_plan(geometry, shape, vs, off)
     if plan is None:
-        out = volume_adjoint(volume_plan(geometry, shape, vs, off), proj)
+        out = volume_adjoint(volume_plan(geometry, shape, vs, off), proj, engine)
         report(progress, 1, 1)
         return out
     out = np.zeros(shape, np.float32)
     n = shape[plan.axis]
     parts = batches(n, batch_size(plan, geometry.n_angles))
     for i, (k0, k1) in enumerate(parts):
-        vol = slice_adjoint(plan, sino_batch(proj, plan.rows[k0:k1]))
+        vol = slice_adjoint(plan, sino_batch(proj, plan.rows[k0:k1]), engine)
         from_slice_batch(vol, out, plan.axis, k0, k1)
         report(progress, i + 1, len(parts))
     return out

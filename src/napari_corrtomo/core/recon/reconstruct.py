@@ -103,8 +103,10 @@ def reconstruct(
     min_value
         SIRT only: lower bound applied after every iteration (e.g. 0).
     backend
-        ``"auto"``: ASTRA CUDA when a GPU is usable, else the CPU engines;
-        ``"numpy"``: CPU; ``"cupy"``: GPU or ``ValueError``.
+        ``"auto"``: the CPU engines unless the GPU engine is verified on a device
+        (:func:`.projector.select_engine`); ``"numpy"``: CPU; ``"cupy"``: GPU (ASTRA's
+        CUDA algorithms when ASTRA sees a GPU, else the numba CUDA kernels) or
+        ``ValueError``.
     progress
         ``progress(done, total)``; raise :class:`~..progress.Cancelled` from it to stop.
     offset
@@ -127,14 +129,16 @@ def reconstruct(
     shape, vs, off = P.check_volume(volume_shape, voxel_size, offset)
     if name in ("fbp", "fdk"):
         ramp_filter(8, 1.0, filter)  # validates the filter name early
-    if P.select_engine(backend) == "cuda":
+    engine = P.select_engine(backend)
+    if engine == "astra":
         return _astra.reconstruct(proj, geometry, shape, vs, off, name, int(iterations),
                                   min_value, filter, progress)
     proj, geometry = _rows_to_slice_grid(proj, geometry, shape, vs, off)
     if name in ("fbp", "fdk"):
-        return analytic.filtered_backprojection(proj, geometry, shape, vs, off, filter, progress)
-    return _iterative_cpu(proj, geometry, shape, vs, off, name, int(iterations), min_value,
-                          progress)
+        return analytic.filtered_backprojection(proj, geometry, shape, vs, off, filter, progress,
+                                                engine)
+    return _iterative(proj, geometry, shape, vs, off, name, int(iterations), min_value,
+                      progress, engine)
 
 
 def _rows_to_slice_grid(proj: np.ndarray, geometry: Geometry, shape: tuple[int, int, int],
@@ -163,18 +167,18 @@ def _rows_to_slice_grid(proj: np.ndarray, geometry: Geometry, shape: tuple[int, 
     return out, geometry.with_shifts(shifts)
 
 
-def _iterative_cpu(proj: np.ndarray, geometry: Geometry, shape: tuple[int, int, int], vs: float,
-                   off: np.ndarray, name: str, iterations: int, min_value: float | None,
-                   progress: ProgressCallback | None) -> np.ndarray:
+def _iterative(proj: np.ndarray, geometry: Geometry, shape: tuple[int, int, int], vs: float,
+               off: np.ndarray, name: str, iterations: int, min_value: float | None,
+               progress: ProgressCallback | None, engine: str) -> np.ndarray:
     plan = P.slice_plan(geometry, shape, vs, off)
     if plan is None:
         vplan = P.volume_plan(geometry, shape, vs, off)
 
         def fwd(x):
-            return P.volume_forward(vplan, x, geometry.det_shape)
+            return P.volume_forward(vplan, x, geometry.det_shape, engine)
 
         def adj(y):
-            return P.volume_adjoint(vplan, y)
+            return P.volume_adjoint(vplan, y, engine)
 
         if name == "sirt":
             return iterative.sirt(fwd, adj, proj, shape, iterations, min_value, progress)
@@ -190,10 +194,10 @@ def _iterative_cpu(proj: np.ndarray, geometry: Geometry, shape: tuple[int, int, 
         x_shape = plan.slice_shape + (k1 - k0,)
 
         def fwd(x, plan=plan):
-            return P.slice_forward(plan, x)
+            return P.slice_forward(plan, x, engine)
 
         def adj(y, plan=plan):
-            return P.slice_adjoint(plan, y)
+            return P.slice_adjoint(plan, y, engine)
 
         if name == "sirt":
             x = iterative.sirt(fwd, adj, sino, x_shape, iterations, min_value, progress,
