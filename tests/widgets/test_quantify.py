@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from qtpy.QtCore import Qt
+from scipy import ndimage as ndi
 
-from napari_corrtomo.core.quantify import MEASURES, quantify
+from napari_corrtomo.core.quantify import MEASURES, QuantifySettings, quantify
 from napari_corrtomo.core.synthetic import PORE, RESIN, SOLID, paint_spheres
 from napari_corrtomo.widgets.quantify import QuantifyWidget
 
@@ -23,8 +24,6 @@ def particle_volume():
                   PORE, sp, only=SOLID)  # open
     paint_spheres(lab, np.array([[9.0, 10.0, 6.0]]), np.array([1.5]), PORE, sp, only=SOLID)
     img = np.where(lab == SOLID, 1.0, 0.35).astype(np.float32)
-    from scipy import ndimage as ndi
-
     img = ndi.gaussian_filter(img, 1.2)
     return lab, img, sp
 
@@ -240,3 +239,31 @@ def test_widget_cli_and_demo_give_the_same_particles(make_napari_viewer, qtbot, 
     pd.testing.assert_frame_equal(pd.read_csv(out / "particles.csv"), table, check_exact=False,
                                   rtol=1e-12, check_dtype=False)
     assert len(table) >= 10  # many particles separated, not one blob
+
+
+@pytest.fixture(scope="module")
+def porous_block(particle_volume):
+    """A 192^3 block of porous particles in resin (solid 2, pores 3) and its image; every
+    measure's compiled kernels loaded once on the small volume (a first run compiles)."""
+    rng = np.random.default_rng(17)
+    sp = (0.5, 0.5, 0.5)
+    lab = np.full((192, 192, 192), RESIN, np.uint8)
+    centres = rng.uniform(20.0, 76.0, (10, 3))
+    paint_spheres(lab, centres, rng.uniform(12.0, 20.0, 10), SOLID, sp)
+    pores = ndi.uniform_filter(rng.random(lab.shape, np.float32), 5) > 0.53  # ~15 % pores
+    lab[pores & (lab == SOLID)] = PORE
+    img = np.where(lab == SOLID, 1.0, 0.35).astype(np.float32)
+    small, small_img, small_sp = particle_volume
+    quantify(small, small_sp, "um", measures=list(MEASURES), intensity=small_img,
+             settings=QuantifySettings(phase=PORE, matrix=SOLID, outside=(0, RESIN)))
+    return lab, img, sp
+
+
+def test_cancel_all_measures_at_2_s(make_napari_viewer, qtbot, porous_block, cancel_mid_action):
+    viewer, widget = _widget(make_napari_viewer, qtbot, porous_block)
+    for cb in widget.checks.values():
+        cb.setChecked(True)
+    run = cancel_mid_action(viewer, widget.runner, widget.run_button,
+                            action="Quantify: all measures, 192^3")
+    run.assert_prompt()
+    assert widget.result is None

@@ -11,7 +11,7 @@ import numpy as np
 from ._unionfind import find_root
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def lut(values, w, classes):
     """Remy-Thiel look-up table for the weighted integer lattice.
 
@@ -46,14 +46,15 @@ def lut(values, w, classes):
     return table
 
 
-@nb.njit(parallel=True, cache=True)
-def ridge_kernel(d2, offsets, cls, odist, table, integer):
+@nb.njit(parallel=True, cache=True, nogil=True)
+def ridge_kernel(d2, offsets, cls, odist, table, integer, z0, z1, keep):
+    """Ridge test of the slices ``z0 <= z < z1`` into ``keep`` (called slab by slab, so a
+    caller can report progress and stop between slabs)."""
     nz, ny, nx = d2.shape
-    keep = np.zeros(d2.shape, np.bool_)
     dlut = table.shape[1] - 1
     flat = d2.ravel()
     step = (offsets[:, 0] * ny + offsets[:, 1]) * nx + offsets[:, 2]  # flat neighbour offsets
-    for z in nb.prange(nz):
+    for z in nb.prange(z0, z1):
         zin = 0 < z < nz - 1
         for y in range(ny):
             yin = zin and 0 < y < ny - 1
@@ -93,10 +94,9 @@ def ridge_kernel(d2, offsets, cls, odist, table, integer):
                             ok = False
                             break
                 keep[z, y, x] = ok
-    return keep
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", nogil=True)
 def _fill_run(out_row, nxt_row, xa, xb, v):  # pragma: no cover - compiled
     """Write ``v`` into the unpainted voxels xa..xb of one row; ``nxt_row[x]`` leads to
     the next unpainted voxel at or after x, so painted runs are skipped in O(1)."""
@@ -116,7 +116,7 @@ def isqrt_table(qmax: int, w: int) -> np.ndarray:
     return k.astype(np.int32)
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True, cache=True, nogil=True)
 def _slice_discs(z0, z1, cand, cent, wz, nchunk):
     """The discs of the candidate balls in slices z0..z1-1, slice by slice (CSR).
 
@@ -161,7 +161,7 @@ def _slice_discs(z0, z1, cand, cent, wz, nchunk):
     return offsets, discs
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True, cache=True, nogil=True)
 def paint_int(z0, z1, cand, cent, unit, w3, ytab, xtab, disc_lut, nthreads, out):
     """Integer version of :func:`paint` (squared voxel sizes are integer multiples).
 
@@ -221,7 +221,7 @@ def paint_int(z0, z1, cand, cent, unit, w3, ytab, xtab, disc_lut, nthreads, out)
                 _fill_run(out[z, y], nxt[y], xa, xb, v)
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True, cache=True, nogil=True)
 def paint(z0, z1, cand, cz, cy, cx, q, values, u, tol_abs, tol_rel, out):
     """Paint the balls ``cand`` (decreasing radius) into slices ``z0:z1`` of ``out``."""
     _, ny, nx = out.shape

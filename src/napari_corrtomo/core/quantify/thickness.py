@@ -45,7 +45,7 @@ import numpy as np
 from .._checks import as_mask, check_spacing
 from ..backend import compute, is_lazy, map_blocks, resolve_backend
 from ..memory import check_memory
-from ..progress import ProgressCallback, report
+from ..progress import ProgressCallback, report, scaled
 from ._thickness_kernels import isqrt_table, lut, paint, paint_int, ridge_kernel
 
 try:  # numba is a runtime dependency; the import guard only gives a clearer error
@@ -218,8 +218,12 @@ def _threads() -> int:
     return max(1, min(nb.config.NUMBA_NUM_THREADS, os.cpu_count() or 1))
 
 
-def _edt_sq(arr: np.ndarray, u: np.ndarray, backend: str) -> np.ndarray:
-    """Squared distance to the nearest non-phase voxel centre (units of the smallest voxel)."""
+def _edt_sq(arr: np.ndarray, u: np.ndarray, backend: str,
+            progress: ProgressCallback | None = None) -> np.ndarray:
+    """Squared distance to the nearest non-phase voxel centre (units of the smallest voxel).
+
+    ``progress`` is called between slabs of the exact integer transform (the others run in
+    one call)."""
     if arr.all():
         raise ValueError(
             "the phase fills the whole array, so its local thickness is unbounded; "
@@ -233,7 +237,8 @@ def _edt_sq(arr: np.ndarray, u: np.ndarray, backend: str) -> np.ndarray:
         return cupy.asnumpy((d * d).astype(cupy.float32))
     w = u * u
     if np.all(np.abs(w - np.rint(w)) < 1e-9) and arr.ndim == 3:
-        return _edt_sq_int(arr, np.rint(w).astype(np.int64))  # exact integer squared EDT
+        # exact integer squared EDT
+        return _edt_sq_int(arr, np.rint(w).astype(np.int64), progress)
     import edt
 
     return edt.edtsq(arr, anisotropy=tuple(float(v) for v in u), black_border=False,
@@ -243,7 +248,7 @@ def _edt_sq(arr: np.ndarray, u: np.ndarray, backend: str) -> np.ndarray:
 _BIG = 1e30
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", nogil=True)
 def _envelope(f, n, w, out, v, zb):
     """Lower envelope of the parabolas ``w (x - i)^2 + f[i]`` sampled at x = 0..n-1.
 
@@ -279,15 +284,40 @@ def _envelope(f, n, w, out, v, zb):
         out[q] = w * (q - p) * (q - p) + f[p]
 
 
-@nb.njit(parallel=True, cache=True)
-def _edt_sq_int(mask, w):
+#: slices per call of the compiled passes: a cancel is seen between two calls, and each
+#: call is short (~0.1 s for 16 slices of 224^2 on 2 cores)
+_SLAB = 16
+
+
+def _edt_sq_int(mask: np.ndarray, w: np.ndarray,
+                progress: ProgressCallback | None = None) -> np.ndarray:
     """Exact squared EDT of ``mask`` (distance to the nearest False voxel centre) for
-    integer squared voxel sizes ``w`` (z, y, x), as float32 (inf where no False voxel)."""
-    nz, ny, nx = mask.shape
-    out = np.empty((nz, ny, nx), np.float32)
-    wz, wy, wx = float(w[0]), float(w[1]), float(w[2])
-    big = nx + ny + nz + 1
-    for z in nb.prange(nz):  # x: 1D distances by two sweeps; y: envelope, slice in cache
+    integer squared voxel sizes ``w`` (z, y, x), as float32 (inf where no False voxel).
+
+    Two passes (in-plane per slice, then along z per row of slices), each slab by slab
+    with ``progress`` between slabs."""
+    nz, ny, _ = mask.shape
+    out = np.empty(mask.shape, np.float32)
+    total = -(-nz // _SLAB) + -(-ny // _SLAB)
+    done = 0
+    for z0 in range(0, nz, _SLAB):
+        _edt_plane(mask, w, out, z0, min(z0 + _SLAB, nz))
+        done += 1
+        report(progress, done, total)
+    for y0 in range(0, ny, _SLAB):
+        _edt_depth(out, w, y0, min(y0 + _SLAB, ny))
+        done += 1
+        report(progress, done, total)
+    return out
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def _edt_plane(mask, w, out, z0, z1):
+    """In-plane pass of :func:`_edt_sq_int` for slices ``z0 <= z < z1``."""
+    _, ny, nx = mask.shape
+    wy, wx = float(w[1]), float(w[2])
+    big = nx + ny + mask.shape[0] + 1
+    for z in nb.prange(z0, z1):  # x: 1D distances by two sweeps; y: envelope, slice in cache
         n = max(ny, nx)
         f = np.empty(n, np.float64)
         g = np.empty(n, np.float64)
@@ -312,7 +342,14 @@ def _edt_sq_int(mask, w):
             _envelope(f, ny, wy, g, v, zb)
             for y in range(ny):
                 out[z, y, x] = g[y] if g[y] < _BIG else np.inf
-    for y in nb.prange(ny):  # z: envelope per (y, x), an (nz, nx) slab at a time
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def _edt_depth(out, w, y0, y1):
+    """Pass along z of :func:`_edt_sq_int` for rows ``y0 <= y < y1`` of every slice."""
+    nz, _, nx = out.shape
+    wz = float(w[0])
+    for y in nb.prange(y0, y1):  # z: envelope per (y, x), an (nz, nx) slab at a time
         f = np.empty(nz, np.float64)
         g = np.empty(nz, np.float64)
         v = np.empty(nz, np.int64)
@@ -328,11 +365,27 @@ def _edt_sq_int(mask, w):
             _envelope(f, nz, wz, g, v, zb)
             for z in range(nz):
                 out[z, y, x] = g[z] if g[z] < _BIG else np.inf
-    return out
 
 
-def _ridge(d2: np.ndarray, u: np.ndarray, integer: bool):
-    """Reduced distance ridge, sorted by decreasing squared radius."""
+def _lut(values: np.ndarray, w: np.ndarray, classes: np.ndarray,
+         progress: ProgressCallback | None = None) -> np.ndarray:
+    """:func:`lut` in pieces of about equal work (a value ``d`` costs ~``d``), with
+    ``progress`` between them: large radii make one call take seconds."""
+    table = np.zeros((classes.shape[0], int(values.max(initial=0)) + 1), np.int64)
+    cost = np.cumsum(values.astype(np.float64))
+    pieces = max(1, int(cost[-1] // 2e6)) if len(values) else 1  # ~0.05 s per piece
+    cut = np.searchsorted(cost, np.linspace(0, cost[-1] if len(values) else 0, pieces + 1)[1:-1])
+    for i, part in enumerate(np.split(values, cut)):
+        if len(part):
+            table[:, part] = lut(part, w, classes)[:, part]
+        report(progress, i + 1, pieces)
+    return table
+
+
+def _ridge(d2: np.ndarray, u: np.ndarray, integer: bool,
+           progress: ProgressCallback | None = None):
+    """Reduced distance ridge, sorted by decreasing squared radius (``progress`` between
+    slabs of the ridge test)."""
     offsets = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)
                         if (a, b, c) != (0, 0, 0)], dtype=np.int64)
     offsets = offsets[np.argsort((offsets**2 * (u**2)).sum(1), kind="stable")]
@@ -341,11 +394,20 @@ def _ridge(d2: np.ndarray, u: np.ndarray, integer: bool):
     odist = np.sqrt((offsets**2 * (u**2)).sum(1))
     if integer:
         w = np.rint(u * u).astype(np.int64)
-        present = _present_values(d2, _LUT_MAX)
-        table = lut(present, w, np.array(keys, dtype=np.int64))
+        flags = np.zeros(_LUT_MAX + 2, np.bool_)
+        for z0 in range(0, d2.shape[0], _SLAB):
+            flags |= _present_values(d2[z0:z0 + _SLAB], _LUT_MAX)
+            report(progress, 0, 1)  # a chance to cancel
+        flags[0] = flags[_LUT_MAX + 1] = False
+        present = np.flatnonzero(flags).astype(np.int64)
+        table = _lut(present, w, np.array(keys, dtype=np.int64), scaled(progress, 0, 1, 2))
     else:
         table = np.zeros((len(keys), 1), dtype=np.int64)
-    keep = ridge_kernel(d2, offsets, cls, odist, table, integer)
+    keep = np.zeros(d2.shape, np.bool_)
+    nz = d2.shape[0]
+    for z0 in range(0, nz, _SLAB):
+        ridge_kernel(d2, offsets, cls, odist, table, integer, z0, min(z0 + _SLAB, nz), keep)
+        report(progress, nz + min(z0 + _SLAB, nz), 2 * nz)
     idx = np.flatnonzero(keep)
     del keep
     if d2.size < 2**31:  # memory: 4-byte indices where they suffice
@@ -360,7 +422,7 @@ def _ridge(d2: np.ndarray, u: np.ndarray, integer: bool):
     return q, cz, cy, cx
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _unravel32(idx, shape):
     n = idx.shape[0]
     cz = np.empty(n, np.int32)
@@ -375,9 +437,10 @@ def _unravel32(idx, shape):
     return cz, cy, cx
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True, cache=True, nogil=True)
 def _present_values(d2, limit):
-    """Which integer squared radii 1..limit occur in ``d2`` (one flag row per slice)."""
+    """Flags of the integer squared radii 0..limit+1 that occur in ``d2`` (one flag row per
+    slice; values beyond ``limit`` flag ``limit + 1``)."""
     nz, ny, nx = d2.shape
     flags = np.zeros((nz, limit + 2), np.bool_)
     for z in nb.prange(nz):
@@ -389,15 +452,15 @@ def _present_values(d2, limit):
     present = np.zeros(limit + 2, np.bool_)
     for z in range(nz):
         present |= flags[z]
-    present[0] = present[limit + 1] = False
-    return np.flatnonzero(present).astype(np.int64)
+    return present
 
 
 def _local_thickness_3d(arr: np.ndarray, sp: tuple[float, ...], backend: str,
                         progress: ProgressCallback | None) -> np.ndarray:
     unit, u, integer = _units(sp)
-    d2 = _edt_sq(arr, u, backend)
-    q, cz, cy, cx = _ridge(d2, u, integer)
+    # progress: distances 0-20 %, ridge 20-35 %, painting the balls 35-100 %
+    d2 = _edt_sq(arr, u, backend, scaled(progress, 0, 200, 1000))
+    q, cz, cy, cx = _ridge(d2, u, integer, scaled(progress, 200, 350, 1000))
     del d2
     # inside <=> q - |p - c|^2 > tol: exact for integer squared units; otherwise near-ties
     # (within float32 rounding of the EDT) count as outside, so no background voxel is hit.
@@ -426,13 +489,15 @@ def _local_thickness_3d(arr: np.ndarray, sp: tuple[float, ...], backend: str,
         cent = np.empty((len(qi), 5), np.int32)  # one row per centre: memory locality
         cent[:, 0], cent[:, 1], cent[:, 2], cent[:, 3], cent[:, 4] = cz, cy, cx, qi, hz_i
         del cz, cy, cx, qi, hz_i
-        disc_lut = lut(np.arange(1, cap + 1, dtype=np.int64),
+        disc_lut = _lut(np.arange(1, cap + 1, dtype=np.int64),
                         np.array([cap + 1, w3[1], w3[2]], dtype=np.int64),  # 2D: a = 0 only
-                        np.array([[0, 0, 1], [0, 1, 0], [0, 1, 1]], dtype=np.int64))
+                        np.array([[0, 0, 1], [0, 1, 0], [0, 1, 1]], dtype=np.int64),
+                        scaled(progress, 350, 350, 1000))  # only a chance to cancel
     else:
         q = q.astype(np.float64)
         values = (2.0 * np.sqrt(q) * unit).astype(np.float32)
-    report(progress, 0, nslab)
+    paint_progress = scaled(progress, 350, 1000, 1000)
+    report(paint_progress, 0, nslab)
     for k in range(nslab):
         lo_s, hi_s = max(0, k - reach), min(nslab, k + reach + 1)
         cand = by_slab[bounds[lo_s]:bounds[hi_s]]
@@ -443,6 +508,6 @@ def _local_thickness_3d(arr: np.ndarray, sp: tuple[float, ...], backend: str,
         else:
             paint(k * slab, min(nz, (k + 1) * slab), cand, cz, cy, cx, q, values, u, tol_abs,
                    tol_rel, out)
-        report(progress, k + 1, nslab)
+        report(paint_progress, k + 1, nslab)
     np.multiply(out, arr, out=out)  # defensive (balls only contain phase voxels); no temporary
     return out
