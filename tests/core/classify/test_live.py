@@ -45,8 +45,15 @@ def test_update_predicts_the_slice_as_the_whole_forest_does(crop):
     np.testing.assert_allclose(update.proba, live.predict_slice(12), atol=1e-5)
     np.testing.assert_array_equal(update.labels(), clf.classes_[np.argmax(update.proba, 0)])
     # and it segments: most of an unlabelled slice right
+    forest = clf.forest
     other = live.update(8)
     assert np.mean(other.labels() == truth[8]) > 0.85
+    # another slice without new strokes: the same forest evaluated, not refitted
+    assert clf.forest is forest and other.final and other.n_trees == 40
+    np.testing.assert_allclose(other.proba, clf.predict_slice(img, 8), atol=1e-5)
+    live.set_slice_labels(12, scr[12])  # an edit (even one giving the same strokes) refits
+    live.update(8)
+    assert clf.forest is not forest
 
 
 def test_a_stroke_on_one_slice_equals_taking_all_strokes_again(crop):
@@ -76,6 +83,7 @@ def test_cancel_between_batches_keeps_the_previous_forest(crop):
     live = _trainer(crop)
     live.train(scr)
     before = live.classifier.forest
+    live.set_slice_labels(4, scr[4])  # an edit: the next update refits
 
     def cancel_after_preview(done, total):
         if done > 1:

@@ -100,6 +100,9 @@ class LiveTrainer:
         # per labelled slice: its strokes' feature vectors (N, F) and classes (N,)
         self._samples: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._dtype = np.dtype(np.uint8)
+        # strokes taken (bumped by every edit) and those the classifier's forest has seen
+        self._edits = 0
+        self._fitted_edits = -1
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -162,6 +165,7 @@ class LiveTrainer:
         for i, (z, plane) in enumerate(planes.items()):
             samples[z] = self._slice_samples(z, plane, scaled(progress, i, i + 1, len(planes)))
         self._samples = samples
+        self._edits += 1
 
     def set_slice_labels(self, z: int, plane: Any, progress: ProgressCallback | None = None
                          ) -> None:
@@ -172,6 +176,7 @@ class LiveTrainer:
         check_same_shape(plane, self.image[0, z] if self.image.ndim == 4 else self.image[0],
                          "the scribble slice", "the image slice")
         self._dtype = plane.dtype
+        self._edits += 1
         if np.any(plane):
             self._samples[z] = self._slice_samples(z, plane, progress)
         else:
@@ -212,9 +217,17 @@ class LiveTrainer:
         batch's fit and after its prediction), it keeps its previous forest. The slice is
         evaluated in one pass per batch (chunks would copy the strided feature columns:
         measured slower than the cancel checks they add).
-        ``z=None`` fits without predicting (returns None).
+        ``z=None`` fits without predicting (returns None). Without new strokes since the
+        last fit (the visible slice changed) the forest is only evaluated, not refitted.
         """
         clf = self.classifier
+        if clf.fitted and self._fitted_edits == self._edits:
+            if z is None:
+                return None
+            z = self._z(z)
+            return LiveUpdate(z, self.predict_slice(z, progress), clf.classes_, clf.n_samples_,
+                              self.n_labelled, clf.forest.n_trees, clf.n_trees)
+        edits = self._edits
         X, y = self.training_set()
         sizes = [min(self.batch_trees, clf.n_trees - a)
                  for a in range(0, clf.n_trees, self.batch_trees)]
@@ -248,6 +261,7 @@ class LiveTrainer:
         whole.estimators_ = [tree for f in forests for tree in f.estimators_]
         whole.n_estimators = len(whole.estimators_)
         clf._set_forest(whole, self._dtype, len(y))
+        self._fitted_edits = edits
         return update
 
     def train(self, labels: Any, progress: ProgressCallback | None = None) -> PixelClassifier:
@@ -260,11 +274,12 @@ class LiveTrainer:
         self.update(None, scaled(progress, 1, 2, 2))
         return self.classifier
 
-    def predict_slice(self, z: int = 0) -> np.ndarray:
-        """Probabilities ``(K, y, x)`` of slice ``z`` with the current forest."""
+    def predict_slice(self, z: int = 0, progress: ProgressCallback | None = None) -> np.ndarray:
+        """Probabilities ``(K, y, x)`` of slice ``z`` with the current forest (``progress``
+        while the slice's features are computed, if not cached)."""
         clf = self.classifier
         clf._require_fitted()
-        feats = self.slice_features(z)
+        feats = self.slice_features(z, progress)
         proba = clf.forest.predict_proba(feats.reshape(feats.shape[0], -1), self.backend)
         return np.asarray(bk.to_host(proba)).reshape((len(clf.classes_),) + feats.shape[1:])
 
