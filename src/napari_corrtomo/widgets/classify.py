@@ -14,6 +14,7 @@ voxel size). All computing is in :mod:`napari_corrtomo.core.classify`.
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Any
 
 import napari
@@ -50,6 +51,9 @@ from ._table import TableView
 
 NAME = "classify"
 _MODES = ("off", "2D", "3D")
+#: seconds a live update's worker waits for its first prediction to be drawn before it
+#: grows the rest of the forest (the GUI thread gets the CPU to draw it first)
+PREVIEW_WAIT_S = 0.5
 
 
 class _Preview(QObject):
@@ -74,7 +78,7 @@ class ClassifyWidget(DockForm):
         self._live_full = False
         self._live_request = False
         self._preview = _Preview(self)
-        self._preview.ready.connect(self._show_update)
+        self._preview.ready.connect(self._show_preview)
 
         # ---- inputs
         self.channel_list = QListWidget()
@@ -390,12 +394,17 @@ class ClassifyWidget(DockForm):
         self._live_inputs = (full, planes)
         z = self._current_z(layer)
 
+        def preview(update: LiveUpdate) -> None:
+            drawn = threading.Event()
+            self._preview.ready.emit((update, drawn))
+            drawn.wait(PREVIEW_WAIT_S)
+
         def step(progress=None):
             if full is not None:
                 live.set_labels(full, progress)
             for zz, plane in planes.items():
                 live.set_slice_labels(zz, plane, progress)
-            return live.update(z, progress, on_preview=self._preview.ready.emit)
+            return live.update(z, progress, on_preview=preview)
 
         # owned by the viewer: closing it cancels the update
         self._live_job = start_job(step, viewer=self.viewer, on_result=self._show_update,
@@ -417,6 +426,13 @@ class ClassifyWidget(DockForm):
         self.autosave.changed()
         if self._live_request and self._live_on():
             self._run_live()
+
+    def _show_preview(self, shown: tuple[LiveUpdate, threading.Event]) -> None:
+        update, drawn = shown
+        try:
+            self._show_update(update)
+        finally:  # after the events queued now (the canvas redraw): the worker goes on
+            QTimer.singleShot(0, drawn.set)
 
     def _show_update(self, update: LiveUpdate) -> None:
         """Status and the live-prediction layer for one live update."""
@@ -446,9 +462,9 @@ class ClassifyWidget(DockForm):
             if active is not None:
                 self.viewer.layers.selection.active = active
         if len(shape) == 3:
-            layer.data[update.z] = update.labels()
+            layer.data[update.z] = update.labels
         else:
-            layer.data[...] = update.labels()
+            layer.data[...] = update.labels
         layer.refresh()
         self.live_z = update.z
 

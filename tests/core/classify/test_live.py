@@ -43,11 +43,11 @@ def test_update_predicts_the_slice_as_the_whole_forest_does(crop):
     # (the classifier's own slab features, its own forest pass)
     np.testing.assert_allclose(update.proba, clf.predict_slice(img, 12), atol=1e-5)
     np.testing.assert_allclose(update.proba, live.predict_slice(12), atol=1e-5)
-    np.testing.assert_array_equal(update.labels(), clf.classes_[np.argmax(update.proba, 0)])
+    np.testing.assert_array_equal(update.labels, clf.classes_[np.argmax(update.proba, 0)])
     # and it segments: most of an unlabelled slice right
     forest = clf.forest
     other = live.update(8)
-    assert np.mean(other.labels() == truth[8]) > 0.85
+    assert np.mean(other.labels == truth[8]) > 0.85
     # another slice without new strokes: the same forest evaluated, not refitted
     assert clf.forest is forest and other.final and other.n_trees == 40
     np.testing.assert_allclose(other.proba, clf.predict_slice(img, 8), atol=1e-5)

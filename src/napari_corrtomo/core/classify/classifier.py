@@ -202,16 +202,20 @@ class PixelClassifier:
             rf.set_params(n_estimators=min(n, self.n_trees))
             rf.fit(X, y)
             report(progress, min(n, self.n_trees), self.n_trees)
-        return self._set_forest(rf, dtype, len(y))
-
-    def _set_forest(self, rf: RandomForestClassifier, dtype: Any,
-                    n_samples: int) -> PixelClassifier:
-        """Adopt a fitted scikit-learn forest (trained on ``n_samples`` voxels)."""
-        self.forest = FlatForest.from_sklearn(rf)
-        self.classes_ = rf.classes_.astype(dtype)
-        self._importances = rf.feature_importances_.astype(float)
-        self.n_samples_ = int(n_samples)
+        self._set_forest(FlatForest.from_sklearn(rf), rf.classes_.astype(dtype),
+                         rf.feature_importances_, len(y))
         self._sklearn = rf
+        return self
+
+    def _set_forest(self, forest: FlatForest, classes: np.ndarray, importances: np.ndarray,
+                    n_samples: int) -> PixelClassifier:
+        """Adopt a fitted forest: its classes (label values, in its class order), feature
+        importances and the number of voxels it was trained on."""
+        self.forest = forest
+        self.classes_ = classes
+        self._importances = np.asarray(importances, float)
+        self.n_samples_ = int(n_samples)
+        self._sklearn = None
         return self
 
     def _training_samples(self, img: np.ndarray, labels: np.ndarray,

@@ -71,6 +71,19 @@ class FlatForest:
         return cls(np.concatenate(feats), np.concatenate(thrs), np.concatenate(lefts),
                    np.concatenate(rights), np.concatenate(values), roots, depths)
 
+    @classmethod
+    def concat(cls, forests: list[FlatForest]) -> FlatForest:
+        """One forest of the trees of ``forests`` (same features and classes), in order."""
+        offsets = np.cumsum([0] + [f.feature.size for f in forests[:-1]])
+        return cls(*(np.concatenate([getattr(f, k) for f in forests]) for k in
+                     ("feature", "threshold")),
+                   *(np.concatenate([getattr(f, k) + o for f, o in zip(forests, offsets,
+                                                                      strict=True)])
+                     for k in ("left", "right")),
+                   np.concatenate([f.value for f in forests]),
+                   np.concatenate([f.roots + o for f, o in zip(forests, offsets, strict=True)]),
+                   np.concatenate([f.depth for f in forests]))
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {"feature": self.feature, "threshold": self.threshold, "left": self.left,
                 "right": self.right, "value": self.value, "roots": self.roots, "depth": self.depth}

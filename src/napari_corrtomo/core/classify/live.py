@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.ensemble import RandomForestClassifier
 
 from .. import backend as bk
 from .._checks import check_finite, check_labels, check_same_shape
 from ..progress import ProgressCallback, report, scaled
+from ._grow import grow_forest
 from .classifier import PixelClassifier, check_classes
 from .features import FeatureSpec, compute_features
+from .forest import FlatForest
 from .sampling import stratified_subsample
 
 #: trees grown per batch in a live update; the first batch's prediction is shown at once
@@ -43,6 +43,9 @@ class LiveUpdate:
         Trees behind ``proba``; the update is final when it equals ``n_trees_total``.
     n_trees_total
         Trees of the whole forest.
+    labels
+        ``(y, x)`` most probable class (its label value) per pixel (computed with the
+        update, off the GUI thread).
     """
 
     z: int
@@ -52,14 +55,14 @@ class LiveUpdate:
     n_labelled: int
     n_trees: int
     n_trees_total: int
+    labels: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", self.classes[np.argmax(self.proba, axis=0)])
 
     @property
     def final(self) -> bool:
         return self.n_trees == self.n_trees_total
-
-    def labels(self) -> np.ndarray:
-        """``(y, x)`` most probable class (its label value) per pixel."""
-        return self.classes[np.argmax(self.proba, axis=0)]
 
 
 class LiveTrainer:
@@ -212,7 +215,8 @@ class LiveTrainer:
         The forest grows in batches of ``batch_trees`` trees (each fitted on the same
         samples with its own seed, drawn from the classifier's seed); after each batch
         the slice's probabilities of all trees so far are known, and those of the first
-        batch go to ``on_preview`` (to show at once). The classifier takes the whole
+        batch go to ``on_preview`` (called in the calling thread, to show them at once;
+        the forest grows on when it returns). The classifier takes the whole
         forest only at the end: cancelled in between (``progress`` raises after each
         batch's fit and after its prediction), it keeps its previous forest. The slice is
         evaluated in one pass per batch (chunks would copy the strided feature columns:
@@ -238,29 +242,27 @@ class LiveTrainer:
             feats = self.slice_features(z, progress)
             flat = feats.reshape(feats.shape[0], -1)
         steps = 2 * len(sizes)
-        forests: list[RandomForestClassifier] = []
+        forests, importances = [], []
         acc, update = None, None
         for i, (k, seed) in enumerate(zip(sizes, seeds, strict=True)):
-            part = copy.copy(clf)
-            part.n_trees, part.seed = k, int(seed)
-            part._fit_samples(X, y, self._dtype)
-            forests.append(part._sklearn)
+            forest, classes, imp = grow_forest(X, y, k, int(seed))
+            forests.append(forest)
+            importances.append(imp * k)
             report(progress, 2 * i + 1, steps)
             if flat is None:
                 continue
-            proba = bk.to_host(part.forest.predict_proba(flat, self.backend)) * np.float32(k)
+            proba = bk.to_host(forest.predict_proba(flat, self.backend)) * np.float32(k)
             acc = proba if acc is None else acc + proba
             report(progress, 2 * i + 2, steps)
             done = sum(sizes[:i + 1])
             update = LiveUpdate(z, (acc / np.float32(done)).reshape((-1,) + feats.shape[1:]),
-                                part.classes_, len(y), self.n_labelled, done, clf.n_trees)
+                                classes.astype(self._dtype), len(y), self.n_labelled, done,
+                                clf.n_trees)
             if i == 0 and on_preview is not None and not update.final:
                 on_preview(update)
         # the batches are one forest (the same samples, independent seeds)
-        whole = forests[0]
-        whole.estimators_ = [tree for f in forests for tree in f.estimators_]
-        whole.n_estimators = len(whole.estimators_)
-        clf._set_forest(whole, self._dtype, len(y))
+        clf._set_forest(FlatForest.concat(forests), classes.astype(self._dtype),
+                        np.sum(importances, axis=0) / clf.n_trees, len(y))
         self._fitted_edits = edits
         return update
 
