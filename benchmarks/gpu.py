@@ -26,7 +26,7 @@ from napari_corrtomo.core import backend as bk
 from napari_corrtomo.core.classify import FeatureSpec, PixelClassifier
 from napari_corrtomo.core.quantify.thickness import local_thickness
 from napari_corrtomo.core.quantify.transport import tortuosity_factor
-from napari_corrtomo.core.recon import reconstruct
+from napari_corrtomo.core.recon import reconstruct, select_engine
 from napari_corrtomo.core.synthetic import leveled_wave, projections
 
 
@@ -124,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         print("no CUDA device usable by CuPy here: nothing to compare (run on a GPU machine)")
         return 0
     head = (f"Device: {device_name()}; host: {platform.processor() or platform.machine()}, "
-            f"Python {platform.python_version()}. Command: `python benchmarks/gpu.py"
+            f"Python {platform.python_version()}. Reconstruction on the GPU: "
+            + ("ASTRA's CUDA algorithms" if select_engine("cupy") == "astra" else
+               "the numba CUDA kernels (core/recon/_cuda_kernels.py)")
+            + ". Command: `python benchmarks/gpu.py"
             + (f" --scale {args.scale:g}" if args.scale != 1 else "") + "`.")
     rows = ["| computation | size | CPU (s) | GPU (s) | speed-up | goal | GPU vs CPU |",
             "|---|---|---:|---:|---:|---|---|"]

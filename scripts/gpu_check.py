@@ -20,10 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "src" / "napari_corrtomo" / "core"
 #: What a bare GPU machine is assumed to have (import names).
 BARE = {"numpy", "scipy", "skimage", "sklearn", "cupy", "cupyx", "numba"}
-#: Tests with CuPy / ASTRA CUDA paths compared against the CPU path.
+#: Tests with CuPy / numba CUDA / ASTRA CUDA paths compared against the CPU path.
 GPU_TESTS = [
     "tests/core/test_backend.py",
     "tests/core/test_backend_cupy.py",
+    "tests/core/recon/test_cuda_kernels.py",
     "tests/core/recon/test_gpu.py",
 ]
 
@@ -56,7 +57,9 @@ def plan(dry: bool, reason: str) -> list[str]:
     pytest_cmd = f"{sys.executable} -m pytest -q -p no:cacheprovider " + " ".join(GPU_TESTS)
     lines = [f"gpu-check ({'dry run: ' + reason if dry else 'on a CUDA device'})",
              f"would run: {pytest_cmd}" if dry else f"running: {pytest_cmd}",
-             "needs: a CUDA device, CuPy, ASTRA (CUDA build) for tests/core/recon/test_gpu.py",
+             "needs: a CUDA device, CuPy, numba with its CUDA target (numba-cuda) for "
+             "tests/core/recon/test_cuda_kernels.py; ASTRA (CUDA build) only for "
+             "tests/core/recon/test_gpu.py (skipped without it)",
              f"a bare machine is assumed to have: {', '.join(sorted(BARE))}",
              "wheels to carry (core imports beyond that):"]
     for name, files in core_imports().items():

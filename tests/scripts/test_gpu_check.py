@@ -14,7 +14,8 @@ def test_dry_run_says_what_it_would_run_and_which_wheels_to_carry():
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "dry run: DRY_RUN=1" in text and "would run:" in text
-    for test in ("test_backend.py", "test_backend_cupy.py", "recon/test_gpu.py"):
+    for test in ("test_backend.py", "test_backend_cupy.py", "recon/test_cuda_kernels.py",
+                 "recon/test_gpu.py"):
         assert test in text
     carried = [line.split()[0] for line in text.splitlines() if line.startswith("  ")]
     # psutil (memory budget) is imported by the core and not on a bare GPU machine;
