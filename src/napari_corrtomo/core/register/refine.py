@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -51,8 +52,29 @@ def _read(image: Any, slices: tuple[slice, ...]) -> np.ndarray:
     return part
 
 
-def _block_mean(image: Any, slices: tuple[slice, ...], factor: int) -> np.ndarray:
-    """Crop and average ``factor``^3 blocks (reads lazily for dask/zarr inputs)."""
+class _Steps:
+    """The refinement's progress: ``done`` of ``total``, re-reported by :meth:`check` (at
+    most every 50 ms) so that a cancel is seen inside long preparation steps."""
+
+    def __init__(self, progress: ProgressCallback | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+        self._last = 0.0
+
+    def report(self, done: int) -> None:
+        self.done = done
+        report(self.progress, done, self.total)
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= 0.05:
+            self._last = now
+            report(self.progress, self.done, self.total)
+
+
+def _block_mean(image: Any, slices: tuple[slice, ...], factor: int,
+                steps: _Steps | None = None) -> np.ndarray:
+    """Crop and average ``factor``^3 blocks (reads lazily for dask/zarr inputs); in-memory
+    images a few slices at a time, checking ``steps`` for a cancel in between."""
     if factor <= 1:
         return _read(image, slices)
     sl = tuple(slice(s.start, s.start + (s.stop - s.start) // factor * factor) for s in slices)
@@ -62,9 +84,17 @@ def _block_mean(image: Any, slices: tuple[slice, ...], factor: int) -> np.ndarra
         arr = as_dask(image)
         part = da.coarsen(np.mean, arr[sl].astype(np.float32), {0: factor, 1: factor, 2: factor})
         return _read(part, (slice(None),) * 3)
-    part = _read(image, sl)
-    z, y, x = (n // factor for n in part.shape)
-    return part.reshape(z, factor, y, factor, x, factor).mean(axis=(1, 3, 5))
+    z0, z1 = sl[0].start, sl[0].stop
+    y, x = ((s.stop - s.start) // factor for s in sl[1:])
+    out = np.empty(((z1 - z0) // factor, y, x), np.float32)
+    rows = max(1, 16 // factor)  # output slices per piece
+    for i in range(0, out.shape[0], rows):
+        n = min(rows, out.shape[0] - i)
+        part = _read(image, (slice(z0 + i * factor, z0 + (i + n) * factor), *sl[1:]))
+        out[i:i + n] = part.reshape(n, factor, y, factor, x, factor).mean(axis=(1, 3, 5))
+        if steps is not None:
+            steps.check()
+    return out
 
 
 @contextlib.contextmanager
@@ -87,6 +117,29 @@ def _quiet_cancel():
     finally:
         if sys.excepthook is hook:
             sys.excepthook = previous
+
+
+def _execute(filt, steps: _Steps, *images):
+    """Run a SimpleITK filter, checking for a cancel at each of its progress events (the
+    filter is aborted), so a long smoothing or resampling stops within a fraction of it."""
+    import SimpleITK as sitk
+
+    state = {"cancelled": False}
+
+    def check() -> None:
+        try:
+            steps.check()
+        except Cancelled:
+            state["cancelled"] = True
+            filt.Abort()
+
+    filt.AddCommand(sitk.sitkProgressEvent, check)
+    try:
+        return filt.Execute(*images)
+    except RuntimeError:
+        if state["cancelled"]:
+            raise Cancelled() from None
+        raise
 
 
 def _itk_transform(model: str, matrix_xyz: np.ndarray, center_xyz: np.ndarray):
@@ -268,7 +321,12 @@ def refine(
     pad = int(np.ceil(2 * reduce))
     sl = tuple(slice(max(s.start - pad, 0), min(s.stop + pad, n))
                for s, n in zip(sl, fine.shape, strict=True))
-    part = _block_mean(fine, sl, reduce)
+    # progress: the preparation below is a fifth of the bar, the iterations the rest
+    n_iter = len(shrink_factors) * int(iterations)
+    steps = _Steps(progress, n_iter + n_iter // 4)
+    step = max(n_iter // 16, 1)
+    part = _block_mean(fine, sl, reduce, steps)
+    steps.report(step)
     start = np.array([s.start for s in sl], float)
     origin = (np.zeros(3) if o_fine is None else np.asarray(o_fine, float)) + start * sp_fine
     sp_red = sp_fine * reduce
@@ -276,11 +334,19 @@ def refine(
     fine_img = _to_sitk(part, sp_red, origin)
     sigma = coarse_vox if smoothing is None else float(smoothing)
     if sigma > 0:
-        fine_img = sitk.SmoothingRecursiveGaussian(fine_img, sigma)
+        smooth = sitk.SmoothingRecursiveGaussianImageFilter()
+        smooth.SetSigma(sigma)
+        fine_img = _execute(smooth, steps, fine_img)
+    steps.report(2 * step)
     ref = sitk.Image([int(v) for v in size[::-1]], sitk.sitkFloat32)
     ref.SetSpacing((g, g, g))
     ref.SetOrigin(tuple(float(v) for v in lo[::-1]))
-    grid_img = sitk.Resample(fine_img, ref, sitk.Transform(), sitk.sitkLinear, 0.0)
+    regrid = sitk.ResampleImageFilter()
+    regrid.SetReferenceImage(ref)
+    regrid.SetInterpolator(sitk.sitkLinear)
+    regrid.SetDefaultPixelValue(0.0)
+    grid_img = _execute(regrid, steps, fine_img)
+    steps.report(3 * step)
 
     # coarse image: the mapped overlap plus a capture margin
     if margin is None:
@@ -292,6 +358,7 @@ def refine(
     c_origin = (np.zeros(3) if o_coarse is None else np.asarray(o_coarse, float)) + \
         np.array([s.start for s in csl]) * sp_coarse
     coarse_img = _to_sitk(cpart, sp_coarse, c_origin)
+    steps.report(4 * step)
 
     # registration: ITK maps fixed (grid, fine frame) points into the moving (coarse) frame
     centre = (lo + hi) / 2.0
@@ -320,19 +387,27 @@ def refine(
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     reg.SetInitialTransform(tx, inPlace=True)
 
-    total = len(shrink) * int(iterations)
     state = {"cancelled": False, "history": []}
+    first = steps.total - n_iter
 
     def on_iteration() -> None:
         state["history"].append(reg.GetMetricValue())
         done = reg.GetCurrentLevel() * int(iterations) + reg.GetOptimizerIteration()
         try:
-            report(progress, min(done, total - 1), total)
+            steps.report(first + min(done, n_iter - 1))
+        except Cancelled:
+            state["cancelled"] = True
+            raise
+
+    def on_level() -> None:  # a level starts by smoothing both images: check before it
+        try:
+            steps.check()
         except Cancelled:
             state["cancelled"] = True
             raise
 
     reg.AddCommand(sitk.sitkIterationEvent, on_iteration)
+    reg.AddCommand(sitk.sitkMultiResolutionIterationEvent, on_level)
     # One thread: ITK's multithreaded metric sums differ in the last bits from run to run
     # (the refined matrix by up to 1e-9), so one input would not always give one result.
     # The metric sees at most max_grid^3 samples: the same time on 2 cores (2.5 s, demo).
@@ -351,7 +426,7 @@ def refine(
         ) from None
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-    report(progress, total, total)
+    steps.report(steps.total)
 
     fine_to_coarse_new = xyz_to_zyx(_itk_matrix(tx))
     matrix = fine_to_coarse_new if moving_is_fine else np.linalg.inv(fine_to_coarse_new)
