@@ -14,9 +14,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from numba import cuda
+from numba import types as nt
 
 from napari_corrtomo.core.recon import _astra, _cuda_kernels, backproject, forward_project, reconstruct
 from napari_corrtomo.core.recon import projector as P
@@ -128,6 +131,44 @@ def test_reconstruction_through_the_cuda_engine_equals_the_cpu(simulated, kind, 
 
 def test_public_forward_and_backprojection_on_the_gpu_are_transposes(simulated):
     assert simulated["cone/adjoint"][0] < 1e-5
+
+
+def _nvvm_available() -> bool:
+    try:
+        from numba.cuda.cudadrv import nvvm
+
+        return bool(nvvm.is_available())
+    except Exception:  # no CUDA toolkit (NVVM) on this machine
+        return False
+
+
+_F32 = nt.float32[:, :, ::1]
+_F64 = nt.float64[:, ::1]
+#: Each kernel's argument types as the projector passes them.
+SIGNATURES = {
+    "slice_fp": (_F32, _F64, _F64, _F64, nt.float64, _F32),
+    "slice_bp_adjoint": (_F32, _F64, _F64, _F64, nt.float64, _F32),
+    "slice_bp_interp": (_F32, _F64, _F64, _F32),
+    "vol_fp": (nt.float32[::1], nt.int64, nt.int64, nt.int64, _F64, nt.boolean, nt.float64,
+               _F32),
+    "vol_bp_adjoint": (_F32, _F64, nt.boolean, nt.float64, nt.int64, nt.int64, nt.int64,
+                       nt.float32[::1]),
+    "vol_bp_interp": (_F32, nt.float64[:, :, ::1], nt.boolean, nt.float64[::1], _F32),
+}
+
+
+@pytest.mark.skipif(not _nvvm_available(), reason="needs the CUDA toolkit's NVVM (no GPU)")
+@pytest.mark.parametrize("name", sorted(SIGNATURES))
+def test_cuda_kernel_compiles_for_a_real_gpu(name, monkeypatch):
+    """The simulator runs kernels as Python and so accepts code numba's CUDA compiler
+    rejects (``max`` of two scalars, for one); compile each kernel to PTX for sm_90
+    (H100/H200) with NVVM, which needs no device."""
+    if not _cuda_kernels.available():  # device functions ask the device for its arch
+        monkeypatch.setattr(cuda.dispatcher, "get_current_device",
+                            lambda: SimpleNamespace(compute_capability=(9, 0)))
+    kernel = getattr(_cuda_kernels, name)
+    ptx, _ = cuda.compile_ptx(kernel.py_func, SIGNATURES[name], cc=(9, 0), fastmath=True)
+    assert ".target sm_90" in ptx and ".entry" in ptx
 
 
 if __name__ == "__main__":
