@@ -3,6 +3,8 @@
 import numpy as np
 import pandas as pd
 import pytest
+from napari.utils._proxies import PublicOnlyProxy
+from napari.utils.colormaps.standardize_color import transform_color
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog
 
@@ -10,6 +12,7 @@ from napari_corrtomo.cli import main
 from napari_corrtomo.core import io
 from napari_corrtomo.core import register as reg
 from napari_corrtomo.demo import DemoContext, step_register
+from napari_corrtomo.widgets.project import ProjectWidget
 from napari_corrtomo.widgets.register import RegisterWidget, index_to_world
 
 pytest.importorskip("SimpleITK")
@@ -292,3 +295,64 @@ def test_cancel_refine_at_2_s(setup, cancel_mid_action):
                             action="Register: refine by intensity")
     run.assert_prompt()
     assert widget.transform is fit  # the landmark fit is kept
+
+
+def test_overlays_defaults_layer_identity_names_and_the_project_table(setup, qtbot,
+                                                                      monkeypatch):
+    """Issue 16's small defects: the crop box never defaults to the field-of-view overlay;
+    the overlay outlines the other modalities (not the reference), each in its colour;
+    fixed == moving is refused under napari's proxy viewer; a second resample adds a
+    layer; the project table follows Apply, a crop and a removal."""
+    viewer, widget, micro, nano, truth = setup
+    nano.colormap = "magenta"
+    project = ProjectWidget(viewer)
+
+    def registered(name):
+        frame = project.table.frame
+        return bool(frame.loc[frame["layer"] == name, "registered"].iloc[0])
+
+    _click_pairs(widget, truth.landmarks_microct, truth.landmarks_nanoct)
+    widget.fit()
+    assert not registered("nanoCT")
+    qtbot.mouseClick(widget.apply_button, Qt.MouseButton.LeftButton)
+    assert registered("nanoCT")  # the table followed the affine
+    assert "nanoCT (2D view)" not in set(project.table.frame["layer"])  # derived, not listed
+
+    widget.fov_reference.set_layer(micro)
+    qtbot.mouseClick(widget.fov_button, Qt.MouseButton.LeftButton)
+    fovs = viewer.layers["fields of view in microCT"]
+    assert set(fovs.features["volume"]) == {"nanoCT"}
+    np.testing.assert_allclose(fovs.edge_color, np.tile(transform_color("magenta"),
+                                                         (len(fovs.data), 1)))
+    assert widget.roi_shapes.currentText() == ""  # the overlay is no box to crop with
+    p = truth.landmarks_microct[0]
+    box = viewer.add_shapes(ndim=3, name="my box")
+    box.add_rectangles(np.array([[p[0], p[1] - 2, p[2] - 2], [p[0], p[1] - 2, p[2] + 2],
+                                 [p[0], p[1] + 2, p[2] + 2], [p[0], p[1] + 2, p[2] - 2]]))
+    assert widget.roi_shapes.currentText() == "my box"
+    widget.roi_target.set_layer(nano)
+    qtbot.mouseClick(widget.roi_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(widget.roi_button, Qt.MouseButton.LeftButton)  # a re-crop: a new layer
+    crops = [lay.name for lay in viewer.layers if lay.name.startswith("nanoCT ROI")
+             and "(2D view)" not in lay.name]
+    assert len(crops) == 2 and set(crops) <= set(project.table.frame["layer"])
+    viewer.layers.remove(crops[-1])
+    assert crops[-1] not in set(project.table.frame["layer"])
+    assert f"{crops[-1]} (2D view)" not in viewer.layers  # its view went with it
+
+    for _ in range(2):
+        qtbot.mouseClick(widget.resample_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60000)
+    resampled = [lay for lay in viewer.layers if lay.name.startswith("nanoCT registered")]
+    assert len(resampled) == 2 and resampled[0].data is not resampled[1].data
+
+    # a plugin's viewer is a proxy whose layers are new objects on each access
+    errors = []
+    monkeypatch.setattr("napari_corrtomo.widgets.register.show_error", errors.append)
+    proxied = RegisterWidget(PublicOnlyProxy(viewer))
+    proxied.fixed_select.set_layer(micro)
+    proxied.moving_select.set_layer(micro)
+    qtbot.mouseClick(proxied.new_points_button, Qt.MouseButton.LeftButton)
+    assert errors and "same layer" in errors[-1]
+    proxied.fov_reference.set_layer(micro)
+    assert set(proxied.show_fields_of_view().features["volume"]) == {"nanoCT"}

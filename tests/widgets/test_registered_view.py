@@ -36,13 +36,13 @@ def test_registered_nanoct_is_drawn_in_2d_at_three_slices(make_napari_viewer, qt
     world = (index_to_world(m) @ (corners * np.r_[np.array(m.data.shape) - 1, 1]).T).T
     lo, hi = world[:, 0].min(), world[:, 0].max()
     # look at the nanoCT field (it is a small part of the microCT)
-    viewer.camera.center = world[:, :3].mean(axis=0)
-    viewer.camera.zoom = 0.6 * min(viewer.window._qt_viewer.canvas.size) / np.ptp(world[:, 1:3],
+    viewer.scene.camera.center = world[:, :3].mean(axis=0)
+    viewer.scene.camera.zoom = 0.6 * min(viewer.window._qt_viewer.canvas.size) / np.ptp(world[:, 1:3],
                                                                                   axis=0).max()
     for z in np.linspace(lo, hi, 5)[1:4]:
         viewer.dims.set_point(0, z)
         qtbot.waitUntil(view.is_current, timeout=20000)
-        plane = view.layer.data[0]
+        plane = view.layer.data
         assert np.ptp(plane) > 0, "the sampled plane holds moving data"
         with_view = viewer.screenshot(canvas_only=True, flash=False).astype(float)
         view.layer.visible = False
@@ -96,8 +96,8 @@ def test_painting_a_registered_roi_writes_its_voxels_at_the_clicked_place(
     viewer.dims.ndisplay = 2
     viewer.dims.set_point(0, p[0])
     qtbot.waitUntil(view.is_current, timeout=20000)
-    viewer.camera.center = p
-    viewer.camera.zoom = 0.8 * min(viewer.window._qt_viewer.canvas.size) / 4.0  # 4 um across
+    viewer.scene.camera.center = p
+    viewer.scene.camera.zoom = 0.8 * min(viewer.window._qt_viewer.canvas.size) / 4.0  # 4 um across
     viewer.layers.selection.active = view.layer
     view.layer.mode = "paint"
     view.layer.brush_size = 1
@@ -126,7 +126,7 @@ def test_painting_a_registered_roi_writes_its_voxels_at_the_clicked_place(
     qtbot.waitUntil(view.is_current, timeout=20000)
     viewer.dims.set_point(0, p[0])
     qtbot.waitUntil(view.is_current, timeout=20000)
-    assert (view.layer.data[0] == 2).sum() >= 1
+    assert (view.layer.data == 2).sum() >= 1
 
     # a stroke: press at one end, drag, release at the other
     view.layer.selected_label = 3
@@ -145,3 +145,4 @@ def test_painting_a_registered_roi_writes_its_voxels_at_the_clicked_place(
     assert len(stroke) >= 2.0 / view.grid[0, 0]
     d = np.cross(stroke - ends[0], ends[1] - ends[0]) / np.linalg.norm(ends[1] - ends[0])
     assert np.linalg.norm(d, axis=1).max() <= 1.5
+

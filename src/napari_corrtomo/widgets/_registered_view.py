@@ -1,15 +1,19 @@
 """2D display (and painting) of registered layers napari cannot slice (Issue 16).
 
 napari draws nothing in 2D for a layer whose affine is not axis-aligned ("Non-orthogonal
-slicing"). For each such 3D image or labels layer, :class:`RegisteredViews` adds a
-one-plane layer on a world-aligned grid at the layer's own resolution
-(:func:`core.register.plane.view_grid`) and fills it, in a worker thread, with the layer
-sampled on the plane on screen (:func:`core.register.plane.sample_plane`), cached per
-plane. The registered layer keeps its full-resolution data and its exact affine; the
-view follows slice changes along world axis 0 and the layer's affine, data, colormap and
-contrast. Painting a labels view writes each painted pixel into the labels voxel the
-view shows there (:func:`core.register.plane.plane_voxels`), through the labels layer's
-own undo history, so scribbles on a registered ROI land in the ROI's voxels.
+slicing"). For each such 3D image or labels layer, :class:`RegisteredViews` adds a 2D
+layer on a world-aligned grid at the layer's own resolution
+(:func:`core.register.plane.view_grid`; napari draws a 2D layer at every slice) and fills
+it, in a worker thread, with the layer sampled on the plane on screen
+(:func:`core.register.plane.sample_plane`), cached per plane. A slice step writes the
+plane in place and refreshes that layer alone: the viewer's extent and the other layers
+are left as they are, so a step costs napari no more than without the view. The
+registered layer keeps its full-resolution data and its exact affine; the view follows
+slice changes along world axis 0 and the layer's affine, data, colormap and contrast
+(it is hidden in 3D, where napari draws the layer itself). Painting a labels view writes
+each painted pixel into the labels voxel the view shows there
+(:func:`core.register.plane.plane_voxels`), through the labels layer's own undo
+history, so scribbles on a registered ROI land in the ROI's voxels.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from ._runner import start_job
 #: metadata key on the view layer naming the registered layer it shows
 META_VIEW_OF = "corrtomo_registered_view_of"
 NAME = "registered view"
+#: planes on each side of the one on screen sampled ahead (a slider step finds its plane)
+PREFETCH = 2
 
 
 def is_axis_aligned(layer) -> bool:
@@ -61,31 +67,38 @@ class RegisteredView:
         self.order = 0 if self.is_labels else 1
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._busy = self._writing = False
-        self._shown: int | None = None
+        #: the plane on screen (None: the slice misses the layer, the view is blank;
+        #: -1: nothing drawn yet)
+        self._shown: int | None = -1
         self.grid, self.shape = self._grid()
         volume = full_resolution(moving)
         self.cval = 0 if self.is_labels else float(moving.contrast_limits[0])
-        blank = np.full((1, *self.shape[1:]), self.cval,
-                        volume.dtype if self.is_labels else np.float32)
-        meta = {CREATED_BY: NAME, META_VIEW_OF: moving.name}
-        name = f"{moving.name} (2D view)"
+        blank = self._blank(volume.dtype if self.is_labels else np.float32)
+        common = dict(name=f"{moving.name} (2D view)", affine=self._affine_2d(),
+                      units=tuple(str(u) for u in moving.units[-2:]),
+                      metadata={CREATED_BY: NAME, META_VIEW_OF: moving.name})
         if self.is_labels:
-            self.layer = viewer.add_labels(blank, name=name, affine=self.grid, metadata=meta,
-                                           colormap=moving.colormap, opacity=moving.opacity)
+            self.layer = viewer.add_labels(blank, colormap=moving.colormap,
+                                           opacity=moving.opacity, **common)
             self.layer.events.paint.connect(self._on_paint)
         else:
             self.layer = viewer.add_image(
-                blank, name=name, affine=self.grid, colormap=moving.colormap.name,
-                contrast_limits=moving.contrast_limits, blending="additive", metadata=meta)
-        self._connections = [(viewer.dims.events.current_step, self._on_step),
-                             (viewer.dims.events.ndisplay, self._follow_ndisplay),
-                             (moving.events.data, self._on_moving_data)]
+                blank, colormap=moving.colormap.name, contrast_limits=moving.contrast_limits,
+                blending="additive", **common)
+        self._connections = [(viewer.dims.events.ndisplay, self._follow_ndisplay),
+                             (moving.events.data, self._on_moving_data),
+                             (self.layer.events.visible, self._on_step)]
         if self.is_labels:
             self._connections.append((moving.events.paint, self._on_moving_data))
         else:
             self._connections.append((moving.events.contrast_limits, self._follow_contrast))
         for event, slot in self._connections:
             event.connect(slot)
+        # before napari re-slices the layers for the new step: a cached plane written then
+        # is drawn by that slicing, with no second refresh of the view
+        viewer.dims.events.current_step.connect(self._on_step, position="first")
+        self._connections.append((viewer.dims.events.current_step, self._on_step))
+        self._shown_in = 3  # the layer itself draws until the view takes over in 2D
         self._follow_ndisplay()
         self._on_step()
 
@@ -97,15 +110,26 @@ class RegisteredView:
         """View grid index -> moving index."""
         return plane_index_matrix(self.grid, index_to_world(self.moving))
 
-    def plane_index(self) -> int:
-        """The view plane (index along world axis 0) at the viewer's slice."""
-        z = (float(np.asarray(self.viewer.dims.point)[-3]) - self.grid[0, 3]) / self.grid[0, 0]
-        return int(np.clip(np.round(z), 0, self.shape[0] - 1))
+    def _affine_2d(self) -> np.ndarray:
+        """The grid's (y, x) part: the 2D view layer's index -> world matrix."""
+        return self.grid[1:, 1:]
+
+    def _blank(self, dtype) -> np.ndarray:
+        return np.full(self.shape[1:], self.cval, dtype)
+
+    def plane_index(self) -> int | None:
+        """The view plane (index along world axis 0) at the viewer's slice; None outside."""
+        point = np.asarray(self.viewer.dims.point, float)
+        if point.size < 3:  # the 3D layers are gone (viewer closing)
+            return None
+        k = int(np.round((point[-3] - self.grid[0, 3]) / self.grid[0, 0]))
+        return k if 0 <= k < self.shape[0] else None
 
     def regrid(self) -> None:
         """Follow a new affine of the moving layer (Apply, Refine)."""
         self.grid, self.shape = self._grid()
-        self.layer.data = np.full((1, *self.shape[1:]), self.cval, self.layer.data.dtype)
+        self.layer.data = self._blank(self.layer.data.dtype)
+        self.layer.affine = self._affine_2d()
         self._invalidate()
 
     # ------------------------------------------------------------------ following
@@ -113,8 +137,17 @@ class RegisteredView:
         self.layer.contrast_limits = self.moving.contrast_limits
 
     def _follow_ndisplay(self, *_: Any) -> None:
-        # one plane drawn in 3D would be a stray slab across the registered volume
-        self.layer.visible = self.viewer.dims.ndisplay == 2
+        """In 2D the view draws the layer, in 3D napari does: one of the two is shown, and
+        the eye the user set on one passes to the other. (napari's own 2D slice of a
+        rotated layer ignores the out-of-plane rotation, and slicing it costs each step.)"""
+        ndisplay = self.viewer.dims.ndisplay
+        if ndisplay == self._shown_in:
+            return
+        if ndisplay == 2:
+            self.layer.visible, self.moving.visible = self.moving.visible, False
+        else:
+            self.moving.visible, self.layer.visible = self.layer.visible, False
+        self._shown_in = ndisplay
 
     def _on_moving_data(self, *_: Any) -> None:
         if not self._writing:
@@ -122,16 +155,27 @@ class RegisteredView:
 
     def _invalidate(self, *_: Any) -> None:
         self._cache.clear()
-        self._shown = None
+        self._shown = -1
         self._on_step()
 
-    def _on_step(self, *_: Any) -> None:
+    def _on_step(self, event: Any = None) -> None:
         k = self.plane_index()
-        if k in self._cache:
-            self._show(k, self._cache[k])
-        elif not self._busy:
-            self._start(k)
-        # else: the running job's on_finished starts the plane now on screen
+        if k is None or k in self._cache:
+            # a slice step: napari slices (and draws) the view right after this handler
+            self._show(k, self._cache.get(k), refresh=event is None or
+                       event.type != "current_step")
+        self._sample_next()
+        # while a job runs, its on_finished samples what is wanted then
+
+    def _sample_next(self) -> None:
+        """Sample the plane on screen if it is missing, else a neighbour a step may ask for."""
+        k = self.plane_index()
+        if self._busy or k is None or not self.layer.visible:
+            return
+        for j in (k, *(k + d for n in range(1, PREFETCH + 1) for d in (n, -n))):
+            if 0 <= j < self.shape[0] and j not in self._cache:
+                self._start(j)
+                return
 
     # ------------------------------------------------------------------ sampling
     def _start(self, k: int) -> None:
@@ -147,8 +191,9 @@ class RegisteredView:
 
     def _on_result(self, result: tuple[int, np.ndarray, np.ndarray]) -> None:
         k, matrix, plane = result
-        if matrix.shape != (4, 4) or not np.allclose(matrix, self._matrix()) \
-                or plane.shape != tuple(self.shape[1:]):
+        if self.layer not in self.viewer.layers:
+            return  # closed while sampling
+        if plane.shape != tuple(self.shape[1:]) or not np.allclose(matrix, self._matrix()):
             return  # the affine changed while sampling: stale
         self._keep(k, plane)
         if k == self.plane_index():
@@ -168,24 +213,25 @@ class RegisteredView:
         if self.layer not in self.viewer.layers:
             return
         k = self.plane_index()
-        if k not in self._cache:
-            self._start(k)
-        elif self._shown != k:
-            self._show(k, self._cache[k])
+        if self._shown != k and (k is None or k in self._cache):
+            self._show(k, self._cache.get(k))
+        self._sample_next()
 
-    def _show(self, k: int, plane: np.ndarray) -> None:
+    def _show(self, k: int | None, plane: np.ndarray | None, refresh: bool = True) -> None:
+        if k in self._cache:
+            self._cache.move_to_end(k)  # least recently shown planes leave the cache first
         if self._shown == k:
             return
         self._shown = k
-        shift = np.eye(4)
-        shift[0, 3] = k
-        self.layer.affine = self.grid @ shift
-        # a labels view is painted in place: the cache keeps the plane as sampled
-        self.layer.data = plane[None].copy() if self.is_labels else plane[None]
+        # in place (a labels view is painted there; the cache keeps the plane as sampled),
+        # then re-slice this layer alone: its extent and the thumbnail's are unchanged
+        self.layer.data[...] = self.cval if plane is None else plane
+        if refresh:
+            self.layer.refresh(extent=False, highlight=False)
 
     def is_current(self) -> bool:
         """Whether the plane on screen is drawn (tests, benchmarks)."""
-        return self._shown == self.plane_index() and not self._busy
+        return self._shown == self.plane_index()
 
     # ------------------------------------------------------------------ painting
     def _on_paint(self, *_: Any) -> None:
@@ -193,7 +239,7 @@ class RegisteredView:
         k = self._shown
         if k is None or k not in self._cache:
             return
-        painted = self.layer.data[0]
+        painted = self.layer.data
         before = self._cache[k]
         rows, cols = np.nonzero(painted != before)
         if not rows.size:
@@ -214,9 +260,11 @@ class RegisteredView:
 
     # ------------------------------------------------------------------ closing
     def close(self) -> None:
-        """Disconnect and remove the view layer."""
+        """Disconnect, give the layer back its own drawing and remove the view layer."""
         for event, slot in self._connections:
             event.disconnect(slot)
+        if self._shown_in == 2 and self.moving in self.viewer.layers:
+            self.moving.visible = self.layer.visible
         if self.layer in self.viewer.layers:
             self.viewer.layers.remove(self.layer)
 

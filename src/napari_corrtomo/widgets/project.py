@@ -30,8 +30,12 @@ from ..core.recovery import (
 from ._autosave import autosave_for
 from ._dock import DockForm
 from ._layers import project_layer, to_project_layer
+from ._registered_view import is_view, registered_views
 from ._runner import TaskRunner
 from ._table import TableView
+
+#: layer-list events after which the modality table is rebuilt
+TABLE_EVENTS = ("inserted", "removed", "affine", "data", "name", "scale", "translate")
 
 
 class ProjectWidget(DockForm):
@@ -76,20 +80,27 @@ class ProjectWidget(DockForm):
         layout.addWidget(self.restore_button)
         layout.addWidget(self.runner)
         layout.addWidget(self.recovery_status)
-        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            event.connect(self.refresh)
+        # the table follows layer events: a transform applied (affine), a crop or result
+        # added (inserted, data), a rename, a removal
+        self.viewer.layers.events.connect(self._on_layer_event)
+        registered_views(napari_viewer)  # loaded registered layers are drawn in 2D too
         self.refresh()
         self._offer_restore_button(self.autosave.folder)
 
+    def _on_layer_event(self, event) -> None:
+        if event.type in TABLE_EVENTS:
+            self.refresh()
+
     def refresh(self, *_) -> None:
         volumes = [to_project_layer(layer) for layer in self.viewer.layers
-                   if isinstance(layer, (Image, Labels)) and layer.ndim == 3]
+                   if isinstance(layer, (Image, Labels)) and layer.ndim == 3
+                   and not is_view(layer)]
         self.table.set_frame(describe(volumes))
 
     def save(self, directory: str | Path):
         """Save every image/labels/points/shapes layer into ``directory`` (in a worker)."""
         layers = [to_project_layer(layer) for layer in self.viewer.layers
-                  if isinstance(layer, (Image, Labels, Points, Shapes))]
+                  if isinstance(layer, (Image, Labels, Points, Shapes)) and not is_view(layer)]
         if not layers:
             show_error("Nothing to save: the viewer has no image, labels, points or shapes layers.")
             return None

@@ -614,13 +614,14 @@ class RegisterWidget(DockForm):
         crop, slices, clipped = reg.crop_region(full_resolution(target), frame, box,
                                                 layer_affine(target))
         start = np.array([s.start for s in slices], float)
-        layer = add_result(
-            self.viewer, np.asarray(crop), name=f"{target.name} ROI", layer_type="image",
-            created_by=NAME, scale=frame.spacing, unit=frame.unit,
+        # a new layer each time (napari numbers repeated names): a re-crop keeps the first
+        layer = self.viewer.add_image(
+            np.asarray(crop), name=f"{target.name} ROI", scale=frame.spacing,
+            units=(frame.unit,) * 3,
             translate=tuple(np.asarray(frame.offset) + start * frame.spacing),
-            affine=layer_affine(target),
-            metadata={"corrtomo_roi_slices": [[s.start, s.stop] for s in slices]},
-            colormap=target.colormap.name)
+            affine=layer_affine(target), colormap=target.colormap.name,
+            metadata={CREATED_BY: NAME, "corrtomo_roi_slices": [[s.start, s.stop]
+                                                                for s in slices]})
         if clipped:
             show_info(f"the box reaches outside {target.name!r}; the crop holds the part inside")
         return layer
