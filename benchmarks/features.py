@@ -17,6 +17,11 @@ One run, same float32 inputs for every engine:
    smaller size, 3D (full 3D default set, 61 features) on a ``--size3d-acc`` cube.
 3. 3D 256^3 full default set (61 features): ours now vs ours at ``--baseline`` (a git
    revision, run from an exported copy in a subprocess), best of ``--repeats``.
+4. Forest prediction on those features (``--forest-voxels`` of a FIB-SEM-like volume, 100
+   trees fitted on simulated scribbles): our flat forest (numba) vs scikit-learn's
+   ``predict_proba`` (one job and all cores); the same class decisions are checked.
+
+``--parts`` picks sections (default all).
 
 Run under the benchmark lock:
 ``flock /tmp/corrtomo-bench.lock python benchmarks/features.py --baseline <rev>``.
@@ -41,7 +46,9 @@ from pathlib import Path
 
 import numpy as np
 import scipy.ndimage as ndi
+from sklearn.ensemble import RandomForestClassifier
 
+from napari_corrtomo.core import synthetic
 from napari_corrtomo.core.classify.features import (
     DOG_K,
     ILASTIK_SIGMAS,
@@ -51,6 +58,7 @@ from napari_corrtomo.core.classify.features import (
     FilterItem,
     compute_features,
 )
+from napari_corrtomo.core.classify.forest import FlatForest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: fastfilters2's per-scale outputs, in its order
@@ -256,6 +264,34 @@ def export_src(rev: str, dest: Path) -> Path:
     return dest / "src"
 
 
+def forest_rows(voxels: int, repeats: int) -> tuple[list[tuple[str, float, float]], dict]:
+    """Flat forest vs scikit-learn on the 3D default features of a FIB-SEM-like cube."""
+    n = round(voxels ** (1 / 3))
+    fib = synthetic.fib_sem_stack(seed=1, n_slices=n, image_shape=(n + 16, n),
+                                  target_thickness_nm=10.0, ruler_angle_deg=8.0)
+    img = np.ascontiguousarray(fib.channels[0].data[:, 16:, :])  # without the ruler marks
+    truth = np.ascontiguousarray(fib.labels.data[:, 16:, :])
+    scr = synthetic.scribbles_from_truth(truth, seed=0)
+    feats = compute_features(img, FeatureSpec.ilastik_default(), spatial_ndim=3)
+    X = feats.reshape(len(feats), -1)
+    lab = scr.reshape(-1)
+    rf = RandomForestClassifier(n_estimators=100, random_state=0)
+    rf.fit(X[:, lab > 0].T, lab[lab > 0])
+    flat = FlatForest.from_sklearn(rf)
+    flat.predict_proba(X[:, :1000])  # JIT warm-up
+    XT = np.ascontiguousarray(X.T)  # scikit-learn's layout, not timed
+    ours = flat.predict_proba(X)
+    rows = [("flat forest (numba, this package)",
+             *_best(lambda: flat.predict_proba(X), repeats))]
+    for jobs in (1, -1):
+        rf.set_params(n_jobs=jobs)
+        rows.append((f"scikit-learn predict_proba, n_jobs={jobs}",
+                     *_best(lambda: rf.predict_proba(XT), repeats)))
+    same = float(np.mean(np.argmax(ours, 0) == np.argmax(rf.predict_proba(XT), 1)))
+    return rows, {"shape": img.shape, "features": len(feats), "same": same,
+                  "scribbled": int((scr > 0).sum())}
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -270,11 +306,34 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=5, help="2D repeats (best of)")
     ap.add_argument("--repeats3d", type=int, default=2)
     ap.add_argument("--baseline", default=None, help="git revision to time in 3D as well")
+    ap.add_argument("--forest-voxels", type=int, default=1 << 21)
+    ap.add_argument("--parts", default="2d,accuracy,3d,forest",
+                    help="comma-separated sections to run")
     args = ap.parse_args(argv)
+    parts = set(args.parts.split(","))
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores; Python "
           f"{platform.python_version()}, numpy {np.__version__}; load average "
           f"{os.getloadavg()[1]:.1f} (5 min) at start.\n")
 
+    if "2d" in parts:
+        table_2d(args)
+    if "accuracy" in parts:
+        table_accuracy(args)
+    if "3d" in parts:
+        table_3d(args)
+    if "forest" in parts:
+        rows, info = forest_rows(args.forest_voxels, args.repeats3d)
+        print(f"\nForest prediction, {info['features']} features x "
+              f"{'x'.join(map(str, info['shape']))} voxels, 100 trees fitted on "
+              f"{info['scribbled']} scribbled voxels; best of {args.repeats3d}; same class "
+              f"as scikit-learn at {100 * info['same']:.3f} % of the voxels:\n")
+        print("| engine | wall (s) | CPU (s) |")
+        print("|---|---:|---:|")
+        for name, w, c in rows:
+            print(f"| {name} | {w:.2f} | {c:.2f} |")
+
+
+def table_2d(args: argparse.Namespace) -> None:
     rows = [time_2d(s, args.repeats, s <= args.scipy_max) for s in args.sizes2d]
     print("Wall-clock / CPU seconds, best of each (CPU: this process, all threads; on a "
           "shared machine the fairer measure of work).\n")
@@ -290,6 +349,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {r['case']} | {r['n']} | {' | '.join(cols)} | {sp} | "
               f"{ff2[0] / ours[0]:.2f}x, {ff2[1] / ours[1]:.2f}x |")
 
+
+
+def table_accuracy(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(1)
     img2 = rng.random((args.sizes2d[0],) * 2, dtype=np.float32)
     img3 = rng.random((args.size3d_acc,) * 3, dtype=np.float32)
@@ -306,6 +368,9 @@ def main(argv: list[str] | None = None) -> None:
         ff = f"{eff[name]:.1e}" if name in eff else "-"
         print(f"| {name} | {e2[name]:.1e} | {e3[name]:.1e} | {ff} |")
 
+
+
+def table_3d(args: argparse.Namespace) -> None:
     print(f"\n3D {args.size3d}^3, full default set "
           f"({FeatureSpec.ilastik_default().n_features(1, 3)} features), best of "
           f"{args.repeats3d}:\n")
