@@ -70,6 +70,12 @@ def launch(kernel: Callable, n_threads: int, *args: Any) -> None:
 # =========================================================================== slices
 
 
+@cuda.jit(device=True)
+def _unravel(k, n1, n2):  # pragma: no cover - compiled
+    """(i0, i1, i2) of flat thread index k = (i0 * n1 + i1) * n2 + i2 (i2 fastest)."""
+    return k // (n1 * n2), (k // n2) % n1, k % n2
+
+
 @cuda.jit
 def slice_fp(vol, rays, centres, us, step, out):  # pragma: no cover - compiled
     """:func:`._kernels.slice_fp`; one thread per (angle, bin, slice) of ``out``."""
@@ -77,50 +83,44 @@ def slice_fp(vol, rays, centres, us, step, out):  # pragma: no cover - compiled
     k = cuda.grid(1)
     if k >= na * nd * ns:
         return
-    s = k % ns
-    c = (k // ns) % nd
-    a = k // (ns * nd)
+    a, c, s = _unravel(k, nd, ns)
     acc = cuda.local.array(1, np.float32)
     acc[0] = 0.0
     _slice_ray(vol[:, :, s:s + 1], rays, centres, us, step, a, c, cy, cx, cd, acc)
     out[a, c, s] = acc[0]
 
 
-@cuda.jit
-def slice_bp_adjoint(sino, rays, centres, us, step, vol):  # pragma: no cover - compiled
-    """:func:`._kernels.slice_bp_adjoint` (a gather); one thread per (row, col, slice)."""
+@cuda.jit(device=True)
+def _slice_bp(sino, rays, centres, us, step, vol, adjoint):  # pragma: no cover - compiled
+    """One thread's pixel (row, col, slice) of the slice-engine backprojections: the
+    transpose of :func:`slice_fp` (``adjoint``) or the interpolating one."""
     ny, nx, ns, na, nd, cy, cx, cd = _slice_frame(vol, sino)
     k = cuda.grid(1)
     if k >= ny * nx * ns:
         return
-    s = k % ns
-    j = (k // ns) % nx
-    i = k // (ns * nx)
+    i, j, s = _unravel(k, nx, ns)
     acc = cuda.local.array(1, np.float32)
     acc[0] = 0.0
     col = sino[:, :, s:s + 1]
     for a in range(na):
-        _adjoint_pixel(col, rays, centres, us, step, a, i, j, cy, cx, cd, acc)
+        if adjoint:
+            _adjoint_pixel(col, rays, centres, us, step, a, i, j, cy, cx, cd, acc)
+        else:
+            base, dc = _pixel_bins(centres, us, a, i, cy, cd)
+            _interp_bins(acc, col[a], base + (j - cx) * dc)
     vol[i, j, s] = acc[0]
+
+
+@cuda.jit
+def slice_bp_adjoint(sino, rays, centres, us, step, vol):  # pragma: no cover - compiled
+    """:func:`._kernels.slice_bp_adjoint` (a gather); one thread per (row, col, slice)."""
+    _slice_bp(sino, rays, centres, us, step, vol, True)
 
 
 @cuda.jit
 def slice_bp_interp(sino, centres, us, vol):  # pragma: no cover - compiled
     """:func:`._kernels.slice_bp_interp`; one thread per (row, col, slice)."""
-    ny, nx, ns, na, nd, cy, cx, cd = _slice_frame(vol, sino)
-    k = cuda.grid(1)
-    if k >= ny * nx * ns:
-        return
-    s = k % ns
-    j = (k // ns) % nx
-    i = k // (ns * nx)
-    acc = cuda.local.array(1, np.float32)
-    acc[0] = 0.0
-    col = sino[:, :, s:s + 1]
-    for a in range(na):
-        base, dc = _pixel_bins(centres, us, a, i, cy, cd)
-        _interp_bins(acc, col[a], base + (j - cx) * dc)
-    vol[i, j, s] = acc[0]
+    _slice_bp(sino, centres, centres, us, 1.0, vol, False)  # no rays: centres stand in
 
 
 # =========================================================================== volumes
@@ -134,9 +134,7 @@ def vol_fp(flat, nz, ny, nx, vecs, cone, step, out):  # pragma: no cover - compi
     k = cuda.grid(1)
     if k >= na * nr * nc:
         return
-    c = k % nc
-    r = (k // nc) % nr
-    a = k // (nc * nr)
+    a, r, c = _unravel(k, nr, nc)
     out[a, r, c] = _ray_sum(flat, vecs[a], cone, r, c, 0.5 * (nr - 1), 0.5 * (nc - 1),
                             (nx, ny, nz), (1, nx, nx * ny), step)
 
@@ -149,9 +147,7 @@ def vol_bp_adjoint(proj, vecs, cone, step, nz, ny, nx, flat):  # pragma: no cove
     k = cuda.grid(1)
     if k >= na * nr * nc:
         return
-    c = k % nc
-    r = (k // nc) % nr
-    a = k // (nc * nr)
+    a, r, c = _unravel(k, nr, nc)
     value = proj[a, r, c]
     if value != 0.0:
         _ray_spread(flat, value, vecs[a], cone, r, c, 0.5 * (nr - 1), 0.5 * (nc - 1),
@@ -166,9 +162,7 @@ def vol_bp_interp(proj, mats, cone, h0_ref, vol):  # pragma: no cover - compiled
     k = cuda.grid(1)
     if k >= nz * ny * nx:
         return
-    ix = k % nx
-    jy = (k // nx) % ny
-    kz = k // (nx * ny)
+    kz, jy, ix = _unravel(k, ny, nx)
     x = ix - 0.5 * (nx - 1)
     y = jy - 0.5 * (ny - 1)
     z = kz - 0.5 * (nz - 1)
