@@ -241,10 +241,9 @@ def test_widget_cli_and_demo_give_the_same_particles(make_napari_viewer, qtbot, 
     assert len(table) >= 10  # many particles separated, not one blob
 
 
-@pytest.fixture(scope="module")
-def porous_block(particle_volume):
-    """A 192^3 block of porous particles in resin (solid 2, pores 3) and its image; every
-    measure's compiled kernels loaded once on the small volume (a first run compiles)."""
+def porous_block_data():
+    """A 192^3 block of porous particles in resin (solid 2, pores 3) and its image (also
+    used by benchmarks/cancel.py)."""
     rng = np.random.default_rng(17)
     sp = (0.5, 0.5, 0.5)
     lab = np.full((192, 192, 192), RESIN, np.uint8)
@@ -253,10 +252,17 @@ def porous_block(particle_volume):
     pores = ndi.uniform_filter(rng.random(lab.shape, np.float32), 5) > 0.53  # ~15 % pores
     lab[pores & (lab == SOLID)] = PORE
     img = np.where(lab == SOLID, 1.0, 0.35).astype(np.float32)
+    return lab, img, sp
+
+
+@pytest.fixture(scope="module")
+def porous_block(particle_volume):
+    """:func:`porous_block_data`, with every measure's compiled kernels loaded once on the
+    small volume (a first run compiles)."""
     small, small_img, small_sp = particle_volume
     quantify(small, small_sp, "um", measures=list(MEASURES), intensity=small_img,
              settings=QuantifySettings(phase=PORE, matrix=SOLID, outside=(0, RESIN)))
-    return lab, img, sp
+    return porous_block_data()
 
 
 def test_cancel_all_measures_at_2_s(make_napari_viewer, qtbot, porous_block, cancel_mid_action):

@@ -1,0 +1,167 @@
+"""Cancel latency and UI responsiveness of the long actions (issue 17).
+
+Run (under a display, holding the shared benchmark lock):
+
+    flock /tmp/corrtomo-bench.lock xvfb-run -a python benchmarks/cancel.py [--repeat 3]
+
+1. Widget actions: each entry of :data:`ACTIONS` is a widget test (real napari viewer,
+   real button clicks) that clicks the action's button, clicks *Cancel* 2 s later and
+   measures, with the shared ``cancel_mid_action`` fixture (tests/widgets/conftest.py),
+   the time from the Cancel click to the end of the worker thread and the longest pause
+   of a 20 ms ``QTimer`` on the UI thread from the start click to that end. The test is
+   run with ``$CORRTOMO_CANCEL_RECORD`` set, so the numbers are the test's own.
+2. Quantify, measure by measure (core, no viewer; ``--measures``): each measure alone on
+   the same 192^3 porous block as the widget test, cancelled 0.5 s after it starts,
+   while a Python thread sleeping 20 ms stands in for the UI thread (a compiled call
+   holding the GIL shows as a long pause). A measure done before 0.5 s says so.
+
+Prints Markdown and writes it to ``docs/benchmarks/cancel.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from napari_corrtomo.core.progress import Cancelled  # noqa: E402
+from napari_corrtomo.core.quantify import MEASURES, QuantifySettings, quantify  # noqa: E402
+from napari_corrtomo.core.synthetic import PORE, RESIN, SOLID  # noqa: E402
+
+#: (action, widget test that cancels it at 2 s); one entry per long action
+ACTIONS = [
+    ("Quantify: all measures, 192^3",
+     "tests/widgets/test_quantify.py::test_cancel_all_measures_at_2_s"),
+    ("Register: refine by intensity (correlative sample)",
+     "tests/widgets/test_register.py::test_cancel_refine_at_2_s"),
+    ("Project: save 104 MB",
+     "tests/widgets/test_project.py::test_cancelled_save_keeps_the_previous_project"),
+]
+
+
+def widget_rows(repeat: int) -> list[tuple[str, list[float], list[float]]]:
+    """(action, cancel latencies in s, max UI gaps in s) over ``repeat`` runs each."""
+    rows = []
+    for action, test in ACTIONS:
+        latencies, gaps = [], []
+        for _ in range(repeat):
+            with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as f:
+                record = f.name
+            env = {**os.environ, "CORRTOMO_CANCEL_RECORD": record,
+                   "PYTHONPATH": str(ROOT / "src")}
+            subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL, check=False)
+            lines = Path(record).read_text().splitlines()
+            os.unlink(record)
+            if not lines:
+                raise RuntimeError(f"{test} recorded nothing (did it reach the Cancel click?)")
+            entry = json.loads(lines[-1])
+            latencies.append(entry["latency_s"])
+            gaps.append(entry["max_gap_s"])
+        rows.append((action, latencies, gaps))
+    return rows
+
+
+def porous_block():
+    """The 192^3 block of the Quantify widget test (tests/widgets/test_quantify.py)."""
+    path = ROOT / "tests" / "widgets" / "test_quantify.py"
+    spec = importlib.util.spec_from_file_location("test_quantify", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.porous_block_data()
+
+
+def cancel_measure(key: str, lab, img, sp, after_s: float = 0.5) -> tuple[float, float, float]:
+    """(run time or cancel latency in s, longest pause of a 20 ms sleeper in s, whether it
+    was cancelled: 1.0 / 0.0) of one measure cancelled ``after_s`` into it."""
+    cancel = threading.Event()
+    settings = QuantifySettings(phase=PORE, matrix=SOLID, outside=(0, RESIN))
+
+    def progress(done: int, total: int) -> None:
+        if cancel.is_set():
+            raise Cancelled()
+
+    ended: list[float] = []
+
+    def work() -> None:
+        try:
+            quantify(lab, sp, "um", measures=[key], settings=settings, intensity=img,
+                     progress=progress)
+        except Cancelled:
+            pass
+        ended.append(time.perf_counter())
+
+    beats = [time.perf_counter()]
+    start = beats[0]
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    clicked = None
+    while not ended:
+        time.sleep(0.02)
+        beats.append(time.perf_counter())
+        if clicked is None and beats[-1] - start >= after_s:
+            clicked = time.perf_counter()
+            cancel.set()
+    thread.join()
+    gap = float(np.diff(beats).max())
+    if clicked is None:
+        return ended[0] - start, gap, 0.0
+    return ended[0] - clicked, gap, 1.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per widget action")
+    parser.add_argument("--measures", action="store_true",
+                        help="also cancel each Quantify measure alone (core, no viewer)")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "cancel.md"))
+    args = parser.parse_args()
+
+    lines = ["# Cancel latency and UI responsiveness (issue 17)", "",
+             f"Machine: 2-core VM, shared, noisy ({platform.machine()}, Python "
+             f"{platform.python_version()}), load average {os.getloadavg()[0]:.1f} at the "
+             f"start. Command: `xvfb-run -a python benchmarks/cancel.py --repeat {args.repeat}"
+             f"{' --measures' if args.measures else ''}`.", "",
+             "Cancel clicked 2 s after the action's button (real napari viewer, real clicks); "
+             "time to cancel effective = Cancel click to the end of the worker thread; max UI "
+             "gap = longest pause of a 20 ms QTimer on the UI thread from the start click to "
+             f"that end. Median (max) of {args.repeat} runs. Bounds: 1 s and 100 ms.", "",
+             "| action | time to cancel effective (s) | max UI gap (ms) |", "|---|---|---|"]
+    for action, latencies, gaps in widget_rows(args.repeat):
+        lines.append(f"| {action} | {np.median(latencies):.2f} ({max(latencies):.2f}) | "
+                     f"{1000 * np.median(gaps):.0f} ({1000 * max(gaps):.0f}) |")
+        print(lines[-1], flush=True)
+    if args.measures:
+        lab, img, sp = porous_block()
+        small = lab[:48, :48, :48]
+        quantify(small, sp, "um", measures=list(MEASURES), intensity=img[:48, :48, :48],
+                 settings=QuantifySettings(phase=PORE, matrix=SOLID, outside=(0, RESIN)))
+        lines += ["", "Quantify measure by measure (core, 192^3 block, cancelled 0.5 s into the "
+                  "measure; a 20 ms sleeping thread stands in for the UI thread):", "",
+                  "| measure | time to cancel effective (s) | max gap of a 20 ms thread (ms) |",
+                  "|---|---|---|"]
+        for key in MEASURES:
+            took, gap, cancelled = cancel_measure(key, lab, img, sp)
+            when = f"{took:.2f}" if cancelled else f"done in {took:.2f} s, before the cancel"
+            lines.append(f"| {key} | {when} | {1000 * gap:.0f} |")
+            print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
