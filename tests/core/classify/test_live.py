@@ -103,6 +103,9 @@ def test_the_cap_subsamples_every_class(crop):
     assert update.n_labelled == int((scr > 0).sum()) > 60
     _, y = live.training_set()
     assert set(np.unique(y)) == {1, 2, 3}
+    # each slice keeps at most the cap (memory stays bounded), every class in it
+    for x, ys, painted in live._samples.values():
+        assert len(ys) == len(x) == min(60, painted) and len(np.unique(ys)) == 3
 
 
 def test_train_gives_a_fitted_classifier_on_2d(crop):

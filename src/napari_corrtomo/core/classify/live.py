@@ -100,8 +100,10 @@ class LiveTrainer:
         self.batch_trees = max(int(batch_trees), 1)
         self.max_samples = int(max_samples)
         self._cache: dict[int, np.ndarray] = {}
-        # per labelled slice: its strokes' feature vectors (N, F) and classes (N,)
-        self._samples: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # per labelled slice: its strokes' feature vectors (N, F), classes (N,) -- at most
+        # max_samples of them (memory stays bounded on huge label sets) -- and the number
+        # of voxels painted
+        self._samples: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
         self._dtype = np.dtype(np.uint8)
         # strokes taken (bumped by every edit) and those the classifier's forest has seen
         self._edits = 0
@@ -114,7 +116,7 @@ class LiveTrainer:
     @property
     def n_labelled(self) -> int:
         """Labelled voxels taken so far (before the cap)."""
-        return sum(len(y) for _, y in self._samples.values())
+        return sum(n for *_, n in self._samples.values())
 
     def _z(self, z: int) -> int:
         if self.classifier.spatial_ndim == 2:
@@ -186,14 +188,19 @@ class LiveTrainer:
             self._samples.pop(z, None)
 
     def _slice_samples(self, z: int, plane: np.ndarray, progress: ProgressCallback | None
-                       ) -> tuple[np.ndarray, np.ndarray]:
-        mask = plane != 0
+                       ) -> tuple[np.ndarray, np.ndarray, int]:
+        at = np.flatnonzero(plane)
+        painted, y = at.size, plane.ravel()[at]
+        keep = stratified_subsample(y, self.max_samples, self.classifier.seed + z)
+        if keep is not None:
+            at, y = at[keep], y[keep]
         feats = self.slice_features(z, progress)
-        return np.ascontiguousarray(feats[:, mask].T), plane[mask]
+        return np.ascontiguousarray(feats.reshape(feats.shape[0], -1)[:, at].T), y, painted
 
     def training_set(self) -> tuple[np.ndarray, np.ndarray]:
         """Feature vectors ``(N, F)`` and classes ``(N,)`` the next fit uses: every stroke,
-        or a stratified seeded subsample of ``max_samples`` beyond that."""
+        or a stratified seeded subsample of ``max_samples`` beyond that (drawn from each
+        slice's own subsample of at most ``max_samples``)."""
         parts = [self._samples[z] for z in sorted(self._samples)]
         y = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, self._dtype)
         check_classes(y)
