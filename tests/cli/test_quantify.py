@@ -80,3 +80,24 @@ def test_every_quantify_setting_is_a_command_line_option():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     dests = {a.dest for a in sub.choices["quantify"]._actions}
     assert {f.name for f in fields(QuantifySettings)} <= dests
+
+
+def test_partial_volume_porosity_from_the_command_line_equals_the_api(tmp_path, capsys):
+    """``--intensity IMG --measures pv_porosity`` writes the same table the pipeline gives."""
+    from napari_corrtomo.core.quantify import QuantifySettings, quantify
+    from napari_corrtomo.core.synthetic import porous_sphere
+
+    img, lab, truth = porous_sphere(seed=3)
+    labels = (lab + 1).astype(np.uint8)  # 1 = pores and surrounding, 2 = solid
+    lab_path = io.write_tiff(tmp_path / "labels.tif", labels, (1.0,) * 3, "um", "labels")
+    img_path = io.write_tiff(tmp_path / "image.tif", img, (1.0,) * 3, "um")
+    out = tmp_path / "q"
+    code = main(["quantify", str(lab_path), "--phase", "1", "--matrix", "2", "--intensity",
+                 str(img_path), "--measures", "pv_porosity", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    cli = pd.read_csv(out / "pv_porosity.csv")
+    api = quantify(labels, (1.0,) * 3, "um", measures=["pv_porosity"],
+                   settings=QuantifySettings(phase=1, matrix=2), intensity=img)
+    pd.testing.assert_frame_equal(cli, api.tables["pv_porosity"], check_dtype=False)
+    row = cli.loc[cli["voxels"].idxmax()]
+    assert row["porosity_pv"] == pytest.approx(truth, rel=0.05)
