@@ -157,3 +157,21 @@ def test_cupy_backend_without_gpu_is_a_clear_error(monkeypatch):
     assert P.select_engine("auto") in ("cpu",)  # tests force numpy via CORRTOMO_BACKEND
     monkeypatch.setenv("CORRTOMO_BACKEND", "auto")
     assert P.select_engine("auto") == "cpu"  # no GPU -> CPU path, never a crash
+
+
+def test_cupy_without_a_gpu_for_numba_never_crashes(strict_cupy, monkeypatch, parallel_sample):
+    """CuPy installed (the stand-in says it sees a device) but neither numba nor ASTRA can
+    use a GPU: reconstruction's GPU engine is unavailable, 'cupy' is a clear error and
+    'auto' runs the CPU engines."""
+    from napari_corrtomo.core.recon import _astra, _cuda_kernels
+
+    monkeypatch.setattr(_astra, "cuda_available", lambda: False)
+    monkeypatch.setattr(_cuda_kernels, "available", lambda: False)
+    monkeypatch.setenv("CORRTOMO_BACKEND", "auto")
+    with pytest.raises(ValueError, match="GPU"):
+        P.select_engine("cupy")
+    assert P.select_engine("auto") == "cpu"
+    s = parallel_sample
+    auto = forward_project(s.phantom, s.geometry, s.voxel_size)
+    cpu = forward_project(s.phantom, s.geometry, s.voxel_size, backend="numpy")
+    np.testing.assert_array_equal(auto, cpu)
