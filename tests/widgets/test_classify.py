@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from napari_corrtomo.core.classify import PixelClassifier, weighted_error
 from napari_corrtomo.core.classify.features import FeatureSpec, FilterItem
@@ -301,3 +302,52 @@ def test_live_labelling_strokes_update_the_slice_with_the_brush_active(make_napa
     assert viewer.layers.selection.active is layer and layer.mode == "paint"
     print("stroke -> prediction drawn (s):", [f"{t:.3f}" for t in latencies])
     assert np.median(latencies) < 0.5, latencies
+
+
+@pytest.fixture(scope="module")
+def big_volume():
+    """A 224^3 microCT-like volume and a two-class labels layer over 71 % of it (8 M voxels:
+    the runaway case of issue 17, a truth layer chosen as scribbles); the compiled kernels
+    loaded once (a first run compiles them)."""
+    rng = np.random.default_rng(17)
+    img = ndi.gaussian_filter(rng.random((224, 224, 224), np.float32), 2.0)
+    truth = np.where(img > np.median(img), 1, 2).astype(np.uint8)
+    truth[:, :, :64] = 0
+    spec = FeatureSpec.ilastik_default()
+    PixelClassifier(spec, n_trees=2).fit(img[:8, :16, 64:80], truth[:8, :16, 64:80])
+    return img, truth
+
+
+def _big_widget(viewer, img, labels=None):
+    viewer.add_image(img, name="microCT", scale=(0.65,) * 3, units="um")
+    w = ClassifyWidget(viewer)
+    w.set_feature_spec(FeatureSpec.ilastik_default())
+    if labels is not None:
+        w.scribbles.set_layer(viewer.add_labels(labels, name="microCT truth",
+                                                scale=(0.65,) * 3, units="um"))
+    return w
+
+
+def test_cancel_live_training_on_8_million_labelled_voxels(make_napari_viewer, big_volume,
+                                                           cancel_mid_action):
+    img, truth = big_volume
+    assert np.count_nonzero(truth) > 8_000_000
+    viewer = make_napari_viewer()
+    w = _big_widget(viewer, img, truth)
+    run = cancel_mid_action(viewer, w.runner, w.train_button,
+                            action="Classify: live training, 8 M labelled voxels")
+    run.assert_prompt()
+    assert w.classifier is None and not w.train_button.isChecked()
+
+
+def test_cancel_predict_volume_224(make_napari_viewer, big_volume, cancel_mid_action, tmp_path):
+    img, truth = big_volume
+    strokes = np.zeros_like(truth)
+    strokes[100, 40:60, 80:160] = truth[100, 40:60, 80:160]
+    clf = PixelClassifier(FeatureSpec.ilastik_default(), seed=3).fit(img, strokes, 0.65, "um")
+    viewer = make_napari_viewer()
+    w = _big_widget(viewer, img)
+    w.load_classifier(str(clf.save(tmp_path / "clf.corrclf.npz")))
+    run = cancel_mid_action(viewer, w.runner, w.predict_button,
+                            action="Classify: predict volume 224^3")
+    run.assert_prompt()

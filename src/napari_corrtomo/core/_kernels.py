@@ -8,9 +8,12 @@ fixed order, so results do not depend on how a volume is cut into blocks.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -247,8 +250,13 @@ def correlate_first_range(arr: np.ndarray, weights: np.ndarray, g0: int, g1: int
     w = np.ascontiguousarray(weights, dtype=np.float32)
     out = np.empty((g1 - g0,) + arr.shape[1:], np.float32)
     b = math.prod(arr.shape[1:])
-    _compiled()["corr_first_range"](arr.reshape(arr.shape[0], b), w, _symmetry(w),
-                                    out.reshape(g1 - g0, b), int(g0), int(base), int(n_true))
+    inp, flat, sym = arr.reshape(arr.shape[0], b), out.reshape(g1 - g0, b), _symmetry(w)
+    step = max(1, CHUNK_VOXELS // max(b, 1))  # rows per chunk (see ticking)
+    for k0 in range(0, g1 - g0, step):
+        if k0:
+            _tick()
+        _compiled()["corr_first_range"](inp, w, sym, flat[k0:k0 + step], int(g0 + k0),
+                                        int(base), int(n_true))
     return out
 
 
@@ -296,14 +304,52 @@ def _executor(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="corrtomo-kernel")
 
 
+#: Within :func:`ticking`, a pass runs in chunks of about this many voxels (~10-50 ms of
+#: work) with the tick called between them.
+CHUNK_VOXELS = 1 << 21
+_TICK = threading.local()
+
+
+@contextlib.contextmanager
+def ticking(tick: Callable[[], None] | None) -> Iterator[None]:
+    """Within the block, every compiled pass of this thread calls ``tick()`` between chunks
+    of about :data:`CHUNK_VOXELS` voxels: a cancel check (a callback that raises stops the
+    pass there, within tens of milliseconds, not after a whole feature of a large block).
+    Chunks never change a result (each output voxel is computed once, in a fixed order)."""
+    previous = getattr(_TICK, "tick", None)
+    _TICK.tick = tick
+    try:
+        yield
+    finally:
+        _TICK.tick = previous
+
+
+def _tick() -> None:
+    tick = getattr(_TICK, "tick", None)
+    if tick is not None:
+        tick()
+
+
 def _run(kernel: Any, args: tuple, n_items: int, voxels: int, threads: int) -> None:
-    """``kernel(*args, lo, hi)`` over work items ``0 .. n_items``, split into one range per
-    thread for large passes. Every output voxel is computed by one item, in a fixed order,
-    so the split never changes a result."""
-    if threads < 2 or voxels < SPLIT_VOXELS or n_items < 2:
-        kernel(*args, 0, n_items)
+    """``kernel(*args, lo, hi)`` over work items ``0 .. n_items``: in chunks with a tick
+    between them (see :func:`ticking`), each split into one range per thread for large
+    passes. Every output voxel is computed by one item, in a fixed order, so neither
+    chunks nor the split change a result."""
+    ticks = getattr(_TICK, "tick", None) is not None
+    step = max(1, n_items * CHUNK_VOXELS // max(voxels, 1)) if ticks else n_items
+    for lo in range(0, n_items, max(step, 1)):
+        if lo:
+            _tick()
+        hi = min(lo + step, n_items)
+        _run_range(kernel, args, lo, hi, voxels * (hi - lo) // max(n_items, 1), threads)
+
+
+def _run_range(kernel: Any, args: tuple, lo: int, hi: int, voxels: int, threads: int) -> None:
+    """``kernel(*args, lo, hi)``, split into one range per thread for large passes."""
+    if threads < 2 or voxels < SPLIT_VOXELS or hi - lo < 2:
+        kernel(*args, lo, hi)
         return
-    bounds = np.linspace(0, n_items, min(threads, n_items) + 1).astype(np.int64)
+    bounds = np.linspace(lo, hi, min(threads, hi - lo) + 1).astype(np.int64)
     futures = [_executor(threads).submit(kernel, *args, int(lo), int(hi))
                for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
     for f in futures:

@@ -15,7 +15,7 @@ from typing import Any
 import napari
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEvent, QObject, Signal
+from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..core.progress import Cancelled
@@ -148,10 +148,14 @@ class _BarJob(Job):
     def __init__(self, bridge: _Bridge):
         super().__init__()
         self.bridge = bridge
+        self._last: tuple[int, int] | None = None
 
     def progress(self, done: int, total: int) -> None:
         super().progress(done, total)
-        self.bridge.progressed.emit(int(done), int(total))
+        # the core re-reports unchanged numbers as cancel checks: the bar needs new ones only
+        if (done, total) != self._last:
+            self._last = (int(done), int(total))
+            self.bridge.progressed.emit(*self._last)
 
 
 class TaskRunner(QWidget):
@@ -190,6 +194,13 @@ class TaskRunner(QWidget):
         self._job = Job()
         self._worker = None
         self._pbar: napari_progress | None = None
+        self._label = ""
+        # napari's activity dock lays out a new bar (tens of milliseconds): in an event-loop
+        # turn of its own, not in the click that started the task
+        self._pbar_timer = QTimer(self)
+        self._pbar_timer.setSingleShot(True)
+        self._pbar_timer.setInterval(0)
+        self._pbar_timer.timeout.connect(self._open_activity)
         self.last_error: BaseException | None = None
 
     @property
@@ -216,7 +227,8 @@ class TaskRunner(QWidget):
         self.last_error = None
         job = self._job = _BarJob(self._bridge)
         # Errors are ours to report (notification + status), not to re-raise in the GUI thread.
-        self._pbar = napari_progress(total=0, desc=label)
+        self._label = label
+        self._pbar_timer.start()
         self.bar.setRange(0, 0)  # busy until the first report
         self.cancel_button.setEnabled(True)
         self.status.setText(f"{label} ...")
@@ -267,6 +279,12 @@ class TaskRunner(QWidget):
         finally:
             done.set()
 
+    def _open_activity(self) -> None:
+        if self.busy and self._pbar is None:
+            self._pbar = napari_progress(total=max(self.bar.maximum(), 0), desc=self._label)
+            self._pbar.n = self.bar.value() if self.bar.maximum() else 0
+            self._pbar.refresh()
+
     def _on_progress(self, done: int, total: int) -> None:
         self.bar.setRange(0, max(total, 1))
         self.bar.setValue(done)
@@ -286,6 +304,7 @@ class TaskRunner(QWidget):
 
     def _on_finished(self) -> None:
         self._worker = None
+        self._pbar_timer.stop()
         self.cancel_button.setEnabled(False)
         self.bar.setRange(0, 1)
         self.bar.setValue(0 if self._job.cancel.is_set() or self.last_error else 1)

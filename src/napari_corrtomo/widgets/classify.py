@@ -264,14 +264,14 @@ class ClassifyWidget(DockForm):
         self.differences.setChecked(spec.channel_differences)
         self.tailored.setChecked(spec.tailored is not None)
 
-    def _inputs(self, lazy: bool = False):
+    def _inputs(self):
+        """The chosen channel layers, their arrays (not copied here: the workers stack
+        them, a copy of the volume), voxel size and unit."""
         layers = self.channel_layers()
         arrays = [full_resolution(layer) for layer in layers]
-        image = arrays if lazy else stack_channels(arrays, lazy=False)
         nd = 3 if arrays[0].ndim >= 3 else 2
         frame = layer_frame(layers[0], nd)
-        spacing, unit = frame.spacing, frame.unit
-        return layers, image, spacing, unit
+        return layers, arrays, frame.spacing, frame.unit
 
     def _current_z(self, layer) -> int:
         if layer.ndim < 3:
@@ -299,7 +299,7 @@ class ClassifyWidget(DockForm):
     def start_training(self) -> None:
         """Build the trainer and fit on the current scribbles (in a worker)."""
         try:
-            layers, image, spacing, unit = self._inputs()
+            layers, arrays, spacing, unit = self._inputs()
             labels_layer = self.scribbles.layer(required="scribble Labels layer")
             spec = self.feature_spec()
         except ValueError as exc:
@@ -312,10 +312,10 @@ class ClassifyWidget(DockForm):
         n_trees = self.n_trees.value()
 
         def job(progress=None):
-            live = LiveTrainer(image, spec, spacing, unit, names, spatial_ndim=nd,
-                               n_trees=n_trees)
-            live.set_labels(labels, scaled(progress, 0, 1, 2))
-            return live, live.update(z, scaled(progress, 1, 2, 2))
+            live = LiveTrainer(stack_channels(arrays, lazy=False), spec, spacing, unit, names,
+                               spatial_ndim=nd, n_trees=n_trees)
+            live.set_labels(labels, scaled(progress, 0, 500, 1000))
+            return live, live.update(z, scaled(progress, 500, 1000, 1000))
 
         self.runner.start(job, on_result=self._trained, label="Training")
 
@@ -479,14 +479,14 @@ class ClassifyWidget(DockForm):
         try:
             if self.classifier is None or not self.classifier.fitted:
                 raise ValueError("no classifier yet: train one (Live training) or load one")
-            layers, image, spacing, unit = self._inputs(lazy=True)
+            layers, arrays, spacing, unit = self._inputs()
         except ValueError as exc:
             show_error(str(exc))
             return
         clf = self.classifier
 
         def job(progress=None):
-            s = segment(clf, image, spacing, unit, progress=progress).computed(progress)
+            s = segment(clf, arrays, spacing, unit, progress=progress).computed(progress)
             return s.probabilities, s.labels, s.uncertainty
 
         self.runner.start(job, on_result=lambda res: self._add_outputs(layers[0], *res),

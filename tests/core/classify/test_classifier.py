@@ -109,6 +109,25 @@ def test_live_slice_matches_the_volume(trained, crop):
         assert np.mean(np.argmax(sl, 0) == np.argmax(whole[:, z], 0)) > 0.995
 
 
+def test_trees_fitted_in_batches_of_any_size_give_the_same_forest(crop, monkeypatch):
+    """The forest grows in time-sized batches (a progress report, i.e. a cancel check,
+    after each): one tree at a time or all at once, the same forest."""
+    from napari_corrtomo.core.classify import classifier as clf_mod
+
+    img, _, scr, sp = crop
+    spec = FeatureSpec((FilterItem("gaussian", 0.7), FilterItem("ggm", 1.6)))
+    whole = PixelClassifier(spec, n_trees=12, seed=2).fit(img, scr, sp)
+    monkeypatch.setattr(clf_mod, "TREE_BATCH_S", 0.0)  # a report after every tree
+    X, y = whole._training_samples(img, scr, None)
+    calls = []
+    one_by_one = PixelClassifier(spec, n_trees=12, seed=2)
+    one_by_one._set_frame(img, sp, "pixel", None)
+    one_by_one._fit_samples(X, y, scr.dtype, lambda d, t: calls.append((d, t)))
+    assert calls == [(n, 12) for n in range(1, 13)]
+    for k, v in whole.forest.arrays().items():
+        assert np.array_equal(getattr(one_by_one.forest, k), v), k
+
+
 def test_uncertainty_and_importances(trained, crop):
     img, *_ = crop
     proba = trained.predict_proba(img)

@@ -128,6 +128,39 @@ def test_compiled_and_array_module_paths_agree(volume, monkeypatch):
         np.testing.assert_allclose(fast[k], slow[k], atol=_tol(slow[k]), err_msg=str(k))
 
 
+def test_passes_cut_into_chunks_give_the_same_features_and_check_cancel(volume, monkeypatch):
+    """Every filter pass runs in chunks (cancel checks between them): the features are
+    bit-identical to one-chunk passes, whole and with a z range, and a callback that
+    raises stops the computation inside a feature."""
+    from napari_corrtomo.core import _kernels
+    from napari_corrtomo.core.progress import Cancelled
+
+    spec = FeatureSpec.ilastik_default()
+    spec = FeatureSpec(tuple(f for f in spec.filters if f.sigma <= 1.6))
+    whole = compute_features(volume, spec, (2.0, 1.0, 1.0), spatial_ndim=3)
+    part = compute_features(volume, spec, (2.0, 1.0, 1.0), spatial_ndim=3, z_range=(5, 9))
+    monkeypatch.setattr(_kernels, "CHUNK_VOXELS", 97)  # many uneven chunks along every axis
+    calls = []
+    chunked = compute_features(volume, spec, (2.0, 1.0, 1.0), spatial_ndim=3,
+                               progress=lambda d, t: calls.append((d, t)))
+    assert np.array_equal(chunked, whole)
+    assert np.array_equal(compute_features(volume, spec, (2.0, 1.0, 1.0), spatial_ndim=3,
+                                           z_range=(5, 9)), part)
+    n = spec.n_features(1)
+    assert len(calls) > 50 * n and calls[-1] == (n, n)  # checks within every feature
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+    def stop(done, total):
+        if len(seen) == 10:
+            raise Cancelled()
+        seen.append(done)
+
+    seen: list[int] = []
+    with pytest.raises(Cancelled):
+        compute_features(volume, spec, (2.0, 1.0, 1.0), spatial_ndim=3, progress=stop)
+    assert seen[-1] == 0  # stopped inside the first feature, not after it
+
+
 def test_z_range_gives_the_same_slices(volume):
     spec = FeatureSpec.ilastik_default(tailored=True)
     spec = FeatureSpec(tuple(f for f in spec.filters if f.sigma <= 3.5), tailored=spec.tailored)

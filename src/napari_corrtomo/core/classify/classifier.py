@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,12 @@ from .features import FeatureSpec, compute_features
 from .files import FOREST_KEYS, DamagedFile, read_classifier_file, write_classifier_file
 from .forest import FlatForest
 
-#: training adds trees in batches of about this many tree x sample fits between progress
-#: reports (a cancel check); prediction evaluates this many voxels between reports
-TREE_BATCH_SAMPLES = 100_000
-PREDICT_BATCH_VOXELS = 1 << 18
+#: training adds trees in batches of about this many seconds of fitting between progress
+#: reports (cancel checks); the batches do not change the forest
+TREE_BATCH_S = 0.15
+#: prediction evaluates the forest on batches of voxels of about this many tree-node
+#: visits (~0.1-0.2 s on one core) between progress reports (cancel checks)
+PREDICT_BATCH_STEPS = 1 << 23
 
 
 class PixelClassifier:
@@ -151,12 +154,14 @@ class PixelClassifier:
         NaN/inf in the image.
         """
         labels = np.asarray(bk.to_host(labels))
-        img = self._validate_training(image, labels)
+        img, _ = self._validate_training(image, labels)
         self._set_frame(img, spacing, unit, channel_names)
         X, y = self._training_samples(img, labels, progress)
         return self._fit_samples(X, y, labels.dtype)
 
-    def _validate_training(self, image: Any, labels: np.ndarray) -> np.ndarray:
+    def _validate_training(self, image: Any, labels: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """The image with a channel axis and the labelled classes; refuses bad input."""
         nd = labels.ndim
         if nd not in (2, 3):
             raise ValueError(f"labels must be 2D or 3D, got {labels.ndim}D")
@@ -169,9 +174,9 @@ class PixelClassifier:
                 f"{tuple(img.shape[1:])}; paint the scribbles on a Labels layer of the "
                 "image's shape"
             )
-        check_classes(labels[labels != 0])
+        classes = check_classes(labels[labels != 0])
         check_finite(img)
-        return img
+        return img, classes
 
     def _set_frame(self, img: np.ndarray, spacing, unit, channel_names) -> None:
         nd = img.ndim - 1
@@ -195,13 +200,19 @@ class PixelClassifier:
             n_jobs=n_jobs, warm_start=True,
         )
         # Trees are added in batches (warm start draws the same per-tree seeds as one
-        # fit, so the forest is identical) and progress is reported between batches:
-        # Cancel acts within a batch of about TREE_BATCH_SAMPLES tree-samples.
-        step = max(n_jobs, min(self.n_trees, TREE_BATCH_SAMPLES // max(len(y), 1)))
-        for n in range(step, self.n_trees + step, step):
-            rf.set_params(n_estimators=min(n, self.n_trees))
+        # fit, so the forest is identical whatever the batches) sized from the time the
+        # trees so far took: progress is reported, and Cancel acts, every ~TREE_BATCH_S
+        # (a tree on 20 000 samples of noisy features takes up to ~0.7 s here).
+        n, step = 0, n_jobs
+        while n < self.n_trees:
+            add = min(step, self.n_trees - n)
+            start = time.perf_counter()
+            rf.set_params(n_estimators=n + add)
             rf.fit(X, y)
-            report(progress, min(n, self.n_trees), self.n_trees)
+            n += add
+            report(progress, n, self.n_trees)
+            rounds = TREE_BATCH_S / max((time.perf_counter() - start) * n_jobs / add, 1e-6)
+            step = n_jobs * max(1, int(rounds))
         self._set_forest(FlatForest.from_sklearn(rf), rf.classes_.astype(dtype),
                          rf.feature_importances_, len(y))
         self._sklearn = rf
@@ -246,12 +257,14 @@ class PixelClassifier:
     def _block_proba(self, backend: str):
         spec, sp, nd, forest = self.features, self.spacing, self.spatial_ndim, self.forest
         n_classes = len(self.classes_)
+        # deep forests (many labelled voxels) take longer per voxel: smaller batches
+        batch = max(512, PREDICT_BATCH_STEPS // max(int(forest.depth.sum()), 1))
 
         def func(block: Any, progress: ProgressCallback | None = None) -> Any:
             xp = bk.xp_for(backend)
             check_finite(block, xp=xp)
             # progress after each feature and each batch of voxels: Cancel acts within one
-            starts = range(0, math.prod(block.shape[-nd:]), PREDICT_BATCH_VOXELS)
+            starts = range(0, math.prod(block.shape[-nd:]), batch)
             total = 2 * len(starts)
             feats = compute_features(block, spec, sp, spatial_ndim=nd, backend=backend,
                                      progress=scaled(progress, 0, len(starts), total))
@@ -259,8 +272,7 @@ class PixelClassifier:
             feats = feats.reshape(feats.shape[0], -1)
             proba = xp.empty((n_classes, feats.shape[1]), xp.float32)
             for i, a in enumerate(starts):
-                b = a + PREDICT_BATCH_VOXELS
-                proba[:, a:b] = forest.predict_proba(feats[:, a:b], backend)
+                proba[:, a:a + batch] = forest.predict_proba(feats[:, a:a + batch], backend)
                 report(progress, len(starts) + i + 1, total)
             return proba.reshape((n_classes,) + tuple(shape))
 

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .._checks import check_spacing
+from .._kernels import ticking
 from ..backend import asarray, is_lazy, map_blocks, to_host
 from ..memory import check_memory
 from ..progress import ProgressCallback, report
@@ -324,8 +325,9 @@ def compute_features(
     backend
         ``"numpy"`` or ``"cupy"`` (``"auto"`` resolves); the result lives on that device.
     progress
-        ``progress(done, F)`` after each feature of an in-memory image (a callback that
-        raises stops the computation there).
+        ``progress(done, F)`` after each feature of an in-memory image, and again
+        (same numbers) between chunks of every compiled filter pass (a callback that
+        raises stops the computation there, within tens of milliseconds).
 
     Returns
     -------
@@ -364,13 +366,19 @@ def compute_features(
         check_memory("features", out_shape, n_out)
     out = xp.empty((n_out,) + tuple(out_shape), dtype=xp.float32)
     per = spec.features_per_input(nd)
-    for c, ch in enumerate(channels):
-        # every filter writes its components into its slots of ``out`` (no copies)
-        for done in _channel_features(eng, ch, spec, sp, zr if nd == 3 else None,
-                                      out[c * per:(c + 1) * per]):
-            report(progress, c * per + done, n_out)
-        if done != per:  # pragma: no cover - internal consistency
-            raise RuntimeError(f"computed {done} features per channel, expected {per}")
+    written = [0]
+    # between chunks of every compiled pass the features done so far are reported again:
+    # a cancelling callback stops a large block within tens of milliseconds
+    tick = None if progress is None else lambda: report(progress, written[0], n_out)
+    with ticking(tick):
+        for c, ch in enumerate(channels):
+            # every filter writes its components into its slots of ``out`` (no copies)
+            for done in _channel_features(eng, ch, spec, sp, zr if nd == 3 else None,
+                                          out[c * per:(c + 1) * per]):
+                written[0] = c * per + done
+                report(progress, written[0], n_out)
+            if done != per:  # pragma: no cover - internal consistency
+                raise RuntimeError(f"computed {done} features per channel, expected {per}")
     return out
 
 
