@@ -13,22 +13,29 @@ from napari_corrtomo.widgets.register import RegisterWidget
 pytest.importorskip("SimpleITK")
 
 
-def test_registered_nanoct_is_drawn_in_2d_at_three_slices(make_napari_viewer, qtbot,
-                                                           correlative_sample):
-    s, truth = correlative_sample, correlative_sample.truth
-    viewer = make_napari_viewer(show=True)
+def _registered(viewer, s, **nano_display):
+    """microCT and nanoCT in ``viewer``, the nanoCT registered by the Register widget (the
+    exact landmarks, similarity fit, Apply); the landmark layers hidden."""
     micro = viewer.add_image(s.microct.data, name="microCT", scale=s.microct.scale, units="um")
     nano = viewer.add_image(s.nanoct.data, name="nanoCT", scale=s.nanoct.scale, units="um",
-                            colormap="magenta")
+                            **nano_display)
     widget = RegisterWidget(viewer)
     widget.fixed_select.set_layer(micro)
     widget.moving_select.set_layer(nano)
     pf, pm = widget.create_landmark_layers()
-    pf.add(truth.landmarks_microct)
-    pm.add(truth.landmarks_nanoct)
+    pf.add(s.truth.landmarks_microct)
+    pm.add(s.truth.landmarks_nanoct)
     widget.fit()
     widget.apply_button.click()
     pf.visible = pm.visible = False
+    return widget, micro, nano
+
+
+def test_registered_nanoct_is_drawn_in_2d_at_three_slices(make_napari_viewer, qtbot,
+                                                           correlative_sample):
+    s = correlative_sample
+    viewer = make_napari_viewer(show=True)
+    widget, micro, nano = _registered(viewer, s, colormap="magenta")
     view = widget.views["nanoCT"]
     assert view.layer in viewer.layers
     viewer.dims.ndisplay = 2
@@ -67,17 +74,7 @@ def test_painting_a_registered_roi_writes_its_voxels_at_the_clicked_place(
         make_napari_viewer, qtbot, correlative_sample):
     s, truth = correlative_sample, correlative_sample.truth
     viewer = make_napari_viewer(show=True)
-    micro = viewer.add_image(s.microct.data, name="microCT", scale=s.microct.scale, units="um")
-    nano = viewer.add_image(s.nanoct.data, name="nanoCT", scale=s.nanoct.scale, units="um")
-    widget = RegisterWidget(viewer)
-    widget.fixed_select.set_layer(micro)
-    widget.moving_select.set_layer(nano)
-    pf, pm = widget.create_landmark_layers()
-    pf.add(truth.landmarks_microct)
-    pm.add(truth.landmarks_nanoct)
-    widget.fit()
-    widget.apply_button.click()
-    pf.visible = pm.visible = False
+    widget, micro, nano = _registered(viewer, s)
     # the ROI: a 4 um box around a bead drawn on the microCT, cropped from the nanoCT
     p = truth.landmarks_microct[0]
     box = viewer.add_shapes(ndim=3, name="ROI box")
@@ -158,17 +155,7 @@ def test_the_ui_thread_runs_while_planes_are_resampled(make_napari_viewer, qtbot
     and napari's own per-step cost)."""
     s, truth = correlative_sample, correlative_sample.truth
     viewer = make_napari_viewer()
-    micro = viewer.add_image(s.microct.data, name="microCT", scale=s.microct.scale, units="um")
-    nano = viewer.add_image(s.nanoct.data, name="nanoCT", scale=s.nanoct.scale, units="um")
-    widget = RegisterWidget(viewer)
-    widget.fixed_select.set_layer(micro)
-    widget.moving_select.set_layer(nano)
-    pf, pm = widget.create_landmark_layers()
-    pf.add(truth.landmarks_microct)
-    pm.add(truth.landmarks_nanoct)
-    widget.fit()
-    widget.apply_button.click()
-    pf.visible = pm.visible = False
+    widget, micro, nano = _registered(viewer, s)
     view = widget.views["nanoCT"]
     viewer.dims.ndisplay = 2
     viewer.dims.set_point(0, float(truth.landmarks_microct[0][0]))
