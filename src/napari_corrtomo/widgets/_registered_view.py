@@ -224,10 +224,11 @@ class RegisteredView:
             return
         self._shown = k
         # in place (a labels view is painted there; the cache keeps the plane as sampled),
-        # then re-slice this layer alone: its extent and the thumbnail's are unchanged
+        # then re-slice this layer alone: its extent is unchanged, and its thumbnail is
+        # left to napari's next slicing (a step), which keeps this UI-thread work small
         self.layer.data[...] = self.cval if plane is None else plane
         if refresh:
-            self.layer.refresh(extent=False, highlight=False)
+            self.layer.refresh(extent=False, highlight=False, thumbnail=False)
 
     def is_current(self) -> bool:
         """Whether the plane on screen is drawn (tests, benchmarks)."""
