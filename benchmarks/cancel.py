@@ -49,6 +49,12 @@ ACTIONS = [
      "tests/widgets/test_register.py::test_cancel_refine_at_2_s"),
     ("Project: save 104 MB",
      "tests/widgets/test_project.py::test_cancelled_save_keeps_the_previous_project"),
+    ("Classify: live training, 8 M labelled voxels of 224^3",
+     "tests/widgets/test_classify.py::test_cancel_live_training_on_8_million_labelled_voxels"),
+    ("Classify: predict volume 224^3",
+     "tests/widgets/test_classify.py::test_cancel_predict_volume_224"),
+    ("FIB: ml interpolation, 48 x 128 x 128",
+     "tests/widgets/test_fib.py::test_ml_interpolation_shows_progress_and_cancels_within_a_second"),
 ]
 
 
