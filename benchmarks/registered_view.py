@@ -37,8 +37,8 @@ from napari_corrtomo.widgets.register import RegisterWidget
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "registered_view.md"
 READING = ("Reading: the goal on frames is met when planes are sampled ahead or cached "
-           "(slider steps) and at the bound when every step needs a new plane (jumps). The "
-           "heartbeat goal is not met on this machine, and napari alone misses it too "
+           "(slider steps), and with less margin when every step needs a new plane (jumps). "
+           "The heartbeat goal is not met on this machine, and napari alone misses it too "
            "(baseline row): the long gaps are napari slicing the layers (~50 ms of UI-thread "
            "CPU per step, profiled) and drawing each frame in software OpenGL (Xvfb) while "
            "other jobs hold the 2 cores. The view adds to a step an in-place copy of a "
