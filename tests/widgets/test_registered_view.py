@@ -102,8 +102,10 @@ def test_painting_a_registered_roi_writes_its_voxels_at_the_clicked_place(
     view.layer.brush_size = 1
     view.layer.selected_label = 2
     native = viewer.window._qt_viewer.canvas.native
-    edits = []  # what the Classify widget's live training listens to
-    scribbles.events.paint.connect(edits.append)
+    # what the Classify widget's live training listens to: at the paint event the voxels
+    # are written already (it reads the labels then)
+    edits = []
+    scribbles.events.paint.connect(lambda e: edits.append(int((scribbles.data == 2).sum())))
     qtbot.wait(50)
 
     # a click 1 um beside the bead
@@ -119,7 +121,7 @@ def test_painting_a_registered_roi_writes_its_voxels_at_the_clicked_place(
     expected = np.asarray(scribbles.world_to_data(target))
     # every voxel written is the ROI voxel at the clicked world position (within one voxel)
     assert np.abs(painted - expected).max() <= 1.0, (painted, expected)
-    assert len(edits) == 1
+    assert edits == [len(painted)]  # one event, after the write
     # and the view shows it where it was painted, after the plane is sampled again
     viewer.dims.set_point(0, p[0] + 4 * view.grid[0, 0])
     qtbot.waitUntil(view.is_current, timeout=20000)

@@ -251,7 +251,10 @@ class RegisteredView:
         painted[rows[~inside], cols[~inside]] = before[rows[~inside], cols[~inside]]
         self._writing = True
         try:
-            self.moving.data_setitem(voxels, painted[rows[inside], cols[inside]])
+            # one undo step, and the paint event after the voxels are written (as napari's
+            # own strokes): listeners (live training) read the new labels
+            with self.moving.block_history():
+                self.moving.data_setitem(voxels, painted[rows[inside], cols[inside]])
         finally:
             self._writing = False
         # other planes may show the voxels just written: sample them again

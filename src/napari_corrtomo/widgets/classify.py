@@ -46,6 +46,7 @@ from ..core.progress import Cancelled, scaled
 from ._autosave import CLASSIFIER, autosave_for
 from ._dock import DockForm
 from ._layers import LayerSelect, add_result, full_resolution, layer_frame
+from ._registered_view import is_axis_aligned
 from ._runner import Job, TaskRunner, start_job
 from ._table import TableView
 
@@ -363,10 +364,10 @@ class ClassifyWidget(DockForm):
                     and tuple(dims.displayed) == (dims.ndim - 2, dims.ndim - 1))
         if layer.ndim == 2:
             self._live_planes[0] = np.array(layer.data)
-        elif layer.ndim == 3 and in_plane:
+        elif layer.ndim == 3 and in_plane and is_axis_aligned(layer):
             z = self._current_z(layer)
             self._live_planes[z] = np.array(layer.data[z])
-        else:  # a 3D brush or a stroke across slices: read all strokes again
+        else:  # a 3D brush, or a stroke across slices (a registered layer's view)
             self._live_full = True
         self._request_live()
 
@@ -452,10 +453,12 @@ class ClassifyWidget(DockForm):
         layer = self.viewer.layers[name] if name in self.viewer.layers else None
         if layer is None or layer.data.shape != shape:
             active = self.viewer.layers.selection.active
+            # in the strokes' frame (a registered ROI keeps its place)
             layer = add_result(self.viewer, np.zeros(shape, update.classes.dtype),
                                name=name, layer_type="labels", created_by=NAME,
                                scale=tuple(labels_layer.scale), unit=_unit(labels_layer),
-                               opacity=0.5)
+                               translate=tuple(labels_layer.translate),
+                               affine=labels_layer.affine.affine_matrix, opacity=0.5)
             # under the strokes, and never the selected layer: the brush stays active
             self.viewer.layers.move(self.viewer.layers.index(layer),
                                     self.viewer.layers.index(labels_layer))
