@@ -120,8 +120,10 @@ def _close_mid_work(scenario):
                 if closing["event"] == "closing":
                     break
         assert closing is not None, "the child never started its work"
-        rest = proc.stdout.read()  # until the child closes its output: it is exiting
-        proc.wait(timeout=60)
+        try:  # until the child closes its output and ends
+            rest, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{scenario}: the process was still running 60 s after the close")
         exited = time.time()
     finally:
         proc.kill()
