@@ -1,15 +1,21 @@
-"""The numba kernels of :mod:`._kernels` (imported on first use: numba's import is slow).
+"""The numba kernels of :mod:`._kernels`.
 
 They live at module level so that numba's on-disk cache finds them again in the next
 process: kernels defined inside a function (closures over each other) miss the cache and
 recompile for 10-40 s in every new process, uncancellable.
 """
 
+import os
+
 import numba
 import numpy as np
 from numba import prange
 
-from ._kernels import PARALLEL
+#: numba ``parallel=True`` (prange over threads). Off by default: on a shared, busy
+#: machine the threads' synchronisation costs far more than it gains (measured 3-10x
+#: slower per pass on the 2-core benchmark VM), while the serial kernels already run
+#: 5-30x faster than ``scipy.ndimage``. ``CORRTOMO_NUMBA_PARALLEL=1`` turns it on.
+PARALLEL = os.environ.get("CORRTOMO_NUMBA_PARALLEL", "0").strip() not in ("", "0", "false")
 
 
 @numba.njit(cache=True, inline="always")

@@ -1,4 +1,4 @@
-"""Compiled CPU kernels (numba) behind the feature bank and the forest.
+"""Compiled CPU passes (numba kernels of :mod:`._filter_kernels`) behind the feature bank.
 
 Each kernel has an array-module twin in :mod:`.features` / :mod:`.classify` (used on
 CuPy and when numba is missing); tests check that both give the same numbers. The
@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,26 +18,7 @@ from typing import Any
 
 import numpy as np
 
-#: numba ``parallel=True`` (prange over threads). Off by default: on a shared, busy
-#: machine the threads' synchronisation costs far more than it gains (measured 3-10x
-#: slower per pass on the 2-core benchmark VM), while the serial kernels already run
-#: 5-30x faster than ``scipy.ndimage``. ``CORRTOMO_NUMBA_PARALLEL=1`` turns it on.
-PARALLEL = os.environ.get("CORRTOMO_NUMBA_PARALLEL", "0").strip() not in ("", "0", "false")
-
-
-@functools.cache
-def available() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:  # pragma: no cover - numba is a dependency
-        return False
-    return True
-
-
-def _compiled() -> Any:
-    from . import _filter_kernels
-
-    return _filter_kernels
+from . import _filter_kernels as _nb
 
 
 def _symmetry(w: np.ndarray) -> int:
@@ -63,7 +43,7 @@ def correlate_first_range(arr: np.ndarray, weights: np.ndarray, g0: int, g1: int
     for k0 in range(0, g1 - g0, step):
         if k0:
             _tick()
-        _compiled().corr_first_range(inp, w, sym, flat[k0:k0 + step], int(g0 + k0),
+        _nb.corr_first_range(inp, w, sym, flat[k0:k0 + step], int(g0 + k0),
                                         int(base), int(n_true))
     return out
 
@@ -89,20 +69,19 @@ def correlate1d(arr: np.ndarray, weights: np.ndarray, axis: int, out: np.ndarray
         out = np.empty(shape, np.float32)
     flat = _flat(out)
     sym = _symmetry(w)
-    k = _compiled()
     if b == 1:
         other = arr if times is None else np.ascontiguousarray(times, dtype=np.float32)
-        _run(k.corr_last, (arr.reshape(a, n), other.reshape(a, n), times is not None, w, sym,
+        _run(_nb.corr_last, (arr.reshape(a, n), other.reshape(a, n), times is not None, w, sym,
                               flat.reshape(a, n)), (a + 15) // 16, arr.size, threads)
     else:
-        _run(k.corr_mid, (arr.reshape(a, n, b), w, sym, flat.reshape(a, n, b)),
+        _run(_nb.corr_mid, (arr.reshape(a, n, b), w, sym, flat.reshape(a, n, b)),
              a * ((b + 511) // 512), arr.size, threads)
     return out
 
 
 #: Passes over at least this many voxels are split into one contiguous range of work
 #: items per thread (numba ``nogil`` kernels). Coarse ranges in
-#: Python threads, unlike ``parallel=True`` (see :data:`PARALLEL`), cost one wait per pass
+#: Python threads, unlike ``parallel=True`` (see :data:`._filter_kernels.PARALLEL`), cost one wait per pass
 #: and no spinning, so a busy machine loses nothing; 2D images of 512^2 stay on one thread.
 SPLIT_VOXELS = 1 << 20
 
@@ -175,7 +154,7 @@ def magnitude(parts: list[np.ndarray], out: np.ndarray,
               threads: int = 1) -> np.ndarray:
     """``out = sqrt(sum(p * p for p in parts))`` in float32, into ``out``."""
     flat = tuple(np.ascontiguousarray(p, dtype=np.float32).reshape(-1) for p in parts)
-    _run(_compiled().magnitude, (flat, _flat(out)), out.size, out.size, threads)
+    _run(_nb.magnitude, (flat, _flat(out)), out.size, out.size, threads)
     return out
 
 
@@ -189,6 +168,6 @@ def eigvalsh(m: list[list[np.ndarray]], out: list[np.ndarray] | None = None,
     flat = [np.ascontiguousarray(m[i][j], dtype=np.float32).reshape(-1) for i, j in pairs]
     if out is None:
         out = [np.empty(shape, np.float32) for _ in range(n)]
-    _run(getattr(_compiled(), "eig3" if n == 3 else "eig2"), (*flat, *(_flat(o) for o in out)),
+    _run(getattr(_nb, "eig3" if n == 3 else "eig2"), (*flat, *(_flat(o) for o in out)),
          flat[0].size, flat[0].size, threads)
     return out

@@ -13,7 +13,7 @@ import numba
 import numpy as np
 
 from .. import backend as bk
-from .._kernels import PARALLEL
+from .._filter_kernels import PARALLEL
 
 
 class FlatForest:
