@@ -71,8 +71,11 @@ def _run(args):
 
 
 def _start(args):
+    # SIGINT as in a terminal: a test session started in the background (CI scripts, nohup)
+    # passes SIGINT on ignored, and the run would never see the interrupt
     return subprocess.Popen(_cmd(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=os.environ.copy())
+                            text=True, env=os.environ.copy(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _stop_when(proc, ready, timeout=120.0):

@@ -1,9 +1,12 @@
-"""Shared by the widget tests: Cancel clicked mid-action, measured (issue 17)."""
+"""Shared by the widget tests: Cancel clicked mid-action, measured (issue 17); the events
+of a napari process a test starts."""
 
 from __future__ import annotations
 
 import json
 import os
+import selectors
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -91,3 +94,36 @@ def cancel_mid_action(qtbot, request):
 
     return run
 
+
+
+@pytest.fixture(scope="session")
+def child_events():
+    """``child_events(proc, last, timeout_s)``: the JSON lines a child process prints on
+    stdout, by their ``event`` key, up to the one whose event is ``last``.
+
+    Read with a deadline: a child that stalls (a worker failing without a word, a
+    deadlock) fails the test with what the child printed, instead of hanging the suite.
+    """
+
+    def read(proc: subprocess.Popen, last: str, timeout_s: float) -> dict[str, dict]:
+        events: dict[str, dict] = {}
+        lines: list[str] = []
+        end = time.monotonic() + timeout_s
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            while last not in events:
+                left = end - time.monotonic()
+                if left <= 0 or not sel.select(left):
+                    pytest.fail(f"no '{last}' event from the child within {timeout_s:.0f} s; "
+                                f"it printed: {lines[-20:]}")
+                line = proc.stdout.readline()
+                if not line:
+                    pytest.fail(f"the child ended (exit {proc.wait()}) before its '{last}' "
+                                f"event; it printed: {lines[-20:]}")
+                lines.append(line.rstrip())
+                if line.startswith("{"):
+                    event = json.loads(line)
+                    events[event["event"]] = event
+        return events
+
+    return read

@@ -46,6 +46,10 @@ _CHILD = textwrap.dedent("""
         steps.append((cond, func))
 
     def tick():
+        for w in (pw, cw, rw):
+            if w.runner.last_error is not None:
+                say(event="error", panel=type(w).__name__, error=str(w.runner.last_error))
+                sys.exit(1)
         if steps and steps[0][0]():
             steps.pop(0)[1]()
     timer = QTimer()
@@ -97,7 +101,8 @@ _CHILD = textwrap.dedent("""
 
 
 def test_sigkill_while_labelling_then_reopen_restores_the_last_autosave(make_napari_viewer,
-                                                                      qtbot, tmp_path):
+                                                                      qtbot, tmp_path,
+                                                                      child_events):
     rng = np.random.default_rng(0)
     img = np.zeros((12, 64, 64), np.float32)
     img[:, 30:, 30:] = 1.0
@@ -110,16 +115,10 @@ def test_sigkill_while_labelling_then_reopen_restores_the_last_autosave(make_nap
     expected = tmp_path / "expected"
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(project), str(expected)],
                             stdout=subprocess.PIPE, text=True)
-    events = {}
     try:
-        for line in proc.stdout:
-            if line.startswith("{"):
-                event = json.loads(line)
-                events[event["event"]] = event
-                if event["event"] == "changed-after":
-                    proc.send_signal(signal.SIGKILL)
-                    killed = time.time()
-                    break
+        events = child_events(proc, "changed-after", timeout_s=300)
+        proc.send_signal(signal.SIGKILL)
+        killed = time.time()
         proc.wait(timeout=30)
     finally:
         proc.kill()

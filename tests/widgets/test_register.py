@@ -287,6 +287,16 @@ def test_widget_cli_and_demo_give_the_same_registration(setup, qtbot, tmp_path, 
             np.testing.assert_array_equal(table[col].to_numpy(), demo.table[col].to_numpy())
 
 
+def test_cancel_refine_at_2_s(setup, cancel_mid_action):
+    viewer, widget, micro, nano, truth = setup
+    _click_pairs(widget, *_noisy(truth, seed=3))
+    fit = widget.fit()
+    run = cancel_mid_action(viewer, widget.runner, widget.refine_button,
+                            action="Register: refine by intensity")
+    run.assert_prompt()
+    assert widget.transform is fit  # the landmark fit is kept
+
+
 def test_overlays_defaults_layer_identity_names_and_the_project_table(setup, qtbot,
                                                                       monkeypatch):
     """Issue 16's small defects: the crop box never defaults to the field-of-view overlay;
