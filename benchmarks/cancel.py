@@ -43,11 +43,9 @@ from napari_corrtomo.core.synthetic import PORE, RESIN, SOLID  # noqa: E402
 
 #: (action, widget test that cancels it at 2 s); one entry per long action
 ACTIONS = [
-    ("Quantify: all measures, 192^3",
-     "tests/widgets/test_quantify.py::test_cancel_all_measures_at_2_s"),
-    ("Register: refine by intensity (correlative sample)",
+    ("Register: refine by intensity (affine, joint histogram MI)",
      "tests/widgets/test_register.py::test_cancel_refine_at_2_s"),
-    ("Project: save 104 MB",
+    ("Project: save 400 MB",
      "tests/widgets/test_project.py::test_cancelled_save_keeps_the_previous_project"),
     ("Classify: live training, 8 M labelled voxels of 224^3",
      "tests/widgets/test_classify.py::test_cancel_live_training_on_8_million_labelled_voxels"),

@@ -94,7 +94,8 @@ _CHILD = textwrap.dedent("""
 
     pw.load(project)
     then(lambda: "microCT" in viewer.layers and not pw.runner.busy, label)
-    then(lambda: cw.classifier is not None and not cw.runner.busy, landmarks)
+    # the trained state autosaved first: the landmarks then make a second snapshot
+    then(lambda: cw.classifier is not None and not cw.runner.busy and quiet(), landmarks)
     then(lambda: rw.transform is not None and len(saves) >= 2 and quiet(), dump)
     napari.run()
 """)

@@ -8,7 +8,7 @@ import pytest
 from qtpy.QtCore import Qt
 from scipy import ndimage as ndi
 
-from napari_corrtomo.core.quantify import MEASURES, QuantifySettings, quantify
+from napari_corrtomo.core.quantify import MEASURES, quantify
 from napari_corrtomo.core.synthetic import PORE, RESIN, SOLID, paint_spheres
 from napari_corrtomo.widgets.quantify import QuantifyWidget
 
@@ -253,23 +253,3 @@ def porous_block_data():
     lab[pores & (lab == SOLID)] = PORE
     img = np.where(lab == SOLID, 1.0, 0.35).astype(np.float32)
     return lab, img, sp
-
-
-@pytest.fixture(scope="module")
-def porous_block(particle_volume):
-    """:func:`porous_block_data`, with every measure's compiled kernels loaded once on the
-    small volume (a first run compiles)."""
-    small, small_img, small_sp = particle_volume
-    quantify(small, small_sp, "um", measures=list(MEASURES), intensity=small_img,
-             settings=QuantifySettings(phase=PORE, matrix=SOLID, outside=(0, RESIN)))
-    return porous_block_data()
-
-
-def test_cancel_all_measures_at_2_s(make_napari_viewer, qtbot, porous_block, cancel_mid_action):
-    viewer, widget = _widget(make_napari_viewer, qtbot, porous_block)
-    for cb in widget.checks.values():
-        cb.setChecked(True)
-    run = cancel_mid_action(viewer, widget.runner, widget.run_button,
-                            action="Quantify: all measures, 192^3")
-    run.assert_prompt()
-    assert widget.result is None
