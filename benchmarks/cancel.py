@@ -43,6 +43,8 @@ from napari_corrtomo.core.synthetic import PORE, RESIN, SOLID  # noqa: E402
 
 #: (action, widget test that cancels it at 2 s); one entry per long action
 ACTIONS = [
+    ("Quantify: all measures, 192^3",
+     "tests/widgets/test_quantify.py::test_cancel_all_measures_at_2_s"),
     ("Register: refine by intensity (affine, joint histogram MI)",
      "tests/widgets/test_register.py::test_cancel_refine_at_2_s"),
     ("Project: save 400 MB",

@@ -42,16 +42,21 @@ from qtpy.QtWidgets import (
 
 from ..core.backend import is_lazy
 from ..core.io import write_table
+from ..core.isolated import IsolatedProcess
 from ..core.quantify import MEASURES, QuantifyResult, QuantifySettings, quantify
 from ._dock import DockForm
 from ._layers import LayerSelect, add_result, attach_table, full_resolution, layer_frame
 from ._plot import PlotCanvas
-from ._runner import TaskRunner
+from ._runner import TaskRunner, on_viewer_close
 from ._table import TableView
 
 CREATED_BY = "quantify"
 #: transport-axis choices of the widget -> ``QuantifySettings.transport_axes``
 TRANSPORT_AXES = {"all (z, y, x)": None, "z": (0,), "y": (1,), "x": (2,)}
+
+
+#: what a measuring process imports as it starts
+_PRELOAD = ("napari_corrtomo.core.quantify",)
 
 
 class QuantifyWidget(DockForm):
@@ -62,6 +67,10 @@ class QuantifyWidget(DockForm):
         self.viewer = napari_viewer
         self.result: QuantifyResult | None = None
         self._source = None
+        #: the process the next in-memory run uses, started when the previous one ended
+        self._spare: IsolatedProcess | None = None
+        self._closed = False
+        on_viewer_close(self.viewer, self._close_spare)
 
         # ---- inputs
         self.labels_select = LayerSelect(
@@ -297,8 +306,36 @@ class QuantifyWidget(DockForm):
             show_error(str(exc))
             return
         self._source = layer
-        self.runner.start(_compute, labels, spacing, unit, measures, settings, intensity,
+        self.runner.start(self._compute, labels, spacing, unit, measures, settings, intensity,
                           on_result=self._on_result, label="Quantify")
+
+    def _compute(self, labels, spacing, unit, measures, settings, intensity, progress=None):
+        """Worker body: the core pipeline on the layer's data.
+
+        In-memory data is measured in a process of its own (:mod:`..core.isolated`): the
+        compiled measures that hold the GIL (distance transforms, connected components,
+        marching cubes) then never pause the viewer, and Cancel kills the process. A lazy
+        layer (dask, zarr, the finest level of a pyramid) stays lazy, measured block by
+        block in this thread, never loaded.
+        """
+        if is_lazy(labels):
+            return quantify(labels, spacing, unit, measures=measures, settings=settings,
+                            intensity=intensity, progress=progress)
+        labels = np.asarray(labels)
+        intensity = None if intensity is None else np.asarray(intensity)
+        process, self._spare = self._spare or IsolatedProcess(_PRELOAD), None
+        try:
+            return process.call(quantify, labels, spacing, unit, measures=measures,
+                                settings=settings, intensity=intensity, progress=progress)
+        finally:
+            if not self._closed:  # ready, imports done, for the next run
+                self._spare = IsolatedProcess(_PRELOAD)
+
+    def _close_spare(self, _deadline: float = 0.0) -> None:
+        self._closed = True
+        if self._spare is not None:
+            self._spare.close()
+            self._spare = None
 
     # ------------------------------------------------------------------ results
 
@@ -398,13 +435,3 @@ class QuantifyWidget(DockForm):
                 QMessageBox.StandardButton.No) != QMessageBox.StandardButton.Yes:
             return
         self.export_all(folder)
-
-
-def _compute(labels, spacing, unit, measures, settings, intensity, progress=None):
-    """Worker body: the core pipeline on the layer's data. A lazy layer (dask, zarr, the
-    finest level of a pyramid) stays lazy: it is measured block by block, never loaded."""
-    if not is_lazy(labels):
-        labels = np.asarray(labels)
-        intensity = None if intensity is None else np.asarray(intensity)
-    return quantify(labels, spacing, unit, measures=measures, settings=settings,
-                    intensity=intensity, progress=progress)

@@ -1,0 +1,115 @@
+"""Run one core call in a Python process of its own; the calling thread only waits.
+
+Compiled code that holds the GIL for long stretches (``edt``, ``cc3d``, marching cubes,
+parts of ``scipy.ndimage``) pauses every other thread of its process, a viewer's UI
+thread included, and cannot be stopped between its own steps. Run in a separate process
+it pauses nothing in the caller, and a cancel ends it at once: the process is killed.
+
+The process is started ahead of its call (:class:`IsolatedProcess`), with the modules the
+call needs already imported, so a call waits for no interpreter start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .progress import ProgressCallback
+
+#: seconds between two cancel checks while the process works
+POLL_S = 0.05
+
+
+def _serve(conn: Any, preload: tuple[str, ...]) -> None:
+    """The process's body: import ``preload``, run the one call it is sent, send back its
+    progress, then its result or its exception."""
+    for name in preload:
+        importlib.import_module(name)
+    try:
+        func, args, kwargs = conn.recv()
+    except EOFError:  # closed before any call
+        return
+    last: list[tuple[int, int]] = []
+
+    def progress(done: int, total: int) -> None:
+        if not last or last[0] != (done, total):  # repeats are the caller's cancel checks
+            last[:] = [(done, total)]
+            conn.send(("progress", int(done), int(total)))
+
+    try:
+        result = func(*args, progress=progress, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - re-raised in the caller
+        try:
+            conn.send(("error", exc))
+        except Exception:  # noqa: BLE001 - an exception that does not pickle
+            conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+    else:
+        conn.send(("result", result))
+    conn.close()
+
+
+class IsolatedProcess:
+    """A spawned Python process that runs one call (see the module docstring).
+
+    Parameters
+    ----------
+    preload
+        Modules the process imports as soon as it starts (those of the call to come).
+    """
+
+    def __init__(self, preload: Sequence[str] = ()) -> None:
+        ctx = mp.get_context("spawn")  # never fork a process that runs Qt or threads
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(child, tuple(preload)), daemon=True,
+                                 name="corrtomo-isolated")
+        self._proc.start()
+        child.close()
+        self._used = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
+
+    def call(self, func: Callable[..., Any], *args: Any,
+             progress: ProgressCallback | None = None, **kwargs: Any) -> Any:
+        """``func(*args, progress=..., **kwargs)`` in the process; its result.
+
+        ``func``, its arguments and its result travel by pickle (``func`` must be
+        importable: a module-level function). ``progress(done, total)`` is called with
+        the process's reports and, between them, every :data:`POLL_S` with the last
+        numbers (``(0, 1)`` before the first), so raising
+        :class:`~.progress.Cancelled` from it stops the call within that time: the
+        process is killed. An exception raised by ``func`` is raised here.
+        """
+        if self._used:
+            raise RuntimeError("an IsolatedProcess runs one call; start another")
+        self._used = True
+        state = (0, 1)
+        try:
+            self._conn.send((func, args, kwargs))
+            while True:
+                if self._conn.poll(POLL_S):
+                    try:
+                        kind, *payload = self._conn.recv()
+                    except EOFError:
+                        self._proc.join(1)
+                        raise RuntimeError("the worker process ended without a result (exit "
+                                           f"code {self._proc.exitcode})") from None
+                    if kind == "result":
+                        return payload[0]
+                    if kind == "error":
+                        raise payload[0]
+                    state = (payload[0], payload[1])
+                if progress is not None:
+                    progress(*state)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """End the process (killed if it still works) and free its pipe."""
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._proc.join(5)
+        self._conn.close()

@@ -1,0 +1,72 @@
+"""A core call in a process of its own: same result, its errors, Cancel kills it."""
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_corrtomo.core.isolated import POLL_S, IsolatedProcess
+from napari_corrtomo.core.progress import Cancelled
+from napari_corrtomo.core.quantify import QuantifySettings, quantify
+from napari_corrtomo.core.synthetic import PORE, RESIN, SOLID, paint_spheres
+
+SP = (0.5, 0.5, 0.5)
+SETTINGS = QuantifySettings(phase=PORE, matrix=SOLID, outside=(0, RESIN))
+
+
+def _block(n: int) -> np.ndarray:
+    rng = np.random.default_rng(5)
+    lab = np.full((n, n, n), RESIN, np.uint8)
+    k = max(n // 8, 2)
+    centres = rng.uniform(0, n * SP[0], (k, 3))
+    paint_spheres(lab, centres, rng.uniform(3.0, 6.0, k), SOLID, SP)
+    paint_spheres(lab, centres, rng.uniform(0.8, 2.0, k), PORE, SP, only=SOLID)
+    return lab
+
+
+def test_the_result_equals_the_call_in_this_process():
+    lab = _block(40)
+    measures = ["porosity", "thickness", "closed_pores"]
+    here = quantify(lab, SP, "um", measures=measures, settings=SETTINGS)
+    reports = []
+    there = IsolatedProcess(["napari_corrtomo.core.quantify"]).call(
+        quantify, lab, SP, "um", measures=measures, settings=SETTINGS,
+        progress=lambda d, t: reports.append((d, t)))
+    pd.testing.assert_frame_equal(there.summary(), here.summary())
+    assert there.arrays.keys() == here.arrays.keys()
+    for name in here.arrays:
+        np.testing.assert_array_equal(np.asarray(there.arrays[name].data),
+                                      np.asarray(here.arrays[name].data))
+    assert reports[-1][0] == reports[-1][1] > 1  # the process's own progress came through
+
+
+def test_an_error_in_the_process_is_raised_with_its_message():
+    lab = _block(24)
+    with pytest.raises(ValueError) as here:
+        quantify(lab, SP, "um", measures=["no such measure"], settings=SETTINGS)
+    with pytest.raises(ValueError) as there:
+        IsolatedProcess().call(quantify, lab, SP, "um", measures=["no such measure"],
+                               settings=SETTINGS)
+    assert str(there.value) == str(here.value)
+
+
+def test_cancel_kills_the_process_within_the_poll_interval():
+    lab = _block(160)
+    process = IsolatedProcess(["napari_corrtomo.core.quantify"])
+    cancel_at: list[float] = []
+
+    def progress(done, total):
+        if done > 0 and not cancel_at:
+            cancel_at.append(time.perf_counter() + 0.3)  # well inside the measures
+        if cancel_at and time.perf_counter() > cancel_at[0]:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        process.call(quantify, lab, SP, "um", measures=["thickness", "closed_pores", "surface"],
+                     settings=SETTINGS, progress=progress)
+    stopped = time.perf_counter() - cancel_at[0]
+    assert stopped < POLL_S + 0.5  # one poll, then kill and join
+    assert not process._proc.is_alive()
+    with pytest.raises(RuntimeError, match="one call"):
+        process.call(quantify, lab, SP, "um")
