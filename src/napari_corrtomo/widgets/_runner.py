@@ -16,9 +16,10 @@ import napari
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEvent, QObject, QTimer, Signal
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..core.progress import Cancelled
+from ._dock import hbox
 
 #: seconds closing a viewer waits, in all, for its cancelled workers to end (napari's own
 #: shutdown takes about a second more)
@@ -181,12 +182,9 @@ class TaskRunner(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        row = QHBoxLayout()
-        row.addWidget(self.bar, 1)
-        row.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(row)
+        layout.addLayout(hbox(self.bar, self.cancel_button, stretch=self.bar))
         layout.addWidget(self.status)
         self._bridge = _Bridge()
         self._bridge.progressed.connect(self._on_progress)

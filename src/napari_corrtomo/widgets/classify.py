@@ -28,7 +28,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -44,7 +43,7 @@ from ..core.classify.features import FILTERS, ILASTIK_SIGMAS, FeatureSpec, Filte
 from ..core.classify.live import LiveUpdate
 from ..core.progress import Cancelled, scaled
 from ._autosave import CLASSIFIER, autosave_for
-from ._dock import DockForm
+from ._dock import DockForm, act_on_file, hbox
 from ._layers import LayerSelect, add_result, full_resolution, layer_frame
 from ._registered_view import is_axis_aligned
 from ._runner import Job, TaskRunner, start_job
@@ -89,12 +88,9 @@ class ClassifyWidget(DockForm):
             tip="labels layer with your strokes (1, 2, 3 ... = classes, 0 = unlabelled)")
         self.new_scribbles = QPushButton("New scribble layer")
         self.new_scribbles.clicked.connect(self.create_scribble_layer)
-        row = QHBoxLayout()
-        row.addWidget(self.scribbles, 1)
-        row.addWidget(self.new_scribbles)
         inputs = QFormLayout()
         inputs.addRow("Channels:", self.channel_list)
-        inputs.addRow("Scribbles:", row)
+        inputs.addRow("Scribbles:", hbox(self.scribbles, self.new_scribbles, stretch=self.scribbles))
 
         # ---- features
         self.feature_table = QTableWidget(len(FILTERS), len(ILASTIK_SIGMAS))
@@ -120,12 +116,7 @@ class ClassifyWidget(DockForm):
         self.n_trees.setValue(100)
         feats = QVBoxLayout()
         feats.addWidget(self.feature_table)
-        opts = QHBoxLayout()
-        opts.addWidget(self.differences)
-        opts.addWidget(self.tailored)
-        opts.addWidget(QLabel("Trees:"))
-        opts.addWidget(self.n_trees)
-        feats.addLayout(opts)
+        feats.addLayout(hbox(self.differences, self.tailored, QLabel("Trees:"), self.n_trees))
         feat_box = QGroupBox("Features (scales in finest-voxel units)")
         feat_box.setLayout(feats)
 
@@ -143,12 +134,8 @@ class ClassifyWidget(DockForm):
         self.status.setWordWrap(True)
         self.runner = TaskRunner(napari_viewer)
         self.importances = TableView()
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.train_button)
-        buttons.addWidget(self.predict_button)
-        files = QHBoxLayout()
-        files.addWidget(self.save_button)
-        files.addWidget(self.load_button)
+        buttons = hbox(self.train_button, self.predict_button)
+        files = hbox(self.save_button, self.load_button)
 
         for w, tip in (
                 (self.channel_list, "image layers used as channels, in this order (tick them; a "
@@ -535,21 +522,12 @@ class ClassifyWidget(DockForm):
     def _ask_save(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save classifier", "classifier.corrclf.npz",
                                               "Classifier (*.npz)")
-        if path:
-            try:
-                self.save_classifier(path)
-            except (ValueError, OSError) as exc:
-                show_error(str(exc))
+        act_on_file(path, self.save_classifier, show_error, (ValueError, OSError))
 
     def _ask_load(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load classifier", "", "Classifier (*.npz)")
-        if path:
-            try:
-                self.load_classifier(path)
-            except ValueError as exc:
-                show_error(str(exc))
-            else:
-                show_info(f"Loaded {path}")
+        if act_on_file(path, self.load_classifier, show_error):
+            show_info(f"Loaded {path}")
 
     # ------------------------------------------------------------------ autosave
 

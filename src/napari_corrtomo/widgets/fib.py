@@ -37,7 +37,7 @@ from scipy import stats
 from ..core import fib
 from ..core._checks import in_words
 from ..core.units import convert
-from ._dock import DockForm
+from ._dock import DockForm, hbox
 from ._layers import LayerSelect, add_result, layer_frame
 from ._plot import PlotCanvas
 from ._runner import TaskRunner
@@ -129,10 +129,7 @@ class FibWidget(DockForm):
             box.setRange(0, 100000)
             box.setToolTip("(first, stop) image rows of the ruler band; 0 to 0: no band")
         self.row1.setSpecialValueText("0 (no band)")
-        rows = QHBoxLayout()
-        rows.addWidget(self.row0)
-        rows.addWidget(QLabel("to"))
-        rows.addWidget(self.row1)
+        rows = hbox(self.row0, QLabel("to"), self.row1)
         self.cut_band = QCheckBox("cut the ruler band from the result")
         self.cut_band.setChecked(True)
         self.cut_band.setToolTip("remove the band rows (top or bottom edge) from the result; "
@@ -164,9 +161,7 @@ class FibWidget(DockForm):
         self.fallback.setRange(0.01, 1e5)
         self.fallback.setValue(10.0)
         self.fallback.setSuffix(" nm")
-        fb = QHBoxLayout()
-        fb.addWidget(self.use_fallback)
-        fb.addWidget(self.fallback)
+        fb = hbox(self.use_fallback, self.fallback)
         self.align = QCheckBox("undo x drift (parallel marks)")
         rf.addRow("Inclined angle", self.angle)
         rf.addRow("Mark layout", self.layout_edit)

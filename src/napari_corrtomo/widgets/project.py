@@ -11,7 +11,6 @@ from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
     QFileDialog,
-    QHBoxLayout,
     QLabel,
     QMessageBox,
     QPushButton,
@@ -28,7 +27,7 @@ from ..core.recovery import (
     recovery_info,
 )
 from ._autosave import autosave_for
-from ._dock import DockForm
+from ._dock import DockForm, hbox
 from ._layers import project_layer, to_project_layer
 from ._registered_view import is_view, registered_views
 from ._runner import TaskRunner
@@ -70,9 +69,7 @@ class ProjectWidget(DockForm):
         self.recovery_status = QLabel("")
         self.recovery_status.setWordWrap(True)
         self.autosave.saved.connect(self._on_autosaved)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.save_button)
-        buttons.addWidget(self.load_button)
+        buttons = hbox(self.save_button, self.load_button)
         layout = QVBoxLayout(self.body)
         layout.addWidget(QLabel("Modalities in this session (voxel size, unit, frame):"))
         layout.addWidget(self.table)
@@ -178,11 +175,6 @@ class ProjectWidget(DockForm):
         if info is not None and info.pid == self.autosave.own_pid and info.writer_alive:
             discard_recovery(old)  # this session's earlier snapshot moves with it
         self.restore_button.setVisible(False)
-        self.save_button.setToolTip("save every layer with its voxel size, frame, scribbles, "
-                                    "landmarks and tables into a project folder")
-        self.load_button.setToolTip("open a project folder saved here (its layers are added)")
-        self.restore_button.setToolTip("bring back the layers, scribbles and landmarks of a "
-                                       "session that ended without saving")
         self.recovery_status.setText(f"Autosaving to {new}")
 
     def _offer(self, info: RecoveryInfo, state) -> None:
@@ -199,11 +191,6 @@ class ProjectWidget(DockForm):
         names = self.autosave.restore(state)
         when = time.strftime("%H:%M:%S", time.localtime(info.saved_at))
         self.restore_button.setVisible(False)
-        self.save_button.setToolTip("save every layer with its voxel size, frame, scribbles, "
-                                    "landmarks and tables into a project folder")
-        self.load_button.setToolTip("open a project folder saved here (its layers are added)")
-        self.restore_button.setToolTip("bring back the layers, scribbles and landmarks of a "
-                                       "session that ended without saving")
         self.recovery_status.setText(f"Restored the session state of {when}: "
                                      f"{', '.join(names) or 'panel settings'}")
         show_info(self.recovery_status.text())

@@ -30,7 +30,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QMessageBox,
@@ -44,7 +43,7 @@ from ..core.backend import is_lazy
 from ..core.io import write_table
 from ..core.isolated import IsolatedProcess
 from ..core.quantify import MEASURES, QuantifyResult, QuantifySettings, quantify
-from ._dock import DockForm
+from ._dock import DockForm, hbox
 from ._layers import LayerSelect, add_result, attach_table, full_resolution, layer_frame
 from ._plot import PlotCanvas
 from ._runner import TaskRunner, on_viewer_close
@@ -202,15 +201,9 @@ class QuantifyWidget(DockForm):
         layout.addWidget(self.run_button)
         layout.addWidget(self.runner)
         layout.addWidget(self.notes)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("Plot"))
-        row.addWidget(self.plot_select, 1)
-        layout.addLayout(row)
+        layout.addLayout(hbox(QLabel("Plot"), self.plot_select, stretch=self.plot_select))
         layout.addWidget(self.plot)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("Table"))
-        row.addWidget(self.table_select, 1)
-        layout.addLayout(row)
+        layout.addLayout(hbox(QLabel("Table"), self.table_select, stretch=self.table_select))
         layout.addWidget(self.table)
         layout.addWidget(self.export_all_button)
         layout.addStretch(1)

@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 
 from ..core import recon
 from ..core.recon import pipeline
-from ._dock import DockForm
+from ._dock import DockForm, act_on_file, hbox
 from ._layers import LayerSelect, add_result, full_resolution
 from ._plot import PlotCanvas
 from ._runner import TaskRunner
@@ -92,17 +92,11 @@ class ReconstructWidget(DockForm):
         self.angle_start = _spin(-3600, 3600, 0.0, 3, 1.0, " deg")
         self.angle_stop = _spin(-3600, 3600, 180.0, 3, 1.0, " deg")
         self.endpoint = QCheckBox("last angle = stop")
-        row = QHBoxLayout()
-        for w in (self.angle_start, QLabel("to"), self.angle_stop, self.endpoint):
-            row.addWidget(w)
-        form.addRow("Angles", row)
+        form.addRow("Angles", hbox(self.angle_start, QLabel("to"), self.angle_stop, self.endpoint))
         self.angle_info = QLabel("")
         self.angles_file = QPushButton("Angles from file ...")
         self.angles_file.clicked.connect(self._ask_angles)
-        row = QHBoxLayout()
-        row.addWidget(self.angles_file)
-        row.addWidget(self.angle_info, 1)
-        form.addRow("", row)
+        form.addRow("", hbox(self.angles_file, self.angle_info, stretch=self.angle_info))
         self.cone_beam = QCheckBox("cone beam (laminography)")
         self.cone_beam.toggled.connect(self._update_enabled)
         form.addRow("", self.cone_beam)
@@ -115,25 +109,16 @@ class ReconstructWidget(DockForm):
         self.pixel_size = _spin(1e-6, 1e9, 1.0, 5, 0.1)
         self.unit = QComboBox()
         self.unit.addItems(list(UNITS))
-        row = QHBoxLayout()
-        row.addWidget(self.pixel_size, 1)
-        row.addWidget(self.unit)
-        form.addRow("Detector pixel size", row)
+        form.addRow("Detector pixel size", hbox(self.pixel_size, self.unit, stretch=self.pixel_size))
         self.center = _spin(-1e4, 1e4, 0.0, 3, 0.1, " px")
         self.find_button = QPushButton("Find centre")
         self.find_button.clicked.connect(self.find_center)
-        row = QHBoxLayout()
-        row.addWidget(self.center, 1)
-        row.addWidget(self.find_button)
-        form.addRow("Rotation-axis offset", row)
+        form.addRow("Rotation-axis offset", hbox(self.center, self.find_button, stretch=self.center))
         self.load_json = QPushButton("Load geometry JSON ...")
         self.save_json = QPushButton("Save geometry JSON ...")
         self.load_json.clicked.connect(self._ask_load)
         self.save_json.clicked.connect(self._ask_save)
-        row = QHBoxLayout()
-        row.addWidget(self.load_json)
-        row.addWidget(self.save_json)
-        form.addRow(row)
+        form.addRow(hbox(self.load_json, self.save_json))
         layout.addWidget(box)
 
         # ------------------------------------------------------------- preprocessing
@@ -152,24 +137,15 @@ class ReconstructWidget(DockForm):
         form.addRow(self.log)
         self.outliers = QCheckBox("remove zingers, threshold")
         self.outlier_threshold = _spin(1.0, 100.0, 5.0, 1, 0.5, " sigma")
-        row = QHBoxLayout()
-        row.addWidget(self.outliers)
-        row.addWidget(self.outlier_threshold)
-        form.addRow(row)
+        form.addRow(hbox(self.outliers, self.outlier_threshold))
         self.rings = QCheckBox("suppress rings, window")
         self.ring_size = _ispin(3, 101, 5)
-        row = QHBoxLayout()
-        row.addWidget(self.rings)
-        row.addWidget(self.ring_size)
-        form.addRow(row)
+        form.addRow(hbox(self.rings, self.ring_size))
         self.align = QCheckBox("align tilt series")
         self.align_method = QComboBox()
         for key, label in ALIGN_LABELS.items():
             self.align_method.addItem(label, key)
-        row = QHBoxLayout()
-        row.addWidget(self.align)
-        row.addWidget(self.align_method, 1)
-        form.addRow(row)
+        form.addRow(hbox(self.align, self.align_method, stretch=self.align_method))
         self.auto_center = QCheckBox("search the rotation-axis offset on every run")
         self.auto_center.setToolTip(
             "Adds the offset found after preprocessing (and alignment) to the one in the "
@@ -200,18 +176,12 @@ class ReconstructWidget(DockForm):
         self.slice_index = _ispin(0, 100000, 0)
         self.preview_button = QPushButton("Preview slice")
         self.preview_button.clicked.connect(self.preview)
-        row = QHBoxLayout()
-        row.addWidget(self.slice_index)
-        row.addWidget(self.preview_button)
-        form.addRow("Slice", row)
+        form.addRow("Slice", hbox(self.slice_index, self.preview_button))
         self.run_button = QPushButton("Reconstruct")
         self.run_button.clicked.connect(self.run)
         self.fsc_button = QPushButton("FSC (even/odd halves)")
         self.fsc_button.clicked.connect(self.run_fsc)
-        row = QHBoxLayout()
-        row.addWidget(self.run_button)
-        row.addWidget(self.fsc_button)
-        form.addRow(row)
+        form.addRow(hbox(self.run_button, self.fsc_button))
         layout.addWidget(box)
 
         self.runner = TaskRunner(napari_viewer)
@@ -413,20 +383,12 @@ class ReconstructWidget(DockForm):
 
     def _ask_load(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load geometry", "", "JSON (*.json)")
-        if path:
-            try:
-                self.load_geometry(path)
-            except ValueError as exc:
-                show_error(str(exc))
+        act_on_file(path, self.load_geometry, show_error)
 
     def _ask_save(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save geometry", "geometry.json",
                                               "JSON (*.json)")
-        if path:
-            try:
-                self.save_geometry(path)
-            except ValueError as exc:
-                show_error(str(exc))
+        act_on_file(path, self.save_geometry, show_error)
 
     def load_angles(self, path: str) -> np.ndarray:
         """One angle (degrees) per line, or a .npy array."""
@@ -443,11 +405,7 @@ class ReconstructWidget(DockForm):
     def _ask_angles(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Angles (degrees)", "",
                                               "Text or NumPy (*.txt *.csv *.npy)")
-        if path:
-            try:
-                self.load_angles(path)
-            except ValueError as exc:
-                show_error(str(exc))
+        act_on_file(path, self.load_angles, show_error)
 
     # ================================================================ actions
 

@@ -37,7 +37,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QPushButton,
     QVBoxLayout,
@@ -49,7 +48,7 @@ from ..core._checks import in_words
 from ..core.frame import Frame
 from ..core.units import convert
 from ._autosave import autosave_for
-from ._dock import DockForm
+from ._dock import DockForm, hbox
 from ._layers import (
     CREATED_BY,
     LayerSelect,
@@ -102,13 +101,6 @@ def _layer_color(layer) -> np.ndarray | None:
     """The RGBA colour a single-hue colormap draws the layer's brightest voxels in."""
     rgba = np.asarray(layer.colormap.colors, float)[-1]
     return None if np.ptp(rgba[:3]) < 1e-6 else rgba
-
-
-def _hbox(*widgets: QWidget) -> QHBoxLayout:
-    row = QHBoxLayout()
-    for w in widgets:
-        row.addWidget(w)
-    return row
 
 
 # ============================================================================ widget
@@ -258,17 +250,17 @@ class RegisterWidget(DockForm):
         layout.addWidget(box)
         box = QGroupBox("Fit")
         form = QFormLayout(box)
-        form.addRow("model", _hbox(self.model, self.robust, self.threshold, self.fit_button))
+        form.addRow("model", hbox(self.model, self.robust, self.threshold, self.fit_button))
         form.addRow(self.summary)
         form.addRow(self.table)
         layout.addWidget(box)
         box = QGroupBox("Apply")
         form = QFormLayout(box)
-        form.addRow(_hbox(self.apply_button, self.reset_button))
+        form.addRow(hbox(self.apply_button, self.reset_button))
         form.addRow("grid", self.grid)
         form.addRow(self.resample_button)
-        form.addRow("metric", _hbox(self.metric, self.refine_button))
-        form.addRow(_hbox(*self.file_buttons.values()))
+        form.addRow("metric", hbox(self.metric, self.refine_button))
+        form.addRow(hbox(*self.file_buttons.values()))
         layout.addWidget(box)
         box = QGroupBox("ROI and fields of view across scales")
         form = QFormLayout(box)

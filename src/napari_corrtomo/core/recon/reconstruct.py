@@ -67,6 +67,17 @@ def _check_method(method: str, geometry: Geometry, iterations: int,
     return name
 
 
+def _grid(geometry: Geometry, volume_shape: Sequence[int] | None, voxel_size: float | None,
+          offset: Sequence[float] = (0.0, 0.0, 0.0)) -> tuple[tuple[int, int, int], float, np.ndarray]:
+    """The checked volume grid, ``None`` taking the geometry's defaults, so that a slice
+    preview lies on the very grid of the full reconstruction."""
+    if volume_shape is None:
+        volume_shape = geometry.default_volume_shape()
+    if voxel_size is None:
+        voxel_size = geometry.default_voxel_size
+    return P.check_volume(volume_shape, voxel_size, offset)
+
+
 def reconstruct(
     projections: Any,
     geometry: Geometry,
@@ -122,11 +133,7 @@ def reconstruct(
     """
     proj = check_projections(projections, geometry)
     name = _check_method(method, geometry, iterations, min_value)
-    if volume_shape is None:
-        volume_shape = geometry.default_volume_shape()
-    if voxel_size is None:
-        voxel_size = geometry.default_voxel_size
-    shape, vs, off = P.check_volume(volume_shape, voxel_size, offset)
+    shape, vs, off = _grid(geometry, volume_shape, voxel_size, offset)
     if name in ("fbp", "fdk"):
         ramp_filter(8, 1.0, filter)  # validates the filter name early
     engine = P.select_engine(backend)
@@ -232,11 +239,7 @@ def reconstruct_slice(
     preview of SIRT/CGLS is the FDK/FBP slice; the analytic slice is exact.
     Returns a 2D float32 array.
     """
-    if volume_shape is None:
-        volume_shape = geometry.default_volume_shape()
-    if voxel_size is None:
-        voxel_size = geometry.default_voxel_size
-    shape, vs, _ = P.check_volume(volume_shape, voxel_size)
+    shape, vs, _ = _grid(geometry, volume_shape, voxel_size)
     axis = 1 if geometry.kind == "tilt_series" else 0
     n = shape[axis]
     if not 0 <= int(index) < n:
