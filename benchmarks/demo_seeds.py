@@ -29,7 +29,7 @@ HEADLINE = re.compile(r"porosity mean|macroporosity|mesoporosity|combined porosi
 
 
 def headline_rows(summary: pd.DataFrame) -> pd.DataFrame:
-    rows = summary[summary["quantity"].str.contains(HEADLINE)
+    rows = summary[summary["quantity"].str.contains(HEADLINE) & summary["truth"].notna()
                    & ~summary["quantity"].str.startswith("truth:")  # the sample's own record
                    & ~summary["quantity"].str.contains("same envelope on the true solid")]
     return rows.set_index("quantity")[["value", "truth", "relative_error"]]

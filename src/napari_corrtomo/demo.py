@@ -615,7 +615,10 @@ def step_quantify(ctx: DemoContext) -> None:
     if pick == 0:
         raise ValueError("no microCT particle under the centre of the nanoCT field of view")
     row = table.loc[table["label"] == pick].iloc[0]
-    centre = _apply_inverse(m2f, row[["z_um", "y_um", "x_um"]].to_numpy(float)) / np.asarray(nsp)
+    # the nanoCT was scanned on that particle: its particle is the one at the centre of the
+    # field of view (the microCT particle's centroid is off when the overview merged it
+    # with a neighbour: seeds 2 and 3 then measured a fragment of another particle)
+    centre = (np.array(nlab.shape) - 1) / 2
     true_row = truth_p.loc[truth_p["particle"] == t.target_particle]
     ctx.quantity("picked particle ESD (microCT)", row["esd_um"],
                  float(true_row["esd_um"].iloc[0]), "um")
