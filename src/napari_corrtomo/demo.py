@@ -498,9 +498,13 @@ def _reconstruct_correlative(ctx: DemoContext) -> None:
 
 
 #: The demo's microCT overview settings (the Quantify widget's / ``corrtomo quantify``'s):
-#: pores in solid particles, split at necks >= 2 um, specks below 130 um^3 (a quarter of
-#: the smallest particle, 10 um in diameter) dropped
-MICROCT_QUANTIFY = QuantifySettings(phase=synthetic.PORE, matrix=synthetic.SOLID, split_h=2.0,
+#: pores in solid particles; touching particles split where their distance maxima stand
+#: 0.5 um (half a voxel) above the neck; specks below 130 um^3 (a quarter of the smallest
+#: particle, 10 um in diameter) dropped. Split depth over seeds 0-4 (260 particles each):
+#: 2 um left up to 87 unmatched (merged; the picked 10-um particle with a neighbour on
+#: seeds 2 and 3; ESD mean +13 %), 1 um up to 36, 0.5 um up to 16, never more particles
+#: than there are, ESD mean within 4.4 %.
+MICROCT_QUANTIFY = QuantifySettings(phase=synthetic.PORE, matrix=synthetic.SOLID, split_h=0.5,
                                     min_volume=130.0)
 
 
