@@ -66,7 +66,8 @@ class QuantifyWidget(DockForm):
         self.viewer = napari_viewer
         self.result: QuantifyResult | None = None
         self._source = None
-        #: the process the next in-memory run uses, started when the previous one ended
+        #: the process the next in-memory run uses, started when the panel is first shown
+        #: and again whenever a run ends
         self._spare: IsolatedProcess | None = None
         self._closed = False
         on_viewer_close(self.viewer, self._close_spare)
@@ -323,6 +324,13 @@ class QuantifyWidget(DockForm):
         finally:
             if not self._closed:  # ready, imports done, for the next run
                 self._spare = IsolatedProcess(_PRELOAD)
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
+        """The panel on screen: start the measuring process now (1-2 s of imports), so
+        the first run does not wait for it."""
+        super().showEvent(event)
+        if self._spare is None and not self._closed and not self.runner.busy:
+            self._spare = IsolatedProcess(_PRELOAD)
 
     def _close_spare(self, _deadline: float = 0.0) -> None:
         self._closed = True
