@@ -67,6 +67,6 @@ def test_cancel_kills_the_process_within_the_poll_interval():
                      settings=SETTINGS, progress=progress)
     stopped = time.perf_counter() - cancel_at[0]
     assert stopped < POLL_S + 0.5  # one poll, then kill and join
-    assert not process._proc.is_alive()
+    assert not process.is_alive()
     with pytest.raises(RuntimeError, match="one call"):
         process.call(quantify, lab, SP, "um")

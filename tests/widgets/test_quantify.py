@@ -278,7 +278,7 @@ def test_cancel_all_measures_at_2_s(make_napari_viewer, qtbot, particle_volume,
                             action="Quantify: all measures, 192^3")
     run.assert_prompt()
     assert widget.result is None
-    assert not process._proc.is_alive()  # killed, not left computing
+    assert not process.is_alive()  # killed, not left computing
 
 
 def test_the_panel_on_screen_starts_the_measuring_process_its_first_run_uses(
@@ -291,8 +291,8 @@ def test_the_panel_on_screen_starts_the_measuring_process_its_first_run_uses(
     qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=120_000)
     assert widget.runner.last_error is None and widget.result is not None
-    assert not started._proc.is_alive()  # it ran this call and ended
+    assert not started.is_alive()  # it ran this call and ended
     spare = widget._spare
-    assert spare is not started and spare._proc.is_alive()  # the next run's, started
+    assert spare is not started and spare.is_alive()  # the next run's, started
     viewer.close()  # no process outlives its viewer
-    assert widget._spare is None and not spare._proc.is_alive()
+    assert widget._spare is None and not spare.is_alive()

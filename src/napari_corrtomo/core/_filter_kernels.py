@@ -28,6 +28,7 @@ def reflect(i, n):  # scipy.ndimage mode "reflect" (half-sample symmetric)
         m = period - 1 - m
     return m
 
+
 @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
 def corr_mid(inp, w, sym, out, lo_item, hi_item):  # pragma: no cover - compiled
     """out[i, k, :] = sum_j w[j] inp[i, reflect(k + j - r), :] for (a, n, b) arrays.
@@ -63,6 +64,7 @@ def corr_mid(inp, w, sym, out, lo_item, hi_item):  # pragma: no cover - compiled
                     for x in range(m):
                         o[x] += wj * (lo[x] - hi[x])
 
+
 @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
 def corr_first_range(inp, w, sym, out, g0, base, n_true):  # pragma: no cover - compiled
     """Like corr_mid along axis 0 of (n_in, b) for output rows g0 .. g0 + n_out - 1 of a
@@ -93,6 +95,7 @@ def corr_first_range(inp, w, sym, out, g0, base, n_true):  # pragma: no cover - 
             else:
                 for x in range(m):
                     o[x] += wj * (lo[x] - hi[x])
+
 
 @numba.njit(parallel=PARALLEL, cache=True, nogil=True)
 def corr_last(inp, inp2, product, w, sym, out, lo_item, hi_item):  # pragma: no cover
@@ -140,6 +143,7 @@ def corr_last(inp, inp2, product, w, sym, out, lo_item, hi_item):  # pragma: no 
                     for k in range(n):
                         o[k] += wj * (lo[k] - hi[k])
 
+
 @numba.njit(parallel=PARALLEL, cache=True, nogil=True, error_model="numpy")
 def magnitude(parts, out, lo_item, hi_item):  # pragma: no cover - compiled
     """out = sqrt(sum of squares of the arrays in ``parts``), flat float32 arrays."""
@@ -148,6 +152,7 @@ def magnitude(parts, out, lo_item, hi_item):  # pragma: no cover - compiled
         for part in parts:
             acc += part[i] * part[i]
         out[i] = np.sqrt(acc)
+
 
 @numba.njit(parallel=PARALLEL, cache=True, nogil=True, error_model="numpy")
 def eig2(a11, a12, a22, e1, e2, lo_item, hi_item):  # pragma: no cover - compiled
@@ -161,6 +166,7 @@ def eig2(a11, a12, a22, e1, e2, lo_item, hi_item):  # pragma: no cover - compile
         rad = np.sqrt(h * h + x12 * x12)
         e1[i] = mean + rad
         e2[i] = mean - rad
+
 
 @numba.njit(parallel=PARALLEL, cache=True, nogil=True, error_model="numpy")
 def eig3(a11, a12, a13, a22, a23, a33, e1, e2, e3, lo_item, hi_item):  # pragma: no cover

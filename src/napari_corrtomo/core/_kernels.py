@@ -1,9 +1,9 @@
 """Compiled CPU passes (numba kernels of :mod:`._filter_kernels`) behind the feature bank.
 
 Each kernel has an array-module twin in :mod:`.features` / :mod:`.classify` (used on
-CuPy and when numba is missing); tests check that both give the same numbers. The
-kernels never reassociate sums (no fastmath): every output voxel adds its terms in a
-fixed order, so results do not depend on how a volume is cut into blocks.
+CuPy, or with ``_filterbank.USE_COMPILED`` off); tests check that both give the same
+numbers. The kernels never reassociate sums (no fastmath): every output voxel adds its
+terms in a fixed order, so results do not depend on how a volume is cut into blocks.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def correlate_first_range(arr: np.ndarray, weights: np.ndarray, g0: int, g1: int
     for k0 in range(0, g1 - g0, step):
         if k0:
             _tick()
-        _nb.corr_first_range(inp, w, sym, flat[k0:k0 + step], int(g0 + k0),
-                                        int(base), int(n_true))
+        _nb.corr_first_range(inp, w, sym, flat[k0:k0 + step], int(g0 + k0), int(base),
+                             int(n_true))
     return out
 
 
@@ -80,8 +80,8 @@ def correlate1d(arr: np.ndarray, weights: np.ndarray, axis: int, out: np.ndarray
 
 
 #: Passes over at least this many voxels are split into one contiguous range of work
-#: items per thread (numba ``nogil`` kernels). Coarse ranges in
-#: Python threads, unlike ``parallel=True`` (see :data:`._filter_kernels.PARALLEL`), cost one wait per pass
+#: items per thread (numba ``nogil`` kernels). Coarse ranges in Python threads, unlike
+#: ``parallel=True`` (see :data:`._filter_kernels.PARALLEL`), cost one wait per pass
 #: and no spinning, so a busy machine loses nothing; 2D images of 512^2 stay on one thread.
 SPLIT_VOXELS = 1 << 20
 

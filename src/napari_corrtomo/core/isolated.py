@@ -68,9 +68,9 @@ class IsolatedProcess:
         child.close()
         self._used = False
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid
+    def is_alive(self) -> bool:
+        """Whether the process still runs (waiting for its call, or working on it)."""
+        return self._proc.is_alive()
 
     def call(self, func: Callable[..., Any], *args: Any,
              progress: ProgressCallback | None = None, **kwargs: Any) -> Any:
