@@ -50,7 +50,10 @@ bench: setup
 gpu-check:
 	DRY_RUN=$(DRY_RUN) $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) scripts/gpu_check.py
 
+# The tutorial's pictures come from its test (tests/widgets/test_tutorial.py), the others
+# from scripts/screenshots.py.
 screenshots: setup
+	CORRTOMO_TUTORIAL_SHOTS=docs/images $(XVFB) $(BIN)/python -m pytest -q tests/widgets/test_tutorial.py
 	$(XVFB) $(BIN)/python scripts/screenshots.py
 
 lint: setup

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QPoint, Qt, QTimer
 
 #: a file each cancel measurement is appended to as one JSON line (benchmarks/cancel.py)
 RECORD_ENV = "CORRTOMO_CANCEL_RECORD"
@@ -127,3 +127,64 @@ def child_events():
         return events
 
     return read
+
+
+
+# ============================================================================ the mouse
+
+class Mouse:
+    """A person's clicks and strokes on the canvas of a 2D view: Qt mouse events on the
+    canvas widget at the pixels where napari draws the given world points."""
+
+    def __init__(self, qtbot):
+        self.qtbot = qtbot
+
+    @staticmethod
+    def pos(viewer, world_yx) -> QPoint:
+        """The canvas pixel (Qt logical coordinates) where a world (y, x) point is drawn."""
+        canvas = viewer.window._qt_viewer.canvas
+        xy = canvas.view.scene.transform.map([world_yx[1], world_yx[0], 0, 1])[:2]
+        return QPoint(int(round(xy[0])), int(round(xy[1])))
+
+    @staticmethod
+    def look_at(viewer, z: float, centre_yx, width: float) -> None:
+        """The slider to world ``z``, the camera on ``centre_yx`` with ``width`` world units
+        across the canvas (what a user does with the slider and the wheel)."""
+        viewer.dims.ndisplay = 2
+        viewer.dims.set_point(0, float(z))
+        viewer.camera.center = tuple(float(v) for v in centre_yx)
+        viewer.camera.zoom = 0.8 * min(viewer.window._qt_viewer.canvas.size) / float(width)
+
+    def _move(self, viewer, world_yx, tol: float) -> QPoint:
+        native = viewer.window._qt_viewer.canvas.native
+        pos = self.pos(viewer, world_yx)
+        # from beside the target: a move to the pixel the mouse is on sends no event
+        for at in (pos + QPoint(3, 3), pos):
+            self.qtbot.wait(20)  # vispy drops moves < 10 ms apart (a hand is slower)
+            self.qtbot.mouseMove(native, at)
+        self.qtbot.waitUntil(lambda: np.abs(np.asarray(viewer.cursor.position)[-2:]
+                                            - np.asarray(world_yx)).max() <= tol, timeout=5000)
+        return pos
+
+    def click(self, viewer, world_yx, tol: float = 0.5) -> None:
+        """Move to the world point (within ``tol`` world units) and click there."""
+        native = viewer.window._qt_viewer.canvas.native
+        pos = self._move(viewer, world_yx, tol)
+        self.qtbot.mousePress(native, Qt.MouseButton.LeftButton, pos=pos)
+        self.qtbot.mouseRelease(native, Qt.MouseButton.LeftButton, pos=pos)
+
+    def drag(self, viewer, a_yx, b_yx, steps: int = 8, tol: float = 0.5) -> None:
+        """Press at world point ``a``, drag in ``steps`` moves to ``b``, release there."""
+        native = viewer.window._qt_viewer.canvas.native
+        a, b = np.asarray(a_yx, float), np.asarray(b_yx, float)
+        self.qtbot.mousePress(native, Qt.MouseButton.LeftButton, pos=self._move(viewer, a, tol))
+        for t in np.linspace(0, 1, steps + 1)[1:]:
+            self.qtbot.wait(20)
+            self.qtbot.mouseMove(native, self.pos(viewer, a + t * (b - a)))
+        self.qtbot.mouseRelease(native, Qt.MouseButton.LeftButton, pos=self.pos(viewer, b))
+
+
+@pytest.fixture
+def mouse(qtbot) -> Mouse:
+    """:class:`Mouse` on the canvas of the viewers of a test."""
+    return Mouse(qtbot)

@@ -272,7 +272,7 @@ def test_correlative_scans_reconstruct_into_the_correlative_frames(make_napari_v
     qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
     _wait(qtbot, w)
     assert w.runner.last_error is None, w.runner.last_error
-    out = viewer.layers["microCT raw projections reconstruction"]
+    out = viewer.layers["microCT reconstruction"]  # named for the sample
     np.testing.assert_allclose(out.scale, sample.microct.scale)
     vol, ref = np.asarray(out.data), np.asarray(phantom.data)
     err = np.linalg.norm(vol - ref) / np.linalg.norm(ref)

@@ -77,6 +77,8 @@ class RegisteredView:
         common = dict(name=f"{moving.name} (2D view)", affine=self._affine_2d(),
                       units=tuple(str(u) for u in moving.units[-2:]),
                       metadata={CREATED_BY: NAME, META_VIEW_OF: moving.name})
+        # the view is no layer of the user's: the layer they had selected stays selected
+        selected = set(viewer.layers.selection), viewer.layers.selection.active
         if self.is_labels:
             self.layer = viewer.add_labels(blank, colormap=moving.colormap,
                                            opacity=moving.opacity, **common)
@@ -85,8 +87,12 @@ class RegisteredView:
             self.layer = viewer.add_image(
                 blank, colormap=moving.colormap.name, contrast_limits=moving.contrast_limits,
                 blending="additive", **common)
+        viewer.layers.selection.clear()
+        viewer.layers.selection.update(selected[0])
+        viewer.layers.selection.active = selected[1]
         self._connections = [(viewer.dims.events.ndisplay, self._follow_ndisplay),
                              (moving.events.data, self._on_moving_data),
+                             (moving.events.colormap, self._follow_colormap),
                              (self.layer.events.visible, self._on_step)]
         if self.is_labels:
             self._connections.append((moving.events.paint, self._on_moving_data))
@@ -133,6 +139,9 @@ class RegisteredView:
         self._invalidate()
 
     # ------------------------------------------------------------------ following
+    def _follow_colormap(self, *_: Any) -> None:
+        self.layer.colormap = self.moving.colormap
+
     def _follow_contrast(self, *_: Any) -> None:
         self.layer.contrast_limits = self.moving.contrast_limits
 

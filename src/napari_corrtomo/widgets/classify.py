@@ -45,7 +45,7 @@ from ..core.progress import Cancelled, scaled
 from ._autosave import CLASSIFIER, autosave_for
 from ._dock import DockForm, act_on_file, hbox
 from ._layers import LayerSelect, add_result, full_resolution, layer_frame
-from ._registered_view import is_axis_aligned
+from ._registered_view import is_axis_aligned, is_view
 from ._runner import Job, TaskRunner, start_job
 from ._table import TableView
 
@@ -183,15 +183,20 @@ class ClassifyWidget(DockForm):
 
     def refresh_channels(self, *_: Any) -> None:
         checked = set(self.checked_channel_names())
+        # the registered layers' 2D views are drawings of other layers, not channels
+        images = [layer.name for layer in self.viewer.layers
+                  if isinstance(layer, Image) and layer.rgb is False and not is_view(layer)]
+        if not checked and images:
+            # nothing ticked yet: the image the user has selected, else the newest one
+            active = self.viewer.layers.selection.active
+            checked = {active.name if active is not None and active.name in images
+                       else images[-1]}
         self.channel_list.clear()
-        for layer in self.viewer.layers:
-            if isinstance(layer, Image) and layer.rgb is False:
-                item = QListWidgetItem(layer.name)
-                item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-                item.setCheckState(Qt.Checked if layer.name in checked else Qt.Unchecked)
-                self.channel_list.addItem(item)
-        if not checked and self.channel_list.count():
-            self.channel_list.item(0).setCheckState(Qt.Checked)
+        for name in images:
+            item = QListWidgetItem(name)
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Checked if name in checked else Qt.Unchecked)
+            self.channel_list.addItem(item)
 
     def checked_channel_names(self) -> list[str]:
         return [self.channel_list.item(i).text() for i in range(self.channel_list.count())

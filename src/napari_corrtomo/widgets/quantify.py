@@ -386,9 +386,17 @@ class QuantifyWidget(DockForm):
 
     def _draw(self, name: str) -> None:
         r = self.result
-        if r is None or not name:
+        if r is None:
             return
         ax = self.plot.axes()
+        self.plot.save_button.setEnabled(bool(name))
+        if not name:  # a blank plot would look broken: say why there is none
+            ax.set_axis_off()
+            ax.text(0.5, 0.5, "No distribution or curve among the measures of this run\n"
+                    "(tick e.g. Local thickness or Particles for one)", ha="center",
+                    va="center", wrap=True, color="0.35")
+            self.plot.draw()
+            return
         if name in r.distributions:
             d = r.distributions[name]
             widths = np.diff(d.edges)

@@ -8,6 +8,7 @@ reconstructs the even/odd halves and plots the curve with both thresholds.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -61,6 +62,18 @@ def _ispin(lo: int, hi: int, value: int) -> QSpinBox:
     box.setRange(lo, hi)
     box.setValue(value)
     return box
+
+
+
+
+#: the words a projection stack's name ends with, left out of its results' names
+_STACK_WORDS = re.compile(r"\s*(raw\s+)?projections$")
+
+
+def _result_name(projections: str, what: str) -> str:
+    """``"microCT raw projections"`` -> ``"microCT reconstruction"``: a result is named for
+    the sample, not for the stack it came from."""
+    return f"{_STACK_WORDS.sub('', projections) or projections} {what}"
 
 
 class ReconstructWidget(DockForm):
@@ -466,9 +479,9 @@ class ReconstructWidget(DockForm):
         def done(result) -> None:
             inp, s, img = result
             vs = s.voxel_size
-            add_result(self.viewer, img, name=f"{inp['layer'].name} preview", layer_type="image",
-                       created_by=CREATED_BY, scale=(vs, vs), unit=inp["geometry"].unit,
-                       metadata={"slice": index, "method": s.method})
+            add_result(self.viewer, img, name=_result_name(inp["layer"].name, "preview"),
+                       layer_type="image", created_by=CREATED_BY, scale=(vs, vs),
+                       unit=inp["geometry"].unit, metadata={"slice": index, "method": s.method})
 
         return self._start(work, done, "Reconstruction preview")
 
@@ -483,7 +496,8 @@ class ReconstructWidget(DockForm):
         def done(result) -> None:
             inp, r = result
             vs, g, s = r.voxel_size, r.geometry, r.settings
-            add_result(self.viewer, r.volume, name=f"{inp['layer'].name} reconstruction",
+            add_result(self.viewer, r.volume,
+                       name=_result_name(inp["layer"].name, "reconstruction"),
                        layer_type="image", created_by=CREATED_BY, scale=(vs, vs, vs), unit=g.unit,
                        metadata={"geometry": g.to_dict(), "method": s.method,
                                  "iterations": s.iterations})
