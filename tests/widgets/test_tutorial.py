@@ -171,6 +171,7 @@ def test_the_tutorial_as_written(make_napari_viewer, qtbot, mouse, sample, tmp_p
     tut.click(gw.new_points_button)
     pf, pm = gw.fixed_points_select.layer(), gw.moving_points_select.layer()
     assert viewer.layers.selection.active is pf and pf.mode == "add"
+    gw.model.setCurrentText("similarity")
     # the user's picking error: one voxel in each volume
     rng = np.random.default_rng(3)
     n = len(t.landmarks_microct)
@@ -188,8 +189,9 @@ def test_the_tutorial_as_written(make_napari_viewer, qtbot, mouse, sample, tmp_p
         mouse.click(viewer, m[1:], tol=0.05)
         assert np.abs(pm.data[i] - m).max() < 0.07, (pm.data[i], m)
         assert viewer.layers.selection.active is pf
+        # live residuals: from the third pair on, every completed pair refits
+        assert gw.table.table.rowCount() == (i + 1 if i >= 2 else 0)
     micro.visible = True
-    gw.model.setCurrentText("similarity")
     tut.click(gw.fit_button)
     assert gw.transform is not None and gw.table.table.rowCount() == n  # residual per pair
     tut.click(gw.apply_button)

@@ -369,10 +369,14 @@ class RegisterWidget(DockForm):
 
     def _on_points_changed(self, event: Any = None) -> None:
         action = str(getattr(event, "action", "added")).lower()
-        if self._switching or not action.endswith("added") or not self.alternate.isChecked():
+        if self._switching or not action.endswith("added"):
             return
         pf, pm = self._points_layers(required=False)
         if pf is None or pm is None:
+            return
+        if len(pf.data) == len(pm.data) >= 3:
+            self.fit(live=True)  # live residuals: every completed pair refits
+        if not self.alternate.isChecked():
             return
         target = pm if len(pf.data) > len(pm.data) else pf
         if self.viewer.layers.selection.active is not target:
@@ -392,8 +396,12 @@ class RegisterWidget(DockForm):
         return self.session.fixed, self.session.moving
 
     # ------------------------------------------------------------------ fit
-    def fit(self) -> reg.Transform | None:
-        """Fit the chosen model to the active pairs; on failure no transform is kept."""
+    def fit(self, live: bool = False) -> reg.Transform | None:
+        """Fit the chosen model to the active pairs; on failure no transform is kept.
+
+        ``live``: the refit after a completed pair, whose failure (too few pairs for the
+        model yet) is said in the summary line only, not in a notification.
+        """
         try:
             self.session.fit = self.session.transform = None
             self.session.settings = self._settings()
@@ -401,9 +409,10 @@ class RegisterWidget(DockForm):
             t = self.session.fit_landmarks()
         except ValueError as exc:
             self.summary.setText(f"Fit failed: {in_words(exc, WORDS)}")
-            show_error(in_words(exc, WORDS))
+            if not live:
+                show_error(in_words(exc, WORDS))
             return None
-        for w in t.warnings:
+        for w in [] if live else t.warnings:
             show_warning(w)
         self.summary.setText(t.summary())
         self._show_transform()
