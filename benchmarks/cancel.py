@@ -14,6 +14,10 @@ Run (under a display, holding the shared benchmark lock):
    the same 192^3 porous block as the widget test, cancelled 0.5 s after it starts,
    while a Python thread sleeping 20 ms stands in for the UI thread (a compiled call
    holding the GIL shows as a long pause). A measure done before 0.5 s says so.
+3. napari's own UI-thread cost of adding one layer (``--add-layer``): CPU time of
+   ``viewer.add_layer`` for 3D images of 8^3 and of 160 x 224 x 224 voxels (contrast limits
+   given, so napari scans no data), and of a first labels layer after the worker-side
+   warm-up that a project load does.
 
 Prints Markdown and writes it to ``docs/benchmarks/cancel.md``.
 """
@@ -49,6 +53,8 @@ ACTIONS = [
      "tests/widgets/test_register.py::test_cancel_refine_at_2_s"),
     ("Project: save 400 MB",
      "tests/widgets/test_project.py::test_cancelled_save_keeps_the_previous_project"),
+    ("Project: load 400 MB (13 layers)",
+     "tests/widgets/test_project.py::test_cancelled_load_leaves_no_layer"),
     ("Classify: live training, 8 M labelled voxels of 224^3",
      "tests/widgets/test_classify.py::test_cancel_live_training_on_8_million_labelled_voxels"),
     ("Classify: predict volume 224^3",
@@ -134,11 +140,58 @@ def cancel_measure(key: str, lab, img, sp, after_s: float = 0.5) -> tuple[float,
     return ended[0] - clicked, gap, 1.0
 
 
+def add_layer_costs(repeat: int) -> list[str]:
+    """Markdown lines: CPU ms of the UI thread per ``viewer.add_layer``, and the part of it
+    spent in CPython's full (generation 2) garbage collections (see the module doc)."""
+    import gc
+
+    import napari
+    from napari.layers import Image, Labels
+
+    from napari_corrtomo.widgets.project import _warm_labels_overlays
+
+    full_gc: list[float] = []
+
+    def on_gc(phase: str, info: dict) -> None:
+        if info["generation"] == 2:
+            full_gc.append(time.thread_time() if phase == "start" else -time.thread_time())
+
+    def cpu_ms(call) -> str:
+        full_gc.clear()
+        start = time.thread_time()
+        call()
+        total = 1000 * (time.thread_time() - start)
+        collected = -1000 * sum(full_gc)
+        return f"{total:.0f}" + (f" ({collected:.0f} full GC)" if full_gc else "")
+
+    gc.callbacks.append(on_gc)
+    viewer = napari.Viewer(show=False)
+    rows = []
+    for shape in [(8, 8, 8), (160, 224, 224)] * 2:
+        layers = [Image(np.zeros(shape, np.float32), contrast_limits=(0, 1))
+                  for _ in range(repeat)]
+        costs = [cpu_ms(lambda layer=layer: viewer.add_layer(layer)) for layer in layers]
+        rows.append(f"| image {'x'.join(map(str, shape))} | {', '.join(costs)} |")
+    warm = cpu_ms(_warm_labels_overlays)
+    labels_layer = Labels(np.ones((160, 224, 224), np.uint8))
+    labels = cpu_ms(lambda: viewer.add_layer(labels_layer))
+    rows.append(f"| first labels 160x224x224 (after {warm} ms of warm-up in a worker) | "
+                f"{labels} |")
+    viewer.close()
+    gc.callbacks.remove(on_gc)
+    tracked = len(gc.get_objects())
+    return ["", "napari's `viewer.add_layer`, UI-thread CPU ms per call (`--add-layer`), "
+            f"one viewer, in this order ({tracked} objects tracked by the GC at the end):",
+            "", "| layer | CPU ms per add |", "|---|---|", *rows]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per widget action")
     parser.add_argument("--measures", action="store_true",
                         help="also cancel each Quantify measure alone (core, no viewer)")
+    parser.add_argument("--add-layer", action="store_true",
+                        help="also time napari's add_layer on the UI thread")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "cancel.md"))
     args = parser.parse_args()
 
@@ -146,7 +199,7 @@ def main() -> None:
              f"Machine: 2-core VM, shared, noisy ({platform.machine()}, Python "
              f"{platform.python_version()}), load average {os.getloadavg()[0]:.1f} at the "
              f"start. Command: `xvfb-run -a python benchmarks/cancel.py --repeat {args.repeat}"
-             f"{' --measures' if args.measures else ''}`.", "",
+             f"{' --measures' if args.measures else ''}{' --add-layer' if args.add_layer else ''}`.", "",
              "Cancel clicked 2 s after the action's button (real napari viewer, real clicks); "
              "time to cancel effective = Cancel click to the end of the worker thread; max UI "
              "gap = longest pause of a 20 ms QTimer on the UI thread from the start click to "
@@ -170,6 +223,9 @@ def main() -> None:
                     -1.0: "does not apply to this block"}[cancelled]
             lines.append(f"| {key} | {when} | {1000 * gap:.0f} |")
             print(lines[-1], flush=True)
+    if args.add_layer:
+        lines += add_layer_costs(args.repeat)
+        print("\n".join(lines[-7:]), flush=True)
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).write_text(text)

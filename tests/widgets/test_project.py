@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -92,3 +94,30 @@ def test_cancelled_save_keeps_the_previous_project(make_napari_viewer, big_layer
     assert [entry.name for entry in load_project(folder)] == ["old"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["project"]  # no partial copy
 
+
+@pytest.fixture(scope="module")
+def big_project(big_layers, tmp_path_factory):
+    """:func:`big_layers` saved as a project: 400 MB in 13 layers, so that at 2 s a load
+    is still reading or adding layers (removed afterwards: pytest keeps old temp folders)."""
+    folder = tmp_path_factory.mktemp("big")
+    yield save_project(folder / "project", big_layers)
+    shutil.rmtree(folder)
+
+
+def test_cancelled_load_leaves_no_layer(make_napari_viewer, big_project, monkeypatch,
+                                        cancel_mid_action):
+    """Cancel at 2 s takes effect within 1 s and takes back the layers already added.
+
+    The 0.1 s UI bound is not asserted: each ``viewer.add_layer`` is one UI-thread call of
+    napari's costing 60-150 ms on a 2-core VM whatever the data size (layer controls, vispy
+    visuals; docs/benchmarks/cancel.md); the fixture prints and records the gap."""
+    viewer = make_napari_viewer()
+    widget = ProjectWidget(viewer)
+    _choose_folder(monkeypatch, big_project)
+    run = cancel_mid_action(viewer, widget.runner, widget.load_button,
+                            action="Project: load 400 MB (13 layers)")
+    assert run.latency_s < 1.0
+    assert run.added == [] and len(viewer.layers) == 0
+    assert 0 < run.bar[0] < run.bar[1]
+    assert run.status.startswith("Cancelled")
+    assert not widget.autosave.paused
