@@ -31,14 +31,16 @@ def _symmetry(w: np.ndarray) -> int:
 
 
 def correlate_first_range(arr: np.ndarray, weights: np.ndarray, g0: int, g1: int, base: int,
-                          n_true: int) -> np.ndarray:
+                          n_true: int, out: np.ndarray | None = None) -> np.ndarray:
     """Correlation along axis 0 giving only global rows ``g0 .. g1-1`` of a stack of
-    ``n_true`` rows, of which ``arr`` holds rows ``base ..`` (mirrored at the true ends)."""
+    ``n_true`` rows, of which ``arr`` holds rows ``base ..`` (mirrored at the true ends);
+    into ``out`` (C-contiguous float32) when given."""
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     w = np.ascontiguousarray(weights, dtype=np.float32)
-    out = np.empty((g1 - g0,) + arr.shape[1:], np.float32)
+    if out is None:
+        out = np.empty((g1 - g0,) + arr.shape[1:], np.float32)
     b = math.prod(arr.shape[1:])
-    inp, flat, sym = arr.reshape(arr.shape[0], b), out.reshape(g1 - g0, b), _symmetry(w)
+    inp, flat, sym = arr.reshape(arr.shape[0], b), _flat(out).reshape(g1 - g0, b), _symmetry(w)
     step = max(1, CHUNK_VOXELS // max(b, 1))  # rows per chunk (see ticking)
     for k0 in range(0, g1 - g0, step):
         if k0:

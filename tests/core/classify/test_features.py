@@ -333,3 +333,47 @@ def test_passes_split_over_threads_give_identical_features(volume, monkeypatch):
     monkeypatch.setenv("CORRTOMO_THREADS", "3")
     three = compute_features(volume, spec, (2.0, 1.0, 1.0), spatial_ndim=3)
     assert np.array_equal(one, three)
+
+
+@pytest.mark.parametrize("z_range", [None, (5, 9)])
+def test_recycled_work_arrays_never_leak_between_filters(volume, z_range, monkeypatch):
+    """The passes take their work arrays from a pool and give a feature's temporaries back
+    as soon as it is done (issue 21): with every array given back poisoned (NaN) at once,
+    every filter of a set computed together, in any mix (DoG or the structure tensor
+    before the Gaussian of their scale is cached, a scale without a Gaussian, after a
+    cancelled run), still equals that filter computed alone, bit for bit; and a second
+    run takes no fresh array."""
+    from napari_corrtomo.core.progress import Cancelled
+
+    items = (FilterItem("dog", 1.0), FilterItem("ste", 1.0), FilterItem("hessian", 1.0),
+             FilterItem("dog", 1.6), FilterItem("ste", 1.6), FilterItem("ggm", 1.6),
+             FilterItem("log", 1.6), FilterItem("hessian", 1.6), FilterItem("gaussian", 3.5),
+             FilterItem("dog", 3.5), FilterItem("ste", 0.7, "2d"), FilterItem("ggm", 0.7, "2d"),
+             FilterItem("hessian", 0.7, "2d"))
+    sp = (2.0, 1.0, 1.0)
+    spec = FeatureSpec(items)
+    alone = [compute_features(volume, FeatureSpec((item,)), sp, spatial_ndim=3,
+                              z_range=z_range) for item in spec.filters]
+    give = filterbank._WORK.give
+
+    def poisoned(arrays):
+        for a in arrays:
+            a.fill(np.nan)
+        give(arrays)
+
+    monkeypatch.setattr(filterbank._WORK, "give", poisoned)
+
+    def stop(done, total):
+        raise Cancelled()
+
+    with pytest.raises(Cancelled):  # leaves nothing half-written behind in the pool
+        compute_features(volume, spec, sp, spatial_ndim=3, progress=stop)
+    together = compute_features(volume, spec, sp, spatial_ndim=3, z_range=z_range)
+    assert np.array_equal(together, np.concatenate(alone))
+    free = {id(a) for _, a in filterbank._WORK._free.values()}
+    taken = []
+    take = filterbank._WORK.take
+    monkeypatch.setattr(filterbank._WORK, "take",
+                        lambda shape: taken.append(take(shape)) or taken[-1])
+    compute_features(volume, spec, sp, spatial_ndim=3, z_range=z_range)
+    assert taken and all(id(a) in free for a in taken)  # no fresh array the second time
