@@ -53,7 +53,7 @@ ACTIONS = [
      "tests/widgets/test_register.py::test_cancel_refine_at_2_s"),
     ("Project: save 400 MB",
      "tests/widgets/test_project.py::test_cancelled_save_keeps_the_previous_project"),
-    ("Project: load 400 MB (13 layers)",
+    ("Project: load 400 MB (53 layers)",
      "tests/widgets/test_project.py::test_cancelled_load_leaves_no_layer"),
     ("Classify: live training, 8 M labelled voxels of 224^3",
      "tests/widgets/test_classify.py::test_cancel_live_training_on_8_million_labelled_voxels"),

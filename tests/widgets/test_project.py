@@ -97,10 +97,14 @@ def test_cancelled_save_keeps_the_previous_project(make_napari_viewer, big_layer
 
 @pytest.fixture(scope="module")
 def big_project(big_layers, tmp_path_factory):
-    """:func:`big_layers` saved as a project: 400 MB in 13 layers, so that at 2 s a load
-    is still reading or adding layers (removed afterwards: pytest keeps old temp folders)."""
+    """:func:`big_layers` and 40 small volumes saved as a project: 400 MB in 53 layers, so
+    that at 2 s a load is still reading or adding layers on any machine (each add costs
+    napari about 0.1 s whatever the size; 400 MB alone were read and added in under 2 s
+    on a quiet one). Removed afterwards: pytest keeps old temp folders."""
     folder = tmp_path_factory.mktemp("big")
-    yield save_project(folder / "project", big_layers)
+    small = [ProjectLayer(f"detail {i}", "image", np.full((8, 8, 8), i, np.float32),
+                          (0.65,) * 3, ("um",) * 3) for i in range(40)]
+    yield save_project(folder / "project", big_layers + small)
     shutil.rmtree(folder)
 
 
@@ -115,7 +119,7 @@ def test_cancelled_load_leaves_no_layer(make_napari_viewer, big_project, monkeyp
     widget = ProjectWidget(viewer)
     _choose_folder(monkeypatch, big_project)
     run = cancel_mid_action(viewer, widget.runner, widget.load_button,
-                            action="Project: load 400 MB (13 layers)")
+                            action="Project: load 400 MB (53 layers)")
     assert run.latency_s < 1.0
     assert run.added == [] and len(viewer.layers) == 0
     assert 0 < run.bar[0] < run.bar[1]
