@@ -342,7 +342,7 @@ def test_recycled_work_arrays_never_leak_between_filters(volume, z_range, monkey
     every filter of a set computed together, in any mix (DoG or the structure tensor
     before the Gaussian of their scale is cached, a scale without a Gaussian, after a
     cancelled run), still equals that filter computed alone, bit for bit; and a second
-    run takes no fresh array."""
+    run takes no fresh array (the first run's stack, dropped, is the second's)."""
     from napari_corrtomo.core.progress import Cancelled
 
     items = (FilterItem("dog", 1.0), FilterItem("ste", 1.0), FilterItem("hessian", 1.0),
@@ -354,14 +354,19 @@ def test_recycled_work_arrays_never_leak_between_filters(volume, z_range, monkey
     spec = FeatureSpec(items)
     alone = [compute_features(volume, FeatureSpec((item,)), sp, spatial_ndim=3,
                               z_range=z_range) for item in spec.filters]
-    give = filterbank._WORK.give
+    give, returned = filterbank._WORK.give, filterbank._WORK.returned
 
     def poisoned(arrays):
         for a in arrays:
             a.fill(np.nan)
         give(arrays)
 
+    def poisoned_output(arr):  # a feature stack nobody holds any more
+        arr.fill(np.nan)
+        returned(arr)
+
     monkeypatch.setattr(filterbank._WORK, "give", poisoned)
+    monkeypatch.setattr(filterbank._WORK, "returned", poisoned_output)
 
     def stop(done, total):
         raise Cancelled()
@@ -370,10 +375,14 @@ def test_recycled_work_arrays_never_leak_between_filters(volume, z_range, monkey
         compute_features(volume, spec, sp, spatial_ndim=3, progress=stop)
     together = compute_features(volume, spec, sp, spatial_ndim=3, z_range=z_range)
     assert np.array_equal(together, np.concatenate(alone))
+    del together  # its memory goes back to the pool (poisoned)
     free = {id(a) for _, a in filterbank._WORK._free.values()}
     taken = []
     take = filterbank._WORK.take
     monkeypatch.setattr(filterbank._WORK, "take",
                         lambda shape: taken.append(take(shape)) or taken[-1])
-    compute_features(volume, spec, sp, spatial_ndim=3, z_range=z_range)
-    assert taken and all(id(a) in free for a in taken)  # no fresh array the second time
+    again = compute_features(volume, spec, sp, spatial_ndim=3, z_range=z_range)
+    assert np.array_equal(again, np.concatenate(alone))  # every voxel of it written
+    assert again.base.__class__.__name__ == "_Lease"
+    # no fresh array the second time, the stack's memory included
+    assert taken and all(id(a) in free for a in taken)

@@ -53,6 +53,7 @@ from ._filterbank import (
     _Engine,
     _radius,
     gaussian_kernel1d,
+    output_array,
 )
 
 #: ilastik's scales
@@ -364,7 +365,7 @@ def compute_features(
     out_shape = arr.shape[1:] if nd != 3 else (zr[1] - zr[0],) + arr.shape[2:]
     if eng.backend == "numpy":  # with a z range every pass works on the output slices only
         check_memory("features", out_shape, n_out)
-    out = xp.empty((n_out,) + tuple(out_shape), dtype=xp.float32)
+    out = output_array(eng, (n_out,) + tuple(out_shape))
     per = spec.features_per_input(nd)
     written = [0]
     # between chunks of every compiled pass the features done so far are reported again:
