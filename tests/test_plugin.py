@@ -33,12 +33,23 @@ def test_manifest_is_shipped_inside_the_package():
 
 
 def test_every_declared_widget_instantiates(make_napari_viewer):
+    """Every dock opens on the sample data and follows layer events without reading a
+    private napari attribute (through the plugin's viewer proxy each read raises a
+    deprecation warning: a yellow notification for the user)."""
+    import warnings
+
     viewer = make_napari_viewer()
     widgets = _manifest().contributions.widgets or []
     assert widgets, "the manifest declares no dock widgets"
-    for contribution in widgets:
-        dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, contribution.display_name)
-        assert widget is not None and dock.isVisible() is not None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for contribution in widgets:
+            dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN,
+                                                                contribution.display_name)
+            assert widget is not None and dock.isVisible() is not None
+        viewer.open_sample(PLUGIN, "correlative_particles")
+        viewer.layers.remove("nanoCT truth")
+    assert [str(w.message) for w in caught if "Private attribute" in str(w.message)] == []
 
 
 def _written_files(tmp_path):

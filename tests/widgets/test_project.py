@@ -125,3 +125,36 @@ def test_cancelled_load_leaves_no_layer(make_napari_viewer, big_project, monkeyp
     assert 0 < run.bar[0] < run.bar[1]
     assert run.status.startswith("Cancelled")
     assert not widget.autosave.paused
+
+
+def test_the_docked_panel_reads_no_private_napari_attribute(make_napari_viewer, qtbot, tmp_path,
+                                                            monkeypatch):
+    """A plugin dock sees the viewer through napari's proxy, where reading or setting a
+    private attribute raises a deprecation warning (a yellow notification for the user):
+    saving a project and loading it back from the docked panel touches none."""
+    import warnings
+
+    def docked(viewer):
+        _, widget = viewer.window.add_plugin_dock_widget("napari-corrtomo", "Correlative project")
+        return widget
+
+    viewer = make_napari_viewer()
+    widget = docked(viewer)
+    rng = np.random.default_rng(0)
+    viewer.add_image(rng.random((4, 8, 8)).astype(np.float32), name="vol", scale=(0.5,) * 3,
+                     units=("um",) * 3)
+    viewer.add_labels(rng.integers(0, 3, (4, 8, 8)).astype(np.uint8), name="seg",
+                      scale=(0.5,) * 3, units=("um",) * 3)
+    _choose_folder(monkeypatch, tmp_path / "session")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        widget.save_button.click()
+        qtbot.waitUntil(lambda: not widget.runner.busy, timeout=30000)
+        fresh = make_napari_viewer()
+        other = docked(fresh)
+        other.load_button.click()
+        qtbot.waitUntil(lambda: not other.runner.busy, timeout=30000)
+    assert widget.runner.last_error is None and other.runner.last_error is None
+    assert [layer.name for layer in fresh.layers] == ["vol", "seg"]
+    private = [str(w.message) for w in caught if "Private attribute" in str(w.message)]
+    assert private == []

@@ -33,7 +33,7 @@ from ..core.recovery import (
     recovery_info,
     write_recovery,
 )
-from ._layers import TABLES, add_project_layer, to_project_layer
+from ._layers import TABLES, add_project_layer, layer_kind, to_project_layer
 from ._runner import on_viewer_close
 
 #: quiet time after the last change before a snapshot is written
@@ -206,7 +206,7 @@ class Autosave(QObject):
                 entry.data = np.asarray(entry.data)  # editable again
                 self.edited.add(entry.name)
             existing = self.viewer.layers[entry.name] if entry.name in self.viewer.layers else None
-            if existing is not None and existing._type_string == entry.layer_type:
+            if existing is not None and layer_kind(existing) == entry.layer_type:
                 existing.data = entry.data
             else:
                 add_project_layer(self.viewer, entry)

@@ -123,7 +123,7 @@ def add_result(
     units = layer_units(unit, len(scale))
     if name in viewer.layers:
         old = viewer.layers[name]
-        if old.metadata.get(CREATED_BY) == created_by and old._type_string == layer_type:
+        if old.metadata.get(CREATED_BY) == created_by and layer_kind(old) == layer_type:
             old.data = data
             old.scale = scale
             old.units = units
@@ -168,6 +168,13 @@ _DISPLAY = {
 }
 
 
+def layer_kind(layer) -> str:
+    """``"image"``, ``"labels"``, ``"points"``, ``"shapes"`` ...: napari's layer type name,
+    read from the public class (its ``_type_string`` is private: through a plugin's viewer
+    proxy, reading it raises a deprecation notification)."""
+    return layer.__class__.__name__.lower()
+
+
 def full_resolution(layer) -> Any:
     """The layer's full-resolution data (level 0 of a pyramid), lazy if it is lazy."""
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
@@ -175,7 +182,7 @@ def full_resolution(layer) -> Any:
 
 def to_project_layer(layer) -> ProjectLayer:
     """Snapshot of a napari layer (data, frame, display, tables) for saving."""
-    kind = layer._type_string
+    kind = layer_kind(layer)
     display = {}
     for key in _DISPLAY.get(kind, ()):
         value = getattr(layer, key)

@@ -73,11 +73,16 @@ _WATCHERS: dict[int, _CloseWatcher] = {}
 
 
 def close_watcher(viewer: napari.Viewer | None) -> _CloseWatcher | None:
-    """The close watcher of ``viewer``'s window (None without a viewer or window)."""
-    window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+    """The close watcher of ``viewer``'s window (None without a viewer or window).
+
+    napari has no public "viewer closes" event: the watcher listens to its Qt window, read
+    on the viewer itself (through a plugin's proxy, reading it raises a deprecation
+    notification), one watcher per viewer whatever proxy a widget holds."""
+    real = getattr(viewer, "__wrapped__", viewer)
+    window = getattr(getattr(real, "window", None), "_qt_window", None)
     if window is None:
         return None
-    key = id(viewer)
+    key = id(real)
     if key not in _WATCHERS:
         _WATCHERS[key] = _CloseWatcher(window)
         window.destroyed.connect(lambda *_: _WATCHERS.pop(key, None))
