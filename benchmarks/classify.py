@@ -18,15 +18,24 @@ Three parts, one run, same inputs for every method:
 
 Run under the benchmark lock: ``flock /tmp/corrtomo-bench.lock python benchmarks/classify.py``.
 Writes the tables to ``docs/benchmarks/classify.md``.
+``--latency-only`` re-measures part 3 alone; ``--speed-baseline REV`` times part 2 for ours
+now vs ours at git revision REV (fresh processes, interleaved, no peer) and appends a
+dated section.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import platform
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -218,6 +227,87 @@ def speed_table(n: int, repeats: int) -> tuple[list[dict], dict]:
                   "repeats": repeats}
 
 
+_TIME_OURS = """
+import json, sys, time, gc
+import numpy as np
+from napari_corrtomo.core.classify import PixelClassifier, weighted_error
+from napari_corrtomo.core.classify.features import FeatureSpec
+d = sys.argv[1]
+img, scr, truth = (np.load(f"{d}/{k}.npy") for k in ("img", "scr", "truth"))
+clf = PixelClassifier(FeatureSpec.ilastik_default(), n_trees=100, seed=0)
+t0 = time.perf_counter()
+clf.fit(img, scr, (10, 10, 10), "nm")
+t_fit = time.perf_counter() - t0
+clf.predict_proba(img[:24, :24, :24], backend="numpy")  # JIT warm-up, not timed
+gc.collect()
+t0, c0 = time.perf_counter(), time.process_time()
+proba = clf.predict_proba(img, backend="numpy")
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+awe = float(weighted_error(truth, clf.classes_[np.argmax(proba, 0)]))
+print(json.dumps({"wall": wall, "cpu": cpu, "fit": t_fit, "awe": awe}))
+"""
+
+
+def export_src(rev: str, dest: Path) -> Path:
+    """``src/`` of git revision ``rev`` extracted under ``dest``."""
+    data = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev, "src"],
+                          check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=BytesIO(data)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest / "src"
+
+
+def speed_vs_baseline(n: int, repeats: int, baseline: str) -> tuple[list[dict], dict]:
+    """Features + prediction of ours now vs ours at git revision ``baseline`` on the same
+    n^3 volume and scribbles, each run in a fresh process, interleaved (no peer)."""
+    img, truth = speed_volume(n)
+    scr = synthetic.scribbles_from_truth(truth, strokes_per_class=6, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, v in (("img", img), ("scr", scr), ("truth", truth)):
+            np.save(f"{tmp}/{k}.npy", v)
+        srcs = {"now": ROOT / "src", baseline: export_src(baseline, Path(tmp) / "base")}
+        runs: dict[str, list[dict]] = {k: [] for k in srcs}
+        for _ in range(repeats):
+            for key, src in srcs.items():
+                env = dict(os.environ, PYTHONPATH=str(src))
+                res = subprocess.run([sys.executable, "-c", _TIME_OURS, tmp], env=env,
+                                     check=True, capture_output=True, text=True)
+                runs[key].append(json.loads(res.stdout.strip().splitlines()[-1]))
+                runs[key][-1]["load5"] = os.getloadavg()[1]
+                print(f"  {key}: {runs[key][-1]}", flush=True)
+    rows = [{"rev": k, "best_wall_s": min(r["wall"] for r in v),
+             "best_cpu_s": min(r["cpu"] for r in v), "walls": [r["wall"] for r in v],
+             "fit_s": min(r["fit"] for r in v), "awe_pct": v[-1]["awe"],
+             "load5": [r["load5"] for r in v]} for k, v in runs.items()]
+    return rows, {"shape": img.shape, "scribbled_voxels": int((scr > 0).sum()),
+                  "repeats": repeats}
+
+
+def speed_baseline_markdown(rows: list[dict], info: dict, baseline: str) -> list[str]:
+    now, base = rows
+    lines = [f"## Speed vs `{baseline}`: features + prediction, {info['shape'][0]}^3 "
+             f"({time.strftime('%Y-%m-%d')})", "",
+             "Produced by `PYTHONPATH=src nice -n 5 python benchmarks/classify.py "
+             f"--speed-baseline {baseline} --size {info['shape'][0]} --repeats "
+             f"{info['repeats']}`. 2-core x86-64 VM, CPU only. Volume {info['shape']} "
+             f"(FIB-SEM-like SE2, 10 nm voxels), {info['scribbled_voxels']} scribbled voxels, "
+             "full ilastik set (61 features), 100 trees, `predict_proba(backend=\"numpy\")`; "
+             "each run a fresh process on the same saved inputs, the two revisions interleaved; "
+             "best of each (all runs listed).", "",
+             "| revision | features + prediction: wall (s) | CPU (s) | runs, wall (s) "
+             "| fit (s) | awe (%) | 5-min load during runs |",
+             "|---|---:|---:|---|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| `{r['rev']}` | {r['best_wall_s']:.1f} | {r['best_cpu_s']:.1f} | "
+                     + ", ".join(f"{t:.1f}" for t in r["walls"])
+                     + f" | {r['fit_s']:.1f} | {r['awe_pct']:.2f} | "
+                     + ", ".join(f"{x:.1f}" for x in r["load5"]) + " |")
+    lines += ["", f"Speed-up over `{baseline}`: **{base['best_wall_s'] / now['best_wall_s']:.2f}x "
+              f"wall**, {base['best_cpu_s'] / now['best_cpu_s']:.2f}x CPU (goal >= 3x, "
+              "issue 21).", ""]
+    return lines
+
+
 def latency_table(repeats: int = 5) -> list[dict]:
     """Live update on a 512 x 512 slice, as the widget runs it: cold (first look at a
     slice: its features from the slab of slices the filters reach, then the forest) and
@@ -353,7 +443,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "classify.md")
     parser.add_argument("--latency-only", action="store_true",
                         help="re-measure only the live update and replace its section of --out")
+    parser.add_argument("--speed-baseline", metavar="REV", default=None,
+                        help="time only features + prediction, ours now vs ours at git "
+                             "revision REV, and append a dated section to --out")
     args = parser.parse_args()
+    if args.speed_baseline:
+        rows, info = speed_vs_baseline(args.size, args.repeats, args.speed_baseline)
+        text = "\n".join(speed_baseline_markdown(rows, info, args.speed_baseline))
+        print(text)
+        with args.out.open("a") as f:
+            f.write("\n" + text)
+        return
     if args.latency_only:
         latency = latency_table(repeats=9)
         head, tail = args.out.read_text().split("## Live slice update")
