@@ -32,14 +32,13 @@ import os
 import platform
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 from _baselines import ThresholdTree
+from _revision import export_src
 
 from napari_corrtomo.core import synthetic
 from napari_corrtomo.core.classify import (
@@ -246,15 +245,6 @@ wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 awe = float(weighted_error(truth, clf.classes_[np.argmax(proba, 0)]))
 print(json.dumps({"wall": wall, "cpu": cpu, "fit": t_fit, "awe": awe}))
 """
-
-
-def export_src(rev: str, dest: Path) -> Path:
-    """``src/`` of git revision ``rev`` extracted under ``dest``."""
-    data = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev, "src"],
-                          check=True, capture_output=True).stdout
-    with tarfile.open(fileobj=BytesIO(data)) as tar:
-        tar.extractall(dest, filter="data")
-    return dest / "src"
 
 
 def speed_vs_baseline(n: int, repeats: int, baseline: str) -> tuple[list[dict], dict]:

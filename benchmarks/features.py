@@ -38,14 +38,13 @@ import os
 import platform
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 import scipy.ndimage as ndi
+from _revision import export_src
 from sklearn.ensemble import RandomForestClassifier
 
 from napari_corrtomo.core import synthetic
@@ -253,15 +252,6 @@ def time_3d(size: int, repeats: int, src: Path) -> list[list[float]]:
     res = subprocess.run([sys.executable, "-c", _TIME_3D, str(size), str(repeats)], env=env,
                          check=True, capture_output=True, text=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
-
-
-def export_src(rev: str, dest: Path) -> Path:
-    """``src/`` of git revision ``rev`` extracted under ``dest``."""
-    data = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev, "src"],
-                          check=True, capture_output=True).stdout
-    with tarfile.open(fileobj=BytesIO(data)) as tar:
-        tar.extractall(dest, filter="data")
-    return dest / "src"
 
 
 def forest_rows(voxels: int, repeats: int) -> tuple[list[tuple[str, float, float]], dict]:
