@@ -28,7 +28,7 @@ from napari.utils.notifications import show_error
 
 from ..core.register.plane import plane_index_matrix, plane_voxels, sample_plane, view_grid
 from ._layers import CREATED_BY, full_resolution, index_to_world
-from ._runner import start_job
+from ._runner import real_viewer, start_job
 
 #: metadata key on the view layer naming the registered layer it shows
 META_VIEW_OF = "corrtomo_registered_view_of"
@@ -340,7 +340,7 @@ _BY_VIEWER: dict[int, RegisteredViews] = {}
 def registered_views(viewer: napari.Viewer) -> RegisteredViews:
     """The viewer's :class:`RegisteredViews` (created on first use; one per viewer even
     when widgets hold different proxies of it)."""
-    real = getattr(viewer, "__wrapped__", viewer)
+    real = real_viewer(viewer)
     if id(real) not in _BY_VIEWER or _BY_VIEWER[id(real)].viewer is not real:
         _BY_VIEWER[id(real)] = RegisteredViews(real)
     return _BY_VIEWER[id(real)]

@@ -72,13 +72,20 @@ class _CloseWatcher(QObject):
 _WATCHERS: dict[int, _CloseWatcher] = {}
 
 
+def real_viewer(viewer: napari.Viewer | None) -> napari.Viewer | None:
+    """The viewer behind the proxy napari hands a plugin widget (``viewer`` itself when it
+    is no proxy): one object per window whatever proxy a widget holds, whose attributes
+    are read without the proxy's deprecation notification for private ones."""
+    return getattr(viewer, "__wrapped__", viewer)
+
+
 def close_watcher(viewer: napari.Viewer | None) -> _CloseWatcher | None:
     """The close watcher of ``viewer``'s window (None without a viewer or window).
 
     napari has no public "viewer closes" event: the watcher listens to its Qt window, read
     on the viewer itself (through a plugin's proxy, reading it raises a deprecation
     notification), one watcher per viewer whatever proxy a widget holds."""
-    real = getattr(viewer, "__wrapped__", viewer)
+    real = real_viewer(viewer)
     window = getattr(getattr(real, "window", None), "_qt_window", None)
     if window is None:
         return None

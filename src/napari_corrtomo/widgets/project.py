@@ -31,7 +31,7 @@ from ._autosave import autosave_for
 from ._dock import DockForm, hbox
 from ._layers import project_layer, to_project_layer
 from ._registered_view import is_view, registered_views
-from ._runner import TaskRunner
+from ._runner import TaskRunner, real_viewer
 from ._table import TableView
 
 #: layer-list events after which the modality table is rebuilt
@@ -239,7 +239,7 @@ def _add_unselected(viewer: napari.Viewer, layer):
     UI-thread cost of an add (median 93-115 -> 46-60 ms CPU per 160x224x224 image, 2-core
     VM); a load selects once, at the end. napari has no public switch for this: its
     private one is used when present (on the viewer itself, not a plugin's proxy)."""
-    layers = getattr(viewer, "__wrapped__", viewer).layers
+    layers = real_viewer(viewer).layers
     activate = getattr(layers, "_activate_on_insert", None)
     if activate is None:
         return viewer.add_layer(layer)

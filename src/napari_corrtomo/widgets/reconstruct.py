@@ -64,8 +64,6 @@ def _ispin(lo: int, hi: int, value: int) -> QSpinBox:
     return box
 
 
-
-
 #: the words a projection stack's name ends with, left out of its results' names
 _STACK_WORDS = re.compile(r"\s*(raw\s+)?projections$")
 

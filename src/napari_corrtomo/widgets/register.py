@@ -412,8 +412,9 @@ class RegisterWidget(DockForm):
             if not live:
                 show_error(in_words(exc, WORDS))
             return None
-        for w in [] if live else t.warnings:
-            show_warning(w)
+        if not live:
+            for w in t.warnings:
+                show_warning(w)
         self.summary.setText(t.summary())
         self._show_transform()
         self.autosave.changed()
