@@ -531,6 +531,10 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--intensity", default=None,
                    help="image for the proxigram and the partial-volume porosity")
     # one option per QuantifySettings field, named like it (tests/cli/test_quantify.py)
+    p.add_argument("--mid-level", action="store_true",
+                   help="move the phase/matrix boundary to the grey level half way between "
+                        "them (needs --intensity and --matrix): a classifier trained on "
+                        "phase interiors leaves it anywhere in the blurred band")
     p.add_argument("--radius", type=float, default=None,
                    help="rolling-ball radius of the inner pores (default: 2 voxels)")
     p.add_argument("--max-distance", type=float, default=None,
@@ -542,6 +546,10 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-h", type=float, default=None,
                    help="depth of the distance maxima that split touching particles "
                         "(default: the largest voxel size)")
+    p.add_argument("--close-radius", type=float, default=None,
+                   help="porous particles: radius of a closing of each matrix particle alone "
+                        "(fills surface pores, never bridges two particles) before touching "
+                        "particles are split; their porosity is then all that is not matrix")
     p.add_argument("--min-volume", type=float, default=0.0,
                    help="particles smaller than this volume (unit^3) are dropped")
     p.add_argument("--smooth", type=float, default=1.0,

@@ -269,7 +269,7 @@ def classify_fib(ctx: DemoContext) -> None:
 #: painted as resin and found as the void the particle encloses (quantify step).
 CORRELATIVE_CLASSES = {
     "microCT": {synthetic.AIR: synthetic.AIR, synthetic.RESIN: synthetic.RESIN,
-                synthetic.SOLID: synthetic.SOLID, synthetic.PORE: synthetic.PORE},
+                synthetic.SOLID: synthetic.SOLID, synthetic.PORE: synthetic.RESIN},
     "nanoCT": {synthetic.AIR: synthetic.AIR, synthetic.RESIN: synthetic.RESIN,
                synthetic.SOLID: synthetic.SOLID, synthetic.PORE: synthetic.RESIN},
     "ET": {synthetic.SOLID: synthetic.SOLID, synthetic.PORE: synthetic.PORE},
@@ -445,7 +445,7 @@ def step_reconstruct(ctx: DemoContext) -> None:
 
     ctx.panel("Reconstruction: FSC of even/odd halves", draw_fsc)
     ctx.panel("microCT slice: phantom (through the PSF) | SIRT from raw counts", draw_slice)
-    _reconstruct_correlative(ctx)
+    reconstruct_correlative(ctx)
 
 
 def fsc_reference_resolution(volume: np.ndarray, truth: np.ndarray, voxel_size: float,
@@ -466,7 +466,7 @@ def fsc_reference_resolution(volume: np.ndarray, truth: np.ndarray, voxel_size: 
     return 1.0 / k
 
 
-def _reconstruct_correlative(ctx: DemoContext) -> None:
+def reconstruct_correlative(ctx: DemoContext) -> None:
     """Scan the correlative sample's three objects (microCT overview, nanoCT particle, ET
     of its wall), reconstruct them (FBP), and qualify each by the FSC of even/odd halves;
     the reconstructions are what the next steps register, segment and measure."""
@@ -498,26 +498,32 @@ def _reconstruct_correlative(ctx: DemoContext) -> None:
 
 
 #: The demo's microCT overview settings (the Quantify widget's / ``corrtomo quantify``'s):
-#: pores in solid particles; touching particles split where their distance maxima stand
-#: 0.5 um (half a voxel) above the neck; specks below 130 um^3 (a quarter of the smallest
-#: particle, 10 um in diameter) dropped. Split depth over seeds 0-4 (260 particles each):
-#: 2 um left up to 87 unmatched (merged; the picked 10-um particle with a neighbour on
-#: seeds 2 and 3; ESD mean +13 %), 1 um up to 36, 0.5 um up to 16, never more particles
-#: than there are, ESD mean within 4.4 %.
-MICROCT_QUANTIFY = QuantifySettings(phase=synthetic.PORE, matrix=synthetic.SOLID, split_h=0.5,
-                                    min_volume=130.0)
+#: the macropores are filled with resin and segmented as resin (as in the nanoCT and the
+#: seed), so a particle is its solid plus the void inside its envelope. The solid
+#: boundary at the mid grey level (the forest leaves it anywhere in the blurred band);
+#: each solid particle closed alone with a 3 um ball (its 4.5 um surface pores filled, no
+#: bridge to a neighbour), touching particles split where their distance maxima stand
+#: 1 um (a voxel) above the neck, specks below 130 um^3 (a quarter of the smallest
+#: particle, 10 um in diameter) dropped; then a sphere envelope per particle (its ESD,
+#: and its porosity: what is not solid inside it).
+MICROCT_QUANTIFY = QuantifySettings(phase=synthetic.RESIN, matrix=synthetic.SOLID, split_h=1.0,
+                                    min_volume=130.0, close_radius=3.0, mid_level=True)
 
 
 def quantify_microct(ctx: DemoContext) -> QuantifyResult:
-    """Particles of the microCT segmentation (``ctx.data["segmentation"]["microCT"]``):
-    the "particles" measure with :data:`MICROCT_QUANTIFY`; the result is kept in
-    ``ctx.data["quantify_microct"]`` and its particle table written."""
+    """Particles of the microCT segmentation (``ctx.data["segmentation"]["microCT"]``) and
+    the image it segments: the "particles" and "envelopes" measures with
+    :data:`MICROCT_QUANTIFY`; the result is kept in ``ctx.data["quantify_microct"]`` and
+    its particle and envelope tables written."""
     sample = ctx.data.get("correlative") or synthetic.correlative_particles(seed=ctx.seed)
     lab = ctx.data["segmentation"]["microCT"]
-    result = quantify(lab, sample.truth.microct_labels.scale, "um", measures=["particles"],
-                      settings=MICROCT_QUANTIFY)
+    image = (ctx.data.get("reconstructed") or {}).get("microCT", sample.microct)
+    result = quantify(lab, sample.truth.microct_labels.scale, "um",
+                      measures=["particles", "envelopes"], settings=MICROCT_QUANTIFY,
+                      intensity=np.asarray(image.data))
     ctx.data["quantify_microct"] = result
     ctx.table("quantify_microct_particles", result.tables["particles"])
+    ctx.table("quantify_microct_envelopes", result.tables["particle_envelopes"])
     return result
 
 
@@ -538,14 +544,18 @@ def _partial_volume_macroporosity(seg: np.ndarray, image: np.ndarray,
     return result.tables["pv_porosity"].set_index("label").loc[pick]
 
 
-def _particle_pores(seg: np.ndarray, spacing: tuple[float, ...], centre: np.ndarray
-                    ) -> tuple[float, QuantifyResult]:
+def _particle_pores(seg: np.ndarray, spacing: tuple[float, ...], centre: np.ndarray,
+                    image: np.ndarray | None = None) -> tuple[float, QuantifyResult]:
     """The particle of a nanoCT segmentation nearest ``centre`` (voxels): the porosity of
-    its envelope ("envelopes" measure) and its pores measured alone (closed pores and
+    its envelope ("envelopes" measure; with ``image``, on the segmentation whose solid
+    boundary lies at the mid grey level) and its pores measured alone (closed pores and
     pore sizes, with everything outside the envelope as the outside label)."""
     settings = QuantifySettings(phase=synthetic.RESIN, matrix=synthetic.SOLID,
-                                envelope="sphere")
-    env_result = quantify(seg, spacing, "um", measures=["envelopes"], settings=settings)
+                                envelope="sphere", mid_level=image is not None)
+    env_result = quantify(seg, spacing, "um", measures=["envelopes"], settings=settings,
+                          intensity=image)
+    if image is not None:
+        seg = np.asarray(env_result.arrays["labels (mid-level boundary)"].data)
     env = np.asarray(env_result.arrays["particle envelopes"].data)
     pick = _nearest_label(env, centre)
     table = env_result.tables["particle_envelopes"].set_index("label")
@@ -576,10 +586,16 @@ def step_quantify(ctx: DemoContext) -> None:
     if segs is None:
         raise ValueError("no segmentations: run the classify step first")
 
-    # ---- microCT overview: particles by distance-transform watershed, ESD and porosity
+    # ---- microCT overview: particles by distance-transform watershed, their sphere
+    # envelopes: ESD and porosity
     micro = quantify_microct(ctx)
-    table = micro.tables["particles"]
-    particles = np.asarray(micro.arrays["particles"].data)
+    table = micro.tables["particle_envelopes"]
+    particles = np.asarray(micro.arrays["particle envelopes"].data)
+    measured = np.asarray(micro.arrays["labels (mid-level boundary)"].data)
+    tml = np.asarray(t.microct_labels.data)
+    ctx.quantity("microCT macropore fraction (in the particle envelopes)",
+                 np.count_nonzero((particles > 0) & (measured != SOLID)) / particles.size,
+                 float(np.mean(tml == PORE)), "fraction")
     sp = t.microct_labels.scale
     truth_p = t.particles
     dist, idx = cKDTree(truth_p[["z_um", "y_um", "x_um"]].to_numpy()).query(
@@ -626,7 +642,9 @@ def step_quantify(ctx: DemoContext) -> None:
     true_row = truth_p.loc[truth_p["particle"] == t.target_particle]
     ctx.quantity("picked particle ESD (microCT)", row["esd_um"],
                  float(true_row["esd_um"].iloc[0]), "um")
-    macro, nano = _particle_pores(nlab, nsp, centre)
+    rec = ctx.data.get("reconstructed") or {}
+    nimg = rec["nanoCT"] if "nanoCT" in rec else sample.nanoct  # what was classified
+    macro, nano = _particle_pores(nlab, nsp, centre, np.asarray(nimg.data))
     posd = nano.distributions["phase size distribution"]
     tl = np.asarray(t.nanoct_labels.data)
     # reference: the same envelope on the true solid; truth pore sizes: the same MSI on the
@@ -647,8 +665,6 @@ def step_quantify(ctx: DemoContext) -> None:
     ctx.quantity("nanoCT particle macroporosity", macro, t.nanoct_macroporosity, "fraction")
     ctx.quantity("nanoCT macroporosity, same envelope on the true solid", ref_macro,
                  t.nanoct_macroporosity, "fraction")
-    rec = ctx.data.get("reconstructed") or {}
-    nimg = rec["nanoCT"] if "nanoCT" in rec else sample.nanoct  # what was classified
     pv = _partial_volume_macroporosity(nlab, np.asarray(nimg.data), nsp, centre)
     ctx.quantity("nanoCT particle macroporosity (partial volume, from grey values)",
                  pv["porosity_pv"], t.nanoct_macroporosity, "fraction")

@@ -191,53 +191,68 @@ def test_export_all_asks_before_replacing_tables(make_napari_viewer, qtbot, part
 
 
 def test_widget_cli_and_demo_give_the_same_particles(make_napari_viewer, qtbot, tmp_path):
-    """The demo's microCT particle settings, one segmentation (a slab of the correlative
-    sample's microCT truth), three front ends, one pipeline (core.quantify.quantify): the
-    same particle labels and the same particle table."""
+    """The demo's microCT particle settings (boundary at the mid grey level, pores closed
+    particle by particle, sphere envelopes), one segmentation and its image (a slab of
+    the correlative sample's microCT), three front ends, one pipeline
+    (core.quantify.quantify): the same particle and envelope labels and tables."""
     from napari_corrtomo.cli import main
     from napari_corrtomo.core import io, synthetic
     from napari_corrtomo.demo import MICROCT_QUANTIFY, DemoContext, quantify_microct
 
     sample = synthetic.correlative_particles(seed=0)
     lab = np.ascontiguousarray(np.asarray(sample.truth.microct_labels.data)[:40])
+    img = np.ascontiguousarray(np.asarray(sample.microct.data)[:40])
     sp = sample.truth.microct_labels.scale
     s = MICROCT_QUANTIFY
+    image = io.Volume(img, sp, ("um",) * 3, "microCT", "image")
     # demo
     ctx = DemoContext(out=tmp_path / "demo", seed=0,
-                      data={"correlative": sample, "segmentation": {"microCT": lab}})
+                      data={"correlative": sample, "segmentation": {"microCT": lab},
+                            "reconstructed": {"microCT": image}})
     ctx.out.mkdir()
     demo = quantify_microct(ctx)
-    # widget: the settings typed into the form, only "particles" ticked, the button clicked
+    # widget: the settings typed into the form, "particles" and "envelopes" ticked, the
+    # button clicked
     viewer = make_napari_viewer()
+    viewer.add_image(img, name="microCT", scale=sp, units=("um",) * 3)
     viewer.add_labels(lab, name="microCT seg", scale=sp, units=("um",) * 3)
     widget = QuantifyWidget(viewer)
     qtbot.addWidget(widget)
     widget.labels_select.set_layer(viewer.layers["microCT seg"])
+    widget.intensity_select.set_layer(viewer.layers["microCT"])
     widget.phase.setValue(s.phase)
     widget.matrix.setValue(s.matrix)
+    widget.mid_level.setChecked(s.mid_level)
     widget.split_h.setValue(s.split_h)
+    widget.close_radius.setValue(s.close_radius)
     widget.min_volume.setValue(s.min_volume)
     for key, cb in widget.checks.items():
-        cb.setChecked(key == "particles")
+        cb.setChecked(key in ("particles", "envelopes"))
     assert widget.settings() == s
     qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=300_000)
     assert widget.runner.last_error is None, widget.runner.last_error
-    # command line on the segmentation written to a file
+    # command line on the segmentation and the image written to files
     path = io.write_tiff(tmp_path / "seg.tif", lab, sp, "um", "labels")
+    ipath = io.write_tiff(tmp_path / "img.tif", img, sp, "um")
     out = tmp_path / "cli"
-    assert main(["quantify", str(path), "--phase", str(s.phase), "--matrix", str(s.matrix),
-                 "--split-h", str(s.split_h), "--min-volume", str(s.min_volume),
-                 "--measures", "particles", "--save-volumes", "--out", str(out)]) == 0
+    assert main(["quantify", str(path), "--intensity", str(ipath), "--phase", str(s.phase),
+                 "--matrix", str(s.matrix), "--mid-level", "--split-h", str(s.split_h),
+                 "--close-radius", str(s.close_radius), "--min-volume", str(s.min_volume),
+                 "--measures", "particles,envelopes", "--save-volumes",
+                 "--out", str(out)]) == 0
 
-    demo_labels = np.asarray(demo.arrays["particles"].data)
-    np.testing.assert_array_equal(np.asarray(viewer.layers["microCT seg particles"].data),
-                                  demo_labels)
-    np.testing.assert_array_equal(io.read_volumes(out / "particles.tif")[0].data, demo_labels)
-    table = demo.tables["particles"]
-    pd.testing.assert_frame_equal(widget.result.tables["particles"], table)
-    pd.testing.assert_frame_equal(pd.read_csv(out / "particles.csv"), table, check_exact=False,
-                                  rtol=1e-12, check_dtype=False)
+    for array, layer, file, table in (
+            ("particles", "microCT seg particles", "particles", "particles"),
+            ("particle envelopes", "microCT seg particle envelopes", "particle_envelopes",
+             "particle_envelopes")):
+        expected = np.asarray(demo.arrays[array].data)
+        assert expected.max() > 5  # particles found
+        np.testing.assert_array_equal(np.asarray(viewer.layers[layer].data), expected)
+        np.testing.assert_array_equal(io.read_volumes(out / f"{file}.tif")[0].data, expected)
+        pd.testing.assert_frame_equal(widget.result.tables[table], demo.tables[table])
+        pd.testing.assert_frame_equal(pd.read_csv(out / f"{table}.csv"), demo.tables[table],
+                                      check_exact=False, rtol=1e-12, check_dtype=False)
     assert len(table) >= 10  # many particles separated, not one blob
 
 

@@ -101,6 +101,13 @@ class QuantifyWidget(DockForm):
         inputs.addRow("Matrix label", self.matrix)
         inputs.addRow("Outside labels", self.outside)
         inputs.addRow("Intensity", self.intensity_select)
+        self.mid_level = QCheckBox("Boundary at mid grey level")
+        self.mid_level.setToolTip(
+            "move the phase/matrix boundary to the grey level half way between the two "
+            "(needs the intensity image and the matrix label): a classifier trained on "
+            "phase interiors leaves it anywhere in the blurred band, which biases porosity "
+            "and pore sizes; the labels measured are added as a layer")
+        inputs.addRow("", self.mid_level)
 
         # ---- measures: one checkbox per registered measure
         self.checks: dict[str, QCheckBox] = {}
@@ -125,6 +132,10 @@ class QuantifyWidget(DockForm):
         self.bin_width = self._length_box("histogram / profile bin width (0 = one voxel)")
         self.split_h = self._length_box("depth of the distance maxima that split touching "
                                         "particles (0 = the largest voxel size)")
+        self.close_radius = self._length_box(
+            "porous particles: radius of a closing of each matrix particle alone (fills "
+            "surface pores, never bridges two particles) before touching particles are "
+            "split; their porosity is then all that is not matrix (0 = no closing)")
         self.min_volume = self._length_box("particles smaller than this volume are dropped")
         self.min_volume.setSpecialValueText("keep all")
         self.smooth = QDoubleSpinBox()
@@ -159,6 +170,7 @@ class QuantifyWidget(DockForm):
         params.addRow("Proxigram range", self.prox_distance)
         params.addRow("Bin width", self.bin_width)
         params.addRow("Split depth", self.split_h)
+        params.addRow("Pore closing radius", self.close_radius)
         params.addRow("Min particle volume", self.min_volume)
         params.addRow("Surface smoothing", self.smooth)
         params.addRow("Envelope", self.envelope)
@@ -230,7 +242,7 @@ class QuantifyWidget(DockForm):
         except ValueError:
             unit = ""
         for box in (self.radius, self.max_distance, self.prox_distance, self.bin_width,
-                    self.split_h):
+                    self.split_h, self.close_radius):
             box.setSuffix(f" {unit}" if unit and unit != "pixel" else "")
         self.min_volume.setSuffix(f" {unit}^3" if unit and unit != "pixel" else "")
 
@@ -251,11 +263,13 @@ class QuantifyWidget(DockForm):
             phase=int(self.phase.value()),
             matrix=None if self.matrix.value() < 0 else int(self.matrix.value()),
             outside=outside,
+            mid_level=self.mid_level.isChecked(),
             radius=self.radius.value() or None,
             max_distance=self.max_distance.value() or None,
             proxigram_distance=self.prox_distance.value() or None,
             bin_width=self.bin_width.value() or None,
             split_h=self.split_h.value() or None,
+            close_radius=self.close_radius.value() or None,
             min_volume=self.min_volume.value(),
             smooth=self.smooth.value(),
             envelope=self.envelope.currentText(),
@@ -285,6 +299,8 @@ class QuantifyWidget(DockForm):
                 raise ValueError("tick at least one measure")
             intensity = None
             needs = [MEASURES[m].title for m in measures if MEASURES[m].needs_intensity]
+            if settings.mid_level:
+                needs.insert(0, "The boundary at mid grey level")
             image = self.intensity_select.layer()
             if needs:
                 if image is None:

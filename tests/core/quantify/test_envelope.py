@@ -55,17 +55,41 @@ def test_anisotropic_voxels_and_bad_input():
 
 
 @pytest.mark.parametrize("radius", [5.3, 10.7, 20.2, 40.5])
-def test_sphere_envelope_of_a_digitised_sphere_is_the_sphere(radius):
-    """The hull correction (0.65 r^-0.43 voxels) makes the envelope of a digitised ball
-    the same ball: volume within 1 %, differing voxels under 2 % (radius within ~0.03
-    voxel: the digitisation of a 5-voxel ball alone moves its volume by ~1 %)."""
+@pytest.mark.parametrize("porosity", [0.0, 0.3])
+def test_sphere_envelope_of_a_digitised_sphere_is_the_sphere(radius, porosity):
+    """The envelope of a digitised ball, solid or with 30 % of it in pores that cut its
+    surface, is the same ball: equivalent radius within 0.06 voxel (the fit's scatter is
+    0.02 voxel at radius 5), and the voxels that differ from the ball no more than a
+    shell 0.1 voxel thick over its surface (5.7 % of the ball at radius 5.3, 0.7 % at
+    40.5). The hull's volume alone falls 0.3-0.5 voxel short on the porous balls."""
     rng = np.random.default_rng(int(radius * 10))
     n = int(2 * radius + 8)
     c = (n - 1) / 2 + rng.uniform(-0.5, 0.5, 3)
-    z, y, x = np.ogrid[:n, :n, :n]
-    ball = (z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 <= radius**2
+    ball = _ball((n, n, n), c, radius)
+    solid = ball.copy()
+    removed = 0.0
+    while removed < -np.log(1 - porosity) * radius**3:  # a Boolean model of pores
+        u = rng.normal(size=3)
+        pr = 0.45 * radius * np.exp(rng.normal(0, 0.25))
+        solid &= ~_ball((n, n, n), c + u / np.linalg.norm(u) * radius * rng.uniform() ** (1 / 3),
+                        pr)
+        removed += pr**3
+    assert 1 - solid.sum() / ball.sum() == pytest.approx(porosity, abs=0.12)
+    env = spherical_envelopes(solid, solid.astype(np.uint8), 1.0) > 0
+
+    def r_eq(mask):
+        return np.cbrt(0.75 * mask.sum() / np.pi)
+
+    assert abs(r_eq(env) - r_eq(ball)) < 0.06
+    assert np.count_nonzero(env ^ ball) < 0.1 * 4 * np.pi * radius**2
+
+
+def test_sphere_envelope_of_a_particle_cut_by_the_border_is_its_sphere():
+    """A ball cut by the array border keeps its radius: the cut face is left out of the
+    fit (the hull of the cut ball is smaller than the ball)."""
+    n, radius = 40, 12.3
+    ball = _ball((n, n, n), (20.2, 19.6, 35.1), radius)  # 3.9 voxels beyond the last x
     env = spherical_envelopes(ball, ball.astype(np.uint8), 1.0) > 0
-    assert abs(env.sum() / ball.sum() - 1) < 0.01
     assert np.count_nonzero(env ^ ball) / ball.sum() < 0.02
 
 
@@ -99,3 +123,21 @@ def test_sphere_envelope_keeps_wide_surface_pores_the_rolling_ball_cuts():
     ball = porosity(particle_envelopes(solid, solid.astype(np.uint8), sp, 1.5))
     assert sphere == pytest.approx(truth, rel=0.02)
     assert ball < truth * 0.97  # the rolling ball dips into the wide mouths
+
+
+def test_sphere_envelope_ignores_a_bead_stuck_to_the_particle():
+    """A porous 5-voxel particle with two dense beads (radius 1.5 voxels) fused to its
+    surface, all one particle label (as at 1 um voxels next to fiducials): the envelope
+    is the particle's sphere (radius within 0.2 voxel), not one through the beads (a
+    least-squares fit over all hull vertices is 0.5 voxel too large, RANSAC with a
+    one-voxel tolerance 0.7 voxel)."""
+    n = 32
+    centre = np.array([15.3, 15.6, 15.2])
+    ball = _ball((n, n, n), centre, 5.0)
+    pore = _ball((n, n, n), centre + (0.0, 4.0, 0.0), 2.0)
+    beads = _ball((n, n, n), centre + (0.0, 0.0, 6.3), 1.5) | _ball(
+        (n, n, n), centre + (6.3, 0.0, 0.0), 1.5)
+    solid = (ball & ~pore) | beads
+    env = spherical_envelopes(solid, solid.astype(np.uint8), 1.0) > 0
+    r_env, r_ball = np.cbrt(0.75 * env.sum() / np.pi), np.cbrt(0.75 * ball.sum() / np.pi)
+    assert abs(r_env - r_ball) < 0.2

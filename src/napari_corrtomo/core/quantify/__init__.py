@@ -18,7 +18,7 @@ from .correlation import lattice_directions, lineal_path, two_point_correlation
 from .distributions import LogNormalFit, SizeDistribution, lognormal_pdf, size_distribution
 from .envelope import particle_envelopes, spherical_envelopes
 from .interface import Proxigram, proxigram
-from .particles import fill_holes, particle_table, separate_particles
+from .particles import close_each, fill_holes, particle_table, separate_particles
 from .pathways import (
     ConstrictivityResult,
     GeodesicTortuosity,
@@ -41,6 +41,7 @@ from .porosity import (
     closed_pores,
     combine_porosity,
     inner_pores,
+    mid_level_boundary,
     partial_volume_porosity,
     phase_fractions,
     phase_levels,
@@ -79,10 +80,12 @@ __all__ = [
     "phase_fractions",
     "PhaseLevels",
     "phase_levels",
+    "mid_level_boundary",
     "partial_volume_porosity",
     "porosity",
     "proxigram",
     "separate_particles",
+    "close_each",
     "size_distribution",
     "specific_surface",
     "surface_area",

@@ -1,4 +1,5 @@
-"""Distance transforms shared by the quantification functions (exact, anisotropic)."""
+"""Distance transforms (exact, anisotropic) and padded-box helpers shared by the
+quantification functions."""
 
 from __future__ import annotations
 
@@ -32,3 +33,17 @@ def signed_distance(mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     outside = edt_distance(~mask, spacing)
     out = np.where(mask, inside - half, half - outside).astype(np.float32)
     return out
+
+
+def padded_box(box: tuple[slice, ...], pad: list[int], local: tuple[int, ...],
+               shape: tuple[int, ...]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Where an array computed on ``box`` padded by ``pad`` voxels per axis (shape
+    ``local``) lies on the full grid of ``shape``: ``(src, dst)`` slices, clipped to the
+    grid (a particle's padded envelope or closing may reach past the array)."""
+    src, dst = [], []
+    for b, p, n_local, n in zip(box, pad, local, shape, strict=True):
+        a = b.start - p
+        end = a + n_local
+        src.append(slice(max(0, -a), n_local - max(0, end - n)))
+        dst.append(slice(max(a, 0), min(end, n)))
+    return tuple(src), tuple(dst)

@@ -22,6 +22,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 from .._checks import as_mask, check_labels, check_same_shape, check_spacing
 from ..progress import ProgressCallback, report
+from ._common import padded_box
 from .porosity import inner_pores
 
 __all__ = ["particle_envelopes", "spherical_envelopes"]
@@ -94,29 +95,30 @@ def particle_envelopes(solid: Any, particles: Any, spacing: float | tuple[float,
             padded = np.pad(own, [(p, p) for p in pad])
             inner = inner_pores(padded, radius, tuple(sp))
             env = padded | inner
-            # back onto the full grid: the envelope may reach beyond the region's box
-            lo = [b.start - p for b, p in zip(box, pad, strict=True)]
-            src, dst = [], []
-            for ax, n in enumerate(lab.shape):
-                a, b = lo[ax], lo[ax] + env.shape[ax]
-                src.append(slice(max(0, -a), env.shape[ax] - max(0, b - n)))
-                dst.append(slice(max(a, 0), min(b, n)))
-            target = out[tuple(dst)]
-            target[env[tuple(src)] & (target == 0)] = label
+            src, dst = padded_box(box, pad, env.shape, lab.shape)
+            target = out[dst]
+            target[env[src] & (target == 0)] = label
         report(progress, k + 1, len(todo))
     return out
 
 
 def spherical_envelopes(solid: Any, particles: Any, spacing: float | tuple[float, ...],
                         progress: ProgressCallback | None = None) -> np.ndarray:
-    """Each particle's envelope as a sphere: the ball of the volume of its solid's convex
-    hull, centred on the hull (the seed's spherical mask, Götz et al. 2025).
+    """Each particle's envelope as a sphere: the sphere through the vertices of its solid's
+    convex hull (the seed's spherical mask, Götz et al. 2025).
 
-    The convex hull ignores the pores that open to the surface, however wide their
-    mouths; the hull of voxel centres lies inside the digitised surface by a fraction of
-    a voxel that shrinks with the radius, ``0.65 r**-0.43`` voxels (r in voxels,
-    calibrated on digitised spheres of radius 5-80 voxels, residual ~0.03 voxel;
-    tests/core/quantify/test_envelope.py), which is added back.
+    The hull's vertices are the particle's outermost solid voxels: pores that open to
+    the surface, however wide their mouths, are concave and never hold one, so the
+    sphere fitted to them (least squares, geometric) does not depend on the porosity.
+    The hull's *volume* does: its flat facets span the pore mouths (a 30 % porous
+    sphere's hull-volume radius is 0.3-0.5 voxel short at radius 15-80 voxels, up to
+    4 voxels when a pore is large). Voxel centres lie inside the digitised surface by
+    ``0.289 r**-0.513`` voxels (r in voxels; calibrated on digitised spheres of radius 4-80
+    voxels at random sub-voxel centres: residual 0.002 voxel, scatter 0.02 voxel at
+    radius 5, the same on 30 % porous spheres;
+    tests/core/quantify/test_envelope.py), which is added back. Vertices on the array's
+    border faces are left out of the fit (a particle cut by the border is fitted on its
+    remaining surface).
 
     Parameters
     ----------
@@ -152,13 +154,14 @@ def spherical_envelopes(solid: Any, particles: Any, spacing: float | tuple[float
         surface = own & ~ndi.binary_erosion(own)
         pts = (np.argwhere(surface) + [b.start for b in box]) * sp
         try:
-            hull = ConvexHull(pts)
+            vertices = pts[ConvexHull(pts).vertices]
         except (QhullError, ValueError):  # flat or tiny: no volume to fit
             spheres.append((0.0, label, None, box))
             continue
-        r = float(np.cbrt(0.75 * hull.volume / np.pi))
-        r += 0.65 * (r / step) ** -0.43 * step
-        spheres.append((r, label, _hull_centroid(hull), box))
+        inner = np.all((vertices > 0) & (vertices < (np.array(lab.shape) - 1) * sp), axis=1)
+        centre, r = _fit_sphere(vertices[inner] if inner.sum() >= 10 else vertices, step)
+        r += 0.289 * (r / step) ** -0.513 * step
+        spheres.append((r, label, centre, box))
     out = np.zeros(lab.shape, np.uint32)
     grid = [np.arange(n) * d for n, d in zip(lab.shape, sp, strict=True)]
     for k, (r, label, centre, box) in enumerate(sorted(spheres, key=lambda t: -t[0])):
@@ -179,11 +182,43 @@ def spherical_envelopes(solid: Any, particles: Any, spacing: float | tuple[float
     return out
 
 
-def _hull_centroid(hull: ConvexHull) -> np.ndarray:
-    """Volume centroid of a 3D convex hull (tetrahedra from an interior point)."""
-    pts = hull.points
-    ref = pts[hull.vertices].mean(axis=0)
-    tet = pts[hull.simplices] - ref  # (n, 3, 3)
-    vol = np.abs(np.linalg.det(tet)) / 6.0
-    cents = ref + (tet.sum(axis=1)) / 4.0
-    return (cents * vol[:, None]).sum(axis=0) / vol.sum()
+def _fit_sphere(points: np.ndarray, voxel: float, trials: int = 256
+                ) -> tuple[np.ndarray, float]:
+    """Centre and radius of the sphere through most of ``points`` ``(n, 3)``.
+
+    RANSAC: spheres through ``trials`` random quadruples of points (seeded: the same
+    points give the same sphere), the one with most points within half a ``voxel`` of
+    it wins (a bead or a neighbour's fragment stuck to a particle adds hull vertices of
+    its own that a least-squares fit over all of them would follow: on the demo's
+    microCT a 10 um particle with two gold beads 1-2 um off its surface came out 14-18 um
+    with a one-voxel tolerance, 9.7 um with half a voxel); then the algebraic least
+    squares fit of its inliers and Gauss-Newton on their geometric distances. A
+    digitised sphere's vertices scatter by ~0.3 voxel: all are inliers.
+    """
+    n = len(points)
+    keep = np.ones(n, bool)
+    if n > 4:
+        rng = np.random.default_rng(0)
+        quads = points[np.argsort(rng.random((trials, n)), axis=1)[:, :4]]  # (t, 4, 3)
+        a = np.concatenate([2.0 * quads, np.ones((trials, 4, 1))], axis=2)
+        ok = np.abs(np.linalg.det(a)) > 1e-9 * voxel**3
+        if ok.any():
+            sol = np.linalg.solve(a[ok], np.sum(quads[ok] ** 2, axis=2)[..., None])[..., 0]
+            centres = sol[:, :3]
+            radii = np.sqrt(np.maximum(sol[:, 3] + np.sum(centres**2, axis=1), 0.0))
+            dist = np.linalg.norm(points[None] - centres[:, None], axis=2)
+            inliers = np.abs(dist - radii[:, None]) <= 0.5 * voxel
+            best = inliers[np.argmax(inliers.sum(axis=1))]
+            if best.sum() >= 10:
+                keep = best
+    pts = points[keep]
+    a = np.column_stack([2.0 * pts, np.ones(len(pts))])
+    centre = np.linalg.lstsq(a, np.sum(pts**2, axis=1), rcond=None)[0][:3]
+    for _ in range(5):
+        d = pts - centre
+        dist = np.maximum(np.linalg.norm(d, axis=1), 1e-12)
+        jac = np.column_stack([-d / dist[:, None], -np.ones(len(pts))])
+        centre = centre + np.linalg.lstsq(jac, dist.mean() - dist, rcond=None)[0][:3]
+    return centre, float(np.linalg.norm(pts - centre, axis=1).mean())
+
+

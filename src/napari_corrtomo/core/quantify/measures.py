@@ -20,7 +20,13 @@ from .correlation import lineal_path, two_point_correlation
 from .distributions import size_distribution, value_counts
 from .envelope import particle_envelopes, spherical_envelopes
 from .interface import proxigram
-from .particles import _border_of, fill_holes, particle_table, separate_particles
+from .particles import (
+    _border_of,
+    close_each,
+    fill_holes,
+    particle_table,
+    separate_particles,
+)
 from .pathways import constrictivity, geodesic_tortuosity, intrusion_curve
 from .pipeline import (
     Curve,
@@ -96,16 +102,19 @@ def _measure_matrix_thickness(d, s, r, progress) -> None:
 
 
 def _measure_particles(d, s, r, progress) -> None:
+    if d.lazy and s.close_radius is not None:
+        raise ValueError("the pore closing (close_radius) needs the volume in memory; "
+                         "clear it for a dask/zarr volume")
     if d.lazy:
         _particles_lazy(d, s, r, progress)
         return
-    sample = fill_holes(d.sample)
-    labels = separate_particles(sample, d.spacing, h=s.split_h, min_volume=s.min_volume,
-                                progress=scaled(progress, 0, 60, 100))
-    if labels.max() == 0:
-        raise ValueError("no particle left after separation; lower the minimum volume")
-    table = particle_table(labels, d.spacing, pore=d.phase if s.matrix is not None else None,
-                           unit=d.unit, smooth=s.smooth, progress=scaled(progress, 60, 100, 100))
+    labels = _separated(d, s, scaled(progress, 0, 60, 100))
+    if s.close_radius is not None:
+        pore = ~d.matrix  # the closed particle: its pores whatever they were labelled
+    else:
+        pore = d.phase if s.matrix is not None else None
+    table = particle_table(labels, d.spacing, pore=pore, unit=d.unit, smooth=s.smooth,
+                           progress=scaled(progress, 60, 100, 100))
     esd = f"esd_{d.unit}"
     r.tables["particles"] = table
     features = table.set_index("label")
@@ -161,6 +170,24 @@ def _measure_inner(d, s, r, progress) -> None:
           np.count_nonzero(solid) / max(np.count_nonzero(particle), 1), "fraction")
 
 
+def _separated(d: MeasureData, s: QuantifySettings, progress) -> np.ndarray:
+    """Touching particles split by the distance-transform watershed (shared by the
+    particles and envelopes measures): of phase | matrix with its cavities filled, or,
+    with ``close_radius``, of the matrix closed particle by particle and filled."""
+    if "particles" not in d.cache:
+        if s.close_radius is not None:
+            solid = d.require_matrix("Pore closing (close_radius)")
+            sample = fill_holes(close_each(solid, s.close_radius, d.spacing))
+        else:
+            sample = fill_holes(d.sample)
+        labels = separate_particles(sample, d.spacing, h=s.split_h, min_volume=s.min_volume,
+                                    progress=progress)
+        if labels.max() == 0:
+            raise ValueError("no particle left after separation; lower the minimum volume")
+        d.cache["particles"] = labels
+    return d.cache["particles"]
+
+
 def _particle_components(d: MeasureData, s: QuantifySettings, solid: np.ndarray) -> np.ndarray:
     """Face-connected components of ``solid``, specks below ``min_volume`` (and below 27
     voxels) removed."""
@@ -191,8 +218,11 @@ def _measure_envelopes(d, s, r, progress) -> None:
     (:func:`~napari_corrtomo.core.quantify.envelope.spherical_envelopes`) or a ball rolling
     around it alone (:func:`~napari_corrtomo.core.quantify.envelope.particle_envelopes`)."""
     solid = d.require_matrix("Particle envelopes")
-    comps = _particle_components(d, s, solid)
-    env = _envelopes(d, s, solid, comps, scaled(progress, 0, 80, 100))
+    if s.close_radius is not None:  # the separated particles, one envelope each
+        comps = _separated(d, s, scaled(progress, 0, 30, 100))
+    else:
+        comps = _particle_components(d, s, solid)
+    env = _envelopes(d, s, solid, comps, scaled(progress, 30, 80, 100))
     pore = (env > 0) & ~solid
     table = particle_table(env, d.spacing, pore=pore, unit=d.unit, surface=False)
     r.tables["particle_envelopes"] = table

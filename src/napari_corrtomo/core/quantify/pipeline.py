@@ -38,9 +38,7 @@ from ..resumable import completed, store_resumable
 from ..units import normalize_unit
 from .distributions import SizeDistribution
 from .interface import Proxigram
-from .porosity import (
-    label_counts,
-)
+from .porosity import label_counts, mid_level_boundary
 from .surface import DEFAULT_SMOOTH
 
 __all__ = [
@@ -65,6 +63,9 @@ class QuantifySettings:
     phase: int = 1
     matrix: int | None = None
     outside: tuple[int, ...] = ()
+    #: move the phase/matrix boundary to the mid grey level of the intensity image before
+    #: measuring (:func:`~napari_corrtomo.core.quantify.porosity.mid_level_boundary`)
+    mid_level: bool = False
     #: rolling-ball radius for inner pores; default 2 voxels (largest voxel size)
     radius: float | None = None
     #: range of correlation functions; default a quarter of the shortest extent
@@ -75,6 +76,12 @@ class QuantifySettings:
     bin_width: float | None = None
     #: h-maxima depth for splitting particles; default the largest voxel size
     split_h: float | None = None
+    #: particles and envelopes of porous particles: radius of a closing of each matrix
+    #: particle alone (fills surface pores, never bridges two particles) before touching
+    #: particles are split; the particles are then the closed matrix and their porosity
+    #: everything in them that is not matrix. None: particles are phase | matrix (filled),
+    #: envelopes enclose face-connected matrix components
+    close_radius: float | None = None
     #: particles smaller than this volume (unit^3) are dropped
     min_volume: float = 0.0
     #: Gaussian smoothing (voxels) before marching cubes, with its curvature correction
@@ -359,6 +366,11 @@ def quantify(
 
         signature = {**(signature or {"input": getattr(lab, "name", "")}),
                      "settings": asdict(settings), "spacing": list(sp), "unit": u}
+    if settings.mid_level:
+        if img is None or lazy or settings.matrix is None:
+            raise ValueError("the mid-level boundary needs an intensity image, a matrix label "
+                             "and an in-memory volume; choose them or untick it")
+        lab = mid_level_boundary(lab, img, settings.phase, settings.matrix)
     data = MeasureData(lab, sp, u, settings, img, folder, signature, overwrite)
     counts = data.counts() if lazy else None
     present = (counts is not None and settings.phase < len(counts) and counts[settings.phase] > 0
@@ -367,6 +379,10 @@ def quantify(
         raise ValueError(f"the phase label {settings.phase} has no voxel in this volume; "
                          "choose the label value of the phase to measure")
     result = QuantifyResult(unit=u, spacing=sp)
+    if settings.mid_level:
+        result.arrays["labels (mid-level boundary)"] = ResultArray(
+            lab, "labels", description="the labels measured: phase/matrix boundary at the mid "
+                                       "grey level")
     if lazy:
         result.notes.append(f"results of this dask/zarr volume are stored in {folder}")
     weights = np.array([MEASURES[m].cost for m in measures], dtype=float)

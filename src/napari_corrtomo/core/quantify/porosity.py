@@ -29,6 +29,7 @@ __all__ = [
     "PhaseLevels",
     "phase_levels",
     "partial_volume_porosity",
+    "mid_level_boundary",
 ]
 
 
@@ -381,6 +382,68 @@ def phase_levels(intensity: Any, pore: Any, matrix: Any, erode: int = 3,
     return PhaseLevels(lp, lm, float(1.4826 * np.median(mad)), int(a.sum()), int(b.sum()))
 
 
+def mid_level_boundary(labels: Any, intensity: Any, phase: int, matrix: int,
+                       band: int | None = None) -> np.ndarray:
+    """Labels whose phase/matrix boundary lies at the grey level half way between the two.
+
+    Blur spreads a phase boundary over a band a few voxels wide, and a classifier trained
+    on phase interiors puts it anywhere in that band: on the correlative sample's nanoCT
+    (PSF 1.5 voxels) the forest's solid was 1.5-20 % larger than the true solid, which
+    moved the particle porosity by up to -7 % and the pore sizes by up to -11 %. The
+    mid grey level of a blurred step is the step itself at a flat interface; a curved
+    one moves towards its centre of curvature by about sigma^2 / R, so pores of radius R
+    lose about 3 sigma^2 / R^2 of their volume (porous spheres, PSF 1.5 voxels, pores of
+    radius 7-12 voxels: porosity -3 %; 4-8 voxels: -22 %: features must be several PSF
+    widths across). The voxels of the phase and the matrix are relabelled: matrix where
+    their grey value is nearer the matrix level (:func:`phase_levels`), else phase, so
+    the result does not depend on where the classifier put the boundary, nor on the
+    features it missed (on the demo's microCT the forest labelled whole 4.5-voxel pores
+    solid: its solid was 10 % too large, and a 3-voxel band around its boundary left the
+    pore volume 7.6 % low, -0.8 % without a band). Other labels keep theirs, and so do
+    voxels within 3 voxels of something beyond the matrix level by more than the phase
+    contrast (a dense bead next to a particle: its blur would grow the matrix).
+
+    Parameters
+    ----------
+    labels
+        Integer labels ``(z, y, x)`` (or 2D).
+    intensity
+        The image the labels segment (same shape).
+    phase, matrix
+        The two label values whose common boundary moves.
+    band
+        Only voxels within this many voxels of the labelled boundary may change label
+        (>= 1; None: all): for images so noisy that voxels deep inside a phase would
+        cross the mid level.
+
+    Returns
+    -------
+    numpy.ndarray
+        The relabelled copy of ``labels`` (same dtype).
+    """
+    lab = check_labels(labels, "labels")
+    img = np.asarray(intensity, np.float32)
+    check_same_shape(img, lab, "intensity", "labels")
+    p, m = lab == phase, lab == matrix
+    levels = phase_levels(img, p, m)
+    mid = 0.5 * (levels.pore + levels.matrix)
+    near = p | m
+    if band is not None:
+        if int(band) < 1:
+            raise ValueError(f"band must be at least 1 voxel, got {band}")
+        near &= ((ndi.distance_transform_edt(~m) <= band)
+                 & (ndi.distance_transform_edt(m) <= band))
+    sign = 1.0 if levels.matrix > levels.pore else -1.0
+    dense = sign * (img - levels.matrix) > abs(levels.matrix - levels.pore)
+    if dense.any():
+        near &= ~ndi.binary_dilation(dense, iterations=3)
+    above = sign * (img - mid) >= 0
+    out = lab.copy()
+    out[near & above] = matrix
+    out[near & ~above] = phase
+    return out
+
+
 def partial_volume_porosity(intensity: Any, envelopes: Any, levels: PhaseLevels,
                             margin: int = 3, envelope_error: float = 0.05) -> pd.DataFrame:
     """Porosity of each envelope from grey values (partial-volume aware), with a 95 % interval.
@@ -394,8 +457,8 @@ def partial_volume_porosity(intensity: Any, envelopes: Any, levels: PhaseLevels,
 
     Standard deviation (combined in quadrature, as porosity): image noise summed over
     the grown envelope (independent voxels), the levels' standard errors, and the
-    envelope's volume: its surface moved by ``envelope_error`` voxels (the spherical
-    hull's calibration residual, ``spherical_envelopes``), from the envelope's
+    envelope's volume: its surface moved by ``envelope_error`` voxels (the sphere
+    fit's scatter, ``spherical_envelopes``), from the envelope's
     equivalent radius. Interval: value +- 1.96 std.
 
     Returns
