@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from napari.layers import Layer
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFileDialog
+from qtpy.QtCore import QPoint, Qt
+from qtpy.QtWidgets import QCheckBox, QFileDialog
 from scipy import ndimage as ndi
 
 from napari_corrtomo._sample_data import _scan_layers
@@ -78,8 +78,10 @@ class Tutorial:
         return widget
 
     def click(self, button) -> None:
+        """Click a button (a check box on its box, where a person clicks it)."""
         assert button.isVisible() and button.isEnabled(), button.text()
-        self.qtbot.mouseClick(button, LEFT)
+        pos = QPoint(8, button.height() // 2) if isinstance(button, QCheckBox) else QPoint()
+        self.qtbot.mouseClick(button, LEFT, pos=pos)
 
     def shot(self, name: str) -> None:
         """The window as the user sees it, saved as docs/images/tutorial_<name>.png."""
@@ -315,11 +317,15 @@ def test_the_tutorial_as_written(make_napari_viewer, qtbot, mouse, sample, tmp_p
     np.testing.assert_allclose(seg_layer.scale, roi.scale)
     tut.shot("4_classify")
 
-    # ---- 5. Quantify: phase 1 (resin: the pores), matrix 2 (solid), particle envelopes
+    # ---- 5. Quantify: phase 1 (resin: the pores), matrix 2 (solid), the boundary at the
+    # mid grey level of the ROI's image, particle envelopes
     qw = tut.open(QuantifyWidget(viewer), "Quantify")
     qw.labels_select.set_layer(seg_layer)
     qw.phase.setValue(RESIN)
     qw.matrix.setValue(SOLID)
+    qw.intensity_select.set_layer(roi)
+    tut.click(qw.mid_level)
+    assert qw.settings().mid_level
     for key, cb in qw.checks.items():
         if cb.isChecked() != (key in ("porosity", "envelopes")):
             cb.click()
