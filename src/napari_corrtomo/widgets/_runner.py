@@ -282,7 +282,10 @@ class TaskRunner(QWidget):
 
         self._bridge.posted.emit((call, done, box))
         while not done.wait(0.02):
-            if job.cancel.is_set():
+            # Cancel is set in the GUI thread, so the call has either run to its end (its
+            # result must come back: a layer it added is the caller's to take back) or will
+            # not run ``func`` at all
+            if job.cancel.is_set() and not done.is_set():
                 raise Cancelled()
         if isinstance(box[0], BaseException):
             raise box[0]
