@@ -220,5 +220,3 @@ def _fit_sphere(points: np.ndarray, voxel: float, trials: int = 256
         jac = np.column_stack([-d / dist[:, None], -np.ones(len(pts))])
         centre = centre + np.linalg.lstsq(jac, dist.mean() - dist, rcond=None)[0][:3]
     return centre, float(np.linalg.norm(pts - centre, axis=1).mean())
-
-

@@ -78,8 +78,8 @@ def close_each(mask: Any, radius: float, spacing: float | tuple[float, ...]) -> 
 
     m = as_mask(mask, "mask")
     sp = np.asarray(check_spacing(spacing, m.ndim), float)
-    reach = np.ceil(float(radius) / sp).astype(int)
-    if float(radius) <= 0 or not np.all(reach >= 1):
+    reach = [int(n) for n in np.ceil(float(radius) / sp)]
+    if float(radius) <= 0 or min(reach) < 1:
         raise ValueError(f"the closing radius must be at least one voxel, got {radius}")
     grids = np.ogrid[tuple(slice(-n, n + 1) for n in reach)]
     ball = sum((g * d) ** 2 for g, d in zip(grids, sp, strict=True)) <= float(radius) ** 2
@@ -89,9 +89,8 @@ def close_each(mask: Any, radius: float, spacing: float | tuple[float, ...]) -> 
     for value, box in enumerate(ndi.find_objects(comps), start=1):
         if box is None:
             continue
-        pad = [int(n) for n in reach]
-        closed = ndi.binary_closing(np.pad(comps[box] == value, [(n, n) for n in pad]), ball)
-        src, dst = padded_box(box, pad, closed.shape, m.shape)
+        closed = ndi.binary_closing(np.pad(comps[box] == value, [(n, n) for n in reach]), ball)
+        src, dst = padded_box(box, reach, closed.shape, m.shape)
         out[dst] |= closed[src]
     return out
 
