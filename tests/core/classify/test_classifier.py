@@ -76,6 +76,32 @@ def test_float32_thresholds_decide_like_scikit_learn():
     np.testing.assert_array_equal(ff.predict_proba(probe), rf.predict_proba(probe.T).T)
 
 
+def test_masked_and_traversed_trees_predict_like_scikit_learn():
+    from sklearn.ensemble import RandomForestClassifier
+
+    from napari_corrtomo.core.classify import forest as forest_mod
+
+    # noisy labels grow trees of hundreds of leaves (traversed) next to depth-3 trees
+    # (bit masks); the split over threads (from SPLIT_VOXELS voxel-trees) must not change
+    # a bit either
+    rng = np.random.default_rng(3)
+    X = rng.random((3000, 6)).astype(np.float32)
+    y = (X[:, 0] + 0.3 * rng.random(3000) > 0.6).astype(int) + (X[:, 1] > 0.5)
+    deep = RandomForestClassifier(4, random_state=0).fit(X, y)
+    shallow = RandomForestClassifier(5, random_state=1, max_depth=3).fit(X, y)
+    ff = FlatForest.concat([FlatForest.from_sklearn(deep), FlatForest.from_sklearn(shallow)])
+    slot = ff._scorer[0]
+    assert np.array_equal(slot >= 0, [False] * 4 + [True] * 5)
+    probe = rng.random((6, 120000)).astype(np.float32)
+    ref = (deep.predict_proba(probe.T) * 4 + shallow.predict_proba(probe.T) * 5).T / 9
+    got = ff.predict_proba(probe)
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+    np.testing.assert_allclose(got, ff.predict_proba_xp(probe), atol=1e-6)
+    split = np.concatenate([ff.predict_proba(probe[:, a:a + forest_mod.TILE * 3])
+                            for a in range(0, probe.shape[1], forest_mod.TILE * 3)], axis=1)
+    assert np.array_equal(got, split)
+
+
 def test_training_learns_the_phases(trained, crop):
     img, truth, scr, _ = crop
     pred = trained.predict(img)
@@ -91,6 +117,16 @@ def test_blockwise_prediction_equals_whole_array_exactly(trained, crop):
     whole = trained.predict_proba(img, block_shape=img.shape[1:])
     blocks = trained.predict_proba(img, block_shape=(10, 24, 40))
     assert np.array_equal(whole, blocks)
+    # the default in-memory path: slabs of whole slices, the filters on each slab's own
+    # slices (z_range) into one reused stack; a tiny stack forces several slabs
+    assert np.array_equal(trained.predict_proba(img), whole)
+    from napari_corrtomo.core.classify import classifier as clf_mod
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(clf_mod, "SLAB_BYTES", 1)
+        assert clf_mod._slab_thickness(img.shape[1:], trained.halo(), 1.0, 1 << 30,
+                                    trained.n_features) == 16 < img.shape[1]
+        assert np.array_equal(trained.predict_proba(img), whole)
     import dask.array as da
 
     lazy = trained.predict_proba(da.from_array(img, chunks=(2, 12, 32, 32)))

@@ -7,11 +7,13 @@ symmetric matrices, the FIB tailored features, on NumPy (compiled kernels) or Cu
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +112,7 @@ class _WorkPool:
     def __init__(self) -> None:
         self._free: OrderedDict[int, tuple[tuple[int, ...], np.ndarray]] = OrderedDict()
         self._lock = threading.Lock()
+        self._keep = 0
 
     def take(self, shape: tuple[int, ...]) -> np.ndarray:
         shape = tuple(int(n) for n in shape)
@@ -126,9 +129,14 @@ class _WorkPool:
                 self._free[id(arr)] = (arr.shape, arr)
 
     def trim(self, keep: int | None = None) -> None:
-        """Drop free arrays (oldest first) until at most ``keep`` bytes remain."""
+        """Drop free arrays (oldest first) until at most ``keep`` bytes remain (default:
+        :data:`KEEP_BYTES`, or more within :func:`keeping`)."""
         with self._lock:
-            self._trim(KEEP_BYTES if keep is None else keep)
+            self._trim(self.keep if keep is None else keep)
+
+    @property
+    def keep(self) -> int:
+        return max(KEEP_BYTES, self._keep)
 
     def _trim(self, keep: int) -> None:
         total = sum(a.nbytes for _, a in self._free.values())
@@ -143,7 +151,7 @@ class _WorkPool:
         if self._lock.acquire(blocking=False):
             try:
                 self._free[id(arr)] = (arr.shape, arr)
-                self._trim(KEEP_BYTES)
+                self._trim(self.keep)
             finally:
                 self._lock.release()
 
@@ -178,6 +186,19 @@ def output_array(eng: _Engine, shape: tuple[int, ...]) -> Any:
 #: Free work arrays kept between feature computations (bytes; see :class:`_WorkPool`).
 KEEP_BYTES = 128 << 20
 _WORK = _WorkPool()
+
+
+@contextlib.contextmanager
+def keeping(nbytes: int) -> Iterator[None]:
+    """Within the block the pool keeps up to ``nbytes`` of free work arrays between
+    feature computations (a caller computing slab after slab of one volume writes into
+    the same pages throughout); on leaving, back to :data:`KEEP_BYTES`. Not nestable."""
+    _WORK._keep = int(nbytes)
+    try:
+        yield
+    finally:
+        _WORK._keep = 0
+        _WORK.trim()
 
 
 #: Use the compiled CPU kernels (numba) for NumPy input; False forces the array-module

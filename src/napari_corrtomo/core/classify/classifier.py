@@ -3,10 +3,12 @@
 Users paint a few strokes per class; :class:`PixelClassifier` computes the
 :mod:`~napari_corrtomo.core.classify.features` filter bank at the labelled voxels only,
 fits a random forest (scikit-learn, on the CPU: a few thousand samples train in a
-second), and stores the trees as a :class:`~.forest.FlatForest`. Prediction runs
-blockwise through :func:`napari_corrtomo.core.backend.map_blocks` with the halo the
-largest filter needs, so any volume size works (NumPy eagerly; dask/zarr lazily), and
-every block gives exactly what the whole array would.
+second), and stores the trees as a :class:`~.forest.FlatForest`. Prediction of an
+in-memory 3D volume runs slab by slab of whole slices (each slab's features from the
+slices its filters reach, in one reused stack); anything else blockwise through
+:func:`napari_corrtomo.core.backend.map_blocks` with the halo the largest filter needs,
+so any volume size works (NumPy eagerly; dask/zarr lazily). Every slab and block gives
+exactly what the whole array would.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .. import backend as bk
 from .._checks import check_finite, check_spacing
 from ..progress import ProgressCallback, report, scaled
 from ..units import convert, normalize_unit
+from ._filterbank import keeping
 from .features import FeatureSpec, compute_features
 from .files import FOREST_KEYS, DamagedFile, read_classifier_file, write_classifier_file
 from .forest import FlatForest
@@ -34,9 +37,6 @@ from .forest import FlatForest
 #: training adds trees in batches of about this many seconds of fitting between progress
 #: reports (cancel checks); the batches do not change the forest
 TREE_BATCH_S = 0.15
-#: prediction evaluates the forest on batches of voxels of about this many tree-node
-#: visits (~0.1-0.2 s on one core) between progress reports (cancel checks)
-PREDICT_BATCH_STEPS = 1 << 23
 
 
 class PixelClassifier:
@@ -255,28 +255,24 @@ class PixelClassifier:
     # ------------------------------------------------------------------ prediction
 
     def _block_proba(self, backend: str):
-        spec, sp, nd, forest = self.features, self.spacing, self.spatial_ndim, self.forest
-        n_classes = len(self.classes_)
-        # deep forests (many labelled voxels) take longer per voxel: smaller batches
-        batch = max(512, PREDICT_BATCH_STEPS // max(int(forest.depth.sum()), 1))
-
         def func(block: Any, progress: ProgressCallback | None = None) -> Any:
-            xp = bk.xp_for(backend)
-            check_finite(block, xp=xp)
-            # progress after each feature and each batch of voxels: Cancel acts within one
-            starts = range(0, math.prod(block.shape[-nd:]), batch)
-            total = 2 * len(starts)
-            feats = compute_features(block, spec, sp, spatial_ndim=nd, backend=backend,
-                                     progress=scaled(progress, 0, len(starts), total))
-            shape = feats.shape[1:]
-            feats = feats.reshape(feats.shape[0], -1)
-            proba = xp.empty((n_classes, feats.shape[1]), xp.float32)
-            for i, a in enumerate(starts):
-                proba[:, a:a + batch] = forest.predict_proba(feats[:, a:a + batch], backend)
-                report(progress, len(starts) + i + 1, total)
-            return proba.reshape((n_classes,) + tuple(shape))
+            return self._proba(block, backend, progress)
 
         return func
+
+    def _proba(self, block: Any, backend: str, progress: ProgressCallback | None = None,
+               z_range: tuple[int, int] | None = None, stack: Any = None) -> Any:
+        """Probabilities ``(K, *spatial)`` of ``block`` (``(C, *spatial)``; 3D: of its
+        slices ``z_range``), its feature stack written into ``stack`` when given. Progress
+        after each feature and each chunk of voxels: Cancel acts within one."""
+        check_finite(block, xp=bk.xp_for(backend))
+        feats = compute_features(block, self.features, self.spacing,
+                                 spatial_ndim=self.spatial_ndim, z_range=z_range,
+                                 backend=backend, out=stack,
+                                 progress=scaled(progress, 0, 1000, 2000))
+        proba = self.forest.predict_proba(feats.reshape(feats.shape[0], -1), backend,
+                                          progress=scaled(progress, 1000, 2000, 2000))
+        return proba.reshape((-1,) + tuple(feats.shape[1:]))
 
     def _prepare(self, image: Any, spacing, unit) -> Any:
         self._require_fitted()
@@ -313,15 +309,44 @@ class PixelClassifier:
         image = self._prepare(image, spacing, unit)
         backend = bk.resolve_backend(backend, "classify.predict")
         halo = self.halo()
-        if block_shape is None and not bk.is_lazy(image):
-            block_shape = _slab_blocks(image.shape[1:], halo, self._bytes_per_voxel(),
-                                       bk.memory_budget(backend, budget))
+        if block_shape is None and not bk.is_lazy(image) and self.spatial_ndim == 3:
+            thick = _slab_thickness(image.shape[1:], halo, self._bytes_per_voxel(),
+                                    bk.memory_budget(backend, budget), self.n_features)
+            if thick is not None:
+                return self._predict_slabs(image, thick, backend, progress)
         return bk.map_blocks(self._block_proba(backend), image, halo,
                              spatial_ndim=self.spatial_ndim,
                              backend=backend, bytes_per_voxel=self._bytes_per_voxel(),
                              block_shape=block_shape, budget=budget, progress=progress,
                              out_leading=(len(self.classes_),), out_dtype=np.float32,
                              inner_progress=True)
+
+    def _predict_slabs(self, image: Any, thick: int, backend: str,
+                       progress: ProgressCallback | None) -> np.ndarray:
+        """Probabilities of an in-memory 3D image, slab of ``thick`` whole slices after
+        slab: each slab's features from the slices its filters reach (``z_range``: the
+        passes work on the slab's own slices), written into one reused stack, then the
+        forest. The same numbers as the whole volume at once, without its stack (61
+        features of a 256^3 volume: 3.9 GB of fresh memory)."""
+        n, nf, hz = image.shape[1], self.n_features, self.halo()[0]
+        xp = bk.xp_for(backend)
+        cuts = np.linspace(0, n, -(-n // thick) + 1).round().astype(int)
+        out = np.empty((len(self.classes_),) + tuple(image.shape[1:]), np.float32)
+        stack = None
+        # the work arrays of one slab stay for the next (twice the stack: a generous
+        # bound on the passes' intermediates)
+        with keeping(2 * nf * 4 * thick * math.prod(image.shape[2:])):
+            for i, (z0, z1) in enumerate(zip(cuts[:-1].tolist(), cuts[1:].tolist())):
+                lo, hi = max(z0 - hz, 0), min(z1 + hz, n)
+                shape = (nf, z1 - z0) + tuple(image.shape[2:])
+                if stack is None or stack.shape != shape:
+                    stack = xp.empty(shape, xp.float32)
+                proba = self._proba(bk.asarray(image[:, lo:hi], backend), backend,
+                                    scaled(progress, 2000 * i, 2000 * (i + 1),
+                                           2000 * (len(cuts) - 1)),
+                                    (z0 - lo, z1 - lo), stack)
+                out[:, z0:z1] = bk.to_host(proba)
+        return out
 
     def predict(self, image: Any, spacing: Sequence[float] | None = None, unit: str | None = None,
                 **kwargs: Any) -> Any:
@@ -345,11 +370,8 @@ class PixelClassifier:
         hz = self.halo()[0]
         lo, hi = max(z - hz, 0), min(z + hz + 1, n)
         slab = np.asarray(bk.to_host(image[:, lo:hi]))
-        check_finite(slab)
-        feats = compute_features(slab, self.features, self.spacing, spatial_ndim=3,
-                                 z_range=(z - lo, z - lo + 1), backend=backend)
-        proba = self.forest.predict_proba(feats.reshape(feats.shape[0], -1), backend)
-        return np.asarray(bk.to_host(proba)).reshape((len(self.classes_),) + slab.shape[2:])
+        proba = self._proba(slab, backend, z_range=(z - lo, z - lo + 1))
+        return np.asarray(bk.to_host(proba))[:, 0]
 
     # ------------------------------------------------------------------ inspection
 
@@ -424,20 +446,22 @@ def check_classes(values: np.ndarray) -> np.ndarray:
     return classes
 
 
-def _slab_blocks(shape: Sequence[int], halo: Sequence[int], bytes_per_voxel: float,
-                 budget: int) -> tuple[int, ...] | None:
-    """Blocks that are whole in (y, x) and as thick in z as the budget allows (halos only
-    along z), or None to let map_blocks tile all axes."""
-    shape, halo = tuple(shape), tuple(halo)
-    plane = math.prod(shape[1:]) * bytes_per_voxel
-    if plane * (1 + 2 * halo[0]) > budget or len(shape) < 3:
+#: bytes of the feature stack of one slab of an in-memory 3D prediction (see
+#: :meth:`PixelClassifier._predict_slabs`): small enough to stay mapped from slab to
+#: slab, thick enough that the context the filters read around it costs little
+SLAB_BYTES = 512 << 20
+
+
+def _slab_thickness(shape: Sequence[int], halo: Sequence[int], bytes_per_voxel: float,
+                    budget: int, n_features: int) -> int | None:
+    """Slices per slab of a 3D prediction of whole (y, x) planes (:data:`SLAB_BYTES` of
+    features, at least 16 slices, at most what the budget allows with the z halo), or
+    None when not even one slice with its halo fits: then map_blocks tiles all axes."""
+    plane = math.prod(shape[1:])
+    fit = int(budget // (plane * bytes_per_voxel)) - 2 * int(halo[0])
+    if fit < 1:
         return None
-    thick = int(budget // plane) - 2 * halo[0]
-    if thick >= shape[0]:
-        return tuple(shape)
-    # balance the slabs
-    n = math.ceil(shape[0] / max(thick, 1))
-    return (math.ceil(shape[0] / n),) + tuple(shape[1:])
+    return max(1, min(fit, shape[0], max(16, SLAB_BYTES // (4 * n_features * plane))))
 
 
 def proba_to_labels(proba: Any, classes: np.ndarray) -> Any:

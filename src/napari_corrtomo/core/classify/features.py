@@ -305,6 +305,7 @@ def compute_features(
     z_range: tuple[int, int] | None = None,
     backend: str = "numpy",
     progress: ProgressCallback | None = None,
+    out: Any = None,
 ) -> Any:
     """Feature stack of an image.
 
@@ -329,6 +330,11 @@ def compute_features(
         ``progress(done, F)`` after each feature of an in-memory image, and again
         (same numbers) between chunks of every compiled filter pass (a callback that
         raises stops the computation there, within tens of milliseconds).
+    out
+        A C-contiguous float32 array of the result's shape (on the backend's device) to
+        write into: a caller computing slab after slab reuses one stack instead of
+        touching fresh memory for each (on a VM, first writes to new pages cost more
+        system time than the filters take).
 
     Returns
     -------
@@ -338,6 +344,8 @@ def compute_features(
     whole-array result; see :func:`~napari_corrtomo.core.backend.map_blocks`).
     """
     if is_lazy(image):
+        if out is not None:
+            raise ValueError("out is for in-memory images; a lazy image gives a dask array")
         return _features_lazy(image, spec, spacing, spatial_ndim, z_range, backend)
     eng = _Engine(backend)
     xp = eng.xp
@@ -365,7 +373,12 @@ def compute_features(
     out_shape = arr.shape[1:] if nd != 3 else (zr[1] - zr[0],) + arr.shape[2:]
     if eng.backend == "numpy":  # with a z range every pass works on the output slices only
         check_memory("features", out_shape, n_out)
-    out = output_array(eng, (n_out,) + tuple(out_shape))
+    if out is None:
+        out = output_array(eng, (n_out,) + tuple(out_shape))
+    elif (tuple(out.shape) != (n_out,) + tuple(out_shape) or out.dtype != xp.float32
+          or not out.flags.c_contiguous):
+        raise ValueError(f"out must be a C-contiguous float32 array of shape "
+                         f"{(n_out,) + tuple(out_shape)}, got {out.dtype} {out.shape}")
     per = spec.features_per_input(nd)
     written = [0]
     # between chunks of every compiled pass the features done so far are reported again:
