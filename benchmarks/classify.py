@@ -447,11 +447,14 @@ def main() -> None:
     if args.latency_only:
         latency = latency_table(repeats=9)
         head, tail = args.out.read_text().split("## Live slice update")
+        section, sep, rest = tail.partition("\n## ")  # the sections after it stay
         # the full run's load line (accuracy and speed parts) stays
-        loads = [ln for ln in tail.splitlines() if ln.startswith("Machine load while measuring")]
+        loads = [ln for ln in section.splitlines()
+                 if ln.startswith("Machine load while measuring")]
         text = head + "\n".join(latency_markdown(latency) + loads) + (
             f"\n\nLive update re-measured alone (`--latency-only`, best / median of 9) at a "
-            f"5-minute load average of {os.getloadavg()[1]:.1f} on 2 cores.\n")
+            f"5-minute load average of {os.getloadavg()[1]:.1f} on 2 cores.\n") + (
+            f"\n{sep.lstrip()}{rest}" if sep else "")
         print(text)
         args.out.write_text(text)
         return
