@@ -113,8 +113,13 @@ def ticking(tick: Callable[[], None] | None) -> Iterator[None]:
         _TICK.tick = previous
 
 
+def current_tick() -> Callable[[], None] | None:
+    """This thread's tick (see :func:`ticking`), to hand on to worker threads."""
+    return getattr(_TICK, "tick", None)
+
+
 def _tick() -> None:
-    tick = getattr(_TICK, "tick", None)
+    tick = current_tick()
     if tick is not None:
         tick()
 

@@ -335,6 +335,34 @@ def test_passes_split_over_threads_give_identical_features(volume, monkeypatch):
     assert np.array_equal(one, three)
 
 
+def test_scales_side_by_side_give_identical_features_and_progress(volume, monkeypatch):
+    # images under SPLIT_VOXELS run their scales in threads instead of splitting passes
+    img2d = volume[3]
+    spec2d, spec3d = FeatureSpec.ilastik_default("2d"), FeatureSpec.ilastik_default()
+    assert volume.size < _kernels.SPLIT_VOXELS
+    monkeypatch.setenv("CORRTOMO_THREADS", "1")
+    one = [compute_features(img2d, spec2d, spatial_ndim=2),
+           compute_features(volume, spec3d, (2.0, 1.0, 1.0), spatial_ndim=3)]
+    monkeypatch.setenv("CORRTOMO_THREADS", "3")
+    seen = []
+    three = [compute_features(img2d, spec2d, spatial_ndim=2,
+                              progress=lambda d, t: seen.append((d, t))),
+             compute_features(volume, spec3d, (2.0, 1.0, 1.0), spatial_ndim=3)]
+    assert all(np.array_equal(a, b) for a, b in zip(one, three, strict=True))
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and done[-1] == seen[-1][1] == one[0].shape[0]
+
+    # a progress callback that raises stops the computation after the scales under way
+    # have ended (none writes into recycled memory later): the next call is exact
+    def cancel(done, total):
+        if done > 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        compute_features(img2d, spec2d, spatial_ndim=2, progress=cancel)
+    assert np.array_equal(compute_features(img2d, spec2d, spatial_ndim=2), one[0])
+
+
 @pytest.mark.parametrize("z_range", [None, (5, 9)])
 def test_recycled_work_arrays_never_leak_between_filters(volume, z_range, monkeypatch):
     """The passes take their work arrays from a pool and give a feature's temporaries back

@@ -14,7 +14,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -280,26 +280,54 @@ def _channel_features(eng: _Engine, img: Any, spec: FeatureSpec, sp: tuple[float
     in spec order; yield the number written so far after each filter (partial results of a
     scale are dropped as soon as the next scale starts)."""
     nd = img.ndim
+    # Filters of one (sigma, mode) share Gaussian derivative passes: one group per scale.
+    groups: list[tuple[tuple[float, str], list]] = []
     done = 0
-    # Filters of one (sigma, mode) share Gaussian derivative passes.
-    current: tuple[tuple[float, str], _ScaleDerivatives] | None = None
+    for f in spec.filters:
+        key = (f.sigma, f.mode if nd == 3 else "3d")
+        n = (nd if key[1] == "3d" else 2) if f.name in ("ste", "hessian") else 1
+        if not groups or groups[-1][0] != key:
+            groups.append((key, []))
+        groups[-1][1].append((f, dest[done:done + n]))
+        done += n
+
+    def scale(key: tuple[float, str], items: list):
+        """The filters of one scale into their slots; yields the count after each."""
+        derivs = _ScaleDerivatives(eng, img, key[0], key[1], sp, spec.truncate, zr)
+        try:
+            for f, slots in items:
+                derivs.feature(f.name, list(slots))
+                yield len(slots)
+        finally:
+            derivs.release()
+
+    done = 0
     try:
-        for f in spec.filters:
-            key = (f.sigma, f.mode if nd == 3 else "3d")
-            if current is None or current[0] != key:
-                if current is not None:
-                    current[1].release()
-                current = None
-                current = (key, _ScaleDerivatives(eng, img, f.sigma, key[1], sp, spec.truncate,
-                                                  zr))
-            n = len(current[1].active) if f.name in ("ste", "hessian") else 1
-            current[1].feature(f.name, [dest[done + k] for k in range(n)])
-            done += n
-            yield done
+        if eng.compiled and eng.threads > 1 and img.size < _kernels.SPLIT_VOXELS:
+            # Small images (a 2D slice): a pass is too short to split over threads, so the
+            # scales run side by side instead (each writes its own slots of ``dest``), with
+            # the caller's cancel checks between the chunks of their passes.
+            tick = _kernels.current_tick()
+
+            def run(g: tuple) -> int:
+                with _kernels.ticking(tick):
+                    return sum(scale(*g))
+
+            futures = [_pool().submit(run, g) for g in groups]
+            try:
+                for fut in futures:
+                    done += fut.result()
+                    yield done
+            finally:
+                for fut in futures:
+                    fut.cancel()
+                wait(futures)
+        else:
+            for g in groups:
+                for n in scale(*g):
+                    done += n
+                    yield done
     finally:
-        if current is not None:
-            current[1].release()
-        current = None
         _WORK.trim()
     if spec.tailored is not None and nd == 3:
         for feat in _tailored(eng, img, spec.tailored, sp, spec.truncate, zr):
