@@ -29,7 +29,7 @@ from .. import backend as bk
 from .._checks import check_finite, check_spacing
 from ..progress import ProgressCallback, report, scaled
 from ..units import convert, normalize_unit
-from ._filterbank import keeping
+from ._workpool import keeping
 from .features import FeatureSpec, compute_features
 from .files import FOREST_KEYS, DamagedFile, read_classifier_file, write_classifier_file
 from .forest import FlatForest
