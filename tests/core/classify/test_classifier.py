@@ -127,6 +127,9 @@ def test_blockwise_prediction_equals_whole_array_exactly(trained, crop):
         assert clf_mod._slab_thickness(img.shape[1:], trained.halo(), 1.0, 1 << 30,
                                     trained.n_features) == 16 < img.shape[1]
         assert np.array_equal(trained.predict_proba(img), whole)
+        # slabs of unequal thickness (24 slices in 5 -> 5, 5, 4, 5, 5) share one buffer
+        mp.setattr(clf_mod, "_slab_thickness", lambda *a: 5)
+        assert np.array_equal(trained.predict_proba(img), whole)
     import dask.array as da
 
     lazy = trained.predict_proba(da.from_array(img, chunks=(2, 12, 32, 32)))

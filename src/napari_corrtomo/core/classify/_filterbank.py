@@ -187,7 +187,7 @@ def _channel_features(eng: _Engine, img: Any, spec: FeatureSpec, sp: tuple[float
     done = 0
     for f in spec.filters:
         key = (f.sigma, f.mode if nd == 3 else "3d")
-        n = (nd if key[1] == "3d" else 2) if f.name in ("ste", "hessian") else 1
+        n = f.n_outputs(nd)
         if not groups or groups[-1][0] != key:
             groups.append((key, []))
         groups[-1][1].append((f, dest[done:done + n]))
@@ -205,10 +205,12 @@ def _channel_features(eng: _Engine, img: Any, spec: FeatureSpec, sp: tuple[float
 
     done = 0
     try:
-        if eng.compiled and eng.threads > 1 and img.size < _kernels.SPLIT_VOXELS:
-            # Small images (a 2D slice): a pass is too short to split over threads, so the
+        if nd == 2 and eng.compiled and eng.threads > 1 and img.size < _kernels.SPLIT_VOXELS:
+            # Small 2D images (a slice): a pass is too short to split over threads, so the
             # scales run side by side instead (each writes its own slots of ``dest``), with
-            # the caller's cancel checks between the chunks of their passes.
+            # the caller's cancel checks between the chunks of their passes. Not in 3D: the
+            # work arrays two scales hold at once vary with their timing, and a volume's
+            # next call should find every one it needs in the pool.
             tick = _kernels.current_tick()
 
             def run(g: tuple) -> int:

@@ -13,6 +13,7 @@ exactly what the whole array would.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -254,12 +255,6 @@ class PixelClassifier:
 
     # ------------------------------------------------------------------ prediction
 
-    def _block_proba(self, backend: str):
-        def func(block: Any, progress: ProgressCallback | None = None) -> Any:
-            return self._proba(block, backend, progress)
-
-        return func
-
     def _proba(self, block: Any, backend: str, progress: ProgressCallback | None = None,
                z_range: tuple[int, int] | None = None, stack: Any = None) -> Any:
         """Probabilities ``(K, *spatial)`` of ``block`` (``(C, *spatial)``; 3D: of its
@@ -314,7 +309,7 @@ class PixelClassifier:
                                     bk.memory_budget(backend, budget), self.n_features)
             if thick is not None:
                 return self._predict_slabs(image, thick, backend, progress)
-        return bk.map_blocks(self._block_proba(backend), image, halo,
+        return bk.map_blocks(functools.partial(self._proba, backend=backend), image, halo,
                              spatial_ndim=self.spatial_ndim,
                              backend=backend, bytes_per_voxel=self._bytes_per_voxel(),
                              block_shape=block_shape, budget=budget, progress=progress,
@@ -332,15 +327,16 @@ class PixelClassifier:
         xp = bk.xp_for(backend)
         cuts = np.linspace(0, n, -(-n // thick) + 1).round().astype(int)
         out = np.empty((len(self.classes_),) + tuple(image.shape[1:]), np.float32)
-        stack = None
+        # one buffer for the thickest slab; each slab's stack is a contiguous view of it
+        buffer = xp.empty(nf * int(np.diff(cuts).max()) * math.prod(image.shape[2:]),
+                          xp.float32)
         # the work arrays of one slab stay for the next (twice the stack: a generous
         # bound on the passes' intermediates)
         with keeping(2 * nf * 4 * thick * math.prod(image.shape[2:])):
             for i, (z0, z1) in enumerate(zip(cuts[:-1].tolist(), cuts[1:].tolist())):
                 lo, hi = max(z0 - hz, 0), min(z1 + hz, n)
                 shape = (nf, z1 - z0) + tuple(image.shape[2:])
-                if stack is None or stack.shape != shape:
-                    stack = xp.empty(shape, xp.float32)
+                stack = buffer[:math.prod(shape)].reshape(shape)
                 proba = self._proba(bk.asarray(image[:, lo:hi], backend), backend,
                                     scaled(progress, 2000 * i, 2000 * (i + 1),
                                            2000 * (len(cuts) - 1)),

@@ -98,6 +98,11 @@ class FilterItem:
         if self.mode not in MODES:
             raise ValueError(f"filter mode must be '2d' or '3d', got {self.mode!r}")
 
+    def n_outputs(self, spatial_ndim: int) -> int:
+        """Its components: one eigenvalue per axis it filters (STE, Hessian), else 1."""
+        nd = spatial_ndim if self.mode == "3d" else min(spatial_ndim, 2)
+        return nd if self.name in ("ste", "hessian") else 1
+
 
 @dataclass(frozen=True)
 class TailoredFeatures:
@@ -239,9 +244,7 @@ class FeatureSpec:
         """(filter, component) for each per-channel filter output, in feature order."""
         out = []
         for f in self.filters:
-            nd = spatial_ndim if f.mode == "3d" else min(spatial_ndim, 2)
-            n = nd if f.name in ("ste", "hessian") else 1
-            out.extend((f, k) for k in range(n))
+            out.extend((f, k) for k in range(f.n_outputs(spatial_ndim)))
         return out
 
     def features_per_input(self, spatial_ndim: int) -> int:
