@@ -20,6 +20,19 @@ from qtpy.QtCore import QPoint, Qt, QTimer
 RECORD_ENV = "CORRTOMO_CANCEL_RECORD"
 
 
+def _record(action: str, **numbers: float) -> None:
+    """Append ``numbers`` as one JSON line to ``$CORRTOMO_CANCEL_RECORD`` (when set)."""
+    if os.environ.get(RECORD_ENV):
+        with open(os.environ[RECORD_ENV], "a") as f:
+            f.write(json.dumps({"action": action, **numbers}) + "\n")
+
+
+@pytest.fixture
+def ui_record():
+    """``record(action, **numbers)``: a measurement for benchmarks/cancel.py's tables."""
+    return _record
+
+
 @dataclass
 class CancelRun:
     """What a Cancel click mid-action did."""
@@ -99,11 +112,8 @@ def cancel_mid_action(qtbot, request):
         print(f"{action or request.node.name}: cancel took {result.latency_s:.3f} s; bar at "
               f"the click {bar}; UI heartbeat max gap {1000 * result.max_gap_s:.0f} ms, 99th "
               f"percentile {1000 * np.percentile(gaps, 99):.0f} ms")
-        if os.environ.get(RECORD_ENV):
-            with open(os.environ[RECORD_ENV], "a") as f:
-                f.write(json.dumps({"action": action or request.node.name,
-                                    "latency_s": result.latency_s,
-                                    "max_gap_s": result.max_gap_s}) + "\n")
+        _record(action or request.node.name, latency_s=result.latency_s,
+               max_gap_s=result.max_gap_s)
         return result
 
     return run

@@ -25,9 +25,10 @@ import napari
 import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
+from qtpy.QtCore import QTimer
 
 from ..core.register.plane import plane_index_matrix, plane_voxels, sample_plane, view_grid
-from ._layers import CREATED_BY, full_resolution, index_to_world
+from ._layers import CREATED_BY, add_unselected, full_resolution, index_to_world
 from ._runner import real_viewer, start_job
 
 #: metadata key on the view layer naming the registered layer it shows
@@ -74,22 +75,21 @@ class RegisteredView:
         volume = full_resolution(moving)
         self.cval = 0 if self.is_labels else float(moving.contrast_limits[0])
         blank = self._blank(volume.dtype if self.is_labels else np.float32)
+        # born with the visibility it takes below: napari redoes a layer's overlays and
+        # list entry at each visibility assignment, changed or not
         common = dict(name=f"{moving.name} (2D view)", affine=self._affine_2d(),
+                      visible=moving.visible and viewer.dims.ndisplay == 2,
                       units=tuple(str(u) for u in moving.units[-2:]),
                       metadata={CREATED_BY: NAME, META_VIEW_OF: moving.name})
         # the view is no layer of the user's: the layer they had selected stays selected
-        selected = set(viewer.layers.selection), viewer.layers.selection.active
         if self.is_labels:
-            self.layer = viewer.add_labels(blank, colormap=moving.colormap,
-                                           opacity=moving.opacity, **common)
+            self.layer = add_unselected(viewer, Labels(blank, colormap=moving.colormap,
+                                                       opacity=moving.opacity, **common))
             self.layer.events.paint.connect(self._on_paint)
         else:
-            self.layer = viewer.add_image(
+            self.layer = add_unselected(viewer, Image(
                 blank, colormap=moving.colormap.name, contrast_limits=moving.contrast_limits,
-                blending="additive", **common)
-        viewer.layers.selection.clear()
-        viewer.layers.selection.update(selected[0])
-        viewer.layers.selection.active = selected[1]
+                blending="additive", **common))
         self._connections = [(viewer.dims.events.ndisplay, self._follow_ndisplay),
                              (moving.events.data, self._on_moving_data),
                              (moving.events.colormap, self._follow_colormap),
@@ -152,10 +152,10 @@ class RegisteredView:
         ndisplay = self.viewer.dims.ndisplay
         if ndisplay == self._shown_in:
             return
-        if ndisplay == 2:
-            self.layer.visible, self.moving.visible = self.moving.visible, False
-        else:
-            self.moving.visible, self.layer.visible = self.layer.visible, False
+        before, after = (self.moving, self.layer) if ndisplay == 2 else (self.layer, self.moving)
+        for layer, visible in ((after, before.visible), (before, False)):
+            if layer.visible != visible:
+                layer.visible = visible
         self._shown_in = ndisplay
 
     def _on_moving_data(self, *_: Any) -> None:
@@ -292,17 +292,36 @@ class RegisteredViews:
     def __init__(self, viewer: napari.Viewer):
         self.viewer = viewer
         self.views: dict[int, RegisteredView] = {}
-        viewer.layers.events.inserted.connect(lambda e: self._watch(e.value))
+        #: layers inserted whose view is made in an event-loop turn of its own, one per
+        #: turn (a 0 ms QTimer: QTimer.singleShot(0) runs in the turn that posted it)
+        self._pending: dict[int, Any] = {}
+        self._turn = QTimer(singleShot=True, interval=0)
+        self._turn.timeout.connect(self._settle_next)
+        viewer.layers.events.inserted.connect(lambda e: self._watch(e.value, later=True))
         viewer.layers.events.removed.connect(lambda e: self._forget(e.value))
         for layer in list(viewer.layers):
             self._watch(layer)
 
-    def _watch(self, layer) -> None:
+    def _watch(self, layer, later: bool = False) -> None:
         if isinstance(layer, (Image, Labels)) and layer.ndim == 3 and not is_view(layer):
             layer.events.affine.connect(lambda *_: self.update(layer))
-            self.update(layer)
+            if not later:
+                self.update(layer)
+                return
+            # a view is a second napari add (40-60 ms of UI thread on a 2-core VM): made in
+            # the same turn, the add that inserted the layer pauses the UI twice as long
+            # (a project load adds its layers one per turn)
+            self._pending[id(layer)] = layer
+            self._turn.start()
+
+    def _settle_next(self) -> None:
+        if self._pending:
+            self.update(next(iter(self._pending.values())))
+        if self._pending:
+            self._turn.start()
 
     def _forget(self, layer) -> None:
+        self._pending.pop(id(layer), None)
         view = self.views.pop(id(layer), None)
         if view is not None:
             view.close()
@@ -313,6 +332,7 @@ class RegisteredViews:
 
     def update(self, layer) -> None:
         """Add, regrid or drop ``layer``'s view after its affine changed."""
+        self._pending.pop(id(layer), None)
         view = self.views.get(id(layer))
         if layer not in self.viewer.layers or is_axis_aligned(layer):
             if view is not None:
@@ -325,13 +345,21 @@ class RegisteredViews:
 
     def __getitem__(self, name: str) -> RegisteredView:
         """The view of the registered layer called ``name``."""
+        self.settle()
         for view in self.views.values():
             if view.moving.name == name:
                 return view
         raise KeyError(name)
 
     def __contains__(self, name: str) -> bool:
+        self.settle()
         return any(v.moving.name == name for v in self.views.values())
+
+    def settle(self) -> None:
+        """Make the views still waiting for their turn now (a caller asks for one, or
+        schedules the turns itself: a project load)."""
+        for layer in list(self._pending.values()):
+            self.update(layer)
 
 
 _BY_VIEWER: dict[int, RegisteredViews] = {}

@@ -33,16 +33,17 @@ from ..core.recovery import (
 )
 from ._autosave import autosave_for
 from ._dock import DockForm, hbox
-from ._layers import project_layer, to_project_layer
+from ._layers import add_unselected, project_layer, to_project_layer
 from ._registered_view import is_view, registered_views
 from ._runner import TaskRunner, real_viewer
 from ._table import TableView
 
 #: layer-list events after which the modality table is rebuilt
 TABLE_EVENTS = ("inserted", "removed", "affine", "data", "name", "scale", "translate")
-#: a load shows the layers it adds in steps of this many (a scene update and a frame each:
-#: the frame builds the new visuals' shaders, 5-10 ms each on a 2-core VM)
-SCENE_STEP = 4
+#: a load shows the layers it adds (registered layers' 2D views included) in steps of this
+#: many: a scene update (napari makes each layer's overlays there, 25-50 ms per layer on a
+#: 2-core VM) and a frame (which builds the new visuals' shaders, 5-10 ms each)
+SCENE_STEP = 2
 
 
 class ProjectWidget(DockForm):
@@ -117,6 +118,8 @@ class ProjectWidget(DockForm):
         for layer in layers:
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
+        if not len(self.viewer.layers):  # as napari leaves an emptied viewer
+            self.viewer.dims.ndim = 2
         self._end_batch()
         self.autosave.resume()
 
@@ -178,12 +181,14 @@ class ProjectWidget(DockForm):
                 # one batch: no snapshot, no table, a scene update and a frame every
                 # SCENE_STEP layers (each in an event-loop turn of its own)
                 batch = runner.in_gui(self._begin_adding)
+                runner.in_gui(batch.take_dims, max((lay.ndim for lay in layers), default=2))
                 for layer in layers:
                     added.append(runner.in_gui(batch.add, layer))
+                    waiting = runner.in_gui(batch.add_views)
                     settle()
                     done = 700 + 300 * len(added) // len(layers)
                     report(progress, done, 1000)
-                    if len(added) % SCENE_STEP == 0 or len(added) == len(layers):
+                    if waiting >= SCENE_STEP or len(added) == len(layers):
                         # napari's end of a batch runs a full collection: while the heap
                         # is frozen, it scans only what this step made
                         runner.in_gui(batch.show, len(added) == len(layers))
@@ -283,8 +288,10 @@ class _AddBatch:
     layers :meth:`show` updates the scene and :meth:`draw` lets one frame through, which
     the loading thread awaits (:attr:`drawn`) before it posts the next add. One scene
     update and frame for all 53 layers at the end were 110-120 ms and 100-190 ms (the
-    first frame of a visual builds its shaders); a step of 4 is 10-50 ms of scene update,
-    then a frame of 40-60 ms of Python plus the rendering of the layers so far.
+    first frame of a visual builds its shaders); a step of 4 layers was 10-50 ms of scene
+    update for volumes, 140-210 ms for the tutorial's labels, shapes and 2D views; a step
+    of 2 is under 100 ms, then a frame of 40-60 ms of Python plus the rendering of the
+    layers so far.
     """
 
     def __init__(self, viewer: napari.Viewer):
@@ -293,19 +300,34 @@ class _AddBatch:
         #: set when the frame :meth:`draw` let through has been drawn
         self.drawn = threading.Event()
         self._stack = ExitStack()
+        self._shown = len(viewer.layers)
         self._stack.enter_context(viewer.layers.batched_update())
         if self.canvas is not None:
             self.canvas.events.draw.connect(self._on_draw, position="last")
         self._frames(False)
 
+    def take_dims(self, ndim: int) -> None:
+        """An empty viewer takes the layers' dimensions before the first add: napari would
+        make the slice sliders and lay the window out again within that add (its UI
+        thread time 130 -> 90 ms with the events that follow, 2-core VM)."""
+        if not len(self.viewer.layers):
+            self.viewer.dims.ndim = ndim
+
     def add(self, layer):
         self._frames(False)
-        return _add_unselected(self.viewer, layer)
+        return add_unselected(self.viewer, layer)
+
+    def add_views(self) -> int:
+        """The 2D views of the registered layers just added, in a turn of their own (each
+        is a second napari add); returns the layers added since the last scene update."""
+        registered_views(self.viewer).settle()
+        return len(self.viewer.layers) - self._shown
 
     def show(self, last: bool = False) -> None:
         """The scene update for the layers added so far (no frame yet); ``last``: the
         batch ends."""
         self._stack.close()
+        self._shown = len(self.viewer.layers)
         if not last:
             self._stack.enter_context(self.viewer.layers.batched_update())
 
@@ -347,23 +369,6 @@ def _await_frame(batch: _AddBatch, check, timeout_s: float = 0.5) -> None:
     end = time.monotonic() + timeout_s
     while not batch.drawn.wait(0.02) and time.monotonic() < end:
         check()
-
-
-def _add_unselected(viewer: napari.Viewer, layer):
-    """``viewer.add_layer`` without making ``layer`` the selected one: napari's selection
-    change (layer controls swapped, layer list and button styles redone) is half the
-    UI-thread cost of an add (median 93-115 -> 46-60 ms CPU per 160x224x224 image, 2-core
-    VM); a load selects once, at the end. napari has no public switch for this: its
-    private one is used when present (on the viewer itself, not a plugin's proxy)."""
-    layers = real_viewer(viewer).layers
-    activate = getattr(layers, "_activate_on_insert", None)
-    if activate is None:
-        return viewer.add_layer(layer)
-    layers._activate_on_insert = False
-    try:
-        return viewer.add_layer(layer)
-    finally:
-        layers._activate_on_insert = activate
 
 
 _FREEZE_LOCK = threading.Lock()
