@@ -10,6 +10,7 @@ import selectors
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,46 @@ def _record(action: str, **numbers: float) -> None:
     if os.environ.get(RECORD_ENV):
         with open(os.environ[RECORD_ENV], "a") as f:
             f.write(json.dumps({"action": action, **numbers}) + "\n")
+
+
+@dataclass
+class Beats:
+    """A 20 ms heartbeat on the UI thread over one action."""
+
+    gaps: np.ndarray  #: pauses between beats (s), the action's start and end included
+    seconds: float  #: the action's duration
+
+    def summary(self, what: str) -> str:
+        return (f"{what}: {self.seconds:.1f} s; UI heartbeat max gap "
+                f"{1000 * self.gaps.max():.0f} ms, 99th percentile "
+                f"{1000 * np.percentile(self.gaps, 99):.0f} ms, "
+                f"{int((self.gaps > 0.1).sum())} gaps > 100 ms")
+
+
+@pytest.fixture
+def heartbeat(qtbot):
+    """``with heartbeat() as beats:`` an action; then ``beats.gaps``: the pauses of a
+    20 ms QTimer on the UI thread from the last beat before the block to its end."""
+
+    @contextmanager
+    def measure():
+        times: list[float] = []
+        timer = QTimer()
+        timer.timeout.connect(lambda: times.append(time.perf_counter()))
+        timer.start(20)
+        qtbot.wait(200)
+        beats = Beats(np.zeros(1), 0.0)
+        started = time.perf_counter()
+        try:
+            yield beats
+        finally:
+            ended = time.perf_counter()
+            timer.stop()
+        first = max(t for t in times if t <= started)
+        beats.gaps = np.diff([t for t in times if first <= t <= ended] + [ended])
+        beats.seconds = ended - started
+
+    return measure
 
 
 @pytest.fixture
