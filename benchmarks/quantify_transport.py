@@ -21,7 +21,6 @@ import argparse
 import json
 import multiprocessing as mp
 import platform
-import resource
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -86,13 +85,24 @@ def run_ours(img: np.ndarray, spacing, tol: float | None = None) -> float:
     return tortuosity_factor(img, spacing, 0, backend="numpy", **kwargs).tau
 
 
+def _status_kib(key: str) -> int:
+    """A line of /proc/self/status in KiB (VmRSS: resident now, VmHWM: its peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
 def _peak_child(which: str, path: str, spacing, queue) -> None:
     if which == "tf":
         import taufactor  # noqa: F401  (imports before the baseline, like ours)
     img = np.load(path)  # the uint8 structure only: no float64 noise field in this process
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # the peak so far is the imports' (torch's above all), often above a solve's: reset it
+    # (Linux: "5" to clear_refs) so that the peak read after is the solve's own
+    base = _status_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")
     (run_ours if which == "ours" else run_taufactor)(img, spacing)
-    queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024.0)
+    queue.put((_status_kib("VmHWM") - base) / 1024.0)
 
 
 def peak_memory_mb(which: str, img: np.ndarray, spacing) -> float:
