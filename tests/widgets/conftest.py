@@ -28,6 +28,32 @@ def _record(action: str, **numbers: float) -> None:
             f.write(json.dumps({"action": action, **numbers}) + "\n")
 
 
+class _Heartbeat:
+    """A 20 ms QTimer on the UI thread recording when it fires (started ``settle_ms``
+    before the action, so the beat before its start exists)."""
+
+    def __init__(self, qtbot, settle_ms: int):
+        self.times: list[float] = []
+        self._timer = QTimer()
+        self._timer.timeout.connect(lambda: self.times.append(time.perf_counter()))
+        self._timer.start(20)
+        qtbot.wait(settle_ms)
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def gaps(self, started: float, ended: float) -> np.ndarray:
+        """The pauses (s) from the last beat before ``started`` (the start's own handler
+        counts too) to ``ended``."""
+        first = max([t for t in self.times if t <= started], default=started)
+        return np.diff([t for t in self.times if first <= t <= ended] + [ended])
+
+
+def _gap_summary(gaps: np.ndarray) -> str:
+    return (f"UI heartbeat max gap {1000 * gaps.max():.0f} ms, 99th percentile "
+            f"{1000 * np.percentile(gaps, 99):.0f} ms")
+
+
 @dataclass
 class Beats:
     """A 20 ms heartbeat on the UI thread over one action."""
@@ -36,9 +62,7 @@ class Beats:
     seconds: float  #: the action's duration
 
     def summary(self, what: str) -> str:
-        return (f"{what}: {self.seconds:.1f} s; UI heartbeat max gap "
-                f"{1000 * self.gaps.max():.0f} ms, 99th percentile "
-                f"{1000 * np.percentile(self.gaps, 99):.0f} ms, "
+        return (f"{what}: {self.seconds:.1f} s; {_gap_summary(self.gaps)}, "
                 f"{int((self.gaps > 0.1).sum())} gaps > 100 ms")
 
 
@@ -49,20 +73,15 @@ def heartbeat(qtbot):
 
     @contextmanager
     def measure():
-        times: list[float] = []
-        timer = QTimer()
-        timer.timeout.connect(lambda: times.append(time.perf_counter()))
-        timer.start(20)
-        qtbot.wait(200)
+        beat = _Heartbeat(qtbot, settle_ms=200)
         beats = Beats(np.zeros(1), 0.0)
         started = time.perf_counter()
         try:
             yield beats
         finally:
             ended = time.perf_counter()
-            timer.stop()
-        first = max(t for t in times if t <= started)
-        beats.gaps = np.diff([t for t in times if first <= t <= ended] + [ended])
+            beat.stop()
+        beats.gaps = beat.gaps(started, ended)
         beats.seconds = ended - started
 
     return measure
@@ -121,11 +140,7 @@ def cancel_mid_action(qtbot, request):
     def run(viewer, runner, start_button, after_s: float = 2.0,
             action: str | None = None) -> CancelRun:
         before = [layer.name for layer in viewer.layers]
-        beats: list[float] = []
-        timer = QTimer()
-        timer.timeout.connect(lambda: beats.append(time.perf_counter()))
-        timer.start(20)
-        qtbot.wait(100)  # the heartbeat runs before the click
+        beat = _Heartbeat(qtbot, settle_ms=100)  # the heartbeat runs before the click
         started = time.perf_counter()
         qtbot.mouseClick(start_button, Qt.MouseButton.LeftButton)
         job = runner._worker
@@ -143,16 +158,13 @@ def cancel_mid_action(qtbot, request):
         clicked = time.perf_counter()
         qtbot.mouseClick(runner.cancel_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: bool(ended) and not runner.busy, timeout=120000)
-        timer.stop()
-        # from the last beat before the start click: the click's own handler counts too
-        first = max([b for b in beats if b <= started], default=started)
-        gaps = np.diff([b for b in beats if first <= b <= ended[0]] + [ended[0]])
+        beat.stop()
+        gaps = beat.gaps(started, ended[0])
         result = CancelRun(ended[0] - clicked, float(gaps.max()), bar,
                            [layer.name for layer in viewer.layers if layer.name not in before],
                            runner.status.text())
         print(f"{action or request.node.name}: cancel took {result.latency_s:.3f} s; bar at "
-              f"the click {bar}; UI heartbeat max gap {1000 * result.max_gap_s:.0f} ms, 99th "
-              f"percentile {1000 * np.percentile(gaps, 99):.0f} ms")
+              f"the click {bar}; {_gap_summary(gaps)}")
         _record(action or request.node.name, latency_s=result.latency_s,
                max_gap_s=result.max_gap_s)
         return result
