@@ -87,13 +87,12 @@ def scene_fib() -> napari.Viewer:
     layer = viewer.add_image(ch.data, name="SE2", scale=ch.scale, units=ch.units)
     w = _dock(viewer, FibWidget(viewer), "FIB slices")
     w.stack.set_layer(layer)
-    w.source.setCurrentText("ruler marks")
-    w.angle.setValue(fib.ruler.angle_deg)
-    w.row0.setValue(0)
-    w.row1.setValue(fib.ruler.band_rows)
+    w.source_form["source"].value = "ruler marks"
+    w.ruler_form["angle_deg"].value = fib.ruler.angle_deg
+    w.source_form["band_rows"].value = f"0, {fib.ruler.band_rows}"
     w.measure()
     _wait(w)
-    w.method.setCurrentText("cubic")
+    w.volume_form["method"].value = "cubic"
     w.run()
     _wait(w)
     layer.visible = False

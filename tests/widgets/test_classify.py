@@ -32,7 +32,7 @@ def widget(make_napari_viewer, crop):
     # a small, fast feature set
     w.set_feature_spec(FeatureSpec(tuple(FilterItem(n, s) for n in ("gaussian", "ggm", "hessian")
                                          for s in (0.7, 1.6))))
-    w.n_trees.setValue(20)
+    w.forest_form["n_trees"].value = 20
     return viewer, w
 
 
@@ -82,7 +82,7 @@ def test_live_training_then_volume_prediction(widget, crop, qtbot, tmp_path):
     w.save_classifier(str(path))
     w.train_button.setChecked(False)
     loaded = w.load_classifier(str(path))
-    assert isinstance(loaded, PixelClassifier) and w.n_trees.value() == 20
+    assert isinstance(loaded, PixelClassifier) and w.n_trees() == 20
     viewer.add_image(img[0, :, ::-1].copy(), name="SE2 flipped", scale=sp, units="nm")
     viewer.add_image(img[1, :, ::-1].copy(), name="InLens flipped", scale=sp, units="nm")
     w.set_channels(["SE2 flipped", "InLens flipped"])
@@ -237,7 +237,7 @@ def test_live_labelling_strokes_update_the_slice_with_the_brush_active(make_napa
     viewer.window.add_dock_widget(w)
     w.set_feature_spec(FeatureSpec(tuple(FilterItem(n, s) for n in ("gaussian", "ggm", "hessian")
                                          for s in (0.7, 1.6))))
-    assert w.n_trees.value() == 100  # the widget's default forest
+    assert w.n_trees() == 100  # the widget's default forest
     z = 6
     layer = w.create_scribble_layer()
     layer.data = scribbles_from_truth(truth, slices=(z,), strokes_per_class=2, seed=3)

@@ -41,10 +41,9 @@ def _widget_on_se2(viewer, fib):
 def test_ruler_thickness_histogram_and_marks(make_napari_viewer, qtbot, small_fib):
     viewer = make_napari_viewer()
     w, layer = _widget_on_se2(viewer, small_fib)
-    w.source.setCurrentText("ruler marks")
-    w.angle.setValue(small_fib.ruler.angle_deg)
-    w.row0.setValue(0)
-    w.row1.setValue(small_fib.ruler.band_rows)
+    w.source_form["source"].value = "ruler marks"
+    w.ruler_form["angle_deg"].value = small_fib.ruler.angle_deg
+    w.source_form["band_rows"].value = f"0, {small_fib.ruler.band_rows}"
     w.measure()
     _wait(qtbot, w)
     assert w.runner.last_error is None
@@ -58,7 +57,7 @@ def test_ruler_thickness_histogram_and_marks(make_napari_viewer, qtbot, small_fi
 
     # reposition + interpolate: a new layer on the isotropic grid, input untouched
     before = layer.data.copy()
-    w.method.setCurrentText("cubic")
+    w.volume_form["method"].value = "cubic"
     w.run()
     _wait(qtbot, w)
     out = w.result_layer
@@ -87,9 +86,9 @@ def test_constant_source_and_metrics_against_truth(make_napari_viewer, qtbot, sm
 
     tmp = Path(tempfile.mkdtemp()) / "t.csv"
     write_table(tmp, {"thickness_nm": small_mimic.thickness_nm})
-    w.source.setCurrentText("CSV file")
-    w.csv_path.setText(str(tmp))
-    w.method.setCurrentText("ml")
+    w.source_form["source"].value = "CSV file"
+    w.csv_form["csv_path"].value = str(tmp)
+    w.volume_form["method"].value = "ml"
     w.run()
     _wait(qtbot, w)
     assert w.runner.last_error is None
@@ -109,9 +108,11 @@ def test_constant_source_and_metrics_against_truth(make_napari_viewer, qtbot, sm
 def test_bad_input_shows_error_and_adds_nothing(make_napari_viewer, qtbot, small_fib, tmp_path):
     viewer = make_napari_viewer()
     w, _ = _widget_on_se2(viewer, small_fib)
-    w.source.setCurrentText("ruler marks")
-    w.row0.setValue(20)  # rows without marks
-    w.row1.setValue(40)
+    w.source_form["band_rows"].value = "0, 20, 40"  # the band is two rows (first, stop)
+    with pytest.raises(ValueError, match="'Band rows' must be two whole numbers"):
+        w.settings()
+    w.source_form["source"].value = "ruler marks"
+    w.source_form["band_rows"].value = "20, 40"  # rows without marks
     n_layers = len(viewer.layers)
     # (older runners re-raise worker errors in the Qt loop; capture them either way)
     with qtbot.capture_exceptions():
@@ -123,8 +124,8 @@ def test_bad_input_shows_error_and_adds_nothing(make_napari_viewer, qtbot, small
     # a CSV with the wrong number of thicknesses
     tmp = tmp_path / "t.csv"
     tmp.write_text("thickness_nm\n10\n10\n")
-    w.source.setCurrentText("CSV file")
-    w.csv_path.setText(str(tmp))
+    w.source_form["source"].value = "CSV file"
+    w.csv_form["csv_path"].value = str(tmp)
     with qtbot.capture_exceptions():
         w.run()
         _wait(qtbot, w)
@@ -140,11 +141,10 @@ def test_widget_cli_and_demo_give_the_same_band_cut_volume(make_napari_viewer, q
     # widget: the form filled as a user would, the button clicked
     viewer = make_napari_viewer()
     w, layer = _widget_on_se2(viewer, small_fib)
-    w.source.setCurrentText("ruler marks")
-    w.angle.setValue(small_fib.ruler.angle_deg)
-    w.row0.setValue(0)
-    w.row1.setValue(band)
-    assert w.cut_band.isChecked() and w.method.currentText() == "cubic"
+    w.source_form["source"].value = "ruler marks"
+    w.ruler_form["angle_deg"].value = small_fib.ruler.angle_deg
+    w.source_form["band_rows"].value = f"0, {band}"
+    assert w.source_form["cut_band"].value and w.volume_form["method"].value == "cubic"
     qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
     _wait(qtbot, w)
     assert w.runner.last_error is None
@@ -197,9 +197,9 @@ def test_ml_interpolation_shows_progress_and_cancels_within_a_second(make_napari
                               units="nm")
     w = FibWidget(viewer)
     w.stack.set_layer(layer)
-    w.source.setCurrentText("constant")
-    w.constant.setValue(10.0)
-    w.method.setCurrentText("ml")
+    w.source_form["source"].value = "constant"
+    w.constant_form["constant_nm"].value = 10.0
+    w.volume_form["method"].value = "ml"
     run = cancel_mid_action(viewer, w.runner, w.run_button, action="FIB: ml interpolation")
     run.assert_prompt()
     assert w.result_layer is None
@@ -213,35 +213,33 @@ def test_errors_name_the_widgets_controls(make_napari_viewer, qtbot, small_fib):
     layer = viewer.add_image(data, name="SE2 blank", scale=ch.scale, units=ch.units)
     w = FibWidget(viewer)
     w.stack.set_layer(layer)
-    w.source.setCurrentText("ruler marks")
-    w.angle.setValue(small_fib.ruler.angle_deg)
-    w.row1.setValue(small_fib.ruler.band_rows)
+    w.source_form["source"].value = "ruler marks"
+    w.ruler_form["angle_deg"].value = small_fib.ruler.angle_deg
+    w.source_form["band_rows"].value = f"0, {small_fib.ruler.band_rows}"
     with qtbot.capture_exceptions():
         qtbot.mouseClick(w.measure_button, Qt.MouseButton.LeftButton)
         _wait(qtbot, w)
     text = str(w.runner.last_error)
     assert "not found in slices 5, 6" in text
-    assert "'constant where marks are missing'" in text and "'Band rows'" in text
+    assert "'Fallback thickness'" in text and "'Band rows'" in text
     assert "fallback_thickness" not in text and "max_step_px" not in text
     # ticking the fallback measures, flagged
-    w.use_fallback.setChecked(True)
+    w.ruler_details["fallback_thickness"].value = 10.0
     qtbot.mouseClick(w.measure_button, Qt.MouseButton.LeftButton)
     _wait(qtbot, w)
     assert w.runner.last_error is None and "flagged" in w.summary.text()
     # a band in the middle of the image cannot be cut
-    w.source.setCurrentText("constant")
-    w.row0.setValue(20)
-    w.row1.setValue(30)
+    w.source_form["source"].value = "constant"
+    w.source_form["band_rows"].value = "20, 30"
     with qtbot.capture_exceptions():
         qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
         _wait(qtbot, w)
     text = str(w.runner.last_error)
     assert "untick 'cut the ruler band from the result'" in text and "cut_band" not in text
     # too few marks in the first slice: the widget's mark-x control, not x_first
-    w.source.setCurrentText("ruler marks")
-    w.row0.setValue(0)
-    w.row1.setValue(small_fib.ruler.band_rows)
-    w.polarity.setCurrentText("bright")
+    w.source_form["source"].value = "ruler marks"
+    w.source_form["band_rows"].value = f"0, {small_fib.ruler.band_rows}"
+    w.ruler_details["polarity"].value = "bright"
     with qtbot.capture_exceptions():
         qtbot.mouseClick(w.measure_button, Qt.MouseButton.LeftButton)
         _wait(qtbot, w)

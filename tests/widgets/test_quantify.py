@@ -37,9 +37,9 @@ def _widget(make_napari_viewer, qtbot, particle_volume):
     qtbot.addWidget(widget)
     widget.labels_select.set_layer(viewer.layers["seg"])
     widget.intensity_select.set_layer(viewer.layers["nanoCT"])
-    widget.phase.setValue(PORE)
-    widget.matrix.setValue(SOLID)
-    widget.outside.setText("0, 1")
+    widget.labels_form["phase"].value = PORE
+    widget.labels_form["matrix"].value = SOLID
+    widget.labels_form["outside"].value = "0, 1"
     return viewer, widget
 
 
@@ -93,7 +93,7 @@ def test_bad_input_notifies_and_adds_nothing(make_napari_viewer, qtbot, particle
     viewer, widget = _widget(make_napari_viewer, qtbot, particle_volume)
     for key, cb in widget.checks.items():
         cb.setChecked(key == "porosity")
-    widget.phase.setValue(9)  # no such label
+    widget.labels_form["phase"].value = 9  # no such label
     n = len(viewer.layers)
     widget.run()
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60_000)
@@ -101,13 +101,13 @@ def test_bad_input_notifies_and_adds_nothing(make_napari_viewer, qtbot, particle
     assert "no voxel" in str(widget.runner.last_error)
     assert len(viewer.layers) == n
     # proxigram without an intensity image: refused in the GUI thread, nothing started
-    widget.phase.setValue(PORE)
+    widget.labels_form["phase"].value = PORE
     widget.checks["proxigram"].setChecked(True)
     widget.intensity_select.setCurrentIndex(0)  # the empty entry
     widget.run()
     assert not widget.runner.busy and len(viewer.layers) == n
-    widget.outside.setText("zero")
-    with pytest.raises(ValueError, match="integers"):
+    widget.labels_form["outside"].value = "zero"
+    with pytest.raises(ValueError, match="Outside labels: whole numbers separated by commas"):
         widget.settings()
 
 
@@ -136,9 +136,9 @@ def test_a_lazy_layer_is_measured_block_by_block_and_never_loaded(
     widget = QuantifyWidget(viewer)
     qtbot.addWidget(widget)
     widget.labels_select.set_layer(viewer.layers["seg"])
-    widget.phase.setValue(PORE)
-    widget.matrix.setValue(SOLID)
-    widget.outside.setText("0, 1")
+    widget.labels_form["phase"].value = PORE
+    widget.labels_form["matrix"].value = SOLID
+    widget.labels_form["outside"].value = "0, 1"
     for key, cb in widget.checks.items():
         cb.setChecked(key in {"porosity", "thickness"})
     qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
@@ -220,12 +220,12 @@ def test_widget_cli_and_demo_give_the_same_particles(make_napari_viewer, qtbot, 
     qtbot.addWidget(widget)
     widget.labels_select.set_layer(viewer.layers["microCT seg"])
     widget.intensity_select.set_layer(viewer.layers["microCT"])
-    widget.phase.setValue(s.phase)
-    widget.matrix.setValue(s.matrix)
-    widget.mid_level.setChecked(s.mid_level)
-    widget.split_h.setValue(s.split_h)
-    widget.close_radius.setValue(s.close_radius)
-    widget.min_volume.setValue(s.min_volume)
+    widget.labels_form["phase"].value = s.phase
+    widget.labels_form["matrix"].value = s.matrix
+    widget.labels_form["mid_level"].value = s.mid_level
+    widget.params["split_h"].value = s.split_h
+    widget.params["close_radius"].value = s.close_radius
+    widget.params["min_volume"].value = s.min_volume
     for key, cb in widget.checks.items():
         cb.setChecked(key in ("particles", "envelopes"))
     assert widget.settings() == s

@@ -24,7 +24,7 @@ def _widget(make_napari_viewer, qtbot, labels, spacing=(0.5, 0.25, 0.25)):
     widget = QuantifyWidget(viewer)
     qtbot.addWidget(widget)
     widget.labels_select.set_layer(viewer.layers["seg"])
-    widget.phase.setValue(1)
+    widget.labels_form["phase"].value = 1
     for key, cb in widget.checks.items():
         cb.setChecked(key in TRANSPORT)
     return viewer, widget
@@ -34,8 +34,8 @@ def test_transport_measures_in_the_widget(make_napari_viewer, qtbot):
     labels = _channels()
     viewer, widget = _widget(make_napari_viewer, qtbot, labels)
     assert set(TRANSPORT) <= set(widget.checks)
-    widget.transport_axis.setCurrentText("z")
-    widget.depths.setText("1, 2")
+    widget.params["transport_axes"].value = "z"
+    widget.params["depths"].value = "1, 2"
     n_before = len(viewer.layers)
     widget.run()
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60_000)
@@ -67,7 +67,7 @@ def test_no_percolating_path_is_reported_not_an_error(make_napari_viewer, qtbot)
     viewer, widget = _widget(make_napari_viewer, qtbot, labels)
     widget.checks["geodesic_tortuosity"].setChecked(False)
     widget.checks["constrictivity"].setChecked(False)
-    widget.transport_axis.setCurrentText("y")  # nothing spans y
+    widget.params["transport_axes"].value = "y"  # nothing spans y
     widget.run()
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60_000)
     assert widget.runner.last_error is None, widget.runner.last_error
@@ -82,11 +82,11 @@ def test_bad_depths_notify_and_add_nothing(make_napari_viewer, qtbot, monkeypatc
     monkeypatch.setattr(mod, "show_error", errors.append)
     viewer, widget = _widget(make_napari_viewer, qtbot, _channels())
     n_before = len(viewer.layers)
-    widget.depths.setText("1, deep")
+    widget.params["depths"].value = "1, deep"
     widget.run()
-    assert errors and "depths must be numbers" in errors[0]
+    assert errors and "Geodesic depths: numbers separated by commas" in errors[0]
     assert not widget.runner.busy and len(viewer.layers) == n_before
-    widget.depths.setText("100")  # beyond the sample: the core's ValueError, raised in the worker
+    widget.params["depths"].value = "100"  # beyond the sample: the core's ValueError, raised in the worker
     widget.run()
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60_000)
     assert "do not fit" in str(widget.runner.last_error)

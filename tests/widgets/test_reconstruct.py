@@ -38,11 +38,11 @@ def test_full_pipeline_from_raw_counts(make_napari_viewer, qtbot, small_ct):
     w.projections.set_layer(viewer.layers["proj"])
     # the form was filled from the layer metadata
     assert w.kind.currentText() == "parallel" and w.unit.currentText() == "um"
-    assert tuple(b.value() for b in w.shape) == small_ct.volume_shape
+    assert w.reconstruction.value().shape == small_ct.volume_shape
     w.flats.set_layer(viewer.layers["flats"])
     w.darks.set_layer(viewer.layers["darks"])
-    assert w.log.isChecked()
-    w.outliers.setChecked(True)
+    assert w.preprocess["log"].value is True
+    w.preprocess["outlier_threshold"].value = 5.0
     w.find_center()
     _wait(qtbot, w)
     assert abs(w.center.value() - 1.5) < 0.2
@@ -63,15 +63,15 @@ def test_preview_and_fsc(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     _add(viewer, s)
     w = ReconstructWidget(viewer)
-    w.method.setCurrentIndex(w.method.findData("sirt"))
-    w.iterations.setValue(20)
+    w.reconstruction["method"].value = "SIRT"
+    w.reconstruction["iterations"].value = 20
     w.slice_index.setValue(3)
     w.preview()
     _wait(qtbot, w)
     prev = viewer.layers["proj preview"]
     assert prev.data.shape == (48, 48)
     np.testing.assert_allclose(prev.scale, (0.5, 0.5))
-    w.method.setCurrentIndex(w.method.findData("analytic"))
+    w.reconstruction["method"].value = "FBP / FDK (analytic)"
     w.run_fsc()
     _wait(qtbot, w)
     res = w.last_fsc
@@ -129,8 +129,8 @@ def test_cancel_leaves_no_layer(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     _add(viewer, s)
     w = ReconstructWidget(viewer)
-    w.method.setCurrentIndex(w.method.findData("sirt"))
-    w.iterations.setValue(100000)
+    w.reconstruction["method"].value = "SIRT"
+    w.reconstruction["iterations"].value = 100000
     with qtbot.capture_exceptions():
         w.run()
         qtbot.waitUntil(lambda: w.runner.bar.maximum() > 1, timeout=30000)
@@ -156,7 +156,7 @@ def test_projection_samples_open_and_fill_the_form(make_napari_viewer):
     w.projections.set_layer(viewer.layers["cone-beam projections"])
     g = w.geometry()
     assert g.kind == "cone" and g.magnification == pytest.approx(2.0)
-    assert tuple(b.value() for b in w.shape) == (64, 64, 64)
+    assert w.reconstruction.value().shape == (64, 64, 64)
 
 
 def test_tilt_series_alignment_in_the_widget(make_napari_viewer, qtbot):
@@ -167,15 +167,15 @@ def test_tilt_series_alignment_in_the_widget(make_napari_viewer, qtbot):
     w = ReconstructWidget(viewer)
     # the pillar stays in the field of view: centre of mass holds (the default,
     # cross-correlation alone, drifts over 90 tilts of pure jitter)
-    w.align_method.setCurrentIndex(w.align_method.findData("both"))
+    w.alignment["align_method"].value = "cross-correlation + centre of mass"
     errors = []
     for align in (False, True):
-        w.align.setChecked(align)
+        w.alignment["align"].value = align
         w.run()
         _wait(qtbot, w)
         out = viewer.layers["proj reconstruction"].data
         errors.append(np.linalg.norm(out - s.phantom) / np.linalg.norm(s.phantom))
-    assert w.align.isEnabled() and errors[1] < 0.6 * errors[0]
+    assert w.alignment["align"].enabled and errors[1] < 0.6 * errors[0]
 
 
 def test_widget_cli_and_demo_give_the_same_reconstruction(make_napari_viewer, qtbot, tmp_path):
@@ -203,8 +203,7 @@ def test_widget_cli_and_demo_give_the_same_reconstruction(make_napari_viewer, qt
     w.projections.set_layer(viewer.layers["proj"])
     w.flats.set_layer(viewer.layers["flats"])
     w.darks.set_layer(viewer.layers["darks"])
-    w.outliers.setChecked(True)
-    w.outlier_threshold.setValue(5.0)
+    w.preprocess["outlier_threshold"].value = 5.0
     w.auto_center.setChecked(True)
     geometry = w.geometry()
     np.testing.assert_array_equal(geometry.angles_deg, s.geometry.angles_deg)
@@ -267,8 +266,8 @@ def test_correlative_scans_reconstruct_into_the_correlative_frames(make_napari_v
     w.projections.set_layer(viewer.layers["microCT raw projections"])
     w.flats.set_layer(viewer.layers["microCT flats"])
     w.darks.set_layer(viewer.layers["microCT darks"])
-    assert w.log.isChecked()  # -log follows the flats
-    assert tuple(b.value() for b in w.shape) == sample.microct.data.shape
+    assert w.preprocess["log"].value is True  # -log follows the flats
+    assert w.reconstruction.value().shape == sample.microct.data.shape
     qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
     _wait(qtbot, w)
     assert w.runner.last_error is None, w.runner.last_error

@@ -92,9 +92,9 @@ def test_include_exclude_refits_and_failures_keep_nothing(setup, qtbot):
     _click_pairs(widget, fixed, moving)
     first = widget.fit()
     assert first.used.all()
-    widget.robust.setChecked(True)  # the fit finds the bad pair itself
+    widget.fit_form["robust"].value = True  # the fit finds the bad pair itself
     assert not widget.fit().used[1]
-    widget.robust.setChecked(False)
+    widget.fit_form["robust"].value = False
     widget.fit()
     item = widget.table.table.item(1, 0)
     item.setCheckState(Qt.Unchecked)  # the user unticks the bad pair
@@ -136,7 +136,7 @@ def test_refine_and_resample_in_workers(setup, qtbot):
     assert refined.metadata["source"] == "refine"
     assert reg.compare(refined, truth.nanoct_to_microct, fov)["tre_max"] < 0.5
     np.testing.assert_allclose(nano.affine.affine_matrix, refined.matrix)  # re-applied
-    widget.grid.setCurrentIndex(1)  # moving voxel size over its field of view
+    widget.options["grid"].value = "moving voxel size over its field of view"
     widget.resample()
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60000)
     out = viewer.layers["nanoCT registered"]
@@ -259,7 +259,7 @@ def test_widget_cli_and_demo_give_the_same_registration(setup, qtbot, tmp_path, 
     qtbot.mouseClick(widget.fit_button, Qt.MouseButton.LeftButton)
     qtbot.mouseClick(widget.refine_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=120000)
-    assert widget.grid.currentText() == "fixed volume grid"
+    assert widget.options["grid"].value == "fixed volume grid"
     qtbot.mouseClick(widget.resample_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=120000)
     assert widget.runner.last_error is None
@@ -291,11 +291,11 @@ def test_cancel_refine_at_2_s(setup, cancel_mid_action):
     """The slowest refinement the panel offers (affine, joint-histogram MI: 3.7 s on the
     correlative sample here; the default similarity / Mattes MI ends in 0.8 s)."""
     viewer, widget, micro, nano, truth = setup
-    widget.model.setCurrentText("affine")
+    widget.fit_form["model"].value = "affine"
     _click_pairs(widget, *_noisy(truth, seed=3))
     fit = widget.fit()
-    widget.metric.setCurrentText("joint_histogram_mi")
-    assert widget.metric.currentText() == "joint_histogram_mi"
+    widget.options["metric"].value = "joint_histogram_mi"
+    assert widget.options["metric"].value == "joint_histogram_mi"
     run = cancel_mid_action(viewer, widget.runner, widget.refine_button,
                             action="Register: refine by intensity (affine, joint histogram MI)")
     run.assert_prompt()

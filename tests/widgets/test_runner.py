@@ -50,9 +50,9 @@ _CHILD = textwrap.dedent("""
         w = FibWidget(viewer)
         viewer.window.add_dock_widget(w)
         w.stack.set_layer(layer)
-        w.source.setCurrentText("constant")
-        w.constant.setValue(10.0)
-        w.method.setCurrentText("ml")
+        w.source_form["source"].value = "constant"
+        w.constant_form["constant_nm"].value = 10.0
+        w.volume_form["method"].value = "ml"
         w.run_button.click()
         runner = w.runner
     else:

@@ -139,8 +139,8 @@ def test_the_tutorial_as_written(make_napari_viewer, qtbot, mouse, sample, tmp_p
         rw.projections.set_layer(viewer.layers[f"{name} raw projections"])
         rw.flats.set_layer(viewer.layers[f"{name} flats"])
         rw.darks.set_layer(viewer.layers[f"{name} darks"])
-        assert rw.log.isChecked()  # -log ticks itself with the flats
-        assert tuple(b.value() for b in rw.shape) == scan.phantom.shape  # filled in
+        assert rw.preprocess["log"].value is True  # -log ticks itself with the flats
+        assert rw.reconstruction.value().shape == scan.phantom.shape  # filled in
         tut.click(rw.run_button)
         _wait(qtbot, rw)
         rec = viewer.layers[f"{name} reconstruction"]
@@ -173,7 +173,7 @@ def test_the_tutorial_as_written(make_napari_viewer, qtbot, mouse, sample, tmp_p
     tut.click(gw.new_points_button)
     pf, pm = gw.fixed_points_select.layer(), gw.moving_points_select.layer()
     assert viewer.layers.selection.active is pf and pf.mode == "add"
-    gw.model.setCurrentText("similarity")
+    gw.fit_form["model"].value = "similarity"
     # the user's picking error: one voxel in each volume
     rng = np.random.default_rng(3)
     n = len(t.landmarks_microct)
@@ -321,10 +321,10 @@ def test_the_tutorial_as_written(make_napari_viewer, qtbot, mouse, sample, tmp_p
     # mid grey level of the ROI's image, particle envelopes
     qw = tut.open(QuantifyWidget(viewer), "Quantify")
     qw.labels_select.set_layer(seg_layer)
-    qw.phase.setValue(RESIN)
-    qw.matrix.setValue(SOLID)
+    qw.labels_form["phase"].value = RESIN
+    qw.labels_form["matrix"].value = SOLID
     qw.intensity_select.set_layer(roi)
-    tut.click(qw.mid_level)
+    tut.click(qw.labels_form["mid_level"].native)
     assert qw.settings().mid_level
     for key, cb in qw.checks.items():
         if cb.isChecked() != (key in ("porosity", "envelopes")):

@@ -23,7 +23,6 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Qt, QTimer, Signal
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -32,18 +31,18 @@ from qtpy.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
-    QSpinBox,
     QTableWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from ..core.classify import LiveTrainer, PixelClassifier, segment, stack_channels
-from ..core.classify.features import FILTERS, ILASTIK_SIGMAS, FeatureSpec, FilterItem, TailoredFeatures
+from ..core.classify.features import FILTERS, ILASTIK_SIGMAS, FeatureSpec, TailoredFeatures
 from ..core.classify.live import LiveUpdate
 from ..core.progress import Cancelled, scaled
 from ._autosave import CLASSIFIER, autosave_for
 from ._dock import DockForm, act_on_file, hbox
+from ._form import Field, SettingsForm
 from ._layers import LayerSelect, add_result, full_resolution, layer_frame
 from ._registered_view import is_axis_aligned, is_view
 from ._runner import Job, TaskRunner, start_job
@@ -51,6 +50,8 @@ from ._table import TableView
 
 NAME = "classify"
 _MODES = ("off", "2D", "3D")
+#: the tailored-feature choices of the form -> ``FeatureSpec.tailored``
+TAILORED = {"none": None, "FIB-SEM neighbour slices": TailoredFeatures()}
 #: seconds a live update's worker waits for its first prediction to be drawn before it
 #: grows the rest of the forest (the GUI thread gets the CPU to draw it first)
 PREVIEW_WAIT_S = 0.5
@@ -108,15 +109,18 @@ class ClassifyWidget(DockForm):
         self.feature_table.horizontalHeader().setMinimumSectionSize(58)
         self.feature_table.resizeColumnsToContents()
         self.feature_table.setMinimumHeight(200)
-        self.differences = QCheckBox("Channel differences")
-        self.differences.setChecked(True)
-        self.tailored = QCheckBox("FIB tailored z features")
-        self.n_trees = QSpinBox()
-        self.n_trees.setRange(1, 1000)
-        self.n_trees.setValue(100)
+        #: the rest of the FeatureSpec and the forest's size: forms from the core classes
+        self.spec_form = SettingsForm(FeatureSpec, {
+            "channel_differences": Field(label="Channel differences"),
+            "tailored": Field(label="Tailored z features", choices=TAILORED),
+        })
+        self.spec_form["channel_differences"].value = True
+        self.forest_form = SettingsForm(PixelClassifier, {
+            "n_trees": Field(label="Trees", min=1, max=1000)})
         feats = QVBoxLayout()
         feats.addWidget(self.feature_table)
-        feats.addLayout(hbox(self.differences, self.tailored, QLabel("Trees:"), self.n_trees))
+        feats.addWidget(self.spec_form.widget)
+        feats.addWidget(self.forest_form.widget)
         feat_box = QGroupBox("Features (scales in finest-voxel units)")
         feat_box.setLayout(feats)
 
@@ -142,11 +146,6 @@ class ClassifyWidget(DockForm):
                                     "saved classifier needs the same order)"),
                 (self.new_scribbles, "add an empty labels layer on the first channel's grid "
                                      "to paint on"),
-                (self.differences, "add the differences between channels as extra features "
-                                   "(two-detector FIB-SEM)"),
-                (self.tailored, "add features across neighbouring slices for FIB-SEM stacks "
-                                "(pore-back effect)"),
-                (self.n_trees, "trees of the random forest: more is smoother and slower"),
                 (self.train_button, "retrain on your strokes after every stroke and show the "
                                     "prediction of the visible slice"),
                 (self.predict_button, "classify the whole volume into a segmentation and an "
@@ -238,24 +237,22 @@ class ClassifyWidget(DockForm):
         return layer
 
     def feature_spec(self) -> FeatureSpec:
-        items = []
-        for r, name in enumerate(FILTERS):
-            for c, s in enumerate(ILASTIK_SIGMAS):
-                mode = self.feature_table.cellWidget(r, c).currentText()
-                if mode != "off":
-                    items.append(FilterItem(name, s, mode.lower()))
-        if not items:
+        table = {(name, s): self.feature_table.cellWidget(r, c).currentText().lower()
+                 for r, name in enumerate(FILTERS) for c, s in enumerate(ILASTIK_SIGMAS)}
+        if all(mode == "off" for mode in table.values()):
             raise ValueError("no feature selected: choose 2D or 3D for at least one cell")
-        return FeatureSpec(tuple(items), self.differences.isChecked(),
-                           TailoredFeatures() if self.tailored.isChecked() else None)
+        return FeatureSpec.from_table({k: None if m == "off" else m for k, m in table.items()},
+                                      **self.spec_form.kwargs())
+
+    def n_trees(self) -> int:
+        return self.forest_form.kwargs()["n_trees"]
 
     def set_feature_spec(self, spec: FeatureSpec) -> None:
         chosen = {(f.name, f.sigma): f.mode.upper() for f in spec.filters}
         for r, name in enumerate(FILTERS):
             for c, s in enumerate(ILASTIK_SIGMAS):
                 self.feature_table.cellWidget(r, c).setCurrentText(chosen.get((name, s), "off"))
-        self.differences.setChecked(spec.channel_differences)
-        self.tailored.setChecked(spec.tailored is not None)
+        self.spec_form.set_value(spec)
 
     def _inputs(self):
         """The chosen channel layers, their arrays (not copied here: the workers stack
@@ -302,7 +299,7 @@ class ClassifyWidget(DockForm):
         names = [layer.name for layer in layers]
         nd = labels.ndim
         z = self._current_z(labels_layer)
-        n_trees = self.n_trees.value()
+        n_trees = self.n_trees()
 
         def job(progress=None):
             live = LiveTrainer(stack_channels(arrays, lazy=False), spec, spacing, unit, names,
@@ -515,7 +512,7 @@ class ClassifyWidget(DockForm):
         self.live = None
         self.classifier = clf
         self.set_feature_spec(clf.features)
-        self.n_trees.setValue(clf.n_trees)
+        self.forest_form.set_value(clf)
         self._show_importances()
         self.status.setText(
             f"Loaded classifier: channels {', '.join(clf.channel_names)}, classes "
@@ -547,7 +544,7 @@ class ClassifyWidget(DockForm):
             features = None
         return {"channels": self.checked_channel_names(),
                 "scribbles": scribbles.name if scribbles is not None else "",
-                "features": features, "n_trees": self.n_trees.value(),
+                "features": features, "n_trees": self.n_trees(),
                 CLASSIFIER: self._clf_snapshot}
 
     def restore_state(self, state: dict) -> None:
@@ -557,7 +554,7 @@ class ClassifyWidget(DockForm):
             self.scribbles.set_layer(self.viewer.layers[state["scribbles"]])
         if state.get("features"):
             self.set_feature_spec(FeatureSpec.from_dict(state["features"]))
-        self.n_trees.setValue(int(state.get("n_trees", self.n_trees.value())))
+        self.forest_form["n_trees"].value = int(state.get("n_trees", self.n_trees()))
         if isinstance(state.get(CLASSIFIER), PixelClassifier):
             self.train_button.setChecked(False)
             self.live = None

@@ -17,15 +17,11 @@ import numpy as np
 import pandas as pd
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QSpinBox,
     QStackedWidget,
@@ -36,8 +32,10 @@ from scipy import stats
 
 from ..core import fib
 from ..core._checks import in_words
+from ..core.fib.interpolate import KINDS
 from ..core.units import convert
-from ._dock import DockForm, hbox
+from ._dock import DockForm
+from ._form import Field, SettingsForm
 from ._layers import LayerSelect, add_result, layer_frame
 from ._plot import PlotCanvas
 from ._runner import TaskRunner
@@ -46,6 +44,9 @@ from ._table import TableView
 NAME = "fib"
 #: the thickness sources as the widget names them -> core.fib.SOURCES
 SOURCES = {"ruler marks": "ruler", "CSV file": "csv", "constant": "constant"}
+#: the form's defaults where they differ from FibSettings': the ruler first, a typical
+#: trench angle, 10 nm slices
+DEFAULTS = fib.FibSettings(source="ruler", angle_deg=25.0, constant_nm=10.0)
 #: FibSettings fields (and message phrases) in the widget's words
 WORDS = {
     "band_rows": "'Band rows'",
@@ -55,7 +56,7 @@ WORDS = {
     "x_first": "'Mark x (slice 0)' (the marks' approximate x in the first slice)",
     "polarity": "'Marks are'",
     "max_step_px": "'Max mark step'",
-    "fallback_thickness": "'constant where marks are missing'",
+    "fallback_thickness": "'Fallback thickness' (under Ruler details)",
     "csv_path": "a CSV file (Browse ...)",
     "constant_nm": "'Thickness'",
     "align": "'undo x drift'",
@@ -122,109 +123,92 @@ class FibWidget(DockForm):
         form.addRow("Stack", self.stack)
         form.addRow("Channel", self.channel)
 
-        # ---- ruler band (any source: cut from the result)
-        self.row0 = QSpinBox()
-        self.row1 = QSpinBox()
-        for box in (self.row0, self.row1):
-            box.setRange(0, 100000)
-            box.setToolTip("(first, stop) image rows of the ruler band; 0 to 0: no band")
-        self.row1.setSpecialValueText("0 (no band)")
-        rows = hbox(self.row0, QLabel("to"), self.row1)
-        self.cut_band = QCheckBox("cut the ruler band from the result")
-        self.cut_band.setChecked(True)
-        self.cut_band.setToolTip("remove the band rows (top or bottom edge) from the result; "
-                                 "the result keeps its place on the stack")
-
-        # ---- thickness source
-        self.source = QComboBox()
-        self.source.addItems(list(SOURCES))
+        # ---- slice thickness: the band and the source (every control below that is a
+        # FibSettings field comes from SettingsForm, its tooltip from the docstring)
+        self.source_form = SettingsForm(fib.FibSettings, {
+            "band_rows": Field(label="Band rows", placeholder="none (first, stop, e.g. 0, 40)"),
+            "cut_band": Field(label="cut the ruler band from the result"),
+            "source": Field(label="Source", choices=SOURCES),
+        })
         self.pages = QStackedWidget()
-        self.source.currentIndexChanged.connect(self.pages.setCurrentIndex)
+        self.source_form["source"].native.currentIndexChanged.connect(self.pages.setCurrentIndex)
+        self.ruler_form = SettingsForm(fib.FibSettings, {
+            "angle_deg": Field(label="Inclined angle", max=89.5, decimals=2, step=1.0,
+                               none_text="none"),
+        })
+        self.ruler_form["angle_deg"].native.setSuffix(" °")
+        #: the ruler's optional details, collapsed: detected or automatic by default
+        self.ruler_details = SettingsForm(fib.FibSettings, {
+            "layout": Field(label="Mark layout", placeholder="auto (e.g. IPPI)"),
+            "x_first": Field(label="Mark x (slice 0)",
+                             placeholder="auto (4 numbers, e.g. 80 89 103 112)"),
+            "polarity": Field(label="Marks are", choices=("dark", "bright")),
+            "max_step_px": Field(label="Max mark step", max=1000.0, decimals=2, step=1.0),
+            "fallback_thickness": Field(label="Fallback thickness", max=1e5, decimals=2,
+                                        step=1.0, none_text="off"),
+            "align": Field(label="undo x drift (parallel marks)"),
+        }, title="Ruler details", collapsed=True)
+        self.ruler_details["max_step_px"].native.setSuffix(" px")
+        self.ruler_details["fallback_thickness"].native.setSuffix(" nm")
+        self.ruler_details.section.toggleButton().setToolTip(
+            "show the optional ruler settings (mark layout and positions, polarity, step, "
+            "fallback thickness, drift correction)")
         ruler = QWidget()
-        rf = QFormLayout(ruler)
-        self.angle = QDoubleSpinBox()
-        self.angle.setRange(0.5, 89.5)
-        self.angle.setValue(25.0)
-        self.angle.setSuffix(" °")
-        self.layout_edit = QLineEdit()
-        self.layout_edit.setPlaceholderText("auto (e.g. IPPI)")
-        self.x_first = QLineEdit()
-        self.x_first.setPlaceholderText("auto (4 numbers, e.g. 80 89 103 112)")
-        self.polarity = QComboBox()
-        self.polarity.addItems(["dark", "bright"])
-        self.max_step = QDoubleSpinBox()
-        self.max_step.setRange(0.0, 1000.0)
-        self.max_step.setSuffix(" px")
-        self.max_step.setSpecialValueText("auto")
-        self.use_fallback = QCheckBox("constant where marks are missing:")
-        self.fallback = QDoubleSpinBox()
-        self.fallback.setRange(0.01, 1e5)
-        self.fallback.setValue(10.0)
-        self.fallback.setSuffix(" nm")
-        fb = hbox(self.use_fallback, self.fallback)
-        self.align = QCheckBox("undo x drift (parallel marks)")
-        rf.addRow("Inclined angle", self.angle)
-        rf.addRow("Mark layout", self.layout_edit)
-        rf.addRow("Mark x (slice 0)", self.x_first)
-        rf.addRow("Marks are", self.polarity)
-        rf.addRow("Max mark step", self.max_step)
-        rf.addRow(fb)
-        rf.addRow(self.align)
+        rl = QVBoxLayout(ruler)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(self.ruler_form.widget)
+        rl.addWidget(self.ruler_details.widget)
         csv = QWidget()
         cf = QHBoxLayout(csv)
-        self.csv_path = QLineEdit()
-        self.csv_path.setPlaceholderText("thickness CSV (column thickness_nm)")
+        cf.setContentsMargins(0, 0, 0, 0)
+        self.csv_form = SettingsForm(fib.FibSettings, {
+            "csv_path": Field(label="File", placeholder="thickness CSV (column thickness_nm)"),
+        })
         browse = QPushButton("Browse ...")
         browse.setToolTip("choose the thickness CSV file")
         browse.clicked.connect(self._browse)
-        cf.addWidget(self.csv_path)
+        cf.addWidget(self.csv_form.widget, 1)
         cf.addWidget(browse)
-        const = QWidget()
-        kf = QFormLayout(const)
-        self.constant = QDoubleSpinBox()
-        self.constant.setRange(0.0, 1e5)
-        self.constant.setDecimals(3)
-        self.constant.setValue(10.0)
-        self.constant.setSuffix(" nm")
-        kf.addRow("Thickness", self.constant)
-        for page in (ruler, csv, const):
+        self.constant_form = SettingsForm(fib.FibSettings, {
+            "constant_nm": Field(label="Thickness", max=1e5, decimals=3, step=1.0,
+                                 none_text="none"),
+        })
+        self.constant_form["constant_nm"].native.setSuffix(" nm")
+        for page in (ruler, csv, self.constant_form.widget):
             self.pages.addWidget(page)
         self.measure_button = QPushButton("Measure thickness")
         self.measure_button.clicked.connect(self.measure)
         tbox = QGroupBox("Slice thickness")
         tl = QVBoxLayout(tbox)
-        bf = QFormLayout()
-        bf.addRow("Band rows", rows)
-        bf.addRow(self.cut_band)
-        bf.addRow("Source", self.source)
-        tl.addLayout(bf)
+        tl.addWidget(self.source_form.widget)
         tl.addWidget(self.pages)
         tl.addWidget(self.measure_button)
-        self.hist = PlotCanvas(height_in=2.2)
+        self.hist = PlotCanvas(height_in=2.2, title="FIB slice thickness")
         tl.addWidget(self.hist)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         tl.addWidget(self.summary)
 
         # ---- reposition + interpolate
-        self.grid = QDoubleSpinBox()
-        self.grid.setRange(0.0, 1e5)
-        self.grid.setDecimals(3)
-        self.grid.setSuffix(" nm")
-        self.grid.setSpecialValueText("pixel size (isotropic)")
-        self.method = QComboBox()
-        self.method.addItems(list(fib.METHODS))
-        self.method.setCurrentText("cubic")
-        self.kind = QComboBox()
-        self.kind.addItems(["auto", "grey", "binary", "labels"])
+        self.volume_form = SettingsForm(fib.FibSettings, {
+            "grid_nm": Field(label="Grid spacing", max=1e5, decimals=3, step=1.0,
+                             none_text="pixel size (isotropic)"),
+            "method": Field(label="Interpolation", choices=fib.METHODS),
+            "kind": Field(label="Data are", choices=KINDS),
+        })
+        self.volume_form["grid_nm"].native.setSuffix(" nm")
         self.run_button = QPushButton("Reposition + interpolate")
         self.run_button.clicked.connect(self.run)
         ibox = QGroupBox("Isotropic volume")
-        il = QFormLayout(ibox)
-        il.addRow("Grid spacing", self.grid)
-        il.addRow("Interpolation", self.method)
-        il.addRow("Data are", self.kind)
-        il.addRow(self.run_button)
+        il = QVBoxLayout(ibox)
+        il.addWidget(self.volume_form.widget)
+        il.addWidget(self.run_button)
+        #: the forms that together make the FibSettings, shown with the widget's defaults
+        self.forms = (self.source_form, self.ruler_form, self.ruler_details, self.csv_form,
+                      self.constant_form, self.volume_form)
+        for f in self.forms:
+            f.set_value(DEFAULTS)
+        self.pages.setCurrentIndex(self.source_form["source"].native.currentIndex())
 
         # ---- metrics
         self.truth = LayerSelect(napari_viewer, layers, allow_none=True,
@@ -245,30 +229,8 @@ class FibWidget(DockForm):
         ml.addRow(self.table)
 
         for w, tip in (
-                (self.source, "where the slice thicknesses come from: the inclined ruler marks "
-                              "milled into the protective layer, a CSV file, or one constant"),
-                (self.angle, "angle of the inclined marks to the milling direction"),
-                (self.layout_edit, "order of inclined (I) and parallel (P) marks from left to "
-                                   "right; empty: detected"),
-                (self.x_first, "x position (pixels) of every mark in the first slice; empty: "
-                               "detected"),
-                (self.polarity, "whether the marks are darker or brighter than the layer "
-                                "around them"),
-                (self.max_step, "largest move of a mark between slices (pixels); auto: from "
-                                "the spacing of the marks"),
-                (self.use_fallback, "use a constant thickness for slices where the marks are "
-                                    "not found (otherwise those slices stop the measurement)"),
-                (self.fallback, "thickness used where the marks are missing"),
-                (self.align, "estimate and undo the sideways drift of the image from the "
-                             "parallel marks"),
-                (self.csv_path, "CSV with one row per slice and a thickness_nm column"),
-                (self.constant, "the same thickness for every slice"),
                 (self.measure_button, "measure the thickness of every slice and plot their "
                                       "distribution"),
-                (self.grid, "spacing of the isotropic output grid; 0: the in-plane pixel size"),
-                (self.method, "how slices are interpolated onto the regular grid"),
-                (self.kind, "grey values, a binary mask or labels (labels are interpolated "
-                            "per class); auto: from the layer type and dtype"),
                 (self.run_button, "place every slice at its measured depth and interpolate an "
                                   "isotropic volume (new layer)"),
                 (self.metrics_button, "quality of the repositioned volume (against the "
@@ -295,34 +257,17 @@ class FibWidget(DockForm):
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Slice thickness CSV", "", "CSV (*.csv)")
         if path:
-            self.csv_path.setText(path)
+            self.csv_form["csv_path"].value = path
 
     def settings(self) -> fib.FibSettings:
-        """The form as :class:`~napari_corrtomo.core.fib.FibSettings`."""
-        rows = (self.row0.value(), self.row1.value())
-        x_text = self.x_first.text().replace(",", " ").split()
-        try:
-            x_first = tuple(float(v) for v in x_text) or None
-        except ValueError:
-            raise ValueError(f"'Mark x (slice 0)' must be numbers, got {self.x_first.text()!r}"
-                             ) from None
-        return fib.FibSettings(
-            source=SOURCES[self.source.currentText()],
-            band_rows=None if rows == (0, 0) else rows,
-            cut_band=self.cut_band.isChecked(),
-            angle_deg=self.angle.value(),
-            layout=self.layout_edit.text().strip() or None,
-            x_first=x_first,
-            polarity=self.polarity.currentText(),
-            max_step_px=self.max_step.value() or None,
-            fallback_thickness=self.fallback.value() if self.use_fallback.isChecked() else None,
-            csv_path=self.csv_path.text().strip() or None,
-            constant_nm=self.constant.value(),
-            align=self.align.isChecked(),
-            grid_nm=self.grid.value() or None,
-            method=self.method.currentText(),
-            kind=self.kind.currentText(),
-        )
+        """The forms as :class:`~napari_corrtomo.core.fib.FibSettings`."""
+        settings = fib.FibSettings()
+        for form in self.forms:
+            settings = form.value(settings)
+        if settings.band_rows is not None and len(settings.band_rows) != 2:
+            raise ValueError("'Band rows' must be two whole numbers, the first and the stop "
+                             f"row (e.g. 0, 40), got {self.source_form['band_rows'].value!r}")
+        return settings
 
     def _inputs(self):
         """Layer, pixel size (nm) and settings; None (error shown) if invalid."""

@@ -26,15 +26,12 @@ from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
     QLabel,
-    QLineEdit,
     QMessageBox,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -44,6 +41,7 @@ from ..core.io import write_table
 from ..core.isolated import IsolatedProcess
 from ..core.quantify import MEASURES, QuantifyResult, QuantifySettings, quantify
 from ._dock import DockForm, hbox
+from ._form import Field, SettingsForm
 from ._layers import LayerSelect, add_result, attach_table, full_resolution, layer_frame
 from ._plot import PlotCanvas
 from ._runner import TaskRunner, on_viewer_close
@@ -77,37 +75,21 @@ class QuantifyWidget(DockForm):
             self.viewer, (napari.layers.Labels,),
             tip="the segmentation to measure (labels layer with a voxel size)")
         self.labels_select.currentTextChanged.connect(self._labels_changed)
-        self.phase = QSpinBox()
-        self.phase.setRange(0, 2**31 - 1)
-        self.phase.setValue(1)
-        self.phase.setToolTip("label value of the phase to measure (e.g. the pores)")
-        self.matrix = QSpinBox()
-        self.matrix.setRange(-1, 2**31 - 1)
-        self.matrix.setValue(-1)
-        self.matrix.setSpecialValueText("none")
-        self.matrix.setToolTip("label of the other phase of the sample (e.g. the solid); "
-                               "needed for per-particle porosity, inner pores, profiles")
-        self.outside = QLineEdit()
-        self.outside.setPlaceholderText("e.g. 0, 1")
-        self.outside.setToolTip("labels of the surrounding medium (air, resin): pores touching "
-                                "it are open")
+        #: which labels are which (fields of QuantifySettings; tooltips from its docstring)
+        self.labels_form = SettingsForm(QuantifySettings, {
+            "phase": Field(label="Phase label", max=2**31 - 1),
+            "matrix": Field(label="Matrix label", min=-1, max=2**31 - 1, none_text="none"),
+            "outside": Field(label="Outside labels", placeholder="e.g. 0, 1"),
+            "mid_level": Field(label="Boundary at mid grey level"),
+        })
         self.intensity_select = LayerSelect(
             self.viewer, (napari.layers.Image,), allow_none=True,
             tip="the reconstruction the segmentation came from, for the proxigram (interface "
                 "sharpness)")
         inputs = QFormLayout()
         inputs.addRow("Segmentation", self.labels_select)
-        inputs.addRow("Phase label", self.phase)
-        inputs.addRow("Matrix label", self.matrix)
-        inputs.addRow("Outside labels", self.outside)
+        inputs.addRow(self.labels_form.widget)
         inputs.addRow("Intensity", self.intensity_select)
-        self.mid_level = QCheckBox("Boundary at mid grey level")
-        self.mid_level.setToolTip(
-            "move the phase/matrix boundary to the grey level half way between the two "
-            "(needs the intensity image and the matrix label): a classifier trained on "
-            "phase interiors leaves it anywhere in the blurred band, which biases porosity "
-            "and pore sizes; the labels measured are added as a layer")
-        inputs.addRow("", self.mid_level)
 
         # ---- measures: one checkbox per registered measure
         self.checks: dict[str, QCheckBox] = {}
@@ -125,60 +107,23 @@ class QuantifyWidget(DockForm):
             self.checks[key] = cb
             col.addWidget(cb)
 
-        # ---- parameters (0 = automatic)
-        self.radius = self._length_box("rolling-ball radius for inner pores (0 = 2 voxels)")
-        self.max_distance = self._length_box("range of S2 / lineal path (0 = 1/4 of the extent)")
-        self.prox_distance = self._length_box("proxigram half-width (0 = 8 voxels)")
-        self.bin_width = self._length_box("histogram / profile bin width (0 = one voxel)")
-        self.split_h = self._length_box("depth of the distance maxima that split touching "
-                                        "particles (0 = the largest voxel size)")
-        self.close_radius = self._length_box(
-            "porous particles: radius of a closing of each matrix particle alone (fills "
-            "surface pores, never bridges two particles) before touching particles are "
-            "split; their porosity is then all that is not matrix (0 = no closing)")
-        self.min_volume = self._length_box("particles smaller than this volume are dropped")
-        self.min_volume.setSpecialValueText("keep all")
-        self.smooth = QDoubleSpinBox()
-        self.smooth.setRange(0.0, 10.0)
-        self.smooth.setValue(QuantifySettings.smooth)
-        self.smooth.setSuffix(" voxels")
-        self.smooth.setToolTip("Gaussian smoothing of the surfaces before meshing "
-                               "(surface area, sphericity)")
-        self.envelope = QComboBox()
-        self.envelope.addItems(["sphere", "rolling ball"])
-        self.envelope.setCurrentText(QuantifySettings.envelope)
-        self.envelope.setToolTip("particle envelopes: a sphere per particle (the seed's "
-                                 "spherical mask) or a ball rolling around it (any shape; "
-                                 "cuts off wide surface pores)")
-        self.envelope_fraction = QDoubleSpinBox()
-        self.envelope_fraction.setRange(0.1, 10.0)
-        self.envelope_fraction.setValue(QuantifySettings.envelope_radius_fraction)
-        self.envelope_fraction.setToolTip("particle envelopes: radius of the rolling ball over "
-                                          "the particle's equivalent-sphere radius "
-                                          "(rolling-ball envelopes)")
-        self.transport_axis = QComboBox()
-        self.transport_axis.addItems(list(TRANSPORT_AXES))
-        self.transport_axis.setToolTip("flux / path direction(s) of the tortuosity factor, "
-                                       "geodesic tortuosity and constrictivity")
-        self.depths = QLineEdit()
-        self.depths.setPlaceholderText("auto: 1/8, 1/4, 3/8, 1/2 of the length")
-        self.depths.setToolTip("depths of the geodesic tortuosity, in the layer's unit, "
-                               "separated by commas")
-        params = QFormLayout()
-        params.addRow("Ball radius", self.radius)
-        params.addRow("Correlation range", self.max_distance)
-        params.addRow("Proxigram range", self.prox_distance)
-        params.addRow("Bin width", self.bin_width)
-        params.addRow("Split depth", self.split_h)
-        params.addRow("Pore closing radius", self.close_radius)
-        params.addRow("Min particle volume", self.min_volume)
-        params.addRow("Surface smoothing", self.smooth)
-        params.addRow("Envelope", self.envelope)
-        params.addRow("Envelope ball / ESD", self.envelope_fraction)
-        params.addRow("Transport axis", self.transport_axis)
-        params.addRow("Geodesic depths", self.depths)
-        pbox = QGroupBox("Parameters (physical units, 0 = automatic)")
-        pbox.setLayout(params)
+        # ---- the measures' parameters, collapsed: their automatic values suit most samples
+        self.params = SettingsForm(QuantifySettings, {
+            "radius": Field(label="Ball radius", unit="length"),
+            "max_distance": Field(label="Correlation range", unit="length"),
+            "proxigram_distance": Field(label="Proxigram range", unit="length"),
+            "bin_width": Field(label="Bin width", unit="length"),
+            "split_h": Field(label="Split depth", unit="length"),
+            "close_radius": Field(label="Pore closing radius", unit="length"),
+            "min_volume": Field(label="Min particle volume", unit="volume", none_text="keep all"),
+            "smooth": Field(label="Surface smoothing", max=10.0, decimals=2, step=0.1),
+            "envelope": Field(label="Envelope", choices=("sphere", "rolling ball")),
+            "envelope_radius_fraction": Field(label="Envelope ball / ESD", min=0.1, max=10.0,
+                                              decimals=2, step=0.1),
+            "transport_axes": Field(label="Transport axis", choices=TRANSPORT_AXES),
+            "depths": Field(label="Geodesic depths",
+                            placeholder="auto: 1/8, 1/4, 3/8, 1/2 of the length"),
+        }, title="Parameters (physical units, auto = from the voxel size)", collapsed=True)
 
         self.run_button = QPushButton("Quantify")
         self.run_button.clicked.connect(self.run)
@@ -190,7 +135,7 @@ class QuantifyWidget(DockForm):
         # ---- results
         self.plot_select = QComboBox()
         self.plot_select.currentTextChanged.connect(self._draw)
-        self.plot = PlotCanvas(height_in=2.8)
+        self.plot = PlotCanvas(height_in=2.8, title="Quantify")
         self.table_select = QComboBox()
         self.table_select.currentTextChanged.connect(self._show_table)
         self.table = TableView()
@@ -210,7 +155,7 @@ class QuantifyWidget(DockForm):
         layout = QVBoxLayout(self.body)
         layout.addLayout(inputs)
         layout.addWidget(box)
-        layout.addWidget(pbox)
+        layout.addWidget(self.params.widget)
         layout.addWidget(self.run_button)
         layout.addWidget(self.runner)
         layout.addWidget(self.notes)
@@ -224,14 +169,6 @@ class QuantifyWidget(DockForm):
 
     # ------------------------------------------------------------------ inputs
 
-    def _length_box(self, tip: str) -> QDoubleSpinBox:
-        box = QDoubleSpinBox()
-        box.setDecimals(4)
-        box.setRange(0.0, 1e9)
-        box.setSpecialValueText("auto")
-        box.setToolTip(tip)
-        return box
-
     def _labels_changed(self, *_: Any) -> None:
         layer = self.labels_select.layer()
         if layer is None:
@@ -241,42 +178,11 @@ class QuantifyWidget(DockForm):
             unit = frame.unit
         except ValueError:
             unit = ""
-        for box in (self.radius, self.max_distance, self.prox_distance, self.bin_width,
-                    self.split_h, self.close_radius):
-            box.setSuffix(f" {unit}" if unit and unit != "pixel" else "")
-        self.min_volume.setSuffix(f" {unit}^3" if unit and unit != "pixel" else "")
+        self.params.set_unit(unit)
 
     def settings(self) -> QuantifySettings:
-        text = self.outside.text().replace(";", ",").replace(" ", ",")
-        try:
-            outside = tuple(int(v) for v in text.split(",") if v.strip())
-        except ValueError:
-            raise ValueError(
-                f"outside labels must be integers separated by commas, got {text!r}") from None
-        text = self.depths.text().replace(";", ",").replace(" ", ",")
-        try:
-            depths = tuple(float(v) for v in text.split(",") if v.strip()) or None
-        except ValueError:
-            raise ValueError(
-                f"geodesic depths must be numbers separated by commas, got {text!r}") from None
-        return QuantifySettings(
-            phase=int(self.phase.value()),
-            matrix=None if self.matrix.value() < 0 else int(self.matrix.value()),
-            outside=outside,
-            mid_level=self.mid_level.isChecked(),
-            radius=self.radius.value() or None,
-            max_distance=self.max_distance.value() or None,
-            proxigram_distance=self.prox_distance.value() or None,
-            bin_width=self.bin_width.value() or None,
-            split_h=self.split_h.value() or None,
-            close_radius=self.close_radius.value() or None,
-            min_volume=self.min_volume.value(),
-            smooth=self.smooth.value(),
-            envelope=self.envelope.currentText(),
-            envelope_radius_fraction=self.envelope_fraction.value(),
-            transport_axes=TRANSPORT_AXES[self.transport_axis.currentText()],
-            depths=depths,
-        )
+        """The settings the two forms show."""
+        return self.params.value(self.labels_form.value())
 
     def chosen_measures(self) -> list[str]:
         return [k for k, cb in self.checks.items() if cb.isChecked()]

@@ -1,9 +1,11 @@
 """Dock widget "Reconstruct": projections -> geometry -> preprocessing -> FBP/FDK/SIRT/CGLS.
 
 Thin by design: it builds a :class:`~napari_corrtomo.core.recon.Geometry` from the
-form, runs :mod:`napari_corrtomo.core.recon` in a worker (progress, Cancel) and
-writes new layers with the voxel size and unit of the geometry. The FSC action
-reconstructs the even/odd halves and plots the curve with both thresholds.
+form and the core's ``ScanSettings`` / ``ReconSettings`` from forms generated from them
+(:mod:`._form`: their docstrings are the tooltips), runs
+:mod:`napari_corrtomo.core.recon` in a worker (progress, Cancel) and writes new layers
+with the voxel size and unit of the geometry. The FSC action reconstructs the even/odd
+halves and plots the curve with both thresholds.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QPushButton,
     QSpinBox,
@@ -33,16 +34,20 @@ from qtpy.QtWidgets import (
 from ..core import recon
 from ..core.recon import pipeline
 from ._dock import DockForm, act_on_file, hbox
+from ._form import Field, SettingsForm
 from ._layers import LayerSelect, add_result, full_resolution
 from ._plot import PlotCanvas
 from ._runner import TaskRunner
 
 CREATED_BY = "reconstruct"
 UNITS = ("pixel", "nm", "um", "mm")
-METHOD_LABELS = {"analytic": "FBP / FDK (analytic)", "sirt": "SIRT", "cgls": "CGLS"}
+#: ReconSettings.method as the form shows it (None: the analytic method of the geometry)
+METHOD_CHOICES = {"FBP / FDK (analytic)": None, "SIRT": "sirt", "CGLS": "cgls"}
 #: tilt-series alignment methods (core.recon.ALIGN_METHODS) as the form shows them
-ALIGN_LABELS = {"xcorr": "cross-correlation", "com": "centre of mass",
-                "both": "cross-correlation + centre of mass"}
+ALIGN_CHOICES = {"cross-correlation": "xcorr", "centre of mass": "com",
+                 "cross-correlation + centre of mass": "both"}
+#: ReconSettings.min_value as the form shows it
+BOUND_CHOICES = {"none": None, "0 (non-negative)": 0.0}
 
 
 def _spin(lo: float, hi: float, value: float, decimals: int = 3, step: float = 1.0,
@@ -99,6 +104,7 @@ class ReconstructWidget(DockForm):
         self.kind = QComboBox()
         self.kind.addItems(list(recon.KINDS))
         self.kind.currentTextChanged.connect(self._update_enabled)
+        self.kind.currentTextChanged.connect(self._on_kind_changed)
         form.addRow("Kind", self.kind)
         self.angle_start = _spin(-3600, 3600, 0.0, 3, 1.0, " deg")
         self.angle_stop = _spin(-3600, 3600, 180.0, 3, 1.0, " deg")
@@ -141,22 +147,30 @@ class ReconstructWidget(DockForm):
         self.darks = LayerSelect(napari_viewer, (napari.layers.Image,), allow_none=True,
                                  tip="detector images without beam (n, row, col), subtracted "
                                      "from projections and flats")
-        self.flats.currentTextChanged.connect(lambda t: self.log.setChecked(bool(t)))
         form.addRow("Flat fields", self.flats)
         form.addRow("Dark fields", self.darks)
-        self.log = QCheckBox("-log (counts -> line integrals)")
-        form.addRow(self.log)
-        self.outliers = QCheckBox("remove zingers, threshold")
-        self.outlier_threshold = _spin(1.0, 100.0, 5.0, 1, 0.5, " sigma")
-        form.addRow(hbox(self.outliers, self.outlier_threshold))
-        self.rings = QCheckBox("suppress rings, window")
-        self.ring_size = _ispin(3, 101, 5)
-        form.addRow(hbox(self.rings, self.ring_size))
-        self.align = QCheckBox("align tilt series")
-        self.align_method = QComboBox()
-        for key, label in ALIGN_LABELS.items():
-            self.align_method.addItem(label, key)
-        form.addRow(hbox(self.align, self.align_method, stretch=self.align_method))
+        #: fields of ScanSettings (tooltips from its docstring); center: the geometry's
+        #: offset and the search below
+        self.preprocess = SettingsForm(pipeline.ScanSettings, {
+            "log": Field(label="-log (counts -> line integrals)"),
+            "outlier_threshold": Field(label="Zinger threshold", max=100.0, step=0.5,
+                                       decimals=1, none_text="off"),
+            "ring_size": Field(label="Ring filter window", min=2, max=101, none_text="off"),
+        })
+        self.preprocess["outlier_threshold"].native.setSuffix(" sigma")
+        self.preprocess["ring_size"].native.setSuffix(" columns")
+        # -log follows the flats (raw counts need it), as the core's log=None does
+        self.flats.currentTextChanged.connect(
+            lambda t: setattr(self.preprocess["log"], "value", bool(t)))
+        form.addRow(self.preprocess.widget)
+        #: tilt series only: collapsed unless the geometry is one
+        self.alignment = SettingsForm(pipeline.ScanSettings, {
+            "align": Field(label="align tilt series"),
+            "align_method": Field(label="Alignment", choices=ALIGN_CHOICES),
+        }, title="Tilt-series alignment", collapsed=True)
+        self.alignment.section.toggleButton().setToolTip(
+            "show the alignment of tilt series (electron tomography)")
+        form.addRow(self.alignment.widget)
         self.auto_center = QCheckBox("search the rotation-axis offset on every run")
         self.auto_center.setToolTip(
             "Adds the offset found after preprocessing (and alignment) to the one in the "
@@ -167,21 +181,17 @@ class ReconstructWidget(DockForm):
         # ------------------------------------------------------------- reconstruction
         box = QGroupBox("Reconstruction")
         form = QFormLayout(box)
-        self.method = QComboBox()
-        for key, label in METHOD_LABELS.items():
-            self.method.addItem(label, key)
-        self.method.currentIndexChanged.connect(self._update_enabled)
-        form.addRow("Method", self.method)
-        self.iterations = _ispin(1, 100000, 100)
-        form.addRow("Iterations", self.iterations)
-        self.nonneg = QCheckBox("non-negative (SIRT)")
-        form.addRow(self.nonneg)
-        self.shape = [_ispin(1, 100000, 64) for _ in range(3)]
-        row = QHBoxLayout()
-        for label, w in zip("zyx", self.shape, strict=True):
-            row.addWidget(QLabel(label))
-            row.addWidget(w)
-        form.addRow("Volume (voxels)", row)
+        #: fields of ReconSettings (tooltips from its docstring); the voxel size is the
+        #: geometry's
+        self.reconstruction = SettingsForm(pipeline.ReconSettings, {
+            "method": Field(label="Method", choices=METHOD_CHOICES),
+            "iterations": Field(label="Iterations", min=1, max=100000),
+            "min_value": Field(label="Lower bound (SIRT)", choices=BOUND_CHOICES),
+            "shape": Field(label="Volume (z, y, x)",
+                           placeholder="voxels; empty: the detector's field of view"),
+        })
+        self.reconstruction["method"].changed.connect(self._update_enabled)
+        form.addRow(self.reconstruction.widget)
         self.voxel_label = QLabel("")
         form.addRow("Voxel size", self.voxel_label)
         self.slice_index = _ispin(0, 100000, 0)
@@ -197,7 +207,7 @@ class ReconstructWidget(DockForm):
 
         self.runner = TaskRunner(napari_viewer)
         layout.addWidget(self.runner)
-        self.plot = PlotCanvas()
+        self.plot = PlotCanvas(title="Fourier shell correlation")
         layout.addWidget(self.plot)
         self.result = QLabel("")
         self.result.setWordWrap(True)
@@ -231,27 +241,6 @@ class ReconstructWidget(DockForm):
                 (self.load_json, "read the geometry from a JSON file (corrtomo format)"),
                 (self.save_json, "write this geometry as JSON (for 'corrtomo reconstruct "
                                  "--geometry')"),
-                (self.log, "take -log of the normalised projections (counts -> line integrals); "
-                           "on when flats are chosen"),
-                (self.outliers, "replace isolated bright pixels (zingers) by their neighbours' "
-                                "median"),
-                (self.outlier_threshold, "a pixel this many robust standard deviations above "
-                                         "its neighbours is a zinger"),
-                (self.rings, "suppress ring artefacts (stripes in the sinogram)"),
-                (self.ring_size, "window (columns) of the stripe filter"),
-                (self.align, "align the tilt series; its shifts replace the geometry's"),
-                (self.align_method, "cross-correlation of neighbouring tilts (keeps the "
-                                    "tilt-axis offset: tick the search below too); centre of "
-                                    "mass, or both, when the whole object stays in the field "
-                                    "of view at every tilt"),
-                (self.method, "FBP/FDK: fast, analytic; SIRT/CGLS: iterative, better for few or "
-                              "noisy projections"),
-                (self.iterations, "iterations of SIRT or CGLS"),
-                (self.nonneg, "clip negative values after every SIRT iteration (attenuation "
-                              "cannot be negative)"),
-                (self.shape[0], "volume size along z (voxels)"),
-                (self.shape[1], "volume size along y (voxels)"),
-                (self.shape[2], "volume size along x (voxels)"),
                 (self.slice_index, "z slice to preview"),
                 (self.preview_button, "reconstruct only this slice, to check the settings "
                                       "quickly"),
@@ -272,12 +261,19 @@ class ReconstructWidget(DockForm):
         self.source_origin.setEnabled(cone)
         self.origin_detector.setEnabled(cone)
         self.tilt.setEnabled(kind == "laminography")
-        self.align.setEnabled(kind == "tilt_series")
-        self.align_method.setEnabled(kind == "tilt_series")
-        iterative = self.method.currentData() in ("sirt", "cgls")
-        self.iterations.setEnabled(iterative)
-        self.nonneg.setEnabled(self.method.currentData() == "sirt")
+        self.alignment["align"].enabled = kind == "tilt_series"
+        self.alignment["align_method"].enabled = kind == "tilt_series"
+        method = METHOD_CHOICES[self.reconstruction["method"].value]
+        self.reconstruction["iterations"].enabled = method in ("sirt", "cgls")
+        self.reconstruction["min_value"].enabled = method == "sirt"
         self._update_voxel()
+
+    def _on_kind_changed(self, kind: str) -> None:
+        """Open the alignment section for a tilt series, close it for other scans."""
+        if kind == "tilt_series":
+            self.alignment.section.expand(animate=False)
+        else:
+            self.alignment.section.collapse(animate=False)
 
     def _update_voxel(self, *_: Any) -> None:
         try:
@@ -378,8 +374,7 @@ class ReconstructWidget(DockForm):
             truth = layer.metadata.get("truth", {})
             if isinstance(truth, dict) and "volume_shape" in truth:
                 vol = tuple(truth["volume_shape"])
-            for box, n in zip(self.shape, vol, strict=True):
-                box.setValue(int(n))
+            self.reconstruction["shape"].value = ", ".join(str(int(n)) for n in vol)
             axis = 1 if self.kind.currentText() == "tilt_series" else 0
             self.slice_index.setValue(int(vol[axis]) // 2)
         self._update_voxel()
@@ -421,24 +416,22 @@ class ReconstructWidget(DockForm):
     # ================================================================ actions
 
     def scan_settings(self) -> pipeline.ScanSettings:
-        """The preprocessing form as the core's settings."""
-        return pipeline.ScanSettings(
-            log=self.log.isChecked(),
-            outlier_threshold=(self.outlier_threshold.value() if self.outliers.isChecked()
-                               else None),
-            ring_size=self.ring_size.value() if self.rings.isChecked() else None,
-            align=self.align.isChecked() and self.kind.currentText() == "tilt_series",
-            align_method=self.align_method.currentData(),
-            center="auto" if self.auto_center.isChecked() else None)
+        """The preprocessing forms as the core's settings (alignment for tilt series only;
+        the offset itself is the geometry's)."""
+        align = self.alignment["align"].value and self.kind.currentText() == "tilt_series"
+        return self.alignment.value(self.preprocess.value(), align=align,
+                                    center="auto" if self.auto_center.isChecked() else None)
 
     def recon_settings(self) -> pipeline.ReconSettings:
-        """The reconstruction form as the core's settings."""
-        method = self.method.currentData()
-        method = None if method == "analytic" else method
-        return pipeline.ReconSettings(
-            method=method, iterations=int(self.iterations.value()),
-            min_value=0.0 if (method == "sirt" and self.nonneg.isChecked()) else None,
-            shape=tuple(int(b.value()) for b in self.shape))
+        """The reconstruction form as the core's settings (the lower bound for SIRT only);
+        raises ValueError for a volume shape that is not three positive sizes."""
+        form = self.reconstruction.kwargs()
+        shape = form["shape"]
+        if shape is not None and (len(shape) != 3 or min(shape) < 1):
+            raise ValueError("volume (z, y, x): three positive numbers of voxels separated by "
+                             f"commas, not {self.reconstruction['shape'].value!r}")
+        return self.reconstruction.value(
+            min_value=form["min_value"] if form["method"] == "sirt" else None)
 
     def _inputs(self) -> dict[str, Any]:
         """Everything a worker needs, read in the GUI thread (raises ValueError)."""

@@ -32,7 +32,6 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
@@ -49,6 +48,7 @@ from ..core.frame import Frame
 from ..core.units import convert
 from ._autosave import autosave_for
 from ._dock import DockForm, hbox
+from ._form import Field, SettingsForm
 from ._layers import (
     CREATED_BY,
     LayerSelect,
@@ -137,17 +137,19 @@ class RegisterWidget(DockForm):
         self.fixed_points_select.currentIndexChanged.connect(self._connect_points)
         self.moving_points_select.currentIndexChanged.connect(self._connect_points)
 
-        # -- fit
-        self.model = QComboBox()
-        self.model.addItems(list(reg.MODELS))
-        self.model.setCurrentText("similarity")
-        self.robust = QCheckBox("robust")
-        self.threshold = QDoubleSpinBox()
-        self.threshold.setRange(0.0, 1e9)
-        self.threshold.setDecimals(4)
-        self.threshold.setSpecialValueText("auto")
-        self.threshold.setToolTip("Inlier distance for the robust fit (fixed layer's unit): "
-                                  "RANSAC with this threshold; 'auto' runs a deletion test")
+        # -- fit; the settings are fields of RegisterSettings (tooltips from its docstring)
+        self.fit_form = SettingsForm(reg.RegisterSettings, {
+            "model": Field(choices=tuple(reg.MODELS)),
+            "robust": None,
+        })
+        #: the choices with good defaults, collapsed
+        self.options = SettingsForm(reg.RegisterSettings, {
+            "threshold": Field(label="inlier distance", unit="length"),
+            "metric": Field(choices=reg.METRICS),
+            "grid": Field(choices=dict(zip(GRIDS, reg.GRIDS, strict=True))),
+        }, title="Options: inlier distance, metric, grid", collapsed=True)
+        self.fixed_select.currentIndexChanged.connect(self._fixed_changed)
+        self._fixed_changed()
         self.fit_button = QPushButton("Fit landmarks")
         self.fit_button.clicked.connect(lambda: self.fit())
         self.summary = QLabel("No transform yet: place >= 3 landmark pairs and press Fit.")
@@ -160,12 +162,8 @@ class RegisterWidget(DockForm):
         self.apply_button.clicked.connect(self._guard(self.apply_affine))
         self.reset_button = QPushButton("Reset moving layer")
         self.reset_button.clicked.connect(self._guard(self.reset_moving))
-        self.grid = QComboBox()
-        self.grid.addItems(GRIDS)
         self.resample_button = QPushButton("Resample into new layer")
         self.resample_button.clicked.connect(self._guard(self.resample))
-        self.metric = QComboBox()
-        self.metric.addItems(list(reg.METRICS))
         self.refine_button = QPushButton("Refine by intensity")
         self.refine_button.clicked.connect(self._guard(self.refine))
 
@@ -207,21 +205,13 @@ class RegisterWidget(DockForm):
                                          "landmark pairs into"),
                 (self.alternate, "after a click in one volume, switch to the other volume's "
                                  "points layer for its partner"),
-                (self.model, "rigid (rotation + shift), similarity (+ one scale) or affine "
-                             "(any linear map: needs >= 4 well spread pairs)"),
-                (self.robust, "let the fit reject mis-clicked pairs (least trimmed squares; "
-                              "RANSAC with an inlier distance)"),
                 (self.fit_button, "fit the moving -> fixed transform to the landmark pairs and "
                                   "list each pair's residual"),
                 (self.apply_button, "show the moving layer through the transform (its data "
                                     "are not changed)"),
                 (self.reset_button, "drop the transform from the moving layer's display"),
-                (self.grid, "output grid of the resampling: the fixed volume's, or the moving "
-                            "volume's own voxel size in the fixed frame"),
                 (self.resample_button, "resample the moving volume through the transform into "
                                        "a new layer"),
-                (self.metric, "similarity measure of the intensity refinement (mutual "
-                              "information across modalities)"),
                 (self.refine_button, "improve the landmark fit by matching the two volumes' "
                                      "intensities"),
                 (self.file_buttons["Save landmarks"], "write the landmark pairs as a BigWarp "
@@ -250,18 +240,17 @@ class RegisterWidget(DockForm):
         layout.addWidget(box)
         box = QGroupBox("Fit")
         form = QFormLayout(box)
-        form.addRow("model", hbox(self.model, self.robust, self.threshold, self.fit_button))
+        form.addRow(hbox(self.fit_form.widget, self.fit_button))
         form.addRow(self.summary)
         form.addRow(self.table)
         layout.addWidget(box)
         box = QGroupBox("Apply")
         form = QFormLayout(box)
         form.addRow(hbox(self.apply_button, self.reset_button))
-        form.addRow("grid", self.grid)
-        form.addRow(self.resample_button)
-        form.addRow("metric", hbox(self.metric, self.refine_button))
+        form.addRow(hbox(self.resample_button, self.refine_button))
         form.addRow(hbox(*self.file_buttons.values()))
         layout.addWidget(box)
+        layout.addWidget(self.options.widget)
         box = QGroupBox("ROI and fields of view across scales")
         form = QFormLayout(box)
         form.addRow("box on (Shapes)", self.roi_shapes)
@@ -304,12 +293,19 @@ class RegisterWidget(DockForm):
         self.session.unit = ff.unit
         return fixed, moving, ff, fm
 
-    def _settings(self) -> reg.RegisterSettings:
-        """The form as :class:`~napari_corrtomo.core.register.RegisterSettings`."""
-        return reg.RegisterSettings(self.model.currentText(), self.robust.isChecked(),
-                                    self.threshold.value() or None,
-                                    metric=self.metric.currentText(),
-                                    grid=reg.GRIDS[self.grid.currentIndex()])
+    def _settings(self, **override: Any) -> reg.RegisterSettings:
+        """The forms as :class:`~napari_corrtomo.core.register.RegisterSettings`;
+        ``override``: the fields the clicked button decides (``refine``, ``resample``)."""
+        return self.options.value(self.fit_form.value(), **override)
+
+    def _fixed_changed(self, *_: Any) -> None:
+        """The inlier distance is in the fixed volume's unit: show it."""
+        layer = self.fixed_select.layer()
+        try:
+            unit = "" if layer is None else physical_frame(layer).unit
+        except ValueError:
+            unit = ""
+        self.options.set_unit(unit)
 
     # the session's state, under the names the widget always had
     transform = property(lambda self: self.session.transform,
@@ -485,9 +481,9 @@ class RegisterWidget(DockForm):
         t = self.session.require_transform()
         fixed, moving, ff, fm = self._frames()
         t = t.in_unit(ff.unit)
+        settings = self._settings(resample=True)
         try:
-            grid = reg.output_grid(t, reg.GRIDS[self.grid.currentIndex()],
-                                   full_resolution(fixed).shape, ff,
+            grid = reg.output_grid(t, settings.grid, full_resolution(fixed).shape, ff,
                                    full_resolution(moving).shape, fm)
         except ValueError as exc:
             raise ValueError(in_words(exc, WORDS)) from None
@@ -503,7 +499,7 @@ class RegisterWidget(DockForm):
                 colormap=moving.colormap.name, blending="additive")
 
         return self.runner.start(reg.resample_moving, full_resolution(moving), fm, t, grid,
-                                 self._settings().order, on_result=done,
+                                 settings.order, on_result=done,
                                  label=f"Resampling {moving.name}")
 
     def refine(self):
@@ -526,7 +522,8 @@ class RegisterWidget(DockForm):
 
         return self.runner.start(reg.refine_transform, full_resolution(fixed), ff,
                                  full_resolution(moving), fm, t,
-                                 self._settings(), on_result=done, label="Refining by intensity")
+                                 self._settings(refine=True), on_result=done,
+                                 label="Refining by intensity")
 
     # ------------------------------------------------------------------ files
     def save_landmarks(self, path: str) -> None:
@@ -581,10 +578,8 @@ class RegisterWidget(DockForm):
                 getattr(self, key).set_layer(self.viewer.layers[state[key]])
         self._connect_points()
         self.session.restore(state)
-        s = self.session.settings
-        self.model.setCurrentText(s.model)
-        self.robust.setChecked(s.robust)
-        self.threshold.setValue(s.threshold or 0.0)
+        self.fit_form.set_value(self.session.settings)
+        self.options.set_value(self.session.settings)
         if self.transform is not None:
             self._show_transform()
 

@@ -149,6 +149,18 @@ class FeatureSpec:
 
     The spec is serialisable (:meth:`to_json`), goes into the classifier file, and
     tells the halo blockwise work needs (:meth:`halo`).
+
+    Parameters
+    ----------
+    filters
+        The filters, each at one scale, in 2D (each z slice alone) or 3D.
+    channel_differences
+        Add the differences between channels as extra features (two-detector FIB-SEM).
+    tailored
+        Features across neighbouring slices for FIB-SEM stacks, where pores show the
+        material behind them (pore-back effect); None: none.
+    truncate
+        Gaussian kernels end at this many standard deviations.
     """
 
     filters: tuple[FilterItem, ...]

@@ -49,33 +49,63 @@ class FibSettings:
     Parameters
     ----------
     source
-        Where slice thicknesses come from: ``"ruler"`` (marks in the images),
-        ``"csv"`` (an instrument log, ``csv_path``) or ``"constant"`` (``constant_nm``).
+        Where the slice thicknesses come from: ``"ruler"``, the ruler marks milled into
+        the protective layer (found in ``band_rows`` of every slice image); ``"csv"``, a
+        file with one thickness per slice (``csv_path``); or ``"constant"``, one
+        thickness for every slice (``constant_nm``).
     band_rows
-        ``(first, stop)`` image rows of the ruler band; needed for ``"ruler"``, and
-        for ``cut_band`` with any source. ``None``: the images have no band.
+        ``(first, stop)`` image rows (pixels, stop excluded, e.g. ``0, 40``) of the band
+        that shows the ruler marks; needed for ``"ruler"``, and to cut the band
+        (``cut_band``) with any source. ``None`` (empty): the images have no band.
     cut_band
-        Remove the band rows from the result (the band must touch the top or bottom
-        edge); the result's origin moves by the rows cut.
+        Remove the ruler band rows from the result (the band must touch the top or
+        bottom edge of the images); the result's origin moves by the rows cut, so it
+        stays in place on its source. Nothing is cut without ``band_rows``.
     angle_deg
-        Angle between the inclined and the parallel ruler trenches (degrees).
-    layout, x_first, polarity, max_step_px
-        Optional ruler details, see :class:`~.ruler.RulerMarkers`.
+        Angle between the inclined and the parallel ruler trenches (degrees, between 0
+        and 90); needed for ``"ruler"``.
+    layout
+        Left-to-right order of the four ruler marks in the first slice, ``P`` parallel
+        and ``I`` inclined (e.g. ``IPPI``). ``None`` (empty): inferred from how the
+        marks move (the two whose distance stays constant are the parallel ones).
+    x_first
+        Approximate x (pixels) of the four ruler marks in the first slice, left to
+        right (e.g. ``80, 89, 103, 112``). ``None`` (empty): the four strongest marks of
+        the first slice.
+    polarity
+        ``"dark"``: the marks are darker than the band around them (e.g. notches);
+        ``"bright"``: brighter.
+    max_step_px
+        Largest expected move of a mark from one slice to the next (pixels); marks are
+        searched that far around where they are expected. ``None`` (auto): 3 x the
+        marks' recent move, at least 2 px.
     fallback_thickness
-        Thickness (nm) for slices whose marks are not found; ``None``: an error.
+        Thickness (nm) given to the slices whose ruler marks are not found (they are
+        flagged in the table). ``None`` (off): such slices stop the measurement with an
+        error that lists them.
     csv_path
-        Thickness CSV (column ``thickness_nm``, ``thickness_um`` ...).
+        Thickness CSV file: one row per slice in milling order, the thickness in a
+        column named by its unit (``thickness_nm``, ``thickness_um`` ...); the last
+        value may be empty.
     constant_nm
         Thickness of every slice (nm) for ``"constant"``.
     align
-        Undo the in-plane x drift of the parallel ruler marks (``"ruler"`` only).
+        Estimate the sideways (x) drift of the slice images from the parallel ruler
+        marks and undo it (``"ruler"`` only).
     grid_nm
-        z grid of the result (nm); ``None``: the pixel size (isotropic voxels).
+        Spacing of the result's z grid (nm). ``None``: the in-plane pixel size
+        (isotropic voxels).
     method
-        ``"nearest"``, ``"cubic"``, ``"shape"`` or ``"ml"`` (see
-        :func:`~.interpolate.interpolate`).
+        How the planes between the slices are filled: ``"nearest"`` copies the nearest
+        slice; ``"cubic"`` fits a cubic spline along z (binary stacks thresholded at
+        0.5, label stacks per label); ``"shape"`` splines the slices' distance maps
+        (shape-based, segmented stacks only); ``"ml"`` is the shipped inpainting
+        network (segmented stacks with about isotropic voxels: ``grid_nm`` close to the
+        pixel size).
     kind
-        ``"auto"``, ``"grey"``, ``"binary"`` or ``"labels"``.
+        What the stack holds: ``"grey"`` values, a ``"binary"`` mask or ``"labels"``
+        (interpolated per label). ``"auto"``: binary for bool or 0/1 integer data,
+        labels for a labels layer (``labels=True``) that is not binary, else grey.
     """
 
     source: str = "constant"

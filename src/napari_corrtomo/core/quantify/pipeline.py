@@ -55,45 +55,77 @@ __all__ = [
 
 @dataclass
 class QuantifySettings:
-    """Which labels are which, and the measures' parameters (lengths in ``unit``).
+    """Which labels are which, and the measures' parameters.
 
-    ``None`` lengths take defaults from the voxel size (documented per field).
+    Lengths are in the unit of the segmentation's voxel size; ``None`` lengths take
+    defaults from the voxel size.
+
+    Parameters
+    ----------
+    phase
+        Label value of the phase to measure (e.g. the pores).
+    matrix
+        Label of the other phase of the sample (e.g. the solid); needed for per-particle
+        porosity, inner pores and profiles. None: no matrix.
+    outside
+        Labels of the surrounding medium (air, resin): pores touching it are open.
+    mid_level
+        Move the phase/matrix boundary to the grey level half way between the two before
+        measuring (needs the intensity image and the matrix label): a classifier trained
+        on phase interiors leaves it anywhere in the blurred band, which biases porosity
+        and pore sizes (:func:`~.porosity.mid_level_boundary`).
+    radius
+        Rolling-ball radius of the inner pores; default 2 voxels (the largest voxel size).
+    max_distance
+        Range of the two-point correlation and lineal path; default a quarter of the
+        shortest extent.
+    proxigram_distance
+        Half-width of the proxigram (interface sharpness); default 8 voxels (the
+        smallest voxel size).
+    bin_width
+        Bin width of the size distributions and profiles; default the smallest voxel size.
+    split_h
+        Depth of the distance maxima that split touching particles; default the largest
+        voxel size.
+    close_radius
+        Porous particles: radius of a closing of each matrix particle alone (fills surface
+        pores, never bridges two particles) before touching particles are split; their
+        porosity is then everything in them that is not matrix. None: particles are
+        phase and matrix together (filled), envelopes enclose face-connected matrix.
+    min_volume
+        Particles smaller than this volume (unit^3) are dropped.
+    smooth
+        Gaussian smoothing (voxels) of the surfaces before meshing (surface area,
+        sphericity), with its curvature correction.
+    envelope
+        Particle envelopes: ``"sphere"`` (a sphere per particle, for near-spherical
+        particles) or ``"rolling ball"`` (any shape; it cuts off wide surface pores).
+    envelope_radius_fraction
+        Rolling-ball envelopes: radius of the ball over the particle's equivalent-sphere
+        radius.
+    transport_axes
+        Flux / path directions (0 = z) of the tortuosity factor, geodesic tortuosity and
+        constrictivity; None: all three.
+    depths
+        Depths of the geodesic tortuosity; default 1/8, 1/4, 3/8 and 1/2 of the length
+        along each axis.
     """
 
     phase: int = 1
     matrix: int | None = None
     outside: tuple[int, ...] = ()
-    #: move the phase/matrix boundary to the mid grey level of the intensity image before
-    #: measuring (:func:`~napari_corrtomo.core.quantify.porosity.mid_level_boundary`)
     mid_level: bool = False
-    #: rolling-ball radius for inner pores; default 2 voxels (largest voxel size)
     radius: float | None = None
-    #: range of correlation functions; default a quarter of the shortest extent
     max_distance: float | None = None
-    #: half-width of the proxigram; default 8 voxels (smallest voxel size)
     proxigram_distance: float | None = None
-    #: bin width of distributions/profiles; default the smallest voxel size
     bin_width: float | None = None
-    #: h-maxima depth for splitting particles; default the largest voxel size
     split_h: float | None = None
-    #: particles and envelopes of porous particles: radius of a closing of each matrix
-    #: particle alone (fills surface pores, never bridges two particles) before touching
-    #: particles are split; the particles are then the closed matrix and their porosity
-    #: everything in them that is not matrix. None: particles are phase | matrix (filled),
-    #: envelopes enclose face-connected matrix components
     close_radius: float | None = None
-    #: particles smaller than this volume (unit^3) are dropped
     min_volume: float = 0.0
-    #: Gaussian smoothing (voxels) before marching cubes, with its curvature correction
     smooth: float = DEFAULT_SMOOTH
-    #: particle envelopes: "sphere" (the seed's spherical mask, for near-spherical
-    #: particles) or "rolling ball" (any shape; it cuts off wide surface pores)
     envelope: str = "sphere"
-    #: rolling-ball envelopes: ball radius over the particle's equivalent-sphere radius
     envelope_radius_fraction: float = 1.5
-    #: transport axes (0 = z) for tortuosity, geodesic tortuosity and constrictivity; None = all
     transport_axes: tuple[int, ...] | None = None
-    #: depths of the geodesic tortuosity; default 1/8, 1/4, 3/8 and 1/2 of the length per axis
     depths: tuple[float, ...] | None = None
 
 

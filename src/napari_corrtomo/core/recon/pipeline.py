@@ -31,21 +31,33 @@ class ScanSettings:
     Parameters
     ----------
     log
-        Take ``-log`` of the (normalised) projections; None: when flats are given.
+        Take ``-log`` of the projections after the flat/dark normalisation: raw counts
+        become line integrals (leave off for projections that are line integrals
+        already). None: on when flat fields are given.
     outlier_threshold
-        Remove zingers above this many robust standard deviations; None: keep all.
+        Remove zingers (isolated bright or dark pixels, e.g. X-ray hits on the
+        detector): a pixel that differs from the median of its neighbours by more
+        than this many robust standard deviations, in its projection and between the
+        projections before and after it, is replaced by that median (5 is a safe
+        start). None: off.
     ring_size
-        Suppress ring artefacts with a window of this many columns; None: off.
+        Suppress ring artefacts (stripes in the sinogram from detector columns that
+        respond differently): width in detector columns (at least 3) of the running
+        median each column's offset is measured against. None: off.
     align
-        Align a tilt series (:func:`.align_tilt_series`); its shifts replace the
-        geometry's.
+        Align a tilt series (electron tomography; :func:`.align_tilt_series`): the
+        shifts measured on the projections replace the geometry's, its rotation-axis
+        offset too.
     align_method
-        ``"xcorr"`` (default: the best on a real HAADF series), ``"com"`` or ``"both"``
-        (when the whole object stays in the field of view at every tilt), see
-        :func:`.align_tilt_series`.
+        How a tilt series is aligned: ``"xcorr"``, cross-correlation of neighbouring
+        tilts (the default, the best on a real HAADF series; it keeps the tilt-axis
+        offset, so search that too); ``"com"``, the centre of mass, or ``"both"``
+        (cross-correlation, then the centre of mass against drift): only when the
+        whole object stays in the field of view at every tilt.
     center
-        Rotation-axis offset in detector pixels added to the geometry, ``"auto"`` to
-        search it (after alignment), or None to keep the geometry's.
+        Rotation-axis offset in detector pixels (+ = towards higher columns) added to
+        the geometry's; ``"auto"`` to search it on the preprocessed (and aligned)
+        projections; None: keep the geometry's.
     """
 
     log: bool | None = None
@@ -70,20 +82,26 @@ class ReconSettings:
     Parameters
     ----------
     method
-        ``"fbp"``, ``"fdk"``, ``"sirt"`` or ``"cgls"``; None: FBP for parallel beams,
-        FDK for cone beams (:func:`~.reconstruct.method_for`).
+        ``"fbp"`` (filtered back-projection, parallel beams) or ``"fdk"`` (cone beams):
+        fast, analytic; ``"sirt"`` or ``"cgls"``: iterative, slower, better for few or
+        noisy projections. None: FBP or FDK, whichever fits the geometry.
     iterations
-        SIRT/CGLS iterations.
+        Number of SIRT or CGLS iterations (FBP and FDK have none).
     min_value
-        SIRT lower bound (e.g. 0 for attenuation); None: unbounded.
+        SIRT only: lower bound the volume is clipped to after every iteration (0: the
+        attenuation cannot be negative). None: unbounded.
     shape
-        Volume shape (z, y, x); None: the detector's field of view.
+        Volume size in voxels (z, y, x). None: the detector's field of view.
     voxel_size
-        Voxel size in the geometry's unit; None: the detector pixel at the axis.
+        Voxel size in the geometry's length unit. None: the detector pixel at the
+        rotation axis (pixel size / magnification).
     filter
-        FBP/FDK filter window.
+        Window of the FBP/FDK ramp filter: ``"ram-lak"`` (sharpest), ``"shepp-logan"``,
+        ``"cosine"``, ``"hamming"`` or ``"hann"`` (smoother: less noise, less
+        resolution).
     backend
-        ``"auto"``, ``"numpy"`` or ``"cupy"``.
+        Where the projectors run: ``"auto"`` (the GPU when its engine is verified on
+        the device, else the CPU), ``"numpy"`` (CPU) or ``"cupy"`` (GPU).
     """
 
     method: str | None = None

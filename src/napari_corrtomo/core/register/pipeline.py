@@ -56,23 +56,42 @@ class RegisterSettings:
     Parameters
     ----------
     model
-        ``"rigid"``, ``"similarity"`` or ``"affine"`` (fit and refinement).
+        Transform fitted to the landmarks and optimised by the refinement: ``"rigid"``
+        (rotation + shift), ``"similarity"`` (+ one isotropic scale) or ``"affine"`` (any
+        linear map + shift). Rigid and similarity need >= 3 pairs not on one line, affine
+        >= 4 not in one plane.
     robust
-        Reject outlier pairs (see :func:`~.fit.fit_landmarks`).
+        Let the fit reject mis-clicked pairs (needs 2 pairs more than the model's
+        minimum): RANSAC with the inlier distance ``threshold``, else a deletion test
+        that drops the pair worst predicted by the others while its error is beyond the
+        others' noise. The transform is the least-squares fit of the pairs kept.
     threshold
-        RANSAC inlier distance in the landmarks' unit; ``None``: estimated.
+        Inlier distance of the robust fit's RANSAC, in the landmarks' unit (the fixed
+        volume's), e.g. three times the click precision; ``None`` (auto): no set distance,
+        the deletion test judges each pair by the others' noise. Used only with
+        ``robust``.
     refine
-        Refine the landmark fit by intensity (:func:`run_register`).
+        Refine the landmark fit by matching the two volumes' intensities
+        (:func:`run_register`; in the widget: its Refine button).
     metric
-        Intensity metric of the refinement (:data:`~.refine.METRICS`).
+        Similarity measure of the intensity refinement: ``"mattes_mi"`` (Mattes mutual
+        information, for different modalities), ``"correlation"`` (normalised
+        correlation, same kind of contrast), ``"mean_squares"`` (same modality and grey
+        levels) or ``"joint_histogram_mi"`` (joint-histogram mutual information).
     resample
-        Resample the moving volume (:func:`run_register`).
+        Resample the moving volume onto ``grid`` (:func:`run_register`; in the widget:
+        its Resample button).
     grid
-        Output grid of the resampling, one of :data:`GRIDS`.
+        Grid in the fixed frame the moving volume is resampled onto: ``"fixed"`` (fixed
+        volume grid: its voxel size and field of view) or ``"moving"`` (cubic voxels of
+        the moving volume's smallest voxel size over its field of view: the moving
+        detail in the fixed orientation).
     order
-        Spline order of the resampling (0 for labels, 1 linear, 3 cubic).
+        Interpolation of the resampling, a spline order 0-5: 0 nearest (for labels),
+        1 linear, 3 cubic.
     seed
-        Seed of the RANSAC sampling and of the refinement's metric sampling.
+        Random seed of the RANSAC sampling and of the refinement's metric sampling (the
+        same seed gives the same result).
     """
 
     model: str = "similarity"
