@@ -15,7 +15,9 @@ Run (under a display, holding the shared benchmark lock):
    while a Python thread sleeping 20 ms stands in for the UI thread (a compiled call
    holding the GIL shows as a long pause). A measure done before 0.5 s says so.
 3. A project load run to its end (``--load N``): the 53-layer project of the widget test
-   ``test_load_keeps_the_ui_responsive``, its largest UI pause and duration, N runs.
+   ``test_load_keeps_the_ui_responsive``, its largest UI pause and duration, N runs, and
+   for each pause over 100 ms the napari/vispy call the UI thread was in (the test's
+   heartbeat samples its stack while recording).
 4. napari's own UI-thread cost of adding one layer (``--add-layer``): CPU time of
    ``viewer.add_layer`` for 3D images of 8^3 and of 160 x 224 x 224 voxels (contrast limits
    given, so napari scans no data), and of a first labels layer after the worker-side
@@ -105,7 +107,22 @@ def load_rows(repeat: int) -> list[str]:
             f"| {np.median(gaps):.0f} ({max(gaps):.0f}) | {sum(g > 100 for g in gaps)} of "
             f"{repeat} | {', '.join(str(e['gaps_over_bound']) for e in entries)} | "
             f"{min(e['duration_s'] for e in entries):.1f}-"
-            f"{max(e['duration_s'] for e in entries):.1f} |"]
+            f"{max(e['duration_s'] for e in entries):.1f} |", *pause_table(entries)]
+
+
+def pause_table(entries: list[dict]) -> list[str]:
+    """Markdown lines: where the UI thread was in the pauses over 100 ms of ``entries``
+    (its stack sampled every 5 ms once a beat is 50 ms late: the outermost and innermost
+    napari or vispy call of most samples of each pause)."""
+    where: dict[str, list[float]] = {}
+    for entry in entries:
+        for gap, source in entry.get("pause_sources", []):
+            where.setdefault(source, []).append(1000 * gap)
+    rows = sorted(where.items(), key=lambda item: -len(item[1]))
+    return ["", "Where those pauses over 100 ms went (UI thread's stack sampled every 5 ms "
+            "once a beat is 50 ms late; the outermost > innermost napari/vispy call of most "
+            "samples):", "", "| pauses | longest (ms) | UI thread in |", "|---|---|---|",
+            *(f"| {len(gaps)} | {max(gaps):.0f} | `{source}` |" for source, gaps in rows)]
 
 
 def porous_block():
@@ -208,7 +225,8 @@ def add_layer_costs(repeat: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="runs per widget action")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs per widget action (0: none, e.g. with --load alone)")
     parser.add_argument("--measures", action="store_true",
                         help="also cancel each Quantify measure alone (core, no viewer)")
     parser.add_argument("--load", type=int, default=0, metavar="N",
@@ -229,7 +247,7 @@ def main() -> None:
              "gap = longest pause of a 20 ms QTimer on the UI thread from the start click to "
              f"that end. Median (max) of {args.repeat} runs. Bounds: 1 s and 100 ms.", "",
              "| action | time to cancel effective (s) | max UI gap (ms) |", "|---|---|---|"]
-    for action, latencies, gaps in widget_rows(args.repeat):
+    for action, latencies, gaps in widget_rows(args.repeat) if args.repeat else []:
         lines.append(f"| {action} | {np.median(latencies):.2f} ({max(latencies):.2f}) | "
                      f"{1000 * np.median(gaps):.0f} ({1000 * max(gaps):.0f}) |")
         print(lines[-1], flush=True)
@@ -251,7 +269,7 @@ def main() -> None:
         lines += load_rows(args.load)
         print("\n".join(lines[-6:]), flush=True)
     if args.add_layer:
-        lines += add_layer_costs(args.repeat)
+        lines += add_layer_costs(args.repeat or 3)
         print("\n".join(lines[-7:]), flush=True)
     text = "\n".join(lines) + "\n"
     print(text)

@@ -6,6 +6,7 @@ from __future__ import annotations
 def open_viewer(show: bool = True):
     import napari
     from npe2 import PluginManager
+    from qtpy.QtCore import QTimer
 
     viewer = napari.Viewer(title="napari-corrtomo", show=show)
     viewer.open_sample("napari-corrtomo", "correlative_particles")
@@ -14,10 +15,8 @@ def open_viewer(show: bool = True):
     for widget in manifest.contributions.widgets or []:
         dock, _ = viewer.window.add_plugin_dock_widget("napari-corrtomo", widget.display_name)
         docks.append(dock)
-    for dock in docks[1:]:
-        viewer.window._qt_window.tabifyDockWidget(docks[0], dock)
-    if docks:
-        docks[0].raise_()
+    if docks:  # they open as tabs (widgets/_dock.py): the first one in front once shown
+        QTimer.singleShot(0, docks[0].raise_)
     return viewer
 
 

@@ -8,10 +8,13 @@ import json
 import os
 import selectors
 import subprocess
+import sys
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,23 +33,70 @@ def _record(action: str, **numbers: float) -> None:
 
 class _Heartbeat:
     """A 20 ms QTimer on the UI thread recording when it fires (started ``settle_ms``
-    before the action, so the beat before its start exists)."""
+    before the action, so the beat before its start exists).
+
+    When the numbers are recorded for benchmarks/cancel.py, a thread also samples the UI
+    thread's stack every 5 ms while a beat is over 50 ms late: :meth:`pause_sources`
+    says where the long pauses went."""
 
     def __init__(self, qtbot, settle_ms: int):
         self.times: list[float] = []
         self._timer = QTimer()
         self._timer.timeout.connect(lambda: self.times.append(time.perf_counter()))
         self._timer.start(20)
+        self._samples: list[tuple[float, str]] = []  # (the late beat, where the UI thread was)
+        self._sampling = threading.Event()
+        if os.environ.get(RECORD_ENV):
+            self._sampling.set()
+            threading.Thread(target=self._sample, args=(threading.get_ident(),),
+                             daemon=True).start()
         qtbot.wait(settle_ms)
 
     def stop(self) -> None:
         self._timer.stop()
+        self._sampling.clear()
+
+    def _sample(self, ui_thread: int) -> None:
+        while self._sampling.is_set():
+            time.sleep(0.005)
+            last = self.times[-1] if self.times else time.perf_counter()
+            frame = sys._current_frames().get(ui_thread)
+            if frame is not None and time.perf_counter() - last > 0.05:
+                self._samples.append((last, _where(frame)))
+
+    def pause_sources(self, bound_s: float = 0.1) -> list[tuple[float, str]]:
+        """Each pause over ``bound_s`` (s) and where the UI thread was in most of its
+        samples."""
+        found = []
+        for before, after in zip(self.times, self.times[1:], strict=False):
+            where = Counter(w for t, w in self._samples if t == before)
+            if after - before > bound_s and where:
+                found.append((after - before, where.most_common(1)[0][0]))
+        return found
 
     def gaps(self, started: float, ended: float) -> np.ndarray:
         """The pauses (s) from the last beat before ``started`` (the start's own handler
         counts too) to ``ended``."""
         first = max([t for t in self.times if t <= started], default=started)
         return np.diff([t for t in self.times if first <= t <= ended] + [ended])
+
+
+def _where(frame) -> str:
+    """A stack as 'outermost napari/vispy call > innermost one' (module:function), or its
+    innermost frame when neither is on it."""
+    names = [f"{Path(f.f_code.co_filename).stem}:{f.f_code.co_name}" for f in _frames(frame)
+             if any(part in f.f_code.co_filename for part in ("/napari/", "/vispy/"))]
+    if not names:
+        return f"{Path(frame.f_code.co_filename).stem}:{frame.f_code.co_name}"
+    return names[0] if len(names) == 1 else f"{names[0]} > {names[-1]}"
+
+
+def _frames(frame) -> list:
+    stack = []
+    while frame is not None:
+        stack.append(frame)
+        frame = frame.f_back
+    return stack[::-1]
 
 
 def _gap_summary(gaps: np.ndarray) -> str:
@@ -60,6 +110,8 @@ class Beats:
 
     gaps: np.ndarray  #: pauses between beats (s), the action's start and end included
     seconds: float  #: the action's duration
+    #: pauses over 0.1 s and where the UI thread was (sampled when recording only)
+    sources: list[tuple[float, str]] = field(default_factory=list)
 
     def summary(self, what: str) -> str:
         return (f"{what}: {self.seconds:.1f} s; {_gap_summary(self.gaps)}, "
@@ -83,6 +135,7 @@ def heartbeat(qtbot):
             beat.stop()
         beats.gaps = beat.gaps(started, ended)
         beats.seconds = ended - started
+        beats.sources = beat.pause_sources()
 
     return measure
 

@@ -182,7 +182,8 @@ def test_load_keeps_the_ui_responsive(make_napari_viewer, big_project, monkeypat
         qtbot.waitUntil(lambda: not widget.runner.busy, timeout=120000)
     print(beats.summary("load of 53 layers"))
     ui_record("Project: load 400 MB (53 layers), no cancel", duration_s=beats.seconds,
-              max_gap_s=float(beats.gaps.max()), gaps_over_bound=int((beats.gaps > 0.1).sum()))
+              max_gap_s=float(beats.gaps.max()), gaps_over_bound=int((beats.gaps > 0.1).sum()),
+              pause_sources=beats.sources)
     assert widget.runner.last_error is None
     assert len(viewer.layers) == 53
     assert viewer.layers.selection.active is viewer.layers[-1]
