@@ -7,13 +7,15 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
 import pandas as pd
 
 from napari_corrtomo.core.project import ProjectLayer, save_project
-from napari_corrtomo.core.recovery import recovery_folder, recovery_info
+from napari_corrtomo.core.recovery import read_recovery, recovery_folder, recovery_info
+from napari_corrtomo.widgets import _autosave
 from napari_corrtomo.widgets._autosave import autosave_for
 from napari_corrtomo.widgets._layers import TABLES, attach_table
 from napari_corrtomo.widgets.classify import ClassifyWidget
@@ -193,6 +195,35 @@ def test_save_moves_autosave_into_the_project_and_a_declined_restore_is_discarde
     qtbot.waitUntil(lambda: not third_pw.runner.busy, timeout=30000)
     assert len(asked) == 1 and third.layers["scr"].data[2, 3, 3] == 0
     assert recovery_info(pw.autosave.folder) is None
+
+
+def test_a_folder_moved_during_a_write_gets_the_next_snapshot_and_loses_nothing(
+        make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """A project saved while a snapshot is being written into the old recovery folder
+    (the tutorial's save right after painting): the write ends in the old folder without
+    a failure, that snapshot is removed afterwards (not under the writer) and the next
+    one goes into the new folder."""
+    viewer = make_napari_viewer()
+    autosave = autosave_for(viewer)
+    scr = viewer.add_labels(np.zeros((4, 8, 8), np.uint8), name="scr")
+    old, new = tmp_path / "old", tmp_path / "new"
+    autosave.set_folder(old)
+    gate, real = threading.Event(), _autosave.write_recovery
+    monkeypatch.setattr(_autosave, "write_recovery",
+                        lambda folder, state: gate.wait(10) and real(folder, state))
+    scr.paint((2, 3, 3), 1)
+    autosave.save_now()  # the write waits at the gate
+    autosave.set_folder(new, move=True)
+    assert not gate.is_set()
+    with qtbot.waitSignal(autosave.saved, timeout=10000) as written:
+        gate.set()
+    assert written.args[0].parent == old  # a snapshot, not a failure
+    assert recovery_info(old) is None  # then removed: the session's state moved
+    scr.paint((2, 4, 4), 1)
+    with qtbot.waitSignal(autosave.saved, timeout=10000) as written:
+        autosave.save_now()
+    assert written.args[0].parent == new
+    assert read_recovery(new).layers[0].data[2, 4, 4] == 1
 
 
 def test_restore_brings_back_an_applied_affine_and_keeps_the_layers_tables(make_napari_viewer):

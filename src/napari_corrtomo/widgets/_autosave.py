@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ class Autosave(QObject):
         self._first_change: float | None = None
         self._thread: threading.Thread | None = None
         self._again = False
+        self._left_behind: list[Path] = []  # see set_folder
         self._closed = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -129,9 +131,25 @@ class Autosave(QObject):
         if self.dirty:
             self.changed()
 
-    def set_folder(self, folder: str | Path) -> None:
-        """Write future snapshots to ``folder`` (a project's recovery folder)."""
-        self.folder = Path(folder)
+    def set_folder(self, folder: str | Path, move: bool = False) -> None:
+        """Write future snapshots to ``folder`` (a project's recovery folder); ``move``:
+        this session's snapshot in the folder used so far goes (once a write in progress
+        into it has ended: removed under it, the write failed), another session's stays."""
+        old, self.folder = self.folder, Path(folder)
+        if move and old != self.folder:
+            self._left_behind.append(old)
+            self._discard_left_behind()
+
+    def _discard_left_behind(self) -> None:
+        while self._thread is None and self._left_behind:
+            self._discard_own(self._left_behind.pop())
+
+    def _discard_own(self, folder: Path) -> None:
+        """Remove ``folder``'s snapshot if this session wrote it."""
+        with suppress(ValueError):  # not a recovery folder (any more)
+            info = recovery_info(folder)
+            if info is not None and info.pid == self.own_pid:
+                discard_recovery(folder)
 
     # ------------------------------------------------------------------ snapshot
     def snapshot(self) -> RecoveryState:
@@ -178,7 +196,7 @@ class Autosave(QObject):
                     snap = write_recovery(folder, state)
                 self._written.emit(snap)
             except Exception as exc:  # noqa: BLE001 - a failed autosave must not stop work
-                self._written.emit(exc)
+                self._written.emit((folder, exc))
 
         self.last_snapshot = state
         # a daemon: the process may end mid-write; the previous snapshot then stays
@@ -187,8 +205,10 @@ class Autosave(QObject):
 
     def _on_written(self, result: Any) -> None:
         self._thread = None
-        if isinstance(result, Exception):
-            show_warning(f"Autosave to {self.folder} failed: {result}")
+        self._discard_left_behind()
+        if isinstance(result, tuple):
+            folder, exc = result
+            show_warning(f"Autosave to {folder} failed: {exc}")
         else:
             self.saved.emit(result)
         if self._again:
@@ -238,9 +258,7 @@ class Autosave(QObject):
         if self._thread is not None:
             self._thread.join(max(deadline - time.monotonic(), 0.0))
         elif not self.unsaved_project:
-            info = recovery_info(self.folder)
-            if info is not None and info.pid == self.own_pid:
-                discard_recovery(self.folder)
+            self._discard_own(self.folder)
         _BY_VIEWER.pop(id(self.viewer), None)
 
 

@@ -225,12 +225,9 @@ class ProjectWidget(DockForm):
     # ------------------------------------------------------------------ recovery
     def _use_folder(self, directory: str | Path, saved: bool) -> None:
         """Autosave into ``directory``'s recovery folder from now on."""
-        old, new = self.autosave.folder, recovery_folder(directory)
-        self.autosave.set_folder(new)
+        new = recovery_folder(directory)
+        self.autosave.set_folder(new, move=True)  # this session's snapshot moves with it
         self.autosave.unsaved_project = not saved
-        info = recovery_info(old) if old != new else None
-        if info is not None and info.pid == self.autosave.own_pid and info.writer_alive:
-            discard_recovery(old)  # this session's earlier snapshot moves with it
         self.restore_button.setVisible(False)
         self.recovery_status.setText(f"Autosaving to {new}")
 
