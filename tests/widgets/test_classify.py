@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 from scipy import ndimage as ndi
 
 from napari_corrtomo.core.classify import PixelClassifier, weighted_error
@@ -135,6 +136,32 @@ def test_bad_input_notifies_and_adds_nothing(widget, crop, qtbot):
     w.train_button.setChecked(True)
     _wait_refused(qtbot, w)
     assert "labels have shape" in str(w.runner.last_error)
+
+
+def test_feature_grid_fits_the_dock_and_cells_cycle_with_clicks(make_napari_viewer, qtbot):
+    """The 6 x 7 feature grid in a docked panel: every cell in view without scrolling
+    sideways, the default is ilastik's table; real clicks cycle a cell off -> 3D -> 2D ->
+    off and the FeatureSpec follows."""
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1920, 1080)
+    viewer.add_image(np.zeros((4, 16, 16), np.float32), name="img")
+    w = ClassifyWidget(viewer)
+    viewer.window.add_dock_widget(w, area="right")
+    qtbot.waitUntil(w.isVisible)
+    grid = w.feature_table
+    qtbot.wait(100)
+    assert not grid.horizontalScrollBar().isVisible()
+    assert not grid.verticalScrollBar().isVisible()
+    assert w.feature_spec().filters == FeatureSpec.ilastik_default().filters
+    cell = grid.cellWidget(1, 0)  # Laplacian of Gaussian at 0.3: off by default
+    assert cell.text() == "" and grid.viewport().rect().contains(
+        cell.geometry().adjusted(1, 1, -1, -1))
+    added = FilterItem("log", 0.3, "3d")
+    for text, mode in (("3D", "3d"), ("2D", "2d"), ("", None)):
+        qtbot.mouseClick(cell, Qt.MouseButton.LeftButton)
+        assert cell.text() == text
+        items = set(w.feature_spec().filters) - set(FeatureSpec.ilastik_default().filters)
+        assert items == ({FilterItem(added.name, added.sigma, mode)} if mode else set())
 
 
 def test_widget_cli_and_demo_give_the_same_segmentation(make_napari_viewer, qtbot, fib_sample,

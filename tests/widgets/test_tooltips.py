@@ -57,8 +57,8 @@ def test_six_docks_open_as_tabs_that_fit_a_1080_pixel_screen(make_napari_viewer,
     """All six docks added the way napari adds plugin docks (on the right, one after the
     other) to a 1920 x 1080 window: they open as tabs of one dock area, the last one in
     front; a real click on each tab brings its dock forward with the window's height
-    (not a strip), the window stays 1080 px high and the Quantify plot keeps a readable
-    height."""
+    (not a strip) and, even dragged to its narrowest, the width of its widest row; the
+    window stays 1080 px high and the Quantify plot keeps a readable height."""
     viewer = make_napari_viewer(show=True)
     window = viewer.window._qt_window
     window.resize(1920, 1080)
@@ -78,7 +78,12 @@ def test_six_docks_open_as_tabs_that_fit_a_1080_pixel_screen(make_napari_viewer,
         tab = next(i for i in range(bar.count()) if bar.tabText(i) == kind.__name__)
         qtbot.mouseClick(bar, Qt.MouseButton.LeftButton, pos=bar.tabRect(tab).center())
         qtbot.waitUntil(lambda: shown(docks) == [dock], timeout=5000)  # noqa: B023
-        assert dock.widget().viewport().height() >= 700, kind.__name__
+        form = dock.widget()
+        assert form.viewport().height() >= 700, kind.__name__
+        # the dock area dragged to its narrowest: still nothing cut off at the right
+        window.resizeDocks([dock], [1], Qt.Orientation.Horizontal)
+        qtbot.wait(50)
+        assert form.body.minimumSizeHint().width() <= form.viewport().width(), kind.__name__
     assert window.height() <= 1080
     quantify = docks[DOCKS.index(QuantifyWidget)].widget()
     assert quantify.plot.canvas.height() >= MIN_HEIGHT

@@ -3,7 +3,8 @@ this plugin.
 
 A dock taller than the screen would force napari's window taller than the screen (six
 docks once made it 4802 px); in a scroll area each dock takes the height napari gives it
-and what does not fit scrolls. napari stacks the docks a user opens from its Plugins
+and what does not fit scrolls; its width is at least that of its widest row, so nothing
+is cut off at the right. napari stacks the docks a user opens from its Plugins
 menu, so with six of them each kept a strip of ~50 px at 1080 px: a dock of this plugin
 opens as a tab beside the ones already open, with the window's full height, each one
 click away (a tab can still be dragged out). ``hbox`` lays out a row of controls and
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import QDockWidget, QFrame, QHBoxLayout, QMainWindow, QScrollArea, QWidget
 
 
@@ -29,6 +30,14 @@ class DockForm(QScrollArea):
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self._placed = False
+
+    def minimumSizeHint(self) -> QSize:
+        """As wide as the form's widest row and the scroll bar: a dock narrower than its
+        controls would cut them off (the height scrolls instead)."""
+        hint = super().minimumSizeHint()
+        width = (self.body.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+                 + 2 * self.frameWidth())
+        return QSize(max(hint.width(), width), hint.height())
 
     def showEvent(self, event) -> None:
         super().showEvent(event)

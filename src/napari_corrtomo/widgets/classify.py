@@ -23,15 +23,16 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Qt, QTimer, Signal
 from qtpy.QtWidgets import (
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
+    QHeaderView,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QPushButton,
     QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -49,12 +50,34 @@ from ._runner import Job, TaskRunner, start_job
 from ._table import TableView
 
 NAME = "classify"
-_MODES = ("off", "2D", "3D")
+#: the feature grid's row headers (the full names are their tooltips)
+_SHORT_NAMES = {"gaussian": "Gaussian", "log": "LoG", "ggm": "Gradient", "dog": "DoG",
+                "ste": "Structure", "hessian": "Hessian"}
+#: a grid cell's next mode on a click
+_NEXT_MODE = {"off": "3D", "3D": "2D", "2D": "off"}
 #: the tailored-feature choices of the form -> ``FeatureSpec.tailored``
 TAILORED = {"none": None, "FIB-SEM neighbour slices": TailoredFeatures()}
 #: seconds a live update's worker waits for its first prediction to be drawn before it
 #: grows the rest of the forest (the GUI thread gets the CPU to draw it first)
 PREVIEW_WAIT_S = 0.5
+
+
+class _ModeCell(QPushButton):
+    """One filter at one scale in the feature grid: off (blank), 3D or 2D (within each z
+    slice, for anisotropic stacks); a click goes to the next, as ilastik's check boxes."""
+
+    def __init__(self, what: str, mode: str):
+        super().__init__()
+        self.setCheckable(True)
+        self.setToolTip(f"{what}: blank = off; a click cycles off -> 3D -> 2D (in each z "
+                        "slice, for anisotropic stacks) -> off")
+        self.clicked.connect(lambda: self.set_mode(_NEXT_MODE[self.mode]))
+        self.set_mode(mode)
+
+    def set_mode(self, mode: str) -> None:
+        self.mode = mode
+        self.setText("" if mode == "off" else mode)
+        self.setChecked(mode != "off")
 
 
 class _Preview(QObject):
@@ -95,20 +118,22 @@ class ClassifyWidget(DockForm):
 
         # ---- features
         self.feature_table = QTableWidget(len(FILTERS), len(ILASTIK_SIGMAS))
-        self.feature_table.setVerticalHeaderLabels(list(FILTERS.values()))
         self.feature_table.setHorizontalHeaderLabels([f"{s:g}" for s in ILASTIK_SIGMAS])
         for r, name in enumerate(FILTERS):
+            header = QTableWidgetItem(_SHORT_NAMES[name])
+            header.setToolTip(FILTERS[name])
+            self.feature_table.setVerticalHeaderItem(r, header)
             for c, s in enumerate(ILASTIK_SIGMAS):
-                box = QComboBox()
-                box.addItems(_MODES)
-                box.setCurrentText("3D" if (name == "gaussian" or s >= 0.7) else "off")
-                box.setToolTip(f"{FILTERS[name]} at scale {s:g}: off, 2D (in each z slice, "
-                               "for anisotropic stacks) or 3D")
-                self.feature_table.setCellWidget(r, c, box)
-        # wide enough to read "off" / "2D" / "3D" in every cell
-        self.feature_table.horizontalHeader().setMinimumSectionSize(58)
-        self.feature_table.resizeColumnsToContents()
-        self.feature_table.setMinimumHeight(200)
+                mode = "3D" if (name == "gaussian" or s >= 0.7) else "off"
+                self.feature_table.setCellWidget(r, c, _ModeCell(f"{FILTERS[name]} at scale {s:g}",
+                                                                 mode))
+        # the columns share the dock's width (no sideways scrolling), every row in view
+        self.feature_table.horizontalHeader().setMinimumSectionSize(30)
+        self.feature_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        rows = self.feature_table.verticalHeader()
+        rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.feature_table.setMinimumHeight(
+            rows.defaultSectionSize() * (len(FILTERS) + 1) + 2 * self.feature_table.frameWidth())
         #: the rest of the FeatureSpec and the forest's size: forms from the core classes
         self.spec_form = SettingsForm(FeatureSpec, {
             "channel_differences": Field(label="Channel differences"),
@@ -163,7 +188,7 @@ class ClassifyWidget(DockForm):
         layout.addWidget(self.runner)
         layout.addWidget(self.status)
         layout.addWidget(QLabel("Feature importance"))
-        layout.addWidget(self.importances)
+        layout.addWidget(self.importances, 1)  # the spare height: no gaps between the rows above
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -237,7 +262,7 @@ class ClassifyWidget(DockForm):
         return layer
 
     def feature_spec(self) -> FeatureSpec:
-        table = {(name, s): self.feature_table.cellWidget(r, c).currentText().lower()
+        table = {(name, s): self.feature_table.cellWidget(r, c).mode.lower()
                  for r, name in enumerate(FILTERS) for c, s in enumerate(ILASTIK_SIGMAS)}
         if all(mode == "off" for mode in table.values()):
             raise ValueError("no feature selected: choose 2D or 3D for at least one cell")
@@ -251,7 +276,7 @@ class ClassifyWidget(DockForm):
         chosen = {(f.name, f.sigma): f.mode.upper() for f in spec.filters}
         for r, name in enumerate(FILTERS):
             for c, s in enumerate(ILASTIK_SIGMAS):
-                self.feature_table.cellWidget(r, c).setCurrentText(chosen.get((name, s), "off"))
+                self.feature_table.cellWidget(r, c).set_mode(chosen.get((name, s), "off"))
         self.spec_form.set_value(spec)
 
     def _inputs(self):

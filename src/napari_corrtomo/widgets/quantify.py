@@ -123,7 +123,7 @@ class QuantifyWidget(DockForm):
             "transport_axes": Field(label="Transport axis", choices=TRANSPORT_AXES),
             "depths": Field(label="Geodesic depths",
                             placeholder="auto: 1/8, 1/4, 3/8, 1/2 of the length"),
-        }, title="Parameters (physical units, auto = from the voxel size)", collapsed=True)
+        }, title="Parameters (auto = from the voxel size)", collapsed=True)
 
         self.run_button = QPushButton("Quantify")
         self.run_button.clicked.connect(self.run)

@@ -248,7 +248,9 @@ class RegisterWidget(DockForm):
         form = QFormLayout(box)
         form.addRow(hbox(self.apply_button, self.reset_button))
         form.addRow(hbox(self.resample_button, self.refine_button))
-        form.addRow(hbox(*self.file_buttons.values()))
+        files = list(self.file_buttons.values())
+        form.addRow(hbox(*files[:2]))  # landmarks
+        form.addRow(hbox(*files[2:]))  # transform
         layout.addWidget(box)
         layout.addWidget(self.options.widget)
         box = QGroupBox("ROI and fields of view across scales")

@@ -563,9 +563,9 @@ for _spec in (
     MeasureSpec("closed_pores", "Closed pores", _measure_closed, cost=0.5, lazy=True),
     MeasureSpec("inner_pores", "Inner pores (rolling ball)", _measure_inner, needs_matrix=True,
                 default=False, cost=1.0),
-    MeasureSpec("envelopes", "Particle envelopes (sphere or rolling ball) and their porosity",
+    MeasureSpec("envelopes", "Particle envelopes and their porosity",
                 _measure_envelopes, needs_matrix=True, default=False, cost=1.5),
-    MeasureSpec("pv_porosity", "Partial-volume porosity of particle envelopes (grey values)",
+    MeasureSpec("pv_porosity", "Envelope porosity from grey values",
                 _measure_pv_porosity, needs_intensity=True, needs_matrix=True, default=False,
                 cost=1.5),
     MeasureSpec("profile", "Volume fraction vs distance to boundary", _measure_profile,
@@ -579,7 +579,7 @@ for _spec in (
                 default=False, cost=2.0),
     MeasureSpec("geodesic_tortuosity", "Geodesic tortuosity vs depth (per axis)",
                 _measure_geodesic, default=False, cost=2.0),
-    MeasureSpec("constrictivity", "Constrictivity and sphere-intrusion curve (per axis)",
+    MeasureSpec("constrictivity", "Constrictivity, sphere intrusion (per axis)",
                 _measure_constrictivity, default=False, cost=2.0),
 ):
     register(_spec)
