@@ -49,6 +49,27 @@ def _noisy(truth, seed=0, n=6):
             truth.landmarks_nanoct[idx] + rng.normal(0, 0.065, (n, 3)))
 
 
+def test_crop_and_outline_volumes_follow_the_registration_until_the_user_picks(
+        make_napari_viewer, qtbot):
+    """*crop from* follows the moving volume and *outline in* the fixed one (not the first
+    image layer, e.g. raw projections), until the user picks one with the keyboard."""
+    viewer = make_napari_viewer()
+    for name in ("raw projections", "micro", "nano", "other"):
+        viewer.add_image(np.zeros((4, 8, 8), np.float32), name=name)
+    widget = RegisterWidget(viewer)
+    qtbot.addWidget(widget)
+    assert widget.roi_target.currentText() == "raw projections"  # nothing chosen yet
+    widget.fixed_select.set_layer(viewer.layers["micro"])
+    widget.moving_select.set_layer(viewer.layers["nano"])
+    assert widget.roi_target.currentText() == "nano"
+    assert widget.fov_reference.currentText() == "micro"
+    qtbot.keyClick(widget.roi_target, Qt.Key.Key_Down)  # the user's own choice
+    assert widget.roi_target.currentText() == "other"
+    widget.moving_select.set_layer(viewer.layers["raw projections"])
+    assert widget.roi_target.currentText() == "other"  # kept
+    assert widget.fov_reference.currentText() == "micro"
+
+
 def test_fit_apply_affine_puts_landmarks_in_place(setup, qtbot):
     viewer, widget, micro, nano, truth = setup
     _click_pairs(widget, truth.landmarks_microct, truth.landmarks_nanoct)

@@ -237,7 +237,7 @@ def test_the_tutorial_as_written(make_napari_viewer, qtbot, mouse, sample, tmp_p
     assert np.abs(drawn.max(0)[1:] - (c[1:] + half)).max() < 0.2
     box.mode = "pan_zoom"
     assert gw.roi_shapes.layer() is box  # the only box on offer; never the FOV overlay
-    gw.roi_target.set_layer(nano)
+    assert gw.roi_target.layer() is nano  # crop from: the moving volume, preselected
     gw.roi_depth.setValue(2 * half)
     tut.click(gw.roi_button)
     roi = viewer.layers[f"{nano.name} ROI"]
@@ -250,7 +250,7 @@ def test_the_tutorial_as_written(make_napari_viewer, qtbot, mouse, sample, tmp_p
     centre = np.rint(apply_to_points(np.linalg.inv(t.nanoct_to_microct), c)[0] / 0.13)
     particle = comp == comp[tuple(centre.astype(int))]
     assert np.count_nonzero(particle[z0:z1, y0:y1, x0:x1]) / np.count_nonzero(particle) > 0.97
-    gw.fov_reference.set_layer(micro)
+    assert gw.fov_reference.layer() is micro  # outline in: the fixed volume, preselected
     tut.click(gw.fov_button)
     outlines = viewer.layers[f"fields of view in {micro.name}"]
     mine = np.asarray(outlines.features["volume"]) == nano.name

@@ -199,6 +199,14 @@ class RegisterWidget(DockForm):
                                        "are outlined")
         self.fov_button = QPushButton("Show fields of view")
         self.fov_button.clicked.connect(self._guard(self.show_fields_of_view))
+        # until the user picks them: crop from the moving volume (under a box drawn on the
+        # fixed overview), outline the fields of view in the fixed one
+        self._picked: set[LayerSelect] = set()
+        for select in (self.roi_target, self.fov_reference):
+            select.activated.connect(lambda _, picked=select: self._picked.add(picked))
+        for select in (self.fixed_select, self.moving_select):
+            select.currentTextChanged.connect(self._follow_registration)
+        self._follow_registration()
 
         for w, tip in (
                 (self.new_points_button, "add a fixed and a moving points layer to click "
@@ -299,6 +307,12 @@ class RegisterWidget(DockForm):
         """The forms as :class:`~napari_corrtomo.core.register.RegisterSettings`;
         ``override``: the fields the clicked button decides (``refine``, ``resample``)."""
         return self.options.value(self.fit_form.value(), **override)
+
+    def _follow_registration(self, *_) -> None:
+        for select, source in ((self.roi_target, self.moving_select),
+                               (self.fov_reference, self.fixed_select)):
+            if select not in self._picked and select.findText(source.currentText()) >= 0:
+                select.setCurrentText(source.currentText())
 
     def _fixed_changed(self, *_: Any) -> None:
         """The inlier distance is in the fixed volume's unit: show it."""
