@@ -60,11 +60,14 @@ def test_every_step_without_its_prerequisite_names_what_is_missing(make_napari_v
                      units=("um",) * 3)
     n_layers = 1
     expect(gw.new_points_button.click, "same layer")  # fixed and moving would both be "vol"
-    expect(lambda: cw.train_button.setChecked(True), "no scribble Labels layer", "Labels")
+    expect(lambda: cw.train_button.setChecked(True), "no scribble layer", "New scribble layer")
     expect(gw.roi_button.click, "no Shapes layer with a box", "Shapes layer")
     viewer.add_labels(rng.integers(1, 3, (8, 16, 16)).astype(np.uint8), name="seg",
                       scale=(0.5,) * 3, units=("um",) * 3)
     n_layers = 2
+    # a segmentation (or a ground truth) is never taken for the strokes
+    assert cw.scribbles.layer() is None
+    expect(lambda: cw.train_button.setChecked(True), "no scribble layer")
     qw.labels_select.set_layer(viewer.layers["seg"])
     for key, cb in qw.checks.items():
         cb.setChecked(key == "proxigram")

@@ -107,9 +107,12 @@ class ClassifyWidget(DockForm):
         # ---- inputs
         self.channel_list = QListWidget()
         self.channel_list.setMaximumHeight(90)
+        # none until the user makes or picks one: any Labels layer (a ground truth, a
+        # segmentation) is not a layer of strokes
         self.scribbles = LayerSelect(
-            napari_viewer, (Labels,),
-            tip="labels layer with your strokes (1, 2, 3 ... = classes, 0 = unlabelled)")
+            napari_viewer, (Labels,), allow_none=True,
+            tip="labels layer with your strokes (1, 2, 3 ... = classes, 0 = unlabelled); "
+                "New scribble layer makes one")
         self.new_scribbles = QPushButton("New scribble layer")
         self.new_scribbles.clicked.connect(self.create_scribble_layer)
         inputs = QFormLayout()
@@ -315,7 +318,11 @@ class ClassifyWidget(DockForm):
         """Build the trainer and fit on the current scribbles (in a worker)."""
         try:
             layers, arrays, spacing, unit = self._inputs()
-            labels_layer = self.scribbles.layer(required="scribble Labels layer")
+            labels_layer = self.scribbles.layer()
+            if labels_layer is None:
+                raise ValueError("no scribble layer: press 'New scribble layer' and paint a "
+                                 "few strokes per class, or choose a Labels layer of strokes "
+                                 "under 'Scribbles'")
             spec = self.feature_spec()
         except ValueError as exc:
             show_error(str(exc))
