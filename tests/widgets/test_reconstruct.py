@@ -111,7 +111,7 @@ def test_bad_input_adds_nothing(make_napari_viewer, qtbot, monkeypatch):
     w.projections.set_layer(viewer.layers["stack"])
     w.kind.setCurrentText("laminography")
     w.tilt.setValue(0.0)
-    assert w.run() is None and "tilt_deg" in errors[-1]
+    assert w.run() is None and "'Laminography tilt' must lie" in errors[-1]
     w.kind.setCurrentText("parallel")
     stack = viewer.layers["stack"]
     stack.data = np.full((10, 6, 12), np.nan, np.float32)

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core import recon
+from ..core._checks import SettingError, in_words
 from ..core.recon import pipeline
 from ._dock import DockForm, act_on_file, hbox
 from ._form import Field, SettingsForm
@@ -41,6 +42,11 @@ from ._runner import TaskRunner
 
 CREATED_BY = "reconstruct"
 UNITS = ("pixel", "nm", "um", "mm")
+#: the geometry's settings in the form's words
+GEOMETRY_WORDS = {"pixel_size": "'Detector pixel size'",
+                  "source_origin": "'Source-axis distance'",
+                  "origin_detector": "'Axis-detector distance'",
+                  "tilt_deg": "'Laminography tilt'"}
 #: ReconSettings.method as the form shows it (None: the analytic method of the geometry)
 METHOD_CHOICES = {"FBP / FDK (analytic)": None, "SIRT": "sirt", "CGLS": "cgls"}
 #: tilt-series alignment methods (core.recon.ALIGN_METHODS) as the form shows them
@@ -314,9 +320,14 @@ class ReconstructWidget(DockForm):
         else:
             angles = np.linspace(self.angle_start.value(), self.angle_stop.value(), n,
                                  endpoint=self.endpoint.isChecked())
+        try:
+            return self._form_geometry(angles, shape[1:])
+        except SettingError as exc:  # the form's labels, not the API's names
+            raise ValueError(in_words(exc, GEOMETRY_WORDS)) from None
+
+    def _form_geometry(self, angles: np.ndarray, det: tuple[int, int]) -> recon.Geometry:
         kind = self.kind.currentText()
         common = dict(unit=self.unit.currentText(), shifts=(0.0, self.center.value()))
-        det = shape[1:]
         ps = self.pixel_size.value()
         if kind == "parallel":
             return recon.Geometry.parallel(angles, det, ps, **common)

@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import SettingError
 from ..io import atomic_path
 from ..units import normalize_unit
 
@@ -116,10 +117,11 @@ def _check_positive(name: str, value: Any, allow_zero: bool = False) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+        raise SettingError(f"${name} must be a number, got {value!r}", **{name: name}) from None
     if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
+        raise SettingError(f"${name} must be finite and {bound}, got {value!r}",
+                           **{name: name})
     return v
 
 
@@ -190,14 +192,13 @@ class Geometry:
             try:
                 tilt = float(self.tilt_deg)  # type: ignore[arg-type]
             except (TypeError, ValueError):
-                raise ValueError(
-                    f"laminography needs tilt_deg in (0, 90), got {self.tilt_deg!r}") from None
+                raise SettingError(f"laminography needs $tilt_deg in (0, 90), got "
+                                   f"{self.tilt_deg!r}", tilt_deg="tilt_deg") from None
             if not (0.0 < tilt < 90.0):
-                raise ValueError(
-                    f"laminography tilt_deg must lie strictly between 0 and 90 degrees, got "
-                    f"{self.tilt_deg!r} (0 is ordinary CT: use Geometry.parallel or "
-                    "Geometry.cone; 90 puts the rotation axis along the beam)"
-                )
+                raise SettingError(
+                    f"laminography $tilt_deg must lie strictly between 0 and 90 degrees, got "
+                    f"{self.tilt_deg!r} (0 is ordinary CT: use the parallel or cone geometry; "
+                    "90 puts the rotation axis along the beam)", tilt_deg="tilt_deg")
             object.__setattr__(self, "tilt_deg", tilt)
         elif self.tilt_deg is not None:
             raise ValueError(f"tilt_deg only applies to laminography, not to {self.kind}")
