@@ -114,8 +114,8 @@ SIZES = {"all_docks": (1920, 1080)}
 
 def save_window(viewer: napari.Viewer, path: Path) -> None:
     """The window as the user sees it (no notification toasts) saved as ``path``, a
-    palette PNG (256 colours: a tenth of the bytes) when the full-colour file is over
-    300 kB. The tutorial's test saves its pictures with it too."""
+    palette PNG (256 colours: a third to a tenth of the bytes). The tutorial's test saves
+    its pictures with it too."""
     from napari._qt.dialogs.qt_notification import NapariQtNotification
     from PIL import Image
 
@@ -123,9 +123,8 @@ def save_window(viewer: napari.Viewer, path: Path) -> None:
         toast.close()
     _settle(300)
     viewer.screenshot(str(path), canvas_only=False, flash=False)
-    if path.stat().st_size > 300_000:
-        img = Image.open(path).convert("RGB")
-        img.quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    img = Image.open(path).convert("RGB")
+    img.quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
 def main(names: list[str]) -> int:

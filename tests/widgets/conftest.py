@@ -67,12 +67,12 @@ class _Heartbeat:
     def pause_sources(self, bound_s: float = 0.1) -> list[tuple[float, str]]:
         """Each pause over ``bound_s`` (s) and where the UI thread was in most of its
         samples."""
-        found = []
-        for before, after in zip(self.times, self.times[1:], strict=False):
-            where = Counter(w for t, w in self._samples if t == before)
-            if after - before > bound_s and where:
-                found.append((after - before, where.most_common(1)[0][0]))
-        return found
+        by_beat: dict[float, Counter] = {}
+        for beat, where in self._samples:
+            by_beat.setdefault(beat, Counter())[where] += 1
+        return [(after - before, by_beat[before].most_common(1)[0][0])
+                for before, after in zip(self.times, self.times[1:], strict=False)
+                if after - before > bound_s and before in by_beat]
 
     def gaps(self, started: float, ended: float) -> np.ndarray:
         """The pauses (s) from the last beat before ``started`` (the start's own handler

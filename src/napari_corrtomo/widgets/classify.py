@@ -122,12 +122,13 @@ class ClassifyWidget(DockForm):
         # ---- features
         self.feature_table = QTableWidget(len(FILTERS), len(ILASTIK_SIGMAS))
         self.feature_table.setHorizontalHeaderLabels([f"{s:g}" for s in ILASTIK_SIGMAS])
+        ilastik = {(f.name, f.sigma) for f in FeatureSpec.ilastik_default().filters}
         for r, name in enumerate(FILTERS):
             header = QTableWidgetItem(_SHORT_NAMES[name])
             header.setToolTip(FILTERS[name])
             self.feature_table.setVerticalHeaderItem(r, header)
             for c, s in enumerate(ILASTIK_SIGMAS):
-                mode = "3D" if (name == "gaussian" or s >= 0.7) else "off"
+                mode = "3D" if (name, s) in ilastik else "off"
                 self.feature_table.setCellWidget(r, c, _ModeCell(f"{FILTERS[name]} at scale {s:g}",
                                                                  mode))
         # the columns share the dock's width (no sideways scrolling), every row in view
