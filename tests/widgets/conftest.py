@@ -3,12 +3,14 @@ of a napari process a test starts."""
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import json
 import os
+import re
 import selectors
 import subprocess
-import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -57,12 +59,12 @@ class _Heartbeat:
         self._sampling.clear()
 
     def _sample(self, ui_thread: int) -> None:
-        while self._sampling.is_set():
-            time.sleep(0.005)
-            last = self.times[-1] if self.times else time.perf_counter()
-            frame = sys._current_frames().get(ui_thread)
-            if frame is not None and time.perf_counter() - last > 0.05:
-                self._samples.append((last, _where(frame)))
+        with tempfile.TemporaryFile("w+") as dump:
+            while self._sampling.is_set():
+                time.sleep(0.005)
+                last = self.times[-1] if self.times else time.perf_counter()
+                if time.perf_counter() - last > 0.05:
+                    self._samples.append((last, _where(_stack_of(ui_thread, dump))))
 
     def pause_sources(self, bound_s: float = 0.1) -> list[tuple[float, str]]:
         """Each pause over ``bound_s`` (s) and where the UI thread was in most of its
@@ -81,22 +83,36 @@ class _Heartbeat:
         return np.diff([t for t in self.times if first <= t <= ended] + [ended])
 
 
-def _where(frame) -> str:
+def _stack_of(thread: int, dump) -> list[tuple[str, str]]:
+    """``thread``'s Python stack as (file, function), outermost first, read by faulthandler:
+    ``sys._current_frames`` builds frame objects of a running thread, which crashed
+    CPython 3.11 in one benchmark run; faulthandler only reads them."""
+    dump.seek(0)
+    dump.truncate()
+    faulthandler.dump_traceback(dump, all_threads=True)
+    dump.seek(0)
+    header = re.compile(rf"(Current thread|Thread) 0x0*{thread:x} ")
+    lines = iter(dump.read().splitlines())
+    for line in lines:
+        if header.match(line):
+            break
+    stack = []
+    for line in lines:
+        found = re.match(r'\s+File "(.*)", line \d+ in (\S+)', line)
+        if found is None:
+            break
+        stack.append((found[1], found[2]))
+    return stack[::-1]
+
+
+def _where(stack: list[tuple[str, str]]) -> str:
     """A stack as 'outermost napari/vispy call > innermost one' (module:function), or its
     innermost frame when neither is on it."""
-    names = [f"{Path(f.f_code.co_filename).stem}:{f.f_code.co_name}" for f in _frames(frame)
-             if any(part in f.f_code.co_filename for part in ("/napari/", "/vispy/"))]
+    names = [f"{Path(file).stem}:{function}" for file, function in stack
+             if any(part in file for part in ("/napari/", "/vispy/"))]
     if not names:
-        return f"{Path(frame.f_code.co_filename).stem}:{frame.f_code.co_name}"
+        return f"{Path(stack[-1][0]).stem}:{stack[-1][1]}" if stack else "?"
     return names[0] if len(names) == 1 else f"{names[0]} > {names[-1]}"
-
-
-def _frames(frame) -> list:
-    stack = []
-    while frame is not None:
-        stack.append(frame)
-        frame = frame.f_back
-    return stack[::-1]
 
 
 def _gap_summary(gaps: np.ndarray) -> str:

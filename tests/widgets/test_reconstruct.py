@@ -152,6 +152,7 @@ def test_projection_samples_open_and_fill_the_form(make_napari_viewer):
     assert Geometry.from_dict(et.metadata["geometry"]).kind == "tilt_series"
     assert np.asarray(et.metadata["truth"]["shifts"]).shape == (et.data.shape[0], 2)
     assert viewer.layers["ET phantom"].visible is False
+    assert viewer.layers.extent.units is not None  # one unit per axis for napari
     w = ReconstructWidget(viewer)
     w.projections.set_layer(viewer.layers["cone-beam projections"])
     g = w.geometry()

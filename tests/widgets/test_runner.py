@@ -151,3 +151,27 @@ def test_closing_the_viewer_mid_work_ends_the_process_within_2_s(scenario, idle_
         assert closing["fraction"] < 0.5  # far from finished: the close cut it short
     assert closing["loop_s"] < 1.0
     assert elapsed < 2.0 + max(idle_exit_s - 1.0, 0.0)
+
+
+def test_the_worker_starts_once_the_activity_bar_is_up(make_napari_viewer, qtbot):
+    """The task's bar in napari's activity dock is made (a window paint of 40-50 ms the
+    first time) before the worker starts, so its Python does not compete with it for the
+    GIL; a task cancelled before that never runs."""
+    from napari_corrtomo.widgets._runner import TaskRunner
+
+    viewer = make_napari_viewer()
+    runner = TaskRunner(viewer)
+    seen = []
+    runner.start(lambda progress=None: seen.append(runner._pbar is not None),
+                 on_result=seen.append, label="Counting")
+    assert seen == []  # not before the event loop turns
+    qtbot.waitUntil(lambda: not runner.busy, timeout=10000)
+    assert seen == [True, None]
+    assert runner.status.text() == "Done."
+
+    ran = []
+    runner.start(lambda progress=None: ran.append(1), on_result=ran.append, label="Never")
+    runner.cancel()
+    qtbot.waitUntil(lambda: not runner.busy, timeout=10000)
+    assert ran == []
+    assert runner.status.text().startswith("Cancelled")

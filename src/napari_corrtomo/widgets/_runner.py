@@ -22,6 +22,10 @@ from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidg
 from ..core.progress import Cancelled
 from ._dock import hbox
 
+#: a task's bar in napari's activity dock appears this long after its click (ms): a
+#: heartbeat (or any timer) due meanwhile runs between the two
+PBAR_DELAY_MS = 25
+
 #: seconds closing a viewer waits, in all, for its cancelled workers to end (napari's own
 #: shutdown takes about a second more)
 CLOSE_TIMEOUT_S = 1.0
@@ -114,8 +118,10 @@ class _JobSignals(QObject):
 
 def start_job(func: Callable[..., Any], *args: Any, viewer: napari.Viewer | None,
               on_result: Callable[[Any], None], on_error: Callable[[BaseException], None],
-              on_finished: Callable[[], None], job: Job | None = None, **kwargs: Any) -> Job:
-    """Run ``func(*args, progress=job.progress, **kwargs)`` in a thread owned by ``viewer``.
+              on_finished: Callable[[], None], job: Job | None = None,
+              gate: threading.Event | None = None, **kwargs: Any) -> Job:
+    """Run ``func(*args, progress=job.progress, **kwargs)`` in a thread owned by ``viewer``
+    (once ``gate`` is set, if given).
 
     Closing the viewer cancels the job and waits for it (see :class:`_CloseWatcher`). The
     thread is a daemon: a call stuck in compiled code past that wait cannot keep the
@@ -130,6 +136,9 @@ def start_job(func: Callable[..., Any], *args: Any, viewer: napari.Viewer | None
 
     def run() -> None:
         try:
+            while gate is not None and not gate.wait(0.02):
+                if job.cancel.is_set():
+                    raise Cancelled()
             result = func(*args, progress=job.progress, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - reported in the GUI thread
             signals.errored.emit(exc)
@@ -206,11 +215,13 @@ class TaskRunner(QWidget):
         self._worker = None
         self._pbar: napari_progress | None = None
         self._label = ""
-        # napari's activity dock lays out a new bar (tens of milliseconds): in an event-loop
-        # turn of its own, not in the click that started the task
+        # napari's activity dock lays out a new bar and paints the window at once (40-50 ms
+        # the first time, 2-core VM): in an event-loop turn of its own, after the click's
+        # paint, and before the worker starts, whose Python would compete for the GIL
         self._pbar_timer = QTimer(self)
         self._pbar_timer.setSingleShot(True)
-        self._pbar_timer.setInterval(0)
+        self._pbar_timer.setInterval(PBAR_DELAY_MS)
+        self._started = threading.Event()  # the worker's gate
         self._pbar_timer.timeout.connect(self._open_activity)
         # in_gui's calls, one per event-loop turn: a call posted from the worker while the
         # previous one ran would otherwise run in the same turn (Qt sends the events posted
@@ -249,13 +260,14 @@ class TaskRunner(QWidget):
         job = self._job = _BarJob(self._bridge)
         # Errors are ours to report (notification + status), not to re-raise in the GUI thread.
         self._label = label
+        self._started.clear()
         self._pbar_timer.start()
         self.bar.setRange(0, 0)  # busy until the first report
         self.cancel_button.setEnabled(True)
         self.status.setText(f"{label} ...")
         self._worker = start_job(func, *args, viewer=self.viewer, on_result=on_result,
                                  on_error=self._on_error, on_finished=self._on_finished,
-                                 job=job, **kwargs)
+                                 job=job, gate=self._started, **kwargs)
         return self._worker
 
     def in_gui(self, func: Callable[..., Any], *args: Any, wait: bool = True) -> Any:
@@ -320,6 +332,7 @@ class TaskRunner(QWidget):
             self._pbar = napari_progress(total=max(self.bar.maximum(), 0), desc=self._label)
             self._pbar.n = self.bar.value() if self.bar.maximum() else 0
             self._pbar.refresh()
+        self._started.set()
 
     def _on_progress(self, done: int, total: int) -> None:
         # QProgressBar.setValue repaints at once: a synchronous flush of the window, which
