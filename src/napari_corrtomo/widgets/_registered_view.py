@@ -297,6 +297,9 @@ class RegisteredViews:
         self._pending: dict[int, Any] = {}
         self._turn = QTimer(singleShot=True, interval=0)
         self._turn.timeout.connect(self._settle_next)
+        #: while set, waiting views are made by :meth:`settle` only (a project load gives
+        #: them turns of their own after its scene update of the layer)
+        self.held = False
         viewer.layers.events.inserted.connect(lambda e: self._watch(e.value, later=True))
         viewer.layers.events.removed.connect(lambda e: self._forget(e.value))
         for layer in list(viewer.layers):
@@ -312,12 +315,13 @@ class RegisteredViews:
             # the same turn, the add that inserted the layer pauses the UI twice as long
             # (a project load adds its layers one per turn)
             self._pending[id(layer)] = layer
-            self._turn.start()
+            if not self.held:
+                self._turn.start()
 
     def _settle_next(self) -> None:
         if self._pending:
             self.update(next(iter(self._pending.values())))
-        if self._pending:
+        if self._pending and not self.held:
             self._turn.start()
 
     def _forget(self, layer) -> None:

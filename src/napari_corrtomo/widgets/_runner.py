@@ -262,7 +262,7 @@ class TaskRunner(QWidget):
         self._label = label
         self._started.clear()
         self._pbar_timer.start()
-        self.bar.setRange(0, 0)  # busy until the first report
+        self._set_bar(0, 0)  # busy until the first report
         self.cancel_button.setEnabled(True)
         self.status.setText(f"{label} ...")
         self._worker = start_job(func, *args, viewer=self.viewer, on_result=on_result,
@@ -335,21 +335,24 @@ class TaskRunner(QWidget):
         self._started.set()
 
     def _on_progress(self, done: int, total: int) -> None:
-        # QProgressBar.setValue repaints at once: a synchronous flush of the window, which
-        # composes napari's OpenGL canvas (50-100 ms per report with 53 layers in software
-        # OpenGL, 2-core VM). With updates off it only marks the bar for the next paint,
-        # drawn with the canvas's own frame
-        self.bar.setUpdatesEnabled(False)
-        try:
-            self.bar.setRange(0, max(total, 1))
-            self.bar.setValue(done)
-        finally:
-            self.bar.setUpdatesEnabled(True)
+        self._set_bar(done, max(total, 1))
         if self._pbar is not None:
             if self._pbar.total != total:
                 self._pbar.total = total
             self._pbar.n = done
             self._pbar.refresh()
+
+    def _set_bar(self, value: int, maximum: int) -> None:
+        # QProgressBar.setValue repaints at once: a synchronous flush of the window, which
+        # composes napari's OpenGL canvas (50-100 ms with 33-53 layers in software OpenGL,
+        # 2-core VM). With updates off it only marks the bar for the next paint, drawn
+        # with the canvas's own frame
+        self.bar.setUpdatesEnabled(False)
+        try:
+            self.bar.setRange(0, maximum)
+            self.bar.setValue(value)
+        finally:
+            self.bar.setUpdatesEnabled(True)
 
     def _on_error(self, exc: BaseException) -> None:
         self._run_all_posted()  # what the worker posted before it failed (an undo) first
@@ -365,8 +368,7 @@ class TaskRunner(QWidget):
         self._worker = None
         self._pbar_timer.stop()
         self.cancel_button.setEnabled(False)
-        self.bar.setRange(0, 1)
-        self.bar.setValue(0 if self._job.cancel.is_set() or self.last_error else 1)
+        self._set_bar(0 if self._job.cancel.is_set() or self.last_error else 1, 1)
         if not self._job.cancel.is_set() and self.last_error is None:
             self.status.setText("Done.")
         if self._pbar is not None:

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import napari
 from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
     QLabel,
@@ -42,8 +43,8 @@ from ._table import TableView
 #: layer-list events after which the modality table is rebuilt
 TABLE_EVENTS = ("inserted", "removed", "affine", "data", "name", "scale", "translate")
 #: a load shows the layers it adds (registered layers' 2D views included) in steps of this
-#: many: a scene update (napari makes each layer's overlays there, 25-50 ms per layer on a
-#: 2-core VM) and a frame (which builds the new visuals' shaders, 5-10 ms each)
+#: many: a scene update (5-30 ms per pair on a 2-core VM once their overlays are made,
+#: :meth:`_AddBatch.make_overlays`) and a frame (which builds the new visuals' shaders)
 SCENE_STEP = 2
 
 
@@ -179,25 +180,41 @@ class ProjectWidget(DockForm):
             settle()
             added: list = []
             try:
-                # one batch: no snapshot, no table, a layer's controls panel after its
-                # add, a scene update and a frame every SCENE_STEP layers (each in an
-                # event-loop turn of its own)
+                # one batch: no snapshot, no table; each add, each registered layer's
+                # 2D view and each controls panel in an event-loop turn of its own, a
+                # scene update and a frame once SCENE_STEP is due
                 batch = runner.in_gui(self._begin_adding)
                 runner.in_gui(batch.take_dims, max((lay.ndim for lay in layers), default=2))
-                for layer in layers:
-                    added.append(runner.in_gui(batch.add, layer))
-                    waiting = runner.in_gui(batch.add_views)
-                    runner.in_gui(batch.panels.build)
-                    settle()
-                    done = 700 + 300 * len(added) // len(layers)
-                    report(progress, done, 1000)
-                    if waiting >= SCENE_STEP or len(added) == len(layers):
+
+                def frame(done: int) -> None:
+                    if runner.in_gui(batch.draw):
+                        # a cancel check: the bar does not move
+                        _await_frame(batch, partial(report, progress, done, 1000))
+
+                def show_due(done: int, last: bool = False) -> None:
+                    if batch.due(last):
                         # napari's end of a batch runs a full collection: while the heap
                         # is frozen, it scans only what this step made
-                        runner.in_gui(batch.show, len(added) == len(layers))
-                        if runner.in_gui(batch.draw):
-                            # a cancel check: the bar does not move
-                            _await_frame(batch, partial(report, progress, done, 1000))
+                        runner.in_gui(batch.show, last)
+                        frame(done)
+
+                def after_add(done: int) -> None:
+                    settle()
+                    runner.in_gui(batch.make_overlays)
+                    show_due(done)
+                    runner.in_gui(batch.panels.build)
+
+                for layer in layers:
+                    added.append(runner.in_gui(batch.add, layer))
+                    done = 700 + 300 * len(added) // len(layers)
+                    report(progress, done, 1000)
+                    after_add(done)
+                    if runner.in_gui(batch.add_view):  # a registered layer's 2D view
+                        after_add(done)
+                show_due(1000, last=True)
+                if added:  # selected once, as the last add would have left it
+                    runner.in_gui(batch.select, added[-1])
+                    frame(1000)
                 runner.in_gui(self._end_batch)
             except BaseException:  # cancelled or failed: nothing stays added
                 runner.in_gui(self._take_back, added, wait=False)
@@ -206,8 +223,6 @@ class ProjectWidget(DockForm):
 
         def added(result):
             layers, info, state = result
-            if layers:  # selected once, as the last add would have left it
-                self.viewer.layers.selection.active = layers[-1]
             self.autosave.resume()
             self._use_folder(directory, saved=True)
             show_info(f"Loaded {len(layers)} layers from {directory}")
@@ -284,28 +299,31 @@ class _AddBatch:
     with 53 of them on a 2-core VM), and each add asks for a frame, which in software
     OpenGL grows with the visible layers (Xvfb: 30-90 ms after each add with 30-50 of
     them). Here napari's batch (``LayerList.batched_update``, as its ``clear`` uses) holds
-    the scene updates and the canvas widget holds its frames; every :data:`SCENE_STEP`
-    layers :meth:`show` updates the scene and :meth:`draw` lets one frame through, which
-    the loading thread awaits (:attr:`drawn`) before it posts the next add. One scene
-    update and frame for all 53 layers at the end were 110-120 ms and 100-190 ms (the
-    first frame of a visual builds its shaders); a step of 4 layers was 10-50 ms of scene
-    update for volumes, 140-210 ms for the tutorial's labels, shapes and 2D views; a step
-    of 2 is under 100 ms, then a frame of 40-60 ms of Python plus the rendering of the
-    layers so far. The layers' controls panels are built in turns of their own
-    (:class:`_DeferredPanels`).
+    the scene updates and the canvas widget holds its frames; once the layers waiting
+    reach :data:`SCENE_STEP` (:meth:`due`) :meth:`show` updates the scene and :meth:`draw`
+    lets one frame through, which the loading thread awaits (:attr:`drawn`) before it
+    posts the next add. One scene update and frame for all 53 layers at the end were
+    110-120 ms and 100-190 ms (the first frame of a visual builds its shaders); a step of
+    two layers is 5-30 ms of scene update once their canvas overlays are made in a turn
+    before it (:meth:`make_overlays`: within the update a labels layer and its 2D view
+    were 60-90 ms), then a frame. The registered layers' 2D views (:meth:`add_view`) and
+    the layers' controls panels (:class:`_DeferredPanels`) are made in turns of their own.
     """
 
     def __init__(self, viewer: napari.Viewer):
         self.viewer = viewer
         self.canvas = _vispy_canvas(viewer)
-        #: set when the frame :meth:`draw` let through has been drawn
+        #: set in the turn after the frame :meth:`draw` let through was painted
         self.drawn = threading.Event()
         self._stack = ExitStack()
-        self._shown = len(viewer.layers)
+        self._shown = len(viewer.layers)  # the layers in the last scene update
+        self._new: list = []  # the layers added whose overlays are not made yet
         self._stack.enter_context(viewer.layers.batched_update())
         if self.canvas is not None:
             self.canvas.events.draw.connect(self._on_draw, position="last")
         self._frames(False)
+        self.views = registered_views(viewer)
+        self.views.held = True
         self.panels = _DeferredPanels(viewer)
 
     def take_dims(self, ndim: int) -> None:
@@ -317,13 +335,40 @@ class _AddBatch:
 
     def add(self, layer):
         self._frames(False)
+        self._new.append(layer)
         return add_unselected(self.viewer, layer)
 
-    def add_views(self) -> int:
-        """The 2D views of the registered layers just added, in a turn of their own (each
-        is a second napari add); returns the layers added since the last scene update."""
-        registered_views(self.viewer).settle()
-        return len(self.viewer.layers) - self._shown
+    def add_view(self) -> bool:
+        """The 2D view of the registered layer just added (a second napari add), if it
+        needs one; whether one was added."""
+        before = len(self.viewer.layers)
+        self._frames(False)
+        self.views.settle()
+        self._new.extend(list(self.viewer.layers)[before:])
+        return len(self.viewer.layers) > before
+
+    def make_overlays(self) -> None:
+        """The canvas overlays of the layers just added (a labels layer's polygon tool:
+        20-25 ms of vispy visuals), which napari makes in its scene update otherwise."""
+        make = getattr(self.canvas, "_update_layer_overlays", None)
+        for layer in self._new:
+            if make is not None and layer in self.viewer.layers:
+                make(layer)
+        self._new.clear()
+
+    def select(self, layer) -> None:
+        """Make ``layer`` the selected one: napari swaps the controls panel now (10 ms
+        of Python, 40-60 ms of Qt's paint, 2-core VM); the canvas's frame and the layer
+        list's paint wait for :meth:`draw` (30 ms each)."""
+        self._frames(False)
+        self._list_updates(False)
+        self.viewer.layers.selection.active = layer
+
+    def due(self, last: bool = False) -> bool:
+        """Whether a scene update and frame are due (``last``: the batch ends, one is);
+        the loading thread asks between its calls (a read of what the UI thread last
+        wrote)."""
+        return last or len(self.viewer.layers) - self._shown >= SCENE_STEP
 
     def show(self, last: bool = False) -> None:
         """The scene update for the layers added so far (no frame yet); ``last``: the
@@ -338,19 +383,28 @@ class _AddBatch:
         whether one comes (a canvas on screen)."""
         self.drawn.clear()
         self._frames(True)
+        self._list_updates(True)
         with suppress(RuntimeError, AttributeError):
             return self.canvas.native.isVisible()
         return False
 
     def close(self) -> None:
         self.panels.close()
+        self.views.held = False
+        self.views.settle()
         self._stack.close()
         self._frames(True)
         if self.canvas is not None:
             self.canvas.events.draw.disconnect(self._on_draw)
 
     def _on_draw(self, event=None) -> None:
-        self.drawn.set()
+        # the scene is drawn, Qt's paint of the window goes on: the loading thread's next
+        # call waits for the turn after it (posted now, it would run in the same pause)
+        QTimer.singleShot(0, self.drawn.set)
+
+    def _list_updates(self, on: bool) -> None:
+        with suppress(RuntimeError, AttributeError):
+            _qt_viewer(self.viewer).layers.setUpdatesEnabled(on)
 
     def _frames(self, on: bool) -> None:
         with suppress(RuntimeError, AttributeError):  # no canvas, or the window is gone
