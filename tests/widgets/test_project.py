@@ -15,6 +15,7 @@ from napari_corrtomo.widgets.project import (
     ProjectWidget,
     _AddBatch,
     _layer_controls,
+    _qt_viewer,
     _vispy_canvas,
 )
 
@@ -261,9 +262,14 @@ def test_a_load_gives_views_overlays_and_scene_updates_turns_of_their_own(
     assert not batch.add_view()  # nothing else waits
     batch.add(Image(np.zeros((4, 5, 6), np.float32), name="first"))
     assert not batch.due() and batch.due(last=True)
-    batch.add(Image(np.zeros((4, 5, 6), np.float32), name="second"))
+    second = batch.add(Image(np.zeros((4, 5, 6), np.float32), name="second"))
     assert batch.due()
-    batch.close()
+    batch.select(second)  # its frame and the layer list's paint wait for a draw ...
+    layer_list = _qt_viewer(viewer).layers
+    assert not canvas.native.updatesEnabled() and not layer_list.updatesEnabled()
+    batch.close()  # ... or the end of the batch (a cancelled load)
+    assert canvas.native.updatesEnabled() and layer_list.updatesEnabled()
+    assert viewer.layers.selection.active is second
     # after the batch a registered layer's view comes on its own again, a turn later
     viewer.add_labels(np.zeros((4, 5, 6), np.uint8), name="moved", affine=affine)
     assert "moved (2D view)" not in viewer.layers

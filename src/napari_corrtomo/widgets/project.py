@@ -394,6 +394,7 @@ class _AddBatch:
         self.views.settle()
         self._stack.close()
         self._frames(True)
+        self._list_updates(True)
         if self.canvas is not None:
             self.canvas.events.draw.disconnect(self._on_draw)
 
