@@ -248,7 +248,7 @@ def test_widget_cli_and_demo_give_the_same_reconstruction(make_napari_viewer, qt
 
 def test_correlative_scans_reconstruct_into_the_correlative_frames(make_napari_viewer, qtbot):
     """Tutorial step 1: the raw microCT scan of the correlative sample, reconstructed in the
-    widget (flats and darks chosen, Reconstruct clicked), gives the overview volume in the
+    widget (its flats and darks picked with it, Reconstruct clicked), gives the overview volume in the
     frame of the correlative sample (same shape and voxel size) close to its object."""
     from qtpy.QtCore import Qt
 
@@ -265,9 +265,9 @@ def test_correlative_scans_reconstruct_into_the_correlative_frames(make_napari_v
     w = ReconstructWidget(viewer)
     qtbot.addWidget(w)
     w.projections.set_layer(viewer.layers["microCT raw projections"])
-    w.flats.set_layer(viewer.layers["microCT flats"])
-    w.darks.set_layer(viewer.layers["microCT darks"])
-    assert w.preprocess["log"].value is True  # -log follows the flats
+    # its flats and darks come with it, and -log with the flats
+    assert (w.flats.currentText(), w.darks.currentText()) == ("microCT flats", "microCT darks")
+    assert w.preprocess["log"].value is True
     assert w.reconstruction.value().shape == sample.microct.data.shape
     qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
     _wait(qtbot, w)
@@ -279,3 +279,42 @@ def test_correlative_scans_reconstruct_into_the_correlative_frames(make_napari_v
     assert err < 0.25, err  # 0.187 measured
     # the reconstruction shows the overview's structure, voxel for voxel
     assert np.corrcoef(vol.ravel(), np.asarray(sample.microct.data).ravel())[0, 1] > 0.95
+
+
+def test_flats_and_darks_are_picked_for_the_chosen_projections(make_napari_viewer):
+    """The flats and darks named like the chosen projections, with their detector shape, are
+    chosen for them (and -log with them), whether they were opened before or after; a
+    stack without its own leaves none chosen; a choice made stays when layers arrive."""
+    viewer = make_napari_viewer()
+    w = ReconstructWidget(viewer)
+    rng = np.random.default_rng(0)
+    stack = {"microCT": (6, 8, 12), "nanoCT": (6, 8, 12), "cone-beam": (6, 10, 12)}
+    for name, shape in stack.items():
+        viewer.add_image(rng.random(shape, np.float32), name=f"{name} raw projections")
+    assert w.flats.currentText() == "" and w.preprocess["log"].value is False
+    for name in ("nanoCT", "microCT"):  # opened after the projections
+        for ref in ("flats", "darks"):
+            viewer.add_image(rng.random((3, *stack[name][1:]), np.float32), name=f"{name} {ref}")
+    w.projections.set_layer(viewer.layers["microCT raw projections"])
+    assert (w.flats.currentText(), w.darks.currentText()) == ("microCT flats", "microCT darks")
+    assert w.preprocess["log"].value is True
+    # same detector shape: the name decides
+    w.projections.set_layer(viewer.layers["nanoCT raw projections"])
+    assert (w.flats.currentText(), w.darks.currentText()) == ("nanoCT flats", "nanoCT darks")
+    # none named for it and the detector differs: none chosen, no -log
+    w.projections.set_layer(viewer.layers["cone-beam raw projections"])
+    assert (w.flats.currentText(), w.darks.currentText()) == ("", "")
+    assert w.preprocess["log"].value is False
+    # opened while the projections are chosen: picked as they arrive
+    viewer.add_image(rng.random((3, 10, 12), np.float32), name="cone-beam flat field")
+    assert w.flats.currentText() == "cone-beam flat field"
+    # a choice made stays when another layer arrives
+    w.darks.setCurrentText("nanoCT darks")
+    viewer.add_image(rng.random((3, 10, 12), np.float32), name="cone-beam dark field")
+    assert w.darks.currentText() == "nanoCT darks"
+    # files named for what they are, nothing in common with the projections' name
+    viewer.add_image(rng.random((6, 7, 9), np.float32), name="scan")
+    for ref in ("flats", "darks"):
+        viewer.add_image(rng.random((3, 7, 9), np.float32), name=ref)
+    w.projections.set_layer(viewer.layers["scan"])
+    assert (w.flats.currentText(), w.darks.currentText()) == ("flats", "darks")

@@ -10,6 +10,7 @@ halves and plots the curve with both thresholds.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import replace
 from typing import Any
@@ -156,6 +157,8 @@ class ReconstructWidget(DockForm):
                                      "from projections and flats")
         form.addRow("Flat fields", self.flats)
         form.addRow("Dark fields", self.darks)
+        # a flat or dark opened after the projections is picked as it arrives
+        napari_viewer.layers.events.inserted.connect(self._on_layer_inserted)
         #: fields of ScanSettings (tooltips from its docstring); center: the geometry's
         #: offset and the search below
         self.preprocess = SettingsForm(pipeline.ScanSettings, {
@@ -366,10 +369,48 @@ class ReconstructWidget(DockForm):
         self.center.setValue(float(np.mean(geometry.shifts[:, 1])))
         self._update_enabled()
 
+    def _pick_references(self, keep_choice: bool = False) -> None:
+        """Choose the projections' flats and darks among the layers named for them.
+
+        For each of *Flat fields* / *Dark fields*: among the image layers whose name holds
+        "flat" ("dark") and whose detector shape (row, col) is the projections', the one
+        whose name starts like the projections' the longest (``microCT raw projections``
+        -> ``microCT flats``, never ``nanoCT flats``) or, with nothing in common, starts
+        with the word (``flats.tif`` opened beside ``scan.tif``); none where two tie. With
+        ``keep_choice`` a choice already made stays; a choice whose detector shape is not
+        the projections' is cleared when no layer is named for them.
+        """
+        layer = self.projections.layer()
+        if layer is None:
+            return
+        detector = tuple(full_resolution(layer).shape[-2:])
+        for select, word in ((self.flats, "flat"), (self.darks, "dark")):
+            current = select.layer()
+            if current is not None and keep_choice:
+                continue
+            fits: dict[str, int] = {}
+            for c in self.viewer.layers:
+                name = c.name.lower()
+                if (isinstance(c, napari.layers.Image) and c is not layer and word in name
+                        and tuple(full_resolution(c).shape[-2:]) == detector):
+                    common = os.path.commonprefix([c.name, layer.name])
+                    if common.strip() or name.lstrip().startswith(word):
+                        fits[c.name] = len(common)
+            best = max(fits.values(), default=None)
+            named = [name for name, common in fits.items() if common == best]
+            if len(named) == 1:
+                select.setCurrentText(named[0])
+            elif current is not None and tuple(full_resolution(current).shape[-2:]) != detector:
+                select.setCurrentText("")
+
+    def _on_layer_inserted(self, _event: Any) -> None:
+        self._pick_references(keep_choice=True)
+
     def _on_layer_changed(self, *_: Any) -> None:
         layer = self.projections.layer()
         if layer is None:
             return
+        self._pick_references()
         shape = full_resolution(layer).shape
         meta = layer.metadata.get("geometry")
         if isinstance(meta, dict):
