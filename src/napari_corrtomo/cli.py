@@ -535,6 +535,10 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
                    help="move the phase/matrix boundary to the grey level half way between "
                         "them (needs --intensity and --matrix): a classifier trained on "
                         "phase interiors leaves it anywhere in the blurred band")
+    p.add_argument("--within-envelopes", action="store_true",
+                   help="measure inside the particle envelopes only (needs --matrix): the "
+                        "phase outside every envelope counts as outside, so porosity and "
+                        "pore sizes are those of the particles' own pores")
     p.add_argument("--radius", type=float, default=None,
                    help="rolling-ball radius of the inner pores (default: 2 voxels)")
     p.add_argument("--max-distance", type=float, default=None,

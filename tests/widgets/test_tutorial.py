@@ -31,10 +31,10 @@ from napari_corrtomo._sample_data import _scan_layers
 from napari_corrtomo.core import register as reg
 from napari_corrtomo.core import synthetic
 from napari_corrtomo.core.classify import iou_per_class
-from napari_corrtomo.core.quantify import spherical_envelopes
+from napari_corrtomo.core.quantify import QuantifySettings, quantify, spherical_envelopes
 from napari_corrtomo.core.register import apply_to_points
 from napari_corrtomo.core.register.plane import sample_plane
-from napari_corrtomo.core.synthetic import RESIN, SOLID
+from napari_corrtomo.core.synthetic import PORE, RESIN, SOLID
 from napari_corrtomo.demo import fsc_reference_resolution
 from napari_corrtomo.widgets._layers import TABLES
 from napari_corrtomo.widgets._registered_view import is_view, registered_views
@@ -129,12 +129,13 @@ def test_the_tutorial_as_written(make_napari_viewer, qtbot, mouse, sample, tmp_p
         for data in _scan_layers(f"{name} raw projections", scan):
             viewer.add_layer(Layer.create(*data))
 
-    # ---- 1. Reconstruct: projections, flats and darks chosen, Reconstruct clicked
+    # ---- 1. Reconstruct: projections chosen (their flats and darks with them), Reconstruct
+    # clicked
     rw = tut.open(ReconstructWidget(viewer), "Reconstruct")
     for name, scan in scans.items():
         rw.projections.set_layer(viewer.layers[f"{name} raw projections"])
-        rw.flats.set_layer(viewer.layers[f"{name} flats"])
-        rw.darks.set_layer(viewer.layers[f"{name} darks"])
+        assert (rw.flats.currentText(), rw.darks.currentText()) == (f"{name} flats",
+                                                                     f"{name} darks")
         assert rw.preprocess["log"].value is True  # -log ticks itself with the flats
         assert rw.reconstruction.value().shape == scan.phantom.shape  # filled in
         tut.click(rw.run_button)
@@ -314,16 +315,18 @@ def test_the_tutorial_as_written(make_napari_viewer, qtbot, mouse, sample, tmp_p
     tut.shot("4_classify")
 
     # ---- 5. Quantify: phase 1 (resin: the pores), matrix 2 (solid), the boundary at the
-    # mid grey level of the ROI's image, particle envelopes
+    # mid grey level of the ROI's image, only inside the particle envelopes; porosity,
+    # envelopes, local thickness (the pore size distribution) and closed pores
     qw = tut.open(QuantifyWidget(viewer), "Quantify")
     qw.labels_select.set_layer(seg_layer)
     qw.labels_form["phase"].value = RESIN
     qw.labels_form["matrix"].value = SOLID
     qw.intensity_select.set_layer(roi)
     tut.click(qw.labels_form["mid_level"].native)
-    assert qw.settings().mid_level
+    tut.click(qw.labels_form["within_envelopes"].native)
+    assert qw.settings().mid_level and qw.settings().within_envelopes
     for key, cb in qw.checks.items():
-        if cb.isChecked() != (key in ("porosity", "envelopes")):
+        if cb.isChecked() != (key in ("porosity", "envelopes", "thickness", "closed_pores")):
             cb.click()
     tut.click(qw.run_button)
     _wait(qtbot, qw)
@@ -340,9 +343,20 @@ def test_the_tutorial_as_written(make_napari_viewer, qtbot, mouse, sample, tmp_p
     assert summary["largest particle porosity"] == pytest.approx(t.nanoct_macroporosity,
                                                                   abs=0.03)
     assert summary["largest particle ESD"] == pytest.approx(p["esd_um"], rel=0.1)
-    # no distribution among these measures: the plot says so instead of staying blank
-    assert qw.plot_select.count() == 0 and "No distribution" in qw.plot.figure.axes[0].texts[0]\
-        .get_text()
+    # the pore size distribution (local thickness of the pores in the envelopes, the seed's
+    # PoSD) against the same measure of the true pores of the true particle in the crop
+    true_particle = particle[z0:z1, y0:y1, x0:x1]
+    true_sizes = quantify(np.where(true_particle, truth_roi, RESIN).astype(np.uint8),
+                          roi.scale, "um", measures=["thickness"], settings=QuantifySettings(
+                              phase=PORE, matrix=SOLID, outside=(RESIN,))).summary()
+    true_sizes = true_sizes.set_index("quantity")["value"]
+    print("tutorial pore sizes (um): mean", summary["phase mean"], "truth",
+          true_sizes["phase mean"], "median", summary["phase median"], "truth",
+          true_sizes["phase median"])
+    assert summary["phase mean"] == pytest.approx(true_sizes["phase mean"], rel=0.1)
+    assert summary["phase median"] == pytest.approx(true_sizes["phase median"], rel=0.1)
+    assert qw.plot_select.currentText() == "phase size distribution"  # plotted with its fit
+    assert len(qw.plot.figure.axes[0].patches) > 3 and qw.plot.figure.axes[0].lines
     # Export all tables (CSV): the folder chosen in the dialog
     monkeypatch.setattr(QFileDialog, "getExistingDirectory",
                         staticmethod(lambda *a, **k: str(tmp_path / "tables")))

@@ -81,6 +81,7 @@ class QuantifyWidget(DockForm):
             "matrix": Field(label="Matrix label", min=-1, max=2**31 - 1, none_text="none"),
             "outside": Field(label="Outside labels", placeholder="e.g. 0, 1"),
             "mid_level": Field(label="Boundary at mid grey level"),
+            "within_envelopes": Field(label="Only inside particle envelopes"),
         })
         self.intensity_select = LayerSelect(
             self.viewer, (napari.layers.Image,), allow_none=True,
