@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 
+import dask.array as da
 import numpy as np
 import pandas as pd
 import pytest
@@ -188,3 +189,6 @@ def test_measures_within_envelopes_are_those_of_the_particles_own_pores():
     with pytest.raises(ValueError, match="matrix"):
         quantify(lab, 1.0, "um", measures=["thickness"],
                  settings=QuantifySettings(phase=1, within_envelopes=True))
+    with pytest.raises(ValueError, match="in memory"):  # a dask volume: said, not loaded
+        quantify(da.from_array(lab, chunks=24), 1.0, "um", measures=["thickness"],
+                 settings=replace(s, within_envelopes=True))

@@ -380,6 +380,9 @@ def quantify(
                     and (settings.matrix is not None or not s.needs_matrix)
                     and (s.lazy or not lazy)]
     if settings.within_envelopes:  # the envelopes first: they bound every other measure
+        if lazy:
+            raise ValueError("measuring only inside the particle envelopes needs the volume in "
+                             "memory; untick it, or load the volume (np.asarray) if it fits")
         measures = ["envelopes", *(m for m in measures if m != "envelopes")]
     unknown = [m for m in measures if m not in MEASURES]
     if unknown:
