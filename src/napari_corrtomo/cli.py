@@ -539,6 +539,9 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
                    help="measure inside the particle envelopes only (needs --matrix): the "
                         "phase outside every envelope counts as outside, so porosity and "
                         "pore sizes are those of the particles' own pores")
+    p.add_argument("--exclude-border", action="store_true",
+                   help="with --within-envelopes: leave out the particles whose envelope is "
+                        "cut by the volume's border")
     p.add_argument("--radius", type=float, default=None,
                    help="rolling-ball radius of the inner pores (default: 2 voxels)")
     p.add_argument("--max-distance", type=float, default=None,

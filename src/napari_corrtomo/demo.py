@@ -549,9 +549,10 @@ def _particle_pores(seg: np.ndarray, spacing: tuple[float, ...], centre: np.ndar
     """The particle of a nanoCT segmentation nearest ``centre`` (voxels): the porosity of
     its envelope ("envelopes" measure; with ``image``, on the segmentation whose solid
     boundary lies at the mid grey level) and its pores measured alone (closed pores and
-    pore sizes, with everything outside its envelope as the outside label: the setting
-    ``within_envelopes`` keeps the pores of every envelope, and the fragments of
-    neighbours at the nanoCT's border then moved the PoSD by up to -16 %)."""
+    pore sizes, with everything outside its envelope as the outside label: the settings
+    ``within_envelopes`` and ``exclude_border`` keep the pores of every particle not cut
+    by the border, and small neighbours whole in the nanoCT then moved its PoSD by up to
+    -16 %, benchmarks/demo_seeds.py)."""
     settings = QuantifySettings(phase=synthetic.RESIN, matrix=synthetic.SOLID,
                                 envelope="sphere", mid_level=image is not None)
     env_result = quantify(seg, spacing, "um", measures=["envelopes"], settings=settings,

@@ -315,7 +315,8 @@ def test_the_tutorial_as_written(make_napari_viewer, qtbot, mouse, sample, tmp_p
     tut.shot("4_classify")
 
     # ---- 5. Quantify: phase 1 (resin: the pores), matrix 2 (solid), the boundary at the
-    # mid grey level of the ROI's image, only inside the particle envelopes; porosity,
+    # mid grey level of the ROI's image, only inside the particle envelopes not cut by the
+    # ROI's border (the particle, not a neighbour's fragment); porosity,
     # envelopes, local thickness (the pore size distribution) and closed pores
     qw = tut.open(QuantifyWidget(viewer), "Quantify")
     qw.labels_select.set_layer(seg_layer)
@@ -323,8 +324,11 @@ def test_the_tutorial_as_written(make_napari_viewer, qtbot, mouse, sample, tmp_p
     qw.labels_form["matrix"].value = SOLID
     qw.intensity_select.set_layer(roi)
     tut.click(qw.labels_form["mid_level"].native)
+    assert not qw.labels_form["exclude_border"].native.isEnabled()  # only with the next
     tut.click(qw.labels_form["within_envelopes"].native)
+    tut.click(qw.labels_form["exclude_border"].native)
     assert qw.settings().mid_level and qw.settings().within_envelopes
+    assert qw.settings().exclude_border
     for key, cb in qw.checks.items():
         if cb.isChecked() != (key in ("porosity", "envelopes", "thickness", "closed_pores")):
             cb.click()

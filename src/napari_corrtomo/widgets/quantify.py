@@ -82,7 +82,13 @@ class QuantifyWidget(DockForm):
             "outside": Field(label="Outside labels", placeholder="e.g. 0, 1"),
             "mid_level": Field(label="Boundary at mid grey level"),
             "within_envelopes": Field(label="Only inside particle envelopes"),
+            "exclude_border": Field(label="... not cut by the border"),
         })
+        # the border choice means something only inside the envelopes
+        border = self.labels_form["exclude_border"]
+        border.enabled = False
+        self.labels_form["within_envelopes"].changed.connect(
+            lambda inside: setattr(border, "enabled", bool(inside)))
         self.intensity_select = LayerSelect(
             self.viewer, (napari.layers.Image,), allow_none=True,
             tip="the reconstruction the segmentation came from, for the proxigram (interface "

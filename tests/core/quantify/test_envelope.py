@@ -148,47 +148,65 @@ def test_sphere_envelope_ignores_a_bead_stuck_to_the_particle():
 
 
 def test_measures_within_envelopes_are_those_of_the_particles_own_pores():
-    """``within_envelopes``: two porous spheres in resin (the pores resin-filled, one closed
-    in the middle of the first, two open at the surfaces); the phase outside the envelopes
-    becomes outside, so porosity, pore sizes and closed pores are the particles' own: equal
-    to measuring labels relabelled by hand, pore sizes up to the largest pore's diameter."""
+    """``within_envelopes``: porous spheres in resin (the pores resin-filled; in the first
+    one closed in the middle and one open at the surface, one open in the second, one
+    closed in a third cut by the border); the phase outside the envelopes becomes
+    outside, so porosity, pore sizes and closed pores are the particles' own: equal to
+    measuring labels relabelled by hand, pore sizes up to the largest pore's diameter;
+    ``exclude_border`` leaves the cut particle out."""
     from napari_corrtomo.core.quantify import QuantifySettings, quantify
 
-    shape = (48, 48, 90)
+    shape = (48, 48, 104)
     lab = np.ones(shape, np.uint8)  # 1 resin (and pores), 2 solid
-    paint_spheres(lab, np.array([[24.0, 24, 22], [24, 24, 66]]), np.array([16.0, 14]), 2,
-                  (1.0, 1, 1))
-    radii = np.array([5.0, 5.5, 4.0])
-    paint_spheres(lab, np.array([[24.0, 24, 22], [24, 33, 66], [24, 12, 18]]), radii, 1,
-                  (1.0, 1, 1))
+    paint_spheres(lab, np.array([[24.0, 24, 22], [24, 24, 66], [24, 24, 100]]),
+                  np.array([16.0, 14, 8]), 2, (1.0, 1, 1))
+    radii = np.array([5.0, 5.5, 4.0, 3.0])
+    paint_spheres(lab, np.array([[24.0, 24, 22], [24, 33, 66], [24, 12, 18], [24, 24, 97]]),
+                  radii, 1, (1.0, 1, 1))
     before = lab.copy()
     measures = ["porosity", "thickness", "closed_pores"]
     s = QuantifySettings(phase=1, matrix=2)
     r = quantify(lab, 1.0, "um", measures=measures, settings=replace(s, within_envelopes=True))
     np.testing.assert_array_equal(lab, before)  # the input is not relabelled
     value = r.summary().set_index("quantity")["value"]
-    assert value["particles enveloped"] == 2
+    assert value["particles enveloped"] == 3
     # the phase measured is the pores in the envelopes: porosity = the envelopes'
     assert value["porosity (phase / sample)"] == pytest.approx(
         value["porosity of all envelopes"], rel=1e-3)
-    # by hand: the phase outside the envelopes given an outside label of its own
-    env = np.asarray(r.arrays["particle envelopes"].data) > 0
+    # by hand: what lies outside the envelopes given an outside label of its own
+    envelopes = np.asarray(r.arrays["particle envelopes"].data)
     manual = lab.copy()
-    manual[(lab == 1) & ~env] = 3
+    manual[(envelopes == 0) & np.isin(lab, (1, 2))] = 3
     ref = quantify(manual, 1.0, "um", measures=measures, settings=replace(s, outside=(3,)))
     for name in ("phase_size_distribution", "closed_pores", "phase_fractions"):
         pd.testing.assert_frame_equal(r.tables[name], ref.tables[name])
     # pore sizes: none beyond the largest pore's diameter (the resin between the particles
-    # is tens of voxels wide); one closed pore, the middle one (diameter 10)
+    # is tens of voxels wide); closed: the middle pore of the first (diameter 10) and the
+    # pore of the cut particle (6)
     sizes = r.distributions["phase size distribution"]
     assert sizes.edges[-1] <= 2 * radii.max() + 1
     assert quantify(lab, 1.0, "um", measures=["thickness"], settings=s).distributions[
         "phase size distribution"].edges[-1] > 4 * radii.max()
-    assert value["closed pores"] == 1
-    assert value["closed pore ESD mean"] == pytest.approx(2 * radii[0], rel=0.05)
+    assert value["closed pores"] == 2
+    # exclude_border: the cut particle's pore and solid are outside too
+    table = r.tables["particle_envelopes"]
+    cut = table.loc[table["touches_border"], "label"].to_numpy()
+    assert len(cut) == 1
+    x = quantify(lab, 1.0, "um", measures=measures,
+                 settings=replace(s, within_envelopes=True, exclude_border=True))
+    xv = x.summary().set_index("quantity")["value"]
+    assert xv["closed pores"] == 1
+    assert xv["closed pore ESD mean"] == pytest.approx(2 * radii[0], rel=0.05)
+    whole = table[~table["touches_border"]]
+    assert xv["porosity (phase / sample)"] == pytest.approx(
+        (whole["porosity"] * whole["voxels"]).sum() / whole["voxels"].sum(), rel=1e-3)
+    assert "1 cut by the border left out" in " ".join(x.notes)
     with pytest.raises(ValueError, match="matrix"):
         quantify(lab, 1.0, "um", measures=["thickness"],
                  settings=QuantifySettings(phase=1, within_envelopes=True))
+    with pytest.raises(ValueError, match="border"):  # nothing left to measure
+        quantify(lab[:, :, 80:], 1.0, "um", measures=["thickness"],
+                 settings=replace(s, within_envelopes=True, exclude_border=True))
     with pytest.raises(ValueError, match="in memory"):  # a dask volume: said, not loaded
         quantify(da.from_array(lab, chunks=24), 1.0, "um", measures=["thickness"],
                  settings=replace(s, within_envelopes=True))

@@ -80,6 +80,10 @@ class QuantifySettings:
         envelope becomes an outside label, so porosity, pore sizes and closed pores are
         those of the particles' own pores (the seed's spherical mask around a particle
         in its resin), not of the medium between particles.
+    exclude_border
+        With ``within_envelopes``: leave out the particles whose envelope is cut by the
+        volume's border (fragments of neighbours at the edge of a field of view); their
+        phase and matrix become outside too.
     radius
         Rolling-ball radius of the inner pores; default 2 voxels (the largest voxel size).
     max_distance
@@ -122,6 +126,7 @@ class QuantifySettings:
     outside: tuple[int, ...] = ()
     mid_level: bool = False
     within_envelopes: bool = False
+    exclude_border: bool = False
     radius: float | None = None
     max_distance: float | None = None
     proxigram_distance: float | None = None
@@ -443,16 +448,26 @@ def quantify(
 
 def _inside_envelopes(d: MeasureData, s: QuantifySettings,
                       r: QuantifyResult) -> tuple[MeasureData, QuantifySettings]:
-    """The run's data and settings with the phase outside every particle envelope (the
-    envelopes measure's result in ``r``) given a label of its own, outside."""
-    env = np.asarray(r.arrays["particle envelopes"].data) > 0
+    """The run's data and settings with what lies outside the particle envelopes (the
+    envelopes measure's result in ``r``; with ``exclude_border``, those not cut by the
+    border) given a label of its own, outside: the phase, and the matrix of particles
+    left out (and specks too small for an envelope)."""
+    table = r.tables["particle_envelopes"]
+    kept = table["label"][~table["touches_border"]] if s.exclude_border else table["label"]
+    if not len(kept):
+        raise ValueError("every particle envelope is cut by the volume's border; untick "
+                         "'exclude border' or measure a larger region")
+    env = np.isin(np.asarray(r.arrays["particle envelopes"].data), kept.to_numpy())
     counts = label_counts(d.labels)
     free = np.flatnonzero(counts[1:] == 0) + 1
     value = int(free[0]) if free.size else len(counts)
     labels = d.labels.astype(np.promote_types(d.labels.dtype, np.min_scalar_type(value)))
-    labels[(d.labels == s.phase) & ~env] = value
+    labels[((d.labels == s.phase) | (d.labels == s.matrix)) & ~env] = value
     s = replace(s, outside=(*s.outside, value))
-    r.notes.append(f"measured inside the {len(r.tables['particle_envelopes'])} particle "
-                   f"envelopes: the phase outside them is label {value}, outside")
+    left = len(table) - len(kept)
+    r.notes.append(f"measured inside {len(kept)} particle envelope"
+                   + ("s" if len(kept) > 1 else "")
+                   + (f" ({left} cut by the border left out)" if left else "")
+                   + f": what lies outside them is label {value}, outside")
     return MeasureData(labels, d.spacing, d.unit, s, d.intensity, d.store, d.signature,
                        d.overwrite), s
