@@ -76,10 +76,11 @@ class QuantifySettings:
         and pore sizes (:func:`~.porosity.mid_level_boundary`).
     within_envelopes
         Measure inside the particle envelopes only (``envelope``; needs the matrix
-        label): the particle envelopes are measured first and the phase outside every
-        envelope becomes an outside label, so porosity, pore sizes and closed pores are
-        those of the particles' own pores (the seed's spherical mask around a particle
-        in its resin), not of the medium between particles.
+        label): the particle envelopes are measured first and what lies outside every
+        envelope (the phase, matrix specks too small for one) becomes an outside label of
+        its own (the first free value), so porosity, pore sizes and closed pores are those
+        of the particles' own pores (the seed's spherical mask around a particle in its
+        resin), not of the medium between particles.
     exclude_border
         With ``within_envelopes``: leave out the particles whose envelope is cut by the
         volume's border (fragments of neighbours at the edge of a field of view); their
@@ -455,8 +456,9 @@ def _inside_envelopes(d: MeasureData, s: QuantifySettings,
     table = r.tables["particle_envelopes"]
     kept = table["label"][~table["touches_border"]] if s.exclude_border else table["label"]
     if not len(kept):
-        raise ValueError("every particle envelope is cut by the volume's border; untick "
-                         "'exclude border' or measure a larger region")
+        raise ValueError("every particle envelope is cut by the volume's border; keep "
+                         "them (untick '... not cut by the border', or leave out "
+                         "--exclude-border) or measure a larger region")
     env = np.isin(np.asarray(r.arrays["particle envelopes"].data), kept.to_numpy())
     counts = label_counts(d.labels)
     free = np.flatnonzero(counts[1:] == 0) + 1
