@@ -460,11 +460,11 @@ def _inside_envelopes(d: MeasureData, s: QuantifySettings,
                          "them (untick '... not cut by the border', or leave out "
                          "--exclude-border) or measure a larger region")
     env = np.isin(np.asarray(r.arrays["particle envelopes"].data), kept.to_numpy())
-    counts = label_counts(d.labels)
+    counts = d.counts()
     free = np.flatnonzero(counts[1:] == 0) + 1
     value = int(free[0]) if free.size else len(counts)
     labels = d.labels.astype(np.promote_types(d.labels.dtype, np.min_scalar_type(value)))
-    labels[((d.labels == s.phase) | (d.labels == s.matrix)) & ~env] = value
+    labels[d.sample & ~env] = value  # the phase and the matrix (the matrix label is set)
     s = replace(s, outside=(*s.outside, value))
     left = len(table) - len(kept)
     r.notes.append(f"measured inside {len(kept)} particle envelope"
