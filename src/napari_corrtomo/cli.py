@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .core._checks import SettingError
@@ -542,6 +543,11 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude-border", action="store_true",
                    help="with --within-envelopes: leave out the particles whose envelope is "
                         "cut by the volume's border")
+    p.add_argument("--particle-at", dest="particles_at", type=float, nargs=3, action="append",
+                   default=[], metavar=("Z", "Y", "X"),
+                   help="a point on a particle to measure (unit of the voxel size, from the "
+                        "first voxel's centre; repeat for more): the envelope measures and "
+                        "--within-envelopes keep the envelope at or nearest each point only")
     p.add_argument("--radius", type=float, default=None,
                    help="rolling-ball radius of the inner pores (default: 2 voxels)")
     p.add_argument("--max-distance", type=float, default=None,
@@ -583,6 +589,11 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_quantify)
 
 
+def _tuples(value: Any) -> Any:
+    """argparse's lists (of lists) as the tuples the settings hold."""
+    return tuple(map(_tuples, value)) if isinstance(value, list) else value
+
+
 def _run_quantify(args: argparse.Namespace) -> int:
     from .core.io import read_volumes, write_table, write_tiff
     from .core.quantify import QuantifySettings, quantify
@@ -604,8 +615,7 @@ def _run_quantify(args: argparse.Namespace) -> int:
     measures = None if args.measures is None else [m.strip() for m in args.measures.split(",")
                                                    if m.strip()]
     settings = QuantifySettings(**{
-        f.name: tuple(v) if isinstance(v := getattr(args, f.name), list) else v
-        for f in fields(QuantifySettings)})
+        f.name: _tuples(getattr(args, f.name)) for f in fields(QuantifySettings)})
     import numpy as np
 
     from .core.backend import is_lazy

@@ -527,47 +527,31 @@ def quantify_microct(ctx: DemoContext) -> QuantifyResult:
     return result
 
 
-def _nearest_label(labels: np.ndarray, centre: np.ndarray) -> int:
-    """The label of the labelled voxel nearest ``centre`` (voxels)."""
-    where = np.argwhere(labels > 0)
-    return int(labels[tuple(where[np.argmin(np.sum((where - centre) ** 2, axis=1))])])
+def _particle_pores(seg: np.ndarray, spacing: tuple[float, ...], centre: np.ndarray,
+                    image: np.ndarray | None = None) -> QuantifyResult:
+    """The particle of a nanoCT segmentation at ``centre`` (voxels) measured alone: its
+    envelope and its porosity, closed pores and pore sizes (``particles_at`` with
+    ``within_envelopes``: the neighbours in the field of view are left out; each of them
+    whole would move the PoSD by up to -16 %, benchmarks/demo_seeds.py); with ``image``
+    the solid boundary lies at the mid grey level."""
+    settings = QuantifySettings(phase=synthetic.RESIN, matrix=synthetic.SOLID,
+                                envelope="sphere", mid_level=image is not None,
+                                within_envelopes=True,
+                                particles_at=(tuple(centre * np.asarray(spacing)),))
+    return quantify(seg, spacing, "um", measures=["envelopes", "closed_pores", "thickness"],
+                    settings=settings, intensity=image)
 
 
 def _partial_volume_macroporosity(seg: np.ndarray, image: np.ndarray,
                                   spacing: tuple[float, ...], centre: np.ndarray) -> pd.Series:
     """The "pv_porosity" measure's row (porosity from the grey values, with its 95 %
-    interval) of the nanoCT particle nearest ``centre`` (voxels)."""
+    interval) of the nanoCT particle at ``centre`` (voxels)."""
     result = quantify(seg, spacing, "um", measures=["pv_porosity"],
                       settings=QuantifySettings(phase=synthetic.RESIN, matrix=synthetic.SOLID,
-                                                envelope="sphere"), intensity=image)
-    pick = _nearest_label(np.asarray(result.arrays["partial-volume envelopes"].data), centre)
-    return result.tables["pv_porosity"].set_index("label").loc[pick]
-
-
-def _particle_pores(seg: np.ndarray, spacing: tuple[float, ...], centre: np.ndarray,
-                    image: np.ndarray | None = None) -> tuple[float, QuantifyResult]:
-    """The particle of a nanoCT segmentation nearest ``centre`` (voxels): the porosity of
-    its envelope ("envelopes" measure; with ``image``, on the segmentation whose solid
-    boundary lies at the mid grey level) and its pores measured alone (closed pores and
-    pore sizes, with everything outside its envelope as the outside label: the settings
-    ``within_envelopes`` and ``exclude_border`` keep the pores of every particle not cut
-    by the border, and small neighbours whole in the nanoCT then moved its PoSD by up to
-    -16 %, benchmarks/demo_seeds.py)."""
-    settings = QuantifySettings(phase=synthetic.RESIN, matrix=synthetic.SOLID,
-                                envelope="sphere", mid_level=image is not None)
-    env_result = quantify(seg, spacing, "um", measures=["envelopes"], settings=settings,
-                          intensity=image)
-    if image is not None:
-        seg = np.asarray(env_result.arrays["labels (mid-level boundary)"].data)
-    env = np.asarray(env_result.arrays["particle envelopes"].data)
-    pick = _nearest_label(env, centre)
-    table = env_result.tables["particle_envelopes"].set_index("label")
-    pores = np.where(env == pick, np.where(seg == synthetic.SOLID, synthetic.SOLID,
-                                           synthetic.PORE), synthetic.RESIN).astype(np.uint8)
-    result = quantify(pores, spacing, "um", measures=["closed_pores", "thickness"],
-                      settings=QuantifySettings(phase=synthetic.PORE, matrix=synthetic.SOLID,
-                                                outside=(synthetic.RESIN,)))
-    return float(table.loc[pick, "porosity"]), result
+                                                envelope="sphere", particles_at=(
+                                                    tuple(centre * np.asarray(spacing)),)),
+                      intensity=image)
+    return result.tables["pv_porosity"].iloc[0]
 
 
 def step_quantify(ctx: DemoContext) -> None:
@@ -647,14 +631,16 @@ def step_quantify(ctx: DemoContext) -> None:
                  float(true_row["esd_um"].iloc[0]), "um")
     rec = ctx.data.get("reconstructed") or {}
     nimg = rec["nanoCT"] if "nanoCT" in rec else sample.nanoct  # what was classified
-    macro, nano = _particle_pores(nlab, nsp, centre, np.asarray(nimg.data))
+    nano = _particle_pores(nlab, nsp, centre, np.asarray(nimg.data))
+    macro = float(nano.tables["particle_envelopes"]["porosity"].item())
     posd = nano.distributions["phase size distribution"]
     tl = np.asarray(t.nanoct_labels.data)
     # reference: the same envelope on the true solid; truth pore sizes: the same MSI on the
     # true pores of the particle
     true_centre = _apply_inverse(t.nanoct_to_microct,
                                  true_row[["z_um", "y_um", "x_um"]].to_numpy()[0]) / np.asarray(nsp)
-    ref_macro, _ = _particle_pores(np.where(tl == PORE, RESIN, tl), nsp, true_centre)
+    ref_macro = float(_particle_pores(np.where(tl == PORE, RESIN, tl), nsp, true_centre)
+                      .tables["particle_envelopes"]["porosity"].item())
     tcomp, _ = label((tl == SOLID) | (tl == PORE), connectivity=1)
     tparticle = tcomp == tcomp[tuple(np.clip(np.rint(true_centre).astype(int), 0,
                                              np.array(tl.shape) - 1))]

@@ -101,3 +101,41 @@ def test_partial_volume_porosity_from_the_command_line_equals_the_api(tmp_path, 
     pd.testing.assert_frame_equal(cli, api.tables["pv_porosity"], check_dtype=False)
     row = cli.loc[cli["voxels"].idxmax()]
     assert row["porosity_pv"] == pytest.approx(truth, rel=0.05)
+
+
+def test_particle_at_from_the_command_line_equals_the_api(tmp_path, capsys):
+    """``--particle-at Z Y X`` (twice) picks the envelopes the same points pick through
+    the pipeline: two of three particles, tables equal; a point outside the volume is one
+    line naming the volume's extent."""
+    from napari_corrtomo.core.quantify import QuantifySettings, quantify
+
+    sp = (0.5, 0.5, 0.5)
+    lab = np.full((30, 30, 90), RESIN, np.uint8)
+    paint_spheres(lab, np.array([[7.5, 7.5, 7.5], [7.5, 7.5, 22.5], [7.5, 7.5, 37.5]]),
+                  np.array([5.0, 4.5, 4.0]), SOLID, sp)
+    paint_spheres(lab, np.array([[7.5, 7.5, 7.5], [7.5, 7.5, 22.5], [7.5, 7.5, 37.5]]),
+                  np.array([1.5, 1.2, 1.0]), PORE, sp, only=SOLID)
+    path = io.write_tiff(tmp_path / "labels.tif", lab, sp, "um", "labels")
+    points = ((7.5, 7.5, 22.5), (7.5, 7.5, 43.0))  # the second's centre, beside the third
+    out = tmp_path / "q"
+    code = main(["quantify", str(path), "--phase", str(PORE), "--matrix", str(SOLID),
+                 "--outside", str(RESIN), "--measures", "envelopes,closed_pores",
+                 "--within-envelopes", *(a for p in points for a in ("--particle-at",
+                                                                     *map(str, p))),
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    api = quantify(lab, sp, "um", measures=["envelopes", "closed_pores"],
+                   settings=QuantifySettings(phase=PORE, matrix=SOLID, outside=(RESIN,),
+                                             within_envelopes=True, particles_at=points))
+    cli = pd.read_csv(out / "particle_envelopes.csv")
+    assert len(cli) == 2
+    pd.testing.assert_frame_equal(cli, api.tables["particle_envelopes"].reset_index(drop=True),
+                                  check_dtype=False)
+    assert pd.read_csv(out / "summary.csv").set_index("quantity").loc[
+        "closed pores", "value"] == 2
+    capsys.readouterr()
+    assert main(["quantify", str(path), "--phase", str(PORE), "--matrix", str(SOLID),
+                 "--measures", "envelopes", "--particle-at", "7.5", "7.5", "60",
+                 "--out", str(tmp_path / "bad")]) == 1
+    err = capsys.readouterr().err
+    assert "outside the volume" in err and "44.5" in err and err.count("\n") == 1

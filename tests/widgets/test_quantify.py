@@ -111,6 +111,55 @@ def test_bad_input_notifies_and_adds_nothing(make_napari_viewer, qtbot, particle
         widget.settings()
 
 
+def test_a_point_clicked_on_a_particle_measures_that_particle_alone(
+        make_napari_viewer, qtbot, particle_volume, mouse, monkeypatch):
+    """A person adds a points layer, clicks on the smaller particle of a segmentation
+    shifted in the world, picks the points as "Particles at", ticks "Only inside
+    particle envelopes" and clicks Quantify: one envelope, the clicked particle's
+    (its ESD), and the other particle's closed pore is not counted (it is without the
+    points)."""
+    lab, img, sp = particle_volume
+    viewer = make_napari_viewer(show=True)
+    shift = (1.0, 2.0, 3.0)
+    viewer.add_labels(lab, name="seg", scale=sp, translate=shift, units=("um",) * 3)
+    widget = QuantifyWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.labels_select.set_layer(viewer.layers["seg"])
+    widget.labels_form["phase"].value = PORE
+    widget.labels_form["matrix"].value = SOLID
+    widget.labels_form["outside"].value = "0, 1"
+    widget.labels_form["within_envelopes"].value = True
+    for key, cb in widget.checks.items():
+        cb.setChecked(key in {"envelopes", "closed_pores"})
+
+    def closed_pores() -> float:
+        qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not widget.runner.busy, timeout=120_000)
+        assert widget.runner.last_error is None, widget.runner.last_error
+        return widget.result.summary().set_index("quantity")["value"]["closed pores"]
+
+    assert closed_pores() == 1  # every particle: the larger one's closed pore
+    points = viewer.add_points(ndim=3, name="particles", scale=sp, units=("um",) * 3)
+    points.mode = "add"
+    target = np.array([9.0, 10.0, 21.0]) + shift  # the smaller particle's centre, world um
+    mouse.look_at(viewer, target[0], target[1:], width=30.0)
+    mouse.click(viewer, target[1:], tol=0.5)
+    assert len(points.data) == 1
+    widget.points_select.set_layer(points)
+    assert closed_pores() == 0
+    table = widget.result.tables["particle_envelopes"]
+    assert len(table) == 1
+    assert table["esd_um"].item() == pytest.approx(10.0, rel=0.1)
+    assert "particle envelopes" in widget.points_select.toolTip()
+    shown = []
+    monkeypatch.setattr("napari_corrtomo.widgets.quantify.show_error", shown.append)
+    points.data = np.empty((0, 3))
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+    assert not widget.runner.busy
+    assert shown == ["points layer 'particles' has no point; add one on each particle to "
+                     "measure, or choose none"]
+
+
 class _ReadCounter:
     """An array that records the size of every read: proves what the widget loads."""
 

@@ -17,6 +17,7 @@ registering them in the core), run in a worker with progress and Cancel, and get
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,22 @@ TRANSPORT_AXES = {"all (z, y, x)": None, "z": (0,), "y": (1,), "x": (2,)}
 _PRELOAD = ("napari_corrtomo.core.quantify",)
 
 
+def _points_in(points, labels, spacing: tuple[float, ...]) -> tuple[tuple[float, ...], ...]:
+    """A points layer's points as (z, y, x) positions in the voxel frame of a 3D labels
+    layer (unit of ``spacing``, from its first voxel's centre), through the world frame,
+    so points placed on any registered view land on the same voxels."""
+    if len(points.data) == 0:
+        raise ValueError(f"points layer {points.name!r} has no point; add one on each "
+                         "particle to measure, or choose none")
+    if points.ndim < 3:
+        raise ValueError(f"points layer {points.name!r} is {points.ndim}D; place the points "
+                         "in 3D (a points layer added while the volume is shown)")
+    return tuple(
+        tuple(float(v) * d for v, d in zip(
+            labels.world_to_data(points.data_to_world(p))[-3:], spacing, strict=True))
+        for p in np.asarray(points.data))
+
+
 class QuantifyWidget(DockForm):
     """Dock widget: porosity, pore/particle sizes, surfaces, correlations, proxigrams."""
 
@@ -93,9 +110,16 @@ class QuantifyWidget(DockForm):
             self.viewer, (napari.layers.Image,), allow_none=True,
             tip="the reconstruction the segmentation came from, for the proxigram (interface "
                 "sharpness)")
+        self.points_select = LayerSelect(
+            self.viewer, (napari.layers.Points,), allow_none=True,
+            tip="points on the particles to measure (add them on any view, e.g. on the "
+                "particle a nanoCT is centred on): the envelope measures and 'Only inside "
+                "particle envelopes' keep the envelope at or nearest each point; none: every "
+                "particle")
         inputs = QFormLayout()
         inputs.addRow("Segmentation", self.labels_select)
         inputs.addRow(self.labels_form.widget)
+        inputs.addRow("Particles at", self.points_select)
         inputs.addRow("Intensity", self.intensity_select)
 
         # ---- measures: one checkbox per registered measure
@@ -207,6 +231,9 @@ class QuantifyWidget(DockForm):
             frame = layer_frame(layer, 3)
             spacing, unit = frame.spacing, frame.unit
             settings = self.settings()
+            points = self.points_select.layer()
+            if points is not None:
+                settings = replace(settings, particles_at=_points_in(points, layer, spacing))
             measures = self.chosen_measures()
             if not measures:
                 raise ValueError("tick at least one measure")

@@ -210,3 +210,70 @@ def test_measures_within_envelopes_are_those_of_the_particles_own_pores():
     with pytest.raises(ValueError, match="in memory"):  # a dask volume: said, not loaded
         quantify(da.from_array(lab, chunks=24), 1.0, "um", measures=["thickness"],
                  settings=replace(s, within_envelopes=True))
+
+
+def test_labels_at_is_the_nearest_labelled_voxel():
+    """``labels_at`` against a brute-force search over every labelled voxel: points on
+    labels, beside them, far from any (sparse labels), fractional and at the corners."""
+    from napari_corrtomo.core.quantify import labels_at
+
+    rng = np.random.default_rng(3)
+    for density in (0.3, 0.001):
+        lab = np.where(rng.random((20, 23, 26)) < density,
+                       rng.integers(1, 9, (20, 23, 26)), 0).astype(np.uint16)
+        pts = np.vstack([rng.random((40, 3)) * (np.array(lab.shape) - 1),
+                         [[0, 0, 0], np.array(lab.shape) - 1]])
+        where = np.argwhere(lab)
+        expected = [lab[tuple(where[np.argmin(np.sum((where - p) ** 2, axis=1))])]
+                    for p in pts]
+        np.testing.assert_array_equal(labels_at(lab, pts), expected)
+    with pytest.raises(ValueError, match="no labelled voxel"):
+        labels_at(np.zeros((4, 4, 4), np.uint8), [[1.0, 1, 1]])
+
+
+def test_particles_at_points_measures_those_particles_only():
+    """``particles_at``: three porous spheres; a point inside the second and one in the
+    resin beside the third measure those two (their envelopes, porosity and pores
+    alone, equal to the envelopes measured without points, restricted to them); with
+    ``within_envelopes`` the porosity is the two particles' volume-weighted porosity and
+    the first particle's closed pore is not counted; points outside the volume and points
+    without an envelope measure are refused in words."""
+    from napari_corrtomo.core.quantify import QuantifySettings, quantify
+
+    spacing = (0.5, 0.5, 0.5)
+    shape = (48, 48, 150)
+    lab = np.ones(shape, np.uint8)  # 1 resin (and pores), 2 solid
+    centres = np.array([[24.0, 24, 24], [24, 24, 72], [24, 24, 122]])
+    paint_spheres(lab, centres, np.array([16.0, 14, 12]), 2, (1.0, 1, 1))
+    paint_spheres(lab, np.array([[24.0, 24, 24], [24, 36, 72], [24, 24, 122]]),
+                  np.array([5.0, 4.0, 3.0]), 1, (1.0, 1, 1))
+    s = QuantifySettings(phase=1, matrix=2)
+    every = quantify(lab, spacing, "um", measures=["envelopes"], settings=s)
+    table = every.tables["particle_envelopes"].set_index("label")
+    env = np.asarray(every.arrays["particle envelopes"].data)
+    second, third = (int(env[tuple(c.astype(int))]) for c in centres[1:])
+    beside = (centres[2] + [0, 0, 16]) * spacing  # resin, 4 voxels off the third's sphere
+    points = (tuple(centres[1] * spacing), tuple(beside))
+    picked = quantify(lab, spacing, "um", measures=["envelopes"],
+                      settings=replace(s, particles_at=points))
+    pt = picked.tables["particle_envelopes"]
+    assert sorted(pt["label"]) == sorted([second, third])
+    pd.testing.assert_frame_equal(pt.set_index("label"), table.loc[pt["label"]])
+    penv = np.asarray(picked.arrays["particle envelopes"].data)
+    np.testing.assert_array_equal(penv, np.where(np.isin(env, [second, third]), env, 0))
+    inside = quantify(lab, spacing, "um", measures=["porosity", "closed_pores"],
+                      settings=replace(s, particles_at=points, within_envelopes=True))
+    value = inside.summary().set_index("quantity")["value"]
+    two = table.loc[[second, third]]
+    assert value["porosity (phase / sample)"] == pytest.approx(
+        (two["porosity"] * two["voxels"]).sum() / two["voxels"].sum(), rel=1e-3)
+    assert value["closed pores"] == 1  # the third's; the first's is not measured
+    assert quantify(lab, spacing, "um", measures=["closed_pores"], settings=replace(
+        s, within_envelopes=True)).summary().set_index("quantity")["value"][
+        "closed pores"] == 2
+    with pytest.raises(ValueError, match="outside the volume"):
+        quantify(lab, spacing, "um", measures=["envelopes"],
+                 settings=replace(s, particles_at=((12.0, 12.0, 80.0),)))
+    with pytest.raises(ValueError, match="envelope"):
+        quantify(lab, spacing, "um", measures=["porosity"],
+                 settings=replace(s, particles_at=points))

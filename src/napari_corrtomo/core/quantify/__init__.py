@@ -16,7 +16,7 @@ constrictivity), :mod:`.envelope` (particle envelopes).
 from . import measures  # noqa: F401  (registers the measures in MEASURES)
 from .correlation import lattice_directions, lineal_path, two_point_correlation
 from .distributions import LogNormalFit, SizeDistribution, lognormal_pdf, size_distribution
-from .envelope import particle_envelopes, spherical_envelopes
+from .envelope import labels_at, particle_envelopes, spherical_envelopes
 from .interface import Proxigram, proxigram
 from .particles import close_each, fill_holes, particle_table, separate_particles
 from .pathways import (
@@ -97,6 +97,7 @@ __all__ = [
     "constrictivity",
     "geodesic_tortuosity",
     "intrusion_curve",
+    "labels_at",
     "tortuosity_factor",
     "tortuosity_table",
 ]

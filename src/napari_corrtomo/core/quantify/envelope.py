@@ -25,7 +25,7 @@ from ..progress import ProgressCallback, report
 from ._common import padded_box
 from .porosity import inner_pores
 
-__all__ = ["particle_envelopes", "spherical_envelopes"]
+__all__ = ["labels_at", "particle_envelopes", "spherical_envelopes"]
 
 
 def particle_envelopes(solid: Any, particles: Any, spacing: float | tuple[float, ...],
@@ -179,6 +179,46 @@ def spherical_envelopes(solid: Any, particles: Any, spacing: float | tuple[float
             region = out[win]
             region[ball & (region == 0)] = label
         report(progress, k + 1, len(spheres))
+    return out
+
+
+def labels_at(labels: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The label at each point, or the label nearest it where the point is unlabelled
+    (a click beside a particle, a centre found by registration).
+
+    Parameters
+    ----------
+    labels
+        Integer labels ``(z, y, x)`` with at least one non-zero voxel.
+    points
+        ``(n, 3)`` voxel coordinates (may be fractional; must lie within the array).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` labels; ties in distance go to the first voxel in C order.
+    """
+    lab = check_labels(labels, "labels")
+    pts = np.asarray(points, float).reshape(-1, lab.ndim)
+    out = np.zeros(len(pts), np.int64)
+    for i, p in enumerate(pts):
+        # a box around the point twice as large until it holds a voxel no farther than
+        # its half-width: that voxel is then the nearest in the whole array
+        half = 1
+        while True:
+            lo = np.maximum(np.floor(p).astype(int) - half, 0)
+            hi = np.minimum(np.ceil(p).astype(int) + half + 1, lab.shape)
+            where = np.argwhere(lab[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))])
+            covers = bool(np.all(lo == 0) and np.all(hi == lab.shape))
+            if where.size:
+                d2 = np.sum((where + lo - p) ** 2, axis=1)
+                k = int(np.argmin(d2))
+                if d2[k] <= half * half or covers:
+                    out[i] = lab[tuple(where[k] + lo)]
+                    break
+            elif covers:
+                raise ValueError("no labelled voxel to pick")
+            half *= 2
     return out
 
 

@@ -18,7 +18,7 @@ from ..connected import label
 from ..progress import report, scaled
 from .correlation import lineal_path, two_point_correlation
 from .distributions import size_distribution, value_counts
-from .envelope import particle_envelopes, spherical_envelopes
+from .envelope import labels_at, particle_envelopes, spherical_envelopes
 from .interface import proxigram
 from .particles import (
     _border_of,
@@ -205,12 +205,21 @@ def _particle_components(d: MeasureData, s: QuantifySettings, solid: np.ndarray)
 
 def _envelopes(d: MeasureData, s: QuantifySettings, solid: np.ndarray, comps: np.ndarray,
                progress) -> np.ndarray:
+    """The envelopes of ``s.envelope`` kind; with ``s.particles_at`` those at the points."""
     if s.envelope == "sphere":
-        return spherical_envelopes(solid, comps, d.spacing, progress=progress)
-    if s.envelope == "rolling ball":
-        return particle_envelopes(solid, comps, d.spacing, s.envelope_radius_fraction,
-                                  progress=progress)
-    raise ValueError(f"envelope must be 'sphere' or 'rolling ball', got {s.envelope!r}")
+        env = spherical_envelopes(solid, comps, d.spacing, progress=progress)
+    elif s.envelope == "rolling ball":
+        env = particle_envelopes(solid, comps, d.spacing, s.envelope_radius_fraction,
+                                 progress=progress)
+    else:
+        raise ValueError(f"envelope must be 'sphere' or 'rolling ball', got {s.envelope!r}")
+    if s.particles_at:
+        if not env.any():
+            raise ValueError("no particle envelope to pick at the points: the matrix label "
+                             "has no particle here")
+        picked = labels_at(env, np.asarray(s.particles_at) / np.asarray(d.spacing))
+        env[~np.isin(env, picked)] = 0
+    return env
 
 
 def _measure_envelopes(d, s, r, progress) -> None:

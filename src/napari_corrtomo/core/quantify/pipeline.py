@@ -85,6 +85,12 @@ class QuantifySettings:
         With ``within_envelopes``: leave out the particles whose envelope is cut by the
         volume's border (fragments of neighbours at the edge of a field of view); their
         phase and matrix become outside too.
+    particles_at
+        Points ``(z, y, x)`` on the particles to measure, in the unit, from the centre of
+        the first voxel (e.g. clicks on particles): the envelope measures keep the
+        envelope at (or nearest) each point only, and ``within_envelopes`` measures
+        inside those (the particle a nanoCT is centred on, not its neighbours). Empty:
+        every particle.
     radius
         Rolling-ball radius of the inner pores; default 2 voxels (the largest voxel size).
     max_distance
@@ -128,6 +134,7 @@ class QuantifySettings:
     mid_level: bool = False
     within_envelopes: bool = False
     exclude_border: bool = False
+    particles_at: tuple[tuple[float, float, float], ...] = ()
     radius: float | None = None
     max_distance: float | None = None
     proxigram_distance: float | None = None
@@ -395,6 +402,12 @@ def quantify(
         raise ValueError(f"unknown measure(s) {unknown}; choose from {list(MEASURES)}")
     if not measures:
         raise ValueError("no measure chosen")
+    if settings.particles_at:
+        _check_points(settings.particles_at, lab.shape, sp, u)
+        if not set(measures) & ENVELOPE_MEASURES:
+            titles = " or ".join(repr(MEASURES[m].title) for m in sorted(ENVELOPE_MEASURES))
+            raise ValueError(f"the particles at points are picked by their envelopes; tick "
+                             f"{titles}, or measure only inside the particle envelopes")
     for m in measures:
         if MEASURES[m].needs_intensity and img is None:
             raise ValueError(f"{MEASURES[m].title} needs an intensity image; choose one")
@@ -416,28 +429,32 @@ def quantify(
 
         signature = {**(signature or {"input": getattr(lab, "name", "")}),
                      "settings": asdict(settings), "spacing": list(sp), "unit": u}
-    if settings.mid_level:
-        if img is None or lazy or settings.matrix is None:
-            raise ValueError("the mid-level boundary needs an intensity image, a matrix label "
-                             "and an in-memory volume; choose them or untick it")
-        lab = mid_level_boundary(lab, img, settings.phase, settings.matrix)
+    result = QuantifyResult(unit=u, spacing=sp)
     data = MeasureData(lab, sp, u, settings, img, folder, signature, overwrite)
+    start = 0
+    if settings.mid_level:
+        if img is None or settings.matrix is None:
+            raise ValueError("the mid-level boundary needs an intensity image and a matrix "
+                             "label; choose them or untick it")
+        start = 100 if lazy else 0  # a pass over the volume, written to the store
+        moved = data.save(result, "labels (mid-level boundary)",
+                          lambda: mid_level_boundary(lab, img, settings.phase, settings.matrix),
+                          "labels", scaled(progress, 0, start, 1000),
+                          description="the labels measured: phase/matrix boundary at the mid "
+                                      "grey level")
+        lab = moved.data[0] if lazy else moved.data
+        data = MeasureData(lab, sp, u, settings, img, folder, signature, overwrite)
     counts = data.counts() if lazy else None
     present = (counts is not None and settings.phase < len(counts) and counts[settings.phase] > 0
                ) if lazy else bool(np.any(lab == settings.phase))
     if not present:
         raise ValueError(f"the phase label {settings.phase} has no voxel in this volume; "
                          "choose the label value of the phase to measure")
-    result = QuantifyResult(unit=u, spacing=sp)
-    if settings.mid_level:
-        result.arrays["labels (mid-level boundary)"] = ResultArray(
-            lab, "labels", description="the labels measured: phase/matrix boundary at the mid "
-                                       "grey level")
     if lazy:
         result.notes.append(f"results of this dask/zarr volume are stored in {folder}")
     weights = np.array([MEASURES[m].cost for m in measures], dtype=float)
-    edges = np.concatenate([[0], np.cumsum(weights)]) / weights.sum() * 1000
-    report(progress, 0, 1000)
+    edges = start + np.concatenate([[0], np.cumsum(weights)]) / weights.sum() * (1000 - start)
+    report(progress, start, 1000)
     for i, m in enumerate(measures):
         sub = scaled(progress, int(edges[i]), int(edges[i + 1]), 1000)
         MEASURES[m].func(data, settings, result, sub)
@@ -445,6 +462,25 @@ def quantify(
             data, settings = _inside_envelopes(data, settings, result)
         report(progress, int(edges[i + 1]), 1000)
     return result
+
+
+#: the measures that make particle envelopes (``particles_at`` picks among them)
+ENVELOPE_MEASURES = {"envelopes", "pv_porosity"}
+
+
+def _check_points(points: tuple, shape: tuple[int, ...], spacing: tuple[float, ...],
+                  unit: str) -> None:
+    """Refuse ``particles_at`` points that are not (z, y, x) triples inside the volume."""
+    pts = np.asarray(points, float)
+    if pts.ndim != 2 or pts.shape[1] != 3 or not np.all(np.isfinite(pts)):
+        raise ValueError(f"particles_at must be (z, y, x) points in {unit}, got {points!r}")
+    vox = pts / np.asarray(spacing)
+    outside = np.any((vox < -0.5) | (vox > np.asarray(shape) - 0.5), axis=1)
+    if outside.any():
+        extent = ", ".join(f"{(n - 1) * d:.4g}" for n, d in zip(shape, spacing, strict=True))
+        raise ValueError(f"the particle point {tuple(pts[outside][0].round(4))} {unit} lies "
+                         f"outside the volume (0 to {extent} {unit} in z, y, x); place it on "
+                         "a particle of this volume")
 
 
 def _inside_envelopes(d: MeasureData, s: QuantifySettings,

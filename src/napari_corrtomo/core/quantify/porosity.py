@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from .._checks import as_mask, check_bins, check_labels, check_length, check_same_shape, check_spacing
-from ..backend import is_lazy, reduce_blocks
+from ..backend import as_dask, compute_all, is_lazy, rechunk_for_halo, reduce_blocks
 from ..units import normalize_unit
 from ._common import edt_distance, signed_distance
 
@@ -361,25 +361,52 @@ def phase_levels(intensity: Any, pore: Any, matrix: Any, erode: int = 3,
     m = as_mask(matrix, "matrix")
     check_same_shape(img, p, "intensity", "pore")
     check_same_shape(img, m, "intensity", "matrix")
-    both = p | m
-    lo_mask, hi_mask = p, m
+    return _levels([(img, p, m)], erode, iterations)
+
+
+def _levels(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], erode: int,
+            iterations: int, margin: int = 0) -> PhaseLevels:
+    """:func:`phase_levels` over several ``(image, pore, matrix)`` pieces pooled (blocks
+    of one volume); interiors farther than ``margin`` voxels from a piece's faces only
+    (a block does not see the other phase beyond them)."""
+    masks = [(p, m) for _, p, m in parts]
+    mid = float("nan")
     for it in range(int(iterations) + 1):
         # interiors: farther than erode voxels (Euclidean) from the other side
-        a = (ndi.distance_transform_edt(lo_mask) > erode) & both
-        b = (ndi.distance_transform_edt(hi_mask) > erode) & both
-        if not a.any() or not b.any():
+        inner = []
+        for (img, p, m), (lo_mask, hi_mask) in zip(parts, masks, strict=True):
+            both = p | m
+            a = (ndi.distance_transform_edt(lo_mask) > erode) & both
+            b = (ndi.distance_transform_edt(hi_mask) > erode) & both
+            if margin:
+                core = np.zeros(both.shape, bool)
+                core[tuple(slice(margin, n - margin) for n in both.shape)] = True
+                a &= core
+                b &= core
+            inner.append((img[a], img[b]))
+        va = np.concatenate([x for x, _ in inner])
+        vb = np.concatenate([y for _, y in inner])
+        if not va.size or not vb.size:
+            if it:  # the labels had interiors; the voxels split at the mid level do not
+                raise ValueError(
+                    f"split at the grey level half way between the phases ({mid:.4g}), a "
+                    f"phase has no voxel farther than erode={erode} voxels from the other: "
+                    "the image is too noisy (or its features too small) for a "
+                    "voxel-wise boundary; denoise it first, or leave the labels as they are")
             raise ValueError("a phase has no voxel farther than erode="
                              f"{erode} voxels from the other; label more of it or lower erode")
-        lp, lm = float(np.median(img[a])), float(np.median(img[b]))
+        lp, lm = float(np.median(va)), float(np.median(vb))
         if lp == lm:
             raise ValueError("the pore and matrix grey levels coincide; no contrast to unmix")
         if it < iterations:
             mid = 0.5 * (lp + lm)
-            above = img >= mid
-            lo_mask, hi_mask = (both & ~above, both & above) if lm > lp else (both & above,
-                                                                               both & ~above)
-    mad = np.concatenate([np.abs(img[a] - lp), np.abs(img[b] - lm)])
-    return PhaseLevels(lp, lm, float(1.4826 * np.median(mad)), int(a.sum()), int(b.sum()))
+            masks = []
+            for img, p, m in parts:
+                both, above = p | m, img >= mid
+                masks.append((both & ~above, both & above) if lm > lp
+                             else (both & above, both & ~above))
+    mad = np.concatenate([np.abs(va - lp), np.abs(vb - lm)])
+    return PhaseLevels(lp, lm, float(1.4826 * np.median(mad)), int(va.size), int(vb.size))
 
 
 def mid_level_boundary(labels: Any, intensity: Any, phase: int, matrix: int,
@@ -406,7 +433,9 @@ def mid_level_boundary(labels: Any, intensity: Any, phase: int, matrix: int,
     Parameters
     ----------
     labels
-        Integer labels ``(z, y, x)`` (or 2D).
+        Integer labels ``(z, y, x)`` (or 2D); NumPy, or dask/zarr for volumes larger
+        than memory (then the levels come from up to 8 of its chunks that hold both
+        phases, and the result is computed block by block).
     intensity
         The image the labels segment (same shape).
     phase, matrix
@@ -418,30 +447,81 @@ def mid_level_boundary(labels: Any, intensity: Any, phase: int, matrix: int,
 
     Returns
     -------
-    numpy.ndarray
-        The relabelled copy of ``labels`` (same dtype).
+    numpy.ndarray or dask.array.Array
+        The relabelled copy of ``labels`` (same dtype); lazy for lazy input.
     """
+    if band is not None and int(band) < 1:
+        raise ValueError(f"band must be at least 1 voxel, got {band}")
+    if is_lazy(labels) or is_lazy(intensity):
+        import dask.array as da
+
+        depth = max(_DENSE_REACH, band or 0) + 1  # every voxel sees what decides its label
+        lab = rechunk_for_halo(labels, (depth,) * np.ndim(labels), np.ndim(labels))
+        img = as_dask(intensity).astype(np.float32)
+        check_same_shape(img, lab, "intensity", "labels")
+        img = img.rechunk(lab.chunks)
+        levels = _sampled_levels(lab, img, phase, matrix)
+        return da.map_overlap(_move_boundary, lab, img, depth=depth, boundary="none",
+                              dtype=lab.dtype, levels=levels, phase=phase, matrix=matrix,
+                              band=band)
     lab = check_labels(labels, "labels")
     img = np.asarray(intensity, np.float32)
     check_same_shape(img, lab, "intensity", "labels")
+    levels = phase_levels(img, lab == phase, lab == matrix)
+    return _move_boundary(lab, img, levels, phase, matrix, band)
+
+
+#: voxels around a dense inclusion whose label :func:`mid_level_boundary` keeps
+_DENSE_REACH = 3
+
+
+def _move_boundary(lab: np.ndarray, img: np.ndarray, levels: PhaseLevels, phase: int,
+                   matrix: int, band: int | None) -> np.ndarray:
+    """:func:`mid_level_boundary` with the levels known (a whole volume or one block)."""
     p, m = lab == phase, lab == matrix
-    levels = phase_levels(img, p, m)
     mid = 0.5 * (levels.pore + levels.matrix)
     near = p | m
-    if band is not None:
-        if int(band) < 1:
-            raise ValueError(f"band must be at least 1 voxel, got {band}")
+    if band is not None and m.any() and not m.all():
         near &= ((ndi.distance_transform_edt(~m) <= band)
                  & (ndi.distance_transform_edt(m) <= band))
+    elif band is not None:  # one phase only here: no boundary within reach
+        near[:] = False
+    img = np.asarray(img, np.float32)
     sign = 1.0 if levels.matrix > levels.pore else -1.0
     dense = sign * (img - levels.matrix) > abs(levels.matrix - levels.pore)
     if dense.any():
-        near &= ~ndi.binary_dilation(dense, iterations=3)
+        near &= ~ndi.binary_dilation(dense, iterations=_DENSE_REACH)
     above = sign * (img - mid) >= 0
     out = lab.copy()
     out[near & above] = matrix
     out[near & ~above] = phase
     return out
+
+
+def _sampled_levels(labels: Any, intensity: Any, phase: int, matrix: int, blocks: int = 8,
+                    tries: int = 64, erode: int = 3) -> PhaseLevels:
+    """:func:`phase_levels` of a dask volume from up to ``blocks`` of its chunks (of
+    ``tries`` drawn at random, seed 0) that hold interiors of both phases: the levels are
+    two medians, and a few million voxels fix them far below the noise."""
+    grid = labels.numblocks
+    order = np.random.default_rng(0).permutation(int(np.prod(grid)))[:tries]
+    parts = []
+    for flat in order:
+        idx = np.unravel_index(int(flat), grid)
+        lab, img = (np.asarray(x) for x in compute_all([labels.blocks[idx],
+                                                        intensity.blocks[idx]]))
+        p, m = lab == phase, lab == matrix
+        least = max(64, p.size // 1000)  # a pore or a particle, not a few voxels of rim
+        if (min(p.shape) > 2 * (erode + 1) and np.count_nonzero(p) >= least
+                and np.count_nonzero(m) >= least):
+            parts.append((img.astype(np.float32), p, m))
+            if len(parts) == blocks:
+                break
+    if not parts:
+        raise ValueError(f"none of {tries} chunks drawn holds both the phase {phase} and the "
+                         f"matrix {matrix} (0.1 % of a chunk each); check the labels, or load the volume")
+    return _levels(parts, erode, 3, margin=erode)
+
 
 
 def partial_volume_porosity(intensity: Any, envelopes: Any, levels: PhaseLevels,
