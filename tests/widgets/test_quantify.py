@@ -28,11 +28,11 @@ def particle_volume():
     return lab, img, sp
 
 
-def _widget(make_napari_viewer, qtbot, particle_volume):
+def _widget(make_napari_viewer, qtbot, particle_volume, show=False, translate=(0.0,) * 3):
     lab, img, sp = particle_volume
-    viewer = make_napari_viewer()
-    viewer.add_image(img, name="nanoCT", scale=sp, units=("um",) * 3)
-    viewer.add_labels(lab, name="seg", scale=sp, units=("um",) * 3)
+    viewer = make_napari_viewer(show=show)
+    viewer.add_image(img, name="nanoCT", scale=sp, translate=translate, units=("um",) * 3)
+    viewer.add_labels(lab, name="seg", scale=sp, translate=translate, units=("um",) * 3)
     widget = QuantifyWidget(viewer)
     qtbot.addWidget(widget)
     widget.labels_select.set_layer(viewer.layers["seg"])
@@ -118,16 +118,10 @@ def test_a_point_clicked_on_a_particle_measures_that_particle_alone(
     particle envelopes" and clicks Quantify: one envelope, the clicked particle's
     (its ESD), and the other particle's closed pore is not counted (it is without the
     points)."""
-    lab, img, sp = particle_volume
-    viewer = make_napari_viewer(show=True)
+    sp = particle_volume[2]
     shift = (1.0, 2.0, 3.0)
-    viewer.add_labels(lab, name="seg", scale=sp, translate=shift, units=("um",) * 3)
-    widget = QuantifyWidget(viewer)
-    qtbot.addWidget(widget)
-    widget.labels_select.set_layer(viewer.layers["seg"])
-    widget.labels_form["phase"].value = PORE
-    widget.labels_form["matrix"].value = SOLID
-    widget.labels_form["outside"].value = "0, 1"
+    viewer, widget = _widget(make_napari_viewer, qtbot, particle_volume, show=True,
+                             translate=shift)
     widget.labels_form["within_envelopes"].value = True
     for key, cb in widget.checks.items():
         cb.setChecked(key in {"envelopes", "closed_pores"})
