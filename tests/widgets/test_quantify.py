@@ -113,12 +113,11 @@ def test_bad_input_notifies_and_adds_nothing(make_napari_viewer, qtbot, particle
 
 def test_a_point_clicked_on_a_particle_measures_that_particle_alone(
         make_napari_viewer, qtbot, particle_volume, mouse, monkeypatch):
-    """A person adds a points layer, clicks on the smaller particle of a segmentation
-    shifted in the world, picks the points as "Particles at", ticks "Only inside
-    particle envelopes" and clicks Quantify: one envelope, the clicked particle's
-    (its ESD), and the other particle's closed pore is not counted (it is without the
-    points)."""
-    sp = particle_volume[2]
+    """A person clicks "Add ..." beside "Particles at" (a points layer on the
+    segmentation, ready to click), clicks on the smaller particle of a segmentation shifted
+    in the world, ticks "Only inside particle envelopes" and clicks Quantify: one
+    envelope, the clicked particle's (its ESD), and the other particle's closed pore is
+    not counted (it is without the points)."""
     shift = (1.0, 2.0, 3.0)
     viewer, widget = _widget(make_napari_viewer, qtbot, particle_volume, show=True,
                              translate=shift)
@@ -133,13 +132,14 @@ def test_a_point_clicked_on_a_particle_measures_that_particle_alone(
         return widget.result.summary().set_index("quantity")["value"]["closed pores"]
 
     assert closed_pores() == 1  # every particle: the larger one's closed pore
-    points = viewer.add_points(ndim=3, name="particles", scale=sp, units=("um",) * 3)
-    points.mode = "add"
+    qtbot.mouseClick(widget.add_points_button, Qt.MouseButton.LeftButton)
+    points = widget.points_select.layer()
+    assert points is viewer.layers.selection.active and points.mode == "add"
+    assert points.name == "seg particles to measure"
     target = np.array([9.0, 10.0, 21.0]) + shift  # the smaller particle's centre, world um
     mouse.look_at(viewer, target[0], target[1:], width=30.0)
     mouse.click(viewer, target[1:], tol=0.5)
     assert len(points.data) == 1
-    widget.points_select.set_layer(points)
     assert closed_pores() == 0
     table = widget.result.tables["particle_envelopes"]
     assert len(table) == 1
@@ -150,8 +150,8 @@ def test_a_point_clicked_on_a_particle_measures_that_particle_alone(
     points.data = np.empty((0, 3))
     qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
     assert not widget.runner.busy
-    assert shown == ["points layer 'particles' has no point; add one on each particle to "
-                     "measure, or choose none"]
+    assert shown == ["points layer 'seg particles to measure' has no point; add one on each "
+                     "particle to measure, or choose none"]
 
 
 class _ReadCounter:

@@ -84,6 +84,11 @@ def layer_frame(layer, ndim: int | None = None) -> Frame:
                     what=f"layer {layer.name!r}")
 
 
+def layer_affine(layer) -> np.ndarray:
+    """The layer's ``affine`` as a 4x4 matrix."""
+    return np.asarray(layer.affine.affine_matrix, float)[-4:, -4:]
+
+
 def index_to_world(layer) -> np.ndarray:
     """4x4 matrix taking a 3D layer's voxel indices (z, y, x) to napari world coordinates."""
     if layer.ndim != 3:

@@ -43,7 +43,14 @@ from ..core.isolated import IsolatedProcess
 from ..core.quantify import MEASURES, QuantifyResult, QuantifySettings, quantify
 from ._dock import DockForm, hbox
 from ._form import Field, SettingsForm
-from ._layers import LayerSelect, add_result, attach_table, full_resolution, layer_frame
+from ._layers import (
+    LayerSelect,
+    add_result,
+    attach_table,
+    full_resolution,
+    layer_affine,
+    layer_frame,
+)
 from ._plot import PlotCanvas
 from ._runner import TaskRunner, on_viewer_close
 from ._table import TableView
@@ -119,7 +126,13 @@ class QuantifyWidget(DockForm):
         inputs = QFormLayout()
         inputs.addRow("Segmentation", self.labels_select)
         inputs.addRow(self.labels_form.widget)
-        inputs.addRow("Particles at", self.points_select)
+        self.add_points_button = QPushButton("Add ...")
+        self.add_points_button.setToolTip(
+            "add a points layer on the segmentation, ready to click: a point on each particle "
+            "to measure, then Quantify")
+        self.add_points_button.clicked.connect(self.add_particle_points)
+        inputs.addRow("Particles at", hbox(self.points_select, self.add_points_button,
+                                           stretch=self.points_select))
         inputs.addRow("Intensity", self.intensity_select)
 
         # ---- measures: one checkbox per registered measure
@@ -210,6 +223,24 @@ class QuantifyWidget(DockForm):
         except ValueError:
             unit = ""
         self.params.set_unit(unit)
+
+    def add_particle_points(self) -> None:
+        """A points layer in the segmentation's frame, in add mode and chosen as
+        "Particles at": the user's next clicks on the canvas mark the particles."""
+        try:
+            layer = self.labels_select.layer(required="segmentation")
+            frame = layer_frame(layer, 3)
+        except ValueError as exc:
+            show_error(str(exc))
+            return
+        points = self.viewer.add_points(
+            np.zeros((0, 3)), ndim=3, name=f"{layer.name} particles to measure",
+            scale=frame.spacing, translate=frame.offset, affine=layer_affine(layer),
+            units=(frame.unit,) * 3, size=max(max(full_resolution(layer).shape[-3:]) / 60, 3),
+            face_color="yellow", border_color="black")
+        points.mode = "add"
+        self.viewer.layers.selection.active = points
+        self.points_select.set_layer(points)
 
     def settings(self) -> QuantifySettings:
         """The settings the two forms show."""

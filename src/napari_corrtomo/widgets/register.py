@@ -55,6 +55,7 @@ from ._layers import (
     add_result,
     full_resolution,
     index_to_world,
+    layer_affine,
     layer_frame,
 )
 from ._registered_view import is_view, registered_views
@@ -74,11 +75,6 @@ WORDS = {"model": "the model", "metric": "the metric", "grid": "grid: fixed volu
 
 
 # ============================================================================ layer geometry
-
-
-def layer_affine(layer) -> np.ndarray:
-    """The layer's ``affine`` as a 4x4 matrix."""
-    return np.asarray(layer.affine.affine_matrix, float)[-4:, -4:]
 
 
 def physical_frame(layer) -> Frame:
