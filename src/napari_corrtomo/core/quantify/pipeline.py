@@ -405,9 +405,11 @@ def quantify(
     if settings.particles_at:
         _check_points(settings.particles_at, lab.shape, sp, u)
         if not set(measures) & ENVELOPE_MEASURES:
-            titles = " or ".join(repr(MEASURES[m].title) for m in sorted(ENVELOPE_MEASURES))
+            keys = sorted(ENVELOPE_MEASURES)
+            titles = " or ".join(repr(MEASURES[m].title) for m in keys)
             raise ValueError(f"the particles at points are picked by their envelopes; tick "
-                             f"{titles}, or measure only inside the particle envelopes")
+                             f"{titles} (measures {', '.join(keys)}), or 'Only inside particle "
+                             "envelopes' (--within-envelopes)")
     for m in measures:
         if MEASURES[m].needs_intensity and img is None:
             raise ValueError(f"{MEASURES[m].title} needs an intensity image; choose one")
