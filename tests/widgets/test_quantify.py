@@ -354,3 +354,23 @@ def test_the_panel_on_screen_starts_the_measuring_process_its_first_run_uses(
     assert spare is not started and spare.is_alive()  # the next run's, started
     viewer.close()  # no process outlives its viewer
     assert widget._spare is None and not spare.is_alive()
+
+
+def test_points_on_a_rotated_segmentation_land_on_its_voxels():
+    """"Particles at" maps points through the world frame: a segmentation registered with
+    a rotation and shift (its affine) and points placed in the world (a layer of its own
+    transform) give the physical position in the segmentation's voxel frame."""
+    import napari
+    from scipy.spatial.transform import Rotation
+
+    from napari_corrtomo.widgets.quantify import _points_in
+
+    sp = (0.5, 0.25, 0.25)
+    affine = np.eye(4)
+    affine[:3, :3] = Rotation.from_euler("zyx", [20, -10, 35], degrees=True).as_matrix()
+    affine[:3, 3] = (4.0, -3.0, 7.0)
+    labels = napari.layers.Labels(np.zeros((20, 30, 40), np.uint8), scale=sp, affine=affine)
+    voxels = np.array([[3.0, 7.0, 11.0], [12.5, 20.0, 33.0]])
+    world = (affine[:3, :3] @ (voxels * sp).T).T + affine[:3, 3]
+    points = napari.layers.Points((world - 1.5) / 2.0, scale=(2.0,) * 3, translate=(1.5,) * 3)
+    np.testing.assert_allclose(_points_in(points, labels, sp), voxels * sp, atol=1e-9)
