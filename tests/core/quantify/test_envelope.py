@@ -214,19 +214,22 @@ def test_measures_within_envelopes_are_those_of_the_particles_own_pores():
 
 def test_labels_at_is_the_nearest_labelled_voxel():
     """``labels_at`` against a brute-force search over every labelled voxel: points on
-    labels, beside them, far from any (sparse labels), fractional and at the corners."""
+    labels, beside them, far from any (sparse labels), fractional and at the corners,
+    isotropic and anisotropic voxels (the physical nearest and its distance)."""
     from napari_corrtomo.core.quantify import labels_at
 
     rng = np.random.default_rng(3)
-    for density in (0.3, 0.001):
+    for density, spacing in ((0.3, (1.0, 1.0, 1.0)), (0.001, (1.0, 1.0, 1.0)),
+                             (0.001, (2.0, 0.5, 0.7))):
         lab = np.where(rng.random((20, 23, 26)) < density,
                        rng.integers(1, 9, (20, 23, 26)), 0).astype(np.uint16)
         pts = np.vstack([rng.random((40, 3)) * (np.array(lab.shape) - 1),
                          [[0, 0, 0], np.array(lab.shape) - 1]])
         where = np.argwhere(lab)
-        expected = [lab[tuple(where[np.argmin(np.sum((where - p) ** 2, axis=1))])]
-                    for p in pts]
-        np.testing.assert_array_equal(labels_at(lab, pts), expected)
+        d2 = [np.sum(((where - p) * spacing) ** 2, axis=1) for p in pts]
+        got, dist = labels_at(lab, pts, spacing)
+        np.testing.assert_array_equal(got, [lab[tuple(where[np.argmin(d)])] for d in d2])
+        np.testing.assert_allclose(dist, [np.sqrt(d.min()) for d in d2])
     with pytest.raises(ValueError, match="no labelled voxel"):
         labels_at(np.zeros((4, 4, 4), np.uint8), [[1.0, 1, 1]])
 
@@ -258,6 +261,13 @@ def test_particles_at_points_measures_those_particles_only():
                       settings=replace(s, particles_at=points))
     pt = picked.tables["particle_envelopes"]
     assert sorted(pt["label"]) == sorted([second, third])
+    # the point beside the third is said to have missed it, with the distance (its
+    # sphere's radius is 12 voxels, the point 16 voxels from the centre: the nearest
+    # envelope voxel 4-5 voxels of 0.5 um away)
+    missed = [n for n in picked.notes if "outside every envelope" in n]
+    assert len(missed) == 1 and f"envelope {third}," in missed[0]
+    gap = float(missed[0].split(", ")[-1].split(" um")[0])
+    assert 2.0 - 1e-9 <= gap <= 2.5 + 1e-9
     pd.testing.assert_frame_equal(pt.set_index("label"), table.loc[pt["label"]])
     penv = np.asarray(picked.arrays["particle envelopes"].data)
     np.testing.assert_array_equal(penv, np.where(np.isin(env, [second, third]), env, 0))

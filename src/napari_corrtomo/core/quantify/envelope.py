@@ -182,7 +182,8 @@ def spherical_envelopes(solid: Any, particles: Any, spacing: float | tuple[float
     return out
 
 
-def labels_at(labels: np.ndarray, points: np.ndarray) -> np.ndarray:
+def labels_at(labels: np.ndarray, points: np.ndarray,
+              spacing: float | tuple[float, ...] = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """The label at each point, or the label nearest it where the point is unlabelled
     (a click beside a particle, a centre found by registration).
 
@@ -192,15 +193,20 @@ def labels_at(labels: np.ndarray, points: np.ndarray) -> np.ndarray:
         Integer labels ``(z, y, x)`` with at least one non-zero voxel.
     points
         ``(n, 3)`` voxel coordinates (may be fractional; must lie within the array).
+    spacing
+        Voxel size per axis: distances are physical.
 
     Returns
     -------
-    numpy.ndarray
-        ``(n,)`` labels; ties in distance go to the first voxel in C order.
+    labels, distances : numpy.ndarray
+        ``(n,)`` labels, and the distance (unit of ``spacing``) from each point to the
+        centre of the voxel picked; ties in distance go to the first voxel in C order.
     """
     lab = check_labels(labels, "labels")
+    sp = np.asarray(check_spacing(spacing, lab.ndim), float)
     pts = np.asarray(points, float).reshape(-1, lab.ndim)
     out = np.zeros(len(pts), np.int64)
+    dist = np.zeros(len(pts))
     for i, p in enumerate(pts):
         # a box around the point twice as large until it holds a voxel no farther than
         # its half-width: that voxel is then the nearest in the whole array
@@ -211,15 +217,16 @@ def labels_at(labels: np.ndarray, points: np.ndarray) -> np.ndarray:
             where = np.argwhere(lab[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))])
             covers = bool(np.all(lo == 0) and np.all(hi == lab.shape))
             if where.size:
-                d2 = np.sum((where + lo - p) ** 2, axis=1)
+                d2 = np.sum(((where + lo - p) * sp) ** 2, axis=1)
                 k = int(np.argmin(d2))
-                if d2[k] <= half * half or covers:
+                if d2[k] <= (half * sp.min()) ** 2 or covers:
                     out[i] = lab[tuple(where[k] + lo)]
+                    dist[i] = float(np.sqrt(d2[k]))
                     break
             elif covers:
                 raise ValueError("no labelled voxel to pick")
             half *= 2
-    return out
+    return out, dist
 
 
 def _fit_sphere(points: np.ndarray, voxel: float, trials: int = 256

@@ -205,20 +205,35 @@ def _particle_components(d: MeasureData, s: QuantifySettings, solid: np.ndarray)
 
 def _envelopes(d: MeasureData, s: QuantifySettings, solid: np.ndarray, comps: np.ndarray,
                progress) -> np.ndarray:
-    """The envelopes of ``s.envelope`` kind; with ``s.particles_at`` those at the points."""
+    """The envelopes of ``s.envelope`` kind."""
     if s.envelope == "sphere":
-        env = spherical_envelopes(solid, comps, d.spacing, progress=progress)
-    elif s.envelope == "rolling ball":
-        env = particle_envelopes(solid, comps, d.spacing, s.envelope_radius_fraction,
-                                 progress=progress)
-    else:
-        raise ValueError(f"envelope must be 'sphere' or 'rolling ball', got {s.envelope!r}")
-    if s.particles_at:
-        if not env.any():
-            raise ValueError("no particle envelope to pick at the points: the matrix label "
-                             "has no particle here")
-        picked = labels_at(env, np.asarray(s.particles_at) / np.asarray(d.spacing))
-        env[~np.isin(env, picked)] = 0
+        return spherical_envelopes(solid, comps, d.spacing, progress=progress)
+    if s.envelope == "rolling ball":
+        return particle_envelopes(solid, comps, d.spacing, s.envelope_radius_fraction,
+                                  progress=progress)
+    raise ValueError(f"envelope must be 'sphere' or 'rolling ball', got {s.envelope!r}")
+
+
+def _picked(env: np.ndarray, d: MeasureData, s: QuantifySettings,
+            r: QuantifyResult) -> np.ndarray:
+    """``env`` with ``s.particles_at``: the envelopes at (or nearest) the points only, and
+    a note for each point outside every envelope (a click that missed its particle)."""
+    if not s.particles_at:
+        return env
+    if not env.any():
+        raise ValueError("no particle envelope to pick at the points: the matrix label has "
+                         "no particle here")
+    points = np.asarray(s.particles_at, float)
+    picked, dist = labels_at(env, points / np.asarray(d.spacing), d.spacing)
+    for point, env_label, gap in zip(points, picked, dist, strict=True):
+        index = tuple(np.clip(np.rint(point / np.asarray(d.spacing)).astype(int), 0,
+                              np.array(env.shape) - 1))
+        note = (f"the particle point {tuple(float(v) for v in point.round(4))} {d.unit} lies "
+                f"outside every envelope: measured the nearest, envelope {env_label}, "
+                f"{gap:.3g} {d.unit} away")
+        if env[index] == 0 and note not in r.notes:
+            r.notes.append(note)
+    env[~np.isin(env, picked)] = 0
     return env
 
 
@@ -231,7 +246,7 @@ def _measure_envelopes(d, s, r, progress) -> None:
         comps = _separated(d, s, scaled(progress, 0, 30, 100))
     else:
         comps = _particle_components(d, s, solid)
-    env = _envelopes(d, s, solid, comps, scaled(progress, 30, 80, 100))
+    env = _picked(_envelopes(d, s, solid, comps, scaled(progress, 30, 80, 100)), d, s, r)
     pore = (env > 0) & ~solid
     table = particle_table(env, d.spacing, pore=pore, unit=d.unit, surface=False)
     r.tables["particle_envelopes"] = table
@@ -265,7 +280,7 @@ def _measure_pv_porosity(d, s, r, progress) -> None:
     solid = above & (comps > 0)
     if d.outside is not None:
         solid &= ~d.outside
-    env = _envelopes(d, s, solid, comps, scaled(progress, 0, 70, 100))
+    env = _picked(_envelopes(d, s, solid, comps, scaled(progress, 0, 70, 100)), d, s, r)
     table = partial_volume_porosity(img, env, levels)
     counted = particle_table(env, d.spacing, pore=(env > 0) & d.phase, unit=d.unit, surface=False)
     table.insert(2, "porosity_argmax", counted.set_index("label").loc[table["label"],
