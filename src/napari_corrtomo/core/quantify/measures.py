@@ -224,14 +224,14 @@ def _picked(env: np.ndarray, d: MeasureData, s: QuantifySettings,
         raise ValueError("no particle envelope to pick at the points: the matrix label has "
                          "no particle here")
     points = np.asarray(s.particles_at, float)
-    picked, dist = labels_at(env, points / np.asarray(d.spacing), d.spacing)
-    for point, env_label, gap in zip(points, picked, dist, strict=True):
-        index = tuple(np.clip(np.rint(point / np.asarray(d.spacing)).astype(int), 0,
-                              np.array(env.shape) - 1))
+    voxels = points / np.asarray(d.spacing)
+    picked, dist = labels_at(env, voxels, d.spacing)
+    inside = np.clip(np.rint(voxels).astype(int), 0, np.array(env.shape) - 1)
+    for point, index, env_label, gap in zip(points, inside, picked, dist, strict=True):
         note = (f"the particle point {tuple(float(v) for v in point.round(4))} {d.unit} lies "
                 f"outside every envelope: measured the nearest, envelope {env_label}, "
                 f"{gap:.3g} {d.unit} away")
-        if env[index] == 0 and note not in r.notes:
+        if env[tuple(index)] == 0 and note not in r.notes:
             r.notes.append(note)
     env[~np.isin(env, picked)] = 0
     return env

@@ -370,19 +370,21 @@ def _levels(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], erode: int,
     of one volume); interiors farther than ``margin`` voxels from a piece's faces only
     (a block does not see the other phase beyond them)."""
     masks = [(p, m) for _, p, m in parts]
+    both = [p | m for _, p, m in parts]
+    # where interiors may lie: the two phases, away from the pieces' faces
+    region = [b.copy() for b in both] if margin else both
+    if margin:
+        for r in region:
+            face = np.ones(r.shape, bool)
+            face[tuple(slice(margin, n - margin) for n in r.shape)] = False
+            r[face] = False
     mid = float("nan")
     for it in range(int(iterations) + 1):
         # interiors: farther than erode voxels (Euclidean) from the other side
         inner = []
-        for (img, p, m), (lo_mask, hi_mask) in zip(parts, masks, strict=True):
-            both = p | m
-            a = (ndi.distance_transform_edt(lo_mask) > erode) & both
-            b = (ndi.distance_transform_edt(hi_mask) > erode) & both
-            if margin:
-                core = np.zeros(both.shape, bool)
-                core[tuple(slice(margin, n - margin) for n in both.shape)] = True
-                a &= core
-                b &= core
+        for (img, _, _), (lo_mask, hi_mask), r in zip(parts, masks, region, strict=True):
+            a = (ndi.distance_transform_edt(lo_mask) > erode) & r
+            b = (ndi.distance_transform_edt(hi_mask) > erode) & r
             inner.append((img[a], img[b]))
         va = np.concatenate([x for x, _ in inner])
         vb = np.concatenate([y for _, y in inner])
@@ -401,10 +403,10 @@ def _levels(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], erode: int,
         if it < iterations:
             mid = 0.5 * (lp + lm)
             masks = []
-            for img, p, m in parts:
-                both, above = p | m, img >= mid
-                masks.append((both & ~above, both & above) if lm > lp
-                             else (both & above, both & ~above))
+            for (img, _, _), pm in zip(parts, both, strict=True):
+                above = img >= mid
+                masks.append((pm & ~above, pm & above) if lm > lp
+                             else (pm & above, pm & ~above))
     mad = np.concatenate([np.abs(va - lp), np.abs(vb - lm)])
     return PhaseLevels(lp, lm, float(1.4826 * np.median(mad)), int(va.size), int(vb.size))
 
@@ -486,7 +488,6 @@ def _move_boundary(lab: np.ndarray, img: np.ndarray, levels: PhaseLevels, phase:
                  & (ndi.distance_transform_edt(m) <= band))
     elif band is not None:  # one phase only here: no boundary within reach
         near[:] = False
-    img = np.asarray(img, np.float32)
     sign = 1.0 if levels.matrix > levels.pore else -1.0
     dense = sign * (img - levels.matrix) > abs(levels.matrix - levels.pore)
     if dense.any():
@@ -521,7 +522,6 @@ def _sampled_levels(labels: Any, intensity: Any, phase: int, matrix: int, blocks
         raise ValueError(f"none of {tries} chunks drawn holds both the phase {phase} and the "
                          f"matrix {matrix} (0.1 % of a chunk each); check the labels, or load the volume")
     return _levels(parts, erode, 3, margin=erode)
-
 
 
 def partial_volume_porosity(intensity: Any, envelopes: Any, levels: PhaseLevels,
