@@ -57,6 +57,8 @@ def scene_all_docks() -> napari.Viewer:
             form.autosave.saved.disconnect(form._on_autosaved)
             form.recovery_status.setText("")
     viewer.window._qt_window.resize(1920, 1080)
+    _settle()
+    viewer.reset_view()  # the image fills the canvas of the resized window
     return viewer
 
 

@@ -144,7 +144,7 @@ def test_the_docked_panel_reads_no_private_napari_attribute(make_napari_viewer, 
     import warnings
 
     def docked(viewer):
-        _, widget = viewer.window.add_plugin_dock_widget("napari-corrtomo", "Correlative project")
+        _, widget = viewer.window.add_plugin_dock_widget("napari-corrtomo", "Project")
         return widget
 
     viewer = make_napari_viewer()

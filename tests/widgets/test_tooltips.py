@@ -87,3 +87,29 @@ def test_six_docks_open_as_tabs_that_fit_a_1080_pixel_screen(make_napari_viewer,
     assert window.height() <= 1080
     quantify = docks[DOCKS.index(QuantifyWidget)].widget()
     assert quantify.plot.canvas.height() >= MIN_HEIGHT
+
+
+def test_docks_opened_from_the_plugins_menu_show_their_names_in_full_tabs(
+        make_napari_viewer, qtbot):
+    """The six docks opened the way the Plugins menu opens them (napari names each
+    "Quantify (napari-corrtomo)") at 1920 x 1080: the tabs read the docks' own names, none
+    elided, all six on the bar at once."""
+    from npe2 import PluginManager
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1920, 1080)
+    names = [w.display_name for w in
+             PluginManager.instance().get_manifest("napari-corrtomo").contributions.widgets]
+    for name in names:
+        dock, _ = viewer.window.add_plugin_dock_widget("napari-corrtomo", name)
+        assert dock.name == f"{name} (napari-corrtomo)"  # what napari calls it
+        qtbot.waitUntil(dock.widget().isVisible, timeout=5000)
+    qtbot.wait(200)
+    bars = [bar for bar in window.findChildren(QTabBar) if bar.isVisible() and bar.count() == 6]
+    assert len(bars) == 1
+    bar = bars[0]
+    assert sorted(bar.tabText(i) for i in range(6)) == sorted(names)
+    assert bar.elideMode() == Qt.TextElideMode.ElideNone
+    for i in range(6):  # each tab whole on the bar, no scrolling needed at this width
+        assert bar.rect().contains(bar.tabRect(i)), bar.tabText(i)

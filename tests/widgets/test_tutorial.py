@@ -379,7 +379,7 @@ def test_the_tutorial_as_written(make_napari_viewer, qtbot, mouse, sample, tmp_p
     tut.shot("5_quantify")
 
     # ---- 6. Save project, then Load project into a fresh viewer
-    pw = tut.open(ProjectWidget(viewer), "Correlative project")
+    pw = tut.open(ProjectWidget(viewer), "Project")
     listed = set(pw.table.frame["layer"])
     assert {micro.name, nano.name, roi.name, seg_layer.name} <= listed
     monkeypatch.setattr(QFileDialog, "getExistingDirectory",
@@ -394,7 +394,7 @@ def test_the_tutorial_as_written(make_napari_viewer, qtbot, mouse, sample, tmp_p
     pw.recovery_status.setText("")
     tut.shot("6_project")
     fresh = make_napari_viewer(show=True)
-    pw2 = Tutorial(fresh, qtbot).open(ProjectWidget(fresh), "Correlative project")
+    pw2 = Tutorial(fresh, qtbot).open(ProjectWidget(fresh), "Project")
     with heartbeat() as beats:
         tut.click(pw2.load_button)
         _wait(qtbot, pw2)

@@ -15,8 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from qtpy.QtCore import QSize, Qt
-from qtpy.QtWidgets import QDockWidget, QFrame, QHBoxLayout, QMainWindow, QScrollArea, QWidget
+from qtpy.QtCore import QSize, Qt, QTimer
+from qtpy.QtWidgets import (
+    QDockWidget,
+    QFrame,
+    QHBoxLayout,
+    QMainWindow,
+    QScrollArea,
+    QTabBar,
+    QWidget,
+)
+
+#: what napari appends to the name of a dock opened from its Plugins menu
+PLUGIN_SUFFIX = " (napari-corrtomo)"
 
 
 class DockForm(QScrollArea):
@@ -52,6 +63,9 @@ class DockForm(QScrollArea):
         window = dock.parentWidget() if dock is not None else None
         if not isinstance(window, QMainWindow) or dock.isFloating():
             return
+        title = dock.windowTitle()  # the tab's text; napari's title bar keeps the full name
+        if title.endswith(PLUGIN_SUFFIX):
+            dock.setWindowTitle(title[: -len(PLUGIN_SUFFIX)])
         area = window.dockWidgetArea(dock)
         for other in window.findChildren(QDockWidget):
             if (other is not dock and not other.isFloating()
@@ -60,7 +74,16 @@ class DockForm(QScrollArea):
                     and any(form._placed for form in other.findChildren(DockForm))):
                 window.tabifyDockWidget(other, dock)
                 dock.raise_()
+                QTimer.singleShot(0, lambda: _full_titles(window, dock))  # the bar, once laid out
                 return
+
+
+def _full_titles(window: QMainWindow, dock: QDockWidget) -> None:
+    """The tab bar holding ``dock`` shows whole titles, scrolling when they do not fit."""
+    for bar in window.findChildren(QTabBar):
+        if dock.windowTitle() in {bar.tabText(i) for i in range(bar.count())}:
+            bar.setElideMode(Qt.TextElideMode.ElideNone)
+            bar.setUsesScrollButtons(True)
 
 
 def _dock_of(widget: QWidget) -> QDockWidget | None:

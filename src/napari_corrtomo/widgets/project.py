@@ -1,4 +1,4 @@
-"""Dock widget "Correlative project": modalities, frames and fields of view; save/load the
+"""Dock widget "Project": modalities, frames and fields of view; save/load the
 session; autosave and crash recovery (see :mod:`._autosave`)."""
 
 from __future__ import annotations
