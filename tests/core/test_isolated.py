@@ -70,3 +70,52 @@ def test_cancel_kills_the_process_within_the_poll_interval():
     assert not process.is_alive()
     with pytest.raises(RuntimeError, match="one call"):
         process.call(quantify, lab, SP, "um")
+
+
+class _Spy:
+    """A connection's sending end that notes the size of each pickle sent through it."""
+
+    def __init__(self, conn):
+        self.conn, self.pickles = conn, []
+
+    def send(self, message):
+        self.pickles.append(len(message[0]))
+        self.conn.send(message)
+
+    def fileno(self):
+        return self.conn.fileno()
+
+
+def test_arrays_travel_out_of_band_and_arrive_equal_and_writable():
+    """The pickle carries none of the arrays' bytes (those would be copied into it under the
+    GIL, pausing the viewer); every layout arrives equal, writable, in its own memory."""
+    import multiprocessing as mp
+    import threading
+
+    from napari_corrtomo.core.isolated import _receive, _send
+
+    rng = np.random.default_rng(0)
+    big = rng.random((64, 256, 256), dtype=np.float32)  # 16 MiB
+    arrays = [big, np.asfortranarray(rng.integers(0, 9, (30, 40, 50), dtype=np.uint16)),
+              rng.random(7).astype(">f8"), np.zeros((0, 3)), rng.random((5, 6)) > 0.5,
+              big[::2, 1::3]]  # the last not contiguous: pickled in band
+    a, b = mp.Pipe()
+    received: list = []
+    reader = threading.Thread(target=lambda: received.append(_receive(b)))
+    reader.start()
+    spy = _Spy(a)
+    _send(spy, "call", arrays[:-1], {"k": 1})
+    reader.join(30)
+    kind, got, extra = received[0]
+    assert kind == "call" and extra == {"k": 1}
+    assert spy.pickles[0] < 2000  # 16 MiB sent, a pickle of shapes and dtypes
+    reader = threading.Thread(target=lambda: received.append(_receive(b)))
+    reader.start()
+    _send(a, "result", arrays[-1])
+    reader.join(30)
+    for want, have in zip(arrays, [*got, received[1][1]], strict=True):
+        np.testing.assert_array_equal(have, want)
+        assert have.dtype == want.dtype and have.flags.writeable
+        assert not np.shares_memory(have, want)
+    a.close()
+    b.close()

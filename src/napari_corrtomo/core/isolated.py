@@ -7,19 +7,55 @@ it pauses nothing in the caller, and a cancel ends it at once: the process is ki
 
 The process is started ahead of its call (:class:`IsolatedProcess`), with the modules the
 call needs already imported, so a call waits for no interpreter start-up.
+
+Arrays travel out of band (pickle protocol 5): the pickle holds only their shapes and
+dtypes, their bytes go straight from the array's memory to the pipe and from the pipe
+into the array the other side makes. Pickled in band, 35 MB of arrays held the GIL of the
+viewer's process for 25-45 ms while being copied into the pickle (up to 0.2 s on a busy
+machine), pausing its UI thread.
 """
 
 from __future__ import annotations
 
 import importlib
 import multiprocessing as mp
+import os
+import pickle
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
 
 from .progress import ProgressCallback
 
 #: seconds between two cancel checks while the process works
 POLL_S = 0.05
+
+
+def _send(conn: Any, *message: Any) -> None:
+    """``message`` to the other side of ``conn``: the pickle with the buffers' sizes, then
+    each buffer written from where it lies (``os.write`` waits without the GIL)."""
+    buffers: list[pickle.PickleBuffer] = []
+    head = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+    views = [b.raw() for b in buffers]
+    conn.send((head, [v.nbytes for v in views]))
+    for view in views:
+        while view.nbytes:
+            view = view[os.write(conn.fileno(), view):]
+
+
+def _receive(conn: Any) -> tuple[Any, ...]:
+    """A message :func:`_send` sent: its buffers read into fresh (writable) memory."""
+    head, sizes = conn.recv()
+    buffers = [np.empty(n, np.uint8) for n in sizes]
+    for buffer in buffers:
+        view, filled = memoryview(buffer), 0
+        while filled < len(view):
+            got = os.readv(conn.fileno(), [view[filled:]])
+            if not got:
+                raise EOFError("the other side closed mid-message")
+            filled += got
+    return pickle.loads(head, buffers=buffers)
 
 
 def _serve(conn: Any, preload: tuple[str, ...]) -> None:
@@ -28,7 +64,7 @@ def _serve(conn: Any, preload: tuple[str, ...]) -> None:
     for name in preload:
         importlib.import_module(name)
     try:
-        func, args, kwargs = conn.recv()
+        func, args, kwargs = _receive(conn)
     except EOFError:  # closed before any call
         return
     last: list[tuple[int, int]] = []
@@ -36,17 +72,17 @@ def _serve(conn: Any, preload: tuple[str, ...]) -> None:
     def progress(done: int, total: int) -> None:
         if not last or last[0] != (done, total):  # repeats are the caller's cancel checks
             last[:] = [(done, total)]
-            conn.send(("progress", int(done), int(total)))
+            _send(conn, "progress", int(done), int(total))
 
     try:
         result = func(*args, progress=progress, **kwargs)
     except Exception as exc:  # noqa: BLE001 - re-raised in the caller
         try:
-            conn.send(("error", exc))
+            _send(conn, "error", exc)
         except Exception:  # noqa: BLE001 - an exception that does not pickle
-            conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+            _send(conn, "error", RuntimeError(f"{type(exc).__name__}: {exc}"))
     else:
-        conn.send(("result", result))
+        _send(conn, "result", result)
     conn.close()
 
 
@@ -88,11 +124,14 @@ class IsolatedProcess:
         self._used = True
         state = (0, 1)
         try:
-            self._conn.send((func, args, kwargs))
+            try:
+                _send(self._conn, func, args, kwargs)
+            except BrokenPipeError:  # it ended before reading the call
+                pass  # what it said, or its exit code, is read below
             while True:
                 if self._conn.poll(POLL_S):
                     try:
-                        kind, *payload = self._conn.recv()
+                        kind, *payload = _receive(self._conn)
                     except EOFError:
                         self._proc.join(1)
                         raise RuntimeError("the worker process ended without a result (exit "
