@@ -52,13 +52,7 @@ def scene_all_docks() -> napari.Viewer:
     viewer.open_sample("napari-corrtomo", "correlative_particles")
     manifest = PluginManager.instance().get_manifest("napari-corrtomo")
     for widget in manifest.contributions.widgets or []:
-        _, form = viewer.window.add_plugin_dock_widget("napari-corrtomo", widget.display_name)
-        if hasattr(form, "recovery_status"):  # no path of this machine in the picture
-            form.autosave.saved.disconnect(form._on_autosaved)
-            form.recovery_status.setText("")
-    viewer.window._qt_window.resize(1920, 1080)
-    _settle()
-    viewer.reset_view()  # the image fills the canvas of the resized window
+        viewer.window.add_plugin_dock_widget("napari-corrtomo", widget.display_name)
     return viewer
 
 
@@ -129,14 +123,26 @@ def save_window(viewer: napari.Viewer, path: Path) -> None:
     img.quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
+def _no_machine_paths(viewer: napari.Viewer) -> None:
+    """The Project dock's autosave line names a folder of this machine: not in the picture."""
+    from napari_corrtomo.widgets.project import ProjectWidget
+
+    for form in viewer.window._qt_window.findChildren(ProjectWidget):
+        form.autosave.saved.disconnect(form._on_autosaved)
+        form.recovery_status.setText("")
+
+
 def main(names: list[str]) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     # autosave into a fresh folder: no earlier session of this machine to offer
     os.environ[ENV_RECOVERY_DIR] = tempfile.mkdtemp(prefix="corrtomo-recovery-")
     for name in names or list(SCENES):
         viewer = SCENES[name]()
+        _no_machine_paths(viewer)
         viewer.window._qt_window.resize(*SIZES.get(name, (1800, 1100)))
         _settle(800)
+        viewer.reset_view()  # the data fills the canvas of the resized window
+        _settle(300)
         path = OUT / f"{name}.png"
         save_window(viewer, path)
         print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
