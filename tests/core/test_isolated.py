@@ -82,15 +82,21 @@ class _Spy:
         self.pickles.append(len(message[0]))
         self.conn.send(message)
 
-    def fileno(self):
-        return self.conn.fileno()
+    def send_bytes(self, buffer):
+        self.conn.send_bytes(buffer)
 
 
-def test_arrays_travel_out_of_band_and_arrive_equal_and_writable():
+@pytest.mark.parametrize("readv", [True, False], ids=["readv", "recv_bytes_into"])
+def test_arrays_travel_out_of_band_and_arrive_equal_and_writable(readv, monkeypatch):
     """The pickle carries none of the arrays' bytes (those would be copied into it under the
-    GIL, pausing the viewer); every layout arrives equal, writable, in its own memory."""
+    GIL, pausing the viewer); every layout arrives equal, writable, in its own memory,
+    read by ``os.readv`` (POSIX) or by the Connection's own read (elsewhere)."""
     import multiprocessing as mp
+    import os
     import threading
+
+    if not readv:
+        monkeypatch.delattr(os, "readv", raising=False)
 
     from napari_corrtomo.core.isolated import _receive, _send
 

@@ -12,6 +12,7 @@ their approximate positions); :mod:`.thickness` turns the positions into depths.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,7 +147,7 @@ def _common_shift(before: np.ndarray, after: np.ndarray) -> float:
 
 def _fit_peak(profile: np.ndarray, x0: float, half: int, sigma0: float):
     """Least-squares Gaussian + constant around ``x0``: (x, sigma, amplitude, x_std)."""
-    from scipy.optimize import curve_fit
+    from scipy.optimize import OptimizeWarning, curve_fit
 
     n = profile.size
     lo, hi = max(int(round(x0)) - half, 0), min(int(round(x0)) + half + 1, n)
@@ -161,7 +162,9 @@ def _fit_peak(profile: np.ndarray, x0: float, half: int, sigma0: float):
     b0 = float(np.min(ys))
     p0 = (float(ys.max() - b0), float(xs[np.argmax(ys)]), sigma0, b0)
     try:
-        p, cov = curve_fit(model, xs, ys, p0=p0, maxfev=2000)
+        with warnings.catch_warnings():  # an undetermined covariance is x_std = inf below
+            warnings.simplefilter("ignore", OptimizeWarning)
+            p, cov = curve_fit(model, xs, ys, p0=p0, maxfev=2000)
     except (RuntimeError, ValueError):
         return None
     a, c, s, _b = p
