@@ -10,9 +10,9 @@ call needs already imported, so a call waits for no interpreter start-up.
 
 Arrays travel out of band (pickle protocol 5): the pickle holds only their shapes and
 dtypes, their bytes go from the array's memory to the pipe and from the pipe into the
-array the other side makes, the GIL free while the pipe is written and read. Pickled in band,
-35 MB of arrays held the GIL of the viewer's process for 25-45 ms while being copied
-into the pickle (up to 0.2 s on a busy machine), pausing its UI thread.
+array the other side makes, the GIL free while the pipe is written and read. Pickled
+in band, 35 MB of arrays held the GIL of the viewer's process for 25-45 ms while being
+copied into the pickle (up to 0.2 s on a busy machine), pausing its UI thread.
 """
 
 from __future__ import annotations
