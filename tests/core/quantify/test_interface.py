@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
+from scipy import special
 
 from napari_corrtomo.core.quantify import proxigram
+from napari_corrtomo.core.quantify._common import signed_distance
 
 
 @pytest.mark.parametrize("sigma_vox", [1.5, 3.0])
@@ -28,6 +30,60 @@ def test_gaussian_edge_gives_analytic_width(sigma_vox):
     t = p.table()
     assert list(t.columns)[0] == "distance_um" and len(t) == 24
     assert {"x25_um", "x75_um", "dx_um", "slope_per_um", "dy"} == set(p.summary())
+
+
+def _scene(kind: str, shape: tuple[int, ...], spacing: tuple[float, ...]) -> np.ndarray:
+    """Exact signed distance (physical, positive inside) at the voxel centres of a plane
+    oblique to every axis, a ball or a spherical pore of radius 10, centred in the grid."""
+    axes = [(np.arange(n) + 0.5) * s - n * s / 2 for n, s in zip(shape, spacing, strict=True)]
+    z, y, x = np.meshgrid(*axes, indexing="ij", sparse=True)
+    if kind == "oblique plane":
+        n = np.array([0.3, 0.5, 0.81]) / np.linalg.norm([0.3, 0.5, 0.81])
+        f = n[0] * z + n[1] * y + n[2] * x + 0.123
+    else:
+        f = 10.0 - np.sqrt(z * z + y * y + x * x)
+        f = f if kind == "ball" else -f
+    return np.broadcast_to(f, shape).astype(np.float64)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 1.0), (1.0, 0.5, 0.25)])
+@pytest.mark.parametrize("kind", ["oblique plane", "ball", "pore"])
+def test_signed_distance_is_sub_voxel(kind, spacing):
+    shape = tuple(int(round(40 / s)) for s in spacing)
+    f = _scene(kind, shape, spacing)
+    sd = signed_distance(f > 0, spacing)
+    band = np.abs(f) < 6
+    err = (sd - f)[band]
+    sigma = max(spacing)  # the smoothing; a sphere's boundary moves by ~sigma^2 / R
+    if kind == "oblique plane":
+        # the smoothing sees the mask continued unchanged past the array's border: up
+        # to a voxel off there, so the bound on every voxel holds from 4 sigma inside
+        border = np.minimum.reduce([np.minimum(i, n - 1 - i) * s for i, n, s in zip(
+            np.indices(shape), shape, spacing, strict=True)])
+        inner = np.abs(sd - f)[band & (border >= 4 * sigma)]
+        assert inner.max() < 0.2 * sigma and inner.mean() < 0.05 * sigma
+        assert np.abs(err).max() < sigma
+    else:
+        assert abs(err.mean()) < sigma**2 / 10.0
+        assert np.abs(err).mean() < sigma**2 / 10.0 + 0.05 * sigma
+    # the nearest voxel centre of the other phase minus half a voxel: 0.26 voxel off on
+    # average on the oblique plane at cubic voxels
+    assert np.all(sd[f > 0] >= 0) and np.all(sd[f <= 0] <= 0)
+
+
+@pytest.mark.parametrize("sigma_vox", [1.0, 2.0])
+@pytest.mark.parametrize("kind", ["oblique plane", "ball", "pore"])
+def test_proxigram_width_of_oblique_and_curved_edges(kind, sigma_vox):
+    # the image is exactly Phi(distance / sigma), so dx = 1.349 sigma and x25 = -x75 =
+    # -0.6745 sigma: what is left is the distance from the segmentation and the binning
+    # (nearest-voxel-centre distances on one-voxel bins: 11-16 % narrow here)
+    f = _scene(kind, (48, 48, 48), (1.0, 1.0, 1.0))
+    img = special.ndtr(f / sigma_vox)
+    p = proxigram(img, f > 0, 1.0, max_distance=5 * sigma_vox)
+    assert p.dx == pytest.approx(1.349 * sigma_vox, rel=0.05)
+    assert p.x25 == pytest.approx(-0.6745 * sigma_vox, abs=0.1)
+    assert p.x75 == pytest.approx(0.6745 * sigma_vox, abs=0.1)
+    assert np.all(np.diff(p.distance) > 0) and np.all(p.voxels > 0)
 
 
 def test_phase_contrast_fringes_lower_dy():

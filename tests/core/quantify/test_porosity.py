@@ -130,9 +130,16 @@ def test_volume_fraction_profile_of_a_shelled_ball():
     vf = prof["volume_fraction"].to_numpy()
     ok = np.isfinite(vf)
     assert np.all(vf[ok & (d < 0.15)] == 1.0)  # well inside the solid outer shell
+    # the lattice ball's surface lies at r ~ 18 (its volume-equivalent radius), so the
+    # shell's inner side is 3 voxels deep: [0.2, 0.3) um holds the shell's voxels
+    # 15 < r <= 16 (distances to the nearest voxel centre minus half a voxel put 27 % of
+    # its voxels in the half-filled core, volume fraction 0.87)
+    assert vf[2] > 0.95
     deep = ok & (d > 0.35)
     deep[np.flatnonzero(ok)[-1]] = False  # the bin holding the centre voxel
-    np.testing.assert_allclose(vf[deep], 0.5, atol=1e-12)
+    # half of every deeper shell, to the few voxels (< 0.5 %) whose sub-voxel distance
+    # falls on the other side of a bin edge than their mirror image's
+    np.testing.assert_allclose(vf[deep], 0.5, atol=0.005)
     assert prof["cumulative_volume_fraction"].iloc[-1] == pytest.approx(phase.sum() / region.sum())
     with pytest.raises(ValueError, match="bin_width"):
         volume_fraction_profile(phase, region, 0.1, bin_width=0)

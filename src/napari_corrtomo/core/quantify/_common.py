@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from scipy import ndimage as ndi
+from scipy import special
 
 
 def edt_distance(mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
@@ -22,17 +24,87 @@ def edt_distance(mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
 
 
 def signed_distance(mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
-    """Signed distance to the phase boundary: positive inside ``mask``, negative outside.
+    """Sub-voxel signed distance to the phase boundary: positive inside ``mask``, negative
+    outside (float32, physical units of ``spacing``; ``+-inf`` if there is one phase only).
 
-    The boundary lies half way between a voxel centre of the phase and one outside it,
-    so ``d = EDT - s/2`` with ``s`` the smallest voxel size (exact for boundaries
-    normal to an axis of that voxel size; within half a voxel otherwise).
+    The boundary is the 0.5 level of the mask smoothed by an isotropic Gaussian of one
+    voxel along the coarsest axis. At a voxel with a face neighbour of the other phase,
+    the smoothed step is ``Phi(d / sigma)`` along the boundary normal, which gives the
+    voxel's distance ``d`` and the normal; every other voxel takes the tangent plane of
+    its nearest such voxel. Planes of any orientation and voxel shape come out within
+    0.06 voxel (0.14 at most, where the discrete kernel differs most from a continuous
+    one); a curved boundary moves by about ``sigma^2 / R`` towards its centre of
+    curvature (0.07 voxel on a ball of radius 12 voxels), which is not corrected (a
+    curvature term from second differences of the staircase was noisier than the shift).
+    Within 4 voxels of the array's border the smoothing sees the mask continued
+    unchanged: up to a voxel off there. Distances to the nearest voxel centre of the
+    other phase minus half a voxel, exact only for boundaries normal to an axis, were
+    0.26 voxel off on average on an oblique plane.
     """
-    half = 0.5 * min(spacing)
-    inside = edt_distance(mask, spacing)
-    outside = edt_distance(~mask, spacing)
-    out = np.where(mask, inside - half, half - outside).astype(np.float32)
+    m = np.asarray(mask, dtype=bool)
+    if m.all() or not m.any():
+        return np.full(m.shape, np.inf if m.all() else -np.inf, np.float32)
+    sp = np.asarray(spacing, dtype=np.float64)
+    edge = _phase_edge(m)
+    pts = np.nonzero(edge)
+    offset, normal = _edge_planes(m, pts, sp)
+    # nearest edge voxel of every voxel (itself on the edge)
+    near = ndi.distance_transform_edt(~edge, sampling=sp, return_distances=False,
+                                      return_indices=True)
+    where = np.full(m.shape, -1, np.int32)
+    where[pts] = np.arange(len(pts[0]), dtype=np.int32)
+    out = np.empty(m.shape, np.float32)
+    grid = np.ogrid[tuple(slice(0, n) for n in m.shape[1:])]
+    for z in range(m.shape[0]):  # one slab at a time bounds the temporaries
+        q = near[:, z]
+        j = where[tuple(q)]
+        d = offset[j].astype(np.float64)
+        x = (z, *grid)
+        for ax in range(m.ndim):
+            d += (x[ax] - q[ax]) * sp[ax] * normal[ax][j]
+        inside = m[z]
+        out[z] = np.where(inside, np.maximum(d, 0.0), np.minimum(d, 0.0))
     return out
+
+
+def _phase_edge(m: np.ndarray) -> np.ndarray:
+    """Voxels with a face neighbour of the other phase (the array border is neither)."""
+    edge = np.zeros(m.shape, bool)
+    for ax in range(m.ndim):
+        lo = [slice(None)] * m.ndim
+        hi = [slice(None)] * m.ndim
+        lo[ax], hi[ax] = slice(None, -1), slice(1, None)
+        differ = m[tuple(lo)] != m[tuple(hi)]
+        edge[tuple(lo)] |= differ
+        edge[tuple(hi)] |= differ
+    return edge
+
+
+def _edge_planes(m: np.ndarray, pts: tuple[np.ndarray, ...], sp: np.ndarray
+                 ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Signed distance and inward unit normal (per axis, physical) of the boundary at
+    the edge voxels ``pts``, from the smoothed mask (see :func:`signed_distance`)."""
+    sigma = float(sp.max())  # isotropic: one voxel along the coarsest axis
+    smooth = ndi.gaussian_filter(m.astype(np.float32), sigma / sp, mode="nearest")
+    grad = []
+    for ax in range(m.ndim):
+        up = list(pts)
+        down = list(pts)
+        up[ax] = np.minimum(pts[ax] + 1, m.shape[ax] - 1)
+        down[ax] = np.maximum(pts[ax] - 1, 0)
+        step = (up[ax] - down[ax]) * sp[ax]
+        grad.append((smooth[tuple(up)] - smooth[tuple(down)]) / step)
+    norm = np.sqrt(sum(g * g for g in grad))
+    flat = norm < 1e-6  # a symmetric sliver: no direction, the voxel's own plane only
+    norm[flat] = 1.0
+    normal = [np.where(flat, 0.0, g / norm).astype(np.float32) for g in grad]
+    level = np.clip(smooth[pts].astype(np.float64), 1e-4, 1 - 1e-4)
+    half = np.where(m[pts], 0.5, -0.5) * sp.min()
+    offset = np.where(flat, half, sigma * special.ndtri(level))
+    # within a voxel of the boundary, on its own side of it
+    reach = float(sp.max())
+    offset = np.where(m[pts], np.clip(offset, 0.0, reach), np.clip(offset, -reach, 0.0))
+    return offset.astype(np.float32), normal
 
 
 def padded_box(box: tuple[slice, ...], pad: list[int], local: tuple[int, ...],

@@ -6,7 +6,8 @@ it (positive inside the chosen phase, negative outside), normalised so that the
 lowest mean is 0 and the highest 1. From the profile:
 
 - ``x25``, ``x75``: positions where the normalised intensity crosses 0.25 and
-  0.75 (linear interpolation; the crossing nearest the interface is used);
+  0.75 (interpolated on the probit scale, exact for Gaussian edges; the crossing
+  nearest the interface is used);
 - ``dx = |x75 - x25|``: interface width, a resolution measure;
 - ``slope = 0.5 / dx``: interface sharpness (1/unit);
 - ``dy``: difference between the normalised plateaus on both sides (median of
@@ -15,9 +16,12 @@ lowest mean is 0 and the highest 1. From the profile:
 Seed values (Table 3): microCT silica/resin slopes 0.39-0.91 1/um (dx 1.31-0.46
 um), nanoCT 3.35 1/um (silica/resin, dx 0.14 um) and 4.32 1/um (silica/air).
 
-The signed distance of a voxel is its distance to the nearest voxel centre of the
-other phase minus half the smallest voxel size (the interface lies half way);
-exact for interfaces normal to an axis, within half a voxel otherwise.
+The signed distance of a voxel is sub-voxel (:func:`._common.signed_distance`: the
+tangent plane of the segmentation's boundary, exact for planes of any orientation);
+each bin's profile point lies at the mean distance of its voxels. On blurred spheres
+and oblique planes (PSF sigma 0.9-3 voxels) ``dx`` is within 5 % of the width the exact
+distances give (tests/core/quantify/test_interface.py); nearest-voxel-centre distances
+on 1-voxel bins made it 10-16 % narrow.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
 from .._checks import as_mask, check_bins, check_same_shape, check_spacing
 from ..backend import to_host
@@ -97,6 +102,7 @@ def proxigram(
     Returns
     -------
     Proxigram
+        ``distance`` is the mean signed distance of each bin's voxels.
     """
     img = np.asarray(to_host(intensity))
     m = as_mask(mask, "mask")
@@ -110,7 +116,7 @@ def proxigram(
     max_distance = float(max_distance)
     if not np.isfinite(max_distance) or max_distance <= 0:
         raise ValueError(f"max_distance must be a positive length, got {max_distance}")
-    bw, nb = check_bins(max_distance, min(sp) if bin_width is None else bin_width)
+    bw, nb = check_bins(max_distance, 0.25 * min(sp) if bin_width is None else bin_width)
     sd = signed_distance(m, sp)
     sel = np.abs(sd) < nb * bw
     if region is not None:
@@ -120,38 +126,46 @@ def proxigram(
     values = img[sel].astype(np.float64)
     if not np.all(np.isfinite(values)):
         raise ValueError("intensity contains NaN or inf near the interface; fill or mask them")
-    k = np.floor(sd[sel] / bw).astype(np.int64) + nb
+    d = sd[sel].astype(np.float64)
+    k = np.floor(d / bw).astype(np.int64) + nb
     count = np.bincount(k, minlength=2 * nb)
-    total = np.bincount(k, weights=values, minlength=2 * nb)
     ok = count > 0
-    if np.count_nonzero(ok[:nb]) == 0 or np.count_nonzero(ok[nb:]) == 0:
+    if not ok[:nb].any() or not ok[nb:].any():
         raise ValueError("no voxels on one side of the interface within max_distance")
-    centers = (np.arange(2 * nb) - nb + 0.5) * bw
-    mean = np.full(2 * nb, np.nan)
-    mean[ok] = total[ok] / count[ok]
-    lo, hi = np.nanmin(mean), np.nanmax(mean)
+    count = count[ok]
+    distance = np.bincount(k, weights=d, minlength=2 * nb)[ok] / count
+    mean = np.bincount(k, weights=values, minlength=2 * nb)[ok] / count
+    lo, hi = mean.min(), mean.max()
     norm = (mean - lo) / (hi - lo) if hi > lo else np.zeros_like(mean)
-    x25 = _crossing(centers[ok], norm[ok], 0.25)
-    x75 = _crossing(centers[ok], norm[ok], 0.75)
+    x25 = _crossing(distance, norm, 0.25)
+    x75 = _crossing(distance, norm, 0.75)
     dx = abs(x75 - x25)
     slope = 0.5 / dx if dx > 0 else float("nan")
-    outer = np.abs(centers) >= 0.5 * nb * bw
-    neg = norm[ok & outer & (centers < 0)]
-    pos = norm[ok & outer & (centers > 0)]
+    outer = np.abs(distance) >= 0.5 * nb * bw
+    neg = norm[outer & (distance < 0)]
+    pos = norm[outer & (distance > 0)]
     dy = float(abs(np.median(pos) - np.median(neg))) if len(neg) and len(pos) else float("nan")
-    return Proxigram(distance=centers, mean_intensity=mean, normalized=norm, voxels=count,
+    return Proxigram(distance=distance, mean_intensity=mean, normalized=norm, voxels=count,
                      x25=x25, x75=x75, dx=dx, slope=slope, dy=dy, unit=normalize_unit(unit))
 
 
 def _crossing(x: np.ndarray, y: np.ndarray, level: float) -> float:
-    """x where the piecewise-linear y(x) crosses ``level``, nearest to x = 0 (NaN if never)."""
+    """x where y(x) crosses ``level`` (0 < level < 1), nearest to x = 0 (NaN if never).
+
+    Between the two profile points around a crossing, y is interpolated linearly on the
+    probit scale (``ndtri(y)``), which is exact for a Gaussian-blurred edge however
+    coarsely it is sampled (linear interpolation made a one-voxel-sigma edge sampled at
+    whole voxels 10 % too wide), and which agrees with linear interpolation to first order.
+    """
     d = y - level
+    u = special.ndtri(np.clip(y, 1e-6, 1 - 1e-6))
+    target = special.ndtri(level)
     best = float("nan")
     for j in range(len(x) - 1):
         if d[j] == 0:
             cand = x[j]
         elif d[j] * d[j + 1] < 0:
-            cand = x[j] + (level - y[j]) * (x[j + 1] - x[j]) / (y[j + 1] - y[j])
+            cand = x[j] + (target - u[j]) * (x[j + 1] - x[j]) / (u[j + 1] - u[j])
         else:
             continue
         if not np.isfinite(best) or abs(cand) < abs(best):

@@ -100,7 +100,8 @@ class QuantifySettings:
         Half-width of the proxigram (interface sharpness); default 8 voxels (the
         smallest voxel size).
     bin_width
-        Bin width of the size distributions and profiles; default the smallest voxel size.
+        Bin width of the size distributions and profiles; default the smallest voxel size
+        (a quarter of it for the proxigram, whose distances are sub-voxel).
     split_h
         Depth of the distance maxima that split touching particles; default the largest
         voxel size.

@@ -235,8 +235,8 @@ def volume_fraction_profile(phase: Any, region: Any, spacing: float | tuple[floa
                             unit: str = "um") -> pd.DataFrame:
     """Volume fraction of ``phase`` inside ``region`` versus distance to the region's boundary.
 
-    The distance of a region voxel to the boundary is measured to the region's surface
-    (half a voxel beyond its outermost voxel centres). Bins are ``[d, d + bin_width)``.
+    The distance of a region voxel to the boundary is the sub-voxel distance to the
+    region's surface (:func:`._common.signed_distance`). Bins are ``[d, d + bin_width)``.
 
     Returns
     -------
