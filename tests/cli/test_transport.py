@@ -54,7 +54,7 @@ def test_quantify_transport_clear_failures(tmp_path, capsys):
     io.write_tiff(tmp_path / "l.tif", labels, (1, 1, 1), "um", layer_type="labels")
     assert main(["quantify", str(tmp_path / "l.tif"), "--phase", "5", "--measures", MEASURES,
                  "--out", str(tmp_path / "o")]) == 1
-    assert "phase label 5 has no voxel" in capsys.readouterr().err
+    assert "phase label 5 has no voxel in this volume (its labels: 0, 1)" in capsys.readouterr().err
     assert main(["quantify", str(tmp_path / "l.tif"), "--phase", "1", "--spacing", "1", "1",
                  "--measures", MEASURES, "--out", str(tmp_path / "o")]) == 1
     assert "spacing" in capsys.readouterr().err

@@ -451,8 +451,10 @@ def quantify(
     present = (counts is not None and settings.phase < len(counts) and counts[settings.phase] > 0
                ) if lazy else bool(np.any(lab == settings.phase))
     if not present:
-        raise ValueError(f"the phase label {settings.phase} has no voxel in this volume; "
-                         "choose the label value of the phase to measure")
+        held = ", ".join(str(v) for v in np.flatnonzero(data.counts()))
+        raise ValueError(f"the phase label {settings.phase} has no voxel in this volume "
+                         f"(its labels: {held}); choose the label value of the phase to "
+                         "measure")
     if lazy:
         result.notes.append(f"results of this dask/zarr volume are stored in {folder}")
     weights = np.array([MEASURES[m].cost for m in measures], dtype=float)
