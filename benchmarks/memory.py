@@ -37,7 +37,7 @@ MACHINE = "2-core x86-64 VM, 24 GB, shared and noisy; CPU only"
 #: (computation, structure) pairs measured
 CASES = [("local thickness", "network"), ("particle separation", "network"),
          ("particle separation", "spheres"), ("tortuosity factor", "network"),
-         ("features", "network")]
+         ("features", "network"), ("distance to the interface", "network")]
 
 
 def _status(key: str) -> int:
@@ -67,6 +67,7 @@ def _call(what: str):
     """The computation, and the numbers its estimate needs from the input."""
     from napari_corrtomo.core.classify.features import FeatureSpec, compute_features
     from napari_corrtomo.core.quantify import local_thickness, separate_particles, tortuosity_factor
+    from napari_corrtomo.core.quantify._common import signed_distance
 
     spec = FeatureSpec.ilastik_default()
     return {
@@ -74,6 +75,7 @@ def _call(what: str):
         "particle separation": lambda m: separate_particles(m, 1.0),
         "tortuosity factor": lambda m: tortuosity_factor(m, 1.0, axis=0, backend="numpy"),
         "features": lambda m: compute_features(m.astype(np.float32), spec, spatial_ndim=3),
+        "distance to the interface": lambda m: signed_distance(m, (1.0, 1.0, 1.0)),
     }[what], spec.n_features(1, 3)
 
 

@@ -13,7 +13,12 @@ import pytest
 
 from napari_corrtomo.core.classify.features import FeatureSpec, compute_features
 from napari_corrtomo.core.memory import TooLarge, check_memory, peak_bytes
-from napari_corrtomo.core.quantify import local_thickness, separate_particles, tortuosity_factor
+from napari_corrtomo.core.quantify import (
+    local_thickness,
+    separate_particles,
+    tortuosity_factor,
+    volume_fraction_profile,
+)
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "memory.py"
 
@@ -26,7 +31,7 @@ def _rss() -> int:
 @pytest.mark.parametrize("what, structure", [
     ("local thickness", "network"), ("particle separation", "network"),
     ("particle separation", "spheres"), ("tortuosity factor", "network"),
-    ("features", "network")])
+    ("features", "network"), ("distance to the interface", "network")])
 def test_estimate_is_within_25_percent_of_the_measured_peak(what, structure):
     """The measurement of benchmarks/memory.py (fresh process, Linux peak resident size
     around one call), at 128^3: the estimate must be within 25 % of it."""
@@ -42,6 +47,7 @@ def test_estimate_is_within_25_percent_of_the_measured_peak(what, structure):
     ("local thickness", lambda m: local_thickness(m, 1.0)),
     ("particle separation", lambda m: separate_particles(m, 1.0)),
     ("tortuosity factor", lambda m: tortuosity_factor(m, 1.0, backend="numpy")),
+    ("distance to the interface", lambda m: volume_fraction_profile(m, m, 1.0, 1.0)),
 ])
 def test_a_2048_cubed_request_is_refused_before_allocating(what, run):
     mask = np.zeros((2048, 2048, 2048), bool)  # address space only: its pages are untouched

@@ -42,6 +42,8 @@ PEAKS: dict[str, PeakModel] = {
                                      per_work_voxel=40.0, fixed=4e6),
     "tortuosity factor": PeakModel(per_voxel=153.0, fixed=10e6),
     "features": PeakModel(per_voxel=108.0, per_feature=3.7, fixed=20e6),
+    # the sub-voxel distance of the proxigram and the volume-fraction profile
+    "distance to the interface": PeakModel(per_voxel=27.0, fixed=12e6),
 }
 
 #: what to do instead, per computation
@@ -60,6 +62,10 @@ ALTERNATIVES: dict[str, str] = {
     "features": (
         "Give the image as OME-Zarr or a dask array (`corrtomo classify image.ome.zarr`): "
         "features and prediction then run block by block; or choose fewer features."),
+    "distance to the interface": (
+        "The proxigram and the volume-fraction profile measure the whole region at once: "
+        "crop a region of interest around the interfaces (the seeds profile 300^3 "
+        "regions)."),
 }
 
 

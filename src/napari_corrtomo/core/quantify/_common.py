@@ -9,6 +9,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy import special
 
+from ..memory import check_memory
+
 
 def edt_distance(mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     """float32 distance from every True voxel to the nearest False voxel centre (0 on False).
@@ -42,6 +44,7 @@ def signed_distance(mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     0.26 voxel off on average on an oblique plane.
     """
     m = np.asarray(mask, dtype=bool)
+    check_memory("distance to the interface", m.shape)
     if m.all() or not m.any():
         return np.full(m.shape, np.inf if m.all() else -np.inf, np.float32)
     sp = np.asarray(spacing, dtype=np.float64)
