@@ -1,79 +1,70 @@
-"""Compiled (numba) distance kernels: the lower envelope of parabolas along a line
-(Felzenszwalb & Huttenlocher; the exact EDT of the local thickness is built on it), the
-nearest edge voxel of every voxel (an exact Euclidean feature transform carrying the
-feature along each line) and the tangent-plane distances of the sub-voxel signed
-distance."""
+"""Compiled (numba) kernels of the sub-voxel signed distance: the nearest edge voxel of
+every voxel (an exact Euclidean feature transform, separable, Felzenszwalb & Huttenlocher
+lower envelopes carrying the feature along each line) and the tangent-plane distances."""
 
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
 
-#: squared distances at or above this are "no feature on this line"
-BIG = 1e30
 
-
-@nb.njit(cache=True, inline="always", nogil=True)
-def lower_envelope(f, n, w, out, arg, v, zb):
-    """Lower envelope of the parabolas ``w (x - i)^2 + f[i]`` sampled at x = 0..n-1, and
-    ``arg[x]`` the ``i`` of the lowest (-1 where there is none).
-
-    Felzenszwalb & Huttenlocher; entries ``>= BIG`` (no feature on that line) are
-    skipped. With integer ``f`` and ``w`` the result is exact (float64 arithmetic).
-    """
+@nb.njit(cache=True, nogil=True)
+def _lower_envelope(f, j, w, v, zb, fo, jo) -> None:
+    """One line: ``fo[p] = min_q (w (p - q))^2 + f[q]`` and ``jo[p]`` the ``j`` of that q
+    (``inf`` and -1 where the line holds no feature)."""
+    n = f.shape[0]
     k = -1
+    s = 0.0
     for q in range(n):
         fq = f[q]
-        if fq >= BIG:
+        if fq == np.inf:
             continue
-        s = -np.inf
         while k >= 0:
-            p = v[k]
-            s = ((fq + w * q * q) - (f[p] + w * p * p)) / (2.0 * w * (q - p))
+            r = v[k]
+            s = ((fq + (w * q) ** 2) - (f[r] + (w * r) ** 2)) / (2.0 * w * w * (q - r))
             if s <= zb[k]:
                 k -= 1
             else:
                 break
         k += 1
         v[k] = q
-        zb[k] = s if k > 0 else -np.inf
+        zb[k] = -np.inf if k == 0 else s
         zb[k + 1] = np.inf
     if k < 0:
-        for q in range(n):
-            out[q] = BIG
-            arg[q] = -1
+        for p in range(n):
+            fo[p] = np.inf
+            jo[p] = -1
         return
-    k = 0
-    for q in range(n):
-        while zb[k + 1] < q:
-            k += 1
-        p = v[k]
-        out[q] = w * (q - p) * (q - p) + f[p]
-        arg[q] = p
+    m = 0
+    for p in range(n):
+        while zb[m + 1] < p:
+            m += 1
+        r = v[m]
+        fo[p] = (w * (p - r)) ** 2 + f[r]
+        jo[p] = j[r]
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
 def nearest_along_last(f, j, w) -> None:
     """Carry the nearest feature along the last axis of 3D ``f`` (squared distances so far,
-    float32, :data:`BIG` or more where none) and ``j`` (its index, int32), in place; ``w``
-    is that axis's voxel size."""
+    float32) and ``j`` (its index, int32), in place; ``w`` is that axis's voxel size."""
     a, b, n = f.shape
-    ww = w * w
     for t in nb.prange(a * b):
         i0 = t // b
         i1 = t - i0 * b
         fl = np.empty(n)
+        jl = np.empty(n, np.int32)
         fo = np.empty(n)
-        arg = np.empty(n, np.int64)
+        jo = np.empty(n, np.int32)
         v = np.empty(n, np.int64)
         zb = np.empty(n + 1)
-        jl = j[i0, i1].copy()
         for p in range(n):
             fl[p] = f[i0, i1, p]
-        lower_envelope(fl, n, ww, fo, arg, v, zb)
+            jl[p] = j[i0, i1, p]
+        _lower_envelope(fl, jl, w, v, zb, fo, jo)
         for p in range(n):
             f[i0, i1, p] = fo[p]
-            j[i0, i1, p] = jl[arg[p]] if arg[p] >= 0 else -1
+            j[i0, i1, p] = jo[p]
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
