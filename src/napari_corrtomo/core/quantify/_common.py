@@ -104,9 +104,8 @@ def _edge_planes(m: np.ndarray, pts: tuple[np.ndarray, ...], sp: np.ndarray
     level = np.clip(smooth[pts].astype(np.float64), 1e-4, 1 - 1e-4)
     half = np.where(m[pts], 0.5, -0.5) * sp.min()
     offset = np.where(flat, half, sigma * special.ndtri(level))
-    # within a voxel of the boundary, on its own side of it
-    reach = float(sp.max())
-    offset = np.where(m[pts], np.clip(offset, 0.0, reach), np.clip(offset, -reach, 0.0))
+    # within a (coarsest) voxel of the boundary, on its own side of it
+    offset = np.where(m[pts], np.clip(offset, 0.0, sigma), np.clip(offset, -sigma, 0.0))
     return offset.astype(np.float32), normal
 
 
