@@ -51,11 +51,23 @@ class _Heartbeat:
         self._sampling.set()
         threading.Thread(target=self._sample, args=(threading.get_ident(),),
                          daemon=True).start()
+        #: CPython's collections (start, end, generation): a collection stops every thread,
+        #: and a sampled stack shows only where it was triggered
+        self._collections: list[tuple[float, float, int]] = []
+        gc.callbacks.append(self._on_collection)
         qtbot.wait(settle_ms)
+
+    def _on_collection(self, phase: str, info: dict) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._collection_start = now
+        else:
+            self._collections.append((self._collection_start, now, info["generation"]))
 
     def stop(self) -> None:
         self._timer.stop()
         self._sampling.clear()
+        gc.callbacks.remove(self._on_collection)
 
     def _sample(self, ui_thread: int) -> None:
         with tempfile.TemporaryFile("w+") as dump:
@@ -66,14 +78,27 @@ class _Heartbeat:
                     self._samples.append((last, _where(_stack_of(ui_thread, dump))))
 
     def pause_sources(self, bound_s: float = 0.1) -> list[tuple[float, str]]:
-        """Each pause over ``bound_s`` (s) and where the UI thread was in most of its
-        samples."""
+        """Each pause over ``bound_s`` (s): where the UI thread was in most of its samples,
+        and the time CPython's garbage collections took of it."""
         by_beat: dict[float, Counter] = {}
         for beat, where in self._samples:
             by_beat.setdefault(beat, Counter())[where] += 1
-        return [(after - before, by_beat[before].most_common(1)[0][0])
+        return [(after - before, self._where(by_beat.get(before)) + self._collected(before, after))
                 for before, after in zip(self.times, self.times[1:], strict=False)
-                if after - before > bound_s and before in by_beat]
+                if after - before > bound_s]
+
+    @staticmethod
+    def _where(samples: Counter | None) -> str:
+        # no sample: the sampling thread did not run either (a collection, or C code
+        # holding the GIL)
+        return samples.most_common(1)[0][0] if samples else "no thread ran"
+
+    def _collected(self, before: float, after: float) -> str:
+        """' (garbage collection N ms)': the collections' time within a pause, if any
+        took over 10 ms."""
+        spent = sum(min(end, after) - max(start, before)
+                    for start, end, _ in self._collections if start < after and end > before)
+        return f" (garbage collection {1000 * spent:.0f} ms)" if spent > 0.01 else ""
 
     def gaps(self, started: float, ended: float) -> np.ndarray:
         """The pauses (s) from the last beat before ``started`` (the start's own handler
