@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from napari_corrtomo.core.progress import Cancelled
 from napari_corrtomo.core.quantify import (
     fill_holes,
     particle_table,
@@ -109,6 +110,33 @@ def test_surface_area_slabwise_equality_and_border_convention():
     assert surface_area(slab, (1.0, 2.0, 3.0)) == pytest.approx(2 * 24 * 42, rel=1e-4)
     assert specific_surface(slab, (1.0, 2.0, 3.0), smooth=0) == pytest.approx(
         2 * 24 * 42 / (10 * 24 * 42))
+
+
+def test_cancel_is_checked_before_a_components_watershed_and_between_surface_slabs(
+        monkeypatch):
+    import skimage.segmentation
+
+    m, _, _ = _spheres()  # first component: two touching spheres, one watershed
+    calls: list[tuple[int, int]] = []
+
+    def cancel_at_second(done: int, total: int) -> None:
+        calls.append((done, total))
+        if len(calls) == 2:
+            raise Cancelled()
+
+    flooded = []
+    monkeypatch.setattr(skimage.segmentation, "watershed",
+                        lambda *a, **k: flooded.append(1))
+    with pytest.raises(Cancelled):
+        separate_particles(m, 1.0, progress=cancel_at_second)
+    assert calls == [(0, 2), (0, 2)] and flooded == []  # stopped before the watershed
+    # a volume over 4 M voxels is meshed in slabs, with a cancel check after each
+    calls.clear()
+    big = np.zeros((80, 256, 256), bool)
+    big[20:60, 50:200, 50:200] = True
+    with pytest.raises(Cancelled):
+        surface_area(big, 1.0, progress=cancel_at_second)
+    assert calls[0][1] >= 2
 
 
 def test_size_distribution_lognormal_fit_recovers_parameters():

@@ -166,6 +166,7 @@ def separate_particles(
         order = np.argsort(-dist.ravel(), kind="stable")
         order = order[: np.count_nonzero(region)]  # background (0) sorts last
         peaks = _h_maxima_peaks(dist, order, h)
+        report(progress, i - 1, n)  # a cancel check: one sample-wide component's watershed
         if len(peaks) > 1:
             markers = np.zeros(region.shape, np.int32)
             markers.ravel()[peaks] = np.arange(1, len(peaks) + 1, dtype=np.int32)
@@ -174,8 +175,7 @@ def separate_particles(
             view[region] = ids[ws[region]].astype(np.uint32)
             extra[i] = list(range(next_id, next_id + len(peaks) - 1))
             next_id += len(peaks) - 1
-        if i % 64 == 0 or i == n:
-            report(progress, i, n)
+        report(progress, i, n)
     keep = np.ones(next_id, bool)
     keep[0] = False
     if min_volume > 0:
@@ -281,8 +281,7 @@ def particle_table(
         if surface and lab.ndim == 3:
             field = _field(np.pad(lab32[sl] == i, pad), sigma)
             area[j] = mesh_area(field, sp, displacement=_displacement(field, sigma, sp))
-        if progress is not None and (j % 64 == 0 or j == len(ids) - 1):
-            report(progress, j + 1, len(ids))
+        report(progress, j + 1, len(ids))
     if surface and lab.ndim == 3:
         frame[f"surface_{u}2"] = area
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -302,7 +301,7 @@ def _crop_edt(region: np.ndarray, sp: tuple[float, ...]) -> np.ndarray:
     return np.ascontiguousarray(d[1:-1, 1:-1, 1:-1])
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)  # the UI thread runs meanwhile
 def _h_maxima_peaks(dist, order, h):
     """Peak voxels (flat indices) of the maxima of ``dist`` whose dynamic is >= h.
 
