@@ -37,24 +37,12 @@ from scipy import special
 import napari_corrtomo.core.quantify.interface as interface
 from napari_corrtomo.core.quantify import proxigram
 from napari_corrtomo.core.quantify._common import edt_distance, signed_distance
-from napari_corrtomo.core.synthetic import leveled_wave
+from napari_corrtomo.core.synthetic import interface_distance, leveled_wave
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "quantify.md"
 SECTION = "## Distance to the interface (proxigram)"
 MACHINE = "2-core x86-64 VM, 24 GB, shared and noisy; CPU only"
 SIGMA = 1.5  # the proxigram image's edge, voxels
-
-
-def exact(kind: str, shape: tuple[int, ...], sp: tuple[float, ...]) -> np.ndarray:
-    axes = [(np.arange(n) + 0.5) * s - n * s / 2 for n, s in zip(shape, sp, strict=True)]
-    z, y, x = np.meshgrid(*axes, indexing="ij", sparse=True)
-    if kind == "oblique plane":
-        n = np.array([0.3, 0.5, 0.81]) / np.linalg.norm([0.3, 0.5, 0.81])
-        f = n[0] * z + n[1] * y + n[2] * x + 0.123
-    else:
-        f = 12.0 * min(sp) - np.sqrt(z * z + y * y + x * x)
-        f = f if kind == "ball" else -f
-    return np.broadcast_to(f, shape).astype(np.float64)
 
 
 def smoothed(m: np.ndarray, sp: np.ndarray) -> np.ndarray:
@@ -95,7 +83,7 @@ def main() -> None:
         spa = np.asarray(sp)
         shape = tuple(int(round(64 / s)) for s in sp)
         for kind in ("oblique plane", "ball", "pore"):
-            f = exact(kind, shape, sp)
+            f = interface_distance(kind, shape, sp, radius=12.0 * min(sp))
             m = f > 0
             border = np.minimum.reduce([np.minimum(i, n - 1 - i) * s for i, n, s in zip(
                 np.indices(shape), shape, sp, strict=True)])

@@ -9,6 +9,7 @@ from scipy import special
 
 from napari_corrtomo.core.quantify import proxigram
 from napari_corrtomo.core.quantify._common import signed_distance
+from napari_corrtomo.core.synthetic import interface_distance
 
 
 @pytest.mark.parametrize("sigma_vox", [1.5, 3.0])
@@ -32,25 +33,11 @@ def test_gaussian_edge_gives_analytic_width(sigma_vox):
     assert {"x25_um", "x75_um", "dx_um", "slope_per_um", "dy"} == set(p.summary())
 
 
-def _scene(kind: str, shape: tuple[int, ...], spacing: tuple[float, ...]) -> np.ndarray:
-    """Exact signed distance (physical, positive inside) at the voxel centres of a plane
-    oblique to every axis, a ball or a spherical pore of radius 10, centred in the grid."""
-    axes = [(np.arange(n) + 0.5) * s - n * s / 2 for n, s in zip(shape, spacing, strict=True)]
-    z, y, x = np.meshgrid(*axes, indexing="ij", sparse=True)
-    if kind == "oblique plane":
-        n = np.array([0.3, 0.5, 0.81]) / np.linalg.norm([0.3, 0.5, 0.81])
-        f = n[0] * z + n[1] * y + n[2] * x + 0.123
-    else:
-        f = 10.0 - np.sqrt(z * z + y * y + x * x)
-        f = f if kind == "ball" else -f
-    return np.broadcast_to(f, shape).astype(np.float64)
-
-
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 1.0), (1.0, 0.5, 0.25)])
 @pytest.mark.parametrize("kind", ["oblique plane", "ball", "pore"])
 def test_signed_distance_is_sub_voxel(kind, spacing):
     shape = tuple(int(round(40 / s)) for s in spacing)
-    f = _scene(kind, shape, spacing)
+    f = interface_distance(kind, shape, spacing)
     sd = signed_distance(f > 0, spacing)
     band = np.abs(f) < 6
     err = (sd - f)[band]
@@ -77,7 +64,7 @@ def test_proxigram_width_of_oblique_and_curved_edges(kind, sigma_vox):
     # the image is exactly Phi(distance / sigma), so dx = 1.349 sigma and x25 = -x75 =
     # -0.6745 sigma: what is left is the distance from the segmentation and the binning
     # (nearest-voxel-centre distances on one-voxel bins: 11-16 % narrow here)
-    f = _scene(kind, (48, 48, 48), (1.0, 1.0, 1.0))
+    f = interface_distance(kind, (48, 48, 48), (1.0, 1.0, 1.0))
     img = special.ndtr(f / sigma_vox)
     p = proxigram(img, f > 0, 1.0, max_distance=5 * sigma_vox)
     assert p.dx == pytest.approx(1.349 * sigma_vox, rel=0.05)

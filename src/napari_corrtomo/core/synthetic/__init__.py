@@ -13,7 +13,7 @@ truth does not depend on the code under test. One module per modality:
 - :mod:`.scans` -- :func:`projections` of analytic phantoms in every geometry and
   :func:`scan` of any sample volume (raw counts, flats, darks, artefacts).
 - :mod:`.scribbles` -- sparse training strokes drawn from a truth.
-- :mod:`.shapes` -- spheres, rotations, leveled waves.
+- :mod:`.shapes` -- spheres, rotations, leveled waves, exact interface distances.
 
 Conventions: arrays are (z, y, x); points are (z, y, x) in physical units; a
 world coordinate is ``index * spacing`` (napari's ``scale``, no offset).
@@ -53,6 +53,7 @@ from .scans import (
 )
 from .scribbles import scribbles_from_truth
 from .shapes import (
+    interface_distance,
     leveled_wave,
     paint_spheres,
     porous_sphere,
@@ -65,7 +66,8 @@ __all__ = [
     "FIB_AM", "FIB_CBD", "FIB_PHASES", "FIB_PORE", "FibMimic", "FibSemSample", "PORE",
     "ProjectionSample", "RESIN", "RulerSpec", "SOLID", "correlative_particles",
     "correlative_scans", "discrete_gamma_thicknesses", "fib_mimic", "fib_sem_stack",
-    "gamma_thicknesses", "hierarchical_leveled_wave", "leveled_wave", "paint_spheres", "porous_sphere",
+    "gamma_thicknesses", "hierarchical_leveled_wave", "interface_distance", "leveled_wave",
+    "paint_spheres", "porous_sphere",
     "projections", "random_rotation", "scan", "scribbles_from_truth", "similarity_matrix",
     "sphere_line_integrals",
 ]

@@ -135,6 +135,39 @@ def _image(labels: np.ndarray, contrast: dict[int, float], blur: float, noise: f
     return img
 
 
+def interface_distance(kind: str, shape: tuple[int, int, int],
+                       spacing: tuple[float, float, float], radius: float = 10.0) -> np.ndarray:
+    """Exact signed distance to an interface centred in the grid, at the voxel centres.
+
+    Parameters
+    ----------
+    kind
+        ``"oblique plane"`` (normal oblique to every axis, 0.123 off the centre),
+        ``"ball"`` or ``"pore"`` (a sphere of ``radius``, inside or outside it).
+    shape, spacing
+        Voxels per axis and voxel size per axis ``(z, y, x)``.
+    radius
+        The sphere's radius, in the units of ``spacing``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, ``shape``: distance in the units of ``spacing``, positive inside (the
+        phase is ``distance > 0``).
+    """
+    axes = [(np.arange(n) + 0.5) * s - n * s / 2 for n, s in zip(shape, spacing, strict=True)]
+    z, y, x = np.meshgrid(*axes, indexing="ij", sparse=True)
+    if kind == "oblique plane":
+        n = np.array([0.3, 0.5, 0.81]) / np.linalg.norm([0.3, 0.5, 0.81])
+        f = n[0] * z + n[1] * y + n[2] * x + 0.123
+    elif kind in ("ball", "pore"):
+        f = radius - np.sqrt(z * z + y * y + x * x)
+        f = f if kind == "ball" else -f
+    else:
+        raise ValueError(f"kind must be 'oblique plane', 'ball' or 'pore', got {kind!r}")
+    return np.broadcast_to(f, shape).astype(np.float64)
+
+
 def leveled_wave(
     shape: tuple[int, ...],
     spacing: float | tuple[float, ...] = 1.0,
