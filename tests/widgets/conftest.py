@@ -238,24 +238,26 @@ def cancel_mid_action(qtbot, request):
             action: str | None = None) -> CancelRun:
         before = [layer.name for layer in viewer.layers]
         beat = _Heartbeat(qtbot, settle_ms=100)  # the heartbeat runs before the click
-        started = time.perf_counter()
-        qtbot.mouseClick(start_button, Qt.MouseButton.LeftButton)
-        job = runner._worker
-        assert job is not None, "the button started no worker"
-        ended: list[float] = []
+        try:  # a failed step stops the timer, the sampler and the collection hook too
+            started = time.perf_counter()
+            qtbot.mouseClick(start_button, Qt.MouseButton.LeftButton)
+            job = runner._worker
+            assert job is not None, "the button started no worker"
+            ended: list[float] = []
 
-        def watch() -> None:
-            job.done.wait(120)
-            ended.append(time.perf_counter())
+            def watch() -> None:
+                job.done.wait(120)
+                ended.append(time.perf_counter())
 
-        threading.Thread(target=watch, daemon=True).start()
-        qtbot.wait(max(int(1000 * (after_s - (time.perf_counter() - started))), 0))
-        assert runner.busy and not job.done.is_set(), "the action ended before Cancel"
-        bar = (runner.bar.value(), runner.bar.maximum())
-        clicked = time.perf_counter()
-        qtbot.mouseClick(runner.cancel_button, Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: bool(ended) and not runner.busy, timeout=120000)
-        beat.stop()
+            threading.Thread(target=watch, daemon=True).start()
+            qtbot.wait(max(int(1000 * (after_s - (time.perf_counter() - started))), 0))
+            assert runner.busy and not job.done.is_set(), "the action ended before Cancel"
+            bar = (runner.bar.value(), runner.bar.maximum())
+            clicked = time.perf_counter()
+            qtbot.mouseClick(runner.cancel_button, Qt.MouseButton.LeftButton)
+            qtbot.waitUntil(lambda: bool(ended) and not runner.busy, timeout=120000)
+        finally:
+            beat.stop()
         gaps = beat.gaps(started, ended[0])
         result = CancelRun(ended[0] - clicked, float(gaps.max()), bar,
                            [layer.name for layer in viewer.layers if layer.name not in before],
