@@ -81,7 +81,7 @@ def peak_bytes(what: str, shape: Sequence[int], n_features: int = 0,
     ----------
     what
         A key of :data:`PEAKS` (``"local thickness"``, ``"particle separation"``,
-        ``"tortuosity factor"``, ``"features"``).
+        ``"tortuosity factor"``, ``"features"``, ``"distance to the interface"``).
     shape
         Spatial shape of the input, voxels per axis.
     n_features
