@@ -14,17 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 import napari
-from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..core.progress import Cancelled
 from ._dock import hbox
-
-#: a task's bar in napari's activity dock appears this long after its click (ms): a
-#: heartbeat (or any timer) due meanwhile runs between the two
-PBAR_DELAY_MS = 25
 
 #: seconds closing a viewer waits, in all, for its cancelled workers to end (napari's own
 #: shutdown takes about a second more)
@@ -118,10 +113,8 @@ class _JobSignals(QObject):
 
 def start_job(func: Callable[..., Any], *args: Any, viewer: napari.Viewer | None,
               on_result: Callable[[Any], None], on_error: Callable[[BaseException], None],
-              on_finished: Callable[[], None], job: Job | None = None,
-              gate: threading.Event | None = None, **kwargs: Any) -> Job:
-    """Run ``func(*args, progress=job.progress, **kwargs)`` in a thread owned by ``viewer``
-    (once ``gate`` is set, if given).
+              on_finished: Callable[[], None], job: Job | None = None, **kwargs: Any) -> Job:
+    """Run ``func(*args, progress=job.progress, **kwargs)`` in a thread owned by ``viewer``.
 
     Closing the viewer cancels the job and waits for it (see :class:`_CloseWatcher`). The
     thread is a daemon: a call stuck in compiled code past that wait cannot keep the
@@ -136,9 +129,6 @@ def start_job(func: Callable[..., Any], *args: Any, viewer: napari.Viewer | None
 
     def run() -> None:
         try:
-            while gate is not None and not gate.wait(0.02):
-                if job.cancel.is_set():
-                    raise Cancelled()
             result = func(*args, progress=job.progress, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - reported in the GUI thread
             signals.errored.emit(exc)
@@ -185,11 +175,10 @@ class TaskRunner(QWidget):
     """Progress bar + Cancel for one long call at a time.
 
     ``start(func, ..., on_result=cb)`` calls ``func(*args, progress=callback, **kwargs)``
-    in a worker thread. The callback forwards ``(done, total)`` to the bar and
-    to napari's activity dock, and raises :class:`Cancelled` inside the worker once
-    *Cancel* is pressed or ``viewer`` closes. ``on_result`` runs in the GUI thread; a
-    ``ValueError`` (bad input) or any other failure becomes a napari notification and
-    nothing is added.
+    in a worker thread. The callback forwards ``(done, total)`` to the bar and raises
+    :class:`Cancelled` inside the worker once *Cancel* is pressed or ``viewer`` closes.
+    ``on_result`` runs in the GUI thread; a ``ValueError`` (bad input) or any other
+    failure becomes a napari notification and nothing is added.
     """
 
     def __init__(self, viewer: napari.Viewer | None = None, parent: QWidget | None = None):
@@ -213,16 +202,10 @@ class TaskRunner(QWidget):
         self._bridge.posted.connect(self._run_posted)
         self._job = Job()
         self._worker = None
-        self._pbar: napari_progress | None = None
-        self._label = ""
-        # napari's activity dock lays out a new bar and paints the window at once (40-50 ms
-        # the first time, 2-core VM): in an event-loop turn of its own, after the click's
-        # paint, and before the worker starts, whose Python would compete for the GIL
-        self._pbar_timer = QTimer(self)
-        self._pbar_timer.setSingleShot(True)
-        self._pbar_timer.setInterval(PBAR_DELAY_MS)
-        self._started = threading.Event()  # the worker's gate
-        self._pbar_timer.timeout.connect(self._open_activity)
+        # Not mirrored in napari's activity dock: that puts a bar in every open viewer and
+        # runs Qt's event loop (QApplication.processEvents) in each on every update, which
+        # repaints their windows; the first bar of a session froze the UI 190-280 ms with
+        # a 36-layer viewer beside it (2-core VM, software OpenGL)
         # in_gui's calls, one per event-loop turn: a call posted from the worker while the
         # previous one ran would otherwise run in the same turn (Qt sends the events posted
         # meanwhile at once), before the timers and paints waiting since (2-core VM: 2
@@ -259,15 +242,12 @@ class TaskRunner(QWidget):
         self.last_error = None
         job = self._job = _BarJob(self._bridge)
         # Errors are ours to report (notification + status), not to re-raise in the GUI thread.
-        self._label = label
-        self._started.clear()
-        self._pbar_timer.start()
         self._set_bar(0, 0)  # busy until the first report
         self.cancel_button.setEnabled(True)
         self.status.setText(f"{label} ...")
         self._worker = start_job(func, *args, viewer=self.viewer, on_result=on_result,
                                  on_error=self._on_error, on_finished=self._on_finished,
-                                 job=job, gate=self._started, **kwargs)
+                                 job=job, **kwargs)
         return self._worker
 
     def in_gui(self, func: Callable[..., Any], *args: Any, wait: bool = True) -> Any:
@@ -327,20 +307,8 @@ class TaskRunner(QWidget):
         finally:
             done.set()
 
-    def _open_activity(self) -> None:
-        if self.busy and self._pbar is None:
-            self._pbar = napari_progress(total=max(self.bar.maximum(), 0), desc=self._label)
-            self._pbar.n = self.bar.value() if self.bar.maximum() else 0
-            self._pbar.refresh()
-        self._started.set()
-
     def _on_progress(self, done: int, total: int) -> None:
         self._set_bar(done, max(total, 1))
-        if self._pbar is not None:
-            if self._pbar.total != total:
-                self._pbar.total = total
-            self._pbar.n = done
-            self._pbar.refresh()
 
     def _set_bar(self, value: int, maximum: int) -> None:
         # QProgressBar.setValue repaints at once: a synchronous flush of the window, which
@@ -366,11 +334,7 @@ class TaskRunner(QWidget):
     def _on_finished(self) -> None:
         self._run_all_posted()
         self._worker = None
-        self._pbar_timer.stop()
         self.cancel_button.setEnabled(False)
         self._set_bar(0 if self._job.cancel.is_set() or self.last_error else 1, 1)
         if not self._job.cancel.is_set() and self.last_error is None:
             self.status.setText("Done.")
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
