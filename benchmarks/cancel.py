@@ -223,6 +223,71 @@ def add_layer_costs(repeat: int) -> list[str]:
             "", "| layer | CPU ms per add |", "|---|---|", *rows]
 
 
+def switch_interval_rows(seconds: float = 3.0) -> list[str]:
+    """Markdown lines: the UI heartbeat of a 36-layer viewer repainted every 100 ms, with a
+    worker running Python beside it or not, at CPython's default thread switch interval
+    (5 ms) and at the one TaskRunner sets while its workers run."""
+    import sys
+    import threading
+
+    import napari
+    from qtpy.QtCore import QEventLoop, QTimer
+
+    from napari_corrtomo.widgets._runner import WORKER_SWITCH_INTERVAL_S
+
+    viewer = napari.Viewer(show=True)
+    rng = np.random.default_rng(0)
+    for i in range(36):
+        if i % 2:
+            viewer.add_points(rng.random((50, 3)) * 32)
+        else:
+            viewer.add_image(rng.random((32, 128, 128), dtype=np.float32), opacity=0.5)
+
+    def heartbeat(busy: bool) -> np.ndarray:
+        stop = threading.Event()
+
+        def python_work() -> None:  # what building graphs or tables looks like to the GIL
+            while not stop.is_set():
+                {k: str(k) for k in range(2000)}
+
+        worker = threading.Thread(target=python_work)
+        if busy:
+            worker.start()
+        beats: list[float] = []
+        beat, repaint, loop = QTimer(), QTimer(), QEventLoop()
+        beat.timeout.connect(lambda: beats.append(time.perf_counter()))
+        step = iter(range(10**6))
+        repaint.timeout.connect(
+            lambda: setattr(viewer.layers[0], "opacity", 0.5 + 0.01 * (next(step) % 5)))
+        beat.start(20)
+        repaint.start(100)
+        QTimer.singleShot(int(1000 * seconds), loop.quit)
+        loop.exec()
+        beat.stop()
+        repaint.stop()
+        stop.set()
+        if busy:
+            worker.join()
+        return np.diff(beats)
+
+    default = sys.getswitchinterval()
+    heartbeat(False)  # every visual drawn once
+    rows = []
+    for interval in (default, WORKER_SWITCH_INTERVAL_S):
+        sys.setswitchinterval(interval)
+        for busy in (False, True):
+            gaps = heartbeat(busy)
+            rows.append(f"| {1000 * interval:g} | {'running Python' if busy else 'none'} | "
+                        f"{1000 * gaps.max():.0f} | {1000 * np.median(gaps):.0f} | "
+                        f"{(gaps > 0.1).sum()} |")
+    sys.setswitchinterval(default)
+    viewer.close()
+    return ["", f"UI heartbeat of a 36-layer viewer repainted every 100 ms for {seconds:g} s "
+            "(`--gil`):", "",
+            "| switch interval (ms) | worker thread | max gap (ms) | median gap (ms) | "
+            "gaps > 100 ms |", "|---|---|---|---|---|", *rows]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3,
@@ -233,6 +298,9 @@ def main() -> None:
                         help="also load the 53-layer project to its end N times")
     parser.add_argument("--add-layer", action="store_true",
                         help="also time napari's add_layer on the UI thread")
+    parser.add_argument("--gil", action="store_true",
+                        help="also time the UI's repaints beside a Python worker at two "
+                             "thread switch intervals")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "cancel.md"))
     args = parser.parse_args()
 
@@ -241,7 +309,7 @@ def main() -> None:
              f"{platform.python_version()}), load average {os.getloadavg()[0]:.1f} at the "
              f"start. Command: `xvfb-run -a python benchmarks/cancel.py --repeat {args.repeat}"
              f"{' --measures' if args.measures else ''}{f' --load {args.load}' if args.load else ''}"
-             f"{' --add-layer' if args.add_layer else ''}`.", "",
+             f"{' --add-layer' if args.add_layer else ''}{' --gil' if args.gil else ''}`.", "",
              "Cancel clicked 2 s after the action's button (real napari viewer, real clicks); "
              "time to cancel effective = Cancel click to the end of the worker thread; max UI "
              "gap = longest pause of a 20 ms QTimer on the UI thread from the start click to "
@@ -271,6 +339,9 @@ def main() -> None:
     if args.add_layer:
         lines += add_layer_costs(args.repeat or 3)
         print("\n".join(lines[-7:]), flush=True)
+    if args.gil:
+        lines += switch_interval_rows()
+        print("\n".join(lines[-8:]), flush=True)
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).write_text(text)

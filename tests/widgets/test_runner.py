@@ -193,3 +193,32 @@ def test_a_tasks_progress_repaints_no_other_window(make_napari_viewer, qtbot):
     assert max(values) > 0  # the panel's own bar moved
     assert paints.count == 0
 
+
+def test_workers_run_with_short_gil_slices_and_restore_the_interval(make_napari_viewer, qtbot):
+    """While any worker runs, a waiting thread (the UI's paint calling Python) gets the GIL
+    after 0.5 ms instead of CPython's 5 ms; the interval set before is back after the last."""
+    import sys
+    import threading
+
+    from napari_corrtomo.widgets._runner import WORKER_SWITCH_INTERVAL_S, TaskRunner
+
+    viewer = make_napari_viewer()
+    before = sys.getswitchinterval()
+    assert before > WORKER_SWITCH_INTERVAL_S
+    first, second = TaskRunner(viewer), TaskRunner(viewer)
+    release = threading.Event()
+    seen = []
+
+    def task(progress=None):
+        seen.append(sys.getswitchinterval())
+        release.wait(10)
+
+    first.start(task, on_result=lambda _: None, label="first")
+    second.start(lambda progress=None: seen.append(sys.getswitchinterval()),
+                 on_result=lambda _: None, label="second")
+    qtbot.waitUntil(lambda: not second.busy and len(seen) == 2, timeout=10000)
+    assert sys.getswitchinterval() == WORKER_SWITCH_INTERVAL_S  # the first still runs
+    release.set()
+    qtbot.waitUntil(lambda: not first.busy, timeout=10000)
+    assert seen == [WORKER_SWITCH_INTERVAL_S] * 2
+    assert sys.getswitchinterval() == before
