@@ -43,7 +43,7 @@ PEAKS: dict[str, PeakModel] = {
     "tortuosity factor": PeakModel(per_voxel=153.0, fixed=10e6),
     "features": PeakModel(per_voxel=108.0, per_feature=3.7, fixed=20e6),
     # the sub-voxel distance of the proxigram and the volume-fraction profile
-    "distance to the interface": PeakModel(per_voxel=26.0, fixed=2e6),
+    "distance to the interface": PeakModel(per_voxel=19.0, fixed=4e6),
 }
 
 #: what to do instead, per computation

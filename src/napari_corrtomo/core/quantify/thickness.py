@@ -46,6 +46,7 @@ from .._checks import as_mask, check_spacing
 from ..backend import compute, is_lazy, map_blocks, resolve_backend
 from ..memory import check_memory
 from ..progress import ProgressCallback, report, scaled
+from ._distance_kernels import BIG, lower_envelope
 from ._thickness_kernels import isqrt_table, lut, paint, paint_int, ridge_kernel
 
 try:  # numba is a runtime dependency; the import guard only gives a clearer error
@@ -245,45 +246,6 @@ def _edt_sq(arr: np.ndarray, u: np.ndarray, backend: str,
                      parallel=_threads())
 
 
-_BIG = 1e30
-
-
-@nb.njit(cache=True, inline="always", nogil=True)
-def _envelope(f, n, w, out, v, zb):
-    """Lower envelope of the parabolas ``w (x - i)^2 + f[i]`` sampled at x = 0..n-1.
-
-    Felzenszwalb & Huttenlocher; entries ``>= _BIG`` (no background on that line) are
-    skipped. With integer ``f`` and ``w`` the result is exact (float64 arithmetic).
-    """
-    k = -1
-    for q in range(n):
-        fq = f[q]
-        if fq >= _BIG:
-            continue
-        s = -np.inf
-        while k >= 0:
-            p = v[k]
-            s = ((fq + w * q * q) - (f[p] + w * p * p)) / (2.0 * w * (q - p))
-            if s <= zb[k]:
-                k -= 1
-            else:
-                break
-        k += 1
-        v[k] = q
-        zb[k] = s if k > 0 else -np.inf
-        zb[k + 1] = np.inf
-    if k < 0:
-        for q in range(n):
-            out[q] = _BIG
-        return
-    k = 0
-    for q in range(n):
-        while zb[k + 1] < q:
-            k += 1
-        p = v[k]
-        out[q] = w * (q - p) * (q - p) + f[p]
-
-
 #: slices per call of the compiled passes: a cancel is seen between two calls, and each
 #: call is short (~0.1 s for 16 slices of 224^2 on 2 cores)
 _SLAB = 16
@@ -322,6 +284,7 @@ def _edt_plane(mask, w, out, z0, z1):
         f = np.empty(n, np.float64)
         g = np.empty(n, np.float64)
         v = np.empty(n, np.int64)
+        arg = np.empty(n, np.int64)
         zb = np.empty(n + 1, np.float64)
         plane = np.empty((ny, nx), np.float64)
         for y in range(ny):
@@ -335,13 +298,13 @@ def _edt_plane(mask, w, out, z0, z1):
                 if d < plane[y, x]:
                     plane[y, x] = d
             for x in range(nx):
-                plane[y, x] = _BIG if plane[y, x] >= nx else wx * plane[y, x] ** 2
+                plane[y, x] = BIG if plane[y, x] >= nx else wx * plane[y, x] ** 2
         for x in range(nx):
             for y in range(ny):
                 f[y] = plane[y, x]
-            _envelope(f, ny, wy, g, v, zb)
+            lower_envelope(f, ny, wy, g, arg, v, zb)
             for y in range(ny):
-                out[z, y, x] = g[y] if g[y] < _BIG else np.inf
+                out[z, y, x] = g[y] if g[y] < BIG else np.inf
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
@@ -353,18 +316,19 @@ def _edt_depth(out, w, y0, y1):
         f = np.empty(nz, np.float64)
         g = np.empty(nz, np.float64)
         v = np.empty(nz, np.int64)
+        arg = np.empty(nz, np.int64)
         zb = np.empty(nz + 1, np.float64)
         slab = np.empty((nz, nx), np.float64)
         for z in range(nz):
             for x in range(nx):
                 val = out[z, y, x]
-                slab[z, x] = _BIG if val == np.inf else val
+                slab[z, x] = BIG if val == np.inf else val
         for x in range(nx):
             for z in range(nz):
                 f[z] = slab[z, x]
-            _envelope(f, nz, wz, g, v, zb)
+            lower_envelope(f, nz, wz, g, arg, v, zb)
             for z in range(nz):
-                out[z, y, x] = g[z] if g[z] < _BIG else np.inf
+                out[z, y, x] = g[z] if g[z] < BIG else np.inf
 
 
 def _lut(values: np.ndarray, w: np.ndarray, classes: np.ndarray,
