@@ -173,7 +173,7 @@ def test_load_keeps_the_ui_responsive(make_napari_viewer, big_project, monkeypat
                                       heartbeat, ui_record):
     """While a project of 53 layers (400 MB) is read and added to a shown viewer, a 20 ms
     timer on the UI thread never waits 0.2 s; afterwards every layer is drawn, the canvas
-    paints again and the heap is as frozen as before.
+    paints again and no object stays frozen.
 
     Issue 17's bound is 0.1 s: on a 2-core VM with software OpenGL the largest gap is
     76 ms median, 88 ms max in 5 runs (docs/benchmarks/cancel.md), napari's add of one layer
@@ -185,7 +185,6 @@ def test_load_keeps_the_ui_responsive(make_napari_viewer, big_project, monkeypat
     widget = ProjectWidget(viewer)
     viewer.window.add_dock_widget(widget)
     _choose_folder(monkeypatch, big_project)
-    frozen = gc.get_freeze_count()
     with heartbeat() as beats:
         widget.load_button.click()
         qtbot.waitUntil(lambda: not widget.runner.busy, timeout=120000)
@@ -198,7 +197,7 @@ def test_load_keeps_the_ui_responsive(make_napari_viewer, big_project, monkeypat
     assert viewer.layers.selection.active is viewer.layers[-1]
     assert list(widget.table.frame["layer"])[-1] == "detail 39"
     assert _vispy_canvas(viewer).native.updatesEnabled()
-    assert gc.get_freeze_count() >= frozen  # the test's frozen heap stays frozen
+    assert gc.get_freeze_count() == 0  # no object stays frozen (cyclic garbage is freed)
     assert beats.gaps.max() < 0.2
 
 
@@ -283,7 +282,6 @@ def test_load_cancelled_while_adding_takes_every_layer_back(make_napari_viewer, 
     viewer = make_napari_viewer(show=True)
     widget = ProjectWidget(viewer)
     _choose_folder(monkeypatch, big_project)
-    frozen = gc.get_freeze_count()
     run = cancel_mid_action(viewer, widget.runner, widget.load_button, after_s=6.5,
                             action="Project: load 400 MB, cancelled while adding")
     assert run.latency_s < 1.0
@@ -291,20 +289,24 @@ def test_load_cancelled_while_adding_takes_every_layer_back(make_napari_viewer, 
     assert run.status.startswith("Cancelled")
     assert not widget.autosave.paused and widget._batch is None
     assert _vispy_canvas(viewer).native.updatesEnabled()
-    assert gc.get_freeze_count() >= frozen
+    assert gc.get_freeze_count() == 0
 
 
-def test_a_load_unfreezes_only_a_heap_it_froze():
-    """A load freezes the heap while it runs and unfreezes it after (frozen cyclic garbage
-    is never freed), unless the application had frozen it before."""
+def test_a_load_leaves_no_object_frozen():
+    """A load freezes the heap while it runs and unfreezes it after the last of the loads
+    running ends (frozen cyclic garbage is never freed), a heap frozen before included:
+    telling the two apart walks every frozen object with the GIL held."""
     from napari_corrtomo.widgets.project import _frozen_heap
 
     gc.unfreeze()
     with _frozen_heap() as settle, _frozen_heap():  # two loads at once
-        assert gc.get_freeze_count() > 0
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        made = [[] for _ in range(100)]  # tracked containers made during the load
         settle()
+        assert gc.get_freeze_count() >= frozen + len(made)
     assert gc.get_freeze_count() == 0
     gc.freeze()
     with _frozen_heap():
         pass
-    assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
