@@ -39,7 +39,8 @@ class _Heartbeat:
 
     A thread samples the UI thread's stack every 5 ms while a beat is over 50 ms late:
     :meth:`pause_sources` says where the long pauses went (in the benchmark tables and in
-    a failing test's message)."""
+    a failing test's message), and how long the sampler itself could not run (a stack
+    sampled after that shows where the UI thread went once the GIL came back)."""
 
     def __init__(self, qtbot, settle_ms: int):
         self.times: list[float] = []
@@ -55,6 +56,9 @@ class _Heartbeat:
         #: and a sampled stack shows only where it was triggered
         self._collections: list[tuple[float, float, int]] = []
         gc.callbacks.append(self._on_collection)
+        #: (start, end) of the sampling thread's late wake-ups: a stack sampled after one
+        #: shows where the UI thread went once the GIL came back, not where the time went
+        self._stalls: list[tuple[float, float]] = []
         qtbot.wait(settle_ms)
 
     def _on_collection(self, phase: str, info: dict) -> None:
@@ -72,7 +76,11 @@ class _Heartbeat:
     def _sample(self, ui_thread: int) -> None:
         with tempfile.TemporaryFile("w+") as dump:
             while self._sampling.is_set():
+                asleep = time.perf_counter()
                 time.sleep(0.005)
+                woke = time.perf_counter()
+                if woke - asleep > 0.015:  # this thread waited for the GIL (or a core)
+                    self._stalls.append((asleep + 0.005, woke))
                 last = self.times[-1] if self.times else time.perf_counter()
                 if time.perf_counter() - last > 0.05:
                     self._samples.append((last, _where(_stack_of(ui_thread, dump))))
@@ -83,7 +91,8 @@ class _Heartbeat:
         by_beat: dict[float, Counter] = {}
         for beat, where in self._samples:
             by_beat.setdefault(beat, Counter())[where] += 1
-        return [(after - before, self._where(by_beat.get(before)) + self._collected(before, after))
+        return [(after - before, self._where(by_beat.get(before))
+                 + self._collected(before, after) + self._stalled(before, after))
                 for before, after in zip(self.times, self.times[1:], strict=False)
                 if after - before > bound_s]
 
@@ -99,6 +108,13 @@ class _Heartbeat:
         spent = sum(min(end, after) - max(start, before)
                     for start, end, _ in self._collections if start < after and end > before)
         return f" (garbage collection {1000 * spent:.0f} ms)" if spent > 0.01 else ""
+
+    def _stalled(self, before: float, after: float) -> str:
+        """' (sampler blocked N ms)': the time within a pause the sampling thread waited to
+        run, if over 10 ms: compiled code held the GIL (or no core was free)."""
+        spent = sum(min(end, after) - max(start, before)
+                    for start, end in self._stalls if start < after and end > before)
+        return f" (sampler blocked {1000 * spent:.0f} ms)" if spent > 0.01 else ""
 
     def gaps(self, started: float, ended: float) -> np.ndarray:
         """The pauses (s) from the last beat before ``started`` (the start's own handler
