@@ -105,15 +105,13 @@ class _Heartbeat:
     def _collected(self, before: float, after: float) -> str:
         """' (garbage collection N ms)': the collections' time within a pause, if any
         took over 10 ms."""
-        spent = sum(min(end, after) - max(start, before)
-                    for start, end, _ in self._collections if start < after and end > before)
+        spent = _overlap_s([(start, end) for start, end, _ in self._collections], before, after)
         return f" (garbage collection {1000 * spent:.0f} ms)" if spent > 0.01 else ""
 
     def _stalled(self, before: float, after: float) -> str:
         """' (sampler blocked N ms)': the time within a pause the sampling thread waited to
         run, if over 10 ms: compiled code held the GIL (or no core was free)."""
-        spent = sum(min(end, after) - max(start, before)
-                    for start, end in self._stalls if start < after and end > before)
+        spent = _overlap_s(self._stalls, before, after)
         return f" (sampler blocked {1000 * spent:.0f} ms)" if spent > 0.01 else ""
 
     def gaps(self, started: float, ended: float) -> np.ndarray:
@@ -121,6 +119,12 @@ class _Heartbeat:
         counts too) to ``ended``."""
         first = max([t for t in self.times if t <= started], default=started)
         return np.diff([t for t in self.times if first <= t <= ended] + [ended])
+
+
+def _overlap_s(intervals: list[tuple[float, float]], before: float, after: float) -> float:
+    """The time (s) ``intervals`` (start, end) cover within ``before``-``after``."""
+    return sum(min(end, after) - max(start, before)
+               for start, end in intervals if start < after and end > before)
 
 
 def _stack_of(thread: int, dump) -> list[tuple[str, str]]:
@@ -232,7 +236,9 @@ def _fresh_heap():
     tests of the run left behind (540k-870k by the end of tests/widgets; a full collection
     over them paused every thread 0.35-0.76 s, measured with ``gc.callbacks``, and landed
     in the UI-heartbeat windows of unrelated tests) are collected and then frozen out of
-    the collector's scans. What the test itself makes is collected as usual."""
+    the collector's scans. What the test itself makes is collected as usual. A project
+    load unfreezes them (``_frozen_heap``): measure nothing after a load in the same test
+    that such a collection could reach."""
     gc.collect()
     gc.freeze()
     yield
