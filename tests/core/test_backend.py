@@ -143,6 +143,30 @@ def test_map_blocks_dask_and_zarr_equal_whole(tmp_path):
     np.testing.assert_array_equal(out.compute(), whole)
 
 
+@pytest.mark.parametrize("meta", [False, True], ids=["learned", "given"])
+def test_map_blocks_dask_leading_axes_change_and_a_halo_beyond_the_array(meta):
+    # (C, z, y, x) -> (K, z, y, x) and -> (z, y, x) on dask input whose z axis (6) is
+    # shorter than the halo and whose chunks are smaller than it; the output's leading
+    # shape learned from one block or given
+    import dask.array as da
+
+    rng = np.random.default_rng(3)
+    vol = da.from_array(rng.normal(size=(2, 6, 24, 28)).astype(np.float32),
+                        chunks=(1, 3, 5, 28))
+
+    def feats(block):
+        return np.stack([block[0] + block[1], _gauss(block[0], 1.0), block[1] ** 2])
+
+    def merged(block):
+        return _gauss(block.sum(axis=0), 1.0)
+
+    for func, lead in ((feats, (3,)), (merged, ())):
+        kw = {"out_leading": lead, "out_dtype": np.float32} if meta else {}
+        lazy = backend.map_blocks(func, vol, 7, spatial_ndim=3, **kw)
+        assert lazy.shape == lead + vol.shape[1:] and lazy.dtype == np.float32
+        np.testing.assert_array_equal(lazy.compute(), func(vol.compute()))
+
+
 def test_map_blocks_rejects_shape_changing_function():
     with pytest.raises(ValueError, match="preserve the spatial shape"):
         backend.map_blocks(lambda b: b[:-1], np.zeros((10, 10)), 1)

@@ -411,8 +411,11 @@ def rechunk_for_halo(arr: Any, halo: Sequence[int], spatial_ndim: int,
 
     Spatial chunks smaller than ``2 * halo`` are merged (small chunks with a large
     halo waste work; answers never change), and chunks larger than ``max_block``
-    (from the memory budget) are split so that one padded block fits in memory.
+    (from the memory budget) are split so that one padded block fits in memory. Every
+    chunk holds at least ``halo`` voxels (or the whole axis): dask's overlap takes a
+    block's halo from its neighbouring chunk alone.
     """
+    from dask.array.overlap import ensure_minimum_chunksize
 
     arr = as_dask(arr)
     lead = arr.ndim - spatial_ndim
@@ -426,59 +429,40 @@ def rechunk_for_halo(arr: Any, halo: Sequence[int], spatial_ndim: int,
             target[ax] = min(max(2 * h, biggest), size, max(limit, 2 * h))
         else:
             target[ax] = arr.chunks[ax]
-    return arr.rechunk(target)
+    arr = arr.rechunk(target)
+    return arr.rechunk(arr.chunks[:lead] + tuple(
+        ensure_minimum_chunksize(min(h, n), c) if h and n else c
+        for h, n, c in zip(halo, arr.shape[lead:], arr.chunks[lead:])))
 
 
 def _map_blocks_dask(run: Callable[[Any], np.ndarray], image: Any, halo: tuple[int, ...], ndim: int,
                      max_block: tuple[int, ...], meta: tuple[tuple[int, ...], Any] | None = None):
-    import dask
+    """One blockwise graph: dask's overlap (no padding at the array edges, so each padded
+    block is ``image[..., outer]``), ``run`` on each, the halo cropped away."""
     import dask.array as da
 
     arr = rechunk_for_halo(image, halo, ndim, max_block)
     lead = arr.ndim - ndim
-    spatial_chunks = arr.chunks[lead:]
-    starts = [np.cumsum((0,) + c[:-1]) for c in spatial_chunks]
-    spatial_shape = arr.shape[lead:]
-
-    # Unless given, one block computed eagerly tells the output's leading shape and dtype.
-    first = None
-    out_lead, dtype = meta if meta is not None else (None, None)
-    pieces: dict[tuple[int, ...], Any] = {}
-    for idx in itertools.product(*(range(len(c)) for c in spatial_chunks)):
-        inner = tuple(
-            slice(int(s[i]), int(s[i] + c[i])) for s, c, i in zip(starts, spatial_chunks, idx)
-        )
-        outer = tuple(
-            slice(max(sl.start - h, 0), min(sl.stop + h, n))
-            for sl, h, n in zip(inner, halo, spatial_shape)
-        )
-        crop = tuple(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer))
-        src = arr[(slice(None),) * lead + outer]
-        if out_lead is None:
-            first = run(np.asarray(src.compute()))
-            out_lead = first.shape[:-ndim]
-            dtype = first.dtype
-            piece = da.from_array(first[(slice(None),) * len(out_lead) + crop], chunks=-1)
-        else:
-            task = dask.delayed(_run_and_crop)(run, src, crop, len(out_lead))
-            shape = out_lead + tuple(sl.stop - sl.start for sl in inner)
-            piece = da.from_delayed(task, shape=shape, dtype=dtype)
-        pieces[idx] = piece
-
-    def nest(prefix: tuple[int, ...]) -> Any:
-        depth = len(prefix)
-        if depth == ndim:
-            return pieces[prefix]
-        return [nest(prefix + (i,)) for i in range(len(spatial_chunks[depth]))]
-
-    out = da.block(nest(()))
-    # ``da.block`` nests along the trailing axes, so leading output axes stay whole.
-    return out
+    depth = tuple(min(h, n) for h, n in zip(halo, arr.shape[lead:]))
+    padded = da.overlap.overlap(arr, depth=(0,) * lead + depth, boundary="none")
+    if meta is None:  # one block, computed here, tells the output's leading shape and dtype
+        first = run(np.asarray(padded.blocks[(0,) * arr.ndim].compute(scheduler="sync")))
+        meta = (tuple(first.shape[:-ndim]), first.dtype)
+    out_lead, dtype = meta
+    return da.map_blocks(
+        _run_and_crop, padded, run=run, depth=depth,
+        chunks=tuple((n,) for n in out_lead) + arr.chunks[lead:], dtype=dtype,
+        drop_axis=list(range(lead)) or None, new_axis=list(range(len(out_lead))) or None,
+        meta=np.empty((0,) * (len(out_lead) + ndim), dtype=dtype))
 
 
-def _run_and_crop(run: Callable[[Any], np.ndarray], block: Any, crop: tuple[slice, ...], n_lead: int):
-    out = run(np.asarray(block))
-    return out[(slice(None),) * n_lead + crop]
+def _run_and_crop(block: Any, run: Callable[[Any], np.ndarray], depth: tuple[int, ...],
+                  block_info: dict | None = None) -> np.ndarray:
+    """``run(block)`` without the halo: ``depth`` voxels on each side that has a neighbour."""
+    where = block_info[0]["chunk-location"][-len(depth):]
+    shape = block_info[None]["chunk-shape"][-len(depth):]
+    crop = tuple(slice(d if i else 0, (d if i else 0) + n) for d, i, n in zip(depth, where, shape))
+    return run(np.asarray(block))[(Ellipsis,) + crop]
 
 
 def current_client() -> Any:
@@ -520,16 +504,12 @@ def reduce_blocks(func: Callable[..., Any], *arrays: Any, combine: Callable[[lis
     ref = next(a for a in arrays if is_lazy(a))
     ref = as_dask(ref)
     if any(halo_t):  # chunks much smaller than the halo would re-read it many times
-        from dask.array.overlap import ensure_minimum_chunksize
-
         ref = rechunk_for_halo(ref, halo_t, len(shape))
-        ref = ref.rechunk(tuple(ensure_minimum_chunksize(max(h, 1), c)
-                                for h, c in zip(halo_t, ref.chunks)))
     arrs = [as_dask(a) if is_lazy(a) else da.from_array(np.asarray(a), chunks=ref.chunks)
             for a in arrays]
     arrs = [a if a.chunks == ref.chunks else a.rechunk(ref.chunks) for a in arrs]
     if any(halo_t):  # every block with its halo, in one graph layer per array
-        depth = {ax: h for ax, h in enumerate(halo_t)}
+        depth = {ax: min(h, n) for ax, (h, n) in enumerate(zip(halo_t, shape))}
         arrs = [da.overlap.overlap(a, depth=depth, boundary="none") for a in arrs]
     pieces = [a.to_delayed() for a in arrs]
     starts = [np.cumsum((0,) + c) for c in ref.chunks]
