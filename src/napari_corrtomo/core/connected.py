@@ -89,8 +89,10 @@ def _label_dask(mask: Any, st: np.ndarray, progress, scheduler) -> tuple[Any, in
     grid = arr.numblocks
     indices = list(itertools.product(*(range(n) for n in grid)))
 
-    # Pass 1: counts and boundary planes of every chunk (small results only).
-    tasks = [dask.delayed(_block_summary)(arr.blocks[idx], st) for idx in indices]
+    # Pass 1: counts and boundary planes of every chunk (small results only), from one
+    # graph (a slice of ``arr`` per call would carry its own copy of ``arr``'s graph)
+    blocks = arr.to_delayed()
+    tasks = [dask.delayed(_block_summary)(blocks[idx], st) for idx in indices]
     summaries = compute_all(tasks, progress, scheduler)
     counts = np.array([s[0] for s in summaries], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
