@@ -274,6 +274,12 @@ def iter_blocks(
     return blocks
 
 
+def _overlap_depth(halo: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
+    """The halo dask's overlap takes per axis: at most the axis (a longer one reaches past
+    both edges anyway); :func:`rechunk_for_halo` makes every chunk at least this deep."""
+    return tuple(min(int(h), int(n)) for h, n in zip(halo, shape))
+
+
 def _halo_tuple(halo: int | Sequence[int], ndim: int) -> tuple[int, ...]:
     if np.isscalar(halo):
         return (int(halo),) * ndim
@@ -332,7 +338,8 @@ def map_blocks(
     out_leading, out_dtype
         The output's leading (non-spatial) shape, e.g. ``(K,)`` or ``()``, and dtype.
         For dask input, giving both builds the graph without computing anything;
-        otherwise one block is computed eagerly (in this process) to learn them.
+        otherwise one block is computed eagerly (in this process, and again in the
+        graph) to learn them.
     inner_progress
         ``func`` takes a ``progress`` keyword and reports ``(done, total)`` within its
         block (e.g. per plane): the overall bar moves inside blocks and a caller can
@@ -431,8 +438,8 @@ def rechunk_for_halo(arr: Any, halo: Sequence[int], spatial_ndim: int,
             target[ax] = arr.chunks[ax]
     arr = arr.rechunk(target)
     return arr.rechunk(arr.chunks[:lead] + tuple(
-        ensure_minimum_chunksize(min(h, n), c) if h and n else c
-        for h, n, c in zip(halo, arr.shape[lead:], arr.chunks[lead:])))
+        ensure_minimum_chunksize(d, c) if d else c
+        for d, c in zip(_overlap_depth(halo, arr.shape[lead:]), arr.chunks[lead:])))
 
 
 def _map_blocks_dask(run: Callable[[Any], np.ndarray], image: Any, halo: tuple[int, ...], ndim: int,
@@ -443,7 +450,7 @@ def _map_blocks_dask(run: Callable[[Any], np.ndarray], image: Any, halo: tuple[i
 
     arr = rechunk_for_halo(image, halo, ndim, max_block)
     lead = arr.ndim - ndim
-    depth = tuple(min(h, n) for h, n in zip(halo, arr.shape[lead:]))
+    depth = _overlap_depth(halo, arr.shape[lead:])
     padded = da.overlap.overlap(arr, depth=(0,) * lead + depth, boundary="none")
     if meta is None:  # one block, computed here, tells the output's leading shape and dtype
         first = run(np.asarray(padded.blocks[(0,) * arr.ndim].compute(scheduler="sync")))
@@ -509,7 +516,7 @@ def reduce_blocks(func: Callable[..., Any], *arrays: Any, combine: Callable[[lis
             for a in arrays]
     arrs = [a if a.chunks == ref.chunks else a.rechunk(ref.chunks) for a in arrs]
     if any(halo_t):  # every block with its halo, in one graph layer per array
-        depth = {ax: min(h, n) for ax, (h, n) in enumerate(zip(halo_t, shape))}
+        depth = dict(enumerate(_overlap_depth(halo_t, shape)))
         arrs = [da.overlap.overlap(a, depth=depth, boundary="none") for a in arrs]
     pieces = [a.to_delayed() for a in arrs]
     starts = [np.cumsum((0,) + c) for c in ref.chunks]
