@@ -12,7 +12,7 @@ truth does not depend on the code under test. One module per modality:
   thicknesses and ruler marks; :func:`fib_mimic` of hierarchical leveled waves.
 - :mod:`.scans` -- :func:`projections` of analytic phantoms in every geometry and
   :func:`scan` of any sample volume (raw counts, flats, darks, artefacts).
-- :mod:`.scribbles` -- sparse training strokes drawn from a truth.
+- :mod:`.scribbles` -- sparse training strokes and correction strokes drawn from a truth.
 - :mod:`.shapes` -- spheres, rotations, leveled waves, exact interface distances.
 
 Conventions: arrays are (z, y, x); points are (z, y, x) in physical units; a
@@ -51,7 +51,7 @@ from .scans import (
     scan,
     sphere_line_integrals,
 )
-from .scribbles import scribbles_from_truth
+from .scribbles import correction_rounds, correction_strokes, scribbles_from_truth
 from .shapes import (
     interface_distance,
     leveled_wave,
@@ -64,10 +64,10 @@ from .shapes import (
 __all__ = [
     "AIR", "CORRELATIVE_PHASES", "CORRELATIVE_SCANS", "CorrelativeSample", "CorrelativeTruth",
     "FIB_AM", "FIB_CBD", "FIB_PHASES", "FIB_PORE", "FibMimic", "FibSemSample", "PORE",
-    "ProjectionSample", "RESIN", "RulerSpec", "SOLID", "correlative_particles",
-    "correlative_scans", "discrete_gamma_thicknesses", "fib_mimic", "fib_sem_stack",
-    "gamma_thicknesses", "hierarchical_leveled_wave", "interface_distance", "leveled_wave",
-    "paint_spheres", "porous_sphere",
-    "projections", "random_rotation", "scan", "scribbles_from_truth", "similarity_matrix",
-    "sphere_line_integrals",
+    "ProjectionSample", "RESIN", "RulerSpec", "SOLID", "correction_rounds",
+    "correction_strokes", "correlative_particles", "correlative_scans",
+    "discrete_gamma_thicknesses", "fib_mimic", "fib_sem_stack", "gamma_thicknesses",
+    "hierarchical_leveled_wave", "interface_distance", "leveled_wave", "paint_spheres",
+    "porous_sphere", "projections", "random_rotation", "scan", "scribbles_from_truth",
+    "similarity_matrix", "sphere_line_integrals",
 ]

@@ -1,6 +1,11 @@
-"""Sparse scribbles drawn from a ground truth, as a user would paint them."""
+"""Sparse scribbles drawn from a ground truth, as a user would paint them: first strokes
+inside each phase, then correction strokes over the live prediction's mistakes."""
 
 from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -62,3 +67,102 @@ def scribbles_from_truth(
                     stroke = ndi.binary_dilation(stroke, disk, iterations=width_px - 1) & inside
                 out[z][stroke] = c
     return out
+
+
+def correction_strokes(
+    truth: np.ndarray,
+    prediction: np.ndarray,
+    labels: np.ndarray,
+    mistakes_per_class: int = 2,
+    stroke_length_px: int = 40,
+    seed: int = 0,
+) -> np.ndarray:
+    """One correction round on one slice, as a user paints it over the live prediction.
+
+    For each class, the ``mistakes_per_class`` largest mistakes (8-connected pixels of
+    the class in ``truth`` that ``prediction`` gives another class and that are not
+    painted yet) each get a stroke of the class: up to ``stroke_length_px`` pixels grown
+    from a random pixel of the mistake through it, nearest first (the brush follows a
+    thin rim along its length). Interior strokes alone never show the classifier a
+    phase's edge; these do, where it errs.
+
+    Parameters
+    ----------
+    truth, prediction, labels
+        (y, x) planes: the classes (0 = none), the classifier's classes, the strokes so far.
+
+    Returns
+    -------
+    A copy of ``labels`` with the correction strokes added.
+    """
+    truth, prediction = np.asarray(truth), np.asarray(prediction)
+    out = np.array(labels, copy=True)
+    if not truth.shape == prediction.shape == out.shape or truth.ndim != 2:
+        raise ValueError(f"truth, prediction and labels must be (y, x) planes of one shape, "
+                         f"got {truth.shape}, {prediction.shape}, {out.shape}")
+    rng = np.random.default_rng(seed)
+    for c in (int(c) for c in np.unique(truth) if c != 0):
+        wrong = (truth == c) & (prediction != c) & (out == 0)
+        comps, n = ndi.label(wrong, np.ones((3, 3), bool))
+        if n == 0:
+            continue
+        sizes = ndi.sum_labels(wrong, comps, np.arange(1, n + 1))
+        for i in np.argsort(sizes, kind="stable")[::-1][:mistakes_per_class]:
+            pixels = np.argwhere(comps == i + 1)
+            for iy, ix in _grow(comps == i + 1, tuple(pixels[rng.integers(len(pixels))]),
+                                stroke_length_px):
+                out[iy, ix] = c
+    return out
+
+
+def correction_rounds(trainer: Any, truth: np.ndarray, labels: np.ndarray,
+                      slices: Sequence[int], rounds: int = 4, seed: int = 0) -> np.ndarray:
+    """Train a live trainer as a user does: strokes, then rounds of corrections.
+
+    ``trainer`` is a :class:`~napari_corrtomo.core.classify.LiveTrainer` (anything with
+    its ``set_slice_labels(z, plane)`` and ``update(z).labels``). The strokes of
+    ``labels`` on ``slices`` are given to it; then, ``rounds`` times, each slice in turn
+    is shown (its live prediction), corrected (:func:`correction_strokes`) and its strokes
+    given back, so the next slice's prediction already learnt from them.
+
+    Parameters
+    ----------
+    truth, labels
+        (z, y, x) classes (0 = none) and the strokes so far (e.g.
+        :func:`scribbles_from_truth` on the same slices).
+
+    Returns
+    -------
+    The strokes after the last round, (z, y, x); the trainer's forest is not refitted on
+    the last round's corrections (call ``trainer.update(None)``).
+    """
+    out = np.array(labels, copy=True)
+    for z in slices:
+        trainer.set_slice_labels(z, out[z])
+    for r in range(rounds):
+        for z in slices:
+            shown = trainer.update(z).labels
+            out[z] = correction_strokes(truth[z], shown, out[z], seed=seed + 1000 * r + z)
+            trainer.set_slice_labels(z, out[z])
+    return out
+
+
+def _grow(region: np.ndarray, start: tuple[int, int], n: int) -> list[tuple[int, int]]:
+    """Up to ``n`` pixels of ``region`` reached from ``start`` in 8-connected steps,
+    breadth first."""
+    reached, queue = [start], deque([start])
+    seen = {start}
+    while queue and len(reached) < n:
+        y, x = queue.popleft()
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                p = (y + dy, x + dx)
+                if p in seen or not (0 <= p[0] < region.shape[0] and 0 <= p[1] < region.shape[1]) \
+                        or not region[p]:
+                    continue
+                seen.add(p)
+                reached.append(p)
+                queue.append(p)
+                if len(reached) == n:
+                    return reached
+    return reached
