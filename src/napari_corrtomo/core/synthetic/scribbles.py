@@ -108,8 +108,9 @@ def correction_strokes(
             continue
         sizes = ndi.sum_labels(wrong, comps, np.arange(1, n + 1))
         for i in np.argsort(sizes, kind="stable")[::-1][:mistakes_per_class]:
-            pixels = np.argwhere(comps == i + 1)
-            for iy, ix in _grow(comps == i + 1, tuple(pixels[rng.integers(len(pixels))]),
+            mistake = comps == i + 1
+            pixels = np.argwhere(mistake)
+            for iy, ix in _grow(mistake, tuple(pixels[rng.integers(len(pixels))]),
                                 stroke_length_px):
                 out[iy, ix] = c
     return out
