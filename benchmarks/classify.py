@@ -5,7 +5,9 @@ Three parts, one run, same inputs for every method:
 1. Accuracy (awe, Osenberg et al. eq. 1) on ``fib_sem_stack()`` with simulated sparse
    scribbles: multi-Otsu (the seed's double threshold), the depth-2 decision tree
    ("triple threshold"), RF on SE2, RF on SE2 + InLens + difference, RF + tailored
-   features. Evaluated on every sample voxel of the slices that carry no scribbles.
+   features, and the tailored RF trained live with rounds of correction strokes over the
+   live prediction (``synthetic.correction_rounds``). Evaluated on every sample voxel of
+   the slices that carry no scribbles.
 2. Speed of features + prediction on a 256^3 volume with ilastik's full default feature
    set (61 features), ours vs the ilastik-napari approach: its default FilterSet
    (Gaussian 0.3-10, LoG/GGM/DoG/STE/HoGE 0.7-10) computed with scikit-image/scipy on
@@ -18,9 +20,9 @@ Three parts, one run, same inputs for every method:
 
 Run under the benchmark lock: ``flock /tmp/corrtomo-bench.lock python benchmarks/classify.py``.
 Writes the tables to ``docs/benchmarks/classify.md``.
-``--latency-only`` re-measures part 3 alone; ``--speed-baseline REV`` times part 2 for ours
-now vs ours at git revision REV (fresh processes, interleaved, no peer) and appends a
-dated section.
+``--accuracy-only`` / ``--latency-only`` re-measure part 1 / part 3 alone;
+``--speed-baseline REV`` times part 2 for ours now vs ours at git revision REV (fresh
+processes, interleaved, no peer) and appends a dated section.
 """
 
 from __future__ import annotations
