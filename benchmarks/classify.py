@@ -56,8 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED_AWE = {"otsu": 60.8, "tree": 30.8, "rf1": 12.3, "rf2": 10.3, "tailored": 6.1,
             "corrected": 6.1}
 SEED_ORDER = ["otsu", "tree", "rf1", "rf2", "tailored"]  # worst to best in the seed
-#: Rounds of correction strokes over the live prediction (as the demo's FIB step)
-CORRECTION_ROUNDS = 4
+CORRECTION_ROUNDS = synthetic.CORRECTION_ROUNDS  # as the demo's FIB step
 
 
 # ----------------------------------------------------------------------------- peer
@@ -170,7 +169,6 @@ def accuracy_table(seeds: tuple[int, ...] = (0, 1, 2)) -> tuple[list[dict], dict
                               sp, "nm", n_trees=100, seed=seed)
         labels = synthetic.correction_rounds(trainer, truth, scr, scribbled.tolist(),
                                              CORRECTION_ROUNDS, seed=seed)
-        trainer.update(None)
         add("corrected", f"RF, tailored, trained live: + {CORRECTION_ROUNDS} rounds of "
             "correction strokes", trainer.classifier.predict(img), trainer.classifier.n_features,
             time.perf_counter() - t0)

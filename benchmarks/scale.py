@@ -51,8 +51,6 @@ NOISE = 25.0
 PITCH = 48
 CHUNK = 128
 MEASURES = "porosity,thickness,particles,closed_pores"
-#: Rounds of correction strokes over the live prediction while training
-CORRECTION_ROUNDS = 4
 
 
 # ----------------------------------------------------------------------------- the volume
@@ -126,8 +124,7 @@ def train(image_path: Path, truth_path: Path, out: Path) -> Path:
                         FilterItem("log", 1.6), FilterItem("ggm", 1.0),
                         FilterItem("hessian", 1.6)))
     trainer = LiveTrainer(img, spec, (VOXEL,) * 3, "um", n_trees=24, seed=0)
-    correction_rounds(trainer, truth, scr, slices, CORRECTION_ROUNDS, seed=1)
-    trainer.update(None)
+    correction_rounds(trainer, truth, scr, slices, seed=1)
     return trainer.classifier.save(out)
 
 
@@ -303,6 +300,8 @@ def main(argv=None) -> int:
 
 
 def report(args, runs, big, n_small) -> str:
+    from napari_corrtomo.core.synthetic import CORRECTION_ROUNDS
+
     def best(rs, key):
         return min(r[key]["time_s"] for r in rs)
 

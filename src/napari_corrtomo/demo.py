@@ -221,8 +221,6 @@ def step_classify(ctx: DemoContext) -> None:
 FIB_CLASSIFY_SLICES = slice(12, 52)
 #: Slices of the crop the simulated user paints on (the others are held out for scoring)
 FIB_TRAINING_SLICES = (4, 20, 36)
-#: Rounds of correction strokes over the live prediction of each training slice
-FIB_CORRECTION_ROUNDS = 4
 
 
 def classify_fib(ctx: DemoContext) -> None:
@@ -246,9 +244,7 @@ def classify_fib(ctx: DemoContext) -> None:
     scr = synthetic.scribbles_from_truth(truth, slices=FIB_TRAINING_SLICES, seed=ctx.seed)
     # interior strokes never show the forest a phase's edge: it gave 40 % of the pore rim
     # to the carbon-binder (pore fraction -9 to -14 %); corrections where it errs do
-    scr = synthetic.correction_rounds(trainer, truth, scr, FIB_TRAINING_SLICES,
-                                      FIB_CORRECTION_ROUNDS, seed=ctx.seed)
-    trainer.update(None)
+    scr = synthetic.correction_rounds(trainer, truth, scr, FIB_TRAINING_SLICES, seed=ctx.seed)
     clf = trainer.classifier
     seg = segment(clf, list(img)).labels
     ctx.data["fib_segmentation"] = seg

@@ -51,7 +51,7 @@ from .scans import (
     scan,
     sphere_line_integrals,
 )
-from .scribbles import correction_rounds, correction_strokes, scribbles_from_truth
+from .scribbles import CORRECTION_ROUNDS, correction_rounds, correction_strokes, scribbles_from_truth
 from .shapes import (
     interface_distance,
     leveled_wave,
@@ -62,7 +62,8 @@ from .shapes import (
 )
 
 __all__ = [
-    "AIR", "CORRELATIVE_PHASES", "CORRELATIVE_SCANS", "CorrelativeSample", "CorrelativeTruth",
+    "AIR", "CORRECTION_ROUNDS", "CORRELATIVE_PHASES", "CORRELATIVE_SCANS", "CorrelativeSample",
+    "CorrelativeTruth",
     "FIB_AM", "FIB_CBD", "FIB_PHASES", "FIB_PORE", "FibMimic", "FibSemSample", "PORE",
     "ProjectionSample", "RESIN", "RulerSpec", "SOLID", "correction_rounds",
     "correction_strokes", "correlative_particles", "correlative_scans",
