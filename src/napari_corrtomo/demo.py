@@ -573,7 +573,7 @@ def step_quantify(ctx: DemoContext) -> None:
     from scipy.spatial import cKDTree
 
     from .core.connected import label
-    from .core.quantify import combine_porosity, size_distribution
+    from .core.quantify import combine_porosity, labels_at, size_distribution
     from .core.synthetic import PORE, RESIN, SOLID
 
     sample = ctx.data.get("correlative") or synthetic.correlative_particles(seed=ctx.seed)
@@ -625,11 +625,15 @@ def step_quantify(ctx: DemoContext) -> None:
     transform = ctx.data.get("register")
     m2f = transform.matrix if transform is not None else t.nanoct_to_microct
     fov_centre = apply_to_points(m2f, (np.array(nlab.shape) - 1) * np.asarray(nsp) / 2)[0]
-    # the measured microCT particle under the nanoCT field of view, mapped into the nanoCT
-    pick = particles[tuple(np.clip(np.rint(fov_centre / sp).astype(int), 0,
-                                   np.array(particles.shape) - 1))]
-    if pick == 0:
-        raise ValueError("no microCT particle under the centre of the nanoCT field of view")
+    # the measured microCT particle under the nanoCT field of view, or the nearest (the
+    # quantify pipeline's rule for a point outside every envelope): its distance says
+    # whether the overview resolved the particle (seed 7: its 10 um particle is merged
+    # with a neighbour 1.4 um away, whose sphere the envelope follows)
+    voxel = np.clip(fov_centre / sp, 0, np.array(particles.shape) - 1)
+    (pick,), (gap,) = labels_at(particles, voxel, sp)
+    inside = particles[tuple(np.rint(voxel).astype(int))] == pick
+    ctx.quantity("picked particle: nanoCT field-of-view centre to its microCT envelope",
+                 0.0 if inside else gap, 0.0, "um")
     row = table.loc[table["label"] == pick].iloc[0]
     # the nanoCT was scanned on that particle: its particle is the one at the centre of the
     # field of view (the microCT particle's centroid is off when the overview merged it
@@ -693,8 +697,13 @@ def step_quantify(ctx: DemoContext) -> None:
     ctx.table("quantify_et_pore_size_distribution", mesd.table())
     d_true = np.asarray(t.et_pore_diameters_nm)
     ctx.quantity("ET mesoporosity", meso, t.et_mesoporosity, "fraction")
-    ctx.quantity("ET PoSD mean (truth: volume-weighted sphere diameter)", mesd.mean,
-                 float(np.sum(d_true**4) / np.sum(d_true**3)), "nm")
+    ctx.quantity("ET PoSD mean (MSI, voxel-weighted; truth: MSI of true pores)", mesd.mean,
+                 tmesd.mean, "nm")
+    # the spheres' analytic volume-weighted diameter is what the MSI of uncut, apart
+    # spheres gives; the mesopores overlap and the volume's faces cut them (the truth's
+    # MSI is -10.5 to +2.9 % off it over seeds 0-9)
+    ctx.quantity("ET mesopore spheres' volume-weighted diameter (analytic)",
+                 float(np.sum(d_true**4) / np.sum(d_true**3)), None, "nm")
     ctx.quantity("ET PoSD std (truth: MSI of true pores)", mesd.std, tmesd.std, "nm")
     if mesd.fit is not None and tmesd.fit is not None:
         ctx.quantity("ET PoSD log-normal mode (truth: MSI of true pores)", mesd.fit.mode,

@@ -147,6 +147,32 @@ def test_sphere_envelope_ignores_a_bead_stuck_to_the_particle():
     assert abs(r_env - r_ball) < 0.2
 
 
+def test_sphere_envelope_ignores_beads_whose_hull_hides_the_particle():
+    """A 5-voxel particle with 6 pores cutting its surface and four beads (radius 2
+    voxels) 8 voxels from its centre, fused to it by necks (as fiducials 1-2 um off a
+    particle at 1 um voxels, seeds 5, 6 and 8 of the demo): the hull between the beads
+    covers most of the particle, so most hull vertices lie on the beads and the sphere
+    through most *vertices* is one through the beads (radius 10.0 voxels). The sphere
+    through most surface voxels is the particle's: radius within 0.1 voxel."""
+    n = 40
+    rng = np.random.default_rng(1)
+    centre = np.array([19.3, 19.6, 19.2])
+    ball = _ball((n, n, n), centre, 5.0)
+    solid = ball.copy()
+    for _ in range(6):
+        u = rng.normal(size=3)
+        solid &= ~_ball((n, n, n), centre + 4.5 * u / np.linalg.norm(u), rng.uniform(1.5, 2.2))
+    directions = rng.normal(size=(4, 3))
+    for u in directions / np.linalg.norm(directions, axis=1, keepdims=True):
+        solid |= _ball((n, n, n), centre + 8.0 * u, 2.0)
+        for t in np.linspace(4.5, 8.0, 8):
+            solid |= _ball((n, n, n), centre + t * u, 1.0)
+    env = spherical_envelopes(solid, solid.astype(np.uint8), 1.0) > 0
+    r_env, r_ball = np.cbrt(0.75 * env.sum() / np.pi), np.cbrt(0.75 * ball.sum() / np.pi)
+    assert abs(r_env - r_ball) < 0.1
+    assert not (env & ~_ball((n, n, n), centre, 5.6)).any()  # no bead inside
+
+
 def test_measures_within_envelopes_are_those_of_the_particles_own_pores():
     """``within_envelopes``: porous spheres in resin (the pores resin-filled; in the first
     one closed in the middle and one open at the surface, one open in the second, one
