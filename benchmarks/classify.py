@@ -56,7 +56,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED_AWE = {"otsu": 60.8, "tree": 30.8, "rf1": 12.3, "rf2": 10.3, "tailored": 6.1,
             "corrected": 6.1}
 SEED_ORDER = ["otsu", "tree", "rf1", "rf2", "tailored"]  # worst to best in the seed
-CORRECTION_ROUNDS = synthetic.CORRECTION_ROUNDS  # as the demo's FIB step
 
 
 # ----------------------------------------------------------------------------- peer
@@ -168,8 +167,8 @@ def accuracy_table(seeds: tuple[int, ...] = (0, 1, 2)) -> tuple[list[dict], dict
                                                                tailored=True),
                               sp, "nm", n_trees=100, seed=seed)
         labels = synthetic.correction_rounds(trainer, truth, scr, scribbled.tolist(),
-                                             CORRECTION_ROUNDS, seed=seed)
-        add("corrected", f"RF, tailored, trained live: + {CORRECTION_ROUNDS} rounds of "
+                                             seed=seed)
+        add("corrected", f"RF, tailored, trained live: + {synthetic.CORRECTION_ROUNDS} rounds of "
             "correction strokes", trainer.classifier.predict(img), trainer.classifier.n_features,
             time.perf_counter() - t0)
         info.setdefault("corrected_voxels", []).append(int((labels > 0).sum()))
@@ -396,7 +395,7 @@ def accuracy_markdown(acc, acc_info) -> list[str]:
               f"{'the same as the seed, tailored best' if same else 'DIFFERS from the seed'}; "
               f"{'the same ordering for every scribble set' if each else 'not for every set'}.",
               "", f"*Trained live*: the tailored forest trained in `LiveTrainer` (the Classify "
-              f"widget's engine) on the same strokes, then {CORRECTION_ROUNDS} rounds in which "
+              f"widget's engine) on the same strokes, then {synthetic.CORRECTION_ROUNDS} rounds in which "
               "each scribbled slice's live prediction is shown and its 2 largest mistakes per "
               "class get a stroke of up to 40 pixels (`synthetic.correction_rounds`; labelled "
               f"voxels after the rounds: {acc_info['corrected_voxels']}). Strokes inside the "

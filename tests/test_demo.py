@@ -72,7 +72,7 @@ def test_summary_has_value_truth_error_unit(demo):
     ("nanoCT PoSD mean (MSI, voxel-weighted; truth: MSI of true pores)", dict(rel=0.04)),
     # [-0.2 %; -4 % with the forest's boundary, -23 % with the rolling-ball envelope]
     ("nanoCT PoSD log-normal mode", dict(rel=0.04)),  # [0.0 %]
-    # ET: mesopores are resolved; MSI of the segmentation vs the analytic spheres
+    # ET: mesopores are resolved; MSI of the segmentation vs the MSI of the true pores
     ("ET mesoporosity", dict(abs=0.02)),  # [-0.009]
     ("ET PoSD mean (MSI, voxel-weighted; truth: MSI of true pores)", dict(rel=0.05)),  # [-2 %]
     ("ET PoSD log-normal mode (truth: MSI of true pores)", dict(rel=0.1)),  # [-2 %]
