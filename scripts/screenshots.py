@@ -97,9 +97,45 @@ def scene_fib() -> napari.Viewer:
     return viewer
 
 
+def scene_classify_live() -> napari.Viewer:
+    """docs/classification.md: live training on the FIB-SEM sample -- a few strokes per
+    class inside the phases of one slice and two rounds of corrections where the live
+    prediction erred (as a user paints them), its live uncertainty shown over the SE2
+    image: bright along the phase edges, where the next strokes help most."""
+    from napari_corrtomo.core import synthetic
+    from napari_corrtomo.widgets.classify import ClassifyWidget
+
+    fib = synthetic.fib_sem_stack(seed=0)
+    viewer = napari.Viewer(show=True)
+    for ch in fib.channels:
+        viewer.add_image(ch.data, name=ch.name, scale=ch.scale, units=ch.units)
+    viewer.layers[fib.channels[1].name].visible = False
+    w = _dock(viewer, ClassifyWidget(viewer), "Classify")
+    w.set_channels([ch.name for ch in fib.channels])
+    z = 32
+    scribbles = w.create_scribble_layer()
+    scribbles.data = synthetic.scribbles_from_truth(fib.labels.data, slices=(z,),
+                                                    strokes_per_class=3, seed=1)
+    viewer.dims.set_point(0, z * fib.labels.scale[0])
+    w.train_button.setChecked(True)
+    _wait(w)
+    while w._live_job is not None:  # the whole forest's update drawn
+        _settle(100)
+    scribbles.data = synthetic.correction_rounds(w.live, fib.labels.data, scribbles.data,
+                                                 (z,), rounds=2, seed=1)
+    _settle(100)
+    while w._live_job is not None:
+        _settle(100)
+    viewer.layers[f"{scribbles.name} live prediction"].visible = False
+    viewer.layers[f"{scribbles.name} live uncertainty"].visible = True
+    viewer.dims.ndisplay = 2
+    return viewer
+
+
 SCENES: dict[str, Callable[[], napari.Viewer]] = {
     "viewer": scene_viewer,
     "fib": scene_fib,
+    "classify_live": scene_classify_live,
     "all_docks": scene_all_docks,
 }
 

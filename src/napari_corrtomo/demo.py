@@ -629,11 +629,9 @@ def step_quantify(ctx: DemoContext) -> None:
     # quantify pipeline's rule for a point outside every envelope): its distance says
     # whether the overview resolved the particle (seed 7: its 10 um particle is merged
     # with a neighbour 1.4 um away, whose sphere the envelope follows)
-    voxel = np.clip(fov_centre / sp, 0, np.array(particles.shape) - 1)
-    (pick,), (gap,) = labels_at(particles, voxel, sp)
-    inside = particles[tuple(np.rint(voxel).astype(int))] == pick
+    (pick,), (gap,) = labels_at(particles, fov_centre / sp, sp)
     ctx.quantity("picked particle: nanoCT field-of-view centre to its microCT envelope",
-                 0.0 if inside else gap, 0.0, "um")
+                 gap, 0.0, "um")
     row = table.loc[table["label"] == pick].iloc[0]
     # the nanoCT was scanned on that particle: its particle is the one at the centre of the
     # field of view (the microCT particle's centroid is off when the overview merged it

@@ -61,6 +61,15 @@ def test_live_training_then_volume_prediction(widget, crop, qtbot, tmp_path):
     assert w.live_z == 11
     pred11 = np.asarray(live.data[11])
     assert set(np.unique(pred11)) <= {1, 2, 3} and np.all(np.asarray(live.data[0]) == 0)
+    # its uncertainty beside it (hidden until asked for), higher where the prediction errs
+    unc = viewer.layers["SE2 scribbles live uncertainty"]
+    assert not unc.visible and viewer.layers.selection.active is layer
+    assert w.checked_channel_names() == ["SE2", "InLens"]  # a drawing, never a channel:
+    assert unc.name not in [w.channel_list.item(i).text() for i in range(w.channel_list.count())]
+    assert viewer.layers.index(live) < viewer.layers.index(unc) < viewer.layers.index(layer)
+    unc11, wrong = np.asarray(unc.data[11]), pred11 != truth[11]
+    assert unc11.min() >= 0 and unc11.max() <= 1 and np.all(np.asarray(unc.data[0]) == 0)
+    assert unc11[wrong].mean() > 1.5 * unc11[~wrong].mean()
     # painting schedules an update of the visible slice
     viewer.dims.set_point(0, 5 * sp[0])
     qtbot.waitUntil(lambda: np.any(np.asarray(live.data[5]) > 0), timeout=30000)

@@ -57,6 +57,8 @@ _SHORT_NAMES = {"gaussian": "Gaussian", "log": "LoG", "ggm": "Gradient", "dog": 
 _NEXT_MODE = {"off": "3D", "3D": "2D", "2D": "off"}
 #: the tailored-feature choices of the form -> ``FeatureSpec.tailored``
 TAILORED = {"none": None, "FIB-SEM neighbour slices": TailoredFeatures()}
+#: metadata flag of the live updates' layers (drawings of the forest, never a channel)
+LIVE = "corrtomo_live"
 #: seconds a live update's worker waits for its first prediction to be drawn before it
 #: grows the rest of the forest (the GUI thread gets the CPU to draw it first)
 PREVIEW_WAIT_S = 0.5
@@ -211,9 +213,11 @@ class ClassifyWidget(DockForm):
 
     def refresh_channels(self, *_: Any) -> None:
         checked = set(self.checked_channel_names())
-        # the registered layers' 2D views are drawings of other layers, not channels
+        # the registered layers' 2D views and the live uncertainty are drawings of other
+        # layers, not channels
         images = [layer.name for layer in self.viewer.layers
-                  if isinstance(layer, Image) and layer.rgb is False and not is_view(layer)]
+                  if isinstance(layer, Image) and layer.rgb is False and not is_view(layer)
+                  and not layer.metadata.get(LIVE)]
         if not checked and images:
             # nothing ticked yet: the image the user has selected, else the newest one
             active = self.viewer.layers.selection.active
@@ -468,30 +472,44 @@ class ClassifyWidget(DockForm):
                  f"; first {update.n_trees} of {update.n_trees_total} trees, the rest follow")
         self.status.setText(
             f"Trained on {update.n_samples} labelled voxels{sample}, "
-            f"{self.classifier.n_features} features{trees}. Paint to refine; the visible "
-            "slice updates.")
+            f"{self.classifier.n_features} features{trees}. Paint to refine where it errs "
+            "or is unsure (show the live uncertainty layer); the visible slice updates.")
         shape = full_resolution(labels_layer).shape
-        name = f"{labels_layer.name} live prediction"
-        layer = self.viewer.layers[name] if name in self.viewer.layers else None
-        if layer is None or layer.data.shape != shape:
-            active = self.viewer.layers.selection.active
-            # in the strokes' frame (a registered ROI keeps its place)
-            layer = add_result(self.viewer, np.zeros(shape, update.classes.dtype),
-                               name=name, layer_type="labels", created_by=NAME,
-                               scale=tuple(labels_layer.scale), unit=_unit(labels_layer),
-                               translate=tuple(labels_layer.translate),
-                               affine=labels_layer.affine.affine_matrix, opacity=0.5)
-            # under the strokes, and never the selected layer: the brush stays active
-            self.viewer.layers.move(self.viewer.layers.index(layer),
-                                    self.viewer.layers.index(labels_layer))
-            if active is not None:
-                self.viewer.layers.selection.active = active
-        if len(shape) == 3:
-            layer.data[update.z] = update.labels
-        else:
-            layer.data[...] = update.labels
-        layer.refresh()
+        shown = ((update.labels, "live prediction", "labels", {"opacity": 0.5}),
+                 (update.uncertainty, "live uncertainty", "image",
+                  {"colormap": "inferno", "contrast_limits": (0.0, 1.0), "visible": False,
+                   "blending": "additive"}))
+        for plane, what, layer_type, kw in shown:
+            layer = self._live_layer(labels_layer, shape, plane.dtype, what, layer_type, kw)
+            if len(shape) == 3:
+                layer.data[update.z] = plane
+            else:
+                layer.data[...] = plane
+            layer.refresh()
         self.live_z = update.z
+
+    def _live_layer(self, labels_layer: Labels, shape: tuple[int, ...], dtype: np.dtype,
+                    what: str, layer_type: str, kw: dict[str, Any]):
+        """The ``<scribbles> <what>`` layer of the live updates, made on the first update:
+        in the strokes' frame (a registered ROI keeps its place), under the strokes, and
+        never the selected layer (the brush stays active). Its volume is ``np.zeros``,
+        whose pages the system maps only when a slice is written."""
+        name = f"{labels_layer.name} {what}"
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        if layer is not None and layer.data.shape == shape:
+            return layer
+        active = self.viewer.layers.selection.active
+        layer = add_result(self.viewer, np.zeros(shape, dtype), name=name,
+                           layer_type=layer_type, created_by=NAME,
+                           scale=tuple(labels_layer.scale), unit=_unit(labels_layer),
+                           translate=tuple(labels_layer.translate),
+                           affine=labels_layer.affine.affine_matrix,
+                           metadata={LIVE: True}, **kw)
+        self.viewer.layers.move(self.viewer.layers.index(layer),
+                                self.viewer.layers.index(labels_layer))
+        if active is not None:
+            self.viewer.layers.selection.active = active
+        return layer
 
     def _show_importances(self) -> None:
         if self.classifier is not None:

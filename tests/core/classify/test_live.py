@@ -44,10 +44,16 @@ def test_update_predicts_the_slice_as_the_whole_forest_does(crop):
     np.testing.assert_allclose(update.proba, clf.predict_slice(img, 12), atol=1e-5)
     np.testing.assert_allclose(update.proba, live.predict_slice(12), atol=1e-5)
     np.testing.assert_array_equal(update.labels, clf.classes_[np.argmax(update.proba, 0)])
+    # the uncertainty: 1 - (top - runner-up), from the probabilities independently
+    second, top = np.partition(update.proba, -2, axis=0)[-2:]
+    np.testing.assert_allclose(update.uncertainty, 1.0 - (top - second), atol=1e-6)
     # and it segments: most of an unlabelled slice right
     forest = clf.forest
     other = live.update(8)
     assert np.mean(other.labels == truth[8]) > 0.85
+    # and its uncertainty points at the mistakes: higher where the labels are wrong
+    wrong = other.labels != truth[8]
+    assert other.uncertainty[wrong].mean() > 1.5 * other.uncertainty[~wrong].mean()
     # another slice without new strokes: the same forest evaluated, not refitted
     assert clf.forest is forest and other.final and other.n_trees == 40
     np.testing.assert_allclose(other.proba, clf.predict_slice(img, 8), atol=1e-5)

@@ -241,21 +241,28 @@ def test_measures_within_envelopes_are_those_of_the_particles_own_pores():
 def test_labels_at_is_the_nearest_labelled_voxel():
     """``labels_at`` against a brute-force search over every labelled voxel: points on
     labels, beside them, far from any (sparse labels), fractional and at the corners,
-    isotropic and anisotropic voxels (the physical nearest and its distance)."""
+    outside the array, isotropic and anisotropic voxels (the physical nearest, and its
+    distance where the point's own voxel is unlabelled)."""
     from napari_corrtomo.core.quantify import labels_at
 
     rng = np.random.default_rng(3)
+    on_labels = 0
     for density, spacing in ((0.3, (1.0, 1.0, 1.0)), (0.001, (1.0, 1.0, 1.0)),
                              (0.001, (2.0, 0.5, 0.7))):
         lab = np.where(rng.random((20, 23, 26)) < density,
                        rng.integers(1, 9, (20, 23, 26)), 0).astype(np.uint16)
         pts = np.vstack([rng.random((40, 3)) * (np.array(lab.shape) - 1),
-                         [[0, 0, 0], np.array(lab.shape) - 1]])
+                         [[0, 0, 0], np.array(lab.shape) - 1, [-3.2, 5.1, 30.4]]])
         where = np.argwhere(lab)
         d2 = [np.sum(((where - p) * spacing) ** 2, axis=1) for p in pts]
         got, dist = labels_at(lab, pts, spacing)
         np.testing.assert_array_equal(got, [lab[tuple(where[np.argmin(d)])] for d in d2])
-        np.testing.assert_allclose(dist, [np.sqrt(d.min()) for d in d2])
+        voxel = np.rint(pts).astype(int)
+        own = [lab[tuple(v)] if np.all((v >= 0) & (v < lab.shape)) else 0 for v in voxel]
+        np.testing.assert_allclose(dist, [0.0 if o else np.sqrt(d.min())
+                                          for o, d in zip(own, d2, strict=True)])
+        on_labels += np.count_nonzero(own)
+    assert 0 < on_labels < 3 * len(pts)  # points on labels and beside them
     with pytest.raises(ValueError, match="no labelled voxel"):
         labels_at(np.zeros((4, 4, 4), np.uint8), [[1.0, 1, 1]])
 

@@ -12,7 +12,7 @@ from .. import backend as bk
 from .._checks import check_finite, check_labels, check_same_shape
 from ..progress import ProgressCallback, report, scaled
 from ._grow import grow_forest
-from .classifier import PixelClassifier, check_classes
+from .classifier import PixelClassifier, check_classes, proba_to_labels, proba_uncertainty
 from .features import FeatureSpec, compute_features
 from .forest import FlatForest
 from .sampling import stratified_subsample
@@ -46,6 +46,9 @@ class LiveUpdate:
     labels
         ``(y, x)`` most probable class (its label value) per pixel (computed with the
         update, off the GUI thread).
+    uncertainty
+        ``(y, x)`` float32 in [0, 1]: one minus the margin between the two most probable
+        classes (:func:`proba_uncertainty`), where the next strokes help most.
     """
 
     z: int
@@ -56,9 +59,11 @@ class LiveUpdate:
     n_trees: int
     n_trees_total: int
     labels: np.ndarray = field(init=False)
+    uncertainty: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "labels", self.classes[np.argmax(self.proba, axis=0)])
+        object.__setattr__(self, "labels", proba_to_labels(self.proba, self.classes))
+        object.__setattr__(self, "uncertainty", proba_uncertainty(self.proba))
 
     @property
     def final(self) -> bool:

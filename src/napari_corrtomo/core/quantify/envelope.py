@@ -185,7 +185,7 @@ def spherical_envelopes(solid: Any, particles: Any, spacing: float | tuple[float
 def labels_at(labels: np.ndarray, points: np.ndarray,
               spacing: float | tuple[float, ...] = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """The label at each point, or the label nearest it where the point is unlabelled
-    (a click beside a particle, a centre found by registration).
+    (a click beside a particle, a centre found by registration), and how far it missed.
 
     Parameters
     ----------
@@ -199,8 +199,10 @@ def labels_at(labels: np.ndarray, points: np.ndarray,
     Returns
     -------
     labels, distances : numpy.ndarray
-        ``(n,)`` labels, and the distance (unit of ``spacing``) from each point to the
-        centre of the voxel picked; ties in distance go to the first voxel in C order.
+        ``(n,)`` labels, and the distance (unit of ``spacing``) by which each point missed
+        them: 0 where the point's own voxel (the one whose centre is nearest) is
+        labelled, else the distance to the centre of the nearest labelled voxel; ties in
+        distance go to the first voxel in C order.
     """
     lab = check_labels(labels, "labels")
     sp = np.asarray(check_spacing(spacing, lab.ndim), float)
@@ -208,6 +210,10 @@ def labels_at(labels: np.ndarray, points: np.ndarray,
     out = np.zeros(len(pts), np.int64)
     dist = np.zeros(len(pts))
     for i, p in enumerate(pts):
+        own = tuple(np.rint(p).astype(int))
+        if all(0 <= v < n for v, n in zip(own, lab.shape, strict=True)) and lab[own]:
+            out[i] = lab[own]
+            continue
         # a box around the point twice as large until it holds a voxel no farther than
         # its half-width: that voxel is then the nearest in the whole array
         half = 1

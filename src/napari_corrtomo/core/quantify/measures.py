@@ -226,12 +226,11 @@ def _picked(env: np.ndarray, d: MeasureData, s: QuantifySettings,
     points = np.asarray(s.particles_at, float)
     voxels = points / np.asarray(d.spacing)
     picked, dist = labels_at(env, voxels, d.spacing)
-    inside = np.clip(np.rint(voxels).astype(int), 0, np.array(env.shape) - 1)
-    for point, index, env_label, gap in zip(points, inside, picked, dist, strict=True):
+    for point, env_label, gap in zip(points, picked, dist, strict=True):
         note = (f"the particle point {tuple(float(v) for v in point.round(4))} {d.unit} lies "
                 f"outside every envelope: measured the nearest, envelope {env_label}, "
                 f"{gap:.3g} {d.unit} away")
-        if env[tuple(index)] == 0 and note not in r.notes:
+        if gap > 0 and note not in r.notes:
             r.notes.append(note)
     env[~np.isin(env, picked)] = 0
     return env
