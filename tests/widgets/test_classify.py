@@ -66,6 +66,7 @@ def test_live_training_then_volume_prediction(widget, crop, qtbot, tmp_path):
     assert not unc.visible and viewer.layers.selection.active is layer
     assert w.checked_channel_names() == ["SE2", "InLens"]  # a drawing, never a channel:
     assert unc.name not in [w.channel_list.item(i).text() for i in range(w.channel_list.count())]
+    assert w.scribbles.findText(live.name) < 0 and w.scribbles.layer() is layer  # nor strokes
     assert viewer.layers.index(live) < viewer.layers.index(unc) < viewer.layers.index(layer)
     unc11, wrong = np.asarray(unc.data[11]), pred11 != truth[11]
     assert unc11.min() >= 0 and unc11.max() <= 1 and np.all(np.asarray(unc.data[0]) == 0)

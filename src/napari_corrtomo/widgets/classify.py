@@ -57,7 +57,8 @@ _SHORT_NAMES = {"gaussian": "Gaussian", "log": "LoG", "ggm": "Gradient", "dog": 
 _NEXT_MODE = {"off": "3D", "3D": "2D", "2D": "off"}
 #: the tailored-feature choices of the form -> ``FeatureSpec.tailored``
 TAILORED = {"none": None, "FIB-SEM neighbour slices": TailoredFeatures()}
-#: metadata flag of the live updates' layers (drawings of the forest, never a channel)
+#: metadata flag of the live updates' layers (drawings of the forest: never a channel,
+#: never strokes)
 LIVE = "corrtomo_live"
 #: seconds a live update's worker waits for its first prediction to be drawn before it
 #: grows the rest of the forest (the GUI thread gets the CPU to draw it first)
@@ -114,7 +115,8 @@ class ClassifyWidget(DockForm):
         self.scribbles = LayerSelect(
             napari_viewer, (Labels,), allow_none=True,
             tip="labels layer with your strokes (1, 2, 3 ... = classes, 0 = unlabelled); "
-                "New scribble layer makes one")
+                "New scribble layer makes one",
+            skip=lambda layer: bool(layer.metadata.get(LIVE)))  # the forest's own drawing
         self.new_scribbles = QPushButton("New scribble layer")
         self.new_scribbles.clicked.connect(self.create_scribble_layer)
         inputs = QFormLayout()
