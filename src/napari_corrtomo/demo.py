@@ -288,7 +288,7 @@ CORRELATIVE_CLASSES = {
 #: The reconstructions whose forest is corrected live (as :func:`classify_fib`): their
 #: phase fractions become right (ET pore fraction -3.0 to +6.2 % -> within 0.3 %, seeds
 #: 0-9). The microCT's is trained on its interior strokes alone: corrected, its solid is
-#: right too (+10.6 % -> within 0.5 %), but on seed 2 the 10 um target's label then holds
+#: right too (+10.6 % -> within 1.6 %), but on seed 2 the 10 um target's label then holds
 #: seven fiducial beads around it, whose vertices (37 of its 49) hide its sphere from
 #: :func:`~napari_corrtomo.core.quantify.spherical_envelopes` (picked ESD +70 %); the
 #: quantify step's mid-level boundary makes the microCT rows independent of the forest's
