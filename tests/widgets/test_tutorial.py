@@ -406,7 +406,10 @@ def test_the_tutorial_as_written(make_napari_viewer, qtbot, mouse, sample, tmp_p
               max_gap_s=float(beats.gaps.max()), gaps_over_bound=int((beats.gaps > 0.1).sum()),
               pause_sources=beats.sources)
     assert beats.gaps.max() < 0.2
-    saved = [layer.name for layer in viewer.layers if not is_view(layer)]
+    # the live training's drawings are made again by live training, not saved
+    saved = [layer.name for layer in viewer.layers if not is_view(layer)
+             and not layer.name.endswith(("live prediction", "live uncertainty"))]
+    assert len(saved) < len([layer for layer in viewer.layers if not is_view(layer)])
     assert [layer.name for layer in fresh.layers if not is_view(layer)] == saved
     # the registered layers' 2D views are drawn, not saved: made again for the loaded ones
     qtbot.waitUntil(lambda: f"{nano.name} (2D view)" in fresh.layers, timeout=10000)

@@ -17,6 +17,11 @@ from ._runner import real_viewer
 CREATED_BY = "corrtomo_created_by"
 
 
+#: metadata flag of the live training's layers (drawings of the forest, made again by
+#: the next live update: never a channel, never strokes, not saved in a project)
+LIVE = "corrtomo_live"
+
+
 class LayerSelect(QComboBox):
     """A combo box of the viewer's layers of some types, kept in sync with the layer list."""
 

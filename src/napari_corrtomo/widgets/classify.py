@@ -44,7 +44,7 @@ from ..core.progress import Cancelled, scaled
 from ._autosave import CLASSIFIER, autosave_for
 from ._dock import DockForm, act_on_file, hbox
 from ._form import Field, SettingsForm
-from ._layers import LayerSelect, add_result, full_resolution, layer_frame
+from ._layers import LIVE, LayerSelect, add_result, full_resolution, layer_frame
 from ._registered_view import is_axis_aligned, is_view
 from ._runner import Job, TaskRunner, start_job
 from ._table import TableView
@@ -57,9 +57,6 @@ _SHORT_NAMES = {"gaussian": "Gaussian", "log": "LoG", "ggm": "Gradient", "dog": 
 _NEXT_MODE = {"off": "3D", "3D": "2D", "2D": "off"}
 #: the tailored-feature choices of the form -> ``FeatureSpec.tailored``
 TAILORED = {"none": None, "FIB-SEM neighbour slices": TailoredFeatures()}
-#: metadata flag of the live updates' layers (drawings of the forest: never a channel,
-#: never strokes)
-LIVE = "corrtomo_live"
 #: seconds a live update's worker waits for its first prediction to be drawn before it
 #: grows the rest of the forest (the GUI thread gets the CPU to draw it first)
 PREVIEW_WAIT_S = 0.5

@@ -35,7 +35,7 @@ from ..core.recovery import (
 )
 from ._autosave import autosave_for
 from ._dock import DockForm, hbox
-from ._layers import add_unselected, project_layer, to_project_layer
+from ._layers import LIVE, add_unselected, project_layer, to_project_layer
 from ._registered_view import is_view, registered_views
 from ._runner import TaskRunner, real_viewer
 from ._table import TableView
@@ -132,9 +132,11 @@ class ProjectWidget(DockForm):
         self.table.set_frame(describe(volumes))
 
     def save(self, directory: str | Path):
-        """Save every image/labels/points/shapes layer into ``directory`` (in a worker)."""
+        """Save every image/labels/points/shapes layer into ``directory`` (in a worker),
+        but the registered layers' 2D views and the live training's drawings."""
         layers = [to_project_layer(layer) for layer in self.viewer.layers
-                  if isinstance(layer, (Image, Labels, Points, Shapes)) and not is_view(layer)]
+                  if isinstance(layer, (Image, Labels, Points, Shapes)) and not is_view(layer)
+                  and not layer.metadata.get(LIVE)]
         if not layers:
             show_error("Nothing to save: the viewer has no image, labels, points or shapes layers.")
             return None
