@@ -37,7 +37,7 @@ from napari_corrtomo.core.register.plane import sample_plane
 from napari_corrtomo.core.synthetic import PORE, RESIN, SOLID
 from napari_corrtomo.demo import fsc_reference_resolution
 from napari_corrtomo.widgets._layers import TABLES
-from napari_corrtomo.widgets._registered_view import is_view, registered_views
+from napari_corrtomo.widgets._registered_view import is_drawing, is_view, registered_views
 from napari_corrtomo.widgets.classify import ClassifyWidget
 from napari_corrtomo.widgets.project import ProjectWidget
 from napari_corrtomo.widgets.quantify import QuantifyWidget
@@ -407,8 +407,7 @@ def test_the_tutorial_as_written(make_napari_viewer, qtbot, mouse, sample, tmp_p
               pause_sources=beats.sources)
     assert beats.gaps.max() < 0.2
     # the live training's drawings are made again by live training, not saved
-    saved = [layer.name for layer in viewer.layers if not is_view(layer)
-             and not layer.name.endswith(("live prediction", "live uncertainty"))]
+    saved = [layer.name for layer in viewer.layers if not is_drawing(layer)]
     assert len(saved) < len([layer for layer in viewer.layers if not is_view(layer)])
     assert [layer.name for layer in fresh.layers if not is_view(layer)] == saved
     # the registered layers' 2D views are drawn, not saved: made again for the loaded ones

@@ -28,7 +28,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
 from ..core.register.plane import plane_index_matrix, plane_voxels, sample_plane, view_grid
-from ._layers import CREATED_BY, add_unselected, full_resolution, index_to_world
+from ._layers import CREATED_BY, LIVE, add_unselected, full_resolution, index_to_world
 from ._runner import real_viewer, start_job
 
 #: metadata key on the view layer naming the registered layer it shows
@@ -47,6 +47,13 @@ def is_axis_aligned(layer) -> bool:
 def is_view(layer) -> bool:
     """Whether ``layer`` is a view made here (derived: not an input, not saved)."""
     return layer.metadata.get(CREATED_BY) == NAME
+
+
+def is_drawing(layer) -> bool:
+    """Whether ``layer`` is drawn from other layers: a registered layer's 2D view
+    (:func:`is_view`) or the live training's prediction or uncertainty (:data:`LIVE`);
+    never an input, never saved."""
+    return is_view(layer) or bool(layer.metadata.get(LIVE))
 
 
 class RegisteredView:

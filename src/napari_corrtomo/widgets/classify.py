@@ -45,7 +45,7 @@ from ._autosave import CLASSIFIER, autosave_for
 from ._dock import DockForm, act_on_file, hbox
 from ._form import Field, SettingsForm
 from ._layers import LIVE, LayerSelect, add_result, full_resolution, layer_frame
-from ._registered_view import is_axis_aligned, is_view
+from ._registered_view import is_axis_aligned, is_drawing
 from ._runner import Job, TaskRunner, start_job
 from ._table import TableView
 
@@ -215,8 +215,7 @@ class ClassifyWidget(DockForm):
         # the registered layers' 2D views and the live uncertainty are drawings of other
         # layers, not channels
         images = [layer.name for layer in self.viewer.layers
-                  if isinstance(layer, Image) and layer.rgb is False and not is_view(layer)
-                  and not layer.metadata.get(LIVE)]
+                  if isinstance(layer, Image) and layer.rgb is False and not is_drawing(layer)]
         if not checked and images:
             # nothing ticked yet: the image the user has selected, else the newest one
             active = self.viewer.layers.selection.active

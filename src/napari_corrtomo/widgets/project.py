@@ -35,8 +35,8 @@ from ..core.recovery import (
 )
 from ._autosave import autosave_for
 from ._dock import DockForm, hbox
-from ._layers import LIVE, add_unselected, project_layer, to_project_layer
-from ._registered_view import is_view, registered_views
+from ._layers import add_unselected, project_layer, to_project_layer
+from ._registered_view import is_drawing, registered_views
 from ._runner import TaskRunner, real_viewer
 from ._table import TableView
 
@@ -128,15 +128,15 @@ class ProjectWidget(DockForm):
     def refresh(self, *_) -> None:
         volumes = [to_project_layer(layer) for layer in self.viewer.layers
                    if isinstance(layer, (Image, Labels)) and layer.ndim == 3
-                   and not is_view(layer)]
+                   and not is_drawing(layer)]
         self.table.set_frame(describe(volumes))
 
     def save(self, directory: str | Path):
         """Save every image/labels/points/shapes layer into ``directory`` (in a worker),
         but the registered layers' 2D views and the live training's drawings."""
         layers = [to_project_layer(layer) for layer in self.viewer.layers
-                  if isinstance(layer, (Image, Labels, Points, Shapes)) and not is_view(layer)
-                  and not layer.metadata.get(LIVE)]
+                  if isinstance(layer, (Image, Labels, Points, Shapes))
+                  and not is_drawing(layer)]
         if not layers:
             show_error("Nothing to save: the viewer has no image, labels, points or shapes layers.")
             return None
