@@ -66,6 +66,12 @@ def _wait(widget) -> None:
         raise RuntimeError(f"{type(widget).__name__}: {widget.runner.last_error}")
 
 
+def _await_live(widget) -> None:
+    """Until the Classify widget's last live update (the whole forest's) is drawn."""
+    while widget._live_job is not None:
+        _settle(100)
+
+
 def _dock(viewer, widget, name):
     viewer.window.add_dock_widget(widget, name=name, area="right")
     return widget
@@ -119,13 +125,11 @@ def scene_classify_live() -> napari.Viewer:
     viewer.dims.set_point(0, z * fib.labels.scale[0])
     w.train_button.setChecked(True)
     _wait(w)
-    while w._live_job is not None:  # the whole forest's update drawn
-        _settle(100)
+    _await_live(w)
     scribbles.data = synthetic.correction_rounds(w.live, fib.labels.data, scribbles.data,
                                                  (z,), rounds=2, seed=1)
     _settle(100)
-    while w._live_job is not None:
-        _settle(100)
+    _await_live(w)
     viewer.layers[f"{scribbles.name} live prediction"].visible = False
     viewer.layers[f"{scribbles.name} live uncertainty"].visible = True
     viewer.dims.ndisplay = 2
