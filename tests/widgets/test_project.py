@@ -300,6 +300,35 @@ def test_a_load_gives_views_overlays_and_scene_updates_turns_of_their_own(
     qtbot.waitUntil(lambda: "moved (2D view)" in viewer.layers, timeout=5000)
 
 
+def test_a_loads_frame_lets_one_canvas_paint_through(make_napari_viewer, qtbot):
+    """``draw`` lets one frame through and the canvas waits again once it is painted:
+    napari's updates in the load's next steps (a controls panel built) drew it again
+    otherwise, in the same pause as their own turn (Qt paints before the next timer:
+    40-50 ms more each, 2-core VM). A frame painted after the batch closed leaves the
+    canvas drawing."""
+    viewer = make_napari_viewer(show=True)
+    canvas = _vispy_canvas(viewer)
+    paints: list[int] = []
+    canvas.events.draw.connect(lambda event: paints.append(1))
+    batch = _AddBatch(viewer)
+    batch.add(Image(np.ones((4, 5, 6), np.float32), name="first"))
+    batch.show()
+    assert batch.draw() and canvas.native.updatesEnabled()
+    qtbot.waitUntil(batch.drawn.is_set, timeout=5000)
+    assert paints and not canvas.native.updatesEnabled()
+    drawn = len(paints)
+    canvas.native.update()  # what napari asks for between two frames
+    qtbot.wait(200)
+    assert len(paints) == drawn
+    assert batch.draw()
+    batch._on_draw()  # a frame painted, ...
+    batch.close()  # ... and the turn after it comes after the end of the batch
+    qtbot.waitUntil(batch.drawn.is_set, timeout=5000)
+    assert canvas.native.updatesEnabled()
+    canvas.native.update()
+    qtbot.waitUntil(lambda: len(paints) > drawn + 1, timeout=5000)
+
+
 def test_load_cancelled_while_adding_takes_every_layer_back(make_napari_viewer, big_project,
                                                            monkeypatch, cancel_mid_action):
     """Cancel while the layers are added (bar past 700 of 1000 on a 2-core VM at 6.5 s):

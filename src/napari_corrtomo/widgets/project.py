@@ -319,6 +319,7 @@ class _AddBatch:
         self.canvas = _vispy_canvas(viewer)
         #: set in the turn after the frame :meth:`draw` let through was painted
         self.drawn = threading.Event()
+        self._closed = False
         self._stack = ExitStack()
         self._shown = len(viewer.layers)  # the layers in the last scene update
         self._new: list = []  # the layers added whose overlays are not made yet
@@ -394,6 +395,7 @@ class _AddBatch:
         return False
 
     def close(self) -> None:
+        self._closed = True
         self.panels.close()
         self.views.held = False
         self.views.settle()
@@ -406,7 +408,16 @@ class _AddBatch:
     def _on_draw(self, event=None) -> None:
         # the scene is drawn, Qt's paint of the window goes on: the loading thread's next
         # call waits for the turn after it (posted now, it would run in the same pause)
-        QTimer.singleShot(0, self.drawn.set)
+        QTimer.singleShot(0, self._after_frame)
+
+    def _after_frame(self) -> None:
+        """The frame :meth:`draw` let through is painted: the next wait for the next
+        :meth:`draw`. Let through, napari's updates in the loading thread's next steps (a
+        controls panel built) drew the canvas again with their repaint of the window, and
+        Qt paints before the next timer: 40-50 ms more in each of those pauses."""
+        if not self._closed:
+            self._frames(False)
+        self.drawn.set()
 
     def _list_updates(self, on: bool) -> None:
         with suppress(RuntimeError, AttributeError):
