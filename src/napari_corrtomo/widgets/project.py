@@ -126,18 +126,21 @@ class ProjectWidget(DockForm):
         self._end_batch()
         self.autosave.resume()
 
+    def _saved_layers(self) -> list:
+        """The layers a save writes: every image/labels/points/shapes layer but the
+        registered layers' 2D views and the live training's drawings."""
+        return [layer for layer in self.viewer.layers
+                if isinstance(layer, (Image, Labels, Points, Shapes)) and not is_drawing(layer)]
+
     def refresh(self, *_) -> None:
-        volumes = [to_project_layer(layer) for layer in self.viewer.layers
-                   if isinstance(layer, (Image, Labels)) and layer.ndim == 3
-                   and not is_drawing(layer)]
+        """The table of modalities: the volumes a save writes."""
+        volumes = [to_project_layer(layer) for layer in self._saved_layers()
+                   if isinstance(layer, (Image, Labels)) and layer.ndim == 3]
         self.table.set_frame(describe(volumes))
 
     def save(self, directory: str | Path):
-        """Save every image/labels/points/shapes layer into ``directory`` (in a worker),
-        but the registered layers' 2D views and the live training's drawings."""
-        layers = [to_project_layer(layer) for layer in self.viewer.layers
-                  if isinstance(layer, (Image, Labels, Points, Shapes))
-                  and not is_drawing(layer)]
+        """Save the layers of :meth:`_saved_layers` into ``directory`` (in a worker)."""
+        layers = [to_project_layer(layer) for layer in self._saved_layers()]
         if not layers:
             show_error("Nothing to save: the viewer has no image, labels, points or shapes layers.")
             return None
