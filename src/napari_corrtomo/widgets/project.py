@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+import weakref
 from contextlib import ExitStack, contextmanager, suppress
 from functools import partial
 from pathlib import Path
@@ -14,8 +15,7 @@ from types import SimpleNamespace
 import napari
 from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QPoint, QTimer
-from qtpy.QtGui import QPixmap, QRegion
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
     QLabel,
@@ -110,11 +110,12 @@ class ProjectWidget(DockForm):
         return self._batch
 
     def _end_batch(self) -> None:
-        """The batch ends: frames go on, the table is rebuilt (autosave resumes later)."""
+        """The batch ends: frames go on, the table follows layer events again (rebuild it
+        then, in a turn of its own: 53 rows were 20-30 ms, 2-core VM); autosave resumes
+        later."""
         if self._batch is not None:
             batch, self._batch = self._batch, None
             batch.close()
-            self.refresh()
 
     def _take_back(self, layers: list) -> None:
         """Remove the layers a cancelled load added; snapshots go on."""
@@ -124,6 +125,7 @@ class ProjectWidget(DockForm):
         if not len(self.viewer.layers):  # as napari leaves an emptied viewer
             self.viewer.dims.ndim = 2
         self._end_batch()
+        self.refresh()
         self.autosave.resume()
 
     def _saved_layers(self) -> list:
@@ -186,14 +188,14 @@ class ProjectWidget(DockForm):
             settle()
             added: list = []
             try:
-                # one batch: no snapshot, no table; each add, each registered layer's
-                # 2D view and each controls panel in an event-loop turn of its own, a
-                # scene update and a frame once SCENE_STEP is due
+                # one batch: no snapshot, no table; each add and each registered
+                # layer's 2D view in an event-loop turn of its own, a scene update and a
+                # frame once SCENE_STEP is due; a controls panel only for the last layer
                 batch = runner.in_gui(self._begin_adding)
                 runner.in_gui(batch.take_dims, max((lay.ndim for lay in layers), default=2))
 
-                def frame(done: int) -> None:
-                    if runner.in_gui(batch.draw):
+                def frame(done: int, last: bool = False) -> None:
+                    if runner.in_gui(batch.draw, last):
                         # a cancel check: the bar does not move
                         _await_frame(batch, partial(report, progress, done, 1000))
 
@@ -208,8 +210,6 @@ class ProjectWidget(DockForm):
                     settle()
                     runner.in_gui(batch.make_overlays)
                     show_due(done)
-                    runner.in_gui(batch.panels.build)
-                    runner.in_gui(batch.panels.lay_out)
 
                 for layer in layers:
                     added.append(runner.in_gui(batch.add, layer))
@@ -220,9 +220,11 @@ class ProjectWidget(DockForm):
                         after_add(done)
                 show_due(1000, last=True)
                 if added:  # selected once, as the last add would have left it
+                    runner.in_gui(batch.panels.build, added[-1])
                     runner.in_gui(batch.select, added[-1])
-                    frame(1000)
+                    frame(1000, last=True)
                 runner.in_gui(self._end_batch)
+                runner.in_gui(self.refresh)
             except BaseException:  # cancelled or failed: nothing stays added
                 runner.in_gui(self._take_back, added, wait=False)
                 raise
@@ -313,8 +315,9 @@ class _AddBatch:
     110-120 ms and 100-190 ms (the first frame of a visual builds its shaders); a step of
     two layers is 5-30 ms of scene update once their canvas overlays are made in a turn
     before it (:meth:`make_overlays`: within the update a labels layer and its 2D view
-    were 60-90 ms), then a frame. The registered layers' 2D views (:meth:`add_view`) and
-    the layers' controls panels (:class:`_DeferredPanels`) are made in turns of their own.
+    were 60-90 ms), then a frame. The registered layers' 2D views (:meth:`add_view`) are
+    made in turns of their own; the layers' controls panels when they are selected
+    (:class:`_DeferredPanels`).
     """
 
     def __init__(self, viewer: napari.Viewer):
@@ -322,7 +325,8 @@ class _AddBatch:
         self.canvas = _vispy_canvas(viewer)
         #: set in the turn after the frame :meth:`draw` let through was painted
         self.drawn = threading.Event()
-        self._closed = False
+        #: frames are no longer held once the last is let through (or the batch closed)
+        self._held = True
         self._stack = ExitStack()
         self._shown = len(viewer.layers)  # the layers in the last scene update
         self._new: list = []  # the layers added whose overlays are not made yet
@@ -387,10 +391,13 @@ class _AddBatch:
         if not last:
             self._stack.enter_context(self.viewer.layers.batched_update())
 
-    def draw(self) -> bool:
+    def draw(self, last: bool = False) -> bool:
         """Let one frame through (at Qt's next paint, in an event-loop turn of its own);
-        whether one comes (a canvas on screen)."""
+        whether one comes (a canvas on screen). ``last``: the frames are not held again
+        (turned on at the end, the canvas would draw the same frame once more: 80-110 ms
+        of software OpenGL with 53 layers on a 2-core VM)."""
         self.drawn.clear()
+        self._held = self._held and not last
         self._frames(True)
         self._list_updates(True)
         with suppress(RuntimeError, AttributeError):
@@ -398,7 +405,7 @@ class _AddBatch:
         return False
 
     def close(self) -> None:
-        self._closed = True
+        self._held = False
         self.panels.close()
         self.views.held = False
         self.views.settle()
@@ -416,9 +423,9 @@ class _AddBatch:
     def _after_frame(self) -> None:
         """The frame :meth:`draw` let through is painted: the next wait for the next
         :meth:`draw`. Let through, napari's updates in the loading thread's next steps (a
-        controls panel built) drew the canvas again with their repaint of the window, and
+        controls panel built, the next add) drew the canvas again with their repaint of the window, and
         Qt paints before the next timer: 40-50 ms more in each of those pauses."""
-        if not self._closed:
+        if self._held:
             self._frames(False)
         self.drawn.set()
 
@@ -432,66 +439,72 @@ class _AddBatch:
 
 
 class _DeferredPanels:
-    """napari's layer controls panels of a load's layers, each built in an event-loop turn
-    of its own (:meth:`build`) rather than within the layer's add (20-25 ms of its 45-60
-    ms on a 2-core VM, Qt's layout and paint of the panel then following in the same turn).
+    """napari's layer controls panels of a load's layers, each built when the user first
+    selects its layer rather than within the layer's add.
 
-    While it lasts napari's panel building on insertion is held, and its panel switch on a
-    selection and panel removal on a layer's removal go through here: a layer selected
-    before its panel exists gets it at once, one removed before needs none.
+    A panel is ~120 widgets (napari builds it on insertion: 60-100 ms of the UI thread
+    with Qt's layout and paint of the window 50-70 ms more, 2-core VM): a load built 53 of
+    them, each in a pause of its own, to show one. While the batch lasts napari's panel
+    building on insertion is held; the selection and removal handling of
+    :func:`_panels_on_selection` (which stays) builds a panel when its layer is selected
+    and removes only the panels that exist.
     """
 
     def __init__(self, viewer: napari.Viewer):
-        self.viewer = viewer
         self.controls = _layer_controls(viewer)
         self._stack = ExitStack()
-        if self.controls is None:
-            return
-        layers = real_viewer(viewer).layers
-        for emitter, napari_callback, ours in (
-                (layers.events.inserted, self.controls._add, None),
-                (layers.events.removed, self.controls._remove, self._removed),
-                (layers.selection.events.changed, self.controls._populate, self._selected)):
-            self._stack.enter_context(emitter.blocker(napari_callback))
-            if ours is not None:
-                emitter.connect(ours)
-                self._stack.callback(emitter.disconnect, ours)
+        if self.controls is not None:
+            _panels_on_selection(viewer, self.controls)
+            self._stack.enter_context(
+                real_viewer(viewer).layers.events.inserted.blocker(self.controls._add))
 
-    def build(self) -> None:
-        """The panel of every layer that has none yet."""
-        for layer in self.viewer.layers:
-            self._build(layer)
+    def build(self, layer) -> None:
+        """The panel of ``layer`` if it has none (hidden until the layer is selected)."""
+        if self.controls is not None:
+            _build_panel(self.controls, layer)
 
     def close(self) -> None:
-        """Build what is due and give napari its own handling back."""
-        self.build()
+        """Give napari its building on insertion back."""
         self._stack.close()
 
-    def _build(self, layer) -> None:
-        if self.controls is not None and layer not in self.controls.widgets:
-            self.controls._add(SimpleNamespace(value=layer))
 
-    def lay_out(self) -> None:
-        """Send the new panel's widgets their first move and resize events now.
+#: the controls stacks whose panels :func:`_panels_on_selection` builds on selection
+_ON_SELECTION: weakref.WeakSet = weakref.WeakSet()
 
-        Qt sends a hidden widget's pending ones when it is shown, or, for the whole window
-        at once, when any widget paints through a graphics effect (napari's dimmed edit
-        buttons of a hidden or locked layer's panel): a load's panels, built hidden,
-        waited for that, and a hidden layer selected at its end took 3800 widgets' events
-        in one paint (35 layers: 140-320 ms, 2-core VM). Rendering a pixel of the stack
-        (which is on screen) sends what is pending: the last panel's ~120 widgets."""
-        if self.controls is not None and self.controls.isVisible():
-            self.controls.render(QPixmap(1, 1), QPoint(), QRegion(0, 0, 1, 1))
 
-    def _selected(self) -> None:
-        active = self.viewer.layers.selection.active
-        if active is not None:
-            self._build(active)
-        self.controls._populate()
+def _build_panel(controls, layer) -> None:
+    if layer not in controls.widgets:
+        controls._add(SimpleNamespace(value=layer))
 
-    def _removed(self, event) -> None:
-        if event.value in self.controls.widgets:
-            self.controls._remove(event)
+
+def _panels_on_selection(viewer: napari.Viewer, controls) -> None:
+    """From now on the controls stack builds a layer's panel when the layer is selected
+    without one, and removes only the panels that exist: napari's handling otherwise
+    (which expects a panel for every layer). Once per stack; the callbacks hold it weakly,
+    so a closed window is freed."""
+    if controls in _ON_SELECTION:
+        return
+    _ON_SELECTION.add(controls)
+    stack = weakref.ref(controls)
+    layers = real_viewer(viewer).layers
+
+    def selected(event=None) -> None:
+        panels = stack()
+        if panels is None:
+            return
+        if layers.selection.active is not None:
+            _build_panel(panels, layers.selection.active)
+        panels._populate()
+
+    def removed(event) -> None:
+        panels = stack()
+        if panels is not None and event.value in panels.widgets:
+            panels._remove(event)
+
+    layers.selection.events.changed.disconnect(controls._populate)
+    layers.selection.events.changed.connect(selected)
+    layers.events.removed.disconnect(controls._remove)
+    layers.events.removed.connect(removed)
 
 
 def _qt_viewer(viewer: napari.Viewer):
