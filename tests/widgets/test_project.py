@@ -123,8 +123,9 @@ def test_cancelled_load_leaves_no_layer(make_napari_viewer, big_project, monkeyp
     """Cancel at 2 s takes effect within 1 s and takes back the layers already added.
 
     The 0.1 s UI bound is not asserted: each ``viewer.add_layer`` is one UI-thread call of
-    napari's costing 60-150 ms on a 2-core VM whatever the data size (layer controls, vispy
-    visuals; docs/benchmarks/cancel.md); the fixture prints and records the gap."""
+    napari's costing 35-90 ms on a 2-core VM whatever the data size (vispy visuals, the
+    layer list), Qt's paint of the window following it (docs/benchmarks/cancel.md); the
+    fixture prints and records the gap."""
     viewer = make_napari_viewer()
     widget = ProjectWidget(viewer)
     _choose_folder(monkeypatch, big_project)
