@@ -213,7 +213,9 @@ class CancelRun:
     """What a Cancel click mid-action did."""
 
     latency_s: float  #: from the Cancel click to the end of the worker thread's call
-    max_gap_s: float  #: longest pause of a 20 ms UI-thread timer, start click to worker end
+    #: longest pause of a 20 ms UI-thread timer, start click to the panel's end (the undo
+    #: the worker posted done, the Cancel button off)
+    max_gap_s: float
     bar: tuple[int, int]  #: the progress bar (value, maximum) at the Cancel click
     added: list[str]  #: names of the layers added from the start click to the end
     status: str  #: the runner's status line afterwards
@@ -250,10 +252,10 @@ def cancel_mid_action(qtbot, request):
     """``cancel_mid_action(viewer, runner, start_button, after_s=2.0, action=None)``.
 
     Clicks ``start_button``, clicks ``runner``'s Cancel ``after_s`` seconds later and
-    waits for the worker to end, while a 20 ms ``QTimer`` beats on the UI thread. The
-    worker's end is seen from a thread waiting on the job's done flag (not by polling
-    the event loop). With ``$CORRTOMO_CANCEL_RECORD`` set, the numbers are appended there
-    under ``action`` (default: the test's name).
+    waits for the worker to end and the panel to be free (its undo done), while a 20 ms
+    ``QTimer`` beats on the UI thread. The worker's end is seen from a thread waiting on
+    the job's done flag (not by polling the event loop). With ``$CORRTOMO_CANCEL_RECORD``
+    set, the numbers are appended there under ``action`` (default: the test's name).
     """
 
     def run(viewer, runner, start_button, after_s: float = 2.0,
@@ -278,14 +280,16 @@ def cancel_mid_action(qtbot, request):
             clicked = time.perf_counter()
             qtbot.mouseClick(runner.cancel_button, Qt.MouseButton.LeftButton)
             qtbot.waitUntil(lambda: bool(ended) and not runner.busy, timeout=120000)
+            free = time.perf_counter()
         finally:
             beat.stop()
-        gaps = beat.gaps(started, ended[0])
+        gaps = beat.gaps(started, free)
         result = CancelRun(ended[0] - clicked, float(gaps.max()), bar,
                            [layer.name for layer in viewer.layers if layer.name not in before],
                            runner.status.text(), beat.pause_sources())
-        print(f"{action or request.node.name}: cancel took {result.latency_s:.3f} s; bar at "
-              f"the click {bar}; {_gap_summary(gaps)}")
+        print(f"{action or request.node.name}: cancel took {result.latency_s:.3f} s, the "
+              f"panel free {free - clicked:.3f} s after the click; bar at the click {bar}; "
+              f"{_gap_summary(gaps)}")
         _record(action or request.node.name, latency_s=result.latency_s,
                max_gap_s=result.max_gap_s)
         return result

@@ -227,3 +227,41 @@ def test_workers_run_with_short_gil_slices_and_restore_the_interval(make_napari_
     qtbot.waitUntil(lambda: not first.busy, timeout=10000)
     assert seen == [WORKER_SWITCH_INTERVAL_S] * 2
     assert sys.getswitchinterval() == before
+
+
+def test_a_cancelled_tasks_undo_runs_a_call_per_turn_before_the_panel_is_free(
+        make_napari_viewer, qtbot):
+    """What a worker posts without waiting (its undo: a cancelled load takes its layers
+    back) runs one call per event-loop turn after the worker ends, a 20 ms timer beating
+    between them; the panel stays busy and says it was cancelled only after the last."""
+    from qtpy.QtCore import QTimer
+
+    from napari_corrtomo.core.progress import Cancelled
+    from napari_corrtomo.widgets._runner import TaskRunner
+
+    viewer = make_napari_viewer()
+    runner = TaskRunner(viewer)
+    events: list[str] = []
+    beat = QTimer()
+    beat.timeout.connect(lambda: events.append("beat"))
+    beat.start(20)
+
+    def undo(i: int) -> None:
+        events.append(f"undo {i} busy={runner.busy} {runner.status.text()!r}")
+        time.sleep(0.03)  # longer than a beat
+
+    def task(progress=None):
+        for i in range(3):
+            runner.in_gui(undo, i, wait=False)
+        raise Cancelled()
+
+    try:
+        runner.start(task, on_result=lambda _: None, label="Adding")
+        qtbot.waitUntil(lambda: not runner.busy, timeout=10000)
+    finally:
+        beat.stop()
+    undos = [i for i, event in enumerate(events) if event.startswith("undo")]
+    assert [events[i] for i in undos] == [f"undo {i} busy=True 'Adding ...'" for i in range(3)]
+    assert all("beat" in events[a:b] for a, b in zip(undos, undos[1:])), events
+    assert runner.status.text() == "Cancelled; nothing was changed."
+    assert runner.last_error is None

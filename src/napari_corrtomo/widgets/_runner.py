@@ -246,6 +246,7 @@ class TaskRunner(QWidget):
         self._posted_timer.setInterval(0)
         self._posted_timer.timeout.connect(self._run_next_posted)
         self.last_error: BaseException | None = None
+        self._cancelled = False  # the last job ended by a cancel
 
     @property
     def busy(self) -> bool:
@@ -269,6 +270,7 @@ class TaskRunner(QWidget):
             show_info("A task is already running in this panel; wait for it or press Cancel.")
             return None
         self.last_error = None
+        self._cancelled = False
         job = self._job = _BarJob(self._bridge)
         # Errors are ours to report (notification + status), not to re-raise in the GUI thread.
         self._set_bar(0, 0)  # busy until the first report
@@ -317,24 +319,21 @@ class TaskRunner(QWidget):
         if not self._posted_timer.isActive():
             self._posted_timer.start()
 
-    def _run_all_posted(self) -> None:
-        while self._posted:
-            self._run_next_posted()
-        self._posted_timer.stop()
-
     def _run_next_posted(self) -> None:
         call, done, box = self._posted.popleft()
-        if self._posted:
-            self._posted_timer.start()
-        if done is None:  # nobody waits: errors are shown like any GUI-thread error
-            call()
-            return
         try:
-            box.append(call())
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the worker
-            box.append(exc)
+            if done is None:  # nobody waits: errors are shown like any GUI-thread error
+                call()
+                return
+            try:
+                box.append(call())
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the worker
+                box.append(exc)
+            finally:
+                done.set()
         finally:
-            done.set()
+            if self._posted:  # started after the call: the timers due meanwhile go first
+                self._posted_timer.start()
 
     def _on_progress(self, done: int, total: int) -> None:
         self._set_bar(done, max(total, 1))
@@ -352,18 +351,26 @@ class TaskRunner(QWidget):
             self.bar.setUpdatesEnabled(True)
 
     def _on_error(self, exc: BaseException) -> None:
-        self._run_all_posted()  # what the worker posted before it failed (an undo) first
-        if isinstance(exc, Cancelled):
-            self.status.setText("Cancelled; nothing was changed.")
-            return
-        self.last_error = exc
-        self.status.setText(f"Failed: {exc}")
-        show_error(str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}")
+        self._cancelled = isinstance(exc, Cancelled)
+        if not self._cancelled:
+            self.last_error = exc
 
     def _on_finished(self) -> None:
-        self._run_all_posted()
+        """The worker ended: what it posted without waiting (an undo) runs first, one call
+        per event-loop turn as before; the panel stays busy until then."""
+        self._run_posted((self._finish, None, []))
+
+    def _finish(self) -> None:
+        exc = self.last_error
+        stopped = self._cancelled or self._job.cancel.is_set()
+        if self._cancelled:
+            self.status.setText("Cancelled; nothing was changed.")
+        elif exc is not None:
+            self.status.setText(f"Failed: {exc}")
+            show_error(str(exc) if isinstance(exc, ValueError)
+                       else f"{type(exc).__name__}: {exc}")
+        elif not stopped:
+            self.status.setText("Done.")
         self._worker = None
         self.cancel_button.setEnabled(False)
-        self._set_bar(0 if self._job.cancel.is_set() or self.last_error else 1, 1)
-        if not self._job.cancel.is_set() and self.last_error is None:
-            self.status.setText("Done.")
+        self._set_bar(0 if stopped or exc is not None else 1, 1)
