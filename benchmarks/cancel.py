@@ -313,7 +313,8 @@ def main() -> None:
              "Cancel clicked 2 s after the action's button (real napari viewer, real clicks); "
              "time to cancel effective = Cancel click to the end of the worker thread; max UI "
              "gap = longest pause of a 20 ms QTimer on the UI thread from the start click to "
-             f"that end. Median (max) of {args.repeat} runs. Bounds: 1 s and 100 ms.", "",
+             "the panel's end (the undo the worker posted done, Cancel off). Median (max) of "
+             f"{args.repeat} runs. Bounds: 1 s and 100 ms.", "",
              "| action | time to cancel effective (s) | max UI gap (ms) |", "|---|---|---|"]
     for action, latencies, gaps in widget_rows(args.repeat) if args.repeat else []:
         lines.append(f"| {action} | {np.median(latencies):.2f} ({max(latencies):.2f}) | "
