@@ -294,7 +294,7 @@ def test_a_load_gives_views_overlays_and_scene_updates_turns_of_their_own(
 
 def test_a_loads_frame_lets_one_canvas_paint_through(make_napari_viewer, qtbot):
     """``draw`` lets one frame through and the canvas waits again once it is painted:
-    napari's updates in the load's next steps (a controls panel built) drew it again
+    napari's updates in the load's next steps (the next add) drew it again
     otherwise, in the same pause as their own turn (Qt paints before the next timer:
     40-50 ms more each, 2-core VM). A frame painted after the batch closed leaves the
     canvas drawing."""

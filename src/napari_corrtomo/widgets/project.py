@@ -403,7 +403,8 @@ class _AddBatch:
         (turned on at the end, the canvas would draw the same frame once more: 80-110 ms
         of software OpenGL with 53 layers on a 2-core VM)."""
         self.drawn.clear()
-        self._held = self._held and not last
+        if last:
+            self._held = False
         self._frames(True)
         self._list_updates(True)
         with suppress(RuntimeError, AttributeError):
@@ -428,9 +429,9 @@ class _AddBatch:
 
     def _after_frame(self) -> None:
         """The frame :meth:`draw` let through is painted: the next wait for the next
-        :meth:`draw`. Let through, napari's updates in the loading thread's next steps (a
-        controls panel built, the next add) drew the canvas again with their repaint of the window, and
-        Qt paints before the next timer: 40-50 ms more in each of those pauses."""
+        :meth:`draw`. Let through, napari's updates in the loading thread's next steps (the
+        next add) drew the canvas again with their repaint of the window, and Qt paints
+        before the next timer: 40-50 ms more in each of those pauses."""
         if self._held:
             self._frames(False)
         self.drawn.set()
