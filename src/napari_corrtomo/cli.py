@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .core._checks import SettingError
+from .core._checks import SettingError, in_words
 from .core.resumable import input_signature
 
 
@@ -64,20 +64,36 @@ def _add_cluster_options(p: argparse.ArgumentParser) -> None:
 # another output or an existing file the user did not ask to replace.
 
 
+#: --backend's help (reconstruct, classify)
+BACKEND_HELP = ("where the compute runs: auto (a GPU path verified on a device, else the CPU; "
+                "default), numpy (CPU) or cupy (GPU)")
+
+
+def _seed(text: str) -> int:
+    """argparse type: a whole number >= 0 (NumPy's seeds)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"the seed is a whole number >= 0, not {value}")
+    return value
+
+
 def _declare_files(p: argparse.ArgumentParser, inputs: Sequence[str], outputs: Sequence[str] = (),
-                   folder: str | None = None) -> None:
+                   folder: str | None = None, volumes: Sequence[str] = ()) -> None:
     """Declare the option names (``"--out"``, or a positional's name) of files read and
-    written; ``folder``: the option naming an output folder of several files."""
+    written; ``folder``: the option naming an output folder of several files; ``volumes``:
+    the outputs that are volumes (.tif or .ome.zarr, checked before the work)."""
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs (files, another run's zarr store or results "
                         "folder); inputs are never replaced, and a rerun of the same run "
                         "resumes instead")
-    p.set_defaults(file_inputs=tuple(inputs), file_outputs=tuple(outputs), out_folder=folder)
+    p.set_defaults(file_inputs=tuple(inputs), file_outputs=tuple(outputs), out_folder=folder,
+                   volume_outputs=tuple(volumes))
 
 
 #: arguments that say how a run executes, not what it computes (a rerun may change them)
-_NOT_SETTINGS = {"func", "file_inputs", "file_outputs", "out_folder", "overwrite", "scheduler",
-                 "workers", "memory_limit", "scheduler_timeout", "memory", "backend"}
+_NOT_SETTINGS = {"func", "file_inputs", "file_outputs", "out_folder", "volume_outputs",
+                 "setting_words", "overwrite", "scheduler", "workers", "memory_limit", "scheduler_timeout",
+                 "memory", "backend"}
 
 
 def _attr(option: str) -> str:
@@ -86,11 +102,18 @@ def _attr(option: str) -> str:
 
 def _check_files(args: argparse.Namespace, extra: dict | None = None) -> None:
     """Refuse the run's outputs that would overwrite an input, each other or a file."""
+    from .core.io import check_volume_path
     from .core.outputs import check_outputs, claim_folder
 
     inputs = {o: getattr(args, _attr(o)) for o in getattr(args, "file_inputs", ())}
     outputs = {o: getattr(args, _attr(o)) for o in getattr(args, "file_outputs", ())}
     check_outputs({**outputs, **(extra or {})}, inputs, getattr(args, "overwrite", False))
+    for option in getattr(args, "volume_outputs", ()):
+        if outputs[option] is not None:
+            try:
+                check_volume_path(outputs[option])
+            except ValueError as exc:
+                raise ValueError(f"{option} {exc}") from None
     if getattr(args, "out_folder", None) and extra is None:
         settings = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
         claim_folder(getattr(args, _attr(args.out_folder)), args.command, settings, inputs,
@@ -132,7 +155,8 @@ def _distributed(args: argparse.Namespace) -> bool:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the end-to-end pipeline on the sample data")
     p.add_argument("--out", required=True, type=Path, help="output directory (created)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the sample data")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="random seed of the sample data (a whole number >= 0; default 0)")
     _declare_files(p, (), folder="--out")
     p.set_defaults(func=_run_demo)
 
@@ -211,8 +235,9 @@ def _add_register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", default="fixed", choices=GRIDS,
                    help="grid of --resampled: the fixed volume's (default), or 'moving': the "
                         "moving voxel size over its field of view (its origin is printed)")
-    p.add_argument("--order", type=int, default=1,
-                   help="interpolation order for --resampled (0 labels, 1 linear, 3 cubic)")
+    p.add_argument("--order", type=int, default=1, choices=(0, 1, 3),
+                   help="interpolation order for --resampled (0 labels, 1 linear, 3 cubic; "
+                        "default 1)")
     p.add_argument("--roi", type=float, nargs=6, default=None,
                    metavar=("Z0", "Y0", "X0", "Z1", "Y1", "X1"),
                    help="a box in the fixed frame (--unit) whose moving voxels --roi-out "
@@ -221,7 +246,8 @@ def _add_register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--roi-out", type=Path, default=None,
                    help="the --roi crop of the moving volume (.tif/.ome.zarr)")
     _declare_files(p, ("landmarks", "--transform", "--fixed", "--moving"),
-                   ("--out", "--residuals", "--resampled", "--roi-out"))
+                   ("--out", "--residuals", "--resampled", "--roi-out"),
+                   volumes=("--resampled", "--roi-out"))
     p.set_defaults(func=_run_register)
 
 
@@ -325,10 +351,12 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
                         "PREFIX_<class>.tif/.ome.zarr")
     p.add_argument("--uncertainty", type=Path, default=None,
                    help="also write the uncertainty (1 - margin) to this .tif/.ome.zarr")
-    p.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"])
+    p.add_argument("--backend", default="auto", choices=("auto", "numpy", "cupy"),
+                   help=BACKEND_HELP)
     p.add_argument("--memory", default=None, help="memory budget per block, e.g. 4GB")
     _add_cluster_options(p)
-    _declare_files(p, ("inputs", "--classifier"), ("--out", "--uncertainty"))
+    _declare_files(p, ("inputs", "--classifier"), ("--out", "--uncertainty"),
+                   volumes=("--out", "--uncertainty"))
     p.set_defaults(func=_run_classify)
 
 
@@ -399,12 +427,20 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="output volume (.tif or .ome.zarr)")
     p.add_argument("--method", choices=("fbp", "fdk", "sirt", "cgls"),
                    help="default: fbp for parallel beams, fdk for cone beams")
-    p.add_argument("--iterations", type=int, default=100, help="SIRT/CGLS iterations")
-    p.add_argument("--min-value", type=float, help="SIRT lower bound (e.g. 0)")
+    p.add_argument("--iterations", type=int, default=100,
+                   help="SIRT/CGLS iterations (default 100)")
+    p.add_argument("--min-value", type=float,
+                   help="SIRT lower bound of the attenuation, in 1/unit of the geometry (e.g. "
+                        "0: non-negative; default: none)")
     p.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"),
                    help="volume shape (default: the detector's field of view)")
-    p.add_argument("--voxel-size", type=float, help="default: the pixel size at the axis")
-    p.add_argument("--filter", default="ram-lak", help="FBP/FDK filter window")
+    p.add_argument("--voxel-size", type=float,
+                   help="voxel size in the geometry's length unit (default: the detector "
+                        "pixel at the rotation axis)")
+    p.add_argument("--filter", default="ram-lak",
+                   choices=("ram-lak", "shepp-logan", "cosine", "hamming", "hann"),
+                   help="FBP/FDK ramp filter window (default ram-lak, the sharpest; the others "
+                        "smooth: less noise, less resolution)")
     p.add_argument("--flats", help="flat-field frames (averaged)")
     p.add_argument("--darks", help="dark frames (averaged)")
     p.add_argument("--log", action=argparse.BooleanOptionalAction, default=None,
@@ -414,22 +450,25 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rings", type=int, metavar="COLUMNS", help="suppress rings (window)")
     p.add_argument("--center", metavar="auto|OFFSET",
                    help="rotation-axis offset in pixels added to the geometry, or 'auto'")
-    p.add_argument("--align", nargs="?", const="xcorr", default=None,
-                   choices=("xcorr", "com", "both"), metavar="METHOD",
-                   help="align a tilt series: xcorr (default; neighbour cross-correlation), "
-                        "com (centre of mass) or both (the object must stay in the field of "
-                        "view at every tilt)")
+    p.add_argument("--align", nargs="?", const="auto", default=None,
+                   choices=("auto", "xcorr", "com", "both"), metavar="METHOD",
+                   help="align a tilt series: auto (default; tries the others and keeps the "
+                        "one whose aligned series fits a volume best), xcorr (neighbour "
+                        "cross-correlation), com (centre of mass) or both (the last two need "
+                        "the object in the field of view at every tilt)")
     p.add_argument("--fsc", type=Path, metavar="CSV",
                    help="also reconstruct even/odd halves and write their FSC table")
     p.add_argument("--save-geometry", type=Path, metavar="JSON",
                    help="write the geometry actually used (with centre and alignment shifts)")
-    p.add_argument("--backend", default="auto", choices=("auto", "numpy", "cupy"))
+    p.add_argument("--backend", default="auto", choices=("auto", "numpy", "cupy"),
+                   help=BACKEND_HELP)
     p.add_argument("--slab", type=int, default=16, metavar="SLICES",
                    help="with --workers/--scheduler: slices per task (parallel-beam FBP)")
     _add_cluster_options(p)
     _declare_files(p, ("projections", "--geometry", "--flats", "--darks"),
-                   ("--out", "--fsc", "--save-geometry"))
-    p.set_defaults(func=_run_reconstruct)
+                   ("--out", "--fsc", "--save-geometry"), volumes=("--out",))
+    p.set_defaults(func=_run_reconstruct, setting_words={"outlier_threshold": "--outliers",
+                                                         "ring_size": "--rings"})
 
 
 def _run_reconstruct(args: argparse.Namespace) -> int:
@@ -454,7 +493,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
                              f"{args.center!r}") from None
     scan = recon.ScanSettings(log=args.log, outlier_threshold=args.outliers,
                               ring_size=args.rings, align=args.align is not None,
-                              align_method=args.align or "xcorr", center=center)
+                              align_method=args.align or "auto", center=center)
     settings = recon.ReconSettings(args.method, args.iterations, args.min_value,
                                    None if args.shape is None else tuple(args.shape),
                                    args.voxel_size, args.filter, args.backend)
@@ -489,9 +528,10 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
         else:
             out = write_volume(args.out, Volume(np.asarray(vol), (s.voxel_size,) * 3,
                                                 (geometry.unit,) * 3, name, "image"))
-    if args.align is not None:
+    if result.alignment is not None:
         moved = np.abs(geometry.shifts - given.shifts).mean(axis=0)
-        print(f"alignment: mean |shift| {moved.round(3).tolist()} px (row, col)")
+        print(f"alignment: {result.alignment.summary()}; mean |shift| "
+              f"{moved.round(3).tolist()} px (row, col)")
     if center is not None:
         print(f"rotation axis offset: {float(np.mean(geometry.shifts[:, 1])):.3f} px")
     print(f"wrote {out}: {tuple(result.volume.shape)} voxels of {s.voxel_size:.6g} "
@@ -500,8 +540,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
         geometry.save(args.save_geometry)
     if args.fsc:
         write_table(args.fsc, result.fsc.table(geometry.unit))
-        print(f"FSC resolution: {result.fsc.resolution_half_bit:.4g} {geometry.unit} "
-              f"(1/2-bit), {result.fsc.resolution_one_bit:.4g} {geometry.unit} (1-bit)")
+        print(result.fsc.summary(geometry.unit))
 
 
 # ----------------------------------------------------------------------------- quantify
@@ -526,7 +565,9 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
                    help="labels of the surrounding medium (e.g. 0 1 for air and resin)")
     p.add_argument("--spacing", type=float, nargs="+", default=None,
                    help="voxel size (z y x, or one value); default: from the file")
-    p.add_argument("--unit", default=None, help="unit of the voxel size (default: from the file)")
+    p.add_argument("--unit", default=None,
+                   help="unit of the voxel size and of every length option (default: the "
+                        "file's; needed with --spacing for a file without one)")
     p.add_argument("--measures", default=None,
                    help="comma-separated measure keys (default: all defaults available)")
     p.add_argument("--intensity", default=None,
@@ -549,18 +590,23 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
                         "first voxel's centre; repeat for more): the envelope measures and "
                         "--within-envelopes keep the envelope at or nearest each point only")
     p.add_argument("--radius", type=float, default=None,
-                   help="rolling-ball radius of the inner pores (default: 2 voxels)")
+                   help="rolling-ball radius of the inner pores, in the voxel size's unit "
+                        "(default: 2 voxels)")
     p.add_argument("--max-distance", type=float, default=None,
-                   help="range of the correlation functions (default: 1/4 of the extent)")
+                   help="range of the correlation functions, in the voxel size's unit "
+                        "(default: 1/4 of the extent)")
     p.add_argument("--proxigram-distance", type=float, default=None,
-                   help="half-width of the proxigram (default: 8 voxels)")
+                   help="half-width of the proxigram, in the voxel size's unit (default: 8 "
+                        "voxels)")
     p.add_argument("--bin-width", type=float, default=None,
-                   help="histogram/profile bin width (default: one voxel)")
+                   help="histogram/profile bin width, in the voxel size's unit (default: one "
+                        "voxel)")
     p.add_argument("--split-h", type=float, default=None,
-                   help="depth of the distance maxima that split touching particles "
-                        "(default: the largest voxel size)")
+                   help="depth of the distance maxima that split touching particles, in the "
+                        "voxel size's unit (default: the largest voxel size)")
     p.add_argument("--close-radius", type=float, default=None,
-                   help="porous particles: radius of a closing of each matrix particle alone "
+                   help="porous particles: radius (voxel size's unit) of a closing of each "
+                        "matrix particle alone "
                         "(fills surface pores, never bridges two particles) before touching "
                         "particles are split; their porosity is then all that is not matrix")
     p.add_argument("--min-volume", type=float, default=0.0,
@@ -579,8 +625,8 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
                    help="transport axes (tortuosity, geodesic tortuosity, constrictivity), "
                         "0 = z (default: all)")
     p.add_argument("--depths", type=float, nargs="+", default=None, metavar="D",
-                   help="depths of the geodesic tortuosity (default: 1/8, 1/4, 3/8 and 1/2 "
-                        "of the sample length)")
+                   help="depths of the geodesic tortuosity, in the voxel size's unit "
+                        "(default: 1/8, 1/4, 3/8 and 1/2 of the sample length)")
     p.add_argument("--save-volumes", action="store_true",
                    help="also write the result volumes (local thickness, particles ...) as TIFF "
                         "(blockwise runs always write them, as OME-Zarr in OUT/volumes)")
@@ -601,12 +647,15 @@ def _run_quantify(args: argparse.Namespace) -> int:
 
     vol = read_volumes(args.labels)[0]
     labels = vol.array
+    # the file's unit unless --unit names one: a --spacing in other units needs it too
+    unit = args.unit or common_unit(vol.units)
     if args.spacing is not None:
         spacing = tuple(args.spacing) if len(args.spacing) > 1 else args.spacing[0]
-        unit = args.unit or "um"
+        if unit == "pixel":
+            raise ValueError(f"{args.labels} has no unit; give the unit of --spacing with "
+                             "--unit (e.g. --unit um)")
     else:
         spacing = vol.scale
-        unit = args.unit or common_unit(vol.units)
         if unit == "pixel":
             raise ValueError(f"{args.labels} has no voxel size; give --spacing and --unit")
     intensity = None
@@ -691,7 +740,9 @@ def _add_fib(sub: argparse._SubParsersAction) -> None:
                    metavar=("X0", "X1", "X2", "X3"),
                    help="approximate x (pixels) of the four marks in the first slice "
                         "(default: the four strongest)")
-    p.add_argument("--polarity", choices=("dark", "bright"), default="dark")
+    p.add_argument("--polarity", choices=("dark", "bright"), default="dark",
+                   help="whether the ruler marks are darker or brighter than their "
+                        "surroundings (default dark)")
     p.add_argument("--max-step", type=float, default=None, metavar="PX",
                    help="largest mark motion between slices in pixels (default: 3x the median)")
     p.add_argument("--fallback-thickness", type=float, default=None,
@@ -703,11 +754,17 @@ def _add_fib(sub: argparse._SubParsersAction) -> None:
                    help="in-plane pixel size in nm (default: from the file)")
     p.add_argument("--grid", type=float, default=None,
                    help="z grid spacing in nm (default: the pixel size -> isotropic voxels)")
-    p.add_argument("--method", choices=("nearest", "cubic", "shape", "ml"), default="cubic")
-    p.add_argument("--kind", choices=("auto", "grey", "binary", "labels"), default="auto")
+    p.add_argument("--method", choices=("nearest", "cubic", "shape", "ml"), default="cubic",
+                   help="how the planes between measured slices are filled: nearest slice, "
+                        "cubic spline along z (default), shape-based (signed distances, for "
+                        "labels) or ml (the shipped network, binary stacks on ~isotropic "
+                        "voxels)")
+    p.add_argument("--kind", choices=("auto", "grey", "binary", "labels"), default="auto",
+                   help="what the stack holds (default auto: bool or 0/1 -> binary, else grey)")
     p.add_argument("--thickness-out", type=Path, default=None,
                    help="write the thicknesses used (with ruler confidence/flags) to this CSV")
-    _declare_files(p, ("stack", "--thickness"), ("--out", "--thickness-out"))
+    _declare_files(p, ("stack", "--thickness"), ("--out", "--thickness-out"),
+                   volumes=("--out",))
     p.set_defaults(func=_run_fib)
 
 
@@ -801,6 +858,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _option_words(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """A setting's name -> the command's option for it (the option's own name, or what
+    the command declares in ``setting_words``), for :class:`SettingError` messages."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    sub = commands.choices[args.command]
+    words = {a.dest: a.option_strings[-1] for a in sub._actions if a.option_strings}
+    return {**words, **getattr(args, "setting_words", {})}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -809,7 +875,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _locked_outputs(args):
             return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, OSError) as exc:
-        print(f"corrtomo {args.command}: error: {exc}", file=sys.stderr)
+        print(f"corrtomo {args.command}: error: {in_words(exc, _option_words(parser, args))}",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"corrtomo {args.command}: interrupted", file=sys.stderr)

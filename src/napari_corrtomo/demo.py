@@ -522,6 +522,9 @@ def reconstruct_correlative(ctx: DemoContext) -> None:
             else sample.et
         out[name] = Volume(vol, src.scale, src.units, f"{name} reconstruction", "image",
                            {**src.metadata, "geometry": s.geometry.to_dict()})
+        # what the next steps segment and measure, so a user can rerun them on it
+        ctx.add_file(write_ome_zarr(ctx.out / "data" / f"{name}_reconstruction.ome.zarr", vol,
+                                    src.scale, src.units, name=f"{name} reconstruction"))
     ctx.table("reconstruction_correlative", pd.DataFrame(rows))
     ctx.data["reconstructed"] = out
 

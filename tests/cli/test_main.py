@@ -21,3 +21,59 @@ def test_demo_failure_exits_nonzero(tmp_path, capsys):
     blocker.write_text("not a directory")
     assert main(["demo", "--out", str(blocker / "sub")]) == 1
     assert "error" in capsys.readouterr().err
+
+
+def test_every_option_has_help_and_the_cores_choices():
+    """Each option of each command says what it does (argparse prints nothing for one
+    without help); the choice lists are the core's own, so neither drifts."""
+    import argparse
+
+    from napari_corrtomo.cli import build_parser
+    from napari_corrtomo.core.fib.interpolate import KINDS, METHODS
+    from napari_corrtomo.core.recon import ALIGN_METHODS, FILTERS
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    bare = [f"{name} {'/'.join(a.option_strings) or a.dest}"
+            for name, sub in commands.choices.items() for a in sub._actions
+            if not a.help and not isinstance(a, argparse._HelpAction)]
+    assert bare == []
+    options = {name: {a.dest: a for a in sub._actions} for name, sub in commands.choices.items()}
+    assert tuple(options["reconstruct"]["align"].choices) == ALIGN_METHODS
+    assert tuple(options["reconstruct"]["filter"].choices) == FILTERS
+    assert tuple(options["fib"]["method"].choices) == METHODS
+    assert tuple(options["fib"]["kind"].choices) == KINDS
+
+
+def test_natural_mistakes_get_one_line_in_the_users_words(tmp_path, capsys):
+    """A binary file where a JSON or CSV belongs, a point outside the volume, a negative
+    seed: one line that says what the file is not or where the point lies (were a UTF-8
+    codec error, ``np.float64(900.0)`` and a failed demo step)."""
+    import pytest
+
+    from napari_corrtomo.core import synthetic
+
+    s = synthetic.projections("parallel", seed=0, volume_shape=(4, 16, 16), det_shape=(4, 16),
+                              n_angles=12)
+    io.write_tiff(tmp_path / "p.tif", s.projections, (1.0, 1.0, 1.0), "um")
+    lab = np.zeros((8, 8, 8), np.uint8)
+    lab[2:6, 2:6, 2:6] = 1
+    io.write_tiff(tmp_path / "l.tif", lab, (1.0, 1.0, 1.0), "um", layer_type="labels")
+    cases = [
+        (["reconstruct", str(tmp_path / "p.tif"), "--geometry", str(tmp_path / "p.tif"),
+          "--out", str(tmp_path / "v.tif")], "p.tif is not a geometry file (not text)"),
+        (["fib", str(tmp_path / "p.tif"), "--thickness", str(tmp_path / "p.tif"), "--out",
+          str(tmp_path / "f.tif")], "p.tif is not a CSV file (not text)"),
+        (["quantify", str(tmp_path / "l.tif"), "--phase", "0", "--matrix", "1",
+          "--within-envelopes", "--particle-at", "900", "0", "0", "--out", str(tmp_path / "q")],
+         "the particle point (900.0, 0.0, 0.0) um lies outside the volume"),
+    ]
+    for args, words in cases:
+        capsys.readouterr()
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1 and "np." not in err, err
+    with pytest.raises(SystemExit):
+        main(["demo", "--seed", "-1", "--out", str(tmp_path / "d")])
+    assert "the seed is a whole number >= 0, not -1" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

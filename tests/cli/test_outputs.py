@@ -103,6 +103,26 @@ def test_existing_file_is_replaced_only_when_asked(files, tmp_path, capsys):
     assert content_digest(tmp_path / "v.tif") == first
 
 
+@pytest.mark.parametrize("case", [
+    ["classify", "{d}/img.tif", "--classifier", "{d}/clf.corrclf.npz", "--out", "{o}/s.png"],
+    ["classify", "{d}/img.tif", "--classifier", "{d}/clf.corrclf.npz", "--out", "{o}/s.tif",
+     "--uncertainty", "{o}/u.png"],
+    ["reconstruct", "{d}/proj.tif", "--geometry", "{d}/geom.json", "--out", "{o}/v.png"],
+    ["fib", "{d}/se2.tif", "--thickness", "{d}/t.csv", "--out", "{o}/f.jpg"],
+    ["register", "{d}/lm.csv", "--out", "{o}/t.json", "--fixed", "{d}/img.tif", "--moving",
+     "{d}/img.tif", "--resampled", "{o}/r.png"],
+], ids=["classify-out", "classify-uncertainty", "reconstruct-out", "fib-out",
+        "register-resampled"])
+def test_a_volume_output_in_no_volume_format_is_refused_before_the_work(files, tmp_path,
+                                                                         capsys, case):
+    """A .png volume was refused only after the whole run (and register had written its
+    transform by then): now before anything, naming the option."""
+    args = [a.format(d=files, o=tmp_path) for a in case]
+    option = args[args.index(next(a for a in args if a.endswith((".png", ".jpg")))) - 1]
+    _refused(args, capsys, f"error: {option} ", "write volumes as .tif or .ome.zarr")
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("command", ["reconstruct", "classify"])
 def test_a_foreign_folder_is_never_replaced_by_a_store(files, tmp_path, command, capsys):
     folder = tmp_path / "x.ome.zarr"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 
 from napari_corrtomo.cli import main
 from napari_corrtomo.core import io
@@ -54,6 +55,27 @@ def test_quantify_spacing_override_and_clear_errors(label_file, tmp_path, capsys
     assert main(["quantify", str(path), "--phase", str(PORE), "--measures", "nope",
                  "--out", str(tmp_path / "d")]) == 1
     assert "unknown measure" in capsys.readouterr().err
+
+
+def test_a_spacing_takes_the_files_unit_and_a_file_without_one_needs_unit(tmp_path, capsys):
+    """--spacing alone once labelled every length in um whatever the file said (a nm file:
+    1000x off): it is in the file's unit; a file without a unit asks for --unit."""
+    lab = np.zeros((8, 8, 8), np.uint8)
+    lab[:, :, :4] = 1
+    io.write_tiff(tmp_path / "nm.tif", lab, (1.0, 1.0, 1.0), "nm", layer_type="labels")
+    assert main(["quantify", str(tmp_path / "nm.tif"), "--phase", "1", "--measures",
+                 "porosity", "--spacing", "0.5", "--out", str(tmp_path / "a")]) == 0
+    fr = pd.read_csv(tmp_path / "a" / "phase_fractions.csv")
+    assert fr["volume_nm3"].sum() == pytest.approx(lab.size * 0.125)
+    tifffile.imwrite(tmp_path / "bare.tif", lab)  # a plain TIFF: no voxel size, no unit
+    assert io.read_volumes(tmp_path / "bare.tif")[0].units[0] == "pixel"
+    capsys.readouterr()
+    assert main(["quantify", str(tmp_path / "bare.tif"), "--phase", "1", "--spacing", "0.5",
+                 "--out", str(tmp_path / "b")]) == 1
+    assert "has no unit; give the unit of --spacing with --unit" in capsys.readouterr().err
+    assert main(["quantify", str(tmp_path / "bare.tif"), "--phase", "1", "--measures",
+                 "porosity", "--spacing", "0.5", "--unit", "um", "--out", str(tmp_path / "c")]) == 0
+    assert "volume_um3" in pd.read_csv(tmp_path / "c" / "phase_fractions.csv").columns
 
 
 # The demo's quantify step (on the classified reconstructions) is checked against the

@@ -37,10 +37,13 @@ def test_register_robust_rejects_the_planted_outlier(tmp_path, correlative_sampl
     t = correlative_sample.truth
     fixed = t.landmarks_microct.copy()
     fixed[2] += 9.0
-    csv = _write_landmarks(tmp_path / "lm.csv", fixed, t.landmarks_nanoct)
+    # the warning names the pair as the user's file does (was its 0-based row index)
+    names = [f"bead {i + 1}" for i in range(len(fixed))]
+    csv = reg.save_landmarks_csv(tmp_path / "lm.csv",
+                                 reg.Landmarks(fixed, t.landmarks_nanoct, "um", names))
     rc = main(["register", str(csv), "--robust", "--out", str(tmp_path / "t.json")])
     assert rc == 0
-    assert "rejected landmark(s) 2" in capsys.readouterr().err
+    assert "rejected landmark(s) bead 3 as outliers" in capsys.readouterr().err
     got = reg.load_transform(tmp_path / "t.json")
     np.testing.assert_allclose(got.matrix, t.nanoct_to_microct, atol=1e-9)
 

@@ -1,6 +1,8 @@
 """The Reconstruct dock widget in a real viewer: geometry form, preview, full run, FSC,
 centre search, JSON round trip, bad input and cancel."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -76,7 +78,7 @@ def test_preview_and_fsc(make_napari_viewer, qtbot):
     _wait(qtbot, w)
     res = w.last_fsc
     assert res is not None and res.resolution_half_bit >= 2 * 0.5
-    assert "nm (1/2-bit)" in w.result.text()
+    assert w.result.text() == res.summary("nm") and " nm (1/2-bit" in w.result.text()
     labels = [line.get_label() for line in w.plot.figure.axes[0].lines]
     assert {"FSC (even/odd)", "1/2-bit", "1-bit"} <= set(labels)
 
@@ -113,6 +115,11 @@ def test_bad_input_adds_nothing(make_napari_viewer, qtbot, monkeypatch):
     w.tilt.setValue(0.0)
     assert w.run() is None and "'Laminography tilt' must lie" in errors[-1]
     w.kind.setCurrentText("parallel")
+    # a settings check speaks the form's labels (the core's SettingError, worded by the form)
+    w.reconstruction["shape"].value = "0, 6, 12"
+    w.run_button.click()
+    assert "'Volume (z, y, x)' must be three positive voxel counts" in errors[-1]
+    w.reconstruction["shape"].value = ""
     stack = viewer.layers["stack"]
     stack.data = np.full((10, 6, 12), np.nan, np.float32)
     # (the foundation's TaskRunner also re-raises worker errors into the Qt event loop)
@@ -166,9 +173,9 @@ def test_tilt_series_alignment_in_the_widget(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     _add(viewer, s)
     w = ReconstructWidget(viewer)
-    # the pillar stays in the field of view: centre of mass holds (the default,
-    # cross-correlation alone, drifts over 90 tilts of pure jitter)
-    w.alignment["align_method"].value = "cross-correlation + centre of mass"
+    # the default: the most consistent of the methods (the pillar stays in the field of
+    # view, so a centre-of-mass one; cross-correlation alone drifts over 90 tilts)
+    assert w.alignment["align_method"].value == "automatic (the most consistent)"
     errors = []
     for align in (False, True):
         w.alignment["align"].value = align
@@ -177,6 +184,7 @@ def test_tilt_series_alignment_in_the_widget(make_napari_viewer, qtbot):
         out = viewer.layers["proj reconstruction"].data
         errors.append(np.linalg.norm(out - s.phantom) / np.linalg.norm(s.phantom))
     assert w.alignment["align"].enabled and errors[1] < 0.6 * errors[0]
+    assert re.search(r"alignment: (com|both) \(the most consistent", w.result.text())
 
 
 def test_widget_cli_and_demo_give_the_same_reconstruction(make_napari_viewer, qtbot, tmp_path):

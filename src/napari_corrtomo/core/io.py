@@ -594,12 +594,17 @@ def write_table(path: str | os.PathLike, table: Any) -> Path:
     return path
 
 
+def check_volume_path(path: str | os.PathLike) -> None:
+    """Raise ``ValueError`` unless :func:`write_volume` can write ``path`` (.tif or
+    .ome.zarr): checked before a run, not after its work."""
+    if _suffix(Path(path)) not in TIFF_SUFFIXES + ZARR_SUFFIXES:
+        raise ValueError(f"{Path(path).name}: write volumes as .tif or .ome.zarr")
+
+
 def write_volume(path: str | os.PathLike, volume: Volume) -> Path:
     """Write a :class:`Volume` as TIFF or OME-Zarr, chosen by the file name."""
-    suffix = _suffix(Path(path))
-    if suffix in TIFF_SUFFIXES:
+    check_volume_path(path)
+    if _suffix(Path(path)) in TIFF_SUFFIXES:
         return write_tiff(path, np.asarray(volume.array), volume.scale, volume.units, volume.layer_type)
-    if suffix in ZARR_SUFFIXES:
-        return write_ome_zarr(path, volume.array, volume.scale, volume.units, volume.layer_type,
-                              volume.name)
-    raise ValueError(f"{Path(path).name}: write volumes as .tif or .ome.zarr")
+    return write_ome_zarr(path, volume.array, volume.scale, volume.units, volume.layer_type,
+                          volume.name)

@@ -68,8 +68,10 @@ def check_outputs(outputs: Mapping[str, PathLike | Iterable[PathLike] | None],
         for out in _paths(value):
             for in_name, src in ins:
                 if _overlaps(out, src):
+                    # an option is named; a positional's name ("inputs") is not the user's
+                    option = f"{in_name} " if in_name.startswith("-") else ""
                     raise ValueError(
-                        f"{name} {out} would overwrite the input {in_name} {src}; choose "
+                        f"{name} {out} would overwrite the input {option}{src}; choose "
                         "another output path (inputs are never written)")
             if out in seen:
                 raise ValueError(f"{name} and {seen[out]} both name {out}; give each output "

@@ -33,6 +33,8 @@ from magicgui.widgets.bases import ValueWidget
 from qtpy.QtWidgets import QWidget
 from superqt import QCollapsible
 
+from ..core._checks import SettingError, in_words
+
 #: largest value of a number field without its own ``max``
 _BIG = 1e9
 
@@ -219,9 +221,13 @@ class SettingsForm:
         ``override`` (fields the widget takes from elsewhere, e.g. a layer; they win over
         the form's)."""
         values = {**self.kwargs(), **override}
-        if base is None:
-            return self.settings_type(**values)
-        return dataclasses.replace(base, **values)
+        try:
+            if base is None:
+                return self.settings_type(**values)
+            return dataclasses.replace(base, **values)
+        except SettingError as exc:  # in the form's words: its labels, not the field names
+            raise ValueError(in_words(exc, {name: f"'{w.label}'" for name, w
+                                            in self._widgets.items()})) from None
 
     def set_value(self, settings: Any) -> None:
         """Show ``settings`` (fields not in the form are ignored)."""

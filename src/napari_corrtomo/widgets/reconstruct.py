@@ -51,8 +51,8 @@ GEOMETRY_WORDS = {"pixel_size": "'Detector pixel size'",
 #: ReconSettings.method as the form shows it (None: the analytic method of the geometry)
 METHOD_CHOICES = {"FBP / FDK (analytic)": None, "SIRT": "sirt", "CGLS": "cgls"}
 #: tilt-series alignment methods (core.recon.ALIGN_METHODS) as the form shows them
-ALIGN_CHOICES = {"cross-correlation": "xcorr", "centre of mass": "com",
-                 "cross-correlation + centre of mass": "both"}
+ALIGN_CHOICES = {"automatic (the most consistent)": "auto", "cross-correlation": "xcorr",
+                 "centre of mass": "com", "cross-correlation + centre of mass": "both"}
 #: ReconSettings.min_value as the form shows it
 BOUND_CHOICES = {"none": None, "0 (non-negative)": 0.0}
 
@@ -477,12 +477,9 @@ class ReconstructWidget(DockForm):
 
     def recon_settings(self) -> pipeline.ReconSettings:
         """The reconstruction form as the core's settings (the lower bound for SIRT only);
-        raises ValueError for a volume shape that is not three positive sizes."""
+        raises ValueError in the form's words (e.g. a volume shape that is not three
+        positive sizes)."""
         form = self.reconstruction.kwargs()
-        shape = form["shape"]
-        if shape is not None and (len(shape) != 3 or min(shape) < 1):
-            raise ValueError("volume (z, y, x): three positive numbers of voxels separated by "
-                             f"commas, not {self.reconstruction['shape'].value!r}")
         return self.reconstruction.value(
             min_value=form["min_value"] if form["method"] == "sirt" else None)
 
@@ -545,8 +542,9 @@ class ReconstructWidget(DockForm):
                        layer_type="image", created_by=CREATED_BY, scale=(vs, vs, vs), unit=g.unit,
                        metadata={"geometry": g.to_dict(), "method": s.method,
                                  "iterations": s.iterations})
+            aligned = "" if r.alignment is None else f"; alignment: {r.alignment.summary()}"
             self.result.setText(f"{s.method.upper()}: {r.volume.shape} voxels of {vs:.4g} "
-                                f"{g.unit}")
+                                f"{g.unit}{aligned}")
 
         return self._start(work, done, "Reconstruction")
 
@@ -573,11 +571,7 @@ class ReconstructWidget(DockForm):
             ax.set_ylim(-0.2, 1.05)
             ax.legend(fontsize=8)
             self.plot.draw()
-            note = "" if res.crossed_half_bit else " (no crossing: limited by the voxel size)"
-            self.result.setText(
-                f"FSC resolution: {res.resolution_half_bit:.4g} {unit} (1/2-bit), "
-                f"{res.resolution_one_bit:.4g} {unit} (1-bit){note}"
-            )
+            self.result.setText(res.summary(unit))
 
         return self._start(work, done, "FSC of even/odd halves")
 

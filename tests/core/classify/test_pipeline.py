@@ -60,3 +60,7 @@ def test_channels_and_classifier_are_checked(trained):
         stack_channels([])
     with pytest.raises(ValueError, match="not trained"):
         segment(PixelClassifier(clf.features), list(img))
+    # two 2D channels for a 3D classifier stacked into one 3D volume ("got 1 channel")
+    with pytest.raises(ValueError, match=r"the images are 2D but this classifier was trained "
+                                         r"on 3D volumes \(z, y, x\)"):
+        segment(clf, [c[0] for c in img])

@@ -236,3 +236,23 @@ def test_porous_neighbours_closed_one_at_a_time_separate_and_keep_their_porosity
         p = c + pts * r
         truth = np.mean((np.linalg.norm(p[:, None] - pc[None], axis=2) <= 3.0).any(axis=1))
         assert measured == pytest.approx(truth, rel=0.05, abs=0.01)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_particle_smaller_than_the_smoothing_has_no_surface_or_sphericity(lazy):
+    """A one-voxel speck has no isosurface once smoothed (its indicator peaks near 0.06):
+    its surface and sphericity are not measured (NaN, was 0 and inf), the sphere beside it
+    is, and the sphericity mean skips the speck."""
+    import dask.array as da
+
+    lab = np.zeros((24, 24, 40), np.int32)
+    paint_spheres(lab, np.array([[12.0, 12.0, 12.0]]), np.array([7.0]), 1, (1.0, 1.0, 1.0))
+    lab[12, 12, 32] = 2
+    tab = particle_table(da.from_array(lab, chunks=12) if lazy else lab, 1.0, unit="um")
+    speck = tab[tab["label"] == 2].iloc[0]
+    assert speck["voxels"] == 1
+    assert math.isnan(speck["surface_um2"]) and math.isnan(speck["sphericity"])
+    sphere = tab[tab["label"] == 1].iloc[0]
+    assert sphere["surface_um2"] == pytest.approx(4 * math.pi * 49, rel=0.03)
+    assert np.isfinite(tab["sphericity"]).sum() == 1
+    assert np.nanmean(tab["sphericity"]) == pytest.approx(sphere["sphericity"])

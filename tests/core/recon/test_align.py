@@ -5,7 +5,9 @@ import pytest
 
 from napari_corrtomo.core.recon import (
     align_tilt_series,
+    alignment_residual,
     find_center,
+    measure_alignment,
     reconstruct,
     shift_projections,
 )
@@ -57,7 +59,7 @@ def jittered():
                        n_angles=120, jitter_px=1.5, center_offset=1.0)
 
 
-@pytest.mark.parametrize("method, limit", [("both", 0.3), ("com", 0.3)])
+@pytest.mark.parametrize("method, limit", [("auto", 0.3), ("both", 0.3), ("com", 0.3)])
 def test_align_tilt_series_recovers_jitter(jittered, method, limit):
     s = jittered
     aligned, shifts = align_tilt_series(s.projections, s.geometry.angles_deg, method=method)
@@ -94,6 +96,56 @@ def test_xcorr_alone_keeps_drift_and_offset(jittered):
     assert np.sqrt(np.mean(step**2)) < 0.35  # neighbour differences are right
 
 
+def test_auto_keeps_the_most_consistent_alignment(jittered):
+    """On a pillar that stays in the field of view the centre of mass is right and the
+    neighbour steps of cross-correlation add up (120 tilts): "auto" scores all three and
+    keeps the lowest residual, the shifts of that method."""
+    s = jittered
+    theta = np.deg2rad(s.geometry.angles_deg)
+    found = measure_alignment(s.projections, s.geometry.angles_deg)
+    assert set(found.residuals) == {"xcorr", "com", "both"}
+    assert found.method == min(found.residuals, key=found.residuals.get)
+    np.testing.assert_array_equal(
+        found.shifts, measure_alignment(s.projections, s.geometry.angles_deg, found.method).shifts)
+    assert max(_object_motion_removed(found.shifts - s.true_shifts, theta)) < 0.3
+    xcorr = measure_alignment(s.projections, s.geometry.angles_deg, "xcorr").shifts
+    assert _object_motion_removed(xcorr - s.true_shifts, theta)[0] > 0.6
+    assert found.method in found.summary() and "xcorr" in found.summary()
+
+
+def test_auto_takes_cross_correlation_where_the_centre_of_mass_is_misled(jittered):
+    """A neighbour's edge comes into the field from one side above 45 degrees of tilt (a
+    band 0-13 px wide): the centre of mass follows it (error 5 px), the
+    cross-correlation does not (1.1 px), and "auto" keeps cross-correlation."""
+    s = jittered
+    angles = s.geometry.angles_deg
+    data = s.projections.copy()
+    width = (np.abs((angles + 180.0) % 360.0 - 180.0) - 45.0) / 10.0
+    data += data.max() * 0.5 * (np.arange(data.shape[2]) < width[:, None])[:, None, :]
+    theta = np.deg2rad(angles)
+    found = measure_alignment(data, angles)
+    assert found.method == "xcorr"
+    com = measure_alignment(data, angles, "com").shifts
+    col = _object_motion_removed(found.shifts - s.true_shifts, theta)[0]
+    assert col < 0.5 * _object_motion_removed(com - s.true_shifts, theta)[0]
+
+
+@pytest.mark.parametrize("cols, pixels", [(48, 128), (47, 16)])
+def test_alignment_residual_is_lowest_at_the_true_shifts(cols, pixels):
+    """The score ranks shifts by how well the series fits a volume; binned (47 columns in
+    bins of 3, the detector centre moved half a pixel by the crop) it still does."""
+    s = projections("tilt_series", seed=6, volume_shape=(40, 16, 40), det_shape=(16, cols),
+                    n_angles=60, jitter_px=1.5, photons=None)
+    angles, true = s.geometry.angles_deg, s.true_shifts
+    best = alignment_residual(s.projections, angles, true, pixels=pixels)
+    # a constant row shift moves the object along the tilt axis (as consistent as the
+    # truth); a row error that alternates from tilt to tilt is not
+    alternating = np.stack([(-1.0) ** np.arange(len(angles)), np.zeros(len(angles))], 1)
+    for wrong in (np.zeros_like(true), true + [0.0, 1.0], true - [0.0, 1.0],
+                  true + alternating):
+        assert alignment_residual(s.projections, angles, wrong, pixels=pixels) > best + 0.01
+
+
 def test_align_bad_input(jittered):
     s = jittered
     with pytest.raises(ValueError, match="one angle"):
@@ -102,6 +154,9 @@ def test_align_bad_input(jittered):
         align_tilt_series(s.projections, s.geometry.angles_deg, method="fiducials")
     with pytest.raises(ValueError, match="positive total signal"):
         align_tilt_series(-np.abs(s.projections), s.geometry.angles_deg, method="com")
+    # "auto" leaves out the methods that do not apply
+    found = measure_alignment(-np.abs(s.projections), s.geometry.angles_deg)
+    assert found.method == "xcorr" and list(found.residuals) == ["xcorr"]
 
 
 def test_shift_projections_is_exact_for_whole_pixels():

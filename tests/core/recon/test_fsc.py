@@ -26,6 +26,9 @@ def test_identical_volumes_are_resolved_to_nyquist():
     r = fsc(v, v, voxel_size=0.5)
     np.testing.assert_allclose(r.fsc, 1.0)
     assert not r.crossed_half_bit and r.resolution_half_bit == pytest.approx(1.0)
+    # the Nyquist value is a bound, and the line says so (it once read "1 um" as measured)
+    assert r.summary("um") == ("FSC resolution: better than 1 um (1/2-bit: no crossing up to "
+                               "Nyquist), better than 1 um (1-bit: no crossing up to Nyquist)")
 
 
 def _signal_plus_noise(shape, sigma_blur, noise, seed):
@@ -70,6 +73,8 @@ def test_resolution_scales_with_the_voxel_size():
     assert r2.resolution_half_bit == pytest.approx(0.25 * r1.resolution_half_bit)
     assert {"frequency_per_nm", "resolution_nm", "fsc", "threshold_half_bit"} <= set(
         r2.table("nm").columns)
+    assert r2.crossed_half_bit and r2.summary("nm").startswith(
+        f"FSC resolution: {r2.resolution_half_bit:.4g} nm (1/2-bit), ")
 
 
 def test_frc_in_2d_and_bad_input():

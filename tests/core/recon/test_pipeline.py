@@ -56,6 +56,19 @@ def test_tilt_series_alignment_replaces_the_shifts():
 def test_settings_are_checked_before_any_work(raw_scan):
     with pytest.raises(ValueError, match="centre takes 'auto'"):
         recon.ScanSettings(center="middle")
+    # each names its setting as a placeholder a front end words its own way
+    for make, name in [(lambda: recon.ReconSettings(voxel_size=0.0), "voxel_size"),
+                       (lambda: recon.ReconSettings("sirt", iterations=0), "iterations"),
+                       (lambda: recon.ReconSettings(shape=(0, 4, 4)), "shape"),
+                       (lambda: recon.ReconSettings("cgls", min_value=0.0), "min_value"),
+                       (lambda: recon.ReconSettings(min_value=0.0), "min_value"),
+                       (lambda: recon.ReconSettings("art"), "method"),
+                       (lambda: recon.ScanSettings(outlier_threshold=-1), "outlier_threshold"),
+                       (lambda: recon.ScanSettings(ring_size=1), "ring_size")]:
+        with pytest.raises(SettingError) as err:
+            make()
+        assert err.value.worded({name: "<it>"}).startswith("<it> "), err.value
+    assert recon.ReconSettings("sirt", min_value=0.0).min_value == 0.0
     with pytest.raises(ValueError):
         recon.prepare_scan(raw_scan.raw[:-1], raw_scan.geometry)  # one projection short
 

@@ -93,6 +93,12 @@ def segment(classifier: PixelClassifier, channels: Sequence[Any],
     """
     if not classifier.fitted:
         raise ValueError("the classifier is not trained yet: train it or load a trained one")
+    nd = classifier.spatial_ndim
+    for c in channels:  # else two 2D channels stack into one 3D volume, "1 channel"
+        if getattr(c, "ndim", nd) != nd:
+            raise ValueError(f"the images are {c.ndim}D but this classifier was trained on "
+                             f"{nd}D {'volumes (z, y, x)' if nd == 3 else 'images (y, x)'}; "
+                             f"classify {nd}D data or train a classifier on {c.ndim}D images")
     image = stack_channels(channels, lazy)
     proba = classifier.predict_proba(image, spacing, unit, backend=backend, budget=budget,
                                      progress=progress)

@@ -248,7 +248,10 @@ def load_thickness(path: str | os.PathLike, n_slices: int | None = None,
         raise ValueError(f"{path}: no such thickness file")
     try:
         frame = pd.read_csv(path, comment="#")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        raise ValueError(f"{os.path.basename(path)} is not a CSV file (not text); give the "
+                         "table of slice thicknesses (a thickness_nm column)") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ValueError(f"{os.path.basename(path)}: not a readable CSV file ({exc})") from exc
     col, col_unit = None, None
     for c in frame.columns:

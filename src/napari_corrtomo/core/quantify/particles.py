@@ -217,7 +217,8 @@ def particle_table(
     unit
         Unit of ``spacing`` for the column names.
     surface
-        Measure the surface area (marching cubes) and sphericity (3D only).
+        Measure the surface area (marching cubes) and sphericity (3D only); NaN for a
+        particle smaller than the smoothing (its smoothed indicator never reaches 0.5).
     smooth
         Gaussian smoothing before meshing, see :mod:`.surface`.
 
@@ -283,11 +284,18 @@ def particle_table(
             area[j] = mesh_area(field, sp, displacement=_displacement(field, sigma, sp))
         report(progress, j + 1, len(ids))
     if surface and lab.ndim == 3:
-        frame[f"surface_{u}2"] = area
-        with np.errstate(divide="ignore", invalid="ignore"):
-            frame["sphericity"] = math.pi ** (1 / 3) * (6 * volume) ** (2 / 3) / area
+        _add_surface(frame, volume, area, u)
     frame["touches_border"] = border
     return pd.DataFrame(frame)
+
+
+def _add_surface(frame: dict[str, Any], volume: np.ndarray, area: np.ndarray, u: str) -> None:
+    """``surface_<u>2`` and ``sphericity`` ``pi^(1/3) (6 V)^(2/3) / A``; NaN for a particle
+    with no surface at the smoothing (its smoothed indicator stays below 0.5: a few
+    voxels), whose area and shape are not measured (an area of 0 gave a sphericity of inf)."""
+    area = np.where(area > 0, area, np.nan)
+    frame[f"surface_{u}2"] = area
+    frame["sphericity"] = math.pi ** (1 / 3) * (6 * volume) ** (2 / 3) / area
 
 
 def _crop_edt(region: np.ndarray, sp: tuple[float, ...]) -> np.ndarray:
@@ -483,9 +491,7 @@ def _particle_table_lazy(labels: Any, spacing: Any, pore: Any, unit: str, surfac
     if pores is not None:
         frame["porosity"] = pores / counts
     if mesh:
-        frame[f"surface_{u}2"] = area
-        with np.errstate(divide="ignore", invalid="ignore"):
-            frame["sphericity"] = math.pi ** (1 / 3) * (6 * volume) ** (2 / 3) / area
+        _add_surface(frame, volume, area, u)
     frame["touches_border"] = border
     return pd.DataFrame(frame)
 

@@ -483,9 +483,9 @@ def _check_points(points: tuple, shape: tuple[int, ...], spacing: tuple[float, .
     outside = np.any((vox < -0.5) | (vox > np.asarray(shape) - 0.5), axis=1)
     if outside.any():
         extent = ", ".join(f"{(n - 1) * d:.4g}" for n, d in zip(shape, spacing, strict=True))
-        raise ValueError(f"the particle point {tuple(pts[outside][0].round(4))} {unit} lies "
-                         f"outside the volume (0 to {extent} {unit} in z, y, x); place it on "
-                         "a particle of this volume")
+        point = tuple(float(v) for v in pts[outside][0].round(4))
+        raise ValueError(f"the particle point {point} {unit} lies outside the volume (0 to "
+                         f"{extent} {unit} in z, y, x); place it on a particle of this volume")
 
 
 def _inside_envelopes(d: MeasureData, s: QuantifySettings,

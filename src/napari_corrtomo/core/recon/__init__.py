@@ -16,7 +16,15 @@ Typical use::
     vol = reconstruct(lines, geom, method="sirt", iterations=100, min_value=0)
 """
 
-from .align import ALIGN_METHODS, align_tilt_series, find_center, shift_projections
+from .align import (
+    ALIGN_METHODS,
+    Alignment,
+    align_tilt_series,
+    alignment_residual,
+    find_center,
+    measure_alignment,
+    shift_projections,
+)
 from .filters import FILTERS, ramp_filter
 from .fsc import FSCResult, first_crossing, fsc, half_bit_threshold, one_bit_threshold
 from .geometry import KINDS, Geometry
@@ -51,7 +59,9 @@ __all__ = [
     "Reconstruction",
     "ScanSettings",
     "ALIGN_METHODS",
+    "Alignment",
     "align_tilt_series",
+    "alignment_residual",
     "backproject",
     "check_projections",
     "find_center",
@@ -61,6 +71,7 @@ __all__ = [
     "check_slab",
     "half_bit_threshold",
     "half_map_fsc",
+    "measure_alignment",
     "method_for",
     "minus_log",
     "normalize",

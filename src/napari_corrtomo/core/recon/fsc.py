@@ -57,6 +57,19 @@ class FSCResult:
     crossed_one_bit: bool
     nyquist: float
 
+    def summary(self, unit: str = "pixel") -> str:
+        """One line: both resolutions in ``unit``; one the curve never reached is the
+        voxel size's limit (Nyquist, two voxels), an upper bound, and says so."""
+
+        def resolution(value: float, crossed: bool, name: str) -> str:
+            if crossed:
+                return f"{value:.4g} {unit} ({name})"
+            return f"better than {value:.4g} {unit} ({name}: no crossing up to Nyquist)"
+
+        return ("FSC resolution: "
+                + resolution(self.resolution_half_bit, self.crossed_half_bit, "1/2-bit") + ", "
+                + resolution(self.resolution_one_bit, self.crossed_one_bit, "1-bit"))
+
     def table(self, unit: str = "pixel") -> pd.DataFrame:
         """The curve as a table; column names carry the unit."""
         return pd.DataFrame({

@@ -463,7 +463,12 @@ class Geometry:
         if not path.exists():
             raise ValueError(f"{path}: no such geometry file")
         try:
-            return cls.from_json(path.read_text())
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise ValueError(f"{path.name} is not a geometry file (not text); give the JSON "
+                             "that the Reconstruct widget or --save-geometry wrote") from None
+        try:
+            return cls.from_json(text)
         except ValueError as exc:
             raise ValueError(f"{path.name}: {exc}") from None
 

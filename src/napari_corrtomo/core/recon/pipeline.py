@@ -16,12 +16,12 @@ import numpy as np
 
 from .._checks import SettingError
 from ..progress import ProgressCallback, scaled
-from .align import ALIGN_METHODS, align_tilt_series, find_center
+from .align import ALIGN_METHODS, Alignment, find_center, measure_alignment
 from .batches import reconstruct_slabs
 from .fsc import FSCResult, fsc
 from .geometry import Geometry
 from .preprocess import prepare
-from .reconstruct import method_for, reconstruct, reconstruct_halves, reconstruct_slice
+from .reconstruct import METHODS, method_for, reconstruct, reconstruct_halves, reconstruct_slice
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,12 @@ class ScanSettings:
         shifts measured on the projections replace the geometry's, its rotation-axis
         offset too.
     align_method
-        How a tilt series is aligned: ``"xcorr"``, cross-correlation of neighbouring
-        tilts (the default, the best on a real HAADF series; it keeps the tilt-axis
-        offset, so search that too); ``"com"``, the centre of mass, or ``"both"``
-        (cross-correlation, then the centre of mass against drift): only when the
-        whole object stays in the field of view at every tilt.
+        How a tilt series is aligned (:func:`.measure_alignment`): ``"auto"`` (the
+        default) tries each method and keeps the one whose aligned series fits a volume
+        best; ``"xcorr"``, cross-correlation of neighbouring tilts (it keeps the
+        tilt-axis offset, so search that too); ``"com"``, the centre of mass, or
+        ``"both"`` (cross-correlation, then the centre of mass against drift): only when
+        the whole object stays in the field of view at every tilt.
     center
         Rotation-axis offset in detector pixels (+ = towards higher columns) added to
         the geometry's; ``"auto"`` to search it on the preprocessed (and aligned)
@@ -65,7 +66,7 @@ class ScanSettings:
     ring_size: int | None = None
     align: bool = False
     center: float | str | None = None
-    align_method: str = "xcorr"
+    align_method: str = "auto"
 
     def __post_init__(self) -> None:
         if self.align_method not in ALIGN_METHODS:
@@ -73,6 +74,14 @@ class ScanSettings:
                              f"{self.align_method!r}")
         if isinstance(self.center, str) and self.center != "auto":
             raise ValueError(f"centre takes 'auto' or a number of pixels, not {self.center!r}")
+        if self.outlier_threshold is not None and not (
+                np.isfinite(self.outlier_threshold) and self.outlier_threshold > 0):
+            raise SettingError(f"$outlier_threshold must be a positive number of robust "
+                               f"standard deviations (5 is a safe start), got "
+                               f"{self.outlier_threshold}", outlier_threshold="outlier_threshold")
+        if self.ring_size is not None and self.ring_size < 3:
+            raise SettingError(f"$ring_size is a window of at least 3 detector columns, got "
+                               f"{self.ring_size}", ring_size="ring_size")
 
 
 @dataclass(frozen=True)
@@ -112,10 +121,33 @@ class ReconSettings:
     filter: str = "ram-lak"
     backend: str = "auto"
 
+    def __post_init__(self) -> None:
+        if self.method is not None and self.method not in METHODS:
+            raise SettingError(f"$method must be one of {', '.join(METHODS)}, not "
+                               f"{self.method!r}", method="method")
+        if int(self.iterations) != self.iterations or self.iterations < 1:
+            raise SettingError(f"$iterations must be a positive whole number, got "
+                               f"{self.iterations}", iterations="iterations")
+        if self.min_value is not None and (self.method != "sirt"
+                                           or not np.isfinite(self.min_value)):
+            raise SettingError(f"$min_value is a finite lower bound of SIRT only (FBP/FDK and "
+                               f"CGLS are unconstrained), got {self.min_value} with "
+                               f"{self.method or 'FBP/FDK'}; choose SIRT or drop it",
+                               min_value="min_value")
+        if self.shape is not None and (len(self.shape) != 3 or min(self.shape) < 1):
+            raise SettingError(f"$shape must be three positive voxel counts (z, y, x), got "
+                               f"{tuple(self.shape)}", shape="shape")
+        if self.voxel_size is not None and not (np.isfinite(self.voxel_size)
+                                                and self.voxel_size > 0):
+            raise SettingError(f"$voxel_size must be a positive length (or none: the detector "
+                               f"pixel at the axis), got {self.voxel_size}",
+                               voxel_size="voxel_size")
+
     def resolved(self, geometry: Geometry) -> ReconSettings:
         """These settings with the method and voxel size the geometry implies."""
         return replace(self, method=self.method or method_for(geometry),
-                       voxel_size=self.voxel_size or geometry.default_voxel_size)
+                       voxel_size=(geometry.default_voxel_size if self.voxel_size is None
+                                   else self.voxel_size))
 
 
 @dataclass
@@ -127,6 +159,8 @@ class Reconstruction:
     settings: ReconSettings
     #: FSC of even/odd half reconstructions, when asked for
     fsc: FSCResult | None = None
+    #: the tilt-series alignment (the method ``"auto"`` chose and its scores), when asked for
+    alignment: Alignment | None = None
 
     @property
     def voxel_size(self) -> float:
@@ -158,21 +192,31 @@ def prepare_scan(projections: Any, geometry: Geometry, settings: ScanSettings = 
     geometry : Geometry
         With the tilt-series shifts (absolute) and the rotation-axis offset applied.
     """
+    lines, geometry, _ = _prepare(projections, geometry, settings, flats, darks, progress)
+    return lines, geometry
+
+
+def _prepare(projections: Any, geometry: Geometry, settings: ScanSettings, flats: Any,
+             darks: Any, progress: ProgressCallback | None
+             ) -> tuple[np.ndarray, Geometry, Alignment | None]:
+    """:func:`prepare_scan`, and the alignment it measured (None without ``align``)."""
     data = np.asarray(projections)
     geometry.check_projections(data)
     lines = prepare(data, flats=flats, darks=darks, log=settings.log,
                     outlier_threshold=settings.outlier_threshold,
                     ring_size=settings.ring_size, progress=scaled(progress, 0, 400, 1000))
+    alignment = None
     if settings.align:
-        _, shifts = align_tilt_series(lines, geometry.angles_deg, settings.align_method,
+        alignment = measure_alignment(lines, geometry.angles_deg, settings.align_method,
                                       progress=scaled(progress, 400, 800, 1000))
-        geometry = geometry.with_shifts(shifts)  # absolute: includes the tilt-axis offset
+        # absolute: includes the tilt-axis offset
+        geometry = geometry.with_shifts(alignment.shifts)
     if settings.center == "auto":
         geometry = geometry.shifted(col=find_center(lines, geometry,
                                                     progress=scaled(progress, 800, 1000, 1000)))
     elif settings.center is not None:
         geometry = geometry.shifted(col=float(settings.center))
-    return lines, geometry
+    return lines, geometry, alignment
 
 
 def check_slab(settings: ReconSettings, geometry: Geometry, slab: int | None) -> None:
@@ -200,8 +244,8 @@ def run_reconstruction(projections: Any, geometry: Geometry,
     """
     stop = 500 if halves else 1000
     check_slab(settings, geometry, slab)  # before the preparation, which takes a while
-    lines, geometry = prepare_scan(projections, geometry, scan, flats, darks,
-                                   scaled(progress, 0, 200, 1000))
+    lines, geometry, alignment = _prepare(projections, geometry, scan, flats, darks,
+                                          scaled(progress, 0, 200, 1000))
     s = settings.resolved(geometry)
     if slab is not None:
         volume = reconstruct_slabs(lines, geometry, s.shape, s.voxel_size, slab,
@@ -210,7 +254,7 @@ def run_reconstruction(projections: Any, geometry: Geometry,
         volume = reconstruct(lines, geometry, s.shape, s.voxel_size, s.method, s.iterations,
                              s.min_value, s.backend, scaled(progress, 200, stop, 1000),
                              filter=s.filter)
-    result = Reconstruction(volume, geometry, s)
+    result = Reconstruction(volume, geometry, s, alignment=alignment)
     if halves:
         result.fsc = _halves_fsc(lines, geometry, s, scaled(progress, 500, 1000, 1000))
     return result

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -354,6 +355,7 @@ def fit_landmarks(
     seed: int = 0,
     unit: str = "pixel",
     leave_one_out: bool = True,
+    names: Sequence[str] | None = None,
 ) -> Transform:
     """Fit the transform mapping moving landmarks onto fixed landmarks.
 
@@ -387,6 +389,9 @@ def fit_landmarks(
         Length unit of the coordinates (recorded on the transform).
     leave_one_out : bool
         Compute the leave-one-out TRE estimate (one refit per used landmark).
+    names : sequence of str, optional
+        The pairs' names (BigWarp's first column), for the warnings; default: their
+        1-based row numbers.
 
     Returns
     -------
@@ -470,8 +475,10 @@ def fit_landmarks(
             "order and whether one volume is flipped (a fit never mirrors)"
         )
     if robust and (~used & act).any():
-        rejected = ", ".join(map(str, np.flatnonzero(~used & act)))
-        warnings.append(f"the robust fit rejected landmark(s) {rejected} as outliers")
+        rows = np.flatnonzero(~used & act)
+        label = [str(names[i]) for i in rows] if names is not None else [
+            f"row {i + 1}" for i in rows]
+        warnings.append(f"the robust fit rejected landmark(s) {', '.join(label)} as outliers")
     meta = {"source": "landmarks", "n_pairs": n, "n_used": int(len(idx)), "robust": bool(robust)}
     if used_threshold is not None:
         meta["ransac_threshold"] = used_threshold

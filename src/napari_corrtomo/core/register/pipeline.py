@@ -164,7 +164,8 @@ def fit_pairs(landmarks: Landmarks, settings: RegisterSettings) -> Transform:
     """
     return fit_landmarks(landmarks.fixed, landmarks.moving, settings.model,
                          robust=settings.robust, active=landmarks.active,
-                         threshold=settings.threshold, unit=landmarks.unit, seed=settings.seed)
+                         threshold=settings.threshold, unit=landmarks.unit, seed=settings.seed,
+                         names=landmarks.names)
 
 
 def residual_table(landmarks: Landmarks, transform: Transform,
