@@ -21,6 +21,10 @@ from .core._checks import SettingError, in_words
 from .core.resumable import input_signature
 
 
+#: whether a progress line is open (an error then starts on a line of its own)
+_progress_line = {"open": False}
+
+
 def _print_progress(label: str):
     """A progress callback printing a percentage line at most every half second."""
     last = [0.0]
@@ -30,6 +34,7 @@ def _print_progress(label: str):
         if done >= total or now - last[0] > 0.5:
             last[0] = now
             pct = 100.0 * done / total if total else 100.0
+            _progress_line["open"] = done < total
             print(f"\r{label}: {pct:5.1f}%", end="\n" if done >= total else "", file=sys.stderr,
                   flush=True)
 
@@ -51,7 +56,7 @@ def _add_cluster_options(p: argparse.ArgumentParser) -> None:
                    help="run on an existing dask.distributed scheduler (tcp://host:8786)")
     g.add_argument("--workers", metavar="N", type=int, default=None,
                    help="start a local dask.distributed cluster of N worker processes")
-    g.add_argument("--memory-limit", metavar="SIZE", default=None,
+    g.add_argument("--memory-limit", metavar="SIZE", default=None, type=_memory_size,
                    help="memory per worker, e.g. 4GB (local cluster: its limit); blocks are "
                         "sized to fit it")
     g.add_argument("--scheduler-timeout", metavar="SECONDS", type=float, default=10.0,
@@ -67,6 +72,17 @@ def _add_cluster_options(p: argparse.ArgumentParser) -> None:
 #: --backend's help (reconstruct, classify)
 BACKEND_HELP = ("where the compute runs: auto (a GPU path verified on a device, else the CPU; "
                 "default), numpy (CPU) or cupy (GPU)")
+
+
+def _memory_size(text: str) -> str:
+    """argparse type: a memory size such as 4GB (checked now, used as given)."""
+    from .core.backend import parse_bytes
+
+    try:
+        parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _seed(text: str) -> int:
@@ -353,7 +369,8 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
                    help="also write the uncertainty (1 - margin) to this .tif/.ome.zarr")
     p.add_argument("--backend", default="auto", choices=("auto", "numpy", "cupy"),
                    help=BACKEND_HELP)
-    p.add_argument("--memory", default=None, help="memory budget per block, e.g. 4GB")
+    p.add_argument("--memory", default=None, type=_memory_size,
+                   help="memory budget per block, e.g. 4GB")
     _add_cluster_options(p)
     _declare_files(p, ("inputs", "--classifier"), ("--out", "--uncertainty"),
                    volumes=("--out", "--uncertainty"))
@@ -875,12 +892,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _locked_outputs(args):
             return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, OSError) as exc:
+        _end_progress_line()
         print(f"corrtomo {args.command}: error: {in_words(exc, _option_words(parser, args))}",
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        _end_progress_line()
         print(f"corrtomo {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _end_progress_line() -> None:
+    if _progress_line["open"]:
+        print(file=sys.stderr)
+        _progress_line["open"] = False
 
 
 if __name__ == "__main__":

@@ -71,9 +71,14 @@ def test_natural_mistakes_get_one_line_in_the_users_words(tmp_path, capsys):
     for args, words in cases:
         capsys.readouterr()
         assert main(args) == 1
-        err = capsys.readouterr().err
-        assert words in err and err.count("\n") == 1 and "np." not in err, err
+        err = capsys.readouterr().err  # (after a progress line, on a line of its own)
+        assert err.splitlines()[-1].startswith("corrtomo "), err
+        assert words in err.splitlines()[-1] and "np." not in err, err
     with pytest.raises(SystemExit):
         main(["demo", "--seed", "-1", "--out", str(tmp_path / "d")])
     assert "the seed is a whole number >= 0, not -1" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+    with pytest.raises(SystemExit):  # was accepted unless a cluster started
+        main(["quantify", str(tmp_path / "l.tif"), "--phase", "1", "--memory-limit", "3XB",
+              "--out", str(tmp_path / "q2")])
+    assert "cannot read a memory size from '3XB'" in capsys.readouterr().err

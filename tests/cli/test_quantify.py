@@ -78,6 +78,16 @@ def test_a_spacing_takes_the_files_unit_and_a_file_without_one_needs_unit(tmp_pa
     assert "volume_um3" in pd.read_csv(tmp_path / "c" / "phase_fractions.csv").columns
 
 
+def test_an_outside_label_with_no_voxel_is_noted(label_file, tmp_path, capsys):
+    """--outside 7 (no such label: a typing error most likely) ran without a word."""
+    path, _ = label_file
+    assert main(["quantify", str(path), "--phase", str(PORE), "--outside", "7", "--measures",
+                 "porosity", "--out", str(tmp_path / "q")]) == 0
+    held = ", ".join(map(str, sorted((PORE, RESIN, SOLID))))
+    assert (f"note: outside label(s) 7 have no voxel in this volume (its labels: {held})"
+            in capsys.readouterr().out)
+
+
 # The demo's quantify step (on the classified reconstructions) is checked against the
 # truth in tests/test_demo.py.
 

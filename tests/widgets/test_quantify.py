@@ -374,3 +374,18 @@ def test_points_on_a_rotated_segmentation_land_on_its_voxels():
     world = (affine[:3, :3] @ (voxels * sp).T).T + affine[:3, 3]
     points = napari.layers.Points((world - 1.5) / 2.0, scale=(2.0,) * 3, translate=(1.5,) * 3)
     np.testing.assert_allclose(_points_in(points, labels, sp), voxels * sp, atol=1e-9)
+
+
+def test_a_missing_setting_is_named_by_its_control(make_napari_viewer, qtbot, particle_volume):
+    """The core names a missing setting by a placeholder; the panel shows its own label
+    (was "choose it first", the CLI saw the same words): here 'Matrix label'."""
+    _, widget = _widget(make_napari_viewer, qtbot, particle_volume)
+    widget.labels_form["matrix"].value = -1  # the spin box at its minimum: "none"
+    widget.labels_form["within_envelopes"].value = True
+    for key, cb in widget.checks.items():
+        cb.setChecked(key == "porosity")
+    with qtbot.capture_exceptions():
+        qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60_000)
+    assert widget.runner.status.text() == (
+        "Failed: Particle envelopes needs 'Matrix label' (the label of the solid phase)")

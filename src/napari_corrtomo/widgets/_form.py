@@ -226,8 +226,12 @@ class SettingsForm:
                 return self.settings_type(**values)
             return dataclasses.replace(base, **values)
         except SettingError as exc:  # in the form's words: its labels, not the field names
-            raise ValueError(in_words(exc, {name: f"'{w.label}'" for name, w
-                                            in self._widgets.items()})) from None
+            raise ValueError(in_words(exc, self.words)) from None
+
+    @property
+    def words(self) -> dict[str, str]:
+        """Field name -> its control's label, quoted (how the form names a setting)."""
+        return {name: f"'{w.label}'" for name, w in self._widgets.items()}
 
     def set_value(self, settings: Any) -> None:
         """Show ``settings`` (fields not in the form are ignored)."""

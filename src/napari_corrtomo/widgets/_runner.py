@@ -19,6 +19,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
+from ..core._checks import in_words
 from ..core.progress import Cancelled
 from ._dock import hbox
 
@@ -247,6 +248,9 @@ class TaskRunner(QWidget):
         self._posted_timer.timeout.connect(self._run_next_posted)
         self.last_error: BaseException | None = None
         self._cancelled = False  # the last job ended by a cancel
+        #: a setting's name -> the panel's word for it (its control's label): a failed
+        #: job's :class:`SettingError` is shown in those words
+        self.words: dict[str, str] = {}
 
     @property
     def busy(self) -> bool:
@@ -366,9 +370,9 @@ class TaskRunner(QWidget):
         if self._cancelled:
             self.status.setText("Cancelled; nothing was changed.")
         elif exc is not None:
-            self.status.setText(f"Failed: {exc}")
-            show_error(str(exc) if isinstance(exc, ValueError)
-                       else f"{type(exc).__name__}: {exc}")
+            text = in_words(exc, self.words)
+            self.status.setText(f"Failed: {text}")
+            show_error(text if isinstance(exc, ValueError) else f"{type(exc).__name__}: {text}")
         elif not stopped:
             self.status.setText("Done.")
         self._worker = None

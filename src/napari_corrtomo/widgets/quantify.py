@@ -172,6 +172,8 @@ class QuantifyWidget(DockForm):
         self.run_button = QPushButton("Quantify")
         self.run_button.clicked.connect(self.run)
         self.runner = TaskRunner(napari_viewer)
+        self.runner.words = {**self.labels_form.words, **self.params.words,
+                             "intensity": "an 'Intensity' image"}
         # notes of the last run (e.g. tau = inf); own label: the runner's status ends as "Done."
         self.notes = QLabel("")
         self.notes.setWordWrap(True)

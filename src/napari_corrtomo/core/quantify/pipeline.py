@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._checks import check_labels, check_spacing
+from .._checks import SettingError, check_labels, check_spacing
 from ..backend import is_lazy
 from ..io import read_volumes
 from ..progress import ProgressCallback, report, scaled
@@ -305,7 +305,8 @@ class MeasureData:
 
     def require_matrix(self, what: str) -> np.ndarray:
         if self.matrix is None:
-            raise ValueError(f"{what} needs the matrix (solid) label; choose it first")
+            raise SettingError(f"{what} needs $matrix (the label of the solid phase)",
+                               matrix="the matrix label (matrix=)")
         has = (len(self.counts()) > self.settings.matrix
                and self.counts()[self.settings.matrix] > 0) if self.lazy else self.matrix.any()
         if not has:
@@ -437,8 +438,10 @@ def quantify(
     start = 0
     if settings.mid_level:
         if img is None or settings.matrix is None:
-            raise ValueError("the mid-level boundary needs an intensity image and a matrix "
-                             "label; choose them or untick it")
+            raise SettingError("$mid_level needs $intensity and $matrix; give both or turn it "
+                               "off", mid_level="mid_level=True",
+                               intensity="an intensity image (intensity=)",
+                               matrix="a matrix label (matrix=)")
         start = 100 if lazy else 0  # a pass over the volume, written to the store
         moved = data.save(result, "labels (mid-level boundary)",
                           lambda: mid_level_boundary(lab, img, settings.phase, settings.matrix),
@@ -455,6 +458,11 @@ def quantify(
         raise ValueError(f"the phase label {settings.phase} has no voxel in this volume "
                          f"(its labels: {held}); choose the label value of the phase to "
                          "measure")
+    missing = [v for v in settings.outside if v >= len(data.counts()) or not data.counts()[v]]
+    if missing:  # harmless, but most likely a typing error
+        held = ", ".join(str(v) for v in np.flatnonzero(data.counts()))
+        result.notes.append(f"outside label(s) {', '.join(map(str, missing))} have no voxel in "
+                            f"this volume (its labels: {held})")
     if lazy:
         result.notes.append(f"results of this dask/zarr volume are stored in {folder}")
     weights = np.array([MEASURES[m].cost for m in measures], dtype=float)
