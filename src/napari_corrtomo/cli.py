@@ -20,7 +20,6 @@ from . import __version__
 from .core._checks import SettingError, in_words
 from .core.resumable import input_signature
 
-
 #: whether a progress line is open (an error then starts on a line of its own)
 _progress_line = {"open": False}
 
