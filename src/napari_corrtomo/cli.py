@@ -107,8 +107,8 @@ def _declare_files(p: argparse.ArgumentParser, inputs: Sequence[str], outputs: S
 
 #: arguments that say how a run executes, not what it computes (a rerun may change them)
 _NOT_SETTINGS = {"func", "file_inputs", "file_outputs", "out_folder", "volume_outputs",
-                 "setting_words", "overwrite", "scheduler", "workers", "memory_limit", "scheduler_timeout",
-                 "memory", "backend"}
+                 "setting_words", "overwrite", "scheduler", "workers", "memory_limit",
+                 "scheduler_timeout", "memory", "backend"}
 
 
 def _attr(option: str) -> str:
