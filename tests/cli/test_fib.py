@@ -52,6 +52,7 @@ def test_fib_ruler_writes_thickness_table(files, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--thickness", "short.csv"], "got 3 slice thicknesses for a stack of 16"),
     (["--constant", "0"], "positive and finite"),
+    (["--constant", "0.02"], "--constant 0.02 nm is 0.002 of the 10 nm pixel"),
     (["--ruler-rows", "20", "40", "--ruler-angle", "25"], "ruler marks"),
     (["--ruler-rows", "0", "16"], "needs --ruler-angle"),
 ])

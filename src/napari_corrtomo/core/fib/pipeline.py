@@ -235,6 +235,11 @@ def isotropic_volume(
     return FibVolume(out, known, (grid, px, px), method, kind)
 
 
+#: the thinnest constant slice thickness accepted, in pixels: below it the value is a
+#: unit slip (0.02 "nm" meant 0.02 um = 20 nm)
+MIN_THICKNESS_PIXELS = 0.05
+
+
 def slice_thickness(stack, pixel_size_nm: float, settings: FibSettings,
                     progress: ProgressCallback | None = None) -> SliceThickness:
     """Step 1: every slice's thickness (nm) from the source ``settings`` names.
@@ -275,6 +280,12 @@ def slice_thickness(stack, pixel_size_nm: float, settings: FibSettings,
     elif s.source == "constant":
         if s.constant_nm is None or not np.isfinite(s.constant_nm) or s.constant_nm <= 0:
             raise SettingError(f"$constant_nm must be positive and finite, got {s.constant_nm}",
+                               constant_nm="the constant thickness (constant_nm)")
+        if s.constant_nm < MIN_THICKNESS_PIXELS * pixel_size_nm:  # a unit slip (um as nm)
+            raise SettingError(f"$constant_nm {s.constant_nm:g} nm is "
+                               f"{s.constant_nm / pixel_size_nm:.2g} of the {pixel_size_nm:g} nm "
+                               f"pixel; FIB slices are at least {MIN_THICKNESS_PIXELS:g} of a "
+                               "pixel thick: give the thickness in nm",
                                constant_nm="the constant thickness (constant_nm)")
         thickness = np.full(n, float(s.constant_nm))
         table = thickness_table(thickness)
