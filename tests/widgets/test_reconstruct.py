@@ -184,7 +184,10 @@ def test_tilt_series_alignment_in_the_widget(make_napari_viewer, qtbot):
         out = viewer.layers["proj reconstruction"].data
         errors.append(np.linalg.norm(out - s.phantom) / np.linalg.norm(s.phantom))
     assert w.alignment["align"].enabled and errors[1] < 0.6 * errors[0]
-    assert re.search(r"alignment: (com|both) \(the most consistent", w.result.text())
+    # in the form's words: the chosen centre-of-mass method and every method's residual
+    assert re.search(r"alignment: (centre of mass|cross-correlation \+ centre of mass) "
+                     r"\(the most consistent; reprojection residual cross-correlation ",
+                     w.result.text()), w.result.text()
 
 
 def test_widget_cli_and_demo_give_the_same_reconstruction(make_napari_viewer, qtbot, tmp_path):
@@ -326,3 +329,11 @@ def test_flats_and_darks_are_picked_for_the_chosen_projections(make_napari_viewe
         viewer.add_image(rng.random((3, 7, 9), np.float32), name=ref)
     w.projections.set_layer(viewer.layers["scan"])
     assert (w.flats.currentText(), w.darks.currentText()) == ("flats", "darks")
+    # same detector, none named for it: the other stack's references are cleared (they
+    # stayed, and the ET tilt series' -log of microCT counts failed)
+    viewer.add_image(rng.random((6, 8, 12), np.float32), name="ET tilt series")
+    w.projections.set_layer(viewer.layers["microCT raw projections"])
+    assert w.flats.currentText() == "microCT flats"
+    w.projections.set_layer(viewer.layers["ET tilt series"])
+    assert (w.flats.currentText(), w.darks.currentText()) == ("", "")
+    assert w.preprocess["log"].value is False

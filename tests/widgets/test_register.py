@@ -58,7 +58,9 @@ def test_crop_and_outline_volumes_follow_the_registration_until_the_user_picks(
         viewer.add_image(np.zeros((4, 8, 8), np.float32), name=name)
     widget = RegisterWidget(viewer)
     qtbot.addWidget(widget)
-    assert widget.roi_target.currentText() == "raw projections"  # nothing chosen yet
+    # nothing chosen yet: moving is another volume than fixed, and *crop from* follows it
+    assert widget.fixed_select.currentText() == "raw projections"
+    assert widget.moving_select.currentText() == widget.roi_target.currentText() == "micro"
     widget.fixed_select.set_layer(viewer.layers["micro"])
     widget.moving_select.set_layer(viewer.layers["nano"])
     assert widget.roi_target.currentText() == "nano"
@@ -382,3 +384,26 @@ def test_overlays_defaults_layer_identity_names_and_the_project_table(setup, qtb
     assert errors and "same layer" in errors[-1]
     proxied.fov_reference.set_layer(micro)
     assert set(proxied.show_fields_of_view().features["volume"]) == {"nanoCT"}
+
+
+def test_moving_starts_on_another_volume_and_one_points_layer_is_refused(
+        make_napari_viewer, correlative_sample, monkeypatch):
+    """Both combos once started on the first image ("the same layer" at the first click),
+    and one points layer as fixed and moving landmarks fitted a silent identity through
+    the plugin's proxy viewer."""
+    s = correlative_sample
+    viewer = make_napari_viewer()
+    proxy = PublicOnlyProxy(viewer)
+    widget = RegisterWidget(proxy)  # docked before the data is opened
+    viewer.add_image(s.microct.data, name="microCT", scale=s.microct.scale, units="um")
+    viewer.add_image(s.nanoct.data, name="nanoCT", scale=s.nanoct.scale, units="um")
+    assert (widget.fixed_select.currentText(), widget.moving_select.currentText()) == (
+        "microCT", "nanoCT")
+    errors = []
+    monkeypatch.setattr("napari_corrtomo.widgets.register.show_error", errors.append)
+    pf, _ = widget.create_landmark_layers()
+    widget.fixed_points_select.set_layer(pf)
+    widget.moving_points_select.set_layer(pf)
+    widget.fit_button.click()
+    assert errors and "two different Points layers" in errors[-1]
+    assert widget.transform is None

@@ -53,6 +53,8 @@ METHOD_CHOICES = {"FBP / FDK (analytic)": None, "SIRT": "sirt", "CGLS": "cgls"}
 #: tilt-series alignment methods (core.recon.ALIGN_METHODS) as the form shows them
 ALIGN_CHOICES = {"automatic (the most consistent)": "auto", "cross-correlation": "xcorr",
                  "centre of mass": "com", "cross-correlation + centre of mass": "both"}
+#: the alignment methods in the form's words, for the result line
+ALIGN_WORDS = {code: label for label, code in ALIGN_CHOICES.items() if code != "auto"}
 #: ReconSettings.min_value as the form shows it
 BOUND_CHOICES = {"none": None, "0 (non-negative)": 0.0}
 
@@ -377,8 +379,9 @@ class ReconstructWidget(DockForm):
         whose name starts like the projections' the longest (``microCT raw projections``
         -> ``microCT flats``, never ``nanoCT flats``) or, with nothing in common, starts
         with the word (``flats.tif`` opened beside ``scan.tif``); none where two tie. With
-        ``keep_choice`` a choice already made stays; a choice whose detector shape is not
-        the projections' is cleared when no layer is named for them.
+        ``keep_choice`` a choice already made stays; otherwise (other projections chosen) a
+        choice not named for these projections is cleared (``microCT flats`` has the ET
+        tilt series' detector shape, and its counts made the ET's -log fail).
         """
         layer = self.projections.layer()
         if layer is None:
@@ -400,8 +403,8 @@ class ReconstructWidget(DockForm):
             named = [name for name, common in fits.items() if common == best]
             if len(named) == 1:
                 select.setCurrentText(named[0])
-            elif current is not None and tuple(full_resolution(current).shape[-2:]) != detector:
-                select.setCurrentText("")
+            elif current is not None and current.name not in fits:
+                select.setCurrentText("")  # chosen for other projections
 
     def _on_layer_inserted(self, _event: Any) -> None:
         self._pick_references(keep_choice=True)
@@ -542,7 +545,8 @@ class ReconstructWidget(DockForm):
                        layer_type="image", created_by=CREATED_BY, scale=(vs, vs, vs), unit=g.unit,
                        metadata={"geometry": g.to_dict(), "method": s.method,
                                  "iterations": s.iterations})
-            aligned = "" if r.alignment is None else f"; alignment: {r.alignment.summary()}"
+            aligned = "" if r.alignment is None else (
+                f"; alignment: {r.alignment.summary(ALIGN_WORDS)}")
             self.result.setText(f"{s.method.upper()}: {r.volume.shape} voxels of {vs:.4g} "
                                 f"{g.unit}{aligned}")
 

@@ -200,8 +200,12 @@ class RegisterWidget(DockForm):
         self._picked: set[LayerSelect] = set()
         for select in (self.roi_target, self.fov_reference):
             select.activated.connect(lambda _, picked=select: self._picked.add(picked))
+        self.moving_select.activated.connect(lambda _: self._picked.add(self.moving_select))
+        self.fixed_select.currentTextChanged.connect(self._distinct_volumes)
+        napari_viewer.layers.events.inserted.connect(self._distinct_volumes)
         for select in (self.fixed_select, self.moving_select):
             select.currentTextChanged.connect(self._follow_registration)
+        self._distinct_volumes()
         self._follow_registration()
 
         for w, tip in (
@@ -304,6 +308,18 @@ class RegisterWidget(DockForm):
         ``override``: the fields the clicked button decides (``refine``, ``resample``)."""
         return self.options.value(self.fit_form.value(), **override)
 
+    def _distinct_volumes(self, *_) -> None:
+        """Until the user picks the moving volume, it is another volume than the fixed one
+        (both combos start at the first image): when the widget opens, a layer arrives or
+        the fixed volume changes."""
+        fixed = self.fixed_select.currentText()
+        if self.moving_select in self._picked or self.moving_select.currentText() != fixed:
+            return
+        others = [i for i in range(self.moving_select.count())
+                  if self.moving_select.itemText(i) not in ("", fixed)]
+        if others:
+            self.moving_select.setCurrentIndex(others[0])
+
     def _follow_registration(self, *_) -> None:
         for select, source in ((self.roi_target, self.moving_select),
                                (self.fov_reference, self.fixed_select)):
@@ -331,7 +347,8 @@ class RegisterWidget(DockForm):
         if required and (pf is None or pm is None):
             raise ValueError("choose the fixed and moving landmark Points layers, or press "
                              "'New landmark layers'")
-        if required and pf is pm:
+        # by name, as for the images: the proxy's layers are new objects on each access
+        if required and pf.name == pm.name:
             raise ValueError("fixed and moving landmarks must be two different Points layers")
         return pf, pm
 

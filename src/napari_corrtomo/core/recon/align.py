@@ -21,6 +21,7 @@ aligned scan would show it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -356,12 +357,16 @@ class Alignment:
     shifts: np.ndarray
     residuals: dict[str, float] = field(default_factory=dict)
 
-    def summary(self) -> str:
-        """One line: the method, and with ``"auto"`` every method's residual."""
+    def summary(self, names: Mapping[str, str] | None = None) -> str:
+        """One line: the method, and with ``"auto"`` every method's residual; ``names``:
+        a front end's word for each method (default: the method's own)."""
+        names = names or {}
         if not self.residuals:
-            return self.method
-        scores = ", ".join(f"{name} {value:.3g}" for name, value in self.residuals.items())
-        return f"{self.method} (the most consistent; reprojection residual {scores})"
+            return names.get(self.method, self.method)
+        scores = ", ".join(f"{names.get(name, name)} {value:.3g}"
+                           for name, value in self.residuals.items())
+        return (f"{names.get(self.method, self.method)} (the most consistent; reprojection "
+                f"residual {scores})")
 
 
 def align_tilt_series(

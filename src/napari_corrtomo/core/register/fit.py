@@ -274,7 +274,8 @@ def _lmeds_threshold(fixed: np.ndarray, moving: np.ndarray, model: str, max_tria
         med = float(np.median(np.sum(_residuals(m, fixed, moving) ** 2, axis=1)))
         best = med if best is None else min(best, med)
     if best is None:
-        raise ValueError(f"no {k} landmarks in general position were found for a {model} fit; "
+        raise ValueError(f"no {k} landmarks in general position were found for "
+                         f"{_article(model)} {model} fit; "
                          "spread the landmarks out")
     sigma = (1.0 + 5.0 / max(n - k, 1)) * math.sqrt(best / _CHI2_3_MEDIAN)
     extent = float(np.ptp(fixed, axis=0).max())
@@ -323,7 +324,8 @@ def _ransac(fixed: np.ndarray, moving: np.ndarray, model: str, threshold: float,
             candidates[key] = (score, inl)
     if not candidates:
         raise ValueError(
-            f"no {k} landmarks in general position were found for a {model} fit; "
+            f"no {k} landmarks in general position were found for {_article(model)} "
+            f"{model} fit; "
             "spread the landmarks out"
         )
     for _, start in sorted(candidates.values(), key=lambda c: c[0]):
@@ -335,7 +337,8 @@ def _ransac(fixed: np.ndarray, moving: np.ndarray, model: str, threshold: float,
     if inliers.sum() < k:
         raise ValueError(
             f"RANSAC kept only {int(inliers.sum())} inlier landmark(s) (threshold "
-            f"{threshold:.3g}); a {model} fit needs {k}: check the pairing or raise the threshold"
+            f"{threshold:.3g}); {_article(model)} {model} fit needs {k}: check the pairing or "
+            "raise the threshold"
         )
     return inliers, float(threshold)
 
@@ -426,13 +429,14 @@ def fit_landmarks(
     n_act = int(act.sum())
     if n_act < k:
         raise ValueError(
-            f"a {model} fit needs at least {k} landmark pairs, got {n_act}"
+            f"{_article(model)} {model} fit needs at least {k} landmark pairs, got {n_act}"
             + (f" active of {n}" if n_act != n else "")
             + "; add more landmarks"
         )
     if robust and n_act < k + 2:
         raise ValueError(
-            f"robust={robust} needs at least {k + 2} pairs for a {model} fit to tell outliers "
+            f"robust={robust} needs at least {k + 2} pairs for {_article(model)} {model} fit to "
+            "tell outliers "
             f"from inliers, got {n_act}; add landmarks or fit without robust"
         )
     if threshold is not None and not (np.isfinite(threshold) and threshold > 0):
@@ -484,3 +488,8 @@ def fit_landmarks(
         meta["ransac_threshold"] = used_threshold
     return Transform(matrix, model, unit, residuals=dist, residual_vectors=vec, used=used,
                      rms_fre=rms, loo_tre=loo, metadata=meta, warnings=warnings)
+
+
+def _article(word: str) -> str:
+    """'a' or 'an' before ``word`` (the fit models: an affine, a rigid, a similarity)."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
