@@ -390,3 +390,12 @@ class Mouse:
 def mouse(qtbot) -> Mouse:
     """:class:`Mouse` on the canvas of the viewers of a test."""
     return Mouse(qtbot)
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Every ``show_error`` of the widgets (and of the task runner), in order."""
+    shown: list[str] = []
+    for mod in ("reconstruct", "register", "classify", "quantify", "project", "fib", "_runner"):
+        monkeypatch.setattr(f"napari_corrtomo.widgets.{mod}.show_error", shown.append)
+    return shown

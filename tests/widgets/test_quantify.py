@@ -112,7 +112,7 @@ def test_bad_input_notifies_and_adds_nothing(make_napari_viewer, qtbot, particle
 
 
 def test_a_point_clicked_on_a_particle_measures_that_particle_alone(
-        make_napari_viewer, qtbot, particle_volume, mouse, monkeypatch):
+        make_napari_viewer, qtbot, particle_volume, mouse, errors):
     """A person clicks "Add ..." beside "Particles at" (a points layer on the
     segmentation, ready to click), clicks on the smaller particle of a segmentation shifted
     in the world, ticks "Only inside particle envelopes" and clicks Quantify: one
@@ -145,12 +145,10 @@ def test_a_point_clicked_on_a_particle_measures_that_particle_alone(
     assert len(table) == 1
     assert table["esd_um"].item() == pytest.approx(10.0, rel=0.1)
     assert "particle envelopes" in widget.points_select.toolTip()
-    shown = []
-    monkeypatch.setattr("napari_corrtomo.widgets.quantify.show_error", shown.append)
     points.data = np.empty((0, 3))
     qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
     assert not widget.runner.busy
-    assert shown == ["points layer 'seg particles to measure' has no point; add one on each "
+    assert errors == ["points layer 'seg particles to measure' has no point; add one on each "
                      "particle to measure, or choose none"]
 
 

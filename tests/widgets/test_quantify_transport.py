@@ -75,11 +75,7 @@ def test_no_percolating_path_is_reported_not_an_error(make_napari_viewer, qtbot)
     assert "tortuosity factor y = inf" in widget.notes.text()
 
 
-def test_bad_depths_notify_and_add_nothing(make_napari_viewer, qtbot, monkeypatch):
-    import napari_corrtomo.widgets.quantify as mod
-
-    errors = []
-    monkeypatch.setattr(mod, "show_error", errors.append)
+def test_bad_depths_notify_and_add_nothing(make_napari_viewer, qtbot, errors):
     viewer, widget = _widget(make_napari_viewer, qtbot, _channels())
     n_before = len(viewer.layers)
     widget.params["depths"].value = "1, deep"

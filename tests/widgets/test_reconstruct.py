@@ -100,11 +100,7 @@ def test_geometry_json_round_trip_and_angles_file(make_napari_viewer, tmp_path):
     np.testing.assert_allclose(w.geometry().angles_deg, angles)
 
 
-def test_bad_input_adds_nothing(make_napari_viewer, qtbot, monkeypatch):
-    import napari_corrtomo.widgets.reconstruct as mod
-
-    errors = []
-    monkeypatch.setattr(mod, "show_error", errors.append)
+def test_bad_input_adds_nothing(make_napari_viewer, qtbot, errors):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((10, 12), np.float32), name="flat image")
     w = ReconstructWidget(viewer)
@@ -119,6 +115,8 @@ def test_bad_input_adds_nothing(make_napari_viewer, qtbot, monkeypatch):
     w.reconstruction["shape"].value = "0, 6, 12"
     w.run_button.click()
     assert "'Volume (z, y, x)' must be three positive voxel counts" in errors[-1]
+    # the panel's status says so too (it kept the last run's "Done.")
+    assert w.runner.status.text() == f"Not started: {errors[-1]}"
     w.reconstruction["shape"].value = ""
     stack = viewer.layers["stack"]
     stack.data = np.full((10, 6, 12), np.nan, np.float32)

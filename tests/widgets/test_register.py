@@ -250,10 +250,8 @@ def test_roi_across_scales_and_fields_of_view(setup):
     assert sum(lay.name.startswith("fields of view") for lay in viewer.layers) == 1
 
 
-def test_bad_gui_input_shows_errors_and_adds_nothing(setup, monkeypatch):
+def test_bad_gui_input_shows_errors_and_adds_nothing(setup, errors):
     viewer, widget, micro, nano, truth = setup
-    errors = []
-    monkeypatch.setattr("napari_corrtomo.widgets.register.show_error", errors.append)
     n = len(viewer.layers)
     widget.apply_button.click()      # no transform yet
     widget.resample_button.click()
@@ -325,8 +323,7 @@ def test_cancel_refine_at_2_s(setup, cancel_mid_action):
     assert widget.transform is fit  # the landmark fit is kept
 
 
-def test_overlays_defaults_layer_identity_names_and_the_project_table(setup, qtbot,
-                                                                      monkeypatch):
+def test_overlays_defaults_layer_identity_names_and_the_project_table(setup, qtbot, errors):
     """Issue 16's small defects: the crop box never defaults to the field-of-view overlay;
     the overlay outlines the other modalities (not the reference), each in its colour;
     fixed == moving is refused under napari's proxy viewer; a second resample adds a
@@ -375,8 +372,6 @@ def test_overlays_defaults_layer_identity_names_and_the_project_table(setup, qtb
     assert len(resampled) == 2 and resampled[0].data is not resampled[1].data
 
     # a plugin's viewer is a proxy whose layers are new objects on each access
-    errors = []
-    monkeypatch.setattr("napari_corrtomo.widgets.register.show_error", errors.append)
     proxied = RegisterWidget(PublicOnlyProxy(viewer))
     proxied.fixed_select.set_layer(micro)
     proxied.moving_select.set_layer(micro)
@@ -387,7 +382,7 @@ def test_overlays_defaults_layer_identity_names_and_the_project_table(setup, qtb
 
 
 def test_moving_starts_on_another_volume_and_one_points_layer_is_refused(
-        make_napari_viewer, correlative_sample, monkeypatch):
+        make_napari_viewer, correlative_sample, errors):
     """Both combos once started on the first image ("the same layer" at the first click),
     and one points layer as fixed and moving landmarks fitted a silent identity through
     the plugin's proxy viewer."""
@@ -399,8 +394,6 @@ def test_moving_starts_on_another_volume_and_one_points_layer_is_refused(
     viewer.add_image(s.nanoct.data, name="nanoCT", scale=s.nanoct.scale, units="um")
     assert (widget.fixed_select.currentText(), widget.moving_select.currentText()) == (
         "microCT", "nanoCT")
-    errors = []
-    monkeypatch.setattr("napari_corrtomo.widgets.register.show_error", errors.append)
     pf, _ = widget.create_landmark_layers()
     widget.fixed_points_select.set_layer(pf)
     widget.moving_points_select.set_layer(pf)

@@ -4,22 +4,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from napari_corrtomo.widgets.classify import ClassifyWidget
 from napari_corrtomo.widgets.project import ProjectWidget
 from napari_corrtomo.widgets.quantify import QuantifyWidget
 from napari_corrtomo.widgets.reconstruct import ReconstructWidget
 from napari_corrtomo.widgets.register import RegisterWidget
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    """Every ``show_error`` of the widgets (and of the task runner), in order."""
-    shown: list[str] = []
-    for mod in ("reconstruct", "register", "classify", "quantify", "project", "_runner"):
-        monkeypatch.setattr(f"napari_corrtomo.widgets.{mod}.show_error", shown.append)
-    return shown
 
 
 def test_every_step_without_its_prerequisite_names_what_is_missing(make_napari_viewer, qtbot,

@@ -252,6 +252,12 @@ class TaskRunner(QWidget):
         #: job's :class:`SettingError` is shown in those words
         self.words: dict[str, str] = {}
 
+    def refuse(self, message: str) -> None:
+        """An action refused before it started (its input is wrong): the status says so,
+        not the last job's outcome, and a notification."""
+        self.status.setText(f"Not started: {message}")
+        show_error(message)
+
     @property
     def busy(self) -> bool:
         return self._worker is not None

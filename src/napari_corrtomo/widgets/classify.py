@@ -328,7 +328,7 @@ class ClassifyWidget(DockForm):
                                  "under 'Scribbles'")
             spec = self.feature_spec()
         except ValueError as exc:
-            show_error(str(exc))
+            self.runner.refuse(str(exc))
             return
         labels = np.asarray(labels_layer.data).copy()
         names = [layer.name for layer in layers]
@@ -522,7 +522,7 @@ class ClassifyWidget(DockForm):
                 raise ValueError("no classifier yet: train one (Live training) or load one")
             layers, arrays, spacing, unit = self._inputs()
         except ValueError as exc:
-            show_error(str(exc))
+            self.runner.refuse(str(exc))
             return
         clf = self.classifier
 

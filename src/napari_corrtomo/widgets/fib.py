@@ -282,7 +282,7 @@ class FibWidget(DockForm):
             px = float(convert(frame.spacing[-1], frame.unit, "nm"))
             return layer, px, self.settings()
         except ValueError as exc:
-            show_error(in_words(exc, WORDS))
+            self.runner.refuse(in_words(exc, WORDS))
             return None
 
     # ------------------------------------------------------------------ actions

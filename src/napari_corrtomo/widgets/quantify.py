@@ -286,7 +286,7 @@ class QuantifyWidget(DockForm):
                 raise ValueError(f"intensity {tuple(intensity.shape)} and segmentation "
                                  f"{tuple(labels.shape)} have different shapes")
         except ValueError as exc:
-            show_error(str(exc))
+            self.runner.refuse(str(exc))
             return
         self._source = layer
         self.runner.start(self._compute, labels, spacing, unit, measures, settings, intensity,

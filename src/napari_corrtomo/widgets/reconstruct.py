@@ -506,7 +506,7 @@ class ReconstructWidget(DockForm):
         try:
             inputs = self._inputs()
         except ValueError as exc:
-            show_error(str(exc))
+            self.runner.refuse(str(exc))
             return None
         return self.runner.start(func, inputs, on_result=on_result, label=label)
 

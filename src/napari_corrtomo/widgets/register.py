@@ -284,7 +284,7 @@ class RegisterWidget(DockForm):
             try:
                 func()
             except ValueError as exc:
-                show_error(str(exc))
+                self.runner.refuse(str(exc))
 
         return run
 
