@@ -78,6 +78,16 @@ def test_a_spacing_takes_the_files_unit_and_a_file_without_one_needs_unit(tmp_pa
     assert "volume_um3" in pd.read_csv(tmp_path / "c" / "phase_fractions.csv").columns
 
 
+def test_label_clashes_name_the_options(label_file, tmp_path, capsys):
+    path, _ = label_file
+    for extra, words in [(["--matrix", str(PORE)], f"--phase and --matrix are both {PORE}"),
+                         (["--outside", str(PORE)], "--outside must not include the phase")]:
+        capsys.readouterr()
+        assert main(["quantify", str(path), "--phase", str(PORE), *extra, "--out",
+                     str(tmp_path / "q")]) == 1
+        assert words in capsys.readouterr().err
+
+
 def test_an_outside_label_with_no_voxel_is_noted(label_file, tmp_path, capsys):
     """--outside 7 (no such label: a typing error most likely) ran without a word."""
     path, _ = label_file

@@ -125,3 +125,28 @@ def test_arrays_travel_out_of_band_and_arrive_equal_and_writable(readv, monkeypa
         assert not np.shares_memory(have, want)
     a.close()
     b.close()
+
+
+def test_a_script_without_a_main_guard_is_not_run_again_by_the_worker(tmp_path):
+    """napari's examples are scripts without ``if __name__ == "__main__"``: the spawned
+    worker ran such a script again (a second viewer; here a second worker while the first
+    boots: the call failed). The worker now starts without it."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from napari_corrtomo.core.isolated import IsolatedProcess\n"
+        "from napari_corrtomo.core.quantify import QuantifySettings, quantify\n"
+        "print('script start', flush=True)\n"
+        "lab = np.zeros((8, 8, 8), np.uint8)\n"
+        "lab[2:6, 2:6, 2:6] = 1\n"
+        "r = IsolatedProcess(['napari_corrtomo.core.quantify']).call(\n"
+        "    quantify, lab, (1.0,) * 3, 'um', measures=['porosity'],\n"
+        "    settings=QuantifySettings(phase=1))\n"
+        "print('porosity', r.summary()['value'].iloc[0], flush=True)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["script start", "porosity 0.125"]

@@ -22,7 +22,9 @@ import multiprocessing as mp
 import os
 import pickle
 import struct
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -116,6 +118,28 @@ def _serve(conn: Any, preload: tuple[str, ...]) -> None:
     conn.close()
 
 
+@contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """While a process is spawned, the caller's main script is not named to it.
+
+    A spawned process runs the parent's ``__main__`` script again (as ``__mp_main__``)
+    to find what the call may need from it; a napari script without an
+    ``if __name__ == "__main__"`` guard (as napari's examples are written) then opened a
+    second viewer in the worker, which died (exit code -6). What the worker runs lives in
+    this package, so it needs nothing from the script.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or getattr(main, "__spec__", None) is not None:  # -m runs, pytest
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
 class IsolatedProcess:
     """A spawned Python process that runs one call (see the module docstring).
 
@@ -130,7 +154,8 @@ class IsolatedProcess:
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_serve, args=(child, tuple(preload)), daemon=True,
                                  name="corrtomo-isolated")
-        self._proc.start()
+        with _main_script_hidden():
+            self._proc.start()
         child.close()
         self._used = False
 

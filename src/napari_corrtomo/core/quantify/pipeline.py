@@ -385,10 +385,12 @@ def quantify(
                              "have different shapes")
         img = intensity if lazy else np.asarray(intensity)
     if settings.matrix is not None and settings.matrix == settings.phase:
-        raise ValueError("phase and matrix must be different labels")
+        raise SettingError(f"$phase and $matrix are both {settings.phase}; give them different "
+                           "labels", phase="phase", matrix="matrix")
     if settings.phase in settings.outside or (settings.matrix is not None
                                               and settings.matrix in settings.outside):
-        raise ValueError("the outside labels must not include the phase or the matrix")
+        raise SettingError("$outside must not include the phase or the matrix label",
+                           outside="the outside labels")
     if measures is None:
         measures = [k for k, s in MEASURES.items() if s.default
                     and (img is not None or not s.needs_intensity)
