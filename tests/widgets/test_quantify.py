@@ -386,4 +386,5 @@ def test_a_missing_setting_is_named_by_its_control(make_napari_viewer, qtbot, pa
         qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60_000)
     assert widget.runner.status.text() == (
-        "Failed: Particle envelopes needs 'Matrix label' (the label of the solid phase)")
+        "Failed: 'Only inside particle envelopes' needs 'Matrix label' (the label of the solid "
+        "phase)")

@@ -98,7 +98,7 @@ def _measure_thickness(d, s, r, progress) -> None:
 
 
 def _measure_matrix_thickness(d, s, r, progress) -> None:
-    _thickness(d, d.require_matrix("Matrix thickness"), "matrix", r, progress, s)
+    _thickness(d, d.require_matrix("Matrix local thickness"), "matrix", r, progress, s)
 
 
 def _measure_particles(d, s, r, progress) -> None:
@@ -152,7 +152,7 @@ def _measure_closed(d, s, r, progress) -> None:
 def _inner(d: MeasureData, s: QuantifySettings) -> np.ndarray:
     if "inner" not in d.cache:
         radius = s.radius or 2 * max(d.spacing)
-        d.cache["inner"] = inner_pores(d.require_matrix("Inner pores"), radius, d.spacing)
+        d.cache["inner"] = inner_pores(d.require_matrix("Inner pores (rolling ball)"), radius, d.spacing)
         d.cache["inner_radius"] = radius
     return d.cache["inner"]
 
@@ -240,7 +240,7 @@ def _measure_envelopes(d, s, r, progress) -> None:
     """Each solid particle (matrix component) with the pores it encloses: a sphere
     (:func:`~napari_corrtomo.core.quantify.envelope.spherical_envelopes`) or a ball rolling
     around it alone (:func:`~napari_corrtomo.core.quantify.envelope.particle_envelopes`)."""
-    solid = d.require_matrix("Particle envelopes")
+    solid = d.require_matrix("Particle envelopes and their porosity")
     if s.close_radius is not None:  # the separated particles, one envelope each
         comps = _separated(d, s, scaled(progress, 0, 30, 100))
     else:
@@ -270,7 +270,7 @@ def _measure_pv_porosity(d, s, r, progress) -> None:
     (:func:`~napari_corrtomo.core.quantify.porosity.partial_volume_porosity`): phase levels
     from the interiors, envelopes around the solid split at the mid grey level, the
     matrix volume by linear unmixing."""
-    matrix = d.require_matrix("Partial-volume porosity")
+    matrix = d.require_matrix("Envelope porosity from grey values")
     img = np.asarray(d.intensity, np.float32)
     levels = phase_levels(img, d.phase, matrix)
     mid = 0.5 * (levels.pore + levels.matrix)
@@ -303,7 +303,7 @@ def _measure_pv_porosity(d, s, r, progress) -> None:
 
 
 def _measure_profile(d, s, r, progress) -> None:
-    solid = d.require_matrix("Volume fraction profile")
+    solid = d.require_matrix("Volume fraction vs distance to boundary")
     region = solid | _inner(d, s)
     bw = s.bin_width or d.step
     t = volume_fraction_profile(solid, region, d.spacing, bin_width=bw, unit=d.unit)

@@ -391,6 +391,10 @@ def quantify(
                                               and settings.matrix in settings.outside):
         raise SettingError("$outside must not include the phase or the matrix label",
                            outside="the outside labels")
+    if settings.within_envelopes and settings.matrix is None:
+        raise SettingError("$within_envelopes needs $matrix (the label of the solid phase)",
+                           within_envelopes="within_envelopes=True",
+                           matrix="the matrix label (matrix=)")
     if measures is None:
         measures = [k for k, s in MEASURES.items() if s.default
                     and (img is not None or not s.needs_intensity)
