@@ -138,8 +138,13 @@ def test_bad_cluster_options(classified, tmp_path, capsys):
     assert "workers must be at least 1" in capsys.readouterr().err
     assert main([*base, "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"]) == 1
     assert "not both" in capsys.readouterr().err
-    assert main([*base, "--workers", "1", "--memory-limit", "lots"]) == 1
-    assert "lots" in capsys.readouterr().err
+    # a size is read when the command line is (exit 2 as for any bad option), with or
+    # without a cluster to start
+    for workers in (["--workers", "1"], []):
+        with pytest.raises(SystemExit) as exited:
+            main([*base, *workers, "--memory-limit", "lots"])
+        assert exited.value.code == 2
+        assert "cannot read a memory size from 'lots'" in capsys.readouterr().err
 
 
 def test_reconstruct_on_workers_writes_slabs(tmp_path, capsys):
