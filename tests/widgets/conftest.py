@@ -249,9 +249,12 @@ def _fresh_heap():
 
 @pytest.fixture
 def cancel_mid_action(qtbot, request):
-    """``cancel_mid_action(viewer, runner, start_button, after_s=2.0, action=None)``.
+    """``cancel_mid_action(viewer, runner, start_button, after_s=2.0, action=None,
+    when=None)``.
 
-    Clicks ``start_button``, clicks ``runner``'s Cancel ``after_s`` seconds later and
+    Clicks ``start_button``, clicks ``runner``'s Cancel ``after_s`` seconds later (or, with
+    ``when``, as soon as ``when()`` is true: a stage of the action, not a time, which a
+    faster machine reaches sooner) and
     waits for the worker to end and the panel to be free (its undo done), while a 20 ms
     ``QTimer`` beats on the UI thread. The worker's end is seen from a thread waiting on
     the job's done flag (not by polling the event loop). With ``$CORRTOMO_CANCEL_RECORD``
@@ -259,7 +262,7 @@ def cancel_mid_action(qtbot, request):
     """
 
     def run(viewer, runner, start_button, after_s: float = 2.0,
-            action: str | None = None) -> CancelRun:
+            action: str | None = None, when=None) -> CancelRun:
         before = [layer.name for layer in viewer.layers]
         beat = _Heartbeat(qtbot, settle_ms=100)  # the heartbeat runs before the click
         try:  # a failed step stops the timer, the sampler and the collection hook too
@@ -274,7 +277,10 @@ def cancel_mid_action(qtbot, request):
                 ended.append(time.perf_counter())
 
             threading.Thread(target=watch, daemon=True).start()
-            qtbot.wait(max(int(1000 * (after_s - (time.perf_counter() - started))), 0))
+            if when is None:
+                qtbot.wait(max(int(1000 * (after_s - (time.perf_counter() - started))), 0))
+            else:
+                qtbot.waitUntil(lambda: when() or job.done.is_set(), timeout=120000)
             assert runner.busy and not job.done.is_set(), "the action ended before Cancel"
             bar = (runner.bar.value(), runner.bar.maximum())
             clicked = time.perf_counter()
