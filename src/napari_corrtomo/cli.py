@@ -563,7 +563,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
 
 
 def _add_quantify(sub: argparse._SubParsersAction) -> None:
-    from .core.quantify import MEASURES
+    from .core.quantify import ENVELOPES, MEASURES
 
     p = sub.add_parser(
         "quantify",
@@ -630,7 +630,7 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--smooth", type=float, default=1.0,
                    help="Gaussian smoothing (voxels) of the surfaces before meshing, "
                         "curvature-corrected (0: binary marching cubes)")
-    p.add_argument("--envelope", choices=("sphere", "rolling ball"), default="sphere",
+    p.add_argument("--envelope", choices=ENVELOPES, default="sphere",
                    help="particle envelopes: a sphere per particle (the seed's spherical "
                         "mask) or a ball rolling around it (any shape)")
     p.add_argument("--envelope-radius-fraction", type=float, default=1.5,
@@ -661,6 +661,9 @@ def _run_quantify(args: argparse.Namespace) -> int:
     from .core.quantify import QuantifySettings, quantify
     from .core.units import common_unit
 
+    # checked before any file is read
+    settings = QuantifySettings(**{
+        f.name: _tuples(getattr(args, f.name)) for f in fields(QuantifySettings)})
     vol = read_volumes(args.labels)[0]
     labels = vol.array
     # the file's unit unless --unit names one: a --spacing in other units needs it too
@@ -679,8 +682,6 @@ def _run_quantify(args: argparse.Namespace) -> int:
         intensity = read_volumes(args.intensity)[0].array
     measures = None if args.measures is None else [m.strip() for m in args.measures.split(",")
                                                    if m.strip()]
-    settings = QuantifySettings(**{
-        f.name: _tuples(getattr(args, f.name)) for f in fields(QuantifySettings)})
     import numpy as np
 
     from .core.backend import is_lazy

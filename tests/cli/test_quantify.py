@@ -112,6 +112,27 @@ def test_a_tiny_bin_width_is_refused_before_allocating(label_file, tmp_path, cap
     assert "bins" in err[-1] and "at least" in err[-1]
 
 
+@pytest.mark.parametrize("option, value, words", [
+    ("--bin-width", "0", "--bin-width must be a positive length in the voxel size's unit"),
+    ("--radius", "-1", "--radius must be a positive length"),
+    ("--smooth", "-0.5", "--smooth must be >= 0 voxels"),
+    ("--min-volume", "-2", "--min-volume must be >= 0"),
+    ("--envelope-radius-fraction", "0", "--envelope-radius-fraction must be positive"),
+    ("--axes", "3", "--axes must be volume axes 0 (z), 1 (y) or 2 (x), got [3]"),
+])
+def test_a_bad_setting_is_refused_in_the_options_words_before_any_work(
+        label_file, tmp_path, capsys, option, value, words):
+    path, _ = label_file
+    out = tmp_path / "q"
+    assert main(["quantify", str(path), "--phase", str(PORE), "--matrix", str(SOLID),
+                 option, value, "--out", str(out)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"corrtomo quantify: error: {err[-1].split('error: ', 1)[1]}"]
+    assert words in err[-1]
+    # the output folder holds only the mark that it is corrtomo's: no table, no volume
+    assert [p.name for p in out.iterdir()] == [".corrtomo-output.json"]
+
+
 def test_every_quantify_setting_is_a_command_line_option():
     """``corrtomo quantify`` builds QuantifySettings from options named like its fields, so
     a setting the widget has cannot be missing on the command line."""

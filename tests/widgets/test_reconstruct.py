@@ -108,9 +108,31 @@ def test_bad_input_adds_nothing(make_napari_viewer, qtbot, errors):
     viewer.add_image(np.zeros((10, 6, 12), np.float32), name="stack")
     w.projections.set_layer(viewer.layers["stack"])
     w.kind.setCurrentText("laminography")
-    w.tilt.setValue(0.0)
-    assert w.run() is None and "'Laminography tilt' must lie" in errors[-1]
+    w.tilt.setValue(0.0)  # the geometry's (0, 90): 0 cannot be typed
+    assert 0.0 < w.tilt.value() < 1.0 and w.tilt.maximum() < 90.0
     w.kind.setCurrentText("parallel")
+    # start = stop: every projection at one angle
+    w.angle_stop.setValue(w.angle_start.value())
+    w.run_button.click()
+    assert "the 10 angles (from 'First angle' to 'Stop angle') are all 0 deg" in errors[-1]
+    w.angle_stop.setValue(180.0)
+    # a layer as its own flats or darks, one layer as both
+    w.flats.setCurrentText("stack")
+    w.run_button.click()
+    assert "'Flat fields' is the projection layer 'stack' itself" in errors[-1]
+    viewer.add_image(np.ones((2, 6, 12), np.float32), name="beam")
+    w.flats.setCurrentText("beam")
+    w.darks.setCurrentText("beam")
+    w.run_button.click()
+    assert "'beam' is chosen as both 'Flat fields' and 'Dark fields'" in errors[-1]
+    w.flats.setCurrentText("")
+    w.darks.setCurrentText("")
+    # a preview slice outside the volume, in the form's words, before any work
+    w.slice_index.setValue(50)
+    with qtbot.capture_exceptions():
+        w.preview_button.click()
+        _wait(qtbot, w)
+    assert "'Slice' 50 is outside the volume" in str(w.runner.status.text())
     # a settings check speaks the form's labels (the core's SettingError, worded by the form)
     w.reconstruction["shape"].value = "0, 6, 12"
     w.run_button.click()
@@ -125,7 +147,7 @@ def test_bad_input_adds_nothing(make_napari_viewer, qtbot, errors):
         w.run()
         _wait(qtbot, w)
     assert isinstance(w.runner.last_error, ValueError) and "NaN" in str(w.runner.last_error)
-    assert [layer.name for layer in viewer.layers] == ["flat image", "stack"]
+    assert [layer.name for layer in viewer.layers] == ["flat image", "stack", "beam"]
 
 
 def test_cancel_leaves_no_layer(make_napari_viewer, qtbot):

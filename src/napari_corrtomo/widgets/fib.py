@@ -141,7 +141,7 @@ class FibWidget(DockForm):
         self.ruler_details = SettingsForm(fib.FibSettings, {
             "layout": Field(label="Mark layout", placeholder="auto (e.g. IPPI)"),
             "x_first": Field(label="Mark x (slice 0)",
-                             placeholder="auto (4 numbers, e.g. 80 89 103 112)"),
+                             placeholder="auto (e.g. 80 89 103 112)"),
             "polarity": Field(label="Marks are", choices=("dark", "bright")),
             "max_step_px": Field(label="Max mark step", max=1000.0, decimals=2, step=1.0),
             "fallback_thickness": Field(label="Fallback thickness", max=1e5, decimals=2,

@@ -40,7 +40,7 @@ from qtpy.QtWidgets import (
 from ..core.backend import is_lazy
 from ..core.io import write_table
 from ..core.isolated import IsolatedProcess
-from ..core.quantify import MEASURES, QuantifyResult, QuantifySettings, quantify
+from ..core.quantify import ENVELOPES, MEASURES, QuantifyResult, QuantifySettings, quantify
 from ._dock import DockForm, hbox
 from ._form import Field, SettingsForm
 from ._layers import (
@@ -161,7 +161,7 @@ class QuantifyWidget(DockForm):
             "close_radius": Field(label="Pore closing radius", unit="length"),
             "min_volume": Field(label="Min particle volume", unit="volume", none_text="keep all"),
             "smooth": Field(label="Surface smoothing", max=10.0, decimals=2, step=0.1),
-            "envelope": Field(label="Envelope", choices=("sphere", "rolling ball")),
+            "envelope": Field(label="Envelope", choices=ENVELOPES),
             "envelope_radius_fraction": Field(label="Envelope ball / ESD", min=0.1, max=10.0,
                                               decimals=2, step=0.1),
             "transport_axes": Field(label="Transport axis", choices=TRANSPORT_AXES),

@@ -47,7 +47,9 @@ UNITS = ("pixel", "nm", "um", "mm")
 GEOMETRY_WORDS = {"pixel_size": "'Detector pixel size'",
                   "source_origin": "'Source-axis distance'",
                   "origin_detector": "'Axis-detector distance'",
-                  "tilt_deg": "'Laminography tilt'"}
+                  "tilt_deg": "'Laminography tilt'",
+                  "angles_deg": "angles (from 'First angle' to 'Stop angle')",
+                  "index": "'Slice'"}
 #: ReconSettings.method as the form shows it (None: the analytic method of the geometry)
 METHOD_CHOICES = {"FBP / FDK (analytic)": None, "SIRT": "sirt", "CGLS": "cgls"}
 #: tilt-series alignment methods (core.recon.ALIGN_METHODS) as the form shows them
@@ -118,7 +120,9 @@ class ReconstructWidget(DockForm):
         self.angle_start = _spin(-3600, 3600, 0.0, 3, 1.0, " deg")
         self.angle_stop = _spin(-3600, 3600, 180.0, 3, 1.0, " deg")
         self.endpoint = QCheckBox("last angle = stop")
-        form.addRow("Angles", hbox(self.angle_start, QLabel("to"), self.angle_stop))
+        # one row each: side by side, napari's narrow spin boxes cut "180.000 deg" off
+        form.addRow("First angle", self.angle_start)
+        form.addRow("Stop angle", self.angle_stop)
         form.addRow("", self.endpoint)
         self.angle_info = QLabel("")
         self.angles_file = QPushButton("Angles from file ...")
@@ -131,7 +135,8 @@ class ReconstructWidget(DockForm):
         self.origin_detector = _spin(0.0, 1e9, 100.0, 3, 10.0)
         form.addRow("Source-axis distance", self.source_origin)
         form.addRow("Axis-detector distance", self.origin_detector)
-        self.tilt = _spin(-90.0, 180.0, 30.0, 3, 1.0, " deg")
+        # the core's (0, 90) exclusive: a value the geometry refuses cannot be typed
+        self.tilt = _spin(0.001, 89.999, 30.0, 3, 1.0, " deg")
         form.addRow("Laminography tilt", self.tilt)
         self.pixel_size = _spin(1e-6, 1e9, 1.0, 5, 0.1)
         self.unit = QComboBox()
@@ -200,7 +205,7 @@ class ReconstructWidget(DockForm):
             "iterations": Field(label="Iterations", min=1, max=100000),
             "min_value": Field(label="Lower bound (SIRT)", choices=BOUND_CHOICES),
             "shape": Field(label="Volume (z, y, x)",
-                           placeholder="voxels; empty: the detector's field of view"),
+                           placeholder="empty: the detector's field of view"),
         })
         self.reconstruction["method"].changed.connect(self._update_enabled)
         form.addRow(self.reconstruction.widget)
@@ -218,6 +223,8 @@ class ReconstructWidget(DockForm):
         layout.addWidget(box)
 
         self.runner = TaskRunner(napari_viewer)
+        self.runner.words = {**GEOMETRY_WORDS, **self.preprocess.words, **self.alignment.words,
+                             **self.reconstruction.words}
         layout.addWidget(self.runner)
         self.plot = PlotCanvas(title="Fourier shell correlation")
         layout.addWidget(self.plot)
@@ -243,8 +250,8 @@ class ReconstructWidget(DockForm):
                                      "detector pixel unit"),
                 (self.origin_detector, "distance from the rotation axis to the detector, in the "
                                        "detector pixel unit"),
-                (self.tilt, "angle between the rotation axis and the detector plane "
-                            "(laminography; 90 deg = ordinary CT)"),
+                (self.tilt, "angle by which the rotation axis leans out of the detector plane "
+                            "towards the detector (laminography; 0 deg would be ordinary CT)"),
                 (self.pixel_size, "physical size of one detector pixel"),
                 (self.unit, "length unit of the pixel size (and of the volume's voxels)"),
                 (self.center, "horizontal offset of the rotation axis from the detector centre "
@@ -492,6 +499,13 @@ class ReconstructWidget(DockForm):
         geometry = self.geometry()
         flats = self.flats.layer()
         darks = self.darks.layer()
+        for chosen, label in ((flats, "Flat fields"), (darks, "Dark fields")):
+            if chosen is layer:
+                raise ValueError(f"'{label}' is the projection layer {layer.name!r} itself: "
+                                 "choose the layer of those images, or none")
+        if flats is not None and flats is darks:
+            raise ValueError(f"{flats.name!r} is chosen as both 'Flat fields' and 'Dark "
+                             "fields': flats are taken with the beam, darks without")
         return {
             "layer": layer,
             "data": np.asarray(data),
@@ -589,7 +603,10 @@ class ReconstructWidget(DockForm):
 
         def done(offset: float) -> None:
             self.center.setValue(self.center.value() + float(offset))
-            show_info(f"rotation axis offset: {self.center.value():.3f} px")
+            text = (f"Rotation-axis offset: {self.center.value():.3f} px (the search moved it "
+                    f"by {offset:+.3f} px)")
+            self.result.setText(text)
+            show_info(text)
 
         return self._start(work, done, "Rotation-centre search")
 

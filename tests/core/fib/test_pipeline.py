@@ -118,6 +118,9 @@ def test_quality_matches_the_metrics(mimic):
     (FibSettings(source="ruler", band_rows=(0, 16)), "angle_deg", "'Inclined angle'"),
     (FibSettings(source="ruler", angle_deg=25.0), "band_rows", "'Band rows'"),
     (FibSettings(source="constant", constant_nm=0.0), "constant_nm", "'Thickness'"),
+    (FibSettings(source="constant"), "constant_nm", "give 'Thickness'"),
+    (FibSettings(source="constant", constant_nm=10.0, band_rows=(16, 0)), "band_rows",
+     "'Band rows' (16, 0) must be (first, stop) with first < stop"),
     # 0.02 "nm" on 10 nm pixels: 0.02 um meant (was accepted, 64 planes written)
     (FibSettings(source="constant", constant_nm=0.02), "constant_nm", "'Thickness'"),
     (FibSettings(source="csv"), "csv_path", "a CSV file"),

@@ -73,6 +73,8 @@ def test_laminography_tilt_outside_0_90(tilt):
      "shifts"),
     (dict(kind="parallel", angles_deg=[0], det_shape=(2, 2), unit="parsec"), "unit"),
     (dict(kind="parallel", angles_deg=[0], det_shape=(2, 2), tilt_deg=10), "laminography"),
+    (dict(kind="parallel", angles_deg=[30.0] * 5, det_shape=(2, 2)),
+     "the 5 angles_deg are all 30 deg: projections from one direction"),
 ])
 def test_bad_construction(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -73,6 +73,19 @@ def test_settings_are_checked_before_any_work(raw_scan):
         recon.prepare_scan(raw_scan.raw[:-1], raw_scan.geometry)  # one projection short
 
 
+def test_preview_of_a_slice_outside_the_volume_is_refused_before_any_preparation():
+    s = synthetic.projections("tilt_series", seed=1, volume_shape=(8, 16, 16),
+                              det_shape=(12, 20), n_angles=12)
+    with pytest.raises(SettingError) as err:
+        # projections of the wrong size would fail the preparation: the check comes first
+        recon.preview_slice(s.projections[:, :2], s.geometry, 20,
+                            settings=recon.ReconSettings(shape=(8, 16, 16)))
+    assert str(err.value) == ("slice index 20 is outside the volume: its slices along the "
+                              "rotation axis (y) are 0 to 15")
+    assert recon.preview_slice(s.projections, s.geometry, 15,
+                               settings=recon.ReconSettings(shape=(8, 16, 16)))[0].shape == (8, 16)
+
+
 def test_slabs_are_for_parallel_fbp_and_refused_before_any_preparation():
     s = synthetic.projections("cone", seed=1, volume_shape=(8, 16, 16), det_shape=(12, 20),
                               n_angles=12)

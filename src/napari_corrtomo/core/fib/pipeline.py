@@ -29,7 +29,7 @@ from ..progress import ProgressCallback, scaled
 from .interpolate import fill_planes, resolve_kind
 from .metrics import anisotropy, metrics
 from .reposition import check_stack, slice_positions
-from .ruler import RulerMarkers
+from .ruler import RulerMarkers, check_band_rows
 from .thickness import (
     ThicknessResult,
     fit_gamma,
@@ -278,8 +278,11 @@ def slice_thickness(stack, pixel_size_nm: float, settings: FibSettings,
         thickness = load_thickness(s.csv_path, n_slices=n)
         table = thickness_table(thickness)
     elif s.source == "constant":
-        if s.constant_nm is None or not np.isfinite(s.constant_nm) or s.constant_nm <= 0:
-            raise SettingError(f"$constant_nm must be positive and finite, got {s.constant_nm}",
+        if s.constant_nm is None:
+            raise SettingError("give $constant_nm (nm per slice)",
+                               constant_nm="the constant thickness (constant_nm)")
+        if not np.isfinite(s.constant_nm) or s.constant_nm <= 0:
+            raise SettingError(f"$constant_nm must be positive and finite, got {s.constant_nm:g}",
                                constant_nm="the constant thickness (constant_nm)")
         if s.constant_nm < MIN_THICKNESS_PIXELS * pixel_size_nm:  # a unit slip (um as nm)
             raise SettingError(f"$constant_nm {s.constant_nm:g} nm is "
@@ -305,11 +308,8 @@ def cut_band(stack, band_rows: tuple[int, int]) -> tuple[Any, int]:
     The band must touch the top (``first == 0``) or the bottom edge: cutting rows out
     of the middle would glue two parts of the image together.
     """
-    r0, r1 = (int(r) for r in band_rows)
     height = int(stack.shape[1])
-    if not 0 <= r0 < r1 <= height:
-        raise SettingError(f"$band_rows ({r0}, {r1}) do not fit images of {height} rows",
-                           band_rows="band_rows")
+    r0, r1 = check_band_rows(band_rows, height)
     if r0 == 0:
         return stack[:, r1:], r1
     if r1 == height:

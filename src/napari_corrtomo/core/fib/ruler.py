@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -75,12 +76,7 @@ class RulerMarkers:
         if not np.isfinite(self.pixel_size) or self.pixel_size <= 0:
             raise ValueError(f"pixel_size must be positive, got {self.pixel_size}")
         normalize_unit(self.unit)
-        r0, r1 = (int(v) for v in self.rows)
-        if not 0 <= r0 < r1 <= image_shape[0]:
-            raise SettingError(
-                f"ruler rows {self.rows} do not fit images of {image_shape[0]} rows; give "
-                "$band_rows: the (first, stop) rows of the band that shows the marks",
-                band_rows="rows")
+        check_band_rows(self.rows, image_shape[0], band_rows="rows")
         if self.layout is not None:
             lay = self.layout.upper()
             if len(lay) != 4 or sorted(lay) != ["I", "I", "P", "P"]:
@@ -92,6 +88,21 @@ class RulerMarkers:
         if self.polarity not in ("dark", "bright"):
             raise SettingError(f"$polarity must be 'dark' or 'bright', got {self.polarity!r}",
                                polarity="polarity")
+
+
+def check_band_rows(rows: Any, height: int, **api_words: str) -> tuple[int, int]:
+    """The ruler band's ``(first, stop)`` rows, checked against images ``height`` rows
+    high (``api_words``: the name of the setting in the caller's API)."""
+    words = api_words or {"band_rows": "band_rows"}
+    r0, r1 = (int(v) for v in rows)
+    if r0 >= r1:
+        raise SettingError(f"$band_rows ({r0}, {r1}) must be (first, stop) with first < stop, "
+                           "e.g. (0, 40) for the top 40 rows", **words)
+    if r0 < 0 or r1 > height:
+        raise SettingError(f"$band_rows ({r0}, {r1}) do not fit images of {height} rows "
+                           f"(rows 0 to {height}): give the rows of the band that shows the "
+                           "marks", **words)
+    return r0, r1
 
 
 def band_profiles(band: np.ndarray, polarity: str = "dark") -> tuple[np.ndarray, np.ndarray]:

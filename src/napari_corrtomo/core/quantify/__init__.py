@@ -27,6 +27,8 @@ from .pathways import (
     intrusion_curve,
 )
 from .pipeline import (
+    ENVELOPES,
+    LENGTHS,
     MEASURES,
     Curve,
     MeasureSpec,
@@ -58,6 +60,8 @@ __all__ = [
     "LogNormalFit",
     "MeasureSpec",
     "QuantifyResult",
+    "ENVELOPES",
+    "LENGTHS",
     "QuantifySettings",
     "ResultArray",
     "quantify",

@@ -22,6 +22,7 @@ descriptors) is added by registering it::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,6 +43,8 @@ from .porosity import label_counts, mid_level_boundary
 from .surface import DEFAULT_SMOOTH
 
 __all__ = [
+    "ENVELOPES",
+    "LENGTHS",
     "QuantifySettings",
     "QuantifyResult",
     "MeasureSpec",
@@ -148,6 +151,51 @@ class QuantifySettings:
     envelope_radius_fraction: float = 1.5
     transport_axes: tuple[int, ...] | None = None
     depths: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        """Check the parameters before any measure runs: a bad value found inside a
+        measure, minutes in, would name that function's argument, not the setting."""
+        for name in LENGTHS:
+            value = getattr(self, name)
+            if value is not None and not _positive(value):
+                raise SettingError(f"${name} must be a positive length in the voxel size's "
+                                   f"unit, got {value!r}", **{name: name})
+        if not (_positive(self.min_volume) or self.min_volume == 0):
+            raise SettingError(f"$min_volume must be >= 0 (the voxel size's unit cubed), got "
+                               f"{self.min_volume!r}", min_volume="min_volume")
+        if not (_positive(self.smooth) or self.smooth == 0):
+            raise SettingError(f"$smooth must be >= 0 voxels (0: no smoothing), got "
+                               f"{self.smooth!r}", smooth="smooth")
+        if self.envelope not in ENVELOPES:
+            raise SettingError(f"$envelope must be {' or '.join(map(repr, ENVELOPES))}, got "
+                               f"{self.envelope!r}", envelope="envelope")
+        if not _positive(self.envelope_radius_fraction):
+            raise SettingError(f"$envelope_radius_fraction must be positive, got "
+                               f"{self.envelope_radius_fraction!r}",
+                               envelope_radius_fraction="envelope_radius_fraction")
+        axes = self.transport_axes
+        if axes is not None and (len(axes) == 0 or any(a not in (0, 1, 2) for a in axes)):
+            raise SettingError(f"$transport_axes must be volume axes 0 (z), 1 (y) or 2 (x), "
+                               f"got {list(axes)}", transport_axes="transport_axes")
+        depths = self.depths
+        if depths is not None and (len(depths) == 0 or not all(map(_positive, depths))):
+            raise SettingError(f"$depths must be positive lengths in the voxel size's unit, "
+                               f"got {list(depths)}", depths="depths")
+
+
+#: the length parameters of :class:`QuantifySettings` (None: a default from the voxel size)
+LENGTHS = ("radius", "max_distance", "proxigram_distance", "bin_width", "split_h",
+           "close_radius")
+#: the particle envelopes :class:`QuantifySettings` offers
+ENVELOPES = ("sphere", "rolling ball")
+
+
+def _positive(value: Any) -> bool:
+    """A positive finite number (not a bool)."""
+    try:
+        return not isinstance(value, bool) and math.isfinite(float(value)) and value > 0
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass

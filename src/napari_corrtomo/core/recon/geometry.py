@@ -96,6 +96,10 @@ def _check_angles(angles_deg: Any) -> np.ndarray:
         )
     if not np.all(np.isfinite(arr)):
         raise ValueError("angles_deg contains NaN or inf; every projection needs a finite angle")
+    if arr.size > 1 and np.ptp(arr) == 0:  # e.g. start = stop in a form
+        raise SettingError(f"the {arr.size} $angles_deg are all {arr[0]:g} deg: projections "
+                           "from one direction cannot be reconstructed; give the angles the "
+                           "scan turned through (e.g. 0 to 180)", angles_deg="angles_deg")
     arr = arr.copy()
     arr.setflags(write=False)
     return arr
@@ -192,13 +196,14 @@ class Geometry:
             try:
                 tilt = float(self.tilt_deg)  # type: ignore[arg-type]
             except (TypeError, ValueError):
-                raise SettingError(f"laminography needs $tilt_deg in (0, 90), got "
-                                   f"{self.tilt_deg!r}", tilt_deg="tilt_deg") from None
+                raise SettingError(f"$tilt_deg must be a number of degrees in (0, 90) for "
+                                   f"laminography, got {self.tilt_deg!r}",
+                                   tilt_deg="tilt_deg") from None
             if not (0.0 < tilt < 90.0):
                 raise SettingError(
-                    f"laminography $tilt_deg must lie strictly between 0 and 90 degrees, got "
-                    f"{self.tilt_deg!r} (0 is ordinary CT: use the parallel or cone geometry; "
-                    "90 puts the rotation axis along the beam)", tilt_deg="tilt_deg")
+                    f"$tilt_deg must lie strictly between 0 and 90 degrees for laminography, "
+                    f"got {self.tilt_deg!r} (0 is ordinary CT: use the parallel or cone "
+                    "geometry; 90 puts the rotation axis along the beam)", tilt_deg="tilt_deg")
             object.__setattr__(self, "tilt_deg", tilt)
         elif self.tilt_deg is not None:
             raise ValueError(f"tilt_deg only applies to laminography, not to {self.kind}")

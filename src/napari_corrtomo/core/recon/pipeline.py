@@ -21,7 +21,14 @@ from .batches import reconstruct_slabs
 from .fsc import FSCResult, fsc
 from .geometry import Geometry
 from .preprocess import prepare
-from .reconstruct import METHODS, method_for, reconstruct, reconstruct_halves, reconstruct_slice
+from .reconstruct import (
+    METHODS,
+    method_for,
+    reconstruct,
+    reconstruct_halves,
+    reconstruct_slice,
+    slice_axis,
+)
 
 
 @dataclass(frozen=True)
@@ -277,6 +284,7 @@ def preview_slice(projections: Any, geometry: Geometry, index: int,
                   *, flats: Any = None, darks: Any = None,
                   progress: ProgressCallback | None = None) -> tuple[np.ndarray, Geometry]:
     """Slice ``index`` (along the rotation axis) of what :func:`run_reconstruction` gives."""
+    slice_axis(geometry, settings.shape, index)  # before the preprocessing
     lines, geometry = prepare_scan(projections, geometry, scan, flats, darks,
                                    scaled(progress, 0, 300, 1000))
     s = settings.resolved(geometry)

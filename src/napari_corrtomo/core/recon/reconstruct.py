@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import SettingError
 from ..progress import ProgressCallback, report, scaled
 from . import _astra, analytic, iterative
 from . import projector as P
@@ -76,6 +77,18 @@ def _grid(geometry: Geometry, volume_shape: Sequence[int] | None, voxel_size: fl
     if voxel_size is None:
         voxel_size = geometry.default_voxel_size
     return P.check_volume(volume_shape, voxel_size, offset)
+
+
+def slice_axis(geometry: Geometry, volume_shape: Sequence[int] | None, index: int) -> int:
+    """The volume axis a slice preview cuts across (the rotation axis: z for CT and
+    laminography, y for tilt series), after checking that slice ``index`` exists."""
+    shape, _, _ = _grid(geometry, volume_shape, None)
+    axis = 1 if geometry.kind == "tilt_series" else 0
+    if not 0 <= int(index) < shape[axis]:
+        raise SettingError(f"$index {index} is outside the volume: its slices along the "
+                           f"rotation axis ({'zy'[axis]}) are 0 to {shape[axis] - 1}",
+                           index="slice index")
+    return axis
 
 
 def reconstruct(
@@ -240,11 +253,8 @@ def reconstruct_slice(
     Returns a 2D float32 array.
     """
     shape, vs, _ = _grid(geometry, volume_shape, voxel_size)
-    axis = 1 if geometry.kind == "tilt_series" else 0
+    axis = slice_axis(geometry, shape, index)
     n = shape[axis]
-    if not 0 <= int(index) < n:
-        raise ValueError(
-            f"slice index {index} is outside the volume (0..{n - 1} along axis {axis})")
     offset = [0.0, 0.0, 0.0]
     offset[axis] = (int(index) - 0.5 * (n - 1)) * vs
     sub = list(shape)
