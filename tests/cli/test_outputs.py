@@ -164,3 +164,14 @@ def test_demo_refuses_a_foreign_folder(tmp_path, capsys):
     (tmp_path / "notes.md").write_text("keep me")
     _refused(["demo", "--out", str(tmp_path)], capsys, "did not write")
     assert (tmp_path / "notes.md").read_text() == "keep me"
+
+
+def test_a_results_folder_that_cannot_be_made_is_one_line(files, tmp_path, capsys):
+    """A results folder under a file (or on a read-only disk) is refused naming it, not
+    with the operating system's bare error number."""
+    (tmp_path / "notes.md").write_text("keep me")
+    _refused(["quantify", str(files / "labels.tif"), "--phase", "1", "--out",
+              str(tmp_path / "notes.md" / "results")], capsys,
+             f"cannot write the results folder {tmp_path / 'notes.md' / 'results'}: ",
+             "choose a folder you can write to")
+    assert (tmp_path / "notes.md").read_text() == "keep me"

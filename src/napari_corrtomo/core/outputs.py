@@ -131,6 +131,10 @@ def claim_folder(folder: PathLike, command: str, settings: Mapping,
             raise ValueError(f"{folder} holds the results of another corrtomo "
                              f"{(previous or {}).get('command', '')} run (other settings); "
                              "give --overwrite to replace them, or choose another folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    mark.write_text(json.dumps(record, indent=1))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        mark.write_text(json.dumps(record, indent=1))
+    except OSError as exc:  # a read-only disk, a parent that is a file, no permission
+        raise ValueError(f"cannot write the results folder {folder}: "
+                         f"{exc.strerror or exc}; choose a folder you can write to") from None
     return folder
