@@ -389,7 +389,26 @@ class Mouse:
         for t in np.linspace(0, 1, steps + 1)[1:]:
             self.qtbot.wait(20)
             self.qtbot.mouseMove(native, self.pos(viewer, a + t * (b - a)))
+        # release only once the cursor is at b: a last move vispy dropped (too soon after
+        # the one before, on a busy machine) left a rectangle one step short; come again
+        # from half a step back along the stroke (a stroke paints nothing off its line)
+        for _ in range(3):
+            if self._arrived(viewer, b, tol, timeout_s=1.0):
+                break
+            for at in (b - 0.5 * (b - a) / steps, b):
+                self.qtbot.wait(20)
+                self.qtbot.mouseMove(native, self.pos(viewer, at))
+        assert self._arrived(viewer, b, tol, timeout_s=1.0), "the cursor never reached b"
         self.qtbot.mouseRelease(native, Qt.MouseButton.LeftButton, pos=self.pos(viewer, b))
+
+    def _arrived(self, viewer, world_yx, tol: float, timeout_s: float) -> bool:
+        """Whether napari's cursor comes within ``tol`` of the world point in time."""
+        end = time.monotonic() + timeout_s
+        while np.abs(np.asarray(viewer.cursor.position)[-2:] - world_yx).max() > tol:
+            if time.monotonic() > end:
+                return False
+            self.qtbot.wait(10)
+        return True
 
 
 @pytest.fixture
