@@ -491,13 +491,24 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .core import recon
-    from .core.io import Volume, read_volumes, write_table, write_volume
+    from .core.io import Volume, read_volumes, split_dataset, write_table, write_volume
 
     def first(path: str | None):
         if path is None:
             return None
         return np.asarray(read_volumes(path)[0].array)
 
+    # one stack given twice (the projections as their own flats failed as "flat field
+    # zero at 129 pixels"); two datasets of one HDF5 file are two stacks
+    seen: dict[tuple, str] = {}
+    for what, path in (("the projections", args.projections), ("--flats", args.flats),
+                       ("--darks", args.darks)):
+        if path is not None:
+            file, dataset = split_dataset(path)
+            if (key := (file.resolve(), dataset)) in seen:
+                raise ValueError(f"{what} and {seen[key]} are one stack ({path}): flats are "
+                                 "taken with the beam and no sample, darks without the beam")
+            seen[key] = what
     geometry = recon.Geometry.load(args.geometry)
     given = geometry
     center = args.center

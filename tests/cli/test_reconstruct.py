@@ -97,6 +97,7 @@ def test_wrong_settings_are_refused_in_the_options_words(tmp_path, capsys):
     s = synthetic.projections("parallel", seed=0, volume_shape=(4, 16, 16), det_shape=(4, 16),
                               n_angles=12)
     io.write_tiff(tmp_path / "p.tif", s.projections, (1.0, 1.0, 1.0), "um")
+    io.write_tiff(tmp_path / "f.tif", np.ones((2, 4, 16), np.float32), (1.0, 1.0, 1.0), "um")
     s.geometry.save(tmp_path / "g.json")
     base = ["reconstruct", str(tmp_path / "p.tif"), "--geometry", str(tmp_path / "g.json"),
             "--out", str(tmp_path / "v.tif")]
@@ -106,7 +107,12 @@ def test_wrong_settings_are_refused_in_the_options_words(tmp_path, capsys):
                          (["--min-value", "0"], "--min-value is a finite lower bound of SIRT"),
                          (["--outliers", "-1"], "--outliers must be a positive number"),
                          (["--rings", "1"], "--rings is a window of at least 3"),
-                         (["--shape", "0", "4", "4"], "--shape must be three positive")]:
+                         (["--shape", "0", "4", "4"], "--shape must be three positive"),
+                         # a stack given twice (its own flats once failed as a zero flat)
+                         (["--flats", str(tmp_path / "p.tif")],
+                          "--flats and the projections are one stack"),
+                         (["--flats", str(tmp_path / "f.tif"), "--darks", str(tmp_path / "f.tif")],
+                          "--darks and --flats are one stack")]:
         capsys.readouterr()
         assert main([*base, *extra]) == 1
         err = capsys.readouterr().err
