@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import faulthandler
 import gc
+import importlib
 import json
 import os
 import re
@@ -421,6 +422,11 @@ def mouse(qtbot) -> Mouse:
 def errors(monkeypatch):
     """Every ``show_error`` of the widgets (and of the task runner), in order."""
     shown: list[str] = []
-    for mod in ("reconstruct", "register", "classify", "quantify", "project", "fib", "_runner"):
-        monkeypatch.setattr(f"napari_corrtomo.widgets.{mod}.show_error", shown.append)
+    import napari_corrtomo.widgets as widgets
+
+    for mod in ("reconstruct", "register", "classify", "quantify", "project", "fib", "_runner",
+                "_layers", "_dock", "_registered_view"):
+        module = importlib.import_module(f"{widgets.__name__}.{mod}")
+        if hasattr(module, "show_error"):  # the modules that notify an error themselves
+            monkeypatch.setattr(module, "show_error", shown.append)
     return shown

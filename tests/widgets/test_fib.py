@@ -105,9 +105,13 @@ def test_constant_source_and_metrics_against_truth(make_napari_viewer, qtbot, sm
     assert res["mds"] == pytest.approx(ref["mds"])
 
 
-def test_bad_input_shows_error_and_adds_nothing(make_napari_viewer, qtbot, small_fib, tmp_path):
+def test_bad_input_shows_error_and_adds_nothing(make_napari_viewer, qtbot, small_fib, tmp_path,
+                                                errors):
     viewer = make_napari_viewer()
     w, _ = _widget_on_se2(viewer, small_fib)
+    w.metrics_button.click()  # before any isotropic volume: refused, and the panel says so
+    assert errors == ["make an isotropic volume first (Reposition + interpolate)"]
+    assert w.runner.status.text() == f"Not started: {errors[0]}"
     w.source_form["band_rows"].value = "0, 20, 40"  # the band is two rows (first, stop)
     with pytest.raises(ValueError, match="'Band rows' must be two whole numbers"):
         w.settings()

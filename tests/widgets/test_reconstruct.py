@@ -105,6 +105,10 @@ def test_bad_input_adds_nothing(make_napari_viewer, qtbot, errors):
     viewer.add_image(np.zeros((10, 12), np.float32), name="flat image")
     w = ReconstructWidget(viewer)
     assert w.run() is None and "3D" in errors[-1]
+    viewer.add_image(np.zeros((10, 12, 3), np.uint8), name="photo", rgb=True)
+    w.projections.set_layer(viewer.layers["photo"])
+    assert w.run() is None and "'photo' is an RGB image" in errors[-1]
+    viewer.layers.remove("photo")
     viewer.add_image(np.zeros((10, 6, 12), np.float32), name="stack")
     w.projections.set_layer(viewer.layers["stack"])
     w.kind.setCurrentText("laminography")

@@ -31,7 +31,9 @@ def test_every_step_without_its_prerequisite_names_what_is_missing(make_napari_v
     for button in (rw.run_button, rw.preview_button, rw.fsc_button, rw.find_button):
         expect(button.click, "no projection layer", "Image layer")
     expect(gw.new_points_button.click, "no fixed image", "Image layer")
+    gw.runner.refuse("an earlier refusal")
     expect(gw.fit_button.click, "landmark Points layers")
+    assert gw.runner.status.text() == f"Not started: {errors[0]}"  # not the earlier one
     expect(gw.apply_button.click, "no fixed image", "Image layer")
     for button in (gw.resample_button, gw.refine_button):
         expect(button.click, "no transform", "fit landmarks")
@@ -43,6 +45,7 @@ def test_every_step_without_its_prerequisite_names_what_is_missing(make_napari_v
     expect(cw.predict_button.click, "no classifier", "train one")
     expect(qw.run_button.click, "no segmentation chosen", "Labels layer")
     expect(lambda: pw.save(tmp_path / "p"), "Nothing to save")
+    assert pw.runner.status.text() == f"Not started: {errors[0]}"  # the panel says so too
 
     # one volume, but still not what the next step needs
     rng = np.random.default_rng(0)

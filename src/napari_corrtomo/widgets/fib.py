@@ -15,7 +15,6 @@ from typing import Any
 import napari
 import numpy as np
 import pandas as pd
-from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
@@ -310,7 +309,7 @@ class FibWidget(DockForm):
 
     def compute_metrics(self) -> None:
         if self.result_layer is None or self.result_layer not in self.viewer.layers:
-            show_error("make an isotropic volume first (Reposition + interpolate)")
+            self.runner.refuse("make an isotropic volume first (Reposition + interpolate)")
             return
         truth = self.truth.layer()
         spacing = tuple(float(s) for s in self.result_layer.scale[-3:])

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import napari
 from napari.layers import Image, Labels, Points, Shapes
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
@@ -148,7 +148,8 @@ class ProjectWidget(DockForm):
         """Save the layers of :meth:`_saved_layers` into ``directory`` (in a worker)."""
         layers = [to_project_layer(layer) for layer in self._saved_layers()]
         if not layers:
-            show_error("Nothing to save: the viewer has no image, labels, points or shapes layers.")
+            self.runner.refuse("Nothing to save: the viewer has no image, labels, points or "
+                               "shapes layers.")
             return None
         lock = self.autosave.lock
 

@@ -306,6 +306,9 @@ class ReconstructWidget(DockForm):
     def _layer_data(self) -> Any:
         layer = self.projections.layer(required="projection layer")
         data = full_resolution(layer)
+        if layer.rgb:  # (y, x, RGB) has three axes too
+            raise ValueError(f"layer {layer.name!r} is an RGB image; projections must be a "
+                             "grey-level 3D stack (angle, row, col)")
         if data.ndim != 3:
             raise ValueError(
                 f"layer {layer.name!r} is {data.ndim}D; projections must be a 3D stack "

@@ -28,7 +28,7 @@ import napari
 import numpy as np
 from napari.layers import Image, Points, Shapes
 from napari.utils.colormaps.standardize_color import transform_color
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -435,7 +435,7 @@ class RegisterWidget(DockForm):
         except ValueError as exc:
             self.summary.setText(f"Fit failed: {in_words(exc, WORDS)}")
             if not live:
-                show_error(in_words(exc, WORDS))
+                self.runner.refuse(in_words(exc, WORDS))
             return None
         if not live:
             for w in t.warnings:
