@@ -60,4 +60,4 @@ def test_quantify_transport_clear_failures(tmp_path, capsys):
     assert "spacing" in capsys.readouterr().err
     assert main(["quantify", str(tmp_path / "l.tif"), "--phase", "1", "--axes", "4",
                  "--measures", "tortuosity", "--out", str(tmp_path / "o")]) == 1
-    assert "out of range" in capsys.readouterr().err
+    assert "--axes must be volume axes 0 (z), 1 (y) or 2 (x), got [4]" in capsys.readouterr().err

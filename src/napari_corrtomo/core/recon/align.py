@@ -332,7 +332,7 @@ ALIGN_METHODS = ("auto", "xcorr", "com", "both")
 #: the quick reconstruction that scores an alignment (:func:`alignment_residual`): the
 #: detector binned to at most this many pixels a side, this many SIRT iterations (on a
 #: real HAADF series and on the synthetic ones it ranks the methods as 50 iterations at
-#: full size do; 1-5 s a method for 77 tilts of 256^2 on 2 cores)
+#: full size do; 1.4 s a method for 77 tilts of 256^2 on 2 cores, docs/benchmarks/align.md)
 SCORE_PIXELS = 128
 SCORE_ITERATIONS = 20
 
