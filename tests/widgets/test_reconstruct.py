@@ -100,6 +100,20 @@ def test_geometry_json_round_trip_and_angles_file(make_napari_viewer, tmp_path):
     np.testing.assert_allclose(w.geometry().angles_deg, angles)
 
 
+def test_a_docked_panel_refuses_the_projections_as_their_own_flats(make_napari_viewer, errors):
+    """Docked from the Plugins menu the widget sees napari's proxy viewer, whose layers are
+    new objects on each access: the refusal compares names (it once let the run start)."""
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((10, 6, 12), np.float32), name="stack")
+    _, w = viewer.window.add_plugin_dock_widget("napari-corrtomo", "Reconstruct")
+    w.flats.setCurrentText("stack")
+    assert w.projections.layer() is not w.flats.layer()  # the proxy's new objects
+    w.run_button.click()
+    assert errors == ["'Flat fields' is the projection layer 'stack' itself: choose the "
+                      "layer of those images, or none"]
+    assert not w.runner.busy and [layer.name for layer in viewer.layers] == ["stack"]
+
+
 def test_bad_input_adds_nothing(make_napari_viewer, qtbot, errors):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((10, 12), np.float32), name="flat image")

@@ -404,7 +404,7 @@ class ReconstructWidget(DockForm):
             fits: dict[str, int] = {}
             for c in self.viewer.layers:
                 name = c.name.lower()
-                if (isinstance(c, napari.layers.Image) and c is not layer and word in name
+                if (isinstance(c, napari.layers.Image) and c.name != layer.name and word in name
                         and tuple(full_resolution(c).shape[-2:]) == detector):
                     common = os.path.commonprefix([c.name, layer.name])
                     if common.strip() or name.lstrip().startswith(word):
@@ -502,11 +502,13 @@ class ReconstructWidget(DockForm):
         geometry = self.geometry()
         flats = self.flats.layer()
         darks = self.darks.layer()
+        # by name: a docked plugin's viewer is a proxy whose layers are new objects on
+        # each access (layer names are unique)
         for chosen, label in ((flats, "Flat fields"), (darks, "Dark fields")):
-            if chosen is layer:
+            if chosen is not None and chosen.name == layer.name:
                 raise ValueError(f"'{label}' is the projection layer {layer.name!r} itself: "
                                  "choose the layer of those images, or none")
-        if flats is not None and flats is darks:
+        if flats is not None and darks is not None and flats.name == darks.name:
             raise ValueError(f"{flats.name!r} is chosen as both 'Flat fields' and 'Dark "
                              "fields': flats are taken with the beam, darks without")
         return {
