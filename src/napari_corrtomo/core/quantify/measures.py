@@ -205,13 +205,11 @@ def _particle_components(d: MeasureData, s: QuantifySettings, solid: np.ndarray)
 
 def _envelopes(d: MeasureData, s: QuantifySettings, solid: np.ndarray, comps: np.ndarray,
                progress) -> np.ndarray:
-    """The envelopes of ``s.envelope`` kind."""
+    """The envelopes of ``s.envelope`` kind (one of ENVELOPES: QuantifySettings checked it)."""
     if s.envelope == "sphere":
         return spherical_envelopes(solid, comps, d.spacing, progress=progress)
-    if s.envelope == "rolling ball":
-        return particle_envelopes(solid, comps, d.spacing, s.envelope_radius_fraction,
-                                  progress=progress)
-    raise ValueError(f"envelope must be 'sphere' or 'rolling ball', got {s.envelope!r}")
+    return particle_envelopes(solid, comps, d.spacing, s.envelope_radius_fraction,
+                              progress=progress)
 
 
 def _picked(env: np.ndarray, d: MeasureData, s: QuantifySettings,
@@ -378,13 +376,8 @@ _AXIS_NAMES = "zyx"
 
 
 def _transport_axes(d: MeasureData, s: QuantifySettings) -> tuple[int, ...]:
-    axes = tuple(range(3)) if s.transport_axes is None else tuple(s.transport_axes)
-    if not axes:
-        raise ValueError("no transport axis chosen; choose z, y and/or x (0, 1, 2)")
-    bad = [a for a in axes if a not in (0, 1, 2)]
-    if bad:
-        raise ValueError(f"transport axes {bad} are out of range; use 0 (z), 1 (y) or 2 (x)")
-    return axes
+    """The flux directions (QuantifySettings checked them when it was made)."""
+    return tuple(range(3)) if s.transport_axes is None else tuple(s.transport_axes)
 
 
 def _measure_tortuosity(d, s, r, progress) -> None:
