@@ -112,7 +112,10 @@ def test_wrong_settings_are_refused_in_the_options_words(tmp_path, capsys):
                          (["--flats", str(tmp_path / "p.tif")],
                           "--flats and the projections are one stack"),
                          (["--flats", str(tmp_path / "f.tif"), "--darks", str(tmp_path / "f.tif")],
-                          "--darks and --flats are one stack")]:
+                          "--darks and --flats are one stack"),
+                         (["--align"], "--align is for tilt series (electron tomography), "
+                          "whose neighbouring projections nearly match; a parallel scan is "
+                          "aligned by its rotation-axis offset (--center)")]:
         capsys.readouterr()
         assert main([*base, *extra]) == 1
         err = capsys.readouterr().err

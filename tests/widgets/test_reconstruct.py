@@ -165,6 +165,12 @@ def test_bad_input_adds_nothing(make_napari_viewer, qtbot, errors):
         w.run()
         _wait(qtbot, w)
     assert isinstance(w.runner.last_error, ValueError) and "NaN" in str(w.runner.last_error)
+    stack.data = np.zeros((10, 6, 12), np.float32)  # once reconstructed to zeros, silently
+    with qtbot.capture_exceptions():
+        w.run()
+        _wait(qtbot, w)
+    assert "hold one value (0.0) throughout: there is nothing to reconstruct" in str(
+        w.runner.last_error)
     assert [layer.name for layer in viewer.layers] == ["flat image", "stack", "beam"]
 
 

@@ -93,3 +93,19 @@ def test_slabs_are_for_parallel_fbp_and_refused_before_any_preparation():
     with pytest.raises(SettingError, match="slab= reconstructs parallel-beam scans with FBP"):
         # projections of the wrong size would fail the preparation: the check comes first
         recon.run_reconstruction(s.projections[:, :2], s.geometry, slab=4)
+
+
+def test_alignment_is_for_tilt_series_and_a_constant_stack_is_refused(raw_scan):
+    """Neighbour cross-correlation on a 180/360 degree scan measures the object turning,
+    not the stage: ``align`` is refused there (naming the setting for the axis offset);
+    a stack of one value (a blank frame, a mask) has nothing to reconstruct."""
+    s = raw_scan
+    with pytest.raises(SettingError) as err:
+        recon.run_reconstruction(s.raw, s.geometry, recon.ScanSettings(align=True),
+                                 flats=s.flats, darks=s.darks)
+    assert err.value.worded({"align": "--align", "center": "--center"}) == (
+        "--align is for tilt series (electron tomography), whose neighbouring projections "
+        "nearly match; a parallel scan is aligned by its rotation-axis offset (--center)")
+    blank = np.full(s.raw.shape, 7, np.uint16)
+    with pytest.raises(ValueError, match=r"hold one value \(7\) throughout"):
+        recon.prepare_scan(blank, s.geometry)

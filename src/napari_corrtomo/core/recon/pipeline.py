@@ -209,6 +209,14 @@ def _prepare(projections: Any, geometry: Geometry, settings: ScanSettings, flats
     """:func:`prepare_scan`, and the alignment it measured (None without ``align``)."""
     data = np.asarray(projections)
     geometry.check_projections(data)
+    if settings.align and geometry.kind != "tilt_series":
+        raise SettingError(f"$align is for tilt series (electron tomography), whose "
+                           f"neighbouring projections nearly match; a {geometry.kind} scan "
+                           f"is aligned by its rotation-axis offset ($center)",
+                           align="align", center="center")
+    if data.size and data.min() == data.max():  # e.g. a blank frame or a mask
+        raise ValueError(f"the projections hold one value ({data.flat[0]}) throughout: "
+                         f"there is nothing to reconstruct; choose the projection stack")
     lines = prepare(data, flats=flats, darks=darks, log=settings.log,
                     outlier_threshold=settings.outlier_threshold,
                     ring_size=settings.ring_size, progress=scaled(progress, 0, 400, 1000))
