@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from napari_corrtomo.core._checks import (
+    SettingError,
     as_mask,
     check_finite,
     check_labels,
@@ -32,8 +33,12 @@ def test_check_spacing():
 def test_check_length():
     assert check_length("2.5", "grid") == 2.5
     for bad in (0, -1, np.inf, "x", None):
-        with pytest.raises(ValueError, match="grid"):
+        with pytest.raises(SettingError, match="grid") as err:
             check_length(bad, "grid")
+        assert err.value.worded({"grid": "'Grid'"}).startswith("'Grid' must be")
+    assert check_length(0, "distance", allow_zero=True) == 0.0
+    with pytest.raises(SettingError, match="distance must be zero or positive and finite"):
+        check_length(-1e-9, "distance", allow_zero=True)
 
 
 def test_as_mask_accepts_binary_only():

@@ -59,14 +59,18 @@ def check_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
     return tuple(float(v) for v in arr)
 
 
-def check_length(value: Any, name: str) -> float:
-    """One positive finite length (a grid spacing, a pixel size, a radius)."""
+def check_length(value: Any, name: str, allow_zero: bool = False) -> float:
+    """One finite length, positive (or zero with ``allow_zero``): a grid spacing, a pixel
+    size, a distance. ``name`` is the setting's API word, a :class:`SettingError`
+    placeholder a front end words its own way."""
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+        raise SettingError(f"${name} must be a number, got {value!r}", **{name: name}) from None
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = "zero or positive" if allow_zero else "positive"
+        raise SettingError(f"${name} must be {bound} and finite, got {value!r}",
+                           **{name: name})
     return v
 
 

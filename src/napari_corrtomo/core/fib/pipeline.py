@@ -348,7 +348,7 @@ def run_fib(stack, pixel_size_nm: float, settings: FibSettings, *, labels: bool 
         stack = np.asarray(stack)
     if stack.ndim != 3:
         raise ValueError(f"stack must be (slices, y, x), got shape {tuple(stack.shape)}")
-    px = check_length(pixel_size_nm, "the pixel size")
+    px = check_length(pixel_size_nm, "pixel_size_nm")
     kind = s.kind
     if kind == "auto" and labels and resolve_kind(stack) != "binary":
         kind = "labels"

@@ -64,7 +64,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import SettingError
+from .._checks import SettingError, check_length
 from ..io import atomic_path
 from ..units import normalize_unit
 
@@ -117,18 +117,6 @@ def _check_det_shape(det_shape: Any) -> tuple[int, int]:
     return rows, cols
 
 
-def _check_positive(name: str, value: Any, allow_zero: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise SettingError(f"${name} must be a number, got {value!r}", **{name: name}) from None
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise SettingError(f"${name} must be finite and {bound}, got {value!r}",
-                           **{name: name})
-    return v
-
-
 @dataclass(frozen=True, eq=False)
 class Geometry:
     """Projection geometry of one scan; build it with the class methods.
@@ -173,7 +161,7 @@ class Geometry:
         angles = _check_angles(self.angles_deg)
         object.__setattr__(self, "angles_deg", angles)
         object.__setattr__(self, "det_shape", _check_det_shape(self.det_shape))
-        object.__setattr__(self, "pixel_size", _check_positive("pixel_size", self.pixel_size))
+        object.__setattr__(self, "pixel_size", check_length(self.pixel_size, "pixel_size"))
         object.__setattr__(self, "unit", normalize_unit(self.unit))
         cone_given = (self.source_origin is not None, self.origin_detector is not None)
         if cone_given[0] != cone_given[1]:
@@ -188,10 +176,10 @@ class Geometry:
                              "source/detector distances")
         if cone_given[0]:
             object.__setattr__(self, "source_origin",
-                               _check_positive("source_origin", self.source_origin))
+                               check_length(self.source_origin, "source_origin"))
             object.__setattr__(self, "origin_detector",
-                               _check_positive("origin_detector", self.origin_detector,
-                                               allow_zero=True))
+                               check_length(self.origin_detector, "origin_detector",
+                                            allow_zero=True))
         if self.kind == "laminography":
             try:
                 tilt = float(self.tilt_deg)  # type: ignore[arg-type]
