@@ -349,6 +349,8 @@ def _run_register(args: argparse.Namespace) -> int:
 
 
 def _add_classify(sub: argparse._SubParsersAction) -> None:
+    from .core.backend import BACKENDS
+
     p = sub.add_parser(
         "classify",
         help="segment a volume with a saved pixel classifier (Classify widget / PixelClassifier)",
@@ -366,7 +368,7 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
                         "PREFIX_<class>.tif/.ome.zarr")
     p.add_argument("--uncertainty", type=Path, default=None,
                    help="also write the uncertainty (1 - margin) to this .tif/.ome.zarr")
-    p.add_argument("--backend", default="auto", choices=("auto", "numpy", "cupy"),
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help=BACKEND_HELP)
     p.add_argument("--memory", default=None, type=_memory_size,
                    help="memory budget per block, e.g. 4GB")
@@ -431,6 +433,9 @@ def _run_classify(args: argparse.Namespace) -> int:
 
 
 def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
+    from .core import recon
+    from .core.backend import BACKENDS
+
     p = sub.add_parser(
         "reconstruct",
         help="reconstruct a projection stack (angle, row, col) with a geometry JSON",
@@ -441,7 +446,7 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--geometry", required=True, type=Path,
                    help="geometry JSON (see docs/reconstruction.md)")
     p.add_argument("--out", required=True, type=Path, help="output volume (.tif or .ome.zarr)")
-    p.add_argument("--method", choices=("fbp", "fdk", "sirt", "cgls"),
+    p.add_argument("--method", choices=recon.METHODS,
                    help="default: fbp for parallel beams, fdk for cone beams")
     p.add_argument("--iterations", type=int, default=100,
                    help="SIRT/CGLS iterations (default 100)")
@@ -454,7 +459,7 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
                    help="voxel size in the geometry's length unit (default: the detector "
                         "pixel at the rotation axis)")
     p.add_argument("--filter", default="ram-lak",
-                   choices=("ram-lak", "shepp-logan", "cosine", "hamming", "hann"),
+                   choices=recon.FILTERS,
                    help="FBP/FDK ramp filter window (default ram-lak, the sharpest; the others "
                         "smooth: less noise, less resolution)")
     p.add_argument("--flats", help="flat-field frames (averaged)")
@@ -467,7 +472,7 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--center", metavar="auto|OFFSET",
                    help="rotation-axis offset in pixels added to the geometry, or 'auto'")
     p.add_argument("--align", nargs="?", const="auto", default=None,
-                   choices=("auto", "xcorr", "com", "both"), metavar="METHOD",
+                   choices=recon.ALIGN_METHODS, metavar="METHOD",
                    help="align a tilt series: auto (default; tries the others and keeps the "
                         "one whose aligned series fits a volume best), xcorr (neighbour "
                         "cross-correlation), com (centre of mass) or both (the last two need "
@@ -476,7 +481,7 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
                    help="also reconstruct even/odd halves and write their FSC table")
     p.add_argument("--save-geometry", type=Path, metavar="JSON",
                    help="write the geometry actually used (with centre and alignment shifts)")
-    p.add_argument("--backend", default="auto", choices=("auto", "numpy", "cupy"),
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help=BACKEND_HELP)
     p.add_argument("--slab", type=int, default=16, metavar="SLICES",
                    help="with --workers/--scheduler: slices per task (parallel-beam FBP)")
@@ -739,6 +744,8 @@ def _run_quantify(args: argparse.Namespace) -> int:
 
 
 def _add_fib(sub: argparse._SubParsersAction) -> None:
+    from .core import fib
+
     p = sub.add_parser(
         "fib",
         help="FIB-SEM stack + slice thicknesses -> isotropic volume (reposition + interpolate)",
@@ -768,7 +775,7 @@ def _add_fib(sub: argparse._SubParsersAction) -> None:
                    metavar=("X0", "X1", "X2", "X3"),
                    help="approximate x (pixels) of the four marks in the first slice "
                         "(default: the four strongest)")
-    p.add_argument("--polarity", choices=("dark", "bright"), default="dark",
+    p.add_argument("--polarity", choices=fib.POLARITIES, default="dark",
                    help="whether the ruler marks are darker or brighter than their "
                         "surroundings (default dark)")
     p.add_argument("--max-step", type=float, default=None, metavar="PX",
@@ -782,12 +789,12 @@ def _add_fib(sub: argparse._SubParsersAction) -> None:
                    help="in-plane pixel size in nm (default: from the file)")
     p.add_argument("--grid", type=float, default=None,
                    help="z grid spacing in nm (default: the pixel size -> isotropic voxels)")
-    p.add_argument("--method", choices=("nearest", "cubic", "shape", "ml"), default="cubic",
+    p.add_argument("--method", choices=fib.METHODS, default="cubic",
                    help="how the planes between measured slices are filled: nearest slice, "
                         "cubic spline along z (default), shape-based (signed distances, for "
                         "labels) or ml (the shipped network, binary stacks on ~isotropic "
                         "voxels)")
-    p.add_argument("--kind", choices=("auto", "grey", "binary", "labels"), default="auto",
+    p.add_argument("--kind", choices=fib.KINDS, default="auto",
                    help="what the stack holds (default auto: bool or 0/1 -> binary, else grey)")
     p.add_argument("--thickness-out", type=Path, default=None,
                    help="write the thicknesses used (with ruler confidence/flags) to this CSV")

@@ -31,7 +31,6 @@ from scipy import stats
 
 from ..core import fib
 from ..core._checks import in_words
-from ..core.fib.interpolate import KINDS
 from ..core.units import convert
 from ._dock import DockForm
 from ._form import Field, SettingsForm
@@ -141,7 +140,7 @@ class FibWidget(DockForm):
             "layout": Field(label="Mark layout", placeholder="auto (e.g. IPPI)"),
             "x_first": Field(label="Mark x (slice 0)",
                              placeholder="auto (e.g. 80 89 103 112)"),
-            "polarity": Field(label="Marks are", choices=("dark", "bright")),
+            "polarity": Field(label="Marks are", choices=fib.POLARITIES),
             "max_step_px": Field(label="Max mark step", max=1000.0, decimals=2, step=1.0),
             "fallback_thickness": Field(label="Fallback thickness", max=1e5, decimals=2,
                                         step=1.0, none_text="off"),
@@ -193,7 +192,7 @@ class FibWidget(DockForm):
             "grid_nm": Field(label="Grid spacing", max=1e5, decimals=3, step=1.0,
                              none_text="pixel size (isotropic)"),
             "method": Field(label="Interpolation", choices=fib.METHODS),
-            "kind": Field(label="Data are", choices=KINDS),
+            "kind": Field(label="Data are", choices=fib.KINDS),
         })
         self.volume_form["grid_nm"].native.setSuffix(" nm")
         self.run_button = QPushButton("Reposition + interpolate")

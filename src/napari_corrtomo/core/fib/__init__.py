@@ -11,7 +11,7 @@ run these steps as the widget, the CLI and the demo do (:class:`FibSettings`).
 """
 
 from ._planes import nearest_known
-from .interpolate import METHODS, fill_planes, interpolate
+from .interpolate import KINDS, METHODS, fill_planes, interpolate
 from .metrics import anisotropy, metrics, plane_diameters
 from .pipeline import (
     SOURCES,
@@ -26,7 +26,7 @@ from .pipeline import (
     slice_thickness,
 )
 from .reposition import Repositioned, check_thicknesses, reposition, slice_positions
-from .ruler import RulerMarkers, detect_ruler_marks
+from .ruler import POLARITIES, RulerMarkers, detect_ruler_marks
 from .thickness import (
     ThicknessResult,
     fit_gamma,
@@ -36,7 +36,9 @@ from .thickness import (
 )
 
 __all__ = [
+    "KINDS",
     "METHODS",
+    "POLARITIES",
     "SOURCES",
     "FibSettings",
     "FibVolume",

@@ -29,6 +29,9 @@ THICKNESS_COLUMNS = ("slice", "depth_nm", "thickness_nm", "uncertainty_nm", "con
                      "drift_x_px", "flags")
 
 
+#: the marks' contrast against the surface (:attr:`RulerMarkers.polarity`)
+POLARITIES = ("dark", "bright")
+
 @dataclass
 class RulerMarkers:
     """What the user knows about the ruler marks in the slice images.
@@ -85,7 +88,7 @@ class RulerMarkers:
         if self.x_first is not None and len(self.x_first) != 4:
             raise SettingError("$x_first must give the approximate x of the four marks",
                                x_first="x_first")
-        if self.polarity not in ("dark", "bright"):
+        if self.polarity not in POLARITIES:
             raise SettingError(f"$polarity must be 'dark' or 'bright', got {self.polarity!r}",
                                polarity="polarity")
 
