@@ -331,14 +331,16 @@ def _run_register(args: argparse.Namespace) -> int:
     if args.resampled is not None:
         g = out.grid
         write_volume(args.resampled, Volume(out.resampled, g.spacing, (g.unit,) * 3,
-                                            f"{volumes['moving'].name} registered"))
+                                            f"{volumes['moving'].name} registered"),
+                     args.overwrite)
         print(f"wrote {args.resampled}: {g.shape} voxels of "
               f"{' x '.join(f'{v:g}' for v in g.spacing)} {g.unit}; origin (z, y, x) "
               f"{' '.join(f'{v:g}' for v in g.origin)} {g.unit} in the fixed frame")
     if args.roi_out is not None:
         crop, slices, clipped = out.roi
         mv = volumes["moving"]
-        write_volume(args.roi_out, Volume(np.asarray(crop), mv.scale, mv.units, f"{mv.name} ROI"))
+        write_volume(args.roi_out, Volume(np.asarray(crop), mv.scale, mv.units, f"{mv.name} ROI"),
+                     args.overwrite)
         print(f"wrote {args.roi_out}: moving voxels (z, y, x) "
               + ", ".join(f"{s.start}:{s.stop}" for s in slices)
               + (" (the box reaches outside the moving volume)" if clipped else ""))
@@ -424,7 +426,8 @@ def _run_classify(args: argparse.Namespace) -> int:
                                  progress=_print_progress("classify"))
         for path, data, kind, name in outputs:
             if not any(path is o[0] for o in chunked):
-                write_volume(path, Volume(data, tuple(scale), tuple(units), name, kind))
+                write_volume(path, Volume(data, tuple(scale), tuple(units), name, kind),
+                             args.overwrite)
             print(f"wrote {name} to {path}")
     return 0
 
@@ -559,7 +562,8 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
                                   progress=_print_progress(s.method))
         else:
             out = write_volume(args.out, Volume(np.asarray(vol), (s.voxel_size,) * 3,
-                                                (geometry.unit,) * 3, name, "image"))
+                                                (geometry.unit,) * 3, name, "image"),
+                               args.overwrite)
     if result.alignment is not None:
         moved = np.abs(geometry.shifts - given.shifts).mean(axis=0)
         print(f"alignment: {result.alignment.summary()}; mean |shift| "
@@ -867,7 +871,8 @@ def _run_fib(args: argparse.Namespace) -> int:
         write_table(args.thickness_out, thickness.table)
     layer_type = "image" if out.kind == "grey" else "labels"
     data = out.volume.astype(np.uint8) if out.volume.dtype == bool else out.volume
-    write_volume(args.out, Volume(data, out.spacing_nm, ("nm",) * 3, args.out.name, layer_type))
+    write_volume(args.out, Volume(data, out.spacing_nm, ("nm",) * 3, args.out.name, layer_type),
+                 args.overwrite)
     print(f"wrote {args.out}: {data.shape} voxels of "
           f"{' x '.join(f'{s:g}' for s in out.spacing_nm)} nm ({out.method}, {out.kind}; "
           f"{int(out.known.sum())} measured planes); origin (z, y, x) "

@@ -175,3 +175,62 @@ def test_a_results_folder_that_cannot_be_made_is_one_line(files, tmp_path, capsy
              f"cannot write the results folder {tmp_path / 'notes.md' / 'results'}: ",
              "choose a folder you can write to")
     assert (tmp_path / "notes.md").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_store_another_program_wrote_is_never_replaced(files, tmp_path, capsys, zarr_format):
+    """An existing OME-Zarr the run did not write (here the zarr library's) was replaced
+    without a word by every command writing its result whole: now refused, even with
+    --overwrite, and its bytes are kept."""
+    import zarr
+
+    store = tmp_path / "nano.ome.zarr"
+    zarr.open_group(str(store), mode="w", zarr_format=zarr_format).create_array(
+        "0", shape=(4, 4), dtype="f4")[:] = 7.0
+    before = content_digest(store)
+    cases = [["reconstruct", str(files / "proj.tif"), "--geometry", str(files / "geom.json"),
+              "--shape", "4", "16", "16", "--out", str(store)],
+             ["classify", str(files / "img.tif"), "--classifier", str(files / "clf.corrclf.npz"),
+              "--out", str(tmp_path / "s.tif"), "--uncertainty", str(store)],
+             ["fib", str(files / "se2.tif"), "--thickness", str(files / "t.csv"), "--out",
+              str(store)],
+             ["register", str(files / "lm.csv"), "--out", str(tmp_path / "t.json"), "--fixed",
+              str(files / "img.tif"), "--moving", str(files / "img.tif"), "--resampled",
+              str(store)]]
+    for args in cases:
+        for flag in ([], ["--overwrite"]):
+            _refused([*args, *flag], capsys, "is a zarr store napari-corrtomo did not write",
+                     "never replaced")
+    assert content_digest(store) == before and not (tmp_path / "s.tif").exists()
+
+
+def test_a_store_written_whole_is_replaced_only_when_asked(files, tmp_path, capsys):
+    """Reconstructing twice to one OME-Zarr (another centre) replaced the first silently:
+    now the second run is refused, then --overwrite replaces it; a resumable (blockwise)
+    run replaces such a store with --overwrite (it once called it foreign), and a run
+    written whole does not replace a resumable run's store without it."""
+    store = tmp_path / "v.ome.zarr"
+    base = ["reconstruct", str(files / "proj.tif"), "--geometry", str(files / "geom.json"),
+            "--shape", "4", "16", "16", "--out", str(store)]
+    assert main(base) == 0
+    first = content_digest(store)
+    _refused([*base, "--center", "0.5"], capsys, "exists", "--overwrite")
+    assert content_digest(store) == first
+    assert main([*base, "--center", "0.5", "--overwrite"]) == 0
+    assert content_digest(store) != first
+    # classify: whole from a TIFF, then blockwise (a zarr input) into the same store
+    seg = tmp_path / "seg.ome.zarr"
+    io.write_ome_zarr(tmp_path / "img.ome.zarr", np.asarray(io.read_volumes(
+        files / "img.tif")[0].array), (1.0, 1.0, 1.0), "um")
+    whole = ["classify", str(files / "img.tif"), "--classifier",
+             str(files / "clf.corrclf.npz"), "--out", str(seg)]
+    blockwise = [*whole[:1], str(tmp_path / "img.ome.zarr"), *whole[2:]]
+    assert main(whole) == 0
+    _refused(blockwise, capsys, "exists", "--overwrite")
+    assert main([*blockwise, "--overwrite"]) == 0
+    assert "signature" in io.run_record(seg)
+    resumable = content_digest(seg)
+    capsys.readouterr()  # refused when it would write (a run may resume such a store)
+    assert main(whole) == 1
+    assert f"error: {seg} exists; give --overwrite to replace it" in capsys.readouterr().err
+    assert content_digest(seg) == resumable

@@ -59,7 +59,7 @@ def test_classify_on_a_local_cluster_equals_in_memory(classified, tmp_path):
     np.testing.assert_array_equal(np.asarray(vol.array), clf.predict(img))
     unc = np.asarray(io.read_volumes(tmp_path / "unc.ome.zarr")[0].array)
     np.testing.assert_allclose(unc, clf.uncertainty(img), atol=1e-6)
-    assert resumable.run_state(out)["complete"]
+    assert io.run_record(out)["complete"]
 
 
 def test_classify_resumes_after_an_interruption(classified, tmp_path, monkeypatch):
@@ -78,7 +78,7 @@ def test_classify_resumes_after_an_interruption(classified, tmp_path, monkeypatc
     with pytest.raises(RuntimeError, match="worker lost"):
         main(_classify_args(path, zimg, out))
     done = {p.name for p in (out / ".corrtomo-done").iterdir()}
-    assert len(done) == len(written) == 5 and not resumable.run_state(out)["complete"]
+    assert len(done) == len(written) == 5 and not io.run_record(out)["complete"]
 
     second = []
 

@@ -14,7 +14,6 @@ from napari_corrtomo.core.backend import map_blocks
 from napari_corrtomo.core.resumable import (
     content_digest,
     input_signature,
-    run_state,
     store_resumable,
     writing,
 )
@@ -36,7 +35,7 @@ def test_store_equals_in_memory_and_is_a_lazy_pyramid(tmp_path, volume):
     np.testing.assert_array_equal(v.data[0].compute(), _smooth(volume))
     assert [d.shape for d in v.data] == [(48, 40, 36), (24, 20, 18), (12, 10, 9)]
     assert v.scale == (2.0, 1.0, 1.0) and v.units == ("nm",) * 3
-    assert run_state(tmp_path / "out.ome.zarr")["complete"] is True
+    assert io.run_record(tmp_path / "out.ome.zarr")["complete"] is True
 
 
 def test_interrupted_run_resumes_without_redoing_chunks(tmp_path, volume):
@@ -56,7 +55,7 @@ def test_interrupted_run_resumes_without_redoing_chunks(tmp_path, volume):
                         scheduler="synchronous")
     finished = len(list((path / ".corrtomo-done").iterdir()))
     assert finished == 4
-    assert run_state(path)["complete"] is False
+    assert io.run_record(path)["complete"] is False
 
     calls.clear()
     again = da.from_array(volume, chunks=(16, 20, 18)).map_blocks(
@@ -102,7 +101,7 @@ def test_a_foreign_directory_is_never_replaced(tmp_path, volume):
     empty = tmp_path / "empty.ome.zarr"
     empty.mkdir()
     store_resumable(da.from_array(volume, chunks=16), empty, (1, 1, 1), "um")
-    assert run_state(empty)["complete"]
+    assert io.run_record(empty)["complete"]
 
 
 def test_a_store_being_written_is_locked(tmp_path, volume):
@@ -128,7 +127,7 @@ def test_a_store_being_written_is_locked(tmp_path, volume):
                           capture_output=True, text=True, check=True).stdout.strip()
     lock.write_text(f"{socket.gethostname()} {dead}")
     store_resumable(da.from_array(volume, chunks=16), path, (1, 1, 1), "um")
-    assert run_state(path)["complete"] and not lock.exists()
+    assert io.run_record(path)["complete"] and not lock.exists()
 
 
 def test_content_digest_sees_an_edited_chunk_not_a_touched_file(tmp_path, volume):

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import SettingError
 from .backend import as_dask, compute_all
 from .frame import Frame, frame_of
 from .progress import ProgressCallback
@@ -140,11 +141,29 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
+#: the zarr attribute that marks a store as napari-corrtomo's (and holds its run record)
+RUN_RECORD = "corrtomo_run"
+
+
 def is_zarr_store(path: Path) -> bool:
     """True when ``path`` is a zarr (v2 or v3) group or array folder."""
     return path.is_dir() and any(
         (path / marker).exists() for marker in (".zgroup", ".zarray", "zarr.json")
     )
+
+
+def run_record(path: str | os.PathLike) -> dict | None:
+    """The record napari-corrtomo keeps in a zarr store it wrote, or None (not ours):
+    ``{"complete": True}`` for a store written whole, the run's signature and state for a
+    resumable one (:mod:`.resumable`)."""
+    attrs = Path(path) / ".zattrs"
+    if not attrs.exists():
+        return None
+    try:
+        record = json.loads(attrs.read_text()).get(RUN_RECORD)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 # ---------------------------------------------------------------- TIFF
@@ -566,7 +585,8 @@ def write_ome_zarr(
     path = Path(path)
     with atomic_path(path) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
-        attrs: dict[str, Any] = {"multiscales": [ms]}
+        # marks the store as this program's (written whole: no run to resume)
+        attrs: dict[str, Any] = {"multiscales": [ms], RUN_RECORD: {"complete": True}}
         if layer_type == "labels":
             attrs["image-label"] = {"version": "0.4"}
         group.attrs.update(attrs)
@@ -601,9 +621,14 @@ def check_volume_path(path: str | os.PathLike) -> None:
         raise ValueError(f"{Path(path).name}: write volumes as .tif or .ome.zarr")
 
 
-def write_volume(path: str | os.PathLike, volume: Volume) -> Path:
-    """Write a :class:`Volume` as TIFF or OME-Zarr, chosen by the file name."""
+def write_volume(path: str | os.PathLike, volume: Volume, overwrite: bool = True) -> Path:
+    """Write a :class:`Volume` as TIFF or OME-Zarr, chosen by the file name; an existing
+    file or non-empty store is replaced only with ``overwrite``."""
     check_volume_path(path)
+    p = Path(path)
+    if not overwrite and (p.is_file() or (p.is_dir() and any(p.iterdir()))):
+        raise SettingError(f"{p} exists; give $overwrite to replace it, or choose another "
+                           "output path", overwrite="overwrite=True")
     if _suffix(Path(path)) in TIFF_SUFFIXES:
         return write_tiff(path, np.asarray(volume.array), volume.scale, volume.units, volume.layer_type)
     return write_ome_zarr(path, volume.array, volume.scale, volume.units, volume.layer_type,

@@ -6,15 +6,16 @@ The rules every front end (CLI, widget exports) follows:
   holds an input (``corrtomo classify img.tif --out img.tif`` is refused, not run);
 * two outputs of one run never name the same path;
 * an existing file is replaced only when the user asked (``overwrite=True``);
-* a folder is never replaced by a file, and a folder that is not a zarr store is
-  never replaced by one (its contents were not written by this program);
+* a folder is never replaced by a file, and a folder or zarr store this program did
+  not write is never replaced (a store written whole is replaced as a file is);
 * an output *folder* (several tables) is written only when it is new, empty, or was
   written by the same command (:func:`claim_folder`); a rerun with other settings
   needs ``overwrite=True``.
 
 Resumable zarr stores keep their own rule (:mod:`.resumable`: the same run resumes,
-another run's store is replaced only with ``overwrite``); here an existing store is
-left to that rule.
+another run's store is replaced only with ``overwrite``); here such a store is left to
+that rule, and a run that writes its result whole gives ``overwrite`` to
+:func:`.io.write_volume`, which refuses to replace it otherwise.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .io import is_zarr_store, split_dataset
+from .io import is_zarr_store, run_record, split_dataset
 
 #: file that marks a folder as the output of one command (and of which settings)
 FOLDER_MARK = ".corrtomo-output.json"
@@ -85,10 +86,17 @@ def _check_existing(name: str, out: Path, overwrite: bool) -> None:
     if out.is_dir():
         if not store:
             raise ValueError(f"{name} {out} is a folder; give a file name")
-        if any(out.iterdir()) and not is_zarr_store(out):
+        if not any(out.iterdir()):
+            return
+        if not is_zarr_store(out):
             raise ValueError(f"{name} {out} is a folder that is not a zarr store; nothing in "
                              "it is replaced: choose another output path")
-        return  # an existing store: resumed or replaced by the resumable writer's rule
+        record = run_record(out)
+        if record is None:
+            raise ValueError(f"{name} {out} is a zarr store napari-corrtomo did not write; it "
+                             "is never replaced: choose another output path")
+        if "signature" in record:
+            return  # a resumable run's store: resumed or replaced by that writer's rule
     if out.exists() and not overwrite:
         raise ValueError(f"{name} {out} exists; give --overwrite to replace it, or choose "
                          "another output path")

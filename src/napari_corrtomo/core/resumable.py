@@ -34,11 +34,10 @@ from typing import Any
 import numpy as np
 
 from .backend import as_dask, compute_all
-from .io import _axes_frame, multiscales, pyramid
+from .io import RUN_RECORD, _axes_frame, multiscales, pyramid, run_record
 from .progress import ProgressCallback, report
 
 _DONE = ".corrtomo-done"
-_RUN = "corrtomo_run"
 _LOCK_SUFFIX = ".corrtomo-lock"
 
 
@@ -123,15 +122,6 @@ def _alive(holder: str) -> bool:
     return True
 
 
-def run_state(path: str | Path) -> dict | None:
-    """The run record of an existing store (signature, complete flag), or None."""
-    path = Path(path)
-    attrs = path / ".zattrs"
-    if not attrs.exists():
-        return None
-    return json.loads(attrs.read_text()).get(_RUN)
-
-
 @dataclass
 class Output:
     """One result of :func:`store_resumable_many`: a lazy array and where it goes."""
@@ -146,7 +136,7 @@ class Output:
 
 def completed(path: str | Path, signature: dict | None = None) -> bool:
     """True when ``path`` holds a finished store (of this ``signature``, if given)."""
-    state = run_state(path)
+    state = run_record(path)
     if state is None or not state.get("complete"):
         return False
     return signature is None or state.get("signature") == json.loads(json.dumps(signature))
@@ -246,7 +236,7 @@ def _store_many(outputs: Sequence[Output], signature: dict | None, overwrite: bo
             "chunks": list(chunks),
             "complete": False,
         }
-        state = run_state(path)
+        state = run_record(path)
         if path.exists() and state is None and (path.is_file() or any(path.iterdir())):
             raise ValueError(
                 f"{path} exists and is not a napari-corrtomo result store; it is never "
@@ -267,7 +257,7 @@ def _store_many(outputs: Sequence[Output], signature: dict | None, overwrite: bo
             group.create_array("0", shape=arr.shape, dtype=arr.dtype, chunks=chunks,
                                chunk_key_encoding={"name": "v2", "separator": "/"},
                                fill_value=0, overwrite=True)
-            group.attrs.update({_RUN: record, "multiscales": [multiscales(
+            group.attrs.update({RUN_RECORD: record, "multiscales": [multiscales(
                 name, scale_t, units_t, 1)]})
             if out.layer_type == "labels":
                 group.attrs["image-label"] = {"version": "0.4"}
@@ -302,7 +292,7 @@ def _store_many(outputs: Sequence[Output], signature: dict | None, overwrite: bo
         if not complete:
             n_levels = _write_pyramid(group, layer_type, pyramid_min_size)
             record["complete"] = True
-            group.attrs.update({_RUN: record, "multiscales": [multiscales(
+            group.attrs.update({RUN_RECORD: record, "multiscales": [multiscales(
                 name, scale_t, units_t, n_levels)]})
             shutil.rmtree(done_dir)
         paths.append(path)
