@@ -600,10 +600,11 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--outside", type=int, nargs="*", default=[],
                    help="labels of the surrounding medium (e.g. 0 1 for air and resin)")
     p.add_argument("--spacing", type=float, nargs="+", default=None,
-                   help="voxel size (z y x, or one value); default: from the file")
+                   help="voxel size (z y x, or one value) in --unit; default: from the file")
     p.add_argument("--unit", default=None,
                    help="unit of the voxel size and of every length option (default: the "
-                        "file's; needed with --spacing for a file without one)")
+                        "file's; the file's voxel size is converted to it; needed with "
+                        "--spacing for a file without one)")
     p.add_argument("--measures", default=None,
                    help="comma-separated measure keys (default: all defaults available)")
     p.add_argument("--intensity", default=None,
@@ -679,24 +680,26 @@ def _tuples(value: Any) -> Any:
 def _run_quantify(args: argparse.Namespace) -> int:
     from .core.io import read_volumes, write_table, write_tiff
     from .core.quantify import QuantifySettings, quantify
-    from .core.units import common_unit
+    from .core.units import common_unit, convert, normalize_unit
 
     # checked before any file is read
     settings = QuantifySettings(**{
         f.name: _tuples(getattr(args, f.name)) for f in fields(QuantifySettings)})
     vol = read_volumes(args.labels)[0]
     labels = vol.array
-    # the file's unit unless --unit names one: a --spacing in other units needs it too
-    unit = args.unit or common_unit(vol.units)
+    # --spacing is in --unit (default: the file's unit); --unit alone converts the file's
+    # voxel size (it once relabelled it: 0.25 um voxels read as 0.25 nm)
+    file_unit = common_unit(vol.units)
+    unit = normalize_unit(args.unit) if args.unit else file_unit
     if args.spacing is not None:
         spacing = tuple(args.spacing) if len(args.spacing) > 1 else args.spacing[0]
         if unit == "pixel":
             raise ValueError(f"{args.labels} has no unit; give the unit of --spacing with "
                              "--unit (e.g. --unit um)")
+    elif file_unit == "pixel":
+        raise ValueError(f"{args.labels} has no voxel size; give --spacing and --unit")
     else:
-        spacing = vol.scale
-        if unit == "pixel":
-            raise ValueError(f"{args.labels} has no voxel size; give --spacing and --unit")
+        spacing = tuple(float(v) for v in convert(vol.scale, file_unit, unit))
     intensity = None
     if args.intensity:
         intensity = read_volumes(args.intensity)[0].array
@@ -910,19 +913,27 @@ def _option_words(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # a results folder this run makes is taken back if it fails before writing into it
+    folder = getattr(args, "out_folder", None) and getattr(args, _attr(args.out_folder))
+    new_folder = folder is not None and not Path(folder).exists()
     try:
         _check_files(args)
         with _locked_outputs(args):
-            return int(args.func(args) or 0)
+            code = int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, OSError) as exc:
         _end_progress_line()
         print(f"corrtomo {args.command}: error: {in_words(exc, _option_words(parser, args))}",
               file=sys.stderr)
-        return 1
+        code = 1
     except KeyboardInterrupt:
         _end_progress_line()
         print(f"corrtomo {args.command}: interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    if code and new_folder:
+        from .core.outputs import release_folder
+
+        release_folder(folder)
+    return code
 
 
 def _end_progress_line() -> None:

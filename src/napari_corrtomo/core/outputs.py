@@ -146,3 +146,14 @@ def claim_folder(folder: PathLike, command: str, settings: Mapping,
         raise ValueError(f"cannot write the results folder {folder}: "
                          f"{exc.strerror or exc}; choose a folder you can write to") from None
     return folder
+
+
+def release_folder(folder: PathLike) -> None:
+    """Undo :func:`claim_folder` for a run that failed before writing anything: a folder
+    holding only the mark loses it, and is removed when that leaves it empty (a refused
+    setting left an empty results folder behind)."""
+    folder = Path(folder)
+    mark = folder / FOLDER_MARK
+    if mark.is_file() and all(p.name == FOLDER_MARK for p in folder.iterdir()):
+        mark.unlink()
+        folder.rmdir()
