@@ -388,3 +388,19 @@ def test_cancel_predict_volume_224(make_napari_viewer, big_volume, cancel_mid_ac
     run = cancel_mid_action(viewer, w.runner, w.predict_button,
                             action="Classify: predict volume 224^3")
     run.assert_prompt()
+
+
+def test_a_4d_channel_is_refused_in_the_panels_words(make_napari_viewer, errors):
+    """A (c, z, y, x) layer ticked as a channel failed as "image of 5 axes does not fit 4
+    spatial axes" after the training started: now refused, saying how to split it."""
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((2, 4, 8, 8), np.float32), name="stack")
+    viewer.add_labels(np.zeros((2, 4, 8, 8), np.uint8), name="strokes")
+    w = ClassifyWidget(viewer)
+    w.set_channels(["stack"])
+    w.train_button.click()
+    assert errors == ["layer 'stack' is 4D: channels are 2D or 3D images (z, y, x); split a "
+                      "stack of channels into one layer each (right-click the layer: Split "
+                      "Stack)"]
+    assert not w.train_button.isChecked() and [lay.name for lay in viewer.layers] == [
+        "stack", "strokes"]

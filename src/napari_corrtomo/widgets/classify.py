@@ -242,6 +242,11 @@ class ClassifyWidget(DockForm):
         if not names:
             raise ValueError("no channel chosen: tick at least one image layer under Channels")
         layers = [self.viewer.layers[n] for n in names]
+        for layer in layers:
+            if layer.ndim not in (2, 3):
+                raise ValueError(f"layer '{layer.name}' is {layer.ndim}D: channels are 2D or "
+                                 "3D images (z, y, x); split a stack of channels into one "
+                                 "layer each (right-click the layer: Split Stack)")
         first = layers[0]
         for layer in layers[1:]:
             if full_resolution(layer).shape != full_resolution(first).shape:

@@ -106,6 +106,9 @@ def test_alignment_is_for_tilt_series_and_a_constant_stack_is_refused(raw_scan):
     assert err.value.worded({"align": "--align", "center": "--center"}) == (
         "--align is for tilt series (electron tomography), whose neighbouring projections "
         "nearly match; a parallel scan is aligned by its rotation-axis offset (--center)")
+    one = recon.Geometry.parallel([0.0], s.geometry.det_shape, 1.0)
+    with pytest.raises(ValueError, match="one projection cannot be reconstructed"):
+        recon.prepare_scan(s.raw[:1], one)
     blank = np.full(s.raw.shape, 7, np.uint16)
     with pytest.raises(ValueError, match=r"hold one value \(7\) throughout"):
         recon.prepare_scan(blank, s.geometry)

@@ -214,6 +214,9 @@ def _prepare(projections: Any, geometry: Geometry, settings: ScanSettings, flats
                            f"neighbouring projections nearly match; a {geometry.kind} scan "
                            f"is aligned by its rotation-axis offset ($center)",
                            align="align", center="center")
+    if geometry.n_angles < 2:  # e.g. a single image chosen as the projections
+        raise ValueError("one projection cannot be reconstructed: give the stack of "
+                         "projections the scan took at its angles (angle, row, col)")
     if data.size and data.min() == data.max():  # e.g. a blank frame or a mask
         raise ValueError(f"the projections hold one value ({data.flat[0]}) throughout: "
                          f"there is nothing to reconstruct; choose the projection stack")
