@@ -49,7 +49,8 @@ def test_sirt_to_ome_zarr_and_clear_failures(tmp_path, capsys):
     assert main(["reconstruct", str(tmp_path / "cone.tif"), "--geometry",
                  str(tmp_path / "g.json"), "--out", str(tmp_path / "x.tif"),
                  "--method", "fbp"]) == 1
-    assert "does not fit" in capsys.readouterr().err
+    assert ("error: --method 'fbp' does not fit this cone-beam geometry; use 'fdk'"
+            in capsys.readouterr().err)
     Geometry.cone(np.arange(10.0), (20, 32), 96.0, 96.0, 2.0).save(tmp_path / "bad.json")
     assert main(["reconstruct", str(tmp_path / "cone.tif"), "--geometry",
                  str(tmp_path / "bad.json"), "--out", str(tmp_path / "x.tif")]) == 1

@@ -53,10 +53,12 @@ def _check_method(method: str, geometry: Geometry, iterations: int,
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if name in ("fbp", "fdk") and name != method_for(geometry):
         beam = "cone-beam" if geometry.is_cone else "parallel-beam"
-        raise ValueError(
-            f"method {name!r} does not fit this {beam} {geometry.kind} geometry; use "
-            f"{method_for(geometry)!r} (FBP is for parallel beams, FDK for cone beams)"
-        )
+        if geometry.kind not in ("parallel", "cone"):  # "parallel-beam tilt series"
+            beam += " " + geometry.kind.replace("_", " ")
+        raise SettingError(
+            f"$method {name!r} does not fit this {beam} geometry; use "
+            f"{method_for(geometry)!r} (FBP is for parallel beams, FDK for cone beams)",
+            method="method")
     if name in ("sirt", "cgls"):
         if int(iterations) != iterations or iterations < 1:
             raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
