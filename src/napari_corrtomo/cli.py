@@ -270,7 +270,8 @@ def _add_register(sub: argparse._SubParsersAction) -> None:
 _REGISTER_WORDS = {"model": "--model", "metric": "--metric", "grid": "--grid fixed",
                    "refine": "--refine", "resample": "--resampled", "fixed_image": "--fixed",
                    "moving_image": "--moving", "landmarks": "a landmark CSV",
-                   "initial": "--transform FILE", "roi": "--roi"}
+                   "initial": "--transform FILE", "roi": "--roi", "threshold": "--threshold",
+                   "unit": "give their unit with --unit"}
 
 
 def _run_register(args: argparse.Namespace) -> int:
@@ -282,8 +283,10 @@ def _run_register(args: argparse.Namespace) -> int:
     from .core.units import normalize_unit
 
     for out in args.out:
-        if out.suffix.lower() not in (".json", ".tfm", ".txt"):
-            raise ValueError(f"{out.name}: write transforms as .json or .tfm")
+        try:
+            reg.check_transform_path(out)
+        except ValueError as exc:
+            raise ValueError(f"--out {exc}") from None
     if args.residuals is not None and args.landmarks is None:
         raise ValueError("--residuals needs a landmark CSV")
     if (args.roi is None) != (args.roi_out is None):
@@ -377,7 +380,7 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     _add_cluster_options(p)
     _declare_files(p, ("inputs", "--classifier"), ("--out", "--uncertainty"),
                    volumes=("--out", "--uncertainty"))
-    p.set_defaults(func=_run_classify)
+    p.set_defaults(func=_run_classify, setting_words={"budget": "--memory"})
 
 
 def _run_classify(args: argparse.Namespace) -> int:
@@ -768,14 +771,15 @@ def _add_fib(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--thickness", type=Path, help="CSV with a thickness_nm (or _um ...) column")
     src.add_argument("--ruler-rows", type=int, nargs=2, metavar=("FIRST", "STOP"),
                      help="measure thicknesses from the ruler marks in these image rows")
-    src.add_argument("--constant", type=float, help="assume this thickness (nm) for every slice")
+    src.add_argument("--constant", type=float, metavar="NM",
+                     help="assume this thickness (nm) for every slice")
     p.add_argument("--band-rows", type=int, nargs=2, metavar=("FIRST", "STOP"), default=None,
                    help="rows of a ruler band to cut from the result with --thickness or "
                         "--constant (with --ruler-rows: those rows)")
     p.add_argument("--keep-band", action="store_true",
                    help="keep the ruler band rows in the output (default: cut them; the band "
                         "must touch the top or bottom edge)")
-    p.add_argument("--ruler-angle", type=float, default=None,
+    p.add_argument("--ruler-angle", type=float, default=None, metavar="DEG",
                    help="angle (deg) of the inclined ruler trenches (required with --ruler-rows)")
     p.add_argument("--ruler-layout", default=None, help="left-to-right mark types, e.g. IPPI")
     p.add_argument("--ruler-x-first", type=float, nargs=4, default=None,
@@ -787,14 +791,14 @@ def _add_fib(sub: argparse._SubParsersAction) -> None:
                         "surroundings (default dark)")
     p.add_argument("--max-step", type=float, default=None, metavar="PX",
                    help="largest mark motion between slices in pixels (default: 3x the median)")
-    p.add_argument("--fallback-thickness", type=float, default=None,
+    p.add_argument("--fallback-thickness", type=float, default=None, metavar="NM",
                    help="thickness (nm) for slices whose ruler marks are not found "
                         "(default: such slices are an error)")
     p.add_argument("--align", action="store_true",
                    help="undo the in-plane x drift measured from the parallel ruler marks")
-    p.add_argument("--pixel-size", type=float, default=None,
+    p.add_argument("--pixel-size", type=float, default=None, metavar="NM",
                    help="in-plane pixel size in nm (default: from the file)")
-    p.add_argument("--grid", type=float, default=None,
+    p.add_argument("--grid", type=float, default=None, metavar="NM",
                    help="z grid spacing in nm (default: the pixel size -> isotropic voxels)")
     p.add_argument("--method", choices=fib.METHODS, default="cubic",
                    help="how the planes between measured slices are filled: nearest slice, "
@@ -818,6 +822,7 @@ _FIB_WORDS = {
     "fallback_thickness": "--fallback-thickness", "csv_path": "--thickness",
     "constant_nm": "--constant", "align": "--align", "grid_nm": "--grid",
     "method": "--method ", "cubic_method": "--method cubic", "unit_hint": "",
+    "kind": "--kind binary", "grey_kind": "--kind grey", "pixel_size_nm": "--pixel-size",
 }
 
 

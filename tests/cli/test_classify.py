@@ -68,4 +68,18 @@ def test_clear_failures(saved, tmp_path, fib_sample, capsys):
     assert main(["classify", str(one), "--classifier", str(tmp_path / "bad.npz"), "--out",
                  str(tmp_path / "x.tif")]) == 1
     assert "not a napari-corrtomo classifier" in capsys.readouterr().err
+    # a channel TIFF given as the classifier was said to hold "Python objects"
+    assert main(["classify", str(one), "--classifier", str(one), "--out",
+                 str(tmp_path / "x.tif")]) == 1
+    assert capsys.readouterr().err == (
+        "corrtomo classify: error: one.tif is not a napari-corrtomo classifier; give a "
+        ".corrclf.npz file saved by the Classify widget ('Save classifier') or "
+        "PixelClassifier.save\n")
+    # the budget is the --memory option here, not the API's environment variable
+    good = [io.write_tiff(tmp_path / f"g{c}.tif", img[c], fib_sample.labels.scale, "nm")
+            for c in range(2)]
+    assert main(["classify", *map(str, good), "--classifier", str(path), "--memory", "1KB",
+                 "--out", str(tmp_path / "x.tif")]) == 1
+    err = capsys.readouterr().err
+    assert "raise --memory or reduce the filter size" in err and "CORRTOMO" not in err
     assert not (tmp_path / "x.tif").exists()

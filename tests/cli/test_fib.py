@@ -1,8 +1,11 @@
 """``corrtomo fib``: stack + thicknesses (CSV / ruler / constant) -> isotropic volume."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 
 from napari_corrtomo.cli import main
 from napari_corrtomo.core import io
@@ -55,6 +58,13 @@ def test_fib_ruler_writes_thickness_table(files, capsys):
     (["--constant", "0.02"], "--constant 0.02 nm is 0.002 of the 10 nm pixel"),
     (["--ruler-rows", "20", "40", "--ruler-angle", "25"], "ruler marks"),
     (["--ruler-rows", "0", "16"], "needs --ruler-angle"),
+    # a greyscale stack called binary was written all ones
+    (["--constant", "20", "--kind", "binary", "--method", "shape"],
+     "--kind binary needs a bool or 0/1 stack, but this float32 stack holds other values ("),
+    (["--constant", "20", "--kind", "binary"], "segment it first, or choose --kind grey"),
+    (["--constant", "20", "--pixel-size", "0"], "--pixel-size must be positive and finite, got 0.0"),
+    (["--ruler-rows", "0", "16", "--ruler-angle", "95"],
+     "--ruler-angle must be between 0 and 90 degrees (both excluded), got 95"),
 ])
 def test_fib_bad_input(files, capsys, args, message):
     d, _, _ = files
@@ -105,3 +115,48 @@ def test_fib_errors_name_the_options(files, capsys):
     err = capsys.readouterr().err
     assert "--polarity" in err and "--ruler-x-first" in err and "x_first" not in err
     assert not (d / "x.tif").exists()
+
+
+def test_fib_ml_spacing_error_prints_plain_numbers(files, capsys):
+    d, _, _ = files
+    assert main(["fib", str(d / "seg.tif"), "--constant", "20", "--grid", "10", "--method", "ml",
+                 "--out", str(d / "x.tif")]) == 1
+    err = capsys.readouterr().err
+    assert "got spacing (z, y, x) (10, 2.5, 2.5). Set --grid close to the pixel size" in err
+    assert "np.float64" not in err and not (d / "x.tif").exists()
+
+
+def test_fib_marks_found_nowhere_is_an_error_without_numpy_warnings(files, capsys):
+    """No mark in any slice: the clean error alone (NumPy's All-NaN warning was printed)."""
+    d, _, _ = files
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert main(["fib", str(d / "se2.tif"), "--ruler-rows", "0", "16", "--ruler-angle",
+                     "25", "--ruler-x-first", "1", "2", "3", "4", "--out",
+                     str(d / "x.tif")]) == 1
+        assert "ruler marks not found in slices 0, 1, 2" in capsys.readouterr().err
+        # with a fallback thickness the run goes on (every slice flagged)
+        assert main(["fib", str(d / "se2.tif"), "--ruler-rows", "0", "16", "--ruler-angle",
+                     "25", "--ruler-x-first", "1", "2", "3", "4", "--fallback-thickness", "20",
+                     "--out", str(d / "fallback.tif")]) == 0
+    assert "16 flagged" in capsys.readouterr().out
+
+
+def test_fib_um_stack_writes_whole_nm_spacing(files, tmp_path, capsys):
+    """1 um pixels are 1000 nm voxels in the file, not 999.9999999999999 (float noise)."""
+    d, s, _ = files
+    io.write_tiff(tmp_path / "um.tif", s.channels[0].data, (0.02, 1.0, 1.0), "um")
+    out = tmp_path / "iso.tif"
+    assert main(["fib", str(tmp_path / "um.tif"), "--constant", "2000", "--out", str(out)]) == 0
+    with tifffile.TiffFile(out) as tif:
+        assert tif.imagej_metadata["spacing"] == 1000.0
+    assert io.read_volumes(out)[0].scale == (1000.0, 1000.0, 1000.0)
+
+
+def test_fib_help_shows_the_units_of_lengths(capsys):
+    with pytest.raises(SystemExit):
+        main(["fib", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--constant NM", "--fallback-thickness NM", "--pixel-size NM", "--grid NM",
+                   "--ruler-angle DEG"):
+        assert option in text

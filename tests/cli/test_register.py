@@ -96,7 +96,40 @@ def test_register_failures_write_nothing(tmp_path, capsys):
     assert main(["register", str(csv), "--refine", "--out", str(out)]) == 1
     assert "need both --fixed and --moving" in capsys.readouterr().err
     assert main(["register", str(csv), "--out", str(tmp_path / "t.xml")]) == 1
-    assert not out.exists() and not list(tmp_path.glob("*.tif"))
+    # an ITK transform in a .txt was written without a word; refused before any work
+    assert main(["register", str(csv), "--out", str(tmp_path / "a.txt")]) == 1
+    assert "error: --out a.txt: save transforms as .json or .tfm" in capsys.readouterr().err
+    assert main(["register", str(csv), "--robust", "--threshold", "-1", "--out", str(out)]) == 1
+    assert "error: --threshold must be a positive distance, got -1" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "a.txt").exists()
+    assert not list(tmp_path.glob("*.tif"))
+
+
+@pytest.mark.parametrize("scale, unit, right, where", [
+    (1.0, "nm", "um", "within one voxel of"),  # um coordinates read as nm
+    (1e3, "um", "nm", "far outside"),          # nm coordinates read as um (the default)
+])
+def test_register_refuses_landmarks_in_another_unit_than_given(tmp_path, capsys, scale, unit,
+                                                              right, where):
+    """Landmarks in the wrong unit fitted and resampled the moving volume into a corner."""
+    rng = np.random.default_rng(4)
+    io.write_tiff(tmp_path / "fixed.tif", rng.random((30, 40, 40), np.float32), (1.0,) * 3, "um")
+    io.write_tiff(tmp_path / "moving.tif", rng.random((20, 30, 30), np.float32), (0.5,) * 3, "um")
+    pts = rng.uniform(2, 14, (5, 3))  # um, inside both volumes
+    csv = reg.save_landmarks_csv(tmp_path / "lm.csv", reg.Landmarks(pts * scale, pts * scale))
+    args = ["register", str(csv), "--unit", unit, "--fixed", str(tmp_path / "fixed.tif"),
+            "--moving", str(tmp_path / "moving.tif"), "--out", str(tmp_path / "t.json"),
+            "--resampled", str(tmp_path / "reg.tif")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"error: the fixed landmarks, read in {unit}, all lie {where} the fixed volume: " in err
+    assert "against the volume's (-0.5, -0.5, -0.5) to (29.5, 39.5, 39.5) um" in err
+    assert err.rstrip().endswith(f"The landmark coordinates are probably not in {unit}; give "
+                                 "their unit with --unit")
+    assert not (tmp_path / "t.json").exists() and not (tmp_path / "reg.tif").exists()
+    # in their own unit they register
+    args[args.index("--unit") + 1] = right
+    assert main(args) == 0 and (tmp_path / "reg.tif").exists()
 
 
 def test_register_resamples_onto_the_moving_grid(tmp_path, correlative_sample, capsys):

@@ -75,8 +75,12 @@ def test_block_shape_respects_budget():
     assert padded * 8 <= 8 * 50**3
     assert min(block) >= 30  # not needlessly small
     assert backend.block_shape_for(shape, halo, 1, 10**12) == shape
-    with pytest.raises(ValueError, match="memory budget"):
+    with pytest.raises(ValueError, match="memory budget") as e:
         backend.block_shape_for(shape, (100, 100, 100), 8, 1000)
+    # the API's and widgets' budget is the environment variable; the CLI's its --memory
+    assert str(e.value).endswith("raise CORRTOMO_MEMORY_BUDGET or reduce the filter size")
+    assert e.value.worded({"budget": "--memory"}).endswith("raise --memory or reduce the "
+                                                          "filter size")
 
 
 def test_blocks_cover_array_exactly_once():

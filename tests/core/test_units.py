@@ -19,6 +19,15 @@ def test_convert():
         normalize_unit("furlong")
 
 
+@pytest.mark.parametrize("value, a, b, exact", [
+    (1.0, "um", "nm", 1000.0), (0.7, "um", "nm", 700.0), (1e-6, "m", "nm", 1000.0),
+    (300.0, "nm", "um", 0.3), (1.0, "angstrom", "nm", 0.1), (2.5, "nm", "angstrom", 25.0)])
+def test_convert_gives_the_decimal_value_without_float_noise(value, a, b, exact):
+    """1 um is 1000 nm exactly (1e-6 / 1e-9 made it 999.9999999999999 in file metadata)."""
+    assert convert(value, a, b) == exact
+    assert convert(np.array([value]), a, b)[0] == exact
+
+
 def test_common_unit():
     assert common_unit(["um", "micron", "µm"]) == "um"
     with pytest.raises(ValueError, match="different units"):

@@ -249,3 +249,12 @@ def test_errors_name_the_widgets_controls(make_napari_viewer, qtbot, small_fib):
         _wait(qtbot, w)
     text = str(w.runner.last_error)
     assert "x_first" not in text and "polarity" not in text and "'Marks are'" in text
+    # a greyscale stack called binary (was all ones) names the control, not kind=
+    w.source_form["source"].value = "constant"
+    w.volume_form["kind"].value = "binary"
+    with qtbot.capture_exceptions():
+        qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
+        _wait(qtbot, w)
+    text = str(w.runner.last_error)
+    assert text.startswith("'Data are' binary needs a bool or 0/1 stack, but this float32")
+    assert text.endswith("segment it first, or choose 'Data are' grey") and "kind=" not in text

@@ -262,6 +262,22 @@ def test_bad_gui_input_shows_errors_and_adds_nothing(setup, errors):
     assert "no transform" in errors[0] and "same layer" in errors[-1]
 
 
+def test_a_landmark_file_in_another_unit_is_refused_in_the_widgets_words(
+        setup, tmp_path, monkeypatch, qtbot, errors):
+    """nm coordinates loaded onto um layers were placed 1000 times too far out."""
+    viewer, widget, micro, nano, truth = setup
+    csv = reg.save_landmarks_csv(tmp_path / "nm.csv", reg.Landmarks(
+        truth.landmarks_microct * 1e3, truth.landmarks_nanoct * 1e3, "nm"))
+    n = len(viewer.layers)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a: (str(csv), ""))
+    qtbot.mouseClick(widget.file_buttons["Load landmarks"], Qt.MouseButton.LeftButton)
+    assert errors and errors[-1].startswith("the fixed landmarks, read in um, all lie far "
+                                            "outside the fixed volume: ")
+    assert errors[-1].endswith("The landmark coordinates are probably not in um; save the "
+                               "landmark file in the fixed layer's unit")
+    assert len(viewer.layers) == n and len(widget.session.fixed) == 0  # nothing loaded
+
+
 def test_widget_cli_and_demo_give_the_same_registration(setup, qtbot, tmp_path, monkeypatch,
                                                        correlative_sample):
     """One input, three front ends, one pipeline: the same transform, residual table and

@@ -7,55 +7,33 @@ is wrong and what to do, so the same mistake gets the same message everywhere.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from string import Template
 from typing import Any
 
 import numpy as np
 
+from ._errors import SettingError
+from ._errors import in_words as in_words  # re-exported: front ends import both from here
 from .backend import is_lazy, to_host
-
-
-class SettingError(ValueError):
-    """A ``ValueError`` about a user's settings that each front end words its own way.
-
-    The message is a :class:`string.Template` whose ``$key`` placeholders name the
-    settings; ``str(exc)`` uses the Python API's words given as keywords, and
-    :meth:`worded` a front end's (a widget's labels, the command line's options)::
-
-        SettingError("set $fallback_thickness", fallback_thickness="fallback_thickness=<nm>")
-    """
-
-    def __init__(self, template: str, **api_words: str):
-        self.template = Template(template)
-        self.api_words = api_words
-        super().__init__(self.template.safe_substitute(api_words))
-
-    def worded(self, words: Mapping[str, str]) -> str:
-        """The message with ``words`` for the settings they name (API words for the rest)."""
-        return self.template.safe_substitute({**self.api_words,
-                                         **{k: v for k, v in words.items() if k in self.api_words}})
-
-
-def in_words(exc: BaseException, words: Mapping[str, str]) -> str:
-    """An exception's message for a front end: :meth:`SettingError.worded`, else ``str``."""
-    return exc.worded(words) if isinstance(exc, SettingError) else str(exc)
 
 
 def check_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
     """A voxel size: ``ndim`` positive finite lengths in (z, y, x) order (a scalar means
-    isotropic)."""
+    isotropic). Refused as a :class:`SettingError` naming ``$spacing`` (the command line's
+    ``--spacing``)."""
     try:
         arr = np.atleast_1d(np.asarray(spacing, dtype=float))
     except (TypeError, ValueError):
-        raise ValueError(f"spacing must be numbers, got {spacing!r}") from None
+        raise SettingError(f"$spacing must be numbers, got {spacing!r}",
+                           spacing="spacing") from None
     if arr.size == 1:
         arr = np.repeat(arr, ndim)
     if arr.shape != (ndim,):
-        raise ValueError(f"spacing has {arr.size} values but the array has {ndim} spatial axes; "
-                         "give one voxel size per axis in (z, y, x) order")
+        raise SettingError(f"$spacing has {arr.size} values but the array has {ndim} spatial "
+                           "axes; give one voxel size per axis in (z, y, x) order",
+                           spacing="spacing")
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(f"spacing must be positive and finite, got {tuple(arr.tolist())}")
+        raise SettingError(f"$spacing must be positive and finite, got {tuple(arr.tolist())}",
+                           spacing="spacing")
     return tuple(float(v) for v in arr)
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ._errors import SettingError
 from .progress import ProgressCallback, report, scaled
 
 BACKENDS = ("auto", "numpy", "cupy")
@@ -223,11 +224,10 @@ def block_shape_for(
     if cost(shape) <= budget:
         return shape
     if cost((1,) * len(shape)) > budget:
-        raise ValueError(
+        raise SettingError(
             f"a single block with halo {halo} needs {cost((1,) * len(shape)) / 1e9:.2f} GB, "
-            f"more than the memory budget of {budget / 1e9:.2f} GB; raise {ENV_MEMORY} "
-            "or reduce the filter size"
-        )
+            f"more than the memory budget of {budget / 1e9:.2f} GB; raise $budget "
+            "or reduce the filter size", budget=ENV_MEMORY)
     lo, hi = 1, max(shape)
     while lo < hi:  # binary search on the common edge length
         mid = (lo + hi + 1) // 2

@@ -10,14 +10,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-#: metres per unit
+#: metres per unit as a power of ten: conversions multiply or divide by an exact power of
+#: ten, so 1 um is 1000 nm, not 999.9999999999999 (1e-6 / 1e-9)
 _METRES = {
-    "m": 1.0,
-    "mm": 1e-3,
-    "um": 1e-6,
-    "nm": 1e-9,
-    "angstrom": 1e-10,
-    "pm": 1e-12,
+    "m": 0,
+    "mm": -3,
+    "um": -6,
+    "nm": -9,
+    "angstrom": -10,
+    "pm": -12,
 }
 _ALIASES = {
     "meter": "m", "metre": "m", "meters": "m", "metres": "m",
@@ -53,8 +54,9 @@ def convert(value, from_unit: str, to_unit: str):
         return value
     if "pixel" in (a, b):
         raise ValueError(f"cannot convert between {a!r} and {b!r}: the voxel size is unknown")
-    factor = _METRES[a] / _METRES[b]
-    return np.asarray(value, dtype=float) * factor if not np.isscalar(value) else value * factor
+    value = value if np.isscalar(value) else np.asarray(value, dtype=float)
+    decades = _METRES[a] - _METRES[b]
+    return value * 10.0**decades if decades > 0 else value / 10.0**-decades
 
 
 def common_unit(units: Sequence[str]) -> str:

@@ -62,6 +62,8 @@ WORDS = {
     "method": "Interpolation ",
     "cubic_method": "Interpolation 'cubic'",
     "unit_hint": "",
+    "kind": "'Data are' binary",
+    "grey_kind": "'Data are' grey",
 }
 
 

@@ -71,7 +71,9 @@ FOV_COLORS = ("yellow", "cyan", "magenta", "lime", "orange", "deepskyblue", "red
 #: the output grids as the widget names them, in the order of core.register.GRIDS
 GRIDS = ("fixed volume grid", "moving voxel size over its field of view")
 #: RegisterSettings fields (SettingError keys) in the widget's words
-WORDS = {"model": "the model", "metric": "the metric", "grid": "grid: fixed volume grid"}
+WORDS = {"model": "the model", "metric": "the metric", "grid": "grid: fixed volume grid",
+         "threshold": "the 'inlier distance'",
+         "unit": "save the landmark file in the fixed layer's unit"}
 
 
 # ============================================================================ layer geometry
@@ -561,8 +563,15 @@ class RegisterWidget(DockForm):
         self.session.save_landmarks(path)
 
     def load_landmarks(self, path: str) -> None:
-        """Read a BigWarp CSV (coordinates in the fixed unit) into the landmark layers."""
-        _, _, ff, fm = self._frames()
+        """Read a BigWarp CSV (coordinates in the fixed unit) into the landmark layers; a
+        file in another unit is refused before anything changes."""
+        fixed, moving, ff, fm = self._frames()
+        try:
+            reg.check_landmark_unit(reg.load_landmarks_csv(path, ff.unit),
+                                    full_resolution(fixed).shape, ff,
+                                    full_resolution(moving).shape, fm)
+        except ValueError as exc:
+            raise ValueError(in_words(exc, WORDS)) from None
         lm = self.session.load_landmarks(path)
         pf, pm = self._points_layers(required=False)
         if pf is None or pm is None:

@@ -22,6 +22,7 @@ import pytest
 
 from napari_corrtomo.core.classify import FeatureSpec, FilterItem, PixelClassifier
 from napari_corrtomo.core.classify.files import FOREST_KEYS, digest
+from napari_corrtomo.core.io import write_tiff
 
 N_CASES = 120
 BATCHES = 4
@@ -188,6 +189,22 @@ def test_messages_for_common_mistakes(valid, tmp_path, content, words):
         bad.write_bytes(content)
     with pytest.raises(ValueError, match=words):
         PixelClassifier.load(bad)
+
+
+@pytest.mark.parametrize("name", ["ch0.tif", "labels.npy"])
+def test_another_kind_of_file_is_named_as_not_a_classifier(valid, tmp_path, name):
+    """A TIFF or .npy given as the classifier was said to hold "Python objects"."""
+    d, _ = valid
+    path = tmp_path / name
+    if name.endswith(".tif"):
+        write_tiff(path, np.zeros((2, 4, 4), np.float32), (1.0, 1.0, 1.0), "um")
+    else:
+        np.save(path, np.load(d / "img.npy"))
+    with pytest.raises(ValueError) as e:
+        PixelClassifier.load(path)
+    assert str(e.value) == (f"{name} is not a napari-corrtomo classifier; give a .corrclf.npz "
+                            "file saved by the Classify widget ('Save classifier') or "
+                            "PixelClassifier.save")
 
 
 def test_a_version_1_file_without_digest_is_still_read(valid, tmp_path):

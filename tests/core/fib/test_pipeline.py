@@ -126,6 +126,11 @@ def test_quality_matches_the_metrics(mimic):
     (FibSettings(source="csv"), "csv_path", "a CSV file"),
     (FibSettings(source="ruler", angle_deg=25.0, band_rows=(30, 50)), "polarity",
      "'Marks are'"),
+    (FibSettings(source="ruler", angle_deg=95.0, band_rows=(0, 16)), "angle_deg",
+     "'Inclined angle'"),
+    # a greyscale stack called binary: was all ones (astype(bool)) without a word
+    (FibSettings(source="constant", constant_nm=10.0, kind="binary", method="shape"), "kind",
+     "'Data are' binary"),
 ])
 def test_setting_errors_name_the_setting(sample, settings, key, words):
     with pytest.raises(SettingError) as info:

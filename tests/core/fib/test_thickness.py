@@ -1,5 +1,7 @@
 """Slice thickness from ruler marks, thickness CSVs and the gamma fit (core.fib)."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -102,6 +104,19 @@ def test_missing_marks_listed_and_fallback_only_when_asked(fib_sample):
     assert set(res.flagged["slice"]) >= {9, 10, 11, 29, 30}
     with pytest.raises(ValueError, match="fallback_thickness must be positive"):
         measure_thickness(stack, _markers(fib_sample), fallback_thickness=-1.0)
+
+
+def test_marks_found_in_no_slice_warn_nothing(fib_sample):
+    """Marks looked for where there are none: the error (or the fallback) without NumPy's
+    All-NaN warning, which the command line printed above its message."""
+    stack = fib_sample.channels[0].data
+    markers = _markers(fib_sample, x_first=(1.0, 2.0, 3.0, 4.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="not found in slices 0, 1, 2"):
+            measure_thickness(stack, markers)
+        res = measure_thickness(stack, markers, fallback_thickness=20.0)
+    assert np.all(res.thickness_nm[:-1] == 20.0) and np.isnan(res.table["drift_x_px"]).all()
 
 
 def test_implausible_thickness_is_flagged(fib_sample):

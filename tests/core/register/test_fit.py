@@ -5,6 +5,7 @@ import pytest
 from skimage import transform as sktf
 
 from napari_corrtomo.core import register as reg
+from napari_corrtomo.core._checks import SettingError
 from napari_corrtomo.core.register import apply_to_points
 from napari_corrtomo.core.synthetic import random_rotation, similarity_matrix
 
@@ -232,8 +233,9 @@ def test_bad_inputs_raise_clear_errors():
         reg.fit_landmarks(pts, pts, "projective")
     with pytest.raises(ValueError, match="robust=True needs at least 5"):
         reg.fit_landmarks(pts[:4], pts[:4], "rigid", robust=True)
-    with pytest.raises(ValueError, match="threshold"):
+    with pytest.raises(SettingError, match="^threshold must be a positive distance, got -1$") as e:
         reg.fit_landmarks(pts, pts, "rigid", robust=True, threshold=-1)
+    assert e.value.worded({"threshold": "--threshold"}).startswith("--threshold must")
     with pytest.raises(ValueError, match="active"):
         reg.fit_landmarks(pts, pts, active=[True, False])
     with pytest.raises(ValueError, match="2 active of 5"):

@@ -181,6 +181,15 @@ def test_bad_landmark_files(tmp_path, text, msg):
         reg.load_landmarks_csv(tmp_path / "bad.csv")
 
 
+@pytest.mark.parametrize("name", ["t.txt", "t.xml", "t"])
+def test_transforms_are_saved_as_json_or_tfm_only(tmp_path, transform, name):
+    """An ITK transform written into a .txt was a file nobody expected."""
+    with pytest.raises(ValueError, match=f"^{name}: save transforms as .json or .tfm$"):
+        reg.save_transform(tmp_path / name, transform)
+    assert not (tmp_path / name).exists()
+    assert reg.check_transform_path(tmp_path / "t.TFM").name == "t.TFM"
+
+
 def test_missing_files(tmp_path):
     for func in (reg.load_landmarks_csv, reg.load_transform):
         with pytest.raises(ValueError, match="no such file"):

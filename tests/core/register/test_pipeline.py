@@ -116,6 +116,35 @@ def test_settings_and_grid_errors_name_the_setting():
         reg.run_register(None, reg.RegisterSettings())
 
 
+def test_landmarks_read_in_another_unit_are_refused_and_nearby_ones_pass():
+    """A unit slip puts every landmark within a voxel, or 1000 times too far, of its volume;
+    landmarks near or outside their volume by less (a crop of it) are no slip."""
+    fixed, moving = Frame((1.0,) * 3, "um", (10.0, 0.0, 0.0)), Frame((0.5,) * 3, "nm")
+    shapes = dict(fixed_shape=(20, 40, 40), fixed_frame=fixed, moving_shape=(30, 30, 30),
+                  moving_frame=moving)
+    pts = np.array([[15.0, 5, 5], [20, 30, 10], [25, 10, 35], [12, 20, 20]])  # fixed, um
+    near = pts / 1000.0 * [-3, 2, 2]  # outside the moving volume (15 nm) by up to 3 sizes
+    reg.check_landmark_unit(reg.Landmarks(pts, near, "um"), **shapes)
+    reg.check_landmark_unit(reg.Landmarks(pts[:2] * 1e-3, pts[:2] * 1e-6, "um"), **shapes)
+    with pytest.raises(SettingError) as e:  # um read as nm
+        reg.check_landmark_unit(reg.Landmarks(pts * 1e-3, near * 1e-3, "nm"), **shapes)
+    assert str(e.value) == (
+        "the fixed landmarks, read in nm, all lie within one voxel of the fixed volume: "
+        "(z, y, x) (1.2e-05, 5e-06, 5e-06) to (2.5e-05, 3e-05, 3.5e-05) um against the "
+        "volume's (9.5, -0.5, -0.5) to (29.5, 39.5, 39.5) um. The landmark coordinates are "
+        "probably not in nm; read them in their unit (load_landmarks_csv(path, unit=...))")
+    with pytest.raises(SettingError, match="the moving landmarks, read in um, all lie far "
+                                           "outside the moving volume"):
+        reg.check_landmark_unit(reg.Landmarks(pts, near * 1e3, "um"), **shapes)
+    assert e.value.worded({"unit": "set --unit"}).endswith("not in nm; set --unit")
+    # run_register checks before the fit, the volumes it is given
+    lm = reg.Landmarks(pts * 1e3, near, "um")
+    with pytest.raises(SettingError, match="fixed landmarks, read in um, all lie far outside"):
+        reg.run_register(lm, reg.RegisterSettings(), fixed_image=np.zeros(shapes["fixed_shape"]),
+                         fixed_frame=fixed, moving_image=np.zeros((30, 30, 30)),
+                         moving_frame=moving)
+
+
 def test_run_register_from_a_given_transform(correlative_sample):
     """The widget's 'Load transform' path: no fit; landmarks only give the table."""
     t = correlative_sample.truth

@@ -35,6 +35,8 @@ FILE_VERSION = 2
 #: version 1 files (no digest) are still read, with every structural check
 READABLE_VERSIONS = (1, 2)
 FILE_SUFFIX = ".corrclf.npz"
+#: the first bytes of a zip archive (an .npz)
+ZIP_MAGIC = b"PK\x03\x04"
 FOREST_KEYS = ("feature", "threshold", "left", "right", "value", "roots", "depth")
 #: bounds that keep a crafted file from asking for absurd work
 MAX_SIGMA = 256.0
@@ -84,6 +86,7 @@ def read_classifier_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such classifier file")
+    _check_archive(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -121,6 +124,17 @@ def read_classifier_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[
         raise _damaged(path, str(exc) if isinstance(exc, ValueError) else
                        f"bad metadata: {type(exc).__name__} {exc}") from exc
     return meta, arrays
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse a file that is not a zip archive (a TIFF, a .npy) with what a classifier file
+    is: NumPy would read it as a pickle and refuse that, a misleading reason."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head and head != ZIP_MAGIC:
+        raise DamagedFile(f"{path.name} is not a napari-corrtomo classifier; give a "
+                          f"{FILE_SUFFIX} file saved by the Classify widget ('Save classifier') "
+                          "or PixelClassifier.save")
 
 
 def _int(value: Any, name: str, low: int, high: int) -> int:

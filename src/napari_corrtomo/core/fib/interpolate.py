@@ -52,18 +52,29 @@ def _check_known(volume, known) -> np.ndarray:
 
 
 def resolve_kind(volume, kind: str = "auto") -> str:
-    """``"binary"`` for bool (or 0/1 integer) data, ``"grey"`` otherwise, unless given."""
+    """``"binary"`` for bool (or 0/1 integer) data, ``"grey"`` otherwise, unless given.
+
+    A given ``"binary"`` is checked (on the slices ``"auto"`` looks at): made of an
+    intensity image it would be all ones after ``astype(bool)``, without a word.
+    """
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
-    if kind != "auto":
+    if kind in ("grey", "labels"):
         return kind
     if volume.dtype == bool:
         return "binary"
-    if np.issubdtype(volume.dtype, np.integer):
-        values = np.unique(np.asarray(volume[:: max(1, volume.shape[0] // 8)]))
-        if values.size <= 2 and set(values.tolist()) <= {0, 1}:
-            return "binary"
-    return "grey"
+    if kind == "auto" and not np.issubdtype(volume.dtype, np.integer):
+        return "grey"
+    values = np.unique(np.asarray(volume[:: max(1, volume.shape[0] // 8)]))
+    zero_one = set(values.tolist()) <= {0, 1}
+    if kind == "auto":
+        return "binary" if zero_one else "grey"
+    if not zero_one:
+        shown = ", ".join(f"{v:g}" for v in values[:4]) + (" ..." if values.size > 4 else "")
+        raise SettingError(f"$kind needs a bool or 0/1 stack, but this {volume.dtype} stack "
+                           f"holds other values ({shown}); segment it first, or choose "
+                           "$grey_kind", kind="kind='binary'", grey_kind="kind='grey'")
+    return "binary"
 
 
 def interpolate(
@@ -161,7 +172,8 @@ def fill_planes(
         if np.any(ratio < 0.6) or np.any(ratio > 1.6):
             raise SettingError(
                 f"$method'ml' needs about isotropic voxels (z grid ~ pixel size); got spacing "
-                f"{tuple(sp)}. Set $grid_nm close to the pixel size, or use $cubic_method",
+                f"(z, y, x) ({', '.join(f'{v:g}' for v in sp)}). Set $grid_nm close to the "
+                "pixel size, or use $cubic_method",
                 method="method=", grid_nm="the repositioning grid",
                 cubic_method="method='cubic'")
     known = np.zeros(n_planes, bool)

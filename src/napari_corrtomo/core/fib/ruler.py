@@ -75,7 +75,8 @@ class RulerMarkers:
 
     def validate(self, image_shape: tuple[int, int]) -> None:
         if not 0.0 < float(self.angle_deg) < 90.0:
-            raise ValueError(f"ruler angle must be between 0 and 90 degrees, got {self.angle_deg}")
+            raise SettingError(f"$angle_deg must be between 0 and 90 degrees (both excluded), "
+                               f"got {self.angle_deg:g}", angle_deg="the ruler angle (angle_deg)")
         if not np.isfinite(self.pixel_size) or self.pixel_size <= 0:
             raise ValueError(f"pixel_size must be positive, got {self.pixel_size}")
         normalize_unit(self.unit)

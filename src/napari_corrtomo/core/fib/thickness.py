@@ -134,7 +134,7 @@ def measure_thickness(
     # reference: the parallel marks' midpoint (one of them, offset-corrected, if the
     # other is missing)
     p_a, p_b = xs[:, par[0]], xs[:, par[1]]
-    sep = np.nanmedian(p_b - p_a)
+    sep = _median_finite(p_b - p_a)
     ref = np.where(np.isfinite(p_a) & np.isfinite(p_b), 0.5 * (p_a + p_b),
                    np.where(np.isfinite(p_a), p_a + 0.5 * sep, p_b - 0.5 * sep))
     ea, eb = err[:, par[0]], err[:, par[1]]
@@ -217,7 +217,7 @@ def measure_thickness(
     depth = np.concatenate([[0.0], np.cumsum(thickness[:-1])])
     tol = 0.1 * med if np.isfinite(med) and med > 0 else 1.0
     confidence = np.where(np.isfinite(unc), 1.0 / (1.0 + (unc / tol) ** 2), 0.0)
-    drift = ref - ref[0] if np.isfinite(ref[0]) else ref - np.nanmedian(ref)
+    drift = ref - ref[0] if np.isfinite(ref[0]) else ref - _median_finite(ref)
     table = pd.DataFrame({
         "slice": np.arange(n),
         "depth_nm": depth,
@@ -228,6 +228,13 @@ def measure_thickness(
         "flags": [";".join(f) for f in flags],
     })
     return ThicknessResult(table=table, marks=marks, missing=missing, layout=layout)
+
+
+def _median_finite(values: np.ndarray) -> float:
+    """The median of the finite values; NaN, without NumPy's all-NaN warning, when the
+    marks were found in no slice (the caller's error then says which)."""
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else float("nan")
 
 
 # =========================================================================== CSV

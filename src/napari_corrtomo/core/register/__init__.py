@@ -25,6 +25,7 @@ See ``docs/registration.md`` for the conventions (direction, units, handedness).
 from .fit import degeneracy, fit_landmarks
 from .formats import (
     Landmarks,
+    check_transform_path,
     from_itk_matrix,
     infer_model,
     load_landmarks_csv,
@@ -55,6 +56,7 @@ from .pipeline import (
     Grid,
     RegisterSettings,
     Registration,
+    check_landmark_unit,
     crop_region,
     fit_pairs,
     moving_fov,
@@ -82,14 +84,14 @@ from .transform import (
 )
 
 __all__ = [
-    "apply_to_points", "as_transform", "box_corners", "box_sections", "check_matrix",
-    "compare", "crop_box", "crop_region", "crop_slices", "degeneracy", "fit_landmarks", "fov_box",
-    "fit_pairs", "fov_in_fixed", "fov_outlines", "from_itk_matrix", "Grid", "GRIDS",
-    "grid_matrix", "infer_model", "Landmarks", "load_landmarks_csv", "load_transform",
-    "map_box", "MappedBox", "METRICS", "MODELS", "moving_fov", "output_grid",
-    "overlay_matrix", "polar", "read_tfm", "refine", "refine_transform", "Registration",
-    "RegistrationSession", "RegisterSettings", "resample", "resample_moving",
-    "residual_table", "rotation_angle_deg", "run_register", "save_landmarks_csv",
-    "save_transform", "to_itk_matrix", "Transform", "transform_from_dict",
+    "apply_to_points", "as_transform", "box_corners", "box_sections", "check_landmark_unit",
+    "check_matrix", "check_transform_path", "compare", "crop_box", "crop_region", "crop_slices",
+    "degeneracy", "fit_landmarks", "fov_box", "fit_pairs", "fov_in_fixed", "fov_outlines",
+    "from_itk_matrix", "Grid", "GRIDS", "grid_matrix", "infer_model", "Landmarks",
+    "load_landmarks_csv", "load_transform", "map_box", "MappedBox", "METRICS", "MODELS",
+    "moving_fov", "output_grid", "overlay_matrix", "polar", "read_tfm", "refine",
+    "refine_transform", "Registration", "RegistrationSession", "RegisterSettings", "resample",
+    "resample_moving", "residual_table", "rotation_angle_deg", "run_register",
+    "save_landmarks_csv", "save_transform", "to_itk_matrix", "Transform", "transform_from_dict",
     "transform_to_dict", "unit_matrix", "write_tfm", "xyz_to_zyx", "zyx_to_xyz",
 ]

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import SettingError
 from .transform import MODELS, Transform, apply_to_points
 
 #: Degeneracy tolerance: the smallest singular value the model needs, relative to the largest.
@@ -440,7 +441,8 @@ def fit_landmarks(
             f"from inliers, got {n_act}; add landmarks or fit without robust"
         )
     if threshold is not None and not (np.isfinite(threshold) and threshold > 0):
-        raise ValueError(f"threshold must be a positive distance, got {threshold}")
+        raise SettingError(f"$threshold must be a positive distance, got {threshold:g}",
+                           threshold="threshold")
     idx = np.flatnonzero(act)
     _check_pair(fixed[idx], moving[idx], model)
 

@@ -193,17 +193,27 @@ def read_tfm(path: str | os.PathLike, unit: str, world: str = "LPS") -> Transfor
 # =========================================================================== files
 
 
-def save_transform(path: str | os.PathLike, transform: Transform, world: str = "LPS") -> Path:
-    """Write a transform as ``.json`` (napari-corrtomo) or ``.tfm``/``.txt`` (ITK)."""
+#: what :func:`save_transform` writes: napari-corrtomo JSON, ITK text transform
+SAVE_SUFFIXES = (".json", ".tfm")
+
+
+def check_transform_path(path: str | os.PathLike) -> Path:
+    """A path :func:`save_transform` writes, checked before any work: an ITK transform in a
+    ``.txt`` (or any other name) would be a file nobody expects."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".json":
+    if path.suffix.lower() not in SAVE_SUFFIXES:
+        raise ValueError(f"{path.name}: save transforms as .json or .tfm")
+    return path
+
+
+def save_transform(path: str | os.PathLike, transform: Transform, world: str = "LPS") -> Path:
+    """Write a transform as ``.json`` (napari-corrtomo) or ``.tfm`` (ITK)."""
+    path = check_transform_path(path)
+    if path.suffix.lower() == ".json":
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(transform_to_dict(transform), indent=2) + "\n")
         return path
-    if suffix in (".tfm", ".txt"):
-        return write_tfm(path, transform, world)
-    raise ValueError(f"{path.name}: save transforms as .json or .tfm")
+    return write_tfm(path, transform, world)
 
 
 def load_transform(path: str | os.PathLike, unit: str | None = None,

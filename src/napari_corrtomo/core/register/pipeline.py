@@ -44,9 +44,10 @@ GRIDS = ("fixed", "moving")
 #: Most voxels an output grid may have (a typo'd grid must not ask for terabytes).
 MAX_VOXELS = 2**31
 
-__all__ = ["GRIDS", "Grid", "Registration", "RegisterSettings", "crop_region", "fit_pairs",
-           "fov_outlines", "moving_fov", "output_grid", "overlay_matrix", "refine_transform",
-           "resample_moving", "residual_table", "run_register"]
+__all__ = ["GRIDS", "Grid", "Registration", "RegisterSettings", "check_landmark_unit",
+           "crop_region", "fit_pairs", "fov_outlines", "moving_fov", "output_grid",
+           "overlay_matrix", "refine_transform", "resample_moving", "residual_table",
+           "run_register"]
 
 
 @dataclass
@@ -166,6 +167,47 @@ def fit_pairs(landmarks: Landmarks, settings: RegisterSettings) -> Transform:
                          robust=settings.robust, active=landmarks.active,
                          threshold=settings.threshold, unit=landmarks.unit, seed=settings.seed,
                          names=landmarks.names)
+
+
+#: landmarks further outside a volume than this many times its largest size are "far
+#: outside" it (:func:`check_landmark_unit`): a unit slip puts them about 1000 times
+#: further out, while landmarks of a whole volume kept with a crop of it lie a few sizes out
+FAR_OUTSIDE = 100.0
+
+
+def check_landmark_unit(landmarks: Landmarks, fixed_shape: Any = None,
+                        fixed_frame: Frame | None = None, moving_shape: Any = None,
+                        moving_frame: Frame | None = None) -> None:
+    """Refuse landmarks whose unit cannot be the one they were read in.
+
+    Read in the wrong unit (um coordinates as nm, or the reverse), a set of landmarks
+    lies 1000 times too close to the origin or too far from it: all within one voxel of
+    its volume, or all further outside it than :data:`FAR_OUTSIDE` times its size. The
+    fit then succeeds and the resampled volume is silently misplaced. Landmarks outside
+    their volume by less pass; a set needs 3 landmarks (a fit's least) to be "within a
+    voxel". Volumes without a shape or frame are not checked.
+    """
+    for role, shape, frame in (("fixed", fixed_shape, fixed_frame),
+                               ("moving", moving_shape, moving_frame)):
+        if shape is None or frame is None:
+            continue
+        points = np.asarray(convert(getattr(landmarks, role), landmarks.unit, frame.unit))
+        lo, hi = fov_box(shape, frame.spacing, frame.offset, edges=True)
+        margin = FAR_OUTSIDE * np.max(hi - lo)
+        far = np.any((points < lo - margin) | (points > hi + margin), axis=1)
+        cramped = len(points) >= 3 and np.all(np.ptp(points, axis=0) < frame.spacing)
+        if far.all() or cramped:
+            where = "within one voxel of" if cramped else "far outside"
+            raise SettingError(
+                f"the {role} landmarks, read in {landmarks.unit}, all lie {where} the {role} "
+                f"volume: (z, y, x) {_span(points.min(0), points.max(0))} {frame.unit} "
+                f"against the volume's {_span(lo, hi)} {frame.unit}. The landmark "
+                f"coordinates are probably not in {landmarks.unit}; $unit",
+                unit="read them in their unit (load_landmarks_csv(path, unit=...))")
+
+
+def _span(lo: Any, hi: Any) -> str:
+    return " to ".join("(" + ", ".join(f"{v:.4g}" for v in p) + ")" for p in (lo, hi))
 
 
 def residual_table(landmarks: Landmarks, transform: Transform,
@@ -378,6 +420,9 @@ def run_register(landmarks: Landmarks | None, settings: RegisterSettings, *,
     if landmarks is None and initial is None:
         raise SettingError("give $landmarks or $initial", landmarks="landmarks",
                            initial="an initial transform (initial)")
+    if landmarks is not None:
+        check_landmark_unit(landmarks, getattr(fixed_image, "shape", None), fixed_frame,
+                            getattr(moving_image, "shape", None), moving_frame)
     fit = fit_pairs(landmarks, settings) if initial is None else None
     transform = fit if initial is None else \
         initial if landmarks is None else initial.in_unit(landmarks.unit)
