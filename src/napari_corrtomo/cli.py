@@ -587,6 +587,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
 
 def _add_quantify(sub: argparse._SubParsersAction) -> None:
     from .core.quantify import ENVELOPES, MEASURES
+    from .core.quantify.pipeline import ENVELOPE_MEASURES
 
     p = sub.add_parser(
         "quantify",
@@ -672,7 +673,10 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
                         "(blockwise runs always write them, as OME-Zarr in OUT/volumes)")
     _add_cluster_options(p)
     _declare_files(p, ("labels", "--intensity"), folder="--out")
-    p.set_defaults(func=_run_quantify)
+    # SettingError words beyond the options' own names
+    p.set_defaults(func=_run_quantify, setting_words={
+        "envelope_measures": " or ".join(sorted(ENVELOPE_MEASURES)) + " in --measures",
+        "in_memory": "use a TIFF copy without --workers/--scheduler if it fits in memory"})
 
 
 def _tuples(value: Any) -> Any:
@@ -744,7 +748,7 @@ def _run_quantify(args: argparse.Namespace) -> int:
             path = args.out / f"{name.replace(' ', '_')}.tif"
             written.append(write_tiff(path, arr.data, result.spacing, (result.unit,) * 3,
                                       arr.kind))
-    print(result.summary().to_string(index=False))
+    print(result.summary().to_string(index=False, float_format="{:.6g}".format))
     for note in result.notes:
         print(f"note: {note}")
     print(f"wrote {len(written)} files to {args.out}")

@@ -216,3 +216,55 @@ def test_particle_at_from_the_command_line_equals_the_api(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert [line for line in err if "error:" in line] == err[-1:]
     assert "outside the volume" in err[-1] and "44.5" in err[-1]
+
+
+@pytest.mark.parametrize("zarr, extra, words", [
+    (False, ["--exclude-border"],
+     "--exclude-border works only with --within-envelopes (it leaves out, of the particles "
+     "measured inside their envelopes, those the border cuts); set both, or neither"),
+    (False, ["--measures", "proxigram"],
+     "Proxigram (interface sharpness) needs --intensity, the image the labels were "
+     "segmented from"),
+    (False, ["--measures", "porosity", "--particle-at", "3", "3", "3"],
+     "--particle-at picks particles by their envelopes: also choose envelopes or pv_porosity "
+     "in --measures, or --within-envelopes"),
+    (False, ["--spacing", "0", "1", "1"],
+     "--spacing must be positive and finite, got (0.0, 1.0, 1.0)"),
+    (True, ["--measures", "surface"],
+     "measure(s) ['surface'] need the whole volume in memory; for a dask/zarr volume choose "
+     "from ['porosity', 'thickness', 'matrix_thickness', 'particles', 'closed_pores'], or "
+     "use a TIFF copy without --workers/--scheduler if it fits in memory"),
+    (True, ["--measures", "porosity", "--within-envelopes"],
+     "--within-envelopes needs the volume in memory; measure without it, or use a TIFF copy "
+     "without --workers/--scheduler if it fits in memory"),
+])
+def test_a_refusal_names_the_options_not_the_widget_or_the_api(
+        label_file, tmp_path, capsys, zarr, extra, words):
+    """These refusals once spoke of an intensity image to choose, a box to tick, np.asarray
+    or a bare ``spacing`` (or, for --exclude-border alone, said nothing and ignored it)."""
+    path, lab = label_file
+    if zarr:
+        path = io.write_volume(tmp_path / "labels.ome.zarr", io.read_volumes(path)[0])
+    assert main(["quantify", str(path), "--phase", str(PORE), "--matrix", str(SOLID),
+                 "--outside", str(RESIN), *extra, "--out", str(tmp_path / "q")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == f"corrtomo quantify: error: {words}"
+
+
+def test_the_summary_prints_counts_whole_and_names_each_dimensionless_unit(
+        label_file, tmp_path, capsys):
+    """"particle count 3.0", a sphericity without a unit beside a porosity in "fraction",
+    and a note "log-normal fit skipped" that did not say of which distribution."""
+    path, _ = label_file
+    out = tmp_path / "q"
+    assert main(["quantify", str(path), "--phase", str(PORE), "--matrix", str(SOLID),
+                 "--outside", str(RESIN), "--measures", "particles", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split() for line in printed if "particle count" in line] == [
+        ["particles", "particle", "count", "1", "count"]]
+    assert "particles,particle count,1,count" in (out / "summary.csv").read_text().splitlines()
+    units = pd.read_csv(out / "summary.csv").set_index("quantity")["unit"]
+    assert units["sphericity mean"] == "1" and units["porosity mean"] == "fraction"
+    assert units.notna().all()
+    assert ("note: particle size distribution: log-normal fit skipped: fewer than 3 non-empty "
+            "bins") in printed

@@ -61,3 +61,35 @@ def test_quantify_transport_clear_failures(tmp_path, capsys):
     assert main(["quantify", str(tmp_path / "l.tif"), "--phase", "1", "--axes", "4",
                  "--measures", "tortuosity", "--out", str(tmp_path / "o")]) == 1
     assert "--axes must be volume axes 0 (z), 1 (y) or 2 (x), got [4]" in capsys.readouterr().err
+
+
+def test_the_outside_is_no_part_of_the_sample_in_any_measure(tmp_path, capsys):
+    """A FIB volume's band without data (label 0, --outside 0) once counted as solid in
+    the transport and correlation measures: tortuosity.csv and S2(0) gave the phase
+    fraction of the whole array beside the summary's porosity over the sample, and no
+    phase reached the y inlet face in the band. Every measure now sees the sample alone:
+    the same tables as the volume without the band."""
+    rng = np.random.default_rng(0)
+    labels = np.where(rng.random((12, 16, 14)) < 0.5, 1, 2).astype(np.uint8)
+    labels[:, :4] = 0  # the band, along z and x, at the y = 0 face
+    io.write_tiff(tmp_path / "band.tif", labels, (2.0, 1.0, 1.0), "nm", layer_type="labels")
+    io.write_tiff(tmp_path / "crop.tif", labels[:, 4:], (2.0, 1.0, 1.0), "nm",
+                  layer_type="labels")
+    measures = "porosity,tortuosity,correlation,geodesic_tortuosity,constrictivity"
+    assert main(["quantify", str(tmp_path / "band.tif"), "--phase", "1", "--outside", "0",
+                 "--measures", measures, "--depths", "4", "--save-volumes",
+                 "--out", str(tmp_path / "b")]) == 0
+    assert main(["quantify", str(tmp_path / "crop.tif"), "--phase", "1", "--measures",
+                 measures, "--depths", "4", "--out", str(tmp_path / "c")]) == 0
+    summary = pd.read_csv(tmp_path / "b" / "summary.csv").set_index("quantity")["value"]
+    porosity = np.mean(labels[:, 4:] == 1)
+    assert summary["porosity (phase / sample)"] == pytest.approx(porosity)
+    assert summary["S2(0) = volume fraction (phase / sample)"] == pytest.approx(porosity)
+    for table in ("tortuosity", "correlation", "geodesic_tortuosity", "constrictivity"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "b" / f"{table}.csv"),
+                                      pd.read_csv(tmp_path / "c" / f"{table}.csv"))
+    tau = pd.read_csv(tmp_path / "b" / "tortuosity.csv")
+    np.testing.assert_allclose(tau["porosity"], porosity)
+    assert np.isfinite(tau["tortuosity_factor"]).all()  # y too: its inlet is the sample's
+    field = np.asarray(io.read_volumes(tmp_path / "b" / "concentration_y.tif")[0].array)
+    assert field.shape == labels.shape and np.isnan(field[:, :4]).all()

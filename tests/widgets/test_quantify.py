@@ -388,3 +388,41 @@ def test_a_missing_setting_is_named_by_its_control(make_napari_viewer, qtbot, pa
     assert widget.runner.status.text() == (
         "Failed: 'Only inside particle envelopes' needs 'Matrix label' (the label of the solid "
         "phase)")
+
+
+def test_the_border_choice_goes_with_only_inside_envelopes(make_napari_viewer, qtbot,
+                                                           particle_volume):
+    """'... not cut by the border' without 'Only inside particle envelopes' was ignored
+    without a word; QuantifySettings refuses it now, so unticking the one unticks the
+    other, and a refusal is in the panel's words."""
+    _, widget = _widget(make_napari_viewer, qtbot, particle_volume)
+    inside, border = widget.labels_form["within_envelopes"], widget.labels_form["exclude_border"]
+    inside.value = True
+    border.value = True
+    assert widget.settings().exclude_border
+    inside.value = False
+    assert not border.value and not border.native.isEnabled()
+    assert not widget.settings().exclude_border
+    border.value = True  # set from code, past the disabled control
+    with pytest.raises(ValueError) as err:
+        widget.settings()
+    assert str(err.value) == (
+        "'... not cut by the border' works only with 'Only inside particle envelopes' (it "
+        "leaves out, of the particles measured inside their envelopes, those the border "
+        "cuts); set both, or neither")
+
+
+def test_points_without_an_envelope_measure_are_refused_in_the_panels_words(
+        make_napari_viewer, qtbot, particle_volume):
+    """The core's refusal once said "tick ... (--within-envelopes)" to both front ends."""
+    viewer, widget = _widget(make_napari_viewer, qtbot, particle_volume)
+    widget.points_select.set_layer(viewer.add_points([[9.0, 10.0, 21.0]], ndim=3))
+    for key, cb in widget.checks.items():
+        cb.setChecked(key == "porosity")
+    with qtbot.capture_exceptions():
+        qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60_000)
+    assert widget.runner.status.text() == (
+        "Failed: 'Particles at' picks particles by their envelopes: also choose 'Particle "
+        "envelopes and their porosity' or 'Envelope porosity from grey values', or 'Only "
+        "inside particle envelopes'")

@@ -41,6 +41,7 @@ from ..core.backend import is_lazy
 from ..core.io import write_table
 from ..core.isolated import IsolatedProcess
 from ..core.quantify import ENVELOPES, MEASURES, QuantifyResult, QuantifySettings, quantify
+from ..core.quantify.pipeline import ENVELOPE_MEASURES
 from ._dock import DockForm, hbox
 from ._form import Field, SettingsForm
 from ._layers import (
@@ -109,14 +110,13 @@ class QuantifyWidget(DockForm):
             "exclude_border": Field(label="... not cut by the border"),
         })
         # the border choice means something only inside the envelopes
-        border = self.labels_form["exclude_border"]
-        border.enabled = False
-        self.labels_form["within_envelopes"].changed.connect(
-            lambda inside: setattr(border, "enabled", bool(inside)))
+        self.labels_form["exclude_border"].enabled = False
+        self.labels_form["within_envelopes"].changed.connect(self._border_follows)
         self.intensity_select = LayerSelect(
             self.viewer, (napari.layers.Image,), allow_none=True,
             tip="the reconstruction the segmentation came from, for the proxigram (interface "
-                "sharpness)")
+                "sharpness of the phase against the matrix; distances positive inside the "
+                "phase)")
         self.points_select = LayerSelect(
             self.viewer, (napari.layers.Points,), allow_none=True,
             tip="points on the particles to measure (add them on any view, e.g. on the "
@@ -172,8 +172,12 @@ class QuantifyWidget(DockForm):
         self.run_button = QPushButton("Quantify")
         self.run_button.clicked.connect(self.run)
         self.runner = TaskRunner(napari_viewer)
-        self.runner.words = {**self.labels_form.words, **self.params.words,
-                             "intensity": "an 'Intensity' image"}
+        self.runner.words = {
+            **self.labels_form.words, **self.params.words, "intensity": "an 'Intensity' image",
+            "particles_at": "'Particles at'",
+            "envelope_measures": " or ".join(repr(MEASURES[m].title)
+                                             for m in sorted(ENVELOPE_MEASURES)),
+            "in_memory": "open a TIFF copy of the layer if it fits in memory"}
         # notes of the last run (e.g. tau = inf); own label: the runner's status ends as "Done."
         self.notes = QLabel("")
         self.notes.setWordWrap(True)
@@ -225,6 +229,14 @@ class QuantifyWidget(DockForm):
         except ValueError:
             unit = ""
         self.params.set_unit(unit)
+
+    def _border_follows(self, inside: bool) -> None:
+        """'... not cut by the border' only with 'Only inside particle envelopes': enabled
+        with it, unticked without it (QuantifySettings refuses it alone)."""
+        border = self.labels_form["exclude_border"]
+        border.enabled = bool(inside)
+        if not inside:
+            border.value = False
 
     def add_particle_points(self) -> None:
         """A points layer in the segmentation's frame, in add mode and chosen as

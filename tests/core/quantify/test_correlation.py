@@ -115,6 +115,54 @@ def test_two_dimensional_orientation_average():
     assert lp[0] == pytest.approx(m.mean()) and np.all(np.diff(lp) <= 1e-12)
 
 
+def _pairs_within(a: np.ndarray, w: np.ndarray, axis: int, k: int, whole: bool) -> float:
+    """Segments of k steps along ``axis`` with both ends (``whole``: every voxel) in ``a``,
+    over those in ``w``."""
+    a, w = np.moveaxis(a, axis, -1), np.moveaxis(w, axis, -1)
+    n = a.shape[-1]
+    hits, segs = np.ones(a[..., : n - k].shape, bool), np.ones(a[..., : n - k].shape, bool)
+    for j in range(k + 1) if whole else (0, k):
+        hits &= a[..., j:n - k + j]
+        segs &= w[..., j:n - k + j]
+    return hits.sum() / segs.sum()
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_a_sample_window_counts_only_pairs_and_segments_in_the_sample(axis):
+    """With ``sample`` the outside medium is neither phase nor matrix: ``S2`` counts the
+    pairs with both ends in the sample, ``L`` the segments wholly in it (a sample that is
+    not a box: an L-shaped outside), so ``S2(0) = L(0)`` = phase / sample; a phase in a
+    box of outside gives the box's own curves."""
+    rng = np.random.default_rng(5)
+    sample = np.ones((20, 24, 28), bool)
+    sample[:6, :8] = False
+    sample[:, :, 22:] = False
+    m = (rng.random(sample.shape) < 0.4) & sample
+    sp = (2.0, 1.0, 1.5)
+    _, s2 = two_point_correlation(m, sp, 8.0, axis=axis, sample=sample)
+    _, lp = lineal_path(m, sp, 8.0, axis=axis, sample=sample)
+    k = np.arange(len(s2))
+    np.testing.assert_allclose(s2, [_pairs_within(m, sample, axis, i, False) for i in k],
+                               atol=1e-12)
+    np.testing.assert_allclose(lp, [_pairs_within(m, sample, axis, i, True) for i in k],
+                               atol=1e-12)
+    _, s2_all = two_point_correlation(m, sp, 8.0, sample=sample)
+    assert s2_all[0] == pytest.approx(m.sum() / sample.sum())
+    assert abs(s2_all[3] - 0.4**2) < 0.01  # voxel noise in the sample: p^2
+    box = np.zeros((30, 30, 30), bool)  # a random block in a box of outside
+    box[4:24, 3:27, 5:25] = True
+    block = np.zeros(box.shape, bool)
+    block[box] = (rng.random((20, 24, 20)) < 0.3).ravel()
+    inner = block[4:24, 3:27, 5:25]
+    for func in (two_point_correlation, lineal_path):
+        np.testing.assert_allclose(func(block, sp, 8.0, sample=box)[1],
+                                   func(inner, sp, 8.0)[1], atol=1e-12)
+        np.testing.assert_allclose(func(block, sp, 8.0, axis=axis, sample=box)[1],
+                                   func(inner, sp, 8.0, axis=axis)[1], atol=1e-12)
+    with pytest.raises(ValueError, match="the phase has voxels off the sample"):
+        two_point_correlation(m, sp, 8.0, sample=sample[::-1])
+
+
 @pytest.mark.parametrize("func", [two_point_correlation, lineal_path])
 def test_bad_input(func):
     m = np.zeros((10, 10, 10), bool)

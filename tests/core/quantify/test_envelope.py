@@ -320,3 +320,33 @@ def test_particles_at_points_measures_those_particles_only():
     with pytest.raises(ValueError, match="envelope"):
         quantify(lab, spacing, "um", measures=["porosity"],
                  settings=replace(s, particles_at=points))
+
+
+def test_a_picked_particle_has_one_label_in_both_envelope_tables():
+    """With ``within_envelopes`` and ``particles_at`` the grey-value envelopes
+    (``pv_porosity``) were fitted on the relabelled volume, whose matrix components number
+    anew: the picked particle was 2 in ``particle_envelopes`` and 1 in ``pv_porosity``.
+    Each grey-value envelope now takes the label of the envelope it overlaps most; their
+    voxels differ by the offset of the mid-grey-level boundary from the labels' only."""
+    from scipy import ndimage as ndi
+
+    from napari_corrtomo.core.quantify import QuantifySettings, quantify
+
+    spacing = (0.5, 0.5, 0.5)
+    lab = np.ones((40, 40, 120), np.uint8)  # 1 resin (and pores), 2 solid
+    centres = np.array([[20.0, 20, 20], [20, 20, 60], [20, 20, 100]])
+    paint_spheres(lab, centres, np.array([13.0, 12, 11]), 2, (1.0, 1, 1))
+    paint_spheres(lab, centres + [0, 4, 0], np.array([4.0, 3.5, 3.0]), 1, (1.0, 1, 1))
+    img = ndi.gaussian_filter(np.where(lab == 2, 1.0, 0.35), 1.0).astype(np.float32)
+    s = QuantifySettings(phase=1, matrix=2)
+    env = np.asarray(quantify(lab, spacing, "um", measures=["envelopes"], settings=s)
+                     .arrays["particle envelopes"].data)
+    second = int(env[tuple(centres[1].astype(int))])
+    assert second == 2
+    r = quantify(lab, spacing, "um", measures=["pv_porosity", "envelopes"], intensity=img,
+                 settings=replace(s, within_envelopes=True,
+                                  particles_at=(tuple(centres[1] * spacing),)))
+    envelopes, pv = r.tables["particle_envelopes"], r.tables["pv_porosity"]
+    assert envelopes["label"].tolist() == pv["label"].tolist() == [second]
+    assert set(np.unique(r.arrays["partial-volume envelopes"].data)) == {0, second}
+    assert pv["voxels"].item() == pytest.approx(envelopes["voxels"].item(), rel=0.03)

@@ -122,3 +122,33 @@ def test_nearest_edge_voxel_is_exact(shape, spacing):
     exact = ndi.distance_transform_edt(~edge, sampling=spacing)
     np.testing.assert_allclose(picked, exact, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(np.sqrt(sq), exact, rtol=1e-5, atol=1e-5)
+
+
+def test_the_pipelines_proxigram_is_positive_inside_the_chosen_phase():
+    """``quantify`` profiles the chosen phase against the matrix, + inside the phase (it
+    once profiled the matrix, its sign reversed), without the outside medium: here as
+    bright as the phase (pores filled with the resin around a particle), so its boundary
+    with the phase has no contrast and would sit on the profile's bright side at 0."""
+    from napari_corrtomo.core.quantify import QuantifySettings, quantify
+
+    lab = np.full((16, 16, 64), 2, np.uint8)  # matrix
+    lab[:, :, :24] = 3  # the phase: x < 24, its interface with the matrix at x = 23.5
+    lab[:, 12:] = 1  # outside, beside both
+    lab[:, :, 44:] = 1
+    sigma = 1.5
+    img = ndi.gaussian_filter(np.isin(lab, (1, 3)).astype(float), sigma, mode="nearest")
+    r = quantify(lab, 1.0, "um", measures=["proxigram"], intensity=img,
+                 settings=QuantifySettings(phase=3, matrix=2, outside=(1,)))
+    p = r.proxigram
+    # the intensity rises into the phase: Phi(d / sigma) crosses 0.25 / 0.75 at -+0.6745 sigma
+    assert p.x25 == pytest.approx(-0.6745 * sigma, abs=0.1)
+    assert p.x75 == pytest.approx(0.6745 * sigma, abs=0.1)
+    assert r.curves["proxigram"].xlabel == "distance to the interface, + inside the phase (um)"
+    # the other way round the same interface, the sign reversed
+    q = quantify(lab, 1.0, "um", measures=["proxigram"], intensity=img,
+                 settings=QuantifySettings(phase=2, matrix=3, outside=(1,))).proxigram
+    assert (q.x25, q.x75) == pytest.approx((-p.x25, -p.x75), abs=0.02)
+    with pytest.raises(ValueError, match=r"farther than proxigram_distance \(12 um\) from the "
+                                         "outside medium; lower it"):
+        quantify(lab, 1.0, "um", measures=["proxigram"], intensity=img, settings=QuantifySettings(
+            phase=3, matrix=2, outside=(1,), proxigram_distance=12.0))

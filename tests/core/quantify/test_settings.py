@@ -38,3 +38,15 @@ def test_good_parameters_pass_and_measure():
     table = res.summary().set_index("quantity")["value"]
     assert table["porosity (phase / sample)"] == (
         pytest.approx(1 / 3))
+
+
+def test_exclude_border_without_within_envelopes_is_refused_naming_both():
+    """``exclude_border`` alone was accepted and ignored without a word."""
+    with pytest.raises(SettingError) as err:
+        QuantifySettings(phase=1, matrix=2, exclude_border=True)
+    assert str(err.value) == (
+        "exclude_border works only with within_envelopes (it leaves out, of the particles "
+        "measured inside their envelopes, those the border cuts); set both, or neither")
+    assert err.value.api_words == {"exclude_border": "exclude_border",
+                                   "within_envelopes": "within_envelopes"}
+    assert QuantifySettings(phase=1, matrix=2, exclude_border=True, within_envelopes=True)

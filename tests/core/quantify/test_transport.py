@@ -129,6 +129,28 @@ def test_isolated_pores_count_in_porosity_but_do_not_conduct():
     assert res.percolating_fraction == pytest.approx(40 / mask.sum())
 
 
+def test_a_sample_leaves_the_outside_out_of_porosity_and_d_eff(random_structure):
+    """Voxels off ``sample`` (a band without data beside the structure) conduct nothing and
+    are not counted: eps and D_eff are the sample's (the structure's own, measured alone);
+    tau does not depend on them."""
+    inner = random_structure((16, 14, 15), 0.45, seed=2)
+    mask = np.zeros((16, 20, 15), bool)
+    mask[:, 6:] = inner
+    sample = np.zeros(mask.shape, bool)
+    sample[:, 6:] = True
+    for axis in (0, 2):
+        alone = tr.tortuosity_factor(inner, (1.0, 0.5, 2.0), axis)
+        res = tr.tortuosity_factor(mask, (1.0, 0.5, 2.0), axis, sample=sample)
+        assert res.porosity == pytest.approx(inner.mean())
+        assert res.d_eff_ratio == pytest.approx(alone.d_eff_ratio, rel=1e-6)
+        assert res.tau == pytest.approx(alone.tau, rel=1e-6)
+        without = tr.tortuosity_factor(mask, (1.0, 0.5, 2.0), axis)
+        assert without.tau == pytest.approx(alone.tau, rel=1e-6)
+        assert without.porosity == pytest.approx(inner.mean() * 14 / 20)
+    with pytest.raises(ValueError, match="the phase has voxels off the sample"):
+        tr.tortuosity_factor(mask, 1.0, 0, sample=~sample)
+
+
 @pytest.mark.parametrize(
     "shape,porosity,spacing,axis",
     [((22, 20, 21), 0.45, (1.0, 1.0, 1.0), 0),  # > coarse size: exercises the multigrid

@@ -12,6 +12,11 @@ wrapped around, so no artificial periodicity enters.
   the phase (all voxel centres it passes). ``L(0) = phi``; ``L`` decreases
   monotonically.
 
+With a ``sample`` mask the sample is the window instead of the array: ``S2`` counts
+the segments with both ends in the sample and ``L`` those wholly in it, so the
+outside medium around a sample (or a band without data) is neither phase nor
+matrix, and ``S2(0) = L(0)`` is the phase's volume fraction of the sample.
+
 ``axis=int`` measures along one array axis (lengths are multiples of that
 axis' voxel size). ``axis=None`` is the orientation average:
 
@@ -36,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import as_mask, check_spacing
+from .._checks import as_mask, check_same_shape, check_spacing
 from ..backend import memory_budget
 
 try:
@@ -55,6 +60,7 @@ def two_point_correlation(
     spacing: float | tuple[float, ...],
     max_distance: float,
     axis: int | None = None,
+    sample: Any | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two-point correlation function ``S2(r)`` of a phase.
 
@@ -70,6 +76,9 @@ def two_point_correlation(
         ``axis=None``).
     axis
         Array axis to measure along, or ``None`` for the orientation average.
+    sample
+        Binary array of the sample, holding the phase (default: the whole array): only
+        segments with both ends in it count.
 
     Returns
     -------
@@ -77,16 +86,22 @@ def two_point_correlation(
         float64 arrays. ``axis=int``: ``distances = k * spacing[axis]``,
         ``k = 0 .. floor(max_distance / spacing[axis])``. ``axis=None``:
         ``distances = j * min(spacing)``, ``j = 0 .. floor(max_distance / min(spacing))``.
-        ``s2[0]`` is the volume fraction.
+        ``s2[0]`` is the volume fraction (of the sample).
     """
-    arr, sp, ax = _prepare(mask, spacing, axis)
+    arr, sp, ax, win = _prepare(mask, spacing, axis, sample)
     dmax = _check_length(max_distance, arr.shape, sp, ax, "max_distance")
     if ax is not None:
         k_max = int(math.floor(dmax / sp[ax] + 1e-9))
         counts = _axis_autocorrelation(arr, ax, k_max)
-        pairs = (arr.shape[ax] - np.arange(k_max + 1)) * (arr.size // arr.shape[ax])
+        if win is None:
+            pairs = (arr.shape[ax] - np.arange(k_max + 1)) * (arr.size // arr.shape[ax])
+        else:
+            pairs = _axis_autocorrelation(win, ax, k_max)
+            if not pairs.all():
+                raise ValueError(f"no two voxels of the sample lie {np.argmin(pairs)} steps "
+                                 f"apart along axis {ax}; lower max_distance")
         return np.arange(k_max + 1) * sp[ax], counts / pairs
-    return _orientation_averaged_s2(arr, sp, dmax)
+    return _orientation_averaged_s2(arr, sp, dmax, win)
 
 
 def lineal_path(
@@ -94,6 +109,7 @@ def lineal_path(
     spacing: float | tuple[float, ...],
     max_length: float,
     axis: int | None = None,
+    sample: Any | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lineal-path function ``L(r)`` of a phase.
 
@@ -108,22 +124,26 @@ def lineal_path(
         extent, as for :func:`two_point_correlation`).
     axis
         Array axis to measure along, or ``None`` for the orientation average.
+    sample
+        Binary array of the sample, holding the phase (default: the whole array): only
+        segments wholly in it count.
 
     Returns
     -------
     lengths, lp
         float64 arrays on the same grids as :func:`two_point_correlation`. A segment
         of length ``k * spacing[axis]`` covers ``k + 1`` voxel centres; ``lp[0]`` is
-        the volume fraction.
+        the volume fraction (of the sample).
     """
-    arr, sp, ax = _prepare(mask, spacing, axis)
+    arr, sp, ax, win = _prepare(mask, spacing, axis, sample)
     lmax = _check_length(max_length, arr.shape, sp, ax, "max_length")
     arr3 = arr if arr.ndim == 3 else arr[None]
+    win3 = win if win is None or win.ndim == 3 else win[None]
     if ax is not None:
         v = np.zeros(3, np.int64)
         v[ax + (3 - arr.ndim)] = 1
         k_max = int(math.floor(lmax / sp[ax] + 1e-9))
-        return np.arange(k_max + 1) * sp[ax], _directional_lineal_path(arr3, v, k_max)
+        return np.arange(k_max + 1) * sp[ax], _directional_lineal_path(arr3, v, k_max, win3)
     step = min(sp)
     grid = np.arange(int(math.floor(lmax / step + 1e-9)) + 1) * step
     sp3 = np.array((1.0,) * (3 - arr.ndim) + tuple(sp))
@@ -133,7 +153,7 @@ def lineal_path(
         v3 = np.concatenate([np.zeros(3 - arr.ndim, np.int64), v])
         ell = float(np.linalg.norm(v3 * sp3))
         k_max = int(math.ceil(lmax / ell - 1e-9))
-        lp = _directional_lineal_path(arr3, v3, k_max)
+        lp = _directional_lineal_path(arr3, v3, k_max, win3)
         total += w * np.interp(grid, np.arange(k_max + 1) * ell, lp)
     return grid, total
 
@@ -174,7 +194,7 @@ def lattice_directions(spacing: tuple[float, ...], ndim: int) -> tuple[np.ndarra
 # =========================================================================== checks
 
 
-def _prepare(mask: Any, spacing: Any, axis: int | None):
+def _prepare(mask: Any, spacing: Any, axis: int | None, sample: Any | None = None):
     arr = as_mask(mask, "mask")
     if arr.ndim not in (2, 3):
         raise ValueError(f"mask must be 2D or 3D, got {arr.ndim}D (shape {arr.shape})")
@@ -185,7 +205,14 @@ def _prepare(mask: Any, spacing: Any, axis: int | None):
         if not -arr.ndim <= axis < arr.ndim:
             raise ValueError(f"axis {axis} does not exist in a {arr.ndim}D array")
         axis = int(axis) % arr.ndim
-    return arr, sp, axis
+    win = None
+    if sample is not None:
+        win = as_mask(sample, "sample")
+        check_same_shape(win, arr, "sample", "mask")
+        if np.any(arr & ~win):
+            raise ValueError("the phase has voxels off the sample; the sample must hold the "
+                             "phase (e.g. sample = labels != outside)")
+    return arr, sp, axis, win
 
 
 def _check_length(value: float, shape, sp, axis, name: str) -> float:
@@ -231,13 +258,54 @@ def _axis_autocorrelation(arr: np.ndarray, axis: int, k_max: int) -> np.ndarray:
     return np.rint(total)
 
 
-def _orientation_averaged_s2(arr: np.ndarray, sp, dmax: float):
-    """S2 averaged over all lattice displacement vectors, binned by length."""
-    from scipy import fft
-
+def _orientation_averaged_s2(arr: np.ndarray, sp, dmax: float, win: np.ndarray | None):
+    """S2 averaged over all lattice displacement vectors, binned by length; the pairs
+    of each vector are those in the array, or with ``win`` those in the window."""
     shape = arr.shape
     # one lag beyond max_distance per axis, so the outermost length bin is complete
     ks = [min(int(math.floor(dmax / s + 1e-9)) + 1, n - 1) for s, n in zip(sp, shape, strict=True)]
+    corr = _lag_correlation(arr, ks)
+    lags = np.meshgrid(*[np.arange(-k, k + 1) for k in ks], indexing="ij")
+    pairs = np.ones(corr.shape)
+    dist2 = np.zeros(corr.shape)
+    for lag, n, s in zip(lags, shape, sp, strict=True):
+        pairs *= n - np.abs(lag)
+        dist2 += (lag * s) ** 2
+    if win is not None:
+        pairs = _lag_correlation(win, ks)
+    s2 = corr / np.maximum(pairs, 1)
+    dist = np.sqrt(dist2)
+    step = min(sp)
+    grid = np.arange(int(math.floor(dmax / step + 1e-9)) + 1) * step
+    # one bin beyond, so the last grid point interpolates; vectors without a pair left out
+    inside = (dist <= grid[-1] + step) & (pairs > 0)
+    bins = np.rint(dist[inside] / step).astype(np.int64)
+    count = np.bincount(bins)
+    ok = count > 0
+    if np.count_nonzero(ok) < 2:
+        raise ValueError("no two voxels of the sample lie within max_distance of each other; "
+                         "give a larger sample")
+    mean_d = np.bincount(bins, dist[inside])[ok] / count[ok]
+    mean_s2 = np.bincount(bins, s2[inside])[ok] / count[ok]
+    # S2(0) is the volume fraction exactly; r > 0 uses the bins of non-zero vectors only
+    # (S2 may jump at 0+ for voxel noise), extrapolating linearly below the first bin mean.
+    out = np.empty_like(grid)
+    out[0] = mean_s2[0]
+    d1, v1 = mean_d[1:], mean_s2[1:]
+    out[1:] = np.interp(grid[1:], d1, v1)
+    low = grid[1:] < d1[0]
+    if low.any() and len(d1) > 1:
+        slope = (v1[1] - v1[0]) / (d1[1] - d1[0])
+        out[1:][low] = v1[0] + slope * (grid[1:][low] - d1[0])
+    return grid, out
+
+
+def _lag_correlation(arr: np.ndarray, ks: list[int]) -> np.ndarray:
+    """sum_x a[x] a[x + lag] for every lag vector with ``|lag[i]| <= ks[i]`` (exact
+    integers), by FFT in slabs along axis 0 so large volumes fit in memory."""
+    from scipy import fft
+
+    shape = arr.shape
     # other axes: whole extent, zero-padded so circular lags never wrap onto data
     lens = [fft.next_fast_len(n + k, real=True) for n, k in zip(shape[1:], ks[1:], strict=True)]
     plane = math.prod(lens)
@@ -259,41 +327,19 @@ def _orientation_averaged_s2(arr: np.ndarray, sp, dmax: float):
         del fo, fi
         idx = [np.arange(-k, k + 1) % m for k, m in zip(ks, full, strict=True)]
         corr += c[np.ix_(*idx)]
-    lags = np.meshgrid(*[np.arange(-k, k + 1) for k in ks], indexing="ij")
-    pairs = np.ones(corr.shape)
-    dist2 = np.zeros(corr.shape)
-    for lag, n, s in zip(lags, shape, sp, strict=True):
-        pairs *= n - np.abs(lag)
-        dist2 += (lag * s) ** 2
-    s2 = np.rint(corr) / pairs
-    dist = np.sqrt(dist2)
-    step = min(sp)
-    grid = np.arange(int(math.floor(dmax / step + 1e-9)) + 1) * step
-    inside = dist <= grid[-1] + step  # one bin beyond, so the last grid point interpolates
-    bins = np.rint(dist[inside] / step).astype(np.int64)
-    count = np.bincount(bins)
-    ok = count > 0
-    mean_d = np.bincount(bins, dist[inside])[ok] / count[ok]
-    mean_s2 = np.bincount(bins, s2[inside])[ok] / count[ok]
-    # S2(0) is the volume fraction exactly; r > 0 uses the bins of non-zero vectors only
-    # (S2 may jump at 0+ for voxel noise), extrapolating linearly below the first bin mean.
-    out = np.empty_like(grid)
-    out[0] = mean_s2[0]
-    d1, v1 = mean_d[1:], mean_s2[1:]
-    out[1:] = np.interp(grid[1:], d1, v1)
-    low = grid[1:] < d1[0]
-    if low.any() and len(d1) > 1:
-        slope = (v1[1] - v1[0]) / (d1[1] - d1[0])
-        out[1:][low] = v1[0] + slope * (grid[1:][low] - d1[0])
-    return grid, out
+    return np.rint(corr)
 
 
 # =========================================================================== lineal path
 
 
-def _directional_lineal_path(arr3: np.ndarray, v: np.ndarray, k_max: int) -> np.ndarray:
-    """L(k), k = 0..k_max, along the lattice direction ``v`` (3 ints in -1..1)."""
+def _directional_lineal_path(arr3: np.ndarray, v: np.ndarray, k_max: int,
+                             win3: np.ndarray | None = None) -> np.ndarray:
+    """L(k), k = 0..k_max, along the lattice direction ``v`` (3 ints in -1..1); with
+    ``win3`` over the segments wholly in that window (its runs) instead of the array's."""
     runs, lines = _run_histograms(arr3, v.astype(np.int64))
+    if win3 is not None:
+        lines = _run_histograms(win3, v.astype(np.int64))[0]
     ks = np.arange(k_max + 1)
     num = _tail_segments(runs, ks)
     den = _tail_segments(lines, ks)
@@ -301,8 +347,8 @@ def _directional_lineal_path(arr3: np.ndarray, v: np.ndarray, k_max: int) -> np.
         lp = np.where(den > 0, num / np.maximum(den, 1), np.nan)
     if np.isnan(lp).any():
         raise ValueError(
-            f"the array is too short along direction {tuple(int(x) for x in v)} for segments "
-            f"of {k_max} steps; reduce max_length"
+            f"the {'array' if win3 is None else 'sample'} is too short along direction "
+            f"{tuple(int(x) for x in v)} for segments of {k_max} steps; reduce max_length"
         )
     return lp
 

@@ -13,11 +13,13 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from .._checks import SettingError
 from ..backend import reduce_blocks
 from ..connected import label
 from ..progress import report, scaled
+from ._common import edt_distance
 from .correlation import lineal_path, two_point_correlation
-from .distributions import size_distribution, value_counts
+from .distributions import SizeDistribution, size_distribution, value_counts
 from .envelope import labels_at, particle_envelopes, spherical_envelopes
 from .interface import proxigram
 from .particles import (
@@ -29,6 +31,7 @@ from .particles import (
 )
 from .pathways import constrictivity, geodesic_tortuosity, intrusion_curve
 from .pipeline import (
+    IN_MEMORY,
     Curve,
     MeasureData,
     MeasureSpec,
@@ -85,12 +88,18 @@ def _thickness(d: MeasureData, mask: np.ndarray, name: str, r: QuantifyResult, p
         r.arrays[f"{name} local thickness"] = ResultArray(
             lt, "image", colormap="turbo", description=f"local thickness (diameter, {d.unit})")
         dist = size_distribution(lt[mask], bin_width=bw, unit=d.unit)
-    r.distributions[f"{name} size distribution"] = dist
+    _add_distribution(r, f"{name} size distribution", dist)
     r.tables[f"{name}_size_distribution"] = dist.table()
     for k, v in dist.summary().items():
         if k.startswith(("mean", "std", "median", "fit_mode", "fit_mean")):
             r.add("local_thickness", f"{name} {k.rsplit('_', 1)[0].replace('_', ' ')}", v, d.unit)
-    r.notes.extend(dist.notes)
+
+
+def _add_distribution(r: QuantifyResult, key: str, dist: SizeDistribution) -> None:
+    """``dist`` as ``r.distributions[key]``, its notes (a log-normal fit skipped or poor)
+    saying which distribution they are about."""
+    r.distributions[key] = dist
+    r.notes.extend(f"{key}: {note}" for note in dist.notes)
 
 
 def _measure_thickness(d, s, r, progress) -> None:
@@ -103,8 +112,8 @@ def _measure_matrix_thickness(d, s, r, progress) -> None:
 
 def _measure_particles(d, s, r, progress) -> None:
     if d.lazy and s.close_radius is not None:
-        raise ValueError("the pore closing (close_radius) needs the volume in memory; "
-                         "clear it for a dask/zarr volume")
+        raise SettingError("$close_radius needs the volume in memory; measure without it, "
+                           "or $in_memory", close_radius="close_radius", in_memory=IN_MEMORY)
     if d.lazy:
         _particles_lazy(d, s, r, progress)
         return
@@ -278,6 +287,8 @@ def _measure_pv_porosity(d, s, r, progress) -> None:
     if d.outside is not None:
         solid &= ~d.outside
     env = _picked(_envelopes(d, s, solid, comps, scaled(progress, 0, 70, 100)), d, s, r)
+    if "particle envelopes" in r.arrays:  # the envelopes measure ran first (quantify)
+        env = _labelled_as(env, np.asarray(r.arrays["particle envelopes"].data))
     table = partial_volume_porosity(img, env, levels)
     counted = particle_table(env, d.spacing, pore=(env > 0) & d.phase, unit=d.unit, surface=False)
     table.insert(2, "porosity_argmax", counted.set_index("label").loc[table["label"],
@@ -298,6 +309,29 @@ def _measure_pv_porosity(d, s, r, progress) -> None:
     r.add("pv_porosity", "largest particle porosity (voxel count, same envelope)",
           float(largest["porosity_argmax"]), "fraction")
     report(progress, 100, 100)
+
+
+def _labelled_as(env: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``env`` with each envelope given the label of the ``ref`` envelope (the envelopes
+    measure's) it overlaps most, so a particle has one label in every table: the grey-value
+    envelopes are numbered anew (on the volume within_envelopes relabels; from matrix
+    components where the envelopes measure splits closed particles). An envelope that
+    overlaps none, or whose ``ref`` envelope another overlaps more, takes a label above
+    ``ref``'s."""
+    both = (env > 0) & (ref > 0)
+    base = int(ref.max()) + 1
+    pairs, counts = np.unique(env[both].astype(np.int64) * base + ref[both], return_counts=True)
+    lut = np.zeros(int(env.max()) + 1, np.int64)
+    taken: set[int] = set()
+    for pair in pairs[np.argsort(-counts, kind="stable")]:
+        own, other = divmod(int(pair), base)
+        if not lut[own] and other not in taken:
+            lut[own] = other
+            taken.add(other)
+    ids = np.unique(env)
+    alone = ids[(ids > 0) & (lut[ids] == 0)]
+    lut[alone] = base + np.arange(len(alone))
+    return lut.astype(np.min_scalar_type(int(lut.max())))[env]
 
 
 def _measure_profile(d, s, r, progress) -> None:
@@ -324,20 +358,33 @@ def _measure_surface(d, s, r, progress) -> None:
           area / (np.count_nonzero(d.phase) * voxel), f"1/{d.unit}")
 
 
+def _in_sample(d: MeasureData) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray | None]:
+    """The sample's bounding box, the phase in it and the sample in it (None where the
+    sample fills the box). The correlation and transport measures run there: the outside
+    medium (air around a particle, a band without data) is neither phase nor matrix, no
+    transport face lies in it, and their phase fraction is the porosity measure's."""
+    if "in_sample" not in d.cache:
+        box = ndi.find_objects(d.sample.view(np.uint8))[0]
+        sample = d.sample[box]
+        d.cache["in_sample"] = (box, d.phase[box], None if sample.all() else sample)
+    return d.cache["in_sample"]
+
+
 def _measure_correlation(d, s, r, progress) -> None:
-    extent = min((n - 1) * sp for n, sp in zip(d.labels.shape, d.spacing, strict=True))
+    _, phase, sample = _in_sample(d)
+    extent = min((n - 1) * sp for n, sp in zip(phase.shape, d.spacing, strict=True))
     dmax = s.max_distance or 0.25 * extent
-    dist, s2 = two_point_correlation(d.phase, d.spacing, dmax)
+    dist, s2 = two_point_correlation(phase, d.spacing, dmax, sample=sample)
     report(progress, 1, 4)
-    lengths, lp = lineal_path(d.phase, d.spacing, dmax)
+    lengths, lp = lineal_path(phase, d.spacing, dmax, sample=sample)
     report(progress, 2, 4)
     u = d.unit
     table = pd.DataFrame({f"distance_{u}": dist, "s2": s2, "lineal_path": lp})
     axes = {}
     for ax, name in enumerate("zyx"):
-        if (d.labels.shape[ax] - 1) * d.spacing[ax] >= dmax:
-            xa, ya = two_point_correlation(d.phase, d.spacing, dmax, axis=ax)
-            _, la = lineal_path(d.phase, d.spacing, dmax, axis=ax)
+        if (phase.shape[ax] - 1) * d.spacing[ax] >= dmax:
+            xa, ya = two_point_correlation(phase, d.spacing, dmax, axis=ax, sample=sample)
+            _, la = lineal_path(phase, d.spacing, dmax, axis=ax, sample=sample)
             table[f"s2_{name}"] = np.interp(dist, xa, ya)
             table[f"lineal_path_{name}"] = np.interp(dist, xa, la)
             axes[name] = (xa, ya, la)
@@ -351,21 +398,34 @@ def _measure_correlation(d, s, r, progress) -> None:
         dist, {"L (all directions)": lp, **{f"L {k}": np.interp(dist, v[0], v[2])
                                            for k, v in axes.items()}},
         f"r ({u})", "L(r)", "Lineal path")
-    r.add("correlation", "S2(0) = volume fraction", s2[0], "fraction")
+    r.add("correlation", "S2(0) = volume fraction (phase / sample)", s2[0], "fraction")
 
 
 def _measure_proxigram(d, s, r, progress) -> None:
-    mask = d.matrix if d.matrix is not None else d.phase
+    """The interface of the chosen phase against the rest of the sample (the matrix),
+    distances positive inside the phase. Voxels within the profile's half-width of what
+    is not sample (the outside medium) are left out: a phase boundary against the outside
+    would enter the profile, and one without contrast (pores filled with the resin
+    around the particle) would narrow it."""
     dmax = s.proxigram_distance or 8 * d.step
-    p = proxigram(d.intensity, mask, d.spacing, dmax, bin_width=s.bin_width, unit=d.unit)
+    region = None
+    if s.matrix is not None or s.outside:
+        region = edt_distance(d.sample, d.spacing) > dmax
+        if not (region & d.phase).any() or not (region & ~d.phase).any():
+            raise SettingError(f"no voxel of the phase or of the rest of the sample lies "
+                               f"farther than $proxigram_distance ({dmax:g} {d.unit}) from "
+                               "the outside medium; lower it",
+                               proxigram_distance="proxigram_distance")
+    p = proxigram(d.intensity, d.phase, d.spacing, dmax, bin_width=s.bin_width,
+                  region=region, unit=d.unit)
     r.proxigram = p
     r.tables["proxigram"] = p.table()
     r.curves["proxigram"] = Curve(p.distance, {"normalized intensity": p.normalized},
-                                  f"distance to interface ({d.unit})", "normalized intensity",
-                                  "Proxigram")
+                                  f"distance to the interface, + inside the phase ({d.unit})",
+                                  "normalized intensity", "Proxigram")
     u = d.unit
     for name, value, unit in (("x25", p.x25, u), ("x75", p.x75, u), ("dx", p.dx, u),
-                              ("slope", p.slope, f"1/{u}"), ("dy", p.dy, "")):
+                              ("slope", p.slope, f"1/{u}"), ("dy", p.dy, "1")):
         r.add("proxigram", name, value, unit)
 
 
@@ -382,18 +442,21 @@ def _transport_axes(d: MeasureData, s: QuantifySettings) -> tuple[int, ...]:
 
 def _measure_tortuosity(d, s, r, progress) -> None:
     axes = _transport_axes(d, s)
+    box, phase, sample = _in_sample(d)
     rows = []
     for i, ax in enumerate(axes):
         name = _AXIS_NAMES[ax]
-        res = tortuosity_factor(d.phase, d.spacing, ax, return_field=True,
+        res = tortuosity_factor(phase, d.spacing, ax, return_field=True, sample=sample,
                                 progress=scaled(progress, i, i + 1, len(axes)))
+        field = np.full(d.labels.shape, np.nan, np.float32)
+        field[box] = res.field
         rows.append(res.as_row(d.unit))
-        r.add("tortuosity", f"tortuosity factor {name}", res.tau, "")
-        r.add("tortuosity", f"D_eff / D_bulk {name}", res.d_eff_ratio, "")
+        r.add("tortuosity", f"tortuosity factor {name}", res.tau, "1")
+        r.add("tortuosity", f"D_eff / D_bulk {name}", res.d_eff_ratio, "1")
         r.add("tortuosity", f"percolating fraction of the phase {name}",
               res.percolating_fraction, "fraction")
         r.arrays[f"concentration {name}"] = ResultArray(
-            res.field, "image", colormap="viridis",
+            field, "image", colormap="viridis",
             description=f"steady-state concentration, flux along {name} (NaN off the "
                         "conducting phase)")
         if not np.isfinite(res.tau):
@@ -410,23 +473,24 @@ def _measure_tortuosity(d, s, r, progress) -> None:
 def _default_depths(d: MeasureData, s: QuantifySettings, ax: int) -> list[float]:
     if s.depths is not None:
         return list(s.depths)
-    n, step = d.labels.shape[ax], d.spacing[ax]
+    n, step = _in_sample(d)[1].shape[ax], d.spacing[ax]
     return sorted({max(1, round(f * (n - 1))) * step for f in (1 / 8, 1 / 4, 3 / 8, 1 / 2)})
 
 
 def _measure_geodesic(d, s, r, progress) -> None:
     axes = _transport_axes(d, s)
+    phase = _in_sample(d)[1]
     tables = []
     for i, ax in enumerate(axes):
         name = _AXIS_NAMES[ax]
-        geo = geodesic_tortuosity(d.phase, d.spacing, _default_depths(d, s, ax), ax,
+        geo = geodesic_tortuosity(phase, d.spacing, _default_depths(d, s, ax), ax,
                                   progress=scaled(progress, i, i + 1, len(axes)))
         t = geo.table(d.unit)
         t.insert(2, "axis_name", name)
         tables.append(t)
         for depth, mean in zip(geo.depths, t["mean"], strict=True):
             r.add("geodesic_tortuosity", f"geodesic tortuosity {name} at {depth:.4g} {d.unit}",
-                  mean, "")
+                  mean, "1")
         if not geo.reached_fraction.any():
             r.notes.append(f"geodesic tortuosity {name}: no path through the phase from the "
                            "inlet face reaches any of the depths")
@@ -445,15 +509,16 @@ def _measure_constrictivity(d, s, r, progress) -> None:
     ys: dict[str, np.ndarray] = {}
     x = None
     u = d.unit
+    phase = _in_sample(d)[1]
     for i, ax in enumerate(axes):
         name = _AXIS_NAMES[ax]
         sub = scaled(progress, i, i + 1, len(axes))
-        curve = intrusion_curve(d.phase, d.spacing, None, ax, unit=u,
+        curve = intrusion_curve(phase, d.spacing, None, ax, unit=u,
                                 progress=scaled(sub, 0, 1, 2))
-        beta = constrictivity(d.phase, d.spacing, ax, progress=scaled(sub, 1, 2, 2))
+        beta = constrictivity(phase, d.spacing, ax, progress=scaled(sub, 1, 2, 2))
         curves.append(curve.assign(axis=ax, axis_name=name))
         rows.append({"axis_name": name, **beta.as_row(u)})
-        r.add("constrictivity", f"constrictivity {name}", beta.beta, "")
+        r.add("constrictivity", f"constrictivity {name}", beta.beta, "1")
         r.add("constrictivity", f"r_min (MIP-PSD median) {name}", beta.r_min, u)
         r.add("constrictivity", f"r_max (c-PSD median) {name}", beta.r_max, u)
         if x is None:
@@ -514,20 +579,19 @@ def _particles_lazy(d: MeasureData, s: QuantifySettings, r: QuantifyResult, prog
 def _particle_rows(d: MeasureData, table: pd.DataFrame, r: QuantifyResult) -> None:
     esd = f"esd_{d.unit}"
     dist = size_distribution(table[esd], unit=d.unit)
-    r.distributions["particle size distribution"] = dist
+    _add_distribution(r, "particle size distribution", dist)
     r.tables["particle_size_distribution"] = dist.table()
     r.add("particles", "particle count", len(table), "count")
     r.add("particles", "ESD mean", dist.mean, d.unit)
     r.add("particles", "ESD std", dist.std, d.unit)
     if dist.fit is not None:
         r.add("particles", "ESD log-normal mode", dist.fit.mode, d.unit)
-    r.add("particles", "sphericity mean", float(np.nanmean(table["sphericity"])), "")
+    r.add("particles", "sphericity mean", float(np.nanmean(table["sphericity"])), "1")
     if "porosity" in table:
         pd_ = size_distribution(table["porosity"], bin_width=0.025, fit=False, unit="fraction")
         r.distributions["particle porosity distribution"] = pd_
         r.add("particles", "porosity mean", pd_.mean, "fraction")
         r.add("particles", "porosity std", pd_.std, "fraction")
-    r.notes.extend(dist.notes)
 
 
 def _closed_lazy(d: MeasureData, s: QuantifySettings, r: QuantifyResult, progress) -> None:

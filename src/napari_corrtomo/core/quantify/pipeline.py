@@ -100,8 +100,9 @@ class QuantifySettings:
         Range of the two-point correlation and lineal path; default a quarter of the
         shortest extent.
     proxigram_distance
-        Half-width of the proxigram (interface sharpness); default 8 voxels (the
-        smallest voxel size).
+        Half-width of the proxigram (interface sharpness of the phase against the rest of
+        the sample, distances positive inside the phase; voxels nearer than this to the
+        outside medium are left out); default 8 voxels (the smallest voxel size).
     bin_width
         Bin width of the size distributions and profiles; default the smallest voxel size
         (a quarter of it for the proxigram, whose distances are sub-voxel).
@@ -181,6 +182,12 @@ class QuantifySettings:
         if depths is not None and (len(depths) == 0 or not all(map(_positive, depths))):
             raise SettingError(f"$depths must be positive lengths in the voxel size's unit, "
                                f"got {list(depths)}", depths="depths")
+        if self.exclude_border and not self.within_envelopes:  # else ignored without a word
+            raise SettingError("$exclude_border works only with $within_envelopes (it leaves "
+                               "out, of the particles measured inside their envelopes, those "
+                               "the border cuts); set both, or neither",
+                               exclude_border="exclude_border",
+                               within_envelopes="within_envelopes")
 
 
 #: the length parameters of :class:`QuantifySettings` (None: a default from the voxel size)
@@ -227,7 +234,7 @@ class Curve:
 class QuantifyResult:
     unit: str
     spacing: tuple[float, ...]
-    rows: list[tuple[str, str, float, str]] = field(default_factory=list)
+    rows: list[tuple[str, str, float | int, str]] = field(default_factory=list)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     arrays: dict[str, ResultArray] = field(default_factory=dict)
     distributions: dict[str, SizeDistribution] = field(default_factory=dict)
@@ -236,11 +243,18 @@ class QuantifyResult:
     notes: list[str] = field(default_factory=list)
 
     def add(self, measure: str, quantity: str, value: float, unit: str) -> None:
-        self.rows.append((measure, quantity, float(value), unit))
+        """A summary row. ``unit``: a length unit or its powers, ``fraction`` for a part of
+        a whole, ``1`` for any other dimensionless number (sphericity, tortuosity), ``count``
+        for a count, which stays a whole number (3, not 3.0)."""
+        self.rows.append((measure, quantity, int(value) if unit == "count" else float(value),
+                          unit))
 
     def summary(self) -> pd.DataFrame:
-        """One row per scalar result: ``measure``, ``quantity``, ``value``, ``unit``."""
-        return pd.DataFrame(self.rows, columns=["measure", "quantity", "value", "unit"])
+        """One row per scalar result: ``measure``, ``quantity``, ``value``, ``unit``; the
+        values are objects, so counts print and save as whole numbers beside the floats."""
+        frame = pd.DataFrame(self.rows, columns=["measure", "quantity", "value", "unit"])
+        frame["value"] = pd.Series([row[2] for row in self.rows], dtype=object)
+        return frame
 
     def all_tables(self) -> dict[str, pd.DataFrame]:
         """``summary`` first, then every table (names are file stems for CSV export)."""
@@ -448,10 +462,13 @@ def quantify(
                     and (img is not None or not s.needs_intensity)
                     and (settings.matrix is not None or not s.needs_matrix)
                     and (s.lazy or not lazy)]
-    if settings.within_envelopes:  # the envelopes first: they bound every other measure
-        if lazy:
-            raise ValueError("measuring only inside the particle envelopes needs the volume in "
-                             "memory; untick it, or load the volume (np.asarray) if it fits")
+    if settings.within_envelopes and lazy:
+        raise SettingError("$within_envelopes needs the volume in memory; measure without "
+                           "it, or $in_memory", within_envelopes="within_envelopes=True",
+                           in_memory=IN_MEMORY)
+    if settings.within_envelopes or {"envelopes", "pv_porosity"} <= set(measures):
+        # the envelopes first: they bound every other measure (within_envelopes) and
+        # label pv_porosity's particles
         measures = ["envelopes", *(m for m in measures if m != "envelopes")]
     unknown = [m for m in measures if m not in MEASURES]
     if unknown:
@@ -461,21 +478,24 @@ def quantify(
     if settings.particles_at:
         _check_points(settings.particles_at, lab.shape, sp, u)
         if not set(measures) & ENVELOPE_MEASURES:
-            keys = sorted(ENVELOPE_MEASURES)
-            titles = " or ".join(repr(MEASURES[m].title) for m in keys)
-            raise ValueError(f"the particles at points are picked by their envelopes; tick "
-                             f"{titles} (measures {', '.join(keys)}), or 'Only inside particle "
-                             "envelopes' (--within-envelopes)")
+            keys = " or ".join(repr(m) for m in sorted(ENVELOPE_MEASURES))
+            raise SettingError("$particles_at picks particles by their envelopes: also choose "
+                               "$envelope_measures, or $within_envelopes",
+                               particles_at="particles_at",
+                               envelope_measures=f"the measure {keys}",
+                               within_envelopes="within_envelopes=True")
     for m in measures:
         if MEASURES[m].needs_intensity and img is None:
-            raise ValueError(f"{MEASURES[m].title} needs an intensity image; choose one")
+            raise SettingError(f"{MEASURES[m].title} needs $intensity, the image the labels "
+                               "were segmented from",
+                               intensity="an intensity image (intensity=)")
     if lazy:
         eager = [m for m in measures if not MEASURES[m].lazy]
         if eager:
             able = [k for k, spec in MEASURES.items() if spec.lazy]
-            raise ValueError(
-                f"measure(s) {eager} need the whole volume in memory; for a dask/zarr volume "
-                f"choose from {able}, or load the volume (np.asarray) if it fits in memory")
+            raise SettingError(f"measure(s) {eager} need the whole volume in memory; for a "
+                               f"dask/zarr volume choose from {able}, or $in_memory",
+                               in_memory=IN_MEMORY)
     folder = None
     if lazy:
         import tempfile
@@ -533,6 +553,9 @@ def quantify(
 
 #: the measures that make particle envelopes (``particles_at`` picks among them)
 ENVELOPE_MEASURES = {"envelopes", "pv_porosity"}
+#: the API's words for the ``$in_memory`` of a :class:`SettingError` about a lazy volume
+#: (each front end words how its user measures a volume in memory)
+IN_MEMORY = "load the volume (np.asarray) if it fits in memory"
 
 
 def _check_points(points: tuple, shape: tuple[int, ...], spacing: tuple[float, ...],
@@ -540,7 +563,8 @@ def _check_points(points: tuple, shape: tuple[int, ...], spacing: tuple[float, .
     """Refuse ``particles_at`` points that are not (z, y, x) triples inside the volume."""
     pts = np.asarray(points, float)
     if pts.ndim != 2 or pts.shape[1] != 3 or not np.all(np.isfinite(pts)):
-        raise ValueError(f"particles_at must be (z, y, x) points in {unit}, got {points!r}")
+        raise SettingError(f"$particles_at must be (z, y, x) points in {unit}, got "
+                           f"{points!r}", particles_at="particles_at")
     vox = pts / np.asarray(spacing)
     outside = np.any((vox < -0.5) | (vox > np.asarray(shape) - 0.5), axis=1)
     if outside.any():
@@ -559,9 +583,9 @@ def _inside_envelopes(d: MeasureData, s: QuantifySettings,
     table = r.tables["particle_envelopes"]
     kept = table["label"][~table["touches_border"]] if s.exclude_border else table["label"]
     if not len(kept):
-        raise ValueError("every particle envelope is cut by the volume's border; keep "
-                         "them (untick '... not cut by the border', or leave out "
-                         "--exclude-border) or measure a larger region")
+        raise SettingError("every particle envelope is cut by the volume's border; measure "
+                           "without $exclude_border, or a larger region",
+                           exclude_border="exclude_border=True")
     env = np.isin(np.asarray(r.arrays["particle envelopes"].data), kept.to_numpy())
     counts = d.counts()
     free = np.flatnonzero(counts[1:] == 0) + 1

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from .._checks import as_mask, check_spacing
+from .._checks import as_mask, check_same_shape, check_spacing
 from ..backend import resolve_backend
 from ..memory import check_memory
 from ..progress import ProgressCallback, report, scaled
@@ -95,7 +95,7 @@ class TortuosityResult:
         ``inf`` when no cluster of the phase connects the two faces.
     porosity
         ``eps``: volume fraction of the whole phase (isolated pores included,
-        as in TauFactor).
+        as in TauFactor) in the array, or in the ``sample`` given.
     percolating_fraction
         Fraction of the phase volume in face-connected clusters touching both
         faces (the voxels that conduct).
@@ -156,6 +156,7 @@ def tortuosity_factor(
     tol: float = 1e-5,
     max_iter: int = 1000,
     return_field: bool = False,
+    sample: Any | None = None,
     backend: str = "auto",
     progress: ProgressCallback | None = None,
 ) -> TortuosityResult:
@@ -171,6 +172,11 @@ def tortuosity_factor(
     ``tau = eps * D_bulk / D_eff`` with ``eps`` the volume fraction of the whole
     phase. Only clusters touching both faces conduct (6-connectivity); with none,
     ``tau = inf`` is reported.
+
+    With ``sample``, the voxels off it (air around a particle, a band without data) are
+    not part of the sample: they carry no flux, and ``eps`` and ``D_eff`` are the
+    sample's (``eps`` over the sample's volume, ``A`` its mean cross-section, volume / L),
+    so they match a porosity measured over the sample; ``tau`` does not change.
 
     Parameters
     ----------
@@ -188,6 +194,9 @@ def tortuosity_factor(
         Iteration cap; ``converged`` is False when it is reached.
     return_field
         Also return the concentration field (float32, NaN off the conducting phase).
+    sample
+        Binary array of the sample (same shape, holding the phase); default: the whole
+        array.
     backend
         ``"auto"``, ``"numpy"`` or ``"cupy"`` for the iterative solve (the
         multigrid set-up runs on the CPU).
@@ -217,7 +226,8 @@ def tortuosity_factor(
     if int(max_iter) < 1:
         raise ValueError(f"max_iter must be at least 1, got {max_iter!r}")
 
-    eps = float(phase.mean())
+    n_sample = phase.size if sample is None else _sample_voxels(sample, phase)
+    eps = int(np.count_nonzero(phase)) / n_sample
     conducting = _percolating(phase, ax)
     n_cond = int(np.count_nonzero(conducting))
     report(progress, 1, 100)
@@ -236,8 +246,7 @@ def tortuosity_factor(
     del hierarchy
     flux, flux_in, flux_out = grid.flows(x)
     length = phase.shape[ax] * spacing_t[ax]
-    extent = [n * s for n, s in zip(phase.shape, spacing_t, strict=True)]
-    area = math.prod(e for i, e in enumerate(extent) if i != ax)
+    area = n_sample * math.prod(spacing_t) / length  # the sample's mean cross-section
     d_eff = flux * length / area
     tau = eps / d_eff if d_eff > 0 else math.inf
     field_out = None
@@ -277,6 +286,16 @@ def tortuosity_table(
                                 backend=backend, progress=sub)
         rows.append(res.as_row(unit))
     return pd.DataFrame(rows)
+
+
+def _sample_voxels(sample: Any, phase: np.ndarray) -> int:
+    """The voxels of ``sample``, which must hold every voxel of ``phase``."""
+    region = as_mask(sample, "sample", ndim=phase.ndim)
+    check_same_shape(region, phase, "sample", "mask")
+    if np.any(phase & ~region):
+        raise ValueError("the phase has voxels off the sample; the sample must hold the "
+                         "phase (e.g. sample = labels != outside)")
+    return int(np.count_nonzero(region))
 
 
 def _percolating(phase: np.ndarray, axis: int) -> np.ndarray:
