@@ -122,3 +122,21 @@ def test_wrong_settings_are_refused_in_the_options_words(tmp_path, capsys):
         err = capsys.readouterr().err
         assert words in err and err.count("\n") == 1, err
     assert not (tmp_path / "v.tif").exists()
+
+
+def test_a_gpu_asked_for_where_there_is_none_is_refused_in_the_options_words(
+        tmp_path, capsys, monkeypatch):
+    from napari_corrtomo.core.recon import _astra, _cuda_kernels
+
+    monkeypatch.setattr(_astra, "cuda_available", lambda: False)
+    monkeypatch.setattr(_cuda_kernels, "available", lambda: False)
+    s = synthetic.projections("parallel", seed=0, volume_shape=(4, 16, 16), det_shape=(4, 16),
+                              n_angles=12)
+    io.write_tiff(tmp_path / "p.tif", s.projections, (1.0, 1.0, 1.0), "um")
+    s.geometry.save(tmp_path / "g.json")
+    assert main(["reconstruct", str(tmp_path / "p.tif"), "--geometry", str(tmp_path / "g.json"),
+                 "--out", str(tmp_path / "v.tif"), "--backend", "cupy"]) == 1
+    assert capsys.readouterr().err == (
+        "corrtomo reconstruct: error: --backend 'cupy' needs an NVIDIA GPU usable by numba (or "
+        "ASTRA) and none is usable here; choose 'auto' or 'numpy' for the CPU engines\n")
+    assert not (tmp_path / "v.tif").exists()

@@ -89,10 +89,9 @@ def resolve_backend(backend: str = "auto", path: str | None = None) -> str:
     if requested == "auto":
         return "cupy" if cupy_available() and gpu_verified(path) else "numpy"
     if requested == "cupy" and not cupy_available():
-        raise ValueError(
-            "backend='cupy' needs CuPy and a CUDA GPU, and none is usable here; "
-            "install the 'gpu' extra on a GPU machine or use backend='auto' or 'numpy'"
-        )
+        raise SettingError(
+            "$backend 'cupy' needs CuPy and a CUDA GPU, and none is usable here; install "
+            "the 'gpu' extra on a GPU machine or choose 'auto' or 'numpy'", backend="backend")
     return requested
 
 

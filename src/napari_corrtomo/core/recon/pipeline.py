@@ -15,12 +15,14 @@ from typing import Any
 import numpy as np
 
 from .._checks import SettingError
+from ..backend import requested_backend
 from ..progress import ProgressCallback, scaled
 from .align import ALIGN_METHODS, Alignment, find_center, measure_alignment
 from .batches import reconstruct_slabs
 from .fsc import FSCResult, fsc
 from .geometry import Geometry
 from .preprocess import prepare
+from .projector import select_engine
 from .reconstruct import (
     METHODS,
     method_for,
@@ -149,6 +151,8 @@ class ReconSettings:
             raise SettingError(f"$voxel_size must be a positive length (or none: the detector "
                                f"pixel at the axis), got {self.voxel_size}",
                                voxel_size="voxel_size")
+        if requested_backend(self.backend) == "cupy":  # a GPU is there, or refused now
+            select_engine("cupy")
 
     def resolved(self, geometry: Geometry) -> ReconSettings:
         """These settings with the method and voxel size the geometry implies."""

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import SettingError
 from ..backend import gpu_verified, memory_budget, requested_backend
 from ..progress import ProgressCallback, report
 from . import _astra, _cuda_kernels, _kernels
@@ -64,10 +65,9 @@ def select_engine(backend: str = "auto") -> str:
     elif name == "auto":
         return "cpu"
     else:
-        raise ValueError(
-            "backend='cupy' needs an NVIDIA GPU usable by numba (or ASTRA) and none is "
-            "usable here; use backend='auto' or 'numpy' for the CPU engines"
-        )
+        raise SettingError(
+            "$backend 'cupy' needs an NVIDIA GPU usable by numba (or ASTRA) and none is "
+            "usable here; choose 'auto' or 'numpy' for the CPU engines", backend="backend")
     if name == "auto" and not gpu_verified(f"recon.{engine}"):
         return "cpu"
     return engine
