@@ -38,6 +38,14 @@ def _widget_on_se2(viewer, fib):
     return w, layer
 
 
+def _error_after_click(qtbot, w, button) -> str:
+    """A real click on ``button``; the error the run ended with (the worker's, re-raised)."""
+    with qtbot.capture_exceptions():
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        _wait(qtbot, w)
+    return str(w.runner.last_error)
+
+
 def test_ruler_thickness_histogram_and_marks(make_napari_viewer, qtbot, small_fib):
     viewer = make_napari_viewer()
     w, layer = _widget_on_se2(viewer, small_fib)
@@ -220,10 +228,7 @@ def test_errors_name_the_widgets_controls(make_napari_viewer, qtbot, small_fib):
     w.source_form["source"].value = "ruler marks"
     w.ruler_form["angle_deg"].value = small_fib.ruler.angle_deg
     w.source_form["band_rows"].value = f"0, {small_fib.ruler.band_rows}"
-    with qtbot.capture_exceptions():
-        qtbot.mouseClick(w.measure_button, Qt.MouseButton.LeftButton)
-        _wait(qtbot, w)
-    text = str(w.runner.last_error)
+    text = _error_after_click(qtbot, w, w.measure_button)
     assert "not found in slices 5, 6" in text
     assert "'Fallback thickness'" in text and "'Band rows'" in text
     assert "fallback_thickness" not in text and "max_step_px" not in text
@@ -235,26 +240,17 @@ def test_errors_name_the_widgets_controls(make_napari_viewer, qtbot, small_fib):
     # a band in the middle of the image cannot be cut
     w.source_form["source"].value = "constant"
     w.source_form["band_rows"].value = "20, 30"
-    with qtbot.capture_exceptions():
-        qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
-        _wait(qtbot, w)
-    text = str(w.runner.last_error)
+    text = _error_after_click(qtbot, w, w.run_button)
     assert "untick 'cut the ruler band from the result'" in text and "cut_band" not in text
     # too few marks in the first slice: the widget's mark-x control, not x_first
     w.source_form["source"].value = "ruler marks"
     w.source_form["band_rows"].value = f"0, {small_fib.ruler.band_rows}"
     w.ruler_details["polarity"].value = "bright"
-    with qtbot.capture_exceptions():
-        qtbot.mouseClick(w.measure_button, Qt.MouseButton.LeftButton)
-        _wait(qtbot, w)
-    text = str(w.runner.last_error)
+    text = _error_after_click(qtbot, w, w.measure_button)
     assert "x_first" not in text and "polarity" not in text and "'Marks are'" in text
     # a greyscale stack called binary (was all ones) names the control, not kind=
     w.source_form["source"].value = "constant"
     w.volume_form["kind"].value = "binary"
-    with qtbot.capture_exceptions():
-        qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
-        _wait(qtbot, w)
-    text = str(w.runner.last_error)
+    text = _error_after_click(qtbot, w, w.run_button)
     assert text.startswith("'Data are' binary needs a bool or 0/1 stack, but this float32")
     assert text.endswith("segment it first, or choose 'Data are' grey") and "kind=" not in text

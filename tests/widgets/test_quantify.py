@@ -374,17 +374,22 @@ def test_points_on_a_rotated_segmentation_land_on_its_voxels():
     np.testing.assert_allclose(_points_in(points, labels, sp), voxels * sp, atol=1e-9)
 
 
+def _refused_porosity_run(widget, qtbot) -> None:
+    """Porosity alone, run with a real click on Quantify (refused: the worker's error)."""
+    for key, cb in widget.checks.items():
+        cb.setChecked(key == "porosity")
+    with qtbot.capture_exceptions():
+        qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60_000)
+
+
 def test_a_missing_setting_is_named_by_its_control(make_napari_viewer, qtbot, particle_volume):
     """The core names a missing setting by a placeholder; the panel shows its own label
     (was "choose it first", the CLI saw the same words): here 'Matrix label'."""
     _, widget = _widget(make_napari_viewer, qtbot, particle_volume)
     widget.labels_form["matrix"].value = -1  # the spin box at its minimum: "none"
     widget.labels_form["within_envelopes"].value = True
-    for key, cb in widget.checks.items():
-        cb.setChecked(key == "porosity")
-    with qtbot.capture_exceptions():
-        qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60_000)
+    _refused_porosity_run(widget, qtbot)
     assert widget.runner.status.text() == (
         "Failed: 'Only inside particle envelopes' needs 'Matrix label' (the label of the solid "
         "phase)")
@@ -417,11 +422,7 @@ def test_points_without_an_envelope_measure_are_refused_in_the_panels_words(
     """The core's refusal once said "tick ... (--within-envelopes)" to both front ends."""
     viewer, widget = _widget(make_napari_viewer, qtbot, particle_volume)
     widget.points_select.set_layer(viewer.add_points([[9.0, 10.0, 21.0]], ndim=3))
-    for key, cb in widget.checks.items():
-        cb.setChecked(key == "porosity")
-    with qtbot.capture_exceptions():
-        qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60_000)
+    _refused_porosity_run(widget, qtbot)
     assert widget.runner.status.text() == (
         "Failed: 'Particles at' picks particles by their envelopes: also choose 'Particle "
         "envelopes and their porosity' or 'Envelope porosity from grey values', or 'Only "
