@@ -869,7 +869,7 @@ def _run_fib(args: argparse.Namespace) -> int:
         px = float(convert(frame.spacing[-1], frame.unit, "nm"))
     try:
         out = fib.run_fib(stack, px, _fib_settings(args), labels=vol.layer_type == "labels",
-                          progress=_print_progress(f"{args.method} interpolation"))
+                          progress=_print_progress("fib"))
     except ValueError as exc:
         raise ValueError(in_words(exc, _FIB_WORDS)) from None
     thickness = out.thickness

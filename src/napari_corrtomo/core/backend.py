@@ -163,6 +163,16 @@ _SIZE_RE = re.compile(r"^\s*([0-9.]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 
+def format_bytes(nbytes: float) -> str:
+    """A memory size as people read it: 1.5 GB, 50 MB, 24 kB (decimal units, as
+    :func:`parse_bytes` reads "GB")."""
+    if nbytes >= 1e8:
+        return f"{nbytes / 1e9:.1f} GB"
+    if nbytes >= 1e5:
+        return f"{nbytes / 1e6:.0f} MB"
+    return f"{nbytes / 1e3:.3g} kB"
+
+
 def parse_bytes(text: str | int | float) -> int:
     """Parse ``"8GB"``, ``"512 MiB"`` or a plain number of bytes."""
     if isinstance(text, (int, float)):
@@ -224,8 +234,8 @@ def block_shape_for(
         return shape
     if cost((1,) * len(shape)) > budget:
         raise SettingError(
-            f"a single block with halo {halo} needs {cost((1,) * len(shape)) / 1e9:.2f} GB, "
-            f"more than the memory budget of {budget / 1e9:.2f} GB; raise $budget "
+            f"a single block with halo {halo} needs {format_bytes(cost((1,) * len(shape)))}, "
+            f"more than the memory budget of {format_bytes(budget)}; raise $budget "
             "or reduce the filter size", budget=ENV_MEMORY)
     lo, hi = 1, max(shape)
     while lo < hi:  # binary search on the common edge length

@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .backend import memory_budget
+from .backend import format_bytes, memory_budget
 
 
 @dataclass(frozen=True)
@@ -125,11 +125,8 @@ def check_memory(what: str, shape: Sequence[int], n_features: int = 0, *,
     if need > have:
         size = " x ".join(str(int(s)) for s in shape)
         raise TooLarge(
-            f"{what} of a {size} volume would need about {_gb(need)} of memory at its peak, "
-            f"more than the {_gb(have)} it may use (half the free memory, or "
+            f"{what} of a {size} volume would need about {format_bytes(need)} of memory at its peak, "
+            f"more than the {format_bytes(have)} it may use (half the free memory, or "
             f"CORRTOMO_MEMORY_BUDGET), so it was not started. {ALTERNATIVES[what]}")
     return need
 
-
-def _gb(nbytes: float) -> str:
-    return f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.0f} MB"
