@@ -656,8 +656,10 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
                    help="Gaussian smoothing (voxels) of the surfaces before meshing, "
                         "curvature-corrected (0: binary marching cubes)")
     p.add_argument("--envelope", choices=ENVELOPES, default="sphere",
+                   type=lambda text: text.replace("-", " ").replace("_", " "),
                    help="particle envelopes: a sphere per particle (the seed's spherical "
-                        "mask) or a ball rolling around it (any shape)")
+                        "mask) or a ball rolling around it (any shape; rolling-ball or "
+                        "'rolling ball')")
     p.add_argument("--envelope-radius-fraction", type=float, default=1.5,
                    help="rolling-ball envelopes: ball radius over the particle's "
                         "equivalent-sphere radius")

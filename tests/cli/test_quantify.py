@@ -268,3 +268,12 @@ def test_the_summary_prints_counts_whole_and_names_each_dimensionless_unit(
     assert units.notna().all()
     assert ("note: particle size distribution: log-normal fit skipped: fewer than 3 non-empty "
             "bins") in printed
+
+
+def test_the_rolling_ball_envelope_needs_no_quotes():
+    from napari_corrtomo.cli import build_parser
+
+    for typed in ("rolling-ball", "rolling_ball", "rolling ball"):
+        args = build_parser().parse_args(["quantify", "l.tif", "--phase", "1", "--out", "q",
+                                          "--envelope", typed])
+        assert args.envelope == "rolling ball"
