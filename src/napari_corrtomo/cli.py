@@ -375,8 +375,9 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
                    help="also write the uncertainty (1 - margin) to this .tif/.ome.zarr")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help=BACKEND_HELP)
-    p.add_argument("--memory", default=None, type=_memory_size,
-                   help="memory budget per block, e.g. 4GB")
+    p.add_argument("--memory", metavar="SIZE", default=None, type=_memory_size,
+                   help="memory one block of features may take here, e.g. 4GB (default: "
+                        "half the free memory; on a cluster, --memory-limit per worker)")
     _add_cluster_options(p)
     _declare_files(p, ("inputs", "--classifier"), ("--out", "--uncertainty"),
                    volumes=("--out", "--uncertainty"))
