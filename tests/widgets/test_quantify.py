@@ -427,3 +427,22 @@ def test_points_without_an_envelope_measure_are_refused_in_the_panels_words(
         "Failed: 'Particles at' picks particles by their envelopes: also choose 'Particle "
         "envelopes and their porosity' or 'Envelope porosity from grey values', or 'Only "
         "inside particle envelopes'")
+
+
+def test_drawings_are_never_offered_as_the_segmentation(make_napari_viewer):
+    """After live training the Segmentation combo held the live prediction (one painted
+    slice) first: drawings (live layers, registered 2D views) are not offered."""
+    from napari_corrtomo.widgets._layers import CREATED_BY, LIVE
+    from napari_corrtomo.widgets._registered_view import NAME
+
+    viewer = make_napari_viewer()
+    viewer.add_labels(np.zeros((4, 8, 8), np.uint8), name="strokes live prediction",
+                      metadata={LIVE: True})
+    viewer.add_image(np.zeros((4, 8, 8), np.float32), name="nano (2D view)",
+                     metadata={CREATED_BY: NAME})
+    viewer.add_labels(np.zeros((4, 8, 8), np.uint8), name="segmentation")
+    viewer.add_image(np.zeros((4, 8, 8), np.float32), name="nano")
+    widget = QuantifyWidget(viewer)
+    combos = (widget.labels_select, widget.intensity_select)
+    assert [[c.itemText(i) for i in range(c.count())] for c in combos] == [
+        ["segmentation"], ["", "nano"]]

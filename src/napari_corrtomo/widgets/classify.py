@@ -113,7 +113,7 @@ class ClassifyWidget(DockForm):
             napari_viewer, (Labels,), allow_none=True,
             tip="labels layer with your strokes (1, 2, 3 ... = classes, 0 = unlabelled); "
                 "New scribble layer makes one",
-            skip=lambda layer: bool(layer.metadata.get(LIVE)))  # the forest's own drawing
+            skip=is_drawing)  # the forest's own drawing, a registered layer's 2D view
         self.new_scribbles = QPushButton("New scribble layer")
         self.new_scribbles.clicked.connect(self.create_scribble_layer)
         inputs = QFormLayout()

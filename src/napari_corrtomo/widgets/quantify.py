@@ -53,6 +53,7 @@ from ._layers import (
     layer_frame,
 )
 from ._plot import PlotCanvas
+from ._registered_view import is_drawing
 from ._runner import TaskRunner, on_viewer_close
 from ._table import TableView
 
@@ -96,8 +97,9 @@ class QuantifyWidget(DockForm):
         on_viewer_close(self.viewer, self._close_spare)
 
         # ---- inputs
+        # never a drawing (a registered layer's 2D view, the live training's one slice)
         self.labels_select = LayerSelect(
-            self.viewer, (napari.layers.Labels,),
+            self.viewer, (napari.layers.Labels,), skip=is_drawing,
             tip="the segmentation to measure (labels layer with a voxel size)")
         self.labels_select.currentTextChanged.connect(self._labels_changed)
         #: which labels are which (fields of QuantifySettings; tooltips from its docstring)
@@ -113,7 +115,7 @@ class QuantifyWidget(DockForm):
         self.labels_form["exclude_border"].enabled = False
         self.labels_form["within_envelopes"].changed.connect(self._border_follows)
         self.intensity_select = LayerSelect(
-            self.viewer, (napari.layers.Image,), allow_none=True,
+            self.viewer, (napari.layers.Image,), allow_none=True, skip=is_drawing,
             tip="the reconstruction the segmentation came from, for the proxigram (interface "
                 "sharpness of the phase against the matrix; distances positive inside the "
                 "phase)")
