@@ -234,7 +234,11 @@ def test_roi_across_scales_and_fields_of_view(setup):
     # the crop holds the box: about 4 um / 65 nm voxels across (the box is oblique in the nanoCT)
     assert 60 <= min(crop.data.shape) and max(crop.data.shape) <= 4 * 1.8 / 0.065 + 2
 
-    # fields of view: the nanoCT outlined in every microCT slice it crosses
+    # fields of view: the nanoCT outlined in every microCT slice it crosses; not a hidden
+    # layer nor a projection stack (a GUI trial found 389 outlines of 9 such layers)
+    viewer.add_image(np.ones((8, 6, 6), np.float32), name="phantom", visible=False)
+    viewer.add_image(np.ones((12, 6, 6), np.float32), name="raw projections",
+                     metadata={"geometry": {"kind": "parallel"}})
     widget.fov_reference.set_layer(micro)
     fovs = widget.show_fields_of_view()
     zs = sorted({float(poly[0, 0]) for poly in fovs.data})

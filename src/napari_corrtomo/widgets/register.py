@@ -58,7 +58,7 @@ from ._layers import (
     layer_affine,
     layer_frame,
 )
-from ._registered_view import is_view, registered_views
+from ._registered_view import META_VIEW_OF, is_view, registered_views
 from ._runner import TaskRunner
 from ._table import TableView
 
@@ -232,8 +232,8 @@ class RegisterWidget(DockForm):
                                                       ".h5)"),
                 (self.roi_button, "crop the region under the rectangle from the other volume "
                                   "at its full resolution (new layer)"),
-                (self.fov_button, "outline every registered volume's field of view on the "
-                                  "reference"),
+                (self.fov_button, "outline the field of view of every other shown volume "
+                                  "on the reference (hide a layer to leave it out)"),
         ):
             w.setToolTip(tip)
         self.runner = TaskRunner(napari_viewer)
@@ -662,15 +662,22 @@ class RegisterWidget(DockForm):
         return layer
 
     def show_fields_of_view(self):
-        """Outline every other 3D image's field of view in the slices of the reference."""
+        """Outline every other shown 3D volume's field of view in the slices of the
+        reference: not hidden layers (a phantom, flats, darks) nor projection stacks (an
+        acquisition geometry and no reconstruction: a detector, not a field of view)."""
         ref = self.fov_reference.layer("reference volume")
         ref_m = index_to_world(ref)
         ref_shape = full_resolution(ref).shape
         polys, names, colors = [], [], []
         # by name, not identity (plugin viewers hand out proxies); no outline of derived layers
+        # a registered volume is shown in 2D through its view (itself hidden)
+        shown = {lay.name for lay in self.viewer.layers if lay.visible} | {
+            lay.metadata.get(META_VIEW_OF) for lay in self.viewer.layers
+            if is_view(lay) and lay.visible}
         others = [lay for lay in self.viewer.layers if isinstance(lay, Image)
-                  and lay.name != ref.name and lay.ndim == 3
-                  and lay.metadata.get(CREATED_BY) != NAME and not is_view(lay)]
+                  and lay.name != ref.name and lay.ndim == 3 and lay.name in shown
+                  and lay.metadata.get(CREATED_BY) != NAME and not is_view(lay)
+                  and not ("geometry" in lay.metadata and "method" not in lay.metadata)]
         spare = itertools.cycle(FOV_COLORS)
         for layer in others:
             # each modality in the colour it is drawn in (gray ones get a distinct one)
