@@ -48,10 +48,15 @@ def test_full_pipeline_from_raw_counts(make_napari_viewer, qtbot, small_ct):
     w.find_center()
     _wait(qtbot, w)
     assert abs(w.center.value() - 1.5) < 0.2
-    w.run()
+    # the slider stands in the middle of the projections, above the volume to come
+    assert viewer.dims.point[0] > small_ct.volume_shape[0] * 0.5
+    w.run_button.click()
     _wait(qtbot, w)
     assert w.runner.last_error is None
     out = viewer.layers["proj reconstruction"]
+    # ... and is moved into the reconstruction, which is on screen (it was not)
+    low, high = out.extent.world
+    assert low[0] <= viewer.dims.point[0] <= high[0]
     np.testing.assert_allclose(out.scale, (0.5, 0.5, 0.5))
     assert str(out.units[0]) == "micrometer"
     err = np.linalg.norm(out.data - small_ct.phantom) / np.linalg.norm(small_ct.phantom)

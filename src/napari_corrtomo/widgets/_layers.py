@@ -124,7 +124,8 @@ def add_result(
     translate: tuple[float, ...] | None = None,
     **kwargs: Any,
 ):
-    """Add a result layer, or update the layer of that name this widget made earlier.
+    """Add a result layer, or update the layer of that name this widget made earlier, and
+    move the sliders into it where the slice on screen misses it (:func:`bring_into_view`).
 
     A layer of the same name that the widget did not create is never touched: the
     result gets a new name instead (never lose data).
@@ -143,10 +144,27 @@ def add_result(
             old.metadata.update(metadata)
             for key, value in kwargs.items():
                 setattr(old, key, value)
+            bring_into_view(viewer, old)
             return old
     add = getattr(viewer, f"add_{layer_type}")
     extra = {"translate": translate} if translate is not None else {}
-    return add(data, name=name, scale=scale, units=units, metadata=metadata, **extra, **kwargs)
+    layer = add(data, name=name, scale=scale, units=units, metadata=metadata, **extra, **kwargs)
+    bring_into_view(viewer, layer)
+    return layer
+
+
+def bring_into_view(viewer: napari.Viewer, layer) -> None:
+    """Move each slider whose position lies outside ``layer``'s world extent to the middle
+    of that extent: a reconstruction 160 um high was added while the slider stood at
+    179 um, the middle of its 360 projections, and nothing new was on screen."""
+    if layer_kind(layer) not in ("image", "labels"):
+        return
+    low, high = layer.extent.world
+    offset = viewer.dims.ndim - layer.ndim  # the layer's axes are the viewer's last ones
+    for axis in viewer.dims.not_displayed:
+        k = axis - offset
+        if k >= 0 and not low[k] <= viewer.dims.point[axis] <= high[k]:
+            viewer.dims.set_point(axis, (low[k] + high[k]) / 2)
 
 
 #: metadata key holding measurement tables (name -> DataFrame) attached to a layer
