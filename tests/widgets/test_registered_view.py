@@ -135,3 +135,69 @@ def test_the_ui_thread_runs_while_planes_are_resampled(make_napari_viewer, qtbot
     print(f"UI heartbeat while resampling: max gap {gaps.max():.3f} s, 99th percentile "
           f"{np.percentile(gaps, 99):.3f} s over {len(gaps)} intervals")
     assert gaps.max() < 0.1
+
+
+def _inside(viewer, view_layer, layer) -> np.ndarray:
+    """Which pixels of a 2D view show a voxel of ``layer`` (view pixel -> world -> the
+    layer's voxel is affine: fitted on three pixels)."""
+    def voxel(i: float, j: float) -> np.ndarray:
+        point = np.array(viewer.dims.point, float)
+        point[-2:] = view_layer.data_to_world([i, j])[-2:]
+        return np.asarray(layer.world_to_data(point))
+
+    origin = voxel(0, 0)
+    di, dj = voxel(1, 0) - origin, voxel(0, 1) - origin
+    i, j = np.indices(view_layer.data.shape)
+    vox = np.round(origin + i[..., None] * di + j[..., None] * dj)
+    return np.all((vox >= 0) & (vox < np.array(layer.data.shape)), axis=-1)
+
+
+def test_live_training_on_a_registered_roi_predicts_the_slice_on_screen(
+        make_napari_viewer, qtbot, mouse, correlative_sample):
+    """Tutorial step 4: strokes painted on the 2D view of the registered ROI's scribbles,
+    then Live training. The slice on screen cuts across the ROI's planes; the update
+    predicted one of them, so the live prediction's view showed a line (a GUI trial: 0
+    labelled pixels). Every plane the screen cuts is predicted now."""
+    from napari_corrtomo.widgets.classify import ClassifyWidget
+
+    s, truth = correlative_sample, correlative_sample.truth
+    viewer = make_napari_viewer(show=True)
+    widget, micro, nano = _registered(viewer, s)
+    p = truth.landmarks_microct[0]
+    box = viewer.add_shapes(ndim=3, name="ROI box")
+    box.add_rectangles(np.array([[p[0], p[1] - 2, p[2] - 2], [p[0], p[1] - 2, p[2] + 2],
+                                 [p[0], p[1] + 2, p[2] + 2], [p[0], p[1] + 2, p[2] - 2]]))
+    box.visible = False
+    widget.roi_shapes.set_layer(box)
+    widget.roi_target.set_layer(nano)
+    widget.roi_depth.setValue(4.0)
+    qtbot.mouseClick(widget.roi_button, Qt.MouseButton.LeftButton)
+    classify = ClassifyWidget(viewer)
+    classify.set_channels(["nanoCT ROI"])
+    qtbot.mouseClick(classify.new_scribbles, Qt.MouseButton.LeftButton)
+    scribbles = classify.scribbles.layer()
+    views = widget.views
+    qtbot.waitUntil(lambda: scribbles.name in views, timeout=20000)
+    view = views[scribbles.name]
+    viewer.dims.ndisplay = 2
+    viewer.dims.set_point(0, p[0])
+    qtbot.waitUntil(view.is_current, timeout=20000)
+    viewer.scene.camera.center = p
+    viewer.scene.camera.zoom = 0.8 * min(viewer.window._qt_viewer.canvas.size) / 4.0
+    viewer.layers.selection.active = view.layer
+    view.layer.mode = "paint"
+    view.layer.brush_size = 3
+    for label, dy in ((1, -1.2), (2, 0.0), (1, 1.2)):  # strokes across the bead and beside
+        view.layer.selected_label = label
+        a, b = p + np.array([0.0, dy, -1.5]), p + np.array([0.0, dy, 1.5])
+        mouse.drag(viewer, a[1:], b[1:], tol=0.5 * view.grid[1, 1])
+    assert set(np.unique(scribbles.data)) == {0, 1, 2}
+    qtbot.mouseClick(classify.train_button, Qt.MouseButton.LeftButton)
+    live_view = f"{scribbles.name} live prediction (2D view)"
+    qtbot.waitUntil(lambda: live_view in viewer.layers and not classify._live_job
+                    and not classify.runner.busy, timeout=120000)
+    qtbot.waitUntil(views[f"{scribbles.name} live prediction"].is_current, timeout=20000)
+    shown = viewer.layers[live_view].data
+    footprint = np.count_nonzero(_inside(viewer, viewer.layers[live_view], scribbles))
+    print(f"live prediction on screen: {np.count_nonzero(shown)} of {footprint} ROI pixels")
+    assert np.count_nonzero(shown) > 0.9 * footprint

@@ -143,7 +143,7 @@ class RegisteredView:
         self.grid, self.shape = self._grid()
         self.layer.data = self._blank(self.layer.data.dtype)
         self.layer.affine = self._affine_2d()
-        self._invalidate()
+        self.resample()
 
     # ------------------------------------------------------------------ following
     def _follow_colormap(self, *_: Any) -> None:
@@ -167,9 +167,11 @@ class RegisteredView:
 
     def _on_moving_data(self, *_: Any) -> None:
         if not self._writing:
-            self._invalidate()
+            self.resample()
 
-    def _invalidate(self, *_: Any) -> None:
+    def resample(self, *_: Any) -> None:
+        """Sample the planes again: the moving layer's data changed (a write in place and
+        ``refresh()`` emit no data event: call this)."""
         self._cache.clear()
         self._shown = -1
         self._on_step()

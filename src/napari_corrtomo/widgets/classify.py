@@ -40,12 +40,12 @@ from qtpy.QtWidgets import (
 from ..core.classify import LiveTrainer, PixelClassifier, segment, stack_channels
 from ..core.classify.features import FILTERS, ILASTIK_SIGMAS, FeatureSpec, TailoredFeatures
 from ..core.classify.live import LiveUpdate
-from ..core.progress import Cancelled, scaled
+from ..core.progress import Cancelled, report, scaled
 from ._autosave import CLASSIFIER, autosave_for
 from ._dock import DockForm, act_on_file, hbox
 from ._form import Field, SettingsForm
 from ._layers import LIVE, LayerSelect, add_result, full_resolution, layer_frame
-from ._registered_view import is_axis_aligned, is_drawing
+from ._registered_view import is_axis_aligned, is_drawing, registered_views
 from ._runner import Job, TaskRunner, start_job
 from ._table import TableView
 
@@ -60,6 +60,10 @@ TAILORED = {"none": None, "FIB-SEM neighbour slices": TailoredFeatures()}
 #: seconds a live update's worker waits for its first prediction to be drawn before it
 #: grows the rest of the forest (the GUI thread gets the CPU to draw it first)
 PREVIEW_WAIT_S = 0.5
+#: most voxels of a registered (rotated) layer one live update predicts: the slice on
+#: screen cuts across its planes (one plane showed as a line); nearest the middle first,
+#: each shown when predicted (8 planes of 512 x 512)
+MAX_LIVE_VOXELS = 2**21
 
 
 class _ModeCell(QPushButton):
@@ -305,6 +309,31 @@ class ClassifyWidget(DockForm):
         z = layer.world_to_data(self.viewer.dims.point)[-3]
         return int(np.clip(np.round(z), 0, full_resolution(layer).shape[-3] - 1))
 
+    def _planes_on_screen(self, layer) -> list[int]:
+        """The layer's z planes the slice on screen shows, the current one first: one for a
+        layer in the viewer's axes; for a registered (rotated) layer seen across its planes,
+        those the screen plane cuts inside its box, from the middle out (at most
+        :data:`MAX_LIVE_VOXELS`)."""
+        dims = self.viewer.dims
+        if (layer.ndim < 3 or is_axis_aligned(layer)
+                or tuple(dims.displayed) != (dims.ndim - 2, dims.ndim - 1)):
+            return [self._current_z(layer)]
+        low, high = layer.extent.world
+        point = np.array(dims.point, float)
+        zs = []
+        for y in (low[-2], high[-2]):  # the plane's z in the layer is linear: corners bound it
+            for x in (low[-1], high[-1]):
+                point[-2:] = y, x
+                zs.append(layer.world_to_data(point)[-3])
+        last = full_resolution(layer).shape[-3] - 1
+        first, stop = max(0, int(np.floor(min(zs)))), min(last, int(np.ceil(max(zs))))
+        if first > stop:  # the slice on screen misses the layer
+            return [self._current_z(layer)]
+        middle = (first + stop) / 2  # the plane at the layer's middle on screen
+        planes = sorted(range(first, stop + 1), key=lambda k: (abs(k - middle), k))
+        per_plane = int(np.prod(full_resolution(layer).shape[-2:]))
+        return planes[:max(1, MAX_LIVE_VOXELS // per_plane)]
+
     # ------------------------------------------------------------------ training
 
     def _set_live(self, on: bool) -> None:
@@ -358,6 +387,8 @@ class ClassifyWidget(DockForm):
         self._show_importances()
         self._watch(self.scribbles.layer())
         self.autosave.changed()
+        if len(self._planes_on_screen(self._watched)) > 1:  # the other planes on screen
+            self._request_live()
 
     def _watch(self, layer: Labels | None) -> None:
         self._unwatch()
@@ -422,7 +453,7 @@ class ClassifyWidget(DockForm):
         planes, self._live_planes = self._live_planes, {}
         self._live_full = self._live_request = False
         self._live_inputs = (full, planes)
-        z = self._current_z(layer)
+        shown = self._planes_on_screen(layer)
 
         def preview(update: LiveUpdate) -> None:
             drawn = threading.Event()
@@ -430,11 +461,17 @@ class ClassifyWidget(DockForm):
             drawn.wait(PREVIEW_WAIT_S)
 
         def step(progress=None):
+            report(progress, 0, len(shown))  # cancelled before it began (a viewer closing)
             if full is not None:
                 live.set_labels(full, progress)
             for zz, plane in planes.items():
                 live.set_slice_labels(zz, plane, progress)
-            return live.update(z, progress, on_preview=preview)
+            update = live.update(shown[0], progress, on_preview=preview)
+            for k, zz in enumerate(shown[1:], 1):  # a registered layer: each plane shown
+                preview(update)                     # as it is predicted
+                report(progress, k, len(shown))  # a cancel check (features may be cached)
+                update = live.update(zz, progress)
+            return update
 
         # owned by the viewer: closing it cancels the update
         self._live_job = start_job(step, viewer=self.viewer, on_result=self._show_update,
@@ -489,6 +526,8 @@ class ClassifyWidget(DockForm):
             else:
                 layer.data[...] = plane
             layer.refresh()
+            if layer.name in (views := registered_views(self.viewer)):
+                views[layer.name].resample()  # its 2D view: written in place, no data event
         self.live_z = update.z
 
     def _live_layer(self, labels_layer: Labels, shape: tuple[int, ...], dtype: np.dtype,
