@@ -240,6 +240,9 @@ def test_roi_across_scales_and_fields_of_view(setup):
     viewer.add_image(np.ones((12, 6, 6), np.float32), name="raw projections",
                      metadata={"geometry": {"kind": "parallel"}})
     widget.fov_reference.set_layer(micro)
+    # ... and projections are never offered as a volume to register
+    assert "raw projections" not in [widget.fixed_select.itemText(i)
+                                     for i in range(widget.fixed_select.count())]
     fovs = widget.show_fields_of_view()
     zs = sorted({float(poly[0, 0]) for poly in fovs.data})
     fz = truth.nanoct_fov_microct[:, 0]

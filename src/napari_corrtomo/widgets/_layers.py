@@ -22,6 +22,12 @@ CREATED_BY = "corrtomo_created_by"
 LIVE = "corrtomo_live"
 
 
+def is_projection_stack(layer) -> bool:
+    """Whether ``layer`` holds projections: an acquisition geometry in its metadata and no
+    reconstruction method (a detector's images, not a volume of the sample)."""
+    return "geometry" in layer.metadata and "method" not in layer.metadata
+
+
 class LayerSelect(QComboBox):
     """A combo box of the viewer's layers of some types, kept in sync with the layer list."""
 

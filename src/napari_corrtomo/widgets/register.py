@@ -55,6 +55,7 @@ from ._layers import (
     add_result,
     full_resolution,
     index_to_world,
+    is_projection_stack,
     layer_affine,
     layer_frame,
 )
@@ -104,6 +105,11 @@ def _layer_color(layer) -> np.ndarray | None:
 # ============================================================================ widget
 
 
+
+def _not_a_volume(layer) -> bool:
+    """A registered layer's 2D view or a stack of projections: never fixed or moving."""
+    return is_view(layer) or is_projection_stack(layer)
+
 class RegisterWidget(DockForm):
     """Landmark registration, intensity refinement, resampling and ROI/FOV across scales."""
 
@@ -117,11 +123,12 @@ class RegisterWidget(DockForm):
 
         # -- volumes and landmarks
         self.fixed_select = LayerSelect(
-            self.viewer, (Image,), skip=is_view, tip="the reference volume (e.g. the microCT overview): its "
-                                       "frame is where the moving volume is mapped")
+            self.viewer, (Image,), skip=_not_a_volume,
+            tip="the reference volume (e.g. the microCT overview): its frame is where the "
+                "moving volume is mapped")
         self.moving_select = LayerSelect(
-            self.viewer, (Image,), skip=is_view, tip="the volume to map onto the fixed one (e.g. the nanoCT "
-                                       "of one particle)")
+            self.viewer, (Image,), skip=_not_a_volume,
+            tip="the volume to map onto the fixed one (e.g. the nanoCT of one particle)")
         self.fixed_points_select = LayerSelect(
             self.viewer, (Points,), allow_none=True,
             tip="points layer of the landmarks clicked in the fixed volume")
@@ -677,7 +684,7 @@ class RegisterWidget(DockForm):
         others = [lay for lay in self.viewer.layers if isinstance(lay, Image)
                   and lay.name != ref.name and lay.ndim == 3 and lay.name in shown
                   and lay.metadata.get(CREATED_BY) != NAME and not is_view(lay)
-                  and not ("geometry" in lay.metadata and "method" not in lay.metadata)]
+                  and not is_projection_stack(lay)]
         spare = itertools.cycle(FOV_COLORS)
         for layer in others:
             # each modality in the colour it is drawn in (gray ones get a distinct one)
