@@ -225,6 +225,7 @@ def test_tilt_series_alignment_in_the_widget(make_napari_viewer, qtbot):
     # the default: the most consistent of the methods (the pillar stays in the field of
     # view, so a centre-of-mass one; cross-correlation alone drifts over 90 tilts)
     assert w.alignment["align_method"].value == "automatic (the most consistent)"
+    assert w.alignment["align"].value is True  # ticked for a tilt series (a GUI trial: off)
     errors = []
     for align in (False, True):
         w.alignment["align"].value = align
