@@ -143,6 +143,15 @@ def test_bad_input_shows_error_and_adds_nothing(make_napari_viewer, qtbot, small
         _wait(qtbot, w)
     assert "got 2 slice thicknesses for a stack of 20" in str(w.runner.last_error)
     assert len(viewer.layers) == n_layers
+    # metrics of a grey isotropic volume (they compare phases): refused in the panel
+    tmp.write_text("thickness_nm\n" + "10\n" * 20)
+    w.source_form["band_rows"].value = ""
+    qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
+    _wait(qtbot, w)
+    assert w.runner.last_error is None and w.result_layer is not None
+    qtbot.mouseClick(w.metrics_button, Qt.MouseButton.LeftButton)
+    assert errors[-1].startswith(f"the metrics compare the phases of a segmented volume, and "
+                                 f"'{w.result_layer.name}' holds grey values")
 
 
 def test_widget_cli_and_demo_give_the_same_band_cut_volume(make_napari_viewer, qtbot, small_fib,

@@ -312,6 +312,12 @@ class FibWidget(DockForm):
         if self.result_layer is None or self.result_layer not in self.viewer.layers:
             self.runner.refuse("make an isotropic volume first (Reposition + interpolate)")
             return
+        if not isinstance(self.result_layer, napari.layers.Labels):
+            self.runner.refuse("the metrics compare the phases of a segmented volume, and "
+                               f"'{self.result_layer.name}' holds grey values: reposition a "
+                               "segmentation (a Labels or 0/1 layer as the FIB stack), or "
+                               "segment the slices first (Classify)")
+            return
         truth = self.truth.layer()
         spacing = tuple(float(s) for s in self.result_layer.scale[-3:])
         what = "anisotropy" if truth is None else "metrics"
