@@ -62,6 +62,11 @@ def test_full_pipeline_from_raw_counts(make_napari_viewer, qtbot, small_ct):
     err = np.linalg.norm(out.data - small_ct.phantom) / np.linalg.norm(small_ct.phantom)
     assert err < 0.3
     assert viewer.layers["proj"].data is not out.data  # input untouched, new layer
+    assert "replaced" not in w.result.text()
+    w.run_button.click()  # again: the panel says it replaced its own earlier result
+    _wait(qtbot, w)
+    assert w.result.text().endswith("; replaced the earlier 'proj reconstruction' (rename a "
+                                    "layer to keep it)")
 
 
 def test_preview_and_fsc(make_napari_viewer, qtbot):

@@ -562,15 +562,19 @@ class ReconstructWidget(DockForm):
         def done(result) -> None:
             inp, r = result
             vs, g, s = r.voxel_size, r.geometry, r.settings
-            add_result(self.viewer, r.volume,
-                       name=_result_name(inp["layer"].name, "reconstruction"),
+            name = _result_name(inp["layer"].name, "reconstruction")
+            replaced = name in self.viewer.layers
+            layer = add_result(self.viewer, r.volume, name=name,
                        layer_type="image", created_by=CREATED_BY, scale=(vs, vs, vs), unit=g.unit,
                        metadata={"geometry": g.to_dict(), "method": s.method,
                                  "iterations": s.iterations})
             aligned = "" if r.alignment is None else (
                 f"; alignment: {r.alignment.summary(ALIGN_WORDS)}")
+            # add_result updates the layer it made earlier (never another's): say so
+            again = (f"; replaced the earlier '{name}' (rename a layer to keep it)"
+                     if replaced and layer.name == name else "")
             self.result.setText(f"{s.method.upper()}: {r.volume.shape} voxels of {vs:.4g} "
-                                f"{g.unit}{aligned}")
+                                f"{g.unit}{aligned}{again}")
 
         return self._start(work, done, "Reconstruction")
 
