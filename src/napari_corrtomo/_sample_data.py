@@ -80,12 +80,12 @@ def _scan_layers(name: str, s: synthetic.ProjectionSample) -> list[LayerData]:
     truth = {"shifts": s.true_shifts.tolist(), "voxel_size": s.voxel_size,
              "volume_shape": list(s.phantom.shape)}
     data = s.raw if s.raw is not None else s.projections
-    meta = {"geometry": s.geometry.to_dict(), "truth": truth}
+    modality = name.split(" ")[0]
+    meta = {"geometry": s.geometry.to_dict(), "truth": truth, "modality": modality}
     # the projection index is shown at the detector pitch, in the volumes' length unit:
     # a non-length unit on one axis makes napari find the layers' units inconsistent (a
     # warning after every change, and no units in rendering)
     frame = ((ps, ps, ps), (unit,) * 3)
-    modality = name.split(" ")[0]
     layers = [_layer(Volume(data, *frame, name, "image", meta), contrast_limits=_limits(data))]
     if s.raw is not None:
         for ref_name, ref in (("flats", s.flats), ("darks", s.darks)):

@@ -82,11 +82,14 @@ def test_bad_project_folders(tmp_path):
 
 
 def test_field_of_view_and_describe():
-    corners = field_of_view((11, 21, 31), (0.5, 1.0, 2.0))
-    np.testing.assert_allclose(corners.max(0), [5.0, 20.0, 60.0])
-    np.testing.assert_allclose(corners.min(0), 0.0)
+    corners = field_of_view((11, 21, 31), (0.5, 1.0, 2.0))  # whole voxels: 5.5 x 21 x 62
+    np.testing.assert_allclose(corners.max(0), [5.25, 20.5, 61.0])
+    np.testing.assert_allclose(corners.min(0), [-0.25, -0.5, -1.0])
     table = describe(_layers())
     assert list(table["layer"]) == ["microCT", "nanoCT", "seg"]
     assert list(table["registered"]) == [False, True, False]
-    # nanoCT: 5 voxels * 0.065 um * 1.015 along each (rotated) axis
-    assert table.loc[1, "fov_extent"] == " x ".join([f"{5 * 0.065 * 1.015:.4g}"] * 3)
+    # nanoCT: 6 voxels * 0.065 um * 1.015 along each (rotated) axis, with its unit
+    extent = table.loc[1, "fov_extent"]
+    assert extent.endswith(" um")
+    np.testing.assert_allclose([float(v) for v in extent.removesuffix(" um").split(" x ")],
+                               6 * 0.065 * 1.015, rtol=5e-4)

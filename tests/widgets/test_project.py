@@ -358,3 +358,19 @@ def test_a_load_leaves_no_object_frozen():
     with _frozen_heap():
         pass
     assert gc.get_freeze_count() == 0
+
+
+def test_a_long_layer_name_leaves_the_other_columns_in_view(qtbot):
+    """The Project table's layer column took the dock's whole width with the tutorial's
+    long names: a column is at most MAX_COLUMN_PX wide, the whole text in its tooltip."""
+    import pandas as pd
+
+    from napari_corrtomo.widgets._table import MAX_COLUMN_PX, TableView
+
+    view = TableView()
+    qtbot.addWidget(view)
+    name = "nanoCT raw projections reconstruction ROI scribbles live prediction"
+    view.set_frame(pd.DataFrame({"layer": [name], "type": ["labels"], "unit": ["um"]}))
+    table = view.table
+    assert table.columnWidth(0) == MAX_COLUMN_PX and table.item(0, 0).toolTip() == name
+    assert table.columnWidth(1) < MAX_COLUMN_PX  # short columns keep their own width

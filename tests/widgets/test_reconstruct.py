@@ -48,6 +48,7 @@ def test_full_pipeline_from_raw_counts(make_napari_viewer, qtbot, small_ct):
     w.find_center()
     _wait(qtbot, w)
     assert abs(w.center.value() - 1.5) < 0.2
+    viewer.layers["proj"].metadata["modality"] = "microCT"  # as the sample's scans say
     # the slider stands in the middle of the projections, above the volume to come
     assert viewer.dims.point[0] > small_ct.volume_shape[0] * 0.5
     w.run_button.click()
@@ -62,6 +63,7 @@ def test_full_pipeline_from_raw_counts(make_napari_viewer, qtbot, small_ct):
     err = np.linalg.norm(out.data - small_ct.phantom) / np.linalg.norm(small_ct.phantom)
     assert err < 0.3
     assert viewer.layers["proj"].data is not out.data  # input untouched, new layer
+    assert out.metadata["modality"] == "microCT"  # the Project table's column (was empty)
     assert "replaced" not in w.result.text()
     w.run_button.click()  # again: the panel says it replaced its own earlier result
     _wait(qtbot, w)

@@ -62,11 +62,14 @@ class ProjectLayer:
 def field_of_view(shape: tuple[int, ...], scale: tuple[float, ...],
                   affine: np.ndarray | None = None,
                   translate: tuple[float, ...] | None = None) -> np.ndarray:
-    """(8, 3) world corners of a 3D volume's voxel-centre box (reference frame if ``affine``)."""
+    """(8, 3) world corners of a 3D volume's box, its voxels whole (voxel centres at whole
+    indices, each voxel half a voxel either side: 160 voxels of 1 um span 160 um), in the
+    reference frame if ``affine``."""
     if len(shape) != 3:
         raise ValueError(f"field_of_view needs a 3D volume, got shape {shape}")
-    ext = (np.asarray(shape) - 1) * np.asarray(scale, dtype=float)
-    corners = np.array(np.meshgrid(*[[0.0, e] for e in ext], indexing="ij")).reshape(3, -1).T
+    sp = np.asarray(scale, dtype=float)
+    edges = [[-0.5 * s, (n - 0.5) * s] for n, s in zip(shape, sp, strict=True)]
+    corners = np.array(np.meshgrid(*edges, indexing="ij")).reshape(3, -1).T
     if translate is not None:
         corners = corners + np.asarray(translate, dtype=float)[-3:]
     if affine is None:
@@ -226,7 +229,7 @@ def describe(layers: list[ProjectLayer]) -> pd.DataFrame:
         if len(shape) == 3:
             fov = field_of_view(shape, layer.scale, layer.affine, layer.translate)
             ext = fov.max(0) - fov.min(0)
-            row["fov_extent"] = " x ".join(f"{e:.4g}" for e in ext)
+            row["fov_extent"] = " x ".join(f"{e:.4g}" for e in ext) + f" {row['unit']}"
         rows.append(row)
     return pd.DataFrame(rows)
 

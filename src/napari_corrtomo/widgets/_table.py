@@ -14,6 +14,8 @@ from qtpy.QtWidgets import (
 
 from ..core.io import write_table
 
+#: widest a column is made for its contents (px); the rest of a text is in its tooltip
+MAX_COLUMN_PX = 180
 
 class TableView(QWidget):
     """Shows a DataFrame; ``export(path)`` writes it as CSV (atomically)."""
@@ -42,8 +44,13 @@ class TableView(QWidget):
         for r, row in enumerate(self.frame.itertuples(index=False)):
             for c, value in enumerate(row):
                 text = float_format.format(value) if isinstance(value, float) else str(value)
-                self.table.setItem(r, c, QTableWidgetItem(text))
+                item = QTableWidgetItem(text)
+                item.setToolTip(text)  # the whole text where the column cuts it
+                self.table.setItem(r, c, item)
         self.table.resizeColumnsToContents()
+        # a long layer name once took the dock's whole width: the other columns stay in view
+        for c in range(self.table.columnCount()):
+            self.table.setColumnWidth(c, min(self.table.columnWidth(c), MAX_COLUMN_PX))
         self.export_button.setEnabled(not self.frame.empty)
 
     def export(self, path: str) -> None:

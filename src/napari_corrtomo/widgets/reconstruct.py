@@ -567,7 +567,10 @@ class ReconstructWidget(DockForm):
             layer = add_result(self.viewer, r.volume, name=name,
                        layer_type="image", created_by=CREATED_BY, scale=(vs, vs, vs), unit=g.unit,
                        metadata={"geometry": g.to_dict(), "method": s.method,
-                                 "iterations": s.iterations})
+                                 "iterations": s.iterations,
+                                 # the Project table's modality column, from the scan's
+                                 **{k: v for k, v in inp["layer"].metadata.items()
+                                    if k == "modality"}})
             aligned = "" if r.alignment is None else (
                 f"; alignment: {r.alignment.summary(ALIGN_WORDS)}")
             # add_result updates the layer it made earlier (never another's): say so
