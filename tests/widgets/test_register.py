@@ -222,6 +222,7 @@ def test_roi_across_scales_and_fields_of_view(setup):
     widget.roi_shapes.set_layer(shapes)
     widget.roi_target.set_layer(nano)
     widget.roi_depth.setValue(4.0)
+    assert widget.roi_depth.text().endswith(" um")  # the depth's unit is shown
     crop = widget.crop_roi()
     assert crop.name == "nanoCT ROI"
     # the bead's nanoCT voxel is inside the crop, and the crop sits in place in the world

@@ -197,6 +197,8 @@ class RegisterWidget(DockForm):
         self.roi_depth.setValue(16.0)
         self.roi_depth.setToolTip("Depth of the box along the axis the rectangle does not span "
                                   "(world units); the rectangle's slice is its centre")
+        self.roi_target.currentTextChanged.connect(self._show_depth_unit)
+        self._show_depth_unit()
         self.roi_button = QPushButton("Crop matching region")
         self.roi_button.clicked.connect(self._guard(self.crop_roi))
         self.fov_reference = LayerSelect(
@@ -629,6 +631,16 @@ class RegisterWidget(DockForm):
             self._show_transform()
 
     # ------------------------------------------------------------------ ROI / FOV
+    def _show_depth_unit(self, *_: Any) -> None:
+        """The box depth's unit, the world's (that of the volume to crop; a new Shapes layer
+        says 'pixel'), shown beside the value."""
+        target = self.roi_target.layer()
+        try:
+            unit = "" if target is None else layer_frame(target).unit
+        except ValueError:  # axes in different units
+            unit = ""
+        self.roi_depth.setSuffix(f" {unit}" if unit and unit != "pixel" else "")
+
     def roi_box(self) -> np.ndarray:
         """World box (2, 3) of the selected (else last) shape on the ROI Shapes layer."""
         shapes = self.roi_shapes.layer("Shapes layer with a box")
