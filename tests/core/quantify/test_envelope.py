@@ -196,6 +196,9 @@ def test_measures_within_envelopes_are_those_of_the_particles_own_pores():
     np.testing.assert_array_equal(lab, before)  # the input is not relabelled
     value = r.summary().set_index("quantity")["value"]
     assert value["particles enveloped"] == 3
+    # the note says so without the label it gives inside (the user's has no label 3)
+    assert "measured inside 3 particle envelopes; what lies outside them is left out of " \
+        "every measure" in r.notes
     # the phase measured is the pores in the envelopes: porosity = the envelopes'
     assert value["porosity (phase / sample)"] == pytest.approx(
         value["porosity of all envelopes"], rel=1e-3)

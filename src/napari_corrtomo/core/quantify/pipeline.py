@@ -597,6 +597,6 @@ def _inside_envelopes(d: MeasureData, s: QuantifySettings,
     r.notes.append(f"measured inside {len(kept)} particle envelope"
                    + ("s" if len(kept) > 1 else "")
                    + (f" ({left} cut by the border left out)" if left else "")
-                   + f": what lies outside them is label {value}, outside")
+                   + "; what lies outside them is left out of every measure")
     return MeasureData(labels, d.spacing, d.unit, s, d.intensity, d.store, d.signature,
                        d.overwrite), s
