@@ -78,6 +78,9 @@ def test_fit_apply_affine_puts_landmarks_in_place(setup, qtbot):
     t = widget.fit()
     np.testing.assert_allclose(t.matrix, truth.nanoct_to_microct, atol=1e-9)
     assert widget.table.table.rowCount() == len(truth.landmarks_microct)
+    heads = [widget.table.table.horizontalHeaderItem(c).text()
+             for c in range(widget.table.table.columnCount())]
+    assert {"in the fit", "residual (um)", "leave-one-out TRE (um)", "dz (um)"} <= set(heads)
     assert "RMS FRE" in widget.summary.text()
     widget.apply_affine()
     # world coordinates of known nanoCT voxels are where the truth puts them in the microCT

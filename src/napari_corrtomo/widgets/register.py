@@ -106,6 +106,18 @@ def _layer_color(layer) -> np.ndarray | None:
 
 
 
+#: the residual table's columns as the panel heads them (``<name>_<unit>`` -> with unit)
+_HEADERS = {"fitted": "in the fit", "residual": "residual", "loo_tre": "leave-one-out TRE"}
+
+
+def _header(column: str) -> str:
+    """'loo_tre_um' -> 'leave-one-out TRE (um)'; other columns as they are."""
+    name, _, unit = column.rpartition("_")
+    if name and (name in _HEADERS or name in ("dz", "dy", "dx")):
+        return f"{_HEADERS.get(name, name)} ({unit})"
+    return _HEADERS.get(column, column)
+
+
 def _not_a_volume(layer) -> bool:
     """A registered layer's 2D view or a stack of projections: never fixed or moving."""
     return is_view(layer) or is_projection_stack(layer)
@@ -467,7 +479,10 @@ class RegisterWidget(DockForm):
             return
         table = self.table.table
         table.blockSignals(True)
-        self.table.set_frame(frame[["active", *frame.columns.drop("active")]])
+        shown = frame[["active", *frame.columns.drop("active")]]
+        self.table.set_frame(shown)
+        # in the panel's words (the CSV export keeps the columns' names, units in them)
+        table.setHorizontalHeaderLabels([_header(str(c)) for c in shown.columns])
         for row, active in enumerate(frame["active"]):
             item = table.item(row, 0)
             item.setText("")
