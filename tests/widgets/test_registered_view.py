@@ -31,13 +31,11 @@ def _registered(viewer, s, **nano_display):
     return widget, micro, nano
 
 
-def test_painting_a_registered_roi_writes_its_voxels_at_the_clicked_place(
-        make_napari_viewer, qtbot, mouse, correlative_sample):
-    s, truth = correlative_sample, correlative_sample.truth
-    viewer = make_napari_viewer(show=True)
-    widget, micro, nano = _registered(viewer, s)
-    # the ROI: a 4 um box around a bead drawn on the microCT, cropped from the nanoCT
-    p = truth.landmarks_microct[0]
+def _registered_roi(viewer, qtbot, s):
+    """The registered nanoCT's ROI: a 4 um box around the first bead drawn on the microCT,
+    cropped from the nanoCT with a real click; the Register widget, the bead, the ROI."""
+    widget, _, nano = _registered(viewer, s)
+    p = s.truth.landmarks_microct[0]
     box = viewer.add_shapes(ndim=3, name="ROI box")
     box.add_rectangles(np.array([[p[0], p[1] - 2, p[2] - 2], [p[0], p[1] - 2, p[2] + 2],
                                  [p[0], p[1] + 2, p[2] + 2], [p[0], p[1] + 2, p[2] - 2]]))
@@ -46,7 +44,13 @@ def test_painting_a_registered_roi_writes_its_voxels_at_the_clicked_place(
     widget.roi_target.set_layer(nano)
     widget.roi_depth.setValue(4.0)
     qtbot.mouseClick(widget.roi_button, Qt.MouseButton.LeftButton)
-    roi = viewer.layers["nanoCT ROI"]
+    return widget, p, viewer.layers["nanoCT ROI"]
+
+
+def test_painting_a_registered_roi_writes_its_voxels_at_the_clicked_place(
+        make_napari_viewer, qtbot, mouse, correlative_sample):
+    viewer = make_napari_viewer(show=True)
+    widget, p, roi = _registered_roi(viewer, qtbot, correlative_sample)
     assert not is_axis_aligned(roi)  # rotated with the nanoCT: napari cannot slice it in 2D
     # scribbles on the ROI, in the ROI's frame (as the Classify widget makes them)
     scribbles = viewer.add_labels(np.zeros(roi.data.shape, np.uint8), name="ROI scribbles",
@@ -160,18 +164,8 @@ def test_live_training_on_a_registered_roi_predicts_the_slice_on_screen(
     labelled pixels). Every plane the screen cuts is predicted now."""
     from napari_corrtomo.widgets.classify import ClassifyWidget
 
-    s, truth = correlative_sample, correlative_sample.truth
     viewer = make_napari_viewer(show=True)
-    widget, micro, nano = _registered(viewer, s)
-    p = truth.landmarks_microct[0]
-    box = viewer.add_shapes(ndim=3, name="ROI box")
-    box.add_rectangles(np.array([[p[0], p[1] - 2, p[2] - 2], [p[0], p[1] - 2, p[2] + 2],
-                                 [p[0], p[1] + 2, p[2] + 2], [p[0], p[1] + 2, p[2] - 2]]))
-    box.visible = False
-    widget.roi_shapes.set_layer(box)
-    widget.roi_target.set_layer(nano)
-    widget.roi_depth.setValue(4.0)
-    qtbot.mouseClick(widget.roi_button, Qt.MouseButton.LeftButton)
+    widget, p, _ = _registered_roi(viewer, qtbot, correlative_sample)
     classify = ClassifyWidget(viewer)
     classify.set_channels(["nanoCT ROI"])
     qtbot.mouseClick(classify.new_scribbles, Qt.MouseButton.LeftButton)
