@@ -134,6 +134,17 @@ def check_labels(labels: Any, name: str = "labels") -> np.ndarray:
     return arr
 
 
+def check_sample(sample: Any, phase: np.ndarray) -> np.ndarray:
+    """The boolean ``sample`` mask, the shape of ``phase`` and holding all of it (the
+    region a measure runs in, the outside medium left out)."""
+    region = as_mask(sample, "sample", ndim=phase.ndim)
+    check_same_shape(region, phase, "sample", "mask")
+    if np.any(phase & ~region):
+        raise ValueError("the phase has voxels off the sample; the sample must hold the "
+                         "phase (e.g. sample = labels != outside)")
+    return region
+
+
 def check_same_shape(a: Any, b: Any, name_a: str, name_b: str) -> None:
     """Two arrays that must cover the same voxels."""
     if tuple(a.shape) != tuple(b.shape):

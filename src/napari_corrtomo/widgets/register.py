@@ -105,7 +105,6 @@ def _layer_color(layer) -> np.ndarray | None:
 # ============================================================================ widget
 
 
-
 #: the residual table's columns as the panel heads them (``<name>_<unit>`` -> with unit)
 _HEADERS = {"fitted": "in the fit", "residual": "residual", "loo_tre": "leave-one-out TRE"}
 
@@ -121,6 +120,7 @@ def _header(column: str) -> str:
 def _not_a_volume(layer) -> bool:
     """A registered layer's 2D view or a stack of projections: never fixed or moving."""
     return is_view(layer) or is_projection_stack(layer)
+
 
 class RegisterWidget(DockForm):
     """Landmark registration, intensity refinement, resampling and ROI/FOV across scales."""

@@ -32,6 +32,7 @@ THICKNESS_COLUMNS = ("slice", "depth_nm", "thickness_nm", "uncertainty_nm", "con
 #: the marks' contrast against the surface (:attr:`RulerMarkers.polarity`)
 POLARITIES = ("dark", "bright")
 
+
 @dataclass
 class RulerMarkers:
     """What the user knows about the ruler marks in the slice images.

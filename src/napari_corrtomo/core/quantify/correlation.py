@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import as_mask, check_same_shape, check_spacing
+from .._checks import as_mask, check_sample, check_spacing
 from ..backend import memory_budget
 
 try:
@@ -205,13 +205,7 @@ def _prepare(mask: Any, spacing: Any, axis: int | None, sample: Any | None = Non
         if not -arr.ndim <= axis < arr.ndim:
             raise ValueError(f"axis {axis} does not exist in a {arr.ndim}D array")
         axis = int(axis) % arr.ndim
-    win = None
-    if sample is not None:
-        win = as_mask(sample, "sample")
-        check_same_shape(win, arr, "sample", "mask")
-        if np.any(arr & ~win):
-            raise ValueError("the phase has voxels off the sample; the sample must hold the "
-                             "phase (e.g. sample = labels != outside)")
+    win = None if sample is None else check_sample(sample, arr)
     return arr, sp, axis, win
 
 
@@ -266,12 +260,10 @@ def _orientation_averaged_s2(arr: np.ndarray, sp, dmax: float, win: np.ndarray |
     ks = [min(int(math.floor(dmax / s + 1e-9)) + 1, n - 1) for s, n in zip(sp, shape, strict=True)]
     corr = _lag_correlation(arr, ks)
     lags = np.meshgrid(*[np.arange(-k, k + 1) for k in ks], indexing="ij")
-    pairs = np.ones(corr.shape)
-    dist2 = np.zeros(corr.shape)
-    for lag, n, s in zip(lags, shape, sp, strict=True):
-        pairs *= n - np.abs(lag)
-        dist2 += (lag * s) ** 2
-    if win is not None:
+    dist2 = sum((lag * s) ** 2 for lag, s in zip(lags, sp, strict=True))
+    if win is None:  # every pair of the array: the overlap of the array and its shift
+        pairs = math.prod(n - np.abs(lag) for lag, n in zip(lags, shape, strict=True))
+    else:
         pairs = _lag_correlation(win, ks)
     s2 = corr / np.maximum(pairs, 1)
     dist = np.sqrt(dist2)

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from .._checks import as_mask, check_same_shape, check_spacing
+from .._checks import as_mask, check_sample, check_spacing
 from ..backend import resolve_backend
 from ..memory import check_memory
 from ..progress import ProgressCallback, report, scaled
@@ -226,7 +226,8 @@ def tortuosity_factor(
     if int(max_iter) < 1:
         raise ValueError(f"max_iter must be at least 1, got {max_iter!r}")
 
-    n_sample = phase.size if sample is None else _sample_voxels(sample, phase)
+    n_sample = phase.size if sample is None else int(np.count_nonzero(
+        check_sample(sample, phase)))
     eps = int(np.count_nonzero(phase)) / n_sample
     conducting = _percolating(phase, ax)
     n_cond = int(np.count_nonzero(conducting))
@@ -286,16 +287,6 @@ def tortuosity_table(
                                 backend=backend, progress=sub)
         rows.append(res.as_row(unit))
     return pd.DataFrame(rows)
-
-
-def _sample_voxels(sample: Any, phase: np.ndarray) -> int:
-    """The voxels of ``sample``, which must hold every voxel of ``phase``."""
-    region = as_mask(sample, "sample", ndim=phase.ndim)
-    check_same_shape(region, phase, "sample", "mask")
-    if np.any(phase & ~region):
-        raise ValueError("the phase has voxels off the sample; the sample must hold the "
-                         "phase (e.g. sample = labels != outside)")
-    return int(np.count_nonzero(region))
 
 
 def _percolating(phase: np.ndarray, axis: int) -> np.ndarray:
