@@ -81,6 +81,9 @@ def test_fit_apply_affine_puts_landmarks_in_place(setup, qtbot):
     heads = [widget.table.table.horizontalHeaderItem(c).text()
              for c in range(widget.table.table.columnCount())]
     assert {"in the fit", "residual (um)", "leave-one-out TRE (um)", "dz (um)"} <= set(heads)
+    tips = {widget.table.table.horizontalHeaderItem(c).toolTip()
+            for c in range(widget.table.table.columnCount())}
+    assert "" not in tips and len(tips) == len(heads)  # each column says what it measures
     assert "RMS FRE" in widget.summary.text()
     widget.apply_affine()
     # world coordinates of known nanoCT voxels are where the truth puts them in the microCT

@@ -107,6 +107,19 @@ def _layer_color(layer) -> np.ndarray | None:
 
 #: the residual table's columns as the panel heads them (``<name>_<unit>`` -> with unit)
 _HEADERS = {"fitted": "in the fit", "residual": "residual", "loo_tre": "leave-one-out TRE"}
+#: what each column measures (a refinement or a loaded transform changes the residuals, not
+#: the landmark fit's leave-one-out errors)
+_HEADER_TIPS = {
+    "name": "The pair's name (kept in the landmarks CSV)",
+    "active": "Untick to leave the pair out of the landmark fit (refits at once)",
+    "fitted": "Whether the landmark fit used the pair (a robust fit drops outliers)",
+    "residual": "Distance between the fixed landmark and its moving partner under the "
+                "transform in use (the fit, its refinement or a loaded transform)",
+    "loo_tre": "Target registration error of the landmark fit made without this pair "
+               "(unchanged by a refinement; empty after loading a transform)",
+    **{axis: f"Residual along {axis[1]} (fixed minus transformed moving)"
+       for axis in ("dz", "dy", "dx")},
+}
 
 
 def _header(column: str) -> str:
@@ -483,6 +496,9 @@ class RegisterWidget(DockForm):
         self.table.set_frame(shown)
         # in the panel's words (the CSV export keeps the columns' names, units in them)
         table.setHorizontalHeaderLabels([_header(str(c)) for c in shown.columns])
+        for i, column in enumerate(map(str, shown.columns)):
+            name = column.rpartition("_")[0] or column
+            table.horizontalHeaderItem(i).setToolTip(_HEADER_TIPS.get(name, ""))
         for row, active in enumerate(frame["active"]):
             item = table.item(row, 0)
             item.setText("")
@@ -590,13 +606,13 @@ class RegisterWidget(DockForm):
         """Read a BigWarp CSV (coordinates in the fixed unit) into the landmark layers; a
         file in another unit is refused before anything changes."""
         fixed, moving, ff, fm = self._frames()
+        lm = reg.load_landmarks_csv(path, ff.unit)
         try:
-            reg.check_landmark_unit(reg.load_landmarks_csv(path, ff.unit),
-                                    full_resolution(fixed).shape, ff,
+            reg.check_landmark_unit(lm, full_resolution(fixed).shape, ff,
                                     full_resolution(moving).shape, fm)
         except ValueError as exc:
             raise ValueError(in_words(exc, WORDS)) from None
-        lm = self.session.load_landmarks(path)
+        self.session.take_landmarks(lm)
         pf, pm = self._points_layers(required=False)
         if pf is None or pm is None:
             pf, pm = self.create_landmark_layers()

@@ -116,7 +116,10 @@ class RegistrationSession:
 
     def load_landmarks(self, path: str | os.PathLike) -> Landmarks:
         """Read a BigWarp CSV (coordinates in the session's unit): points, names, flags."""
-        lm = load_landmarks_csv(path, unit=self.unit)
+        return self.take_landmarks(load_landmarks_csv(path, unit=self.unit))
+
+    def take_landmarks(self, lm: Landmarks) -> Landmarks:
+        """Make ``lm`` (in the session's unit) the pairs: points, names, flags."""
         self.fixed, self.moving = lm.fixed, lm.moving
         self.names = list(lm.names)
         self.active = [bool(a) for a in lm.active]
