@@ -89,7 +89,8 @@ def _scan_layers(name: str, s: synthetic.ProjectionSample) -> list[LayerData]:
     layers = [_layer(Volume(data, *frame, name, "image", meta), contrast_limits=_limits(data))]
     if s.raw is not None:
         for ref_name, ref in (("flats", s.flats), ("darks", s.darks)):
-            layers.append(_layer(Volume(ref, *frame, f"{modality} {ref_name}", "image", {}),
+            layers.append(_layer(Volume(ref, *frame, f"{modality} {ref_name}", "image",
+                                        {"detector": ref_name, "modality": modality}),
                                  visible=False))
     layers.append(_layer(Volume(s.phantom, (s.voxel_size,) * 3, (unit,) * 3,
                                 f"{modality} phantom", "image", {}), visible=False))

@@ -54,9 +54,14 @@ def test_quantify_adds_layers_plots_and_tables(make_napari_viewer, qtbot, partic
     for key, cb in widget.checks.items():
         cb.setChecked(key in {"porosity", "thickness", "particles", "closed_pores", "proxigram"})
     n_before = len(viewer.layers)
+    seg = viewer.layers["seg"]
+    viewer.layers.selection.active = seg
+    seg.mode = "paint"  # the user edits the segmentation while it is measured
     widget.run()
     qtbot.waitUntil(lambda: not widget.runner.busy, timeout=120_000)
     assert widget.runner.last_error is None, widget.runner.last_error
+    # the results never took the selection (nor the brush) from the layer being edited
+    assert viewer.layers.selection.active is seg and seg.mode == "paint"
     names = [layer.name for layer in viewer.layers]
     assert "seg phase local thickness" in names and "seg particles" in names
     assert "seg closed pores" in names and "seg particle ESD" in names
@@ -446,3 +451,18 @@ def test_drawings_are_never_offered_as_the_segmentation(make_napari_viewer):
     combos = (widget.labels_select, widget.intensity_select)
     assert [[c.itemText(i) for i in range(c.count())] for c in combos] == [
         ["segmentation"], ["", "nano"]]
+
+
+def test_the_segmentation_offered_first_is_the_newest_labels_layer(make_napari_viewer):
+    """Opened after Predict volume, the panel offered the scribbles (made first) as the
+    segmentation: with nothing chosen it offers the newest labels layer, and keeps the
+    user's choice when more layers come."""
+    viewer = make_napari_viewer()
+    viewer.add_labels(np.zeros((4, 8, 8), np.uint8), name="ROI scribbles")
+    viewer.add_labels(np.zeros((4, 8, 8), np.uint8), name="ROI segmentation")
+    viewer.add_image(np.zeros((4, 8, 8), np.float32), name="ROI uncertainty")
+    widget = QuantifyWidget(viewer)
+    assert widget.labels_select.currentText() == "ROI segmentation"
+    widget.labels_select.setCurrentText("ROI scribbles")
+    viewer.add_labels(np.zeros((4, 8, 8), np.uint8), name="later")
+    assert widget.labels_select.currentText() == "ROI scribbles"

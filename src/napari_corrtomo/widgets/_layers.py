@@ -23,9 +23,11 @@ LIVE = "corrtomo_live"
 
 
 def is_projection_stack(layer) -> bool:
-    """Whether ``layer`` holds projections: an acquisition geometry in its metadata and no
-    reconstruction method (a detector's images, not a volume of the sample)."""
-    return "geometry" in layer.metadata and "method" not in layer.metadata
+    """Whether ``layer`` holds a detector's images, not a volume of the sample: projections
+    (an acquisition geometry in its metadata and no reconstruction method) or their flat or
+    dark fields (``metadata["detector"]``)."""
+    md = layer.metadata
+    return ("geometry" in md and "method" not in md) or "detector" in md
 
 
 class LayerSelect(QComboBox):
@@ -40,6 +42,7 @@ class LayerSelect(QComboBox):
         *,
         tip: str,
         skip: Callable[[Any], bool] | None = None,
+        newest: bool = False,
     ):
         super().__init__(parent)
         self.setToolTip(tip)
@@ -48,6 +51,9 @@ class LayerSelect(QComboBox):
         self.allow_none = allow_none
         #: layers of those types not offered (e.g. overlays a widget drew itself)
         self.skip = skip or (lambda layer: False)
+        #: with nothing chosen, offer the newest layer (the top one: what the user just made)
+        #: instead of the oldest
+        self.newest = newest
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
                       viewer.layers.events.reordered):
             event.connect(self.refresh)
@@ -63,7 +69,9 @@ class LayerSelect(QComboBox):
             if isinstance(layer, self.layer_types) and not self.skip(layer):
                 self.addItem(layer.name)
         index = self.findText(current)
-        self.setCurrentIndex(index if index >= 0 else (0 if self.count() else -1))
+        if index < 0:
+            index = self.count() - 1 if self.newest else min(0, self.count() - 1)
+        self.setCurrentIndex(index)
         self.blockSignals(False)
         if self.currentText() != current:
             # e.g. the first layer of its kind appeared: the widget fills its form from it
@@ -132,6 +140,8 @@ def add_result(
 ):
     """Add a result layer, or update the layer of that name this widget made earlier, and
     move the sliders into it where the slice on screen misses it (:func:`bring_into_view`).
+    A new layer is selected (napari's way) unless it is hidden or the selected layer is
+    being edited (a drawing mode).
 
     A layer of the same name that the widget did not create is never touched: the
     result gets a new name instead (never lose data).
@@ -152,9 +162,19 @@ def add_result(
                 setattr(old, key, value)
             bring_into_view(viewer, old)
             return old
-    add = getattr(viewer, f"add_{layer_type}")
     extra = {"translate": translate} if translate is not None else {}
-    layer = add(data, name=name, scale=scale, units=units, metadata=metadata, **extra, **kwargs)
+    layer = napari.layers.Layer.create(
+        data, dict(name=name, scale=scale, units=units, metadata=metadata, **extra, **kwargs),
+        layer_type)
+    # a hidden result (an uncertainty, the closed pores) or one made while the user edits
+    # a layer (paints strokes) leaves the selection, and with it the brush, where it was
+    active = viewer.layers.selection.active
+    editing = active is not None and getattr(active, "mode", "pan_zoom") not in (
+        "pan_zoom", "transform")
+    if editing or not layer.visible:
+        layer = add_unselected(viewer, layer)
+    else:
+        layer = viewer.add_layer(layer)
     bring_into_view(viewer, layer)
     return layer
 

@@ -99,8 +99,9 @@ class QuantifyWidget(DockForm):
         # ---- inputs
         # never a drawing (a registered layer's 2D view, the live training's one slice)
         self.labels_select = LayerSelect(
-            self.viewer, (napari.layers.Labels,), skip=is_drawing,
-            tip="the segmentation to measure (labels layer with a voxel size)")
+            self.viewer, (napari.layers.Labels,), skip=is_drawing, newest=True,
+            tip="the segmentation to measure (labels layer with a voxel size; the newest "
+                "labels layer when the panel opens)")
         self.labels_select.currentTextChanged.connect(self._labels_changed)
         #: which labels are which (fields of QuantifySettings; tooltips from its docstring)
         self.labels_form = SettingsForm(QuantifySettings, {

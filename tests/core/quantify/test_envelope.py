@@ -220,7 +220,7 @@ def test_measures_within_envelopes_are_those_of_the_particles_own_pores():
     # exclude_border: the cut particle's pore and solid are outside too
     table = r.tables["particle_envelopes"]
     cut = table.loc[table["touches_border"], "label"].to_numpy()
-    assert len(cut) == 1
+    assert len(cut) == 1 and value["of them cut by the border"] == 1  # said in the summary
     x = quantify(lab, 1.0, "um", measures=measures,
                  settings=replace(s, within_envelopes=True, exclude_border=True))
     xv = x.summary().set_index("quantity")["value"]

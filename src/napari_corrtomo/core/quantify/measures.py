@@ -260,6 +260,7 @@ def _measure_envelopes(d, s, r, progress) -> None:
                                                  description=f"particle envelopes ({s.envelope})")
     largest = table.loc[table[f"volume_{d.unit}3"].idxmax()]
     r.add("envelopes", "particles enveloped", len(table), "count")
+    r.add("envelopes", "of them cut by the border", int(table["touches_border"].sum()), "count")
     r.add("envelopes", "porosity of all envelopes",
           np.count_nonzero(pore) / np.count_nonzero(env), "fraction")
     r.add("envelopes", "largest particle porosity", float(largest["porosity"]), "fraction")
