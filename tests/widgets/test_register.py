@@ -1,11 +1,13 @@
 """The Register widget in a real napari viewer, against the correlative sample's truth."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 from napari.utils._proxies import PublicOnlyProxy
 from napari.utils.colormaps.standardize_color import transform_color
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QPoint, Qt
 from qtpy.QtWidgets import QFileDialog
 
 from napari_corrtomo.cli import main
@@ -78,7 +80,7 @@ def test_fit_apply_affine_puts_landmarks_in_place(setup, qtbot):
     t = widget.fit()
     np.testing.assert_allclose(t.matrix, truth.nanoct_to_microct, atol=1e-9)
     assert widget.table.table.rowCount() == len(truth.landmarks_microct)
-    heads = [widget.table.table.horizontalHeaderItem(c).text()
+    heads = [widget.table.table.horizontalHeaderItem(c).text().replace("\n", " ")
              for c in range(widget.table.table.columnCount())]
     assert {"in the fit", "residual (um)", "leave-one-out TRE (um)", "dz (um)"} <= set(heads)
     tips = {widget.table.table.horizontalHeaderItem(c).toolTip()
@@ -430,3 +432,200 @@ def test_moving_starts_on_another_volume_and_one_points_layer_is_refused(
     widget.fit_button.click()
     assert errors and "two different Points layers" in errors[-1]
     assert widget.transform is None
+
+
+# ============================================================================ new-user trial
+
+
+def _tick(qtbot, table, row: int) -> None:
+    """A real click on the check box of ``row``'s first cell."""
+    rect = table.visualItemRect(table.item(row, 0))
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton,
+                     pos=QPoint(rect.left() + 10, rect.center().y()))
+
+
+def test_unticking_after_refine_says_the_refinement_is_dropped_and_what_the_layer_shows(
+        setup, qtbot, monkeypatch):
+    """A trial: after *Refine by intensity*, unticking a pair refitted the landmarks and
+    silently dropped the refinement, the moving layer still showing the refined affine."""
+    viewer, widget, micro, nano, truth = setup
+    infos = []
+    monkeypatch.setattr("napari_corrtomo.widgets.register.show_info", infos.append)
+    _click_pairs(widget, *_noisy(truth, seed=3))
+    qtbot.mouseClick(widget.fit_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(widget.apply_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(widget.refine_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60000)
+    refined = widget.transform
+    assert widget.session.source() == "refined" and "refined by" in widget.summary.text()
+    assert "still shows" not in widget.summary.text()  # re-applied: the layer shows it
+
+    table = widget.table.table
+    _tick(qtbot, table, 1)  # the user unticks a pair
+    assert widget.active[1] is False and widget.session.source() == "fit"
+    text = widget.summary.text()
+    assert "The refinement by intensity was of the earlier landmark fit" in text
+    assert "press 'Refine by intensity' again" in text
+    assert "'nanoCT' still shows the earlier transform until you press 'Apply as layer " \
+           "affine'" in text
+    assert infos and "Refine by intensity" in infos[-1]
+    # the layer indeed still shows the refinement, not the new fit
+    np.testing.assert_allclose(nano.affine.affine_matrix, refined.matrix)
+    assert not np.allclose(widget.transform.matrix, refined.matrix)
+    qtbot.mouseClick(widget.apply_button, Qt.MouseButton.LeftButton)
+    np.testing.assert_allclose(nano.affine.affine_matrix, widget.transform.matrix)
+    assert "still shows" not in widget.summary.text()
+    # the next change says nothing more of the refinement (it was said once)
+    _tick(qtbot, table, 1)
+    assert widget.active[1] is True and "refinement" not in widget.summary.text()
+    assert "still shows the earlier transform" in widget.summary.text()
+    # a failed refit keeps no transform, and says the layer still shows the old one
+    for row in range(6):
+        widget.active[row] = row < 2
+    widget.fit()
+    assert "Fit failed" in widget.summary.text()
+    assert "'Reset moving layer' removes it" in widget.summary.text()
+
+
+def test_apply_and_reset_of_a_rotated_transform_warn_nothing(setup, qtbot, monkeypatch):
+    """A trial: *Apply as layer affine* with a rotation made napari warn "Non-orthogonal
+    slicing is being requested" (a popup): napari sliced the rotated volume once before its
+    2D view took over, and sliced the moving landmarks, under the same affine, at every
+    step. The volume's 2D view takes over before the affine is set; the moving landmarks
+    are drawn in 3D only while rotated."""
+    viewer, widget, micro, nano, truth = setup
+    infos = []
+    monkeypatch.setattr("napari_corrtomo.widgets.register.show_info", infos.append)
+    pf, pm = _click_pairs(widget, truth.landmarks_microct, truth.landmarks_nanoct)
+    widget.fit()
+    assert widget.transform.rotation_deg > 20
+    assert viewer.dims.ndisplay == 2 and nano.visible and pm.visible
+
+    def no_warning(action):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            action()
+            qtbot.wait(100)
+        assert not [w for w in caught if "Non-orthogonal" in str(w.message)]
+
+    no_warning(lambda: qtbot.mouseClick(widget.apply_button, Qt.MouseButton.LeftButton))
+    view = widget.views["nanoCT"]
+    assert view.layer.visible and not nano.visible and not pm.visible
+    np.testing.assert_allclose(nano.affine.affine_matrix, pm.affine.affine_matrix)
+    qtbot.waitUntil(view.is_current, timeout=20000)
+    no_warning(lambda: viewer.dims.set_point(0, viewer.dims.point[0] + 3))  # a slice step
+    # a fixed landmark clicked: its partner cannot be clicked on the hidden moving layer
+    pf.add(truth.landmarks_microct[0] + 1.0)
+    assert viewer.layers.selection.active is pf and "Reset moving layer" in infos[-1]
+    pf.data = pf.data[:-1]
+    viewer.dims.ndisplay = 3  # in 3D napari draws both, rotated
+    assert nano.visible and pm.visible and not view.layer.visible
+    viewer.dims.ndisplay = 2
+    assert not pm.visible
+    no_warning(lambda: qtbot.mouseClick(widget.reset_button, Qt.MouseButton.LeftButton))
+    assert nano.visible and pm.visible and "nanoCT" not in widget.views
+    # the eye button wins: landmarks the user hides stay hidden in 3D
+    no_warning(lambda: qtbot.mouseClick(widget.apply_button, Qt.MouseButton.LeftButton))
+    pm.visible = False
+    viewer.dims.ndisplay = 3
+    assert nano.visible and not pm.visible
+
+
+def test_raw_scan_sample_never_defaults_to_projections_flats_or_darks(
+        make_napari_viewer, monkeypatch):
+    """A trial: with the raw correlative scans opened, *fixed* opened on 'microCT flats' and
+    *moving* on 'microCT darks'. Docked before or after the sample is opened, neither
+    combo offers a projection stack, flats or darks."""
+    from napari_corrtomo import _sample_data
+    from napari_corrtomo.core import synthetic
+
+    small = synthetic.correlative_particles(
+        seed=0, microct_shape=(64, 96, 96), n_particles=40, particle_diameter_um=(10.0, 30.0),
+        nanoct_shape=(96, 96, 96), nanoct_voxel_um=0.13, et_shape=(32, 32, 32))
+    monkeypatch.setattr(_sample_data.synthetic, "correlative_particles", lambda: small)
+    viewer = make_napari_viewer()
+    before = RegisterWidget(viewer)
+    viewer.open_sample("napari-corrtomo", "correlative_scans")
+    names = {lay.name for lay in viewer.layers}
+    stacks = {f"{m} {kind}" for m in ("microCT", "nanoCT")
+              for kind in ("raw projections", "flats", "darks")}
+    assert stacks <= names
+    for widget in (before, RegisterWidget(viewer)):
+        for select in (widget.fixed_select, widget.moving_select):
+            offered = {select.itemText(i) for i in range(select.count())}
+            assert not offered & stacks
+            assert select.currentText() in {"", "microCT phantom", "nanoCT phantom"}
+        assert widget.fixed_select.currentText() != widget.moving_select.currentText()
+
+
+def test_residual_table_reads_whole_heads_yes_no_and_even_decimals(setup, qtbot, tmp_path):
+    """A trial: heads cut ("n the fi", "-one-out TRE"), Python's True/False in *in the fit*
+    and decimals varying from row to row (1.091, -0.03881). The CSV keeps full precision
+    and the column names."""
+    viewer, widget, micro, nano, truth = setup
+    widget.show()
+    fixed, moving = _noisy(truth, seed=1, n=6)
+    fixed[2] += 12.0
+    _click_pairs(widget, fixed, moving)
+    widget.fit_form["robust"].value = True
+    qtbot.mouseClick(widget.fit_button, Qt.MouseButton.LeftButton)
+    table = widget.table.table
+    header = table.horizontalHeader()
+    fm = header.fontMetrics()
+    columns = list(widget.table.frame.columns)
+    most = 1
+    for c in range(table.columnCount()):
+        lines = table.horizontalHeaderItem(c).text().split("\n")
+        assert max(fm.horizontalAdvance(line) for line in lines) < table.columnWidth(c), lines
+        most = max(most, len(lines))
+    assert most == 2  # two-line heads: narrow columns
+    qtbot.waitUntil(lambda: header.height() >= most * fm.height())  # every line shown
+    fitted = columns.index("fitted")
+    texts = [table.item(r, fitted).text() for r in range(table.rowCount())]
+    assert set(texts) == {"yes", "no"} and texts[2] == "no"  # the outlier was dropped
+    decimals = set()
+    for c, column in enumerate(columns):
+        if column.endswith("_um"):
+            for r in range(table.rowCount()):
+                text = table.item(r, c).text()
+                if text != "-":
+                    decimals.add(len(text.split(".")[1]))
+    assert len(decimals) == 1  # one number of decimals for every length
+    assert table.item(0, 0).text() == "" and table.item(0, 0).checkState() == Qt.Checked
+    # the export: the column names and every digit
+    widget.table.export(str(tmp_path / "residuals.csv"))
+    back = pd.read_csv(tmp_path / "residuals.csv", float_precision="round_trip")
+    assert list(back.columns) == columns
+    np.testing.assert_array_equal(back["residual_um"], widget.table.frame["residual_um"])
+    assert back["fitted"].dtype == bool
+
+
+def test_roi_section_shows_the_drawn_box_size(make_napari_viewer, correlative_sample, qtbot,
+                                              mouse):
+    """A trial: the box depth defaulted to 16 um and the box's width and height were shown
+    nowhere (the tutorial says to set the depth to the box's width)."""
+    s = correlative_sample
+    viewer = make_napari_viewer(show=True)
+    micro = viewer.add_image(s.microct.data, name="microCT", scale=s.microct.scale, units="um")
+    nano = viewer.add_image(s.nanoct.data, name="nanoCT", scale=s.nanoct.scale, units="um")
+    widget = RegisterWidget(viewer)
+    widget.moving_select.set_layer(nano)
+    assert widget.roi_size.text() == "draw a rectangle on a Shapes layer"
+    p = s.truth.landmarks_microct[0]
+    mouse.look_at(viewer, p[0], p[1:], 40.0)
+    viewer.layers.selection.active = micro
+    viewer.window._qt_viewer.layerButtons.newShapesButton.click()
+    box = viewer.layers.selection.active
+    assert widget.roi_shapes.layer() is box
+    box.mode = "add_rectangle"
+    mouse.drag(viewer, p[1:] - (5.0, 7.0), p[1:] + (5.0, 7.0), tol=0.3)
+    drawn = np.ptp([box.data_to_world(v) for v in box.data[0]], axis=0)
+    text = widget.roi_size.text()
+    assert text.startswith("z 16 (depth) \u00d7 y ") and text.endswith(" um")
+    _, y, x = (float(part.split()[1]) for part in text.split("\u00d7"))
+    assert (y, x) == pytest.approx(drawn[1:], abs=0.01) and y == pytest.approx(10, abs=0.6)
+    widget.roi_depth.setValue(x)  # the tutorial: depth = the box's width
+    assert widget.roi_size.text().startswith(f"z {x:.4g} (depth)")
+    # an edit of the box is followed
+    box.data = [np.asarray(box.data[0]) * [1, 1.1, 1]]
+    assert float(widget.roi_size.text().split("\u00d7")[1].split()[1]) != pytest.approx(y)

@@ -11,7 +11,10 @@ landmark layers, and renders it; every step is the registration pipeline's
   layer's unit;
 - "Apply as layer affine" sets ``moving.affine = fixed.affine @ T @ unit`` (napari
   composes data -> world as ``affine @ (scale, translate)``), so the moving volume
-  overlays the fixed one without resampling; "Reset" restores the old affine;
+  overlays the fixed one without resampling; "Reset" restores the old affine (in 2D a
+  rotated volume is drawn by its 2D view, its landmarks in 3D only: napari never slices
+  them rotated); the summary says when the layer shows another transform than the
+  current one (a refit after Apply or Refine);
 - "Resample", "Refine by intensity" run in a worker with progress and Cancel;
 - "ROI across scales" crops the region under a Shapes box from another volume,
   and "Show fields of view" outlines every other volume's field of view in the
@@ -68,6 +71,8 @@ NAME = "register"
 META_TRANSFORM = "corrtomo_register_transform"
 META_ORIGINAL_AFFINE = "corrtomo_register_original_affine"
 META_ROLE = "corrtomo_register_role"
+#: on the moving landmarks: hidden in 2D by this widget while rotated (shown in 3D)
+META_HIDDEN_2D = "corrtomo_register_hidden_in_2d"
 FOV_COLORS = ("yellow", "cyan", "magenta", "lime", "orange", "deepskyblue", "red")
 #: the output grids as the widget names them, in the order of core.register.GRIDS
 GRIDS = ("fixed volume grid", "moving voxel size over its field of view")
@@ -96,6 +101,13 @@ def _check_3d(layer) -> None:
                          "(z, y, x)")
 
 
+def _rotated(layer, affine: np.ndarray) -> bool:
+    """Whether a 3D layer under ``affine`` is not axis-aligned (napari cannot slice it in 2D;
+    the test of :func:`~._registered_view.is_axis_aligned`, before the affine is set)."""
+    m = np.asarray(affine, float)[-4:, -4:][:3, :3] * np.asarray(layer.scale, float)[-3:]
+    return not np.allclose(m, np.diag(np.diag(m)))
+
+
 def _layer_color(layer) -> np.ndarray | None:
     """The RGBA colour a single-hue colormap draws the layer's brightest voxels in."""
     rgba = np.asarray(layer.colormap.colors, float)[-1]
@@ -105,8 +117,9 @@ def _layer_color(layer) -> np.ndarray | None:
 # ============================================================================ widget
 
 
-#: the residual table's columns as the panel heads them (``<name>_<unit>`` -> with unit)
-_HEADERS = {"fitted": "in the fit", "residual": "residual", "loo_tre": "leave-one-out TRE"}
+#: the residual table's columns as the panel heads them (``<name>_<unit>`` -> with unit), on
+#: two lines so that the columns stay narrow and every head can be read whole
+_HEADERS = {"fitted": "in the\nfit", "residual": "residual", "loo_tre": "leave-one-out\nTRE"}
 #: what each column measures (a refinement or a loaded transform changes the residuals, not
 #: the landmark fit's leave-one-out errors)
 _HEADER_TIPS = {
@@ -116,18 +129,49 @@ _HEADER_TIPS = {
     "residual": "Distance between the fixed landmark and its moving partner under the "
                 "transform in use (the fit, its refinement or a loaded transform)",
     "loo_tre": "Target registration error of the landmark fit made without this pair "
-               "(unchanged by a refinement; empty after loading a transform)",
+               "(unchanged by a refinement; '-' for a pair left out of the fit and after "
+               "loading a transform)",
     **{axis: f"Residual along {axis[1]} (fixed minus transformed moving)"
        for axis in ("dz", "dy", "dx")},
 }
 
 
 def _header(column: str) -> str:
-    """'loo_tre_um' -> 'leave-one-out TRE (um)'; other columns as they are."""
+    """'loo_tre_um' -> 'leave-one-out\\nTRE (um)', 'dz_um' -> 'dz\\n(um)'; other columns
+    as they are."""
     name, _, unit = column.rpartition("_")
-    if name and (name in _HEADERS or name in ("dz", "dy", "dx")):
-        return f"{_HEADERS.get(name, name)} ({unit})"
+    if _is_length(column):
+        head = _HEADERS.get(name, name)
+        return f"{head} ({unit})" if "\n" in head else f"{head}\n({unit})"
     return _HEADERS.get(column, column)
+
+
+def _is_length(column: str) -> bool:
+    """Whether a residual-table column is a length (``<name>_<unit>``)."""
+    name = column.rpartition("_")[0]
+    return bool(name) and (name in _HEADERS or name in ("dz", "dy", "dx"))
+
+
+def _length_format(values: Any):
+    """The text of the residual table's lengths: one number of decimals for all of them
+    (3 significant digits at their median magnitude, 1 to 6 decimals); '-' where unknown."""
+    v = np.abs(np.asarray(values, float))
+    v = v[np.isfinite(v) & (v > 0)]
+    decimals = 3 if not v.size else int(np.clip(2 - np.floor(np.log10(np.median(v))), 1, 6))
+
+    def text(value: float) -> str:
+        # round first: no '-0.000' for a residual of -1e-15
+        return "-" if not np.isfinite(value) else f"{round(float(value), decimals) + 0.0:.{decimals}f}"
+
+    return text
+
+
+#: what a new landmark fit says it replaced (:meth:`RegistrationSession.source`)
+_DROPPED = {
+    "refined": "The refinement by intensity was of the earlier landmark fit and is no longer "
+               "in use: press 'Refine by intensity' again to refine this fit",
+    "loaded": "This landmark fit replaces the loaded transform",
+}
 
 
 def _not_a_volume(layer) -> bool:
@@ -145,6 +189,7 @@ class RegisterWidget(DockForm):
         #: 2D views of the registered layers napari cannot slice (``views[name]``)
         self.views = registered_views(napari_viewer)
         self._switching = False
+        self._hiding = False  # this widget hides or shows rotated landmarks (not the user)
 
         # -- volumes and landmarks
         self.fixed_select = LayerSelect(
@@ -184,6 +229,7 @@ class RegisterWidget(DockForm):
         self.fit_button.clicked.connect(lambda: self.fit())
         self.summary = QLabel("No transform yet: place >= 3 landmark pairs and press Fit.")
         self.summary.setWordWrap(True)
+        self._summary_text = self.summary.text()
         self.table = TableView()
         self.table.table.itemChanged.connect(self._on_item_changed)
 
@@ -222,8 +268,19 @@ class RegisterWidget(DockForm):
         self.roi_depth.setValue(16.0)
         self.roi_depth.setToolTip("Depth of the box along the axis the rectangle does not span "
                                   "(world units); the rectangle's slice is its centre")
+        #: the box the crop takes, as drawn (its extents, the depth along the axis the
+        #: rectangle does not span), in world units
+        self.roi_size = QLabel()
+        self.roi_size.setWordWrap(True)
+        self.roi_size.setToolTip("Size of the box the crop takes: the selected (else the last) "
+                                 "rectangle's extents and, along the axis it does not span, "
+                                 "the box depth; follows the drawing")
+        self._roi_layers: list[Any] = []
         self.roi_target.currentTextChanged.connect(self._show_depth_unit)
+        self.roi_depth.valueChanged.connect(self._show_roi_size)
+        self.roi_shapes.currentTextChanged.connect(self._watch_roi_shapes)
         self._show_depth_unit()
+        self._watch_roi_shapes()
         self.roi_button = QPushButton("Crop matching region")
         self.roi_button.clicked.connect(self._guard(self.crop_roi))
         self.fov_reference = LayerSelect(
@@ -243,6 +300,12 @@ class RegisterWidget(DockForm):
             select.currentTextChanged.connect(self._follow_registration)
         self._distinct_volumes()
         self._follow_registration()
+        # the summary says whether the moving layer shows the current transform
+        self.moving_select.currentTextChanged.connect(
+            lambda *_: self._set_summary(self._summary_text))
+        # rotated moving landmarks: shown in 3D, hidden in 2D (napari's own callbacks run
+        # first: a switch to 2D slices them once, as it does the rotated volume)
+        napari_viewer.dims.events.ndisplay.connect(self._landmarks_follow_ndisplay)
 
         for w, tip in (
                 (self.new_points_button, "add a fixed and a moving points layer to click "
@@ -302,6 +365,7 @@ class RegisterWidget(DockForm):
         form.addRow("box on (Shapes)", self.roi_shapes)
         form.addRow("crop from", self.roi_target)
         form.addRow("box depth", self.roi_depth)
+        form.addRow("box size", self.roi_size)
         form.addRow(self.roi_button)
         form.addRow("outline in", self.fov_reference)
         form.addRow(self.fov_button)
@@ -399,10 +463,15 @@ class RegisterWidget(DockForm):
             if name in self.viewer.layers and isinstance(self.viewer.layers[name], Points):
                 pts = self.viewer.layers[name]
             else:
+                # on a moving layer shown rotated (applied), 3D only (_place_landmarks)
+                hide = role == "moving" and self.viewer.dims.ndisplay == 2 and _rotated(
+                    layer, layer_affine(layer))
                 pts = self.viewer.add_points(
                     np.zeros((0, 3)), ndim=3, name=name, units=(unit,) * 3,
                     affine=layer_affine(layer), size=self._point_size(layer), face_color=color,
-                    border_color="white", metadata={CREATED_BY: NAME, META_ROLE: role})
+                    border_color="white", visible=not hide,
+                    metadata={CREATED_BY: NAME, META_ROLE: role,
+                              **({META_HIDDEN_2D: True} if hide else {})})
             out.append(pts)
         self.fixed_points_select.set_layer(out[0])
         self.moving_points_select.set_layer(out[1])
@@ -420,13 +489,22 @@ class RegisterWidget(DockForm):
 
     def _connect_points(self, *_: Any) -> None:
         for layer in self._connected:
-            try:
-                layer.events.data.disconnect(self._on_points_changed)
-            except (TypeError, ValueError, RuntimeError):
-                pass
+            for event, slot in ((layer.events.data, self._on_points_changed),
+                                (layer.events.visible, self._on_points_visible)):
+                try:
+                    event.disconnect(slot)
+                except (TypeError, ValueError, RuntimeError):
+                    pass
         self._connected = [p for p in self._points_layers(required=False) if p is not None]
         for layer in self._connected:
             layer.events.data.connect(self._on_points_changed)
+            layer.events.visible.connect(self._on_points_visible)
+
+    def _on_points_visible(self, event: Any) -> None:
+        """The user's eye button wins: landmarks they show or hide are no longer shown
+        again in 3D by :meth:`_landmarks_follow_ndisplay`."""
+        if not self._hiding:
+            event.source.metadata.pop(META_HIDDEN_2D, None)
 
     def _on_points_changed(self, event: Any = None) -> None:
         action = str(getattr(event, "action", "added")).lower()
@@ -440,6 +518,11 @@ class RegisterWidget(DockForm):
         if not self.alternate.isChecked():
             return
         target = pm if len(pf.data) > len(pm.data) else pf
+        if target is pm and pm.metadata.get(META_HIDDEN_2D):
+            show_info(f"{pm.name!r} is drawn in 3D only while the moving layer is shown "
+                      "rotated (napari cannot draw it in 2D): press 'Reset moving layer' to "
+                      "click the partner in 2D")
+            return
         if self.viewer.layers.selection.active is not target:
             self._switching = True
             try:
@@ -464,22 +547,52 @@ class RegisterWidget(DockForm):
         model yet) is said in the summary line only, not in a notification.
         """
         try:
-            self.session.fit = self.session.transform = None
+            self.session.discard()
             self.session.settings = self._settings()
             self.landmark_pairs()
             t = self.session.fit_landmarks()
         except ValueError as exc:
-            self.summary.setText(f"Fit failed: {in_words(exc, WORDS)}")
+            self._set_summary(f"Fit failed: {in_words(exc, WORDS)}")
             if not live:
                 self.runner.refuse(in_words(exc, WORDS))
             return None
         if not live:
             for w in t.warnings:
                 show_warning(w)
-        self.summary.setText(t.summary())
+        dropped = _DROPPED.get(self.session.replaced)
+        self._set_summary(t.summary() + (f". {dropped}" if dropped else ""))
+        if dropped and not live:
+            show_info(dropped)
         self._show_transform()
         self.autosave.changed()
         return t
+
+    def _set_summary(self, text: str) -> None:
+        """The summary line: ``text`` and, where the moving layer shows another transform
+        than the current one (a refit after Apply), that it still does."""
+        self._summary_text = text
+        self.summary.setText(text + self._layer_note())
+
+    def _layer_note(self) -> str:
+        """'' or a sentence saying that the moving layer still shows an earlier transform."""
+        moving = self.moving_select.layer()
+        shown = None if moving is None else moving.metadata.get(META_TRANSFORM)
+        if not shown:
+            return ""
+        t = self.session.transform
+        try:
+            same = t is not None and np.allclose(
+                reg.transform_from_dict(shown).in_unit(t.unit).matrix, t.matrix,
+                rtol=1e-9, atol=1e-9)
+        except ValueError:  # not a Register transform we can read: say nothing about it
+            return ""
+        if same:
+            return ""
+        if t is None:
+            return (f". The moving layer {moving.name!r} still shows the earlier transform "
+                    "('Reset moving layer' removes it)")
+        return (f". The moving layer {moving.name!r} still shows the earlier transform until "
+                "you press 'Apply as layer affine'")
 
     def _show_transform(self) -> None:
         """The session's residual table, its active column first, as check boxes."""
@@ -493,15 +606,19 @@ class RegisterWidget(DockForm):
         table = self.table.table
         table.blockSignals(True)
         shown = frame[["active", *frame.columns.drop("active")]]
-        self.table.set_frame(shown)
-        # in the panel's words (the CSV export keeps the columns' names, units in them)
-        table.setHorizontalHeaderLabels([_header(str(c)) for c in shown.columns])
+        # in the panel's words (the CSV export keeps the columns' names, units in them, and
+        # the full precision): yes/no, and every length with the same decimals
+        lengths = [str(c) for c in shown.columns if _is_length(str(c))]
+        text = _length_format(shown[lengths].to_numpy())
+        self.table.set_frame(shown, headers=[_header(str(c)) for c in shown.columns],
+                             formats={"active": lambda _: "",
+                                      "fitted": lambda v: "yes" if v else "no",
+                                      **dict.fromkeys(lengths, text)})
         for i, column in enumerate(map(str, shown.columns)):
             name = column.rpartition("_")[0] or column
             table.horizontalHeaderItem(i).setToolTip(_HEADER_TIPS.get(name, ""))
         for row, active in enumerate(frame["active"]):
             item = table.item(row, 0)
-            item.setText("")
             item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
             item.setCheckState(Qt.Checked if active else Qt.Unchecked)
         table.blockSignals(False)
@@ -528,12 +645,12 @@ class RegisterWidget(DockForm):
         affine = self.world_affine()
         if META_ORIGINAL_AFFINE not in moving.metadata:
             moving.metadata[META_ORIGINAL_AFFINE] = layer_affine(moving).tolist()
-        moving.affine = affine
+        self._place(moving, affine)
         moving.metadata[META_TRANSFORM] = reg.transform_to_dict(self.transform)
         _, pm = self._points_layers(required=False)
         if pm is not None:
-            pm.affine = affine
-        # a rotated moving layer gets its 2D view from self.views (it follows the affine)
+            self._place_landmarks(pm, affine)
+        self._set_summary(self._summary_text)  # the layer shows the current transform
 
     def reset_moving(self) -> None:
         """Restore the moving layer's affine from before the first *Apply*."""
@@ -545,7 +662,59 @@ class RegisterWidget(DockForm):
         moving.metadata.pop(META_TRANSFORM, None)
         _, pm = self._points_layers(required=False)
         if pm is not None:
-            pm.affine = np.asarray(original)
+            self._place_landmarks(pm, np.asarray(original))
+        self._set_summary(self._summary_text)
+
+    def _place(self, layer, affine: np.ndarray) -> None:
+        """Give a 3D image ``affine`` without napari slicing it in 2D under a rotation.
+
+        napari re-slices a visible layer as its affine is set, before the affine event on
+        which the layer gets its 2D view (``self.views``): in 2D a rotated layer was sliced
+        once by napari ("Non-orthogonal slicing is being requested", a popup at Apply).
+        So the layer is hidden first and its view shown in its place (what the view does
+        at each switch to 2D)."""
+        handover = layer.visible and self.viewer.dims.ndisplay == 2 and _rotated(layer, affine)
+        if handover:
+            layer.visible = False
+        layer.affine = affine
+        if handover:
+            if layer.name in self.views:
+                self.views[layer.name].layer.visible = True
+            else:  # napari can slice it after all (within its tolerance)
+                layer.visible = True
+
+    def _place_landmarks(self, points, affine: np.ndarray) -> None:
+        """The moving landmarks follow the moving layer's ``affine``. napari cannot draw
+        points under a rotation in 2D (it drops the out-of-plane part, draws them off their
+        features and warns "Non-orthogonal slicing" at each slice step): while rotated,
+        they are shown in 3D only, hidden before the affine is set."""
+        if points.visible and self.viewer.dims.ndisplay == 2 and _rotated(points, affine):
+            self._hide_in_2d(points)
+        points.affine = affine
+        self._landmarks_follow_ndisplay()
+
+    def _landmarks_follow_ndisplay(self, *_: Any) -> None:
+        """Rotated moving landmarks hidden in 2D, shown again in 3D or once not rotated."""
+        _, pm = self._points_layers(required=False)
+        if pm is None:
+            return
+        if self.viewer.dims.ndisplay == 2 and _rotated(pm, layer_affine(pm)):
+            if pm.visible:
+                self._hide_in_2d(pm)
+        elif pm.metadata.get(META_HIDDEN_2D):
+            self._hide_in_2d(pm, False)
+
+    def _hide_in_2d(self, points, hide: bool = True) -> None:
+        """Hide (``hide``) rotated landmarks in 2D, or show them again; marked as done here."""
+        self._hiding = True
+        try:
+            points.visible = not hide
+        finally:
+            self._hiding = False
+        if hide:
+            points.metadata[META_HIDDEN_2D] = True
+        else:
+            points.metadata.pop(META_HIDDEN_2D, None)
 
     def resample(self):
         """Resample the moving volume into the chosen fixed-frame grid (new layer)."""
@@ -584,7 +753,7 @@ class RegisterWidget(DockForm):
             self.session.use(result)
             self._show_transform()
             info = result.metadata.get("refine", {})
-            self.summary.setText(
+            self._set_summary(
                 f"{result.summary()}; refined by {info.get('metric')} in "
                 f"{info.get('iterations')} iterations, moved up to {info.get('max_shift', 0):.3g} "
                 f"{ff.unit}" + ("" if applied else "; press 'Apply as layer affine' to overlay"))
@@ -630,7 +799,7 @@ class RegisterWidget(DockForm):
         """Read a JSON or ITK transform (ITK files are taken in the fixed layer's unit)."""
         self._frames()
         t = self.session.load_transform(path)
-        self.summary.setText(f"loaded: {t.summary()}")
+        self._set_summary(f"loaded: {t.summary()}")
         self._show_transform()
         return t
 
@@ -671,9 +840,43 @@ class RegisterWidget(DockForm):
         except ValueError:  # axes in different units
             unit = ""
         self.roi_depth.setSuffix(f" {unit}" if unit and unit != "pixel" else "")
+        self._show_roi_size()
+
+    def _watch_roi_shapes(self, *_: Any) -> None:
+        """Follow the drawing on the chosen box layer (added, edited, selected shapes)."""
+        for layer in self._roi_layers:
+            for event in (layer.events.data, layer.events.set_data, layer.events.highlight):
+                try:
+                    event.disconnect(self._show_roi_size)
+                except (TypeError, ValueError, RuntimeError):
+                    pass
+        shapes = self.roi_shapes.layer()
+        self._roi_layers = [] if shapes is None else [shapes]
+        for layer in self._roi_layers:
+            for event in (layer.events.data, layer.events.set_data, layer.events.highlight):
+                event.connect(self._show_roi_size)
+        self._show_roi_size()
+
+    def _show_roi_size(self, *_: Any) -> None:
+        """'z 16 (depth) x y 20.5 x x 18 um': the box :meth:`roi_box` crops."""
+        try:
+            (lo, hi), flat = self._roi_box()
+        except ValueError as exc:
+            shapes = self.roi_shapes.layer()
+            self.roi_size.setText("draw a rectangle on a Shapes layer" if shapes is None or
+                                  not len(shapes.data) else str(exc))
+            return
+        unit = self.roi_depth.suffix().strip()
+        parts = [f"{axis} {size:.4g}" + (" (depth)" if depth else "")
+                 for axis, size, depth in zip("zyx", hi - lo, flat, strict=True)]
+        self.roi_size.setText(" \u00d7 ".join(parts) + (f" {unit}" if unit else ""))
 
     def roi_box(self) -> np.ndarray:
         """World box (2, 3) of the selected (else last) shape on the ROI Shapes layer."""
+        return self._roi_box()[0]
+
+    def _roi_box(self) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`roi_box` and its axes that the rectangle does not span (box depth)."""
         shapes = self.roi_shapes.layer("Shapes layer with a box")
         if not len(shapes.data):
             raise ValueError(f"{shapes.name!r} has no shapes: draw a rectangle over the region")
@@ -689,7 +892,7 @@ class RegisterWidget(DockForm):
             raise ValueError("the box has no extent: draw a rectangle and set a box depth > 0")
         lo[flat] -= half
         hi[flat] += half
-        return np.array([lo, hi])
+        return np.array([lo, hi]), flat
 
     def crop_roi(self):
         """Crop the region under the ROI box from the target volume (new layer, in place)."""

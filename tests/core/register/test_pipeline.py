@@ -199,3 +199,36 @@ def test_session_fits_refits_excludes_and_round_trips(correlative_sample, tmp_pa
     np.testing.assert_array_equal(restored.transform.matrix, session.transform.matrix)
     with pytest.raises(ValueError, match="no transform"):
         reg.RegistrationSession().require_transform()
+
+
+def test_session_says_when_a_refit_drops_a_refined_or_loaded_transform(correlative_sample,
+                                                                        tmp_path):
+    """The widget says so when a pair unticked after a refinement refits the landmarks (a
+    trial found the refinement dropped silently)."""
+    t = correlative_sample.truth
+    session = reg.RegistrationSession("um")
+    assert session.source() is None
+    session.set_points(t.landmarks_microct, t.landmarks_nanoct)
+    fit = session.fit_landmarks()
+    assert session.source() == "fit" and session.replaced is None
+    session.use(reg.Transform(t.nanoct_to_microct, "similarity", "um"))  # a refinement
+    assert session.source() == "refined"
+    session.set_active(1, False)
+    session.fit_landmarks()
+    assert session.replaced == "refined" and session.source() == "fit"
+    session.fit_landmarks()
+    assert session.replaced is None  # said once
+    # a refinement dropped by a fit that failed is still said at the next fit that works
+    session.use(fit)
+    session.active[:] = [True, True] + [False] * (len(session.active) - 2)
+    with pytest.raises(ValueError):
+        session.fit_landmarks()
+    assert session.source() is None and session.replaced == "refined"
+    session.active[:] = [True] * len(session.active)
+    session.fit_landmarks()
+    assert session.replaced == "refined"
+    session.save_transform(tmp_path / "t.json")
+    session.load_transform(tmp_path / "t.json")
+    assert session.source() == "loaded"
+    session.fit_landmarks()
+    assert session.replaced == "loaded"

@@ -50,6 +50,9 @@ class RegistrationSession:
         self.fit: Transform | None = None
         #: the transform in use: the fit, its refinement, or one loaded from a file
         self.transform: Transform | None = None
+        #: what the last :meth:`fit_landmarks` replaced and dropped: ``"refined"`` (a
+        #: refinement of the earlier fit), ``"loaded"`` or ``None`` (:meth:`source`)
+        self.replaced: str | None = None
 
     # ------------------------------------------------------------------ landmarks
     def set_points(self, fixed: Any, moving: Any, unit: str | None = None) -> None:
@@ -79,9 +82,17 @@ class RegistrationSession:
     def fit_landmarks(self) -> Transform:
         """Fit the active pairs (:func:`~.pipeline.fit_pairs`); on failure no transform is
         kept and the ``ValueError`` propagates."""
-        self.fit = self.transform = None
+        self.discard()
         self.fit = self.transform = fit_pairs(self.landmarks(), self.settings)
         return self.fit
+
+    def discard(self) -> None:
+        """Drop the fit and the current transform (a fit starts: if it fails, none is
+        kept), noting in :attr:`replaced` a refined or loaded transform so dropped."""
+        before = self.source()
+        if before is not None:  # (a fit that failed before dropped nothing new)
+            self.replaced = before if before in ("refined", "loaded") else None
+        self.fit = self.transform = None
 
     def use(self, transform: Transform, fitted: bool = True) -> None:
         """Make ``transform`` the current one: a refinement of the fit (``fitted``) or,
@@ -89,6 +100,20 @@ class RegistrationSession:
         self.transform = transform.in_unit(self.unit)
         if not fitted:
             self.fit = None
+
+    def source(self) -> str | None:
+        """What the current transform is: ``"fit"`` (the landmark fit), ``"refined"`` (a
+        refinement of the landmark fit, e.g. by intensity), ``"loaded"`` (from a file or
+        crash recovery: no fit of these landmarks) or ``None`` (no transform).
+
+        A new landmark fit (a pair unticked or added) replaces a refined or loaded
+        transform: say so to the user (:meth:`discard`, which each fit starts with, keeps
+        the answer in :attr:`replaced`)."""
+        if self.transform is None:
+            return None
+        if self.fit is None:
+            return "loaded"
+        return "fit" if self.transform is self.fit else "refined"
 
     def require_transform(self) -> Transform:
         """The current transform, or a ``ValueError`` saying how to get one."""
