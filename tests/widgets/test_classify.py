@@ -404,3 +404,141 @@ def test_a_4d_channel_is_refused_in_the_panels_words(make_napari_viewer, errors)
                       "Stack)"]
     assert not w.train_button.isChecked() and [lay.name for lay in viewer.layers] == [
         "stack", "strokes"]
+
+
+# ---------------------------------------------------------------- new-user trial (channels, selection)
+
+
+def test_channels_list_offers_only_images_of_the_chosen_shape_all_in_view(make_napari_viewer,
+                                                                         qtbot):
+    """The full correlative sample gave an 11-entry Channels list 60 px tall: flats, darks,
+    projections and volumes of every shape, the ticked ROI scrolled out of sight. Only the
+    chosen image and the images of its shape are offered (no detector images), each entry
+    in view up to six rows."""
+    rng = np.random.default_rng(0)
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    geometry = {"geometry": {"kind": "parallel"}}
+    for modality, proj, vol in (("microCT", (30, 16, 24), (16, 24, 24)),
+                                ("nanoCT", (20, 12, 20), (20, 20, 20))):
+        viewer.add_image(rng.random(proj, np.float32), name=f"{modality} raw projections",
+                         metadata=dict(geometry))
+        for ref in ("flats", "darks"):
+            viewer.add_image(rng.random(proj[1:], np.float32), name=f"{modality} {ref}",
+                             metadata={"detector": ref}, visible=False)
+        viewer.add_image(rng.random(vol, np.float32), name=f"{modality} phantom", visible=False)
+        viewer.add_image(rng.random(vol, np.float32), name=f"{modality} reconstruction",
+                         metadata={**geometry, "method": "fbp"})
+    roi = viewer.add_image(rng.random((12, 14, 10), np.float32), name="nanoCT reconstruction ROI")
+    assert len(viewer.layers) == 11
+    viewer.layers.selection.active = roi
+    w = ClassifyWidget(viewer)
+    viewer.window.add_dock_widget(w, area="right")
+    qtbot.waitUntil(w.isVisible)
+    qtbot.wait(50)
+    lst = w.channel_list
+
+    def entries():
+        return [lst.item(i).text() for i in range(lst.count())]
+
+    def all_in_view():
+        return all(lst.viewport().rect().contains(lst.visualItemRect(lst.item(i)))
+                   for i in range(lst.count()))
+
+    # the selected ROI: the only image of its shape
+    assert w.image.currentText() == roi.name and entries() == [roi.name]
+    assert w.checked_channel_names() == [roi.name] and all_in_view()
+    # the image combo offers volumes only
+    offered = [w.image.itemText(i) for i in range(w.image.count())]
+    assert offered == ["microCT phantom", "microCT reconstruction", "nanoCT phantom",
+                       "nanoCT reconstruction", roi.name]
+    # another image: the images of its shape, the chosen one first and ticked
+    w.image.setCurrentIndex(w.image.findText("microCT reconstruction"))
+    assert entries() == ["microCT reconstruction", "microCT phantom"]
+    assert w.checked_channel_names() == ["microCT reconstruction"] and all_in_view()
+    item = lst.item(1)  # a real click on the phantom's check box ticks it
+    rect = lst.visualItemRect(item)
+    qtbot.mouseClick(lst.viewport(), Qt.MouseButton.LeftButton,
+                     pos=rect.topLeft() + (rect.bottomLeft() - rect.topLeft()) / 2
+                     + type(rect.topLeft())(lst.style().pixelMetric(
+                         lst.style().PixelMetric.PM_IndicatorWidth) // 2 + 3, 0))
+    assert w.checked_channel_names() == ["microCT reconstruction", "microCT phantom"]
+    # seven more of that shape: six rows in view, the rest a scroll away
+    for k in range(7):
+        viewer.add_image(rng.random((16, 24, 24), np.float32), name=f"microCT channel {k}")
+    qtbot.wait(50)
+    assert lst.count() == 9 and w.checked_channel_names() == ["microCT reconstruction",
+                                                              "microCT phantom"]
+    rows = sum(lst.viewport().rect().contains(lst.visualItemRect(lst.item(i)))
+               for i in range(lst.count()))
+    assert rows == 6, rows
+    # removing the extra channels: every entry in view again, no scroll bar
+    for k in range(7):
+        viewer.layers.remove(f"microCT channel {k}")
+    qtbot.wait(50)
+    assert lst.count() == 2 and all_in_view() and not lst.verticalScrollBar().isVisible()
+
+
+def test_predict_keeps_the_scribbles_selected_with_the_brush(make_napari_viewer, qtbot, crop,
+                                                              mouse):
+    """A trial: after Predict volume the hidden uncertainty was the selected layer, the brush
+    and its controls gone. Issue 17: the plugin never moves the selection. Live training
+    and Predict volume clicked; the scribbles stay selected in paint mode, and a click on the
+    canvas paints a stroke into them."""
+    img, truth, scr, sp = crop
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(img[0], name="SE2", scale=sp, units="nm")
+    w = ClassifyWidget(viewer)
+    viewer.window.add_dock_widget(w, area="right")
+    w.set_feature_spec(FeatureSpec(tuple(FilterItem(n, s) for n in ("gaussian", "ggm")
+                                         for s in (0.7, 1.6))))
+    w.forest_form["n_trees"].value = 10
+    qtbot.mouseClick(w.new_scribbles, Qt.MouseButton.LeftButton)
+    layer = w.scribbles.layer()
+    layer.data = scr
+    assert viewer.layers.selection.active is layer and layer.mode == "paint"
+    qtbot.mouseClick(w.train_button, Qt.MouseButton.LeftButton)
+    _wait(qtbot, w)
+    qtbot.waitUntil(lambda: w._live_job is None, timeout=60000)
+    assert viewer.layers.selection.active is layer and layer.mode == "paint"
+    qtbot.mouseClick(w.predict_button, Qt.MouseButton.LeftButton)
+    _wait(qtbot, w)
+    assert "SE2 uncertainty" in viewer.layers and w.runner.last_error is None
+    assert viewer.layers.selection.active is layer and list(viewer.layers.selection) == [layer]
+    assert layer.mode == "paint"
+    # the brush still paints where clicked
+    z = 7
+    mouse.look_at(viewer, z * sp[0], (28 * sp[1], 28 * sp[2]), 56 * sp[2])
+    layer.selected_label = 3
+    target = np.array(layer.data_to_world((z, 20, 30)))
+    before = int((np.asarray(layer.data[z]) == 3).sum())
+    mouse.click(viewer, target[1:], tol=0.5 * sp[2])
+    assert int((np.asarray(layer.data[z]) == 3).sum()) > before
+    assert np.asarray(layer.data)[z, 20, 30] == 3
+    # Live training off: its drawings are hidden (they tinted the segmentation), the
+    # segmentation shows; on again: the prediction shows again, the earlier one cleared
+    live = [viewer.layers[f"SE2 scribbles live {what}"] for what in ("prediction",
+                                                                    "uncertainty")]
+    assert live[0].visible
+    qtbot.mouseClick(w.train_button, Qt.MouseButton.LeftButton)
+    assert not live[0].visible and not live[1].visible
+    assert viewer.layers["SE2 segmentation"].visible
+    assert viewer.layers.selection.active is layer and layer.mode == "paint"
+    viewer.dims.set_point(0, 3 * sp[0])
+    qtbot.mouseClick(w.train_button, Qt.MouseButton.LeftButton)
+    _wait(qtbot, w)
+    qtbot.waitUntil(lambda: w._live_job is None, timeout=60000)
+    assert live[0].visible and not live[1].visible
+    assert [z for z in range(live[0].data.shape[0]) if np.any(live[0].data[z])] == [3]
+    qtbot.mouseClick(w.train_button, Qt.MouseButton.LeftButton)
+    assert viewer.layers.selection.active is layer and layer.mode == "paint"
+    # the image selected (no brush): its outputs made anew leave it selected too
+    outputs = [lay.name for lay in viewer.layers if lay.name.startswith("SE2 ")
+               and lay is not layer]
+    for name in outputs:
+        viewer.layers.remove(name)
+    viewer.layers.selection.active = viewer.layers["SE2"]
+    qtbot.mouseClick(w.predict_button, Qt.MouseButton.LeftButton)
+    _wait(qtbot, w)
+    assert "SE2 segmentation" in viewer.layers
+    assert list(viewer.layers.selection) == [viewer.layers["SE2"]]

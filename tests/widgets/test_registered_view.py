@@ -31,18 +31,20 @@ def _registered(viewer, s, **nano_display):
     return widget, micro, nano
 
 
-def _registered_roi(viewer, qtbot, s):
-    """The registered nanoCT's ROI: a 4 um box around the first bead drawn on the microCT,
-    cropped from the nanoCT with a real click; the Register widget, the bead, the ROI."""
+def _registered_roi(viewer, qtbot, s, landmark=0, half=2.0):
+    """The registered nanoCT's ROI: a ``2 half`` um box (4 um) around a landmark (the first
+    bead; the last: the particle) drawn on the microCT, cropped from the nanoCT with a real
+    click; the Register widget, the landmark, the ROI."""
     widget, _, nano = _registered(viewer, s)
-    p = s.truth.landmarks_microct[0]
+    p = s.truth.landmarks_microct[landmark]
     box = viewer.add_shapes(ndim=3, name="ROI box")
-    box.add_rectangles(np.array([[p[0], p[1] - 2, p[2] - 2], [p[0], p[1] - 2, p[2] + 2],
-                                 [p[0], p[1] + 2, p[2] + 2], [p[0], p[1] + 2, p[2] - 2]]))
+    h = half
+    box.add_rectangles(np.array([[p[0], p[1] - h, p[2] - h], [p[0], p[1] - h, p[2] + h],
+                                 [p[0], p[1] + h, p[2] + h], [p[0], p[1] + h, p[2] - h]]))
     box.visible = False
     widget.roi_shapes.set_layer(box)
     widget.roi_target.set_layer(nano)
-    widget.roi_depth.setValue(4.0)
+    widget.roi_depth.setValue(2 * half)
     qtbot.mouseClick(widget.roi_button, Qt.MouseButton.LeftButton)
     return widget, p, viewer.layers["nanoCT ROI"]
 
@@ -195,3 +197,140 @@ def test_live_training_on_a_registered_roi_predicts_the_slice_on_screen(
     footprint = np.count_nonzero(_inside(viewer, viewer.layers[live_view], scribbles))
     print(f"live prediction on screen: {np.count_nonzero(shown)} of {footprint} ROI pixels")
     assert np.count_nonzero(shown) > 0.9 * footprint
+
+    # the eye of the live uncertainty ticked (tutorial step 4): its 2D view shows it (a GUI
+    # trial: the view stayed hidden and empty while the layer held 1.25 M voxels)
+    from napari_corrtomo.core.register.plane import sample_plane
+
+    unc = viewer.layers[f"{scribbles.name} live uncertainty"]
+    unc_view = views[unc.name]
+    assert not unc.visible and not unc_view.layer.visible and np.count_nonzero(unc.data)
+    unc.visible = True
+    assert unc_view.layer.visible and not unc.visible  # in 2D the view draws it
+    qtbot.waitUntil(unc_view.is_current, timeout=20000)
+    expected = sample_plane(np.asarray(unc.data), unc_view._matrix(), unc_view.shape[1:],
+                            unc_view.plane_index(), order=1, cval=0.0)
+    on_screen = np.asarray(unc_view.layer.data)
+    print(f"live uncertainty on screen: {np.count_nonzero(on_screen)} pixels")
+    assert np.count_nonzero(expected) > 0.05 * footprint
+    assert np.all(on_screen[expected > 0] > 0)
+    np.testing.assert_allclose(on_screen, expected, atol=1e-6)
+    # a new stroke writes both in place again: the views follow
+    qtbot.waitUntil(lambda: not classify._live_job, timeout=60000)
+    before = on_screen.copy()
+    view.layer.selected_label = 2
+    mouse.drag(viewer, (p + np.array([0.0, -0.6, -1.5]))[1:], (p + np.array([0.0, -0.6, 1.5]))[1:],
+               tol=0.5 * view.grid[1, 1])
+    qtbot.waitUntil(lambda: not classify._live_job and unc_view.is_current()
+                    and not np.array_equal(unc_view.layer.data, before), timeout=120000)
+    expected = sample_plane(np.asarray(unc.data), unc_view._matrix(), unc_view.shape[1:],
+                            unc_view.plane_index(), order=1, cval=0.0)
+    np.testing.assert_allclose(unc_view.layer.data, expected, atol=1e-6)
+    assert viewer.layers.selection.active is view.layer and view.layer.mode == "paint"
+
+    # Live training off (a click): its drawings and their 2D views are hidden (a GUI
+    # trial: the stale live prediction tinted the segmentation); nothing else changes
+    drawings = [f"{scribbles.name} live {what}{view}" for what in ("prediction", "uncertainty")
+                for view in ("", " (2D view)")]
+    shown = [layer.name for layer in viewer.layers if layer.visible]
+    assert set(drawings) & set(shown)
+    qtbot.mouseClick(classify.train_button, Qt.MouseButton.LeftButton)
+    assert not classify.train_button.isChecked()
+    qtbot.wait(300)  # nothing comes back (a preview on its way)
+    assert all(name in viewer.layers and not viewer.layers[name].visible for name in drawings)
+    assert [layer.name for layer in viewer.layers if layer.visible] == [
+        name for name in shown if name not in drawings]
+    assert viewer.layers.selection.active is view.layer and view.layer.mode == "paint"
+
+
+def test_live_training_predicts_the_whole_slice_of_a_large_rotated_roi(
+        make_napari_viewer, qtbot, mouse, correlative_sample):
+    """A GUI trial on the sample's full ROI (224 x 224 x 210, rotated ~28 deg): live
+    training predicted a tilted strip about a quarter of the slice tall (one step's voxel
+    budget). The first step still stops at the budget (its first plane is drawn at once);
+    further steps predict the other planes on screen, middle out, each drawn, until every
+    ROI pixel of the slice has a prediction; a new stroke starts again from the middle."""
+    from time import perf_counter
+
+    from napari_corrtomo.core.classify.features import FeatureSpec, FilterItem
+    from napari_corrtomo.widgets.classify import MAX_LIVE_VOXELS, ClassifyWidget
+
+    viewer = make_napari_viewer(show=True)
+    widget, p, roi = _registered_roi(viewer, qtbot, correlative_sample, landmark=-1, half=6.0)
+    classify = ClassifyWidget(viewer)
+    classify.set_channels([roi.name])
+    classify.set_feature_spec(FeatureSpec(tuple(FilterItem(n, s) for n in ("gaussian", "ggm")
+                                                for s in (0.7, 1.6))))
+    classify.forest_form["n_trees"].value = 16
+    qtbot.mouseClick(classify.new_scribbles, Qt.MouseButton.LeftButton)
+    scribbles = classify.scribbles.layer()
+    views = widget.views
+    qtbot.waitUntil(lambda: scribbles.name in views, timeout=20000)
+    view = views[scribbles.name]
+    mouse.look_at(viewer, p[0], p[1:], 12.0)
+    qtbot.waitUntil(view.is_current, timeout=20000)
+    # the slice on screen cuts more ROI planes than one live step predicts
+    planes = classify._planes_on_screen(scribbles)
+    per_step = classify._planes_per_step(scribbles)
+    plane_voxels = int(np.prod(scribbles.data.shape[1:]))
+    print(f"ROI {scribbles.data.shape}: {len(planes)} planes on screen, {per_step} per step")
+    assert len(planes) * plane_voxels > MAX_LIVE_VOXELS and len(planes) > per_step
+    viewer.layers.selection.active = view.layer
+    view.layer.mode = "paint"
+    view.layer.brush_size = 3
+
+    def stroke(label, dy):
+        view.layer.selected_label = label
+        a, b = p + np.array([0.0, dy, -3.0]), p + np.array([0.0, dy, 3.0])
+        mouse.drag(viewer, a[1:], b[1:], tol=0.5 * view.grid[1, 1])
+
+    for label, dy in ((1, -3.0), (2, 0.0), (1, 3.0)):
+        stroke(label, dy)
+    shown: list[tuple[float, int, int]] = []  # (when, plane, labelled voxels) of each drawing
+    draw = classify._show_update
+
+    def spy(update):
+        shown.append((perf_counter(), update.z, update.n_labelled))
+        draw(update)
+
+    classify._show_update = spy
+    live_name = f"{scribbles.name} live prediction"
+
+    def predicted() -> int:
+        """Planes on screen whose every voxel has a prediction."""
+        if live_name not in viewer.layers:
+            return 0
+        data = viewer.layers[live_name].data
+        return sum(bool(np.all(data[z] > 0)) for z in planes)
+
+    clicked = perf_counter()
+    qtbot.mouseClick(classify.train_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(shown), timeout=120000)
+    first = shown[0][0] - clicked
+    # the first step ends at the budget, the next goes on: a stroke then starts again
+    qtbot.waitUntil(lambda: len({z for _, z, _ in shown}) > per_step + 2, timeout=120000)
+    assert classify._live_rest or predicted() == len(planes)
+    n_before = shown[-1][2]
+    stroke(2, 1.5)
+    qtbot.waitUntil(lambda: shown[-1][2] > n_before, timeout=60000)
+    restart = next(i for i, s in enumerate(shown) if s[2] > n_before)
+    assert shown[restart][1] == planes[0]  # the middle plane first
+    qtbot.waitUntil(lambda: predicted() == len(planes) and classify._live_job is None,
+                    timeout=300000)
+    done = perf_counter() - clicked
+    after = {z for _, z, n in shown[restart:]}
+    assert after == set(planes)  # the new forest drew every plane on screen
+    assert viewer.layers.selection.active is view.layer and view.layer.mode == "paint"
+    print(f"first drawing {first:.2f} s after the click, every plane {done:.2f} s; "
+          f"{len(shown)} drawings")
+    assert first < done / 3
+    # the 2D view: every ROI pixel of the slice on screen has a prediction
+    live_view = views[live_name]
+    qtbot.waitUntil(live_view.is_current, timeout=20000)
+    inside = _inside(viewer, live_view.layer, scribbles)
+    from scipy import ndimage as ndi
+
+    inner = ndi.binary_erosion(inside)  # pixels a rounding away from the ROI's faces
+    data = np.asarray(live_view.layer.data)
+    print(f"2D view: {np.count_nonzero(data[inside])} of {inside.sum()} ROI pixels predicted")
+    assert inner.sum() > 0.5 * inside.size and np.all(data[inner] > 0)

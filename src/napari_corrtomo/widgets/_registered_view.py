@@ -10,7 +10,8 @@ plane in place and refreshes that layer alone: the viewer's extent and the other
 are left as they are, so a step costs napari no more than without the view. The
 registered layer keeps its full-resolution data and its exact affine; the view follows
 slice changes along world axis 0 and the layer's affine, data, colormap and contrast
-(it is hidden in 3D, where napari draws the layer itself). Painting a labels view writes
+(it is hidden in 3D, where napari draws the layer itself; the layer's eye ticked in 2D
+shows the view). Painting a labels view writes
 each painted pixel into the labels voxel the view shows there
 (:func:`core.register.plane.plane_voxels`), through the labels layer's own undo
 history, so scribbles on a registered ROI land in the ROI's voxels.
@@ -75,6 +76,9 @@ class RegisteredView:
         self.order = 0 if self.is_labels else 1
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._busy = self._writing = False
+        #: bumped by each :meth:`resample`: a plane sampled from the data before then is
+        #: stale (the data was written in place while it was sampled) and is dropped
+        self._generation = 0
         #: the plane on screen (None: the slice misses the layer, the view is blank;
         #: -1: nothing drawn yet)
         self._shown: int | None = -1
@@ -100,6 +104,7 @@ class RegisteredView:
         self._connections = [(viewer.dims.events.ndisplay, self._follow_ndisplay),
                              (moving.events.data, self._on_moving_data),
                              (moving.events.colormap, self._follow_colormap),
+                             (moving.events.visible, self._follow_eye),
                              (self.layer.events.visible, self._on_step)]
         if self.is_labels:
             self._connections.append((moving.events.paint, self._on_moving_data))
@@ -165,6 +170,15 @@ class RegisteredView:
                 layer.visible = visible
         self._shown_in = ndisplay
 
+    def _follow_eye(self, *_: Any) -> None:
+        """The eye of the layer ticked in 2D (where the view draws it): the view is shown
+        instead (napari's own 2D slice of the rotated layer is wrong), and the layer's eye
+        goes back off, as :meth:`_follow_ndisplay` leaves it in 2D."""
+        if (self.moving.visible and self._shown_in == 2 and self.viewer.dims.ndisplay == 2
+                and self.layer in self.viewer.layers):
+            self.layer.visible = True
+            self.moving.visible = False
+
     def _on_moving_data(self, *_: Any) -> None:
         if not self._writing:
             self.resample()
@@ -172,6 +186,7 @@ class RegisteredView:
     def resample(self, *_: Any) -> None:
         """Sample the planes again: the moving layer's data changed (a write in place and
         ``refresh()`` emit no data event: call this)."""
+        self._generation += 1  # a plane being sampled now may read the old data
         self._cache.clear()
         self._shown = -1
         self._on_step()
@@ -200,17 +215,21 @@ class RegisteredView:
         self._busy = True
         matrix, shape = self._matrix(), self.shape[1:]
         volume, order, cval = full_resolution(self.moving), self.order, self.cval
+        generation = self._generation
 
-        def work(progress=None) -> tuple[int, np.ndarray, np.ndarray]:
-            return k, matrix, sample_plane(volume, matrix, shape, k, order=order, cval=cval)
+        def work(progress=None) -> tuple[int, np.ndarray, np.ndarray, int]:
+            return (k, matrix, sample_plane(volume, matrix, shape, k, order=order, cval=cval),
+                    generation)
 
         start_job(work, viewer=self.viewer, on_result=self._on_result, on_error=self._on_error,
                   on_finished=self._on_finished)
 
-    def _on_result(self, result: tuple[int, np.ndarray, np.ndarray]) -> None:
-        k, matrix, plane = result
+    def _on_result(self, result: tuple[int, np.ndarray, np.ndarray, int]) -> None:
+        k, matrix, plane, generation = result
         if self.layer not in self.viewer.layers:
             return  # closed while sampling
+        if generation != self._generation:
+            return  # the data was written meanwhile: on_finished samples the plane again
         if plane.shape != tuple(self.shape[1:]) or not np.allclose(matrix, self._matrix()):
             return  # the affine changed while sampling: stale
         self._keep(k, plane)
@@ -267,12 +286,22 @@ class RegisteredView:
                                       full_resolution(self.moving).shape)
         # pixels beyond the labels volume hold nothing: undo them on screen
         painted[rows[~inside], cols[~inside]] = before[rows[~inside], cols[~inside]]
+        values = painted[rows[inside], cols[inside]]
         self._writing = True
         try:
             # one undo step, and the paint event after the voxels are written (as napari's
             # own strokes): listeners (live training) read the new labels
             with self.moving.block_history():
-                self.moving.data_setitem(voxels, painted[rows[inside], cols[inside]])
+                try:
+                    self.moving.data_setitem(voxels, values)
+                except IndexError:
+                    # napari writes the voxels into its own 2D slice of the layer too, after
+                    # the data and the undo step; for a rotated layer it can hold an empty
+                    # (1, 1) slice while taking a plane of the layer for the one on screen
+                    # (a stroke across that plane raised here). Nothing is drawn from that
+                    # slice (the view draws the layer): go on if the voxels were written.
+                    if not np.array_equal(np.asarray(self.moving.data[voxels]), values):
+                        raise
         finally:
             self._writing = False
         # other planes may show the voxels just written: sample them again

@@ -1,13 +1,15 @@
 """Classify: sparse-label random-forest pixel classification (ilastik-style) in napari.
 
-Choose one or more image layers as channels, paint a few strokes per class on a
-scribble Labels layer, pick features in the table (scales x filters, 2D/3D), press
-*Live training*: the forest is trained and, while it stays on, every brush stroke
-(and every change of the visible slice) updates the prediction of that slice in a
-worker, the brush staying active (the newest stroke supersedes an update still
-running). *Predict volume* segments the whole volume blockwise in a worker (progress,
-Cancel) and adds a segmentation, per-class probabilities and the uncertainty. Save
-the classifier, load it later and apply it to other layers (same channels, same
+Choose the image (and other images of its shape as further channels), paint a few
+strokes per class on a scribble Labels layer, pick features in the table (scales x
+filters, 2D/3D), press *Live training*: the forest is trained and, while it stays on,
+every brush stroke (and every change of the visible slice) updates the prediction of
+that slice in a worker, the brush staying active (the newest stroke supersedes an update
+still running; on a registered, rotated layer the planes the slice cuts are predicted
+from the middle out, a voxel budget per step, until the whole slice is drawn). Switched
+off, its drawings are hidden. *Predict volume* segments the whole volume blockwise in a worker
+(progress, Cancel) and adds a segmentation, per-class probabilities and the uncertainty.
+Save the classifier, load it later and apply it to other layers (same channels, same
 voxel size). All computing is in :mod:`napari_corrtomo.core.classify`.
 """
 
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import napari
@@ -44,9 +48,17 @@ from ..core.progress import Cancelled, report, scaled
 from ._autosave import CLASSIFIER, autosave_for
 from ._dock import DockForm, act_on_file, hbox
 from ._form import Field, SettingsForm
-from ._layers import LIVE, LayerSelect, add_result, full_resolution, layer_frame
+from ._layers import (
+    CREATED_BY,
+    LIVE,
+    LayerSelect,
+    add_result,
+    full_resolution,
+    is_projection_stack,
+    layer_frame,
+)
 from ._registered_view import is_axis_aligned, is_drawing, registered_views
-from ._runner import Job, TaskRunner, start_job
+from ._runner import Job, TaskRunner, real_viewer, start_job
 from ._table import TableView
 
 NAME = "classify"
@@ -60,10 +72,43 @@ TAILORED = {"none": None, "FIB-SEM neighbour slices": TailoredFeatures()}
 #: seconds a live update's worker waits for its first prediction to be drawn before it
 #: grows the rest of the forest (the GUI thread gets the CPU to draw it first)
 PREVIEW_WAIT_S = 0.5
-#: most voxels of a registered (rotated) layer one live update predicts: the slice on
+#: most voxels of a registered (rotated) layer one live step predicts: the slice on
 #: screen cuts across its planes (one plane showed as a line); nearest the middle first,
-#: each shown when predicted (8 planes of 512 x 512)
+#: each shown when predicted (8 planes of 512 x 512); further steps predict the rest
 MAX_LIVE_VOXELS = 2**21
+#: rows of the Channels list shown without scrolling
+CHANNEL_ROWS = 6
+
+
+def _not_a_channel(layer) -> bool:
+    """Image layers that are never a channel: RGB, a drawing of other layers (a
+    registered layer's 2D view, the live uncertainty), a detector's images (projections,
+    flats, darks)."""
+    return bool(layer.rgb) or is_drawing(layer) or is_projection_stack(layer)
+
+
+@contextmanager
+def _selection_kept(viewer: napari.viewer.Viewer) -> Iterator[None]:
+    """Layers added inside stay unselected: the layers the user had selected (the
+    scribbles in paint mode, the brush controls) stay selected (Issue 17: the plugin never
+    moves the selection)."""
+    layers = real_viewer(viewer).layers
+    selected, active = list(layers.selection), layers.selection.active
+    activate = getattr(layers, "_activate_on_insert", None)
+    if activate is not None:  # napari's private switch (see _layers.add_unselected)
+        layers._activate_on_insert = False
+    try:
+        yield
+    finally:
+        if activate is not None:
+            layers._activate_on_insert = activate
+        kept = [layer for layer in selected if layer in layers]
+        if set(layers.selection) != set(kept):
+            if active is not None and active in layers:
+                layers.selection.active = active
+            else:
+                layers.selection.clear()
+                layers.selection.update(kept)
 
 
 class _ModeCell(QPushButton):
@@ -105,12 +150,23 @@ class ClassifyWidget(DockForm):
         self._live_planes: dict[int, np.ndarray] = {}
         self._live_full = False
         self._live_request = False
+        #: planes on screen still to predict (middle out), in later live steps; those
+        #: predicted since the newest strokes or slice change, of how many
+        self._live_rest: list[int] = []
+        self._live_drawn: set[int] = set()
+        self._live_total = 0
         self._preview = _Preview(self)
         self._preview.ready.connect(self._show_preview)
 
         # ---- inputs
+        #: the image to classify: the first channel; the list offers the images of its
+        #: shape as further channels
+        self.image = LayerSelect(
+            napari_viewer, (Image,),
+            tip="the image to classify (its first channel); the Channels list offers the "
+                "images of the same shape as further channels",
+            skip=_not_a_channel)
         self.channel_list = QListWidget()
-        self.channel_list.setMaximumHeight(90)
         # none until the user makes or picks one: any Labels layer (a ground truth, a
         # segmentation) is not a layer of strokes
         self.scribbles = LayerSelect(
@@ -121,6 +177,7 @@ class ClassifyWidget(DockForm):
         self.new_scribbles = QPushButton("New scribble layer")
         self.new_scribbles.clicked.connect(self.create_scribble_layer)
         inputs = QFormLayout()
+        inputs.addRow("Image:", self.image)
         inputs.addRow("Channels:", self.channel_list)
         inputs.addRow("Scribbles:", hbox(self.scribbles, self.new_scribbles, stretch=self.scribbles))
 
@@ -176,8 +233,10 @@ class ClassifyWidget(DockForm):
         files = hbox(self.save_button, self.load_button)
 
         for w, tip in (
-                (self.channel_list, "image layers used as channels, in this order (tick them; a "
-                                    "saved classifier needs the same order)"),
+                (self.channel_list, "the channels, in this order: the image above, then the "
+                                    "images of its shape you tick (a saved classifier needs "
+                                    "the same order); projections, flats and darks are no "
+                                    "channels"),
                 (self.new_scribbles, "add an empty labels layer on the first channel's grid "
                                      "to paint on"),
                 (self.train_button, "retrain on your strokes after every stroke and show the "
@@ -207,6 +266,14 @@ class ClassifyWidget(DockForm):
                       napari_viewer.layers.events.reordered):
             event.connect(self.refresh_channels)
         napari_viewer.dims.events.current_step.connect(self._schedule_live)
+        # the image the user has selected, else the newest one
+        active = napari_viewer.layers.selection.active
+        images = [self.image.itemText(i) for i in range(self.image.count())]
+        if active is not None and active.name in images:
+            self.image.set_layer(active)
+        elif images:
+            self.image.setCurrentIndex(len(images) - 1)
+        self.image.currentTextChanged.connect(self._image_chosen)
         self.refresh_channels()
         self._clf_snapshot: PixelClassifier | None = None
         self.autosave = autosave_for(napari_viewer)
@@ -215,29 +282,47 @@ class ClassifyWidget(DockForm):
     # ------------------------------------------------------------------ inputs
 
     def refresh_channels(self, *_: Any) -> None:
+        """List the layers that can be channels of the chosen image: itself (ticked, first)
+        and the other images of its shape (no drawings, no projections, flats or darks),
+        every entry in view up to :data:`CHANNEL_ROWS` rows."""
         checked = set(self.checked_channel_names())
-        # the registered layers' 2D views and the live uncertainty are drawings of other
-        # layers, not channels
-        images = [layer.name for layer in self.viewer.layers
-                  if isinstance(layer, Image) and layer.rgb is False and not is_drawing(layer)]
-        if not checked and images:
-            # nothing ticked yet: the image the user has selected, else the newest one
-            active = self.viewer.layers.selection.active
-            checked = {active.name if active is not None and active.name in images
-                       else images[-1]}
+        first = self.image.layer()
+        names = []
+        if first is not None:
+            shape = full_resolution(first).shape
+            names = [first.name] + [
+                layer.name for layer in self.viewer.layers
+                if isinstance(layer, Image) and layer is not first and not _not_a_channel(layer)
+                and full_resolution(layer).shape == shape]
         self.channel_list.clear()
-        for name in images:
+        for k, name in enumerate(names):
             item = QListWidgetItem(name)
-            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            item.setCheckState(Qt.Checked if name in checked else Qt.Unchecked)
+            if k == 0:  # the image itself: always a channel
+                item.setFlags(item.flags() & ~Qt.ItemIsUserCheckable)
+                item.setToolTip("the image chosen above: always the first channel")
+            else:
+                item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Checked if k == 0 or name in checked else Qt.Unchecked)
             self.channel_list.addItem(item)
+        rows = min(max(len(names), 1), CHANNEL_ROWS)
+        row = (self.channel_list.sizeHintForRow(0) if names
+               else self.channel_list.fontMetrics().height() + 4)
+        self.channel_list.setFixedHeight(rows * row + 2 * self.channel_list.frameWidth())
+
+    def _image_chosen(self, *_: Any) -> None:
+        """Another image: its channels start from it alone."""
+        self.channel_list.clear()
+        self.refresh_channels()
 
     def checked_channel_names(self) -> list[str]:
         return [self.channel_list.item(i).text() for i in range(self.channel_list.count())
                 if self.channel_list.item(i).checkState() == Qt.Checked]
 
     def set_channels(self, names: list[str]) -> None:
-        for i in range(self.channel_list.count()):
+        """Choose ``names[0]`` as the image and tick the others (those of its shape)."""
+        if names and self.image.findText(names[0]) >= 0:
+            self.image.setCurrentIndex(self.image.findText(names[0]))
+        for i in range(1, self.channel_list.count()):
             item = self.channel_list.item(i)
             item.setCheckState(Qt.Checked if item.text() in names else Qt.Unchecked)
 
@@ -312,8 +397,8 @@ class ClassifyWidget(DockForm):
     def _planes_on_screen(self, layer) -> list[int]:
         """The layer's z planes the slice on screen shows, the current one first: one for a
         layer in the viewer's axes; for a registered (rotated) layer seen across its planes,
-        those the screen plane cuts inside its box, from the middle out (at most
-        :data:`MAX_LIVE_VOXELS`)."""
+        all those the screen plane cuts inside its box, from the middle out (the live steps
+        take :meth:`_planes_per_step` of them at a time)."""
         dims = self.viewer.dims
         if (layer.ndim < 3 or is_axis_aligned(layer)
                 or tuple(dims.displayed) != (dims.ndim - 2, dims.ndim - 1)):
@@ -330,9 +415,12 @@ class ClassifyWidget(DockForm):
         if first > stop:  # the slice on screen misses the layer
             return [self._current_z(layer)]
         middle = (first + stop) / 2  # the plane at the layer's middle on screen
-        planes = sorted(range(first, stop + 1), key=lambda k: (abs(k - middle), k))
-        per_plane = int(np.prod(full_resolution(layer).shape[-2:]))
-        return planes[:max(1, MAX_LIVE_VOXELS // per_plane)]
+        return sorted(range(first, stop + 1), key=lambda k: (abs(k - middle), k))
+
+    @staticmethod
+    def _planes_per_step(layer) -> int:
+        """Planes one live step predicts: at most :data:`MAX_LIVE_VOXELS` (one at least)."""
+        return max(1, MAX_LIVE_VOXELS // int(np.prod(full_resolution(layer).shape[-2:])))
 
     # ------------------------------------------------------------------ training
 
@@ -349,7 +437,30 @@ class ClassifyWidget(DockForm):
             self.start_training()
         else:
             self._unwatch()
+            self.live = None  # its feature cache goes too
+            for layer in self._live_layers():
+                self._show_drawing(layer, False)
             self.status.setText("Live training off.")
+
+    def _live_layers(self, scribbles: Labels | None = None) -> list:
+        """The live predictions and uncertainties this panel drew (of ``scribbles``)."""
+        return [lay for lay in self.viewer.layers
+                if lay.metadata.get(LIVE) and lay.metadata.get(CREATED_BY) == NAME
+                and (scribbles is None or lay.name.startswith(f"{scribbles.name} live "))]
+
+    def _show_drawing(self, layer, visible: bool) -> None:
+        """Show or hide a live drawing: hidden when live training goes off (a stale
+        prediction left on screen tints what comes next, the segmentation). A registered
+        layer is drawn by its 2D view in 2D: the view is shown or hidden (napari's own 2D
+        slice of the rotated layer would be wrong), hidden with the layer."""
+        views = registered_views(self.viewer)
+        view = views[layer.name].layer if layer.name in views else None
+        if visible and view is not None and self.viewer.dims.ndisplay == 2:
+            view.visible = True
+            return
+        layer.visible = visible
+        if view is not None and not visible:
+            view.visible = False
 
     def start_training(self) -> None:
         """Build the trainer and fit on the current scribbles (in a worker)."""
@@ -383,12 +494,19 @@ class ClassifyWidget(DockForm):
         self._set_live(True)
         self.live = live
         self.classifier = live.classifier
+        self._live_total, self._live_drawn = 0, set()
+        scribbles = self.scribbles.layer()
+        if scribbles is not None:  # drawings of an earlier session: cleared, shown again
+            for layer in self._live_layers(scribbles):
+                layer.data[...] = 0
+                if layer.name.endswith(" live prediction"):
+                    self._show_drawing(layer, True)
         self._show_update(update)
         self._show_importances()
         self._watch(self.scribbles.layer())
         self.autosave.changed()
-        if len(self._planes_on_screen(self._watched)) > 1:  # the other planes on screen
-            self._request_live()
+        if self._watched is not None and len(self._planes_on_screen(self._watched)) > 1:
+            self._request_live()  # the other planes on screen
 
     def _watch(self, layer: Labels | None) -> None:
         self._unwatch()
@@ -403,6 +521,7 @@ class ClassifyWidget(DockForm):
             self._watched.events.paint.disconnect(self._on_stroke)
             self._watched.events.data.disconnect(self._on_labels_replaced)
         self._watched = None
+        self._live_rest = []
         if self._live_job is not None:
             self._live_job.cancel.set()
 
@@ -447,13 +566,26 @@ class ClassifyWidget(DockForm):
             self._run_live()
 
     def _run_live(self) -> None:
-        """Refit on the strokes and predict the visible slice, in a worker."""
-        layer, live = self._watched, self.live
+        """Refit on the newest strokes and predict the visible slice from its middle out:
+        the first live step (in a worker); further steps predict the rest of the planes
+        on screen (:meth:`_live_done`)."""
+        layer = self._watched
         full = np.asarray(layer.data).copy() if self._live_full else None
         planes, self._live_planes = self._live_planes, {}
         self._live_full = self._live_request = False
         self._live_inputs = (full, planes)
-        shown = self._planes_on_screen(layer)
+        self._live_rest = self._planes_on_screen(layer)
+        self._live_total, self._live_drawn = len(self._live_rest), set()
+        self._live_step(full, planes)
+
+    def _live_step(self, full: np.ndarray | None = None,
+                   planes: dict[int, np.ndarray] | None = None) -> None:
+        """Take the new strokes (``full`` labels, or ``planes`` by slice), refit, and predict
+        the next :meth:`_planes_per_step` planes of the slice on screen, each drawn when
+        predicted; a new stroke or slice cancels it (and starts again from the middle)."""
+        live, planes = self.live, planes or {}
+        n = self._planes_per_step(self._watched)
+        shown, self._live_rest = self._live_rest[:n], self._live_rest[n:]
 
         def preview(update: LiveUpdate) -> None:
             drawn = threading.Event()
@@ -484,15 +616,22 @@ class ClassifyWidget(DockForm):
             self._live_full |= full is not None
             for z, plane in planes.items():
                 self._live_planes.setdefault(z, plane)
+            if not self._live_request:  # not superseded (the viewer closes): stop here
+                self._live_rest = []
         else:
+            self._live_rest = []
             self.status.setText(f"Live update skipped: {exc}")
 
     def _live_done(self) -> None:
         self._live_job = None
         self._live_inputs = (None, {})
         self.autosave.changed()
-        if self._live_request and self._live_on():
+        if not self._live_on():
+            self._live_rest = []
+        elif self._live_request:  # new strokes or another slice: from the middle again
             self._run_live()
+        elif self._live_rest:  # the rest of the slice on screen, the next planes out
+            self._live_step()
 
     def _show_preview(self, shown: tuple[LiveUpdate, threading.Event]) -> None:
         update, drawn = shown
@@ -504,16 +643,22 @@ class ClassifyWidget(DockForm):
     def _show_update(self, update: LiveUpdate) -> None:
         """Status and the live-prediction layer for one live update."""
         labels_layer = self.scribbles.layer()
-        if labels_layer is None or self.live is None:  # live training was left meanwhile
+        if (labels_layer is None or self.live is None
+                or not self.train_button.isChecked()):  # live training was left meanwhile
             return
         sample = ("" if update.n_samples == update.n_labelled else
                   f" (a stratified sample of the {update.n_labelled} painted)")
         trees = ("" if update.final else
                  f"; first {update.n_trees} of {update.n_trees_total} trees, the rest follow")
+        self._live_drawn.add(update.z)
+        planes = ("" if len(self._live_drawn) >= self._live_total else
+                  f" ({len(self._live_drawn)} of the {self._live_total} planes on screen "
+                  "predicted, the others follow)")
         self.status.setText(
             f"Trained on {update.n_samples} labelled voxels{sample}, "
             f"{self.classifier.n_features} features{trees}. Paint to refine where it errs "
-            "or is unsure (show the live uncertainty layer); the visible slice updates.")
+            f"or is unsure (show the live uncertainty layer); the visible slice updates"
+            f"{planes}.")
         shape = full_resolution(labels_layer).shape
         shown = ((update.labels, "live prediction", "labels", {"opacity": 0.5}),
                  (update.uncertainty, "live uncertainty", "image",
@@ -540,17 +685,15 @@ class ClassifyWidget(DockForm):
         layer = self.viewer.layers[name] if name in self.viewer.layers else None
         if layer is not None and layer.data.shape == shape:
             return layer
-        active = self.viewer.layers.selection.active
-        layer = add_result(self.viewer, np.zeros(shape, dtype), name=name,
-                           layer_type=layer_type, created_by=NAME,
-                           scale=tuple(labels_layer.scale), unit=_unit(labels_layer),
-                           translate=tuple(labels_layer.translate),
-                           affine=labels_layer.affine.affine_matrix,
-                           metadata={LIVE: True}, **kw)
-        self.viewer.layers.move(self.viewer.layers.index(layer),
-                                self.viewer.layers.index(labels_layer))
-        if active is not None:
-            self.viewer.layers.selection.active = active
+        with _selection_kept(self.viewer):
+            layer = add_result(self.viewer, np.zeros(shape, dtype), name=name,
+                               layer_type=layer_type, created_by=NAME,
+                               scale=tuple(labels_layer.scale), unit=_unit(labels_layer),
+                               translate=tuple(labels_layer.translate),
+                               affine=labels_layer.affine.affine_matrix,
+                               metadata={LIVE: True}, **kw)
+            self.viewer.layers.move(self.viewer.layers.index(layer),
+                                    self.viewer.layers.index(labels_layer))
         return layer
 
     def _show_importances(self) -> None:
@@ -582,13 +725,16 @@ class ClassifyWidget(DockForm):
         # in the channel's frame (a registered volume or ROI keeps its place)
         kw = dict(created_by=NAME, scale=scale, unit=unit, translate=tuple(ref.translate),
                   affine=ref.affine.affine_matrix)
-        add_result(self.viewer, seg, name=f"{ref.name} segmentation", layer_type="labels", **kw)
-        for k, c in enumerate(self.classifier.classes_):
-            add_result(self.viewer, proba[k], name=f"{ref.name} probability {int(c)}",
-                       layer_type="image", colormap="magma", contrast_limits=(0.0, 1.0),
-                       visible=False, **kw)
-        add_result(self.viewer, unc, name=f"{ref.name} uncertainty", layer_type="image",
-                   colormap="inferno", contrast_limits=(0.0, 1.0), visible=False, **kw)
+        # the layer the user had selected stays selected (the scribbles: the brush goes on)
+        with _selection_kept(self.viewer):
+            add_result(self.viewer, seg, name=f"{ref.name} segmentation", layer_type="labels",
+                       **kw)
+            for k, c in enumerate(self.classifier.classes_):
+                add_result(self.viewer, proba[k], name=f"{ref.name} probability {int(c)}",
+                           layer_type="image", colormap="magma", contrast_limits=(0.0, 1.0),
+                           visible=False, **kw)
+            add_result(self.viewer, unc, name=f"{ref.name} uncertainty", layer_type="image",
+                       colormap="inferno", contrast_limits=(0.0, 1.0), visible=False, **kw)
         self.status.setText(f"Segmented {ref.name}: {len(self.classifier.classes_)} classes.")
 
     # ------------------------------------------------------------------ files
