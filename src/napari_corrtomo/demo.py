@@ -178,7 +178,7 @@ def step_register(ctx: DemoContext) -> None:
         err = reg.compare(tr, truth, grid)
         rows.append({"stage": label, **err, "scale": tr.scale})
         ctx.quantity(f"{label}: rotation error", err["rotation_deg"], 0.0, "deg")
-        ctx.quantity(f"{label}: scale", tr.scale, s_true, "factor")
+        ctx.quantity(f"{label}: scale", tr.scale, s_true, "1")
         ctx.quantity(f"{label}: translation error (FOV centre)", err["translation"], 0.0, "um")
         ctx.quantity(f"{label}: TRE (RMS over nanoCT FOV)", err["tre_rms"], 0.0, "um")
     ctx.quantity("landmarks: RMS FRE", fit.rms_fre, None, "um")
@@ -735,7 +735,7 @@ def step_quantify(ctx: DemoContext) -> None:
                    settings=QuantifySettings(phase=SOLID, transport_axes=(0,))
                    ).tables["tortuosity"].iloc[0]
     ctx.quantity("ET matrix tortuosity factor (z; reference: lower bound 1 + phi/2)",
-                 tau["tortuosity_factor"], 1.0 + meso / 2.0, "factor")
+                 tau["tortuosity_factor"], 1.0 + meso / 2.0, "1")
     ctx.quantity("ET matrix D_eff / D_bulk (z; reference: upper bound 2(1-phi)/(2+phi))",
                  tau["d_eff_ratio"], 2.0 * (1.0 - meso) / (2.0 + meso), "fraction")
 
