@@ -368,6 +368,12 @@ def reconstruct_raw_microct(ctx: DemoContext):
 
     rows = []
     s = raw_microct_scan(ctx.seed)
+    # the scan as a detector writes it, for ``corrtomo reconstruct`` (docs/reconstruction.md)
+    ps = s.geometry.pixel_size
+    for name, stack in (("raw_projections", s.raw), ("flats", s.flats), ("darks", s.darks)):
+        ctx.add_file(write_tiff(ctx.out / "data" / f"microCT_{name}.tif", stack, (ps,) * 3,
+                                s.unit))
+    ctx.add_file(s.geometry.save(ctx.out / "data" / "microCT_geometry.json"))
     seen = ndi.gaussian_filter(s.phantom, 1.0)
     scan = recon.ScanSettings(**MICROCT_RAW_SCAN)
     results = {}

@@ -286,24 +286,22 @@ def test_widget_cli_and_demo_give_the_same_reconstruction(make_napari_viewer, qt
     widget_vol = np.asarray(viewer.layers["proj reconstruction"].data)
     widget_geometry = Geometry.from_dict(
         viewer.layers["proj reconstruction"].metadata["geometry"])
-    # command line on the same scan written to files
-    for name, data in (("proj", s.raw), ("flats", s.flats), ("darks", s.darks)):
-        io.write_tiff(tmp_path / f"{name}.tif", data, (1.0, 1.0, 1.0), "pixel")
-    s.geometry.save(tmp_path / "geom.json")
-    assert main(["reconstruct", str(tmp_path / "proj.tif"), "--geometry",
-                 str(tmp_path / "geom.json"), "--flats", str(tmp_path / "flats.tif"),
-                 "--darks", str(tmp_path / "darks.tif"), "--outliers", "5", "--center", "auto",
-                 "--shape", *map(str, s.volume_shape), "--out", str(tmp_path / "vol.tif"),
+    # demo: its raw microCT reconstruction, and the scan it writes for the command line
+    ctx = DemoContext(out=tmp_path / "demo", seed=0, data={})
+    (ctx.out / "data").mkdir(parents=True)
+    reconstruct_raw_microct(ctx)
+    demo = ctx.data["microct_raw_reconstructions"]["fbp"]
+    # command line on the scan as the demo wrote it (docs/reconstruction.md's example)
+    data = ctx.out / "data"
+    assert main(["reconstruct", str(data / "microCT_raw_projections.tif"), "--geometry",
+                 str(data / "microCT_geometry.json"), "--flats", str(data / "microCT_flats.tif"),
+                 "--darks", str(data / "microCT_darks.tif"), "--outliers", "5", "--center",
+                 "auto", "--shape", *map(str, s.volume_shape), "--out", str(tmp_path / "vol.tif"),
                  "--fsc", str(tmp_path / "fsc.csv"), "--save-geometry",
                  str(tmp_path / "used.json")]) == 0
     [cli] = io.read_volumes(tmp_path / "vol.tif")
     cli_fsc = pd.read_csv(tmp_path / "fsc.csv")
     cli_geometry = Geometry.load(tmp_path / "used.json")
-    # demo: its raw microCT reconstruction
-    ctx = DemoContext(out=tmp_path / "demo", seed=0, data={})
-    (ctx.out / "data").mkdir(parents=True)
-    reconstruct_raw_microct(ctx)
-    demo = ctx.data["microct_raw_reconstructions"]["fbp"]
 
     np.testing.assert_array_equal(widget_vol, cli.data)
     np.testing.assert_array_equal(widget_vol, demo.volume)
