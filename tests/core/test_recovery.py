@@ -14,11 +14,16 @@ from napari_corrtomo.core.project import ProjectLayer
 from napari_corrtomo.core.recovery import (
     RECOVERY_DIR,
     RecoveryState,
+    claim_recovery_folder,
     default_recovery_folder,
     discard_recovery,
+    end_writer,
+    live_writer,
+    new_writer,
     read_recovery,
     recovery_folder,
     recovery_info,
+    recovery_siblings,
     write_recovery,
 )
 
@@ -132,3 +137,36 @@ def test_sigkill_mid_write_leaves_a_whole_snapshot(tmp_path):
         np.testing.assert_array_equal(np.asarray(back.layers[0].data), k % 250)
         np.testing.assert_array_equal(back.layers[1].data, np.full((k % 7 + 1, 3), float(k)))
         assert len(list(folder.glob("state-*"))) <= 2
+
+
+def test_one_writer_per_folder(tmp_path):
+    """Two viewers of one project (new windows of one napari, or two napari): the second
+    autosaves into a sibling folder of its own while the first lives; a closed writer's
+    snapshot is a leftover (offered like a crash's), its folder taken only when preferred
+    (offered); a writer keeps its own folder."""
+    base = tmp_path / RECOVERY_DIR
+    first, second, third = new_writer(), new_writer(), new_writer()
+    try:
+        assert claim_recovery_folder(base, first) == base
+        # claimed, nothing written yet: the second still keeps out
+        assert claim_recovery_folder(base, second) == tmp_path / f"{RECOVERY_DIR}-2"
+        assert live_writer(base, second) is True
+        _, state = _state()
+        state.writer = first
+        write_recovery(base, state)
+        info = recovery_info(base)
+        assert info.writer == first and info.writer_alive
+        assert live_writer(base, second) == info and live_writer(base, first) is None
+        assert claim_recovery_folder(base, first) == base  # its own snapshot
+        write_recovery(tmp_path / f"{RECOVERY_DIR}-2", RecoveryState(writer=second))
+        assert recovery_siblings(base) == [base, tmp_path / f"{RECOVERY_DIR}-2"]
+        end_writer(first)  # the first viewer closed with unsaved work
+        assert not recovery_info(base).writer_alive
+        # not overwritten unasked (it is offered first) ...
+        assert claim_recovery_folder(base, third) == tmp_path / f"{RECOVERY_DIR}-3"
+        # ... taken once offered
+        assert claim_recovery_folder(base, third, prefer=base) == base
+    finally:
+        for writer in (first, second, third):
+            end_writer(writer)
+    assert claim_recovery_folder(base, third) == tmp_path / f"{RECOVERY_DIR}-3"  # ended

@@ -1,16 +1,26 @@
 import gc
 import shutil
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 from napari.layers import Image, Labels
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFileDialog
+from qtpy.QtWidgets import QDockWidget, QFileDialog
 from scipy import ndimage as ndi
 
 from napari_corrtomo.core.project import ProjectLayer, load_project, save_project
-from napari_corrtomo.widgets._layers import TABLES, add_project_layer, attach_table
+from napari_corrtomo.core.recovery import read_recovery, recovery_folder, recovery_info
+from napari_corrtomo.widgets._layers import (
+    DERIVED_FROM,
+    TABLES,
+    add_project_layer,
+    attach_table,
+    to_project_layer,
+)
+from napari_corrtomo.widgets._registered_view import is_drawing, registered_views
+from napari_corrtomo.widgets._table import MAX_COLUMN_PX
 from napari_corrtomo.widgets.project import (
     SCENE_STEP,
     ProjectWidget,
@@ -42,7 +52,7 @@ def test_session_survives_a_restart(make_napari_viewer, qtbot, tmp_path):
     assert widget.runner.last_error is None
     assert (tmp_path / "session" / "project.json").exists()
 
-    fresh = make_napari_viewer()
+    fresh = make_napari_viewer(show=True)
     other = ProjectWidget(fresh)
     other.load(tmp_path / "session")
     qtbot.waitUntil(lambda: not other.runner.busy, timeout=30000)
@@ -374,3 +384,245 @@ def test_a_long_layer_name_leaves_the_other_columns_in_view(qtbot):
     table = view.table
     assert table.columnWidth(0) == MAX_COLUMN_PX and table.item(0, 0).toolTip() == name
     assert table.columnWidth(1) < MAX_COLUMN_PX  # short columns keep their own width
+
+
+def _rotated(deg: float, shift=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """A 4x4 affine turning about the z axis (napari cannot slice it in 2D)."""
+    t = np.deg2rad(deg)
+    affine = np.eye(4)
+    affine[1:3, 1:3] = [[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]
+    affine[:3, 3] = shift
+    return affine
+
+
+def _tutorial_like_session(viewer):
+    """The trial's session in small: projections first (their 60 images reach past the 20 um
+    volumes: napari centred the sliders in them), a reconstruction, a registered (rotated)
+    volume and a labels layer derived from it, shown in 2D through their views."""
+    rng = np.random.default_rng(3)
+    um = ("um",) * 3
+    viewer.add_image(rng.random((60, 20, 24), np.float32), name="microCT raw projections",
+                     units=um, metadata={"geometry": {"kind": "parallel"},
+                                         "modality": "microCT"}, visible=False)
+    viewer.add_image(rng.random((20, 24, 24), np.float32), name="microCT reconstruction",
+                     units=um, metadata={"geometry": {"kind": "parallel"}, "method": "fbp",
+                                         "modality": "microCT"})
+    nano = viewer.add_image(0.5 + rng.random((20, 20, 20), np.float32),
+                            name="nanoCT reconstruction", scale=(0.5,) * 3, units=um,
+                            affine=_rotated(30, (4.0, 8.0, 8.0)), contrast_limits=(0.0, 1.5),
+                            metadata={"modality": "nanoCT"})
+    seg = viewer.add_labels(rng.integers(1, 3, (20, 20, 20)).astype(np.uint8),
+                            name="nanoCT reconstruction segmentation", scale=(0.5,) * 3,
+                            units=um, affine=_rotated(30, (4.0, 8.0, 8.0)),
+                            metadata={"corrtomo_created_by": "classify"})
+    return nano, seg
+
+
+def _views_drawn(viewer, names) -> bool:
+    """The 2D views of ``names`` are made, and the shown ones drawn at the slice."""
+    views = registered_views(viewer)
+    return all(name in views and (views[name].is_current() or not views[name].layer.visible)
+               for name in names)
+
+
+def test_a_loaded_project_shows_what_was_shown_where_it_was(make_napari_viewer, qtbot,
+                                                           tmp_path):
+    """New-user trial: after Load project in a new window the canvas was black (the
+    sliders at 179 um, the middle of the projections, past the volumes' 160 um) and the
+    registered layers' 2D views came back hidden (a registered layer is hidden in 2D, its
+    view shown, and the layer's own visibility was saved). Now each layer is visible as on
+    screen when saved, the sliders are where they were, and the canvas shows the data."""
+    viewer = make_napari_viewer()
+    widget = ProjectWidget(viewer)
+    nano, seg = _tutorial_like_session(viewer)
+    names = (nano.name, seg.name)
+    qtbot.waitUntil(lambda: _views_drawn(viewer, names), timeout=10000)
+    views = registered_views(viewer)
+    views[nano.name].layer.visible = False  # hidden by the user: stays hidden
+    viewer.layers["microCT reconstruction"].visible = False  # only the views draw
+    viewer.dims.set_point(0, 7.0)
+    qtbot.waitUntil(lambda: _views_drawn(viewer, names), timeout=10000)
+    shown = {layer.name for layer in viewer.layers if layer.visible}
+    assert shown == {f"{seg.name} (2D view)"}
+    widget.save(tmp_path / "session")
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=30000)
+    assert widget.runner.last_error is None
+
+    fresh = make_napari_viewer(show=True)
+    other = ProjectWidget(fresh)
+    other.load(tmp_path / "session")
+    qtbot.waitUntil(lambda: not other.runner.busy, timeout=30000)
+    assert other.runner.last_error is None
+    qtbot.waitUntil(lambda: _views_drawn(fresh, names), timeout=10000)
+    assert {layer.name for layer in fresh.layers if layer.visible} == shown
+    np.testing.assert_allclose(fresh.dims.point, viewer.dims.point)
+    assert fresh.dims.point[0] == pytest.approx(7.0)
+    picture = fresh.screenshot(canvas_only=True)[..., :3]  # a hidden window draws none
+    assert picture.max() > 0 and picture.std() > 0  # not blank
+
+
+def test_a_project_without_a_saved_view_opens_inside_its_volumes(make_napari_viewer, qtbot,
+                                                                tmp_path):
+    """A project saved before the view was (no ``view`` in project.json): a slider past the
+    first volume shown (napari's middle of the projections before it) goes to the middle of
+    that volume."""
+    viewer = make_napari_viewer()
+    _tutorial_like_session(viewer)
+    save_project(tmp_path / "old", [to_project_layer(layer) for layer in viewer.layers
+                                    if not is_drawing(layer)])
+    fresh = make_napari_viewer()
+    other = ProjectWidget(fresh)
+    other.load(tmp_path / "old")
+    qtbot.waitUntil(lambda: not other.runner.busy, timeout=30000)
+    assert other.runner.last_error is None
+    low, high = fresh.layers["microCT reconstruction"].extent.world
+    assert np.all(low <= fresh.dims.point) and np.all(fresh.dims.point <= high)
+    assert abs(fresh.dims.point[0] - (low[0] + high[0]) / 2) <= 0.5  # a slider step
+
+
+def test_the_table_shows_detector_stacks_in_their_terms_and_derived_modalities(
+        make_napari_viewer, qtbot):
+    """Projections, flats and darks are no volumes (their first axis counts images: a FOV
+    of '360 x 160 x 318 micrometer' was listed); a crop, segmentation or measurement shows
+    the modality of the layer it was made from; the table fits the dock's width with
+    every column's text in each cell's tooltip."""
+    viewer = make_napari_viewer(show=True)
+    rng = np.random.default_rng(0)
+    um = ("um",) * 3
+    scan = {"geometry": {"kind": "parallel"}, "modality": "microCT"}
+    viewer.add_image(rng.random((360, 16, 32), np.float32), name="microCT raw projections",
+                     scale=(0.65,) * 3, units=um, metadata=scan)
+    for detector in ("flats", "darks"):
+        viewer.add_image(rng.random((10, 16, 32), np.float32), name=f"microCT {detector}",
+                         scale=(0.65,) * 3, units=um,
+                         metadata={"detector": detector, "modality": "microCT"})
+    viewer.add_image(rng.random((16, 32, 32), np.float32), name="nanoCT reconstruction",
+                     scale=(0.13,) * 3, units=um, affine=_rotated(30),
+                     metadata={"geometry": {}, "method": "fbp", "modality": "nanoCT"})
+    # each made from the one before, as the docks record it (_layers.DERIVED_FROM)
+    made = {"nanoCT reconstruction ROI": "register",
+            "nanoCT reconstruction ROI segmentation": "classify",
+            "nanoCT reconstruction ROI segmentation local thickness": "quantify"}
+    source = "nanoCT reconstruction"
+    for name, by in made.items():
+        viewer.add_image(rng.random((8, 8, 8), np.float32), name=name, scale=(0.13,) * 3,
+                         units=um, affine=_rotated(30),
+                         metadata={"corrtomo_created_by": by, DERIVED_FROM: source})
+        source = name
+    viewer.add_image(rng.random((8, 8, 8), np.float32), name="resin reference",
+                     scale=(0.13,) * 3, units=um)  # made from none of them: no modality
+    widget = ProjectWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Project")
+    frame = widget.table.frame.set_index("layer")
+    assert list(frame.loc[["microCT raw projections", "microCT flats", "microCT darks"],
+                          "kind"]) == ["projections", "flats", "darks"]
+    assert frame.loc["microCT raw projections", "size"] == \
+        "360 projections of 16 x 32 px (0.65 um pixels)"
+    assert frame.loc["microCT flats", "size"] == "10 flats of 16 x 32 px (0.65 um pixels)"
+    assert frame.loc["microCT raw projections", "fov_extent"] == ""  # no length along angles
+    assert frame.loc["nanoCT reconstruction", "fov_extent"].endswith(" um")
+    assert all(frame.loc[name, "modality"] == "nanoCT" for name in made)
+    assert frame.loc["resin reference", "modality"] == ""
+    assert frame.loc["nanoCT reconstruction ROI segmentation", "modality_of"] == \
+        "nanoCT reconstruction"  # named in its tooltip
+
+    table = widget.table.table
+    qtbot.waitUntil(lambda: table.isVisible() and table.viewport().width() > 0)
+    dock = widget.parentWidget()
+    while not isinstance(dock, QDockWidget):
+        dock = dock.parentWidget()
+    natural = None
+    for width in (None, 900):  # the dock as napari opens it (~370 px), and widened
+        if width is not None:
+            window = dock.parentWidget()
+            window.resize(1800, 1000)
+            qtbot.wait(100)
+            window.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
+            qtbot.waitUntil(lambda: table.viewport().width() > 600, timeout=5000)
+        qtbot.wait(50)
+        shown = [c for c in range(table.columnCount()) if not table.isColumnHidden(c)]
+        headers = [table.horizontalHeaderItem(c).text() for c in shown]
+        assert headers == ["layer", "modality", "voxel", "reg.", "size"]
+        assert sum(table.columnWidth(c) for c in shown) <= table.viewport().width()
+        assert table.horizontalScrollBar().maximum() == 0  # no sideways scrolling
+        natural = natural or {c: table.sizeHintForColumn(c) for c in shown}
+    # wide enough, no text is cut: each column as wide as its contents
+    assert all(table.columnWidth(c) >= min(w, MAX_COLUMN_PX) for c, w in natural.items())
+    row = list(widget.table.frame["layer"]).index("nanoCT reconstruction ROI segmentation")
+    for c in shown:
+        tip = table.item(row, c).toolTip()
+        assert "nanoCT reconstruction ROI segmentation" in tip and "nanoCT" in tip
+        assert "8x8x8" in tip and "registered" in tip
+        assert "nanoCT (that of 'nanoCT reconstruction', which it was made from)" in tip
+    texts = [table.item(0, c).text() for c in shown]
+    assert texts[1:] == ["microCT", "0.65 um", "", "360 projections of 16\u00d732 px"]
+
+
+def test_two_viewers_of_one_project_autosave_to_folders_of_their_own(make_napari_viewer,
+                                                                     qtbot, tmp_path):
+    """New-user trial: after Load project in a new window both windows autosaved into the
+    project's one recovery folder, each replacing the other's snapshot. The window that
+    loads sees the live writer, autosaves beside it and says so; a window closed with
+    unsaved work leaves its state to be offered, as after a crash."""
+    first = make_napari_viewer()
+    pw = ProjectWidget(first)
+    first.add_image(np.zeros((4, 8, 8), np.float32), name="img")
+    scr = first.add_labels(np.zeros((4, 8, 8), np.uint8), name="scr")
+    pw.save(tmp_path / "p")
+    qtbot.waitUntil(lambda: not pw.runner.busy, timeout=30000)
+    main = recovery_folder(tmp_path / "p")
+    assert pw.autosave.folder == main
+    with qtbot.waitSignal(pw.autosave.saved, timeout=20000):
+        scr.paint((2, 3, 3), 1)
+
+    second = make_napari_viewer()
+    other = ProjectWidget(second)
+    other.load(tmp_path / "p")
+    qtbot.waitUntil(lambda: not other.runner.busy, timeout=30000)
+    own = main.with_name(f"{main.name}-2")
+    assert other.autosave.folder == own
+    assert other.recovery_status.text() == (f"Another open viewer autosaves this project to "
+                                            f"{main}: this window autosaves to {own}")
+    with qtbot.waitSignal(other.autosave.saved, timeout=20000) as written:
+        second.layers["scr"].paint((1, 1, 1), 2)
+    assert written.args[0].parent == own
+    assert f"(another open viewer autosaves to {main})" in other.recovery_status.text()
+    with qtbot.waitSignal(pw.autosave.saved, timeout=20000) as written:
+        scr.paint((2, 4, 4), 1)
+    assert written.args[0].parent == main
+    mine, theirs = read_recovery(main), read_recovery(own)
+    assert mine.writer == pw.autosave.writer and theirs.writer == other.autosave.writer
+    assert mine.layers[0].data[2, 4, 4] == 1 and mine.layers[0].data[1, 1, 1] == 0
+    assert theirs.layers[0].data[1, 1, 1] == 2 and theirs.layers[0].data[2, 4, 4] == 0
+
+    # the first window closes with unsaved work: a third is offered its state (not the
+    # live second's) and autosaves where it was
+    scr.paint((3, 3, 3), 1)
+    pw.autosave.close(time.monotonic() + 10)
+    third = make_napari_viewer()
+    again = ProjectWidget(third)
+    asked = []
+    again.confirm = lambda text: asked.append(text) or True
+    again.load(tmp_path / "p")
+    qtbot.waitUntil(lambda: not again.runner.busy, timeout=30000)
+    assert len(asked) == 1
+    assert third.layers["scr"].data[2, 4, 4] == 1 and third.layers["scr"].data[1, 1, 1] == 0
+    assert again.autosave.folder == main and other.autosave.folder == own
+
+
+def test_two_viewers_without_a_project_do_not_share_the_default_folder(
+        make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """Before any save both windows autosave into the default folder: the second to write
+    finds the first's live snapshot there and writes beside it, said in its panel."""
+    monkeypatch.setenv("CORRTOMO_RECOVERY_DIR", str(tmp_path / "recovery"))
+    panels = [ProjectWidget(make_napari_viewer()) for _ in range(2)]
+    for panel in panels:
+        labels = panel.viewer.add_labels(np.zeros((4, 8, 8), np.uint8), name="scr")
+        with qtbot.waitSignal(panel.autosave.saved, timeout=20000) as written:
+            labels.paint((2, 3, 3), 1)
+        panel.written = written.args[0].parent
+    assert [panel.written for panel in panels] == [tmp_path / "recovery",
+                                                  tmp_path / "recovery-2"]
+    assert panels[1].autosave.folder == tmp_path / "recovery-2"
+    assert "another open viewer autosaves to" in panels[1].recovery_status.text()
+    assert recovery_info(tmp_path / "recovery").writer == panels[0].autosave.writer

@@ -382,6 +382,10 @@ def test_the_tutorial_as_written(make_napari_viewer, qtbot, mouse, sample, tmp_p
     pw = tut.open(ProjectWidget(viewer), "Project")
     listed = set(pw.table.frame["layer"])
     assert {micro.name, nano.name, roi.name, seg_layer.name} <= listed
+    # what the docks made from the nanoCT (crop, strokes, segmentation) is the nanoCT's
+    modality = pw.table.frame.set_index("layer")["modality"]
+    assert {modality[n] for n in (nano.name, roi.name, scribbles.name, seg_layer.name)} == \
+        {"nanoCT"}
     monkeypatch.setattr(QFileDialog, "getExistingDirectory",
                         staticmethod(lambda *a, **k: str(tmp_path / "session")))
     tut.click(pw.save_button)

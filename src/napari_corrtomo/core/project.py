@@ -2,7 +2,8 @@
 
 A project directory holds
 
-- ``project.json`` -- the manifest (format version, one entry per layer);
+- ``project.json`` -- the manifest (format version, one entry per layer, and where the
+  viewer looked: ``view``, e.g. its slider positions ``dims_point``);
 - ``layers/<name>.ome.zarr`` -- images and labels (voxel size and units inside);
 - ``layers/<name>.csv`` -- points, data coordinates (z, y, x);
 - ``layers/<name>.json`` -- shapes, vertices in data coordinates, and their types;
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,12 +85,14 @@ def _safe(name: str) -> str:
 
 
 def save_project(directory: str | Path, layers: list[ProjectLayer],
-                 progress: ProgressCallback | None = None) -> Path:
+                 progress: ProgressCallback | None = None,
+                 view: Mapping[str, Any] | None = None) -> Path:
     """Write ``layers`` as a project directory (replacing an existing one atomically).
 
     ``progress(done, total)`` moves with the bytes written (per zarr chunk of a volume);
     raising :class:`~.progress.Cancelled` from it stops within a chunk and leaves an
-    existing project as it was.
+    existing project as it was. ``view``: JSON-safe state of the viewer to bring back with
+    the layers (:func:`read_view`), e.g. ``{"dims_point": [z, y, x]}`` in world units.
     """
     directory = Path(directory)
     names = [layer.name for layer in layers]
@@ -138,6 +142,8 @@ def save_project(directory: str | Path, layers: list[ProjectLayer],
             entries.append(entry)
             report(progress, int(edges[i + 1]), 1000)
         manifest = {"format": FORMAT, "version": VERSION, "layers": entries}
+        if view:
+            manifest["view"] = jsonable(dict(view))
         (tmp / "project.json").write_text(json.dumps(manifest, indent=2))
     return directory
 
@@ -209,27 +215,81 @@ def load_project(directory: str | Path, progress: ProgressCallback | None = None
     return layers
 
 
-def describe(layers: list[ProjectLayer]) -> pd.DataFrame:
+def read_view(directory: str | Path) -> dict[str, Any]:
+    """The viewer state saved with a project (``view`` of :func:`save_project`); empty for
+    a project saved without one."""
+    path = Path(directory) / "project.json"
+    try:
+        view = json.loads(path.read_text()).get("view")
+    except (OSError, ValueError):
+        return {}
+    return dict(view) if isinstance(view, dict) else {}
+
+
+#: what a detector stack's rows are called, by its kind (:func:`describe`)
+STACK_NOUNS = {"projections": ("projection", "projections"), "flats": ("flat", "flats"),
+               "darks": ("dark", "darks")}
+
+
+def _short_unit(unit: str) -> str:
+    return {"micrometer": "um", "nanometer": "nm", "millimeter": "mm",
+            "angstrom": "A"}.get(unit, unit)
+
+
+def describe(layers: list[ProjectLayer],
+             stack_kind: Callable[[ProjectLayer], str | None] | None = None,
+             modalities: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per image/labels layer: modality, shape, voxel size, unit, registered or not,
-    and the field-of-view extent in the reference frame."""
+    and the field-of-view extent in the reference frame.
+
+    Parameters
+    ----------
+    layers
+        The project's layers (points and shapes are left out).
+    stack_kind
+        ``stack_kind(layer)`` names a detector stack, not a volume of the sample:
+        ``"projections"``, ``"flats"`` or ``"darks"`` (None for a volume). A stack's
+        first axis counts images (e.g. angles), not a length: its row has no field of view
+        and its ``size`` reads "360 projections of 160 x 318 px".
+    modalities
+        Modality by layer name for layers whose metadata names none (e.g. the modality of
+        the layer a crop or a segmentation was made from).
+
+    Columns: ``layer``, ``type`` (napari's), ``kind`` (``type`` or the stack's kind),
+    ``modality``, ``shape``, ``voxel`` (voxel or pixel size per axis), ``unit``,
+    ``registered``, ``fov_extent`` (volumes: world extent, with the unit) and ``size`` (a
+    short summary: the field of view of a volume, the image count and size of a stack).
+    """
     rows = []
     for layer in layers:
         if layer.layer_type not in ("image", "labels"):
             continue
         shape = tuple(np.shape(layer.data))
+        kind = stack_kind(layer) if stack_kind is not None else None
+        unit = _short_unit(str(layer.units[-1])) if layer.units else ""
+        modality = layer.metadata.get("modality", "") or (modalities or {}).get(layer.name, "")
         row = {
             "layer": layer.name,
             "type": layer.layer_type,
-            "modality": layer.metadata.get("modality", ""),
+            "kind": kind or layer.layer_type,
+            "modality": modality,
             "shape": "x".join(map(str, shape)),
             "voxel": " x ".join(f"{s:g}" for s in layer.scale),
-            "unit": layer.units[-1] if layer.units else "",
+            "unit": unit,
             "registered": layer.affine is not None and not np.allclose(layer.affine, np.eye(4)),
+            "fov_extent": "",
+            "size": "",
         }
-        if len(shape) == 3:
+        if kind is not None:
+            one, many = STACK_NOUNS.get(kind, (kind, kind))
+            count = shape[0] if len(shape) == 3 else 1
+            pixel = f"{layer.scale[-1]:g} {unit}".strip()
+            row["size"] = (f"{count} {one if count == 1 else many} of "
+                           f"{shape[-2]} x {shape[-1]} px ({pixel} pixels)")
+        elif len(shape) == 3:
             fov = field_of_view(shape, layer.scale, layer.affine, layer.translate)
             ext = fov.max(0) - fov.min(0)
-            row["fov_extent"] = " x ".join(f"{e:.4g}" for e in ext) + f" {row['unit']}"
+            row["fov_extent"] = row["size"] = " x ".join(f"{e:.4g}" for e in ext) + f" {unit}"
         rows.append(row)
     return pd.DataFrame(rows)
 

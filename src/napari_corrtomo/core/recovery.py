@@ -9,7 +9,11 @@ while no project folder is chosen) holds
   affine, and each panel's settings and state) and ``classifier.corrclf.npz``
   (the trained classifier, if any);
 - ``current.json`` -- names the newest complete snapshot, the time it was taken and
-  the process that wrote it.
+  the process (and, within it, the viewer's autosave: its *writer* id) that wrote it.
+
+One folder has one writer at a time: a second viewer of the same project (in this
+process or another) autosaves into a sibling folder of its own, ``<folder>-2``,
+``<folder>-3``, ... (:func:`claim_recovery_folder`).
 
 A snapshot is written in full into a new ``state-<n>`` folder first; only then is
 ``current.json`` replaced (``os.replace``, atomic) and older snapshots removed. A
@@ -23,7 +27,9 @@ import json
 import os
 import shutil
 import socket
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +67,9 @@ class RecoveryState:
         The trained pixel classifier, or None.
     saved_at, pid, host
         When and by which process (on which machine) the snapshot was written.
+    writer
+        Which autosaving session of that process wrote it (:func:`new_writer`; empty:
+        unknown, the process stands for it).
     """
 
     layers: list[ProjectLayer] = field(default_factory=list)
@@ -70,6 +79,7 @@ class RecoveryState:
     saved_at: float = 0.0
     pid: int = 0
     host: str = ""
+    writer: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,12 +90,18 @@ class RecoveryInfo:
     saved_at: float
     pid: int
     host: str
+    writer: str = ""
 
     @property
     def writer_alive(self) -> bool:
-        """True while the process that wrote it still runs (then it is no crash's leftover)."""
+        """True while the session that wrote it still runs (then it is no crash's leftover):
+        its process, and in this process the writer itself (:func:`new_writer`: a viewer
+        closed without saving left its state as a crash would)."""
         if self.host != socket.gethostname():
             return False
+        if self.pid == os.getpid() and self.writer:
+            with _WRITERS_LOCK:
+                return self.writer in _WRITERS
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
@@ -93,6 +109,87 @@ class RecoveryInfo:
         except PermissionError:  # exists, owned by someone else
             return True
         return True
+
+
+#: this process's live writers (autosaving sessions), each with the folder it claimed
+_WRITERS: dict[str, Path | None] = {}
+_WRITERS_LOCK = threading.RLock()  # a claim checks and takes a folder under it
+#: sibling folders tried before one named after the writer
+MAX_SIBLINGS = 99
+
+
+def new_writer() -> str:
+    """The id of a new autosaving session of this process (alive until :func:`end_writer`)."""
+    writer = uuid.uuid4().hex
+    with _WRITERS_LOCK:
+        _WRITERS[writer] = None
+    return writer
+
+
+def end_writer(writer: str) -> None:
+    """The session ``writer`` ended: its folder is free, its snapshot a leftover."""
+    with _WRITERS_LOCK:
+        _WRITERS.pop(writer, None)
+
+
+def recovery_siblings(base: str | os.PathLike) -> list[Path]:
+    """``base`` and its sibling folders that exist (``<base>-2``, ``<base>-3``, ...): where
+    the sessions of one project (or of no project) autosave."""
+    base = Path(base)
+    found = [base]
+    if base.parent.is_dir():
+        found += sorted((p for p in base.parent.glob(f"{base.name}-*")
+                         if p.is_dir() and p.name[len(base.name) + 1:].isdigit()),
+                        key=lambda p: int(p.name[len(base.name) + 1:]))
+    return found
+
+
+def live_writer(folder: str | os.PathLike, writer: str = "") -> RecoveryInfo | bool | None:
+    """Another session than ``writer`` that autosaves into ``folder`` now: its last
+    snapshot's :class:`RecoveryInfo`, True when it claimed the folder without a snapshot
+    yet (a viewer of this process), else None."""
+    folder = Path(folder)
+    with _WRITERS_LOCK:
+        held = any(f == folder and w != writer for w, f in _WRITERS.items())
+    try:
+        info = recovery_info(folder)
+    except ValueError:  # damaged: no one writes it
+        info = None
+    if info is not None and info.writer_alive and not (writer and info.writer == writer):
+        return info
+    return True if held else None
+
+
+def claim_recovery_folder(base: str | os.PathLike, writer: str,
+                          prefer: str | os.PathLike | None = None) -> Path:
+    """The folder ``writer`` autosaves into from now on: ``prefer`` (when given) or
+    ``base``, else the first free ``<base>-<n>``.
+
+    A folder is free when no other live session writes it (:func:`live_writer`) and it
+    holds no snapshot or one of ``writer``'s; ``prefer`` also when its snapshot is a dead
+    session's (offered to the user, or the folder this writer used so far). A damaged
+    folder is skipped.
+    """
+    base = Path(base)
+    candidates = [Path(prefer)] if prefer is not None else []
+    candidates += [base] + [base.with_name(f"{base.name}-{n}")
+                            for n in range(2, MAX_SIBLINGS + 1)]
+    with _WRITERS_LOCK:  # two viewers of this process never take one folder
+        chosen = base.with_name(f"{base.name}-{writer[:12]}")
+        for i, folder in enumerate(candidates):
+            if any(f == folder and w != writer for w, f in _WRITERS.items()):
+                continue  # another viewer of this process claimed it
+            try:
+                info = recovery_info(folder)
+            except ValueError:
+                continue
+            if info is None or (writer and info.writer == writer) or (
+                    prefer is not None and i == 0 and not info.writer_alive):
+                chosen = folder
+                break
+        if writer in _WRITERS:
+            _WRITERS[writer] = chosen
+        return chosen
 
 
 def default_recovery_folder() -> Path:
@@ -131,7 +228,8 @@ def write_recovery(folder: str | os.PathLike, state: RecoveryState) -> Path:
         session = {"frames": jsonable(state.frames), "settings": jsonable(state.settings)}
         (snap / "session.json").write_text(json.dumps(session))
         pointer = {"format": FORMAT, "version": VERSION, "state": snap.name,
-                   "saved_at": saved_at, "pid": pid, "host": host}
+                   "saved_at": saved_at, "pid": pid, "host": host,
+                   "writer": state.writer}
         tmp = folder / f".{POINTER}.{pid}.partial"
         with open(tmp, "w") as fh:
             json.dump(pointer, fh)
@@ -164,6 +262,8 @@ def _pointer(folder: Path) -> dict[str, Any] | None:
     for key, kind in (("state", str), ("saved_at", (int, float)), ("pid", int), ("host", str)):
         if not isinstance(pointer.get(key), kind):
             raise ValueError(f"{path}: damaged recovery pointer (no valid {key!r})")
+    if not isinstance(pointer.get("writer", ""), str):
+        raise ValueError(f"{path}: damaged recovery pointer (no valid 'writer')")
     return pointer
 
 
@@ -173,7 +273,8 @@ def recovery_info(folder: str | os.PathLike) -> RecoveryInfo | None:
     pointer = _pointer(folder)
     if pointer is None or not (folder / pointer["state"]).is_dir():
         return None
-    return RecoveryInfo(folder, float(pointer["saved_at"]), pointer["pid"], pointer["host"])
+    return RecoveryInfo(folder, float(pointer["saved_at"]), pointer["pid"], pointer["host"],
+                        pointer.get("writer", ""))
 
 
 def read_recovery(folder: str | os.PathLike) -> RecoveryState | None:
@@ -197,6 +298,7 @@ def read_recovery(folder: str | os.PathLike) -> RecoveryState | None:
         settings=dict(session.get("settings", {})),
         classifier=PixelClassifier.load(clf_path) if clf_path.is_file() else None,
         saved_at=float(pointer["saved_at"]), pid=pointer["pid"], host=pointer["host"],
+        writer=pointer.get("writer", ""),
     )
 
 

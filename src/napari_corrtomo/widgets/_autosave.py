@@ -9,6 +9,12 @@ the frames of the others, each panel's state from the providers registered with
 a background thread. Where: the project folder once one is saved or opened, else
 :func:`core.recovery.default_recovery_folder`. Panels never call each other: each
 registers how to give and take its own state.
+
+One folder has one writer: each autosave is a writer of its own
+(:func:`core.recovery.new_writer`) and writes where it claimed
+(:func:`core.recovery.claim_recovery_folder`): a second viewer of the same project (a
+new window of this napari, or another napari) writes ``<folder>-2`` instead, and a
+folder another live writer took meanwhile is left to it at the next snapshot.
 """
 
 from __future__ import annotations
@@ -29,7 +35,10 @@ from qtpy.QtCore import QObject, QTimer, Signal
 
 from ..core.recovery import (
     RecoveryState,
+    claim_recovery_folder,
     discard_recovery,
+    end_writer,
+    new_writer,
     recovery_folder,
     recovery_info,
     write_recovery,
@@ -55,7 +64,12 @@ class Autosave(QObject):
     def __init__(self, viewer: napari.Viewer):
         super().__init__()
         self.viewer = viewer
-        self.folder: Path = recovery_folder(None)
+        #: this autosave's id in the recovery pointers (one writer per folder)
+        self.writer = new_writer()
+        #: the recovery folder asked for (a project's, or the default one) ...
+        self.base: Path = recovery_folder(None)
+        #: ... and the one written: ``base``, or a sibling where another viewer writes base
+        self.folder: Path = self.base
         self.providers: dict[str, tuple[Callable[[], dict], Callable[[dict], None]]] = {}
         #: restored panel states waiting for their panel to be opened
         self.pending: dict[str, dict] = {}
@@ -131,14 +145,20 @@ class Autosave(QObject):
         if self.dirty:
             self.changed()
 
-    def set_folder(self, folder: str | Path, move: bool = False) -> None:
-        """Write future snapshots to ``folder`` (a project's recovery folder); ``move``:
-        this session's snapshot in the folder used so far goes (once a write in progress
-        into it has ended: removed under it, the write failed), another session's stays."""
-        old, self.folder = self.folder, Path(folder)
+    def set_folder(self, folder: str | Path, move: bool = False,
+                   prefer: str | Path | None = None) -> Path:
+        """Write future snapshots to ``folder`` (a project's recovery folder), or to a
+        sibling of it of this session's own while another live viewer writes ``folder``
+        (:func:`core.recovery.claim_recovery_folder`; ``prefer``: a folder whose dead
+        session's state was offered). Returns the folder written. ``move``: this session's
+        snapshot in the folder used so far goes (once a write in progress into it has
+        ended: removed under it, the write failed), another session's stays."""
+        self.base = Path(folder)
+        old, self.folder = self.folder, claim_recovery_folder(self.base, self.writer, prefer)
         if move and old != self.folder:
             self._left_behind.append(old)
             self._discard_left_behind()
+        return self.folder
 
     def _discard_left_behind(self) -> None:
         while self._thread is None and self._left_behind:
@@ -148,7 +168,8 @@ class Autosave(QObject):
         """Remove ``folder``'s snapshot if this session wrote it."""
         with suppress(ValueError):  # not a recovery folder (any more)
             info = recovery_info(folder)
-            if info is not None and info.pid == self.own_pid:
+            if info is not None and info.pid == self.own_pid and info.writer in (
+                    "", self.writer):  # not another viewer's of this process
                 discard_recovery(folder)
 
     # ------------------------------------------------------------------ snapshot
@@ -175,7 +196,7 @@ class Autosave(QObject):
                 state[CLASSIFIER] = True  # restored from the snapshot's classifier file
             settings[key] = state
         settings.update(self.pending)
-        return RecoveryState(layers, frames, settings, classifier)
+        return RecoveryState(layers, frames, settings, classifier, writer=self.writer)
 
     def save_now(self) -> None:
         """Take a snapshot and write it in the background (once the previous write ended)."""
@@ -188,13 +209,15 @@ class Autosave(QObject):
         state = self.snapshot()
         self.dirty = False
         self._first_change = None
-        folder = self.folder
+        base, folder, writer = self.base, self.folder, self.writer
 
         def write() -> None:
             try:
                 with self.lock:
-                    snap = write_recovery(folder, state)
-                self._written.emit(snap)
+                    # another viewer may have taken the folder since: then a sibling
+                    target = claim_recovery_folder(base, writer, prefer=folder)
+                    snap = write_recovery(target, state)
+                self._written.emit((snap, folder))
             except Exception as exc:  # noqa: BLE001 - a failed autosave must not stop work
                 self._written.emit((folder, exc))
 
@@ -203,14 +226,18 @@ class Autosave(QObject):
         self._thread = threading.Thread(target=write, name="corrtomo-autosave", daemon=True)
         self._thread.start()
 
-    def _on_written(self, result: Any) -> None:
+    def _on_written(self, result: tuple[Path, Any]) -> None:
+        """``(snapshot, folder it was meant for)`` or ``(folder, exception)``."""
         self._thread = None
-        self._discard_left_behind()
-        if isinstance(result, tuple):
-            folder, exc = result
-            show_warning(f"Autosave to {folder} failed: {exc}")
+        path, outcome = result
+        if isinstance(outcome, BaseException):
+            self._discard_left_behind()
+            show_warning(f"Autosave to {path} failed: {outcome}")
         else:
-            self.saved.emit(result)
+            if outcome == self.folder and path.parent != self.folder:
+                self.folder = path.parent  # another viewer took the folder: ours from now
+            self._discard_left_behind()
+            self.saved.emit(path)
         if self._again:
             self._again = False
             self.save_now()
@@ -259,6 +286,8 @@ class Autosave(QObject):
             self._thread.join(max(deadline - time.monotonic(), 0.0))
         elif not self.unsaved_project:
             self._discard_own(self.folder)
+        # the folder is free; a snapshot kept is a leftover, offered like a crash's
+        end_writer(self.writer)
         _BY_VIEWER.pop(id(self.viewer), None)
 
 

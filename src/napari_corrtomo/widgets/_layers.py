@@ -16,6 +16,10 @@ from ._runner import real_viewer
 #: metadata key naming the widget that created a layer (so it may update it later)
 CREATED_BY = "corrtomo_created_by"
 
+#: metadata key naming the layer a derived layer was made from (a crop, a segmentation,
+#: a measurement's image): the Project table shows that layer's modality for it
+DERIVED_FROM = "corrtomo_derived_from"
+
 
 #: metadata flag of the live training's layers (drawings of the forest, made again by
 #: the next live update: never a channel, never strokes, not saved in a project)
@@ -136,6 +140,7 @@ def add_result(
     scale: tuple[float, ...],
     unit: str,
     translate: tuple[float, ...] | None = None,
+    source: Any = None,
     **kwargs: Any,
 ):
     """Add a result layer, or update the layer of that name this widget made earlier, and
@@ -148,6 +153,8 @@ def add_result(
     """
     metadata = dict(kwargs.pop("metadata", {}) or {})
     metadata[CREATED_BY] = created_by
+    if source is not None:  # the layer it was made from (the Project table's modality)
+        metadata[DERIVED_FROM] = source.name
     units = layer_units(unit, len(scale))
     if name in viewer.layers:
         old = viewer.layers[name]

@@ -50,6 +50,7 @@ from ._dock import DockForm, act_on_file, hbox
 from ._form import Field, SettingsForm
 from ._layers import (
     CREATED_BY,
+    DERIVED_FROM,
     LIVE,
     LayerSelect,
     add_result,
@@ -354,6 +355,7 @@ class ClassifyWidget(DockForm):
             return None
         layer = self.viewer.add_labels(np.zeros(full_resolution(first).shape, np.uint8),
                                        name=f"{first.name} scribbles", scale=first.scale,
+                                       metadata={DERIVED_FROM: first.name},
                                        units=first.units, translate=first.translate,
                                        affine=first.affine.affine_matrix)
         layer.brush_size = 4
@@ -691,7 +693,7 @@ class ClassifyWidget(DockForm):
                                scale=tuple(labels_layer.scale), unit=_unit(labels_layer),
                                translate=tuple(labels_layer.translate),
                                affine=labels_layer.affine.affine_matrix,
-                               metadata={LIVE: True}, **kw)
+                               metadata={LIVE: True}, source=labels_layer, **kw)
             self.viewer.layers.move(self.viewer.layers.index(layer),
                                     self.viewer.layers.index(labels_layer))
         return layer
@@ -724,7 +726,7 @@ class ClassifyWidget(DockForm):
         scale, unit = tuple(ref.scale), _unit(ref)
         # in the channel's frame (a registered volume or ROI keeps its place)
         kw = dict(created_by=NAME, scale=scale, unit=unit, translate=tuple(ref.translate),
-                  affine=ref.affine.affine_matrix)
+                  affine=ref.affine.affine_matrix, source=ref)
         # the layer the user had selected stays selected (the scribbles: the brush goes on)
         with _selection_kept(self.viewer):
             add_result(self.viewer, seg, name=f"{ref.name} segmentation", layer_type="labels",

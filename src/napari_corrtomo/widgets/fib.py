@@ -355,7 +355,7 @@ class FibWidget(DockForm):
             add_result(self.viewer, ruler.mark_points(), name=f"{layer.name} ruler marks",
                        layer_type="points", created_by=NAME, scale=tuple(layer.scale[-3:]),
                        unit=layer_frame(layer, 3).unit, translate=tuple(layer.translate[-3:]),
-                       size=3, face_color="yellow")
+                       size=3, face_color="yellow", source=layer)
         self.table.set_frame(thickness.table)
         self.summary.setText(text)
 
@@ -372,6 +372,7 @@ class FibWidget(DockForm):
             created_by=NAME, scale=tuple(out.spacing_nm), unit="nm",
             translate=tuple(float(v) for v in source_origin + np.asarray(out.origin_nm)),
             metadata={"fib_known_planes": out.known.tolist(), "fib_method": out.method},
+            source=layer,
         )
         self.truth.refresh()
 

@@ -4,6 +4,7 @@ session; autosave and crash recovery (see :mod:`._autosave`)."""
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 import weakref
@@ -13,9 +14,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import napari
+import numpy as np
 from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_info
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
     QLabel,
@@ -26,20 +28,29 @@ from qtpy.QtWidgets import (
 from vispy.visuals.line.dash_atlas import DashAtlas
 
 from ..core.progress import report, scaled
-from ..core.project import describe, load_project, save_project
+from ..core.project import describe, load_project, read_view, save_project
 from ..core.recovery import (
     RecoveryInfo,
     discard_recovery,
+    live_writer,
     read_recovery,
     recovery_folder,
     recovery_info,
+    recovery_siblings,
 )
 from ._autosave import autosave_for
 from ._dock import DockForm, hbox
-from ._layers import add_unselected, project_layer, to_project_layer
-from ._registered_view import is_drawing, registered_views
+from ._layers import (
+    DERIVED_FROM,
+    add_unselected,
+    bring_into_view,
+    is_projection_stack,
+    project_layer,
+    to_project_layer,
+)
+from ._registered_view import META_VIEW_OF, is_drawing, is_view, registered_views
 from ._runner import TaskRunner, real_viewer
-from ._table import TableView
+from ._table import MAX_COLUMN_PX, TableView
 
 #: layer-list events after which the modality table is rebuilt
 TABLE_EVENTS = ("inserted", "removed", "affine", "data", "name", "scale", "translate")
@@ -47,6 +58,18 @@ TABLE_EVENTS = ("inserted", "removed", "affine", "data", "name", "scale", "trans
 #: many: a scene update (5-30 ms per pair on a 2-core VM once their overlays are made,
 #: :meth:`_AddBatch.make_overlays`) and a frame (which builds the new visuals' shaders)
 SCENE_STEP = 2
+#: the table's columns on screen: header and header tooltip (the others, and each cell's
+#: whole text, are in every cell's tooltip)
+SHOWN_COLUMNS = {
+    "layer": ("layer", "the layer's name"),
+    "modality": ("modality", "the instrument (a crop, segmentation or measurement: that of "
+                             "the layer it was made from)"),
+    "voxel": ("voxel", "voxel size (a detector stack: pixel size), with its unit"),
+    "registered": ("reg.", "placed in the common frame by an affine (Register: Apply as "
+                           "layer affine)"),
+    "size": ("size", "field of view in the common frame (a detector stack: its images, "
+                     "projections, flats or darks, and their pixels)"),
+}
 
 
 class ProjectWidget(DockForm):
@@ -76,7 +99,8 @@ class ProjectWidget(DockForm):
                                        "session that ended without saving")
         self.save_button.clicked.connect(lambda: self._ask("save"))
         self.load_button.clicked.connect(lambda: self._ask("load"))
-        self.restore_button.clicked.connect(lambda: self.restore(self.autosave.folder))
+        self._restore_folder = self.autosave.folder
+        self.restore_button.clicked.connect(lambda: self.restore(self._restore_folder))
         self.runner = TaskRunner(napari_viewer)
         self._batch: _AddBatch | None = None  # while a load adds its layers
         self.recovery_status = QLabel("")
@@ -139,23 +163,47 @@ class ProjectWidget(DockForm):
                 if isinstance(layer, (Image, Labels, Points, Shapes)) and not is_drawing(layer)]
 
     def refresh(self, *_) -> None:
-        """The table of modalities: the volumes a save writes."""
+        """The table of modalities: the volumes a save writes (and the detector stacks,
+        in their own terms), fitted to the dock's width (:func:`_fit_table`)."""
         volumes = [to_project_layer(layer) for layer in self._saved_layers()
                    if isinstance(layer, (Image, Labels)) and layer.ndim == 3]
-        self.table.set_frame(describe(volumes))
+        derived = derived_modalities(self.viewer.layers)
+        frame = describe(volumes, stack_kind=stack_kind,
+                         modalities={name: m for name, (m, _) in derived.items()})
+        if not frame.empty:  # the layer an inherited modality is read from
+            frame["modality_of"] = [derived.get(name, ("", ""))[1] for name in frame["layer"]]
+        self.table.set_frame(frame)
+        _fit_table(self.table)
+
+    def _shown_visibility(self) -> dict[str, bool]:
+        """In 2D, the registered layers drawn through a 2D view (napari cannot slice
+        them; the layer itself is hidden then): whether each is shown, by name."""
+        if self.viewer.dims.ndisplay != 2:
+            return {}
+        return {layer.metadata.get(META_VIEW_OF): bool(layer.visible)
+                for layer in self.viewer.layers if is_view(layer)}
 
     def save(self, directory: str | Path):
-        """Save the layers of :meth:`_saved_layers` into ``directory`` (in a worker)."""
-        layers = [to_project_layer(layer) for layer in self._saved_layers()]
+        """Save the layers of :meth:`_saved_layers` into ``directory`` (in a worker), each
+        visible as on screen (a registered layer as its 2D view), and the sliders'
+        position."""
+        shown = self._shown_visibility()
+        layers = []
+        for layer in self._saved_layers():
+            entry = to_project_layer(layer)
+            if layer.name in shown and "visible" in entry.display:
+                entry.display["visible"] = shown[layer.name]
+            layers.append(entry)
         if not layers:
             self.runner.refuse("Nothing to save: the viewer has no image, labels, points or "
                                "shapes layers.")
             return None
         lock = self.autosave.lock
+        view = {"dims_point": [float(v) for v in self.viewer.dims.point]}
 
         def job(progress=None):
             with lock:  # no snapshot is written into the folder while it is replaced
-                return save_project(directory, layers, progress)
+                return save_project(directory, layers, progress, view=view)
 
         def saved(path):
             self._use_folder(directory, saved=True)
@@ -183,13 +231,15 @@ class ProjectWidget(DockForm):
 
         def add_all(progress, settle):
             # progress: reading 0-60 %, building the layers 60-70 %, adding them 70-100 %
-            entries, info, state = _load(directory, scaled(progress, 0, 600, 1000))
+            entries, info, state, view = _load(directory, scaled(progress, 0, 600, 1000))
             if any(entry.layer_type == "labels" for entry in entries):
                 _warm_labels_overlays()
             layers = []
             for entry in entries:
                 layers.append(project_layer(entry))
                 report(progress, 600 + 100 * len(layers) // len(entries), 1000)
+            ndim = max((lay.ndim for lay in layers), default=2)
+            point, first = _start_point(view, layers, ndim)
             settle()
             added: list = []
             try:
@@ -197,7 +247,7 @@ class ProjectWidget(DockForm):
                 # layer's 2D view in an event-loop turn of its own, a scene update and a
                 # frame once SCENE_STEP is due; a controls panel only for the last layer
                 batch = runner.in_gui(self._begin_adding)
-                runner.in_gui(batch.take_dims, max((lay.ndim for lay in layers), default=2))
+                runner.in_gui(batch.take_dims, ndim, point, first)
 
                 def frame(done: int, last: bool = False) -> None:
                     if runner.in_gui(batch.draw, last):
@@ -240,7 +290,9 @@ class ProjectWidget(DockForm):
         def added(result):
             layers, info, state = result
             self.autosave.resume()
-            self._use_folder(directory, saved=True)
+            # a crashed session's folder, offered below, is this session's from now on
+            self._use_folder(directory, saved=True,
+                             prefer=info.folder if state is not None else None)
             show_info(f"Loaded {len(layers)} layers from {directory}")
             if state is not None:
                 self.autosave.paused = True  # keep the crash's state until answered
@@ -257,13 +309,21 @@ class ProjectWidget(DockForm):
                                  on_result=lambda res: self._restore(*res))
 
     # ------------------------------------------------------------------ recovery
-    def _use_folder(self, directory: str | Path, saved: bool) -> None:
-        """Autosave into ``directory``'s recovery folder from now on."""
+    def _use_folder(self, directory: str | Path, saved: bool, prefer=None) -> None:
+        """Autosave into ``directory``'s recovery folder from now on, or into a folder of
+        this window's own beside it while another open viewer autosaves there (said in the
+        panel)."""
         new = recovery_folder(directory)
-        self.autosave.set_folder(new, move=True)  # this session's snapshot moves with it
+        # this session's snapshot moves with it
+        folder = self.autosave.set_folder(new, move=True, prefer=prefer)
         self.autosave.unsaved_project = not saved
         self.restore_button.setVisible(False)
-        self.recovery_status.setText(f"Autosaving to {new}")
+        if folder == new:
+            self.recovery_status.setText(f"Autosaving to {new}")
+        else:
+            self.recovery_status.setText(f"{_other_writer(new, self.autosave.writer)} "
+                                         f"autosaves this project to {new}: this window "
+                                         f"autosaves to {folder}")
 
     def _offer(self, info: RecoveryInfo, state) -> None:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.saved_at))
@@ -295,8 +355,12 @@ class ProjectWidget(DockForm):
             self.restore_button.setVisible(True)
 
     def _on_autosaved(self, snapshot: Path) -> None:
-        self.recovery_status.setText(f"Autosaved {time.strftime('%H:%M:%S')} to "
-                                     f"{snapshot.parent}")
+        text = f"Autosaved {time.strftime('%H:%M:%S')} to {snapshot.parent}"
+        base = self.autosave.base
+        if snapshot.parent != base:
+            text += (f" ({_other_writer(base, self.autosave.writer).lower()} autosaves to "
+                     f"{base})")
+        self.recovery_status.setText(text)
 
     def _ask_user(self, text: str) -> bool:
         answer = QMessageBox.question(self, "Restore unsaved work?", text)
@@ -341,21 +405,54 @@ class _AddBatch:
         if self.canvas is not None:
             self.canvas.events.draw.connect(self._on_draw, position="last")
         self._frames(False)
+        #: where the sliders go as the layers come (:meth:`take_dims`)
+        self.point: np.ndarray | None = None
+        self.first = None
         self.views = registered_views(viewer)
         self.views.held = True
         self.panels = _DeferredPanels(viewer)
 
-    def take_dims(self, ndim: int) -> None:
+    def take_dims(self, ndim: int, point=None, first=None) -> None:
         """An empty viewer takes the layers' dimensions before the first add: napari would
         make the slice sliders and lay the window out again within that add (its UI
-        thread time 130 -> 90 ms with the events that follow, 2-core VM)."""
+        thread time 130 -> 90 ms with the events that follow, 2-core VM); and the sliders
+        go to ``point`` (world), the saved one, as the layers come (:meth:`_go_to_point`).
+        Without one, or in a viewer that had layers, they stay where napari puts them
+        unless they miss ``first``, the first loaded volume shown (:func:`bring_into_view`
+        after its add: napari's middle of 360 projections is past the volumes)."""
+        self.point, self.first = None, first
         if not len(self.viewer.layers):
             self.viewer.dims.ndim = ndim
+            if point is not None:
+                self.point, self.first = np.asarray(point, float), None
 
     def add(self, layer):
         self._frames(False)
         self._new.append(layer)
-        return add_unselected(self.viewer, layer)
+        added = add_unselected(self.viewer, layer)
+        self._go_to_point(layer)
+        return added
+
+    def _go_to_point(self, layer) -> None:
+        """Within an add: the sliders at the point asked for, as far as the layers added
+        so far reach (napari puts them in the middle of the first layer, e.g. at 179 um of
+        360 projections where the volumes end at 160 um). Set once the layers reach it
+        (after the first add, as a rule: 8-10 ms, a re-slice of the one layer in by then,
+        2-core VM), and again when a layer with finer voxels makes napari's slider steps
+        finer (the tutorial: the nanoCT projections, 5th); without a point, ``first``
+        brought into view once added."""
+        dims = self.viewer.dims
+        if self.point is not None and len(self.point) == dims.ndim:
+            low = [r.start for r in dims.range]
+            high = [r.stop for r in dims.range]
+            want = np.clip(self.point, low, high)
+            # napari puts the sliders on its steps (the finest layer's voxel): set again
+            # only when a finer step (a layer added) brings it nearer
+            half = np.array([r.step for r in dims.range]) / 2 + 1e-9
+            if np.any(np.abs(np.asarray(dims.point, float) - want) > half):
+                dims.set_point(range(dims.ndim), tuple(float(v) for v in want))
+        elif self.first is not None and layer is self.first:
+            bring_into_view(self.viewer, layer)
 
     def add_view(self) -> bool:
         """The 2D view of the registered layer just added (a second napari add), if it
@@ -589,13 +686,213 @@ def _warm_labels_overlays() -> None:
 
 
 def _load(directory, progress=None):
-    """The project's layers (volumes in memory when they fit) and, if a session of it ended
-    unsaved, its recovery state."""
+    """The project's layers (volumes in memory when they fit), if a session of it ended
+    unsaved its recovery state (the newest of its recovery folders', see
+    :func:`core.recovery.claim_recovery_folder`), and the saved view."""
     entries = load_project(directory, progress, in_memory=True)
-    info = recovery_info(recovery_folder(directory))
-    if info is None or info.writer_alive:
-        return entries, None, None
-    return entries, info, read_recovery(info.folder)
+    view = read_view(directory)
+    left = [info for info in map(recovery_info, recovery_siblings(recovery_folder(directory)))
+            if info is not None and not info.writer_alive]
+    if not left:
+        return entries, None, None, view
+    info = max(left, key=lambda i: i.saved_at)
+    return entries, info, read_recovery(info.folder), view
+
+
+def _start_point(view: dict, layers: list, ndim: int):
+    """Where a load puts the sliders: the saved point (world, one value per axis; None
+    when not saved), and the first volume shown (not a detector stack: its first axis
+    counts images), which the sliders must not miss without one."""
+    volumes = [lay for lay in layers if isinstance(lay, (Image, Labels)) and lay.ndim == ndim
+               and not is_projection_stack(lay) and not is_view(lay)]
+    shown = [lay for lay in volumes if lay.visible] or volumes
+    first = shown[0] if shown else None
+    saved = view.get("dims_point")
+    if isinstance(saved, list) and len(saved) == ndim and all(
+            isinstance(v, (int, float)) for v in saved):
+        return tuple(float(v) for v in saved), first
+    return None, first
+
+
+def stack_kind(layer) -> str | None:
+    """``"projections"``, ``"flats"`` or ``"darks"`` for a detector stack
+    (:func:`._layers.is_projection_stack`; ``layer`` may be a project layer), else None."""
+    if not is_projection_stack(layer):
+        return None
+    detector = str(layer.metadata.get("detector") or "").lower()
+    if detector.startswith("flat"):
+        return "flats"
+    if detector.startswith("dark"):
+        return "darks"
+    return detector or "projections"
+
+
+def _derived_from(layer, names: set[str]) -> str | None:
+    """The name of the layer ``layer`` was made from (its :data:`DERIVED_FROM`, which the
+    docks write on what they make, or the layer a 2D view draws), if it is still there."""
+    md = layer.metadata
+    source = md.get(DERIVED_FROM) or md.get(META_VIEW_OF)
+    if isinstance(source, str) and source in names and source != layer.name:
+        return source
+    return None
+
+
+def derived_modalities(layers) -> dict[str, tuple[str, str]]:
+    """Modality of each layer, by name, and the layer it is read from: its own
+    ``metadata["modality"]`` (``(modality, "")``), else that of the layer it was made from
+    (:func:`_derived_from`, followed back to a layer that has one; ``("", "")``: none)."""
+    by_name = {layer.name: layer for layer in layers}
+    names = set(by_name)
+    found: dict[str, tuple[str, str]] = {}
+    for layer in by_name.values():
+        chain, current = [], layer
+        while current is not None and current.name not in found and current.name not in chain:
+            modality = current.metadata.get("modality")
+            if modality:
+                found[current.name] = (str(modality), "")
+                break
+            chain.append(current.name)
+            source = _derived_from(current, names)
+            current = by_name.get(source) if source else None
+        end = ("", "")
+        if current is not None and current.name in found:
+            modality, origin = found[current.name]
+            end = (modality, origin or current.name) if modality else ("", "")
+        for link in chain:
+            found[link] = end
+    return found
+
+
+def _other_writer(folder: Path, writer: str) -> str:
+    """Who else autosaves into ``folder``: for the panel's line."""
+    info = live_writer(folder, writer)
+    if isinstance(info, RecoveryInfo) and info.pid != os.getpid():
+        return f"Another napari (process {info.pid})"
+    return "Another open viewer"
+
+
+def _compact_size(row) -> str:
+    """A volume's field of view to 3 digits, ``2.08\u00d72.91\u00d72.91 um``; a stack's
+    ``360 projections of 160\u00d7318 px``."""
+    if row["kind"] in ("image", "labels"):
+        if not row["fov_extent"]:
+            return ""
+        extent, _, unit = str(row["fov_extent"]).rpartition(" ")
+        return "\u00d7".join(f"{float(e):.3g}" for e in extent.split(" x ")) + f" {unit}"
+    return str(row["size"]).split(" (")[0].replace(" x ", "\u00d7")
+
+
+def _compact_voxel(row) -> str:
+    """``0.13 um`` for an isotropic voxel, ``1\u00d70.5\u00d70.5 um`` otherwise."""
+    sizes = str(row["voxel"]).split(" x ")
+    text = sizes[0] if len(set(sizes)) == 1 else "\u00d7".join(sizes)
+    return f"{text} {row['unit']}".strip()
+
+
+def _row_tooltip(row) -> str:
+    """The whole row, for every cell's tooltip (the columns the dock hides included)."""
+    kind = row["kind"]
+    modality = row["modality"]
+    if modality and row.get("modality_of"):
+        modality += f" (that of {row['modality_of']!r}, which it was made from)"
+    lines = [str(row["layer"]), f"{kind}" + (f", {modality}" if modality else "")]
+    if kind in ("image", "labels"):
+        lines += [f"shape {row['shape']} voxels of {row['voxel']} {row['unit']}",
+                  f"field of view {row['fov_extent']}" if row["fov_extent"] else "",
+                  "registered (affine)" if row["registered"] else "not registered"]
+    else:
+        lines += [str(row["size"]), f"shape {row['shape']} (images, rows, columns)"]
+    return "\n".join(line for line in lines if line)
+
+
+#: narrowest a column is made to fit the dock (px); the layer names' column
+MIN_COLUMN_PX, MIN_LAYER_PX = 48, 110
+
+
+class _FitWidths(QObject):
+    """Keeps a table's shown columns within its width (each resize of the dock): each
+    column as wide as its contents (at most :data:`MAX_COLUMN_PX`) while they fit, the
+    layer names taking what is left; narrower, the widest columns give way first, down to
+    :data:`MIN_COLUMN_PX` (:data:`MIN_LAYER_PX` for the names), their text elided."""
+
+    def __init__(self, table):
+        super().__init__(table)
+        self.table = table
+        #: column -> width of its contents
+        self.natural: dict[int, int] = {}
+        self.layer_column: int | None = None
+        # the viewport: resized after the table (the table's own event comes before)
+        table.viewport().installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt API)
+        if event.type() == QEvent.Type.Resize:
+            self.apply()
+        return False
+
+    def apply(self) -> None:
+        if not self.natural:
+            return
+        avail = self.table.viewport().width()
+        natural = self.natural
+        floor = {c: min(w, MIN_LAYER_PX if c == self.layer_column else MIN_COLUMN_PX)
+                 for c, w in natural.items()}
+        if sum(natural.values()) <= avail:
+            widths = dict(natural)
+            if self.layer_column in widths:
+                widths[self.layer_column] += avail - sum(natural.values())
+        else:
+            # the level L at which sum(max(floor, min(natural, L))) fills the width
+            low, high = 0, max(natural.values())
+            while low < high:
+                level = (low + high + 1) // 2
+                if sum(max(floor[c], min(w, level)) for c, w in natural.items()) <= avail:
+                    low = level
+                else:
+                    high = level - 1
+            widths = {c: max(floor[c], min(w, low)) for c, w in natural.items()}
+        for c, w in widths.items():
+            if self.table.columnWidth(c) != w:
+                self.table.setColumnWidth(c, w)
+
+
+def _fit_table(view: TableView) -> None:
+    """The Project table fitted to a dock's width: the columns of
+    :data:`SHOWN_COLUMNS` only (type, kind, shape, unit and the raw extent are in the
+    tooltips and the exported CSV), short cells (an isotropic voxel once,
+    ``160\u00d7224\u00d7224 um``, a tick for registered), widths kept within the table's
+    (:class:`_FitWidths`), long texts elided in the middle (where long layer names end in
+    what tells them apart), no row numbers; every cell's tooltip holds the whole row."""
+    frame, table = view.frame, view.table
+    columns = list(frame.columns)
+    short = {"voxel": _compact_voxel, "size": _compact_size,
+             "registered": lambda row: "\u2713" if row["registered"] else ""}
+    for r, row in frame.iterrows():
+        tip = _row_tooltip(row)
+        for c, name in enumerate(columns):
+            item = table.item(r, c)
+            if item is None:
+                continue
+            if name in short:
+                item.setText(short[name](row))
+            if name == "registered":
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+            item.setToolTip(tip)
+    fit = table.findChild(_FitWidths) or _FitWidths(table)
+    fit.natural.clear()
+    fit.layer_column = columns.index("layer") if "layer" in columns else None
+    table.verticalHeader().setVisible(False)
+    table.setWordWrap(False)
+    table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+    table.horizontalHeader().setMinimumSectionSize(24)
+    for c, name in enumerate(columns):
+        table.setColumnHidden(c, name not in SHOWN_COLUMNS)
+        if name in SHOWN_COLUMNS:
+            item = table.horizontalHeaderItem(c)
+            item.setText(SHOWN_COLUMNS[name][0])
+            item.setToolTip(SHOWN_COLUMNS[name][1])
+            table.resizeColumnToContents(c)
+            fit.natural[c] = min(table.columnWidth(c), MAX_COLUMN_PX)
+    fit.apply()
 
 
 def _read(folder, progress=None):

@@ -366,7 +366,7 @@ class QuantifyWidget(DockForm):
             add_result(self.viewer, arr.data, name=f"{base} {name}", layer_type=arr.kind,
                        created_by=CREATED_BY, scale=result.spacing, unit=result.unit,
                        translate=translate, metadata={"description": arr.description}, **frame,
-                       **kwargs)
+                       source=layer, **kwargs)
         if layer is not None and layer in self.viewer.layers:
             for name, frame in result.all_tables().items():  # saved with the project
                 attach_table(layer, name, frame)

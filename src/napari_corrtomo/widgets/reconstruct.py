@@ -547,7 +547,8 @@ class ReconstructWidget(DockForm):
             vs = s.voxel_size
             add_result(self.viewer, img, name=_result_name(inp["layer"].name, "preview"),
                        layer_type="image", created_by=CREATED_BY, scale=(vs, vs),
-                       unit=inp["geometry"].unit, metadata={"slice": index, "method": s.method})
+                       unit=inp["geometry"].unit, metadata={"slice": index, "method": s.method},
+                       source=inp["layer"])
 
         return self._start(work, done, "Reconstruction preview")
 
@@ -570,7 +571,8 @@ class ReconstructWidget(DockForm):
                                  "iterations": s.iterations,
                                  # the Project table's modality column, from the scan's
                                  **{k: v for k, v in inp["layer"].metadata.items()
-                                    if k == "modality"}})
+                                    if k == "modality"}},
+                       source=inp["layer"])
             aligned = "" if r.alignment is None else (
                 f"; alignment: {r.alignment.summary(ALIGN_WORDS)}")
             # add_result updates the layer it made earlier (never another's): say so

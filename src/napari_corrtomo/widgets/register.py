@@ -54,6 +54,7 @@ from ._dock import DockForm, hbox
 from ._form import Field, SettingsForm
 from ._layers import (
     CREATED_BY,
+    DERIVED_FROM,
     LayerSelect,
     add_result,
     full_resolution,
@@ -735,7 +736,8 @@ class RegisterWidget(DockForm):
             self.viewer.add_image(
                 data, name=f"{moving.name} registered", scale=grid.spacing,
                 units=(grid.unit,) * 3, translate=grid.origin, affine=affine,
-                metadata={CREATED_BY: NAME, META_TRANSFORM: reg.transform_to_dict(t)},
+                metadata={CREATED_BY: NAME, META_TRANSFORM: reg.transform_to_dict(t),
+                          DERIVED_FROM: moving.name},
                 colormap=moving.colormap.name, blending="additive")
 
         return self.runner.start(reg.resample_moving, full_resolution(moving), fm, t, grid,
@@ -908,8 +910,8 @@ class RegisterWidget(DockForm):
             units=(frame.unit,) * 3,
             translate=tuple(np.asarray(frame.offset) + start * frame.spacing),
             affine=layer_affine(target), colormap=target.colormap.name,
-            metadata={CREATED_BY: NAME, "corrtomo_roi_slices": [[s.start, s.stop]
-                                                                for s in slices]})
+            metadata={CREATED_BY: NAME, DERIVED_FROM: target.name,
+                      "corrtomo_roi_slices": [[s.start, s.stop] for s in slices]})
         if clipped:
             show_info(f"the box reaches outside {target.name!r}; the crop holds the part inside")
         return layer
