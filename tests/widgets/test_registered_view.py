@@ -334,3 +334,28 @@ def test_live_training_predicts_the_whole_slice_of_a_large_rotated_roi(
     data = np.asarray(live_view.layer.data)
     print(f"2D view: {np.count_nonzero(data[inside])} of {inside.sum()} ROI pixels predicted")
     assert inner.sum() > 0.5 * inside.size and np.all(data[inner] > 0)
+
+
+def test_a_switch_from_3d_to_2d_raises_no_non_orthogonal_slicing_popup(make_napari_viewer):
+    """napari slices a visible rotated layer at a switch from 3D to 2D before a plugin can
+    hide it, and warns "Non-orthogonal slicing" (a popup). With registered views that
+    slice is never drawn (its view is): the warning is not shown there."""
+    import warnings
+
+    from napari_corrtomo.widgets._registered_view import registered_views
+
+    c, s = np.cos(0.5), np.sin(0.5)
+    rotation = np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])  # z-y
+
+    def switch(viewer, views: bool) -> list:
+        viewer.add_image(np.ones((8, 16, 16), np.float32), affine=rotation)
+        viewer.dims.ndisplay = 3
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if views:
+                registered_views(viewer)  # as every dock of the plugin does when it opens
+            viewer.dims.ndisplay = 2
+        return [w for w in caught if "Non-orthogonal slicing" in str(w.message)]
+
+    assert switch(make_napari_viewer(), views=False)  # napari alone warns
+    assert not switch(make_napari_viewer(), views=True)

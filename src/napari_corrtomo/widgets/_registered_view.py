@@ -19,6 +19,7 @@ history, so scribbles on a registered ROI land in the ROI's voxels.
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from typing import Any
 
@@ -320,6 +321,18 @@ class RegisteredView:
             self.viewer.layers.remove(self.layer)
 
 
+def _quiet_non_orthogonal_slicing() -> None:
+    """Ignore napari's "Non-orthogonal slicing is being requested" warning (a popup).
+
+    With registered views, napari's 2D slice of a rotated layer is never what is drawn (the
+    layer is hidden in 2D, its view shown), but at a switch from 3D to 2D napari's own
+    callbacks slice the visible layers before any plugin's can hide them, and it warns of a
+    problem the user does not have. Only that warning, only from napari's slicing module.
+    """
+    warnings.filterwarnings("ignore", message="Non-orthogonal slicing is being requested",
+                            category=UserWarning, module=r"napari\.layers\.utils\._slice_input")
+
+
 class RegisteredViews:
     """Gives every 3D image/labels layer of a viewer that napari cannot slice a view.
 
@@ -328,6 +341,7 @@ class RegisteredViews:
     """
 
     def __init__(self, viewer: napari.Viewer):
+        _quiet_non_orthogonal_slicing()
         self.viewer = viewer
         self.views: dict[int, RegisteredView] = {}
         #: layers inserted whose view is made in an event-loop turn of its own, one per
