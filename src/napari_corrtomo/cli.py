@@ -474,10 +474,14 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log", action=argparse.BooleanOptionalAction, default=None,
                    help="take -log (default: on when flats are given)")
     p.add_argument("--outliers", type=float, metavar="SIGMA",
-                   help="remove zingers above this many robust standard deviations")
-    p.add_argument("--rings", type=int, metavar="COLUMNS", help="suppress rings (window)")
+                   help="remove zingers above this many robust standard deviations (5 is a "
+                        "safe start; default: off)")
+    p.add_argument("--rings", type=int, metavar="COLUMNS",
+                   help="suppress rings: width in detector columns (at least 3) of the running "
+                        "median (default: off)")
     p.add_argument("--center", metavar="auto|OFFSET",
-                   help="rotation-axis offset in pixels added to the geometry, or 'auto'")
+                   help="rotation-axis offset in pixels added to the geometry's, or 'auto' to "
+                        "search it (default: the geometry's own offset)")
     p.add_argument("--align", nargs="?", const="auto", default=None,
                    choices=recon.ALIGN_METHODS, metavar="METHOD",
                    help="align a tilt series: auto (default; tries the others and keeps the "
@@ -490,19 +494,23 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
                    help="write the geometry actually used (with centre and alignment shifts)")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help=BACKEND_HELP)
-    p.add_argument("--slab", type=int, default=16, metavar="SLICES",
-                   help="with --workers/--scheduler: slices per task (parallel-beam FBP)")
+    p.add_argument("--slab", type=int, default=None, metavar="SLICES",
+                   help="slices per task (parallel-beam FBP; default 16); needs --workers or "
+                        "--scheduler")
     _add_cluster_options(p)
     _declare_files(p, ("projections", "--geometry", "--flats", "--darks"),
                    ("--out", "--fsc", "--save-geometry"), volumes=("--out",))
-    p.set_defaults(func=_run_reconstruct, setting_words={"outlier_threshold": "--outliers",
-                                                         "ring_size": "--rings"})
+    p.set_defaults(func=_run_reconstruct, setting_words={
+        "outlier_threshold": "--outliers", "ring_size": "--rings", "log": "--log",
+        "center_auto": "--center auto",
+        "floor": "give the right --flats/--darks (corrtomo does not clamp them)"})
 
 
 def _run_reconstruct(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .core import recon
+    from .core.cluster import check_memory_limit
     from .core.io import Volume, read_volumes, split_dataset, write_table, write_volume
 
     def first(path: str | None):
@@ -536,15 +544,47 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
     settings = recon.ReconSettings(args.method, args.iterations, args.min_value,
                                    None if args.shape is None else tuple(args.shape),
                                    args.voxel_size, args.filter, args.backend)
-    data, flats, darks = first(args.projections), first(args.flats), first(args.darks)
+    recon.check_center(geometry, center)  # an axis off the detector, before any reading
     name = args.out.name.split(".")[0]
     distributed = _distributed(args)
-    slab = args.slab if distributed else None
+    if args.slab is not None and not distributed:
+        raise ValueError("--slab sets the slices per task of --workers/--scheduler; give one "
+                         "of those, or leave out --slab to reconstruct here")
+    slab = (16 if args.slab is None else args.slab) if distributed else None
+    if slab is not None and slab < 1:
+        raise ValueError(f"--slab must be at least 1 slice, got {slab}")
+    check_memory_limit(args.memory_limit)  # before the cluster starts (workers would loop)
     try:  # before a cluster starts
         recon.check_slab(settings, geometry, slab)
     except SettingError as exc:
         raise ValueError(exc.worded({"slab": "--workers/--scheduler",
                                      "method": "drop those options to run it here"})) from None
+    # the volume's memory, before any reading: whole here, or one slab per worker when it is
+    # written slab by slab into a zarr store
+    slab_wise = slab is not None and str(args.out).endswith(".zarr")
+    worker = None
+    if slab_wise and args.memory_limit is not None:
+        from .core.backend import parse_bytes
+        from .core.cluster import BUDGET_FRACTION
+
+        worker = int(parse_bytes(args.memory_limit) * BUDGET_FRACTION)
+    try:
+        recon.check_memory(geometry, settings, slab=slab if slab_wise else None,
+                           halves=args.fsc is not None and not slab_wise, budget=worker)
+        if slab_wise and args.fsc is not None:  # the even/odd halves are whole volumes
+            recon.check_memory(geometry, settings, halves=True)
+    except SettingError as exc:
+        raise ValueError(exc.worded({
+            "shape": "--shape", "voxel_size": "--voxel-size", "slab_size": "--slab",
+            "slab": "write it slab by slab into a .ome.zarr --out with --workers N",
+            "budget": ("60 % of --memory-limit" if worker is not None else
+                       "half the free memory, or CORRTOMO_MEMORY_BUDGET")})) from None
+    data, flats, darks = first(args.projections), first(args.flats), first(args.darks)
+    if args.log is None and (peak := recon.raw_counts_peak(data, flats, args.log,
+                                                           geometry.kind)) is not None:
+        raise ValueError(f"these look like raw detector counts (values up to {peak:.6g}), not "
+                         "line integrals: give --flats/--darks or --log (or --no-log to "
+                         "reconstruct them as they are)")
     with _cluster(args):
         # on a cluster: slabs of slices, computed and written slab by slab
         result = recon.run_reconstruction(data, geometry, scan, settings, flats=flats,
@@ -936,6 +976,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         _end_progress_line()
         print(f"corrtomo {args.command}: error: {in_words(exc, _option_words(parser, args))}",
               file=sys.stderr)
+        code = 1
+    except MemoryError as exc:  # never a traceback: what ran out, and what to do
+        _end_progress_line()
+        detail = f" ({exc})" if str(exc) else ""
+        print(f"corrtomo {args.command}: error: out of memory{detail}; nothing was written. "
+              "Work on a smaller volume or crop, give zarr input or a .ome.zarr --out "
+              "(processed block by block), or use a machine with more memory", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         _end_progress_line()

@@ -184,3 +184,26 @@ def test_register_resamples_onto_the_moving_grid(tmp_path, correlative_sample, c
     np.testing.assert_array_equal(roi.data, crop[tuple(slice(a, b) for a, b in sl)])
     assert main(["register", "--out", str(tmp_path / "t3.json")]) == 1
     assert "give a landmark CSV or --transform FILE" in capsys.readouterr().err
+
+
+def test_register_names_the_file_given_in_the_wrong_place(tmp_path, capsys):
+    """A TIFF given as the landmark CSV, a reconstruction geometry or another JSON given as
+    --transform: the message names the file and what was expected; nothing is written."""
+    from napari_corrtomo.core.recon import Geometry
+
+    io.write_tiff(tmp_path / "micro.tif", np.arange(64, dtype=np.uint16).reshape(4, 4, 4) + 224,
+                  (1.0, 1.0, 1.0), "um")
+    out = tmp_path / "b.json"
+    assert main(["register", str(tmp_path / "micro.tif"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "micro.tif is not a landmark CSV" in err and "BigWarp" in err
+    assert "codec" not in err
+    Geometry.parallel(np.arange(0.0, 180.0, 10.0), (4, 8)).save(tmp_path / "micro.json")
+    assert main(["register", "--transform", str(tmp_path / "micro.json"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "micro.json is a reconstruction geometry, not a transform" in err
+    (tmp_path / "other.json").write_text('{"a": 1}')
+    assert main(["register", "--transform", str(tmp_path / "other.json"), "--out", str(out)]) == 1
+    assert "other.json: not a transform: expected a JSON object with a 4x4 'matrix'" in (
+        capsys.readouterr().err)
+    assert not out.exists() and not list(tmp_path.glob("*lock"))

@@ -71,6 +71,29 @@ def test_full_pipeline_from_raw_counts(make_napari_viewer, qtbot, small_ct):
                                     "layer to keep it)")
 
 
+def test_raw_counts_without_flats_or_log_are_said_to_be_raw(make_napari_viewer, qtbot,
+                                                             small_ct, monkeypatch):
+    """Raw counts reconstructed as line integrals gave an error of 1e5 against the phantom
+    without a word: the panel says what they look like and what to choose."""
+    from napari_corrtomo.widgets import reconstruct as module
+
+    warned: list[str] = []
+    monkeypatch.setattr(module, "show_warning", warned.append)
+    viewer = make_napari_viewer()
+    _add(viewer, small_ct)
+    w = ReconstructWidget(viewer)
+    w.projections.set_layer(viewer.layers["proj"])
+    for select in (w.flats, w.darks):  # none chosen: -log follows the flats
+        select.setCurrentIndex(select.findText(""))
+    assert w.preprocess["log"].value is False
+    w._inputs()
+    assert len(warned) == 1 and "looks like raw detector counts" in warned[0]
+    assert "'Flat fields'" in warned[0] and "'-log'" in warned[0]
+    w.flats.set_layer(viewer.layers["flats"])
+    w._inputs()
+    assert len(warned) == 1  # with its flats: nothing to say
+
+
 def test_preview_and_fsc(make_napari_viewer, qtbot):
     s = synthetic.projections("tilt_series", seed=1, volume_shape=(48, 8, 48),
                               det_shape=(8, 48), n_angles=90)

@@ -12,11 +12,36 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from .backend import ENV_MEMORY, parse_bytes
+from ._errors import SettingError
+from .backend import ENV_MEMORY, format_bytes, parse_bytes
 
 #: Share of a worker's memory limit that one block may plan to use (the rest: dask's own
 #: bookkeeping, the block's output waiting to be written, the Python heap).
 BUDGET_FRACTION = 0.6
+
+
+#: Least memory a worker process may be given: below it a dask worker cannot hold its own
+#: interpreter and one block, and the nanny restarts it over and over (a run never ends).
+MIN_WORKER_MEMORY = 256_000_000
+
+
+def check_memory_limit(memory_limit: str | int | None) -> int | None:
+    """The per-worker limit in bytes (None: none given), refused with
+    :class:`~._errors.SettingError` (``$memory_limit``) when it is not positive or below
+    :data:`MIN_WORKER_MEMORY`."""
+    if memory_limit is None:
+        return None
+    limit = parse_bytes(memory_limit)
+    if limit <= 0:
+        raise SettingError(f"$memory_limit must be positive, got {memory_limit!r}",
+                           memory_limit="memory_limit")
+    if limit < MIN_WORKER_MEMORY:
+        raise SettingError(
+            f"$memory_limit {memory_limit} per worker is too small ({format_bytes(limit)}): a "
+            f"dask worker process needs at least {MIN_WORKER_MEMORY // 1_000_000} MB for itself "
+            f"and one block (below that it is restarted over and over); give e.g. 2GB",
+            memory_limit="memory_limit")
+    return limit
 
 
 @contextlib.contextmanager
@@ -65,9 +90,12 @@ def dask_client(
     except ImportError as exc:  # pragma: no cover - the 'distributed' extra is missing
         raise ValueError("dask.distributed is not installed; install the 'distributed' extra "
                          "(pip install 'napari-corrtomo[distributed]')") from exc
-    limit = parse_bytes(memory_limit) if memory_limit is not None else None
-    if limit is not None and limit <= 0:
-        raise ValueError(f"memory_limit must be positive, got {memory_limit!r}")
+    if processes or scheduler:  # worker processes (thread workers: it only sizes blocks)
+        limit = check_memory_limit(memory_limit)
+    else:
+        limit = parse_bytes(memory_limit) if memory_limit is not None else None
+        if limit is not None and limit <= 0:
+            raise ValueError(f"memory_limit must be positive, got {memory_limit!r}")
     budget = {ENV_MEMORY: str(int(limit * BUDGET_FRACTION))} if limit else {}
     if scheduler:
         try:

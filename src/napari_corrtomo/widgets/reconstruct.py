@@ -17,7 +17,7 @@ from typing import Any
 
 import napari
 import numpy as np
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -514,12 +514,18 @@ class ReconstructWidget(DockForm):
         if flats is not None and darks is not None and flats.name == darks.name:
             raise ValueError(f"{flats.name!r} is chosen as both 'Flat fields' and 'Dark "
                              "fields': flats are taken with the beam, darks without")
+        scan = self.scan_settings()
+        peak = recon.raw_counts_peak(data, flats, scan.log, geometry.kind)
+        if peak is not None:  # reconstructed as line integrals they give garbage
+            show_warning(f"{layer.name!r} looks like raw detector counts (values up to "
+                         f"{peak:.6g}), not line integrals: choose its 'Flat fields' or tick "
+                         "'-log' (reconstructed as they are, the volume is not attenuation)")
         return {
             "layer": layer,
             "data": np.asarray(data),
             "flats": None if flats is None else np.asarray(flats.data),
             "darks": None if darks is None else np.asarray(darks.data),
-            "scan": self.scan_settings(),
+            "scan": scan,
             "settings": self.recon_settings(),
             "geometry": geometry,
         }

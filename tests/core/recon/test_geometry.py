@@ -183,3 +183,27 @@ def test_subset_and_defaults():
     half = g.subset(np.arange(0, 12, 2))
     np.testing.assert_array_equal(half.angles_deg, ANGLES[::2])
     assert half.n_angles == 6 and "cone" in repr(half)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"angles": {"start": 0, "stop": 180, "count": 12, "endpoint": "no"}},
+     "'endpoint' in 'angles' must be true or false"),
+    ({"angles": {"start": 0, "stop": 180, "count": 12.5}},
+     "'count' in 'angles' must be a whole number"),
+    ({"center_offset": "auto"}, "'center_offset' must be a number, got \"auto\"; leave it out "
+                                "and search the centre with center='auto'"),
+    ({"pixel_size": "1"}, "'pixel_size' must be a number"),
+    ({"kind": 3}, "'kind' must be a string"),
+    ({"angles_deg": [0, "90"]}, "'angles_deg' must be a list of numbers"),
+])
+def test_geometry_file_fields_are_checked_by_type(tmp_path, change, message):
+    data = {"kind": "parallel", "det_shape": [4, 8],
+            "angles": {"start": 0, "stop": 180, "count": 12}}
+    (tmp_path / "g.json").write_text(json.dumps({**data, **change}))
+    with pytest.raises(ValueError) as info:
+        Geometry.load(tmp_path / "g.json")
+    assert str(info.value).startswith("g.json: ") and message in str(info.value)
+    ok = {**data, "angles": {**data["angles"], "endpoint": True}, "center_offset": 1.5}
+    (tmp_path / "ok.json").write_text(json.dumps(ok))
+    g = Geometry.load(tmp_path / "ok.json")
+    assert g.angles_deg[-1] == 180 and g.shifts[0, 1] == 1.5

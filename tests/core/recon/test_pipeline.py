@@ -112,3 +112,49 @@ def test_alignment_is_for_tilt_series_and_a_constant_stack_is_refused(raw_scan):
     blank = np.full(s.raw.shape, 7, np.uint16)
     with pytest.raises(ValueError, match=r"hold one value \(7\) throughout"):
         recon.prepare_scan(blank, s.geometry)
+
+
+def test_a_volume_over_the_memory_budget_is_refused_before_any_preparation(raw_scan,
+                                                                           monkeypatch):
+    g = raw_scan.geometry
+    settings = recon.ReconSettings(shape=(8, 400, 400))
+    need = recon.memory_needed(g, settings)
+    assert need == 4 * (2 * 8 * 400 * 400 + 3 * g.n_angles * 8 * 48)  # FBP: 2 volumes
+    assert recon.memory_needed(g, replace_method(settings, "sirt")) > need
+    assert recon.check_memory(g, settings, budget=need) == need
+    with pytest.raises(SettingError) as info:
+        recon.check_memory(g, settings, budget=need - 1)
+    text = str(info.value)
+    assert "a 8 x 400 x 400 voxel volume" in text and "choose a smaller shape" in text
+    assert "slab by slab into a zarr store (slab=" in text
+    # one slab against a worker's budget
+    slab = recon.memory_needed(g, settings, slab=4)
+    assert slab < need
+    with pytest.raises(SettingError, match="one slab of 4 slices"):
+        recon.check_memory(g, settings, slab=4, budget=slab - 1)
+    # run_reconstruction checks it before preparing the scan (CORRTOMO_MEMORY_BUDGET)
+    monkeypatch.setenv("CORRTOMO_MEMORY_BUDGET", str(need - 1))
+    prepared = []
+    monkeypatch.setattr("napari_corrtomo.core.recon.pipeline._prepare",
+                        lambda *a, **k: prepared.append(a))
+    with pytest.raises(SettingError, match="voxel volume"):
+        recon.run_reconstruction(raw_scan.raw, g, settings=settings, flats=raw_scan.flats)
+    assert not prepared
+
+
+def replace_method(settings, method):
+    from dataclasses import replace
+
+    return replace(settings, method=method)
+
+
+def test_a_centre_off_the_detector_is_refused(raw_scan):
+    g = raw_scan.geometry  # 48 columns
+    recon.check_center(g, 23.0)
+    recon.check_center(g, "auto")
+    for bad in (24.0, -1000.0, float("nan")):
+        with pytest.raises(SettingError, match="outside the detector \\(48 columns wide"):
+            recon.check_center(g, bad)
+    with pytest.raises(SettingError, match="center 1000 px"):
+        recon.prepare_scan(raw_scan.raw, g, recon.ScanSettings(center=1000.0),
+                           flats=raw_scan.flats)

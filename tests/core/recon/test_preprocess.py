@@ -103,3 +103,24 @@ def test_prepare_chain_recovers_line_integrals(raw_sample):
         suppress_rings(lines, size=1)
     with pytest.raises(ValueError, match="3D"):
         suppress_rings(lines[0])
+
+
+def test_raw_counts_are_recognised_and_log_of_line_integrals_names_the_cause():
+    from napari_corrtomo.core._checks import SettingError
+    from napari_corrtomo.core.recon import raw_counts_peak
+
+    s = projections("parallel", seed=0, volume_shape=(4, 16, 16), det_shape=(4, 24),
+                    n_angles=12, raw=True)
+    assert raw_counts_peak(s.raw) == float(s.raw.max())
+    assert raw_counts_peak(s.raw, flats=s.flats) is None
+    assert raw_counts_peak(s.raw, log=True) is None
+    assert raw_counts_peak(s.raw, kind="tilt_series") is None  # ET images are used as they are
+    assert raw_counts_peak(s.projections) is None
+    with pytest.raises(SettingError) as info:
+        prepare(s.projections, log=True)
+    assert "probably line integrals already" in str(info.value)
+    assert info.value.worded({"log": "--log"}).endswith(
+        "leave out --log (or give the flat field, flats)")
+    with pytest.raises(SettingError) as info:
+        minus_log(np.zeros(3))
+    assert info.value.worded({"floor": "fix --flats"}).endswith("or fix --flats")

@@ -32,13 +32,23 @@ from .pipeline import (
     ReconSettings,
     Reconstruction,
     ScanSettings,
+    check_center,
+    check_memory,
     check_slab,
     half_map_fsc,
+    memory_needed,
     prepare_scan,
     preview_slice,
     run_reconstruction,
 )
-from .preprocess import minus_log, normalize, prepare, remove_outliers, suppress_rings
+from .preprocess import (
+    minus_log,
+    normalize,
+    prepare,
+    raw_counts_peak,
+    remove_outliers,
+    suppress_rings,
+)
 from .projector import backproject, forward_project, select_engine
 from .reconstruct import (
     METHODS,
@@ -68,10 +78,13 @@ __all__ = [
     "first_crossing",
     "forward_project",
     "fsc",
+    "check_center",
+    "check_memory",
     "check_slab",
     "half_bit_threshold",
     "half_map_fsc",
     "measure_alignment",
+    "memory_needed",
     "method_for",
     "minus_log",
     "normalize",
@@ -80,6 +93,7 @@ __all__ = [
     "prepare_scan",
     "preview_slice",
     "ramp_filter",
+    "raw_counts_peak",
     "reconstruct",
     "reconstruct_halves",
     "reconstruct_slice",

@@ -105,6 +105,34 @@ def _check_angles(angles_deg: Any) -> np.ndarray:
     return arr
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _field(data: dict[str, Any], key: str, kind: str, where: str = "") -> Any:
+    """``data[key]`` (None when absent) checked to be of JSON type ``kind``: "number",
+    "integer", "boolean", "string" or "list"; a wrong type raises ``ValueError`` naming
+    the field."""
+    value = data.get(key)
+    if value is None:
+        return None
+    ok = {"number": _is_number(value),
+          "integer": _is_number(value) and float(value).is_integer(),
+          "boolean": isinstance(value, bool),
+          "string": isinstance(value, str),
+          "list": isinstance(value, list)}[kind]
+    if not ok:
+        what = {"number": "a number", "integer": "a whole number",
+                "boolean": "true or false (JSON, without quotes)", "string": "a string",
+                "list": "a list"}[kind]
+        hint = ""
+        if key == "center_offset" and isinstance(value, str):
+            hint = ("; leave it out and search the centre with $center_auto")
+        raise SettingError(f"'{key}'{where} must be {what}, got {json.dumps(value)}{hint}",
+                           center_auto="center='auto'")
+    return value
+
+
 def _check_det_shape(det_shape: Any) -> tuple[int, int]:
     try:
         rows, cols = (int(v) for v in det_shape)
@@ -415,16 +443,33 @@ class Geometry:
                 f"unknown geometry keys {sorted(unknown)}; known keys: {sorted(known)}")
         if "kind" not in data or "det_shape" not in data:
             raise ValueError("a geometry needs at least 'kind', 'det_shape' and the angles")
+        _field(data, "kind", "string")
+        for key in ("det_shape", "shifts"):
+            _field(data, key, "list")
+        for key in ("pixel_size", "source_origin", "origin_detector", "tilt_deg",
+                    "center_offset"):
+            _field(data, key, "number")
+        _field(data, "unit", "string")
         if "angles_deg" in data:
-            angles = data["angles_deg"]
+            angles = _field(data, "angles_deg", "list")
+            if angles is None or not all(_is_number(a) for a in angles):
+                raise ValueError("'angles_deg' must be a list of numbers (degrees)")
         elif "angles" in data:
             spec = data["angles"]
-            try:
-                angles = np.linspace(float(spec["start"]), float(spec["stop"]), int(spec["count"]),
-                                     endpoint=bool(spec.get("endpoint", False)))
-            except (KeyError, TypeError, ValueError):
-                raise ValueError("'angles' must be {'start': deg, 'stop': deg, 'count': n, "
-                                 "'endpoint': bool}") from None
+            usage = ("'angles' must be {\"start\": deg, \"stop\": deg, \"count\": n, "
+                     "\"endpoint\": false}")
+            if not isinstance(spec, dict) or not {"start", "stop", "count"} <= set(spec):
+                raise ValueError(usage)
+            if set(spec) - {"start", "stop", "count", "endpoint"}:
+                raise ValueError(f"unknown keys {sorted(set(spec) - {'start', 'stop', 'count', 'endpoint'})} "
+                                 f"in 'angles'; {usage}")
+            for key, kind in (("start", "number"), ("stop", "number"), ("count", "integer"),
+                              ("endpoint", "boolean")):
+                if spec.get(key, 0) is None:
+                    raise ValueError(f"'{key}' in 'angles' must not be null; {usage}")
+                _field(spec, key, kind, " in 'angles'")
+            angles = np.linspace(float(spec["start"]), float(spec["stop"]), int(spec["count"]),
+                                 endpoint=bool(spec.get("endpoint", False)))
         else:
             raise ValueError("a geometry needs 'angles_deg' (list) or 'angles' (start/stop/count)")
         shifts = data.get("shifts")
@@ -462,6 +507,9 @@ class Geometry:
                              "that the Reconstruct widget or --save-geometry wrote") from None
         try:
             return cls.from_json(text)
+        except SettingError as exc:  # still worded by each front end
+            raise SettingError(path.name.replace("$", "$$") + ": " + exc.template.template,
+                               **exc.api_words) from None
         except ValueError as exc:
             raise ValueError(f"{path.name}: {exc}") from None
 

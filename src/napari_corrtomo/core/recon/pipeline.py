@@ -9,13 +9,14 @@ request the FSC of even/odd half reconstructions; ``preview_slice``: one slice o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from .._checks import SettingError
-from ..backend import requested_backend
+from ..backend import format_bytes, memory_budget, requested_backend
 from ..progress import ProgressCallback, scaled
 from .align import ALIGN_METHODS, Alignment, find_center, measure_alignment
 from .batches import reconstruct_slabs
@@ -207,12 +208,28 @@ def prepare_scan(projections: Any, geometry: Geometry, settings: ScanSettings = 
     return lines, geometry
 
 
+def check_center(geometry: Geometry, center: float | str | None) -> None:
+    """Raise :class:`SettingError` when an offset ``center`` (pixels, added to the
+    geometry's) puts the rotation axis off the detector."""
+    if center is None or isinstance(center, str):
+        return
+    cols = geometry.det_shape[1]
+    axis = float(np.mean(geometry.shifts[:, 1])) + float(center)
+    if not (np.isfinite(axis) and abs(axis) < 0.5 * cols):
+        raise SettingError(
+            f"$center {float(center):g} px puts the rotation axis at {axis:g} px from the "
+            f"detector centre, outside the detector ({cols} columns wide: the axis must lie "
+            f"within +-{0.5 * cols:g} px of its centre); give the offset in detector pixels, "
+            f"or 'auto' to search it", center="center")
+
+
 def _prepare(projections: Any, geometry: Geometry, settings: ScanSettings, flats: Any,
              darks: Any, progress: ProgressCallback | None
              ) -> tuple[np.ndarray, Geometry, Alignment | None]:
     """:func:`prepare_scan`, and the alignment it measured (None without ``align``)."""
     data = np.asarray(projections)
     geometry.check_projections(data)
+    check_center(geometry, settings.center)
     if settings.align and geometry.kind != "tilt_series":
         raise SettingError(f"$align is for tilt series (electron tomography), whose "
                            f"neighbouring projections nearly match; a {geometry.kind} scan "
@@ -241,6 +258,67 @@ def _prepare(projections: Any, geometry: Geometry, settings: ScanSettings, flats
     return lines, geometry, alignment
 
 
+#: float32 volumes held at the peak of each method (the result, the method's work arrays,
+#: a copy as it is written); the even/odd halves of an FSC add two
+_PEAK_VOLUMES = {"fbp": 2, "fdk": 2, "sirt": 4, "cgls": 5}
+#: float32 copies of the projections held at the peak (as read, line integrals, filtered)
+_PEAK_PROJECTIONS = 3
+
+
+def memory_needed(geometry: Geometry, settings: ReconSettings = ReconSettings(), *,
+                  slab: int | None = None, halves: bool = False) -> int:
+    """Estimated peak bytes of host memory of :func:`run_reconstruction`: the whole
+    volume and projections, or with ``slab`` one slab task (its slices and detector rows)."""
+    s = settings.resolved(geometry)
+    z, y, x = (int(v) for v in (s.shape or geometry.default_volume_shape()))
+    n, (rows, cols) = geometry.n_angles, geometry.det_shape
+    if slab is not None:
+        slices = min(int(slab), z)
+        slab_rows = min(rows, math.ceil(slices * s.voxel_size / geometry.default_voxel_size) + 2)
+        return 4 * (_PEAK_VOLUMES["fbp"] * slices * y * x + 2 * n * slab_rows * cols)
+    volumes = _PEAK_VOLUMES[s.method] + (2 if halves else 0)
+    return 4 * (volumes * z * y * x + _PEAK_PROJECTIONS * n * rows * cols)
+
+
+def check_memory(geometry: Geometry, settings: ReconSettings = ReconSettings(), *,
+                 slab: int | None = None, halves: bool = False,
+                 budget: int | str | None = None) -> int:
+    """Refuse a reconstruction, before any work, whose peak memory (:func:`memory_needed`)
+    exceeds ``budget`` (bytes or ``"8GB"``; default: ``CORRTOMO_MEMORY_BUDGET`` or half the
+    free memory). With ``slab`` it is one slab task against a worker's budget.
+
+    Raises
+    ------
+    SettingError
+        Naming the volume's size, the estimate, the memory there is and what to do
+        (``$shape``, ``$voxel_size``, ``$slab``, ``$budget``).
+    """
+    s = settings.resolved(geometry)
+    shape = tuple(int(v) for v in (s.shape or geometry.default_volume_shape()))
+    need = memory_needed(geometry, settings, slab=slab, halves=halves)
+    have = memory_budget("numpy", budget)
+    if need <= have:
+        return need
+    size = " x ".join(str(v) for v in shape)
+    whole = 4 * math.prod(shape)
+    if slab is not None:
+        raise SettingError(
+            f"one slab of {min(int(slab), shape[0])} slices of the {size} volume needs about "
+            f"{format_bytes(need)} of memory, more than the {format_bytes(have)} a worker may "
+            f"use ($budget); give fewer slices per task ($slab_size) or more memory per worker",
+            budget="budget", slab_size="slab")
+    slabs = (", or $slab"
+             if s.method == "fbp" and geometry.kind == "parallel" else "")
+    raise SettingError(
+        f"a {size} voxel volume ({format_bytes(whole)} as float32) needs about "
+        f"{format_bytes(need)} of memory at its peak ({s.method}), more than the "
+        f"{format_bytes(have)} this run may use ($budget), so it was not started; choose a "
+        f"smaller $shape (with a larger $voxel_size to keep the field of view){slabs}",
+        budget="budget: half the free memory, or CORRTOMO_MEMORY_BUDGET", shape="shape",
+        voxel_size="voxel_size",
+        slab="reconstruct it slab by slab into a zarr store (slab=, store_resumable)")
+
+
 def check_slab(settings: ReconSettings, geometry: Geometry, slab: int | None) -> None:
     """Raise :class:`SettingError` unless ``slab`` is None or the method is FBP (only
     parallel-beam FBP reconstructs slab by slab)."""
@@ -266,6 +344,9 @@ def run_reconstruction(projections: Any, geometry: Geometry,
     """
     stop = 500 if halves else 1000
     check_slab(settings, geometry, slab)  # before the preparation, which takes a while
+    check_memory(geometry, settings, slab=slab, halves=halves)
+    if halves and slab is not None:  # the even/odd halves are whole volumes
+        check_memory(geometry, settings, halves=True)
     lines, geometry, alignment = _prepare(projections, geometry, scan, flats, darks,
                                           scaled(progress, 0, 200, 1000))
     s = settings.resolved(geometry)

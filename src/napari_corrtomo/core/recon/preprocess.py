@@ -14,7 +14,12 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._errors import SettingError
 from ..progress import ProgressCallback, report
+
+#: Largest value line integrals ``-log(T)`` plausibly reach: a transmission of e**-50 is far
+#: below any detector's dynamic range, so larger values are counts not yet normalised.
+RAW_COUNTS_ABOVE = 50.0
 
 
 def _stack(name: str, refs: Any, det_shape: tuple[int, ...]) -> np.ndarray:
@@ -83,10 +88,10 @@ def minus_log(transmission: Any, floor: float | None = None) -> np.ndarray:
         t = np.maximum(t, np.float32(floor))
     elif (t <= 0).any():
         n = int((t <= 0).sum())
-        raise ValueError(
+        raise SettingError(
             f"{n} pixels have transmission <= 0 (dark current above the signal, or a wrong "
-            "flat field); fix the references or pass floor=... to clamp them explicitly"
-        )
+            "flat field); fix the references or $floor", floor="pass floor=... to clamp them "
+            "explicitly")
     return (-np.log(t)).astype(np.float32)
 
 
@@ -167,6 +172,21 @@ def suppress_rings(projections: Any, size: int = 5) -> np.ndarray:
     return (proj - offset[None]).astype(np.float32)
 
 
+def raw_counts_peak(projections: Any, flats: Any = None, log: bool | None = None,
+                    kind: str | None = None) -> float | None:
+    """The largest value of ``projections`` when they look like raw detector counts that
+    :func:`prepare` would pass on as line integrals (no flat field, no ``-log``, values
+    above :data:`RAW_COUNTS_ABOVE`), else None. Tilt series (``kind="tilt_series"``) are
+    never flagged: electron-microscope images (HAADF) are used as they are."""
+    if flats is not None or log or kind == "tilt_series":
+        return None
+    proj = np.asarray(projections)
+    if not proj.size:
+        return None
+    peak = float(np.max(proj))
+    return peak if np.isfinite(peak) and peak > RAW_COUNTS_ABOVE else None
+
+
 def prepare(
     projections: Any,
     *,
@@ -195,6 +215,12 @@ def prepare(
         raise ValueError("dark frames need flat frames too (normalisation is (P - D) / (F - D))")
     if log is None:
         log = flats is not None
+    if log and flats is None and floor is None and proj.size and float(np.min(proj)) <= 0:
+        n = int((proj <= 0).sum())
+        raise SettingError(
+            f"-log of projections with {n} values <= 0 (lowest {float(np.min(proj)):.4g}) and "
+            f"no flat field: they are probably line integrals already (-log taken); leave out "
+            f"$log (or give the flat field, $flats)", log="log=True", flats="flats")
     if log:
         proj = minus_log(proj, floor)
     proj = np.asarray(proj, np.float32)

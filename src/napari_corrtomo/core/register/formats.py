@@ -230,9 +230,18 @@ def load_transform(path: str | os.PathLike, unit: str | None = None,
     if suffix == ".json":
         try:
             data = json.loads(path.read_text())
+        except UnicodeDecodeError:
+            raise ValueError(f"{path.name} is not a transform file (not text); give the .json "
+                             "or .tfm that a registration wrote") from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path.name}: not valid JSON ({exc})") from None
-        t = transform_from_dict(data)
+        if isinstance(data, dict) and data.get("format") == "napari-corrtomo/geometry":
+            raise ValueError(f"{path.name} is a reconstruction geometry, not a transform: give "
+                             "the .json or .tfm that a registration wrote (a 4x4 'matrix')")
+        try:
+            t = transform_from_dict(data)
+        except ValueError as exc:
+            raise ValueError(f"{path.name}: {exc}") from None
         return t if unit is None else t.in_unit(unit)
     if suffix in (".tfm", ".txt", ".h5", ".hdf5", ".mat"):
         if unit is None:
@@ -305,8 +314,13 @@ def load_landmarks_csv(path: str | os.PathLike, unit: str = "pixel") -> Landmark
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: no such file")
-    with open(path, newline="") as fh:
-        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    try:
+        with open(path, newline="") as fh:
+            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    except (UnicodeDecodeError, csv.Error):
+        raise ValueError(f"{path.name} is not a landmark CSV (not text); give the landmarks "
+                         "BigWarp exported (File > Export landmarks: name, active, moving x y z, "
+                         "fixed x y z)") from None
     if not rows:
         raise ValueError(f"{path.name}: no landmarks in the file")
     names, active, fixed, moving = [], [], [], []
