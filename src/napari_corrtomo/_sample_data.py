@@ -93,7 +93,8 @@ def _scan_layers(name: str, s: synthetic.ProjectionSample) -> list[LayerData]:
                                         {"detector": ref_name, "modality": modality}),
                                  visible=False))
     layers.append(_layer(Volume(s.phantom, (s.voxel_size,) * 3, (unit,) * 3,
-                                f"{modality} phantom", "image", {}), visible=False))
+                                f"{modality} phantom", "image", {"modality": modality}),
+                         visible=False))
     return layers
 
 
