@@ -353,6 +353,22 @@ def _run_register(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- classify
 
 
+class _StoreOnce(argparse._StoreAction):
+    """``store``, refusing an option given twice (``--phase 3 --phase 2`` took the last)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(self, "_given_in", None) is namespace:
+            parser.error(f"{option_string} is given twice; give it once")
+        self._given_in = namespace
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _once(p: argparse.ArgumentParser) -> None:
+    """Make the single-valued options that ``p`` adds next refuse being given twice."""
+    p.register("action", None, _StoreOnce)
+    p.register("action", "store", _StoreOnce)
+
+
 def _add_classify(sub: argparse._SubParsersAction) -> None:
     from .core.backend import BACKENDS
 
@@ -364,6 +380,7 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
                     "channels). zarr input is processed block by block and, with a .zarr "
                     "output, written block by block (volumes larger than memory).",
     )
+    _once(p)
     p.add_argument("inputs", nargs="+", help="channel volumes (TIFF/MRC/HDF5/zarr)")
     p.add_argument("--classifier", required=True, type=Path, help="saved classifier file")
     p.add_argument("--out", required=True, type=Path,
@@ -381,7 +398,8 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     _add_cluster_options(p)
     _declare_files(p, ("inputs", "--classifier"), ("--out", "--uncertainty"),
                    volumes=("--out", "--uncertainty"))
-    p.set_defaults(func=_run_classify, setting_words={"budget": "--memory"})
+    p.set_defaults(func=_run_classify, setting_words={"budget": "--memory",
+                                                      "reorder": "give the input files"})
 
 
 def _run_classify(args: argparse.Namespace) -> int:
@@ -400,7 +418,11 @@ def _run_classify(args: argparse.Namespace) -> int:
         proba_paths = [Path(f"{stem.removesuffix('.tif')}_{int(c)}{suffix}")
                        for c in clf.classes_]
         _check_files(args, {"--probabilities": proba_paths})
-    volumes = [v for path in args.inputs for v in read_volumes(path)]
+    per_file = [read_volumes(path) for path in args.inputs]
+    volumes = [v for vols in per_file for v in vols]
+    # each channel's name: the file's, or the channel's in a multichannel file
+    names = [Path(path).name if len(vols) == 1 else f"{Path(path).name}:{v.name}"
+             for path, vols in zip(args.inputs, per_file) for v in vols]
     ref = volumes[0]
     # zarr input, or a cluster: blockwise (in-memory input is cut into blocks for the workers)
     lazy = any(bk.is_lazy(v.array) for v in volumes) or _distributed(args)
@@ -414,7 +436,7 @@ def _run_classify(args: argparse.Namespace) -> int:
     with _cluster(args):
         seg = segment(clf, [v.array for v in volumes], spacing, unit, lazy=lazy,
                       backend=args.backend, budget=args.memory,
-                      progress=None if lazy else _print_progress("classify"))
+                      progress=None if lazy else _print_progress("classify"), names=names)
         outputs = [(args.out, seg.labels, "labels", "segmentation")]
         if args.uncertainty is not None:
             outputs.append((args.uncertainty, seg.uncertainty, "image", "uncertainty"))
@@ -637,13 +659,15 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
                     "table (summary.csv first). Measures: " + ", ".join(
                         f"{k} ({s.title})" for k, s in MEASURES.items()),
     )
+    _once(p)
     p.add_argument("labels", help="label volume (TIFF/MRC/HDF5/zarr; file.h5:/dataset)")
     p.add_argument("--out", required=True, type=Path, help="output directory (created)")
     p.add_argument("--phase", type=int, required=True, help="label value of the measured phase")
     p.add_argument("--matrix", type=int, default=None,
                    help="label of the other phase of the sample (e.g. the solid)")
     p.add_argument("--outside", type=int, nargs="*", default=[],
-                   help="labels of the surrounding medium (e.g. 0 1 for air and resin)")
+                   help="labels of the surrounding medium (e.g. 0 1 for air and resin; "
+                        "default: none)")
     p.add_argument("--spacing", type=float, nargs="+", default=None,
                    help="voxel size (z y x, or one value) in --unit; default: from the file")
     p.add_argument("--unit", default=None,
@@ -651,7 +675,12 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
                         "file's; the file's voxel size is converted to it; needed with "
                         "--spacing for a file without one)")
     p.add_argument("--measures", default=None,
-                   help="comma-separated measure keys (default: all defaults available)")
+                   help="comma-separated measure keys (default: " + ", ".join(
+                       k + (" (with --intensity)" if s.needs_intensity else "")
+                       + (" (with --matrix)" if s.needs_matrix else "")
+                       for k, s in MEASURES.items() if s.default)
+                        + "; a zarr volume or a cluster: those of them that run block by "
+                          "block)")
     p.add_argument("--intensity", default=None,
                    help="image for the proxigram and the partial-volume porosity")
     # one option per QuantifySettings field, named like it (tests/cli/test_quantify.py)
@@ -692,18 +721,19 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
                         "(fills surface pores, never bridges two particles) before touching "
                         "particles are split; their porosity is then all that is not matrix")
     p.add_argument("--min-volume", type=float, default=0.0,
-                   help="particles smaller than this volume (unit^3) are dropped")
+                   help="particles smaller than this volume (unit^3) are dropped (default 0: "
+                        "none)")
     p.add_argument("--smooth", type=float, default=1.0,
                    help="Gaussian smoothing (voxels) of the surfaces before meshing, "
-                        "curvature-corrected (0: binary marching cubes)")
+                        "curvature-corrected (default 1; 0: binary marching cubes)")
     p.add_argument("--envelope", choices=ENVELOPES, default="sphere",
                    type=lambda text: text.replace("-", " ").replace("_", " "),
                    help="particle envelopes: a sphere per particle (the seed's spherical "
-                        "mask) or a ball rolling around it (any shape; rolling-ball or "
-                        "'rolling ball')")
+                        "mask; default) or a ball rolling around it (any shape; rolling-ball "
+                        "or 'rolling ball')")
     p.add_argument("--envelope-radius-fraction", type=float, default=1.5,
                    help="rolling-ball envelopes: ball radius over the particle's "
-                        "equivalent-sphere radius")
+                        "equivalent-sphere radius (default 1.5)")
     p.add_argument("--axes", dest="transport_axes", type=int, nargs="+", default=None,
                    metavar="AXIS",
                    help="transport axes (tortuosity, geodesic tortuosity, constrictivity), "
@@ -727,8 +757,26 @@ def _tuples(value: Any) -> Any:
     return tuple(map(_tuples, value)) if isinstance(value, list) else value
 
 
+def _check_label_file(path: str, labels: Any) -> None:
+    """Refuse a grey image given as the label volume (the image itself, not its
+    segmentation), naming the file: its first slices are looked at."""
+    import numpy as np
+
+    if labels.dtype == bool or np.issubdtype(labels.dtype, np.integer):
+        return
+    head = np.asarray(labels[: min(8, labels.shape[0])]) if labels.ndim else np.asarray(labels)
+    fractional = head[np.isfinite(head) & (head != np.round(head))]
+    if fractional.size or not np.all(np.isfinite(head)):
+        shown = ", ".join(f"{v:g}" for v in np.unique(fractional)[:3])
+        raise ValueError(f"{path} holds {labels.dtype} grey values ({shown or 'NaN'} ...), not "
+                         "integer labels: it may be the image. Give its segmentation (a label "
+                         "volume, e.g. from corrtomo classify) as the labels argument, and the "
+                         "image as --intensity")
+
+
 def _run_quantify(args: argparse.Namespace) -> int:
     from .core.io import read_volumes, write_table, write_tiff
+    from .core.outputs import record_outputs
     from .core.quantify import QuantifySettings, quantify
     from .core.units import common_unit, convert, normalize_unit
 
@@ -737,6 +785,7 @@ def _run_quantify(args: argparse.Namespace) -> int:
         f.name: _tuples(getattr(args, f.name)) for f in fields(QuantifySettings)})
     vol = read_volumes(args.labels)[0]
     labels = vol.array
+    _check_label_file(args.labels, labels)
     # --spacing is in --unit (default: the file's unit); --unit alone converts the file's
     # voxel size (it once relabelled it: 0.25 um voxels read as 0.25 nm)
     file_unit = common_unit(vol.units)
@@ -795,6 +844,11 @@ def _run_quantify(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"note: {note}")
     print(f"wrote {len(written)} files to {args.out}")
+    # --overwrite: the earlier run's files that this run did not write again go
+    removed = record_outputs(args.out, written)
+    if removed:
+        print(f"removed {len(removed)} files of the earlier run: "
+              + ", ".join(str(p.relative_to(args.out.resolve())) for p in removed))
 
 
 # ----------------------------------------------------------------------------- fib
@@ -811,9 +865,11 @@ def _add_fib(sub: argparse._SubParsersAction) -> None:
                     "CSV (--thickness), the ruler marks in the images (--ruler-rows) or a "
                     "constant (--constant).",
     )
+    _once(p)
     p.add_argument("stack", help="slice stack (TIFF/MRC/HDF5/zarr), slice 0 first")
     p.add_argument("--out", required=True, type=Path, help="output volume (.tif or .ome.zarr)")
-    p.add_argument("--channel", type=int, default=0, help="channel/volume index in the file")
+    p.add_argument("--channel", type=int, default=0,
+                   help="channel/volume index in the file, from 0 (default 0: the first)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--thickness", type=Path, help="CSV with a thickness_nm (or _um ...) column")
     src.add_argument("--ruler-rows", type=int, nargs=2, metavar=("FIRST", "STOP"),
@@ -828,7 +884,10 @@ def _add_fib(sub: argparse._SubParsersAction) -> None:
                         "must touch the top or bottom edge)")
     p.add_argument("--ruler-angle", type=float, default=None, metavar="DEG",
                    help="angle (deg) of the inclined ruler trenches (required with --ruler-rows)")
-    p.add_argument("--ruler-layout", default=None, help="left-to-right mark types, e.g. IPPI")
+    p.add_argument("--ruler-layout", default=None,
+                   help="left-to-right types of the four marks, P parallel and I inclined, "
+                        "e.g. IPPI (default: inferred, the two whose distance stays constant "
+                        "are parallel)")
     p.add_argument("--ruler-x-first", type=float, nargs=4, default=None,
                    metavar=("X0", "X1", "X2", "X3"),
                    help="approximate x (pixels) of the four marks in the first slice "
@@ -870,6 +929,7 @@ _FIB_WORDS = {
     "constant_nm": "--constant", "align": "--align", "grid_nm": "--grid",
     "method": "--method ", "cubic_method": "--method cubic", "unit_hint": "",
     "kind": "--kind binary", "grey_kind": "--kind grey", "pixel_size_nm": "--pixel-size",
+    "labels_kind": "--kind labels",
 }
 
 

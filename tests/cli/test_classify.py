@@ -83,3 +83,36 @@ def test_clear_failures(saved, tmp_path, fib_sample, capsys):
     err = capsys.readouterr().err
     assert "raise --memory or reduce the filter size" in err and "CORRTOMO" not in err
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_channels_in_another_order_than_trained_are_refused(saved, tmp_path, fib_sample,
+                                                            capsys):
+    """The classifier stores its channels' names: files named after them in another order
+    (InLens first, SE2 second) gave 36.7 % instead of 4.8 % of a phase without a word."""
+    clf, _, img = saved
+    clf = PixelClassifier.load(clf.save(tmp_path / "tmp.corrclf.npz"))
+    clf.channel_names = ["SE2", "InLens"]
+    path = clf.save(tmp_path / "named.corrclf.npz")
+    se2, inlens = (io.write_tiff(tmp_path / f"FIB-SEM_{n}.tif", img[c], fib_sample.labels.scale,
+                                 "nm") for c, n in enumerate(("SE2", "InLens")))
+    out = tmp_path / "seg.tif"
+    assert main(["classify", str(inlens), str(se2), "--classifier", str(path), "--out",
+                 str(out)]) == 1
+    assert capsys.readouterr().err == (
+        "corrtomo classify: error: the classifier was trained on the channels SE2, InLens, in "
+        "this order, but the channels given look like InLens (FIB-SEM_InLens.tif), SE2 "
+        "(FIB-SEM_SE2.tif); give the input files in the training order: FIB-SEM_SE2.tif "
+        "FIB-SEM_InLens.tif\n")
+    assert not out.exists() and not list(tmp_path.glob("seg.tif*"))
+    assert main(["classify", str(se2), str(inlens), "--classifier", str(path), "--out",
+                 str(out)]) == 0
+
+
+def test_channel_names_that_say_nothing_pass():
+    from napari_corrtomo.core.classify.pipeline import check_channel_order
+
+    check_channel_order(["ch0", "ch1"], ["a.tif", "b.tif"])
+    check_channel_order(["SE", "SE2"], ["x_SE.tif", "x_SE2.tif"])  # SE2 holds SE
+    with pytest.raises(ValueError, match="trained on the channels SE, SE2"):
+        check_channel_order(["SE", "SE2"], ["x_SE2.tif", "x_SE.tif"])
+    check_channel_order(["SE2", "InLens"], ["SE2_and_InLens.tif", "other.tif"])

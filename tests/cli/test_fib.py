@@ -65,15 +65,64 @@ def test_fib_ruler_writes_thickness_table(files, capsys):
     (["--constant", "20", "--pixel-size", "0"], "--pixel-size must be positive and finite, got 0.0"),
     (["--ruler-rows", "0", "16", "--ruler-angle", "95"],
      "--ruler-angle must be between 0 and 90 degrees (both excluded), got 95"),
+    # um given as nm: 20 nm slices on 0.01 nm pixels were 2000 planes each (12.9 GB, killed)
+    (["--constant", "20", "--pixel-size", "0.01"],
+     "--constant 20 nm is 2,000 pixels of 0.01 nm; FIB slices are at most about 20 pixels "
+     "thick: the thicknesses and --pixel-size are in nm"),
+    (["--constant", "20", "--grid", "0.01"],
+     "would have 30,001 planes of 48 x 80 pixels for the 16 slices given (2,000 planes per "
+     "slice)"),
+    (["--constant", "20", "--grid", "0.01"], "--pixel-size, --grid and the slice thicknesses "
+     "are all in nm; was one given in um?"),
+    # a grey stack called labels was interpolated once per grey value
+    (["--constant", "20", "--kind", "labels"],
+     "--kind labels needs a stack of whole-number labels, but this float32 stack holds other "
+     "values ("),
+    (["--constant", "20", "--kind", "labels"], "segment it first, or choose --kind grey"),
+    # um values under a thickness_nm header
+    (["--thickness", "um.csv"], "the median thickness in um.csv (--thickness), 0.02 nm, is "
+     "0.002 of the 10 nm pixel; FIB slices are at least 0.05 of a pixel thick: name the "
+     "thickness column by its unit (thickness_um"),
+    (["--ruler-rows", "0", "16", "--ruler-angle", "25", "--max-step", "-3"],
+     "--max-step must be a positive number of pixels, got -3"),
+    (["--ruler-rows", "0", "16", "--ruler-angle", "25", "--max-step", "0"],
+     "--max-step must be a positive number of pixels, got 0"),
 ])
 def test_fib_bad_input(files, capsys, args, message):
     d, _, _ = files
     (d / "short.csv").write_text("thickness_nm\n10\n10\n10\n")
-    args = [a if a != "short.csv" else str(d / a) for a in args]
+    (d / "um.csv").write_text("thickness_nm\n" + "0.02\n" * 16)
+    args = [str(d / a) if a in ("short.csv", "um.csv") else a for a in args]
     assert main(["fib", str(d / "se2.tif"), "--out", str(d / "x.tif"), *args]) == 1
     err = capsys.readouterr().err
     assert err.startswith("corrtomo fib: error:") and message in err
-    assert not (d / "x.tif").exists()
+    assert not (d / "x.tif").exists() and not list(d.glob("x.tif*"))
+
+
+def test_fib_output_beyond_memory_is_refused_before_the_work(files, capsys, monkeypatch):
+    from napari_corrtomo.core.fib import pipeline
+
+    d, _, _ = files
+    monkeypatch.setattr(pipeline, "available_memory", lambda: 1_000_000)
+    assert main(["fib", str(d / "se2.tif"), "--constant", "20", "--grid", "1", "--out",
+                 str(d / "x.tif")]) == 1
+    err = capsys.readouterr().err
+    assert ("would have 301 planes of 48 x 80 pixels for the 16 slices given (20 planes per "
+            "slice), 5 MB against 1 MB of memory available, so it was not started" in err)
+    assert "choose a coarser --grid" in err
+    assert not list(d.glob("x.tif*"))
+
+
+def test_fib_ruler_angle_in_radians_is_refused(files, capsys):
+    d, s, _ = files
+    radians = f"{np.radians(s.ruler.angle_deg):.4f}"
+    assert main(["fib", str(d / "se2.tif"), "--ruler-rows", "0", str(s.ruler.band_rows),
+                 "--ruler-angle", radians, "--out", str(d / "x.tif")]) == 1
+    err = capsys.readouterr().err
+    assert "the median thickness measured from the ruler marks" in err
+    assert (f"--ruler-angle is in degrees, and {float(radians):g} looks like radians "
+            f"({np.degrees(float(radians)):.3g} degrees)") in err
+    assert not list(d.glob("x.tif*"))
 
 
 def test_fib_zarr_stack_stays_lazy_and_matches(files, capsys):
@@ -160,3 +209,21 @@ def test_fib_help_shows_the_units_of_lengths(capsys):
     for option in ("--constant NM", "--fallback-thickness NM", "--pixel-size NM", "--grid NM",
                    "--ruler-angle DEG"):
         assert option in text
+
+
+def test_fib_help_gives_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["fib", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "from 0 (default 0: the first)" in text
+    assert "e.g. IPPI (default: inferred" in text
+
+
+def test_fib_option_given_twice_is_refused(files, capsys):
+    d, _, _ = files
+    with pytest.raises(SystemExit) as exc:
+        main(["fib", str(d / "se2.tif"), "--constant", "20", "--constant", "10", "--out",
+              str(d / "x.tif")])
+    assert exc.value.code == 2
+    assert "--constant is given twice; give it once" in capsys.readouterr().err
+    assert not list(d.glob("x.tif*"))

@@ -277,3 +277,99 @@ def test_the_rolling_ball_envelope_needs_no_quotes():
         args = build_parser().parse_args(["quantify", "l.tif", "--phase", "1", "--out", "q",
                                           "--envelope", typed])
         assert args.envelope == "rolling ball"
+
+
+def _files(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_overwrite_replaces_the_earlier_runs_files_and_keeps_the_users(label_file, tmp_path,
+                                                                      capsys):
+    """--overwrite leaves exactly this run's outputs (an earlier run's particles.csv,
+    size distributions and volumes went stale beside the new summary.csv), and a file
+    the user put into the folder survives."""
+    path, lab = label_file
+    out = tmp_path / "q"
+    base = ["quantify", str(path), "--phase", str(PORE), "--matrix", str(SOLID), "--outside",
+            str(RESIN), "--out", str(out)]
+    assert main([*base, "--measures", "porosity,thickness,particles", "--save-volumes"]) == 0
+    first = _files(out)
+    assert {"particles.csv", "phase_size_distribution.csv",
+            "phase_local_thickness.tif"} <= set(first)
+    (out / "my_notes.txt").write_text("mine")
+    assert main([*base, "--measures", "porosity", "--overwrite"]) == 0
+    text = capsys.readouterr().out
+    assert "removed" in text and "particles.csv" in text
+    # a fresh run of the same settings writes exactly the files left
+    fresh = tmp_path / "fresh"
+    assert main([*base[:-1], str(fresh), "--measures", "porosity"]) == 0
+    assert _files(out) == sorted([*_files(fresh), "my_notes.txt"])
+    assert (out / "my_notes.txt").read_text() == "mine"
+    assert not list(out.glob("*lock*"))
+
+
+def test_overwrite_removes_the_earlier_runs_zarr_volumes(label_file, tmp_path, capsys):
+    path, lab = label_file
+    store = io.write_ome_zarr(tmp_path / "labels.ome.zarr", lab, (0.2, 0.2, 0.2), "um",
+                              "labels")
+    out = tmp_path / "q"
+    assert main(["quantify", str(store), "--phase", str(PORE), "--measures",
+                 "porosity,thickness", "--out", str(out)]) == 0
+    assert list((out / "volumes").glob("*.ome.zarr"))
+    assert main(["quantify", str(path), "--phase", str(PORE), "--measures", "porosity",
+                 "--out", str(out), "--overwrite"]) == 0
+    assert not (out / "volumes").exists()
+    assert all("/" not in f for f in _files(out))
+
+
+def test_an_image_given_as_labels_is_named_with_what_to_give(tmp_path, capsys):
+    """"labels must hold integer labels, got dtype float32" named neither the file nor
+    the likely slip (the image given instead of its segmentation)."""
+    img = np.random.default_rng(0).random((8, 16, 16)).astype(np.float32)
+    path = io.write_tiff(tmp_path / "image.tif", img, (0.2, 0.2, 0.2), "um")
+    out = tmp_path / "q"
+    assert main(["quantify", str(path), "--phase", "1", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"corrtomo quantify: error: {path} holds float32 grey values (")
+    assert ("not integer labels: it may be the image. Give its segmentation (a label volume, "
+            "e.g. from corrtomo classify) as the labels argument, and the image as "
+            "--intensity") in err
+    assert not out.exists()
+
+
+def test_a_depth_error_names_the_option_and_unit(label_file, tmp_path, capsys):
+    path, _ = label_file
+    out = tmp_path / "q"
+    assert main(["quantify", str(path), "--phase", str(PORE), "--measures",
+                 "geodesic_tortuosity", "--depths", "100", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "--depths 100 um do not fit along axis 0: with a voxel of 0.2 um" in err
+    assert "depths must lie between 0.2 and 5.8 um" in err
+    assert not out.exists()
+
+
+def test_the_help_gives_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["quantify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in ("curvature-corrected (default 1;", "are dropped (default 0: none)",
+                   "spherical mask; default)", "equivalent-sphere radius (default 1.5)",
+                   "air and resin; default: none)",
+                   "(default: porosity, thickness, particles, closed_pores, surface, "
+                   "proxigram (with --intensity);"):
+        assert phrase in text
+
+
+@pytest.mark.parametrize("option, values", [("--phase", ("3", "2")), ("--out", ("a", "b")),
+                                            ("--smooth", ("1", "2"))])
+def test_a_single_valued_option_given_twice_is_refused(tmp_path, capsys, option, values):
+    """"--phase 3 --phase 2" took the last one without a word."""
+    args = {"--phase": ["--phase", "1"], "--out": ["--out", str(tmp_path / "q")]}
+    args.pop(option, None)
+    with pytest.raises(SystemExit) as exc:
+        main(["quantify", "labels.tif", *sum(args.values(), []),
+              *(v for value in values for v in (option, value))])
+    assert exc.value.code == 2
+    assert f"corrtomo quantify: error: {option} is given twice; give it once" in (
+        capsys.readouterr().err)
+    assert not list(tmp_path.iterdir())

@@ -80,8 +80,8 @@ def test_block_shape_respects_budget():
     # sizes as people read them (a 1 kB budget once read "0.00 GB"); 201^3 voxels of 8 bytes
     assert str(e.value).startswith("a single block with halo (100, 100, 100) needs 65 MB, "
                                    "more than the memory budget of 1 kB;")
-    assert [backend.format_bytes(n) for n in (2.25e9, 3.5e8, 5.04e7, 24_000)] == [
-        "2.2 GB", "0.3 GB", "50 MB", "24 kB"]
+    assert [backend.format_bytes(n) for n in (2.25e9, 3.5e8, 5.04e7, 476_000, 24_000)] == [
+        "2.2 GB", "0.3 GB", "50 MB", "476 kB", "24 kB"]
     # the API's and widgets' budget is the environment variable; the CLI's its --memory
     assert str(e.value).endswith("raise CORRTOMO_MEMORY_BUDGET or reduce the filter size")
     assert e.value.worded({"budget": "--memory"}).endswith("raise --memory or reduce the "

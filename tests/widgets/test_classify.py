@@ -96,6 +96,12 @@ def test_live_training_then_volume_prediction(widget, crop, qtbot, tmp_path):
     assert isinstance(loaded, PixelClassifier) and w.n_trees() == 20
     viewer.add_image(img[0, :, ::-1].copy(), name="SE2 flipped", scale=sp, units="nm")
     viewer.add_image(img[1, :, ::-1].copy(), name="InLens flipped", scale=sp, units="nm")
+    w.set_channels(["InLens flipped", "SE2 flipped"])  # the detectors swapped: refused
+    w.predict_volume()
+    assert not w.runner.busy
+    assert "choose them as Image and Channels in the training order: SE2 flipped InLens " \
+        "flipped" in w.runner.status.text()
+    assert "InLens flipped segmentation" not in viewer.layers
     w.set_channels(["SE2 flipped", "InLens flipped"])
     w.predict_volume()
     _wait(qtbot, w)

@@ -168,7 +168,7 @@ def format_bytes(nbytes: float) -> str:
     :func:`parse_bytes` reads "GB")."""
     if nbytes >= 1e8:
         return f"{nbytes / 1e9:.1f} GB"
-    if nbytes >= 1e5:
+    if nbytes >= 1e6:  # (below it "0 MB" for 476 kB)
         return f"{nbytes / 1e6:.0f} MB"
     return f"{nbytes / 1e3:.3g} kB"
 

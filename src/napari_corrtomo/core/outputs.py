@@ -21,6 +21,7 @@ that rule, and a run that writes its result whole gives ``overwrite`` to
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -127,18 +128,21 @@ def claim_folder(folder: PathLike, command: str, settings: Mapping,
     record = {"command": command, "settings": json.loads(json.dumps(dict(settings),
                                                                    default=str))}
     mark = folder / FOLDER_MARK
+    previous = _read_mark(folder)
     if folder.is_dir() and any(p.name != FOLDER_MARK for p in folder.iterdir()):
         if not mark.exists():
             raise ValueError(f"{folder} already holds files that corrtomo {command} did not "
                              "write; choose a new or empty folder")
-        try:
-            previous = json.loads(mark.read_text())
-        except (OSError, ValueError):
-            previous = None
-        if previous != record and not overwrite:
+        same = previous is not None and all(previous.get(k) == v for k, v in record.items())
+        if not same and not overwrite:
             raise ValueError(f"{folder} holds the results of another corrtomo "
                              f"{(previous or {}).get('command', '')} run (other settings); "
                              "give --overwrite to replace them, or choose another folder")
+    # the files earlier runs wrote here: those this run does not write again are removed
+    # once it has written its own (record_outputs), never before
+    earlier = sorted({*_listed(previous, "outputs"), *_listed(previous, "replacing")})
+    if earlier:
+        record["replacing"] = earlier
     try:
         folder.mkdir(parents=True, exist_ok=True)
         mark.write_text(json.dumps(record, indent=1))
@@ -157,3 +161,64 @@ def release_folder(folder: PathLike) -> None:
     if mark.is_file() and all(p.name == FOLDER_MARK for p in folder.iterdir()):
         mark.unlink()
         folder.rmdir()
+
+
+def _read_mark(folder: Path) -> dict | None:
+    try:
+        mark = json.loads((folder / FOLDER_MARK).read_text())
+    except (OSError, ValueError):
+        return None
+    return mark if isinstance(mark, dict) else None
+
+
+def _listed(mark: dict | None, key: str) -> list[str]:
+    value = (mark or {}).get(key)
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _inside(folder: Path, name: str) -> Path | None:
+    """``folder / name`` when it stays inside ``folder`` (a record cannot name elsewhere)."""
+    path = (folder / name).resolve()
+    return path if folder.resolve() in path.parents else None
+
+
+def record_outputs(folder: PathLike, written: Iterable[PathLike]) -> list[Path]:
+    """Record the files a run wrote into its results folder (claimed with
+    :func:`claim_folder`), and remove those an earlier run wrote there that this run did
+    not write again, so that the folder holds this run's results only.
+
+    Only paths listed in the folder's mark as an earlier run's outputs are removed (a
+    file or a zarr store napari-corrtomo wrote); a file the user put into the folder is
+    never touched. Folders left empty by the removal (``volumes``) go too.
+
+    Returns the paths removed.
+    """
+    folder = Path(folder)
+    mark = _read_mark(folder) or {}
+    root = folder.resolve()
+    names = []
+    for path in written:
+        path = Path(path).resolve()
+        if root in path.parents:
+            names.append(path.relative_to(root).as_posix())
+    keep = set(names)
+    removed = []
+    for name in [*_listed(mark, "outputs"), *_listed(mark, "replacing")]:
+        path = _inside(folder, name)
+        if name in keep or path is None or path.is_symlink():
+            continue
+        if path.is_file():
+            path.unlink()
+        elif path.is_dir() and run_record(path) is not None:  # a store this program wrote
+            shutil.rmtree(path)
+        else:
+            continue
+        removed.append(path)
+        parent = path.parent
+        while parent != root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+    mark.pop("replacing", None)
+    mark["outputs"] = sorted(keep)
+    (folder / FOLDER_MARK).write_text(json.dumps(mark, indent=1))
+    return removed

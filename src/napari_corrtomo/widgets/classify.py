@@ -41,9 +41,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core._errors import SettingError
 from ..core.classify import LiveTrainer, PixelClassifier, segment, stack_channels
 from ..core.classify.features import FILTERS, ILASTIK_SIGMAS, FeatureSpec, TailoredFeatures
 from ..core.classify.live import LiveUpdate
+from ..core.classify.pipeline import check_channel_order
 from ..core.progress import Cancelled, report, scaled
 from ._autosave import CLASSIFIER, autosave_for
 from ._dock import DockForm, act_on_file, hbox
@@ -710,6 +712,11 @@ class ClassifyWidget(DockForm):
             if self.classifier is None or not self.classifier.fitted:
                 raise ValueError("no classifier yet: train one (Live training) or load one")
             layers, arrays, spacing, unit = self._inputs()
+            # a classifier loaded from a file: its channels named as the layers are
+            check_channel_order(self.classifier.channel_names, [la.name for la in layers])
+        except SettingError as exc:
+            self.runner.refuse(exc.worded({"reorder": "choose them as Image and Channels"}))
+            return
         except ValueError as exc:
             self.runner.refuse(str(exc))
             return

@@ -256,3 +256,45 @@ def test_a_particle_smaller_than_the_smoothing_has_no_surface_or_sphericity(lazy
     assert sphere["surface_um2"] == pytest.approx(4 * math.pi * 49, rel=0.03)
     assert np.isfinite(tab["sphericity"]).sum() == 1
     assert np.nanmean(tab["sphericity"]) == pytest.approx(sphere["sphericity"])
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_sphericity_is_nan_for_tiny_particles_and_never_above_one(lazy):
+    """A 16-voxel particle had a sphericity of 2.41 (a summary said "sphericity mean 1.10"):
+    too small to mesh meaningfully, it is NaN and left out of the mean; the smoothed mesh
+    of a ball can come out a little smaller than its sphere, which is clipped at 1."""
+    import dask.array as da
+
+    from napari_corrtomo.core.quantify.particles import MIN_SHAPE_VOXELS
+
+    lab = np.zeros((24, 24, 40), np.int32)
+    paint_spheres(lab, np.array([[12.0, 12.0, 12.0]]), np.array([6.0]), 1, (1.0, 1.0, 1.0))
+    paint_spheres(lab, np.array([[12.3, 12.3, 32.3]]), np.array([1.6]), 2, (1.0, 1.0, 1.0))
+    tab = particle_table(da.from_array(lab, chunks=12) if lazy else lab, 1.0, unit="um")
+    tiny = tab[tab["label"] == 2].iloc[0]  # its mesh gave a sphericity of 36
+    assert tiny["voxels"] < MIN_SHAPE_VOXELS and math.isnan(tiny["sphericity"])
+    ball = tab[tab["label"] == 1].iloc[0]
+    assert 0.97 < ball["sphericity"] <= 1.0
+    assert np.nanmax(tab["sphericity"]) <= 1.0
+
+
+def test_the_sphericity_mean_leaves_out_tiny_particles():
+    from napari_corrtomo.core.quantify import QuantifySettings, quantify
+
+    lab = np.zeros((24, 24, 40), np.uint8)
+    paint_spheres(lab, np.array([[12.0, 12.0, 12.0]]), np.array([6.0]), 1, (1.0, 1.0, 1.0))
+    paint_spheres(lab, np.array([[12.3, 12.3, 32.3]]), np.array([1.6]), 1, (1.0, 1.0, 1.0))
+    r = quantify(lab, (1.0, 1.0, 1.0), "um", measures=["particles"],
+                 settings=QuantifySettings(phase=1, outside=(0,)))
+    assert len(r.tables["particles"]) == 2
+    summary = r.summary()
+    mean = summary.loc[summary["quantity"] == "sphericity mean", "value"].item()
+    assert 0.97 < mean <= 1.0
+
+
+def test_the_poor_fit_note_prints_the_distance_above_its_limit():
+    """"Kolmogorov-Smirnov distance 0.10 > 0.1" read as 0.10 > 0.10."""
+    from napari_corrtomo.core.quantify.distributions import _above
+
+    assert _above(0.1004, 0.1) == "0.1004" and _above(0.104, 0.1) == "0.104"
+    assert _above(0.37, 0.1) == "0.37"

@@ -327,3 +327,14 @@ def test_pipeline_transport_bad_settings(settings, match):
     with pytest.raises(ValueError, match=match):
         quantify(labels, 1.0, "um", measures=["tortuosity", "geodesic_tortuosity"],
                  settings=QuantifySettings(phase=1, **settings))
+
+
+def test_a_depth_that_does_not_fit_names_its_unit():
+    """"depths must lie between 0.5 and 79.5" gave no unit."""
+    from napari_corrtomo.core.quantify import QuantifySettings, quantify
+
+    labels = channels_and_wall()
+    with pytest.raises(ValueError, match=r"depths 100 um do not fit along axis 0: with a voxel "
+                                         r"of 1 um .* depths must lie between 1 and \d+ um "):
+        quantify(labels, 1.0, "um", measures=["geodesic_tortuosity"],
+                 settings=QuantifySettings(phase=1, depths=(100.0,)))

@@ -15,6 +15,7 @@ import dask.array as da
 import numpy as np
 
 from .. import backend as bk
+from .._errors import SettingError
 from ..progress import ProgressCallback
 from .classifier import PixelClassifier, proba_to_labels, proba_uncertainty
 
@@ -70,10 +71,51 @@ def stack_channels(channels: Sequence[Any], lazy: bool | None = None) -> Any:
                      for c in channels])
 
 
+def _named_channel(trained: Sequence[str], name: str) -> int | None:
+    """The trained channel whose name ``name`` contains (case-insensitive), when one does
+    unambiguously (of several, the longest when it contains the others: SE2 over SE)."""
+    text = name.lower()
+    hits = [i for i, t in enumerate(trained) if t and t.lower() in text]
+    if not hits:
+        return None
+    best = max(hits, key=lambda i: len(trained[i]))
+    if all(trained[i].lower() in trained[best].lower() for i in hits):
+        return best
+    return None
+
+
+def check_channel_order(trained: Sequence[str], given: Sequence[str]) -> None:
+    """Refuse channels given in another order than the classifier was trained with.
+
+    ``given`` names the channels passed (file or layer names); when each contains a
+    different one of the ``trained`` channel names (``FIB-SEM_InLens.tif`` holds
+    ``InLens``) and together they name the trained channels in another order, the
+    classifier would read each channel as another detector and segment without a word
+    of warning (36.7 % of a phase instead of 4.8 %). Names that say nothing about the
+    channels (``ch0``, ``image.tif``) pass.
+    """
+    trained, given = list(trained), list(given)
+    if len(trained) != len(given) or len(trained) < 2:
+        return
+    found = [_named_channel(trained, g) for g in given]
+    if None in found or sorted(found) != list(range(len(trained))):
+        return
+    if found == list(range(len(trained))):
+        return
+    by_trained = [given[found.index(i)] for i in range(len(trained))]
+    raise SettingError(
+        f"the classifier was trained on the channels {', '.join(trained)}, in this order, "
+        "but the channels given look like "
+        + ", ".join(f"{trained[i]} ({g})" for g, i in zip(given, found))
+        + f"; $reorder in the training order: {' '.join(by_trained)}",
+        reorder="pass the channels")
+
+
 def segment(classifier: PixelClassifier, channels: Sequence[Any],
             spacing: Sequence[float] | None = None, unit: str | None = None, *,
             lazy: bool | None = None, backend: str = "auto", budget: int | str | None = None,
-            progress: ProgressCallback | None = None) -> Segmentation:
+            progress: ProgressCallback | None = None,
+            names: Sequence[str] | None = None) -> Segmentation:
     """Segment channel volumes with a trained classifier.
 
     Parameters
@@ -90,9 +132,15 @@ def segment(classifier: PixelClassifier, channels: Sequence[Any],
         Where features and the forest run, and the memory each block may use.
     progress
         ``progress(done, total)`` (in-memory input); raise ``Cancelled`` to stop.
+    names
+        Optional names of the channels (file or layer names): channels whose names
+        contain the classifier's channel names in another order are refused
+        (:func:`check_channel_order`).
     """
     if not classifier.fitted:
         raise ValueError("the classifier is not trained yet: train it or load a trained one")
+    if names is not None:
+        check_channel_order(classifier.channel_names, names)
     nd = classifier.spatial_ndim
     for c in channels:  # else two 2D channels stack into one 3D volume, "1 channel"
         if getattr(c, "ndim", nd) != nd:

@@ -55,10 +55,25 @@ def resolve_kind(volume, kind: str = "auto") -> str:
     """``"binary"`` for bool (or 0/1 integer) data, ``"grey"`` otherwise, unless given.
 
     A given ``"binary"`` is checked (on the slices ``"auto"`` looks at): made of an
-    intensity image it would be all ones after ``astype(bool)``, without a word.
+    intensity image it would be all ones after ``astype(bool)``, without a word. A given
+    ``"labels"`` is checked the same way: a floating-point stack must hold whole numbers
+    (a grey image read as labels would be interpolated label by label, one per grey
+    value).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind == "labels" and not (volume.dtype == bool
+                                 or np.issubdtype(volume.dtype, np.integer)):
+        values = np.unique(np.asarray(volume[:: max(1, volume.shape[0] // 8)]))
+        fractional = values[np.isfinite(values) & (values != np.round(values))]
+        if fractional.size or not np.all(np.isfinite(values)):
+            shown = ", ".join(f"{v:g}" for v in (fractional[:4] if fractional.size
+                                                 else values[~np.isfinite(values)][:1]))
+            raise SettingError(f"$labels_kind needs a stack of whole-number labels, but this "
+                               f"{volume.dtype} stack holds other values ({shown} ...): it "
+                               "looks like a grey image; segment it first, or choose "
+                               "$grey_kind", labels_kind="kind='labels'",
+                               grey_kind="kind='grey'")
     if kind in ("grey", "labels"):
         return kind
     if volume.dtype == bool:

@@ -17,6 +17,7 @@ front end names the control or option the user sets.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from .._checks import SettingError, check_length, check_same_shape
-from ..backend import as_dask, is_lazy
+from ..backend import as_dask, available_memory, format_bytes, is_lazy
 from ..progress import ProgressCallback, scaled
 from .interpolate import fill_planes, resolve_kind
 from .metrics import anisotropy, metrics
@@ -226,6 +227,7 @@ def isotropic_volume(
         raise SettingError(f"$grid_nm must be positive, got {grid_nm}", grid_nm="grid_nm")
     grid = px if grid_nm is None else float(grid_nm)
     kind = resolve_kind(stack, kind)
+    check_output_size(stack, thickness_nm, px, grid, method, kind)
     planes = slice_positions(thickness_nm, grid)
     n_planes = int(planes[-1]) + 1
     out = fill_planes(stack, planes, n_planes, method, kind=kind, spacing=(grid, px, px),
@@ -235,9 +237,67 @@ def isotropic_volume(
     return FibVolume(out, known, (grid, px, px), method, kind)
 
 
-#: the thinnest constant slice thickness accepted, in pixels: below it the value is a
-#: unit slip (0.02 "nm" meant 0.02 um = 20 nm)
+#: the most z planes per FIB slice a repositioned volume may have: FIB slices are a few
+#: pixels thick at most, so far more planes per slice is a unit slip (a pixel size or a
+#: grid in um given as nm: 20 nm slices on a 0.01 "nm" grid are 2000 planes each)
+MAX_PLANES_PER_SLICE = 100
+
+
+def output_size(stack, thickness_nm, grid_nm: float, method: str, kind: str) -> tuple[int, int]:
+    """Planes and bytes of the repositioned volume, estimated before any work (the
+    depth of the last slice over the grid; the in-plane size and the result's dtype)."""
+    t = np.asarray(thickness_nm, dtype=float).ravel()
+    n_planes = int(np.round(np.nansum(t[:-1]) / float(grid_nm))) + 1
+    if kind == "binary":
+        itemsize = 1
+    elif kind == "grey" and method != "nearest":
+        itemsize = 4  # float32 splines
+    else:
+        itemsize = np.dtype(stack.dtype).itemsize
+    return n_planes, n_planes * int(stack.shape[1]) * int(stack.shape[2]) * itemsize
+
+
+def check_output_size(stack, thickness_nm, pixel_size_nm: float, grid_nm: float,
+                      method: str = "cubic", kind: str = "grey") -> int:
+    """Refuse a repositioned volume far beyond plausibility or memory before it starts.
+
+    More than :data:`MAX_PLANES_PER_SLICE` planes per slice is a unit slip (lengths in
+    um given as nm); an in-memory result larger than the memory available now would be
+    killed part-way. Returns the estimated bytes.
+    """
+    n = int(stack.shape[0])
+    n_planes, nbytes = output_size(stack, thickness_nm, grid_nm, method, kind)
+    per_slice = n_planes / max(n - 1, 1)
+    t = np.asarray(thickness_nm, dtype=float).ravel()[:-1]
+    median = float(np.nanmedian(t)) if np.isfinite(t).any() else float("nan")
+    available = available_memory()
+    lazy = is_lazy(stack)
+    too_big = not lazy and nbytes > available
+    if per_slice <= MAX_PLANES_PER_SLICE and not too_big:
+        return nbytes
+    size = (f"{n_planes:,} planes of {stack.shape[1]} x {stack.shape[2]} pixels for the "
+            f"{n} slices given ({per_slice:,.0f} planes per slice), "
+            f"{format_bytes(nbytes)} against {format_bytes(available)} of memory available")
+    if per_slice > MAX_PLANES_PER_SLICE:
+        raise SettingError(
+            f"the repositioned volume would have {size}, so it was not started: FIB slices "
+            f"give at most about {MAX_PLANES_PER_SLICE} planes each. Median slice thickness "
+            f"{median:g} nm, pixel size {pixel_size_nm:g} nm, z grid {grid_nm:g} nm: "
+            "$pixel_size_nm, $grid_nm and the slice thicknesses are all in nm; was one "
+            "given in um?", pixel_size_nm="pixel_size_nm", grid_nm="grid_nm")
+    raise SettingError(
+        f"the repositioned volume would have {size}, so it was not started: give the stack "
+        "as OME-Zarr (processed block by block), crop it, or choose a coarser $grid_nm",
+        grid_nm="grid_nm")
+
+
+#: the thinnest slice thickness accepted, in pixels: below it the value is a unit slip
+#: (0.02 "nm" meant 0.02 um = 20 nm)
 MIN_THICKNESS_PIXELS = 0.05
+#: the thickest median slice thickness accepted, in pixels: FIB slices are a few pixels
+#: thick (near-isotropic voxels); far thicker is a slip (a ruler angle in radians, a
+#: pixel size in um given as nm)
+MAX_THICKNESS_PIXELS = 20.0
 
 
 def slice_thickness(stack, pixel_size_nm: float, settings: FibSettings,
@@ -284,22 +344,64 @@ def slice_thickness(stack, pixel_size_nm: float, settings: FibSettings,
         if not np.isfinite(s.constant_nm) or s.constant_nm <= 0:
             raise SettingError(f"$constant_nm must be positive and finite, got {s.constant_nm:g}",
                                constant_nm="the constant thickness (constant_nm)")
-        if s.constant_nm < MIN_THICKNESS_PIXELS * pixel_size_nm:  # a unit slip (um as nm)
-            raise SettingError(f"$constant_nm {s.constant_nm:g} nm is "
-                               f"{s.constant_nm / pixel_size_nm:.2g} of the {pixel_size_nm:g} nm "
-                               f"pixel; FIB slices are at least {MIN_THICKNESS_PIXELS:g} of a "
-                               "pixel thick: give the thickness in nm",
-                               constant_nm="the constant thickness (constant_nm)")
         thickness = np.full(n, float(s.constant_nm))
         table = thickness_table(thickness)
     else:
         raise ValueError(f"unknown thickness source {s.source!r}; choose one of "
                          f"{', '.join(SOURCES)}")
+    check_plausible_thickness(thickness, pixel_size_nm, s)
     try:
         gamma = fit_gamma(thickness)
     except ValueError:
         gamma = None
     return SliceThickness(np.asarray(thickness, float), table, ruler, gamma)
+
+
+def check_plausible_thickness(thickness_nm, pixel_size_nm: float,
+                              settings: FibSettings) -> None:
+    """Refuse slice thicknesses implausible against the pixel size, whatever their
+    source: a median below :data:`MIN_THICKNESS_PIXELS` or above
+    :data:`MAX_THICKNESS_PIXELS` pixels is a slip (um given as nm, a ruler angle in
+    radians), named in the message."""
+    s = settings
+    t = np.asarray(thickness_nm, dtype=float).ravel()[:-1]
+    t = t[np.isfinite(t)]
+    if not t.size:
+        return
+    median = float(np.median(t))
+    px = float(pixel_size_nm)
+    ratio = median / px
+    pixels = f"{ratio:,.0f}" if ratio >= 100 else f"{ratio:.3g}"
+    words = {"constant_nm": "the constant thickness (constant_nm)",
+             "csv_path": "the thickness CSV (csv_path)",
+             "angle_deg": "the ruler angle (angle_deg)", "pixel_size_nm": "pixel_size_nm"}
+    if s.source == "constant":
+        what = f"$constant_nm {median:.4g} nm"
+    elif s.source == "csv":
+        name = Path(str(s.csv_path)).name
+        what = f"the median thickness in {name} ($csv_path), {median:.4g} nm,"
+    else:
+        what = f"the median thickness measured from the ruler marks, {median:.4g} nm,"
+    if median < MIN_THICKNESS_PIXELS * px:
+        hint = {"constant": "give the thickness in nm",
+                "csv": "name the thickness column by its unit (thickness_um for values "
+                       "in um)",
+                "ruler": "check $pixel_size_nm (nm)"}[s.source]
+        raise SettingError(f"{what} is {median / px:.2g} of the {px:g} nm pixel; FIB slices "
+                           f"are at least {MIN_THICKNESS_PIXELS:g} of a pixel thick: {hint}",
+                           **words)
+    if median > MAX_THICKNESS_PIXELS * px:
+        if s.source == "ruler" and s.angle_deg is not None and s.angle_deg < np.pi / 2:
+            hint = (f"$angle_deg is in degrees, and {s.angle_deg:g} looks like radians "
+                    f"({np.degrees(s.angle_deg):.3g} degrees)")
+        elif s.source == "ruler":
+            hint = "check $angle_deg (degrees) and $pixel_size_nm (nm)"
+        else:
+            hint = ("the thicknesses and $pixel_size_nm are in nm: was the pixel size "
+                    "given in um?")
+        raise SettingError(f"{what} is {pixels} pixels of {px:g} nm; FIB slices "
+                           f"are at most about {MAX_THICKNESS_PIXELS:g} pixels thick: {hint}",
+                           **words)
 
 
 def cut_band(stack, band_rows: tuple[int, int]) -> tuple[Any, int]:

@@ -90,6 +90,10 @@ class RulerMarkers:
         if self.x_first is not None and len(self.x_first) != 4:
             raise SettingError("$x_first must give the approximate x of the four marks",
                                x_first="x_first")
+        if self.max_step_px is not None and not (np.isfinite(self.max_step_px)
+                                                 and self.max_step_px > 0):
+            raise SettingError(f"$max_step_px must be a positive number of pixels, got "
+                               f"{self.max_step_px:g}", max_step_px="max_step_px")
         if self.polarity not in POLARITIES:
             raise SettingError(f"$polarity must be 'dark' or 'bright', got {self.polarity!r}",
                                polarity="polarity")

@@ -206,7 +206,8 @@ def size_distribution(
                 result_fit = LogNormalFit(mu, sigma, scale, r2, ks)
                 if ks > POOR_FIT_KS:
                     notes.append(f"the log-normal fit follows the histogram poorly "
-                                 f"(Kolmogorov-Smirnov distance {ks:.2f} > {POOR_FIT_KS}): "
+                                 f"(Kolmogorov-Smirnov distance {_above(ks, POOR_FIT_KS)} > "
+                                 f"{POOR_FIT_KS}): "
                                  "read the histogram and its moments, not the fitted mode")
             except (RuntimeError, ValueError) as exc:
                 notes.append(f"log-normal fit did not converge: {exc}")
@@ -218,6 +219,16 @@ def size_distribution(
 #: a log-normal fit whose cumulative fractions differ from the histogram's by more than
 #: this (Kolmogorov-Smirnov distance) is reported as poor
 POOR_FIT_KS = 0.1
+
+
+def _above(value: float, limit: float) -> str:
+    """``value`` (> ``limit``) with the fewest decimals (at least 2) that show it above
+    ``limit``: 0.104 > 0.1, not 0.10 > 0.1."""
+    for digits in range(2, 8):
+        text = f"{value:.{digits}f}"
+        if float(text) > limit:
+            return text
+    return f"{value:.8g}"
 
 
 def _ks_distance(edges: np.ndarray, fraction: np.ndarray, mu: float, sigma: float) -> float:

@@ -485,7 +485,7 @@ def _measure_geodesic(d, s, r, progress) -> None:
     for i, ax in enumerate(axes):
         name = _AXIS_NAMES[ax]
         geo = geodesic_tortuosity(phase, d.spacing, _default_depths(d, s, ax), ax,
-                                  progress=scaled(progress, i, i + 1, len(axes)))
+                                  progress=scaled(progress, i, i + 1, len(axes)), unit=d.unit)
         t = geo.table(d.unit)
         t.insert(2, "axis_name", name)
         tables.append(t)
@@ -587,7 +587,10 @@ def _particle_rows(d: MeasureData, table: pd.DataFrame, r: QuantifyResult) -> No
     r.add("particles", "ESD std", dist.std, d.unit)
     if dist.fit is not None:
         r.add("particles", "ESD log-normal mode", dist.fit.mode, d.unit)
-    r.add("particles", "sphericity mean", float(np.nanmean(table["sphericity"])), "1")
+    sphericity = table["sphericity"].to_numpy(dtype=float)
+    sphericity = sphericity[np.isfinite(sphericity)]  # particles too small for a shape: NaN
+    r.add("particles", "sphericity mean", float(sphericity.mean()) if sphericity.size
+          else float("nan"), "1")
     if "porosity" in table:
         pd_ = size_distribution(table["porosity"], bin_width=0.025, fit=False, unit="fraction")
         r.distributions["particle porosity distribution"] = pd_

@@ -9,7 +9,8 @@ over the whole array.
 
 ``particle_table`` measures every label: volume, equivalent spherical diameter
 ``ESD = (6 V / pi)^(1/3)``, centroid, surface area (marching cubes, see
-:mod:`.surface`), sphericity ``pi^(1/3) (6 V)^(2/3) / A`` and, given a pore mask,
+:mod:`.surface`), sphericity ``pi^(1/3) (6 V)^(2/3) / A`` (at most 1; NaN below
+:data:`MIN_SHAPE_VOXELS` voxels) and, given a pore mask,
 the porosity of each particle (pore voxels / particle voxels; the particle label
 must cover its pores, i.e. be the filled particle envelope).
 """
@@ -284,18 +285,35 @@ def particle_table(
             area[j] = mesh_area(field, sp, displacement=_displacement(field, sigma, sp))
         report(progress, j + 1, len(ids))
     if surface and lab.ndim == 3:
-        _add_surface(frame, volume, area, u)
+        _add_surface(frame, volume, area, u, counts[ids])
     frame["touches_border"] = border
     return pd.DataFrame(frame)
 
 
-def _add_surface(frame: dict[str, Any], volume: np.ndarray, area: np.ndarray, u: str) -> None:
+#: the fewest voxels whose shape is measured: a smaller particle's smoothed mesh is a blob
+#: a few voxels across whose area says nothing about its shape (a 16-voxel particle had a
+#: sphericity of 2.41, a 35-voxel ball 1.10); its sphericity is NaN
+MIN_SHAPE_VOXELS = 100
+
+
+def _add_surface(frame: dict[str, Any], volume: np.ndarray, area: np.ndarray, u: str,
+                 voxels: np.ndarray | None = None) -> None:
     """``surface_<u>2`` and ``sphericity`` ``pi^(1/3) (6 V)^(2/3) / A``; NaN for a particle
     with no surface at the smoothing (its smoothed indicator stays below 0.5: a few
-    voxels), whose area and shape are not measured (an area of 0 gave a sphericity of inf)."""
+    voxels), whose area and shape are not measured (an area of 0 gave a sphericity of inf).
+
+    The sphericity is also NaN for a particle of fewer than :data:`MIN_SHAPE_VOXELS`
+    voxels (too small to mesh meaningfully), and at most 1: the curvature-corrected
+    mesh of a near-spherical particle can come out a fraction of a percent smaller than
+    the sphere of its volume (a ball of 900 voxels: 1.002), which is not a shape more
+    spherical than a sphere.
+    """
     area = np.where(area > 0, area, np.nan)
     frame[f"surface_{u}2"] = area
-    frame["sphericity"] = math.pi ** (1 / 3) * (6 * volume) ** (2 / 3) / area
+    sphericity = np.minimum(math.pi ** (1 / 3) * (6 * volume) ** (2 / 3) / area, 1.0)
+    if voxels is not None:
+        sphericity = np.where(np.asarray(voxels) >= MIN_SHAPE_VOXELS, sphericity, np.nan)
+    frame["sphericity"] = sphericity
 
 
 def _crop_edt(region: np.ndarray, sp: tuple[float, ...]) -> np.ndarray:
@@ -491,7 +509,7 @@ def _particle_table_lazy(labels: Any, spacing: Any, pore: Any, unit: str, surfac
     if pores is not None:
         frame["porosity"] = pores / counts
     if mesh:
-        _add_surface(frame, volume, area, u)
+        _add_surface(frame, volume, area, u, counts)
     frame["touches_border"] = border
     return pd.DataFrame(frame)
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from .._checks import as_mask, check_spacing
+from .._checks import SettingError, as_mask, check_spacing
 from ..progress import ProgressCallback, report
 from ..units import normalize_unit
 from .transport import check_axis, check_inlet, orient
@@ -101,6 +101,7 @@ def geodesic_tortuosity(
     inlet: str = "low",
     reference: str = "inlet",
     progress: ProgressCallback | None = None,
+    unit: str | None = None,
 ) -> GeodesicTortuosity:
     """Distribution of shortest-path length through the phase to a depth, over the depth.
 
@@ -137,6 +138,8 @@ def geodesic_tortuosity(
         voxel at depth d).
     progress
         ``progress(done, total)`` after each depth; raise ``Cancelled`` to stop.
+    unit
+        Optional unit of ``spacing`` and ``depths``, for the messages only.
 
     Returns
     -------
@@ -163,11 +166,13 @@ def geodesic_tortuosity(
     slices = np.rint(depth_arr / step).astype(int)
     bad = (slices < 1) | (slices > n_axis - 1)
     if np.any(bad):
-        raise ValueError(
-            f"depths {depth_arr[bad].tolist()} do not fit along axis {ax}: with a voxel of "
-            f"{step:g} and {n_axis} slices, depths must lie between {step:g} and "
-            f"{(n_axis - 1) * step:g} (voxel-centre distance from the inlet slice)"
-        )
+        u = f" {normalize_unit(unit)}" if unit else " (the unit of spacing)"
+        shown = ", ".join(f"{v:g}" for v in depth_arr[bad])
+        raise SettingError(
+            f"$depths {shown}{u} do not fit along axis {ax}: with a voxel of "
+            f"{step:g}{u} and {n_axis} slices, depths must lie between {step:g} and "
+            f"{(n_axis - 1) * step:g}{u} (voxel-centre distance from the inlet slice)",
+            depths="depths")
 
     oriented = orient(phase, ax, inlet)  # axis first, inlet at 0
     samp = (step,) + tuple(s for i, s in enumerate(spacing_t) if i != ax)
