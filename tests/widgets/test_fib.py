@@ -143,6 +143,26 @@ def test_bad_input_shows_error_and_adds_nothing(make_napari_viewer, qtbot, small
         _wait(qtbot, w)
     assert "got 2 slice thicknesses for a stack of 20" in str(w.runner.last_error)
     assert len(viewer.layers) == n_layers
+    # thicknesses in um under a thickness_nm head: a unit slip, said in the panel's words
+    tmp.write_text("thickness_nm\n" + "0.02\n" * 20)
+    with qtbot.capture_exceptions():
+        w.run()
+        _wait(qtbot, w)
+    assert "the median thickness in t.csv (a CSV file (Browse ...)), 0.02 nm," in str(
+        w.runner.last_error)
+    assert "name the thickness column by its unit" in str(w.runner.last_error)
+    assert len(viewer.layers) == n_layers
+    # a grey stack said to be labels (interpolated label by label, one per grey value)
+    tmp.write_text("thickness_nm\n" + "10\n" * 20)
+    w.volume_form["kind"].value = "labels"
+    with qtbot.capture_exceptions():
+        w.run()
+        _wait(qtbot, w)
+    assert "'Data are' labels needs a stack of whole-number labels" in str(
+        w.runner.last_error)
+    assert "choose 'Data are' grey" in str(w.runner.last_error)
+    assert len(viewer.layers) == n_layers
+    w.volume_form["kind"].value = "auto"
     # metrics of a grey isotropic volume (they compare phases): refused in the panel
     tmp.write_text("thickness_nm\n" + "10\n" * 20)
     w.source_form["band_rows"].value = ""

@@ -63,7 +63,9 @@ WORDS = {
     "cubic_method": "Interpolation 'cubic'",
     "unit_hint": "",
     "kind": "'Data are' binary",
+    "labels_kind": "'Data are' labels",
     "grey_kind": "'Data are' grey",
+    "pixel_size_nm": "the layer's pixel size (its scale, with its unit)",
 }
 
 
