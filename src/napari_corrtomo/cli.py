@@ -325,6 +325,8 @@ def _run_register(args: argparse.Namespace) -> int:
     if settings.refine:
         print(f"refined: {t.summary()} (moved up to "
               f"{t.metadata['refine']['max_shift']:.4g} {t.unit})")
+        for w in t.warnings:
+            print(f"warning: {w}", file=sys.stderr)
     for path in args.out:
         reg.save_transform(path, t)
         print(f"wrote {path}")

@@ -759,6 +759,8 @@ class RegisterWidget(DockForm):
                 f"{result.summary()}; refined by {info.get('metric')} in "
                 f"{info.get('iterations')} iterations, moved up to {info.get('max_shift', 0):.3g} "
                 f"{ff.unit}" + ("" if applied else "; press 'Apply as layer affine' to overlay"))
+            for w in result.warnings:
+                show_warning(w)
             if applied:
                 self.apply_affine()
 

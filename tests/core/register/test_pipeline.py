@@ -1,5 +1,7 @@
 """The registration pipeline and its session on the correlative sample's ground truth."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -70,6 +72,16 @@ def test_robust_fit_finds_the_outlier_and_run_register_refines(correlative_sampl
     # the nanoCT field of view lands where the truth puts it (< half a microCT voxel)
     assert np.abs(out.fov.corners - t.nanoct_fov_microct).max() < 0.5
     assert calls[-1] == (1000, 1000) and out.resampled is None
+    assert not out.transform.warnings  # landmarks and intensities agree
+    # landmarks that agree with each other (LOO 0.2 um) but sit 4 um off: the refinement
+    # moves the overlap back, far beyond their error, and says they disagree
+    shift = np.eye(4)
+    shift[:3, 3] = (0.0, 4.0, 0.0)
+    off = replace(out.fit, matrix=shift @ out.fit.matrix, loo_tre=np.full(7, 0.2))
+    far = reg.refine_transform(s.microct.data, Frame(s.microct.scale, "um"), s.nanoct.data,
+                               Frame(s.nanoct.scale, "um"), off, settings)
+    assert far.metadata["refine"]["max_shift"] > 3.0
+    assert any("the landmarks and the intensities disagree" in w for w in far.warnings)
 
 
 def test_moving_grid_resample_matches_an_independent_interpolation(correlative_sample):

@@ -274,10 +274,25 @@ def refine_transform(fixed_image: Any, fixed_frame: Frame, moving_image: Any,
         The refined transform in ``transform.unit``; ``metadata["refine"]`` says how.
     """
     f, m = fixed_frame.to(transform.unit), moving_frame.to(transform.unit)
-    return refine(fixed_image, moving_image, transform, settings.metric,
-                  fixed_spacing=f.spacing, moving_spacing=m.spacing, fixed_origin=f.offset,
-                  moving_origin=m.offset, model=settings.model, seed=settings.seed,
-                  progress=progress)
+    out = refine(fixed_image, moving_image, transform, settings.metric,
+                 fixed_spacing=f.spacing, moving_spacing=m.spacing, fixed_origin=f.offset,
+                 moving_origin=m.offset, model=settings.model, seed=settings.seed,
+                 progress=progress)
+    shift, loo = out.metadata["refine"]["max_shift"], transform.rms_loo_tre
+    if loo is not None and shift > max(REFINE_FAR * loo, 2 * max(f.spacing)):
+        # landmarks in z, y, x order read as x, y, z fit with a LOO error of 2.6 um; the
+        # refinement then moved the overlap 17 um, to a wrong optimum
+        out.warnings.append(
+            f"the refinement moved the overlap up to {shift:.3g} {out.unit}, {shift / loo:.0f} "
+            f"times the landmark fit's leave-one-out error ({loo:.3g} {out.unit}): the "
+            "landmarks and the intensities disagree; check the landmarks (BigWarp writes x, y, "
+            "z) before trusting either")
+    return out
+
+
+#: how many times the landmark fit's RMS leave-one-out error a refinement may move the
+#: overlap before it is said to disagree with the landmarks
+REFINE_FAR = 5.0
 
 
 def moving_fov(moving_shape: Any, moving_frame: Frame, transform: Transform) -> MappedBox:
