@@ -126,42 +126,35 @@ def test_bad_input_shows_error_and_adds_nothing(make_napari_viewer, qtbot, small
     w.source_form["source"].value = "ruler marks"
     w.source_form["band_rows"].value = "20, 40"  # rows without marks
     n_layers = len(viewer.layers)
-    # (older runners re-raise worker errors in the Qt loop; capture them either way)
-    with qtbot.capture_exceptions():
-        w.run()
-        _wait(qtbot, w)
-    assert isinstance(w.runner.last_error, ValueError)
-    assert "ruler marks" in str(w.runner.last_error)
-    assert len(viewer.layers) == n_layers
+
+    def refused() -> str:
+        """Run: the worker's error, in the panel's words; no layer added."""
+        # (older runners re-raise worker errors in the Qt loop; capture them either way)
+        with qtbot.capture_exceptions():
+            w.run()
+            _wait(qtbot, w)
+        assert isinstance(w.runner.last_error, ValueError)
+        assert len(viewer.layers) == n_layers
+        return str(w.runner.last_error)
+
+    assert "ruler marks" in refused()
     # a CSV with the wrong number of thicknesses
     tmp = tmp_path / "t.csv"
     tmp.write_text("thickness_nm\n10\n10\n")
     w.source_form["source"].value = "CSV file"
     w.csv_form["csv_path"].value = str(tmp)
-    with qtbot.capture_exceptions():
-        w.run()
-        _wait(qtbot, w)
-    assert "got 2 slice thicknesses for a stack of 20" in str(w.runner.last_error)
-    assert len(viewer.layers) == n_layers
+    assert "got 2 slice thicknesses for a stack of 20" in refused()
     # thicknesses in um under a thickness_nm head: a unit slip, said in the panel's words
     tmp.write_text("thickness_nm\n" + "0.02\n" * 20)
-    with qtbot.capture_exceptions():
-        w.run()
-        _wait(qtbot, w)
-    assert "the median thickness in t.csv (a CSV file (Browse ...)), 0.02 nm," in str(
-        w.runner.last_error)
-    assert "name the thickness column by its unit" in str(w.runner.last_error)
-    assert len(viewer.layers) == n_layers
+    error = refused()
+    assert "the median thickness in t.csv (a CSV file (Browse ...)), 0.02 nm," in error
+    assert "name the thickness column by its unit" in error
     # a grey stack said to be labels (interpolated label by label, one per grey value)
     tmp.write_text("thickness_nm\n" + "10\n" * 20)
     w.volume_form["kind"].value = "labels"
-    with qtbot.capture_exceptions():
-        w.run()
-        _wait(qtbot, w)
-    assert "'Data are' labels needs a stack of whole-number labels" in str(
-        w.runner.last_error)
-    assert "choose 'Data are' grey" in str(w.runner.last_error)
-    assert len(viewer.layers) == n_layers
+    error = refused()
+    assert "'Data are' labels needs a stack of whole-number labels" in error
+    assert "choose 'Data are' grey" in error
     w.volume_form["kind"].value = "auto"
     # metrics of a grey isotropic volume (they compare phases): refused in the panel
     tmp.write_text("thickness_nm\n" + "10\n" * 20)

@@ -144,13 +144,18 @@ def recovery_siblings(base: str | os.PathLike) -> list[Path]:
     return found
 
 
+def _claimed_by_another(folder: Path, writer: str) -> bool:
+    """Whether another writer of this process claimed ``folder``."""
+    with _WRITERS_LOCK:
+        return any(f == folder and w != writer for w, f in _WRITERS.items())
+
+
 def live_writer(folder: str | os.PathLike, writer: str = "") -> RecoveryInfo | bool | None:
     """Another session than ``writer`` that autosaves into ``folder`` now: its last
     snapshot's :class:`RecoveryInfo`, True when it claimed the folder without a snapshot
     yet (a viewer of this process), else None."""
     folder = Path(folder)
-    with _WRITERS_LOCK:
-        held = any(f == folder and w != writer for w, f in _WRITERS.items())
+    held = _claimed_by_another(folder, writer)
     try:
         info = recovery_info(folder)
     except ValueError:  # damaged: no one writes it
@@ -177,7 +182,7 @@ def claim_recovery_folder(base: str | os.PathLike, writer: str,
     with _WRITERS_LOCK:  # two viewers of this process never take one folder
         chosen = base.with_name(f"{base.name}-{writer[:12]}")
         for i, folder in enumerate(candidates):
-            if any(f == folder and w != writer for w, f in _WRITERS.items()):
+            if _claimed_by_another(folder, writer):
                 continue  # another viewer of this process claimed it
             try:
                 info = recovery_info(folder)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import napari
@@ -266,21 +267,41 @@ def to_project_layer(layer) -> ProjectLayer:
     )
 
 
-def add_unselected(viewer: napari.Viewer, layer):
-    """``viewer.add_layer`` without making ``layer`` the selected one: napari's selection
-    change (layer controls swapped, layer list and button styles redone) is half the
-    UI-thread cost of an add (median 93-115 -> 46-60 ms CPU per 160x224x224 image, 2-core
-    VM); a load selects once, at the end. napari has no public switch for this: its
-    private one is used when present (on the viewer itself, not a plugin's proxy)."""
+@contextmanager
+def selection_kept(viewer: napari.Viewer) -> Iterator[None]:
+    """Layers added inside are not selected: the layers the user had selected (the
+    scribbles in paint mode, and the brush controls with them) stay selected (issue 17:
+    the plugin never moves the selection).
+
+    napari's selection change (layer controls swapped, layer list and button styles redone)
+    is also half the UI-thread cost of an add (median 93-115 -> 46-60 ms CPU per
+    160x224x224 image, 2-core VM); a load selects once, at the end. napari has no public
+    switch for this: its private one is used when present (on the viewer itself, not a
+    plugin's proxy), else the selection is put back afterwards."""
     layers = real_viewer(viewer).layers
+    selected, active = list(layers.selection), layers.selection.active
     activate = getattr(layers, "_activate_on_insert", None)
-    if activate is None:
-        return viewer.add_layer(layer)
-    layers._activate_on_insert = False
+    if activate is not None:
+        layers._activate_on_insert = False
     try:
-        return viewer.add_layer(layer)
+        yield
     finally:
-        layers._activate_on_insert = activate
+        if activate is not None:
+            layers._activate_on_insert = activate
+        kept = [layer for layer in selected if layer in layers]
+        if set(layers.selection) != set(kept):
+            if active is not None and active in layers:
+                layers.selection.active = active
+            else:
+                layers.selection.clear()
+                layers.selection.update(kept)
+
+
+def add_unselected(viewer: napari.Viewer, layer):
+    """``viewer.add_layer`` without making ``layer`` the selected one
+    (:func:`selection_kept`)."""
+    with selection_kept(viewer):
+        return viewer.add_layer(layer)
 
 
 def add_project_layer(viewer: napari.Viewer, entry: ProjectLayer):

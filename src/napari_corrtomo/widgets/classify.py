@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import napari
@@ -59,9 +57,10 @@ from ._layers import (
     full_resolution,
     is_projection_stack,
     layer_frame,
+    selection_kept,
 )
 from ._registered_view import is_axis_aligned, is_drawing, registered_views
-from ._runner import Job, TaskRunner, real_viewer, start_job
+from ._runner import Job, TaskRunner, start_job
 from ._table import TableView
 
 NAME = "classify"
@@ -88,30 +87,6 @@ def _not_a_channel(layer) -> bool:
     registered layer's 2D view, the live uncertainty), a detector's images (projections,
     flats, darks)."""
     return bool(layer.rgb) or is_drawing(layer) or is_projection_stack(layer)
-
-
-@contextmanager
-def _selection_kept(viewer: napari.viewer.Viewer) -> Iterator[None]:
-    """Layers added inside stay unselected: the layers the user had selected (the
-    scribbles in paint mode, the brush controls) stay selected (Issue 17: the plugin never
-    moves the selection)."""
-    layers = real_viewer(viewer).layers
-    selected, active = list(layers.selection), layers.selection.active
-    activate = getattr(layers, "_activate_on_insert", None)
-    if activate is not None:  # napari's private switch (see _layers.add_unselected)
-        layers._activate_on_insert = False
-    try:
-        yield
-    finally:
-        if activate is not None:
-            layers._activate_on_insert = activate
-        kept = [layer for layer in selected if layer in layers]
-        if set(layers.selection) != set(kept):
-            if active is not None and active in layers:
-                layers.selection.active = active
-            else:
-                layers.selection.clear()
-                layers.selection.update(kept)
 
 
 class _ModeCell(QPushButton):
@@ -689,7 +664,7 @@ class ClassifyWidget(DockForm):
         layer = self.viewer.layers[name] if name in self.viewer.layers else None
         if layer is not None and layer.data.shape == shape:
             return layer
-        with _selection_kept(self.viewer):
+        with selection_kept(self.viewer):
             layer = add_result(self.viewer, np.zeros(shape, dtype), name=name,
                                layer_type=layer_type, created_by=NAME,
                                scale=tuple(labels_layer.scale), unit=_unit(labels_layer),
@@ -735,7 +710,7 @@ class ClassifyWidget(DockForm):
         kw = dict(created_by=NAME, scale=scale, unit=unit, translate=tuple(ref.translate),
                   affine=ref.affine.affine_matrix, source=ref)
         # the layer the user had selected stays selected (the scribbles: the brush goes on)
-        with _selection_kept(self.viewer):
+        with selection_kept(self.viewer):
             add_result(self.viewer, seg, name=f"{ref.name} segmentation", layer_type="labels",
                        **kw)
             for k, c in enumerate(self.classifier.classes_):
