@@ -594,9 +594,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
         worker = int(parse_bytes(args.memory_limit) * BUDGET_FRACTION)
     try:
         recon.check_memory(geometry, settings, slab=slab if slab_wise else None,
-                           halves=args.fsc is not None and not slab_wise, budget=worker)
-        if slab_wise and args.fsc is not None:  # the even/odd halves are whole volumes
-            recon.check_memory(geometry, settings, halves=True)
+                           halves=args.fsc is not None, budget=worker)
     except SettingError as exc:
         raise ValueError(exc.worded({
             "shape": "--shape", "voxel_size": "--voxel-size", "slab_size": "--slab",

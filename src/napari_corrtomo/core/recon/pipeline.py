@@ -285,7 +285,9 @@ def check_memory(geometry: Geometry, settings: ReconSettings = ReconSettings(), 
                  budget: int | str | None = None) -> int:
     """Refuse a reconstruction, before any work, whose peak memory (:func:`memory_needed`)
     exceeds ``budget`` (bytes or ``"8GB"``; default: ``CORRTOMO_MEMORY_BUDGET`` or half the
-    free memory). With ``slab`` it is one slab task against a worker's budget.
+    free memory). With ``slab`` it is one slab task against a worker's budget, and with
+    ``halves`` too the even/odd halves, whole volumes made by the caller, against the
+    default budget.
 
     Raises
     ------
@@ -298,6 +300,8 @@ def check_memory(geometry: Geometry, settings: ReconSettings = ReconSettings(), 
     need = memory_needed(geometry, settings, slab=slab, halves=halves)
     have = memory_budget("numpy", budget)
     if need <= have:
+        if slab is not None and halves:
+            check_memory(geometry, settings, halves=True)
         return need
     size = " x ".join(str(v) for v in shape)
     whole = 4 * math.prod(shape)
@@ -345,8 +349,6 @@ def run_reconstruction(projections: Any, geometry: Geometry,
     stop = 500 if halves else 1000
     check_slab(settings, geometry, slab)  # before the preparation, which takes a while
     check_memory(geometry, settings, slab=slab, halves=halves)
-    if halves and slab is not None:  # the even/odd halves are whole volumes
-        check_memory(geometry, settings, halves=True)
     lines, geometry, alignment = _prepare(projections, geometry, scan, flats, darks,
                                           scaled(progress, 0, 200, 1000))
     s = settings.resolved(geometry)
