@@ -49,7 +49,8 @@ from napari_corrtomo.core.progress import Cancelled  # noqa: E402
 from napari_corrtomo.core.quantify import MEASURES, QuantifySettings, quantify  # noqa: E402
 from napari_corrtomo.core.synthetic import PORE, RESIN, SOLID  # noqa: E402
 
-#: (action, widget test that cancels it at 2 s); one entry per long action
+#: (action, widget test that cancels it at 2 s or at the stage named); one entry per long
+#: action
 ACTIONS = [
     ("Quantify: all measures, 192^3",
      "tests/widgets/test_quantify.py::test_cancel_all_measures_at_2_s"),
@@ -59,6 +60,8 @@ ACTIONS = [
      "tests/widgets/test_project.py::test_cancelled_save_keeps_the_previous_project"),
     ("Project: load 400 MB (53 layers)",
      "tests/widgets/test_project.py::test_cancelled_load_leaves_no_layer"),
+    ("Project: load 400 MB, cancelled while adding (bar past 750 of 1000)",
+     "tests/widgets/test_project.py::test_load_cancelled_while_adding_takes_every_layer_back"),
     ("Classify: live training, 8 M labelled voxels of 224^3",
      "tests/widgets/test_classify.py::test_cancel_live_training_on_8_million_labelled_voxels"),
     ("Classify: predict volume 224^3",
@@ -118,6 +121,8 @@ def pause_table(entries: list[dict]) -> list[str]:
     for entry in entries:
         for gap, source in entry.get("pause_sources", []):
             where.setdefault(source, []).append(1000 * gap)
+    if not where:
+        return ["", "No pause over 100 ms."]
     rows = sorted(where.items(), key=lambda item: -len(item[1]))
     return ["", "Where those pauses over 100 ms went (UI thread's stack sampled every 5 ms "
             "once a beat is 50 ms late; the outermost > innermost napari/vispy call of most "
@@ -310,7 +315,8 @@ def main() -> None:
              f"start. Command: `xvfb-run -a python benchmarks/cancel.py --repeat {args.repeat}"
              f"{' --measures' if args.measures else ''}{f' --load {args.load}' if args.load else ''}"
              f"{' --add-layer' if args.add_layer else ''}{' --gil' if args.gil else ''}`.", "",
-             "Cancel clicked 2 s after the action's button (real napari viewer, real clicks); "
+             "Cancel clicked 2 s after the action's button (the row that says so: at a "
+             "stage of the action) (real napari viewer, real clicks); "
              "time to cancel effective = Cancel click to the end of the worker thread; max UI "
              "gap = longest pause of a 20 ms QTimer on the UI thread from the start click to "
              "the panel's end (the undo the worker posted done, Cancel off). Median (max) of "

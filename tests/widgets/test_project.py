@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from napari.layers import Image, Labels
+from napari.layers import Image, Labels, Layer
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QDockWidget, QFileDialog
 from scipy import ndimage as ndi
@@ -130,12 +130,10 @@ def big_project(big_layers, tmp_path_factory):
 
 def test_cancelled_load_leaves_no_layer(make_napari_viewer, big_project, monkeypatch,
                                         cancel_mid_action):
-    """Cancel at 2 s takes effect within 1 s and takes back the layers already added.
-
-    The 0.1 s UI bound is not asserted: each ``viewer.add_layer`` is one UI-thread call of
-    napari's costing 35-90 ms on a 2-core VM whatever the data size (vispy visuals, the
-    layer list), Qt's paint of the window following it (docs/benchmarks/cancel.md); the
-    fixture prints and records the gap."""
+    """Cancel at 2 s takes effect within 1 s and takes back the layers already added,
+    the UI thread never waiting 0.2 s (issue 17's 0.1 s less a busy machine's margin, as
+    :func:`test_load_keeps_the_ui_responsive`: one ``viewer.add_layer`` is 35-90 ms of
+    napari, 2-core VM); the fixture prints and records the gap."""
     viewer = make_napari_viewer()
     widget = ProjectWidget(viewer)
     _choose_folder(monkeypatch, big_project)
@@ -146,6 +144,7 @@ def test_cancelled_load_leaves_no_layer(make_napari_viewer, big_project, monkeyp
     assert 0 < run.bar[0] < run.bar[1]
     assert run.status.startswith("Cancelled")
     assert not widget.autosave.paused
+    assert run.max_gap_s < 0.2, f"UI thread paused: {run.sources}"
 
 
 def test_the_docked_panel_reads_no_private_napari_attribute(make_napari_viewer, qtbot, tmp_path,
@@ -335,7 +334,9 @@ def test_load_cancelled_while_adding_takes_every_layer_back(make_napari_viewer, 
                                                            monkeypatch, cancel_mid_action):
     """Cancel while the layers are added (the bar past 750 of 1000: at 6.5 s on a
     2-core VM, before it on a faster machine): the layers already added are removed, the
-    canvas paints again, autosave resumes."""
+    canvas paints again, autosave resumes. The removals' collection scans only what
+    they made (the UI thread never waits 0.2 s; before, one full collection paused it
+    0.4-0.9 s) and every layer taken back is freed at the next full collection."""
     viewer = make_napari_viewer(show=True)
     widget = ProjectWidget(viewer)
     _choose_folder(monkeypatch, big_project)
@@ -348,6 +349,10 @@ def test_load_cancelled_while_adding_takes_every_layer_back(make_napari_viewer, 
     assert not widget.autosave.paused and widget._batch is None
     assert _vispy_canvas(viewer).native.updatesEnabled()
     assert gc.get_freeze_count() == 0
+    assert run.max_gap_s < 0.2, f"UI thread paused: {run.sources}"
+    gc.collect()
+    loaded = {entry.name for entry in load_project(big_project)}
+    assert not [obj for obj in gc.get_objects() if isinstance(obj, Layer) and obj.name in loaded]
 
 
 def test_a_load_leaves_no_object_frozen():
