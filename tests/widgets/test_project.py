@@ -1,6 +1,7 @@
 import gc
 import shutil
 import time
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -12,11 +13,13 @@ from scipy import ndimage as ndi
 
 from napari_corrtomo.core.project import ProjectLayer, load_project, save_project
 from napari_corrtomo.core.recovery import read_recovery, recovery_folder, recovery_info
+from napari_corrtomo.widgets import project as project_panel
 from napari_corrtomo.widgets._layers import (
     DERIVED_FROM,
     TABLES,
     add_project_layer,
     attach_table,
+    project_layer,
     to_project_layer,
 )
 from napari_corrtomo.widgets._registered_view import is_drawing, registered_views
@@ -336,7 +339,16 @@ def test_load_cancelled_while_adding_takes_every_layer_back(make_napari_viewer, 
     2-core VM, before it on a faster machine): the layers already added are removed, the
     canvas paints again, autosave resumes. The removals' collection scans only what
     they made (the UI thread never waits 0.2 s; before, one full collection paused it
-    0.4-0.9 s) and every layer taken back is freed at the next full collection."""
+    0.4-0.9 s); every volume the load read is freed at once, and the layers taken back at
+    the next full collection."""
+    volumes = []
+
+    def built(entry):  # the layers the load makes, their volumes watched
+        layer = project_layer(entry)
+        volumes.append(weakref.ref(layer.data))
+        return layer
+
+    monkeypatch.setattr(project_panel, "project_layer", built)
     viewer = make_napari_viewer(show=True)
     widget = ProjectWidget(viewer)
     _choose_folder(monkeypatch, big_project)
@@ -350,6 +362,7 @@ def test_load_cancelled_while_adding_takes_every_layer_back(make_napari_viewer, 
     assert _vispy_canvas(viewer).native.updatesEnabled()
     assert gc.get_freeze_count() == 0
     assert run.max_gap_s < 0.2, f"UI thread paused: {run.sources}"
+    assert len(volumes) == 53 and [ref for ref in volumes if ref() is not None] == []
     gc.collect()
     loaded = {entry.name for entry in load_project(big_project)}
     assert not [obj for obj in gc.get_objects() if isinstance(obj, Layer) and obj.name in loaded]
