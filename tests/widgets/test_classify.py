@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFileDialog
 from scipy import ndimage as ndi
 
 from napari_corrtomo.core.classify import PixelClassifier, weighted_error
@@ -184,9 +185,6 @@ def test_widget_cli_and_demo_give_the_same_segmentation(make_napari_viewer, qtbo
                                                         tmp_path, monkeypatch):
     """One classifier (the demo's, trained on scribbles), one image, three front ends, one
     pipeline (core.classify.segment): the same labels."""
-    from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QFileDialog
-
     from napari_corrtomo.cli import main
     from napari_corrtomo.core.io import read_volumes, write_tiff
     from napari_corrtomo.demo import FIB_CLASSIFY_SLICES, DemoContext, classify_fib
@@ -548,3 +546,41 @@ def test_predict_keeps_the_scribbles_selected_with_the_brush(make_napari_viewer,
     _wait(qtbot, w)
     assert "SE2 segmentation" in viewer.layers
     assert list(viewer.layers.selection) == [viewer.layers["SE2"]]
+
+
+def test_docked_panel_offers_the_fib_channels_once_each(make_napari_viewer, qtbot, fib_sample):
+    """The FIB-SEM sample's channels (their detector, SE2 or InLens, in their metadata) are
+    images to classify, not flat or dark fields; the docked panel (which sees napari's
+    proxies of the layers) lists the chosen image once, and a tick survives a new layer."""
+    viewer = make_napari_viewer(show=True)
+    for channel in fib_sample.channels:
+        viewer.add_image(channel.data[:4], name=channel.name, scale=channel.scale,
+                         units=channel.units, metadata=channel.metadata)
+    _, w = viewer.window.add_plugin_dock_widget("napari-corrtomo", "Classify")
+    qtbot.wait(50)
+    offered = [w.image.itemText(i) for i in range(w.image.count())]
+    assert offered == ["FIB-SEM SE2", "FIB-SEM InLens"]
+    w.image.setCurrentIndex(w.image.findText("FIB-SEM SE2"))
+    lst = w.channel_list
+    assert [lst.item(i).text() for i in range(lst.count())] == ["FIB-SEM SE2", "FIB-SEM InLens"]
+    lst.item(1).setCheckState(Qt.Checked)
+    qtbot.mouseClick(w.new_scribbles, Qt.MouseButton.LeftButton)
+    qtbot.wait(50)
+    assert [lst.item(i).text() for i in range(lst.count())] == ["FIB-SEM SE2", "FIB-SEM InLens"]
+    assert w.checked_channel_names() == ["FIB-SEM SE2", "FIB-SEM InLens"]
+
+
+def test_a_damaged_classifier_file_is_said_in_the_status_line(make_napari_viewer, qtbot,
+                                                               tmp_path, monkeypatch, errors):
+    """Loading a damaged file notified the error but the status line still told of the
+    last segmentation: both say it now, and the panel keeps no classifier."""
+    bad = tmp_path / "bad.corrclf.npz"
+    bad.write_bytes(b"")
+    w = ClassifyWidget(make_napari_viewer())
+    qtbot.addWidget(w)
+    w.status.setText("Segmented FIB-SEM InLens: 3 classes.")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(bad), ""))
+    qtbot.mouseClick(w.load_button, Qt.MouseButton.LeftButton)
+    assert len(errors) == 1 and "bad.corrclf.npz" in errors[0]
+    assert w.status.text() == f"Failed: {errors[0]}"
+    assert w.classifier is None or not w.classifier.fitted

@@ -27,12 +27,17 @@ DERIVED_FROM = "corrtomo_derived_from"
 LIVE = "corrtomo_live"
 
 
+#: ``metadata["detector"]`` of a scan's flat and dark fields (a FIB-SEM channel names its
+#: detector there too: ``SE2``, ``InLens``)
+REFERENCE_IMAGES = ("flats", "darks")
+
+
 def is_projection_stack(layer) -> bool:
     """Whether ``layer`` holds a detector's images, not a volume of the sample: projections
     (an acquisition geometry in its metadata and no reconstruction method) or their flat or
-    dark fields (``metadata["detector"]``)."""
+    dark fields (``metadata["detector"]`` in :data:`REFERENCE_IMAGES`)."""
     md = layer.metadata
-    return ("geometry" in md and "method" not in md) or "detector" in md
+    return ("geometry" in md and "method" not in md) or md.get("detector") in REFERENCE_IMAGES
 
 
 class LayerSelect(QComboBox):

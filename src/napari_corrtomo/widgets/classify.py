@@ -270,7 +270,9 @@ class ClassifyWidget(DockForm):
             shape = full_resolution(first).shape
             names = [first.name] + [
                 layer.name for layer in self.viewer.layers
-                if isinstance(layer, Image) and layer is not first and not _not_a_channel(layer)
+                # by name: a docked panel sees napari's proxies of the layers, never ``first``
+                if isinstance(layer, Image) and layer.name != first.name
+                and not _not_a_channel(layer)
                 and full_resolution(layer).shape == shape]
         self.channel_list.clear()
         for k, name in enumerate(names):
@@ -726,8 +728,7 @@ class ClassifyWidget(DockForm):
     def save_classifier(self, path: str) -> None:
         if self.classifier is None or not self.classifier.fitted:
             raise ValueError("no trained classifier to save")
-        self.classifier.save(path)
-        self.status.setText(f"Saved classifier to {path}")
+        self.status.setText(f"Saved classifier to {self.classifier.save(path)}")
 
     def load_classifier(self, path: str) -> PixelClassifier:
         clf = PixelClassifier.load(path)
@@ -747,12 +748,18 @@ class ClassifyWidget(DockForm):
     def _ask_save(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save classifier", "classifier.corrclf.npz",
                                               "Classifier (*.npz)")
-        act_on_file(path, self.save_classifier, show_error, (ValueError, OSError))
+        act_on_file(path, self.save_classifier, self._file_failed, (ValueError, OSError))
 
     def _ask_load(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load classifier", "", "Classifier (*.npz)")
-        if act_on_file(path, self.load_classifier, show_error):
+        if act_on_file(path, self.load_classifier, self._file_failed):
             show_info(f"Loaded {path}")
+
+    def _file_failed(self, message: str) -> None:
+        """A classifier file not saved or loaded: said in a notification and in the status
+        line, which otherwise still tells of the last action."""
+        self.status.setText(f"Failed: {message}")
+        show_error(message)
 
     # ------------------------------------------------------------------ autosave
 

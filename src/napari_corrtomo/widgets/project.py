@@ -42,6 +42,7 @@ from ._autosave import autosave_for
 from ._dock import DockForm, hbox
 from ._layers import (
     DERIVED_FROM,
+    REFERENCE_IMAGES,
     add_unselected,
     bring_into_view,
     is_projection_stack,
@@ -759,12 +760,8 @@ def stack_kind(layer) -> str | None:
     (:func:`._layers.is_projection_stack`; ``layer`` may be a project layer), else None."""
     if not is_projection_stack(layer):
         return None
-    detector = str(layer.metadata.get("detector") or "").lower()
-    if detector.startswith("flat"):
-        return "flats"
-    if detector.startswith("dark"):
-        return "darks"
-    return detector or "projections"
+    detector = layer.metadata.get("detector")
+    return detector if detector in REFERENCE_IMAGES else "projections"
 
 
 def _derived_from(layer, names: set[str]) -> str | None:

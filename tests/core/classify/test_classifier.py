@@ -192,6 +192,15 @@ def test_save_load_round_trip(trained, crop, tmp_path):
     assert again.feature_importances.equals(trained.feature_importances)
 
 
+def test_a_name_without_npz_gets_the_classifier_suffix(trained, tmp_path):
+    """A name typed without an extension is saved where the load dialog (``*.npz``) finds
+    it; a name ending in .npz is kept."""
+    assert trained.save(tmp_path / "myclassifier") == tmp_path / "myclassifier.corrclf.npz"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["myclassifier.corrclf.npz"]
+    assert PixelClassifier.load(tmp_path / "myclassifier.corrclf.npz").fitted
+    assert trained.save(tmp_path / "c.npz") == tmp_path / "c.npz"
+
+
 def test_incompatible_files_are_refused(trained, tmp_path):
     path = trained.save(tmp_path / "c.npz")
     with np.load(path) as data:

@@ -383,7 +383,8 @@ class PixelClassifier:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write a versioned classifier file (NumPy ``.npz``, no pickles, with a content
-        digest), atomically."""
+        digest), atomically; ``.corrclf.npz`` is added to a name without ``.npz``. Returns
+        the path written."""
         self._require_fitted()
         meta = {
             "features": self.features.to_dict(),

@@ -68,10 +68,14 @@ def digest(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
 
 def write_classifier_file(path: str | os.PathLike, meta: dict[str, Any],
                           arrays: dict[str, np.ndarray]) -> Path:
-    """Write ``meta`` (JSON-able) and ``arrays`` as a versioned ``.npz``, atomically."""
+    """Write ``meta`` (JSON-able) and ``arrays`` as a versioned ``.npz``, atomically; a
+    ``path`` not ending in ``.npz`` gets :data:`FILE_SUFFIX` (the file dialogs list
+    ``*.npz``). Returns the path written."""
     meta = {**meta, "format": FILE_FORMAT, "version": FILE_VERSION}
     meta["digest"] = digest(meta, arrays)
     path = Path(path)
+    if not path.name.endswith(".npz"):
+        path = path.with_name(path.name + FILE_SUFFIX)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, meta=np.array(json.dumps(meta)), **arrays)
     return path
