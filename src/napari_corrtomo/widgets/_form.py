@@ -131,7 +131,8 @@ class SettingsForm:
             self._show(name, defaults[name])
         self.widget: QWidget = self.container.native
         if title is not None:
-            section = QCollapsible(title)
+            # superqt's default marks a collapsed section with an up arrow
+            section = QCollapsible(title, expandedIcon="\u25bc", collapsedIcon="\u25b6")
             section.setDuration(0)
             names = ", ".join(w.label for w in self._widgets.values())
             section.toggleButton().setToolTip(f"show or hide: {names}")
