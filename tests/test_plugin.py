@@ -132,3 +132,17 @@ def test_sample_data_layers_carry_physical_frames(make_napari_viewer):
     se2 = viewer.layers["FIB-SEM SE2"]
     assert tuple(se2.scale) == (20.0, 10.0, 10.0)
     assert len(se2.metadata["truth"]["thickness_nm"]) == se2.data.shape[0]
+
+
+def test_projection_samples_keep_one_length_unit_each(make_napari_viewer):
+    """The ET tilt series (nm) is a sample of its own: drawn beside the um scans it made
+    the first slider 716,000 steps long and a new reconstruction a speck."""
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "tomography_projections")
+    assert {str(u) for layer in viewer.layers for u in layer.units} == {"micrometer"}
+    assert "ET tilt series" not in viewer.layers
+    assert viewer.dims.nsteps[0] <= 1000, viewer.dims.nsteps
+    viewer.layers.clear()
+    viewer.open_sample(PLUGIN, "et_tilt_series")
+    assert [layer.name for layer in viewer.layers] == ["ET tilt series", "ET phantom"]
+    assert {str(u) for layer in viewer.layers for u in layer.units} == {"nanometer"}

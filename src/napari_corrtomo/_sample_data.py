@@ -122,15 +122,23 @@ def _limits(data: np.ndarray) -> tuple[float, float]:
 
 def tomography_projections() -> list[LayerData]:
     """Projection data for the Reconstruct widget: raw microCT counts with flats, darks,
-    zingers and an off-centre rotation axis; cone-beam and laminography scans; an unaligned
-    360-degree ET tilt series. Each projection layer carries its nominal geometry (JSON form)
-    in ``metadata["geometry"]`` and the true misalignment in ``metadata["truth"]``; the
-    phantoms are added as hidden layers."""
+    zingers and an off-centre rotation axis; cone-beam and laminography scans. Each
+    projection layer carries its nominal geometry (JSON form) in ``metadata["geometry"]``
+    and the true misalignment in ``metadata["truth"]``; the phantoms are added as hidden
+    layers."""
     samples = [
         ("microCT raw projections",
          synthetic.projections("parallel", seed=0, raw=True, zingers=5e-4, center_offset=2.5)),
         ("cone-beam projections", synthetic.projections("cone", seed=1)),
         ("laminography projections", synthetic.projections("laminography", seed=2)),
-        ("ET tilt series", synthetic.projections("tilt_series", seed=3, jitter_px=1.5)),
     ]
     return [layer for name, s in samples for layer in _scan_layers(name, s)]
+
+
+def et_tilt_series() -> list[LayerData]:
+    """An unaligned 360-degree ET tilt series of a pillar (detector pixels of 0.5 nm) with
+    its phantom, as :func:`tomography_projections` gives its scans: a sample of its own, as
+    the nm-sized scene drawn beside the um scans left the slider thousands of steps long
+    and a new reconstruction a speck."""
+    return _scan_layers("ET tilt series",
+                        synthetic.projections("tilt_series", seed=3, jitter_px=1.5))

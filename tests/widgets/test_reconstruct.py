@@ -228,16 +228,17 @@ def test_cancel_leaves_no_layer(make_napari_viewer, qtbot):
 
 def test_projection_samples_open_and_fill_the_form(make_napari_viewer):
     viewer = make_napari_viewer()
-    viewer.open_sample("napari-corrtomo", "tomography_projections")
-    names = [layer.name for layer in viewer.layers]
-    for name in ("microCT raw projections", "microCT flats", "microCT darks",
-                 "cone-beam projections", "laminography projections", "ET tilt series",
-                 "ET phantom"):
-        assert name in names
+    viewer.open_sample("napari-corrtomo", "et_tilt_series")
     et = viewer.layers["ET tilt series"]
     assert Geometry.from_dict(et.metadata["geometry"]).kind == "tilt_series"
     assert np.asarray(et.metadata["truth"]["shifts"]).shape == (et.data.shape[0], 2)
     assert viewer.layers["ET phantom"].visible is False
+    viewer.layers.clear()
+    viewer.open_sample("napari-corrtomo", "tomography_projections")
+    names = [layer.name for layer in viewer.layers]
+    for name in ("microCT raw projections", "microCT flats", "microCT darks",
+                 "cone-beam projections", "laminography projections"):
+        assert name in names
     assert viewer.layers.extent.units is not None  # one unit per axis for napari
     w = ReconstructWidget(viewer)
     w.projections.set_layer(viewer.layers["cone-beam projections"])
@@ -415,3 +416,123 @@ def test_flats_and_darks_are_picked_for_the_chosen_projections(make_napari_viewe
     w.projections.set_layer(viewer.layers["ET tilt series"])
     assert (w.flats.currentText(), w.darks.currentText()) == ("", "")
     assert w.preprocess["log"].value is False
+
+
+def _click(qtbot, button):
+    from qtpy.QtCore import Qt
+
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def test_an_angle_file_of_another_count_is_refused(make_napari_viewer, qtbot, small_ct,
+                                                    tmp_path, errors):
+    """10 angles from a file for 90 projections: the label said "10 angles from ..." and the
+    preview used the First/Stop range instead, without a word."""
+    viewer = make_napari_viewer()
+    _add(viewer, small_ct)
+    w = ReconstructWidget(viewer)
+    w.projections.set_layer(viewer.layers["proj"])
+    np.savetxt(tmp_path / "angles_wrong.txt", np.linspace(0, 180, 10, endpoint=False))
+    w.load_angles(str(tmp_path / "angles_wrong.txt"))
+    _click(qtbot, w.preview_button)
+    assert errors == ["the angle list has 10 angles (from angles_wrong.txt) but 'proj' has 90 "
+                      "projections: load a file with one angle per projection, or change "
+                      "'First angle' or 'Stop angle' to use a range"]
+    assert not w.runner.busy and "proj preview" not in viewer.layers
+    assert w.runner.status.text() == f"Not started: {errors[-1]}"
+    # a range typed instead drops the list
+    w.angle_stop.setValue(179.0)
+    w.angle_stop.setValue(180.0)
+    assert w.angle_info.text() == ""
+    _click(qtbot, w.preview_button)
+    _wait(qtbot, w)
+    assert w.runner.last_error is None and "proj preview" in viewer.layers
+
+
+def test_a_volume_chosen_as_projections_is_warned_about(make_napari_viewer, qtbot, small_ct,
+                                                        monkeypatch, errors):
+    """The microCT phantom as 'Projections' kept the raw scan's geometry and its preview
+    ended "Done." without a word; a reconstruction is refused."""
+    from napari_corrtomo.widgets import reconstruct as module
+
+    warned: list[str] = []
+    monkeypatch.setattr(module, "show_warning", warned.append)
+    viewer = make_napari_viewer()
+    _add(viewer, small_ct)
+    viewer.add_image(small_ct.phantom, name="phantom", metadata={"modality": "microCT"})
+    w = ReconstructWidget(viewer)
+    w.projections.set_layer(viewer.layers["proj"])
+    for select in (w.flats, w.darks):
+        select.setCurrentIndex(select.findText(""))
+    viewer.layers["proj"].data = small_ct.projections  # line integrals: nothing to warn
+    _click(qtbot, w.preview_button)
+    _wait(qtbot, w)
+    assert warned == [] and w.result.text() == ""
+    w.projections.set_layer(viewer.layers["phantom"])
+    _click(qtbot, w.preview_button)
+    _wait(qtbot, w)
+    expected = ("'phantom' has no acquisition geometry of its own and looks like a volume of "
+                "the sample (z, y, x): the geometry of 'proj' is used for it; choose a "
+                "projection stack (angle, row, col) as 'Projections', or check the geometry")
+    assert warned == [expected]
+    assert w.result.text() == expected  # still there once the notification is gone
+    viewer.add_image(small_ct.phantom, name="volume",
+                     metadata={"geometry": small_ct.geometry.to_dict(), "method": "fbp"})
+    w.projections.set_layer(viewer.layers["volume"])
+    _click(qtbot, w.run_button)
+    assert errors[-1] == ("'volume' is a reconstruction, a volume (z, y, x), not a projection "
+                          "stack: choose the projections (angle, row, col) as 'Projections'")
+    assert "volume reconstruction" not in viewer.layers
+
+
+def test_a_short_cone_scan_is_warned_about_in_the_panel(make_napari_viewer, qtbot,
+                                                        monkeypatch):
+    """FDK of a 180-degree cone-beam scan: the core's warning went to the terminal only and
+    the panel said "Done."."""
+    from napari_corrtomo.widgets import reconstruct as module
+
+    warned: list[str] = []
+    monkeypatch.setattr(module, "show_warning", warned.append)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((12, 6, 10)).astype(np.float32),
+                     name="stack")
+    w = ReconstructWidget(viewer)
+    w.kind.setCurrentText("cone")
+    w.angle_stop.setValue(180.0)
+    w.slice_index.setValue(2)
+    _click(qtbot, w.preview_button)
+    _wait(qtbot, w)
+    message = ("cone FBP/FDK assumes a full 360-degree rotation but the angles cover 180 "
+               "degrees; expect artefacts (use SIRT or CGLS for short scans)")
+    assert warned == [message] and w.result.text() == message
+    assert w.runner.last_error is None
+    w.angle_stop.setValue(360.0)
+    _click(qtbot, w.preview_button)
+    _wait(qtbot, w)
+    assert warned == [message] and w.result.text() == ""
+
+
+def test_swapped_references_and_raw_defaults_say_what_to_do(make_napari_viewer, qtbot,
+                                                             small_ct, errors):
+    viewer = make_napari_viewer()
+    _add(viewer, small_ct)
+    w = ReconstructWidget(viewer)
+    w.projections.set_layer(viewer.layers["proj"])
+    w.flats.set_layer(viewer.layers["darks"])
+    w.darks.set_layer(viewer.layers["flats"])
+    _click(qtbot, w.preview_button)
+    _wait(qtbot, w)
+    assert "they look swapped; give the open-beam frames as 'Flat fields' and the frames " \
+           "without beam as 'Dark fields'" in errors[-1]
+    w.flats.set_layer(viewer.layers["flats"])
+    w.darks.set_layer(viewer.layers["darks"])
+    _click(qtbot, w.preview_button)  # raw counts, zinger filter off, offset 0 px
+    _wait(qtbot, w)
+    hint = ("From raw counts: if the volume shows streaks or doubled edges, try 'Find centre' "
+            "and a 'Zinger threshold' of 5 sigma.")
+    assert w.result.text() == hint
+    assert "'Slice'" in w.find_button.toolTip()  # it searches its own rows, says so
+    w.preprocess["outlier_threshold"].value = 5.0
+    _click(qtbot, w.preview_button)
+    _wait(qtbot, w)
+    assert w.result.text() == ""

@@ -47,6 +47,31 @@ def test_zero_flat_field_is_an_error(raw_sample):
         normalize(s.raw[0], s.flats)
 
 
+def test_swapped_flats_and_darks_are_said_to_be_swapped(raw_sample):
+    """Darks given as flats: the message was "zero or below the dark current at 384 detector
+    pixels ... (dead pixels, wrong files)", not what to do."""
+    s = raw_sample
+    with pytest.raises(ValueError, match="they look swapped; give the open-beam frames as "
+                                         "flats and the frames without beam as darks"):
+        normalize(s.raw, s.darks, s.flats)
+    flats = s.flats.copy()
+    flats[:, 3, 5] = 0.0  # one dead pixel is not a swap
+    with pytest.raises(ValueError, match="dead pixels"):
+        normalize(s.raw, flats, s.darks)
+
+
+def test_nan_projections_say_where_and_what_to_do(raw_sample):
+    s = raw_sample
+    raw = s.raw.astype(np.float32)
+    raw[4, 2, 7] = np.nan
+    for lines in (False, True):  # raw counts with their flats, or line integrals
+        with pytest.raises(ValueError) as info:
+            prepare(raw, flats=None if lines else s.flats, log=not lines)
+        assert str(info.value).startswith(
+            "projections contain 1 NaN or inf values (first at angle 4, row 2, col 7); "
+            "replace them")
+
+
 def test_minus_log_never_clips_silently():
     t = np.array([[[1.0, np.exp(-2.0), 0.0]]], np.float32)
     with pytest.raises(ValueError, match="transmission <= 0"):

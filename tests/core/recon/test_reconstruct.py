@@ -11,6 +11,7 @@ from napari_corrtomo.core.recon import (
     reconstruct,
     reconstruct_halves,
     reconstruct_slice,
+    short_scan_message,
 )
 
 
@@ -247,3 +248,18 @@ def test_concurrent_calls_from_threads(parallel_sample, cone_sample):
         parallel = list(pool.map(lambda job: _recon(job[0], job[1], iterations=3), jobs))
     for a, b in zip(serial, parallel, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_short_scan_message_is_the_warning():
+    """A front end shows the message before starting; FDK warns with the same words."""
+    half = Geometry.cone(np.linspace(0, 180, 12, endpoint=False), (6, 10), 80.0, 40.0, 1.0)
+    full = Geometry.cone(np.linspace(0, 360, 12, endpoint=False), (6, 10), 80.0, 40.0, 1.0)
+    message = short_scan_message(half)
+    assert message == ("cone FBP/FDK assumes a full 360-degree rotation but the angles cover "
+                       "180 degrees; expect artefacts (use SIRT or CGLS for short scans)")
+    assert short_scan_message(full) is None
+    assert short_scan_message(Geometry.parallel(half.angles_deg, (6, 10), 1.0)) is None
+    proj = np.random.default_rng(0).random((12, 6, 10)).astype(np.float32)
+    with pytest.warns(UserWarning) as record:
+        reconstruct(proj, half, (4, 8, 8), method="fdk")
+    assert [str(w.message) for w in record] == [message]

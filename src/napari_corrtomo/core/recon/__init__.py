@@ -25,7 +25,7 @@ from .align import (
     measure_alignment,
     shift_projections,
 )
-from .filters import FILTERS, ramp_filter
+from .filters import FILTERS, ramp_filter, short_scan_message
 from .fsc import FSCResult, first_crossing, fsc, half_bit_threshold, one_bit_threshold
 from .geometry import KINDS, Geometry
 from .pipeline import (
@@ -101,5 +101,6 @@ __all__ = [
     "remove_outliers",
     "select_engine",
     "shift_projections",
+    "short_scan_message",
     "suppress_rings",
 ]

@@ -120,12 +120,20 @@ def analytic_weights(geometry: Geometry) -> np.ndarray:
     return w
 
 
+def short_scan_message(geometry: Geometry) -> str | None:
+    """What is wrong with an FBP/FDK reconstruction of a cone-beam or laminography scan
+    that covers less than a full rotation (no short-scan weights), or ``None``: a front end
+    shows it before starting, :func:`warn_short_scan` warns with it."""
+    if geometry.kind not in ("cone", "laminography"):
+        return None
+    cov = coverage_deg(geometry.angles_deg, 360.0)
+    if cov >= 359.0:
+        return None
+    return (f"{geometry.kind} FBP/FDK assumes a full 360-degree rotation but the angles cover "
+            f"{cov:.0f} degrees; expect artefacts (use SIRT or CGLS for short scans)")
+
+
 def warn_short_scan(geometry: Geometry) -> None:
-    if geometry.kind in ("cone", "laminography"):
-        cov = coverage_deg(geometry.angles_deg, 360.0)
-        if cov < 359.0:
-            warnings.warn(
-                f"{geometry.kind} FBP/FDK assumes a full 360-degree rotation but the angles cover "
-                f"{cov:.0f} degrees; expect artefacts (use SIRT or CGLS for short scans)",
-                stacklevel=3,
-            )
+    message = short_scan_message(geometry)
+    if message is not None:
+        warnings.warn(message, stacklevel=3)

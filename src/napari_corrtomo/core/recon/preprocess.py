@@ -32,9 +32,20 @@ def _stack(name: str, refs: Any, det_shape: tuple[int, ...]) -> np.ndarray:
             f"{name} must be one frame (rows, cols) or a stack (n, rows, cols) matching the "
             f"detector {tuple(det_shape)}, got shape {np.shape(refs)}"
         )
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contain NaN or inf values")
+    check_finite(name, arr)
     return arr
+
+
+def check_finite(name: str, arr: np.ndarray) -> None:
+    """Refuse NaN/inf (they spread through every filter), saying where and what to do."""
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        axes = ("angle", "row", "col")[-arr.ndim:] if arr.ndim <= 3 else ()
+        first = ", ".join(f"{a} {int(i)}" for a, i in zip(axes, np.argwhere(bad)[0]))
+        raise ValueError(
+            f"{name} contain {int(bad.sum())} NaN or inf values (first at {first}); replace "
+            "them (e.g. by their neighbours' values) or leave out the frames that hold them "
+            "(projections: with their angles), or read the files again if a reader wrote them")
 
 
 def normalize(projections: Any, flats: Any, darks: Any | None = None) -> np.ndarray:
@@ -55,13 +66,17 @@ def normalize(projections: Any, flats: Any, darks: Any | None = None) -> np.ndar
     proj = np.asarray(projections)
     if proj.ndim != 3:
         raise ValueError(f"projections must be 3D (angle, row, col), got {proj.ndim} dimensions")
-    if not np.all(np.isfinite(proj)):
-        raise ValueError("projections contain NaN or inf values")
+    check_finite("projections", proj)
     det = proj.shape[1:]
     flat = _stack("flats", flats, det)
     dark = np.zeros(det) if darks is None else _stack("darks", darks, det)
     gain = flat - dark
     bad = gain <= 0
+    if bad.mean() > 0.5:  # darker than the darks nearly everywhere: the files changed places
+        raise SettingError(
+            f"the flat fields are darker than the dark fields at {int(bad.sum())} of "
+            f"{bad.size} detector pixels: they look swapped; give the open-beam frames as "
+            "$flats and the frames without beam as $darks", flats="flats", darks="darks")
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise ValueError(
@@ -224,8 +239,7 @@ def prepare(
     if log:
         proj = minus_log(proj, floor)
     proj = np.asarray(proj, np.float32)
-    if not np.all(np.isfinite(proj)):
-        raise ValueError("projections contain NaN or inf values")
+    check_finite("projections", proj)
     if outlier_threshold is not None:
         proj = remove_outliers(proj, outlier_threshold, progress=progress)
     if ring_size is not None:
