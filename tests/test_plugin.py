@@ -132,6 +132,8 @@ def test_sample_data_layers_carry_physical_frames(make_napari_viewer):
     se2 = viewer.layers["FIB-SEM SE2"]
     assert tuple(se2.scale) == (20.0, 10.0, 10.0)
     assert len(se2.metadata["truth"]["thickness_nm"]) == se2.data.shape[0]
+    phases = viewer.layers["FIB-SEM truth"].metadata["phases"]  # the labels name them too
+    assert phases == se2.metadata["truth"]["phases"] and "pore" in phases.values()
 
 
 def test_projection_samples_keep_one_length_unit_each(make_napari_viewer):

@@ -111,6 +111,8 @@ def fib_sem_stack() -> list[LayerData]:
     for vol in sample.channels:
         vol.metadata["truth"] = truth
         layers.append(_layer(vol, contrast_limits=_limits(vol.data)))
+    # the labels name their phases too (the FIB and Quantify panels offer the names)
+    sample.labels.metadata["phases"] = truth["phases"]
     layers.append(_layer(sample.labels, visible=False))
     return layers
 

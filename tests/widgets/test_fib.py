@@ -1,10 +1,13 @@
 """The "FIB slices" dock widget in a real viewer."""
 
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QGroupBox
 from scipy import ndimage as ndi
 
 from napari_corrtomo.cli import main
@@ -61,7 +64,7 @@ def test_ruler_thickness_histogram_and_marks(make_napari_viewer, qtbot, small_fi
     assert len(marks.data) == 4 * 20
     np.testing.assert_allclose(marks.scale, small_fib.channels[0].scale)
     assert "gamma fit" in w.summary.text()
-    assert w.table.frame["thickness_nm"].notna().sum() == 19
+    assert w.thickness_table.frame["thickness_nm"].notna().sum() == 19
 
     # reposition + interpolate: a new layer on the isotropic grid, input untouched
     before = layer.data.copy()
@@ -104,13 +107,79 @@ def test_constant_source_and_metrics_against_truth(make_napari_viewer, qtbot, sm
     w.truth.set_layer(truth)
     w.compute_metrics()
     _wait(qtbot, w)
-    res = dict(zip(w.table.frame["quantity"], w.table.frame["value"], strict=True))
+    res = dict(zip(w.metrics_table.frame["quantity"], w.metrics_table.frame["value"],
+                   strict=True))
     from napari_corrtomo.core.fib import interpolate, metrics, reposition
 
     vol, known = reposition(small_mimic.stack, small_mimic.thickness_nm, 2.5)
     ref = metrics(interpolate(vol, known, "ml"), small_mimic.truth)
     assert res["mp_percent"] == pytest.approx(ref["mp_percent"])
     assert res["mds"] == pytest.approx(ref["mds"])
+
+
+def test_thickness_and_metrics_keep_their_own_results_with_units(make_napari_viewer, qtbot,
+                                                                 small_mimic):
+    """Measure, interpolate, Compute metrics: the thickness table and summary stay in Slice
+    thickness, the metrics (every number with its unit) in Quality metrics; a failed Measure
+    clears the thickness results it would have replaced, not the metrics."""
+    viewer = make_napari_viewer()
+    stack = viewer.add_labels(small_mimic.stack.astype(np.uint8), name="seg",
+                              scale=(10.0, 2.5, 2.5), units="nm")
+    w = FibWidget(viewer)
+    w.stack.set_layer(stack)
+    w.source_form["source"].value = "constant"
+    w.constant_form["constant_nm"].value = 10.0
+    w.volume_form["method"].value = "nearest"
+    for button in (w.measure_button, w.run_button, w.metrics_button):
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        _wait(qtbot, w)
+        assert w.runner.last_error is None
+    thickness_box, metrics_box = (b for b in w.findChildren(QGroupBox)
+                                  if b.title() in ("Slice thickness", "Quality metrics"))
+    assert thickness_box.isAncestorOf(w.thickness_table)
+    assert metrics_box.isAncestorOf(w.metrics_table)
+    n = stack.data.shape[0]
+    assert w.thickness_table.frame["thickness_nm"].tolist() == [10.0] * n
+    assert w.summary.text().startswith(f"{n} thicknesses, mean 10.00 nm")
+    frame = w.metrics_table.frame
+    assert {"d_xy_nm", "d_xz_nm", "d_yz_nm", "e_tpcf", "e_lpf", "e_d"} == set(frame["quantity"])
+    assert dict(zip(frame["quantity"], frame["unit"], strict=True))["d_xy_nm"] == "nm"
+    assert re.search(r"d_xy [\d.]+ nm, d_xz [\d.]+ nm, d_yz [\d.]+ nm",
+                     w.metrics_summary.text())
+    # a failed Measure: its section empty (the status says why), the metrics kept
+    metrics_text = w.metrics_summary.text()
+    w.constant_form["constant_nm"].value = 0.01
+    assert "'Thickness'" in _error_after_click(qtbot, w, w.measure_button)
+    assert w.summary.text() == "" and w.thickness_table.frame.empty
+    assert not w.hist.figure.axes or not w.hist.figure.axes[0].patches
+    assert w.metrics_summary.text() == metrics_text
+
+
+def test_solid_label_names_the_phases_and_a_wrong_truth_says_what_to_pick(
+        make_napari_viewer, qtbot, small_mimic, errors):
+    """A labelled stack whose metadata names its phases (label 1 = pore): 'Solid label'
+    lists them and defaults to a solid; a truth on the slice grid is refused with the way
+    to get one on the isotropic grid."""
+    viewer = make_napari_viewer()
+    lab = small_mimic.stack.astype(np.uint8) + 1  # 1 = pore, 2 = solid
+    phases = {"1": "pore", "2": "carbon-binder"}
+    stack = viewer.add_labels(lab, name="seg", scale=(10.0, 2.5, 2.5), units="nm",
+                              metadata={"truth": {"phases": phases}})
+    w = FibWidget(viewer)
+    w.stack.set_layer(stack)
+    w.source_form["source"].value = "constant"
+    w.constant_form["constant_nm"].value = 10.0
+    w.volume_form["method"].value = "nearest"
+    qtbot.mouseClick(w.run_button, Qt.MouseButton.LeftButton)
+    _wait(qtbot, w)
+    assert w.runner.last_error is None
+    assert w.phase.value() == 2 and w.phase_name.text() == "carbon-binder"
+    assert "1 = pore, 2 = carbon-binder" in w.phase.toolTip()
+    w.truth.set_layer(stack)
+    qtbot.mouseClick(w.metrics_button, Qt.MouseButton.LeftButton)
+    assert errors[-1].startswith(f"'Ground truth' 'seg' is {lab.shape} voxels but "
+                                 f"'{w.result_layer.name}' is {w.result_layer.data.shape}")
+    assert "pick that isotropic layer as 'Ground truth'" in errors[-1]
 
 
 def test_bad_input_shows_error_and_adds_nothing(make_napari_viewer, qtbot, small_fib, tmp_path,
@@ -147,7 +216,7 @@ def test_bad_input_shows_error_and_adds_nothing(make_napari_viewer, qtbot, small
     # thicknesses in um under a thickness_nm head: a unit slip, said in the panel's words
     tmp.write_text("thickness_nm\n" + "0.02\n" * 20)
     error = refused()
-    assert "the median thickness in t.csv (a CSV file (Browse ...)), 0.02 nm," in error
+    assert "the median thickness in t.csv (the CSV 'File'), 0.02 nm," in error
     assert "name the thickness column by its unit" in error
     # a grey stack said to be labels (interpolated label by label, one per grey value)
     tmp.write_text("thickness_nm\n" + "10\n" * 20)
@@ -183,7 +252,7 @@ def test_widget_cli_and_demo_give_the_same_band_cut_volume(make_napari_viewer, q
     _wait(qtbot, w)
     assert w.runner.last_error is None
     widget_vol = np.asarray(w.result_layer.data)
-    widget_table = w.table.frame
+    widget_table = w.thickness_table.frame
     # command line on the same stack written to a file
     write_tiff(tmp_path / "se2.tif", ch.data, ch.scale, "nm")
     assert main(["fib", str(tmp_path / "se2.tif"), "--ruler-rows", "0", str(band),

@@ -55,7 +55,7 @@ WORDS = {
     "polarity": "'Marks are'",
     "max_step_px": "'Max mark step'",
     "fallback_thickness": "'Fallback thickness' (under Ruler details)",
-    "csv_path": "a CSV file (Browse ...)",
+    "csv_path": "the CSV 'File'",
     "constant_nm": "'Thickness'",
     "align": "'undo x drift'",
     "grid_nm": "'Grid spacing'",
@@ -67,6 +67,17 @@ WORDS = {
     "grey_kind": "'Data are' grey",
     "pixel_size_nm": "the layer's pixel size (its scale, with its unit)",
 }
+
+
+PHASE_TIP = "label value of the solid phase (binary data: 1)"
+
+
+def _phase_names(layer) -> dict[int, str]:
+    """Label value -> phase name from a layer's metadata (``phases``, or the ``truth``
+    record of the plugin's samples); {} where it names none."""
+    meta = {} if layer is None else layer.metadata
+    phases = meta.get("phases") or (meta.get("truth") or {}).get("phases") or {}
+    return {int(k): str(v) for k, v in phases.items()}
 
 
 def _worded(func):
@@ -128,7 +139,7 @@ class FibWidget(DockForm):
         # ---- slice thickness: the band and the source (every control below that is a
         # FibSettings field comes from SettingsForm, its tooltip from the docstring)
         self.source_form = SettingsForm(fib.FibSettings, {
-            "band_rows": Field(label="Band rows", placeholder="none (first, stop, e.g. 0, 40)"),
+            "band_rows": Field(label="Band rows", placeholder="none (first, stop, e.g. 0, 16)"),
             "cut_band": Field(label="cut the ruler band from the result"),
             "source": Field(label="Source", choices=SOURCES),
         })
@@ -190,6 +201,8 @@ class FibWidget(DockForm):
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         tl.addWidget(self.summary)
+        self.thickness_table = TableView()
+        tl.addWidget(self.thickness_table)
 
         # ---- reposition + interpolate
         self.volume_form = SettingsForm(fib.FibSettings, {
@@ -219,17 +232,26 @@ class FibWidget(DockForm):
         self.phase = QSpinBox()
         self.phase.setRange(0, 65535)
         self.phase.setValue(1)
-        self.phase.setToolTip("label value of the solid phase (binary data: 1)")
+        self.phase.setToolTip(PHASE_TIP)
+        #: the chosen label's phase name, where the stack's metadata names its phases
+        self.phase_name = QLabel("")
+        self.phase.valueChanged.connect(self._on_phase)
+        phase_row = QHBoxLayout()
+        phase_row.addWidget(self.phase)
+        phase_row.addWidget(self.phase_name, 1)
         self.metrics_button = QPushButton("Compute metrics")
         self.metrics_button.clicked.connect(self.compute_metrics)
-        self.table = TableView()
+        self.metrics_summary = QLabel("")
+        self.metrics_summary.setWordWrap(True)
+        self.metrics_table = TableView()
         mbox = QGroupBox("Quality metrics")
         mbox.setToolTip("MP / MGP / MDS against a ground truth; the anisotropy without one")
         ml = QFormLayout(mbox)
         ml.addRow("Ground truth", self.truth)
-        ml.addRow("Solid label", self.phase)
+        ml.addRow("Solid label", phase_row)
         ml.addRow(self.metrics_button)
-        ml.addRow(self.table)
+        ml.addRow(self.metrics_summary)
+        ml.addRow(self.metrics_table)
 
         for w, tip in (
                 (self.measure_button, "measure the thickness of every slice and plot their "
@@ -269,7 +291,7 @@ class FibWidget(DockForm):
             settings = form.value(settings)
         if settings.band_rows is not None and len(settings.band_rows) != 2:
             raise ValueError("'Band rows' must be two whole numbers, the first and the stop "
-                             f"row (e.g. 0, 40), got {self.source_form['band_rows'].value!r}")
+                             f"row (e.g. 0, 16), got {self.source_form['band_rows'].value!r}")
         return settings
 
     def _inputs(self):
@@ -293,6 +315,7 @@ class FibWidget(DockForm):
         if (inputs := self._inputs()) is None:
             return
         layer, px, settings = inputs
+        self._clear_thickness()
         self.runner.start(_thickness, layer.data, self.channel.value(), px, settings,
                           label="Measuring slice thickness",
                           on_result=lambda res: self._show_thickness(res, layer=layer))
@@ -306,6 +329,7 @@ class FibWidget(DockForm):
             self._show_thickness(out.thickness, layer=layer)
             self._add_volume(out, layer)
 
+        self._clear_thickness()
         self.runner.start(_run, layer.data, self.channel.value(), px, settings,
                           isinstance(layer, napari.layers.Labels), on_result=done,
                           label=f"Repositioning + {settings.method} interpolation")
@@ -321,14 +345,33 @@ class FibWidget(DockForm):
                                "segment the slices first (Classify)")
             return
         truth = self.truth.layer()
+        shape = tuple(self.result_layer.data.shape)
+        if truth is not None and tuple(truth.data.shape) != shape:
+            self.runner.refuse(
+                f"'Ground truth' '{truth.name}' is {tuple(truth.data.shape)} voxels but "
+                f"'{self.result_layer.name}' is {shape}: the truth must be on the isotropic "
+                "grid. Reposition the truth's slices with the same settings (choose it as "
+                "Stack, same Slice thickness and 'Grid spacing', 'Reposition + "
+                "interpolate') and pick that isotropic layer as 'Ground truth'")
+            return
         spacing = tuple(float(s) for s in self.result_layer.scale[-3:])
         what = "anisotropy" if truth is None else "metrics"
+        self._show_metrics({}, "")
         self.runner.start(_quality, self.result_layer.data, spacing,
                           None if truth is None else truth.data, self.phase.value(),
                           label=what.capitalize(),
-                          on_result=lambda res: self._show_table(res, what))
+                          on_result=lambda res: self._show_metrics(res, what))
 
     # ------------------------------------------------------------------ outputs
+
+    def _clear_thickness(self) -> None:
+        """Empty the Slice thickness results as a new measurement starts: a failed or
+        cancelled one must not leave the previous one's on screen as if it were its own."""
+        self.thickness_nm = self.ruler_result = None
+        self.hist.axes()
+        self.hist.draw()
+        self.summary.setText("")
+        self.thickness_table.set_frame(pd.DataFrame())
 
     def _show_thickness(self, thickness: fib.SliceThickness, layer) -> None:
         self.thickness_nm = thickness.thickness_nm
@@ -358,7 +401,7 @@ class FibWidget(DockForm):
                        layer_type="points", created_by=NAME, scale=tuple(layer.scale[-3:]),
                        unit=layer_frame(layer, 3).unit, translate=tuple(layer.translate[-3:]),
                        size=3, face_color="yellow", source=layer)
-        self.table.set_frame(thickness.table)
+        self.thickness_table.set_frame(thickness.table)
         self.summary.setText(text)
 
     def _add_volume(self, out: fib.FibVolume, layer) -> None:
@@ -373,13 +416,46 @@ class FibWidget(DockForm):
             self.viewer, data, name=f"{layer.name} isotropic ({out.method})", layer_type=kind,
             created_by=NAME, scale=tuple(out.spacing_nm), unit="nm",
             translate=tuple(float(v) for v in source_origin + np.asarray(out.origin_nm)),
-            metadata={"fib_known_planes": out.known.tolist(), "fib_method": out.method},
+            metadata={"fib_known_planes": out.known.tolist(), "fib_method": out.method,
+                      "phases": {str(k): v for k, v in _phase_names(layer).items()}},
             source=layer,
         )
         self.truth.refresh()
+        self._show_phases()
 
-    def _show_table(self, res: dict, what: str) -> None:
-        frame = pd.DataFrame({"quantity": list(res.keys()),
-                              "value": [float(v) for v in res.values()]})
-        self.table.set_frame(frame)
-        self.summary.setText(f"{what}: " + ", ".join(f"{k} {float(v):.4g}" for k, v in res.items()))
+    def _show_phases(self) -> None:
+        """The isotropic volume's phase names on 'Solid label' (tooltip and the chosen
+        one's name), its default the first phase that is not pore: a labelled sample's
+        label 1 is often the pore."""
+        names = _phase_names(self.result_layer)
+        listed = ", ".join(f"{k} = {v}" for k, v in sorted(names.items()))
+        self.phase.setToolTip(PHASE_TIP + (f"; this volume's phases: {listed}" if names else ""))
+        solid = next((k for k, v in sorted(names.items()) if "pore" not in v.lower()), None)
+        if solid is not None:
+            self.phase.setValue(solid)
+        self._on_phase()
+
+    def _on_phase(self, *_: Any) -> None:
+        self.phase_name.setText(_phase_names(self.result_layer).get(self.phase.value(), ""))
+
+    def _show_metrics(self, res: dict, what: str) -> None:
+        """The Quality metrics' table and summary (empty for ``res == {}``), every number
+        with its unit: the diameters in nm (the isotropic volume's unit), the rest in %
+        or ratios without unit (named so)."""
+        units = [_metric_unit(k) for k in res]
+        names = [f"{k}_nm" if u == "nm" else k for k, u in zip(res, units, strict=True)]
+        self.metrics_table.set_frame(pd.DataFrame({
+            "quantity": names, "value": [float(v) for v in res.values()],
+            "unit": [u or "ratio (no unit)" for u in units]}))
+        shown = (f"{k.removesuffix('_percent')} {float(v):.4g}{' ' + u if u else ''}"
+                 for (k, v), u in zip(res.items(), units, strict=True))
+        self.metrics_summary.setText(f"{what}: {', '.join(shown)}" if res else "")
+
+
+def _metric_unit(key: str) -> str:
+    """The unit of a :func:`~napari_corrtomo.core.fib.fib_quality` number: the plane
+    diameters ``d_*`` are lengths (nm, as the isotropic volume), ``*_percent`` percent,
+    the errors and Dice scores ratios ("")."""
+    if key.endswith("_percent"):
+        return "%"
+    return "nm" if key.startswith("d_") else ""

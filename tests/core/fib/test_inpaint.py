@@ -129,3 +129,18 @@ def test_ml_for_label_stacks(unseen):
     # one-vs-rest with two labels agrees with the binary model almost everywhere
     vol_b, _ = reposition(unseen.stack, unseen.thickness_nm, 2.5)
     assert np.mean((out == 4) == interpolate(vol_b, known, "ml")) > 0.99
+
+
+def test_ml_progress_moves_per_layer_batch_and_label(unseen):
+    """The bar moves with the work: many distinct, increasing (done / total) reports over
+    the labels and the batches of gap planes, each batch's network layers included."""
+    lab = (unseen.stack[:8, :32, :32].astype(np.uint8)
+           + (np.arange(32) >= 16).astype(np.uint8) * 2)  # labels 0 to 3
+    vol, known = reposition(lab, unseen.thickness_nm[:8], 2.5)
+    reports = []
+    interpolate(vol, known, "ml", kind="labels",
+                progress=lambda done, total: reports.append(done / total))
+    n_layers = len(inp.load_model()["layers"])
+    assert reports == sorted(reports) and reports[-1] == 1.0
+    # each of the 4 labels: at least one batch of all the network's layers
+    assert len(set(reports)) >= 4 * n_layers

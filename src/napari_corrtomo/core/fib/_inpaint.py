@@ -228,11 +228,15 @@ def _gap_probabilities(model: dict[str, Any], mask: np.ndarray, planes: np.ndarr
     out[planes] = mask
     per_plane = 4.0 * mask.shape[1] * mask.shape[2] * (11 * n_channels + 2 * N_FEATURES)
     batch = max(1, int(max_batch_bytes // per_plane))
-    total = max(gaps.size, 1)
+    # in steps of (plane, network layer): every layer of a batch moves the bar, also for
+    # batches of one or two planes (whole integer steps)
+    n_layers = len(model["layers"])
+    total = max(gaps.size, 1) * n_layers
     for start in range(0, gaps.size, batch):
         tg = gaps[start:start + batch]
         out[tg] = _sigmoid(forward(model, gap_features(sdf, planes, tg),
-                                   scaled(progress, start, start + tg.size, total)))
+                                   scaled(progress, start * n_layers,
+                                          (start + tg.size) * n_layers, total)))
     report(progress, total, total)
     outside = (z < planes[0]) | (z > planes[-1])
     out[outside] = mask[near[outside]]
@@ -251,11 +255,13 @@ def ml_block(planes, n_planes: int, near, kind: str, labels=None,
             return _gap_probabilities(model, block.astype(bool), planes, n_planes, near,
                                       max_batch_bytes, progress) > THRESHOLD
         done = iter(range(len(labels)))
+        unit = 1000  # progress steps per label: its batches' steps stay distinct
 
         def prob(mask: np.ndarray) -> np.ndarray:  # one label after the other on the bar
             i = next(done)
             return _gap_probabilities(model, mask, planes, n_planes, near, max_batch_bytes,
-                                      scaled(progress, i, i + 1, len(labels)))
+                                      scaled(progress, i * unit, (i + 1) * unit,
+                                             len(labels) * unit))
 
         return per_label(prob, block, labels)
 
