@@ -40,7 +40,8 @@ def _correlative_layers(volumes, truths) -> list[LayerData]:
     for vol in volumes(sample):
         vol.metadata["truth"] = small
         layers.append(_layer(vol, contrast_limits=_limits(vol.data)))
-    for vol in truths(sample):
+    for vol in truths(sample):  # the labels name their phases (the panels offer the names)
+        vol.metadata["phases"] = {str(k): v for k, v in t.phases.items()}
         layers.append(_layer(vol, visible=False))
     return layers
 

@@ -466,3 +466,115 @@ def test_the_segmentation_offered_first_is_the_newest_labels_layer(make_napari_v
     widget.labels_select.setCurrentText("ROI scribbles")
     viewer.add_labels(np.zeros((4, 8, 8), np.uint8), name="later")
     assert widget.labels_select.currentText() == "ROI scribbles"
+
+
+def _click_quantify(widget, qtbot, measures: set[str]) -> None:
+    """Tick ``measures`` alone and click Quantify; the run must succeed."""
+    for key, cb in widget.checks.items():
+        cb.setChecked(key in measures)
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=120_000)
+    assert widget.runner.last_error is None, widget.runner.last_error
+
+
+def test_a_rejected_lognormal_fit_is_neither_reported_nor_drawn(make_napari_viewer, qtbot):
+    """Particles of two size populations: the log-normal fit follows their histogram
+    poorly. The summary showed its mode and the plot its curve (a degenerate one reached
+    1.15 on the fraction axis) while a note called it poor: now no mode, no curve, and
+    the notes and the legend say it was rejected and why."""
+    lab = np.full((16, 64, 96), RESIN, np.uint8)
+    centres = [(8.0, 8.0 + 16 * i, 8.0 + 16 * j) for j in range(2) for i in range(4)]
+    radii = [5.0 + 0.25 * k for k in range(8)]
+    centres += [(8.0, 4.0 + 8 * i, 40.0 + 8 * j) for i in range(8) for j in range(7)]
+    radii += [1.6 + 0.1 * ((i + j) % 8) for i in range(8) for j in range(7)]
+    paint_spheres(lab, np.array(centres), np.array(radii), SOLID, (1.0, 1.0, 1.0))
+    viewer = make_napari_viewer()
+    viewer.add_labels(lab, name="seg", units=("um",) * 3)
+    widget = QuantifyWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.labels_form["phase"].value = SOLID
+    widget.labels_form["outside"].value = "1"
+    _click_quantify(widget, qtbot, {"particles"})
+    quantities = set(widget.result.summary()["quantity"])
+    assert "ESD mean" in quantities and "ESD log-normal mode" not in quantities
+    assert ("Note: particle size distribution: log-normal fit rejected: Kolmogorov-Smirnov "
+            "distance") in widget.notes.text()
+    widget.plot_select.setCurrentText("particle size distribution")
+    ax = widget.plot.figure.axes[0]
+    assert not [line for line in ax.get_lines() if len(line.get_xdata())]  # no fit curve
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "log-normal fit rejected (see the notes)" in legend
+    assert "fit_fraction" not in widget.result.tables["particle_size_distribution"]
+
+
+def test_a_phase_or_particle_filling_the_sample_is_questioned(make_napari_viewer, qtbot,
+                                                             particle_volume):
+    """The panel's defaults on a sample of porous particles in resin (Phase label 1,
+    the resin; Matrix none; no outside label): porosity 0.9 and one particle, the whole
+    field, came without a word. The notes now question both."""
+    _, widget = _widget(make_napari_viewer, qtbot, particle_volume)
+    widget.labels_form["phase"].value = RESIN
+    widget.labels_form["matrix"].value = -1  # "none"
+    widget.labels_form["outside"].value = ""
+    _click_quantify(widget, qtbot, {"porosity", "particles"})
+    rows = widget.result.summary().set_index("quantity")["value"]
+    assert rows["porosity (phase / sample)"] > 0.85 and rows["particle count"] == 1
+    notes = widget.notes.text()
+    assert f"Note: the phase (label {RESIN}) fills 8" in notes and "is it the pores?" in notes
+    assert "Note: one particle fills 100% of the volume" in notes
+    # the right labels: no such note
+    widget.labels_form["phase"].value = PORE
+    widget.labels_form["matrix"].value = SOLID
+    widget.labels_form["outside"].value = "0, 1"
+    _click_quantify(widget, qtbot, {"porosity", "particles"})
+    assert "fills" not in widget.notes.text()
+
+
+def test_an_empty_curve_says_why_on_its_axes(make_napari_viewer, qtbot, particle_volume):
+    """With "Only inside particle envelopes" no pore path starts at the volume's faces:
+    the geodesic tortuosity plots were blank axes with a legend, the reason only in the
+    notes; now the axes say it and carry no legend."""
+    _, widget = _widget(make_napari_viewer, qtbot, particle_volume)
+    widget.labels_form["within_envelopes"].value = True
+    widget.params["transport_axes"].value = "z"
+    _click_quantify(widget, qtbot, {"geodesic_tortuosity"})
+    widget.plot_select.setCurrentText("geodesic tortuosity vs depth z")
+    ax = widget.plot.figure.axes[0]
+    assert [t.get_text() for t in ax.texts] == [
+        "no data: no path through the phase from the inlet face reaches any of the depths"]
+    assert ax.get_legend() is None
+
+
+def test_the_saved_plot_keeps_its_labels_in_a_narrow_dock(make_napari_viewer, qtbot,
+                                                          particle_volume, tmp_path,
+                                                          monkeypatch):
+    """The proxigram saved from a narrow dock lost the end of its x label ("... inside
+    the phase (um"): the labels wrap within the figure and the PNG holds all of it."""
+    from napari_corrtomo.widgets import _plot
+
+    _, widget = _widget(make_napari_viewer, qtbot, particle_volume)
+    _click_quantify(widget, qtbot, {"proxigram"})
+    widget.plot.figure.set_size_inches(2.6, 2.8)  # the dock made narrow
+    widget.plot_select.setCurrentText("proxigram")
+    png = tmp_path / "proxigram.png"
+    monkeypatch.setattr(_plot.QFileDialog, "getSaveFileName", lambda *a, **k: (str(png), ""))
+    qtbot.mouseClick(widget.plot.save_button, Qt.MouseButton.LeftButton)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    fig = widget.plot.figure
+    renderer = fig.canvas.get_renderer()
+    label = fig.axes[0].xaxis.label
+    assert label.get_text().endswith("inside the phase (um)")
+    box = label.get_window_extent(renderer)
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y0 >= 0
+
+
+def test_a_point_outside_every_envelope_is_noted_once(make_napari_viewer, qtbot,
+                                                      particle_volume):
+    """A point that missed its particle, measured by both envelope measures: the note
+    came twice, naming a different envelope each time; now once."""
+    viewer, widget = _widget(make_napari_viewer, qtbot, particle_volume)
+    points = viewer.add_points(np.array([[9.0, 10.0, 29.0]]), ndim=3, units=("um",) * 3)
+    widget.points_select.set_layer(points)
+    _click_quantify(widget, qtbot, {"envelopes", "pv_porosity"})
+    notes = [n for n in widget.result.notes if "lies outside every envelope" in n]
+    assert len(notes) == 1 and "envelope 2," in notes[0], widget.result.notes

@@ -58,7 +58,8 @@ class PlotCanvas(QWidget):
         self.canvas.draw_idle()
 
     def save(self, path: str) -> None:
-        self.figure.savefig(path, dpi=150)
+        # the whole figure, labels and legend included, whatever the dock's width was
+        self.figure.savefig(path, dpi=150, bbox_inches="tight")
 
     def pop_out(self) -> QWidget:
         """The plot's own window (made and shown, or raised when it is already open)."""

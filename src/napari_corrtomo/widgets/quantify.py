@@ -82,6 +82,12 @@ def _points_in(points, labels, spacing: tuple[float, ...]) -> tuple[tuple[float,
         for p in np.asarray(points.data))
 
 
+def _say(ax, text: str) -> None:
+    """``text`` centred on ``ax``, in place of data that is not there."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, color="0.35",
+            transform=ax.transAxes)
+
+
 class QuantifyWidget(DockForm):
     """Dock widget: porosity, pore/particle sizes, surfaces, correlations, proxigrams."""
 
@@ -396,36 +402,42 @@ class QuantifyWidget(DockForm):
         self.plot.save_button.setEnabled(bool(name))
         if not name:  # a blank plot would look broken: say why there is none
             ax.set_axis_off()
-            ax.text(0.5, 0.5, "No distribution or curve among the measures of this run\n"
-                    "(tick e.g. Local thickness or Particles for one)", ha="center",
-                    va="center", wrap=True, color="0.35")
+            _say(ax, "No distribution or curve among the measures of this run\n"
+                     "(tick e.g. Local thickness or Particles for one)")
             self.plot.draw()
             return
         if name in r.distributions:
             d = r.distributions[name]
-            widths = np.diff(d.edges)
-            ax.bar(d.centers, d.fraction, width=widths, color="0.65", edgecolor="0.4",
+            ax.bar(d.centers, d.fraction, width=np.diff(d.edges), color="0.65", edgecolor="0.4",
                    linewidth=0.3, label=f"mean {d.mean:.3g} ± {d.std:.3g} {d.unit}")
-            if d.fit is not None:
+            if d.accepted_fit is not None:
                 xs = np.linspace(max(d.edges[0], 1e-9), d.edges[-1], 400)
-                ax.plot(xs, d.fit.density(xs) * widths.mean(), "r-",
+                ax.plot(xs, d.fit_fraction(xs), "r-",
                         label=f"log-normal fit, mode {d.fit.mode:.3g} {d.unit}")
-            ax.set_xlabel(f"size ({d.unit})" if d.unit != "fraction" else "porosity")
-            ax.set_ylabel("fraction")
+            elif d.fit is not None:  # no curve, no mode: the notes say why
+                ax.plot([], [], " ", label="log-normal fit rejected (see the notes)")
+            xlabel = f"size ({d.unit})" if d.unit != "fraction" else "porosity"
+            ylabel = "fraction"
         else:
             c = r.curves[name]
-            for label, ys in c.ys.items():
-                ax.plot(c.x, ys, label=label)
+            if any(np.isfinite(np.asarray(ys, float)).any() for ys in c.ys.values()):
+                for label, ys in c.ys.items():
+                    ax.plot(c.x, ys, label=label)
+            else:  # blank axes with a legend would look broken: say why on them
+                _say(ax, f"no data: {c.empty or 'no value of this curve is defined'}")
             if name == "proxigram" and r.proxigram is not None:
                 p = r.proxigram
                 for level in (0.25, 0.75):
                     ax.axhline(level, ls=":", c="orange", lw=0.8)
                 ax.plot([p.x25, p.x75], [0.25, 0.75], "o", c="C3",
                         label=f"dx {p.dx:.3g} {p.unit}, slope {p.slope:.3g} 1/{p.unit}")
-            ax.set_xlabel(c.xlabel)
-            ax.set_ylabel(c.ylabel)
+            xlabel, ylabel = c.xlabel, c.ylabel
+        # long labels wrap within a narrow dock instead of running off the figure
+        ax.set_xlabel(xlabel, wrap=True)
+        ax.set_ylabel(ylabel, wrap=True)
         ax.set_title(name, fontsize=9)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
         self.plot.draw()
 
     def export_all(self, folder: str) -> list:

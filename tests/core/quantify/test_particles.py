@@ -157,6 +157,9 @@ def test_size_distribution_lognormal_fit_recovers_parameters():
     # goodness of fit: a log-normal sample is followed closely, without a note
     assert dist.fit.ks_distance < 0.02 and s["fit_ks_distance"] == dist.fit.ks_distance
     assert not any("poorly" in n for n in dist.notes)
+    assert dist.accepted_fit is dist.fit and not dist.fit.rejected
+    # drawn over the histogram, the fit is a fraction per bin like the bars
+    assert dist.fit_fraction(dist.centers).max() == pytest.approx(dist.fraction.max(), rel=0.1)
     with pytest.raises(ValueError, match="no sizes"):
         size_distribution([])
     with pytest.raises(ValueError, match="non-negative"):
@@ -174,14 +177,20 @@ def test_bad_particle_input():
         separate_particles(np.arange(64).reshape(4, 4, 4), 1.0)
 
 
-def test_a_poor_lognormal_fit_is_said_so():
+def test_a_poor_lognormal_fit_is_rejected():
     """Two well separated size populations: no log-normal follows them; the KS distance
-    (against an independent computation from the sample) says so and a note warns."""
+    (against an independent computation from the sample) says so, and the fit is
+    rejected: no mode, mean or fitted fractions, a note says why."""
     rng = np.random.default_rng(1)
     values = np.concatenate([rng.normal(2.0, 0.15, 5000), rng.normal(8.0, 0.3, 5000)])
     dist = size_distribution(values, bin_width=0.2, unit="um")
     assert dist.fit.ks_distance > 0.1
-    assert any("poorly" in n and "Kolmogorov" in n for n in dist.notes)
+    assert dist.accepted_fit is None and "poorly" in dist.fit.rejected
+    assert [n for n in dist.notes if n.startswith("log-normal fit rejected: ")
+            and "Kolmogorov-Smirnov distance" in n]
+    assert not {"fit_mode_um", "fit_mean_um", "fit_median_um"} & set(dist.summary())
+    assert dist.summary()["fit_ks_distance"] == dist.fit.ks_distance
+    assert "fit_fraction" not in dist.table()
     # the same distance from the raw sample and the fitted parameters (scipy.stats)
     from scipy import stats
 
@@ -190,6 +199,20 @@ def test_a_poor_lognormal_fit_is_said_so():
     cdf = (fit.cdf(edges) - fit.cdf(edges[0])) / (fit.cdf(edges[-1]) - fit.cdf(edges[0]))
     emp = np.searchsorted(np.sort(values), edges, side="right") / len(values)
     assert dist.fit.ks_distance == pytest.approx(np.max(np.abs(cdf - emp)), abs=1e-9)
+
+
+def test_a_degenerate_lognormal_fit_is_rejected():
+    """Sizes that only decrease from the smallest one (a power law): the least-squares
+    log-normal that follows them (KS < 0.1) peaks far below every size measured, a mode
+    that was never seen; it is rejected as degenerate."""
+    values = (np.random.default_rng(1).pareto(2.5, 400) + 1) * 2.0
+    dist = size_distribution(values, unit="um")
+    assert dist.fit.ks_distance < 0.1 and dist.fit.mode < 0.5 * values.min()
+    assert dist.accepted_fit is None
+    assert dist.notes == [f"log-normal fit rejected: degenerate, its mode {dist.fit.mode:.3g} "
+                          f"um lies far below the smallest size measured "
+                          f"({values.min():.3g} um); read the histogram and its moments (no "
+                          "fitted mode)"]
 
 
 def test_porous_neighbours_closed_one_at_a_time_separate_and_keep_their_porosity():

@@ -45,6 +45,9 @@ class LogNormalFit:
     #: Kolmogorov-Smirnov distance between the histogram's cumulative fractions and the
     #: fit's (conditioned on the histogram's range), at the bin edges: 0 = identical
     ks_distance: float = float("nan")
+    #: why the fit is no result (poor or degenerate, :func:`size_distribution` judges);
+    #: "" for a fit whose mode and mean may be read
+    rejected: str = ""
 
     @property
     def mode(self) -> float:
@@ -86,25 +89,39 @@ class SizeDistribution:
     def centers(self) -> np.ndarray:
         return 0.5 * (self.edges[:-1] + self.edges[1:])
 
+    @property
+    def accepted_fit(self) -> LogNormalFit | None:
+        """The fit when it is a result (converged and not rejected), else None."""
+        return self.fit if self.fit is not None and not self.fit.rejected else None
+
     def table(self) -> pd.DataFrame:
         """One row per bin: ``size_lo_<unit>``, ``size_hi_<unit>``, ``fraction`` and the
-        fitted fraction ``fit_fraction`` (density integrated over the bin)."""
+        fitted fraction ``fit_fraction`` (density integrated over the bin) of an accepted
+        fit."""
         u = self.unit
         frame = pd.DataFrame({f"size_lo_{u}": self.edges[:-1], f"size_hi_{u}": self.edges[1:],
                               "fraction": self.fraction})
-        if self.fit is not None:
+        if self.accepted_fit is not None:
             frame["fit_fraction"] = self.fit.density(self.centers) * np.diff(self.edges)
         return frame
 
+    def fit_fraction(self, x: Any) -> np.ndarray:
+        """The fitted density at sizes ``x`` as a fraction per (mean-width) bin: the
+        histogram's y axis, for a curve drawn over its bars."""
+        return self.fit.density(x) * float(np.diff(self.edges).mean())
+
     def summary(self) -> dict[str, float]:
-        """Mean, std, median (of the data) and the fit's mode/mean/median, in ``unit``."""
+        """Mean, std, median (of the data) and the fit's parameters; its mode/mean/median
+        (in ``unit``) only when the fit is accepted."""
         u = self.unit
         out = {f"mean_{u}": self.mean, f"std_{u}": self.std, f"median_{u}": self.median,
                "count": self.count}
-        if self.fit is not None:
+        if self.accepted_fit is not None:
             out.update({f"fit_mode_{u}": self.fit.mode, f"fit_mean_{u}": self.fit.mean,
-                        f"fit_median_{u}": self.fit.median, "fit_mu": self.fit.mu,
-                        "fit_sigma": self.fit.sigma, "fit_r_squared": self.fit.r_squared,
+                        f"fit_median_{u}": self.fit.median})
+        if self.fit is not None:
+            out.update({"fit_mu": self.fit.mu, "fit_sigma": self.fit.sigma,
+                        "fit_r_squared": self.fit.r_squared,
                         "fit_ks_distance": self.fit.ks_distance})
         return out
 
@@ -204,11 +221,10 @@ def size_distribution(
                 r2 = float(1 - np.sum(resid**2) / ss) if ss > 0 else float("nan")
                 ks = _ks_distance(edges, fraction, mu, sigma)
                 result_fit = LogNormalFit(mu, sigma, scale, r2, ks)
-                if ks > POOR_FIT_KS:
-                    notes.append(f"the log-normal fit follows the histogram poorly "
-                                 f"(Kolmogorov-Smirnov distance {_above(ks, POOR_FIT_KS)} > "
-                                 f"{POOR_FIT_KS}): "
-                                 "read the histogram and its moments, not the fitted mode")
+                result_fit.rejected = _rejection(result_fit, float(v[pos].min()), _unit(unit))
+                if result_fit.rejected:
+                    notes.append(f"log-normal fit rejected: {result_fit.rejected}; read the "
+                                 "histogram and its moments (no fitted mode)")
             except (RuntimeError, ValueError) as exc:
                 notes.append(f"log-normal fit did not converge: {exc}")
     return SizeDistribution(edges=edges, fraction=fraction, mean=mean, std=std, median=median,
@@ -217,8 +233,26 @@ def size_distribution(
 
 
 #: a log-normal fit whose cumulative fractions differ from the histogram's by more than
-#: this (Kolmogorov-Smirnov distance) is reported as poor
+#: this (Kolmogorov-Smirnov distance) is rejected as poor
 POOR_FIT_KS = 0.1
+#: a fit whose mode lies below this fraction of the smallest size measured, or whose
+#: sigma (of ln size) exceeds MAX_SIGMA, is degenerate (a spike at zero, not a peak)
+MIN_MODE_FRACTION = 0.5
+MAX_SIGMA = 3.0
+
+
+def _rejection(fit: LogNormalFit, smallest: float, unit: str) -> str:
+    """Why ``fit`` is no result (poor or degenerate), or "" when it is one."""
+    reasons = []
+    if fit.ks_distance > POOR_FIT_KS:
+        reasons.append(f"Kolmogorov-Smirnov distance {_above(fit.ks_distance, POOR_FIT_KS)} > "
+                       f"{POOR_FIT_KS}, it follows the histogram poorly")
+    if fit.mode < MIN_MODE_FRACTION * smallest:
+        reasons.append(f"degenerate, its mode {fit.mode:.3g} {unit} lies far below the "
+                       f"smallest size measured ({smallest:.3g} {unit})")
+    elif fit.sigma > MAX_SIGMA:
+        reasons.append(f"degenerate, sigma {fit.sigma:.3g} (of ln size) > {MAX_SIGMA}")
+    return "; ".join(reasons)
 
 
 def _above(value: float, limit: float) -> str:

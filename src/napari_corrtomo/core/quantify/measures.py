@@ -53,6 +53,10 @@ from .surface import surface_area
 from .thickness import local_thickness
 from .transport import tortuosity_factor
 
+#: a phase (porosity) or one particle filling more than this fraction of the sample (of
+#: the volume) is most likely a wrong label choice, and a note says so
+WHOLE_FIELD = 0.7
+
 
 def _measure_porosity(d: MeasureData, s: QuantifySettings, r: QuantifyResult, progress) -> None:
     table = phase_fractions(d.labels, d.spacing, d.unit)
@@ -68,6 +72,10 @@ def _measure_porosity(d: MeasureData, s: QuantifySettings, r: QuantifyResult, pr
         n_sample = int(sum(n for v, n in counts.items() if v not in s.outside))
     voxel = float(np.prod(d.spacing))
     r.add("porosity", "porosity (phase / sample)", n_phase / n_sample, "fraction")
+    if n_phase / n_sample > WHOLE_FIELD:
+        r.notes.append(f"the phase (label {s.phase}) fills {n_phase / n_sample:.0%} of the "
+                       "sample: is it the pores? choose the pore label as the phase label "
+                       "and the solid's as the matrix label")
     r.add("porosity", "phase volume", n_phase * voxel, f"{d.unit}^3")
     r.add("porosity", "sample volume", n_sample * voxel, f"{d.unit}^3")
 
@@ -234,11 +242,13 @@ def _picked(env: np.ndarray, d: MeasureData, s: QuantifySettings,
     voxels = points / np.asarray(d.spacing)
     picked, dist = labels_at(env, voxels, d.spacing)
     for point, env_label, gap in zip(points, picked, dist, strict=True):
-        note = (f"the particle point {tuple(float(v) for v in point.round(4))} {d.unit} lies "
-                f"outside every envelope: measured the nearest, envelope {env_label}, "
-                f"{gap:.3g} {d.unit} away")
-        if gap > 0 and note not in r.notes:
-            r.notes.append(note)
+        said = (f"the particle point {tuple(float(v) for v in point.round(4))} {d.unit} lies "
+                "outside every envelope")
+        # the envelopes and partial-volume measures both resolve each point (numbering
+        # their envelopes differently): one note per point, the first measure's
+        if gap > 0 and not any(note.startswith(said) for note in r.notes):
+            r.notes.append(f"{said}: measured the nearest, envelope {env_label}, "
+                           f"{gap:.3g} {d.unit} away")
     env[~np.isin(env, picked)] = 0
     return env
 
@@ -492,15 +502,16 @@ def _measure_geodesic(d, s, r, progress) -> None:
         for depth, mean in zip(geo.depths, t["mean"], strict=True):
             r.add("geodesic_tortuosity", f"geodesic tortuosity {name} at {depth:.4g} {d.unit}",
                   mean, "1")
-        if not geo.reached_fraction.any():
-            r.notes.append(f"geodesic tortuosity {name}: no path through the phase from the "
-                           "inlet face reaches any of the depths")
+        empty = ("" if geo.reached_fraction.any() else
+                 "no path through the phase from the inlet face reaches any of the depths")
+        if empty:
+            r.notes.append(f"geodesic tortuosity {name}: {empty}")
         r.curves[f"geodesic tortuosity vs depth {name}"] = Curve(
             np.asarray(geo.depths, float),
             {"mean": t["mean"].to_numpy(), "5th percentile": t["p05"].to_numpy(),
              "95th percentile": t["p95"].to_numpy()},
             f"depth along {name} ({d.unit})", "geodesic tortuosity",
-            f"Geodesic tortuosity vs depth ({name})")
+            f"Geodesic tortuosity vs depth ({name})", empty)
     r.tables["geodesic_tortuosity"] = pd.concat(tables, ignore_index=True)
 
 
@@ -585,8 +596,14 @@ def _particle_rows(d: MeasureData, table: pd.DataFrame, r: QuantifyResult) -> No
     r.add("particles", "particle count", len(table), "count")
     r.add("particles", "ESD mean", dist.mean, d.unit)
     r.add("particles", "ESD std", dist.std, d.unit)
-    if dist.fit is not None:
+    if dist.accepted_fit is not None:
         r.add("particles", "ESD log-normal mode", dist.fit.mode, d.unit)
+    volume = float(np.prod(d.labels.shape)) * float(np.prod(d.spacing))
+    largest = float(table[f"volume_{d.unit}3"].max()) / volume
+    if largest > WHOLE_FIELD:
+        r.notes.append(f"one particle fills {largest:.0%} of the volume: the embedding medium "
+                       "is probably measured as part of the particles; give its labels (e.g. "
+                       "air, resin) as outside labels, or the solid's as the matrix label")
     sphericity = table["sphericity"].to_numpy(dtype=float)
     sphericity = sphericity[np.isfinite(sphericity)]  # particles too small for a shape: NaN
     r.add("particles", "sphericity mean", float(sphericity.mean()) if sphericity.size

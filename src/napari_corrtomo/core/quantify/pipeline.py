@@ -228,6 +228,8 @@ class Curve:
     xlabel: str
     ylabel: str
     title: str
+    #: why no y value is defined (the plot says it), "" when the curve has values
+    empty: str = ""
 
 
 @dataclass
