@@ -700,6 +700,10 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
                    help="a point on a particle to measure (unit of the voxel size, from the "
                         "first voxel's centre; repeat for more): the envelope measures and "
                         "--within-envelopes keep the envelope at or nearest each point only")
+    p.add_argument("--phase-name", dest="phase_names", nargs=2, action="append", default=[],
+                   metavar=("LABEL", "NAME"),
+                   help="name a label value in the tables and notes (e.g. --phase-name 3 "
+                        "macropore; repeat for more)")
     p.add_argument("--radius", type=float, default=None,
                    help="rolling-ball radius of the inner pores, in the voxel size's unit "
                         "(default: 2 voxels)")

@@ -373,3 +373,18 @@ def test_a_single_valued_option_given_twice_is_refused(tmp_path, capsys, option,
     assert f"corrtomo quantify: error: {option} is given twice; give it once" in (
         capsys.readouterr().err)
     assert not list(tmp_path.iterdir())
+
+
+def test_phase_names_from_the_command_line_name_the_table_rows(tmp_path, capsys):
+    """``--phase-name LABEL NAME`` (repeated) names the rows of phase_fractions.csv."""
+    lab = np.full((10, 12, 14), RESIN, np.uint8)
+    lab[:4] = SOLID
+    lab[:2, :3] = PORE
+    path = io.write_tiff(tmp_path / "labels.tif", lab, (1.0,) * 3, "um", "labels")
+    out = tmp_path / "q"
+    code = main(["quantify", str(path), "--phase", str(PORE), "--measures", "porosity",
+                 "--phase-name", str(RESIN), "resin", "--phase-name", str(PORE), "macropore",
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    names = pd.read_csv(out / "phase_fractions.csv").set_index("label")["name"].to_dict()
+    assert names == {RESIN: "resin", SOLID: str(SOLID), PORE: "macropore"}

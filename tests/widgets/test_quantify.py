@@ -578,3 +578,31 @@ def test_a_point_outside_every_envelope_is_noted_once(make_napari_viewer, qtbot,
     _click_quantify(widget, qtbot, {"envelopes", "pv_porosity"})
     notes = [n for n in widget.result.notes if "lies outside every envelope" in n]
     assert len(notes) == 1 and "envelope 2," in notes[0], widget.result.notes
+
+
+def test_a_segmentation_naming_its_phases_suggests_the_label_roles(make_napari_viewer, qtbot,
+                                                                   particle_volume):
+    """The correlative sample's truth names its phases (metadata ``phases``): choosing it
+    says which labels measure the pores (the defaults measured the resin, label 1) without
+    setting them (they would stay for the next, unnamed segmentation); the tables name
+    the phases."""
+    lab, _, sp = particle_volume
+    viewer = make_napari_viewer()
+    viewer.add_labels(lab, name="plain", scale=sp, units=("um",) * 3)
+    names = {"0": "air", "1": "resin", "2": "solid", "3": "macropore"}
+    viewer.add_labels(lab, name="named truth", scale=sp, units=("um",) * 3,
+                      metadata={"phases": names})
+    widget = QuantifyWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.labels_select.set_layer(viewer.layers["named truth"])
+    assert widget.notes.text() == (
+        "This segmentation names its phases (0 air, 1 resin, 2 solid, 3 macropore): measure "
+        "the pores with Phase label 3, Matrix label 2, Outside labels 0, 1.")
+    assert widget.labels_form["phase"].value == 1  # said, not set
+    widget.labels_select.set_layer(viewer.layers["plain"])
+    assert widget.notes.text() == ""
+    widget.labels_select.set_layer(viewer.layers["named truth"])
+    widget.labels_form["phase"].value = PORE
+    _click_quantify(widget, qtbot, {"porosity"})
+    table = widget.result.tables["phase_fractions"].set_index("label")["name"]
+    assert table.to_dict() == {RESIN: "resin", SOLID: "solid", PORE: "macropore"}

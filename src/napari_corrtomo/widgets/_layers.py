@@ -32,6 +32,14 @@ LIVE = "corrtomo_live"
 REFERENCE_IMAGES = ("flats", "darks")
 
 
+def phase_names(layer) -> dict[int, str]:
+    """Label value -> phase name from a layer's metadata (``phases``, or the ``truth``
+    record of the plugin's samples); {} where it names none."""
+    meta = {} if layer is None else layer.metadata
+    phases = meta.get("phases") or (meta.get("truth") or {}).get("phases") or {}
+    return {int(k): str(v) for k, v in phases.items()}
+
+
 def is_projection_stack(layer) -> bool:
     """Whether ``layer`` holds a detector's images, not a volume of the sample: projections
     (an acquisition geometry in its metadata and no reconstruction method) or their flat or

@@ -34,7 +34,7 @@ from ..core._checks import in_words
 from ..core.units import convert
 from ._dock import DockForm
 from ._form import Field, SettingsForm
-from ._layers import LayerSelect, add_result, layer_frame
+from ._layers import LayerSelect, add_result, layer_frame, phase_names
 from ._plot import PlotCanvas
 from ._runner import TaskRunner
 from ._table import TableView
@@ -70,14 +70,6 @@ WORDS = {
 
 
 PHASE_TIP = "label value of the solid phase (binary data: 1)"
-
-
-def _phase_names(layer) -> dict[int, str]:
-    """Label value -> phase name from a layer's metadata (``phases``, or the ``truth``
-    record of the plugin's samples); {} where it names none."""
-    meta = {} if layer is None else layer.metadata
-    phases = meta.get("phases") or (meta.get("truth") or {}).get("phases") or {}
-    return {int(k): str(v) for k, v in phases.items()}
 
 
 def _worded(func):
@@ -417,7 +409,7 @@ class FibWidget(DockForm):
             created_by=NAME, scale=tuple(out.spacing_nm), unit="nm",
             translate=tuple(float(v) for v in source_origin + np.asarray(out.origin_nm)),
             metadata={"fib_known_planes": out.known.tolist(), "fib_method": out.method,
-                      "phases": {str(k): v for k, v in _phase_names(layer).items()}},
+                      "phases": {str(k): v for k, v in phase_names(layer).items()}},
             source=layer,
         )
         self.truth.refresh()
@@ -427,7 +419,7 @@ class FibWidget(DockForm):
         """The isotropic volume's phase names on 'Solid label' (tooltip and the chosen
         one's name), its default the first phase that is not pore: a labelled sample's
         label 1 is often the pore."""
-        names = _phase_names(self.result_layer)
+        names = phase_names(self.result_layer)
         listed = ", ".join(f"{k} = {v}" for k, v in sorted(names.items()))
         self.phase.setToolTip(PHASE_TIP + (f"; this volume's phases: {listed}" if names else ""))
         solid = next((k for k, v in sorted(names.items()) if "pore" not in v.lower()), None)
@@ -436,7 +428,7 @@ class FibWidget(DockForm):
         self._on_phase()
 
     def _on_phase(self, *_: Any) -> None:
-        self.phase_name.setText(_phase_names(self.result_layer).get(self.phase.value(), ""))
+        self.phase_name.setText(phase_names(self.result_layer).get(self.phase.value(), ""))
 
     def _show_metrics(self, res: dict, what: str) -> None:
         """The Quality metrics' table and summary (empty for ``res == {}``), every number

@@ -40,7 +40,14 @@ from qtpy.QtWidgets import (
 from ..core.backend import is_lazy
 from ..core.io import write_table
 from ..core.isolated import IsolatedProcess
-from ..core.quantify import ENVELOPES, MEASURES, QuantifyResult, QuantifySettings, quantify
+from ..core.quantify import (
+    ENVELOPES,
+    MEASURES,
+    QuantifyResult,
+    QuantifySettings,
+    label_roles,
+    quantify,
+)
 from ..core.quantify.pipeline import ENVELOPE_MEASURES
 from ._dock import DockForm, hbox
 from ._form import Field, SettingsForm
@@ -51,6 +58,7 @@ from ._layers import (
     full_resolution,
     layer_affine,
     layer_frame,
+    phase_names,
 )
 from ._plot import PlotCanvas
 from ._registered_view import is_drawing
@@ -238,6 +246,17 @@ class QuantifyWidget(DockForm):
         except ValueError:
             unit = ""
         self.params.set_unit(unit)
+        # a segmentation that names its phases (the samples' truths): the roles they
+        # suggest, said (not set: they would stay for the next, unnamed segmentation)
+        names = phase_names(layer)
+        roles = label_roles(names)
+        self.notes.setText("" if not roles else (
+            "This segmentation names its phases ("
+            + ", ".join(f"{k} {v}" for k, v in sorted(names.items()))
+            + f"): measure the pores with Phase label {roles['phase']}"
+            + (f", Matrix label {roles['matrix']}" if roles["matrix"] is not None else "")
+            + (f", Outside labels {', '.join(map(str, roles['outside']))}"
+               if roles["outside"] else "") + "."))
 
     def _border_follows(self, inside: bool) -> None:
         """'... not cut by the border' only with 'Only inside particle envelopes': enabled
@@ -284,7 +303,8 @@ class QuantifyWidget(DockForm):
                                  "3D (z, y, x) label volume")
             frame = layer_frame(layer, 3)
             spacing, unit = frame.spacing, frame.unit
-            settings = self.settings()
+            settings = replace(self.settings(),
+                               phase_names=tuple(sorted(phase_names(layer).items())))
             points = self.points_select.layer()
             if points is not None:
                 settings = replace(settings, particles_at=_points_in(points, layer, spacing))

@@ -270,3 +270,29 @@ def test_mid_level_boundary_of_a_dask_volume_is_the_in_memory_one(band, tmp_path
         expected = ref.summary().set_index("quantity")["value"]
         assert value["porosity (phase / sample)"] == pytest.approx(
             expected["porosity (phase / sample)"], rel=1e-3)
+
+
+def test_label_roles_follow_the_phase_names():
+    """The samples' phase names give the label roles; without a pore, none."""
+    from napari_corrtomo.core.quantify import label_roles
+    from napari_corrtomo.core.synthetic import CORRELATIVE_PHASES, FIB_PHASES
+
+    assert label_roles(CORRELATIVE_PHASES) == {"phase": 3, "matrix": 2, "outside": (0, 1)}
+    assert label_roles(FIB_PHASES) == {"phase": 1, "matrix": None, "outside": ()}
+    assert label_roles({1: "solid", 2: "resin"}) == {}
+
+
+def test_named_phases_reach_the_tables_and_notes():
+    """``phase_names`` names the labels of the phase fractions and of the note that
+    questions a phase filling the sample; the command line gives them as text."""
+    from napari_corrtomo.core.quantify import QuantifySettings, quantify
+
+    lab = np.ones((8, 8, 8), np.uint8)
+    lab[:2] = 2
+    settings = QuantifySettings(phase=1, phase_names=(("1", "resin"), ("2", "solid")))
+    assert settings.phase_names == ((1, "resin"), (2, "solid"))
+    r = quantify(lab, 1.0, "um", measures=["porosity"], settings=settings)
+    assert r.tables["phase_fractions"]["name"].tolist() == ["resin", "solid"]
+    assert any(note.startswith("the phase (label 1, resin) fills 75%") for note in r.notes)
+    with pytest.raises(ValueError, match="phase_names"):
+        QuantifySettings(phase_names=(("pore", 3),))

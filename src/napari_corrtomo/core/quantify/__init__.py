@@ -35,6 +35,7 @@ from .pipeline import (
     QuantifyResult,
     QuantifySettings,
     ResultArray,
+    label_roles,
     quantify,
     register,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "LENGTHS",
     "QuantifySettings",
     "ResultArray",
+    "label_roles",
     "quantify",
     "register",
     "Proxigram",

@@ -59,7 +59,7 @@ WHOLE_FIELD = 0.7
 
 
 def _measure_porosity(d: MeasureData, s: QuantifySettings, r: QuantifyResult, progress) -> None:
-    table = phase_fractions(d.labels, d.spacing, d.unit)
+    table = phase_fractions(d.labels, d.spacing, d.unit, names=dict(s.phase_names))
     r.tables["phase_fractions"] = table
     # the phase lies inside the sample (the outside labels exclude it), so both counts
     # come from the label counts: one pass, in memory or block by block
@@ -73,7 +73,9 @@ def _measure_porosity(d: MeasureData, s: QuantifySettings, r: QuantifyResult, pr
     voxel = float(np.prod(d.spacing))
     r.add("porosity", "porosity (phase / sample)", n_phase / n_sample, "fraction")
     if n_phase / n_sample > WHOLE_FIELD:
-        r.notes.append(f"the phase (label {s.phase}) fills {n_phase / n_sample:.0%} of the "
+        name = dict(s.phase_names).get(s.phase)
+        r.notes.append(f"the phase (label {s.phase}{f', {name}' if name else ''}) fills "
+                       f"{n_phase / n_sample:.0%} of the "
                        "sample: is it the pores? choose the pore label as the phase label "
                        "and the solid's as the matrix label")
     r.add("porosity", "phase volume", n_phase * voxel, f"{d.unit}^3")

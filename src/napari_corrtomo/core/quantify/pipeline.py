@@ -47,6 +47,7 @@ __all__ = [
     "LENGTHS",
     "QuantifySettings",
     "QuantifyResult",
+    "label_roles",
     "MeasureSpec",
     "MEASURES",
     "register",
@@ -94,6 +95,9 @@ class QuantifySettings:
         envelope at (or nearest) each point only, and ``within_envelopes`` measures
         inside those (the particle a nanoCT is centred on, not its neighbours). Empty:
         every particle.
+    phase_names
+        ``(label, name)`` pairs naming the label values (e.g. a sample's phases, or
+        :func:`label_roles`' source) for the tables and notes; empty: the numbers.
     radius
         Rolling-ball radius of the inner pores; default 2 voxels (the largest voxel size).
     max_distance
@@ -140,6 +144,7 @@ class QuantifySettings:
     within_envelopes: bool = False
     exclude_border: bool = False
     particles_at: tuple[tuple[float, float, float], ...] = ()
+    phase_names: tuple[tuple[int, str], ...] = ()
     radius: float | None = None
     max_distance: float | None = None
     proxigram_distance: float | None = None
@@ -156,6 +161,11 @@ class QuantifySettings:
     def __post_init__(self) -> None:
         """Check the parameters before any measure runs: a bad value found inside a
         measure, minutes in, would name that function's argument, not the setting."""
+        try:  # (label, name) pairs, labels as integers (the command line gives text)
+            self.phase_names = tuple((int(label), str(name)) for label, name in self.phase_names)
+        except (TypeError, ValueError):
+            raise SettingError(f"$phase_names must be (label, name) pairs with integer labels, "
+                               f"got {self.phase_names!r}", phase_names="phase_names") from None
         for name in LENGTHS:
             value = getattr(self, name)
             if value is not None and not _positive(value):
@@ -551,6 +561,30 @@ def quantify(
             data, settings = _inside_envelopes(data, settings, result)
         report(progress, int(edges[i + 1]), 1000)
     return result
+
+
+#: words of a phase name that give its label a role (:func:`label_roles`)
+ROLE_WORDS = {"phase": ("pore",), "matrix": ("solid",),
+              "outside": ("air", "resin", "background", "embedding")}
+
+
+def label_roles(names: dict[int, str]) -> dict[str, Any]:
+    """The label roles of :class:`QuantifySettings` that a segmentation's phase names give
+    (:data:`ROLE_WORDS`): the first pore label as ``phase``, a solid as ``matrix`` (else
+    None), air, resin, background or embedding as ``outside``; {} when no name says pore.
+
+    The correlative sample's ``{0: air, 1: resin, 2: solid, 3: macropore}`` gives phase 3,
+    matrix 2, outside (0, 1): its label 1, the default phase, is the resin.
+    """
+    def having(role: str) -> list[int]:
+        return [k for k, v in sorted(names.items())
+                if any(word in v.lower() for word in ROLE_WORDS[role])]
+
+    pores, solids = having("phase"), having("matrix")
+    if not pores:
+        return {}
+    return {"phase": pores[0], "matrix": solids[0] if solids else None,
+            "outside": tuple(having("outside"))}
 
 
 #: the measures that make particle envelopes (``particles_at`` picks among them)
