@@ -126,6 +126,7 @@ def test_sample_data_layers_carry_physical_frames(make_napari_viewer):
     assert "ET" not in frames
     assert viewer.layers["nanoCT truth"].visible is False
     assert viewer.layers["nanoCT truth"].metadata["phases"]["3"] == "macropore"
+    assert viewer.layers["microCT truth"].metadata["modality"] == "microCT"
     viewer.open_sample(PLUGIN, "correlative_et")
     assert (tuple(viewer.layers["ET"].scale), str(viewer.layers["ET"].units[0])) == (
         (0.5,) * 3, "nanometer")

@@ -42,6 +42,7 @@ def _correlative_layers(volumes, truths) -> list[LayerData]:
         layers.append(_layer(vol, contrast_limits=_limits(vol.data)))
     for vol in truths(sample):  # the labels name their phases (the panels offer the names)
         vol.metadata["phases"] = {str(k): v for k, v in t.phases.items()}
+        vol.metadata["modality"] = vol.name.split(" ")[0]  # "microCT truth": microCT
         layers.append(_layer(vol, visible=False))
     return layers
 
