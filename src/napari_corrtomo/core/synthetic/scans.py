@@ -294,8 +294,10 @@ def _detect(sample: ProjectionSample, clean: np.ndarray, rng: np.random.Generato
         darks = rng.poisson(dark_level, (n_flats, rows, cols))
         counts = rng.poisson(i0 * gain * np.exp(-clean)) + rng.poisson(dark_level, clean.shape)
         hits = rng.random(clean.shape) < zingers
-        counts = np.where(hits, counts + rng.uniform(2.0, 6.0, clean.shape) * i0, counts)
-        sample.raw = counts.astype(np.float32)
+        extra = rng.uniform(2.0, 6.0, clean.shape)  # drawn whole: the stream stays as it was
+        raw_counts = counts.astype(np.float32)
+        raw_counts[hits] = (counts[hits] + extra[hits] * i0).astype(np.float32)
+        sample.raw = raw_counts
         sample.flats = flats.astype(np.float32)
         sample.darks = darks.astype(np.float32)
         sample.zingers = hits
