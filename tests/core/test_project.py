@@ -4,11 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from napari_corrtomo.core.classify import PixelClassifier
+from napari_corrtomo.core.classify.features import FeatureSpec, FilterItem
 from napari_corrtomo.core.project import (
     ProjectLayer,
     describe,
     field_of_view,
     load_project,
+    read_panels,
     save_project,
 )
 
@@ -93,3 +96,26 @@ def test_field_of_view_and_describe():
     assert extent.endswith(" um")
     np.testing.assert_allclose([float(v) for v in extent.removesuffix(" um").split(" x ")],
                                6 * 0.065 * 1.015, rtol=5e-4)
+
+
+def test_docks_state_classifier_and_styles_round_trip(tmp_path):
+    """A project holds the docks' state (Register's pairs and transform, Classify's
+    classifier) and each point's and shape's colours, not only the layers."""
+    rng = np.random.default_rng(1)
+    labels = np.zeros((4, 12, 12), np.uint8)
+    labels[1, 2:5, 2:5], labels[2, 7:10, 7:10] = 1, 2
+    img = rng.normal(size=labels.shape).astype(np.float32) + labels
+    clf = PixelClassifier(FeatureSpec((FilterItem("gaussian", 1.0, "3d"),)), n_trees=3, seed=0)
+    clf.fit(img, labels, (1.0, 1.0, 1.0), "um", ["img"])
+    layers = _layers()
+    style = {"face_color": [[1.0, 0.0, 1.0, 1.0]] * 5, "current_face_color": "lime"}
+    layers[3].style = style
+    panels = {"register": {"active": [True, False, True], "model": "rigid"},
+              "classify": {"n_trees": 3, "classifier": True}}
+    save_project(tmp_path / "proj", layers, panels=panels, classifier=clf)
+    assert load_project(tmp_path / "proj")[3].style == style
+    back, back_clf = read_panels(tmp_path / "proj")
+    assert back == panels
+    np.testing.assert_array_equal(back_clf.predict_slice(img, 1), clf.predict_slice(img, 1))
+    save_project(tmp_path / "bare", _layers())
+    assert read_panels(tmp_path / "bare") == ({}, None)

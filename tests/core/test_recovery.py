@@ -10,7 +10,7 @@ import pytest
 
 from napari_corrtomo.core.classify import PixelClassifier
 from napari_corrtomo.core.classify.features import FeatureSpec, FilterItem
-from napari_corrtomo.core.project import ProjectLayer
+from napari_corrtomo.core.project import ProjectLayer, load_project, save_project
 from napari_corrtomo.core.recovery import (
     RECOVERY_DIR,
     RecoveryState,
@@ -18,6 +18,7 @@ from napari_corrtomo.core.recovery import (
     default_recovery_folder,
     discard_recovery,
     end_writer,
+    holds_changes,
     live_writer,
     new_writer,
     read_recovery,
@@ -104,7 +105,7 @@ def test_folders_and_a_dead_writer(tmp_path, monkeypatch):
 _WRITER = textwrap.dedent("""
     import sys
     import numpy as np
-    from napari_corrtomo.core.project import ProjectLayer
+    from napari_corrtomo.core.project import ProjectLayer, load_project, save_project
     from napari_corrtomo.core.recovery import RecoveryState, write_recovery
     k = 0
     while True:
@@ -170,3 +171,27 @@ def test_one_writer_per_folder(tmp_path):
         for writer in (first, second, third):
             end_writer(writer)
     assert claim_recovery_folder(base, third) == tmp_path / f"{RECOVERY_DIR}-3"  # ended
+
+
+def test_a_snapshot_holds_changes_only_where_it_differs_from_the_project(tmp_path):
+    """What a load offers: a snapshot equal to the saved project is not worth a question."""
+    _, state = _state()
+    project = state.layers + [ProjectLayer("nanoCT", "image", np.zeros((2, 2, 2), np.float32),
+                                           (1.0,) * 3, ("um",) * 3,
+                                           affine=state.frames["nanoCT"]["affine"],
+                                           metadata={"modality": "nanoCT"})]
+    save_project(tmp_path / "p", project)
+    write_recovery(tmp_path / "rec", state)
+    saved, snap = load_project(tmp_path / "p"), read_recovery(tmp_path / "rec")
+    settings = dict(state.settings)
+    assert not holds_changes(snap, saved, settings)
+    snap.frames["2D view"] = {"affine": np.eye(4) * 2, "metadata": {}}  # not in the project
+    assert not holds_changes(snap, saved, settings)
+    assert holds_changes(snap, saved, {"register": {"active": [True] * 4, "model": "rigid"}})
+    moved = read_recovery(tmp_path / "rec")
+    moved.layers[1].data[2, 0] += 1e-9  # one landmark moved
+    assert holds_changes(moved, saved, settings)
+    shifted = read_recovery(tmp_path / "rec")
+    shifted.frames["nanoCT"]["affine"][0][3] += 1.0  # another transform applied
+    assert holds_changes(shifted, saved, settings)
+    assert holds_changes(snap, saved[1:], settings)  # scribbles the project lacks

@@ -2,8 +2,10 @@
 
 A project directory holds
 
-- ``project.json`` -- the manifest (format version, one entry per layer, and where the
-  viewer looked: ``view``, e.g. its slider positions ``dims_point``);
+- ``project.json`` -- the manifest (format version, one entry per layer, where the
+  viewer looked: ``view``, e.g. its slider positions ``dims_point``, and each dock's
+  state: ``panels``, e.g. Register's landmark pairs and transform);
+- ``classifier.corrclf.npz`` -- the trained pixel classifier of a dock's state, if any;
 - ``layers/<name>.ome.zarr`` -- images and labels (voxel size and units inside);
 - ``layers/<name>.csv`` -- points, data coordinates (z, y, x);
 - ``layers/<name>.json`` -- shapes, vertices in data coordinates, and their types;
@@ -12,7 +14,8 @@ A project directory holds
 Each entry records the layer's voxel size (``scale``), units, grid origin
 (``translate``, e.g. of an ROI crop), the 4x4 ``affine`` placing it in the common
 (reference) frame (world = affine @ (data * scale + translate)), a few display
-properties and JSON-safe metadata.
+properties (and ``style``: each point's or shape's colours, the colours of the next one)
+and JSON-safe metadata.
 Writing goes to a temporary directory renamed into place, so a failed save never
 damages an existing project.
 """
@@ -30,12 +33,15 @@ import numpy as np
 import pandas as pd
 
 from .backend import compute_all, memory_budget
+from .classify import PixelClassifier
 from .io import atomic_path, jsonable, read_volumes, write_ome_zarr
 from .progress import ProgressCallback, report, scaled
 
 FORMAT = "napari-corrtomo-project"
 VERSION = 1
 LAYER_TYPES = ("image", "labels", "points", "shapes")
+#: the file of the classifier in the docks' state (:func:`save_project`'s ``panels``)
+CLASSIFIER = "classifier.corrclf.npz"
 
 
 @dataclass
@@ -54,6 +60,9 @@ class ProjectLayer:
     shape_types: list[str] | None = None
     #: origin of the grid (world = affine @ (data * scale + translate)); None = zeros
     translate: tuple[float, ...] | None = None
+    #: looks set on the layer once made (``display`` are arguments to make it): a points or
+    #: shapes layer's colours per element and for the next one added, JSON-safe
+    style: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.layer_type not in LAYER_TYPES:
@@ -86,13 +95,17 @@ def _safe(name: str) -> str:
 
 def save_project(directory: str | Path, layers: list[ProjectLayer],
                  progress: ProgressCallback | None = None,
-                 view: Mapping[str, Any] | None = None) -> Path:
+                 view: Mapping[str, Any] | None = None,
+                 panels: Mapping[str, dict] | None = None,
+                 classifier: PixelClassifier | None = None) -> Path:
     """Write ``layers`` as a project directory (replacing an existing one atomically).
 
     ``progress(done, total)`` moves with the bytes written (per zarr chunk of a volume);
     raising :class:`~.progress.Cancelled` from it stops within a chunk and leaves an
     existing project as it was. ``view``: JSON-safe state of the viewer to bring back with
     the layers (:func:`read_view`), e.g. ``{"dims_point": [z, y, x]}`` in world units.
+    ``panels``: each dock's JSON-safe state by its name, and ``classifier`` the trained
+    classifier one of them holds, to bring back with the layers (:func:`read_panels`).
     """
     directory = Path(directory)
     names = [layer.name for layer in layers]
@@ -116,6 +129,7 @@ def save_project(directory: str | Path, layers: list[ProjectLayer],
                 "translate": None if layer.translate is None else list(map(float, layer.translate)),
                 "display": jsonable(layer.display),
                 "metadata": jsonable(layer.metadata),
+                "style": jsonable(layer.style),
                 "tables": {},
             }
             if layer.layer_type in ("image", "labels"):
@@ -144,6 +158,10 @@ def save_project(directory: str | Path, layers: list[ProjectLayer],
         manifest = {"format": FORMAT, "version": VERSION, "layers": entries}
         if view:
             manifest["view"] = jsonable(dict(view))
+        if panels:
+            manifest["panels"] = jsonable(dict(panels))
+        if classifier is not None:
+            classifier.save(tmp / CLASSIFIER)
         (tmp / "project.json").write_text(json.dumps(manifest, indent=2))
     return directory
 
@@ -205,6 +223,7 @@ def load_project(directory: str | Path, progress: ProgressCallback | None = None
             display=entry.get("display", {}), metadata=entry.get("metadata", {}),
             tables=tables, shape_types=shape_types,
             translate=None if entry.get("translate") is None else tuple(entry["translate"]),
+            style=entry.get("style", {}),
         ))
     volumes = [layer for layer in layers if layer.layer_type in ("image", "labels")]
     if in_memory and sum(map(_nbytes, volumes)) <= memory_budget("numpy"):
@@ -224,6 +243,19 @@ def read_view(directory: str | Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return dict(view) if isinstance(view, dict) else {}
+
+
+def read_panels(directory: str | Path) -> tuple[dict[str, dict], PixelClassifier | None]:
+    """The docks' state saved with a project (``panels`` of :func:`save_project`) and its
+    classifier; empty and None for a project saved without them."""
+    directory = Path(directory)
+    try:
+        panels = json.loads((directory / "project.json").read_text()).get("panels")
+    except (OSError, ValueError):
+        panels = None
+    clf = directory / CLASSIFIER
+    return (dict(panels) if isinstance(panels, dict) else {},
+            PixelClassifier.load(clf) if clf.is_file() else None)
 
 
 #: what a detector stack's rows are called, by its kind (:func:`describe`)

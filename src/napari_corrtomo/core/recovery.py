@@ -30,22 +30,23 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import platformdirs
 
 from .classify import PixelClassifier
 from .io import jsonable
-from .project import ProjectLayer, load_project, save_project
+from .project import CLASSIFIER, ProjectLayer, load_project, save_project
 
 FORMAT = "napari-corrtomo-recovery"
 VERSION = 1
 #: the recovery folder's name inside a project folder
 RECOVERY_DIR = ".corrtomo-recovery"
 POINTER = "current.json"
-CLASSIFIER = "classifier.corrclf.npz"
 #: environment variable naming the recovery folder of sessions without a project
 ENV_RECOVERY_DIR = "CORRTOMO_RECOVERY_DIR"
 
@@ -305,6 +306,43 @@ def read_recovery(folder: str | os.PathLike) -> RecoveryState | None:
         saved_at=float(pointer["saved_at"]), pid=pointer["pid"], host=pointer["host"],
         writer=pointer.get("writer", ""),
     )
+
+
+def holds_changes(state: RecoveryState, layers: list[ProjectLayer],
+                  panels: Mapping[str, dict]) -> bool:
+    """Whether a restore of ``state`` would change a session opened from a project of
+    ``layers`` and docks' state ``panels`` (:func:`.project.read_panels`): a snapshot
+    holding nothing beyond the saved project is not worth offering.
+
+    Compared: the edited layers (data and frame), the frames of the project's other layers
+    (a frame of a layer the project lacks is never restored) and the docks' state (the
+    classifier by its presence: it is trained from the scribbles and settings compared).
+    """
+    saved = {layer.name: layer for layer in layers}
+    for entry in state.layers:
+        old = saved.get(entry.name)
+        if old is None or old.layer_type != entry.layer_type or not _same_data(old, entry) \
+                or not _same_affine(old.affine, entry.affine):
+            return True
+    for name, frame in state.frames.items():
+        old = saved.get(name)
+        if old is not None and not (_same_affine(old.affine, frame.get("affine"))
+                                    and jsonable(old.metadata) == jsonable(frame.get("metadata", {}))):
+            return True
+    return jsonable(state.settings) != jsonable(dict(panels))
+
+
+def _same_data(a: ProjectLayer, b: ProjectLayer) -> bool:
+    if a.layer_type == "shapes":
+        return len(a.data) == len(b.data) and all(
+            np.array_equal(x, y) for x, y in zip(a.data, b.data, strict=True))
+    return np.array_equal(np.asarray(a.data), np.asarray(b.data))
+
+
+def _same_affine(a: Any, b: Any) -> bool:
+    """Equal 4x4 affines (None: the identity)."""
+    return np.array_equal(np.eye(4) if a is None else np.asarray(a, float),
+                          np.eye(4) if b is None else np.asarray(b, float))
 
 
 def discard_recovery(folder: str | os.PathLike) -> None:

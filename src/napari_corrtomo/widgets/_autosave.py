@@ -33,6 +33,7 @@ from napari.layers import Labels, Points, Shapes
 from napari.utils.notifications import show_warning
 from qtpy.QtCore import QObject, QTimer, Signal
 
+from ..core.classify import PixelClassifier
 from ..core.recovery import (
     RecoveryState,
     claim_recovery_folder,
@@ -44,7 +45,7 @@ from ..core.recovery import (
     write_recovery,
 )
 from ._layers import TABLES, add_project_layer, layer_kind, to_project_layer
-from ._runner import on_viewer_close
+from ._runner import on_viewer_close, real_viewer
 
 #: quiet time after the last change before a snapshot is written
 DELAY_MS = 2000
@@ -97,7 +98,9 @@ class Autosave(QObject):
         self._timer.timeout.connect(self.save_now)
         self._written.connect(self._on_written)
         viewer.layers.events.inserted.connect(lambda e: self._watch(e.value))
-        viewer.layers.events.removed.connect(self.changed)
+        # a removal leaves nothing to restore: the snapshot follows, no work is unsaved (a
+        # viewer's close removes every layer before it ends this autosave)
+        viewer.layers.events.removed.connect(lambda e: self.changed(unsaved=False))
         for layer in viewer.layers:
             self._watch(layer)
         on_viewer_close(viewer, self.close)
@@ -124,11 +127,13 @@ class Autosave(QObject):
         self.edited.add(layer.name)
         self.changed()
 
-    def changed(self, *_: Any) -> None:
-        """Note a change: a snapshot follows after :data:`DELAY_MS` of quiet."""
+    def changed(self, *_: Any, unsaved: bool = True) -> None:
+        """Note a change: a snapshot follows after :data:`DELAY_MS` of quiet. ``unsaved``:
+        it is work the saved project lacks (a snapshot holding it is kept at the close)."""
         if self._closed:
             return
-        self.dirty = self.unsaved_project = True
+        self.dirty = True
+        self.unsaved_project |= unsaved
         if self.paused:  # the clock starts at resume()
             return
         now = time.monotonic()
@@ -188,15 +193,33 @@ class Autosave(QObject):
                 frames[layer.name] = {"affine": np.asarray(layer.affine.affine_matrix),
                                       "metadata": {k: v for k, v in layer.metadata.items()
                                                    if k != TABLES}}
-        settings, classifier = {}, None
-        for key, (get_state, _) in self.providers.items():
-            state = dict(get_state())
+        settings, classifier = self.panel_states()
+        return RecoveryState(layers, frames, settings, classifier, writer=self.writer)
+
+    def panel_states(self) -> tuple[dict[str, dict], PixelClassifier | None]:
+        """Each panel's JSON-safe state by key (those waiting for their panel included) and
+        the classifier one of them holds, marked True in its state (UI thread)."""
+        settings = {key: dict(get_state()) for key, (get_state, _) in self.providers.items()}
+        settings.update((key, dict(state)) for key, state in self.pending.items())
+        classifier = None
+        for state in settings.values():
             if state.get(CLASSIFIER) is not None:
                 classifier = state.pop(CLASSIFIER)
-                state[CLASSIFIER] = True  # restored from the snapshot's classifier file
-            settings[key] = state
-        settings.update(self.pending)
-        return RecoveryState(layers, frames, settings, classifier, writer=self.writer)
+                state[CLASSIFIER] = True  # given back from the classifier file
+        return settings, classifier
+
+    def set_panel_states(self, settings: dict[str, dict],
+                         classifier: PixelClassifier | None = None) -> None:
+        """Give each panel its state of :meth:`panel_states` (a panel not open yet when it
+        registers)."""
+        for key, state in settings.items():
+            state = dict(state)
+            if state.get(CLASSIFIER):
+                state[CLASSIFIER] = classifier
+            if key in self.providers:
+                self.providers[key][1](state)
+            else:
+                self.pending[key] = state
 
     def save_now(self) -> None:
         """Take a snapshot and write it in the background (once the previous write ended)."""
@@ -263,14 +286,7 @@ class Autosave(QObject):
                 layer = self.viewer.layers[name]
                 layer.affine = np.asarray(frame["affine"])
                 layer.metadata = {**layer.metadata, **frame.get("metadata", {})}
-        for key, settings in state.settings.items():
-            settings = dict(settings)
-            if settings.get(CLASSIFIER):
-                settings[CLASSIFIER] = state.classifier
-            if key in self.providers:
-                self.providers[key][1](settings)
-            else:
-                self.pending[key] = settings
+        self.set_panel_states(state.settings, state.classifier)
         self.changed()
         return names
 
@@ -282,9 +298,10 @@ class Autosave(QObject):
         saved or opened, this session's snapshot is removed."""
         self._closed = True
         self._timer.stop()
-        if self._thread is not None:
-            self._thread.join(max(deadline - time.monotonic(), 0.0))
-        elif not self.unsaved_project:
+        writing = self._thread
+        if writing is not None:
+            writing.join(max(deadline - time.monotonic(), 0.0))
+        if not self.unsaved_project and (writing is None or not writing.is_alive()):
             self._discard_own(self.folder)
         # the folder is free; a snapshot kept is a leftover, offered like a crash's
         end_writer(self.writer)
@@ -295,7 +312,9 @@ _BY_VIEWER: dict[int, Autosave] = {}
 
 
 def autosave_for(viewer: napari.Viewer) -> Autosave:
-    """The viewer's autosave (created on first use)."""
-    if id(viewer) not in _BY_VIEWER or _BY_VIEWER[id(viewer)].viewer is not viewer:
-        _BY_VIEWER[id(viewer)] = Autosave(viewer)
-    return _BY_VIEWER[id(viewer)]
+    """The viewer's autosave (created on first use): one per window, whatever proxy of it a
+    dock holds (napari hands each plugin dock a proxy of its own)."""
+    real = real_viewer(viewer)
+    if id(real) not in _BY_VIEWER or _BY_VIEWER[id(real)].viewer is not real:
+        _BY_VIEWER[id(real)] = Autosave(real)
+    return _BY_VIEWER[id(real)]

@@ -28,10 +28,11 @@ from qtpy.QtWidgets import (
 from vispy.visuals.line.dash_atlas import DashAtlas
 
 from ..core.progress import report, scaled
-from ..core.project import describe, load_project, read_view, save_project
+from ..core.project import describe, load_project, read_panels, read_view, save_project
 from ..core.recovery import (
     RecoveryInfo,
     discard_recovery,
+    holds_changes,
     live_writer,
     read_recovery,
     recovery_folder,
@@ -46,6 +47,7 @@ from ._layers import (
     add_unselected,
     bring_into_view,
     is_projection_stack,
+    layer_kind,
     project_layer,
     to_project_layer,
 )
@@ -71,6 +73,17 @@ SHOWN_COLUMNS = {
     "size": ("size", "field of view in the common frame (a detector stack: its images, "
                      "projections, flats or darks, and their pixels)"),
 }
+#: what a project keeps of a points or shapes layer's looks beyond its ``display`` (the
+#: arguments it is made with, :func:`._layers.to_project_layer`), set in this order once
+#: it is made: each element's colours (and border widths), then those of the next one drawn
+STYLE = {
+    "points": ("face_color", "border_color", "border_width_is_relative", "border_width",
+               "current_face_color", "current_border_color", "current_border_width"),
+    "shapes": ("face_color", "edge_color", "current_face_color", "current_edge_color",
+               "current_edge_width"),
+}
+#: the keys of :data:`STYLE` with a value per element (napari takes none for a layer without)
+PER_ELEMENT = ("face_color", "border_color", "border_width", "edge_color")
 
 
 class ProjectWidget(DockForm):
@@ -198,14 +211,16 @@ class ProjectWidget(DockForm):
 
     def save(self, directory: str | Path):
         """Save the layers of :meth:`_saved_layers` into ``directory`` (in a worker), each
-        visible as on screen (a registered layer as its 2D view), and the sliders'
-        position."""
+        visible as on screen (a registered layer as its 2D view) and in its colours, the
+        sliders' position and the docks' state (those :class:`._autosave.Autosave` has:
+        Register's landmark pairs and transform, Classify's classifier, ...)."""
         shown = self._shown_visibility()
         layers = []
         for layer in self._saved_layers():
             entry = to_project_layer(layer)
             if layer.name in shown and "visible" in entry.display:
                 entry.display["visible"] = shown[layer.name]
+            entry.style = layer_style(layer)
             layers.append(entry)
         if not layers:
             self.runner.refuse("Nothing to save: the viewer has no image, labels, points or "
@@ -213,24 +228,24 @@ class ProjectWidget(DockForm):
             return None
         lock = self.autosave.lock
         view = {"dims_point": [float(v) for v in self.viewer.dims.point]}
+        panels, classifier = self.autosave.panel_states()
 
         def job(progress=None):
             with lock:  # no snapshot is written into the folder while it is replaced
-                return save_project(directory, layers, progress, view=view)
+                return save_project(directory, layers, progress, view=view, panels=panels,
+                                    classifier=classifier)
 
         def saved(path):
+            # the save replaced the folder and its recovery state, all of which it holds
             self._use_folder(directory, saved=True)
-            # the save replaced the folder (and its recovery state): panel state such as
-            # the classifier is not in the project, so snapshot it again now
-            self.autosave.dirty = True
-            self.autosave.save_now()
             show_info(f"Project saved to {path}")
 
         return self.runner.start(job, label="Saving project", on_result=saved)
 
     def load(self, directory: str | Path):
-        """Add the layers of a saved project to the viewer; then offer its recovery state
-        when a session of it ended without saving.
+        """Add the layers of a saved project to the viewer and give the docks their saved
+        state (a dock opened later when it opens); then offer its recovery state when a
+        session of it ended with changes beyond the project.
 
         A worker reads the volumes (progress per chunk) and builds the layers; the GUI
         thread adds them one per event-loop turn. Cancel stops between two chunks or two
@@ -244,14 +259,14 @@ class ProjectWidget(DockForm):
 
         def add_all(progress, settle):
             # progress: reading 0-60 %, building the layers 60-70 %, adding them 70-100 %
-            entries, info, state, view = _load(directory, scaled(progress, 0, 600, 1000))
+            entries, view, panels, recovered = _load(directory, scaled(progress, 0, 600, 1000))
             if any(entry.layer_type == "labels" for entry in entries):
                 _warm_labels_overlays()
             # each entry goes once its layer is made: the layer holds the volume, and a
             # cancelled load's traceback keeps this frame, whose volumes must not stay
             layers, total = [], len(entries)
             while entries:
-                layers.append(project_layer(entries.pop(0)))
+                layers.append(_styled_layer(entries.pop(0)))
                 report(progress, 600 + 100 * len(layers) // total, 1000)
             ndim = max((lay.ndim for lay in layers), default=2)
             point, first = _start_point(view, layers, ndim)
@@ -304,11 +319,12 @@ class ProjectWidget(DockForm):
                     runner.in_gui(self._take_back, layer, wait=False)
                 runner.in_gui(self._end_take_back, wait=False)
                 raise
-            return added, info, state
+            return added, panels, recovered
 
         def added(result):
-            layers, info, state = result
+            layers, (panels, classifier), (info, state) = result
             self.autosave.resume()
+            self.autosave.set_panel_states(panels, classifier)
             # a crashed session's folder, offered below, is this session's from now on
             self._use_folder(directory, saved=True,
                              prefer=info.folder if state is not None else None)
@@ -727,17 +743,43 @@ def _warm_labels_overlays() -> None:
 
 
 def _load(directory, progress=None):
-    """The project's layers (volumes in memory when they fit), if a session of it ended
-    unsaved its recovery state (the newest of its recovery folders', see
-    :func:`core.recovery.claim_recovery_folder`), and the saved view."""
+    """The project's layers (volumes in memory when they fit), the saved view, the docks'
+    saved state and classifier (:func:`core.project.read_panels`) and, as ``(info, state)``,
+    the recovery state of a session of it that ended with changes beyond the project (the
+    newest of its recovery folders', see :func:`core.recovery.claim_recovery_folder`; one
+    holding none is discarded); ``(None, None)`` without one."""
     entries = load_project(directory, progress, in_memory=True)
-    view = read_view(directory)
+    view, panels = read_view(directory), read_panels(directory)
     left = [info for info in map(recovery_info, recovery_siblings(recovery_folder(directory)))
             if info is not None and not info.writer_alive]
-    if not left:
-        return entries, None, None, view
-    info = max(left, key=lambda i: i.saved_at)
-    return entries, info, read_recovery(info.folder), view
+    info = max(left, key=lambda i: i.saved_at, default=None)
+    state = None if info is None else read_recovery(info.folder)
+    if state is None or not holds_changes(state, entries, panels[0]):
+        if info is not None:
+            discard_recovery(info.folder)
+        return entries, view, panels, (None, None)
+    return entries, view, panels, (info, state)
+
+
+def layer_style(layer) -> dict:
+    """A points or shapes layer's :data:`STYLE`, JSON-safe (empty for other layers)."""
+    return {key: np.asarray(getattr(layer, key)).tolist()
+            for key in STYLE.get(layer_kind(layer), ())}
+
+
+def _styled_layer(entry):
+    """The napari layer of a project's entry, in its colours (:func:`apply_style`)."""
+    layer = project_layer(entry)
+    apply_style(layer, entry.style)
+    return layer
+
+
+def apply_style(layer, style: dict) -> None:
+    """Give a layer made from a project its :func:`layer_style` back."""
+    empty = not len(layer.data)
+    for key in STYLE.get(layer_kind(layer), ()):
+        if key in style and not (empty and key in PER_ELEMENT):
+            setattr(layer, key, style[key])
 
 
 def _start_point(view: dict, layers: list, ndim: int):
