@@ -9,12 +9,14 @@ from .core.io import Volume, can_read, read_volumes
 
 
 def volume_to_layer_data(volume: Volume) -> tuple[Any, dict[str, Any], str]:
-    """A napari LayerDataTuple carrying the volume's voxel size and units."""
+    """A napari LayerDataTuple carrying the volume's voxel size and units (and, in the
+    layer's metadata, the unit of its values when the file records one)."""
+    extra = {"value_unit": volume.value_unit} if volume.value_unit else {}
     meta = {
         "name": volume.name,
         "scale": volume.scale,
         "units": volume.units,
-        "metadata": dict(volume.metadata),
+        "metadata": {**volume.metadata, **extra},
     }
     if isinstance(volume.data, list):
         meta["multiscale"] = True

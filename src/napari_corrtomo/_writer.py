@@ -12,7 +12,9 @@ def _write(path: str, data: Any, meta: dict[str, Any], layer_type: str) -> list[
     scale = tuple(meta.get("scale", (1.0,) * ndim))
     units = tuple(str(u) for u in meta.get("units", ("pixel",) * ndim))
     array = data[0] if isinstance(data, list) else data
-    volume = Volume(array, scale, units, meta.get("name", "layer"), layer_type)
+    value_unit = (meta.get("metadata") or {}).get("value_unit")
+    volume = Volume(array, scale, units, meta.get("name", "layer"), layer_type,
+                    value_unit=value_unit)
     return [str(write_volume(path, volume))]
 
 

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .core._checks import SettingError, in_words
-from .core.resumable import input_signature
+from .core.resumable import blocks_done, input_signature
 
 #: whether a progress line is open (an error then starts on a line of its own)
 _progress_line = {"open": False}
@@ -164,6 +165,49 @@ def _distributed(args: argparse.Namespace) -> bool:
     return bool(args.scheduler or args.workers)
 
 
+def _say_resumed(command: str, states: Sequence[tuple[int, int] | None]) -> None:
+    """One line when a run picks up an earlier one's stores: how much was already done."""
+    found = [s for s in states if s is not None and s[0]]
+    if not found:
+        return
+    whole = sum(1 for done, total in found if done == total)
+    parts = [f"{whole} result volume{'s' * (whole > 1)} already complete"] if whole else []
+    parts += [f"{done} of {total} blocks of {'another' if whole else 'the'} result already "
+              "written" for done, total in found if done < total][:1]
+    print(f"corrtomo {command}: resuming the interrupted run: {', '.join(parts)}",
+          file=sys.stderr)
+
+
+#: a voxel size given on the command line this many times off the file's own is taken for a
+#: unit slip (nm given as um), as the FIB checks of slice thickness do
+SLIP_FACTOR = 100.0
+
+
+def _check_given_size(path: str, option: str, given: Sequence[float], given_unit: str,
+                      file_size: Sequence[float], file_unit: str) -> None:
+    """Warn when a voxel size given with ``option`` is :data:`SLIP_FACTOR` or more times
+    off the voxel size the file records (both in the message)."""
+    import numpy as np
+
+    from .core.units import convert
+
+    size = np.asarray(given, float)
+    if ("pixel" in (given_unit, file_unit) or size.size not in (1, len(file_size))
+            or not np.all(np.isfinite(size) & (size > 0))):
+        return  # nothing to compare, or a size the core refuses in its own words
+    own = np.asarray(convert(np.asarray(file_size, float), file_unit, given_unit), float)
+    ratio = size / own
+    if np.all((ratio < SLIP_FACTOR) & (ratio > 1 / SLIP_FACTOR)):
+        return
+    big, small = float(np.max(ratio)), float(np.min(ratio))
+    how = f"{big:,.0f} times" if big >= SLIP_FACTOR else f"1/{1 / small:,.0f} of"
+    shown = " x ".join(f"{v:g}" for v in given)
+    recorded = " x ".join(f"{v:g}" for v in file_size)
+    print(f"warning: {option} {shown} {given_unit} is {how} the voxel size {path} records "
+          f"({recorded} {file_unit}); check its unit (the value given is used)",
+          file=sys.stderr)
+
+
 # ----------------------------------------------------------------------------- demo
 
 
@@ -201,8 +245,9 @@ def _run_info(args: argparse.Namespace) -> int:
         for v in read_volumes(path):
             arr = v.array
             scale = " x ".join(f"{s:g}" for s in v.scale)
+            values = f", values in {v.value_unit}" if v.value_unit else ""
             print(f"{v.name}: {v.layer_type} {tuple(arr.shape)} {arr.dtype}, "
-                  f"voxel {scale} {'/'.join(sorted(set(v.units)))}")
+                  f"voxel {scale} {'/'.join(sorted(set(v.units)))}{values}")
     return 0
 
 
@@ -448,6 +493,8 @@ def _run_classify(args: argparse.Namespace) -> int:
         if chunked:  # one pass over the blocks for all of them, resumable
             signature = {"command": "classify", "classifier": input_signature([args.classifier]),
                          "inputs": input_signature(args.inputs), "backend": args.backend}
+            _say_resumed("classify", [blocks_done(Path(o[0]), signature.__eq__)
+                                      for o in chunked])
             store_resumable_many([Output(data, path, tuple(scale), tuple(units), kind, name)
                                   for path, data, kind, name in chunked],
                                  signature=signature, overwrite=args.overwrite,
@@ -627,8 +674,10 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
                                   signature=signature, overwrite=args.overwrite,
                                   progress=_print_progress(s.method))
         else:
+            # attenuation per length of the geometry's unit
             out = write_volume(args.out, Volume(np.asarray(vol), (s.voxel_size,) * 3,
-                                                (geometry.unit,) * 3, name, "image"),
+                                                (geometry.unit,) * 3, name, "image",
+                                                value_unit=f"1/{geometry.unit}"),
                                args.overwrite)
     if result.alignment is not None:
         moved = np.abs(geometry.shifts - given.shifts).mean(axis=0)
@@ -732,6 +781,7 @@ def _add_quantify(sub: argparse._SubParsersAction) -> None:
                         "curvature-corrected (default 1; 0: binary marching cubes)")
     p.add_argument("--envelope", choices=ENVELOPES, default="sphere",
                    type=lambda text: text.replace("-", " ").replace("_", " "),
+                   metavar="{" + ",".join(e.replace(" ", "-") for e in ENVELOPES) + "}",
                    help="particle envelopes: a sphere per particle (the seed's spherical "
                         "mask; default) or a ball rolling around it (any shape; rolling-ball "
                         "or 'rolling ball')")
@@ -762,10 +812,15 @@ def _tuples(value: Any) -> Any:
 
 
 def _check_label_file(path: str, labels: Any) -> None:
-    """Refuse a grey image given as the label volume (the image itself, not its
-    segmentation), naming the file: its first slices are looked at."""
+    """Refuse a label file that is not a 3D volume, or a grey image given as the label
+    volume (the image itself, not its segmentation), naming the file: its first slices
+    are looked at."""
     import numpy as np
 
+    if labels.ndim != 3:
+        raise ValueError(f"{path} is {labels.ndim}D ({' x '.join(map(str, labels.shape))}); "
+                         "quantify measures 3D label volumes (z, y, x): give the segmented "
+                         "volume, not a single slice")
     if labels.dtype == bool or np.issubdtype(labels.dtype, np.integer):
         return
     head = np.asarray(labels[: min(8, labels.shape[0])]) if labels.ndim else np.asarray(labels)
@@ -792,15 +847,24 @@ def _run_quantify(args: argparse.Namespace) -> int:
     _check_label_file(args.labels, labels)
     # --spacing is in --unit (default: the file's unit); --unit alone converts the file's
     # voxel size (it once relabelled it: 0.25 um voxels read as 0.25 nm)
+    # --unit pixel measures in voxels (the unit of a file without a voxel size)
     file_unit = common_unit(vol.units)
     unit = normalize_unit(args.unit) if args.unit else file_unit
     if args.spacing is not None:
         spacing = tuple(args.spacing) if len(args.spacing) > 1 else args.spacing[0]
-        if unit == "pixel":
+        if args.unit is None and unit == "pixel":
             raise ValueError(f"{args.labels} has no unit; give the unit of --spacing with "
-                             "--unit (e.g. --unit um)")
-    elif file_unit == "pixel":
-        raise ValueError(f"{args.labels} has no voxel size; give --spacing and --unit")
+                             "--unit (e.g. --unit um; --unit pixel measures in voxels)")
+        _check_given_size(args.labels, "--spacing", args.spacing, unit, vol.scale, file_unit)
+    elif unit == "pixel" and file_unit != "pixel":
+        raise ValueError(f"{args.labels} records voxels of "
+                         f"{' x '.join(f'{v:g}' for v in vol.scale)} {file_unit}; to measure "
+                         "in voxels give --spacing 1 --unit pixel")
+    elif unit == "pixel":
+        if args.unit is None:
+            raise ValueError(f"{args.labels} has no voxel size; give --spacing and --unit "
+                             "(or --unit pixel to measure in voxels)")
+        spacing = 1.0
     else:
         spacing = tuple(float(v) for v in convert(vol.scale, file_unit, unit))
     intensity = None
@@ -826,6 +890,12 @@ def _run_quantify(args: argparse.Namespace) -> int:
                 img = intensity if is_lazy(intensity) else da.from_array(np.asarray(intensity),
                                                                           chunks=128)
             signature = {"command": "quantify", "labels": input_signature([args.labels])}
+            # the core adds the settings and the unit to each result's signature
+            ours = json.loads(json.dumps({**signature, "settings": asdict(settings),
+                                          "unit": unit}))
+            stores = sorted((args.out / "volumes").glob("*.ome.zarr"))
+            _say_resumed("quantify", [blocks_done(p, lambda sig: all(
+                sig.get(k) == v for k, v in ours.items())) for p in stores])
             result = quantify(lab, spacing, unit, measures=measures, settings=settings,
                               intensity=img, progress=_print_progress("quantify"),
                               store=args.out / "volumes", signature=signature,

@@ -82,3 +82,14 @@ def test_natural_mistakes_get_one_line_in_the_users_words(tmp_path, capsys):
         main(["quantify", str(tmp_path / "l.tif"), "--phase", "1", "--memory-limit", "3XB",
               "--out", str(tmp_path / "q2")])
     assert "cannot read a memory size from '3XB'" in capsys.readouterr().err
+
+
+def test_info_shows_the_unit_of_the_values(tmp_path, capsys):
+    io.write_tiff(tmp_path / "r.tif", np.ones((2, 3, 3), np.float32), 1, "um", value_unit="1/um")
+    lab = np.zeros((2, 3, 3), np.uint32)
+    lab[0, 0, 0] = 70_000  # OME-TIFF: the layer type is kept there too
+    io.write_tiff(tmp_path / "l.tif", lab, 1, "um", "labels")
+    assert main(["info", str(tmp_path / "r.tif"), str(tmp_path / "l.tif")]) == 0
+    r, lab_line = capsys.readouterr().out.splitlines()
+    assert r.endswith("voxel 1 x 1 x 1 um, values in 1/um")
+    assert lab_line.startswith("l: labels (2, 3, 3) uint32") and "values in" not in lab_line

@@ -388,3 +388,48 @@ def test_phase_names_from_the_command_line_name_the_table_rows(tmp_path, capsys)
     assert code == 0, capsys.readouterr().err
     names = pd.read_csv(out / "phase_fractions.csv").set_index("label")["name"].to_dict()
     assert names == {RESIN: "resin", SOLID: str(SOLID), PORE: "macropore"}
+
+
+def test_unit_pixel_measures_in_voxels(tmp_path, capsys):
+    """A file without a voxel size once refused --spacing 1 --unit pixel with "give the
+    unit with --unit"; --unit pixel now measures in voxels (with or without --spacing)."""
+    lab = np.zeros((8, 8, 8), np.uint8)
+    lab[:, :, :4] = 1
+    tifffile.imwrite(tmp_path / "bare.tif", lab)
+    for extra, out in ((["--spacing", "1"], "a"), ([], "b")):
+        assert main(["quantify", str(tmp_path / "bare.tif"), "--phase", "1", "--measures",
+                     "porosity", "--unit", "pixel", *extra, "--out", str(tmp_path / out)]) == 0
+        fr = pd.read_csv(tmp_path / out / "phase_fractions.csv")
+        assert fr["volume_pixel3"].sum() == pytest.approx(lab.size)
+    capsys.readouterr()
+    assert main(["quantify", str(tmp_path / "bare.tif"), "--phase", "1",
+                 "--out", str(tmp_path / "c")]) == 1
+    assert "or --unit pixel to measure in voxels" in capsys.readouterr().err
+    # a file with a voxel size: --unit pixel alone would drop it silently
+    io.write_tiff(tmp_path / "um.tif", lab, 1, "um", "labels")
+    assert main(["quantify", str(tmp_path / "um.tif"), "--phase", "1", "--unit", "pixel",
+                 "--out", str(tmp_path / "d")]) == 1
+    assert "records voxels of 1 x 1 x 1 um" in capsys.readouterr().err
+
+
+def test_a_spacing_far_off_the_files_voxel_size_is_warned_with_both(label_file, tmp_path,
+                                                                   capsys):
+    """--spacing 1000 on a file of 0.2 um voxels (nm meant) once ran silently."""
+    path, _ = label_file
+    args = ["quantify", str(path), "--phase", str(PORE), "--measures", "porosity"]
+    assert main([*args, "--spacing", "1000", "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert ("warning: --spacing 1000 um is 5,000 times the voxel size" in err
+            and "(0.2 x 0.2 x 0.2 um)" in err)
+    # the same size in another unit, or a correction within 100x: no warning
+    assert main([*args, "--spacing", "200", "--unit", "nm", "--out", str(tmp_path / "b")]) == 0
+    assert main([*args, "--spacing", "0.25", "--out", str(tmp_path / "c")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_2d_label_file_is_refused_in_the_users_words(tmp_path, capsys):
+    io.write_tiff(tmp_path / "slice.tif", np.ones((16, 16), np.uint8), 1, "um", "labels")
+    assert main(["quantify", str(tmp_path / "slice.tif"), "--phase", "1",
+                 "--out", str(tmp_path / "q")]) == 1
+    err = capsys.readouterr().err
+    assert "slice.tif is 2D (16 x 16); quantify measures 3D label volumes" in err

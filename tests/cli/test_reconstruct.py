@@ -25,6 +25,7 @@ def test_reconstruct_from_raw_counts_with_auto_centre(tmp_path, capsys):
     assert "rotation axis offset" in out and "FSC resolution" in out
     [vol] = io.read_volumes(tmp_path / "vol.tif")
     assert vol.scale == (0.5, 0.5, 0.5) and vol.units == ("um",) * 3
+    assert vol.value_unit == "1/um"  # attenuation per length of the geometry's unit
     err = np.linalg.norm(vol.array - s.phantom) / np.linalg.norm(s.phantom)
     assert err < 0.3
     used = Geometry.load(tmp_path / "used.json")
@@ -44,6 +45,7 @@ def test_sirt_to_ome_zarr_and_clear_failures(tmp_path, capsys):
     assert rc == 0
     [vol] = io.read_volumes(tmp_path / "v.ome.zarr")
     assert vol.scale == (1.0, 1.0, 1.0) and np.asarray(vol.array).min() >= 0
+    assert vol.value_unit == f"1/{s.geometry.unit}"
     # wrong method for the geometry, mismatched angle count: one clear line, exit 1
     capsys.readouterr()
     assert main(["reconstruct", str(tmp_path / "cone.tif"), "--geometry",

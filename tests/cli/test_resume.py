@@ -163,3 +163,29 @@ def test_an_edited_input_chunk_is_noticed(inputs, tmp_path):
     after = pd.read_csv(out / "summary.csv")
     pd.testing.assert_frame_equal(after, pd.read_csv(fresh / "summary.csv"))
     assert not after.equals(before)
+
+
+def test_a_rerun_says_that_it_resumes(inputs, tmp_path):
+    """Reruns of an interrupted classify or quantify once gave no sign of resuming."""
+    out = tmp_path / "seg.ome.zarr"
+    proc = _start(_classify(inputs, out))
+    _stop_when(proc, _chunks_written(out))
+    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(signal.SIGCONT)
+    proc.wait(timeout=60)
+    done = len(list((out / ".corrtomo-done").iterdir()))
+    again = _run(_classify(inputs, out))
+    assert again.returncode == 0, again.stderr
+    assert (f"corrtomo classify: resuming the interrupted run: {done} of 48 blocks of the "
+            "result already written") in again.stderr
+    assert "resuming" not in _run(_classify(inputs, tmp_path / "new.ome.zarr")).stderr
+
+    q = tmp_path / "q"
+    proc = _start(_quantify(inputs, q, 3))
+    _stop_when(proc, lambda: any((q / "volumes").glob("*.ome.zarr/.corrtomo-done/*")))
+    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(signal.SIGCONT)
+    proc.wait(timeout=60)
+    again = _run(_quantify(inputs, q, 3))
+    assert again.returncode == 0, again.stderr
+    assert "corrtomo quantify: resuming the interrupted run: " in again.stderr

@@ -208,3 +208,71 @@ def test_jsonable_keeps_what_strict_json_holds():
     assert out == {"1": 0.5, "nan": None, "arr": [[1.0, 2.0], [3.0, None]],
                    "t": [3, "s", None, True], "nested": [{"x": False}]}
     assert json.loads(json.dumps(out, allow_nan=False)) == out
+
+
+@pytest.mark.parametrize("dtype, value", [
+    (np.uint8, 200), (np.int8, -3), (np.uint16, 60_000), (np.int16, -3), (np.int16, 300),
+    (np.uint32, 70_000), (np.int32, -70_000), (np.int64, 5), (np.uint64, 2**31 + 5),
+    (bool, True)])
+def test_tiff_keeps_labels_of_every_integer_type(tmp_path, dtype, value):
+    """uint32 beyond 16 bit and negative int16 once came back as images (OME-TIFF kept
+    no layer type); every integer type now keeps it, and its values."""
+    lab = np.zeros((3, 5, 6), dtype)
+    lab[1, 2, 3] = value
+    [v] = io.read_volumes(io.write_tiff(tmp_path / "l.tif", lab, (2, 1, 1), "um", "labels"))
+    assert v.layer_type == "labels"
+    np.testing.assert_array_equal(v.array, lab)
+    assert v.scale == (2.0, 1.0, 1.0) and v.units == ("um",) * 3
+
+
+def test_tiff_refuses_labels_beyond_32_bit(tmp_path):
+    lab = np.full((2, 3, 3), 2**33, np.int64)
+    with pytest.raises(ValueError, match="write it as .ome.zarr"):
+        io.write_tiff(tmp_path / "l.tif", lab, 1, "um", "labels")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name, data", [
+    ("imagej.tif", np.ones((3, 4, 5), np.float32)),
+    ("ome.tif", np.ones((3, 4, 5), np.float64)),  # float64: OME-TIFF
+    ("v.ome.zarr", np.ones((3, 4, 5), np.float32))])
+def test_value_unit_roundtrip(tmp_path, name, data):
+    """The unit of the values (a reconstruction's 1/um) rides with the file; a file
+    written without one has none."""
+    volume = io.Volume(data, (1, 1, 1), ("nm",) * 3, "v", value_unit="1/nm")
+    [v] = io.read_volumes(io.write_volume(tmp_path / name, volume))
+    assert v.value_unit == "1/nm" and v.units == ("nm",) * 3
+    [w] = io.read_volumes(io.write_volume(tmp_path / f"w{name}", io.Volume(data, 1, "nm", "w")))
+    assert w.value_unit is None
+
+
+def test_ome_zarr_axis_units_are_ngff_names(tmp_path):
+    """NGFF 0.4 spells axis units as UDUNITS-2 names; files written with the short
+    spelling ('um') still open; axes of unknown size carry no unit."""
+    import json
+
+    io.write_ome_zarr(tmp_path / "v.ome.zarr", np.zeros((4, 4, 4), np.uint8), 1, "um")
+    attrs = json.loads((tmp_path / "v.ome.zarr" / ".zattrs").read_text())
+    assert [a["unit"] for a in attrs["multiscales"][0]["axes"]] == ["micrometer"] * 3
+    assert io.read_volumes(tmp_path / "v.ome.zarr")[0].units == ("um",) * 3
+    for axis in attrs["multiscales"][0]["axes"]:
+        axis["unit"] = "um"  # as written before
+    (tmp_path / "v.ome.zarr" / ".zattrs").write_text(json.dumps(attrs))
+    assert io.read_volumes(tmp_path / "v.ome.zarr")[0].units == ("um",) * 3
+    io.write_ome_zarr(tmp_path / "p.ome.zarr", np.zeros((4, 4, 4), np.uint8), 1, "pixel")
+    attrs = json.loads((tmp_path / "p.ome.zarr" / ".zattrs").read_text())
+    assert all("unit" not in a for a in attrs["multiscales"][0]["axes"])
+    assert io.read_volumes(tmp_path / "p.ome.zarr")[0].units == ("pixel",) * 3
+
+
+def test_reader_gives_the_value_unit_in_the_layer_metadata(tmp_path):
+    from napari_corrtomo._reader import read_layers
+    from napari_corrtomo._writer import write_image
+
+    path = io.write_tiff(tmp_path / "r.tif", np.ones((2, 3, 3), np.float32), 1, "um",
+                         value_unit="1/um")
+    [(data, meta, kind)] = read_layers(str(path))
+    assert meta["metadata"]["value_unit"] == "1/um" and kind == "image"
+    # a layer saved again keeps it
+    [again] = write_image(str(tmp_path / "again.ome.zarr"), data, meta)
+    assert io.read_volumes(again)[0].value_unit == "1/um"

@@ -52,7 +52,8 @@ class Volume:
     ``data`` is (z, y, x) (2D images are (y, x)); a list of arrays for a
     multiscale pyramid, finest first. ``scale`` is the voxel size per axis in
     ``units`` (per axis, pint spelling). ``layer_type`` is ``"image"`` or
-    ``"labels"``.
+    ``"labels"``. ``value_unit`` is the unit of the values themselves when they have
+    one (a reconstruction's attenuation: ``"1/um"``), else None.
     """
 
     data: Any
@@ -61,6 +62,7 @@ class Volume:
     name: str
     layer_type: str = "image"
     metadata: dict[str, Any] = field(default_factory=dict)
+    value_unit: str | None = None
 
     @property
     def array(self) -> Any:
@@ -143,6 +145,8 @@ def _suffix(path: Path) -> str:
 
 #: the zarr attribute that marks a store as napari-corrtomo's (and holds its run record)
 RUN_RECORD = "corrtomo_run"
+#: the zarr attribute holding the unit of the values (NGFF has none for them)
+VALUE_UNIT = "value_unit"
 
 
 def is_zarr_store(path: Path) -> bool:
@@ -181,6 +185,7 @@ def read_tiff(path: str | os.PathLike) -> list[Volume]:
         info: dict[str, Any] = {}
         if tif.is_ome and tif.ome_metadata:
             spacing = _ome_tiff_spacing(tif.ome_metadata)
+            info = _ome_tiff_info(tif.ome_metadata)
             was_3d = "Z" in spacing
         elif tif.is_imagej:
             spacing, info = _imagej_spacing(tif)
@@ -211,14 +216,15 @@ def read_tiff(path: str | os.PathLike) -> list[Volume]:
     spatial = [a for a in keep if a != "C"]
     scale = tuple(spacing.get(a, (1.0, "pixel"))[0] for a in spatial)
     units = tuple(spacing.get(a, (1.0, "pixel"))[1] for a in spatial)
-    layer_type = info.get("layer_type", "image")
+    layer_type, value_unit = info.get("layer_type", "image"), info.get("value_unit")
     base = path.name.split(".")[0]
     if "C" in keep:
         return [
-            Volume(data[c], scale, units, f"{base} [ch{c}]", layer_type, {"source": str(path)})
+            Volume(data[c], scale, units, f"{base} [ch{c}]", layer_type, {"source": str(path)},
+                   value_unit)
             for c in range(data.shape[0])
         ]
-    return [Volume(data, scale, units, base, layer_type, {"source": str(path)})]
+    return [Volume(data, scale, units, base, layer_type, {"source": str(path)}, value_unit)]
 
 
 def _ome_tiff_spacing(xml: str) -> dict[str, tuple[float, str]]:
@@ -232,6 +238,19 @@ def _ome_tiff_spacing(xml: str) -> dict[str, tuple[float, str]]:
         if size is not None:
             out[ax] = (float(size), normalize_unit(pixels.get(f"PhysicalSize{ax}Unit", "um")))
     return out
+
+
+#: the namespace of the OME-TIFF map annotation holding what ImageJ's ``Info`` holds
+_OME_NAMESPACE = "napari-corrtomo"
+
+
+def _ome_tiff_info(xml: str) -> dict[str, str]:
+    """The layer type and value unit this program wrote into an OME-TIFF (or {})."""
+    root = ET.fromstring(xml)
+    for el in root.iter():
+        if el.tag.endswith("MapAnnotation") and el.get("Namespace") == _OME_NAMESPACE:
+            return {m.get("K"): m.text or "" for m in el.iter() if m.tag.endswith("}M")}
+    return {}
 
 
 def _imagej_spacing(tif) -> tuple[dict[str, tuple[float, str]], dict[str, Any]]:
@@ -369,7 +388,8 @@ def read_zarr(path: str | os.PathLike, dataset: str | None = None) -> list[Volum
         arr = as_dask(node)
         scale, units = _axes_frame(arr.ndim, attrs.get("scale"), attrs.get("units"))
         return [Volume(arr, scale, units, path.name.split(".")[0],
-                       attrs.get("layer_type", "image"), {"source": str(path)})]
+                       attrs.get("layer_type", "image"), {"source": str(path)},
+                       attrs.get(VALUE_UNIT))]
     attrs = dict(node.attrs)
     ome = attrs.get("ome", attrs)  # NGFF 0.5 nests under "ome"
     if "multiscales" not in ome:
@@ -388,6 +408,7 @@ def read_zarr(path: str | os.PathLike, dataset: str | None = None) -> list[Volum
     ax_types = [a.get("type", "space") if isinstance(a, dict) else "space" for a in axes]
     ax_units = [a.get("unit", "pixel") if isinstance(a, dict) else "pixel" for a in axes]
     layer_type = "labels" if "image-label" in ome else "image"
+    value_unit = attrs.get(VALUE_UNIT)
     name = ms.get("name") or path.name.split(".")[0]
     spatial = [i for i, t in enumerate(ax_types) if t == "space"] or list(range(len(scale)))
     frame = _axes_frame(len(spatial), [scale[i] for i in spatial], [ax_units[i] for i in spatial])
@@ -396,11 +417,11 @@ def read_zarr(path: str | os.PathLike, dataset: str | None = None) -> list[Volum
         c = chan[0]
         return [
             Volume([lvl.take(k, axis=c) for lvl in levels], *frame, f"{name} [ch{k}]", layer_type,
-                   {"source": str(path)})
+                   {"source": str(path)}, value_unit)
             for k in range(levels[0].shape[c])
         ]
     data: Any = levels if len(levels) > 1 else levels[0]
-    return [Volume(data, *frame, name, layer_type, {"source": str(path)})]
+    return [Volume(data, *frame, name, layer_type, {"source": str(path)}, value_unit)]
 
 
 # =========================================================================== writing
@@ -463,9 +484,11 @@ def write_tiff(
     scale: Sequence[float],
     units: Sequence[str] | str,
     layer_type: str = "image",
+    value_unit: str | None = None,
 ) -> Path:
-    """TIFF with voxel size and unit: ImageJ-compatible (layer type kept) when the data type
-    allows, else OME-TIFF (float64, labels beyond 16 bit), so no value is ever changed."""
+    """TIFF with voxel size and unit: ImageJ-compatible when the data type allows, else
+    OME-TIFF (float64, int32/uint32, negative integers), so no value is ever changed. Both
+    keep the layer type and ``value_unit`` (the unit of the values, if they have one)."""
     import tifffile
 
     original = np.asarray(data)
@@ -474,13 +497,14 @@ def write_tiff(
     scale, units = _axes_frame(original.ndim, scale, units)
     path = Path(path)
     data = _imagej_dtype(original)
+    info = {"layer_type": layer_type, **({"value_unit": value_unit} if value_unit else {})}
     if data is None or len(set(units)) != 1:  # ImageJ holds one unit and few data types
-        return _write_ome_tiff(path, original, scale, units)
+        return _write_ome_tiff(path, _ome_dtype(original, path), scale, units, info)
     unit = {"um": "micron"}.get(units[0], units[0])
     meta = {
         "unit": unit,
         "axes": "TZCYXS",
-        "Info": json.dumps({"corrtomo": {"layer_type": layer_type, "ndim": data.ndim}}),
+        "Info": json.dumps({"corrtomo": {**info, "ndim": data.ndim}}),
     }
     if data.ndim == 3:
         meta["spacing"] = scale[0]
@@ -510,13 +534,29 @@ def _imagej_dtype(data: np.ndarray) -> np.ndarray | None:
     return None
 
 
+def _ome_dtype(data: np.ndarray, path: Path) -> np.ndarray:
+    """``data`` in a type OME-TIFF holds (64-bit integers narrowed to 32 bit when their
+    values fit); raises ``ValueError`` when none holds them exactly."""
+    if data.dtype.kind not in "iu" or data.dtype.itemsize < 8:
+        return data
+    lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
+    for dtype in (np.uint32, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return data.astype(dtype)
+    raise ValueError(f"{path.name}: values {lo}..{hi} do not fit the 32-bit integers TIFF "
+                     "holds; write it as .ome.zarr")
+
+
 def _write_ome_tiff(path: Path, data: np.ndarray, scale: tuple[float, ...],
-                    units: tuple[str, ...]) -> Path:
-    """OME-TIFF for types ImageJ cannot hold exactly (float64, int32/uint32 labels)."""
+                    units: tuple[str, ...], info: dict[str, str]) -> Path:
+    """OME-TIFF for types ImageJ cannot hold exactly (float64, int32/uint32 labels);
+    ``info`` (layer type, value unit) goes into a map annotation."""
     import tifffile
 
     axes = "ZYX"[-data.ndim:]
-    meta: dict[str, Any] = {"axes": axes}
+    meta: dict[str, Any] = {"axes": axes,
+                            "MapAnnotation": {"Namespace": _OME_NAMESPACE, **info}}
     for ax, s, u in zip(axes, scale, units):
         meta[f"PhysicalSize{ax}"] = s
         meta[f"PhysicalSize{ax}Unit"] = {"um": "µm", "angstrom": "Å"}.get(u, u)
@@ -544,13 +584,21 @@ def pyramid(arr: Any, layer_type: str, min_size: int) -> list:
     return levels
 
 
+#: NGFF 0.4 spells axis units as UDUNITS-2 names (reading takes these and the short ones)
+_NGFF_UNITS = {"m": "meter", "mm": "millimeter", "um": "micrometer", "nm": "nanometer",
+               "angstrom": "angstrom", "pm": "picometer"}
+
+
 def multiscales(name: str, scale: Sequence[float], units: Sequence[str], n_levels: int) -> dict:
-    """NGFF 0.4 ``multiscales`` entry for ``n_levels`` 2x levels of a (z, y, x) volume."""
+    """NGFF 0.4 ``multiscales`` entry for ``n_levels`` 2x levels of a (z, y, x) volume;
+    axes of unknown size (``pixel``) carry no unit."""
     axes = "zyx"[-len(scale):]
     return {
         "version": "0.4",
         "name": name,
-        "axes": [{"name": a, "type": "space", "unit": u} for a, u in zip(axes, units)],
+        "axes": [{"name": a, "type": "space",
+                  **({"unit": _NGFF_UNITS[u]} if u in _NGFF_UNITS else {})}
+                 for a, u in zip(axes, units)],
         "datasets": [{"path": str(i), "coordinateTransformations": [
             {"type": "scale", "scale": [float(s) * 2**i for s in scale]}]} for i in range(n_levels)],
     }
@@ -566,6 +614,7 @@ def write_ome_zarr(
     chunks: int | Sequence[int] = 128,
     min_level_size: int = 64,
     progress: ProgressCallback | None = None,
+    value_unit: str | None = None,
 ) -> Path:
     """OME-Zarr (NGFF 0.4) with a 2x multiscale pyramid, written block by block.
 
@@ -589,6 +638,8 @@ def write_ome_zarr(
         attrs: dict[str, Any] = {"multiscales": [ms], RUN_RECORD: {"complete": True}}
         if layer_type == "labels":
             attrs["image-label"] = {"version": "0.4"}
+        if value_unit:
+            attrs[VALUE_UNIT] = value_unit
         group.attrs.update(attrs)
         stores = []
         for i, lvl in enumerate(levels):
@@ -630,6 +681,7 @@ def write_volume(path: str | os.PathLike, volume: Volume, overwrite: bool = True
         raise SettingError(f"{p} exists; give $overwrite to replace it, or choose another "
                            "output path", overwrite="overwrite=True")
     if _suffix(Path(path)) in TIFF_SUFFIXES:
-        return write_tiff(path, np.asarray(volume.array), volume.scale, volume.units, volume.layer_type)
+        return write_tiff(path, np.asarray(volume.array), volume.scale, volume.units,
+                          volume.layer_type, volume.value_unit)
     return write_ome_zarr(path, volume.array, volume.scale, volume.units, volume.layer_type,
-                          volume.name)
+                          volume.name, value_unit=volume.value_unit)

@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,20 @@ def content_digest(path: str | Path) -> str:
             for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
+
+
+def blocks_done(path: str | Path, matches: Callable[[dict], bool]) -> tuple[int, int] | None:
+    """(chunks written, chunks in all) of level 0 of the resumable store at ``path`` when it
+    holds a run whose signature ``matches`` (one this run would pick up), else None."""
+    record = run_record(path)
+    if record is None or "chunks" not in record or not matches(
+            json.loads(json.dumps(record.get("signature")))):
+        return None
+    total = int(np.prod([-(-n // c) for n, c in zip(record["shape"], record["chunks"])]))
+    if record.get("complete"):
+        return total, total
+    markers = Path(path) / _DONE
+    return (sum(1 for _ in markers.iterdir()) if markers.is_dir() else 0), total
 
 
 def input_signature(paths: Sequence[str | Path]) -> list[dict]:
