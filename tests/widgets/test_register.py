@@ -14,6 +14,7 @@ from napari_corrtomo.cli import main
 from napari_corrtomo.core import io
 from napari_corrtomo.core import register as reg
 from napari_corrtomo.demo import DemoContext, step_register
+from napari_corrtomo.widgets._layers import DERIVED_FROM
 from napari_corrtomo.widgets.project import ProjectWidget
 from napari_corrtomo.widgets.register import RegisterWidget, index_to_world
 
@@ -629,3 +630,237 @@ def test_roi_section_shows_the_drawn_box_size(make_napari_viewer, correlative_sa
     # an edit of the box is followed
     box.data = [np.asarray(box.data[0]) * [1, 1.1, 1]]
     assert float(widget.roi_size.text().split("\u00d7")[1].split()[1]) != pytest.approx(y)
+
+
+# ============================================================================ trial A
+
+
+def _choose(qtbot, combo, name: str) -> None:
+    """Pick ``name`` in a chooser with the keyboard, as a user does."""
+    target = combo.findText(name)
+    assert target >= 0, name
+    key = Qt.Key.Key_Down if target > combo.currentIndex() else Qt.Key.Key_Up
+    while combo.currentIndex() != target:
+        qtbot.keyClick(combo, key)
+
+
+def _click(qtbot, button) -> None:
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def test_changing_the_volumes_takes_their_landmarks_and_never_applies_a_transform_of_others(
+        setup, qtbot, errors, correlative_sample):
+    """Trial A: with the moving volume changed after a fit, Apply gave the microCT phantom
+    the nanoCT's transform; with fixed and moving swapped, Fit refitted the old landmarks
+    (still chosen) and Apply moved the microCT away."""
+    viewer, widget, micro, nano, truth = setup
+    phantom = viewer.add_image(correlative_sample.microct.data, name="microCT phantom",
+                               scale=micro.scale, units="um", visible=False)
+    _click_pairs(widget, *_noisy(truth))
+    _click(qtbot, widget.fit_button)
+    _click(qtbot, widget.apply_button)
+    placed = np.array(nano.affine.affine_matrix)
+    assert not np.allclose(placed, np.eye(4))
+    n_layers = len(viewer.layers)
+
+    # another moving volume: no landmarks of it yet, and the transform is not its
+    _choose(qtbot, widget.moving_select, "microCT phantom")
+    assert widget.fixed_points_select.currentText() == "landmarks fixed: microCT"
+    assert widget.moving_points_select.currentText() == ""
+    assert "The transform in use is of 'nanoCT' onto 'microCT', not of the chosen " \
+           "volumes" in widget.summary.text()
+    assert widget.table.table.rowCount() == 0
+    for button in (widget.apply_button, widget.resample_button, widget.refine_button):
+        _click(qtbot, button)
+        assert errors[-1].startswith("the transform is of 'nanoCT' onto 'microCT', not of "
+                                     "'microCT phantom' onto 'microCT'")
+    np.testing.assert_allclose(phantom.affine.affine_matrix, np.eye(4))
+    assert not widget.runner.busy and len(viewer.layers) == n_layers  # nothing resampled
+
+    # back to the nanoCT: its landmarks and its transform again
+    _choose(qtbot, widget.moving_select, "nanoCT")
+    assert widget.moving_points_select.currentText() == "landmarks moving: nanoCT"
+    assert "RMS FRE" in widget.summary.text() and widget.table.table.rowCount() == 6
+
+    # swapped: no landmarks of these volumes in these roles; the old ones are not fitted
+    _choose(qtbot, widget.fixed_select, "nanoCT")
+    _choose(qtbot, widget.moving_select, "microCT")
+    assert widget.fixed_points_select.currentText() == ""
+    assert widget.moving_points_select.currentText() == ""
+    _click(qtbot, widget.apply_button)
+    assert errors[-1].startswith("the transform is of 'nanoCT' onto 'microCT', not of "
+                                 "'microCT' onto 'nanoCT'")
+    np.testing.assert_allclose(micro.affine.affine_matrix, np.eye(4))
+    # landmarks placed in another volume, chosen by hand, are refused
+    _click(qtbot, widget.new_points_button)
+    assert widget.fixed_points_select.currentText() == "landmarks fixed: nanoCT"
+    assert widget.moving_points_select.currentText() == "landmarks moving: microCT"
+    _choose(qtbot, widget.moving_points_select, "landmarks moving: nanoCT")
+    _click(qtbot, widget.fit_button)
+    assert errors[-1].startswith("the moving landmarks 'landmarks moving: nanoCT' were "
+                                 "placed in 'nanoCT', not in the moving image 'microCT'")
+    assert widget.transform is None
+    np.testing.assert_allclose(micro.affine.affine_matrix, np.eye(4))
+    np.testing.assert_allclose(nano.affine.affine_matrix, placed)
+
+
+def test_the_layers_made_from_the_moving_volume_move_with_it(setup, qtbot):
+    """Trial A: a crop of the nanoCT stayed where it was when the nanoCT was registered
+    again (1 um off its parent, with no word)."""
+    viewer, widget, micro, nano, truth = setup
+    _click_pairs(widget, *_noisy(truth, seed=3))
+    _click(qtbot, widget.fit_button)
+    _click(qtbot, widget.apply_button)
+    p = truth.landmarks_microct[0]
+    box = viewer.add_shapes(ndim=3, name="box")
+    box.add_rectangles(np.array([[p[0], p[1] - 2, p[2] - 2], [p[0], p[1] - 2, p[2] + 2],
+                                 [p[0], p[1] + 2, p[2] + 2], [p[0], p[1] + 2, p[2] - 2]]))
+    widget.roi_shapes.set_layer(box)
+    _choose(qtbot, widget.roi_target, "nanoCT")
+    widget.roi_depth.setValue(4.0)
+    _click(qtbot, widget.roi_button)
+    crop = viewer.layers["nanoCT ROI"]
+    # scribbles on the crop, in its frame, as Classify makes them
+    scribbles = viewer.add_labels(
+        np.zeros(crop.data.shape, np.uint8), name="nanoCT ROI scribbles", scale=crop.scale,
+        units=crop.units, translate=crop.translate, affine=crop.affine.affine_matrix,
+        metadata={DERIVED_FROM: crop.name})
+    q = np.round(truth.landmarks_nanoct[0] / np.array(nano.scale)).astype(int)
+    local = q - np.array([a for a, _ in crop.metadata["corrtomo_roi_slices"]])
+
+    def on_parent():
+        for layer in (crop, scribbles):
+            np.testing.assert_allclose(layer.data_to_world(local), nano.data_to_world(q),
+                                       atol=1e-9)
+
+    on_parent()
+    before = np.array(nano.affine.affine_matrix)
+    _tick(qtbot, widget.table.table, 1)  # a refit without one pair
+    _click(qtbot, widget.apply_button)
+    assert np.abs(np.asarray(nano.affine.affine_matrix) - before).max() > 0.1
+    on_parent()
+    text = widget.summary.text()
+    assert "Moved with 'nanoCT' (made from it in its frame): 'nanoCT ROI', 'nanoCT ROI " \
+           "scribbles'" in text
+    _click(qtbot, widget.reset_button)
+    on_parent()
+    np.testing.assert_allclose(crop.affine.affine_matrix, np.eye(4), atol=1e-12)
+    assert "Moved with 'nanoCT'" in widget.summary.text()
+
+
+def test_hidden_truth_is_no_default_and_a_removed_volume_leaves_its_choosers_empty(
+        make_napari_viewer, qtbot, errors):
+    """Trial A: the panel opened on the sample's hidden phantoms; with the nanoCT removed,
+    *moving* and *crop from* switched to 'microCT phantom' and Crop cropped it."""
+    viewer = make_napari_viewer()
+    data = np.zeros((8, 16, 16), np.float32)
+    for name in ("microCT phantom", "nanoCT phantom"):  # as the sample marks its truth
+        viewer.add_image(data, name=name, visible=False, metadata={"modality": name[:7]})
+    before = RegisterWidget(viewer)  # docked before the reconstructions
+    # nothing else yet: the phantoms, two of them
+    assert (before.fixed_select.currentText(), before.moving_select.currentText()) == (
+        "microCT phantom", "nanoCT phantom")
+    for name in ("microCT reconstruction", "nanoCT reconstruction"):
+        viewer.add_image(data, name=name)
+    after = RegisterWidget(viewer)
+    widgets = (before, after)
+    for widget in widgets:
+        assert widget.fixed_select.currentText() == "microCT reconstruction"
+        assert widget.moving_select.currentText() == "nanoCT reconstruction"
+        assert widget.roi_target.currentText() == "nanoCT reconstruction"
+        assert widget.fov_reference.currentText() == "microCT reconstruction"
+    viewer.layers.remove("nanoCT reconstruction")
+    viewer.add_image(data, name="other")  # no stand-in either when a layer arrives
+    for widget in widgets:
+        assert widget.moving_select.currentText() == ""
+        assert widget.roi_target.currentText() == ""
+        assert "The moving image 'nanoCT reconstruction' was removed: choose another" in \
+               widget.summary.text()
+        _click(qtbot, widget.roi_button)
+        assert errors[-1].startswith("no volume to crop from chosen")
+        _click(qtbot, widget.new_points_button)
+        assert errors[-1].startswith("no moving image chosen")
+    assert not [lay.name for lay in viewer.layers if "ROI" in lay.name]
+    _choose(qtbot, after.moving_select, "other")  # the user's choice
+    assert after.moving_select.currentText() == "other"
+
+
+def test_a_removed_landmark_layer_is_said_and_its_table_cleared(setup, qtbot):
+    """Trial A: with the moving landmarks removed, the summary and the residual table
+    still showed the fit until Fit failed."""
+    viewer, widget, micro, nano, truth = setup
+    _, pm = _click_pairs(widget, *_noisy(truth))
+    _click(qtbot, widget.fit_button)
+    assert widget.table.table.rowCount() == 6
+    viewer.layers.remove(pm)
+    assert widget.moving_points_select.currentText() == ""
+    assert "The moving landmarks layer 'landmarks moving: nanoCT' was removed: choose " \
+           "another or press 'New landmark layers'" in widget.summary.text()
+    assert widget.table.table.rowCount() == 0
+
+
+def test_summary_reads_one_full_stop_and_an_unpaired_fit_is_no_lasting_error(
+        setup, qtbot, errors):
+    """Trial A: "press Fit.. The moving layer"; Fit pressed between a landmark and its
+    partner left the error "unpaired landmarks: 3 fixed, 2 moving" on screen after the
+    partner was placed."""
+    viewer, widget, micro, nano, truth = setup
+    fixed, moving = _noisy(truth)
+    pf, pm = _click_pairs(widget, fixed[:2], moving[:2])
+    pf.add(fixed[2])
+    _click(qtbot, widget.fit_button)
+    assert not errors
+    text = widget.summary.text()
+    assert "unpaired landmarks: 3 fixed, 2 moving" in text and "Place the partner" in text
+    pm.add(moving[2])  # the pair completed: fitted at once
+    assert "RMS FRE" in widget.summary.text() and widget.transform is not None
+    _click(qtbot, widget.apply_button)
+    _tick(qtbot, widget.table.table, 0)  # 2 pairs left: no fit; the layer shows the last
+    assert widget.transform is None
+    viewer.layers.remove(pf)
+    text = widget.summary.text()
+    assert text.startswith("No transform yet: place >= 3 landmark pairs and press Fit. The "
+                           "moving layer 'nanoCT' still shows the earlier transform")
+    assert ".." not in text
+
+
+def test_the_residual_table_shows_eight_pairs_and_every_column(
+        make_napari_viewer, correlative_sample, qtbot):
+    """Trial A: in a 1920x1200 window the table showed 4.5 rows and cut dy and dx off
+    (a horizontal scroll bar)."""
+    s, truth = correlative_sample, correlative_sample.truth
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1920, 1200)
+    viewer.add_image(s.microct.data, name="microCT reconstruction", scale=s.microct.scale,
+                     units="um")
+    viewer.add_image(s.nanoct.data, name="nanoCT reconstruction", scale=s.nanoct.scale,
+                     units="um")
+    widget = RegisterWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Register")
+    # the dock opens as wide as the table will be: no canvas moving under the clicks
+    qtbot.waitUntil(lambda: widget.width() >= widget.minimumSizeHint().width())
+    qtbot.wait(100)
+    width = widget.width()
+    n = len(truth.landmarks_microct)
+    assert n >= 8
+    rng = np.random.default_rng(0)
+    _click_pairs(widget, truth.landmarks_microct + rng.normal(0, 1.0, (n, 3)),
+                 truth.landmarks_nanoct)
+    _click(qtbot, widget.fit_button)
+    table = widget.table.table
+    assert table.rowCount() == n
+
+    def table_in_dock():
+        right = table.viewport().mapTo(widget, QPoint(table.viewport().width(), 0)).x()
+        assert right <= widget.viewport().width()  # the dock cuts no column off
+
+    qtbot.waitUntil(table_in_dock, timeout=3000)
+
+    def all_in_view():
+        assert not table.horizontalScrollBar().isVisible()  # every column in view
+        assert not table.verticalScrollBar().isVisible()  # every pair
+        assert table.rowViewportPosition(7) + table.rowHeight(7) <= table.viewport().height()
+
+    qtbot.waitUntil(all_in_view, timeout=3000)
+    qtbot.wait(100)
+    assert widget.width() == width

@@ -61,6 +61,8 @@ class LayerSelect(QComboBox):
         tip: str,
         skip: Callable[[Any], bool] | None = None,
         newest: bool = False,
+        score: Callable[[Any], float] | None = None,
+        keep_removed: bool = False,
     ):
         super().__init__(parent)
         self.setToolTip(tip)
@@ -72,6 +74,15 @@ class LayerSelect(QComboBox):
         #: with nothing chosen, offer the newest layer (the top one: what the user just made)
         #: instead of the oldest
         self.newest = newest
+        #: with nothing chosen, offer the first layer of the highest score (e.g. a shown volume
+        #: before a sample's hidden ground truth); a default that scores lower than another
+        #: layer gives way to it (one arrives, the score changes) until a layer is picked
+        self.score = score
+        #: when the chosen layer is removed, choose none (not another layer) until one is picked
+        self.keep_removed = keep_removed
+        self._default: str | None = None  # the layer chosen by default (none picked since)
+        self._emptied = False  # the chosen layer was removed (``keep_removed``)
+        self.activated.connect(self._picked)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
                       viewer.layers.events.reordered):
             event.connect(self.refresh)
@@ -87,14 +98,35 @@ class LayerSelect(QComboBox):
             if isinstance(layer, self.layer_types) and not self.skip(layer):
                 self.addItem(layer.name)
         index = self.findText(current)
-        if index < 0:
-            index = self.count() - 1 if self.newest else min(0, self.count() - 1)
+        if index < 0 and self.keep_removed and (current or self._emptied):
+            self._emptied = True  # the chosen layer was removed: no stand-in for it
+        elif index < 0 or (current == self._default and self._best() != index
+                           and self._score(self._best()) > self._score(index)):
+            index = self._best()
+            self._default = self.itemText(index) if index >= 0 else None
         self.setCurrentIndex(index)
         self.blockSignals(False)
         if self.currentText() != current:
             # e.g. the first layer of its kind appeared: the widget fills its form from it
             self.currentIndexChanged.emit(self.currentIndex())
             self.currentTextChanged.emit(self.currentText())
+
+    def _picked(self, *_: Any) -> None:
+        """A layer picked (by the user, or :meth:`set_layer`): no longer a default."""
+        self._default, self._emptied = None, False
+
+    def _score(self, index: int) -> float:
+        name = self.itemText(index)
+        if self.score is None or not name or name not in self.viewer.layers:
+            return 0.0
+        return float(self.score(self.viewer.layers[name]))
+
+    def _best(self) -> int:
+        """The default: the first (the newest with ``newest``) layer of the highest score."""
+        order = range(self.count() - 1, -1, -1) if self.newest else range(self.count())
+        if self.score is None or self.allow_none:
+            return next(iter(order), -1)
+        return max(order, key=self._score, default=-1)
 
     def layer(self, required: str | None = None):
         """The chosen layer; ``None`` or, if ``required`` names it, a ``ValueError``."""
@@ -109,6 +141,7 @@ class LayerSelect(QComboBox):
 
     def set_layer(self, layer) -> None:
         self.refresh()
+        self._picked()
         self.setCurrentIndex(self.findText(layer.name))
 
 

@@ -29,10 +29,11 @@ from typing import Any
 
 import napari
 import numpy as np
+import pandas as pd
 from napari.layers import Image, Points, Shapes
 from napari.utils.colormaps.standardize_color import transform_color
 from napari.utils.notifications import show_info, show_warning
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QCoreApplication, QEvent, Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -72,6 +73,8 @@ NAME = "register"
 META_TRANSFORM = "corrtomo_register_transform"
 META_ORIGINAL_AFFINE = "corrtomo_register_original_affine"
 META_ROLE = "corrtomo_register_role"
+#: on the landmark layers: the volume they were placed in (its layer's name)
+META_VOLUME = "corrtomo_register_volume"
 #: on the moving landmarks: hidden in 2D by this widget while rotated (shown in 3D)
 META_HIDDEN_2D = "corrtomo_register_hidden_in_2d"
 FOV_COLORS = ("yellow", "cyan", "magenta", "lime", "orange", "deepskyblue", "red")
@@ -167,6 +170,14 @@ def _length_format(values: Any):
     return text
 
 
+_NO_TRANSFORM = "No transform yet: place >= 3 landmark pairs and press Fit."
+#: landmark pairs the residual table shows without scrolling
+_TABLE_ROWS = 8
+#: a residual table of typical widths (:meth:`RegisterWidget._size_table`)
+_TYPICAL_TABLE = pd.DataFrame({"name": ["Pt-00"], "active": [True], "fitted": [True],
+                               **{f"{c}_um": [-0.123] for c in
+                                  ("residual", "loo_tre", "dz", "dy", "dx")}})
+
 #: what a new landmark fit says it replaced (:meth:`RegistrationSession.source`)
 _DROPPED = {
     "refined": "The refinement by intensity was of the earlier landmark fit and is no longer "
@@ -178,6 +189,34 @@ _DROPPED = {
 def _not_a_volume(layer) -> bool:
     """A registered layer's 2D view or a stack of projections: never fixed or moving."""
     return is_view(layer) or is_projection_stack(layer)
+
+
+def _shown(viewer, layer) -> bool:
+    """Whether ``layer`` is on screen, itself or through its 2D view: a hidden one (a
+    sample's ground-truth phantom) is no default volume while a shown one exists."""
+    return layer.visible or any(is_view(lay) and lay.visible and
+                                lay.metadata.get(META_VIEW_OF) == layer.name
+                                for lay in viewer.layers)
+
+
+def _volume_of(points) -> str | None:
+    """The volume a landmark layer was made for (``None``: unknown, e.g. the user's own
+    Points layer); layers made before :data:`META_VOLUME` name it after the colon."""
+    md = points.metadata
+    return md.get(META_VOLUME) or (points.name.partition(": ")[2] or None
+                                   if META_ROLE in md else None)
+
+
+def _sentences(*parts: str) -> str:
+    """Sentences joined with one full stop between them ('... press Fit. The ...')."""
+    parts = tuple(p for p in parts if p)
+    return ". ".join([p.rstrip(". ") for p in parts[:-1]] + list(parts[-1:]))
+
+
+#: the choosers' inputs as the summary names them
+_WHAT = {"fixed_select": "fixed image", "moving_select": "moving image",
+         "fixed_points_select": "fixed landmarks layer",
+         "moving_points_select": "moving landmarks layer"}
 
 
 class RegisterWidget(DockForm):
@@ -193,12 +232,16 @@ class RegisterWidget(DockForm):
         self._hiding = False  # this widget hides or shows rotated landmarks (not the user)
 
         # -- volumes and landmarks
+        # by default a shown volume (not a sample's hidden truth), the moving one another
+        # than the fixed one; a removed one leaves its chooser empty (no stand-in volume)
+        shown = functools.partial(_shown, napari_viewer)
         self.fixed_select = LayerSelect(
-            self.viewer, (Image,), skip=_not_a_volume,
+            self.viewer, (Image,), skip=_not_a_volume, score=shown, keep_removed=True,
             tip="the reference volume (e.g. the microCT overview): its frame is where the "
                 "moving volume is mapped")
         self.moving_select = LayerSelect(
-            self.viewer, (Image,), skip=_not_a_volume,
+            self.viewer, (Image,), skip=_not_a_volume, keep_removed=True,
+            score=lambda lay: 2 * (lay.name != self.fixed_select.currentText()) + shown(lay),
             tip="the volume to map onto the fixed one (e.g. the nanoCT of one particle)")
         self.fixed_points_select = LayerSelect(
             self.viewer, (Points,), allow_none=True,
@@ -228,11 +271,14 @@ class RegisterWidget(DockForm):
         self._fixed_changed()
         self.fit_button = QPushButton("Fit landmarks")
         self.fit_button.clicked.connect(lambda: self.fit())
-        self.summary = QLabel("No transform yet: place >= 3 landmark pairs and press Fit.")
+        self.summary = QLabel(_NO_TRANSFORM)
         self.summary.setWordWrap(True)
         self._summary_text = self.summary.text()
+        #: what the summary says of the transform in use (its fit, refinement or file)
+        self._transform_text = _NO_TRANSFORM
         self.table = TableView()
         self.table.table.itemChanged.connect(self._on_item_changed)
+        self.table.table.verticalHeader().hide()  # the pairs' names number the rows
 
         # -- apply / resample / refine
         self.apply_button = QPushButton("Apply as layer affine")
@@ -261,8 +307,8 @@ class RegisterWidget(DockForm):
             self.viewer, (Shapes,), skip=lambda lay: lay.metadata.get(CREATED_BY) == NAME,
             tip="shapes layer with the rectangle drawn on a slice of one volume")
         self.roi_target = LayerSelect(
-            self.viewer, (Image,), skip=is_view, tip="the volume to crop at its own resolution (the other "
-                                       "side of the registration)")
+            self.viewer, (Image,), skip=is_view, score=shown, keep_removed=True,
+            tip="the volume to crop at its own resolution (the other side of the registration)")
         self.roi_depth = QDoubleSpinBox()
         self.roi_depth.setRange(0.0, 1e9)
         self.roi_depth.setDecimals(4)
@@ -285,8 +331,8 @@ class RegisterWidget(DockForm):
         self.roi_button = QPushButton("Crop matching region")
         self.roi_button.clicked.connect(self._guard(self.crop_roi))
         self.fov_reference = LayerSelect(
-            self.viewer, (Image,), skip=is_view, tip="the volume on which the other volumes' fields of view "
-                                       "are outlined")
+            self.viewer, (Image,), skip=is_view, score=shown, keep_removed=True,
+            tip="the volume on which the other volumes' fields of view are outlined")
         self.fov_button = QPushButton("Show fields of view")
         self.fov_button.clicked.connect(self._guard(self.show_fields_of_view))
         # until the user picks them: crop from the moving volume (under a box drawn on the
@@ -294,16 +340,19 @@ class RegisterWidget(DockForm):
         self._picked: set[LayerSelect] = set()
         for select in (self.roi_target, self.fov_reference):
             select.activated.connect(lambda _, picked=select: self._picked.add(picked))
-        self.moving_select.activated.connect(lambda _: self._picked.add(self.moving_select))
-        self.fixed_select.currentTextChanged.connect(self._distinct_volumes)
-        napari_viewer.layers.events.inserted.connect(self._distinct_volumes)
+        # a default moving volume gives way to another than the fixed one
+        self.fixed_select.currentTextChanged.connect(self.moving_select.refresh)
         for select in (self.fixed_select, self.moving_select):
             select.currentTextChanged.connect(self._follow_registration)
-        self._distinct_volumes()
+        # and once every chooser offers a new layer (a default moving volume may become it)
+        napari_viewer.layers.events.inserted.connect(self._follow_registration)
         self._follow_registration()
-        # the summary says whether the moving layer shows the current transform
-        self.moving_select.currentTextChanged.connect(
-            lambda *_: self._set_summary(self._summary_text))
+        # the landmarks of the chosen volumes, what was removed, whether the transform is
+        # of these volumes and what the moving layer shows: said in the summary
+        self._chosen: dict[str, str] = {}
+        self._following = False
+        for key in self._CHOOSERS:
+            getattr(self, key).currentTextChanged.connect(self._inputs_changed)
         # rotated moving landmarks: shown in 3D, hidden in 2D (napari's own callbacks run
         # first: a switch to 2D slices them once, as it does the rotated volume)
         napari_viewer.dims.events.ndisplay.connect(self._landmarks_follow_ndisplay)
@@ -374,8 +423,19 @@ class RegisterWidget(DockForm):
         layout.addWidget(self.runner)
         layout.addStretch(1)
         self._connected: list[Any] = []
+        self._inputs_changed()
         self.autosave = autosave_for(napari_viewer)
         self.autosave.register(NAME, self.recovery_state, self.restore_state)
+
+    def showEvent(self, event) -> None:
+        """Shown (in the style it is shown in) without a table yet, the table is sized as a
+        typical one: the dock opens that wide, and the first fit, at the third pair, does
+        not widen it (moving the canvas under the user's clicks)."""
+        super().showEvent(event)
+        if self.table.frame.empty:
+            self._show_frame(_TYPICAL_TABLE)
+            self._size_table()
+            self.table.set_frame(pd.DataFrame())
 
     # ------------------------------------------------------------------ helpers
     def _guard(self, func):
@@ -409,17 +469,59 @@ class RegisterWidget(DockForm):
         ``override``: the fields the clicked button decides (``refine``, ``resample``)."""
         return self.options.value(self.fit_form.value(), **override)
 
-    def _distinct_volumes(self, *_) -> None:
-        """Until the user picks the moving volume, it is another volume than the fixed one
-        (both combos start at the first image): when the widget opens, a layer arrives or
-        the fixed volume changes."""
-        fixed = self.fixed_select.currentText()
-        if self.moving_select in self._picked or self.moving_select.currentText() != fixed:
+    def _volume_names(self) -> tuple[str, str]:
+        """The chosen (fixed, moving) volumes' names: what a transform is of."""
+        return self.fixed_select.currentText(), self.moving_select.currentText()
+
+    def _inputs_changed(self, *_: Any) -> None:
+        """A chooser changed: take the landmark layers of newly chosen volumes, and say in
+        the summary what was removed and whether the transform is of these volumes (the
+        table shows its residuals only then)."""
+        if self._following:  # the landmark choosers follow the volumes (below)
             return
-        others = [i for i in range(self.moving_select.count())
-                  if self.moving_select.itemText(i) not in ("", fixed)]
-        if others:
-            self.moving_select.setCurrentIndex(others[0])
+        before = self._chosen
+        if self._volume_names() != (before.get("fixed_select"), before.get("moving_select")):
+            self._following = True
+            try:
+                self._pick_landmarks()
+            finally:
+                self._following = False
+        self._chosen = {key: getattr(self, key).currentText() for key in self._CHOOSERS}
+        removed = [f"The {_WHAT[key]} {name!r} was removed: choose another" +
+                   (" or press 'New landmark layers'" if "points" in key else "")
+                   for key, name in before.items()
+                   if name and name != self._chosen[key] and name not in self.viewer.layers]
+        self._transform_changed(*removed)
+
+    def _pick_landmarks(self) -> None:
+        """The landmark layers made for the chosen volumes (in their role), else none:
+        landmarks placed in other volumes are never fitted to these."""
+        for select, volume, role in zip(
+                (self.fixed_points_select, self.moving_points_select), self._volume_names(),
+                ("fixed", "moving"), strict=True):
+            mine = [lay for lay in self.viewer.layers if isinstance(lay, Points) and
+                    lay.metadata.get(META_ROLE) == role and _volume_of(lay) == volume]
+            if mine:
+                select.set_layer(mine[0])
+            else:
+                select.setCurrentIndex(0)  # none ('' is the first choice)
+
+    def _transform_changed(self, *notes: str) -> None:
+        """The summary and the residual table of the transform in use, for the chosen
+        volumes; ``notes`` (what was removed) follow."""
+        volumes = self._volume_names()
+        t = self.session.transform
+        if t is None:
+            text = _NO_TRANSFORM
+        elif self.session.is_for(volumes):
+            text = self._transform_text
+        else:
+            fixed, moving = self.session.volumes
+            text = (f"The transform in use is of {moving!r} onto {fixed!r}, not of the chosen "
+                    "volumes: Apply, Resample and Refine refuse it. Place landmarks in these "
+                    "volumes and press Fit, or choose those volumes again")
+        self._set_summary(text, *notes)
+        self._show_transform()
 
     def _follow_registration(self, *_) -> None:
         for select, source in ((self.roi_target, self.moving_select),
@@ -463,6 +565,7 @@ class RegisterWidget(DockForm):
             name = f"landmarks {role}: {layer.name}"
             if name in self.viewer.layers and isinstance(self.viewer.layers[name], Points):
                 pts = self.viewer.layers[name]
+                pts.metadata.setdefault(META_VOLUME, layer.name)
             else:
                 # on a moving layer shown rotated (applied), 3D only (_place_landmarks)
                 hide = role == "moving" and self.viewer.dims.ndisplay == 2 and _rotated(
@@ -471,7 +574,7 @@ class RegisterWidget(DockForm):
                     np.zeros((0, 3)), ndim=3, name=name, units=(unit,) * 3,
                     affine=layer_affine(layer), size=self._point_size(layer), face_color=color,
                     border_color="white", visible=not hide,
-                    metadata={CREATED_BY: NAME, META_ROLE: role,
+                    metadata={CREATED_BY: NAME, META_ROLE: role, META_VOLUME: layer.name,
                               **({META_HIDDEN_2D: True} if hide else {})})
             out.append(pts)
         self.fixed_points_select.set_layer(out[0])
@@ -535,7 +638,14 @@ class RegisterWidget(DockForm):
     def landmark_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """Fixed and moving landmarks, both in the fixed unit, copied into the session."""
         pf, pm = self._points_layers()
-        _, _, ff, fm = self._frames()
+        fixed, moving, ff, fm = self._frames()
+        for points, volume, role in ((pf, fixed, "fixed"), (pm, moving, "moving")):
+            placed_in = _volume_of(points)
+            if placed_in not in (None, volume.name):
+                raise ValueError(f"the {role} landmarks {points.name!r} were placed in "
+                                 f"{placed_in!r}, not in the {role} image {volume.name!r}: "
+                                 f"choose landmarks of {volume.name!r} or press 'New landmark "
+                                 "layers'")
         k = float(convert(1.0, fm.unit, ff.unit))
         self.session.set_points(pf.data, np.asarray(pm.data, float) * k, ff.unit)
         return self.session.fixed, self.session.moving
@@ -545,34 +655,45 @@ class RegisterWidget(DockForm):
         """Fit the chosen model to the active pairs; on failure no transform is kept.
 
         ``live``: the refit after a completed pair, whose failure (too few pairs for the
-        model yet) is said in the summary line only, not in a notification.
+        model yet) is said in the summary line only, not in a notification; so is a landmark
+        whose partner is not placed yet (a notification of it outlived the pair's
+        completion).
         """
+        placing = False
         try:
             self.session.discard()
             self.session.settings = self._settings()
             self.landmark_pairs()
-            t = self.session.fit_landmarks()
+            placing = len(self.session.fixed) != len(self.session.moving)
+            t = self.session.fit_landmarks(self._volume_names())
         except ValueError as exc:
-            self._set_summary(f"Fit failed: {in_words(exc, WORDS)}")
-            if not live:
-                self.runner.refuse(in_words(exc, WORDS))
+            message = in_words(exc, WORDS)
+            if placing:
+                message = _sentences(message, "Place the partner of each landmark: the fit "
+                                              "follows each completed pair")
+            self._set_summary(f"Fit failed: {message}")
+            self._show_transform()
+            if not (live or placing):
+                self.runner.refuse(message)
             return None
         if not live:
             for w in t.warnings:
                 show_warning(w)
         dropped = _DROPPED.get(self.session.replaced)
-        self._set_summary(t.summary() + (f". {dropped}" if dropped else ""))
+        self._transform_text = _sentences(t.summary(), dropped or "")
+        self._set_summary(self._transform_text)
         if dropped and not live:
             show_info(dropped)
         self._show_transform()
         self.autosave.changed()
         return t
 
-    def _set_summary(self, text: str) -> None:
-        """The summary line: ``text`` and, where the moving layer shows another transform
-        than the current one (a refit after Apply), that it still does."""
+    def _set_summary(self, text: str, *notes: str) -> None:
+        """The summary line: ``text``, where the moving layer shows another transform than
+        the current one (a refit after Apply) that it still does, and ``notes`` (said once:
+        the next change of the summary drops them)."""
         self._summary_text = text
-        self.summary.setText(text + self._layer_note())
+        self.summary.setText(_sentences(text, self._layer_note(), *notes))
 
     def _layer_note(self) -> str:
         """'' or a sentence saying that the moving layer still shows an earlier transform."""
@@ -580,7 +701,7 @@ class RegisterWidget(DockForm):
         shown = None if moving is None else moving.metadata.get(META_TRANSFORM)
         if not shown:
             return ""
-        t = self.session.transform
+        t = self.session.transform if self.session.is_for(self._volume_names()) else None
         try:
             same = t is not None and np.allclose(
                 reg.transform_from_dict(shown).in_unit(t.unit).matrix, t.matrix,
@@ -590,20 +711,30 @@ class RegisterWidget(DockForm):
         if same:
             return ""
         if t is None:
-            return (f". The moving layer {moving.name!r} still shows the earlier transform "
+            return (f"The moving layer {moving.name!r} still shows the earlier transform "
                     "('Reset moving layer' removes it)")
-        return (f". The moving layer {moving.name!r} still shows the earlier transform until "
+        return (f"The moving layer {moving.name!r} still shows the earlier transform until "
                 "you press 'Apply as layer affine'")
 
     def _show_transform(self) -> None:
-        """The session's residual table, its active column first, as check boxes."""
-        try:
-            self.landmark_pairs()
-        except ValueError:
-            return
-        frame = self.session.table()
+        """The session's residual table, its active column first, as check boxes; empty
+        without a transform of the chosen volumes or their landmark pairs."""
+        frame = None
+        if self.transform is not None and self.session.is_for(self._volume_names()):
+            try:
+                self.landmark_pairs()
+            except ValueError:
+                pass
+            else:
+                frame = self.session.table()
         if frame is None:
-            return
+            self.table.set_frame(pd.DataFrame())
+        else:
+            self._show_frame(frame)
+            self._size_table()
+
+    def _show_frame(self, frame: pd.DataFrame) -> None:
+        """A residual table in the panel: its active column first, as check boxes."""
         table = self.table.table
         table.blockSignals(True)
         shown = frame[["active", *frame.columns.drop("active")]]
@@ -624,6 +755,31 @@ class RegisterWidget(DockForm):
             item.setCheckState(Qt.Checked if active else Qt.Unchecked)
         table.blockSignals(False)
 
+    def _size_table(self) -> None:
+        """:data:`_TABLE_ROWS` pairs and every column in view: the table asks for the
+        width of its columns (the dock widens to its controls' minimum width, see
+        :class:`~._dock.DockForm`; never narrower again) and the height of the rows."""
+        table = self.table.table
+        frame = 2 * table.frameWidth()
+        header = table.horizontalHeader()
+        width = max(table.minimumWidth(), header.length() + frame +
+                    table.verticalScrollBar().sizeHint().width())
+        rows = table.rowHeight(0) if table.rowCount() else \
+            table.verticalHeader().defaultSectionSize()
+        height = rows * _TABLE_ROWS + header.sizeHint().height() + frame
+        if (width, height) == (table.minimumWidth(), table.minimumHeight()):
+            return
+        table.setMinimumSize(width, height)
+        # the layouts take it now, up to the window (the dock widens to its minimum, the
+        # canvas narrows): not at a later turn, under the user's next click
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+        self.updateGeometry()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+        window = self.window().layout()
+        if window is not None:
+            window.activate()
+            QCoreApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+
     def _on_item_changed(self, item) -> None:
         if item.column() != 0 or item.row() >= len(self.active):
             return
@@ -635,36 +791,70 @@ class RegisterWidget(DockForm):
         self.fit()
 
     # ------------------------------------------------------------------ apply
+    def _transform(self) -> reg.Transform:
+        """The transform in use, refused where it is of other volumes than the chosen."""
+        return self.session.require_transform(self._volume_names())
+
     def world_affine(self) -> np.ndarray:
         """The moving layer's affine that overlays it on the fixed one."""
         fixed, _, _, fm = self._frames()
+        self._transform()
         return layer_affine(fixed) @ self.session.overlay_matrix(fm.unit)
 
     def apply_affine(self) -> None:
-        """Overlay the moving layer on the fixed one (its ``affine``; no resampling)."""
+        """Overlay the moving layer on the fixed one (its ``affine``; no resampling), and
+        the layers made from it in its frame with it."""
         _, moving = self._layers()
         affine = self.world_affine()
+        before = layer_affine(moving)
         if META_ORIGINAL_AFFINE not in moving.metadata:
-            moving.metadata[META_ORIGINAL_AFFINE] = layer_affine(moving).tolist()
+            moving.metadata[META_ORIGINAL_AFFINE] = before.tolist()
         self._place(moving, affine)
         moving.metadata[META_TRANSFORM] = reg.transform_to_dict(self.transform)
         _, pm = self._points_layers(required=False)
         if pm is not None:
             self._place_landmarks(pm, affine)
-        self._set_summary(self._summary_text)  # the layer shows the current transform
+        # the layer shows the current transform
+        self._set_summary(self._summary_text, self._move_derived(moving, before, affine))
 
     def reset_moving(self) -> None:
-        """Restore the moving layer's affine from before the first *Apply*."""
+        """Restore the moving layer's affine from before the first *Apply* (and that of the
+        layers made from it in its frame)."""
         _, moving = self._layers()
         original = moving.metadata.pop(META_ORIGINAL_AFFINE, None)
         if original is None:
             raise ValueError(f"{moving.name!r} was not moved by Register; nothing to reset")
-        moving.affine = np.asarray(original)
+        before, original = layer_affine(moving), np.asarray(original)
+        moving.affine = original
         moving.metadata.pop(META_TRANSFORM, None)
         _, pm = self._points_layers(required=False)
         if pm is not None:
-            self._place_landmarks(pm, np.asarray(original))
-        self._set_summary(self._summary_text)
+            self._place_landmarks(pm, original)
+        self._set_summary(self._summary_text, self._move_derived(moving, before, original))
+
+    def _move_derived(self, parent, before: np.ndarray, after: np.ndarray) -> str:
+        """Give the layers made from ``parent`` in its frame (crops, their scribbles and
+        segmentations, at any depth: 3D layers of its affine ``before``; not a resampled
+        volume, which has a registration of its own) ``parent``'s new affine ``after``:
+        they stay on the features they were made of. Returns the sentence naming them."""
+        if np.allclose(before, after):
+            return ""
+        moved: list[str] = []
+        sources = [parent.name]
+        while sources:
+            source = sources.pop()
+            for layer in list(self.viewer.layers):
+                if (layer.metadata.get(DERIVED_FROM) == source and layer.ndim == 3
+                        and not is_view(layer) and META_TRANSFORM not in layer.metadata
+                        and layer.name not in moved
+                        and np.allclose(layer_affine(layer), before)):
+                    self._place(layer, after)
+                    moved.append(layer.name)
+                    sources.append(layer.name)
+        if not moved:
+            return ""
+        return (f"Moved with {parent.name!r} (made from it in its frame): " +
+                ", ".join(map(repr, moved)))
 
     def _place(self, layer, affine: np.ndarray) -> None:
         """Give a 3D image ``affine`` without napari slicing it in 2D under a rotation.
@@ -719,7 +909,7 @@ class RegisterWidget(DockForm):
 
     def resample(self):
         """Resample the moving volume into the chosen fixed-frame grid (new layer)."""
-        t = self.session.require_transform()
+        t = self._transform()
         fixed, moving, ff, fm = self._frames()
         t = t.in_unit(ff.unit)
         settings = self._settings(resample=True)
@@ -746,7 +936,7 @@ class RegisterWidget(DockForm):
 
     def refine(self):
         """Refine the current transform by intensity registration (worker)."""
-        t = self.session.require_transform()
+        t = self._transform()
         fixed, moving, ff, fm = self._frames()
         t = t.in_unit(ff.unit)
 
@@ -755,14 +945,16 @@ class RegisterWidget(DockForm):
             self.session.use(result)
             self._show_transform()
             info = result.metadata.get("refine", {})
-            self._set_summary(
+            self._transform_text = (
                 f"{result.summary()}; refined by {info.get('metric')} in "
                 f"{info.get('iterations')} iterations, moved up to {info.get('max_shift', 0):.3g} "
-                f"{ff.unit}" + ("" if applied else "; press 'Apply as layer affine' to overlay"))
+                f"{ff.unit}")
+            self._set_summary(self._transform_text + (
+                "" if applied else "; press 'Apply as layer affine' to overlay"))
             for w in result.warnings:
                 show_warning(w)
-            if applied:
-                self.apply_affine()
+            if applied:  # (refused where the volumes were changed meanwhile)
+                self._guard(self.apply_affine)()
 
         return self.runner.start(reg.refine_transform, full_resolution(fixed), ff,
                                  full_resolution(moving), fm, t,
@@ -785,10 +977,10 @@ class RegisterWidget(DockForm):
                                     full_resolution(moving).shape, fm)
         except ValueError as exc:
             raise ValueError(in_words(exc, WORDS)) from None
-        self.session.take_landmarks(lm)
         pf, pm = self._points_layers(required=False)
         if pf is None or pm is None:
             pf, pm = self.create_landmark_layers()
+        self.session.take_landmarks(lm)
         self._switching = True
         try:
             pf.data = lm.fixed
@@ -802,8 +994,9 @@ class RegisterWidget(DockForm):
     def load_transform(self, path: str) -> reg.Transform:
         """Read a JSON or ITK transform (ITK files are taken in the fixed layer's unit)."""
         self._frames()
-        t = self.session.load_transform(path)
-        self._set_summary(f"loaded: {t.summary()}")
+        t = self.session.load_transform(path, self._volume_names())
+        self._transform_text = f"loaded: {t.summary()}"
+        self._set_summary(self._transform_text)
         self._show_transform()
         return t
 
@@ -832,7 +1025,8 @@ class RegisterWidget(DockForm):
         self.fit_form.set_value(self.session.settings)
         self.options.set_value(self.session.settings)
         if self.transform is not None:
-            self._show_transform()
+            self._transform_text = f"restored: {self.transform.summary()}"
+            self._transform_changed()
 
     # ------------------------------------------------------------------ ROI / FOV
     def _show_depth_unit(self, *_: Any) -> None:

@@ -3,7 +3,7 @@
 The Register widget holds one and renders it; tests drive it without a viewer. It keeps
 the landmark pairs (both in the fixed volume's unit), their names and active flags, the
 settings, the landmark fit and the current transform (the fit, its refinement or one
-loaded from a file), and runs the pipeline's steps on them
+loaded from a file) with the volumes it is of, and runs the pipeline's steps on them
 (:mod:`~napari_corrtomo.core.register.pipeline`).
 """
 
@@ -53,6 +53,9 @@ class RegistrationSession:
         #: what the last :meth:`fit_landmarks` replaced and dropped: ``"refined"`` (a
         #: refinement of the earlier fit), ``"loaded"`` or ``None`` (:meth:`source`)
         self.replaced: str | None = None
+        #: the (fixed, moving) volumes the current transform maps (moving onto fixed), as
+        #: the caller names them; ``None``: not said (:meth:`is_for` any)
+        self.volumes: tuple[str, str] | None = None
 
     # ------------------------------------------------------------------ landmarks
     def set_points(self, fixed: Any, moving: Any, unit: str | None = None) -> None:
@@ -79,11 +82,13 @@ class RegistrationSession:
         self.active[row] = bool(active)
 
     # ------------------------------------------------------------------ steps
-    def fit_landmarks(self) -> Transform:
-        """Fit the active pairs (:func:`~.pipeline.fit_pairs`); on failure no transform is
-        kept and the ``ValueError`` propagates."""
+    def fit_landmarks(self, volumes: tuple[str, str] | None = None) -> Transform:
+        """Fit the active pairs (:func:`~.pipeline.fit_pairs`), placed in the (fixed,
+        moving) ``volumes``; on failure no transform is kept and the ``ValueError``
+        propagates."""
         self.discard()
         self.fit = self.transform = fit_pairs(self.landmarks(), self.settings)
+        self.volumes = _volumes(volumes)
         return self.fit
 
     def discard(self) -> None:
@@ -92,7 +97,7 @@ class RegistrationSession:
         before = self.source()
         if before is not None:  # (a fit that failed before dropped nothing new)
             self.replaced = before if before in ("refined", "loaded") else None
-        self.fit = self.transform = None
+        self.fit = self.transform = self.volumes = None
 
     def use(self, transform: Transform, fitted: bool = True) -> None:
         """Make ``transform`` the current one: a refinement of the fit (``fitted``) or,
@@ -115,11 +120,23 @@ class RegistrationSession:
             return "loaded"
         return "fit" if self.transform is self.fit else "refined"
 
-    def require_transform(self) -> Transform:
-        """The current transform, or a ``ValueError`` saying how to get one."""
+    def is_for(self, volumes: tuple[str, str] | None) -> bool:
+        """Whether the current transform may map these (fixed, moving) ``volumes``: it is
+        of them, or either side is not said."""
+        return self.volumes is None or volumes is None or _volumes(volumes) == self.volumes
+
+    def require_transform(self, volumes: tuple[str, str] | None = None) -> Transform:
+        """The current transform, or a ``ValueError`` saying how to get one; ``volumes``:
+        the (fixed, moving) volumes it is to map (refused when it is of others)."""
         if self.transform is None:
             raise ValueError("no transform: fit landmarks or load a transform first "
                              "(nothing was changed)")
+        if not self.is_for(volumes):
+            (fixed, moving), (to_fixed, to_moving) = self.volumes, volumes
+            raise ValueError(
+                f"the transform is of {moving!r} onto {fixed!r}, not of {to_moving!r} onto "
+                f"{to_fixed!r}: place landmarks in these volumes and fit them, load their "
+                "transform, or choose those volumes again (nothing was changed)")
         return self.transform
 
     def table(self) -> pd.DataFrame | None:
@@ -153,18 +170,23 @@ class RegistrationSession:
     def save_transform(self, path: str | os.PathLike) -> None:
         save_transform(path, self.require_transform())
 
-    def load_transform(self, path: str | os.PathLike) -> Transform:
-        """Read a JSON or ITK transform (ITK files are taken in the session's unit)."""
+    def load_transform(self, path: str | os.PathLike,
+                       volumes: tuple[str, str] | None = None) -> Transform:
+        """Read a JSON or ITK transform (ITK files are taken in the session's unit) as the
+        transform of the (fixed, moving) ``volumes``."""
         self.use(load_transform(path, unit=self.unit), fitted=False)
+        self.volumes = _volumes(volumes)
         return self.transform
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
-        """Names, active flags, fit settings and the transform (for crash recovery)."""
+        """Names, active flags, fit settings, the transform and its volumes (for crash
+        recovery and projects)."""
         s = self.settings
         return {"names": list(self.names), "active": list(self.active), "model": s.model,
                 "robust": s.robust, "threshold": s.threshold or 0.0,
-                "transform": None if self.transform is None else transform_to_dict(self.transform)}
+                "transform": None if self.transform is None else transform_to_dict(self.transform),
+                "volumes": None if self.volumes is None else list(self.volumes)}
 
     def restore(self, state: dict) -> None:
         """Take back what :meth:`state` gave."""
@@ -175,3 +197,9 @@ class RegistrationSession:
         self.settings.threshold = float(state.get("threshold", 0.0)) or None
         if state.get("transform"):  # as it was (the layers' unit is not known yet)
             self.fit, self.transform = None, transform_from_dict(state["transform"])
+            self.volumes = _volumes(state.get("volumes"))
+
+
+def _volumes(volumes: Any) -> tuple[str, str] | None:
+    """(fixed, moving) names as a tuple (a saved state holds a list), or ``None``."""
+    return None if volumes is None else (str(volumes[0]), str(volumes[1]))
