@@ -239,3 +239,29 @@ def test_restore_brings_back_an_applied_affine_and_keeps_the_layers_tables(make_
     autosave.restore(state)
     np.testing.assert_array_equal(img.affine.affine_matrix, affine)
     assert img.metadata[TABLES]["porosity"]["porosity"][0] == 0.3
+
+
+def test_a_snapshot_brings_points_and_shapes_back_in_their_colours(make_napari_viewer,
+                                                                   tmp_path):
+    """A landmark layer that exists only in the snapshot (lost in a crash) comes back
+    magenta with its white border, an outline with its edge colour and no fill."""
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    from napari_corrtomo.core.recovery import write_recovery
+
+    viewer = make_napari_viewer()
+    pts = viewer.add_points(np.array([[1.0, 2, 3], [4, 5, 6]]), name="landmarks",
+                            face_color="magenta", border_color="white")
+    box = viewer.add_shapes([np.array([[0.0, 0], [0, 5], [5, 5], [5, 0]])], ndim=2,
+                            name="outline", edge_color="lime", face_color="transparent")
+    expected = {(layer.name, key): transform_color(getattr(layer, key))
+                for layer, keys in ((pts, ("face_color", "border_color")),
+                                    (box, ("edge_color", "face_color", "current_edge_color")))
+                for key in keys}
+    autosave = autosave_for(viewer)
+    write_recovery(tmp_path, autosave.snapshot())
+    viewer.layers.clear()
+    autosave.restore(read_recovery(tmp_path))
+    for (name, key), value in expected.items():
+        np.testing.assert_allclose(transform_color(getattr(viewer.layers[name], key)), value,
+                                   err_msg=key)

@@ -289,6 +289,19 @@ def full_resolution(layer) -> Any:
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
+#: what a project keeps of a points or shapes layer's looks beyond its ``display`` (the
+#: arguments it is made with), set in this order once it is made: each element's colours
+#: (and border widths), then those of the next one drawn
+STYLE = {
+    "points": ("face_color", "border_color", "border_width_is_relative", "border_width",
+               "current_face_color", "current_border_color", "current_border_width"),
+    "shapes": ("face_color", "edge_color", "current_face_color", "current_edge_color",
+               "current_edge_width"),
+}
+#: the keys of :data:`STYLE` with a value per element
+PER_ELEMENT = ("face_color", "border_color", "border_width", "edge_color")
+
+
 def to_project_layer(layer) -> ProjectLayer:
     """Snapshot of a napari layer (data, frame, display, tables) for saving."""
     kind = layer_kind(layer)
@@ -310,6 +323,7 @@ def to_project_layer(layer) -> ProjectLayer:
         tables=layer_tables(layer),
         shape_types=list(layer.shape_type) if kind == "shapes" else None,
         translate=tuple(float(t) for t in layer.translate),
+        style={key: np.asarray(getattr(layer, key)).tolist() for key in STYLE.get(kind, ())},
     )
 
 
@@ -375,4 +389,8 @@ def project_layer(entry: ProjectLayer) -> napari.layers.Layer:
         layer.features = tables.pop("features")
     if tables:
         layer.metadata = {**layer.metadata, TABLES: tables}
+    empty = not len(layer.data)  # napari takes no per-element colours for no elements
+    for key in STYLE.get(entry.layer_type, ()):
+        if key in entry.style and not (empty and key in PER_ELEMENT):
+            setattr(layer, key, entry.style[key])
     return layer

@@ -47,7 +47,6 @@ from ._layers import (
     add_unselected,
     bring_into_view,
     is_projection_stack,
-    layer_kind,
     project_layer,
     to_project_layer,
 )
@@ -73,17 +72,6 @@ SHOWN_COLUMNS = {
     "size": ("size", "field of view in the common frame (a detector stack: its images, "
                      "projections, flats or darks, and their pixels)"),
 }
-#: what a project keeps of a points or shapes layer's looks beyond its ``display`` (the
-#: arguments it is made with, :func:`._layers.to_project_layer`), set in this order once
-#: it is made: each element's colours (and border widths), then those of the next one drawn
-STYLE = {
-    "points": ("face_color", "border_color", "border_width_is_relative", "border_width",
-               "current_face_color", "current_border_color", "current_border_width"),
-    "shapes": ("face_color", "edge_color", "current_face_color", "current_edge_color",
-               "current_edge_width"),
-}
-#: the keys of :data:`STYLE` with a value per element (napari takes none for a layer without)
-PER_ELEMENT = ("face_color", "border_color", "border_width", "edge_color")
 
 
 class ProjectWidget(DockForm):
@@ -220,7 +208,6 @@ class ProjectWidget(DockForm):
             entry = to_project_layer(layer)
             if layer.name in shown and "visible" in entry.display:
                 entry.display["visible"] = shown[layer.name]
-            entry.style = layer_style(layer)
             layers.append(entry)
         if not layers:
             self.runner.refuse("Nothing to save: the viewer has no image, labels, points or "
@@ -266,7 +253,7 @@ class ProjectWidget(DockForm):
             # cancelled load's traceback keeps this frame, whose volumes must not stay
             layers, total = [], len(entries)
             while entries:
-                layers.append(_styled_layer(entries.pop(0)))
+                layers.append(project_layer(entries.pop(0)))
                 report(progress, 600 + 100 * len(layers) // total, 1000)
             ndim = max((lay.ndim for lay in layers), default=2)
             point, first = _start_point(view, layers, ndim)
@@ -759,27 +746,6 @@ def _load(directory, progress=None):
             discard_recovery(info.folder)
         return entries, view, panels, (None, None)
     return entries, view, panels, (info, state)
-
-
-def layer_style(layer) -> dict:
-    """A points or shapes layer's :data:`STYLE`, JSON-safe (empty for other layers)."""
-    return {key: np.asarray(getattr(layer, key)).tolist()
-            for key in STYLE.get(layer_kind(layer), ())}
-
-
-def _styled_layer(entry):
-    """The napari layer of a project's entry, in its colours (:func:`apply_style`)."""
-    layer = project_layer(entry)
-    apply_style(layer, entry.style)
-    return layer
-
-
-def apply_style(layer, style: dict) -> None:
-    """Give a layer made from a project its :func:`layer_style` back."""
-    empty = not len(layer.data)
-    for key in STYLE.get(layer_kind(layer), ()):
-        if key in style and not (empty and key in PER_ELEMENT):
-            setattr(layer, key, style[key])
 
 
 def _start_point(view: dict, layers: list, ndim: int):
