@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from napari_corrtomo.core._checks import SettingError
 from napari_corrtomo.core.recon import Geometry
 
 ANGLES = np.linspace(0, 360, 12, endpoint=False)
@@ -207,3 +208,37 @@ def test_geometry_file_fields_are_checked_by_type(tmp_path, change, message):
     (tmp_path / "ok.json").write_text(json.dumps(ok))
     g = Geometry.load(tmp_path / "ok.json")
     assert g.angles_deg[-1] == 180 and g.shifts[0, 1] == 1.5
+
+
+@pytest.mark.parametrize("angles, degrees", [
+    ({"start": 0, "stop": 3.14159, "count": 180, "endpoint": False}, "0 to 179 degrees"),
+    ({"start": 0, "stop": 6.2832, "count": 360, "endpoint": False}, "0 to 359 degrees"),
+    ({"start": -1.2217, "stop": 1.2217, "count": 61, "endpoint": True}, "-70 to 70 degrees"),
+])
+def test_angles_in_radians_are_refused(tmp_path, angles, degrees):
+    """A half or full turn (or an ET tilt range) typed in radians: many projections within a
+    few 'degrees' is no scan anyone takes; it would reconstruct silently, ~100x too faint."""
+    data = {"kind": "parallel", "det_shape": [24, 64], "pixel_size": 0.5, "unit": "um",
+            "angles": angles}
+    (tmp_path / "g.json").write_text(json.dumps(data))
+    with pytest.raises(SettingError) as info:
+        Geometry.load(tmp_path / "g.json")
+    text = str(info.value)
+    assert text.startswith(f"g.json: the {angles['count']} angles_deg span ")
+    assert f"which looks like radians ({degrees}); angles are in degrees" in text
+    assert info.value.worded({"angles_deg": "<angles>"}).startswith(
+        f"g.json: the {angles['count']} <angles> span")
+    with pytest.raises(SettingError, match="looks like radians"):  # the API, as the widget
+        Geometry.tilt_series(np.linspace(-1.2217, 1.2217, 61), (16, 48), 0.5)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Geometry.parallel(np.linspace(0, 180, 180, endpoint=False), (4, 8)),
+    lambda: Geometry.tilt_series(np.linspace(-70, 70, 71), (4, 8)),  # limited angle
+    lambda: Geometry.tilt_series(np.linspace(-60, 40, 51), (4, 8)),  # asymmetric
+    lambda: Geometry.laminography(np.linspace(0, 360, 400), (4, 8), 30.0),
+    lambda: Geometry.tilt_series(np.linspace(-3, 3, 13), (4, 8)),  # few views, small range
+    lambda: Geometry.parallel(np.linspace(0, 6.3, 19), (4, 8)),  # too few to call radians
+])
+def test_degree_scans_and_few_views_are_not_taken_for_radians(make):
+    assert make().n_angles > 1

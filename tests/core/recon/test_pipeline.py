@@ -158,3 +158,39 @@ def test_a_centre_off_the_detector_is_refused(raw_scan):
     with pytest.raises(SettingError, match="center 1000 px"):
         recon.prepare_scan(raw_scan.raw, g, recon.ScanSettings(center=1000.0),
                            flats=raw_scan.flats)
+
+
+@pytest.mark.parametrize("voxel_size, what", [
+    (500.0, "the 8 x 48 x 48 volume of 500 um voxels casts a shadow of 6.79e+04 x 8e+03 "
+            "pixels (columns x rows) on the 48 x 8 pixel detector (0.5 um per pixel at the "
+            "rotation axis), of which only 7.1e-07 falls on the detector: the volume would be "
+            "blank (zero) almost everywhere; the voxel size is 1e+03 times"),
+    (0.0005, "the 8 x 48 x 48 volume of 0.0005 um voxels casts a shadow of 0.0679 x 0.008 "
+             "pixels (columns x rows) on the 48 x 8 pixel detector (0.5 um per pixel at the "
+             "rotation axis), less than one detector pixel: the volume would be one constant "
+             "value; the voxel size is 0.001 times"),
+])
+def test_a_voxel_size_in_another_unit_is_refused_before_any_preparation(raw_scan, monkeypatch,
+                                                                        voxel_size, what):
+    """nm typed into a um geometry (or the reverse) gave a blank or constant volume."""
+    prepared = []
+    monkeypatch.setattr("napari_corrtomo.core.recon.pipeline._prepare",
+                        lambda *a, **k: prepared.append(a))
+    settings = recon.ReconSettings(voxel_size=voxel_size)
+    with pytest.raises(SettingError) as info:
+        recon.run_reconstruction(raw_scan.raw, raw_scan.geometry, settings=settings,
+                                 flats=raw_scan.flats)
+    assert not prepared
+    assert info.value.worded({"voxel_size": "--voxel-size"}) == (
+        f"{what} the detector pixel: give --voxel-size in um, the geometry's unit (nm and um "
+        f"differ by a factor of 1000), or leave it empty for the pixel at the axis (0.5 um)")
+
+
+def test_binned_and_supersampled_grids_run(raw_scan):
+    s = raw_scan
+    for factor in (0.5, 2.0, 4.0):  # the default shape: a larger or smaller field of view
+        settings = recon.ReconSettings(voxel_size=factor * s.geometry.default_voxel_size)
+        r = recon.run_reconstruction(s.raw, s.geometry, settings=settings, flats=s.flats,
+                                     darks=s.darks)
+        assert r.volume.shape == s.geometry.default_volume_shape()
+        assert np.ptp(r.volume) > 0 and r.voxel_size == settings.voxel_size

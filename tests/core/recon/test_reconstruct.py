@@ -1,13 +1,18 @@
 """Phantom recovery for every geometry and method, agreement with scikit-image and ASTRA,
 iterative convergence, previews, progress/cancel and the bad-input errors of the issue."""
 
+import re
+
 import numpy as np
 import pytest
 
+from napari_corrtomo.core._checks import SettingError
 from napari_corrtomo.core.progress import Cancelled
 from napari_corrtomo.core.recon import (
     Geometry,
+    check_grid,
     forward_project,
+    method_for,
     reconstruct,
     reconstruct_halves,
     reconstruct_slice,
@@ -263,3 +268,21 @@ def test_short_scan_message_is_the_warning():
     with pytest.warns(UserWarning) as record:
         reconstruct(proj, half, (4, 8, 8), method="fdk")
     assert [str(w.message) for w in record] == [message]
+
+
+@pytest.mark.parametrize("name", ["parallel_sample", "cone_sample", "lamino_sample",
+                                  "tilt_sample"])
+def test_grids_the_detector_sees_pass_and_others_are_refused(request, name):
+    """Sub- and super-sampling, binning and cone magnification pass the field-of-view check;
+    a voxel size 1000x off, or a volume 1000x the field of view, is refused by the core."""
+    s = request.getfixturevalue(name)
+    g, vs = s.geometry, s.geometry.default_voxel_size
+    shape = g.default_volume_shape()
+    for factor, grid in ((0.5, shape), (2.0, shape), (4.0, shape),
+                         (4.0, tuple(max(1, n // 4) for n in shape)), (1.0, (1, 1, 1))):
+        assert check_grid(g, grid, factor * vs)[0] == grid
+    for factor in (1000.0, 0.001):
+        with pytest.raises(SettingError, match=re.escape(f"the voxel size is {factor:.3g} times")):
+            reconstruct(s.projections, g, shape, factor * vs, method_for(g), backend="numpy")
+    with pytest.raises(SettingError, match="falls on the detector: .*; choose a smaller shape$"):
+        check_grid(g, tuple(1000 * n for n in shape), vs)

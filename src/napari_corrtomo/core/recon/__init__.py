@@ -52,6 +52,7 @@ from .preprocess import (
 from .projector import backproject, forward_project, select_engine
 from .reconstruct import (
     METHODS,
+    check_grid,
     check_projections,
     method_for,
     reconstruct,
@@ -79,6 +80,7 @@ __all__ = [
     "forward_project",
     "fsc",
     "check_center",
+    "check_grid",
     "check_memory",
     "check_slab",
     "half_bit_threshold",

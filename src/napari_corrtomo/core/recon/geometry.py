@@ -71,6 +71,11 @@ from ..units import normalize_unit
 KINDS = ("parallel", "cone", "laminography", "tilt_series")
 JSON_FORMAT = "napari-corrtomo/geometry"
 JSON_VERSION = 1
+#: A scan of this many projections or more whose angles all lie within +-RADIANS_MAX
+#: degrees was given in radians: no tomography turns through only a few degrees in many
+#: steps (a limited-angle tilt series still spans tens of degrees)
+RADIANS_MIN_COUNT = 20
+RADIANS_MAX = 2 * math.pi + 0.01
 
 
 def _rot_z(theta: np.ndarray, vec: Sequence[float]) -> np.ndarray:
@@ -100,6 +105,12 @@ def _check_angles(angles_deg: Any) -> np.ndarray:
         raise SettingError(f"the {arr.size} $angles_deg are all {arr[0]:g} deg: projections "
                            "from one direction cannot be reconstructed; give the angles the "
                            "scan turned through (e.g. 0 to 180)", angles_deg="angles_deg")
+    if arr.size >= RADIANS_MIN_COUNT and np.abs(arr).max() <= RADIANS_MAX:
+        raise SettingError(
+            f"the {arr.size} $angles_deg span {arr.min():g} to {arr.max():g}, which looks like "
+            f"radians ({np.degrees(arr.min()):.4g} to {np.degrees(arr.max()):.4g} degrees); "
+            f"angles are in degrees: give them in degrees (e.g. 0 to 180 for a half turn)",
+            angles_deg="angles_deg")
     arr = arr.copy()
     arr.setflags(write=False)
     return arr

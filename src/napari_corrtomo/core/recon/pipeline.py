@@ -26,6 +26,7 @@ from .preprocess import prepare
 from .projector import select_engine
 from .reconstruct import (
     METHODS,
+    check_grid,
     method_for,
     reconstruct,
     reconstruct_halves,
@@ -349,6 +350,7 @@ def run_reconstruction(projections: Any, geometry: Geometry,
     stop = 500 if halves else 1000
     check_slab(settings, geometry, slab)  # before the preparation, which takes a while
     check_memory(geometry, settings, slab=slab, halves=halves)
+    check_grid(geometry, settings.shape, settings.voxel_size)
     lines, geometry, alignment = _prepare(projections, geometry, scan, flats, darks,
                                           scaled(progress, 0, 200, 1000))
     s = settings.resolved(geometry)

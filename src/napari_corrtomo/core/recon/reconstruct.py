@@ -70,21 +70,87 @@ def _check_method(method: str, geometry: Geometry, iterations: int,
     return name
 
 
-def _grid(geometry: Geometry, volume_shape: Sequence[int] | None, voxel_size: float | None,
-          offset: Sequence[float] = (0.0, 0.0, 0.0)) -> tuple[tuple[int, int, int], float, np.ndarray]:
-    """The checked volume grid, ``None`` taking the geometry's defaults, so that a slice
-    preview lies on the very grid of the full reconstruction."""
+def check_grid(geometry: Geometry, volume_shape: Sequence[int] | None = None,
+               voxel_size: float | None = None, offset: Sequence[float] = (0.0, 0.0, 0.0)
+               ) -> tuple[tuple[int, int, int], float, np.ndarray]:
+    """The checked volume grid ``(shape, voxel_size, offset)``, ``None`` taking the
+    geometry's defaults (so that a slice preview lies on the very grid of the full
+    reconstruction).
+
+    Raises
+    ------
+    SettingError
+        When the detector does not see the grid (:func:`check_field_of_view`).
+    """
     if volume_shape is None:
         volume_shape = geometry.default_volume_shape()
     if voxel_size is None:
         voxel_size = geometry.default_voxel_size
-    return P.check_volume(volume_shape, voxel_size, offset)
+    grid = P.check_volume(volume_shape, voxel_size, offset)
+    check_field_of_view(geometry, grid[0], grid[1])
+    return grid
+
+
+#: least share of the volume's shadow on the detector plane that must fall on the detector;
+#: a voxel size 1000 times too large leaves about 1e-6 (4x binning, shape kept: 0.04)
+MIN_SHADOW_ON_DETECTOR = 1e-3
+
+
+def _shadow(geometry: Geometry, shape: tuple[int, int, int], vs: float) -> np.ndarray:
+    """((col_lo, col_hi), (row_lo, row_hi)): the detector pixel coordinates (0 the centre
+    of the first pixel) that the corners of a volume centred on the rotation axis reach
+    over all angles; a cone beam is taken with its magnification at the rotation axis."""
+    half = 0.5 * vs * np.array(shape[::-1], float)
+    signs = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T
+    corners = signs * half  # (8, 3) as (x, y, z)
+    f = geometry.frame_vectors()
+    pixel = geometry.default_voxel_size
+    out = []
+    for axis, key, n in ((1, "u", geometry.det_shape[1]), (0, "v", geometry.det_shape[0])):
+        pos = corners @ f[key].T / pixel + geometry.shifts[:, axis] + 0.5 * (n - 1)
+        out.append((pos.min(), pos.max()))
+    return np.array(out)
+
+
+def check_field_of_view(geometry: Geometry, shape: tuple[int, int, int], vs: float) -> None:
+    """Raise :class:`SettingError` when the volume grid, centred on the rotation axis, does
+    not meet the detector: its shadow spans less than one detector pixel, or lies almost
+    entirely beside the detector (a voxel size in another unit than the geometry's leaves a
+    blank or constant volume). An offset volume is a piece of such a grid (a slice preview,
+    a slab) and may lie beyond the detector."""
+    shadow = _shadow(geometry, shape, vs)
+    rows, cols = geometry.det_shape
+    span = shadow[:, 1] - shadow[:, 0]
+    detector = np.array([cols, rows], float)
+    on = np.clip(np.minimum(shadow[:, 1], detector - 0.5) - np.maximum(shadow[:, 0], -0.5),
+                 0.0, None)
+    share = float(np.prod(on / span))
+    if span.max() >= 1.0 and share >= MIN_SHADOW_ON_DETECTOR:
+        return
+    pixel, unit = geometry.default_voxel_size, geometry.unit
+    size = " x ".join(str(n) for n in shape)
+    grid = (f"the {size} volume of {vs:g} {unit} voxels casts a shadow of {span[0]:.3g} x "
+            f"{span[1]:.3g} pixels (columns x rows) on the {cols} x {rows} pixel detector "
+            f"({pixel:g} {unit} per pixel at the rotation axis)")
+    if span.max() < 1.0:
+        what = "less than one detector pixel: the volume would be one constant value"
+    else:
+        what = (f"of which only {share:.2g} falls on the detector: the volume would be blank "
+                "(zero) almost everywhere")
+    ratio = vs / pixel
+    if ratio >= 10 or ratio <= 0.1:
+        hint = (f"the voxel size is {ratio:.3g} times the detector pixel: give $voxel_size "
+                f"in {unit}, the geometry's unit (nm and um differ by a factor of 1000), or "
+                f"leave it empty for the pixel at the axis ({pixel:g} {unit})")
+    else:
+        hint = "choose a smaller $shape"
+    raise SettingError(f"{grid}, {what}; {hint}", voxel_size="voxel_size", shape="shape")
 
 
 def slice_axis(geometry: Geometry, volume_shape: Sequence[int] | None, index: int) -> int:
     """The volume axis a slice preview cuts across (the rotation axis: z for CT and
     laminography, y for tilt series), after checking that slice ``index`` exists."""
-    shape, _, _ = _grid(geometry, volume_shape, None)
+    shape, _, _ = check_grid(geometry, volume_shape, None)
     axis = 1 if geometry.kind == "tilt_series" else 0
     if not 0 <= int(index) < shape[axis]:
         raise SettingError(f"$index {index} is outside the volume: its slices along the "
@@ -148,7 +214,7 @@ def reconstruct(
     """
     proj = check_projections(projections, geometry)
     name = _check_method(method, geometry, iterations, min_value)
-    shape, vs, off = _grid(geometry, volume_shape, voxel_size, offset)
+    shape, vs, off = check_grid(geometry, volume_shape, voxel_size, offset)
     if name in ("fbp", "fdk"):
         ramp_filter(8, 1.0, filter)  # validates the filter name early
     engine = P.select_engine(backend)
@@ -254,7 +320,7 @@ def reconstruct_slice(
     preview of SIRT/CGLS is the FDK/FBP slice; the analytic slice is exact.
     Returns a 2D float32 array.
     """
-    shape, vs, _ = _grid(geometry, volume_shape, voxel_size)
+    shape, vs, _ = check_grid(geometry, volume_shape, voxel_size)
     axis = slice_axis(geometry, shape, index)
     n = shape[axis]
     offset = [0.0, 0.0, 0.0]
