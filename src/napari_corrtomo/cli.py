@@ -573,7 +573,7 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
                    ("--out", "--fsc", "--save-geometry"), volumes=("--out",))
     p.set_defaults(func=_run_reconstruct, setting_words={
         "outlier_threshold": "--outliers", "ring_size": "--rings", "log": "--log",
-        "center_auto": "--center auto",
+        "center_auto": "--center auto", "angles_deg": "'angles' of the geometry JSON",
         "floor": "give the right --flats/--darks (corrtomo does not clamp them)"})
 
 
@@ -616,6 +616,10 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
                                    None if args.shape is None else tuple(args.shape),
                                    args.voxel_size, args.filter, args.backend)
     recon.check_center(geometry, center)  # an axis off the detector, before any reading
+    try:  # a grid that misses the detector (a unit slip), before any reading
+        recon.check_grid(geometry, settings.shape, settings.voxel_size)
+    except SettingError as exc:
+        raise ValueError(exc.worded({"shape": "--shape", "voxel_size": "--voxel-size"})) from None
     name = args.out.name.split(".")[0]
     distributed = _distributed(args)
     if args.slab is not None and not distributed:

@@ -247,6 +247,26 @@ def test_a_centre_off_the_detector_is_refused(tmp_path, capsys):
     assert "outside the detector (64 columns wide" in err
 
 
+def test_unit_slips_are_refused_in_the_options_words_before_reading(tmp_path, capsys,
+                                                                   monkeypatch):
+    """A voxel size in nm for a geometry in um, and angles in radians: refused by the
+    core's checks, worded for the command line, before the projections are read."""
+    import json
+
+    s = _micro(tmp_path)
+    read = []
+    monkeypatch.setattr(io, "read_volumes", lambda *a, **k: read.append(a) or [])
+    err = _refused(tmp_path, capsys, [str(tmp_path / "micro_proj.tif"), "--geometry",
+                                      str(tmp_path / "micro.json"), "--voxel-size", "500"])
+    assert "give --voxel-size in um" in err and not read
+    g = json.loads((tmp_path / "micro.json").read_text())
+    g["angles_deg"] = np.radians(s.geometry.angles_deg).tolist()
+    (tmp_path / "rad.json").write_text(json.dumps(g))
+    err = _refused(tmp_path, capsys, [str(tmp_path / "micro_proj.tif"), "--geometry",
+                                      str(tmp_path / "rad.json")])
+    assert "looks like radians" in err and "'angles' of the geometry JSON" in err and not read
+
+
 def test_log_of_line_integrals_names_the_likely_cause_in_the_options_words(tmp_path, capsys):
     _micro(tmp_path)
     err = _refused(tmp_path, capsys, [str(tmp_path / "micro_proj.tif"), "--geometry",
