@@ -152,3 +152,25 @@ def test_the_pipelines_proxigram_is_positive_inside_the_chosen_phase():
                                          "outside medium; lower it"):
         quantify(lab, 1.0, "um", measures=["proxigram"], intensity=img, settings=QuantifySettings(
             phase=3, matrix=2, outside=(1,), proxigram_distance=12.0))
+
+
+def test_a_proxigram_without_both_plateaus_gives_no_dy_row_but_says_why():
+    """A phase two voxels thin has no profile points deep inside it: dy (the plateaus'
+    contrast) is unknown, and the summary says so instead of a row without a value."""
+    from napari_corrtomo.core.quantify import QuantifySettings, quantify
+
+    labels = np.ones((12, 16, 32), np.uint8)
+    labels[..., 15:17] = 2
+    img = ndi.gaussian_filter((labels == 2).astype(float), 1.0)
+    thin = quantify(labels, 1.0, "um", measures=["proxigram"],
+                    settings=QuantifySettings(phase=2), intensity=img)
+    assert np.isnan(thin.proxigram.dy) and np.isfinite(thin.proxigram.dx)
+    rows = thin.summary()
+    assert "dy" not in set(rows["quantity"]) and "x25" in set(rows["quantity"])
+    assert any("proxigram dy" in note and "raise proxigram distance" in note
+               for note in thin.notes)
+    labels[..., 8:24] = 2  # a thick phase: both plateaus, a dy row
+    thick = quantify(labels, 1.0, "um", measures=["proxigram"],
+                     settings=QuantifySettings(phase=2),
+                     intensity=ndi.gaussian_filter((labels == 2).astype(float), 1.0))
+    assert thick.summary().set_index("quantity").loc["dy", "value"] == pytest.approx(1, abs=0.05)

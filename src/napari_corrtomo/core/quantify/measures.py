@@ -438,8 +438,14 @@ def _measure_proxigram(d, s, r, progress) -> None:
                                   "normalized intensity", "Proxigram")
     u = d.unit
     for name, value, unit in (("x25", p.x25, u), ("x75", p.x75, u), ("dx", p.dx, u),
-                              ("slope", p.slope, f"1/{u}"), ("dy", p.dy, "1")):
+                              ("slope", p.slope, f"1/{u}")):
         r.add("proxigram", name, value, unit)
+    if np.isfinite(p.dy):
+        r.add("proxigram", "dy", p.dy, "1")
+    else:  # a row without a value said nothing
+        r.notes.append(f"proxigram dy (the plateaus' contrast) needs profile points on both "
+                       f"sides farther than half the profile's reach ({dmax / 2:g} {u}) from "
+                       "the interface; raise proxigram distance for it")
 
 
 
