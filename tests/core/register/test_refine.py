@@ -67,8 +67,12 @@ def test_refinement_cancel_and_bad_input(case):
         reg.refine(s.microct.data, s.nanoct.data, fit, progress=cancel, **kw)
     far = fit.matrix.copy()
     far[:3, 3] += 1000.0
-    with pytest.raises(ValueError, match="do not overlap"):
+    with pytest.raises(ValueError, match="do not overlap.*fit landmarks"):
         reg.refine(s.microct.data, s.nanoct.data, far, **kw)
+    # fixed and moving given the other way round with the same transform: said so
+    with pytest.raises(ValueError, match="do not overlap.*under its inverse.*swapped"):
+        reg.refine(s.nanoct.data, s.microct.data, fit, fixed_spacing=s.nanoct.scale,
+                   moving_spacing=s.microct.scale)
     with pytest.raises(ValueError, match="3D"):
         reg.refine(s.microct.data[0], s.nanoct.data, fit, **kw)
     with pytest.raises(ValueError, match="unknown metric"):

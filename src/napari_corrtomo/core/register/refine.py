@@ -300,9 +300,16 @@ def refine(
     lo = np.maximum(fine_box[0], coarse_in_fine[0])
     hi = np.minimum(fine_box[1], coarse_in_fine[1])
     if np.any(hi - lo <= 0):
+        # the inverse transform overlaps them: fixed and moving were given the other way
+        flipped = map_box(coarse_box, np.linalg.inv(fine_to_coarse), inverse=True).bounds
+        swapped = np.all(np.minimum(fine_box[1], flipped[1])
+                         - np.maximum(fine_box[0], flipped[0]) > 0)
         raise ValueError(
-            "the volumes do not overlap under the initial transform; fit landmarks (or load a "
-            "transform) that brings the moving volume onto the fixed one first"
+            "the volumes do not overlap under the initial transform; "
+            + ("they do under its inverse, so the fixed and moving volumes (or the landmarks' "
+               "fixed and moving columns) are probably swapped" if swapped else
+               "fit landmarks (or load a transform) that brings the moving volume onto the "
+               "fixed one first")
         )
     extent = hi - lo
     if grid_spacing is None:
