@@ -685,10 +685,9 @@ def _assert_same_register(rw, want: dict) -> None:
     assert got["choosers"] == want["choosers"]
     assert got["active"] == want["active"]
     np.testing.assert_array_equal(got["matrix"], want["matrix"])
-    # the leave-one-out TRE needs the landmark fit itself, which Register's state does not
-    # hold (core.register.session restores the transform only): the column is empty then
-    loo = [c for c in want["table"].columns if str(c).startswith("loo_tre")]
-    pd.testing.assert_frame_equal(got["table"].drop(columns=loo), want["table"].drop(columns=loo))
+    # every column, the leave-one-out TRE of the landmark fit included
+    pd.testing.assert_frame_equal(got["table"], want["table"])
+    assert rw.session.source() == "fit"  # still the landmark fit, not a 'loaded' transform
     for row, active in enumerate(want["active"]):
         checked = rw.table.table.item(row, 0).checkState() == Qt.CheckState.Checked
         assert checked == active

@@ -2,6 +2,7 @@
 the nanoCT onto the microCT to another volume)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from napari_corrtomo.core import register as reg
@@ -39,3 +40,30 @@ def test_a_transform_is_refused_for_other_volumes_and_keeps_its_volumes(correlat
     with pytest.raises(ValueError):
         session.fit_landmarks(VOLUMES)
     assert session.transform is None and session.volumes is None
+
+
+@pytest.mark.parametrize("refined", [False, True])
+def test_a_restored_state_keeps_the_fit_its_table_and_what_the_transform_is(
+        correlative_sample, refined):
+    """Through JSON (a project's panels): the leave-one-out TRE and the pairs the fit
+    used come back, and a landmark fit stays a fit (a refined one stays refined)."""
+    import json
+
+    from napari_corrtomo.core.io import jsonable
+
+    t = correlative_sample.truth
+    rng = np.random.default_rng(0)
+    session = reg.RegistrationSession("um")
+    session.set_points(t.landmarks_microct + rng.normal(0, 0.5, t.landmarks_microct.shape),
+                       t.landmarks_nanoct)
+    session.set_active(1, False)
+    session.fit_landmarks(VOLUMES)
+    if refined:
+        session.use(reg.Transform(t.nanoct_to_microct, "similarity", "um"))
+    restored = reg.RegistrationSession("um")
+    restored.restore(json.loads(json.dumps(jsonable(session.state()))))
+    restored.set_points(session.fixed, session.moving)
+    assert restored.source() == session.source() == ("refined" if refined else "fit")
+    want, got = session.table(), restored.table()
+    assert got["loo_tre_um"].notna().sum() == len(t.landmarks_microct) - 1  # all but pair 1
+    pd.testing.assert_frame_equal(got, want)

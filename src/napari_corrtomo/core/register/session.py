@@ -186,7 +186,8 @@ class RegistrationSession:
         return {"names": list(self.names), "active": list(self.active), "model": s.model,
                 "robust": s.robust, "threshold": s.threshold or 0.0,
                 "transform": None if self.transform is None else transform_to_dict(self.transform),
-                "volumes": None if self.volumes is None else list(self.volumes)}
+                "volumes": None if self.volumes is None else list(self.volumes),
+                "source": self.source(), "fit": _fit_to_dict(self.fit)}
 
     def restore(self, state: dict) -> None:
         """Take back what :meth:`state` gave."""
@@ -196,10 +197,35 @@ class RegistrationSession:
         self.settings.robust = bool(state.get("robust", False))
         self.settings.threshold = float(state.get("threshold", 0.0)) or None
         if state.get("transform"):  # as it was (the layers' unit is not known yet)
-            self.fit, self.transform = None, transform_from_dict(state["transform"])
+            self.fit = _fit_from_dict(state.get("fit"))
+            self.transform = transform_from_dict(state["transform"])
+            if state.get("source") == "fit" and self.fit is not None:
+                self.transform = self.fit  # still the landmark fit, not a 'loaded' one
             self.volumes = _volumes(state.get("volumes"))
 
 
 def _volumes(volumes: Any) -> tuple[str, str] | None:
     """(fixed, moving) names as a tuple (a saved state holds a list), or ``None``."""
     return None if volumes is None else (str(volumes[0]), str(volumes[1]))
+
+
+def _fit_to_dict(fit: Transform | None) -> dict | None:
+    """A landmark fit with what its residual table shows per pair (used, leave-one-out
+    TRE), JSON-safe; ``None`` without a fit."""
+    if fit is None:
+        return None
+    per_pair = {name: None if getattr(fit, name) is None else np.asarray(
+        getattr(fit, name), float).tolist() for name in ("used", "loo_tre")}
+    return {**transform_to_dict(fit), **per_pair}
+
+
+def _fit_from_dict(data: Any) -> Transform | None:
+    """Inverse of :func:`_fit_to_dict` (``None`` for a state saved without a fit)."""
+    if not isinstance(data, dict):
+        return None
+    fit = transform_from_dict(data)
+    if data.get("used") is not None:
+        fit.used = np.asarray(data["used"], bool)
+    if data.get("loo_tre") is not None:
+        fit.loo_tre = np.asarray(data["loo_tre"], float)
+    return fit
