@@ -864,3 +864,18 @@ def test_the_residual_table_shows_eight_pairs_and_every_column(
     qtbot.waitUntil(all_in_view, timeout=3000)
     qtbot.wait(100)
     assert widget.width() == width
+
+
+def test_the_first_partner_click_is_told_where_to_go(setup, monkeypatch):
+    """After the first fixed click the moving layer is selected, and the user is told to
+    click the same feature in the moving image, hiding the fixed one where it covers it
+    (one canvas shows both volumes); only once, not at every pair."""
+    from napari_corrtomo.widgets import register as register_module
+
+    viewer, widget, micro, nano, truth = setup
+    said = []
+    monkeypatch.setattr(register_module, "show_info", said.append)
+    _click_pairs(widget, truth.landmarks_microct[:3], truth.landmarks_nanoct[:3])
+    partner = [m for m in said if m.startswith("Now click")]
+    assert partner == ["Now click the same feature in 'nanoCT' (hide 'microCT' with its eye "
+                       "where it covers it)"]

@@ -361,7 +361,8 @@ class RegisterWidget(DockForm):
                 (self.new_points_button, "add a fixed and a moving points layer to click "
                                          "landmark pairs into"),
                 (self.alternate, "after a click in one volume, switch to the other volume's "
-                                 "points layer for its partner"),
+                                 "points layer for its partner (hide the fixed image with its "
+                                 "eye where it covers the moving one)"),
                 (self.fit_button, "fit the moving -> fixed transform to the landmark pairs and "
                                   "list each pair's residual"),
                 (self.apply_button, "show the moving layer through the transform (its data "
@@ -634,6 +635,17 @@ class RegisterWidget(DockForm):
                 target.mode = "add"
             finally:
                 self._switching = False
+            if target is pm and len(pm.data) == 0:  # the first partner: say where to click
+                self._say_partner()
+
+    def _say_partner(self) -> None:
+        """Where the first moving click goes, and how to see it (one canvas, both volumes)."""
+        fixed, moving = self.fixed_select.layer(), self.moving_select.layer()
+        if fixed is None or moving is None:
+            return
+        show_info(f"Now click the same feature in {moving.name!r}"
+                  + (f" (hide {fixed.name!r} with its eye where it covers it)"
+                     if fixed.visible else ""))
 
     def landmark_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """Fixed and moving landmarks, both in the fixed unit, copied into the session."""
