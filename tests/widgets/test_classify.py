@@ -108,6 +108,16 @@ def test_live_training_then_volume_prediction(widget, crop, qtbot, tmp_path):
     _wait(qtbot, w)
     flipped = viewer.layers["SE2 flipped segmentation"].data
     assert weighted_error(truth[:, ::-1], flipped) < 25.0
+    # names that say nothing, the detectors swapped: their intensities tell (the trained
+    # classes' intensities per channel), refused in the panel's words, no layer added
+    viewer.add_image(img[1].copy(), name="ch0", scale=sp, units="nm")
+    viewer.add_image(img[0].copy(), name="ch1", scale=sp, units="nm")
+    w.set_channels(["ch0", "ch1"])
+    w.predict_volume()
+    _wait(qtbot, w)
+    assert "choose them as Image and Channels in the training order: ch1 ch0" in \
+        w.runner.status.text()
+    assert "ch0 segmentation" not in viewer.layers
 
 
 def test_bad_input_notifies_and_adds_nothing(widget, crop, qtbot):

@@ -22,7 +22,7 @@ from typing import Any
 import napari
 import numpy as np
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QFileDialog,
@@ -699,14 +699,22 @@ class ClassifyWidget(DockForm):
             return
         clf = self.classifier
 
+        # the channels' intensities against the training's (core.classify.segment): another
+        # order of them that fits better is refused in the panel's words
+        names = [la.name for la in layers]
+        self.runner.words = {"reorder": "choose them as Image and Channels"}
+
         def job(progress=None):
-            s = segment(clf, arrays, spacing, unit, progress=progress).computed(progress)
-            return s.probabilities, s.labels, s.uncertainty
+            s = segment(clf, arrays, spacing, unit, progress=progress,
+                        names=names).computed(progress)
+            return s.probabilities, s.labels, s.uncertainty, s.warnings
 
         self.runner.start(job, on_result=lambda res: self._add_outputs(layers[0], *res),
                           label="Predicting volume")
 
-    def _add_outputs(self, ref: Image, proba, seg, unc) -> None:
+    def _add_outputs(self, ref: Image, proba, seg, unc, warnings: list[str] = ()) -> None:
+        for text in warnings:  # e.g. a channel far off the intensities it was trained on
+            show_warning(text)
         scale, unit = tuple(ref.scale), _unit(ref)
         # in the channel's frame (a registered volume or ROI keeps its place)
         kw = dict(created_by=NAME, scale=scale, unit=unit, translate=tuple(ref.translate),

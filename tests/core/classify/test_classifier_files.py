@@ -21,11 +21,12 @@ import numpy as np
 import pytest
 
 from napari_corrtomo.core.classify import FeatureSpec, FilterItem, PixelClassifier
-from napari_corrtomo.core.classify.files import FOREST_KEYS, digest
+from napari_corrtomo.core.classify.files import FOREST_KEYS, INTENSITIES_KEY, digest
 from napari_corrtomo.core.io import write_tiff
 
 N_CASES = 120
 BATCHES = 4
+ARRAY_KEYS = FOREST_KEYS + ("importances", INTENSITIES_KEY)
 
 WORKER = textwrap.dedent("""
     import json, sys
@@ -83,7 +84,8 @@ def _corrupt(rng, valid_path, out):
     """Write one random corruption of ``valid_path`` to ``out``; return its description."""
     raw = valid_path.read_bytes()
     kind = rng.choice(["truncate", "flip", "index", "shape", "dtype", "missing_array",
-                       "missing_key", "meta_value", "depth", "threshold", "npz_in_npz"])
+                       "missing_key", "meta_value", "depth", "threshold", "npz_in_npz",
+                       "intensities"])
     crafted = bool(rng.random() < 0.6)  # digest recomputed, as a deliberate forgery would
     meta, arrays = _arrays(valid_path)
     if kind == "truncate":
@@ -106,15 +108,15 @@ def _corrupt(rng, valid_path, out):
         a[i] = int(rng.choice([-1, -(2 ** 31), a.size, 2 ** 31 - 1, 10 ** 6, a[i] - 1]))
         arrays[key] = a.astype(arrays[key].dtype, casting="unsafe")
     elif kind == "shape":
-        key = str(rng.choice(FOREST_KEYS + ("importances",)))
+        key = str(rng.choice(ARRAY_KEYS))
         a = arrays[key]
         arrays[key] = a[:-1] if rng.random() < 0.5 else np.concatenate([a, a[:1]])
     elif kind == "dtype":
-        key = str(rng.choice(FOREST_KEYS))
+        key = str(rng.choice(FOREST_KEYS + (INTENSITIES_KEY,)))
         new = rng.choice(["float64", "complex", "U", "bool"])
         arrays[key] = arrays[key].astype(str(new))
     elif kind == "missing_array":
-        del arrays[str(rng.choice(FOREST_KEYS + ("importances",)))]
+        del arrays[str(rng.choice(ARRAY_KEYS))]
     elif kind == "missing_key":
         del meta[str(rng.choice([k for k in meta if k not in ("format", "version", "digest")]))]
     elif kind == "meta_value":
@@ -126,6 +128,11 @@ def _corrupt(rng, valid_path, out):
         d = arrays["depth"].copy()
         d[int(rng.integers(0, d.size))] = int(rng.choice([10 ** 9, -3, 0, d.max() + 1]))
         arrays["depth"] = d
+    elif kind == "intensities":  # the training intensities: only checked, never walked
+        a = arrays[INTENSITIES_KEY].copy()
+        a[tuple(int(rng.integers(0, n)) for n in a.shape)] = rng.choice(
+            [np.nan, np.inf, -1.0, 1e300, 0.0, 2.5])
+        arrays[INTENSITIES_KEY] = a
     elif kind == "threshold":  # a valid forest that decides differently
         t = arrays["threshold"].copy()
         t[rng.integers(0, t.size, 3)] = rng.choice([np.nan, -np.inf, 0.5, 1e30])
@@ -171,7 +178,7 @@ def test_fuzzed_classifier_files_are_refused_or_exact(valid, tmp_path):
     # the fuzz is not vacuous: most corruptions are caught, every kind was tried
     assert refused >= 0.8 * N_CASES
     kinds = {w.split(" ")[0] for w in cases.values()}
-    assert len(kinds) == 11
+    assert len(kinds) == 12
 
 
 @pytest.mark.parametrize("content, words", [
@@ -216,3 +223,21 @@ def test_a_version_1_file_without_digest_is_still_read(valid, tmp_path):
     img = np.load(d / "img.npy")
     np.testing.assert_array_equal(PixelClassifier.load(tmp_path / "v1.npz").predict_proba(img),
                                   np.load(d / "expected.npy"))
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda a: a[:, :, :1], "of shape"),
+    (lambda a: a.astype(np.int64), "expected floats"),
+    (lambda a: np.where(np.arange(2) == 0, np.nan, a), "not finite"),
+    (lambda a: np.where(np.arange(2) == 1, -1.0, a), "deviations >= 0"),
+])
+def test_crafted_training_intensities_are_refused(valid, tmp_path, change, words):
+    """The intensities the channels are compared with are checked like the forest, even
+    when the digest was recomputed."""
+    _, path = valid
+    meta, arrays = _arrays(path)
+    assert arrays[INTENSITIES_KEY].shape == (2, 1, 2)  # 2 classes, 1 channel
+    arrays[INTENSITIES_KEY] = change(arrays[INTENSITIES_KEY])
+    _write(tmp_path / "bad.corrclf.npz", meta, arrays, recompute_digest=True)
+    with pytest.raises(ValueError, match=f"damaged.*{INTENSITIES_KEY}.*{words}"):
+        PixelClassifier.load(tmp_path / "bad.corrclf.npz")

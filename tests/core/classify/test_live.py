@@ -110,8 +110,9 @@ def test_the_cap_subsamples_every_class(crop):
     _, y = live.training_set()
     assert set(np.unique(y)) == {1, 2, 3}
     # each slice keeps at most the cap (memory stays bounded), every class in it
-    for x, ys, painted in live._samples.values():
-        assert len(ys) == len(x) == min(60, painted) and len(np.unique(ys)) == 3
+    for x, ys, values, painted in live._samples.values():
+        assert len(ys) == len(x) == len(values) == min(60, painted)
+        assert len(np.unique(ys)) == 3
 
 
 def test_train_gives_a_fitted_classifier_on_2d(crop):

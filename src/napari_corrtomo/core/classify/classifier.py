@@ -32,7 +32,7 @@ from ..progress import ProgressCallback, report, scaled
 from ..units import convert, normalize_unit
 from ._workpool import keeping
 from .features import FeatureSpec, compute_features
-from .files import FOREST_KEYS, DamagedFile, read_classifier_file, write_classifier_file
+from .files import FOREST_KEYS, INTENSITIES_KEY, DamagedFile, read_classifier_file, write_classifier_file
 from .forest import FlatForest
 
 #: training adds trees in batches of about this many seconds of fitting between progress
@@ -83,6 +83,9 @@ class PixelClassifier:
         self.channel_names: list[str] = []
         self._importances: np.ndarray | None = None
         self.n_samples_: int = 0
+        #: ``(K, C, 2)`` mean and standard deviation of each channel's intensity at each
+        #: class's labelled voxels (:func:`class_intensities`); None for older files
+        self.class_intensities_: np.ndarray | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -158,7 +161,8 @@ class PixelClassifier:
         img, _ = self._validate_training(image, labels)
         self._set_frame(img, spacing, unit, channel_names)
         X, y = self._training_samples(img, labels, progress)
-        return self._fit_samples(X, y, labels.dtype)
+        # the labelled voxels in the order of y (slice by slice, row-major)
+        return self._fit_samples(X, y, labels.dtype, img[:, labels != 0].T)
 
     def _validate_training(self, image: Any, labels: np.ndarray
                            ) -> tuple[np.ndarray, np.ndarray]:
@@ -190,8 +194,10 @@ class PixelClassifier:
         self.channel_names = (list(channel_names) if channel_names is not None
                               else [f"ch{i}" for i in range(self.n_channels)])
 
-    def _fit_samples(self, X: np.ndarray, y: np.ndarray, dtype: Any,
+    def _fit_samples(self, X: np.ndarray, y: np.ndarray, dtype: Any, values: np.ndarray,
                      progress: ProgressCallback | None = None) -> PixelClassifier:
+        """Fit the forest on features ``X`` (N, F) of classes ``y``; ``values`` (N, C): the
+        samples' raw intensities (:func:`class_intensities`)."""
         n_jobs = 1 if len(y) < 20000 else min(2, os.cpu_count() or 1)
         rf = RandomForestClassifier(
             n_estimators=self.n_trees, random_state=self.seed, max_depth=self.max_depth,
@@ -215,18 +221,21 @@ class PixelClassifier:
             rounds = TREE_BATCH_S / max((time.perf_counter() - start) * n_jobs / add, 1e-6)
             step = n_jobs * max(1, int(rounds))
         self._set_forest(FlatForest.from_sklearn(rf), rf.classes_.astype(dtype),
-                         rf.feature_importances_, len(y))
+                         rf.feature_importances_, len(y),
+                         class_intensities(values, y, rf.classes_))
         self._sklearn = rf
         return self
 
     def _set_forest(self, forest: FlatForest, classes: np.ndarray, importances: np.ndarray,
-                    n_samples: int) -> PixelClassifier:
+                    n_samples: int, intensities: np.ndarray) -> PixelClassifier:
         """Adopt a fitted forest: its classes (label values, in its class order), feature
-        importances and the number of voxels it was trained on."""
+        importances, the number of voxels it was trained on and their classes'
+        intensities (:func:`class_intensities`)."""
         self.forest = forest
         self.classes_ = classes
         self._importances = np.asarray(importances, float)
         self.n_samples_ = int(n_samples)
+        self.class_intensities_ = intensities
         self._sklearn = None
         return self
 
@@ -396,8 +405,10 @@ class PixelClassifier:
             "min_samples_leaf": self.min_samples_leaf, "max_features": self.max_features,
             "n_samples": self.n_samples_, "n_features": self.n_features,
         }
-        return write_classifier_file(path, meta, {"importances": self._importances,
-                                                  **self.forest.arrays()})
+        arrays = {"importances": self._importances, **self.forest.arrays()}
+        if self.class_intensities_ is not None:
+            arrays[INTENSITIES_KEY] = self.class_intensities_
+        return write_classifier_file(path, meta, arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PixelClassifier:
@@ -421,11 +432,28 @@ class PixelClassifier:
         clf.channel_names = list(meta["channel_names"])
         clf._importances = np.asarray(arrays["importances"], float)
         clf.n_samples_ = meta["n_samples"]
+        clf.class_intensities_ = arrays.get(INTENSITIES_KEY)
         if clf.n_features != meta["n_features"]:
             raise DamagedFile(f"{path.name}: this classifier file is damaged or not a "
                               f"napari-corrtomo classifier (its features give {clf.n_features} "
                               f"values per voxel, its forest expects {meta['n_features']})")
         return clf
+
+
+def class_intensities(values: np.ndarray, y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """``(K, C, 2)``: mean and standard deviation of each channel's raw intensity
+    (``values``, ``(N, C)``) at the labelled voxels of each of ``classes`` (``y``, ``(N,)``).
+
+    Kept with the classifier so that prediction can tell channels given in another order
+    or at another scale from those it was trained on
+    (:func:`~napari_corrtomo.core.classify.pipeline.check_channel_intensities`).
+    """
+    values = np.asarray(values, np.float64)
+    out = np.empty((len(classes), values.shape[1], 2))
+    for k, c in enumerate(classes):
+        v = values[y == c]
+        out[k, :, 0], out[k, :, 1] = v.mean(axis=0), v.std(axis=0)
+    return out
 
 
 def check_classes(values: np.ndarray) -> np.ndarray:

@@ -14,7 +14,9 @@ from it:
   contiguous block of nodes whose children lie after their parent inside the same
   block (so every walk ends at a leaf), leaves pointing to themselves, the stored
   depth equal to the real one, split features within the feature count, finite
-  thresholds (``+inf`` at leaves) and class fractions in [0, 1].
+  thresholds (``+inf`` at leaves) and class fractions in [0, 1];
+* the training intensities, when the file has them (older files do not): one finite
+  mean and non-negative standard deviation per class and channel.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ FILE_SUFFIX = ".corrclf.npz"
 #: the first bytes of a zip archive (an .npz)
 ZIP_MAGIC = b"PK\x03\x04"
 FOREST_KEYS = ("feature", "threshold", "left", "right", "value", "roots", "depth")
+#: the optional ``(K, C, 2)`` intensities of the training classes (classifier.class_intensities)
+INTENSITIES_KEY = "class_intensities"
 #: bounds that keep a crafted file from asking for absurd work
 MAX_SIGMA = 256.0
 MAX_NODES = 1 << 27
@@ -196,6 +200,17 @@ def _check_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         raise ValueError(f"importances: shape {imp.shape}, expected ({n_features},) finite")
     check_forest(*(arrays[k] for k in FOREST_KEYS), n_features=n_features,
                  n_classes=n_classes, n_trees=meta["n_trees"])
+    if INTENSITIES_KEY in arrays:
+        _check_intensities(arrays[INTENSITIES_KEY], n_classes, meta["n_channels"])
+
+
+def _check_intensities(a: np.ndarray, n_classes: int, n_channels: int) -> None:
+    expected = (n_classes, n_channels, 2)
+    if a.shape != expected or a.dtype.kind != "f":
+        raise ValueError(f"{INTENSITIES_KEY}: {a.dtype} of shape {a.shape}, expected floats "
+                         f"of shape {expected}")
+    if not np.all(np.isfinite(a)) or np.any(a[..., 1] < 0):
+        raise ValueError(f"{INTENSITIES_KEY}: not finite means and standard deviations >= 0")
 
 
 def check_forest(feature: np.ndarray, threshold: np.ndarray, left: np.ndarray,

@@ -12,7 +12,13 @@ from .. import backend as bk
 from .._checks import check_finite, check_labels, check_same_shape
 from ..progress import ProgressCallback, report, scaled
 from ._grow import grow_forest
-from .classifier import PixelClassifier, check_classes, proba_to_labels, proba_uncertainty
+from .classifier import (
+    PixelClassifier,
+    check_classes,
+    class_intensities,
+    proba_to_labels,
+    proba_uncertainty,
+)
 from .features import FeatureSpec, compute_features
 from .forest import FlatForest
 from .sampling import stratified_subsample
@@ -105,10 +111,10 @@ class LiveTrainer:
         self.batch_trees = max(int(batch_trees), 1)
         self.max_samples = int(max_samples)
         self._cache: dict[int, np.ndarray] = {}
-        # per labelled slice: its strokes' feature vectors (N, F), classes (N,) -- at most
-        # max_samples of them (memory stays bounded on huge label sets) -- and the number
-        # of voxels painted
-        self._samples: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+        # per labelled slice: its strokes' feature vectors (N, F), classes (N,) and raw
+        # intensities (N, C) -- at most max_samples of them (memory stays bounded on huge
+        # label sets) -- and the number of voxels painted
+        self._samples: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, int]] = {}
         self._dtype = np.dtype(np.uint8)
         # strokes taken (bumped by every edit) and those the classifier's forest has seen
         self._edits = 0
@@ -193,14 +199,16 @@ class LiveTrainer:
             self._samples.pop(z, None)
 
     def _slice_samples(self, z: int, plane: np.ndarray, progress: ProgressCallback | None
-                       ) -> tuple[np.ndarray, np.ndarray, int]:
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         at = np.flatnonzero(plane)
         painted, y = at.size, plane.ravel()[at]
         keep = stratified_subsample(y, self.max_samples, self.classifier.seed + z)
         if keep is not None:
             at, y = at[keep], y[keep]
         feats = self.slice_features(z, progress)
-        return np.ascontiguousarray(feats.reshape(feats.shape[0], -1)[:, at].T), y, painted
+        raw = self.image[:, z] if self.classifier.spatial_ndim == 3 else self.image
+        return (np.ascontiguousarray(feats.reshape(feats.shape[0], -1)[:, at].T), y,
+                raw.reshape(raw.shape[0], -1)[:, at].T, painted)
 
     def training_set(self) -> tuple[np.ndarray, np.ndarray]:
         """Feature vectors ``(N, F)`` and classes ``(N,)`` the next fit uses: every stroke,
@@ -273,8 +281,11 @@ class LiveTrainer:
             if i == 0 and on_preview is not None and not update.final:
                 on_preview(update)
         # the batches are one forest (the same samples, independent seeds)
+        parts = [self._samples[z] for z in sorted(self._samples)]
+        intensities = class_intensities(np.concatenate([p[2] for p in parts]),
+                                        np.concatenate([p[1] for p in parts]), classes)
         clf._set_forest(FlatForest.concat(forests), classes.astype(self._dtype),
-                        np.sum(importances, axis=0) / clf.n_trees, len(y))
+                        np.sum(importances, axis=0) / clf.n_trees, len(y), intensities)
         self._fitted_edits = edits
         return update
 
