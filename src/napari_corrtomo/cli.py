@@ -119,7 +119,7 @@ def _attr(option: str) -> str:
 def _check_files(args: argparse.Namespace, extra: dict | None = None) -> None:
     """Refuse the run's outputs that would overwrite an input, each other or a file."""
     from .core.io import check_volume_path
-    from .core.outputs import check_outputs, claim_folder
+    from .core.outputs import check_outputs, claim_folder, folder_record
 
     inputs = {o: getattr(args, _attr(o)) for o in getattr(args, "file_inputs", ())}
     outputs = {o: getattr(args, _attr(o)) for o in getattr(args, "file_outputs", ())}
@@ -132,8 +132,25 @@ def _check_files(args: argparse.Namespace, extra: dict | None = None) -> None:
                 raise ValueError(f"{option} {exc}") from None
     if getattr(args, "out_folder", None) and extra is None:
         settings = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
-        claim_folder(getattr(args, _attr(args.out_folder)), args.command, settings, inputs,
-                     args.overwrite)
+        folder = getattr(args, _attr(args.out_folder))
+        previous = folder_record(folder)
+        claim_folder(folder, args.command, settings, inputs, args.overwrite)
+        if previous is not None and not previous["complete"]:
+            print(f"corrtomo {args.command}: the earlier corrtomo "
+                  f"{previous.get('command', '?')} run in {folder} did not finish "
+                  "(interrupted or failed): its files there are partial until this run ends",
+                  file=sys.stderr)
+
+
+def _record_outputs(folder: Path, written: Sequence[Path]) -> None:
+    """Mark the results folder's run complete with the files it wrote; with --overwrite,
+    the earlier run's files that this run did not write again go (said so)."""
+    from .core.outputs import record_outputs
+
+    removed = record_outputs(folder, written)
+    if removed:
+        print(f"removed {len(removed)} files of the earlier run: "
+              + ", ".join(str(p.relative_to(folder.resolve())) for p in removed))
 
 
 @contextlib.contextmanager
@@ -226,6 +243,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     report = run_demo(args.out, seed=args.seed, progress=_print_progress("demo"))
     print(report.summary_text())
     print(f"wrote {len(report.files)} files to {args.out}")
+    _record_outputs(args.out, report.files)
     return 0
 
 
@@ -233,15 +251,22 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="print shape, dtype, voxel size and units of volume files")
-    p.add_argument("paths", nargs="+", help="TIFF/MRC/HDF5/zarr files (file.h5:/dataset)")
+    p = sub.add_parser("info", help="print shape, dtype, voxel size and units of volume files, "
+                                    "or which run wrote a results folder and whether it finished")
+    p.add_argument("paths", nargs="+", help="TIFF/MRC/HDF5/zarr files (file.h5:/dataset), or "
+                                            "results folders (corrtomo demo/quantify --out)")
     p.set_defaults(func=_run_info)
 
 
 def _run_info(args: argparse.Namespace) -> int:
     from .core.io import read_volumes
+    from .core.outputs import describe_folder
 
     for path in args.paths:
+        folder = describe_folder(path) if Path(path).is_dir() else None
+        if folder is not None:
+            print(folder)
+            continue
         for v in read_volumes(path):
             arr = v.array
             scale = " x ".join(f"{s:g}" for s in v.scale)
@@ -434,7 +459,12 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
                    help="segmentation output (.tif or .ome.zarr)")
     p.add_argument("--probabilities", type=Path, default=None,
                    help="also write class probabilities, one file per class: "
-                        "PREFIX_<class>.tif/.ome.zarr")
+                        "PREFIX_<class>.tif/.ome.zarr, PREFIX_<class>_<name> for a class "
+                        "named with --phase-name")
+    p.add_argument("--phase-name", dest="phase_names", nargs=2, action="append", default=[],
+                   metavar=("LABEL", "NAME"),
+                   help="name a class in the --probabilities file names (e.g. --phase-name 1 "
+                        "pore writes PREFIX_1_pore.tif; repeat for more)")
     p.add_argument("--uncertainty", type=Path, default=None,
                    help="also write the uncertainty (1 - margin) to this .tif/.ome.zarr")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
@@ -449,6 +479,30 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
                                                       "reorder": "give the input files"})
 
 
+def _class_names(pairs: Sequence[Sequence[str]], classes: Sequence[int]) -> dict[int, str]:
+    """``--phase-name LABEL NAME`` pairs -> class value: the name as a file name part (the
+    value stays first in the file name, so that files sort by class)."""
+    from .core.outputs import file_stem
+
+    known = ", ".join(map(str, classes))
+    names: dict[int, str] = {}
+    for label, name in pairs:
+        try:
+            value = int(label)
+        except ValueError:
+            raise ValueError(f"--phase-name {label} {name}: the label is a class value of the "
+                             f"classifier ({known})") from None
+        if value not in classes:
+            raise ValueError(f"--phase-name {label}: the classifier has no class {value}; its "
+                             f"classes are {known}")
+        if value in names:
+            raise ValueError(f"--phase-name {label} is given twice; name each class once")
+        if not file_stem(name):
+            raise ValueError(f"--phase-name {label} {name!r}: give a name with a letter or digit")
+        names[value] = file_stem(name)
+    return names
+
+
 def _run_classify(args: argparse.Namespace) -> int:
 
     from .core import backend as bk
@@ -457,14 +511,19 @@ def _run_classify(args: argparse.Namespace) -> int:
     from .core.resumable import Output, store_resumable_many
 
     clf = PixelClassifier.load(args.classifier)
-    proba_paths = []  # PREFIX_<class>.tif/.ome.zarr, checked like the other outputs
+    proba_paths = []  # PREFIX_<class>[_<name>].tif/.ome.zarr, checked like the other outputs
     if args.probabilities is not None:
+        names = _class_names(args.phase_names, [int(c) for c in clf.classes_])
         base = str(args.probabilities)
         suffix = ".ome.zarr" if base.endswith((".zarr", ".ome.zarr")) else ".tif"
         stem = base.removesuffix(".ome.zarr").removesuffix(".zarr").removesuffix(".tiff")
-        proba_paths = [Path(f"{stem.removesuffix('.tif')}_{int(c)}{suffix}")
+        proba_paths = [Path(f"{stem.removesuffix('.tif')}_{int(c)}"
+                            f"{'_' + names[int(c)] if int(c) in names else ''}{suffix}")
                        for c in clf.classes_]
         _check_files(args, {"--probabilities": proba_paths})
+    elif args.phase_names:
+        raise ValueError("--phase-name names the --probabilities files; give --probabilities "
+                         "PREFIX too")
     per_file = [read_volumes(path) for path in args.inputs]
     volumes = [v for vols in per_file for v in vols]
     # each channel's name: the file's, or the channel's in a multichannel file
@@ -484,6 +543,8 @@ def _run_classify(args: argparse.Namespace) -> int:
         seg = segment(clf, [v.array for v in volumes], spacing, unit, lazy=lazy,
                       backend=args.backend, budget=args.memory,
                       progress=None if lazy else _print_progress("classify"), names=names)
+        for text in seg.warnings:  # e.g. a channel far off the training's intensities
+            print(f"warning: {text}", file=sys.stderr)
         outputs = [(args.out, seg.labels, "labels", "segmentation")]
         if args.uncertainty is not None:
             outputs.append((args.uncertainty, seg.uncertainty, "image", "uncertainty"))
@@ -839,7 +900,7 @@ def _check_label_file(path: str, labels: Any) -> None:
 
 def _run_quantify(args: argparse.Namespace) -> int:
     from .core.io import read_volumes, write_table, write_tiff
-    from .core.outputs import record_outputs
+    from .core.outputs import file_stem
     from .core.quantify import QuantifySettings, quantify
     from .core.units import common_unit, convert, normalize_unit
 
@@ -915,18 +976,14 @@ def _run_quantify(args: argparse.Namespace) -> int:
         if arr.path is not None:
             written.append(arr.path)
         elif args.save_volumes:
-            path = args.out / f"{name.replace(' ', '_')}.tif"
+            path = args.out / f"{file_stem(name)}.tif"
             written.append(write_tiff(path, arr.data, result.spacing, (result.unit,) * 3,
                                       arr.kind))
     print(result.summary().to_string(index=False, float_format="{:.6g}".format))
     for note in result.notes:
         print(f"note: {note}")
     print(f"wrote {len(written)} files to {args.out}")
-    # --overwrite: the earlier run's files that this run did not write again go
-    removed = record_outputs(args.out, written)
-    if removed:
-        print(f"removed {len(removed)} files of the earlier run: "
-              + ", ".join(str(p.relative_to(args.out.resolve())) for p in removed))
+    _record_outputs(args.out, written)
 
 
 # ----------------------------------------------------------------------------- fib

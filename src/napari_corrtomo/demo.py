@@ -24,6 +24,7 @@ import pandas as pd
 
 from .core import synthetic
 from .core.io import write_ome_zarr, write_table, write_tiff
+from .core.outputs import file_stem
 from .core.progress import ProgressCallback, report
 from .core.quantify import QuantifyResult, QuantifySettings, quantify
 from .core.register import apply_to_points
@@ -117,7 +118,7 @@ def step_samples(ctx: DemoContext) -> None:
         ctx.add_file(write_ome_zarr(data_dir / f"{vol.name}.ome.zarr", vol.data, vol.scale,
                                     vol.units, name=vol.name))
     for vol in fib.channels:
-        ctx.add_file(write_tiff(data_dir / f"{vol.name.replace(' ', '_')}.tif", vol.data,
+        ctx.add_file(write_tiff(data_dir / f"{file_stem(vol.name)}.tif", vol.data,
                                 vol.scale, vol.units))
     t = sample.truth
     ctx.table("truth_particles", t.particles)

@@ -41,6 +41,33 @@ def test_tiff_in_tiff_out(saved, tmp_path, fib_sample):
     assert io.read_volumes(tmp_path / "unc.tif")[0].data.shape == img.shape[1:]
 
 
+def test_probability_files_carry_the_class_names_given(saved, tmp_path, fib_sample, capsys):
+    """``--probabilities p.tif`` wrote ``p_1.tif``...: a class named with ``--phase-name``
+    gives ``p_1_pore.tif`` (the value first, so the files still sort by class); a label
+    that is no class of the classifier, or names without --probabilities, are refused."""
+    clf, path, img = saved
+    channels = [str(io.write_tiff(tmp_path / f"ch{c}.tif", img[c], fib_sample.labels.scale,
+                                  "nm")) for c in range(2)]
+    first, *others = (int(c) for c in clf.classes_)
+    base = ["classify", *channels, "--classifier", str(path), "--out", str(tmp_path / "seg.tif")]
+    assert main([*base, "--probabilities", str(tmp_path / "p.tif"), "--phase-name",
+                 str(first), "pore (open)"]) == 0
+    proba = clf.predict_proba(img)
+    expected = [f"p_{first}_pore_open.tif", *(f"p_{c}.tif" for c in others)]
+    assert sorted(p.name for p in tmp_path.glob("p_*")) == sorted(expected)
+    for k, name in enumerate(expected):
+        np.testing.assert_array_equal(io.read_volumes(tmp_path / name)[0].data, proba[k])
+    capsys.readouterr()
+    missing = max(first, *others) + 1
+    assert main([*base, "--overwrite", "--probabilities", str(tmp_path / "q.tif"),
+                 "--phase-name", str(missing), "void"]) == 1
+    assert (f"--phase-name {missing}: the classifier has no class {missing}"
+            in capsys.readouterr().err)
+    assert main([*base, "--overwrite", "--phase-name", str(first), "pore"]) == 1
+    assert "give --probabilities PREFIX too" in capsys.readouterr().err
+    assert not list(tmp_path.glob("q_*"))
+
+
 def test_zarr_in_zarr_out_blockwise(saved, tmp_path, fib_sample):
     clf, path, img = saved
     sp = fib_sample.labels.scale
@@ -106,6 +133,48 @@ def test_channels_in_another_order_than_trained_are_refused(saved, tmp_path, fib
     assert not out.exists() and not list(tmp_path.glob("seg.tif*"))
     assert main(["classify", str(se2), str(inlens), "--classifier", str(path), "--out",
                  str(out)]) == 0
+
+
+def test_channels_swapped_under_names_that_say_nothing_are_refused(saved, tmp_path, fib_sample,
+                                                                  capsys):
+    """The SE2 and InLens files copied to ch0.tif and ch1.tif and given as ch1.tif ch0.tif:
+    the names say nothing, the training intensities do (19.2 % of the voxels changed class
+    without a word)."""
+    clf, _, img = saved
+    clf = PixelClassifier.load(clf.save(tmp_path / "tmp.corrclf.npz"))
+    clf.channel_names = ["SE2", "InLens"]
+    path = clf.save(tmp_path / "named.corrclf.npz")
+    ch0, ch1 = (io.write_tiff(tmp_path / f"ch{c}.tif", fib_sample.image[c],
+                              fib_sample.labels.scale, "nm") for c in range(2))
+    out = tmp_path / "seg.tif"
+    assert main(["classify", str(ch1), str(ch0), "--classifier", str(path), "--out",
+                 str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("corrtomo classify: error: the channels given (ch1.tif, ch0.tif) do "
+                          "not look like the channels the classifier was trained on (SE2, "
+                          "InLens, in this order)")
+    assert err.endswith("with ch0.tif as SE2, ch1.tif as InLens; give the input files in the "
+                        "training order: ch0.tif ch1.tif\n")
+    assert not out.exists() and not list(tmp_path.glob("seg.tif*"))
+    assert main(["classify", str(ch0), str(ch1), "--classifier", str(path), "--out",
+                 str(out)]) == 0
+    assert "error" not in capsys.readouterr().err and out.exists()
+
+
+def test_a_channel_far_off_the_training_intensities_is_warned(saved, tmp_path, fib_sample,
+                                                             capsys):
+    """InLens saved as 8-bit-like values (x255): the run goes on, and says which channel is
+    off the intensities the classifier was trained on."""
+    clf, _, img = saved
+    path = clf.save(tmp_path / "c.corrclf.npz")
+    ch0 = io.write_tiff(tmp_path / "ch0.tif", fib_sample.image[0], fib_sample.labels.scale, "nm")
+    ch1 = io.write_tiff(tmp_path / "ch1.tif", fib_sample.image[1] * 255.0,
+                        fib_sample.labels.scale, "nm")
+    assert main(["classify", str(ch0), str(ch1), "--classifier", str(path), "--out",
+                 str(tmp_path / "seg.tif")]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines()
+              if line.startswith("warning:")]
+    assert len(warned) == 1 and "ch1.tif" in warned[0], warned
 
 
 def test_channel_names_that_say_nothing_pass():

@@ -234,3 +234,128 @@ def test_a_store_written_whole_is_replaced_only_when_asked(files, tmp_path, caps
     assert main(whole) == 1
     assert f"error: {seg} exists; give --overwrite to replace it" in capsys.readouterr().err
     assert content_digest(seg) == resumable
+
+
+def _interrupt_after(monkeypatch, module, name, calls):
+    """Make ``module.name`` (a writer) raise KeyboardInterrupt (Ctrl+C) once it has run
+    ``calls`` times: a run stopped with some of its files written."""
+    real, done = getattr(module, name), []
+
+    def writer(*args, **kwargs):
+        if len(done) == calls:
+            raise KeyboardInterrupt
+        done.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, writer)
+
+
+def _mark(folder):
+    import json
+
+    from napari_corrtomo.core.outputs import FOLDER_MARK
+
+    return json.loads((folder / FOLDER_MARK).read_text())
+
+
+def _info(folder, capsys):
+    capsys.readouterr()
+    assert main(["info", str(folder)]) == 0
+    return capsys.readouterr().out
+
+
+def _demo_steps(monkeypatch):
+    """Two quick demo steps, each writing a table (the real ones take minutes)."""
+    from napari_corrtomo import demo
+
+    def table(name):
+        return lambda ctx: ctx.table(name, {"a": [1, 2]})
+
+    monkeypatch.setattr(demo, "STEPS", [("one", table("one")), ("two", table("two"))])
+    return demo
+
+
+@pytest.mark.parametrize("command", ["demo", "quantify"])
+def test_an_interrupted_run_leaves_its_folder_marked_unfinished(files, tmp_path, capsys,
+                                                               monkeypatch, command):
+    """Ctrl+C in a run that writes a results folder left partial CSVs beside a mark that
+    looked like a finished run's: the mark says ``complete: false`` until the run ends,
+    ``corrtomo info`` and the rerun say the earlier run did not finish, and the rerun that
+    ends marks it complete with the files it wrote."""
+    out = tmp_path / "results"
+    if command == "demo":
+        args = ["demo", "--out", str(out)]
+        _demo_steps(monkeypatch)
+        from napari_corrtomo import demo as module
+    else:
+        args = ["quantify", str(files / "labels.tif"), "--phase", "1", "--measures",
+                "porosity,particles", "--out", str(out)]
+        module = io
+    with monkeypatch.context() as m:
+        _interrupt_after(m, module, "write_table", 1)
+        assert main(args) == 130
+    assert len(list(out.glob("*.csv"))) == 1  # the partial results stay, marked
+    mark = _mark(out)
+    assert mark["command"] == command and mark["complete"] is False and "outputs" not in mark
+    text = _info(out, capsys)
+    assert f"results of corrtomo {command}, unfinished" in text and "partial" in text
+
+    assert main(args) == 0
+    assert f"the earlier corrtomo {command} run in {out} did not finish" in \
+        capsys.readouterr().err
+    mark = _mark(out)
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                     if p.is_file() and p.name != ".corrtomo-output.json")
+    assert mark["complete"] is True and mark["outputs"] == written
+    assert f"results of corrtomo {command}, complete ({len(written)} files)" in _info(out, capsys)
+    assert main(args) == 0  # a finished folder's rerun says nothing of an earlier one
+    assert "did not finish" not in capsys.readouterr().err
+
+
+def test_a_mark_without_complete_is_read_by_its_outputs(tmp_path):
+    """A folder marked before ``complete`` existed: finished when it lists its outputs."""
+    import json
+
+    from napari_corrtomo.core.outputs import FOLDER_MARK, folder_record
+
+    (tmp_path / FOLDER_MARK).write_text(json.dumps({"command": "quantify", "settings": {}}))
+    assert folder_record(tmp_path)["complete"] is False
+    (tmp_path / FOLDER_MARK).write_text(json.dumps({"command": "quantify", "settings": {},
+                                                    "outputs": ["summary.csv"]}))
+    assert folder_record(tmp_path)["complete"] is True
+    assert folder_record(tmp_path / "nothing") is None
+
+
+def test_info_of_a_volume_still_describes_the_volume(files, capsys):
+    assert "voxel 1 x 1 x 1 um" in _info(files / "img.tif", capsys)
+
+
+@pytest.mark.parametrize("name, stem", [
+    ("labels (mid-level boundary)", "labels_mid-level_boundary"),
+    ("FIB-SEM SE2", "FIB-SEM_SE2"),
+    ("pore/solid: 1", "pore_solid_1"),
+])
+def test_a_result_name_gives_a_file_name_without_quoting(name, stem):
+    from napari_corrtomo.core.outputs import file_stem
+
+    assert file_stem(name) == stem
+
+
+def test_saved_volumes_have_plain_file_names(tmp_path, capsys):
+    """``--save-volumes`` wrote ``labels_(mid-level_boundary).tif``: a name a shell needs
+    quoted. Each volume's file name is letters, digits, ``-`` and ``_``."""
+    import re
+
+    rng = np.random.default_rng(1)
+    lab = np.ones((24, 32, 32), np.uint8)
+    lab[6:18, 8:24, 8:24] = 2
+    img = np.where(lab == 2, 1.0, 0.0) + rng.normal(0, 0.05, lab.shape)
+    lab_path = io.write_tiff(tmp_path / "labels.tif", lab, (1.0,) * 3, "um", "labels")
+    img_path = io.write_tiff(tmp_path / "img.tif", img.astype(np.float32), (1.0,) * 3, "um")
+    out = tmp_path / "q"
+    assert main(["quantify", str(lab_path), "--phase", "1", "--matrix", "2", "--intensity",
+                 str(img_path), "--mid-level", "--measures", "porosity,thickness", "--out",
+                 str(out), "--save-volumes"]) == 0, capsys.readouterr().err
+    names = sorted(p.name for p in out.glob("*.tif"))
+    assert "labels_mid-level_boundary.tif" in names, names
+    assert all(re.fullmatch(r"[\w-]+\.tif", n) for n in names), names

@@ -10,7 +10,11 @@ The rules every front end (CLI, widget exports) follows:
   not write is never replaced (a store written whole is replaced as a file is);
 * an output *folder* (several tables) is written only when it is new, empty, or was
   written by the same command (:func:`claim_folder`); a rerun with other settings
-  needs ``overwrite=True``.
+  needs ``overwrite=True``;
+* a results folder's mark says whether its run completed: ``"complete": false`` from
+  the claim on, ``true`` with the files written once the run has ended
+  (:func:`record_outputs`), so a folder an interrupted or failed run left is told
+  from a finished one (:func:`describe_folder`).
 
 Resumable zarr stores keep their own rule (:mod:`.resumable`: the same run resumes,
 another run's store is replaced only with ``overwrite``); here such a store is left to
@@ -21,6 +25,7 @@ that rule, and a run that writes its result whole gives ``overwrite`` to
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -31,6 +36,13 @@ from .io import is_zarr_store, run_record, split_dataset
 FOLDER_MARK = ".corrtomo-output.json"
 
 PathLike = str | Path
+
+
+def file_stem(name: str) -> str:
+    """The file name (without suffix) of a result called ``name``: each run of spaces,
+    brackets and other punctuation but ``-`` is one ``_``, so that no name needs quoting
+    in a shell (``"labels (mid-level boundary)"`` -> ``labels_mid-level_boundary``)."""
+    return re.sub(r"[^\w-]+", "_", name).strip("_")
 
 
 def _paths(value: PathLike | Iterable[PathLike] | None) -> list[Path]:
@@ -143,6 +155,7 @@ def claim_folder(folder: PathLike, command: str, settings: Mapping,
     earlier = sorted({*_listed(previous, "outputs"), *_listed(previous, "replacing")})
     if earlier:
         record["replacing"] = earlier
+    record["complete"] = False  # until record_outputs: an interrupted run stays marked
     try:
         folder.mkdir(parents=True, exist_ok=True)
         mark.write_text(json.dumps(record, indent=1))
@@ -169,6 +182,30 @@ def _read_mark(folder: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return mark if isinstance(mark, dict) else None
+
+
+def folder_record(folder: PathLike) -> dict | None:
+    """The mark of a results folder (``command``, ``settings``, ``complete``: whether the
+    run ended, ``outputs``: the files it wrote), or ``None`` for a folder without one.
+    A mark older than ``complete`` was completed when it lists its outputs."""
+    mark = _read_mark(Path(folder))
+    if mark is not None:
+        mark["complete"] = mark.get("complete", "outputs" in mark) is True
+    return mark
+
+
+def describe_folder(folder: PathLike) -> str | None:
+    """One line saying which command wrote the results folder ``folder`` and whether
+    that run completed (``None`` for a folder without a mark)."""
+    mark = folder_record(folder)
+    if mark is None:
+        return None
+    run = f"corrtomo {mark.get('command', '?')}"
+    if mark["complete"]:
+        return f"{folder}: results of {run}, complete ({len(_listed(mark, 'outputs'))} files)"
+    return (f"{folder}: results of {run}, unfinished (the run was interrupted, failed or is "
+            "still running): its files are partial; run the same command again to complete "
+            "them")
 
 
 def _listed(mark: dict | None, key: str) -> list[str]:
@@ -220,5 +257,6 @@ def record_outputs(folder: PathLike, written: Iterable[PathLike]) -> list[Path]:
             parent = parent.parent
     mark.pop("replacing", None)
     mark["outputs"] = sorted(keep)
+    mark["complete"] = True
     (folder / FOLDER_MARK).write_text(json.dumps(mark, indent=1))
     return removed

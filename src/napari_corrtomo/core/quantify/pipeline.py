@@ -34,6 +34,7 @@ import pandas as pd
 from .._checks import SettingError, check_labels, check_spacing
 from ..backend import is_lazy
 from ..io import read_volumes
+from ..outputs import file_stem
 from ..progress import ProgressCallback, report, scaled
 from ..resumable import completed, store_resumable
 from ..units import normalize_unit
@@ -331,7 +332,7 @@ class MeasureData:
         if not self.lazy:
             arr = ResultArray(make(), kind, **kwargs)
         else:
-            path = self.store / f"{name.replace(' ', '_')}.ome.zarr"
+            path = self.store / f"{file_stem(name)}.ome.zarr"
             sig = {**self.signature, "result": name}
             if not completed(path, sig):
                 store_resumable(make(), path, self.spacing, self.unit, layer_type=kind,
