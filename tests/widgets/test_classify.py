@@ -87,6 +87,10 @@ def test_live_training_then_volume_prediction(widget, crop, qtbot, tmp_path):
         assert p.shape == truth.shape and p.min() >= 0 and p.max() <= 1
     unc = viewer.layers["SE2 uncertainty"].data
     assert unc.shape == truth.shape
+    # the prediction's own outputs are never offered as channels (nor as the image)
+    listed = [w.channel_list.item(i).text() for i in range(w.channel_list.count())]
+    assert listed == ["SE2", "InLens"], listed
+    assert w.image.findText("SE2 uncertainty") < 0 and w.image.findText("SE2 probability 1") < 0
     assert tuple(viewer.layers["SE2 segmentation"].scale) == tuple(sp)
 
     # save, load, apply to another (flipped) layer pair

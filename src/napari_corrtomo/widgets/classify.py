@@ -82,11 +82,17 @@ MAX_LIVE_VOXELS = 2**21
 CHANNEL_ROWS = 6
 
 
+#: metadata key of the probability and uncertainty images a prediction adds (their value)
+OUTPUT = "corrtomo_classify_output"
+
+
 def _not_a_channel(layer) -> bool:
     """Image layers that are never a channel: RGB, a drawing of other layers (a
     registered layer's 2D view, the live uncertainty), a detector's images (projections,
-    flats, darks)."""
-    return bool(layer.rgb) or is_drawing(layer) or is_projection_stack(layer)
+    flats, darks), and a prediction's own probabilities and uncertainty (a forest trained
+    on them learns its own answers)."""
+    return (bool(layer.rgb) or is_drawing(layer) or is_projection_stack(layer)
+            or OUTPUT in layer.metadata)
 
 
 class _ModeCell(QPushButton):
@@ -726,9 +732,10 @@ class ClassifyWidget(DockForm):
             for k, c in enumerate(self.classifier.classes_):
                 add_result(self.viewer, proba[k], name=f"{ref.name} probability {int(c)}",
                            layer_type="image", colormap="magma", contrast_limits=(0.0, 1.0),
-                           visible=False, **kw)
+                           visible=False, metadata={OUTPUT: "probability"}, **kw)
             add_result(self.viewer, unc, name=f"{ref.name} uncertainty", layer_type="image",
-                       colormap="inferno", contrast_limits=(0.0, 1.0), visible=False, **kw)
+                       colormap="inferno", contrast_limits=(0.0, 1.0), visible=False,
+                       metadata={OUTPUT: "uncertainty"}, **kw)
         self.status.setText(f"Segmented {ref.name}: {len(self.classifier.classes_)} classes.")
 
     # ------------------------------------------------------------------ files
