@@ -89,7 +89,10 @@ def test_quantify_adds_layers_plots_and_tables(make_napari_viewer, qtbot, partic
     widget.table.export(str(tmp_path / "particles.csv"))
     assert "esd_um" in pd.read_csv(tmp_path / "particles.csv").columns
     files = widget.export_all(str(tmp_path))
-    assert (tmp_path / "summary.csv").exists() and len(files) == len(widget.result.all_tables())
+    assert (tmp_path / "summary.csv").exists() and len(files) == len(widget.result.all_tables()) + 1
+    # inputs.csv: what the tables are of
+    inputs = pd.read_csv(tmp_path / "inputs.csv").set_index("input")["value"]
+    assert inputs["segmentation"] == "seg" and str(inputs["phase label"]) == str(PORE)
     # the input layers are untouched
     np.testing.assert_array_equal(viewer.layers["seg"].data, particle_volume[0])
 
@@ -606,3 +609,101 @@ def test_a_segmentation_naming_its_phases_suggests_the_label_roles(make_napari_v
     _click_quantify(widget, qtbot, {"porosity"})
     table = widget.result.tables["phase_fractions"].set_index("label")["name"]
     assert table.to_dict() == {RESIN: "resin", SOLID: "solid", PORE: "macropore"}
+
+
+def test_a_label_the_matrix_leaves_out_of_the_sample_is_said(make_napari_viewer, qtbot):
+    """A FIB-SEM electrode (1 pore, 2 carbon-binder, 3 active material), Phase label 1:
+    setting Matrix label 2 turned the porosity from 0.4 to 0.8 without a word on label 3,
+    and the only note asked whether the phase label was the pores. Now a note names label
+    3 with its share and what to set; the porosity note blames the left-out label."""
+    lab = np.empty((10, 10, 20), np.uint8)
+    lab[..., :8], lab[..., 8:10], lab[..., 10:] = 1, 2, 3
+    viewer = make_napari_viewer()
+    viewer.add_labels(lab, name="electrode", units=("um",) * 3, metadata={"phases": {
+        "1": "pore", "2": "carbon-binder", "3": "active material"}})
+    widget = QuantifyWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.labels_form["phase"].value = 1
+    _click_quantify(widget, qtbot, {"porosity"})  # Matrix none: the whole volume
+    assert widget.result.summary()["value"][0] == pytest.approx(0.4)
+    assert "left out" not in widget.notes.text()
+    widget.labels_form["matrix"].value = 2
+    _click_quantify(widget, qtbot, {"porosity"})
+    assert widget.result.summary()["value"][0] == pytest.approx(0.8)  # phase / (phase + matrix)
+    notes = widget.notes.text()
+    assert ("Note: label 3 (active material, 50% of the volume) is neither the phase, the "
+            "matrix nor outside: it is left out of the sample") in notes
+    assert "set no matrix label" in notes
+    assert "with the labels left out of the sample (see their note) it would be 40%" in notes
+    assert "is it the pores?" not in notes
+
+
+def test_an_intensity_image_on_other_voxels_is_refused(make_napari_viewer, qtbot,
+                                                       particle_volume):
+    """The intensity was checked for its shape alone: the same shape at 1 um voxels
+    beside a 0.5 um segmentation gave a proxigram in the wrong frame. Another voxel size
+    or origin is refused naming both; the same voxels in nm are measured alike."""
+    viewer, widget = _widget(make_napari_viewer, qtbot, particle_volume)
+    img = viewer.layers["nanoCT"].data
+    _click_quantify(widget, qtbot, {"proxigram"})
+    dx = widget.result.proxigram.dx
+    viewer.add_image(img, name="coarse", scale=(1.0,) * 3, units=("um",) * 3)
+    viewer.add_image(img, name="shifted", scale=(0.5,) * 3, translate=(0.0, 0.0, 2.0),
+                     units=("um",) * 3)
+    viewer.add_image(img, name="in nm", scale=(500.0,) * 3, units=("nm",) * 3)
+    for name, where in (("coarse", "voxel 1 x 1 x 1 um, origin 0, 0, 0 um"),
+                        ("shifted", "voxel 0.5 x 0.5 x 0.5 um, origin 0, 0, 2 um")):
+        widget.intensity_select.setCurrentText(name)
+        qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+        assert not widget.runner.busy
+        assert widget.runner.status.text() == (
+            f"Not started: intensity {name!r} ({where}) and segmentation 'seg' (voxel 0.5 x "
+            "0.5 x 0.5 um, origin 0, 0, 0 um) do not lie on the same voxels; choose the image "
+            "the segmentation came from, or give both the same voxel size, unit, translate "
+            "and affine")
+    widget.intensity_select.setCurrentText("in nm")
+    _click_quantify(widget, qtbot, {"proxigram"})
+    assert widget.result.proxigram.dx == pytest.approx(dx)
+
+
+def test_the_results_say_what_they_are_of(make_napari_viewer, qtbot, particle_volume,
+                                          tmp_path, monkeypatch):
+    """After a run, changing the form (phase, segmentation, even during the run) or a
+    refused run left the old plots and tables beside the new values without a word:
+    the results now name their layer, phase and time, say when the form no longer
+    matches, and Export all writes inputs.csv, what the tables are of."""
+    from qtpy.QtWidgets import QFileDialog
+
+    viewer, widget = _widget(make_napari_viewer, qtbot, particle_volume)
+    viewer.layers["seg"].metadata["phases"] = {"3": "macropore"}
+    viewer.add_labels(particle_volume[0], name="other", scale=particle_volume[2],
+                      units=("um",) * 3)
+    widget.labels_select.setCurrentText("seg")
+    assert widget.results_of.text() == ""
+    _click_quantify(widget, qtbot, {"porosity"})
+    said = widget.results_of.text()
+    assert said.startswith(f"Results of 'seg', Phase label {PORE} (macropore), Matrix label "
+                           f"{SOLID}, run at "), said
+    widget.labels_form["phase"].value = SOLID + 10
+    assert widget.results_of.text().startswith(
+        f"These results are of earlier inputs: 'seg', Phase label {PORE} (macropore)")
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)  # refused: no voxel
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60_000)
+    assert widget.runner.last_error is not None
+    assert widget.results_of.text().startswith("These results are of earlier inputs: 'seg'")
+    widget.labels_form["phase"].value = PORE
+    assert widget.results_of.text() == said  # the form matches them again
+    widget.labels_select.setCurrentText("other")
+    assert widget.results_of.text().startswith("These results are of earlier inputs: 'seg'")
+    # the form changed while a run measures 'other': its results are of 'other' and say so
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+    widget.labels_select.setCurrentText("seg")
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=60_000)
+    assert widget.runner.last_error is None, widget.runner.last_error
+    assert widget.results_of.text().startswith(
+        f"These results are of earlier inputs: 'other', Phase label {PORE}, Matrix label")
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
+    qtbot.mouseClick(widget.export_all_button, Qt.MouseButton.LeftButton)
+    inputs = pd.read_csv(tmp_path / "inputs.csv").set_index("input")["value"]
+    assert inputs["segmentation"] == "other" and str(inputs["phase label"]) == str(PORE)
+    assert inputs["measures"] == "porosity" and inputs["outside labels"] == "0, 1"

@@ -17,12 +17,14 @@ registering them in the core), run in a worker with progress and Cancel, and get
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import napari
 import numpy as np
+import pandas as pd
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -38,6 +40,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.backend import is_lazy
+from ..core.frame import Frame
 from ..core.io import write_table
 from ..core.isolated import IsolatedProcess
 from ..core.quantify import (
@@ -90,6 +93,33 @@ def _points_in(points, labels, spacing: tuple[float, ...]) -> tuple[tuple[float,
         for p in np.asarray(points.data))
 
 
+def _same_frame(image, layer, frame: Frame) -> None:
+    """Refuse an intensity image whose voxels do not lie on the segmentation's: the same
+    shape at another voxel size, unit, origin or affine gives distances (proxigram) in
+    the wrong frame without a word."""
+    def where(f: Frame) -> str:
+        return (f"voxel {' x '.join(f'{v:.4g}' for v in f.spacing)} {f.unit}, origin "
+                f"{', '.join(f'{v:.4g}' for v in f.offset)} {f.unit}")
+
+    own = layer_frame(image, 3)
+    try:
+        same = own.to(frame.unit)
+    except ValueError:  # a unit and pixels: cannot be compared
+        same = None
+    tol = 1e-6 * max(frame.spacing)
+    if same is None or not (
+            np.allclose(same.spacing, frame.spacing, rtol=1e-6, atol=0)
+            and np.allclose(same.offset, frame.offset, rtol=0, atol=tol)
+            and np.allclose(layer_affine(image), layer_affine(layer))
+            and np.allclose(np.asarray(image.rotate)[-3:, -3:], np.asarray(layer.rotate)[-3:, -3:])
+            and np.allclose(np.asarray(image.shear)[-3:], np.asarray(layer.shear)[-3:])):
+        raise ValueError(
+            f"intensity {image.name!r} ({where(own)}) and segmentation {layer.name!r} "
+            f"({where(frame)}) do not lie on the same voxels; choose the image the "
+            "segmentation came from, or give both the same voxel size, unit, translate and "
+            "affine")
+
+
 def _say(ax, text: str) -> None:
     """``text`` centred on ``ax``, in place of data that is not there."""
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, color="0.35",
@@ -104,6 +134,10 @@ class QuantifyWidget(DockForm):
         self.viewer = napari_viewer
         self.result: QuantifyResult | None = None
         self._source = None
+        #: what the shown results are of: the form's inputs, their words and as a table
+        #: (exported beside the tables); set when a run starts, shown when it ends
+        self._run_of: tuple[tuple | None, str, pd.DataFrame] | None = None
+        self._results_of: tuple[tuple | None, str, pd.DataFrame] | None = None
         #: the process the next in-memory run uses, started when the panel is first shown
         #: and again whenever a run ends
         self._spare: IsolatedProcess | None = None
@@ -200,6 +234,10 @@ class QuantifyWidget(DockForm):
         self.notes.setWordWrap(True)
 
         # ---- results
+        #: which layer and labels the results are of, and whether the form still is
+        self.results_of = QLabel("")
+        self.results_of.setWordWrap(True)
+        self.results_of.setObjectName("results_of")
         self.plot_select = QComboBox()
         self.plot_select.currentTextChanged.connect(self._draw)
         self.plot = PlotCanvas(height_in=2.8, title="Quantify")
@@ -215,7 +253,8 @@ class QuantifyWidget(DockForm):
                 (self.plot_select, "which distribution or curve of the last run to plot"),
                 (self.table_select, "which table of the last run to show"),
                 (self.export_all_button, "write every table of the last run as CSV files into "
-                                         "a folder (summary.csv first)"),
+                                         "a folder (summary.csv first; inputs.csv says what "
+                                         "they are of)"),
         ):
             w.setToolTip(tip)
 
@@ -226,6 +265,7 @@ class QuantifyWidget(DockForm):
         layout.addWidget(self.run_button)
         layout.addWidget(self.runner)
         layout.addWidget(self.notes)
+        layout.addWidget(self.results_of)
         layout.addLayout(hbox(QLabel("Plot"), self.plot_select, stretch=self.plot_select))
         layout.addWidget(self.plot)
         layout.addLayout(hbox(QLabel("Table"), self.table_select, stretch=self.table_select))
@@ -233,6 +273,13 @@ class QuantifyWidget(DockForm):
         layout.addWidget(self.export_all_button)
         layout.addStretch(1)
         self._labels_changed()
+        # any change of the form: the results say whether they are still of it
+        for signal in (self.labels_select.currentTextChanged,
+                       self.intensity_select.currentTextChanged,
+                       self.points_select.currentTextChanged,
+                       self.labels_form.container.changed, self.params.container.changed,
+                       *(cb.toggled for cb in self.checks.values())):
+            signal.connect(self._say_whose)
 
     # ------------------------------------------------------------------ inputs
 
@@ -284,6 +331,51 @@ class QuantifyWidget(DockForm):
         self.viewer.layers.selection.active = points
         self.points_select.set_layer(points)
 
+    def _inputs(self) -> tuple | None:
+        """What a run of the form would measure now (None: the form cannot be read): the
+        segmentation, the settings, the measures, the intensity image where they use it,
+        the points."""
+        try:
+            settings, measures = self.settings(), tuple(self.chosen_measures())
+        except ValueError:
+            return None
+        image = self.intensity_select.layer() if settings.mid_level or any(
+            MEASURES[m].needs_intensity for m in measures) else None
+        return (self.labels_select.layer(), settings, measures, image,
+                self.points_select.layer())
+
+    def _describe(self, layer, settings: QuantifySettings, measures: list[str],
+                  image) -> tuple[tuple | None, str, pd.DataFrame]:
+        """A run's inputs (:meth:`_inputs`), in words and as an ``input, value`` table."""
+        names = dict(settings.phase_names)
+        phase = f"{settings.phase}" + (f" ({names[settings.phase]})"
+                                       if settings.phase in names else "")
+        matrix = "none" if settings.matrix is None else str(settings.matrix)
+        points, now = self.points_select.layer(), time.localtime()
+        rows = [("segmentation", layer.name), ("phase label", phase), ("matrix label", matrix),
+                ("outside labels", ", ".join(map(str, settings.outside)) or "none"),
+                ("intensity", image.name if image is not None else "none"),
+                ("particles at", points.name if points is not None else "none"),
+                ("measures", ", ".join(measures)), ("run at", time.strftime("%Y-%m-%d %H:%M:%S", now))]
+        words = (f"'{layer.name}', Phase label {phase}, Matrix label {matrix}"
+                 + (f", intensity '{image.name}'" if image is not None else "")
+                 + f", run at {time.strftime('%H:%M:%S', now)}")
+        return self._inputs(), words, pd.DataFrame(rows, columns=["input", "value"])
+
+    def _say_whose(self, *_: Any) -> None:
+        """Name what the results are of, and say so when the form no longer is."""
+        if self._results_of is None:
+            return
+        inputs, words, _ = self._results_of
+        if inputs is not None and self._inputs() == inputs:
+            self.results_of.setText(f"Results of {words}.")
+            self.results_of.setStyleSheet("")
+        else:
+            self.results_of.setText(
+                f"These results are of earlier inputs: {words}; the form has changed since "
+                "(Quantify again for its results).")
+            self.results_of.setStyleSheet("color: orange")
+
     def settings(self) -> QuantifySettings:
         """The settings the two forms show."""
         return self.params.value(self.labels_form.value())
@@ -323,13 +415,16 @@ class QuantifyWidget(DockForm):
             labels = full_resolution(layer)
             if labels.ndim != 3:
                 raise ValueError(f"layer {layer.name!r} has {labels.ndim} dims; choose a 3D volume")
-            if intensity is not None and tuple(intensity.shape) != tuple(labels.shape):
-                raise ValueError(f"intensity {tuple(intensity.shape)} and segmentation "
-                                 f"{tuple(labels.shape)} have different shapes")
+            if intensity is not None:
+                if tuple(intensity.shape) != tuple(labels.shape):
+                    raise ValueError(f"intensity {tuple(intensity.shape)} and segmentation "
+                                     f"{tuple(labels.shape)} have different shapes")
+                _same_frame(image, layer, frame)
         except ValueError as exc:
             self.runner.refuse(str(exc))
             return
         self._source = layer
+        self._run_of = self._describe(layer, settings, measures, image if needs else None)
         self.runner.start(self._compute, labels, spacing, unit, measures, settings, intensity,
                           on_result=self._on_result, label="Quantify")
 
@@ -372,6 +467,7 @@ class QuantifyWidget(DockForm):
 
     def _on_result(self, result: QuantifyResult) -> None:
         self.result = result
+        self._results_of = self._run_of
         layer = self._source
         base = layer.name if layer is not None else "quantify"
         translate = tuple(layer.translate[-3:]) if layer is not None else None
@@ -408,6 +504,7 @@ class QuantifyWidget(DockForm):
         self._draw(self.plot_select.currentText())
         self._show_table(self.table_select.currentText())
         self.notes.setText("\n".join(f"Note: {note}" for note in result.notes))
+        self._say_whose()
 
     def _show_table(self, name: str) -> None:
         if self.result is None or not name:
@@ -460,18 +557,24 @@ class QuantifyWidget(DockForm):
             ax.legend(fontsize=7)
         self.plot.draw()
 
+    def _exported(self) -> dict[str, pd.DataFrame]:
+        """The tables Export all writes: the results', then ``inputs`` (what they are of)."""
+        return {**self.result.all_tables(), "inputs": self._results_of[2]}
+
     def export_all(self, folder: str) -> list:
-        """Write every table as ``<folder>/<name>.csv``."""
+        """Write every table as ``<folder>/<name>.csv``, and ``inputs.csv``: the
+        segmentation, labels, intensity, measures and time the tables are of."""
         if self.result is None:
             raise ValueError("nothing to export yet; run Quantify first")
         return [write_table(f"{folder}/{name}.csv", frame)
-                for name, frame in self.result.all_tables().items()]
+                for name, frame in self._exported().items()]
 
     def _ask_export_all(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export all tables to folder")
+        folder = QFileDialog.getExistingDirectory(
+            self, f"Export all tables of {self._results_of[1]} to folder")
         if not folder or self.result is None:
             return
-        taken = [name for name in self.result.all_tables() if Path(folder, f"{name}.csv").exists()]
+        taken = [name for name in self._exported() if Path(folder, f"{name}.csv").exists()]
         if taken and QMessageBox.question(
                 self, "Replace tables?",
                 f"{len(taken)} of the tables exist in {folder} ({', '.join(taken[:4])}"

@@ -72,7 +72,13 @@ def _measure_porosity(d: MeasureData, s: QuantifySettings, r: QuantifyResult, pr
         n_sample = int(sum(n for v, n in counts.items() if v not in s.outside))
     voxel = float(np.prod(d.spacing))
     r.add("porosity", "porosity (phase / sample)", n_phase / n_sample, "fraction")
-    if n_phase / n_sample > WHOLE_FIELD:
+    n_left = sum(int(counts.get(v, 0)) for v in d.left_out())
+    if n_phase / n_sample > WHOLE_FIELD and n_phase / (n_sample + n_left) <= WHOLE_FIELD:
+        # the labels left out of the sample make the phase fill it, not a wrong phase label
+        r.notes.append(f"the porosity {n_phase / n_sample:.0%} is of phase + matrix only; "
+                       f"with the labels left out of the sample (see their note) it would be "
+                       f"{n_phase / (n_sample + n_left):.0%}")
+    elif n_phase / n_sample > WHOLE_FIELD:
         name = dict(s.phase_names).get(s.phase)
         r.notes.append(f"the phase (label {s.phase}{f', {name}' if name else ''}) fills "
                        f"{n_phase / n_sample:.0%} of the "

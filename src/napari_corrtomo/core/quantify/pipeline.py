@@ -9,7 +9,7 @@ A label volume (or binary mask) with its voxel size is measured by a set of
 - ``outside``: labels of the surrounding medium (e.g. air 0 and resin 1).
 
 The sample (particles) is ``phase | matrix`` when a matrix is given, else every
-voxel not ``outside``.
+voxel not ``outside``; other labels a matrix leaves out of it are named in a note.
 
 Every measure is a :class:`MeasureSpec` in :data:`MEASURES`; it writes summary
 rows, tables, arrays (future layers), size distributions and curves into a
@@ -71,7 +71,9 @@ class QuantifySettings:
         Label value of the phase to measure (e.g. the pores).
     matrix
         Label of the other phase of the sample (e.g. the solid); needed for per-particle
-        porosity, inner pores and profiles. None: no matrix.
+        porosity, inner pores and profiles. It defines the sample: phase + matrix, any
+        other label left out (a note names it). None: no matrix; the sample is every
+        label not outside.
     outside
         Labels of the surrounding medium (air, resin): pores touching it are open.
     mid_level
@@ -378,6 +380,15 @@ class MeasureData:
             return np.ones(self.labels.shape, bool)
         return self._mask("sample", make)
 
+    def left_out(self) -> list[int]:
+        """The nonzero labels with voxels that are neither phase, matrix nor outside: with
+        a matrix label the sample is phase | matrix, so every measure leaves them out."""
+        s = self.settings
+        if s.matrix is None:
+            return []
+        return [int(v) for v in np.flatnonzero(self.counts())
+                if v and v not in (s.phase, s.matrix, *s.outside)]
+
     def require_matrix(self, what: str) -> np.ndarray:
         if self.matrix is None:
             raise SettingError(f"{what} needs $matrix (the label of the solid phase)",
@@ -550,6 +561,9 @@ def quantify(
         held = ", ".join(str(v) for v in np.flatnonzero(data.counts()))
         result.notes.append(f"outside label(s) {', '.join(map(str, missing))} have no voxel in "
                             f"this volume (its labels: {held})")
+    left = data.left_out()
+    if left:  # the sample is phase | matrix: said, not silently smaller than the volume
+        result.notes.append(_left_out_note(left, data.counts(), settings))
     if lazy:
         result.notes.append(f"results of this dask/zarr volume are stored in {folder}")
     weights = np.array([MEASURES[m].cost for m in measures], dtype=float)
@@ -562,6 +576,23 @@ def quantify(
             data, settings = _inside_envelopes(data, settings, result)
         report(progress, int(edges[i + 1]), 1000)
     return result
+
+
+def _left_out_note(left: list[int], counts: np.ndarray, s: QuantifySettings) -> str:
+    """The note on labels a matrix label leaves out of the sample (:meth:`MeasureData.left_out`),
+    with their share of the volume and what to set instead (the matrix is one label)."""
+    names = dict(s.phase_names)
+    which = ", ".join(f"label {v} ({names[v] + ', ' if v in names else ''}"
+                      f"{counts[v] / counts.sum():.0%} of the volume)" for v in left)
+    many = len(left) > 1
+    return (f"{which} {'are' if many else 'is'} neither the phase, the matrix nor outside: "
+            f"{'they are' if many else 'it is'} left out of the sample, which is phase + "
+            f"matrix (labels {s.phase} and {s.matrix}) for every measure (porosity = phase / "
+            "(phase + matrix)). The matrix is one label: to count "
+            f"{'them' if many else 'it'} in the sample, set no matrix label (the sample is "
+            f"then every label not outside) or merge {'them' if many else 'it'} into label "
+            f"{s.matrix} in the segmentation; if {'they are' if many else 'it is'} the "
+            "surrounding medium, add " + ("them" if many else "it") + " to the outside labels")
 
 
 #: words of a phase name that give its label a role (:func:`label_roles`)
