@@ -536,3 +536,156 @@ def test_swapped_references_and_raw_defaults_say_what_to_do(make_napari_viewer, 
     _click(qtbot, w.preview_button)
     _wait(qtbot, w)
     assert w.result.text() == ""
+
+
+def _dialogs(monkeypatch, path):
+    """The file dialogs of the panel answer ``path``."""
+    from napari_corrtomo.widgets import reconstruct as module
+
+    for name in ("getOpenFileName", "getSaveFileName"):
+        monkeypatch.setattr(module.QFileDialog, name, lambda *a, **k: (str(path), ""))
+
+
+def test_a_geometry_json_of_another_scan_is_refused(make_napari_viewer, qtbot, small_ct,
+                                                    tmp_path, monkeypatch, errors):
+    """The cone scan's JSON loaded for the parallel one: the form became a cone of its
+    detector and a volume was added without a word."""
+    from napari_corrtomo.widgets import reconstruct as module
+
+    warned: list[str] = []
+    monkeypatch.setattr(module, "show_warning", warned.append)
+    viewer = make_napari_viewer()
+    _add(viewer, small_ct)
+    cone = Geometry.cone(np.linspace(0, 360, 90, endpoint=False), (12, 20), 100.0, 100.0, 2.0,
+                         unit="um")
+    viewer.add_image(np.zeros((90, 12, 20), np.float32), name="cone scan",
+                     metadata={"geometry": cone.to_dict()})
+    w = ReconstructWidget(viewer)
+    w.projections.set_layer(viewer.layers["cone scan"])
+    _dialogs(monkeypatch, tmp_path / "cone.json")
+    _click(qtbot, w.save_json)
+    w.projections.set_layer(viewer.layers["proj"])
+    before = w.geometry()
+    _click(qtbot, w.load_json)
+    assert errors == ["cone.json describes 90 projections of 12 x 20 pixels (rows x cols) but "
+                      "'proj' is 90 of 8 x 48: it seems to be the geometry of 'cone scan' "
+                      "(choose that layer as 'Projections' to use it); load the geometry of "
+                      "'proj' instead; the form is unchanged"]
+    assert w.geometry() == before and w.kind.currentText() == "parallel"
+    # another angle count, of no layer here
+    Geometry.parallel(np.linspace(0, 180, 45, endpoint=False), (8, 48), 0.5,
+                      unit="um").save(tmp_path / "half.json")
+    _dialogs(monkeypatch, tmp_path / "half.json")
+    _click(qtbot, w.load_json)
+    assert errors[-1] == ("half.json describes 45 projections of 8 x 48 pixels (rows x cols) "
+                          "but 'proj' is 90 of 8 x 48: load the geometry of 'proj' instead; the "
+                          "form is unchanged")
+    assert w.geometry() == before
+    # a file that fits is loaded for the chosen layer: another still gets a word
+    _dialogs(monkeypatch, tmp_path / "proj.json")
+    _click(qtbot, w.save_json)
+    _click(qtbot, w.load_json)
+    assert len(errors) == 2 and w.geometry() == before
+    viewer.add_image(small_ct.projections, name="copy", scale=(1, 0.5, 0.5))
+    w.projections.set_layer(viewer.layers["copy"])
+    w.flats.setCurrentText("")
+    _click(qtbot, w.preview_button)
+    _wait(qtbot, w)
+    assert warned == ["'copy' has no acquisition geometry of its own: the geometry of 'proj' is "
+                      "used for it; choose a projection stack (angle, row, col) as "
+                      "'Projections', or check the geometry"]
+
+
+def test_a_pixel_size_far_from_the_layers_own_is_refused(make_napari_viewer, qtbot, small_ct,
+                                                         errors):
+    """500 typed for 0.5 um gave 500 um voxels, nm for um 0.5 nm voxels, without a word."""
+    viewer = make_napari_viewer()
+    _add(viewer, small_ct)
+    w = ReconstructWidget(viewer)
+    w.projections.set_layer(viewer.layers["proj"])
+    w.pixel_size.setValue(500.0)
+    _click(qtbot, w.run_button)
+    assert errors == ["'Detector pixel size' 500 um is 1000 times the pixel size of 'proj' "
+                      "(0.5 um, from its geometry metadata): check the number and its unit"]
+    assert w.runner.status.text() == f"Not started: {errors[-1]}"
+    w.pixel_size.setValue(0.5)
+    w.unit.setCurrentText("nm")
+    _click(qtbot, w.preview_button)
+    assert errors[-1] == ("'Detector pixel size' 0.5 nm is 1/1000 of the pixel size of 'proj' "
+                          "(0.5 um, from its geometry metadata): check the number and its unit")
+    # a layer without geometry metadata: its scale in its unit
+    viewer.add_image(small_ct.projections, name="scaled", scale=(1, 2.0, 2.0),
+                     units=("um", "um", "um"))
+    w.projections.set_layer(viewer.layers["scaled"])
+    w.unit.setCurrentText("mm")
+    _click(qtbot, w.preview_button)
+    assert errors[-1].startswith("'Detector pixel size' 0.5 mm is 250 times the pixel size of "
+                                 "'scaled' (2 um, from its scale)")
+    assert "scaled preview" not in viewer.layers
+    # a calibrated size a few % off passes
+    w.projections.set_layer(viewer.layers["proj"])
+    w.pixel_size.setValue(0.52)
+    w.flats.setCurrentText("")
+    viewer.layers["proj"].data = small_ct.projections
+    _click(qtbot, w.preview_button)
+    _wait(qtbot, w)
+    assert len(errors) == 3 and w.runner.last_error is None and "proj preview" in viewer.layers
+
+
+def test_an_axis_offset_off_the_detector_names_the_offset(make_napari_viewer, qtbot, small_ct,
+                                                          errors):
+    """100 px on a 48-column scan was said to make the volume's shadow miss the detector
+    ("choose a smaller 'Volume (z, y, x)'")."""
+    viewer = make_napari_viewer()
+    _add(viewer, small_ct)
+    w = ReconstructWidget(viewer)
+    w.projections.set_layer(viewer.layers["proj"])
+    w.center.setValue(100.0)
+    _click(qtbot, w.run_button)
+    assert errors == ["'Rotation-axis offset' 100 px puts the rotation axis at 100 px from the "
+                      "detector centre, outside the detector (48 columns wide: the axis must "
+                      "lie within +-24 px of its centre); give the offset in detector pixels, "
+                      "or 'auto' to search it"]
+    assert w.runner.status.text() == f"Not started: {errors[-1]}"
+    assert "proj reconstruction" not in viewer.layers
+
+
+def test_clearing_the_flats_clears_the_darks(make_napari_viewer, qtbot, small_ct, errors):
+    """Darks left alone were refused ("dark frames need flat frames too") after a warning
+    to choose flats."""
+    viewer = make_napari_viewer()
+    _add(viewer, small_ct)
+    w = ReconstructWidget(viewer)
+    w.projections.set_layer(viewer.layers["proj"])
+    assert w.darks.currentText() == "darks"
+    w.flats.setCurrentText("")
+    assert w.darks.currentText() == "" and w.preprocess["log"].value is False
+    w.preprocess["log"].value = True  # the counts as transmission, say
+    _click(qtbot, w.preview_button)
+    _wait(qtbot, w)
+    assert errors == [] and w.runner.last_error is None and "proj preview" in viewer.layers
+
+
+def test_the_result_line_is_of_the_chosen_layer(make_napari_viewer, qtbot, small_ct, errors):
+    """A refusal, or other projections chosen, left the earlier success on the result line
+    (and the other layer's refusal on the status)."""
+    viewer = make_napari_viewer()
+    _add(viewer, small_ct)
+    viewer.add_image(small_ct.projections, name="copy", scale=(1, 0.5, 0.5))
+    w = ReconstructWidget(viewer)
+    w.projections.set_layer(viewer.layers["proj"])
+    w.preprocess["outlier_threshold"].value = 5.0  # no hint on the result line
+    _click(qtbot, w.run_button)
+    _wait(qtbot, w)
+    assert w.result.text().startswith("FBP: (8, 48, 48) voxels of 0.5 um")
+    w.pixel_size.setValue(500.0)
+    _click(qtbot, w.run_button)
+    assert w.result.text() == "" and w.runner.status.text().startswith("Not started:")
+    w.projections.set_layer(viewer.layers["copy"])  # the form is proj's: no word of it
+    assert w.runner.status.text() == "" and w.result.text() == ""
+    w.projections.set_layer(viewer.layers["proj"])
+    _click(qtbot, w.run_button)
+    w.projections.set_layer(viewer.layers["copy"])  # while it runs
+    assert w.runner.status.text() == "Reconstruction ..."
+    _wait(qtbot, w)
+    assert w.result.text().startswith("Of 'proj': FBP: (8, 48, 48) voxels of 0.5 um")

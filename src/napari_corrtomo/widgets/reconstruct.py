@@ -35,9 +35,16 @@ from qtpy.QtWidgets import (
 from ..core import recon
 from ..core._checks import SettingError, in_words
 from ..core.recon import pipeline
+from ..core.units import convert
 from ._dock import DockForm, act_on_file, hbox
 from ._form import Field, SettingsForm
-from ._layers import LayerSelect, add_result, full_resolution, is_projection_stack
+from ._layers import (
+    LayerSelect,
+    add_result,
+    full_resolution,
+    is_projection_stack,
+    layer_frame,
+)
 from ._plot import PlotCanvas
 from ._runner import TaskRunner
 
@@ -49,7 +56,11 @@ GEOMETRY_WORDS = {"pixel_size": "'Detector pixel size'",
                   "origin_detector": "'Axis-detector distance'",
                   "tilt_deg": "'Laminography tilt'",
                   "angles_deg": "angles (from 'First angle' to 'Stop angle')",
-                  "index": "'Slice'"}
+                  "index": "'Slice'",
+                  "center": "'Rotation-axis offset'"}
+#: a 'Detector pixel size' this many times off the layer's own (or 1/this) is a slip of
+#: number or unit (500 typed for 0.5 um gave 500 um voxels), a calibration a few % off is not
+PIXEL_SIZE_SLIP = 100.0
 #: ReconSettings.method as the form shows it (None: the analytic method of the geometry)
 METHOD_CHOICES = {"FBP / FDK (analytic)": None, "SIRT": "sirt", "CGLS": "cgls"}
 #: tilt-series alignment methods (core.recon.ALIGN_METHODS) as the form shows them
@@ -100,8 +111,8 @@ class ReconstructWidget(DockForm):
         #: from (for the refusal when the count does not fit the projections)
         self._angle_list: np.ndarray | None = None
         self._angle_source = ""
-        #: the layer whose metadata filled the geometry form (None: typed or loaded by the
-        #: user), so that it is not used for another layer without a word
+        #: the layer whose metadata or loaded JSON filled the geometry form (None: typed by
+        #: the user), so that it is not used for another layer without a word
         self._geometry_from: str | None = None
         #: warnings of the action being started, repeated on the result line
         self._notes: list[str] = []
@@ -188,9 +199,7 @@ class ReconstructWidget(DockForm):
         })
         self.preprocess["outlier_threshold"].native.setSuffix(" sigma")
         self.preprocess["ring_size"].native.setSuffix(" columns")
-        # -log follows the flats (raw counts need it), as the core's log=None does
-        self.flats.currentTextChanged.connect(
-            lambda t: setattr(self.preprocess["log"], "value", bool(t)))
+        self.flats.currentTextChanged.connect(self._on_flats_changed)
         form.addRow(self.preprocess.widget)
         #: tilt series only: collapsed unless the geometry is one
         self.alignment = SettingsForm(pipeline.ScanSettings, {
@@ -441,7 +450,19 @@ class ReconstructWidget(DockForm):
     def _on_layer_inserted(self, _event: Any) -> None:
         self._pick_references(keep_choice=True)
 
+    def _on_flats_changed(self, text: str) -> None:
+        """-log follows the flats (raw counts need it), as the core's log=None does; the
+        darks go with cleared flats (darks alone are refused, after a warning to choose
+        flats)."""
+        self.preprocess["log"].value = bool(text)
+        if not text:
+            self.darks.setCurrentText("")
+
     def _on_layer_changed(self, *_: Any) -> None:
+        # the last outcome was of the layer chosen before (a running task's shows its own)
+        self.result.setText("")
+        if not self.runner.busy:
+            self.runner.status.setText("")
         layer = self.projections.layer()
         if layer is None:
             return
@@ -469,10 +490,31 @@ class ReconstructWidget(DockForm):
         self._update_voxel()
 
     def load_geometry(self, path: str) -> recon.Geometry:
+        """Fill the form from a geometry JSON that fits the chosen projections (the cone
+        scan's was once used for the parallel one, detector and all, without a word)."""
         g = recon.Geometry.load(path)
+        layer = self.projections.layer()
+        if layer is not None:
+            self._check_fits(g, os.path.basename(str(path)), layer)
         self.set_geometry(g)
-        self._geometry_from = None  # the user's choice, for whichever layer
+        self._geometry_from = None if layer is None else layer.name
         return g
+
+    def _check_fits(self, geometry: recon.Geometry, source: str, layer: Any) -> None:
+        """Refuse a geometry whose angle count or detector (rows, cols) is not the layer's,
+        naming the layer it fits if there is one."""
+        scan = (geometry.n_angles, *geometry.det_shape)
+        shape = tuple(full_resolution(layer).shape)
+        if len(shape) != 3 or shape == scan:  # a 2D layer is refused as projections anyway
+            return
+        fits = [c.name for c in self.viewer.layers
+                if isinstance(c, napari.layers.Image) and tuple(full_resolution(c).shape) == scan]
+        of = (f"it seems to be the geometry of {fits[0]!r} (choose that layer as "
+              "'Projections' to use it); " if fits else "")
+        raise ValueError(
+            f"{source} describes {scan[0]} projections of {scan[1]} x {scan[2]} pixels "
+            f"(rows x cols) but {layer.name!r} is {shape[0]} of {shape[1]} x {shape[2]}: "
+            f"{of}load the geometry of {layer.name!r} instead; the form is unchanged")
 
     def save_geometry(self, path: str) -> None:
         self.geometry().save(path)
@@ -554,6 +596,39 @@ class ReconstructWidget(DockForm):
                        "is used for it; choose a projection stack (angle, row, col) as "
                        "'Projections', or check the geometry")
 
+    @staticmethod
+    def _own_pixel_size(layer: Any) -> tuple[float, str, str] | None:
+        """The detector pixel size the layer gives itself, its unit and where it is from
+        (its geometry metadata, else its scale); None where it has no length unit."""
+        meta = layer.metadata.get("geometry")
+        try:
+            if isinstance(meta, dict):
+                g = recon.Geometry.from_dict(meta)
+                own = (g.pixel_size, g.unit, "geometry metadata")
+            else:
+                frame = layer_frame(layer, 2)
+                own = (frame.spacing[-1], frame.unit, "scale")
+        except ValueError:  # unusable metadata or mixed units: said elsewhere
+            return None
+        return own if own[1] in UNITS[1:] else None
+
+    def _check_pixel_size(self, layer: Any, geometry: recon.Geometry) -> None:
+        """Refuse a 'Detector pixel size' (with its unit) :data:`PIXEL_SIZE_SLIP` times or
+        more off the layer's own: 500 typed for 0.5 um, or nm chosen for um, gave voxels of
+        500 um (0.5 nm) beside the 0.5 um layers without a word."""
+        own = self._own_pixel_size(layer)
+        if own is None or geometry.unit not in UNITS[1:]:
+            return
+        size, unit, where = own
+        ratio = float(convert(geometry.pixel_size, geometry.unit, unit)) / size
+        if 1.0 / PIXEL_SIZE_SLIP < ratio < PIXEL_SIZE_SLIP:
+            return
+        off = f"{ratio:.0f} times" if ratio > 1 else f"1/{1.0 / ratio:.0f} of"
+        raise ValueError(
+            f"'Detector pixel size' {geometry.pixel_size:g} {geometry.unit} is {off} the pixel "
+            f"size of {layer.name!r} ({size:g} {unit}, from its {where}): check the number "
+            "and its unit")
+
     def _inputs(self, action: str = "reconstruct") -> dict[str, Any]:
         """Everything a worker needs, read in the GUI thread (raises ValueError); warns
         (:meth:`_warn`) about what would make a reconstruction (``action``: "reconstruct",
@@ -561,6 +636,12 @@ class ReconstructWidget(DockForm):
         layer, data = self._layer_data()
         self._check_stack(layer)
         geometry = self.geometry()
+        self._check_pixel_size(layer, geometry)
+        offset = self.center.value()
+        try:  # an axis off the detector, named before the grid that misses it is
+            recon.check_center(geometry.shifted(col=-offset), offset)
+        except SettingError as exc:
+            raise ValueError(in_words(exc, GEOMETRY_WORDS)) from None
         flats = self.flats.layer()
         darks = self.darks.layer()
         # by name: a docked plugin's viewer is a proxy whose layers are new objects on
@@ -605,14 +686,19 @@ class ReconstructWidget(DockForm):
         try:
             inputs = self._inputs(action)
         except ValueError as exc:
+            self.result.setText("")  # the last outcome is not this action's
             self.runner.refuse(str(exc))
             return None
         notes = self._notes
+        name = inputs["layer"].name
 
         def done(result: Any) -> None:
             self.result.setText("")
             on_result(result)
-            self.result.setText("\n".join(t for t in (self.result.text(), *notes) if t))
+            text = "\n".join(t for t in (self.result.text(), *notes) if t)
+            # other projections were chosen while it ran: say which scan this is of
+            of = f"Of {name!r}: " if text and self.projections.currentText() != name else ""
+            self.result.setText(of + text)
 
         return self.runner.start(func, inputs, on_result=done, label=label)
 
