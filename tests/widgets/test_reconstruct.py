@@ -645,7 +645,7 @@ def test_an_axis_offset_off_the_detector_names_the_offset(make_napari_viewer, qt
     assert errors == ["'Rotation-axis offset' 100 px puts the rotation axis at 100 px from the "
                       "detector centre, outside the detector (48 columns wide: the axis must "
                       "lie within +-24 px of its centre); give the offset in detector pixels, "
-                      "or 'auto' to search it"]
+                      "or search it with 'Find centre'"]
     assert w.runner.status.text() == f"Not started: {errors[-1]}"
     assert "proj reconstruction" not in viewer.layers
 

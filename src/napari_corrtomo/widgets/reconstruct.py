@@ -57,7 +57,7 @@ GEOMETRY_WORDS = {"pixel_size": "'Detector pixel size'",
                   "tilt_deg": "'Laminography tilt'",
                   "angles_deg": "angles (from 'First angle' to 'Stop angle')",
                   "index": "'Slice'",
-                  "center": "'Rotation-axis offset'"}
+                  "center": "'Rotation-axis offset'", "center_auto": "'Find centre'"}
 #: a 'Detector pixel size' this many times off the layer's own (or 1/this) is a slip of
 #: number or unit (500 typed for 0.5 um gave 500 um voxels), a calibration a few % off is not
 PIXEL_SIZE_SLIP = 100.0

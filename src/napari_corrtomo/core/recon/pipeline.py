@@ -221,7 +221,7 @@ def check_center(geometry: Geometry, center: float | str | None) -> None:
             f"$center {float(center):g} px puts the rotation axis at {axis:g} px from the "
             f"detector centre, outside the detector ({cols} columns wide: the axis must lie "
             f"within +-{0.5 * cols:g} px of its centre); give the offset in detector pixels, "
-            f"or 'auto' to search it", center="center")
+            f"or search it with $center_auto", center="center", center_auto="center='auto'")
 
 
 def _prepare(projections: Any, geometry: Geometry, settings: ScanSettings, flats: Any,
