@@ -345,3 +345,158 @@ def test_errors_name_the_widgets_controls(make_napari_viewer, qtbot, small_fib):
     text = _error_after_click(qtbot, w, w.run_button)
     assert text.startswith("'Data are' binary needs a bool or 0/1 stack, but this float32")
     assert text.endswith("segment it first, or choose 'Data are' grey") and "kind=" not in text
+
+
+def _click(qtbot, w, button) -> None:
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    _wait(qtbot, w)
+
+
+def test_rerun_says_it_replaced_the_volume_and_stale_metrics_are_cleared(
+        make_napari_viewer, qtbot, small_mimic, errors):
+    """Run again with another 'Grid spacing': the volume line says the earlier layer of
+    that name was replaced. The metrics name their volume and are cleared by a new volume
+    and by a refused metrics run."""
+    viewer = make_napari_viewer()
+    stack = viewer.add_labels(small_mimic.stack.astype(np.uint8), name="seg",
+                              scale=(10.0, 2.5, 2.5), units="nm")
+    w = FibWidget(viewer)
+    w.stack.set_layer(stack)
+    w.source_form["source"].value = "constant"
+    w.constant_form["constant_nm"].value = 10.0
+    w.volume_form["method"].value = "nearest"
+    _click(qtbot, w, w.run_button)
+    assert w.runner.last_error is None
+    assert w.volume_summary.text().startswith("'seg isotropic (nearest)': ")
+    assert "replaced" not in w.volume_summary.text()
+    _click(qtbot, w, w.metrics_button)
+    assert w.metrics_summary.text().startswith("anisotropy of 'seg isotropic (nearest)': ")
+    w.volume_form["grid_nm"].value = 5.0
+    _click(qtbot, w, w.run_button)
+    assert w.runner.last_error is None
+    assert [layer.name for layer in viewer.layers].count("seg isotropic (nearest)") == 1
+    assert ("; replaced the earlier 'seg isotropic (nearest)' (rename a layer to keep it)"
+            in w.volume_summary.text())
+    assert "voxels of (5, 2.5, 2.5) nm" in w.volume_summary.text()
+    assert w.metrics_summary.text() == "" and w.metrics_table.frame.empty  # a new volume
+    _click(qtbot, w, w.metrics_button)
+    assert w.metrics_summary.text() != ""
+    w.truth.set_layer(stack)  # on the slice grid: refused, the last metrics cleared
+    qtbot.mouseClick(w.metrics_button, Qt.MouseButton.LeftButton)
+    assert errors[-1].startswith("'Ground truth' 'seg' is ")
+    assert w.metrics_summary.text() == "" and w.metrics_table.frame.empty
+
+
+def _two_detectors(viewer, fib):
+    """The sample as the plugin ships it: one 3D layer per detector."""
+    return [viewer.add_image(ch.data, name=name, scale=ch.scale, units=ch.units)
+            for ch, name in zip(fib.channels, ("SE2", "InLens"), strict=True)]
+
+
+def test_channel_is_off_for_a_3d_stack_and_marks_of_other_runs_are_hidden(
+        make_napari_viewer, qtbot, small_fib):
+    viewer = make_napari_viewer()
+    se2, inlens = _two_detectors(viewer, small_fib)
+    both = viewer.add_image(np.stack([se2.data, inlens.data]), name="both",
+                            scale=se2.scale, units="nm")
+    w = FibWidget(viewer)
+    w.stack.set_layer(se2)
+    assert not w.channel.isEnabled()
+    assert "3D (z, y, x) layer has one channel" in w.channel.toolTip()
+    assert "choose its layer as Stack" in w.channel.toolTip()
+    w.stack.set_layer(both)
+    assert w.channel.isEnabled() and w.channel.maximum() == 1
+    w.source_form["source"].value = "ruler marks"
+    w.ruler_form["angle_deg"].value = small_fib.ruler.angle_deg
+    band = f"0, {small_fib.ruler.band_rows}"
+    w.source_form["band_rows"].value = band
+    w.channel.setValue(1)
+    _click(qtbot, w, w.measure_button)
+    from_both = w.thickness_nm.copy()
+    # a measurement on InLens, then a failed one on SE2: InLens's marks hidden, kept
+    w.stack.set_layer(inlens)
+    assert not w.channel.isEnabled()
+    _click(qtbot, w, w.measure_button)
+    np.testing.assert_allclose(w.thickness_nm, from_both)  # channel 1 is InLens
+    marks = viewer.layers["InLens ruler marks"]
+    assert marks.visible and not viewer.layers["both ruler marks"].visible
+    w.stack.set_layer(se2)
+    w.source_form["band_rows"].value = "20, 40"  # no marks there
+    with qtbot.capture_exceptions():
+        _click(qtbot, w, w.measure_button)
+    assert w.runner.last_error is not None
+    assert marks in viewer.layers and not marks.visible
+    # measured again on InLens: its marks shown again
+    w.stack.set_layer(inlens)
+    w.source_form["band_rows"].value = band
+    _click(qtbot, w, w.measure_button)
+    assert viewer.layers["InLens ruler marks"] is marks and marks.visible
+
+
+def test_truth_on_the_slice_grid_repositioned_with_the_grey_stacks_thicknesses(
+        make_napari_viewer, qtbot, small_fib, tmp_path, monkeypatch, errors):
+    """The refusal of a truth on the slice grid says how to reposition it; doing that
+    (measure on SE2, Export CSV, the CSV as the truth's source) gives a truth on the
+    isotropic grid, and the metrics against it run."""
+    viewer = make_napari_viewer()
+    se2, _ = _two_detectors(viewer, small_fib)
+    lab = small_fib.labels
+    truth = viewer.add_labels(lab.data, name="truth", scale=lab.scale, units=lab.units)
+    w = FibWidget(viewer)
+    w.stack.set_layer(truth)
+    w.source_form["source"].value = "constant"
+    w.constant_form["constant_nm"].value = 20.0
+    w.volume_form["method"].value = "nearest"
+    _click(qtbot, w, w.run_button)
+    w.truth.set_layer(truth)
+    qtbot.mouseClick(w.metrics_button, Qt.MouseButton.LeftButton)
+    assert ("measure them on the grey stack of the same slices (Measure thickness), "
+            "'Export CSV ...' the thickness table, then choose the truth as Stack with "
+            "Source 'CSV file'") in errors[-1]
+    # ... which works: thicknesses of SE2, exported, read for the truth
+    w.stack.set_layer(se2)
+    w.source_form["source"].value = "ruler marks"
+    w.ruler_form["angle_deg"].value = small_fib.ruler.angle_deg
+    w.source_form["band_rows"].value = f"0, {small_fib.ruler.band_rows}"
+    _click(qtbot, w, w.run_button)
+    grey_shape = viewer.layers["SE2 isotropic (nearest)"].data.shape
+    csv = tmp_path / "thickness.csv"
+    monkeypatch.setattr("napari_corrtomo.widgets._table.QFileDialog.getSaveFileName",
+                        lambda *a, **k: (str(csv), "CSV (*.csv)"))
+    qtbot.mouseClick(w.thickness_table.export_button, Qt.MouseButton.LeftButton)
+    w.stack.set_layer(truth)
+    w.source_form["source"].value = "CSV file"
+    w.csv_form["csv_path"].value = str(csv)
+    _click(qtbot, w, w.run_button)
+    assert w.runner.last_error is None
+    iso_truth = viewer.layers["truth isotropic (nearest)"]
+    assert iso_truth.data.shape == grey_shape
+    np.testing.assert_allclose(iso_truth.translate,
+                               viewer.layers["SE2 isotropic (nearest)"].translate)
+    w.truth.set_layer(iso_truth)
+    _click(qtbot, w, w.metrics_button)
+    assert w.runner.last_error is None
+    assert w.metrics_summary.text().startswith("metrics of 'truth isotropic (nearest)': ")
+
+
+def test_the_end_of_a_run_keeps_the_ui_responsive(make_napari_viewer, qtbot, heartbeat):
+    """Reposition + interpolate (ruler marks, cubic) on the shipped sample with 7 layers:
+    the thickness results, the marks layer and the volume layer come in event-loop turns
+    of their own (together they paused the UI thread 1.2 s)."""
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-corrtomo", "fib_sem_stack")
+    se2 = viewer.layers["FIB-SEM SE2"]
+    for k in range(4):
+        viewer.add_image(se2.data[::2], name=f"other {k}", scale=se2.scale, units="nm")
+    assert len(viewer.layers) == 7
+    w = FibWidget(viewer)
+    w.stack.set_layer(se2)
+    w.source_form["band_rows"].value = "0, 16"
+    w.volume_form["method"].value = "cubic"
+    with heartbeat() as beats:
+        _click(qtbot, w, w.run_button)
+    print(beats.summary("Reposition + interpolate"), beats.sources)
+    assert w.runner.last_error is None
+    assert {"FIB-SEM SE2 ruler marks", "FIB-SEM SE2 isotropic (cubic)"} <= {
+        layer.name for layer in viewer.layers}
+    assert beats.gaps.max() < 0.5, beats.sources

@@ -34,7 +34,7 @@ from ..core._checks import in_words
 from ..core.units import convert
 from ._dock import DockForm
 from ._form import Field, SettingsForm
-from ._layers import LayerSelect, add_result, layer_frame, phase_names
+from ._layers import CREATED_BY, LayerSelect, add_result, layer_frame, phase_names
 from ._plot import PlotCanvas
 from ._runner import TaskRunner
 from ._table import TableView
@@ -70,6 +70,10 @@ WORDS = {
 
 
 PHASE_TIP = "label value of the solid phase (binary data: 1)"
+CHANNEL_TIP = "channel index of a (C, z, y, x) stack"
+#: why Channel is off: the sample's detectors arrive as separate 3D layers
+ONE_CHANNEL_TIP = ("a 3D (z, y, x) layer has one channel; to measure another detector, "
+                   "choose its layer as Stack")
 
 
 def _worded(func):
@@ -122,7 +126,6 @@ class FibWidget(DockForm):
                                  tip="the FIB-SEM stack (z = slices), image or labels")
         self.channel = QSpinBox()
         self.channel.setRange(0, 0)
-        self.channel.setToolTip("channel index for (C, z, y, x) layers")
         self.stack.currentIndexChanged.connect(self._on_stack)
         form = QFormLayout()
         form.addRow("Stack", self.stack)
@@ -210,6 +213,10 @@ class FibWidget(DockForm):
         il = QVBoxLayout(ibox)
         il.addWidget(self.volume_form.widget)
         il.addWidget(self.run_button)
+        #: the volume made (and the earlier one of that name it replaced)
+        self.volume_summary = QLabel("")
+        self.volume_summary.setWordWrap(True)
+        il.addWidget(self.volume_summary)
         #: the forms that together make the FibSettings, shown with the widget's defaults
         self.forms = (self.source_form, self.ruler_form, self.ruler_details, self.csv_form,
                       self.constant_form, self.volume_form)
@@ -268,8 +275,10 @@ class FibWidget(DockForm):
 
     def _on_stack(self, *_: Any) -> None:
         layer = self.stack.layer()
-        self.channel.setRange(0, layer.data.shape[0] - 1 if layer is not None and layer.ndim == 4
-                              else 0)
+        channels = layer is not None and layer.ndim == 4
+        self.channel.setRange(0, layer.data.shape[0] - 1 if channels else 0)
+        self.channel.setEnabled(channels)
+        self.channel.setToolTip(CHANNEL_TIP if channels else ONE_CHANNEL_TIP)
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Slice thickness CSV", "", "CSV (*.csv)")
@@ -307,26 +316,35 @@ class FibWidget(DockForm):
         if (inputs := self._inputs()) is None:
             return
         layer, px, settings = inputs
+
+        def work(data, channel, progress=None):
+            thickness = _thickness(data, channel, px, settings, progress=progress)
+            self._show_steps(thickness, layer)
+            return thickness
+
         self._clear_thickness()
-        self.runner.start(_thickness, layer.data, self.channel.value(), px, settings,
-                          label="Measuring slice thickness",
-                          on_result=lambda res: self._show_thickness(res, layer=layer))
+        self.runner.start(work, layer.data, self.channel.value(),
+                          label="Measuring slice thickness", on_result=_shown)
 
     def run(self) -> None:
         if (inputs := self._inputs()) is None:
             return
         layer, px, settings = inputs
 
-        def done(out):
-            self._show_thickness(out.thickness, layer=layer)
-            self._add_volume(out, layer)
+        def work(data, channel, labels, progress=None):
+            out = _run(data, channel, px, settings, labels, progress=progress)
+            self._show_steps(out.thickness, layer)
+            self.runner.in_gui(self._add_volume, out, layer)
+            return out
 
         self._clear_thickness()
-        self.runner.start(_run, layer.data, self.channel.value(), px, settings,
-                          isinstance(layer, napari.layers.Labels), on_result=done,
+        self.volume_summary.setText("")
+        self.runner.start(work, layer.data, self.channel.value(),
+                          isinstance(layer, napari.layers.Labels), on_result=_shown,
                           label=f"Repositioning + {settings.method} interpolation")
 
     def compute_metrics(self) -> None:
+        self._show_metrics({}, "")  # a refused or failed run leaves none of the last one's
         if self.result_layer is None or self.result_layer not in self.viewer.layers:
             self.runner.refuse("make an isotropic volume first (Reposition + interpolate)")
             return
@@ -342,30 +360,44 @@ class FibWidget(DockForm):
             self.runner.refuse(
                 f"'Ground truth' '{truth.name}' is {tuple(truth.data.shape)} voxels but "
                 f"'{self.result_layer.name}' is {shape}: the truth must be on the isotropic "
-                "grid. Reposition the truth's slices with the same settings (choose it as "
-                "Stack, same Slice thickness and 'Grid spacing', 'Reposition + "
-                "interpolate') and pick that isotropic layer as 'Ground truth'")
+                "grid. Reposition the truth's slices with the same thicknesses: a "
+                "segmentation has no ruler marks, so measure them on the grey stack of the "
+                "same slices (Measure thickness), 'Export CSV ...' the thickness table, then "
+                "choose the truth as Stack with Source 'CSV file' (that file) and the same "
+                "'Grid spacing', 'Reposition + interpolate', and pick that isotropic layer "
+                "as 'Ground truth'")
             return
         spacing = tuple(float(s) for s in self.result_layer.scale[-3:])
-        what = "anisotropy" if truth is None else "metrics"
-        self._show_metrics({}, "")
+        what = ("anisotropy" if truth is None else "metrics") + f" of '{self.result_layer.name}'"
         self.runner.start(_quality, self.result_layer.data, spacing,
                           None if truth is None else truth.data, self.phase.value(),
-                          label=what.capitalize(),
+                          label=what[0].upper() + what[1:],
                           on_result=lambda res: self._show_metrics(res, what))
 
     # ------------------------------------------------------------------ outputs
 
     def _clear_thickness(self) -> None:
         """Empty the Slice thickness results as a new measurement starts: a failed or
-        cancelled one must not leave the previous one's on screen as if it were its own."""
+        cancelled one must not leave the previous one's on screen as if it were its own.
+        The ruler marks of earlier measurements (of any stack) are hidden, not deleted."""
         self.thickness_nm = self.ruler_result = None
-        self.hist.axes()
-        self.hist.draw()
+        self.hist.clear()
         self.summary.setText("")
         self.thickness_table.set_frame(pd.DataFrame())
+        for layer in self.viewer.layers:
+            if isinstance(layer, napari.layers.Points) and \
+                    layer.metadata.get(CREATED_BY) == NAME:
+                layer.visible = False
 
-    def _show_thickness(self, thickness: fib.SliceThickness, layer) -> None:
+    def _show_steps(self, thickness: fib.SliceThickness, layer) -> None:
+        """From the worker: the thickness results, then the marks layer, each in a GUI
+        event-loop turn of its own (together with the volume's add they froze the UI
+        1.2 s with 7 layers, 2-core VM)."""
+        self.runner.in_gui(self._show_thickness, thickness)
+        if thickness.ruler is not None:
+            self.runner.in_gui(self._add_marks, thickness.ruler, layer)
+
+    def _show_thickness(self, thickness: fib.SliceThickness) -> None:
         self.thickness_nm = thickness.thickness_nm
         self.ruler_result = ruler = thickness.ruler
         t = self.thickness_nm[np.isfinite(self.thickness_nm)]
@@ -389,12 +421,16 @@ class FibWidget(DockForm):
             text += f"; {len(flagged)} flagged"
             if len(flagged):
                 text += f" (slices {', '.join(map(str, flagged['slice'].tolist()[:12]))})"
-            add_result(self.viewer, ruler.mark_points(), name=f"{layer.name} ruler marks",
-                       layer_type="points", created_by=NAME, scale=tuple(layer.scale[-3:]),
-                       unit=layer_frame(layer, 3).unit, translate=tuple(layer.translate[-3:]),
-                       size=3, face_color="yellow", source=layer)
         self.thickness_table.set_frame(thickness.table)
         self.summary.setText(text)
+
+    def _add_marks(self, ruler, layer) -> None:
+        """The detected marks as the Points layer ``<stack> ruler marks``, shown again
+        where an earlier measurement hid it."""
+        add_result(self.viewer, ruler.mark_points(), name=f"{layer.name} ruler marks",
+                   layer_type="points", created_by=NAME, scale=tuple(layer.scale[-3:]),
+                   unit=layer_frame(layer, 3).unit, translate=tuple(layer.translate[-3:]),
+                   size=3, face_color="yellow", source=layer, visible=True)
 
     def _add_volume(self, out: fib.FibVolume, layer) -> None:
         """The result as a new layer, placed on its source (source origin + the rows cut)."""
@@ -404,14 +440,23 @@ class FibWidget(DockForm):
         kind = "labels" if out.kind in ("binary", "labels") else "image"
         if data.dtype == bool:
             data = data.astype(np.uint8)
+        name = f"{layer.name} isotropic ({out.method})"
+        replaced = name in self.viewer.layers
         self.result_layer = add_result(
-            self.viewer, data, name=f"{layer.name} isotropic ({out.method})", layer_type=kind,
+            self.viewer, data, name=name, layer_type=kind,
             created_by=NAME, scale=tuple(out.spacing_nm), unit="nm",
             translate=tuple(float(v) for v in source_origin + np.asarray(out.origin_nm)),
             metadata={"fib_known_planes": out.known.tolist(), "fib_method": out.method,
                       "phases": {str(k): v for k, v in phase_names(layer).items()}},
             source=layer,
         )
+        # add_result updates the layer it made earlier (never another's): say so
+        again = (f"; replaced the earlier '{name}' (rename a layer to keep it)"
+                 if replaced and self.result_layer.name == name else "")
+        spacing = ", ".join(f"{v:.4g}" for v in out.spacing_nm)
+        self.volume_summary.setText(f"'{self.result_layer.name}': {data.shape} voxels of "
+                                    f"({spacing}) nm{again}")
+        self._show_metrics({}, "")  # they were of the volume before
         self.truth.refresh()
         self._show_phases()
 
@@ -442,6 +487,10 @@ class FibWidget(DockForm):
         shown = (f"{k.removesuffix('_percent')} {float(v):.4g}{' ' + u if u else ''}"
                  for (k, v), u in zip(res.items(), units, strict=True))
         self.metrics_summary.setText(f"{what}: {', '.join(shown)}" if res else "")
+
+
+def _shown(_result: Any) -> None:
+    """The runs' ``on_result``: the worker showed its results itself (``in_gui``)."""
 
 
 def _metric_unit(key: str) -> str:
