@@ -677,10 +677,6 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
                                    None if args.shape is None else tuple(args.shape),
                                    args.voxel_size, args.filter, args.backend)
     recon.check_center(geometry, center)  # an axis off the detector, before any reading
-    try:  # a grid that misses the detector (a unit slip), before any reading
-        recon.check_grid(geometry, settings.shape, settings.voxel_size)
-    except SettingError as exc:
-        raise ValueError(exc.worded({"shape": "--shape", "voxel_size": "--voxel-size"})) from None
     name = args.out.name.split(".")[0]
     distributed = _distributed(args)
     if args.slab is not None and not distributed:
@@ -713,6 +709,12 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
             "slab": "write it slab by slab into a .ome.zarr --out with --workers N",
             "budget": ("60 % of --memory-limit" if worker is not None else
                        "half the free memory, or CORRTOMO_MEMORY_BUDGET")})) from None
+    # a grid that misses the detector (a unit slip): after the memory, as in the pipeline,
+    # and before any reading
+    try:
+        recon.check_grid(geometry, settings.shape, settings.voxel_size)
+    except SettingError as exc:
+        raise ValueError(exc.worded({"shape": "--shape", "voxel_size": "--voxel-size"})) from None
     data, flats, darks = first(args.projections), first(args.flats), first(args.darks)
     if args.log is None and (peak := recon.raw_counts_peak(data, flats, args.log,
                                                            geometry.kind)) is not None:
