@@ -195,28 +195,17 @@ def _say_resumed(command: str, states: Sequence[tuple[int, int] | None]) -> None
           file=sys.stderr)
 
 
-#: a voxel size given on the command line this many times off the file's own is taken for a
-#: unit slip (nm given as um), as the FIB checks of slice thickness do
-SLIP_FACTOR = 100.0
-
-
 def _check_given_size(path: str, option: str, given: Sequence[float], given_unit: str,
                       file_size: Sequence[float], file_unit: str) -> None:
-    """Warn when a voxel size given with ``option`` is :data:`SLIP_FACTOR` or more times
-    off the voxel size the file records (both in the message)."""
-    import numpy as np
+    """Warn when a voxel size given with ``option`` is a slip
+    (:func:`.core.units.slip_ratio`) of the voxel size the file records (both in the
+    message)."""
+    from .core.units import SLIP_FACTOR, slip_ratio
 
-    from .core.units import convert
-
-    size = np.asarray(given, float)
-    if ("pixel" in (given_unit, file_unit) or size.size not in (1, len(file_size))
-            or not np.all(np.isfinite(size) & (size > 0))):
-        return  # nothing to compare, or a size the core refuses in its own words
-    own = np.asarray(convert(np.asarray(file_size, float), file_unit, given_unit), float)
-    ratio = size / own
-    if np.all((ratio < SLIP_FACTOR) & (ratio > 1 / SLIP_FACTOR)):
-        return
-    big, small = float(np.max(ratio)), float(np.min(ratio))
+    ratio = slip_ratio(given, given_unit, file_size, file_unit)
+    if ratio is None:
+        return  # they agree, or nothing to compare (a size the core refuses in its words)
+    big, small = float(ratio.max()), float(ratio.min())
     how = f"{big:,.0f} times" if big >= SLIP_FACTOR else f"1/{1 / small:,.0f} of"
     shown = " x ".join(f"{v:g}" for v in given)
     recorded = " x ".join(f"{v:g}" for v in file_size)

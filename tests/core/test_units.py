@@ -32,3 +32,16 @@ def test_common_unit():
     assert common_unit(["um", "micron", "µm"]) == "um"
     with pytest.raises(ValueError, match="different units"):
         common_unit(["um", "nm"])
+
+
+def test_slip_ratio_names_a_size_a_unit_slip_off_and_nothing_else():
+    from napari_corrtomo.core.units import slip_ratio
+
+    assert slip_ratio(0.52, "um", 0.5, "um") is None  # a calibration a few % off
+    assert slip_ratio(500, "nm", 0.5, "um") is None  # the same size in another unit
+    np.testing.assert_allclose(slip_ratio(500, "um", 0.5, "um"), [1000.0])
+    np.testing.assert_allclose(slip_ratio(0.5, "nm", 0.5, "um"), [0.001])
+    # per axis: one axis off is enough, and the ratio of every axis is given
+    np.testing.assert_allclose(slip_ratio([1, 1000], "um", [1, 1], "um"), [1, 1000])
+    for args in ((1, "pixel", 1000, "um"), (0, "um", 1, "um"), ([1, 2], "um", [1, 1, 1], "um")):
+        assert slip_ratio(*args) is None  # nothing to compare

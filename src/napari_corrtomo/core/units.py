@@ -65,3 +65,22 @@ def common_unit(units: Sequence[str]) -> str:
     if len(canon) != 1:
         raise ValueError(f"axes have different units {sorted(canon)}; convert them to one unit first")
     return canon.pop()
+
+
+#: a length this many times off (or 1/this of) the one it should equal is a slip of number
+#: or unit (500 typed for 0.5 um, nm given as um); a calibration a few % off is not
+SLIP_FACTOR = 100.0
+
+
+def slip_ratio(given, given_unit: str, own, own_unit: str) -> np.ndarray | None:
+    """``given / own`` per axis (``own`` converted to ``given_unit``) where some axis is
+    :data:`SLIP_FACTOR` or more times off; None where all agree within it, or where the two
+    cannot be compared (a ``pixel`` unit, a given size not positive and finite, or one
+    value per axis for another number of axes)."""
+    size = np.atleast_1d(np.asarray(given, float))
+    ref = np.atleast_1d(np.asarray(own, float))
+    if ("pixel" in (normalize_unit(given_unit), normalize_unit(own_unit))
+            or size.size not in (1, ref.size) or not np.all(np.isfinite(size) & (size > 0))):
+        return None
+    ratio = size / np.asarray(convert(ref, own_unit, given_unit), float)
+    return None if np.all((ratio < SLIP_FACTOR) & (ratio > 1 / SLIP_FACTOR)) else ratio

@@ -35,7 +35,7 @@ from qtpy.QtWidgets import (
 from ..core import recon
 from ..core._checks import SettingError, in_words
 from ..core.recon import pipeline
-from ..core.units import convert
+from ..core.units import slip_ratio
 from ._dock import DockForm, act_on_file, hbox
 from ._form import Field, SettingsForm
 from ._layers import (
@@ -58,9 +58,6 @@ GEOMETRY_WORDS = {"pixel_size": "'Detector pixel size'",
                   "angles_deg": "angles (from 'First angle' to 'Stop angle')",
                   "index": "'Slice'",
                   "center": "'Rotation-axis offset'", "center_auto": "'Find centre'"}
-#: a 'Detector pixel size' this many times off the layer's own (or 1/this) is a slip of
-#: number or unit (500 typed for 0.5 um gave 500 um voxels), a calibration a few % off is not
-PIXEL_SIZE_SLIP = 100.0
 #: ReconSettings.method as the form shows it (None: the analytic method of the geometry)
 METHOD_CHOICES = {"FBP / FDK (analytic)": None, "SIRT": "sirt", "CGLS": "cgls"}
 #: tilt-series alignment methods (core.recon.ALIGN_METHODS) as the form shows them
@@ -613,16 +610,18 @@ class ReconstructWidget(DockForm):
         return own if own[1] in UNITS[1:] else None
 
     def _check_pixel_size(self, layer: Any, geometry: recon.Geometry) -> None:
-        """Refuse a 'Detector pixel size' (with its unit) :data:`PIXEL_SIZE_SLIP` times or
-        more off the layer's own: 500 typed for 0.5 um, or nm chosen for um, gave voxels of
-        500 um (0.5 nm) beside the 0.5 um layers without a word."""
+        """Refuse a 'Detector pixel size' (with its unit) that is a slip
+        (:func:`.core.units.slip_ratio`) of the layer's own: 500 typed for 0.5 um, or nm
+        chosen for um, gave voxels of 500 um (0.5 nm) beside the 0.5 um layers without a
+        word."""
         own = self._own_pixel_size(layer)
-        if own is None or geometry.unit not in UNITS[1:]:
+        if own is None:
             return
         size, unit, where = own
-        ratio = float(convert(geometry.pixel_size, geometry.unit, unit)) / size
-        if 1.0 / PIXEL_SIZE_SLIP < ratio < PIXEL_SIZE_SLIP:
+        slip = slip_ratio(geometry.pixel_size, geometry.unit, size, unit)
+        if slip is None:
             return
+        ratio = float(slip[0])
         off = f"{ratio:.0f} times" if ratio > 1 else f"1/{1.0 / ratio:.0f} of"
         raise ValueError(
             f"'Detector pixel size' {geometry.pixel_size:g} {geometry.unit} is {off} the pixel "
