@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -890,9 +890,11 @@ def _check_label_file(path: str, labels: Any) -> None:
 
 
 def _run_quantify(args: argparse.Namespace) -> int:
+    from .core._checks import check_spacing
     from .core.io import read_volumes, write_table, write_tiff
     from .core.outputs import file_stem
     from .core.quantify import QuantifySettings, quantify
+    from .core.quantify.pipeline import store_signature
     from .core.units import common_unit, convert, normalize_unit
 
     # checked before any file is read
@@ -946,12 +948,12 @@ def _run_quantify(args: argparse.Namespace) -> int:
                 img = intensity if is_lazy(intensity) else da.from_array(np.asarray(intensity),
                                                                           chunks=128)
             signature = {"command": "quantify", "labels": input_signature([args.labels])}
-            # the core adds the settings and the unit to each result's signature
-            ours = json.loads(json.dumps({**signature, "settings": asdict(settings),
-                                          "unit": unit}))
+            # each result's store holds the run's signature and the result's name
+            ours = json.loads(json.dumps(store_signature(
+                signature, settings, check_spacing(spacing, lab.ndim), unit)))
             stores = sorted((args.out / "volumes").glob("*.ome.zarr"))
-            _say_resumed("quantify", [blocks_done(p, lambda sig: all(
-                sig.get(k) == v for k, v in ours.items())) for p in stores])
+            _say_resumed("quantify", [blocks_done(p, lambda sig: {
+                k: v for k, v in sig.items() if k != "result"} == ours) for p in stores])
             result = quantify(lab, spacing, unit, measures=measures, settings=settings,
                               intensity=img, progress=_print_progress("quantify"),
                               store=args.out / "volumes", signature=signature,

@@ -407,6 +407,17 @@ class MeasureData:
 # =========================================================================== driver
 
 
+def store_signature(signature: dict, settings: QuantifySettings, spacing: Sequence[float],
+                    unit: str) -> dict:
+    """What identifies the result stores of a blockwise run (each store adds its result's
+    name): the caller's ``signature`` (its inputs), the settings, the checked voxel size
+    and the unit; a store of other ones is never reused."""
+    from dataclasses import asdict
+
+    return {**signature, "settings": asdict(settings), "spacing": [float(v) for v in spacing],
+            "unit": normalize_unit(unit)}
+
+
 def quantify(
     labels: Any,
     spacing: float | Sequence[float],
@@ -527,10 +538,8 @@ def quantify(
         folder = Path(store) if store is not None else Path(
             tempfile.mkdtemp(prefix="corrtomo-quantify-"))
         folder.mkdir(parents=True, exist_ok=True)
-        from dataclasses import asdict
-
-        signature = {**(signature or {"input": getattr(lab, "name", "")}),
-                     "settings": asdict(settings), "spacing": list(sp), "unit": u}
+        signature = store_signature(signature or {"input": getattr(lab, "name", "")},
+                                    settings, sp, u)
     result = QuantifyResult(unit=u, spacing=sp)
     data = MeasureData(lab, sp, u, settings, img, folder, signature, overwrite)
     start = 0
