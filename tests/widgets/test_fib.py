@@ -117,12 +117,9 @@ def test_constant_source_and_metrics_against_truth(make_napari_viewer, qtbot, sm
     assert res["mds"] == pytest.approx(ref["mds"])
 
 
-def test_thickness_and_metrics_keep_their_own_results_with_units(make_napari_viewer, qtbot,
-                                                                 small_mimic):
-    """Measure, interpolate, Compute metrics: the thickness table and summary stay in Slice
-    thickness, the metrics (every number with its unit) in Quality metrics; a failed Measure
-    clears the thickness results it would have replaced, not the metrics."""
-    viewer = make_napari_viewer()
+def _constant_nearest(viewer, small_mimic) -> FibWidget:
+    """The panel on the mimic's labels ('seg', 10 x 2.5 x 2.5 nm): constant 10 nm slices,
+    nearest interpolation."""
     stack = viewer.add_labels(small_mimic.stack.astype(np.uint8), name="seg",
                               scale=(10.0, 2.5, 2.5), units="nm")
     w = FibWidget(viewer)
@@ -130,6 +127,16 @@ def test_thickness_and_metrics_keep_their_own_results_with_units(make_napari_vie
     w.source_form["source"].value = "constant"
     w.constant_form["constant_nm"].value = 10.0
     w.volume_form["method"].value = "nearest"
+    return w
+
+
+def test_thickness_and_metrics_keep_their_own_results_with_units(make_napari_viewer, qtbot,
+                                                                 small_mimic):
+    """Measure, interpolate, Compute metrics: the thickness table and summary stay in Slice
+    thickness, the metrics (every number with its unit) in Quality metrics; a failed Measure
+    clears the thickness results it would have replaced, not the metrics."""
+    viewer = make_napari_viewer()
+    w = _constant_nearest(viewer, small_mimic)
     for button in (w.measure_button, w.run_button, w.metrics_button):
         qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
         _wait(qtbot, w)
@@ -138,7 +145,7 @@ def test_thickness_and_metrics_keep_their_own_results_with_units(make_napari_vie
                                   if b.title() in ("Slice thickness", "Quality metrics"))
     assert thickness_box.isAncestorOf(w.thickness_table)
     assert metrics_box.isAncestorOf(w.metrics_table)
-    n = stack.data.shape[0]
+    n = viewer.layers["seg"].data.shape[0]
     assert w.thickness_table.frame["thickness_nm"].tolist() == [10.0] * n
     assert w.summary.text().startswith(f"{n} thicknesses, mean 10.00 nm")
     frame = w.metrics_table.frame
@@ -358,13 +365,7 @@ def test_rerun_says_it_replaced_the_volume_and_stale_metrics_are_cleared(
     that name was replaced. The metrics name their volume and are cleared by a new volume
     and by a refused metrics run."""
     viewer = make_napari_viewer()
-    stack = viewer.add_labels(small_mimic.stack.astype(np.uint8), name="seg",
-                              scale=(10.0, 2.5, 2.5), units="nm")
-    w = FibWidget(viewer)
-    w.stack.set_layer(stack)
-    w.source_form["source"].value = "constant"
-    w.constant_form["constant_nm"].value = 10.0
-    w.volume_form["method"].value = "nearest"
+    w = _constant_nearest(viewer, small_mimic)
     _click(qtbot, w, w.run_button)
     assert w.runner.last_error is None
     assert w.volume_summary.text().startswith("'seg isotropic (nearest)': ")
@@ -381,7 +382,7 @@ def test_rerun_says_it_replaced_the_volume_and_stale_metrics_are_cleared(
     assert w.metrics_summary.text() == "" and w.metrics_table.frame.empty  # a new volume
     _click(qtbot, w, w.metrics_button)
     assert w.metrics_summary.text() != ""
-    w.truth.set_layer(stack)  # on the slice grid: refused, the last metrics cleared
+    w.truth.set_layer(viewer.layers["seg"])  # on the slice grid: refused, the last metrics cleared
     qtbot.mouseClick(w.metrics_button, Qt.MouseButton.LeftButton)
     assert errors[-1].startswith("'Ground truth' 'seg' is ")
     assert w.metrics_summary.text() == "" and w.metrics_table.frame.empty
